@@ -1,0 +1,39 @@
+# pepmix: the two commands of the README, and helpers for developers.
+#   make demo   set up .venv (pinned), run the workflow on the shipped demo data, build the report
+#   make test   set up .venv if needed, then lint (ruff, mypy, snakemake --lint) and the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: demo test lint unit venv clean-demo
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pepmix needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --report results/report.html
+
+lint: $(STAMP)
+	$(BIN)/ruff check src scripts tests benchmarks
+	$(BIN)/ruff format --check src scripts tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/snakemake --lint --configfile config/config.yaml
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint unit
+
+clean-demo:
+	rm -rf results logs .snakemake

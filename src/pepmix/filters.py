@@ -1,0 +1,85 @@
+"""Filters on the canonical table; each logs how many rows, features and proteins it removed.
+
+Row filters (per batch): precursor q-value, protein-group q-value, decoys, contaminants, shared
+peptides. Protein filters (after merging batches): minimum number of features and of
+observations per protein.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def _report(name: str, before: pd.DataFrame, after: pd.DataFrame) -> None:
+    log.info(
+        "filter %s removed %d rows, %d features, %d proteins",
+        name,
+        len(before) - len(after),
+        before["feature"].nunique() - after["feature"].nunique(),
+        before["protein"].nunique() - after["protein"].nunique(),
+    )
+
+
+def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
+    """Apply the row-level filters of the ``filter:`` config section.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Canonical table.
+    config : mapping
+        Keys ``q_value`` (default 0.01), ``pg_q_value`` (0.01), ``remove_decoys`` (True),
+        ``remove_contaminants`` (True), ``shared_peptides`` (``"exclude"``). A q-value filter
+        applies only to rows that have a q-value.
+    """
+    steps: list[tuple[str, pd.Series]] = []
+    q = config.get("q_value", 0.01)
+    if q is not None:
+        steps.append((f"q_value <= {q}", ~(table["q_value"] > q)))
+    pg = config.get("pg_q_value", 0.01)
+    if pg is not None:
+        steps.append((f"pg_q_value <= {pg}", ~(table["pg_q_value"] > pg)))
+    if config.get("remove_decoys", True):
+        steps.append(("decoys", ~table["decoy"].fillna(False).astype(bool)))
+    if config.get("remove_contaminants", True):
+        steps.append(("contaminants", ~table["contaminant"].fillna(False).astype(bool)))
+    if config.get("shared_peptides", "exclude") == "exclude":
+        steps.append(("shared peptides", table["unique"].fillna(True).astype(bool)))
+    for name, keep in steps:
+        keep_arr = keep.to_numpy(dtype=bool)
+        if keep_arr.all():
+            continue
+        before = table
+        table = table.loc[keep_arr]
+        _report(name, before, table)
+    return table.reset_index(drop=True)
+
+
+def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
+    """Drop proteins with too few features or observations.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Canonical table.
+    config : mapping
+        Keys ``min_features`` (default 1) and ``min_observations`` (default 2).
+    """
+    min_features = int(config.get("min_features", 1))
+    min_obs = int(config.get("min_observations", 2))
+    counts = table.groupby("protein", observed=True).agg(
+        n_features=("feature", "nunique"), n_obs=("feature", "size")
+    )
+    good = counts.index[(counts["n_features"] >= min_features) & (counts["n_obs"] >= min_obs)]
+    if len(good) == len(counts):
+        return table
+    before = table
+    table = table.loc[table["protein"].isin(good)].reset_index(drop=True)
+    _report(f"min_features >= {min_features}, min_observations >= {min_obs}", before, table)
+    return table

@@ -1,0 +1,53 @@
+"""Readers of search-engine outputs.
+
+Each format is a function ``read(path, options) -> pandas.DataFrame`` in a module of this package.
+It returns the canonical columns it can fill (see :mod:`pepmix.canonical`); :func:`pepmix.ingest`
+conforms the result, so readers do not drop missing intensities or coerce types themselves.
+Readers raise :class:`pepmix.errors.InputFormatError` with the file, what was expected and what
+was found.
+
+``FORMATS`` maps each ``format:`` value of the config to ``"module:function"``; modules are
+imported only when their format is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pepmix.errors import ConfigError
+
+Reader = Callable[[Path, Mapping[str, Any]], pd.DataFrame]
+
+FORMATS: dict[str, str] = {
+    "generic_long": "generic:read_long",
+    "generic_wide": "generic:read_wide",
+}
+
+
+def get_reader(fmt: str) -> Reader:
+    """Return the reader function for a ``format:`` value.
+
+    Parameters
+    ----------
+    fmt : str
+        Format name, a key of :data:`FORMATS`.
+
+    Raises
+    ------
+    ConfigError
+        If the format is unknown.
+    """
+    try:
+        target = FORMATS[fmt]
+    except KeyError:
+        known = ", ".join(sorted(FORMATS))
+        raise ConfigError(f"unknown input format {fmt!r}; known formats: {known}") from None
+    module_name, func_name = target.split(":")
+    module = importlib.import_module(f"pepmix.readers.{module_name}")
+    reader: Reader = getattr(module, func_name)
+    return reader

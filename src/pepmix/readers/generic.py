@@ -1,0 +1,139 @@
+"""Generic long and wide tables.
+
+``generic_long``: one row per feature x run with columns ``protein``, ``peptide``, ``run``,
+``intensity`` and optionally ``charge``, ``feature``, ``q_value``, ``decoy``, ``contaminant``.
+Features are precursors (``peptide`` + ``charge``) when a charge column is present.
+
+``generic_wide``: one row per feature and one intensity column per run. Options:
+
+- ``id_column``: column holding the feature identifier (default ``identifier``)
+- ``id_separator``: when set, ``id_column`` is split at its last occurrence into protein and
+  peptide (the Berg 2019 demo uses ``<protein>--<PEPTIDE>``); otherwise ``protein_column`` and
+  ``peptide_column`` name the columns (defaults ``protein`` and ``peptide``)
+- ``run_columns``: list of run columns, or a regular expression matching them; default: every
+  column other than the identifier columns
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pepmix.errors import ConfigError, InputFormatError
+from pepmix.readers._common import read_table, require_columns, run_name, to_float
+
+
+def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
+    """Read a generic long table (see module docstring)."""
+    frame = read_table(path)
+    require_columns(frame.columns, ("protein", "peptide", "run", "intensity"), path)
+    out = pd.DataFrame(
+        {
+            "protein": frame["protein"],
+            "peptide": frame["peptide"],
+            "run": frame["run"].map(run_name, na_action="ignore"),
+            "intensity": to_float(frame["intensity"], path, "intensity"),
+        }
+    )
+    if "charge" in frame.columns:
+        out["charge"] = to_float(frame["charge"], path, "charge")
+    if "feature" in frame.columns:
+        out["feature"] = frame["feature"]
+    elif "charge" in frame.columns:
+        charge = out["charge"].astype("Int64").astype("string").fillna("NA")
+        out["feature"] = out["peptide"].astype("string") + "_" + charge
+    else:
+        out["feature"] = out["peptide"]
+    for col in ("q_value", "pg_q_value"):
+        if col in frame.columns:
+            out[col] = to_float(frame[col], path, col)
+    for col in ("decoy", "contaminant", "unique"):
+        if col in frame.columns:
+            out[col] = _to_bool(frame[col], path, col)
+    return out
+
+
+def _to_bool(series: pd.Series, path: Path, column: str) -> pd.Series:
+    text = series.astype("string").str.strip().str.lower()
+    mapping = {"true": True, "false": False, "1": True, "0": False, "+": True, "": False}
+    values = text.map(mapping)
+    bad = text.notna() & values.isna()
+    if bad.any():
+        raise InputFormatError(
+            f"{path}: column {column!r} must be true/false, found {series[bad].iloc[0]!r}"
+        )
+    return values.astype("boolean")
+
+
+def read_wide(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
+    """Read a generic wide table (see module docstring)."""
+    frame = read_table(path)
+    separator = options.get("id_separator")
+    id_columns: list[str]
+    if separator:
+        id_column = str(options.get("id_column", "identifier"))
+        require_columns(frame.columns, (id_column,), path)
+        ids = frame[id_column].astype("string")
+        parts = ids.str.rsplit(str(separator), n=1, expand=True)
+        if parts.shape[1] != 2 or parts[1].isna().any():
+            bad = ids[parts[1].isna()].iloc[0] if parts.shape[1] == 2 else ids.iloc[0]
+            raise InputFormatError(
+                f"{path}: column {id_column!r} value {bad!r} does not contain the separator "
+                f"{separator!r} between protein and peptide"
+            )
+        protein, peptide = parts[0], parts[1]
+        if ids.duplicated().any():
+            dup = ids[ids.duplicated()].iloc[0]
+            raise InputFormatError(f"{path}: identifier {dup!r} appears on more than one row")
+        feature = peptide
+        id_columns = [id_column]
+    else:
+        protein_column = str(options.get("protein_column", "protein"))
+        peptide_column = str(options.get("peptide_column", "peptide"))
+        require_columns(frame.columns, (protein_column, peptide_column), path)
+        protein = frame[protein_column].astype("string")
+        peptide = frame[peptide_column].astype("string")
+        id_column = str(options.get("id_column", peptide_column))
+        require_columns(frame.columns, (id_column,), path)
+        feature = frame[id_column].astype("string")
+        id_columns = list(dict.fromkeys([protein_column, peptide_column, id_column]))
+    run_columns = _run_columns(frame, options.get("run_columns"), id_columns, path)
+    if feature.duplicated().any():
+        dup = feature[feature.duplicated()].iloc[0]
+        raise InputFormatError(f"{path}: feature identifier {dup!r} appears on more than one row")
+    values = frame[run_columns].copy()
+    for col in run_columns:
+        values[col] = to_float(values[col], path, col)
+    values.columns = [run_name(c) for c in run_columns]
+    values.insert(0, "__feature", feature.to_numpy())
+    long = values.melt(id_vars="__feature", var_name="run", value_name="intensity")
+    lookup = pd.DataFrame(
+        {"__feature": feature.to_numpy(), "protein": protein.to_numpy(), "peptide": peptide}
+    )
+    long = long.merge(lookup, on="__feature", how="left")
+    return long.rename(columns={"__feature": "feature"})
+
+
+def _run_columns(
+    frame: pd.DataFrame, spec: object, id_columns: list[str], path: Path
+) -> list[str]:
+    if spec is None:
+        columns = [c for c in frame.columns if c not in id_columns]
+    elif isinstance(spec, str):
+        try:
+            pattern = re.compile(spec)
+        except re.error as exc:
+            raise ConfigError(f"run_columns: invalid regular expression {spec!r} ({exc})") from None
+        columns = [c for c in frame.columns if pattern.search(c)]
+    elif isinstance(spec, list):
+        require_columns(frame.columns, [str(s) for s in spec], path)
+        columns = [str(s) for s in spec]
+    else:
+        raise ConfigError("run_columns must be a list of column names or a regular expression")
+    if not columns:
+        raise InputFormatError(f"{path}: no intensity (run) columns found")
+    return columns
