@@ -26,6 +26,18 @@ Reader = Callable[[Path, Mapping[str, Any]], pd.DataFrame]
 FORMATS: dict[str, str] = {
     "generic_long": "generic:read_long",
     "generic_wide": "generic:read_wide",
+    "msstats": "msstats:read_msstats",
+    "maxquant_evidence": "maxquant:read_evidence",
+    "maxquant_peptides": "maxquant:read_peptides",
+    "diann": "diann:read_diann",
+    "fragpipe": "fragpipe:read_fragpipe",
+    "spectronaut": "spectronaut:read_spectronaut",
+    "skyline": "skyline:read_skyline",
+    "openms": "openms:read_openms",
+    "proteome_discoverer": "proteome_discoverer:read_peptide_groups",
+    "progenesis": "progenesis:read_progenesis",
+    "sage": "sage:read_sage",
+    "alphadia": "alphadia:read_alphadia",
 }
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
@@ -102,20 +103,28 @@ def read_wide(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         feature = frame[id_column].astype("string")
         id_columns = list(dict.fromkeys([protein_column, peptide_column, id_column]))
     run_columns = _run_columns(frame, options.get("run_columns"), id_columns, path)
-    if feature.duplicated().any():
-        dup = feature[feature.duplicated()].iloc[0]
-        raise InputFormatError(f"{path}: feature identifier {dup!r} appears on more than one row")
+    keys = pd.DataFrame({"protein": protein.to_numpy(), "feature": feature.to_numpy()})
+    dup = keys.duplicated()
+    if dup.any():
+        first = keys[dup].iloc[0]
+        raise InputFormatError(
+            f"{path}: feature {first['feature']!r} of protein {first['protein']!r} appears on "
+            "more than one row"
+        )
     values = frame[run_columns].copy()
     for col in run_columns:
         values[col] = to_float(values[col], path, col)
     values.columns = [run_name(c) for c in run_columns]
-    values.insert(0, "__feature", feature.to_numpy())
-    long = values.melt(id_vars="__feature", var_name="run", value_name="intensity")
-    lookup = pd.DataFrame(
-        {"__feature": feature.to_numpy(), "protein": protein.to_numpy(), "peptide": peptide}
+    n_rows, n_runs = values.shape
+    return pd.DataFrame(
+        {
+            "protein": np.repeat(protein.to_numpy(), n_runs),
+            "feature": np.repeat(feature.to_numpy(), n_runs),
+            "peptide": np.repeat(peptide.to_numpy(), n_runs),
+            "run": np.tile(np.asarray(values.columns, dtype=object), n_rows),
+            "intensity": values.to_numpy(dtype="float64").reshape(-1),
+        }
     )
-    long = long.merge(lookup, on="__feature", how="left")
-    return long.rename(columns={"__feature": "feature"})
 
 
 def _run_columns(
