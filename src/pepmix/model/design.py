@@ -1,0 +1,217 @@
+"""Run-level design of the per-protein model: fixed-effect columns and random factors.
+
+Every protein shares one run-level design; a protein only sees the runs it was observed in.
+
+Fixed effects (columns of :math:`X`, in this order):
+
+- ``condition``: one indicator column per condition level (cell means). This spans the same space
+  as lme4's treatment coding ``~ condition`` (intercept = first level) with a unimodular change of
+  basis, so the REML criterion is identical; coefficients are converted to treatment coding where
+  lme4's names are needed.
+- ``batch`` (when listed in ``model.fixed``): treatment-coded indicators of all batches but the
+  first.
+- numeric run-level covariates named in ``model.covariates`` (sample-sheet columns), centred.
+
+Random intercept factors (``model.random``), any subset of:
+
+- ``feature``: the peptide or precursor (levels are protein-specific),
+- ``sample``: the biological replicate (``bioreplicate`` column; the run itself without technical
+  replicates),
+- ``run``: the MS run (only distinct from ``sample`` with technical replicates),
+- ``batch``: the MS batch.
+
+Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from pepmix.errors import ConfigError, DesignError
+
+RANDOM_FACTORS = ("feature", "sample", "run", "batch")
+RUN_LEVEL_FACTORS = ("sample", "run", "batch")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which terms the per-protein model has.
+
+    Attributes
+    ----------
+    random : tuple of str
+        Random-intercept factors, a subset of :data:`RANDOM_FACTORS`.
+    fixed_batch : bool
+        Whether batch is a fixed effect.
+    covariates : tuple of str
+        Numeric run-level covariates (sample-sheet columns).
+    """
+
+    random: tuple[str, ...] = ("feature", "sample")
+    fixed_batch: bool = False
+    covariates: tuple[str, ...] = ()
+
+
+def default_random(sheet: pd.DataFrame) -> tuple[str, ...]:
+    """``(feature, sample)`` plus ``run`` when some biological sample has several runs."""
+    tech_reps = sheet.groupby("bioreplicate")["run"].nunique().max() > 1
+    return ("feature", "sample", "run") if tech_reps else ("feature", "sample")
+
+
+def model_spec_from_config(model_config: Mapping[str, Any], sheet: pd.DataFrame) -> ModelSpec:
+    """Build a :class:`ModelSpec` from the ``model:`` config section.
+
+    Parameters
+    ----------
+    model_config : mapping
+        Keys ``random`` (default :func:`default_random`), ``fixed`` (default ``[condition]``),
+        ``covariates`` (default ``[]``).
+    sheet : pandas.DataFrame
+        Sample sheet (see :mod:`pepmix.samples`).
+
+    Raises
+    ------
+    ConfigError
+        For unknown fixed terms, batch both fixed and random, or a covariate that is not a
+        numeric sample-sheet column.
+    """
+    random = tuple(model_config.get("random") or default_random(sheet))
+    unknown = [r for r in random if r not in RANDOM_FACTORS]
+    if unknown:
+        raise ConfigError(f"config: model.random: unknown factor(s) {', '.join(unknown)}")
+    fixed = list(model_config.get("fixed") or ["condition"])
+    if "condition" not in fixed:
+        raise ConfigError("config: model.fixed: must include 'condition'")
+    extra = [f for f in fixed if f not in ("condition", "batch")]
+    if extra:
+        raise ConfigError(
+            f"config: model.fixed: unknown term(s) {', '.join(extra)}; "
+            "numeric run-level covariates go in model.covariates"
+        )
+    fixed_batch = "batch" in fixed
+    if fixed_batch and "batch" in random:
+        raise ConfigError("config: model: batch cannot be both fixed and random")
+    if ("batch" in random or fixed_batch) and sheet["batch"].isna().all():
+        raise ConfigError("config: model: a batch term needs a batch column or several inputs")
+    covariates = tuple(model_config.get("covariates") or ())
+    for cov in covariates:
+        if cov not in sheet.columns:
+            raise ConfigError(f"config: model.covariates: {cov!r} is not a sample-sheet column")
+        values = pd.to_numeric(sheet[cov], errors="coerce")
+        if values.isna().any():
+            raise ConfigError(f"config: model.covariates: column {cov!r} must be numeric")
+    return ModelSpec(random=random, fixed_batch=fixed_batch, covariates=covariates)
+
+
+@dataclass
+class RunDesign:
+    """Run-level design matrices and factor codes.
+
+    Attributes
+    ----------
+    runs : list of str
+        Run names; run code ``r`` indexes rows of ``x``.
+    x : ndarray, shape (R, p)
+        Fixed-effect design per run.
+    x_names : list of str
+        Column names (``condition[A]``, ``batch[b2]``, covariate names).
+    conditions : list of str
+        Condition levels in sheet order; column ``i`` of ``x`` is ``conditions[i]``.
+    condition_code : ndarray, shape (R,)
+        Condition index of each run.
+    factor_codes : dict of str to ndarray
+        Level code per run of each run-level random factor.
+    factor_levels : dict of str to list of str
+        Level names of each run-level random factor.
+    spec : ModelSpec
+        The model.
+    """
+
+    runs: list[str]
+    x: NDArray[np.float64]
+    x_names: list[str]
+    conditions: list[str]
+    condition_code: NDArray[np.intp]
+    factor_codes: dict[str, NDArray[np.intp]] = field(default_factory=dict)
+    factor_levels: dict[str, list[str]] = field(default_factory=dict)
+    spec: ModelSpec = field(default_factory=ModelSpec)
+
+    @property
+    def n_fixed(self) -> int:
+        """Number of fixed-effect columns."""
+        return int(self.x.shape[1])
+
+    def treatment_matrix(self) -> NDArray[np.float64]:
+        """Matrix ``T`` with ``beta_treatment = T @ beta`` (lme4's ``~ condition`` coding)."""
+        p = self.n_fixed
+        k = len(self.conditions)
+        t = np.eye(p)
+        t[1:k, 0] = -1.0
+        return t
+
+    def treatment_names(self) -> list[str]:
+        """Coefficient names in lme4's treatment coding."""
+        names = ["(Intercept)"] + [f"condition{c}" for c in self.conditions[1:]]
+        return names + self.x_names[len(self.conditions) :]
+
+
+def build_run_design(
+    sheet: pd.DataFrame, spec: ModelSpec, runs: Sequence[str] | None = None
+) -> RunDesign:
+    """Build the :class:`RunDesign` for the runs of a sample sheet.
+
+    Parameters
+    ----------
+    sheet : pandas.DataFrame
+        Sample sheet with ``run``, ``condition``, ``bioreplicate``, ``batch``.
+    spec : ModelSpec
+        Model terms.
+    runs : sequence of str, optional
+        Run order (default: sheet order).
+    """
+    sheet = sheet.set_index("run", drop=False)
+    run_list = list(runs) if runs is not None else list(sheet["run"])
+    missing = [r for r in run_list if r not in sheet.index]
+    if missing:
+        raise DesignError(f"run(s) not in the sample sheet: {', '.join(missing)}")
+    rows = sheet.loc[run_list]
+    conditions = list(dict.fromkeys(sheet["condition"]))
+    cond_code = np.array([conditions.index(c) for c in rows["condition"]], dtype=np.intp)
+    columns = [np.eye(len(conditions))[cond_code]]
+    names = [f"condition[{c}]" for c in conditions]
+    batches = list(dict.fromkeys(sheet["batch"].dropna()))
+    if spec.fixed_batch and len(batches) > 1:
+        codes = np.array([batches.index(b) for b in rows["batch"]], dtype=np.intp)
+        columns.append(np.eye(len(batches))[codes][:, 1:])
+        names += [f"batch[{b}]" for b in batches[1:]]
+    for cov in spec.covariates:
+        values = pd.to_numeric(rows[cov]).to_numpy(dtype=np.float64)
+        columns.append((values - values.mean())[:, None])
+        names.append(cov)
+    x = np.hstack(columns).astype(np.float64)
+    codes_by_factor: dict[str, NDArray[np.intp]] = {}
+    levels_by_factor: dict[str, list[str]] = {}
+    sources = {"sample": "bioreplicate", "run": "run", "batch": "batch"}
+    for fac in spec.random:
+        if fac == "feature":
+            continue
+        values_s = rows[sources[fac]].astype(str)
+        levels = list(dict.fromkeys(values_s))
+        codes_by_factor[fac] = np.array([levels.index(v) for v in values_s], dtype=np.intp)
+        levels_by_factor[fac] = levels
+    return RunDesign(
+        runs=run_list,
+        x=x,
+        x_names=names,
+        conditions=conditions,
+        condition_code=cond_code,
+        factor_codes=codes_by_factor,
+        factor_levels=levels_by_factor,
+        spec=spec,
+    )

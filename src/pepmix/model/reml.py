@@ -1,0 +1,391 @@
+r"""Batched REML criterion, gradient and Hessian for random-intercept models.
+
+Model and notation
+------------------
+For one protein with :math:`n` observations (log2 intensities) :math:`y`,
+
+.. math:: y = X\beta + \sum_k Z_k b_k + e,\quad b_k \sim N(0, \sigma^2\theta_k^2 I),\ e\sim N(0,\sigma^2 I)
+
+with one random-intercept factor :math:`k` per grouping (feature, sample, run, batch) and
+relative standard deviations :math:`\theta_k = \sigma_k/\sigma \ge 0` (lme4's parametrisation).
+lme4's REML criterion with :math:`\sigma^2` profiled out is
+
+.. math:: d(\theta) = \log|L_\theta|^2 + \log|R_X|^2 + \nu\,(1 + \log(2\pi\,r^2/\nu)),\quad \nu = n - p
+
+where :math:`L_\theta L_\theta' = \Lambda Z'Z\Lambda + I`, :math:`R_X` is the Cholesky factor of
+:math:`X'H^{-1}X` with :math:`H = I + Z\Lambda\Lambda Z'`, and :math:`r^2` is the penalised residual
+sum of squares.
+
+Elimination and compression
+---------------------------
+One factor :math:`E` (the one with most levels) is eliminated analytically: its block of the
+mixed-model equations is diagonal, :math:`1 + t_E n_j` for level :math:`j` with :math:`n_j`
+observations and :math:`t_E = \theta_E^2`. The remaining factors :math:`K`, the fixed effects and
+:math:`y` form the augmented cross-product :math:`G = [Z_K\,X\,y]'[Z_K\,X\,y]` (size :math:`d`).
+With :math:`w_j = Z_E[:,j]'[Z_K\,X\,y]` the Schur complement is
+
+.. math:: S(\theta) = \tilde\Lambda\,\hat G\,\tilde\Lambda + J,\qquad
+          \hat G = G - \sum_c f_c(t_E)\,W_c,\quad f_c(t) = \frac{t}{1 + t c},\quad
+          W_c = \sum_{j:\,n_j = c} w_j w_j'
+
+where :math:`\tilde\Lambda = \mathrm{diag}(\theta_{k(a)}` for :math:`K` dimensions, 1 for
+:math:`X, y)` and :math:`J` is 1 on :math:`K` dimensions, 0 elsewhere. Levels of :math:`E` with
+the same count :math:`c` are summed once (count classes), so an evaluation costs
+:math:`O(C d^2 + d^3)` whatever the number of levels. With :math:`S_0` the leading
+:math:`(d-1)` block (everything but :math:`y`):
+
+.. math:: \log|L_\theta|^2 + \log|R_X|^2 = g_E + \log|S_0|,\quad
+          g_E = \sum_c m_c \log(1 + t_E c),\quad r^2 = |S| / |S_0|
+
+so :math:`d(\theta) = g_E + (1-\nu)\log|S_0| + \nu\log|S| + \nu(1+\log(2\pi/\nu))`. Derivatives
+follow from :math:`\partial\log|S| = \mathrm{tr}(S^{-1}\partial S)` and
+:math:`\partial^2\log|S| = \mathrm{tr}(S^{-1}\partial^2 S) - \mathrm{tr}(S^{-1}\partial S\,S^{-1}\partial S)`,
+all on :math:`d \times d` matrices and exact (no finite differences).
+
+Padding is an exact no-op: padded :math:`K` dimensions have zero rows in :math:`G` (so a 1 on the
+diagonal of :math:`S`), dropped fixed-effect columns are replaced by a unit dummy column, padded
+count classes have :math:`m_c = 0, W_c = 0`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: ``dimfactor`` code of a fixed-effect or response dimension
+DIM_FIXED = -1
+#: ``dimfactor`` code of a padded random-effect dimension
+DIM_PAD = -2
+
+
+@dataclass
+class Bucket:
+    """Sufficient statistics of ``B`` proteins padded to a common size.
+
+    Attributes
+    ----------
+    G : ndarray, shape (B, d, d)
+        Augmented cross-product :math:`[Z_K X y]'[Z_K X y]` (``y`` last).
+    W : ndarray, shape (B, C, d, d)
+        Count-class sums :math:`W_c` of the eliminated factor.
+    cls_n : ndarray, shape (B, C)
+        Observation count :math:`c` of each class (0 for padding).
+    cls_m : ndarray, shape (B, C)
+        Number of eliminated-factor levels in each class (0 for padding).
+    dimfactor : ndarray of int, shape (B, d)
+        Random factor index of each dimension, :data:`DIM_FIXED` or :data:`DIM_PAD`.
+    efactor : ndarray of int, shape (B,)
+        Index of the eliminated factor, or -1 when there is none.
+    free : ndarray of bool, shape (B, F)
+        Which of the ``F`` model factors have a variance to estimate for this protein.
+    nu : ndarray, shape (B,)
+        Residual degrees of freedom :math:`n - p`.
+    n_x : int
+        Number of fixed-effect dimensions (the ``n_x`` before the last one).
+    """
+
+    G: FloatArray
+    W: FloatArray
+    cls_n: FloatArray
+    cls_m: FloatArray
+    dimfactor: IntArray
+    efactor: IntArray
+    free: BoolArray
+    nu: FloatArray
+    n_x: int
+
+    @property
+    def size(self) -> int:
+        """Number of proteins in the bucket."""
+        return int(self.G.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Padded dimension ``d``."""
+        return int(self.G.shape[1])
+
+    @property
+    def n_factors(self) -> int:
+        """Number of model random factors ``F``."""
+        return int(self.free.shape[1])
+
+    def take(self, index: IntArray) -> Bucket:
+        """Return the sub-bucket of the proteins at ``index``."""
+        return Bucket(
+            G=self.G[index],
+            W=self.W[index],
+            cls_n=self.cls_n[index],
+            cls_m=self.cls_m[index],
+            dimfactor=self.dimfactor[index],
+            efactor=self.efactor[index],
+            free=self.free[index],
+            nu=self.nu[index],
+            n_x=self.n_x,
+        )
+
+
+@dataclass
+class Evaluation:
+    """REML criterion and what derivatives and estimates need, at one ``theta`` per protein.
+
+    Attributes
+    ----------
+    dev : ndarray, shape (B,)
+        Profiled REML criterion (lme4's ``REMLcrit``); ``inf`` where ``S`` is not positive
+        definite.
+    logdet_s, logdet_s0 : ndarray, shape (B,)
+        :math:`\\log|S|` and :math:`\\log|S_0|`.
+    g_e : ndarray, shape (B,)
+        :math:`g_E = \\sum_c m_c \\log(1 + t_E c)`.
+    pwrss : ndarray, shape (B,)
+        Penalised residual sum of squares :math:`r^2`.
+    chol : ndarray, shape (B, d, d)
+        Lower Cholesky factor of ``S``.
+    lam : ndarray, shape (B, d)
+        Diagonal of :math:`\\tilde\\Lambda`.
+    ghat : ndarray, shape (B, d, d)
+        :math:`\\hat G`.
+    ok : ndarray of bool, shape (B,)
+        Whether the Cholesky factorisation succeeded.
+    """
+
+    dev: FloatArray
+    logdet_s: FloatArray
+    logdet_s0: FloatArray
+    g_e: FloatArray
+    pwrss: FloatArray
+    chol: FloatArray
+    lam: FloatArray
+    ghat: FloatArray
+    ok: BoolArray
+
+
+def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
+    has_e = bucket.efactor >= 0
+    idx = np.where(has_e, bucket.efactor, 0)
+    return np.where(has_e, np.take_along_axis(theta, idx[:, None], axis=1)[:, 0], 0.0)
+
+
+def lambda_diag(bucket: Bucket, theta: FloatArray) -> FloatArray:
+    """Diagonal of :math:`\\tilde\\Lambda` for each protein (shape ``(B, d)``)."""
+    df = bucket.dimfactor
+    idx = np.where(df >= 0, df, 0)
+    lam = np.take_along_axis(theta, idx, axis=1)
+    lam = np.where(df >= 0, lam, 0.0)
+    return np.where(df == DIM_FIXED, 1.0, lam)
+
+
+def _j_diag(bucket: Bucket) -> FloatArray:
+    return (bucket.dimfactor != DIM_FIXED).astype(np.float64)
+
+
+def _batched_cholesky(matrix: FloatArray) -> tuple[FloatArray, BoolArray]:
+    """Cholesky factors of a stack; failures are marked and given an identity factor."""
+    try:
+        return np.linalg.cholesky(matrix), np.ones(matrix.shape[0], dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    out = np.empty_like(matrix)
+    ok = np.ones(matrix.shape[0], dtype=bool)
+    eye = np.eye(matrix.shape[1])
+    for i in range(matrix.shape[0]):
+        try:
+            out[i] = np.linalg.cholesky(matrix[i])
+        except np.linalg.LinAlgError:
+            out[i] = eye
+            ok[i] = False
+    return out, ok
+
+
+def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
+    """Evaluate the profiled REML criterion at ``theta`` (shape ``(B, F)``).
+
+    Entries of ``theta`` for factors that are not free must be 0.
+    """
+    t_e = _theta_e(bucket, theta) ** 2
+    denom = 1.0 + t_e[:, None] * bucket.cls_n
+    f_c = np.where(bucket.cls_m > 0, t_e[:, None] / denom, 0.0)
+    g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
+    ghat = bucket.G - np.einsum("bc,bcij->bij", f_c, bucket.W)
+    lam = lambda_diag(bucket, theta)
+    s = lam[:, :, None] * ghat * lam[:, None, :]
+    d = bucket.dim
+    s[:, np.arange(d), np.arange(d)] += _j_diag(bucket)
+    chol, ok = _batched_cholesky(s)
+    diag = np.diagonal(chol, axis1=1, axis2=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_diag = 2.0 * np.log(diag)
+    logdet_s0 = np.sum(log_diag[:, :-1], axis=1)
+    logdet_s = logdet_s0 + log_diag[:, -1]
+    pwrss = diag[:, -1] ** 2
+    nu = bucket.nu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = g_e + (1.0 - nu) * logdet_s0 + nu * logdet_s + nu * (1.0 + LOG_2PI - np.log(nu))
+    bad = ~ok | ~np.isfinite(dev) | (pwrss <= 0)
+    dev = np.where(bad, np.inf, dev)
+    return Evaluation(
+        dev=dev,
+        logdet_s=logdet_s,
+        logdet_s0=logdet_s0,
+        g_e=g_e,
+        pwrss=pwrss,
+        chol=chol,
+        lam=lam,
+        ghat=ghat,
+        ok=~bad,
+    )
+
+
+@dataclass
+class Derivatives:
+    """First and second derivatives with respect to ``theta`` (all ``F`` factors).
+
+    Rows and columns of factors that are not free are zero.
+
+    Attributes
+    ----------
+    l1, l01, g1 : ndarray, shape (B, F)
+        Gradients of :math:`\\log|S|`, :math:`\\log|S_0|` and :math:`g_E`.
+    l2, l02, g2 : ndarray, shape (B, F, F)
+        Hessians of the same.
+    s0inv : ndarray, shape (B, d, d)
+        :math:`S_0^{-1}` padded with a zero last row and column.
+    ds : list of ndarray, shape (B, d, d)
+        :math:`\\partial S/\\partial\\theta_f` for each factor.
+    """
+
+    l1: FloatArray
+    l01: FloatArray
+    g1: FloatArray
+    l2: FloatArray
+    l02: FloatArray
+    g2: FloatArray
+    s0inv: FloatArray
+    ds: list[FloatArray]
+
+    def profiled(self, nu: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Gradient and Hessian of the profiled criterion :math:`d(\\theta)`."""
+        a = (1.0 - nu)[:, None]
+        b = nu[:, None]
+        grad = self.g1 + a * self.l01 + b * self.l1
+        hess = self.g2 + a[:, :, None] * self.l02 + b[:, :, None] * self.l2
+        return grad, hess
+
+
+def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
+    """Return :math:`S^{-1}` and :math:`S_0^{-1}` (zero-padded to ``d``)."""
+    chol = ev.chol
+    d = chol.shape[1]
+    eye = np.broadcast_to(np.eye(d), chol.shape)
+    linv = np.linalg.solve(chol, eye)
+    sinv = np.einsum("bki,bkj->bij", linv, linv)
+    l0inv = linv[:, :-1, :-1]
+    s0 = np.zeros_like(sinv)
+    s0[:, :-1, :-1] = np.einsum("bki,bkj->bij", l0inv, l0inv)
+    return sinv, s0
+
+
+def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivatives:
+    """Exact first and second derivatives of the pieces of the criterion at ``theta``."""
+    nb, nf = theta.shape
+    sinv, s0inv = _inverses(ev)
+    lam = ev.lam
+    ghat = ev.ghat
+    theta_e = _theta_e(bucket, theta)
+    t_e = theta_e**2
+    denom = 1.0 + t_e[:, None] * bucket.cls_n
+    present = bucket.cls_m > 0
+    fp = np.where(present, 1.0 / denom**2, 0.0)  # f_c'(t)
+    fpp = np.where(present, -2.0 * bucket.cls_n / denom**3, 0.0)  # f_c''(t)
+    # d Ghat / d theta_E and d2 Ghat / d theta_E^2
+    ge1 = -np.einsum("bc,bcij->bij", 2.0 * theta_e[:, None] * fp, bucket.W)
+    ge2 = -np.einsum("bc,bcij->bij", 2.0 * fp + 4.0 * t_e[:, None] * fpp, bucket.W)
+    r = ghat * lam[:, None, :]  # R = Ghat Lambda
+    masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
+    is_e = [(bucket.efactor == f) for f in range(nf)]
+    ds: list[FloatArray] = []
+    for f in range(nf):
+        mk = masks[f][:, :, None] * r
+        dk = mk + np.transpose(mk, (0, 2, 1))
+        de = lam[:, :, None] * ge1 * lam[:, None, :]
+        ds.append(np.where(is_e[f][:, None, None], de, dk))
+    l1 = np.zeros((nb, nf))
+    l01 = np.zeros((nb, nf))
+    t_full = []
+    t_zero = []
+    for f in range(nf):
+        l1[:, f] = np.einsum("bij,bji->b", sinv, ds[f])
+        l01[:, f] = np.einsum("bij,bji->b", s0inv, ds[f])
+        t_full.append(sinv @ ds[f])
+        t_zero.append(s0inv @ ds[f])
+    l2 = np.zeros((nb, nf, nf))
+    l02 = np.zeros((nb, nf, nf))
+    for f in range(nf):
+        for g in range(f, nf):
+            d2 = _second(bucket, f, g, masks, is_e, lam, ghat, ge1, ge2)
+            v = np.einsum("bij,bji->b", sinv, d2) - np.einsum(
+                "bij,bji->b", t_full[f], t_full[g]
+            )
+            v0 = np.einsum("bij,bji->b", s0inv, d2) - np.einsum(
+                "bij,bji->b", t_zero[f], t_zero[g]
+            )
+            l2[:, f, g] = l2[:, g, f] = v
+            l02[:, f, g] = l02[:, g, f] = v0
+    # g_E = sum_c m_c log(1 + t c)
+    g1 = np.zeros((nb, nf))
+    g2 = np.zeros((nb, nf, nf))
+    s1 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n / denom, 0.0), axis=1)
+    s2 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n**2 / denom**2, 0.0), axis=1)
+    for f in range(nf):
+        g1[:, f] = np.where(is_e[f], 2.0 * theta_e * s1, 0.0)
+        g2[:, f, f] = np.where(is_e[f], 2.0 * s1 - 4.0 * t_e * s2, 0.0)
+    free = bucket.free.astype(np.float64)
+    pair = free[:, :, None] * free[:, None, :]
+    return Derivatives(
+        l1=l1 * free,
+        l01=l01 * free,
+        g1=g1 * free,
+        l2=l2 * pair,
+        l02=l02 * pair,
+        g2=g2 * pair,
+        s0inv=s0inv,
+        ds=ds,
+    )
+
+
+def _second(
+    bucket: Bucket,
+    f: int,
+    g: int,
+    masks: list[FloatArray],
+    is_e: list[BoolArray],
+    lam: FloatArray,
+    ghat: FloatArray,
+    ge1: FloatArray,
+    ge2: FloatArray,
+) -> FloatArray:
+    """:math:`\\partial^2 S / \\partial\\theta_f\\partial\\theta_g` for every protein."""
+    mf, mg = masks[f], masks[g]
+    # both in K: E_f Ghat E_g + E_g Ghat E_f
+    kk = mf[:, :, None] * ghat * mg[:, None, :]
+    kk = kk + np.transpose(kk, (0, 2, 1))
+    # f in K, g = E (or the reverse): E_k Ghat_E Lambda + Lambda Ghat_E E_k
+    ke_f = mf[:, :, None] * ge1 * lam[:, None, :]
+    ke_f = ke_f + np.transpose(ke_f, (0, 2, 1))
+    ke_g = mg[:, :, None] * ge1 * lam[:, None, :]
+    ke_g = ke_g + np.transpose(ke_g, (0, 2, 1))
+    ee = lam[:, :, None] * ge2 * lam[:, None, :]
+    ef = is_e[f][:, None, None]
+    eg = is_e[g][:, None, None]
+    if f == g:
+        return np.where(ef, ee, kk)
+    out = np.where(ef, ke_g, np.where(eg, ke_f, kk))
+    return np.asarray(out, dtype=np.float64)
