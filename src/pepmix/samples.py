@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pepmix.errors import SampleSheetError
+from pepmix.errors import ConfigError, SampleSheetError
 from pepmix.readers._common import run_name
 
 REQUIRED = ("run", "condition")
@@ -55,6 +55,69 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
             f"{', '.join(sheet.columns)}{hint}"
         )
     return normalize_sheet(sheet, str(p))
+
+
+def load_sample_sheet(
+    path: str | Path,
+    fmt: str = "auto",
+    condition_column: str | None = None,
+    bioreplicate_column: str | None = None,
+    batch_column: str | None = None,
+) -> pd.DataFrame:
+    """Read a sample sheet in either layout: pepmix TSV or SDRF-Proteomics.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Sample sheet file.
+    fmt : {"auto", "tsv", "sdrf"}, default "auto"
+        Layout. ``"auto"`` reads the header line: SDRF if a column starts with ``source name`` or
+        is ``comment[data file]`` (case-insensitive), TSV otherwise.
+    condition_column, bioreplicate_column, batch_column : str, optional
+        SDRF only: see :func:`pepmix.sdrf.read_sdrf` (defaults there). Giving one for a TSV
+        sheet is an error: a TSV sheet names its columns ``condition``, ``bioreplicate``,
+        ``batch``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`read_sample_sheet`.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown ``fmt`` or column options given for a TSV sheet.
+    SampleSheetError
+        On any problem in the sheet itself.
+    """
+    from pepmix import sdrf
+
+    if fmt not in ("auto", "tsv", "sdrf"):
+        raise ConfigError(f"sample sheet format must be auto, tsv or sdrf, got {fmt!r}")
+    p = Path(path)
+    if fmt == "auto":
+        if not p.exists():
+            raise SampleSheetError(f"{p}: sample sheet not found")
+        with open(p, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline().rstrip("\r\n")
+        fmt = "sdrf" if sdrf.is_sdrf_header(first.split("\t")) else "tsv"
+    if fmt == "sdrf":
+        return sdrf.read_sdrf(p, condition_column, bioreplicate_column, batch_column)
+    given = [
+        name
+        for name, value in (
+            ("condition_column", condition_column),
+            ("bioreplicate_column", bioreplicate_column),
+            ("batch_column", batch_column),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ConfigError(
+            f"{p}: {', '.join(given)} apply to SDRF sample sheets only; this is a TSV sheet "
+            "(columns run, condition, bioreplicate, batch)"
+        )
+    return read_sample_sheet(p)
 
 
 def normalize_sheet(sheet: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -1,0 +1,233 @@
+"""SDRF-Proteomics sample sheets.
+
+An SDRF file (tab-separated) has one row per MS data file x label. :func:`read_sdrf` turns a
+label-free SDRF into the sample sheet of :func:`pepmix.samples.read_sample_sheet`:
+
+- ``run``: ``comment[data file]`` without directories and MS extensions
+  (:func:`~pepmix.readers._common.run_name`: ``03COVID.raw`` -> ``03COVID``), matching the run
+  names the readers produce.
+- ``condition``: a ``factor value[...]`` column. By default the only one; with several, the
+  ``condition_column`` argument must name one (the full header ``factor value[disease]`` or just
+  ``disease``), otherwise a :class:`~pepmix.errors.SampleSheetError` lists them. Any other column
+  can be named in full (e.g. ``characteristics[disease]``). Cells ``not available`` /
+  ``not applicable`` / empty are errors.
+- ``bioreplicate``: ``<source name>|<characteristics[biological replicate]>``. Both are combined
+  because in practice the replicate number restarts in every condition (1, 2, 3 under A and again
+  under B) and the source name is not always shared by all files of one biological sample; the
+  pair identifies the biological sample in either case. When the replicate column is missing or
+  ``not available``, the source name alone is used. ``bioreplicate_column`` names another column
+  to use alone.
+- ``batch``: the column named by ``batch_column`` (same name resolution), otherwise none.
+- Kept as further columns: ``sample`` (source name), ``fraction``
+  (``comment[fraction identifier]``) and ``technical_replicate`` (``comment[technical
+  replicate]``) when present.
+
+Fractions: a fractionated sample has one SDRF row per fraction file, so several runs share one
+``sample``/``bioreplicate``. One row per run file is kept here; combining the fractions of a sample
+is left to ingest (note: :func:`pepmix.ingest.combine_duplicates` sums rows with the same run
+name, so fraction files must first be mapped to a sample-level run, e.g. with the ``sample``
+column).
+
+Labelled (multiplexed) SDRFs, where one data file carries several ``comment[label]`` values, are
+rejected: pepmix is label-free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+import pandas as pd
+
+from pepmix.errors import SampleSheetError
+from pepmix.readers._common import run_name
+from pepmix.samples import normalize_sheet
+
+log = logging.getLogger(__name__)
+
+DATA_FILE: Final = "comment[data file]"
+SOURCE_NAME: Final = "source name"
+BIOREPLICATE: Final = "characteristics[biological replicate]"
+FRACTION: Final = "comment[fraction identifier]"
+TECHNICAL_REPLICATE: Final = "comment[technical replicate]"
+LABEL: Final = "comment[label]"
+MISSING_VALUES: Final = frozenset({"", "not available", "not applicable", "na", "nan"})
+_PREFIXES: Final = ("factor value", "characteristics", "comment")
+
+
+def read_sdrf(
+    path: str | Path,
+    condition_column: str | None = None,
+    bioreplicate_column: str | None = None,
+    batch_column: str | None = None,
+) -> pd.DataFrame:
+    """Read an SDRF file into a sample sheet (see module docstring).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Tab-separated SDRF file.
+    condition_column : str, optional
+        Column giving the condition: a full header or the name inside ``factor value[...]``.
+        Default: the only ``factor value[...]`` column.
+    bioreplicate_column : str, optional
+        Column giving the biological sample. Default: source name combined with
+        ``characteristics[biological replicate]``.
+    batch_column : str, optional
+        Column giving the MS batch. Default: no batch.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`pepmix.samples.read_sample_sheet`: ``run``, ``condition``, ``bioreplicate``,
+        ``batch``, then ``sample`` and, when present, ``fraction`` and ``technical_replicate``.
+
+    Raises
+    ------
+    SampleSheetError
+        On a missing file or column, an ambiguous or empty condition, or a multiplexed design.
+    """
+    p = Path(path)
+    source = str(p)
+    if not p.exists():
+        raise SampleSheetError(f"{p}: SDRF file not found")
+    try:
+        raw = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SampleSheetError(f"{p}: cannot parse as a tab-separated SDRF ({msg})") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    for col in raw.columns:
+        raw[col] = raw[col].astype(str).str.strip()
+    data_file = _find(raw.columns, DATA_FILE)
+    if data_file is None:
+        raise SampleSheetError(
+            f"{p}: missing column {DATA_FILE!r}; columns present: {_shown(raw.columns)}"
+        )
+    _check_label_free(raw, data_file, source)
+    condition = _condition_column(raw.columns, condition_column, source)
+    values = raw[condition]
+    missing = values.str.lower().isin(MISSING_VALUES)
+    if missing.any():
+        first = int(missing.to_numpy().nonzero()[0][0])
+        raise SampleSheetError(
+            f"{p}: line {first + 2}: condition column {condition!r} is "
+            f"{values.iloc[first]!r} ({int(missing.sum())} row(s) in all)"
+        )
+    sheet = pd.DataFrame(
+        {
+            "run": raw[data_file].map(lambda v: run_name(v) if v else ""),
+            "condition": values,
+        }
+    )
+    sample_col = _find(raw.columns, SOURCE_NAME)
+    if bioreplicate_column is not None:
+        sheet["bioreplicate"] = raw[_resolve(raw.columns, bioreplicate_column, source)]
+    else:
+        sheet["bioreplicate"] = _default_bioreplicate(raw, sample_col)
+    if batch_column is not None:
+        sheet["batch"] = raw[_resolve(raw.columns, batch_column, source)]
+    sheet["sample"] = raw[sample_col] if sample_col is not None else ""
+    fraction = _find(raw.columns, FRACTION)
+    if fraction is not None:
+        sheet["fraction"] = raw[fraction]
+    tech = _find(raw.columns, TECHNICAL_REPLICATE)
+    if tech is not None:
+        sheet["technical_replicate"] = raw[tech]
+    log.info(
+        "%s: SDRF with %d run(s), condition from %r (%d level(s))",
+        p,
+        len(sheet),
+        condition,
+        sheet["condition"].nunique(),
+    )
+    return normalize_sheet(sheet, source)
+
+
+def is_sdrf_header(columns: Iterable[str]) -> bool:
+    """True if a header looks like SDRF: a ``source name`` column or ``comment[data file]``."""
+    lowered = [str(c).strip().lower() for c in columns]
+    return any(c.startswith(SOURCE_NAME) for c in lowered) or DATA_FILE in lowered
+
+
+def _shown(columns: Iterable[str]) -> str:
+    cols = list(columns)
+    return ", ".join(cols[:40]) + (" ..." if len(cols) > 40 else "")
+
+
+def _find(columns: Iterable[str], name: str) -> str | None:
+    wanted = _normal(name)
+    for col in columns:
+        if _normal(col) == wanted:
+            return str(col)
+    return None
+
+
+def _normal(name: str) -> str:
+    """Lower case, single blanks, no blanks inside or before the brackets."""
+    text = str(name).strip().lower()
+    text = text.replace(" [", "[").replace("[ ", "[").replace(" ]", "]")
+    return " ".join(text.split())
+
+
+def _resolve(columns: Iterable[str], name: str, source: str) -> str:
+    columns = list(columns)
+    found = _find(columns, name)
+    if found is not None:
+        return found
+    for prefix in _PREFIXES:
+        found = _find(columns, f"{prefix}[{name}]")
+        if found is not None:
+            return found
+    raise SampleSheetError(
+        f"{source}: no column {name!r} (also tried factor value[{name}], "
+        f"characteristics[{name}], comment[{name}]); columns present: {_shown(columns)}"
+    )
+
+
+def _condition_column(columns: Iterable[str], name: str | None, source: str) -> str:
+    columns = list(columns)
+    if name is not None:
+        return _resolve(columns, name, source)
+    factors = [str(c) for c in columns if _normal(c).startswith("factor value[")]
+    if len(factors) == 1:
+        return factors[0]
+    if not factors:
+        raise SampleSheetError(
+            f"{source}: no 'factor value[...]' column to take the condition from; name one "
+            f"with condition_column (columns present: {_shown(columns)})"
+        )
+    raise SampleSheetError(
+        f"{source}: several factor value columns ({', '.join(factors)}); choose the condition "
+        "with condition_column"
+    )
+
+
+def _default_bioreplicate(raw: pd.DataFrame, sample_col: str | None) -> pd.Series:
+    rep_col = _find(raw.columns, BIOREPLICATE)
+    if sample_col is None and rep_col is None:
+        return pd.Series([""] * len(raw), index=raw.index)
+    if rep_col is None:
+        return raw[sample_col] if sample_col is not None else pd.Series("", index=raw.index)
+    rep = raw[rep_col]
+    rep_missing = rep.str.lower().isin(MISSING_VALUES)
+    if sample_col is None:
+        return rep.where(~rep_missing, "")
+    sample = raw[sample_col]
+    combined = sample + "|" + rep
+    return combined.where(~rep_missing, sample)
+
+
+def _check_label_free(raw: pd.DataFrame, data_file: str, source: str) -> None:
+    label = _find(raw.columns, LABEL)
+    if label is None:
+        return
+    per_file = raw.groupby(data_file)[label].nunique()
+    multiplexed = per_file[per_file > 1]
+    if len(multiplexed):
+        raise SampleSheetError(
+            f"{source}: data file {multiplexed.index[0]!r} has {int(multiplexed.iloc[0])} labels "
+            f"in {label!r}; multiplexed (labelled) designs are not supported, pepmix is label-free"
+        )
