@@ -11,8 +11,9 @@ The export (CSV) has a three-row header:
 
 A file re-written by R has the group row mangled (``X, X.1, ..., Normalized.abundance, X.18,
 ...``); ``X``/``X.<n>``/``Unnamed: <n>`` cells count as empty and names are matched ignoring case,
-spaces and dots. The row holding the column names is found as the first of the first five rows
-containing ``Sequence`` and ``Accession``, so a file without the condition row is read too.
+spaces and dots. The row holding the column names is found as the first of the first six rows
+containing two of ``Sequence``, ``Modifications``, ``Accession``, ``Charge``, so a file without the
+condition row is read too.
 
 Columns used
 ------------
@@ -101,8 +102,9 @@ def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     name_index = _find_name_row(rows)
     if name_index is None:
         raise InputFormatError(
-            f"{path}: no header row with the columns Sequence and Accession in the first "
-            f"{_NAME_ROWS + 1} lines (expected the Progenesis three-row header); first row: "
+            f"{path}: no header row with the columns Sequence, Modifications, Accession and "
+            f"Charge in the first {_NAME_ROWS + 1} lines (expected the Progenesis three-row "
+            f"header); first row: "
             f"{', '.join(rows[0][:20])}"
         )
     names = rows[name_index]
@@ -200,9 +202,11 @@ def _cell(value: object) -> str:
 
 
 def _find_name_row(rows: Sequence[Sequence[str]]) -> int | None:
+    """Index of the first row holding at least two of the identifier column names."""
+    wanted = {"sequence", "accession", "charge", "modifications"}
     for i, row in enumerate(rows):
         keys = {canonical_name(c) for c in row}
-        if "sequence" in keys and "accession" in keys:
+        if len(keys & wanted) >= 2:
             return i
     return None
 
