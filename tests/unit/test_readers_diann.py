@@ -17,6 +17,7 @@ import pytest
 from pepmix.errors import InputFormatError
 from pepmix.ingest import read_input
 from pepmix.readers import diann
+from pepmix.readers._support import table_header
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "diann"
 PARQUET = DATA / "entrapment_test_subset.report.parquet"
@@ -162,3 +163,18 @@ def test_plexdia_rejected(tmp_path: Path) -> None:
     raw.to_parquet(path)
     with pytest.raises(InputFormatError, match="plexDIA"):
         _read(path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "path"),
+    [
+        ("diann", DATA / "DIANN_1.9_beta_slice.tsv"),
+        ("diann", DATA / "msstatsconvert_diann_input.csv"),
+        ("diann", PARQUET),
+    ],
+)
+def test_signature_matches_sample(fmt: str, path: Path) -> None:
+    header, _ = table_header(path)
+    assert set(diann.SIGNATURE[fmt]) <= set(header)
+    others = {k: v for k, v in diann.SIGNATURE.items() if k != fmt}
+    assert not any(set(v) <= set(header) for v in others.values())

@@ -14,6 +14,8 @@ import pytest
 
 from pepmix.errors import InputFormatError
 from pepmix.ingest import read_input
+from pepmix.readers import maxquant as reader_module
+from pepmix.readers._support import table_header
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "maxquant"
 
@@ -161,3 +163,18 @@ def test_peptides_without_intensity_columns(tmp_path: Path) -> None:
     raw.to_csv(path, sep="\t", index=False)
     with pytest.raises(InputFormatError, match=r"pep\.txt: expected one 'Intensity <experiment>'"):
         _read("maxquant_peptides", path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "path"),
+    [
+        ("maxquant_evidence", DATA / "MaxQuant_evidence_sample.txt"),
+        ("maxquant_evidence", DATA / "MaxDIA_slice.txt"),
+        ("maxquant_peptides", DATA / "mq_peptides_head300.txt"),
+    ],
+)
+def test_signature_matches_sample(fmt: str, path: Path) -> None:
+    header, _ = table_header(path)
+    assert set(reader_module.SIGNATURE[fmt]) <= set(header)
+    others = {k: v for k, v in reader_module.SIGNATURE.items() if k != fmt}
+    assert not any(set(v) <= set(header) for v in others.values())

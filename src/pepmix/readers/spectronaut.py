@@ -1,0 +1,205 @@
+"""Spectronaut long report (the "normal report" or an MSstats-style export), fragment or precursor
+level.
+
+One row per fragment (``F.*`` columns) or per precursor (``FG.*``) x run. Columns used:
+
+============ =====================================================================
+canonical    report column
+============ =====================================================================
+feature      ``EG.PrecursorId`` (e.g. ``_AVDITTPK_.2``); ``FG.Id`` when absent
+peptide      ``EG.ModifiedSequence`` without the flanking ``_``
+charge       ``FG.Charge``
+run          ``R.FileName`` (through :func:`pepmix.readers._common.run_name`)
+protein      ``PG.ProteinGroups`` (option ``protein_column``)
+intensity    fragment level: sum of ``F.PeakArea`` over the fragments of the precursor in the
+             run, fragments with ``F.ExcludedFromQuantification`` true left out; precursor
+             level: ``FG.Quantity`` (``FG.MS2Quantity`` when there is no ``FG.Quantity``)
+q_value      ``EG.Qvalue``
+pg_q_value   ``PG.Qvalue``
+decoy        ``EG.IsDecoy`` when present
+contaminant  a member of the protein group matches ``contaminant_pattern``
+============ =====================================================================
+
+Choices:
+
+- **Level** (option ``level``): ``fragment`` when the report has ``F.PeakArea`` (default),
+  ``precursor`` otherwise. Summing the raw fragment areas Spectronaut itself selected for
+  quantification (not excluded) gives a precursor intensity on a raw, unnormalised scale;
+  ``FG.Quantity`` may already be normalised across runs, depending on the Spectronaut settings.
+  ``intensity_column`` overrides the column (e.g. ``F.NormalizedPeakArea`` or
+  ``FG.MS2Quantity``).
+- Values Spectronaut writes as ``Filtered`` or ``NaN`` are missing.
+- A precursor whose fragments are all excluded has no observation in that run.
+- The report is parsed in chunks of ``chunk_rows`` rows (default 1,000,000) of only the needed
+  columns, and fragments are summed chunk by chunk, so memory is bounded by the number of
+  precursor x run pairs rather than fragment rows. The optional thresholds ``q_value`` and
+  ``pg_q_value`` (passed by the ingest step from the ``filter:`` config) are applied while reading.
+- ``unique`` is not filled: Spectronaut's protein groups are the result of its own inference and
+  the report does not say whether a peptide maps to other groups.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pepmix.errors import InputFormatError
+from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._support import (
+    DEFAULT_CONTAMINANT_PATTERN,
+    first_present,
+    flag_proteins,
+    option_pattern,
+    option_str,
+    option_threshold,
+    parse_flag,
+    read_selected,
+    strip_underscores,
+    table_header,
+)
+
+log = logging.getLogger(__name__)
+
+SIGNATURE: dict[str, tuple[str, ...]] = {
+    "spectronaut": ("R.FileName", "PG.ProteinGroups", "EG.PrecursorId"),
+}
+
+_MISSING = ("Filtered", "filtered", "NaN")
+_DEFAULT_CHUNK_ROWS = 1_000_000
+_KEYS = ["protein", "feature", "run"]
+
+
+def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
+    """Read a Spectronaut long report (see module docstring).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The report (tab- or comma-separated, optionally gzipped).
+    options : mapping
+        ``level`` (``fragment`` or ``precursor``), ``intensity_column``, ``protein_column``
+        (default ``PG.ProteinGroups``), ``q_value`` and ``pg_q_value`` (thresholds applied while
+        reading), ``contaminant_pattern``, ``chunk_rows``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Reader columns for :func:`pepmix.canonical.conform`, one row per precursor x run.
+
+    Raises
+    ------
+    InputFormatError
+        If a required column is missing or a value cannot be parsed.
+    """
+    header, separator = table_header(path)
+    default_level = "fragment" if "F.PeakArea" in header else "precursor"
+    level = option_str(options, "level", default_level, ("fragment", "precursor"))
+    if level == "fragment":
+        default_intensity = "F.PeakArea"
+    else:
+        default_intensity = first_present(header, ("FG.Quantity", "FG.MS2Quantity")) or (
+            "FG.Quantity"
+        )
+    intensity_column = option_str(options, "intensity_column", default_intensity)
+    protein_column = option_str(options, "protein_column", "PG.ProteinGroups")
+    feature_column = first_present(header, ("EG.PrecursorId", "FG.Id")) or "EG.PrecursorId"
+    required = ["R.FileName", protein_column, feature_column, intensity_column]
+    require_columns(header, required, path)
+    optional = ["EG.ModifiedSequence", "FG.Charge", "EG.Qvalue", "PG.Qvalue", "EG.IsDecoy"]
+    if level == "fragment":
+        optional.append("F.ExcludedFromQuantification")
+    columns = required + [c for c in optional if c in header]
+    thresholds = {
+        column: limit
+        for column, key in (("EG.Qvalue", "q_value"), ("PG.Qvalue", "pg_q_value"))
+        if (limit := option_threshold(options, key)) is not None and column in header
+    }
+    chunk_rows = int(options.get("chunk_rows", _DEFAULT_CHUNK_ROWS))
+    pattern = option_pattern(options, "contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)
+
+    parts = []
+    n_rows = 0
+    for chunk in read_selected(path, columns, separator, chunksize=chunk_rows):
+        n_rows += len(chunk)
+        for column, limit in thresholds.items():
+            chunk = chunk.loc[~(to_float(chunk[column], path, column) > limit)]
+        if level == "fragment" and "F.ExcludedFromQuantification" in chunk.columns:
+            excluded = parse_flag(
+                chunk["F.ExcludedFromQuantification"], path, "F.ExcludedFromQuantification"
+            )
+            chunk = chunk.loc[~excluded.fillna(False).to_numpy(dtype=bool)]
+        parts.append(
+            _precursor_rows(chunk, path, protein_column, feature_column, intensity_column, level)
+        )
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_KEYS)
+    frame = _reduce(frame, level)
+    if level == "precursor":
+        conflict = frame.duplicated(_KEYS, keep=False)
+        if conflict.any():
+            row = frame.loc[conflict].iloc[0]
+            raise InputFormatError(
+                f"{path}: {intensity_column} differs between rows of precursor "
+                f"{row['feature']!r} in run {row['run']!r}"
+            )
+    frame["contaminant"] = flag_proteins(frame["protein"].astype("string"), pattern, "any")
+    log.info(
+        "%s: %s level, %d report rows -> %d precursor x run rows (%s)",
+        path,
+        level,
+        n_rows,
+        len(frame),
+        intensity_column if level == "precursor" else f"sum of {intensity_column}",
+    )
+    return frame
+
+
+def _precursor_rows(
+    chunk: pd.DataFrame,
+    path: Path,
+    protein_column: str,
+    feature_column: str,
+    intensity_column: str,
+    level: str,
+) -> pd.DataFrame:
+    """Map one chunk to reader columns and reduce it to precursor x run rows."""
+    values = chunk[intensity_column]
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        values = values.mask(values.isin(_MISSING))
+    out = pd.DataFrame(
+        {
+            "protein": chunk[protein_column],
+            "feature": chunk[feature_column],
+            "run": chunk["R.FileName"].map(run_name, na_action="ignore"),
+            "intensity": to_float(values, path, intensity_column),
+        }
+    )
+    if "EG.ModifiedSequence" in chunk.columns:
+        out["peptide"] = strip_underscores(chunk["EG.ModifiedSequence"])
+    if "FG.Charge" in chunk.columns:
+        out["charge"] = to_float(chunk["FG.Charge"], path, "FG.Charge")
+    if "EG.Qvalue" in chunk.columns:
+        out["q_value"] = to_float(chunk["EG.Qvalue"], path, "EG.Qvalue")
+    if "PG.Qvalue" in chunk.columns:
+        out["pg_q_value"] = to_float(chunk["PG.Qvalue"], path, "PG.Qvalue")
+    if "EG.IsDecoy" in chunk.columns:
+        out["decoy"] = parse_flag(chunk["EG.IsDecoy"], path, "EG.IsDecoy")
+    return _reduce(out, level)
+
+
+def _reduce(frame: pd.DataFrame, level: str) -> pd.DataFrame:
+    """Sum fragment intensities per precursor x run, or drop repeated precursor rows.
+
+    The per-precursor columns (peptide, charge, q-values, decoy) are constant within a precursor
+    and run, so they are part of the grouping key.
+    """
+    if frame.empty:
+        return frame
+    keys = [c for c in frame.columns if c != "intensity"]
+    if level == "precursor":
+        return frame.drop_duplicates().reset_index(drop=True)
+    grouped = frame.groupby(keys, sort=False, dropna=False, observed=True)["intensity"]
+    return grouped.sum(min_count=1).reset_index()
