@@ -1,0 +1,129 @@
+"""SDRF sample sheets (:mod:`pepmix.sdrf`) and :func:`pepmix.samples.load_sample_sheet`.
+
+Counts were read off the SDRF files with pandas: PXD040438 has 24 data files, one factor value
+(``organism part``: all ``blood plasma``) and ``characteristics[disease]`` COVID-19 x 14,
+Normal x 10 with biological replicates numbered 1-14 and again 1-10; PXD019909 has 43 data files,
+one factor value (``skin``) and 10 cell types.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pepmix.errors import ConfigError, SampleSheetError
+from pepmix.samples import load_sample_sheet
+from pepmix.sdrf import read_sdrf
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "sdrf"
+PLASMA = DATA / "PXD040438.sdrf.tsv"
+SKIN = DATA / "PXD019909-DIA.sdrf.tsv"
+
+
+def test_default_condition_is_the_only_factor_value() -> None:
+    sheet = read_sdrf(PLASMA)
+    assert list(sheet.columns[:4]) == ["run", "condition", "bioreplicate", "batch"]
+    assert len(sheet) == 24
+    assert sheet["run"].nunique() == 24
+    assert set(sheet["condition"]) == {"blood plasma"}
+    assert sheet.loc[0, "run"] == "03COVID"
+    assert sheet["batch"].isna().all()
+    assert {"sample", "fraction", "technical_replicate"} <= set(sheet.columns)
+
+
+def test_condition_from_characteristic_and_combined_bioreplicate() -> None:
+    sheet = read_sdrf(PLASMA, condition_column="characteristics[disease]")
+    assert sheet["condition"].value_counts().to_dict() == {"COVID-19": 14, "Normal": 10}
+    assert sheet["bioreplicate"].nunique() == 24
+    assert sheet.loc[0, "bioreplicate"] == "PXD040438-Sample-1|1"
+    # the replicate number alone restarts per condition: it cannot identify the sample
+    with pytest.raises(SampleSheetError, match="more than one condition"):
+        read_sdrf(PLASMA, condition_column="disease", bioreplicate_column="biological replicate")
+
+
+def test_dia_sdrf_counts_and_batch() -> None:
+    sheet = load_sample_sheet(SKIN)
+    assert len(sheet) == 43
+    assert sheet["condition"].nunique() == 1
+    by_cell = load_sample_sheet(SKIN, condition_column="cell type", batch_column="label")
+    assert by_cell["condition"].nunique() == 10
+    assert by_cell["run"].nunique() == 43
+    assert by_cell.loc[0, "run"] == "20180914_QE8_nLC0_BDA_SA_DIA_Keratinocytes_NN002"
+    assert by_cell["batch"].nunique() == 1
+
+
+def _write_sdrf(tmp_path: Path, rows: list[dict[str, str]]) -> Path:
+    path = tmp_path / "design.sdrf.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def _row(source: str, rep: str, file: str, **extra: str) -> dict[str, str]:
+    row = {
+        "source name": source,
+        "characteristics[biological replicate]": rep,
+        "comment[data file]": file,
+        "comment[label]": "label free sample",
+    }
+    row.update(extra)
+    return row
+
+
+def test_several_factor_values_must_be_named(tmp_path: Path) -> None:
+    path = _write_sdrf(
+        tmp_path,
+        [
+            _row("s1", "1", "a.raw", **{"factor value[disease]": "x", "factor value[dose]": "1"}),
+            _row("s2", "1", "b.raw", **{"factor value[disease]": "y", "factor value[dose]": "2"}),
+        ],
+    )
+    with pytest.raises(SampleSheetError) as err:
+        read_sdrf(path)
+    assert "factor value[disease], factor value[dose]" in str(err.value)
+    assert str(path) in str(err.value)
+    assert list(read_sdrf(path, condition_column="dose")["condition"]) == ["1", "2"]
+
+
+def test_fractions_keep_one_row_per_file(tmp_path: Path) -> None:
+    rows = [
+        _row(s, "1", f"{s}_F{f}.raw", **{"factor value[c]": c, "comment[fraction identifier]": f})
+        for s, c in (("s1", "A"), ("s2", "B"))
+        for f in ("1", "2")
+    ]
+    sheet = read_sdrf(_write_sdrf(tmp_path, rows))
+    assert list(sheet["run"]) == ["s1_F1", "s1_F2", "s2_F1", "s2_F2"]
+    assert sheet["bioreplicate"].nunique() == 2
+    assert list(sheet["fraction"]) == ["1", "2", "1", "2"]
+
+
+def test_not_available_condition_and_multiplexed_design(tmp_path: Path) -> None:
+    path = _write_sdrf(
+        tmp_path,
+        [
+            _row("s1", "1", "a.raw", **{"factor value[c]": "A"}),
+            _row("s2", "1", "b.raw", **{"factor value[c]": "not available"}),
+        ],
+    )
+    with pytest.raises(SampleSheetError, match=r"line 3: condition column .* 'not available'"):
+        read_sdrf(path)
+    tmt = [
+        _row("s1", "1", "a.raw", **{"factor value[c]": "A"}),
+        _row("s2", "1", "a.raw", **{"factor value[c]": "B"}),
+    ]
+    tmt[1]["comment[label]"] = "TMT127"
+    with pytest.raises(SampleSheetError, match="multiplexed"):
+        read_sdrf(_write_sdrf(tmp_path, tmt))
+
+
+def test_load_sample_sheet_dispatch(tmp_path: Path) -> None:
+    tsv = tmp_path / "samples.tsv"
+    tsv.write_text("run\tcondition\nr1.raw\tA\nr2\tB\n")
+    sheet = load_sample_sheet(tsv)
+    assert list(sheet["run"]) == ["r1", "r2"]
+    with pytest.raises(ConfigError, match="SDRF sample sheets only"):
+        load_sample_sheet(tsv, condition_column="condition")
+    assert len(load_sample_sheet(PLASMA, fmt="sdrf")) == 24
+    with pytest.raises(SampleSheetError, match="missing column"):
+        load_sample_sheet(PLASMA, fmt="tsv")
