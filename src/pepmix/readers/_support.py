@@ -181,6 +181,20 @@ def option_threshold(options: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
+def option_positive_int(options: Mapping[str, Any], key: str, default: int) -> int:
+    """Return a positive integer option.
+
+    Raises
+    ------
+    ConfigError
+        If the value is not a positive integer.
+    """
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"option {key!r} must be a positive integer, got {value!r}")
+    return value
+
+
 def option_pattern(options: Mapping[str, Any], key: str, default: str) -> re.Pattern[str] | None:
     """Compile a regular-expression option; null or an empty string disables it.
 

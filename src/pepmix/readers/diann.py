@@ -64,6 +64,7 @@ from pepmix.readers._support import (
     first_present,
     flag_proteins,
     option_pattern,
+    option_positive_int,
     option_str,
     option_threshold,
     parse_flag,
@@ -146,7 +147,7 @@ def read_diann(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     if separator is None:
         frame = _scan_parquet(path, columns, active)
     else:
-        chunk_rows = int(options.get("chunk_rows", _DEFAULT_CHUNK_ROWS))
+        chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
         frame = _scan_text(path, columns, separator, active, chunk_rows)
     if active:
         shown = ", ".join(f"{c} <= {t:g}" for c, t in active.items())

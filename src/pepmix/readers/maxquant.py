@@ -218,13 +218,12 @@ def _combine(frame: pd.DataFrame, how: str, path: Path) -> pd.DataFrame:
         ordered = frame.sort_values("intensity", ascending=False, na_position="last", kind="stable")
         out = ordered.drop_duplicates(keys, keep="first").sort_index()
     else:
-        agg: dict[str, Any] = {
-            "intensity": lambda s: s.sum(min_count=1),
-            **{c: "first" for c in frame.columns if c not in keys and c != "intensity"},
-        }
+        grouped = frame.groupby(keys, sort=False, dropna=False)
+        out = grouped.first()
+        out["intensity"] = grouped["intensity"].sum(min_count=1)
         if "q_value" in frame.columns:
-            agg["q_value"] = "min"
-        out = frame.groupby(keys, sort=False, dropna=False).agg(agg).reset_index()
+            out["q_value"] = grouped["q_value"].min()
+        out = out.reset_index()
     log.info(
         "%s: %d evidence rows of %d precursor x run pairs seen more than once; "
         "combined by %s into %d rows",

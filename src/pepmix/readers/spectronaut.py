@@ -54,6 +54,7 @@ from pepmix.readers._support import (
     first_present,
     flag_proteins,
     option_pattern,
+    option_positive_int,
     option_str,
     option_threshold,
     parse_flag,
@@ -118,7 +119,7 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         for column, key in (("EG.Qvalue", "q_value"), ("PG.Qvalue", "pg_q_value"))
         if (limit := option_threshold(options, key)) is not None and column in header
     }
-    chunk_rows = int(options.get("chunk_rows", _DEFAULT_CHUNK_ROWS))
+    chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
     pattern = option_pattern(options, "contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)
 
     parts = []
