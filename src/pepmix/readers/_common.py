@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PureWindowsPath
 
@@ -13,6 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pepmix.errors import InputFormatError
+
+log = logging.getLogger(__name__)
 
 _RUN_EXTENSIONS = re.compile(
     r"(\.(gz|bz2|zip|xz))?$",
@@ -57,7 +61,7 @@ def _sniff_separator(path: Path, sample: str) -> str:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix.lower() == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def read_table(
@@ -93,16 +97,21 @@ def read_table(
     if p.suffix.lower() == ".parquet":
         try:
             schema_names = pq.read_schema(p).names
-        except Exception as exc:  # pyarrow raises several unrelated types for bad files
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
             raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
         if columns is not None:
             require_columns(schema_names, columns, p)
-        return pq.read_table(p, columns=list(columns) if columns else None).to_pandas()
-    with _open_text(p) as handle:
         try:
+            table = pq.read_table(p, columns=list(columns) if columns else None)
+        except Exception as exc:  # noqa: BLE001 - a corrupt row group fails only here
+            raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
+        frame: pd.DataFrame = table.to_pandas()
+        return frame
+    try:
+        with _open_text(p) as handle:
             sample = handle.read(65536)
-        except UnicodeDecodeError:
-            raise InputFormatError(f"{p}: not a UTF-8 text table") from None
+    except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
+        raise _read_error(p, exc) from None
     if not sample.strip():
         raise InputFormatError(f"{p}: file is empty")
     lines = sample.splitlines()
@@ -123,10 +132,64 @@ def read_table(
     except pd.errors.ParserError as exc:
         msg = str(exc).strip().splitlines()[-1]
         raise InputFormatError(f"{p}: malformed table ({msg})") from None
+    except pd.errors.EmptyDataError:
+        raise InputFormatError(f"{p}: no header line (file is empty after skipped rows)") from None
+    except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
+        raise _read_error(p, exc) from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    if p.suffix.lower() != ".gz":
+        _check_last_line(p, separator, len(frame.columns))
     if columns is not None:
         require_columns(frame.columns, columns, p)
     return frame
+
+
+def _read_error(path: Path, exc: BaseException) -> InputFormatError:
+    """One-line error for a file that cannot be decoded or decompressed."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InputFormatError(
+            f"{path}: not a UTF-8 text table (byte {exc.object[exc.start : exc.start + 1]!r} "
+            "cannot be decoded; save the file as UTF-8)"
+        )
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return InputFormatError(f"{path}: compressed file is truncated or corrupt ({exc})")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return InputFormatError(f"{path}: cannot read the file ({reason})")
+
+
+def _check_last_line(path: Path, separator: str, n_columns: int) -> None:
+    """Detect a text table cut off in its last line (e.g. by an interrupted copy).
+
+    A file that does not end with a line break and whose last line has fewer fields than the
+    header is truncated: pandas would silently fill the missing fields with nulls. A last line
+    that has all its fields but no line break may still have lost characters of its last value;
+    that is only logged.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 65536))
+        tail = handle.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    line_no = None
+    try:
+        fields = next(csv.reader([last], delimiter=separator))
+    except (csv.Error, StopIteration):
+        fields = []
+    if len(fields) < n_columns:
+        with open(path, "rb") as handle:
+            line_no = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        raise InputFormatError(
+            f"{path}: line {line_no + 1} has {len(fields)} of {n_columns} fields and the file "
+            "does not end with a line break: the file looks truncated"
+        )
+    log.warning(
+        "%s: the file does not end with a line break; if it was cut short, the last value may "
+        "be incomplete",
+        path,
+    )
 
 
 def require_columns(present: Iterable[str], required: Iterable[str], path: str | Path) -> None:
@@ -145,8 +208,12 @@ def to_float(series: pd.Series, path: str | Path, column: str) -> pd.Series:
     values = pd.to_numeric(series, errors="coerce")
     bad = series.notna() & values.isna()
     if bad.any():
+        first = series[bad].iloc[0]
+        hint = ""
+        if re.fullmatch(r"\s*[-+]?\d+(\.\d{3})*,\d+\s*", str(first)):
+            hint = "; decimal commas are not supported, use a point"
         raise InputFormatError(
             f"{path}: column {column!r} has {int(bad.sum())} value(s) that are not numbers "
-            f"(first: {series[bad].iloc[0]!r})"
+            f"(first: {first!r}){hint}"
         )
     return values.astype("float64")
