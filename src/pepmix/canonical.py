@@ -161,7 +161,8 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def empty_table() -> pd.DataFrame:
     """Return an empty canonical table with the right dtypes."""
-    return SCHEMA.empty_table().to_pandas(types_mapper=_types_mapper)
+    frame: pd.DataFrame = SCHEMA.empty_table().to_pandas(types_mapper=_types_mapper)
+    return frame
 
 
 def _types_mapper(dtype: pa.DataType) -> object:
@@ -189,4 +190,5 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a canonical table written by :func:`write_parquet`."""
     table = pq.read_table(path, columns=columns)
-    return table.to_pandas(types_mapper=_types_mapper)
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_types_mapper)
+    return frame

@@ -1,8 +1,8 @@
 """Exceptions for problems in the user's input.
 
-Every error raised for bad input derives from :class:`PepmixError`. Its message is one line that says
-what is wrong and where (file, column, run, config key); the workflow prints it without a traceback
-and exits non-zero.
+Every error raised for bad input derives from :class:`PepmixError`. Its message is one line that
+says what is wrong and where (file, column, run, config key); the workflow prints it without a
+traceback and exits non-zero.
 """
 
 from __future__ import annotations

@@ -25,8 +25,12 @@ from pepmix.samples import check_runs
 log = logging.getLogger(__name__)
 
 
-def read_input(entry: Mapping[str, Any], base_dir: str | Path = ".") -> pd.DataFrame:
-    """Read one ``inputs:`` entry into a canonical frame (no filtering).
+def read_input(
+    entry: Mapping[str, Any],
+    base_dir: str | Path = ".",
+    filter_config: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Read one ``inputs:`` entry into a canonical frame.
 
     Parameters
     ----------
@@ -34,12 +38,19 @@ def read_input(entry: Mapping[str, Any], base_dir: str | Path = ".") -> pd.DataF
         ``{name, format, path, ...format options}``.
     base_dir : str or pathlib.Path, default "."
         Directory relative paths are resolved against.
+    filter_config : mapping, optional
+        The ``filter:`` section. Its ``q_value`` and ``pg_q_value`` thresholds are passed to the
+        reader (unless the entry sets them) so that readers of large reports can drop rows while
+        reading; the row filters of :func:`pepmix.filters.filter_rows` still apply afterwards.
     """
     path = Path(entry["path"])
     if not path.is_absolute():
         path = Path(base_dir) / path
     reader = get_reader(str(entry["format"]))
     options = {k: v for k, v in entry.items() if k not in ("name", "format", "path")}
+    for key in ("q_value", "pg_q_value"):
+        if filter_config is not None and filter_config.get(key) is not None:
+            options.setdefault(key, filter_config[key])
     raw = reader(path, options)
     table = canonical.conform(raw, str(path))
     if table.empty:
@@ -107,7 +118,7 @@ def ingest_batch(
     base_dir: str | Path = ".",
 ) -> pd.DataFrame:
     """Read, combine and row-filter one batch (see module docstring)."""
-    table = read_input(entry, base_dir)
+    table = read_input(entry, base_dir, filter_config)
     table = filter_rows(table, filter_config)
     return combine_duplicates(table, feature_level)
 

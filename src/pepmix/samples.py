@@ -49,7 +49,9 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     sheet.columns = [str(c).strip() for c in sheet.columns]
     missing = [c for c in REQUIRED if c not in sheet.columns]
     if missing:
-        hint = " (is it comma-separated? it must be tab-separated)" if len(sheet.columns) == 1 else ""
+        hint = (
+            " (is it comma-separated? it must be tab-separated)" if len(sheet.columns) == 1 else ""
+        )
         raise SampleSheetError(
             f"{p}: missing column(s) {', '.join(missing)}; columns present: "
             f"{', '.join(sheet.columns)}{hint}"
@@ -151,9 +153,9 @@ def normalize_sheet(sheet: pd.DataFrame, source: str) -> pd.DataFrame:
         raise SampleSheetError(
             f"{source}: bioreplicate {bad!r} has runs in more than one condition"
         )
-    first = ["run", "condition", "bioreplicate", "batch"]
-    others = [c for c in sheet.columns if c not in first]
-    return sheet[first + others].reset_index(drop=True)
+    leading = ["run", "condition", "bioreplicate", "batch"]
+    others = [c for c in sheet.columns if c not in leading]
+    return sheet[leading + others].reset_index(drop=True)
 
 
 def condition_levels(sheet: pd.DataFrame) -> list[str]:

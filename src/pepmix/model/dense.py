@@ -58,4 +58,5 @@ def gls(
     beta = np.linalg.solve(xhx, x.T @ hinv @ y)
     resid = y - x @ beta
     sigma2 = float(resid @ hinv @ resid) / (n - p)
-    return beta, sigma2 * np.linalg.inv(xhx), float(np.sqrt(sigma2))
+    cov: FloatArray = sigma2 * np.linalg.inv(xhx)
+    return np.asarray(beta, dtype=np.float64), cov, float(np.sqrt(sigma2))

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
+#: statuses of proteins that were fitted
+FITTED = ("ok", "boundary", "reduced_model")
 #: a free variance whose removal changes the criterion by less than this is set to zero
 SNAP_TOL = 1e-7
 #: only relative standard deviations below this are candidates for snapping
@@ -116,6 +118,52 @@ class ModelFit:
         out["df_residual"] = self.nu
         return out
 
+    def contrast_table(
+        self, numerators: Sequence[str], denominators: Sequence[str]
+    ) -> pd.DataFrame:
+        """Long table of contrast estimates, one row per protein and contrast.
+
+        Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
+        n_observations, sigma, df_residual``. A contrast involving a condition in which the
+        protein was never observed gets status ``one_condition_missing`` (one side observed) or
+        ``not_estimable`` (neither side) and NaN statistics.
+
+        Parameters
+        ----------
+        numerators, denominators : sequence of str
+            Conditions of each contrast, in the order of :attr:`contrast_names`.
+        """
+        conditions = self.design.conditions
+        observed = ~np.isnan(self.beta[:, : len(conditions)])
+        fit_status = np.asarray(self.status, dtype=object)
+        frames = []
+        for m, name in enumerate(self.contrast_names):
+            num_obs = observed[:, conditions.index(numerators[m])]
+            den_obs = observed[:, conditions.index(denominators[m])]
+            status = fit_status.copy()
+            fitted = np.isin(status, FITTED)
+            status[fitted & (num_obs ^ den_obs)] = "one_condition_missing"
+            status[fitted & ~num_obs & ~den_obs] = "not_estimable"
+            good = np.isin(status, FITTED)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "protein": self.proteins,
+                        "contrast": name,
+                        "estimate": np.where(good, self.estimate[:, m], np.nan),
+                        "se": np.where(good, self.se[:, m], np.nan),
+                        "df": np.where(good, self.df[:, m], np.nan),
+                        "status": status,
+                        "detail": self.detail,
+                        "n_features": self.n_features,
+                        "n_observations": self.n_obs,
+                        "sigma": self.sigma,
+                        "df_residual": self.nu,
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
     def fixed_effects(self) -> pd.DataFrame:
         """Long table ``protein, term, estimate, se`` plus the covariance row by row."""
         names = self.design.x_names
@@ -160,19 +208,25 @@ def encode(table: pd.DataFrame, design: RunDesign) -> Encoded:
     """Integer codes for a long table with ``protein, feature, run, y`` (see :class:`Encoded`)."""
     prot_codes, proteins = pd.factorize(table["protein"], sort=True)
     run_index = pd.Index(design.runs)
-    run_codes = run_index.get_indexer(table["run"])
+    run_codes = run_index.get_indexer(pd.Index(table["run"]))
     if np.any(run_codes < 0):
         missing = sorted(set(table["run"][run_codes < 0]))
         raise ValueError(f"runs not in the design: {', '.join(map(str, missing))}")
-    pair = pd.MultiIndex.from_arrays([prot_codes, table["feature"].to_numpy()])
-    feat_codes, feat_uniques = pd.factorize(pair, sort=True)
-    order = np.lexsort((run_codes, feat_codes, prot_codes))
+    fcode, fnames = pd.factorize(table["feature"])
+    pair_key = prot_codes.astype(np.int64) * max(len(fnames), 1) + fcode
+    pair_codes, pair_uniques = pd.factorize(pair_key)
+    by_protein = np.argsort(pair_uniques, kind="stable")
+    rank = np.empty_like(by_protein)
+    rank[by_protein] = np.arange(by_protein.size)
+    feat_codes = rank[pair_codes]
+    feature_names = np.asarray(fnames, dtype=object)[pair_uniques[by_protein] % max(len(fnames), 1)]
+    order = np.argsort(feat_codes.astype(np.int64) * len(design.runs) + run_codes, kind="stable")
     y = table["y"].to_numpy(dtype=np.float64)[order]
     if not np.all(np.isfinite(y)):
         raise ValueError("log2 intensities must be finite")
     return Encoded(
         proteins=[str(p) for p in proteins],
-        features=np.asarray(feat_uniques.get_level_values(1), dtype=object),
+        features=feature_names,
         prot=prot_codes[order].astype(np.intp),
         feat=feat_codes[order].astype(np.intp),
         run=run_codes[order].astype(np.intp),
@@ -329,8 +383,10 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
         notes = [out.detail[i]] if out.detail[i] else []
         if not problem.fittable[i]:
             out.status[i] = "too_few_observations"
-            notes.append(f"{int(problem.n_obs[i])} observations for {int(problem.xkeep[i].sum())}"
-                         " fixed effects")
+            notes.append(
+                f"{int(problem.n_obs[i])} observations for {int(problem.xkeep[i].sum())}"
+                " fixed effects"
+            )
         elif not out.converged[i] or not np.isfinite(out.reml_crit[i]):
             out.status[i] = "not_estimable"
             notes.append("REML optimisation did not converge")
@@ -410,7 +466,7 @@ def _blups(
     if not frames:
         return pd.DataFrame(columns=["protein", "factor", "level", "blup"])
     allb = pd.concat(frames, ignore_index=True)
-    fitted = np.array([s in ("ok", "boundary", "reduced_model") for s in out.status])
+    fitted = np.isin(np.asarray(out.status, dtype=object), FITTED)
     allb = allb[fitted[allb["protein_code"].to_numpy()]]
     return _label_blups(allb, problem, design, enc)
 

@@ -87,14 +87,12 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
     theta0 : ndarray, shape (B, F), optional
         Start values (default :func:`start_values`).
     """
-    nb, nf = bucket.free.shape
+    nb = bucket.size
     theta = start_values(bucket) if theta0 is None else np.where(bucket.free, theta0, 0.0)
     dev = evaluate(bucket, theta).dev
-    converged = np.zeros(nb, dtype=bool)
+    converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
-    n_free = bucket.free.sum(axis=1)
-    converged |= n_free == 0
-    active = np.flatnonzero(~converged)
+    active = np.flatnonzero(~converged & np.isfinite(dev))
     sub = bucket.take(active)
     for _ in range(MAX_ITER):
         if active.size == 0:
@@ -103,22 +101,28 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
         ev = evaluate(sub, th)
         der = derivatives(sub, th, ev)
         grad, hess = der.profiled(sub.nu)
-        free = sub.free
-        step = _newton_step(th, grad, hess, free)
-        new_th, new_dev, improved = _line_search(sub, th, ev.dev, grad, step)
+        step = _newton_step(th, grad, hess, sub.free)
         iterations[active] += 1
-        change = ev.dev - new_dev
-        proj_grad = np.where((th <= 0) & (grad > 0), 0.0, grad) * free
-        small = (change < 1e-11 * (1.0 + np.abs(ev.dev))) & (
+        # Newton decrement: predicted decrease of the criterion
+        decrement = -np.sum(grad * step, axis=1)
+        proj_grad = np.where((th <= 0) & (grad > 0), 0.0, grad) * sub.free
+        done = (decrement < 1e-12 * (1.0 + np.abs(ev.dev))) & (
             np.linalg.norm(proj_grad, axis=1) < 1e-6
         )
-        done = ~improved | small
-        theta[active] = np.where(improved[:, None], new_th, th)
-        dev[active] = np.where(improved, new_dev, ev.dev)
+        move = np.flatnonzero(~done)
+        if move.size:
+            part = sub.take(move) if move.size < sub.size else sub
+            new_th, new_dev, improved = _line_search(
+                part, th[move], ev.dev[move], grad[move], step[move]
+            )
+            theta[active[move]] = new_th
+            dev[active[move]] = np.where(improved, new_dev, ev.dev[move])
+            small = ev.dev[move] - new_dev < 1e-11 * (1.0 + np.abs(ev.dev[move]))
+            done[move] = ~improved | (small & (np.linalg.norm(proj_grad[move], axis=1) < 1e-6))
         converged[active[done]] = True
         keep = np.flatnonzero(~done)
         active = active[keep]
-        if keep.size:
+        if keep.size and keep.size < sub.size:
             sub = sub.take(keep)
     return OptimResult(theta=theta, dev=dev, converged=converged, iterations=iterations)
 
@@ -126,7 +130,7 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
 def _newton_step(
     theta: FloatArray, grad: FloatArray, hess: FloatArray, free: NDArray[np.bool_]
 ) -> FloatArray:
-    nb, nf = theta.shape
+    nf = theta.shape[1]
     f = free.astype(np.float64)
     h = hess * f[:, :, None] * f[:, None, :] + np.eye(nf)[None] * (1.0 - f)[:, :, None]
     g = grad * f
@@ -145,29 +149,31 @@ def _newton_step(
         v = evecs[escape, :, 0]
         v = np.where(v.sum(axis=1, keepdims=True) < 0, -v, v)
         step[escape] = 0.1 * np.abs(v)
-    return step * f
+    return np.asarray(step * f, dtype=np.float64)
 
 
 def _line_search(
     bucket: Bucket, theta: FloatArray, dev: FloatArray, grad: FloatArray, step: FloatArray
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
-    nb = theta.shape[0]
-    alpha = np.ones(nb)
+    """Backtracking (Armijo) along the projected step; evaluates pending proteins only."""
     best_th = theta.copy()
     best_dev = dev.copy()
-    found = np.zeros(nb, dtype=bool)
-    for _ in range(40):
-        pending = ~found
-        if not pending.any():
+    pending = np.arange(theta.shape[0])
+    alpha = 1.0
+    sub = bucket
+    for _ in range(30):
+        cand = np.maximum(theta[pending] + alpha * step[pending], 0.0)
+        new = evaluate(sub, cand).dev
+        slope = np.sum(grad[pending] * (cand - theta[pending]), axis=1)
+        ok = np.isfinite(new) & (new <= dev[pending] + 1e-4 * np.minimum(slope, 0.0))
+        ok &= new <= dev[pending]
+        best_th[pending[ok]] = cand[ok]
+        best_dev[pending[ok]] = new[ok]
+        keep = np.flatnonzero(~ok)
+        if keep.size == 0:
             break
-        cand = np.maximum(theta + alpha[:, None] * step, 0.0)
-        new = evaluate(bucket, cand).dev
-        slope = np.sum(grad * (cand - theta), axis=1)
-        ok = pending & np.isfinite(new) & (new <= dev + 1e-4 * np.minimum(slope, 0.0))
-        ok &= new <= dev
-        best_th[ok] = cand[ok]
-        best_dev[ok] = new[ok]
-        found |= ok
-        alpha = np.where(found, alpha, alpha * 0.5)
-    improved = found & (best_dev < dev)
+        pending = pending[keep]
+        sub = sub.take(keep)
+        alpha *= 0.5
+    improved = best_dev < dev
     return best_th, best_dev, improved

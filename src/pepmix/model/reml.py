@@ -4,13 +4,15 @@ Model and notation
 ------------------
 For one protein with :math:`n` observations (log2 intensities) :math:`y`,
 
-.. math:: y = X\beta + \sum_k Z_k b_k + e,\quad b_k \sim N(0, \sigma^2\theta_k^2 I),\ e\sim N(0,\sigma^2 I)
+.. math:: y = X\beta + \sum_k Z_k b_k + e,\quad b_k \sim N(0, \sigma^2\theta_k^2 I),
+          \ e\sim N(0,\sigma^2 I)
 
 with one random-intercept factor :math:`k` per grouping (feature, sample, run, batch) and
 relative standard deviations :math:`\theta_k = \sigma_k/\sigma \ge 0` (lme4's parametrisation).
 lme4's REML criterion with :math:`\sigma^2` profiled out is
 
-.. math:: d(\theta) = \log|L_\theta|^2 + \log|R_X|^2 + \nu\,(1 + \log(2\pi\,r^2/\nu)),\quad \nu = n - p
+.. math:: d(\theta) = \log|L_\theta|^2 + \log|R_X|^2 + \nu\,(1 + \log(2\pi\,r^2/\nu)),
+          \quad \nu = n - p
 
 where :math:`L_\theta L_\theta' = \Lambda Z'Z\Lambda + I`, :math:`R_X` is the Cholesky factor of
 :math:`X'H^{-1}X` with :math:`H = I + Z\Lambda\Lambda Z'`, and :math:`r^2` is the penalised residual
@@ -39,7 +41,8 @@ the same count :math:`c` are summed once (count classes), so an evaluation costs
 
 so :math:`d(\theta) = g_E + (1-\nu)\log|S_0| + \nu\log|S| + \nu(1+\log(2\pi/\nu))`. Derivatives
 follow from :math:`\partial\log|S| = \mathrm{tr}(S^{-1}\partial S)` and
-:math:`\partial^2\log|S| = \mathrm{tr}(S^{-1}\partial^2 S) - \mathrm{tr}(S^{-1}\partial S\,S^{-1}\partial S)`,
+:math:`\partial^2\log|S| = \mathrm{tr}(S^{-1}\partial^2 S)
+- \mathrm{tr}(S^{-1}\partial S\,S^{-1}\partial S)`,
 all on :math:`d \times d` matrices and exact (no finite differences).
 
 Padding is an exact no-op: padded :math:`K` dimensions have zero rows in :math:`G` (so a 1 on the
@@ -180,17 +183,18 @@ def lambda_diag(bucket: Bucket, theta: FloatArray) -> FloatArray:
     idx = np.where(df >= 0, df, 0)
     lam = np.take_along_axis(theta, idx, axis=1)
     lam = np.where(df >= 0, lam, 0.0)
-    return np.where(df == DIM_FIXED, 1.0, lam)
+    return np.asarray(np.where(df == DIM_FIXED, 1.0, lam), dtype=np.float64)
 
 
 def _j_diag(bucket: Bucket) -> FloatArray:
-    return (bucket.dimfactor != DIM_FIXED).astype(np.float64)
+    return np.asarray(bucket.dimfactor != DIM_FIXED, dtype=np.float64)
 
 
 def _batched_cholesky(matrix: FloatArray) -> tuple[FloatArray, BoolArray]:
     """Cholesky factors of a stack; failures are marked and given an identity factor."""
     try:
-        return np.linalg.cholesky(matrix), np.ones(matrix.shape[0], dtype=bool)
+        chol = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
+        return chol, np.ones(matrix.shape[0], dtype=bool)
     except np.linalg.LinAlgError:
         pass
     out = np.empty_like(matrix)
@@ -331,12 +335,8 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     for f in range(nf):
         for g in range(f, nf):
             d2 = _second(bucket, f, g, masks, is_e, lam, ghat, ge1, ge2)
-            v = np.einsum("bij,bji->b", sinv, d2) - np.einsum(
-                "bij,bji->b", t_full[f], t_full[g]
-            )
-            v0 = np.einsum("bij,bji->b", s0inv, d2) - np.einsum(
-                "bij,bji->b", t_zero[f], t_zero[g]
-            )
+            v = np.einsum("bij,bji->b", sinv, d2) - np.einsum("bij,bji->b", t_full[f], t_full[g])
+            v0 = np.einsum("bij,bji->b", s0inv, d2) - np.einsum("bij,bji->b", t_zero[f], t_zero[g])
             l2[:, f, g] = l2[:, g, f] = v
             l02[:, f, g] = l02[:, g, f] = v0
     # g_E = sum_c m_c log(1 + t c)

@@ -15,7 +15,8 @@ takes :math:`A = 2 H^{+}` (pseudo-inverse over eigenvalues above ``1e-8``) of it
 Here every derivative is exact: :math:`\partial \log|L_\theta|^2 + \log|R_X|^2 = \partial(g_E +
 \log|S_0|)`, :math:`\partial \log r^2 = \partial(\log|S| - \log|S_0|)` (see
 :mod:`pepmix.model.reml`), :math:`\partial v / \partial\theta_f = -\sigma^2 \ell' (\partial S_0 /
-\partial\theta_f) \ell` with :math:`\ell = S_0^{-1} \tilde L`, and :math:`\partial v/\partial\sigma =
+\partial\theta_f) \ell` with :math:`\ell = S_0^{-1} \tilde L`, and
+:math:`\partial v/\partial\sigma =
 2v/\sigma`.
 
 Boundary rule: a variance estimated at exactly zero adds a zero column to the Jacobian and a
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from pepmix.model.reml import DIM_FIXED, Bucket, Derivatives, Evaluation
+from pepmix.model.reml import Bucket, Derivatives, Evaluation
 
 FloatArray = NDArray[np.float64]
 EIGEN_TOL = 1e-8
@@ -86,7 +87,6 @@ def estimates(bucket: Bucket, theta: FloatArray, ev: Evaluation, der: Derivative
     u_k = np.where(bucket.dimfactor >= 0, ev.lam * xi, 0.0)
     cov_beta = sigma2[:, None, None] * s0inv[:, xs, xs]
     # Hessian of D(theta, sigma)
-    ld1 = der.g1 + der.l01
     ld2 = der.g2 + der.l02
     lp1 = der.l1 - der.l01
     lp2 = der.l2 - der.l02
@@ -116,7 +116,7 @@ def estimates(bucket: Bucket, theta: FloatArray, ev: Evaluation, der: Derivative
 
 def _free_eigs(h: FloatArray, free: NDArray[np.bool_]) -> FloatArray:
     """Eigenvalues of ``h`` restricted to free parameters (others reported as +inf)."""
-    nb, k, _ = h.shape
+    k = h.shape[1]
     fill = np.where(free, 0.0, 1e300)
     hh = h + fill[:, :, None] * np.eye(k)[None]
     vals = np.linalg.eigvalsh(hh)
@@ -159,10 +159,3 @@ def contrast_tests(
         df = 2.0 * var**2 / denom
     se = np.sqrt(np.maximum(var, 0.0))
     return estimate, se, df
-
-
-def is_fixed_dim(bucket: Bucket) -> NDArray[np.bool_]:
-    """Boolean mask of fixed-effect dimensions (shape ``(B, d)``)."""
-    mask = bucket.dimfactor == DIM_FIXED
-    mask[:, -1] = False
-    return mask

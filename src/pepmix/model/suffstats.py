@@ -87,9 +87,9 @@ class Problem:
     w_rows: sp.csr_matrix | None = None
 
 
-def _levels(prot: IntArray, level: IntArray, n_prot: int, n_level: int) -> tuple[
-    IntArray, IntArray, IntArray
-]:
+def _levels(
+    prot: IntArray, level: IntArray, n_prot: int, n_level: int
+) -> tuple[IntArray, IntArray, IntArray]:
     """Local level index of each observation, levels per protein, largest level count."""
     counts = np.bincount(prot * n_level + level, minlength=n_prot * n_level).reshape(
         n_prot, n_level
@@ -107,7 +107,7 @@ def _same_partition(
     nb = int(b.max()) + 1 if b.size else 1
     key = np.unique((a.astype(np.int64) * nb + b) * n_prot + prot)
     pairs = np.bincount(key % n_prot, minlength=n_prot)
-    return (pairs == qa) & (pairs == qb)
+    return np.asarray((pairs == qa) & (pairs == qb), dtype=bool)
 
 
 def build_problem(
@@ -295,9 +295,7 @@ def build_problem(
     local_dim = wr.col - dim_offset[row_prot]
     cls_dim_offset = np.concatenate([[0], np.cumsum(d_p[cls_protein])]).astype(np.intp)
     new_col = cls_dim_offset[row_cls] + local_dim
-    wr2 = sp.csr_matrix(
-        (wr.data, (wr.row, new_col)), shape=(n_elevels, int(cls_dim_offset[-1]))
-    )
+    wr2 = sp.csr_matrix((wr.data, (wr.row, new_col)), shape=(n_elevels, int(cls_dim_offset[-1])))
     w_all = (wr2.T @ wr2).tocoo()
 
     problem = Problem(
@@ -412,8 +410,9 @@ def _fill_bucket(
         return np.where(local_dim < q_tot[prot_of], local_dim, local_dim + shift)
 
     # G
-    sel = np.concatenate([order_g[g_start[p] : g_start[p + 1]] for p in idx]) if nb else []
-    sel = np.asarray(sel, dtype=np.intp)
+    sel: IntArray = np.concatenate(
+        [order_g[g_start[p] : g_start[p + 1]] for p in idx] or [np.zeros(0, dtype=np.intp)]
+    ).astype(np.intp)
     counts = g_start[idx + 1] - g_start[idx]
     bpos = np.repeat(pos, counts)
     gp = idx[bpos]
@@ -427,8 +426,9 @@ def _fill_bucket(
         dropped = ~xk[:, j]
         g[dropped, q_pad + j, q_pad + j] = 1.0
     # W
-    sel_w = np.concatenate([order_w[w_start[p] : w_start[p + 1]] for p in idx]) if nb else []
-    sel_w = np.asarray(sel_w, dtype=np.intp)
+    sel_w: IntArray = np.concatenate(
+        [order_w[w_start[p] : w_start[p + 1]] for p in idx] or [np.zeros(0, dtype=np.intp)]
+    ).astype(np.intp)
     counts_w = w_start[idx + 1] - w_start[idx]
     bpos_w = np.repeat(pos, counts_w)
     wp = idx[bpos_w]

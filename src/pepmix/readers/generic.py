@@ -104,9 +104,9 @@ def read_wide(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         id_columns = list(dict.fromkeys([protein_column, peptide_column, id_column]))
     run_columns = _run_columns(frame, options.get("run_columns"), id_columns, path)
     keys = pd.DataFrame({"protein": protein.to_numpy(), "feature": feature.to_numpy()})
-    dup = keys.duplicated()
-    if dup.any():
-        first = keys[dup].iloc[0]
+    repeated = keys.duplicated()
+    if repeated.any():
+        first = keys[repeated].iloc[0]
         raise InputFormatError(
             f"{path}: feature {first['feature']!r} of protein {first['protein']!r} appears on "
             "more than one row"
@@ -127,9 +127,7 @@ def read_wide(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     )
 
 
-def _run_columns(
-    frame: pd.DataFrame, spec: object, id_columns: list[str], path: Path
-) -> list[str]:
+def _run_columns(frame: pd.DataFrame, spec: object, id_columns: list[str], path: Path) -> list[str]:
     if spec is None:
         columns = [c for c in frame.columns if c not in id_columns]
     elif isinstance(spec, str):

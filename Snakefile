@@ -1,0 +1,32 @@
+# pepmix: peptide-level linear mixed models for differential protein abundance.
+#
+#   snakemake -s <repo>/Snakefile --directory <dir> --configfile <dir>/config.yaml --cores 2
+#
+# Stages: ingest (one job per MS batch) -> merge -> normalize -> fit -> test -> plots -> report.
+# Config keys are documented in config/README.md; the schema is workflow/schemas/config.schema.yaml.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/ingest.smk"
+include: "rules/normalize.smk"
+include: "rules/fit.smk"
+include: "rules/test.smk"
+include: "rules/plot.smk"
+
+
+rule all:
+    input:
+        "results/tables/differential_abundance.tsv",
+        "results/tables/variance_components.tsv",
+        all_plots(),
+    default_target: True

@@ -1,0 +1,18 @@
+rule test:
+    """Contrast tests per protein: t, p and Benjamini-Hochberg adjusted p per contrast."""
+    input:
+        contrasts="results/model/contrasts.parquet",
+        samples="results/ingest/samples.tsv",
+    output:
+        tsv=report(
+            "results/tables/differential_abundance.tsv",
+            category="Differential abundance",
+            caption="../workflow/report/differential_abundance.rst",
+        ),
+        parquet="results/tables/differential_abundance.parquet",
+    params:
+        contrasts=config["contrasts"],
+    log:
+        "logs/test.log",
+    script:
+        "../scripts/test.py"

@@ -1,0 +1,16 @@
+"""Rule fit: one linear mixed model per protein."""
+
+from pepmix.rule import rule_context
+from pepmix.stages import fit_stage
+
+with rule_context(snakemake):
+    fit_stage(
+        snakemake.input.features,
+        snakemake.input.samples,
+        snakemake.params.model,
+        snakemake.params.contrasts,
+        snakemake.output.proteins,
+        snakemake.output.contrasts,
+        snakemake.output.fixed,
+        snakemake.output.blups,
+    )

@@ -1,0 +1,7 @@
+"""Rule variance_components: the per-protein variance table for people."""
+
+from pepmix.rule import rule_context
+from pepmix.stages import variance_table
+
+with rule_context(snakemake):
+    variance_table(snakemake.input[0], snakemake.output[0])

@@ -1,0 +1,172 @@
+r"""log2 transform and normalisation of runs.
+
+With :math:`y_{fr} = \log_2 I_{fr}` for feature :math:`f` in run :math:`r`:
+
+``median``
+    :math:`y_{fr} - m_r + \bar m`, where :math:`m_r` is the median of run :math:`r` over all its
+    observed features and :math:`\bar m` the median of the :math:`m_r` (so the overall level is
+    kept). MSstats' ``equalizeMedians``.
+``reference``
+    as ``median``, but :math:`m_r` is the median over the features of the reference proteins only
+    (e.g. spike-in standards or a stable background), so that proteins that change do not move the
+    normalisation.
+``quantile``
+    every run gets the same distribution: the observed values of run :math:`r` (``n_r`` of them)
+    are replaced, rank for rank, by the mean quantile function of all runs evaluated at
+    :math:`(i - 1)/(n_r - 1)` (limma's ``normalizeQuantiles`` treatment of missing values).
+``none``
+    log2 only.
+
+With ``within_batch: true`` the target level (:math:`\bar m`, or the mean quantile function) is
+computed per batch, so differences between batches are left to the model's batch term.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pepmix.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("median", "quantile", "reference", "none")
+
+
+def reference_mask(proteins: pd.Series, references: Sequence[str]) -> pd.Series:
+    """Which rows belong to a reference protein.
+
+    Each entry of ``references`` is a protein identifier, or ``regex:<pattern>`` matched with
+    :func:`re.search`.
+    """
+    mask = pd.Series(False, index=proteins.index)
+    exact = [r for r in references if not r.startswith("regex:")]
+    if exact:
+        mask |= proteins.isin(exact)
+    for ref in references:
+        if ref.startswith("regex:"):
+            try:
+                pattern = re.compile(ref[len("regex:") :])
+            except re.error as exc:
+                raise ConfigError(
+                    f"config: normalization.reference_proteins: bad regex {ref!r} ({exc})"
+                ) from None
+            mask |= proteins.astype(str).str.contains(pattern)
+    return mask
+
+
+def normalize(
+    table: pd.DataFrame,
+    method: str = "median",
+    reference_proteins: Sequence[str] = (),
+    within_batch: bool = False,
+    run_batch: Mapping[str, str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """log2-transform and normalise a canonical table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Canonical table (``protein, feature, run, intensity`` at least).
+    method : {"median", "quantile", "reference", "none"}, default "median"
+    reference_proteins : sequence of str, default ()
+        For ``method="reference"`` (see :func:`reference_mask`).
+    within_batch : bool, default False
+        Equalise runs within each batch only.
+    run_batch : mapping of str to str, optional
+        Batch of each run (default: the table's ``batch`` column).
+
+    Returns
+    -------
+    features : pandas.DataFrame
+        ``protein, feature, peptide, run, log2_raw, y`` (``y`` normalised).
+    runs : pandas.DataFrame
+        One row per run: ``run, batch, shift`` (for median-type methods the value subtracted),
+        ``median_before, median_after``.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"config: normalization.method: unknown method {method!r}")
+    out = table.loc[:, ["protein", "feature", "peptide", "run"]].copy()
+    out["log2_raw"] = np.log2(table["intensity"].to_numpy(dtype=np.float64))
+    if run_batch is None:
+        batch_of_run = table.groupby("run", observed=True)["batch"].first().astype(str)
+    else:
+        batch_of_run = pd.Series(dict(run_batch), dtype=str)
+    runs = pd.DataFrame({"run": sorted(out["run"].unique())})
+    runs["batch"] = runs["run"].map(batch_of_run).fillna("")
+    group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
+    runs["median_before"] = runs["run"].map(out.groupby("run", observed=True)["log2_raw"].median())
+    if method in ("median", "reference"):
+        if method == "reference":
+            mask = reference_mask(out["protein"], list(reference_proteins))
+            if not mask.any():
+                raise ConfigError(
+                    "config: normalization.reference_proteins: none of the reference proteins "
+                    "is in the data"
+                )
+            basis = out.loc[mask]
+            missing = sorted(set(runs["run"]) - set(basis["run"]))
+            if missing:
+                raise ConfigError(
+                    "config: normalization.reference_proteins: no reference protein observed "
+                    f"in run(s) {', '.join(missing)}"
+                )
+        else:
+            basis = out
+        med = basis.groupby("run", observed=True)["log2_raw"].median()
+        target = med.groupby(group.reindex(med.index)).transform("median")
+        shift = med - target
+        runs["shift"] = runs["run"].map(shift)
+        out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
+    elif method == "quantile":
+        out["y"] = _quantile(out, group)
+        runs["shift"] = np.nan
+    else:
+        out["y"] = out["log2_raw"]
+        runs["shift"] = 0.0
+    runs["median_after"] = runs["run"].map(out.groupby("run", observed=True)["y"].median())
+    log.info(
+        "normalisation %s%s: run medians spread %.3f before, %.3f after",
+        method,
+        " within batch" if within_batch else "",
+        float(np.ptp(runs["median_before"])),
+        float(np.ptp(runs["median_after"])),
+    )
+    return out, runs
+
+
+def _quantile(out: pd.DataFrame, group: pd.Series) -> pd.Series:
+    result = pd.Series(np.nan, index=out.index)
+    run_groups = group.groupby(group).groups
+    for _, members in run_groups.items():
+        runs = list(members)
+        values = {r: np.sort(out.loc[out["run"] == r, "log2_raw"].to_numpy()) for r in runs}
+        n_max = max(v.size for v in values.values())
+        grid = np.linspace(0.0, 1.0, n_max)
+        curves = []
+        for v in values.values():
+            probs = np.linspace(0.0, 1.0, v.size) if v.size > 1 else np.array([0.5])
+            curves.append(np.interp(grid, probs, v))
+        target = np.mean(curves, axis=0)
+        for r in runs:
+            rows = out.index[out["run"] == r]
+            vals = out.loc[rows, "log2_raw"].to_numpy()
+            n = vals.size
+            ranks = np.argsort(np.argsort(vals, kind="stable"), kind="stable")
+            probs = ranks / (n - 1) if n > 1 else np.full(n, 0.5)
+            result.loc[rows] = np.interp(probs, grid, target)
+    return result
+
+
+def normalization_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`normalize` from the ``normalization:`` config section."""
+    return {
+        "method": config.get("method", "median"),
+        "reference_proteins": list(config.get("reference_proteins", [])),
+        "within_batch": bool(config.get("within_batch", False)),
+    }

@@ -1,0 +1,1 @@
+"""Figures drawn with matplotlib (Agg backend), one module per family."""

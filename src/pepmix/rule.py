@@ -1,0 +1,82 @@
+"""Helpers for the thin rule scripts: logging to the rule's log file, one-line user errors.
+
+Usage in a script run by Snakemake's ``script:`` directive::
+
+    from pepmix.rule import rule_context
+
+    with rule_context(snakemake):
+        ...
+
+Inside the context, log records go to ``snakemake.log[0]`` (and warnings also to stderr). A
+:class:`pepmix.errors.PepmixError` is reported as one line, ``pepmix: error: <message>``, on
+stderr and in the log, and the process exits with status 1 (Snakemake then removes the rule's
+outputs). Other exceptions are programming errors and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from pepmix.errors import PepmixError
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(log_path: str | None, level: int = logging.INFO) -> None:
+    """Send ``pepmix`` log records to ``log_path`` (INFO) and warnings to stderr."""
+    root = logging.getLogger("pepmix")
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        file_handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(file_handler)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setLevel(logging.WARNING)
+    stream.setFormatter(logging.Formatter("pepmix: %(levelname)s: %(message)s"))
+    root.addHandler(stream)
+    root.propagate = False
+
+
+def limit_threads(threads: int) -> None:
+    """Cap BLAS/OpenMP threads of numpy at the rule's ``threads`` (before heavy work)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=max(1, int(threads)))
+
+
+@contextlib.contextmanager
+def rule_context(smk: Any) -> Iterator[logging.Logger]:
+    """Run a rule body with logging configured and user errors turned into one line.
+
+    Parameters
+    ----------
+    smk : snakemake.script.Snakemake
+        The ``snakemake`` object of the script.
+
+    Yields
+    ------
+    logging.Logger
+        The ``pepmix.rule`` logger.
+    """
+    log_path = str(smk.log[0]) if len(smk.log) else None
+    configure_logging(log_path)
+    limit_threads(int(getattr(smk, "threads", 1) or 1))
+    logger = logging.getLogger("pepmix.rule")
+    logger.info("rule %s started", getattr(smk, "rule", "?"))
+    try:
+        yield logger
+    except PepmixError as exc:
+        message = str(exc).replace("\n", " ")
+        logger.error("%s", message)
+        sys.stderr.write(f"pepmix: error: {message}\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    logger.info("rule %s finished", getattr(smk, "rule", "?"))

@@ -1,0 +1,174 @@
+"""One function per workflow stage: read the stage's inputs, call the library, write outputs.
+
+These are what the rule scripts in ``scripts/`` call; they work without Snakemake (tests call them
+directly). All outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pepmix import canonical
+from pepmix.config import Contrast, resolve_contrasts
+from pepmix.errors import SampleSheetError
+from pepmix.inference.differential import differential_table
+from pepmix.ingest import ingest_batch, merge_batches
+from pepmix.io import write_parquet, write_tsv
+from pepmix.model.design import build_run_design, model_spec_from_config
+from pepmix.model.fit import fit_proteins
+from pepmix.normalize import normalization_options, normalize
+from pepmix.samples import condition_levels, read_sample_sheet
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+
+
+def load_sheet(path: PathLike, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Read the sample sheet named in the config (TSV or SDRF, see ``sample_sheet:``)."""
+    opts = dict(options or {})
+    try:
+        from pepmix.samples import load_sample_sheet
+    except ImportError:
+        return read_sample_sheet(path)
+    sheet: pd.DataFrame = load_sample_sheet(
+        path,
+        fmt=opts.get("format", "auto"),
+        condition_column=opts.get("condition_column"),
+        bioreplicate_column=opts.get("bioreplicate_column"),
+        batch_column=opts.get("batch_column"),
+    )
+    return sheet
+
+
+def ingest(
+    entry: Mapping[str, Any],
+    filter_config: Mapping[str, Any],
+    feature_level: str,
+    output: PathLike,
+) -> None:
+    """Stage ``ingest``: one ``inputs:`` entry to ``results/ingest/batches/<name>.parquet``."""
+    table = ingest_batch(entry, filter_config, feature_level)
+    canonical.write_parquet(table, output)
+
+
+def merge(
+    batches: Sequence[PathLike],
+    samples: PathLike,
+    sheet_options: Mapping[str, Any],
+    filter_config: Mapping[str, Any],
+    out_features: PathLike,
+    out_samples: PathLike,
+) -> None:
+    """Stage ``merge``: concatenate batches, check runs against the sheet, protein filters.
+
+    Writes the canonical table and the resolved sample sheet (``batch`` filled from the input
+    name where the sheet has none; only runs present in the data).
+    """
+    tables = [canonical.read_parquet(p) for p in batches]
+    sheet = load_sheet(samples, sheet_options)
+    merged = merge_batches(tables, sheet, filter_config, sheet_source=str(samples))
+    batch_of_run = merged.groupby("run", observed=True)["batch"].first()
+    sheet = sheet.copy()
+    sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
+    canonical.write_parquet(merged, out_features)
+    write_tsv(sheet, out_samples)
+    log.info(
+        "merged %d batch(es): %d observations, %d features, %d proteins, %d runs",
+        len(tables),
+        len(merged),
+        merged["feature"].nunique(),
+        merged["protein"].nunique(),
+        merged["run"].nunique(),
+    )
+
+
+def read_resolved_sheet(path: PathLike) -> pd.DataFrame:
+    """Read the sample sheet written by :func:`merge`."""
+    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["NA"])
+    if sheet.empty:
+        raise SampleSheetError(f"{path}: empty sample sheet")
+    return sheet
+
+
+def normalize_stage(
+    features: PathLike,
+    samples: PathLike,
+    norm_config: Mapping[str, Any],
+    out_features: PathLike,
+    out_runs: PathLike,
+) -> None:
+    """Stage ``normalize``: log2 and run normalisation (see :mod:`pepmix.normalize`)."""
+    table = canonical.read_parquet(features)
+    sheet = read_resolved_sheet(samples)
+    run_batch = dict(zip(sheet["run"], sheet["batch"].fillna(""), strict=True))
+    normalized, runs = normalize(table, run_batch=run_batch, **normalization_options(norm_config))
+    write_parquet(normalized, out_features)
+    write_tsv(runs, out_runs)
+
+
+def contrasts_for(config_contrasts: Any, sheet: pd.DataFrame) -> list[Contrast]:
+    """Resolve the ``contrasts:`` config value against the sheet's conditions."""
+    return resolve_contrasts(config_contrasts, condition_levels(sheet))
+
+
+def fit_stage(
+    features: PathLike,
+    samples: PathLike,
+    model_config: Mapping[str, Any],
+    config_contrasts: Any,
+    out_proteins: PathLike,
+    out_contrasts: PathLike,
+    out_fixed: PathLike,
+    out_blups: PathLike,
+) -> None:
+    """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`)."""
+    table = pd.read_parquet(features, columns=["protein", "feature", "run", "y"])
+    sheet = read_resolved_sheet(samples)
+    spec = model_spec_from_config(model_config, sheet)
+    design = build_run_design(sheet, spec)
+    contrasts = contrasts_for(config_contrasts, sheet)
+    log.info("model: random %s, fixed %s", "+".join(spec.random), "+".join(design.x_names))
+    fit = fit_proteins(table, design, [(c.name, c.numerator, c.denominator) for c in contrasts])
+    proteins = fit.variance_components()
+    for f, name in enumerate(fit.factors):
+        proteins[f"theta_{name}"] = fit.theta[:, f]
+    proteins["sigma"] = fit.sigma
+    proteins["converged"] = fit.converged
+    proteins["iterations"] = fit.iterations
+    write_parquet(proteins, out_proteins)
+    stats = fit.contrast_table([c.numerator for c in contrasts], [c.denominator for c in contrasts])
+    write_parquet(stats, out_contrasts)
+    write_parquet(fit.fixed_effects(), out_fixed)
+    write_parquet(fit.blups, out_blups)
+    counts = proteins["status"].value_counts().to_dict()
+    log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def variance_table(proteins: PathLike, output: PathLike) -> None:
+    """Write ``results/tables/variance_components.tsv`` from the model stage's protein table."""
+    frame = pd.read_parquet(proteins)
+    keep = ["protein"] + [c for c in frame.columns if c.startswith("var_")]
+    keep += ["n_features", "n_observations", "status", "detail"]
+    write_tsv(frame.loc[:, keep], output)
+
+
+def test_stage(
+    contrast_stats: PathLike,
+    samples: PathLike,
+    config_contrasts: Any,
+    out_tsv: PathLike,
+    out_parquet: PathLike,
+) -> None:
+    """Stage ``test``: t statistics, p-values and Benjamini-Hochberg per contrast."""
+    stats = pd.read_parquet(contrast_stats)
+    sheet = read_resolved_sheet(samples)
+    order = [c.name for c in contrasts_for(config_contrasts, sheet)]
+    table = differential_table(stats, order)
+    write_tsv(table, out_tsv)
+    write_parquet(table, out_parquet)
