@@ -17,6 +17,8 @@ rule fit:
     resources:
         mem_mb=lambda wc, input, attempt: attempt * max(1000, int(60 * input.size_mb)),
         runtime=lambda wc, attempt: attempt * 60,
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/fit.py"
 
@@ -33,5 +35,7 @@ rule variance_components:
         ),
     log:
         "logs/variance_components.log",
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/variance_components.py"

@@ -13,6 +13,8 @@ rule ingest:
     resources:
         mem_mb=lambda wc, input, attempt: attempt * max(1000, int(20 * input.size_mb)),
         runtime=lambda wc, attempt: attempt * 30,
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/ingest.py"
 
@@ -33,5 +35,7 @@ rule merge:
     resources:
         mem_mb=lambda wc, input, attempt: attempt * max(1000, int(30 * input.size_mb)),
         runtime=lambda wc, attempt: attempt * 30,
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/merge.py"

@@ -17,5 +17,7 @@ rule normalize:
     resources:
         mem_mb=lambda wc, input, attempt: attempt * max(1000, int(40 * input.size_mb)),
         runtime=lambda wc, attempt: attempt * 30,
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/normalize.py"

@@ -15,6 +15,8 @@ rule plot_volcano:
         lfc_threshold=config["lfc_threshold"],
     log:
         "logs/plots/volcano_{contrast}.log",
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/plot_volcano.py"
 
@@ -32,5 +34,7 @@ rule plot_intensities:
         ),
     log:
         "logs/plots/intensity_distributions.log",
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/plot_intensities.py"

@@ -14,5 +14,7 @@ rule test:
         contrasts=config["contrasts"],
     log:
         "logs/test.log",
+    conda:
+        "../envs/pepmix.yaml"
     script:
         "../scripts/test.py"

@@ -1,0 +1,163 @@
+"""End-to-end: the Snakemake workflow on a slice of the demo, in a temporary directory.
+
+The slice holds every fourth UPS1 protein (12 proteins known to change: log2 fold changes 1, 2
+and 1) and 300 background proteins (unchanged), keeping the demo's small share of spike-in
+peptides (about 4 %). The workflow runs from the temporary directory with the repo's
+Snakefile, as the README documents.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+N_PROTEINS = 312
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def _write_slice(repo: Path, target: Path) -> None:
+    with gzip.open(repo / "data/demo/berg2019_ups_progenesis_peptides.csv.gz", "rt") as handle:
+        demo = pd.read_csv(handle)
+    protein = demo["identifier"].str.rsplit("--", n=1).str[0]
+    ups = sorted(set(protein[protein.str.contains("UPS")]))[::4]
+    background = sorted(set(protein[~protein.str.contains("UPS")]))[:300]
+    demo.loc[protein.isin(ups + background)].to_csv(target / "slice.csv.gz", index=False)
+
+
+def _config(target: Path, samples: str = "samples.tsv") -> None:
+    (target / "config.yaml").write_text(
+        f"""samples: {samples}
+inputs:
+  - name: demo
+    format: generic_wide
+    path: slice.csv.gz
+    id_column: identifier
+    id_separator: "--"
+feature_level: peptide
+contrasts: all_pairwise
+"""
+    )
+
+
+def _run(repo: Path, workdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *extra,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def demo_run(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("demo")
+    _write_slice(repo, work)
+    (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
+    _config(work)
+    result = _run(repo, work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work
+
+
+def test_differential_table(demo_run: Path) -> None:
+    table = pd.read_csv(demo_run / "results/tables/differential_abundance.tsv", sep="\t")
+    contract = [
+        "protein", "contrast", "log2fc", "se", "df", "t", "pvalue", "adj_pvalue",
+        "n_features", "n_observations", "status",
+    ]  # fmt: skip
+    assert list(table.columns[: len(contract)]) == contract
+    contrasts = ["fmol50 - fmol25", "fmol100 - fmol25", "fmol100 - fmol50"]
+    assert list(dict.fromkeys(table["contrast"])) == contrasts
+    n_proteins = table["protein"].nunique()
+    assert n_proteins == N_PROTEINS
+    assert len(table) == 3 * n_proteins
+    assert not table.duplicated(["protein", "contrast"]).any()
+    tested = table["pvalue"].notna()
+    assert (table.loc[~tested, "adj_pvalue"].isna()).all()
+    assert tested.mean() > 0.95
+    for contrast, true_lfc in zip(contrasts, [1.0, 2.0, 1.0], strict=True):
+        part = table.loc[table["contrast"] == contrast].sort_values("pvalue")
+        top = part.head(10)
+        assert top["protein"].str.contains("UPS").mean() >= 0.8, contrast
+        ups = part.loc[part["protein"].str.contains("UPS"), "log2fc"].median()
+        assert abs(ups - true_lfc) < 0.35, (contrast, ups)
+        background = part.loc[~part["protein"].str.contains("UPS"), "log2fc"].median()
+        assert abs(background) < 0.2, (contrast, background)
+
+
+def test_variance_components(demo_run: Path) -> None:
+    table = pd.read_csv(demo_run / "results/tables/variance_components.tsv", sep="\t")
+    for col in ["protein", "var_feature", "var_sample", "var_residual", "n_features",
+                "n_observations", "status"]:  # fmt: skip
+        assert col in table.columns
+    assert table["protein"].is_unique
+    assert len(table) == N_PROTEINS
+    assert set(table["status"]) <= {
+        "ok", "boundary", "reduced_model", "too_few_observations", "not_estimable",
+    }  # fmt: skip
+    fitted = table["status"] != "too_few_observations"
+    assert (table.loc[fitted, "var_residual"] > 0).all()
+    one_feature = table["n_features"] == 1
+    assert (table.loc[one_feature & fitted, "status"] == "reduced_model").all()
+
+
+def test_plots_and_logs(demo_run: Path) -> None:
+    plots = demo_run / "results/plots"
+    for name in ["volcano_fmol50_vs_fmol25.png", "intensity_distributions.png"]:
+        assert (plots / name).stat().st_size > 10_000
+    assert (demo_run / "logs/fit.log").read_text().count(f"fitted {N_PROTEINS} proteins") == 1
+
+
+def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
+    result = _run(repo, demo_run, "--dry-run")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_report(repo: Path, demo_run: Path) -> None:
+    result = _run(repo, demo_run, "--report", str(demo_run / "report.html"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (demo_run / "report.html").read_text(errors="replace")
+    assert "volcano_fmol100_vs_fmol25.png" in html
+
+
+def test_unknown_run_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
+    _write_slice(repo, tmp_path)
+    sheet = (repo / "config/samples.tsv").read_text().replace("fmol25_1\t", "fmol25_x\t", 1)
+    (tmp_path / "samples.tsv").write_text(sheet)
+    _config(tmp_path)
+    result = _run(repo, tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pepmix: error:")]
+    assert len(errors) == 1
+    assert "fmol25_1" in errors[0] and "fmol25_x" in errors[0]
+    assert not (tmp_path / "results/ingest/features.parquet").exists()
+    assert not (tmp_path / "results/tables").exists()
+
+
+def test_bad_config_is_one_line(repo: Path, tmp_path: Path) -> None:
+    _write_slice(repo, tmp_path)
+    (tmp_path / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
+    _config(tmp_path)
+    text = (tmp_path / "config.yaml").read_text() + "normalization: {method: mean}\n"
+    (tmp_path / "config.yaml").write_text(text)
+    result = _run(repo, tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pepmix: error:")]
+    assert len(errors) == 1
+    assert "normalization.method" in errors[0]
+    assert not (tmp_path / "results").exists()
