@@ -28,5 +28,6 @@ rule all:
     input:
         "results/tables/differential_abundance.tsv",
         "results/tables/variance_components.tsv",
+        "results/tables/protein_abundance.tsv",
         all_plots(),
     default_target: True

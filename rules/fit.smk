@@ -39,3 +39,27 @@ rule variance_components:
         "../envs/pepmix.yaml"
     script:
         "../scripts/variance_components.py"
+
+
+rule protein_abundance:
+    """Per-run protein abundances: fixed run means and random feature effects per protein."""
+    input:
+        features="results/normalize/features.parquet",
+        samples="results/ingest/samples.tsv",
+    output:
+        long="results/tables/protein_abundance.parquet",
+        wide=report(
+            "results/tables/protein_abundance.tsv",
+            category="Model",
+            caption="../workflow/report/protein_abundance.rst",
+        ),
+    log:
+        "logs/protein_abundance.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * max(1000, int(60 * input.size_mb)),
+        runtime=lambda wc, attempt: attempt * 60,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/protein_abundance.py"

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pepmix import canonical
+from pepmix.abundance import protein_abundance, wide
 from pepmix.config import Contrast, resolve_contrasts
 from pepmix.errors import SampleSheetError
 from pepmix.inference.differential import differential_table
@@ -148,6 +149,17 @@ def fit_stage(
     write_parquet(fit.blups, out_blups)
     counts = proteins["status"].value_counts().to_dict()
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def abundance_stage(
+    features: PathLike, samples: PathLike, out_long: PathLike, out_wide: PathLike
+) -> None:
+    """Stage ``protein_abundance``: per-run protein abundances (see :mod:`pepmix.abundance`)."""
+    table = pd.read_parquet(features, columns=["protein", "feature", "run", "y"])
+    runs = list(read_resolved_sheet(samples)["run"])
+    long = protein_abundance(table, runs)
+    write_parquet(long, out_long)
+    write_tsv(wide(long, runs), out_wide)
 
 
 def variance_table(proteins: PathLike, output: PathLike) -> None:

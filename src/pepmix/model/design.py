@@ -51,11 +51,15 @@ class ModelSpec:
         Whether batch is a fixed effect.
     covariates : tuple of str
         Numeric run-level covariates (sample-sheet columns).
+    fixed_runs : bool
+        One fixed mean per run instead of condition/batch/covariate columns (the protein
+        abundance model); see :func:`abundance_design`.
     """
 
     random: tuple[str, ...] = ("feature", "sample")
     fixed_batch: bool = False
     covariates: tuple[str, ...] = ()
+    fixed_runs: bool = False
 
 
 def default_random(sheet: pd.DataFrame) -> tuple[str, ...]:
@@ -214,4 +218,23 @@ def build_run_design(
         factor_codes=codes_by_factor,
         factor_levels=levels_by_factor,
         spec=spec,
+    )
+
+
+def abundance_design(runs: Sequence[str]) -> RunDesign:
+    """Design of the protein abundance model: a fixed mean per run, random feature effects.
+
+    ``y_fr = mu_r + u_f + e_fr``. The run means are eliminated analytically by the engine (see
+    :class:`pepmix.model.reml.Bucket`), so no fixed-effect column is materialised.
+    """
+    run_list = list(runs)
+    return RunDesign(
+        runs=run_list,
+        x=np.zeros((len(run_list), 0)),
+        x_names=[],
+        conditions=[],
+        condition_code=np.zeros(len(run_list), dtype=np.intp),
+        factor_codes={},
+        factor_levels={},
+        spec=ModelSpec(random=("feature",), fixed_runs=True),
     )

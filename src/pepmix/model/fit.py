@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -78,6 +78,10 @@ class ModelFit:
     iterations : ndarray of int
     blups : pandas.DataFrame
         Columns ``protein, factor, level, blup`` (data units, like ``lme4::ranef``).
+    run_effects : pandas.DataFrame
+        Protein abundance model only: ``protein, run, abundance, se, n_features``.
+    elevel_quad : ndarray
+        Work array of the abundance model's standard errors.
     """
 
     proteins: list[str]
@@ -101,6 +105,8 @@ class ModelFit:
     converged: NDArray[np.bool_]
     iterations: NDArray[np.intp]
     blups: pd.DataFrame
+    run_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    elevel_quad: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -321,6 +327,7 @@ def _allocate(
         converged=np.zeros(n_prot, dtype=bool),
         iterations=np.zeros(n_prot, dtype=np.intp),
         blups=pd.DataFrame(),
+        elevel_quad=np.zeros(problem.elevel_count.size),
     )
 
 
@@ -376,6 +383,37 @@ def _fit_bucket(
         out.df[idx] = np.where(ok, df, np.nan)
         out.contrast_ok[idx] = ok
     sols.append((idx, bucket, theta, np.concatenate([est.u_k, est.beta], axis=1)))
+    if problem.e_fixed and problem.w_rows is not None:
+        _elevel_quadratic_forms(problem, idx, bucket, ev.lam, der.s0inv, out.elevel_quad)
+
+
+def _elevel_quadratic_forms(
+    problem: Problem,
+    idx: NDArray[np.intp],
+    bucket: Bucket,
+    lam: FloatArray,
+    s0inv: FloatArray,
+    target: FloatArray,
+) -> None:
+    """:math:`a_j' S_0^{-1} a_j` for every eliminated level ``j`` of the bucket's proteins."""
+    if problem.w_rows is None:
+        return
+    starts = problem.e_offset[idx]
+    stops = problem.e_offset[idx + 1]
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    if rows.size == 0:
+        return
+    pos = np.repeat(np.arange(idx.size), stops - starts)
+    block = problem.w_rows[rows].tocoo()
+    prot = idx[pos[block.row]]
+    local = block.col - problem.dim_offset[prot]
+    q_tot = problem.q_k[prot].sum(axis=1)
+    d = bucket.dim
+    keep = local < q_tot  # random-effect dimensions only (no fixed columns in this model)
+    dense_rows = np.zeros((rows.size, d))
+    dense_rows[block.row[keep], local[keep]] = block.data[keep]
+    a = dense_rows * lam[pos]
+    target[rows] = np.einsum("ji,jik,jk->j", a, s0inv[pos], a)
 
 
 def _finish_status(problem: Problem, out: ModelFit) -> None:
@@ -448,7 +486,9 @@ def _blups(
                 }
             )
         )
-    if problem.w_rows is not None and problem.w_rows.shape[0]:
+    if problem.e_fixed and problem.w_rows is not None:
+        out.run_effects = _run_effects(problem, design, enc, out, problem.w_rows @ sol)
+    elif problem.w_rows is not None and problem.w_rows.shape[0]:
         resid = problem.w_rows @ sol
         p_of = problem.elevel_protein
         t = theta_e[p_of] ** 2
@@ -469,6 +509,31 @@ def _blups(
     fitted = np.isin(np.asarray(out.status, dtype=object), FITTED)
     allb = allb[fitted[allb["protein_code"].to_numpy()]]
     return _label_blups(allb, problem, design, enc)
+
+
+def _run_effects(
+    problem: Problem, design: RunDesign, enc: Encoded, out: ModelFit, resid: FloatArray
+) -> pd.DataFrame:
+    """Run means of the protein abundance model with their standard errors.
+
+    For run ``r`` with ``n_r`` observations, :math:`\hat\mu_r = (\sum y - \sum \hat u)/n_r` and
+    :math:`\mathrm{Var}(\hat\mu_r) = \sigma^2 (1/n_r + a_r' S_0^{-1} a_r / n_r^2)` with
+    :math:`a_r = \tilde\Lambda w_r` (block inverse of the mixed-model equations).
+    """
+    p_of = problem.elevel_protein
+    n_r = problem.elevel_count.astype(np.float64)
+    estimate = resid / n_r + problem.ybar[p_of]
+    se = out.sigma[p_of] * np.sqrt(1.0 / n_r + out.elevel_quad / n_r**2)
+    runs = np.asarray(design.runs, dtype=object)
+    return pd.DataFrame(
+        {
+            "protein": np.asarray(enc.proteins, dtype=object)[p_of],
+            "run": runs[problem.elevel_level],
+            "abundance": estimate,
+            "se": se,
+            "n_features": problem.elevel_count,
+        }
+    )
 
 
 def _label_blups(

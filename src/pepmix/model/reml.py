@@ -93,6 +93,10 @@ class Bucket:
         Residual degrees of freedom :math:`n - p`.
     n_x : int
         Number of fixed-effect dimensions (the ``n_x`` before the last one).
+    e_fixed : bool, default False
+        The eliminated levels are fixed effects (one mean per run), the limit
+        :math:`t_E \to \infty`: :math:`f_c = 1/c` and :math:`g_E = \sum_c m_c \log c`
+        (the ``log|X'X|`` of those columns), with no variance parameter.
     """
 
     G: FloatArray
@@ -104,6 +108,7 @@ class Bucket:
     free: BoolArray
     nu: FloatArray
     n_x: int
+    e_fixed: bool = False
 
     @property
     def size(self) -> int:
@@ -132,6 +137,7 @@ class Bucket:
             free=self.free[index],
             nu=self.nu[index],
             n_x=self.n_x,
+            e_fixed=self.e_fixed,
         )
 
 
@@ -214,10 +220,16 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
 
     Entries of ``theta`` for factors that are not free must be 0.
     """
-    t_e = _theta_e(bucket, theta) ** 2
-    denom = 1.0 + t_e[:, None] * bucket.cls_n
-    f_c = np.where(bucket.cls_m > 0, t_e[:, None] / denom, 0.0)
-    g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
+    present = bucket.cls_m > 0
+    if bucket.e_fixed:
+        safe_n = np.where(present, bucket.cls_n, 1.0)
+        f_c = np.where(present, 1.0 / safe_n, 0.0)
+        g_e = np.sum(bucket.cls_m * np.log(safe_n), axis=1)
+    else:
+        t_e = _theta_e(bucket, theta) ** 2
+        denom = 1.0 + t_e[:, None] * bucket.cls_n
+        f_c = np.where(present, t_e[:, None] / denom, 0.0)
+        g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
     ghat = bucket.G - np.einsum("bc,bcij->bij", f_c, bucket.W)
     lam = lambda_diag(bucket, theta)
     s = lam[:, :, None] * ghat * lam[:, None, :]

@@ -59,11 +59,17 @@ class Problem:
     ybar : ndarray, shape (P,)
         Mean of ``y`` per protein (``y`` is centred before forming cross-products).
     efactor : ndarray of int, shape (P,)
-        Eliminated factor per protein (-1 if none).
+        Eliminated random factor per protein (-1 if none).
+    e_fixed : bool
+        Whether the eliminated levels are fixed run means (protein abundance model).
+    e_offset : ndarray of int, shape (P + 1,)
+        First eliminated level of each protein in :attr:`w_rows`.
     buckets : list of (ndarray, Bucket)
         Protein indices and their padded statistics.
     """
 
+    e_fixed: bool
+    e_offset: IntArray
     n_proteins: int
     factors: tuple[str, ...]
     n_obs: IntArray
@@ -208,6 +214,11 @@ def build_problem(
     xtx = np.einsum("pr,ri,rj->pij", pr_counts.astype(np.float64), design.x, design.x)
     xkeep = greedy_independent(xtx)
     p_kept = xkeep.sum(axis=1)
+    fixed_runs = design.spec.fixed_runs
+    if fixed_runs:
+        # fixed run means, eliminated like a random factor with infinite variance
+        run_local, runs_seen, _ = _levels(prot, run, n_prot, design.x.shape[0])
+        p_kept = p_kept + runs_seen
     nu = (n_obs - p_kept).astype(np.float64)
     fittable = (nu >= 1) & (n_obs > 0)
     detail = ["; ".join(r) for r in reasons]
@@ -221,7 +232,7 @@ def build_problem(
     # --- eliminated factor and layout -------------------------------------------------------
     q_active = np.where(active, n_levels, 0)
     efactor = np.where(q_active.max(axis=1) > 0, np.argmax(q_active, axis=1), -1).astype(np.intp)
-    efactor = np.where(fittable, efactor, -1)
+    efactor = np.where(fittable & ~fixed_runs, efactor, -1)
     is_k = active & (np.arange(n_f)[None, :] != efactor[:, None])
     q_k = np.where(is_k, n_levels, 0)
     q_tot = q_k.sum(axis=1)
@@ -257,12 +268,19 @@ def build_problem(
     g_all = (v.T @ v).tocoo()
 
     # --- eliminated-factor levels: w_j rows and count classes ------------------------------
-    has_e = (efactor >= 0) & fittable
-    e_obs = has_e[prot]
-    e_of_obs = efactor[prot]
-    e_local = np.where(e_obs, local[np.where(e_obs, e_of_obs, 0), obs_idx], 0)
-    e_global = np.where(e_obs, global_level[np.where(e_obs, e_of_obs, 0), obs_idx], 0)
-    n_e = np.where(has_e, n_levels[np.arange(n_prot), np.where(has_e, efactor, 0)], 0)
+    if fixed_runs:
+        has_e = fittable.copy()
+        e_obs = has_e[prot]
+        e_local = run_local
+        e_global = run
+        n_e = np.where(has_e, runs_seen, 0)
+    else:
+        has_e = (efactor >= 0) & fittable
+        e_obs = has_e[prot]
+        e_of_obs = efactor[prot]
+        e_local = np.where(e_obs, local[np.where(e_obs, e_of_obs, 0), obs_idx], 0)
+        e_global = np.where(e_obs, global_level[np.where(e_obs, e_of_obs, 0), obs_idx], 0)
+        n_e = np.where(has_e, n_levels[np.arange(n_prot), np.where(has_e, efactor, 0)], 0)
     e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.intp)
     n_elevels = int(e_offset[-1])
     e_row = e_offset[prot[e_obs]] + e_local[e_obs]
@@ -299,6 +317,8 @@ def build_problem(
     w_all = (wr2.T @ wr2).tocoo()
 
     problem = Problem(
+        e_fixed=fixed_runs,
+        e_offset=e_offset,
         n_proteins=n_prot,
         factors=factors,
         n_obs=n_obs,
@@ -459,6 +479,7 @@ def _fill_bucket(
         cls_m=cls_mm,
         dimfactor=dimfactor,
         efactor=problem.efactor[idx],
+        e_fixed=problem.e_fixed,
         free=problem.active[idx].copy(),
         nu=problem.nu[idx],
         n_x=n_x,

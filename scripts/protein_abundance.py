@@ -1,0 +1,12 @@
+"""Rule protein_abundance: per-run protein abundances."""
+
+from pepmix.rule import rule_context
+from pepmix.stages import abundance_stage
+
+with rule_context(snakemake):
+    abundance_stage(
+        snakemake.input.features,
+        snakemake.input.samples,
+        snakemake.output.long,
+        snakemake.output.wide,
+    )
