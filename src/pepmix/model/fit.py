@@ -514,7 +514,7 @@ def _blups(
 def _run_effects(
     problem: Problem, design: RunDesign, enc: Encoded, out: ModelFit, resid: FloatArray
 ) -> pd.DataFrame:
-    """Run means of the protein abundance model with their standard errors.
+    r"""Run means of the protein abundance model with their standard errors.
 
     For run ``r`` with ``n_r`` observations, :math:`\hat\mu_r = (\sum y - \sum \hat u)/n_r` and
     :math:`\mathrm{Var}(\hat\mu_r) = \sigma^2 (1/n_r + a_r' S_0^{-1} a_r / n_r^2)` with

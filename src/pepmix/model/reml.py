@@ -71,7 +71,7 @@ DIM_PAD = -2
 
 @dataclass
 class Bucket:
-    """Sufficient statistics of ``B`` proteins padded to a common size.
+    r"""Sufficient statistics of ``B`` proteins padded to a common size.
 
     Attributes
     ----------
