@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --report results/report.html
 
 lint: $(STAMP)
-	$(BIN)/ruff check src scripts tests benchmarks
-	$(BIN)/ruff format --check src scripts tests benchmarks
+	$(BIN)/ruff check src scripts tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check src scripts tests $(wildcard benchmarks)
 	$(BIN)/mypy
 	$(BIN)/snakemake --lint --configfile config/config.yaml
 

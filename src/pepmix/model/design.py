@@ -160,9 +160,12 @@ class RunDesign:
         return t
 
     def treatment_names(self) -> list[str]:
-        """Coefficient names in lme4's treatment coding."""
+        """Coefficient names as lme4 writes them (``(Intercept)``, ``conditionB``, ``batchb2``)."""
         names = ["(Intercept)"] + [f"condition{c}" for c in self.conditions[1:]]
-        return names + self.x_names[len(self.conditions) :]
+        rest = [
+            n.replace("batch[", "batch").rstrip("]") for n in self.x_names[len(self.conditions) :]
+        ]
+        return names + rest
 
 
 def build_run_design(

@@ -101,13 +101,15 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
         ev = evaluate(sub, th)
         der = derivatives(sub, th, ev)
         grad, hess = der.profiled(sub.nu)
-        step = _newton_step(th, grad, hess, sub.free)
+        step, saddle = _newton_step(th, grad, hess, sub.free)
         iterations[active] += 1
         # Newton decrement: predicted decrease of the criterion
         decrement = -np.sum(grad * step, axis=1)
         proj_grad = np.where((th <= 0) & (grad > 0), 0.0, grad) * sub.free
-        done = (decrement < 1e-12 * (1.0 + np.abs(ev.dev))) & (
-            np.linalg.norm(proj_grad, axis=1) < 1e-6
+        done = (
+            (decrement < 1e-12 * (1.0 + np.abs(ev.dev)))
+            & (np.linalg.norm(proj_grad, axis=1) < 1e-6)
+            & ~saddle
         )
         move = np.flatnonzero(~done)
         if move.size:
@@ -118,7 +120,8 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
             theta[active[move]] = new_th
             dev[active[move]] = np.where(improved, new_dev, ev.dev[move])
             small = ev.dev[move] - new_dev < 1e-11 * (1.0 + np.abs(ev.dev[move]))
-            done[move] = ~improved | (small & (np.linalg.norm(proj_grad[move], axis=1) < 1e-6))
+            small &= (np.linalg.norm(proj_grad[move], axis=1) < 1e-6) & ~saddle[move]
+            done[move] = ~improved | small
         converged[active[done]] = True
         keep = np.flatnonzero(~done)
         active = active[keep]
@@ -129,7 +132,14 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
 
 def _newton_step(
     theta: FloatArray, grad: FloatArray, hess: FloatArray, free: NDArray[np.bool_]
-) -> FloatArray:
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Saddle-free Newton step, plus a move along negative curvature where there is some.
+
+    Returns the step and whether the Hessian (over free parameters) has a negative eigenvalue,
+    i.e. the point is not a minimum even if the gradient vanishes (typically ``theta_k = 0``
+    where the criterion decreases as ``theta_k`` grows: the gradient in ``theta`` is 0 there by
+    symmetry).
+    """
     nf = theta.shape[1]
     f = free.astype(np.float64)
     h = hess * f[:, :, None] * f[:, None, :] + np.eye(nf)[None] * (1.0 - f)[:, :, None]
@@ -138,18 +148,20 @@ def _newton_step(
     scale = np.maximum(np.abs(evals).max(axis=1), 1e-12)
     floor = 1e-8 * scale
     shifted = np.maximum(np.abs(evals), floor[:, None])
-    # Newton step with |eigenvalues| (saddle-free Newton): descends along negative curvature
     coef = -(np.einsum("bij,bi->bj", evecs, g)) / shifted
     step = np.einsum("bij,bj->bi", evecs, coef)
-    # at a boundary saddle (gradient ~ 0, negative curvature) move along that direction
-    stuck = np.linalg.norm(g, axis=1) < 1e-10
-    neg = evals[:, 0] < -floor
-    escape = stuck & neg
-    if escape.any():
-        v = evecs[escape, :, 0]
-        v = np.where(v.sum(axis=1, keepdims=True) < 0, -v, v)
-        step[escape] = 0.1 * np.abs(v)
-    return np.asarray(step * f, dtype=np.float64)
+    negative = evals[:, 0] < -floor
+    if negative.any():
+        v = evecs[negative, :, 0] * f[negative]
+        gv = np.sum(g[negative] * v, axis=1)
+        towards = np.where(v.sum(axis=1) >= 0, 1.0, -1.0)
+        sign = np.where(np.abs(gv) > 1e-12, -np.sign(gv), towards)
+        v = v * sign[:, None]
+        at_zero = theta[negative] <= 0
+        v = np.where(at_zero, np.abs(v), v)
+        size = np.maximum(0.1, 0.5 * np.linalg.norm(theta[negative], axis=1))
+        step[negative] += size[:, None] * v
+    return np.asarray(step * f, dtype=np.float64), negative
 
 
 def _line_search(

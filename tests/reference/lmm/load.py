@@ -79,12 +79,8 @@ def load_reference(
     """
     folder = Path(directory) if directory is not None else REFERENCE_DIR
     models = pd.read_csv(folder / "models.csv", dtype={"dataset": str})
-    # round_trip: parse y exactly as the decimal string (R's reader agrees).
-    data = pd.read_csv(
-        folder / "datasets.csv.gz",
-        dtype={c: str for c in ("dataset", *FACTORS)},
-        float_precision="round_trip",
-    )
+    # pandas >= 3 parses floats exactly (round trip) by default, as R's reader does.
+    data = pd.read_csv(folder / "datasets.csv.gz", dtype={c: str for c in ("dataset", *FACTORS)})
     with open(folder / "lme4_reference.json", encoding="utf-8") as fh:
         fits: dict[str, dict[str, Any]] = json.load(fh)["datasets"]
 
