@@ -55,7 +55,7 @@ def _design(case: dict[str, Any]) -> RunDesign:
             condition=("condition", "first"),
             bioreplicate=("sample", "first"),
             batch=("batch", "first"),
-        )  # fmt: skip
+        )
         .reset_index()
         .sort_values(["condition", "run"], kind="stable")
     )
@@ -108,7 +108,7 @@ def test_criterion_beta_sigma_at_fixed_theta(fits) -> None:
         table = case["data"].assign(protein="p")
         enc = encode(table[["protein", "feature", "run", "y"]], design)
         problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, 1)
-        (idx, bucket), = problem.buckets  # fmt: skip
+        ((_, bucket),) = problem.buckets
         factors = design.spec.random
         for point in case["reml_at_theta"]:
             theta = np.array([[point["theta"][f] for f in factors]])
@@ -173,7 +173,7 @@ def test_satterthwaite_df_and_p_match_lmertest(fits) -> None:
 
 
 def test_singular_fits_are_flagged(fits) -> None:
-    for case, design, fit in fits:
+    for case, _, fit in fits:
         zero_ref = [t for t, v in case["theta"].items() if v == 0.0]
         if zero_ref and fit.reml_crit[0] <= case["REMLcrit_min"] + 1e-9:
             assert fit.status[0] in ("boundary", "reduced_model"), case["dataset"]
