@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pepmix import canonical
 from pepmix.abundance import protein_abundance, wide
@@ -113,6 +114,17 @@ def normalize_stage(
     write_tsv(runs, out_runs)
 
 
+def read_model_input(path: PathLike) -> pd.DataFrame:
+    """Read ``protein, feature, run, y`` of the normalised table, identifiers as categoricals."""
+    table = pq.read_table(
+        path,
+        columns=["protein", "feature", "run", "y"],
+        read_dictionary=["protein", "feature", "run"],
+    )
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
 def contrasts_for(config_contrasts: Any, sheet: pd.DataFrame) -> list[Contrast]:
     """Resolve the ``contrasts:`` config value against the sheet's conditions."""
     return resolve_contrasts(config_contrasts, condition_levels(sheet))
@@ -129,7 +141,7 @@ def fit_stage(
     out_blups: PathLike,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`)."""
-    table = pd.read_parquet(features, columns=["protein", "feature", "run", "y"])
+    table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
     spec = model_spec_from_config(model_config, sheet)
     design = build_run_design(sheet, spec)
@@ -155,7 +167,7 @@ def abundance_stage(
     features: PathLike, samples: PathLike, out_long: PathLike, out_wide: PathLike
 ) -> None:
     """Stage ``protein_abundance``: per-run protein abundances (see :mod:`pepmix.abundance`)."""
-    table = pd.read_parquet(features, columns=["protein", "feature", "run", "y"])
+    table = read_model_input(features)
     runs = list(read_resolved_sheet(samples)["run"])
     long = protein_abundance(table, runs)
     write_parquet(long, out_long)

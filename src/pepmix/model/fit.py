@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from pepmix.model.design import RunDesign
 from pepmix.model.optimize import minimize
-from pepmix.model.reml import Bucket, derivatives, evaluate
+from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
 from pepmix.model.satterthwaite import contrast_tests, estimates
 from pepmix.model.suffstats import Problem, build_problem
 
@@ -80,8 +80,8 @@ class ModelFit:
         Columns ``protein, factor, level, blup`` (data units, like ``lme4::ranef``).
     run_effects : pandas.DataFrame
         Protein abundance model only: ``protein, run, abundance, se, n_features``.
-    elevel_quad : ndarray
-        Work array of the abundance model's standard errors.
+    run_effects_parts : list of pandas.DataFrame
+        Work list while fitting.
     """
 
     proteins: list[str]
@@ -106,7 +106,7 @@ class ModelFit:
     iterations: NDArray[np.intp]
     blups: pd.DataFrame
     run_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
-    elevel_quad: FloatArray = field(default_factory=lambda: np.zeros(0))
+    run_effects_parts: list[pd.DataFrame] = field(default_factory=list)
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -210,32 +210,63 @@ class Encoded:
     y: FloatArray
 
 
+def _codes(column: pd.Series, sort: bool) -> tuple[NDArray[np.intp], NDArray[np.object_]]:
+    """Integer codes and labels of a column (categoricals use their codes directly)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        raw = column.cat.codes.to_numpy(dtype=np.intp)
+        if np.any(raw < 0):
+            raise ValueError(f"column {column.name!r} has missing values")
+        labels = np.asarray(column.cat.categories, dtype=object)
+        used = np.flatnonzero(np.bincount(raw, minlength=labels.size) > 0)
+        if sort:
+            used = used[np.argsort(labels[used].astype(str), kind="stable")]
+        remap = np.full(labels.size, -1, dtype=np.intp)
+        remap[used] = np.arange(used.size)
+        return remap[raw], labels[used]
+    codes, uniques = pd.factorize(column, sort=sort)
+    if np.any(codes < 0):
+        raise ValueError(f"column {column.name!r} has missing values")
+    return codes.astype(np.intp), np.asarray(uniques, dtype=object)
+
+
 def encode(table: pd.DataFrame, design: RunDesign) -> Encoded:
-    """Integer codes for a long table with ``protein, feature, run, y`` (see :class:`Encoded`)."""
-    prot_codes, proteins = pd.factorize(table["protein"], sort=True)
-    run_index = pd.Index(design.runs)
-    run_codes = run_index.get_indexer(pd.Index(table["run"]))
-    if np.any(run_codes < 0):
-        missing = sorted(set(table["run"][run_codes < 0]))
-        raise ValueError(f"runs not in the design: {', '.join(map(str, missing))}")
-    fcode, fnames = pd.factorize(table["feature"])
-    pair_key = prot_codes.astype(np.int64) * max(len(fnames), 1) + fcode
+    """Integer codes for a long table with ``protein, feature, run, y`` (see :class:`Encoded`).
+
+    Proteins are numbered in sorted order; observations are ordered by protein, feature and run
+    (no sort is done when the table is already in that order). Categorical columns (as read from
+    dictionary-encoded Parquet) are used through their codes.
+    """
+    prot_codes, proteins = _codes(table["protein"], sort=True)
+    run_codes_raw, run_names = _codes(table["run"], sort=False)
+    run_lookup = pd.Index(design.runs).get_indexer(pd.Index(run_names))
+    if np.any(run_lookup < 0):
+        missing = sorted(str(r) for r in run_names[run_lookup < 0])
+        raise ValueError(f"runs not in the design: {', '.join(missing)}")
+    run_codes = run_lookup[run_codes_raw]
+    fcode, fnames = _codes(table["feature"], sort=False)
+    n_names = max(len(fnames), 1)
+    pair_key = prot_codes.astype(np.int64) * n_names + fcode
     pair_codes, pair_uniques = pd.factorize(pair_key)
     by_protein = np.argsort(pair_uniques, kind="stable")
     rank = np.empty_like(by_protein)
     rank[by_protein] = np.arange(by_protein.size)
     feat_codes = rank[pair_codes]
-    feature_names = np.asarray(fnames, dtype=object)[pair_uniques[by_protein] % max(len(fnames), 1)]
-    order = np.argsort(feat_codes.astype(np.int64) * len(design.runs) + run_codes, kind="stable")
-    y = table["y"].to_numpy(dtype=np.float64)[order]
+    feature_names = fnames[pair_uniques[by_protein] % n_names]
+    key = feat_codes.astype(np.int64) * len(design.runs) + run_codes
+    y = table["y"].to_numpy(dtype=np.float64)
+    if key.size > 1 and np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        prot_codes, feat_codes, run_codes, y = (
+            prot_codes[order], feat_codes[order], run_codes[order], y[order],
+        )  # fmt: skip
     if not np.all(np.isfinite(y)):
         raise ValueError("log2 intensities must be finite")
     return Encoded(
         proteins=[str(p) for p in proteins],
         features=feature_names,
-        prot=prot_codes[order].astype(np.intp),
-        feat=feat_codes[order].astype(np.intp),
-        run=run_codes[order].astype(np.intp),
+        prot=prot_codes.astype(np.intp),
+        feat=feat_codes.astype(np.intp),
+        run=run_codes.astype(np.intp),
         y=y,
     )
 
@@ -283,11 +314,11 @@ def fit_proteins(
         ).astype(np.intp)
     cmat = contrast_matrix(design, [(c[1], c[2]) for c in contrasts])
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
-    sols: list[tuple[NDArray[np.intp], Bucket, FloatArray, FloatArray]] = []
-    for idx, bucket in problem.buckets:
-        _fit_bucket(problem, idx, bucket, cmat, result, sols)
+    pieces: list[pd.DataFrame] = []
+    for k, (idx, bucket) in enumerate(problem.buckets):
+        pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, result))
     _finish_status(problem, result)
-    result.blups = _blups(problem, design, enc, result, sols)
+    _label_outputs(problem, design, enc, result, pieces)
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d proteins (%d ok)", n_prot, n_ok)
     return result
@@ -327,7 +358,6 @@ def _allocate(
         converged=np.zeros(n_prot, dtype=bool),
         iterations=np.zeros(n_prot, dtype=np.intp),
         blups=pd.DataFrame(),
-        elevel_quad=np.zeros(problem.elevel_count.size),
     )
 
 
@@ -348,12 +378,13 @@ def _snap_to_boundary(bucket: Bucket, theta: FloatArray, dev: FloatArray) -> Flo
 
 def _fit_bucket(
     problem: Problem,
+    k: int,
     idx: NDArray[np.intp],
     bucket: Bucket,
     cmat: FloatArray,
     out: ModelFit,
-    sols: list[tuple[NDArray[np.intp], Bucket, FloatArray, FloatArray]],
-) -> None:
+) -> pd.DataFrame:
+    """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
     opt = minimize(bucket)
     theta = _snap_to_boundary(bucket, opt.theta, opt.dev)
     ev = evaluate(bucket, theta)
@@ -364,9 +395,7 @@ def _fit_bucket(
     n_cond = len(out.design.conditions)
     beta[:, :n_cond] += problem.ybar[idx, None]
     cov = np.where(xkeep[:, :, None] & xkeep[:, None, :], est.cov_beta, np.nan)
-    out.theta[idx] = np.where(bucket.free, theta, np.where(problem.active[idx], 0.0, np.nan))
-    # dropped factors have variance 0 by construction
-    out.theta[idx] = np.where(~problem.active[idx], 0.0, out.theta[idx])
+    out.theta[idx] = np.where(problem.active[idx], theta, 0.0)
     out.sigma[idx] = est.sigma
     out.reml_crit[idx] = ev.dev
     out.beta[idx] = beta
@@ -382,38 +411,81 @@ def _fit_bucket(
         out.se[idx] = np.where(ok, se, np.nan)
         out.df[idx] = np.where(ok, df, np.nan)
         out.contrast_ok[idx] = ok
-    sols.append((idx, bucket, theta, np.concatenate([est.u_k, est.beta], axis=1)))
-    if problem.e_fixed and problem.w_rows is not None:
-        _elevel_quadratic_forms(problem, idx, bucket, ev.lam, der.s0inv, out.elevel_quad)
+    return _predictions(problem, k, idx, bucket, theta, ev, der.s0inv, est.u_k, est.beta, out)
 
 
-def _elevel_quadratic_forms(
+def _predictions(
     problem: Problem,
+    k: int,
     idx: NDArray[np.intp],
     bucket: Bucket,
-    lam: FloatArray,
+    theta: FloatArray,
+    ev: Evaluation,
     s0inv: FloatArray,
-    target: FloatArray,
-) -> None:
-    """:math:`a_j' S_0^{-1} a_j` for every eliminated level ``j`` of the bucket's proteins."""
-    if problem.w_rows is None:
-        return
-    starts = problem.e_offset[idx]
-    stops = problem.e_offset[idx + 1]
-    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
-    if rows.size == 0:
-        return
-    pos = np.repeat(np.arange(idx.size), stops - starts)
-    block = problem.w_rows[rows].tocoo()
-    prot = idx[pos[block.row]]
-    local = block.col - problem.dim_offset[prot]
-    q_tot = problem.q_k[prot].sum(axis=1)
+    u_k: FloatArray,
+    beta: FloatArray,
+    out: ModelFit,
+) -> pd.DataFrame:
+    r"""BLUPs of the bucket's random-effect levels, or run means of the abundance model.
+
+    Kept dimensions: :math:`b = \tilde\Lambda \tilde u`. Eliminated level ``j`` with ``n_j``
+    observations and residual sum :math:`r_j = w_j'(y) - w_j'(K)\,b_K - w_j'(X)\,\beta`:
+    :math:`b_j = t_E r_j / (1 + t_E n_j)`; for fixed run means (:math:`t_E \to \infty`)
+    :math:`\hat\mu_j = r_j / n_j` with
+    :math:`\mathrm{Var}(\hat\mu_j) = \sigma^2 (1/n_j + a_j' S_0^{-1} a_j / n_j^2)`,
+    :math:`a_j = \tilde\Lambda w_j` restricted to random-effect dimensions.
+    """
     d = bucket.dim
-    keep = local < q_tot  # random-effect dimensions only (no fixed columns in this model)
-    dense_rows = np.zeros((rows.size, d))
-    dense_rows[block.row[keep], local[keep]] = block.data[keep]
-    a = dense_rows * lam[pos]
-    target[rows] = np.einsum("ji,jik,jk->j", a, s0inv[pos], a)
+    n_x = bucket.n_x
+    sol = -u_k.copy()
+    sol[:, d - 1 - n_x : d - 1] = -beta
+    sol[:, d - 1] = 1.0
+    lv = problem.levels[k]
+    resid = np.einsum("ja,ja->j", lv.rows, sol[lv.position])
+    frames = []
+    kdims = bucket.dimfactor >= 0
+    rows, cols = np.nonzero(kdims)
+    frames.append(
+        pd.DataFrame(
+            {
+                "protein_code": idx[rows],
+                "factor_code": bucket.dimfactor[rows, cols],
+                "level_code": problem.dim_level[k][rows, cols],
+                "blup": u_k[rows, cols],
+            }
+        )
+    )
+    count = lv.count.astype(np.float64)
+    if bucket.e_fixed:
+        lam_k = np.where(kdims, ev.lam, 0.0)
+        a = lv.rows * lam_k[lv.position]
+        quad = np.einsum("ja,jab,jb->j", a, s0inv[lv.position], a)
+        sigma = out.sigma[idx][lv.position]
+        out.run_effects_parts.append(
+            pd.DataFrame(
+                {
+                    "protein_code": idx[lv.position],
+                    "run_code": lv.level,
+                    "abundance": resid / count + problem.ybar[idx][lv.position],
+                    "se": sigma * np.sqrt(1.0 / count + quad / count**2),
+                    "n_features": lv.count,
+                }
+            )
+        )
+    elif lv.count.size:
+        e = bucket.efactor[lv.position]
+        t = theta[lv.position, np.maximum(e, 0)] ** 2
+        frames.append(
+            pd.DataFrame(
+                {
+                    "protein_code": idx[lv.position],
+                    "factor_code": e,
+                    "level_code": lv.level,
+                    "blup": t * resid / (1.0 + t * count),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def _finish_status(problem: Problem, out: ModelFit) -> None:
@@ -445,117 +517,60 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
         out.detail[i] = "; ".join(notes)
 
 
-def _blups(
-    problem: Problem,
-    design: RunDesign,
-    enc: Encoded,
-    out: ModelFit,
-    sols: list[tuple[NDArray[np.intp], Bucket, FloatArray, FloatArray]],
-) -> pd.DataFrame:
-    """BLUPs of every kept random-effect level (``K`` dimensions and eliminated levels)."""
-    n_dims = int(problem.dim_offset[-1])
-    sol = np.zeros(n_dims)
-    theta_e = np.zeros(problem.n_proteins)
-    n_x = design.n_fixed
-    for idx, bucket, theta, packed in sols:
-        d = bucket.dim
-        u_k = packed[:, :d]
-        beta = packed[:, d:]
-        q_tot = problem.q_k[idx].sum(axis=1)
-        for i, p in enumerate(idx):
-            off = int(problem.dim_offset[p])
-            q = int(q_tot[i])
-            sol[off : off + q] = -u_k[i, :q]
-            sol[off + q : off + q + n_x] = -beta[i]
-            sol[off + q + n_x] = 1.0
-        e = bucket.efactor
-        has = e >= 0
-        theta_e[idx[has]] = theta[has, e[has]]
-    frames = []
-    kf = problem.kdim_factor
-    sel = np.flatnonzero(kf >= 0)
-    if sel.size:
-        prot_of_dim = np.searchsorted(problem.dim_offset, sel, side="right") - 1
-        frames.append(
-            pd.DataFrame(
-                {
-                    "protein_code": prot_of_dim,
-                    "factor_code": kf[sel],
-                    "level_code": problem.kdim_level[sel],
-                    "blup": -sol[sel],
-                }
-            )
-        )
-    if problem.e_fixed and problem.w_rows is not None:
-        out.run_effects = _run_effects(problem, design, enc, out, problem.w_rows @ sol)
-    elif problem.w_rows is not None and problem.w_rows.shape[0]:
-        resid = problem.w_rows @ sol
-        p_of = problem.elevel_protein
-        t = theta_e[p_of] ** 2
-        blup = t * resid / (1.0 + t * problem.elevel_count)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "protein_code": p_of,
-                    "factor_code": problem.efactor[p_of],
-                    "level_code": problem.elevel_level,
-                    "blup": blup,
-                }
-            )
-        )
-    if not frames:
-        return pd.DataFrame(columns=["protein", "factor", "level", "blup"])
-    allb = pd.concat(frames, ignore_index=True)
-    fitted = np.isin(np.asarray(out.status, dtype=object), FITTED)
-    allb = allb[fitted[allb["protein_code"].to_numpy()]]
-    return _label_blups(allb, problem, design, enc)
-
-
-def _run_effects(
-    problem: Problem, design: RunDesign, enc: Encoded, out: ModelFit, resid: FloatArray
-) -> pd.DataFrame:
-    r"""Run means of the protein abundance model with their standard errors.
-
-    For run ``r`` with ``n_r`` observations, :math:`\hat\mu_r = (\sum y - \sum \hat u)/n_r` and
-    :math:`\mathrm{Var}(\hat\mu_r) = \sigma^2 (1/n_r + a_r' S_0^{-1} a_r / n_r^2)` with
-    :math:`a_r = \tilde\Lambda w_r` (block inverse of the mixed-model equations).
-    """
-    p_of = problem.elevel_protein
-    n_r = problem.elevel_count.astype(np.float64)
-    estimate = resid / n_r + problem.ybar[p_of]
-    se = out.sigma[p_of] * np.sqrt(1.0 / n_r + out.elevel_quad / n_r**2)
-    runs = np.asarray(design.runs, dtype=object)
-    return pd.DataFrame(
-        {
-            "protein": np.asarray(enc.proteins, dtype=object)[p_of],
-            "run": runs[problem.elevel_level],
-            "abundance": estimate,
-            "se": se,
-            "n_features": problem.elevel_count,
-        }
+def _label_outputs(
+    problem: Problem, design: RunDesign, enc: Encoded, out: ModelFit, pieces: list[pd.DataFrame]
+) -> None:
+    """Name proteins, factors and levels of the predictions collected per bucket."""
+    allb = (
+        pd.concat(pieces, ignore_index=True)
+        if pieces
+        else pd.DataFrame(columns=["protein_code", "factor_code", "level_code", "blup"])
     )
+    fitted = np.isin(np.asarray(out.status, dtype=object), FITTED)
+    allb = allb[fitted[allb["protein_code"].to_numpy(dtype=np.intp)]]
+    out.blups = _label_blups(allb, problem, design, enc)
+    if out.run_effects_parts:
+        runs = pd.concat(out.run_effects_parts, ignore_index=True)
+        out.run_effects = pd.DataFrame(
+            {
+                "protein": np.asarray(enc.proteins, dtype=object)[runs["protein_code"]],
+                "run": np.asarray(design.runs, dtype=object)[runs["run_code"]],
+                "abundance": runs["abundance"],
+                "se": runs["se"],
+                "n_features": runs["n_features"],
+            }
+        )
+        out.run_effects_parts = []
 
 
 def _label_blups(
     allb: pd.DataFrame, problem: Problem, design: RunDesign, enc: Encoded
 ) -> pd.DataFrame:
-    factor_names = np.asarray(problem.factors, dtype=object)
-    labels = []
+    """Protein, factor and level names as categoricals (cheap for millions of levels)."""
+    fcode = allb["factor_code"].to_numpy(dtype=np.intp)
+    lcode = allb["level_code"].to_numpy(dtype=np.intp)
+    names: list[str] = []
+    label_code = np.zeros(fcode.size, dtype=np.intp)
     for f, name in enumerate(problem.factors):
-        rows = allb["factor_code"].to_numpy() == f
-        codes = allb.loc[rows, "level_code"].to_numpy()
-        if name == "feature":
-            labels.append(pd.Series(enc.features[codes], index=allb.index[rows]))
-        else:
-            levels = np.asarray(design.factor_levels[name], dtype=object)
-            labels.append(pd.Series(levels[codes], index=allb.index[rows]))
-    level = pd.concat(labels).reindex(allb.index) if labels else pd.Series(dtype=object)
-    prot_names = np.asarray(enc.proteins, dtype=object)
-    return pd.DataFrame(
+        rows = fcode == f
+        levels = (
+            enc.features
+            if name == "feature"
+            else np.asarray(design.factor_levels[name], dtype=object)
+        )
+        label_code[rows] = lcode[rows] + len(names)
+        names.extend(str(v) for v in levels)
+    categories = pd.Index(names).unique()
+    remap = categories.get_indexer(pd.Index(names)) if names else np.zeros(0, dtype=np.intp)
+    out = pd.DataFrame(
         {
-            "protein": prot_names[allb["protein_code"].to_numpy()],
-            "factor": factor_names[allb["factor_code"].to_numpy()],
-            "level": level.to_numpy(),
-            "blup": allb["blup"].to_numpy(),
+            "protein": pd.Categorical.from_codes(
+                allb["protein_code"].to_numpy(dtype=np.intp), categories=pd.Index(enc.proteins)
+            ),
+            "factor": pd.Categorical.from_codes(fcode, categories=pd.Index(problem.factors)),
+            "level": pd.Categorical.from_codes(remap[label_code], categories=categories),
+            "blup": allb["blup"].to_numpy(dtype=np.float64),
         }
-    ).sort_values(["protein", "factor"], kind="stable", ignore_index=True)
+    )
+    order = np.lexsort((fcode, allb["protein_code"].to_numpy(dtype=np.intp)))
+    return out.iloc[order].reset_index(drop=True)

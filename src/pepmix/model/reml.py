@@ -177,6 +177,13 @@ class Evaluation:
     ok: BoolArray
 
 
+def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
+    """:math:`\\sum_c` ``weights[b, c] * w[b, c]`` as one batched matrix product."""
+    nb, nc, d, _ = w.shape
+    out = np.matmul(weights[:, None, :], w.reshape(nb, nc, d * d))
+    return np.asarray(out.reshape(nb, d, d), dtype=np.float64)
+
+
 def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
     has_e = bucket.efactor >= 0
     idx = np.where(has_e, bucket.efactor, 0)
@@ -230,7 +237,7 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         denom = 1.0 + t_e[:, None] * bucket.cls_n
         f_c = np.where(present, t_e[:, None] / denom, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
-    ghat = bucket.G - np.einsum("bc,bcij->bij", f_c, bucket.W)
+    ghat = bucket.G - _class_sum(f_c, bucket.W)
     lam = lambda_diag(bucket, theta)
     s = lam[:, :, None] * ghat * lam[:, None, :]
     d = bucket.dim
@@ -297,15 +304,22 @@ class Derivatives:
 
 
 def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
-    """Return :math:`S^{-1}` and :math:`S_0^{-1}` (zero-padded to ``d``)."""
+    """Return :math:`S^{-1}` and :math:`S_0^{-1}` (zero-padded to ``d``).
+
+    :math:`S_0^{-1}` follows from :math:`S^{-1}` by the bordering identity
+    :math:`S_0^{-1} = A - a a' / \\alpha` with :math:`S^{-1} = [[A, a], [a', \\alpha]]`.
+    """
     chol = ev.chol
     d = chol.shape[1]
-    eye = np.broadcast_to(np.eye(d), chol.shape)
-    linv = np.linalg.solve(chol, eye)
-    sinv = np.einsum("bki,bkj->bij", linv, linv)
-    l0inv = linv[:, :-1, :-1]
+    linv = np.linalg.inv(chol)
+    sinv = np.matmul(np.transpose(linv, (0, 2, 1)), linv)
+    corner = sinv[:, -1, -1]
+    border = sinv[:, :-1, -1]
     s0 = np.zeros_like(sinv)
-    s0[:, :-1, :-1] = np.einsum("bki,bkj->bij", l0inv, l0inv)
+    s0[:, :-1, :-1] = (
+        sinv[:, :-1, :-1] - border[:, :, None] * border[:, None, :] / corner[:, None, None]
+    )
+    del d
     return sinv, s0
 
 
@@ -322,8 +336,8 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     fp = np.where(present, 1.0 / denom**2, 0.0)  # f_c'(t)
     fpp = np.where(present, -2.0 * bucket.cls_n / denom**3, 0.0)  # f_c''(t)
     # d Ghat / d theta_E and d2 Ghat / d theta_E^2
-    ge1 = -np.einsum("bc,bcij->bij", 2.0 * theta_e[:, None] * fp, bucket.W)
-    ge2 = -np.einsum("bc,bcij->bij", 2.0 * fp + 4.0 * t_e[:, None] * fpp, bucket.W)
+    ge1 = -_class_sum(2.0 * theta_e[:, None] * fp, bucket.W)
+    ge2 = -_class_sum(2.0 * fp + 4.0 * t_e[:, None] * fpp, bucket.W)
     r = ghat * lam[:, None, :]  # R = Ghat Lambda
     masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
     is_e = [(bucket.efactor == f) for f in range(nf)]
@@ -384,20 +398,29 @@ def _second(
     ge1: FloatArray,
     ge2: FloatArray,
 ) -> FloatArray:
-    """:math:`\\partial^2 S / \\partial\\theta_f\\partial\\theta_g` for every protein."""
-    mf, mg = masks[f], masks[g]
-    # both in K: E_f Ghat E_g + E_g Ghat E_f
-    kk = mf[:, :, None] * ghat * mg[:, None, :]
-    kk = kk + np.transpose(kk, (0, 2, 1))
-    # f in K, g = E (or the reverse): E_k Ghat_E Lambda + Lambda Ghat_E E_k
-    ke_f = mf[:, :, None] * ge1 * lam[:, None, :]
-    ke_f = ke_f + np.transpose(ke_f, (0, 2, 1))
-    ke_g = mg[:, :, None] * ge1 * lam[:, None, :]
-    ke_g = ke_g + np.transpose(ke_g, (0, 2, 1))
-    ee = lam[:, :, None] * ge2 * lam[:, None, :]
-    ef = is_e[f][:, None, None]
-    eg = is_e[g][:, None, None]
+    """:math:`\\partial^2 S / \\partial\\theta_f\\partial\\theta_g` for every protein.
+
+    Only the branches some protein of the bucket needs are computed (both factors kept, one of
+    them eliminated, or the eliminated factor twice).
+    """
+    ef = is_e[f]
+    eg = is_e[g]
+    any_ef, any_eg = bool(ef.any()), bool(eg.any())
+    out = np.zeros_like(ghat)
     if f == g:
-        return np.where(ef, ee, kk)
-    out = np.where(ef, ke_g, np.where(eg, ke_f, kk))
-    return np.asarray(out, dtype=np.float64)
+        if any_ef:
+            out = np.where(ef[:, None, None], lam[:, :, None] * ge2 * lam[:, None, :], out)
+        if not ef.all():
+            mf = masks[f]
+            kk = mf[:, :, None] * ghat * mf[:, None, :]
+            out = np.where(ef[:, None, None], out, 2.0 * kk)
+        return out
+    both_k = ~(ef | eg)
+    if both_k.any():
+        kk = masks[f][:, :, None] * ghat * masks[g][:, None, :]
+        out = np.where(both_k[:, None, None], kk + np.transpose(kk, (0, 2, 1)), out)
+    for e_mask, other, present in ((ef, g, any_ef), (eg, f, any_eg)):
+        if present:
+            ke = masks[other][:, :, None] * ge1 * lam[:, None, :]
+            out = np.where(e_mask[:, None, None], ke + np.transpose(ke, (0, 2, 1)), out)
+    return out

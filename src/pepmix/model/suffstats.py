@@ -6,9 +6,9 @@ table is sorted by protein), run code and log2 intensity, plus the :class:`RunDe
 eliminated factor and the padded buckets of :class:`pepmix.model.reml.Bucket` that the optimiser
 works on. After this step nothing scales with the number of observations.
 
-Cross-products are formed as sparse products: ``V`` has one row per observation and one column
-per (protein, dimension); ``V'V`` is block diagonal with the proteins' ``G`` blocks, and the rows
-of ``A V`` (``A`` the eliminated-factor incidence) are the ``w_j`` vectors.
+Level counts and the checks come from the (protein, run) count table; the cross-products are
+accumulated by the compiled pass of :mod:`pepmix.model._kernel`, straight into each bucket's
+padded layout (proteins are ordered by bucket so that a bucket is one contiguous block).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
+import pandas as pd
 from numpy.typing import NDArray
 
+from pepmix.model._kernel import accumulate
 from pepmix.model.checks import greedy_independent
 from pepmix.model.design import RunDesign
 from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket
@@ -30,9 +31,31 @@ IntArray = NDArray[np.intp]
 FloatArray = NDArray[np.float64]
 
 #: padded sizes of the random-effect block, to keep the number of buckets small
-_Q_SIZES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+_Q_SIZES = (0, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 #: upper bound on elements of one bucket's W array (memory of a chunk)
-_MAX_W_ELEMENTS = 1 << 24
+_MAX_W_ELEMENTS = 1 << 23
+
+
+@dataclass
+class EliminatedLevels:
+    """Levels of the eliminated factor of the proteins of one bucket.
+
+    Attributes
+    ----------
+    rows : ndarray, shape (J, d)
+        :math:`w_j` of every level (padded layout of the bucket).
+    position : ndarray of int, shape (J,)
+        Position of the level's protein in the bucket.
+    count : ndarray of int, shape (J,)
+        Observations in the level.
+    level : ndarray of int, shape (J,)
+        Global level code (feature code, or level code of the run-level factor / run).
+    """
+
+    rows: FloatArray
+    position: IntArray
+    count: IntArray
+    level: IntArray
 
 
 @dataclass
@@ -62,14 +85,15 @@ class Problem:
         Eliminated random factor per protein (-1 if none).
     e_fixed : bool
         Whether the eliminated levels are fixed run means (protein abundance model).
-    e_offset : ndarray of int, shape (P + 1,)
-        First eliminated level of each protein in :attr:`w_rows`.
     buckets : list of (ndarray, Bucket)
         Protein indices and their padded statistics.
+    levels : list of EliminatedLevels
+        Eliminated levels of each bucket (same order as ``buckets``).
+    dim_level : list of ndarray
+        Per bucket, shape ``(B, d)``: global level code of each random-effect dimension
+        (-1 elsewhere), for labelling BLUPs.
     """
 
-    e_fixed: bool
-    e_offset: IntArray
     n_proteins: int
     factors: tuple[str, ...]
     n_obs: IntArray
@@ -81,16 +105,10 @@ class Problem:
     detail: list[str]
     ybar: FloatArray
     efactor: IntArray
+    e_fixed: bool
     buckets: list[tuple[IntArray, Bucket]] = field(default_factory=list)
-    # layout, for turning solutions into BLUPs
-    dim_offset: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    q_k: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    kdim_factor: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    kdim_level: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    elevel_protein: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    elevel_level: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    elevel_count: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    w_rows: sp.csr_matrix | None = None
+    levels: list[EliminatedLevels] = field(default_factory=list)
+    dim_level: list[IntArray] = field(default_factory=list)
 
 
 def _levels(
@@ -106,14 +124,17 @@ def _levels(
     return local.astype(np.intp), present.sum(axis=1), counts.max(axis=1)
 
 
-def _same_partition(
-    prot: IntArray, a: IntArray, b: IntArray, qa: IntArray, qb: IntArray, n_prot: int
-) -> NDArray[np.bool_]:
-    """Whether local codes ``a`` and ``b`` define the same partition within each protein."""
-    nb = int(b.max()) + 1 if b.size else 1
-    key = np.unique((a.astype(np.int64) * nb + b) * n_prot + prot)
-    pairs = np.bincount(key % n_prot, minlength=n_prot)
-    return np.asarray((pairs == qa) & (pairs == qb), dtype=bool)
+def _group_columns(table: NDArray[np.generic], codes: IntArray, n_groups: int) -> IntArray:
+    """Sum the columns of ``table`` (shape ``(P, R)``) by group ``codes`` (shape ``(R,)``)."""
+    out = np.zeros((table.shape[0], n_groups), dtype=np.intp)
+    if table.shape[1] == 0:
+        return out
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    sums = np.add.reduceat(table[:, order].astype(np.intp), starts, axis=1)
+    out[:, sorted_codes[starts]] = sums
+    return out
 
 
 def build_problem(
@@ -152,29 +173,41 @@ def build_problem(
     factors = tuple(design.spec.random)
     n_f = len(factors)
     n_x = design.n_fixed
+    n_runs = design.x.shape[0]
     n_obs = np.bincount(prot, minlength=n_prot).astype(np.intp)
-    first_feat = np.full(n_prot, 0, dtype=np.intp)
-    if n_obs_total:
-        starts = np.concatenate([[0], np.cumsum(n_obs)[:-1]])
-        has = n_obs > 0
-        first_feat[has] = feat[starts[has]]
+    prot_start = np.concatenate([[0], np.cumsum(n_obs)]).astype(np.int64)
+    first_feat = np.zeros(n_prot, dtype=np.intp)
+    has_obs = n_obs > 0
+    first_feat[has_obs] = feat[prot_start[:-1][has_obs]]
+    feat_local = (feat - first_feat[prot]).astype(np.int32)
 
-    # --- levels of every factor ------------------------------------------------------------
-    local = np.zeros((n_f, n_obs_total), dtype=np.intp)
-    global_level = np.zeros((n_f, n_obs_total), dtype=np.intp)
+    # --- levels of every factor, from the (protein, run) count table -----------------------
+    pr_counts = np.bincount(prot.astype(np.int64) * n_runs + run, minlength=n_prot * n_runs)
+    pr_counts = pr_counts.reshape(n_prot, n_runs)
     n_levels = np.zeros((n_prot, n_f), dtype=np.intp)
-    max_count = np.zeros((n_prot, n_f), dtype=np.intp)
+    level_counts: dict[int, IntArray] = {}
+    # run_codes[f] < 0 marks the feature factor; the last row is the run itself (fixed runs)
+    run_codes = np.full((n_f + 1, max(n_runs, 1)), -1, dtype=np.int32)
+    max_levels = max(
+        [n_runs] + [int(design.factor_codes[f].max()) + 1 for f in factors if f != "feature"]
+    )
+    local_tables = np.zeros((n_f + 1, n_prot, max_levels), dtype=np.int32)
+    feature_counts = np.bincount(feat, minlength=int(feat.max()) + 1 if feat.size else 0)
     for f, name in enumerate(factors):
         if name == "feature":
-            lvl = feat - first_feat[prot]
-            n_lvl = int(lvl.max()) + 1 if lvl.size else 1
-            global_level[f] = feat
-        else:
-            codes = design.factor_codes[name]
-            lvl = codes[run]
-            n_lvl = int(codes.max()) + 1 if codes.size else 1
-            global_level[f] = lvl
-        local[f], n_levels[:, f], max_count[:, f] = _levels(prot, lvl, n_prot, n_lvl)
+            n_levels[:, f] = np.bincount(
+                prot, weights=np.r_[True, np.diff(feat) != 0], minlength=n_prot
+            ).astype(np.intp)
+            continue
+        codes = design.factor_codes[name]
+        counts = _group_columns(pr_counts, codes, int(codes.max()) + 1)
+        level_counts[f] = counts
+        present = counts > 0
+        n_levels[:, f] = present.sum(axis=1)
+        run_codes[f, :n_runs] = codes
+        local_tables[f, :, : counts.shape[1]] = np.cumsum(present, axis=1) - 1
+    run_codes[n_f, :n_runs] = np.arange(n_runs)
+    local_tables[n_f, :, :n_runs] = np.cumsum(pr_counts > 0, axis=1) - 1
 
     # --- checks ------------------------------------------------------------------------------
     active = np.ones((n_prot, n_f), dtype=bool)
@@ -190,135 +223,139 @@ def build_problem(
         drop(n_levels[:, f] <= 1, f, "one level")
         drop((n_levels[:, f] == n_obs) & (n_obs > 1), f, "one observation per level")
     run_level = [f for f, name in enumerate(factors) if name != "feature"]
+    run_seen = pr_counts > 0
     for i, fa in enumerate(run_level):
         for fb in run_level[i + 1 :]:
-            same = _same_partition(
-                prot, local[fa], local[fb], n_levels[:, fa], n_levels[:, fb], n_prot
-            )
+            ca = design.factor_codes[factors[fa]]
+            cb = design.factor_codes[factors[fb]]
+            pair_codes, _ = pd.factorize(ca.astype(np.int64) * (int(cb.max()) + 1) + cb)
+            pairs = (_group_columns(run_seen, pair_codes, int(pair_codes.max()) + 1) > 0).sum(1)
+            same = (pairs == n_levels[:, fa]) & (pairs == n_levels[:, fb])
             drop(same & active[:, fa], fb, f"same grouping as {factors[fa]}")
     n_cond = len(design.conditions)
-    cond_of_obs = design.condition_code[run]
     for f in run_level:
-        if factors[f] == "batch":
+        if factors[f] == "batch" or n_cond == 0:
             continue
-        # levels per observed condition (levels of sample/run are nested in conditions)
-        key = np.unique((prot.astype(np.int64) * n_cond + cond_of_obs) * (1 << 20) + local[f])
-        pc = key >> 20
-        per_cond = np.bincount(pc, minlength=n_prot * n_cond).reshape(n_prot, n_cond)
+        # levels of sample/run are nested in conditions: observed levels per condition
+        codes = design.factor_codes[factors[f]]
+        cond_of_level = np.zeros(int(codes.max()) + 1, dtype=np.intp)
+        cond_of_level[codes] = design.condition_code
+        present = (level_counts[f] > 0).astype(np.intp)
+        per_cond = _group_columns(present, cond_of_level, n_cond)
         nested_single = np.all(per_cond <= 1, axis=1)
         drop(nested_single, f, "at most one level per condition (confounded with condition)")
 
     # fixed effects: X'X per protein from (protein, run) counts
-    pr_key = prot.astype(np.int64) * design.x.shape[0] + run
-    pr_counts = np.bincount(pr_key, minlength=n_prot * design.x.shape[0]).reshape(n_prot, -1)
     xtx = np.einsum("pr,ri,rj->pij", pr_counts.astype(np.float64), design.x, design.x)
     xkeep = greedy_independent(xtx)
     p_kept = xkeep.sum(axis=1)
     fixed_runs = design.spec.fixed_runs
     if fixed_runs:
         # fixed run means, eliminated like a random factor with infinite variance
-        run_local, runs_seen, _ = _levels(prot, run, n_prot, design.x.shape[0])
+        runs_seen = (pr_counts > 0).sum(axis=1)
         p_kept = p_kept + runs_seen
     nu = (n_obs - p_kept).astype(np.float64)
     fittable = (nu >= 1) & (n_obs > 0)
     detail = ["; ".join(r) for r in reasons]
 
-    ybar = np.zeros(n_prot)
-    np.add.at(ybar, prot, y)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ybar = np.where(n_obs > 0, ybar / np.maximum(n_obs, 1), 0.0)
-    yc = y - ybar[prot]
+    ybar = np.bincount(prot, weights=y, minlength=n_prot) / np.maximum(n_obs, 1)
+    yc = np.ascontiguousarray(y - ybar[prot], dtype=np.float64)
 
     # --- eliminated factor and layout -------------------------------------------------------
     q_active = np.where(active, n_levels, 0)
     efactor = np.where(q_active.max(axis=1) > 0, np.argmax(q_active, axis=1), -1).astype(np.intp)
     efactor = np.where(fittable & ~fixed_runs, efactor, -1)
-    is_k = active & (np.arange(n_f)[None, :] != efactor[:, None])
+    is_k = active & (np.arange(n_f)[None, :] != efactor[:, None]) & fittable[:, None]
     q_k = np.where(is_k, n_levels, 0)
     q_tot = q_k.sum(axis=1)
     k_offset = np.concatenate([np.zeros((n_prot, 1), dtype=np.intp), np.cumsum(q_k, axis=1)], 1)
-    d_p = q_tot + n_x + 1
-    dim_offset = np.concatenate([[0], np.cumsum(d_p)]).astype(np.intp)
-    n_dims = int(dim_offset[-1])
-
-    # --- V: observations x (protein, dimension) ---------------------------------------------
-    rows_list = []
-    cols_list = []
-    vals_list = []
-    obs_idx = np.arange(n_obs_total)
-    fit_obs = fittable[prot]
+    # kernel's view of the eliminated factor: index into run_codes (n_f = the run itself)
+    kernel_e = np.where(efactor >= 0, efactor, np.where(fixed_runs & fittable, n_f, -1))
+    n_e = np.zeros(n_prot, dtype=np.intp)
     for f in range(n_f):
-        m = is_k[prot, f] & fit_obs
-        rows_list.append(obs_idx[m])
-        cols_list.append(dim_offset[prot[m]] + k_offset[prot[m], f] + local[f][m])
-        vals_list.append(np.ones(int(m.sum())))
-    xr = design.x[run]
-    for j in range(n_x):
-        m = xkeep[prot, j] & fit_obs & (xr[:, j] != 0)
-        rows_list.append(obs_idx[m])
-        cols_list.append(dim_offset[prot[m]] + q_tot[prot[m]] + j)
-        vals_list.append(xr[m, j])
-    rows_list.append(obs_idx[fit_obs])
-    cols_list.append(dim_offset[prot[fit_obs]] + d_p[prot[fit_obs]] - 1)
-    vals_list.append(yc[fit_obs])
-    v = sp.csr_matrix(
-        (np.concatenate(vals_list), (np.concatenate(rows_list), np.concatenate(cols_list))),
-        shape=(n_obs_total, n_dims),
-    )
-    g_all = (v.T @ v).tocoo()
-
-    # --- eliminated-factor levels: w_j rows and count classes ------------------------------
+        sel = kernel_e == f
+        n_e[sel] = n_levels[sel, f]
     if fixed_runs:
-        has_e = fittable.copy()
-        e_obs = has_e[prot]
-        e_local = run_local
-        e_global = run
-        n_e = np.where(has_e, runs_seen, 0)
-    else:
-        has_e = (efactor >= 0) & fittable
-        e_obs = has_e[prot]
-        e_of_obs = efactor[prot]
-        e_local = np.where(e_obs, local[np.where(e_obs, e_of_obs, 0), obs_idx], 0)
-        e_global = np.where(e_obs, global_level[np.where(e_obs, e_of_obs, 0), obs_idx], 0)
-        n_e = np.where(has_e, n_levels[np.arange(n_prot), np.where(has_e, efactor, 0)], 0)
-    e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.intp)
-    n_elevels = int(e_offset[-1])
-    e_row = e_offset[prot[e_obs]] + e_local[e_obs]
-    a = sp.csr_matrix(
-        (np.ones(e_row.size), (e_row, obs_idx[e_obs])), shape=(n_elevels, n_obs_total)
+        n_e[kernel_e == n_f] = runs_seen[kernel_e == n_f]
+
+    # counts of the eliminated levels (in local order) and their count classes
+    e_counts = _eliminated_counts(
+        kernel_e, n_e, factors, level_counts, pr_counts, feature_counts, first_feat
     )
-    w_rows = (a @ v).tocsr()
-    elevel_count = np.bincount(e_row, minlength=n_elevels).astype(np.intp)
-    elevel_protein = np.repeat(np.arange(n_prot), n_e).astype(np.intp)
-    elevel_level = np.zeros(n_elevels, dtype=np.intp)
-    elevel_level[e_row] = e_global[e_obs]
+    e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.int64)
+    e_protein = np.repeat(np.arange(n_prot), n_e)
     if compress:
-        ckey = elevel_protein.astype(np.int64) * (n_obs_total + 1) + elevel_count
-        uniq, cls_inv = np.unique(ckey, return_inverse=True)
+        ckey = e_protein.astype(np.int64) * (n_obs_total + 1) + e_counts
+        uniq, inverse = np.unique(ckey, return_inverse=True)
         cls_protein = (uniq // (n_obs_total + 1)).astype(np.intp)
         cls_value = (uniq % (n_obs_total + 1)).astype(np.float64)
-        cls_m = np.bincount(cls_inv, minlength=uniq.size).astype(np.float64)
+        cls_m = np.bincount(inverse, minlength=uniq.size).astype(np.float64)
     else:
-        cls_inv = np.arange(n_elevels)
-        cls_protein = elevel_protein
-        cls_value = elevel_count.astype(np.float64)
-        cls_m = np.ones(n_elevels)
+        inverse = np.arange(e_counts.size)
+        cls_protein = e_protein
+        cls_value = e_counts.astype(np.float64)
+        cls_m = np.ones(e_counts.size)
     n_cls = np.bincount(cls_protein, minlength=n_prot).astype(np.intp)
     cls_offset = np.concatenate([[0], np.cumsum(n_cls)]).astype(np.intp)
-    cls_local = np.arange(cls_protein.size) - cls_offset[cls_protein]
-    # remap columns of w_rows to (class, local dim) blocks and form sum_j w_j w_j' per class
-    wr = w_rows.tocoo()
-    row_prot = elevel_protein[wr.row]
-    row_cls = cls_inv[wr.row]
-    local_dim = wr.col - dim_offset[row_prot]
-    cls_dim_offset = np.concatenate([[0], np.cumsum(d_p[cls_protein])]).astype(np.intp)
-    new_col = cls_dim_offset[row_cls] + local_dim
-    wr2 = sp.csr_matrix((wr.data, (wr.row, new_col)), shape=(n_elevels, int(cls_dim_offset[-1])))
-    w_all = (wr2.T @ wr2).tocoo()
+    e_class = (inverse - cls_offset[e_protein]).astype(np.int64)
+
+    # --- buckets: proteins ordered by padded size, then chunked ----------------------------
+    sizes = np.asarray(_Q_SIZES)
+    q_pad = np.where(
+        q_tot <= sizes[-1], sizes[np.minimum(np.searchsorted(sizes, q_tot), sizes.size - 1)], q_tot
+    )
+    fit_idx = np.flatnonzero(fittable)
+    chunks: list[tuple[IntArray, int, int]] = []
+    for qp in np.unique(q_pad[fit_idx]):
+        members = fit_idx[q_pad[fit_idx] == qp]
+        d = int(qp) + n_x + 1
+        c_max = max(int(n_cls[members].max()), 1)
+        chunk = max(1, _MAX_W_ELEMENTS // (c_max * d * d))
+        for lo in range(0, members.size, chunk):
+            chunks.append((members[lo : lo + chunk], d, c_max))
+    order = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, dtype=np.intp)
+    d_of = np.zeros(n_prot, dtype=np.int64)
+    c_of = np.zeros(n_prot, dtype=np.int64)
+    for members, d, c_max in chunks:
+        d_of[members] = d
+        c_of[members] = c_max
+    g_size = np.zeros(n_prot, dtype=np.int64)
+    g_size[order] = d_of[order] ** 2
+    w_size = np.zeros(n_prot, dtype=np.int64)
+    w_size[order] = c_of[order] * d_of[order] ** 2
+    r_size = np.zeros(n_prot, dtype=np.int64)
+    r_size[order] = n_e[order] * d_of[order]
+    g_offset = _offsets_in_order(g_size, order)
+    w_offset = _offsets_in_order(w_size, order)
+    erow_offset = _offsets_in_order(r_size, order)
+    g_flat = np.zeros(int(g_size.sum()))
+    w_flat = np.zeros(int(w_size.sum()))
+    erow_flat = np.zeros(int(r_size.sum()))
+    accumulate(
+        prot_start,
+        order.astype(np.int64),
+        feat_local,
+        run.astype(np.int32),
+        yc,
+        np.ascontiguousarray(design.x, dtype=np.float64),
+        xkeep,
+        run_codes,
+        local_tables,
+        is_k,
+        k_offset.astype(np.int64),
+        kernel_e.astype(np.int64),
+        q_pad.astype(np.int64),
+        g_offset,
+        w_offset,
+        e_offset,
+        e_class,
+        g_flat,
+        w_flat,
+        erow_flat,
+        erow_offset,
+    )
 
     problem = Problem(
-        e_fixed=fixed_runs,
-        e_offset=e_offset,
         n_proteins=n_prot,
         factors=factors,
         n_obs=n_obs,
@@ -330,157 +367,155 @@ def build_problem(
         detail=detail,
         ybar=ybar,
         efactor=efactor,
-        dim_offset=dim_offset,
-        q_k=q_k,
-        elevel_protein=elevel_protein,
-        elevel_level=elevel_level,
-        elevel_count=elevel_count,
-        w_rows=w_rows,
+        e_fixed=fixed_runs,
     )
-    # K-dimension labels (factor, global level) for BLUP output
-    kdim_factor = np.full(n_dims, -1, dtype=np.intp)
-    kdim_level = np.full(n_dims, -1, dtype=np.intp)
-    for f in range(n_f):
-        m = is_k[prot, f] & fit_obs
-        cols = dim_offset[prot[m]] + k_offset[prot[m], f] + local[f][m]
-        kdim_factor[cols] = f
-        kdim_level[cols] = global_level[f][m]
-    problem.kdim_factor = kdim_factor
-    problem.kdim_level = kdim_level
-
-    # --- buckets ------------------------------------------------------------------------------
-    sizes = np.asarray(_Q_SIZES)
-    q_pad = np.where(q_tot <= sizes[-1], sizes[np.searchsorted(sizes, q_tot)], q_tot)
-    fit_idx = np.flatnonzero(fittable)
-    g_prot = np.searchsorted(dim_offset, g_all.row, side="right") - 1
-    w_cls = np.searchsorted(cls_dim_offset, w_all.row, side="right") - 1
-    w_prot = cls_protein[w_cls]
-    order_g = np.argsort(g_prot, kind="stable")
-    order_w = np.argsort(w_prot, kind="stable")
-    g_start = np.searchsorted(g_prot[order_g], np.arange(n_prot + 1))
-    w_start = np.searchsorted(w_prot[order_w], np.arange(n_prot + 1))
-    for qp in np.unique(q_pad[fit_idx]):
-        members = fit_idx[q_pad[fit_idx] == qp]
-        d = int(qp) + n_x + 1
-        c_max = max(int(n_cls[members].max()), 1)
-        chunk = max(1, _MAX_W_ELEMENTS // (c_max * d * d))
-        for lo in range(0, members.size, chunk):
-            idx = members[lo : lo + chunk]
-            bucket = _fill_bucket(
-                idx,
+    global_levels = _global_level_tables(factors, level_counts, n_prot)
+    for members, d, c_max in chunks:
+        nb = members.size
+        first = members[0]
+        g = g_flat[g_offset[first] : g_offset[first] + nb * d * d].reshape(nb, d, d)
+        w = w_flat[w_offset[first] : w_offset[first] + nb * c_max * d * d].reshape(nb, c_max, d, d)
+        qp = d - n_x - 1
+        for j in range(n_x):
+            dropped = ~xkeep[members, j]
+            g[dropped, qp + j, qp + j] = 1.0
+        cls_n = np.zeros((nb, c_max))
+        cls_mm = np.zeros((nb, c_max))
+        slot = cls_offset[members][:, None] + np.arange(c_max)[None, :]
+        valid = np.arange(c_max)[None, :] < n_cls[members][:, None]
+        cls_n[valid] = cls_value[slot[valid]]
+        cls_mm[valid] = cls_m[slot[valid]]
+        dimfactor = np.full((nb, d), DIM_PAD, dtype=np.intp)
+        dimfactor[:, qp:] = DIM_FIXED
+        dim_level = np.full((nb, d), -1, dtype=np.intp)
+        for f in range(n_f):
+            width = np.where(is_k[members, f], n_levels[members, f], 0)
+            for row in np.flatnonzero(width).tolist():
+                start = int(k_offset[members[row], f])
+                stop = start + int(width[row])
+                dimfactor[row, start:stop] = f
+                if factors[f] == "feature":
+                    first = first_feat[members[row]]
+                    dim_level[row, start:stop] = first + np.arange(stop - start)
+                else:
+                    dim_level[row, start:stop] = global_levels[f][members[row]]
+        bucket = Bucket(
+            G=g,
+            W=w,
+            cls_n=cls_n,
+            cls_m=cls_mm,
+            dimfactor=dimfactor,
+            efactor=efactor[members],
+            free=active[members].copy(),
+            nu=nu[members],
+            n_x=n_x,
+            e_fixed=fixed_runs,
+        )
+        problem.buckets.append((members, bucket))
+        problem.dim_level.append(dim_level)
+        problem.levels.append(
+            _bucket_levels(
+                members,
                 d,
-                c_max,
-                n_x,
-                n_f,
-                problem,
-                q_tot,
-                d_p,
-                k_offset,
-                is_k,
-                g_all,
-                order_g,
-                g_start,
-                w_all,
-                order_w,
-                w_start,
-                cls_dim_offset,
-                w_cls,
-                cls_local,
-                cls_value,
-                cls_m,
-                cls_offset,
-                n_cls,
+                kernel_e,
+                n_e,
+                e_offset,
+                e_counts,
+                erow_flat,
+                erow_offset,
+                factors,
+                first_feat,
+                global_levels,
+                pr_counts,
             )
-            problem.buckets.append((idx, bucket))
-    log.debug("built %d buckets for %d fittable proteins", len(problem.buckets), fit_idx.size)
+        )
+    log.debug("built %d buckets for %d fittable proteins", len(chunks), fit_idx.size)
     return problem
 
 
-def _fill_bucket(
-    idx: IntArray,
+def _offsets_in_order(size: NDArray[np.int64], order: IntArray) -> NDArray[np.int64]:
+    """Start of each protein's block when blocks are laid out in ``order``."""
+    offsets = np.zeros(size.size, dtype=np.int64)
+    if order.size:
+        starts = np.concatenate([[0], np.cumsum(size[order])[:-1]])
+        offsets[order] = starts
+    return offsets
+
+
+def _eliminated_counts(
+    kernel_e: IntArray,
+    n_e: IntArray,
+    factors: tuple[str, ...],
+    level_counts: dict[int, IntArray],
+    pr_counts: IntArray,
+    feature_counts: IntArray,
+    first_feat: IntArray,
+) -> IntArray:
+    """Observation count of every eliminated level, proteins in code order, levels in local
+    order."""
+    parts = []
+    n_f = len(factors)
+    for p in np.flatnonzero(kernel_e >= 0):
+        e = int(kernel_e[p])
+        if e == n_f:
+            row = pr_counts[p]
+            parts.append(row[row > 0])
+        elif factors[e] == "feature":
+            parts.append(feature_counts[first_feat[p] : first_feat[p] + n_e[p]])
+        else:
+            row = level_counts[e][p]
+            parts.append(row[row > 0])
+    if not parts:
+        return np.zeros(0, dtype=np.intp)
+    return np.concatenate(parts).astype(np.intp)
+
+
+def _global_level_tables(
+    factors: tuple[str, ...], level_counts: dict[int, IntArray], n_prot: int
+) -> dict[int, list[IntArray]]:
+    """For run-level factors: the observed global level codes of each protein (local order)."""
+    tables: dict[int, list[IntArray]] = {}
+    for f, counts in level_counts.items():
+        rows, cols = np.nonzero(counts > 0)
+        split = np.searchsorted(rows, np.arange(1, n_prot))
+        tables[f] = np.split(cols.astype(np.intp), split)
+    del factors
+    return tables
+
+
+def _bucket_levels(
+    members: IntArray,
     d: int,
-    c_max: int,
-    n_x: int,
-    n_f: int,
-    problem: Problem,
-    q_tot: IntArray,
-    d_p: IntArray,
-    k_offset: IntArray,
-    is_k: NDArray[np.bool_],
-    g_all: sp.coo_matrix,
-    order_g: IntArray,
-    g_start: IntArray,
-    w_all: sp.coo_matrix,
-    order_w: IntArray,
-    w_start: IntArray,
-    cls_dim_offset: IntArray,
-    w_cls: IntArray,
-    cls_local: IntArray,
-    cls_value: FloatArray,
-    cls_m: FloatArray,
-    cls_offset: IntArray,
-    n_cls: IntArray,
-) -> Bucket:
-    nb = idx.size
-    q_pad = d - n_x - 1
-    pos = np.arange(nb)
-
-    def remap(local_dim: IntArray, prot_of: IntArray) -> IntArray:
-        shift = q_pad - q_tot[prot_of]
-        return np.where(local_dim < q_tot[prot_of], local_dim, local_dim + shift)
-
-    # G
-    sel: IntArray = np.concatenate(
-        [order_g[g_start[p] : g_start[p + 1]] for p in idx] or [np.zeros(0, dtype=np.intp)]
+    kernel_e: IntArray,
+    n_e: IntArray,
+    e_offset: NDArray[np.int64],
+    e_counts: IntArray,
+    erow_flat: FloatArray,
+    erow_offset: NDArray[np.int64],
+    factors: tuple[str, ...],
+    first_feat: IntArray,
+    global_levels: dict[int, list[IntArray]],
+    pr_counts: IntArray,
+) -> EliminatedLevels:
+    counts = n_e[members]
+    total = int(counts.sum())
+    first = members[0]
+    rows = erow_flat[erow_offset[first] : erow_offset[first] + total * d].reshape(total, d)
+    position = np.repeat(np.arange(members.size), counts)
+    count = np.concatenate(
+        [e_counts[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0, np.intp)]
     ).astype(np.intp)
-    counts = g_start[idx + 1] - g_start[idx]
-    bpos = np.repeat(pos, counts)
-    gp = idx[bpos]
-    r = remap(g_all.row[sel] - problem.dim_offset[gp], gp)
-    c = remap(g_all.col[sel] - problem.dim_offset[gp], gp)
-    g = np.zeros((nb, d, d))
-    g[bpos, r, c] = g_all.data[sel]
-    # dummy unit columns for dropped fixed effects
-    xk = problem.xkeep[idx]
-    for j in range(n_x):
-        dropped = ~xk[:, j]
-        g[dropped, q_pad + j, q_pad + j] = 1.0
-    # W
-    sel_w: IntArray = np.concatenate(
-        [order_w[w_start[p] : w_start[p + 1]] for p in idx] or [np.zeros(0, dtype=np.intp)]
-    ).astype(np.intp)
-    counts_w = w_start[idx + 1] - w_start[idx]
-    bpos_w = np.repeat(pos, counts_w)
-    wp = idx[bpos_w]
-    cl = w_cls[sel_w]
-    rw = remap(w_all.row[sel_w] - cls_dim_offset[cl], wp)
-    cw = remap(w_all.col[sel_w] - cls_dim_offset[cl], wp)
-    w = np.zeros((nb, c_max, d, d))
-    w[bpos_w, cls_local[cl], rw, cw] = w_all.data[sel_w]
-    # classes
-    cls_n = np.zeros((nb, c_max))
-    cls_mm = np.zeros((nb, c_max))
-    for i, p in enumerate(idx):
-        k = int(n_cls[p])
-        sl = slice(int(cls_offset[p]), int(cls_offset[p]) + k)
-        cls_n[i, :k] = cls_value[sl]
-        cls_mm[i, :k] = cls_m[sl]
-    # dimension labels
-    dimfactor = np.full((nb, d), DIM_PAD, dtype=np.intp)
-    dimfactor[:, q_pad:] = DIM_FIXED
-    for i, p in enumerate(idx):
-        for f in range(n_f):
-            if is_k[p, f]:
-                dimfactor[i, k_offset[p, f] : k_offset[p, f + 1]] = f
-    return Bucket(
-        G=g,
-        W=w,
-        cls_n=cls_n,
-        cls_m=cls_mm,
-        dimfactor=dimfactor,
-        efactor=problem.efactor[idx],
-        e_fixed=problem.e_fixed,
-        free=problem.active[idx].copy(),
-        nu=problem.nu[idx],
-        n_x=n_x,
-    )
+    n_f = len(factors)
+    levels = []
+    for p in members:
+        e = int(kernel_e[p])
+        if e < 0:
+            continue
+        if e == n_f:
+            levels.append(np.flatnonzero(pr_counts[p] > 0))
+        elif factors[e] == "feature":
+            levels.append(first_feat[p] + np.arange(n_e[p]))
+        else:
+            levels.append(global_levels[e][p])
+    level = np.concatenate(levels or [np.zeros(0, np.intp)]).astype(np.intp)
+    return EliminatedLevels(rows=rows, position=position, count=count, level=level)

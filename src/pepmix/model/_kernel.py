@@ -1,0 +1,109 @@
+"""Compiled grouping pass: observations to padded per-protein cross-products (numba).
+
+One pass over the observations, sorted by protein, accumulates for every protein
+
+- ``G = V'V`` where row ``i`` of ``V`` holds the observation's indicator of each kept random
+  level (``K`` dimensions), its kept fixed-effect values and its centred ``y``,
+- ``w_j = sum_{i in j} V_i`` for every level ``j`` of the eliminated factor, and
+- ``W_c = sum_{j: n_j = c} w_j w_j'`` per count class,
+
+directly into the padded layout of its bucket (random-effect block first, then fixed effects,
+then ``y``). Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory is the output only.
+
+The kernel is compiled once and cached next to this module (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+
+@njit(cache=True, nogil=True)
+def accumulate(
+    prot_start: NDArray[np.int64],
+    proteins: NDArray[np.int64],
+    feat_local: NDArray[np.int32],
+    run: NDArray[np.int32],
+    y: NDArray[np.float64],
+    x: NDArray[np.float64],
+    xkeep: NDArray[np.bool_],
+    run_codes: NDArray[np.int32],
+    local_tables: NDArray[np.int32],
+    is_k: NDArray[np.bool_],
+    k_offset: NDArray[np.int64],
+    e_factor: NDArray[np.int64],
+    q_pad: NDArray[np.int64],
+    g_offset: NDArray[np.int64],
+    w_offset: NDArray[np.int64],
+    e_offset: NDArray[np.int64],
+    e_class: NDArray[np.int64],
+    g_flat: NDArray[np.float64],
+    w_flat: NDArray[np.float64],
+    erow_flat: NDArray[np.float64],
+    erow_offset: NDArray[np.int64],
+) -> None:
+    """Fill ``g_flat``, ``w_flat`` and ``erow_flat`` for the listed proteins.
+
+    Factor ``f`` is the feature factor when ``run_codes[f, 0] < 0``; otherwise its level in run
+    ``r`` is ``run_codes[f, r]`` and its protein-local index ``local_tables[f, p, level]``.
+    ``e_factor[p]`` is the eliminated factor (``-1``: none).
+    """
+    n_f = is_k.shape[1]
+    n_x = x.shape[1]
+    idx = np.empty(n_f + n_x + 1, dtype=np.int64)
+    val = np.empty(n_f + n_x + 1, dtype=np.float64)
+    for pp in range(proteins.size):
+        p = proteins[pp]
+        d = q_pad[p] + n_x + 1
+        g0 = g_offset[p]
+        e0 = erow_offset[p]
+        for i in range(prot_start[p], prot_start[p + 1]):
+            r = run[i]
+            k = 0
+            for f in range(n_f):
+                if not is_k[p, f]:
+                    continue
+                if run_codes[f, 0] < 0:
+                    level = feat_local[i]
+                else:
+                    level = local_tables[f, p, run_codes[f, r]]
+                idx[k] = k_offset[p, f] + level
+                val[k] = 1.0
+                k += 1
+            for j in range(n_x):
+                if xkeep[p, j] and x[r, j] != 0.0:
+                    idx[k] = q_pad[p] + j
+                    val[k] = x[r, j]
+                    k += 1
+            idx[k] = d - 1
+            val[k] = y[i]
+            k += 1
+            for a in range(k):
+                row = g0 + idx[a] * d
+                for b in range(k):
+                    g_flat[row + idx[b]] += val[a] * val[b]
+            ef = e_factor[p]
+            if ef >= 0:
+                if run_codes[ef, 0] < 0:
+                    elevel = feat_local[i]
+                else:
+                    elevel = local_tables[ef, p, run_codes[ef, r]]
+                base = e0 + elevel * d
+                for a in range(k):
+                    erow_flat[base + idx[a]] += val[a]
+        if e_factor[p] < 0:
+            continue
+        w0 = w_offset[p]
+        for j in range(e_offset[p + 1] - e_offset[p]):
+            c = e_class[e_offset[p] + j]
+            base = e0 + j * d
+            blk = w0 + c * d * d
+            for a in range(d):
+                va = erow_flat[base + a]
+                if va == 0.0:
+                    continue
+                row = blk + a * d
+                for b in range(d):
+                    w_flat[row + b] += va * erow_flat[base + b]
