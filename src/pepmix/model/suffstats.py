@@ -395,8 +395,8 @@ def build_problem(
                 stop = start + int(width[row])
                 dimfactor[row, start:stop] = f
                 if factors[f] == "feature":
-                    first = first_feat[members[row]]
-                    dim_level[row, start:stop] = first + np.arange(stop - start)
+                    first_code = first_feat[members[row]]
+                    dim_level[row, start:stop] = first_code + np.arange(stop - start)
                 else:
                     dim_level[row, start:stop] = global_levels[f][members[row]]
         bucket = Bucket(
