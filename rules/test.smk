@@ -10,8 +10,16 @@ rule test:
             caption="../workflow/report/differential_abundance.rst",
         ),
         parquet="results/tables/differential_abundance.parquet",
+        missing=report(
+            "results/tables/one_condition_missing.tsv",
+            category="Differential abundance",
+            caption="../workflow/report/one_condition_missing.rst",
+        ),
     params:
-        contrasts=config["contrasts"],
+        config={
+            key: config[key]
+            for key in ("contrasts", "moderation", "lfc_threshold", "testing")
+        },
     log:
         "logs/test.log",
     conda:

@@ -1,13 +1,14 @@
 """Rule test: differential abundance per protein and contrast."""
 
 from pepmix.rule import rule_context
-from pepmix.stages import test_stage
+from pepmix.stages import differential_stage
 
 with rule_context(snakemake):
-    test_stage(
+    differential_stage(
         snakemake.input.contrasts,
         snakemake.input.samples,
-        snakemake.params.contrasts,
+        snakemake.params.config,
         snakemake.output.tsv,
         snakemake.output.parquet,
+        snakemake.output.missing,
     )

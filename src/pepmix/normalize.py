@@ -2,6 +2,14 @@ r"""log2 transform and normalisation of runs.
 
 With :math:`y_{fr} = \log_2 I_{fr}` for feature :math:`f` in run :math:`r`:
 
+``median_ratio`` (default)
+    :math:`y_{fr} - m_r`, where :math:`m_r` is the median over the features observed in run
+    :math:`r` of :math:`y_{fr} - \bar y_f` (:math:`\bar y_f` the feature's mean over the runs it
+    was seen in), iterated three times and centred so that :math:`\sum_r m_r = 0`. The median of
+    *ratios* to a feature-wise reference is robust to a minority of changing proteins (spike-ins,
+    real biology): their large ratios sit in the tails, while the median of raw intensities shifts
+    whenever changing proteins cross it. This is the median-of-ratios idea of DESeq applied to log
+    intensities.
 ``median``
     :math:`y_{fr} - m_r + \bar m`, where :math:`m_r` is the median of run :math:`r` over all its
     observed features and :math:`\bar m` the median of the :math:`m_r` (so the overall level is
@@ -35,7 +43,7 @@ from pepmix.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("median", "quantile", "reference", "none")
+METHODS = ("median_ratio", "median", "quantile", "reference", "none")
 
 
 def reference_mask(proteins: pd.Series, references: Sequence[str]) -> pd.Series:
@@ -62,7 +70,7 @@ def reference_mask(proteins: pd.Series, references: Sequence[str]) -> pd.Series:
 
 def normalize(
     table: pd.DataFrame,
-    method: str = "median",
+    method: str = "median_ratio",
     reference_proteins: Sequence[str] = (),
     within_batch: bool = False,
     run_batch: Mapping[str, str] | None = None,
@@ -73,7 +81,7 @@ def normalize(
     ----------
     table : pandas.DataFrame
         Canonical table (``protein, feature, run, intensity`` at least).
-    method : {"median", "quantile", "reference", "none"}, default "median"
+    method : {"median_ratio", "median", "quantile", "reference", "none"}, default "median_ratio"
     reference_proteins : sequence of str, default ()
         For ``method="reference"`` (see :func:`reference_mask`).
     within_batch : bool, default False
@@ -123,6 +131,10 @@ def normalize(
         shift = med - target
         runs["shift"] = runs["run"].map(shift)
         out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
+    elif method == "median_ratio":
+        shift = _median_ratio_shifts(out, group)
+        runs["shift"] = runs["run"].map(shift)
+        out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
     elif method == "quantile":
         out["y"] = _quantile(out, group)
         runs["shift"] = np.nan
@@ -138,6 +150,29 @@ def normalize(
         float(np.ptp(runs["median_after"])),
     )
     return out, runs
+
+
+def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 3) -> pd.Series:
+    """Per-run shifts of ``median_ratio`` (centred within each normalisation group)."""
+    run_codes, run_names = pd.factorize(out["run"])
+    feat_key = out["protein"].astype(str) + "\x1f" + out["feature"].astype(str)
+    feat_codes, _ = pd.factorize(feat_key)
+    y = out["log2_raw"].to_numpy(dtype=np.float64)
+    n_feat = int(feat_codes.max()) + 1 if feat_codes.size else 0
+    counts = np.bincount(feat_codes, minlength=n_feat)
+    usable = counts[feat_codes] >= 2
+    shift = np.zeros(len(run_names))
+    groups = group.reindex(run_names).fillna("").to_numpy()
+    for _ in range(iterations):
+        adjusted = y - shift[run_codes]
+        ref = np.bincount(feat_codes, weights=adjusted, minlength=n_feat) / np.maximum(counts, 1)
+        ratio = pd.Series((adjusted - ref[feat_codes])[usable])
+        step = ratio.groupby(run_codes[usable]).median().reindex(range(len(run_names)))
+        shift = shift + step.fillna(0.0).to_numpy()
+        for g in np.unique(groups):
+            members = groups == g
+            shift[members] -= shift[members].mean()
+    return pd.Series(shift, index=run_names)
 
 
 def _quantile(out: pd.DataFrame, group: pd.Series) -> pd.Series:
@@ -166,7 +201,7 @@ def _quantile(out: pd.DataFrame, group: pd.Series) -> pd.Series:
 def normalization_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments of :func:`normalize` from the ``normalization:`` config section."""
     return {
-        "method": config.get("method", "median"),
+        "method": config.get("method", "median_ratio"),
         "reference_proteins": list(config.get("reference_proteins", [])),
         "within_batch": bool(config.get("within_batch", False)),
     }

@@ -18,7 +18,11 @@ from pepmix import canonical
 from pepmix.abundance import protein_abundance, wide
 from pepmix.config import Contrast, resolve_contrasts
 from pepmix.errors import SampleSheetError
-from pepmix.inference.differential import differential_table
+from pepmix.inference.differential import (
+    InferenceOptions,
+    differential_table,
+    one_condition_missing,
+)
 from pepmix.ingest import ingest_batch, merge_batches
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.design import build_run_design, model_spec_from_config
@@ -182,17 +186,30 @@ def variance_table(proteins: PathLike, output: PathLike) -> None:
     write_tsv(frame.loc[:, keep], output)
 
 
-def test_stage(
+def inference_options(config: Mapping[str, Any]) -> InferenceOptions:
+    """Inference options from the config (``moderation``, ``lfc_threshold``, ``testing``)."""
+    testing = config.get("testing", {}) or {}
+    return InferenceOptions(
+        moderation=bool(config.get("moderation", True)),
+        robust=bool(testing.get("robust", True)),
+        df_cap=bool(testing.get("df_cap", True)),
+        lfc_threshold=float(config.get("lfc_threshold", 0.0)),
+    )
+
+
+def differential_stage(
     contrast_stats: PathLike,
     samples: PathLike,
-    config_contrasts: Any,
+    config: Mapping[str, Any],
     out_tsv: PathLike,
     out_parquet: PathLike,
+    out_missing: PathLike,
 ) -> None:
-    """Stage ``test``: t statistics, p-values and Benjamini-Hochberg per contrast."""
+    """Stage ``test``: moderated tests, p-values and Benjamini-Hochberg per contrast."""
     stats = pd.read_parquet(contrast_stats)
     sheet = read_resolved_sheet(samples)
-    order = [c.name for c in contrasts_for(config_contrasts, sheet)]
-    table = differential_table(stats, order)
+    order = [c.name for c in contrasts_for(config["contrasts"], sheet)]
+    table = differential_table(stats, order, inference_options(config))
     write_tsv(table, out_tsv)
     write_parquet(table, out_parquet)
+    write_tsv(one_condition_missing(stats), out_missing)

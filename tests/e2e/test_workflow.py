@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-N_PROTEINS = 312
+N_PROTEINS = 203  # 12 UPS + 300 background proteins, 109 of them single-feature (filtered)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -111,8 +111,7 @@ def test_variance_components(demo_run: Path) -> None:
     }  # fmt: skip
     fitted = table["status"] != "too_few_observations"
     assert (table.loc[fitted, "var_residual"] > 0).all()
-    one_feature = table["n_features"] == 1
-    assert (table.loc[one_feature & fitted, "status"] == "reduced_model").all()
+    assert (table["n_features"] >= 2).all()  # filter.min_features default
 
 
 def test_plots_and_logs(demo_run: Path) -> None:

@@ -1,22 +1,57 @@
-"""Differential abundance table: one row per protein and contrast.
+r"""Differential abundance: one row per protein and contrast, calibrated across proteins.
 
-Input: the contrast table of the model stage (:meth:`pepmix.model.fit.ModelFit.contrast_table`:
-estimate, standard error and Satterthwaite df per protein and contrast, with a status). Output:
-log2 fold change, standard error, df, t statistic, two-sided p-value and the Benjamini-Hochberg
-adjusted p-value per contrast over the proteins that were tested. Untested rows (status other than
-``ok``, ``boundary``, ``reduced_model``) keep their row with NaN statistics and never enter the
-multiple-testing correction.
+Input: the contrast table of the model stage (:meth:`pepmix.model.fit.ModelFit.contrast_table`):
+per protein :math:`g` and contrast :math:`j` the estimate :math:`\hat\delta_{gj}` (log2 fold
+change), its standard error :math:`\mathrm{se}_{gj}` and Satterthwaite df :math:`\nu_{gj}`.
+
+Steps, per contrast:
+
+1. **Between-sample df cap** (``df_cap``, default on). A condition effect is replicated by
+   biological samples, not by peptide observations. When the sample variance is estimated at or
+   near zero, Satterthwaite's df approach the number of observations (they treat the variance as
+   known), and small but precisely measured shifts become "significant". The df are capped at the
+   containment df, :math:`\nu_{gj} \le n_{\text{samples},g} - p_g` (observed biological samples
+   minus estimable fixed effects), as SAS's containment method does for sample-level effects.
+2. **Empirical-Bayes moderation** (``moderation``, default on). What is moderated is the
+   *contrast's variance*, on the scale of one biological sample:
+   :math:`s^2_{gj} = \mathrm{se}^2_{gj} / u_{gj}` with :math:`u_{gj} = 1/n_{A,g} + 1/n_{B,g}`,
+   the numbers of samples the protein was observed in for the two conditions. :math:`s^2_{gj}`
+   estimates the between-sample variance of the protein's abundance (sample and run effects plus
+   residual noise averaged over its features) -- the variance that decides the test -- with
+   :math:`\nu_{gj}` df. limma's ``squeezeVar`` (robust by default, Phipson et al. 2016) fits a
+   scaled-F prior :math:`(s_0^2, d_0)` to all tested proteins and gives the posterior
+   :math:`\tilde s^2_{gj} = (d_0 s_0^2 + \nu_{gj} s^2_{gj}) / (d_0 + \nu_{gj})`; the moderated
+   standard error is :math:`\tilde s_{gj}\sqrt{u_{gj}}` with :math:`\nu_{gj} + d_0` df (capped,
+   as in limma, at the pooled df).
+
+   Why not the residual variance (msqrob2's choice): in a mixed model the residual variance is
+   the peptide-level noise within a run; with biological replicates the contrast's uncertainty is
+   dominated by the sample variance component, which residual moderation leaves unmoderated and
+   which is estimated from few samples. Moderating the contrast variance (as dream/eBayesFMT aim
+   for) regularises exactly the quantity with few df. Dividing by :math:`u_{gj}` removes the
+   known effect of how many samples were observed, so that the prior is fitted to comparable
+   variances.
+3. **Test**: :math:`t = \hat\delta / \mathrm{se}`, two-sided p-value from the t distribution;
+   with ``lfc_threshold`` :math:`\tau > 0` limma's TREAT p-value for
+   :math:`H_0: |\delta| \le \tau`.
+4. **Benjamini-Hochberg** per contrast over the tested proteins only. Untested rows (status other
+   than ``ok``, ``boundary``, ``reduced_model``) keep their row with NaN statistics.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy import stats
 
-from pepmix.inference.ebayes import bh_adjust
+from pepmix.inference.ebayes import bh_adjust, squeeze_var, total_df, treat_pvalues
+
+log = logging.getLogger(__name__)
 
 CONTRACT_COLUMNS = (
     "protein",
@@ -33,10 +68,39 @@ CONTRACT_COLUMNS = (
 )
 
 TESTABLE = ("ok", "boundary", "reduced_model")
+#: fewest tested proteins for which a prior is estimated (below: no moderation)
+MIN_PROTEINS_FOR_PRIOR = 10
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How contrasts are tested.
+
+    Attributes
+    ----------
+    moderation : bool, default True
+        Empirical-Bayes moderation of the contrast variances.
+    robust : bool, default True
+        limma's robust prior (outlier proteins do not inflate the prior df).
+    df_cap : bool, default True
+        Cap Satterthwaite df at the between-sample (containment) df.
+    lfc_threshold : float, default 0.0
+        TREAT threshold on the absolute log2 fold change.
+    confidence : float, default 0.95
+        Level of the ``ci_low``/``ci_high`` interval.
+    """
+
+    moderation: bool = True
+    robust: bool = True
+    df_cap: bool = True
+    lfc_threshold: float = 0.0
+    confidence: float = 0.95
 
 
 def differential_table(
-    contrast_stats: pd.DataFrame, contrast_order: Sequence[str], confidence: float = 0.95
+    contrast_stats: pd.DataFrame,
+    contrast_order: Sequence[str],
+    options: InferenceOptions | None = None,
 ) -> pd.DataFrame:
     """Build the differential abundance table (contract columns first).
 
@@ -44,53 +108,124 @@ def differential_table(
     ----------
     contrast_stats : pandas.DataFrame
         Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
-        n_observations``.
+        n_observations`` and, for the df cap and moderation, ``n_samples_num, n_samples_den,
+        df_between``.
     contrast_order : sequence of str
         Contrast names in config order (sort order of the output).
-    confidence : float, default 0.95
-        Level of the ``ci_low``/``ci_high`` interval of the log2 fold change.
+    options : InferenceOptions, optional
+        Defaults of :class:`InferenceOptions`.
 
     Returns
     -------
     pandas.DataFrame
-        Contract columns followed by ``ci_low, ci_high, detail``; sorted by contrast, then
-        p-value, then protein.
+        Contract columns, then ``ci_low, ci_high, df_satterthwaite, se_unmoderated, df_prior,
+        var_prior, moderated, detail``; sorted by contrast, then p-value, then protein.
     """
-    frames = []
-    for name in contrast_order:
-        part = contrast_stats.loc[contrast_stats["contrast"] == name]
-        est = part["estimate"].to_numpy(dtype=np.float64)
-        se = part["se"].to_numpy(dtype=np.float64)
-        df = part["df"].to_numpy(dtype=np.float64)
-        status = part["status"].to_numpy(dtype=object)
-        tested = np.isin(status, TESTABLE) & np.isfinite(est) & (se > 0) & (df > 0)
-        safe_se = np.where(tested, se, 1.0)
-        safe_df = np.where(tested, df, 1.0)
-        t = np.where(tested, est / safe_se, np.nan)
-        pvalue = np.where(tested, 2.0 * stats.t.sf(np.abs(t), safe_df), np.nan)
-        half = stats.t.ppf(0.5 + confidence / 2.0, safe_df) * safe_se
-        frames.append(
-            pd.DataFrame(
-                {
-                    "protein": part["protein"].to_numpy(),
-                    "contrast": name,
-                    "log2fc": np.where(tested, est, np.nan),
-                    "se": np.where(tested, se, np.nan),
-                    "df": np.where(tested, df, np.nan),
-                    "t": t,
-                    "pvalue": pvalue,
-                    "adj_pvalue": bh_adjust(pvalue),
-                    "n_features": part["n_features"].to_numpy(),
-                    "n_observations": part["n_observations"].to_numpy(),
-                    "status": status,
-                    "ci_low": np.where(tested, est - half, np.nan),
-                    "ci_high": np.where(tested, est + half, np.nan),
-                    "detail": part["detail"].to_numpy(),
-                }
-            )
-        )
+    opts = options or InferenceOptions()
+    frames = [
+        _one_contrast(contrast_stats.loc[contrast_stats["contrast"] == name], name, opts)
+        for name in contrast_order
+    ]
     table = pd.concat(frames, ignore_index=True)
     order = {name: i for i, name in enumerate(contrast_order)}
     table["_order"] = table["contrast"].map(order)
     table = table.sort_values(["_order", "pvalue", "protein"], na_position="last", kind="stable")
     return table.drop(columns="_order").reset_index(drop=True)
+
+
+def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.DataFrame:
+    est = part["estimate"].to_numpy(dtype=np.float64)
+    se_raw = part["se"].to_numpy(dtype=np.float64)
+    df_satt = part["df"].to_numpy(dtype=np.float64)
+    status = part["status"].to_numpy(dtype=object).copy()
+    detail = part["detail"].fillna("").astype(str).to_numpy(dtype=object).copy()
+    tested = np.isin(status, TESTABLE) & np.isfinite(est) & (se_raw > 0) & (df_satt > 0)
+    df = df_satt.copy()
+    if opts.df_cap and "df_between" in part.columns:
+        between = part["df_between"].to_numpy(dtype=np.float64)
+        unreplicated = tested & (between < 1)
+        status[unreplicated] = "too_few_observations"
+        detail[unreplicated] = _append(detail[unreplicated], "no replicate samples")
+        tested &= ~unreplicated
+        df = np.where(tested, np.minimum(df, between), df)
+    se = se_raw.copy()
+    df_prior = np.full(est.size, np.nan)
+    var_prior = np.full(est.size, np.nan)
+    moderated = np.zeros(est.size, dtype=bool)
+    if opts.moderation and tested.sum() >= MIN_PROTEINS_FOR_PRIOR:
+        n_num = part["n_samples_num"].to_numpy(dtype=np.float64)
+        n_den = part["n_samples_den"].to_numpy(dtype=np.float64)
+        unscaled = np.ones(est.size)
+        unscaled[tested] = 1.0 / n_num[tested] + 1.0 / n_den[tested]
+        s2 = se_raw[tested] ** 2 / unscaled[tested]
+        result = squeeze_var(s2, df[tested], robust=opts.robust)
+        d0 = np.broadcast_to(np.asarray(result.df_prior, dtype=np.float64), s2.shape)
+        se[tested] = np.sqrt(result.var_post * unscaled[tested])
+        df[tested] = total_df(df[tested], d0)
+        df_prior[tested] = d0
+        var_prior[tested] = np.broadcast_to(
+            np.asarray(result.var_prior, dtype=np.float64), s2.shape
+        )
+        moderated[tested] = True
+        log.info(
+            "contrast %s: prior variance %.4g on %.3g df (median), %d proteins",
+            name,
+            float(np.median(var_prior[tested])),
+            float(np.median(d0)),
+            int(tested.sum()),
+        )
+    safe_se = np.where(tested, se, 1.0)
+    safe_df = np.where(tested, df, 1.0)
+    t = np.where(tested, est / safe_se, np.nan)
+    if opts.lfc_threshold > 0:
+        pvalue = np.where(tested, treat_pvalues(est, safe_se, safe_df, opts.lfc_threshold), np.nan)
+    else:
+        pvalue = np.where(tested, 2.0 * stats.t.sf(np.abs(t), safe_df), np.nan)
+    half = stats.t.ppf(0.5 + opts.confidence / 2.0, safe_df) * safe_se
+    return pd.DataFrame(
+        {
+            "protein": part["protein"].to_numpy(),
+            "contrast": name,
+            "log2fc": np.where(tested, est, np.nan),
+            "se": np.where(tested, se, np.nan),
+            "df": np.where(tested, df, np.nan),
+            "t": t,
+            "pvalue": pvalue,
+            "adj_pvalue": bh_adjust(pvalue),
+            "n_features": part["n_features"].to_numpy(),
+            "n_observations": part["n_observations"].to_numpy(),
+            "status": status,
+            "ci_low": np.where(tested, est - half, np.nan),
+            "ci_high": np.where(tested, est + half, np.nan),
+            "df_satterthwaite": np.where(tested, df_satt, np.nan),
+            "se_unmoderated": np.where(tested, se_raw, np.nan),
+            "df_prior": df_prior,
+            "var_prior": var_prior,
+            "moderated": moderated,
+            "detail": detail,
+        }
+    )
+
+
+def _append(texts: NDArray[np.object_], note: str) -> NDArray[np.object_]:
+    return np.array([f"{t}; {note}" if t else note for t in texts], dtype=object)
+
+
+def one_condition_missing(contrast_stats: pd.DataFrame) -> pd.DataFrame:
+    """Proteins observed in only one of the two conditions of a contrast.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``protein, contrast, observed_in, n_samples_observed, n_features, n_observations``:
+        candidates for presence/absence, reported separately because no fold change can be
+        estimated from intensities alone.
+    """
+    part = contrast_stats.loc[contrast_stats["status"] == "one_condition_missing"].copy()
+    names = part["contrast"].str.split(" - ", n=1, regex=False)
+    num_seen = part["n_samples_num"].to_numpy() > 0
+    part["observed_in"] = np.where(num_seen, names.str[0], names.str[1])
+    part["n_samples_observed"] = np.where(num_seen, part["n_samples_num"], part["n_samples_den"])
+    cols = ["protein", "contrast", "observed_in", "n_samples_observed", "n_features",
+            "n_observations"]  # fmt: skip
+    return part.loc[:, cols].sort_values(["contrast", "protein"]).reset_index(drop=True)

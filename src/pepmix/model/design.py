@@ -129,6 +129,8 @@ class RunDesign:
         Condition levels in sheet order; column ``i`` of ``x`` is ``conditions[i]``.
     condition_code : ndarray, shape (R,)
         Condition index of each run.
+    sample_code : ndarray, shape (R,)
+        Biological sample (``bioreplicate``) index of each run.
     factor_codes : dict of str to ndarray
         Level code per run of each run-level random factor.
     factor_levels : dict of str to list of str
@@ -142,6 +144,7 @@ class RunDesign:
     x_names: list[str]
     conditions: list[str]
     condition_code: NDArray[np.intp]
+    sample_code: NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     factor_codes: dict[str, NDArray[np.intp]] = field(default_factory=dict)
     factor_levels: dict[str, list[str]] = field(default_factory=dict)
     spec: ModelSpec = field(default_factory=ModelSpec)
@@ -218,6 +221,7 @@ def build_run_design(
         x_names=names,
         conditions=conditions,
         condition_code=cond_code,
+        sample_code=pd.factorize(rows["bioreplicate"].astype(str))[0].astype(np.intp),
         factor_codes=codes_by_factor,
         factor_levels=levels_by_factor,
         spec=spec,
@@ -237,6 +241,7 @@ def abundance_design(runs: Sequence[str]) -> RunDesign:
         x_names=[],
         conditions=[],
         condition_code=np.zeros(len(run_list), dtype=np.intp),
+        sample_code=np.arange(len(run_list), dtype=np.intp),
         factor_codes={},
         factor_levels={},
         spec=ModelSpec(random=("feature",), fixed_runs=True),

@@ -82,6 +82,8 @@ class ModelFit:
         Protein abundance model only: ``protein, run, abundance, se, n_features``.
     run_effects_parts : list of pandas.DataFrame
         Work list while fitting.
+    samples_per_condition : ndarray of int, shape (P, C)
+        Biological samples in which the protein was observed, per condition.
     """
 
     proteins: list[str]
@@ -107,6 +109,9 @@ class ModelFit:
     blups: pd.DataFrame
     run_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
     run_effects_parts: list[pd.DataFrame] = field(default_factory=list)
+    samples_per_condition: NDArray[np.intp] = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.intp)
+    )
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -130,9 +135,12 @@ class ModelFit:
         """Long table of contrast estimates, one row per protein and contrast.
 
         Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
-        n_observations, sigma, df_residual``. A contrast involving a condition in which the
-        protein was never observed gets status ``one_condition_missing`` (one side observed) or
-        ``not_estimable`` (neither side) and NaN statistics.
+        n_observations, sigma, df_residual, n_samples_num, n_samples_den, df_between``. A
+        contrast involving a condition in which the protein was never observed gets status
+        ``one_condition_missing`` (one side observed) or ``not_estimable`` (neither side) and NaN
+        statistics. ``n_samples_*`` count the biological samples observed in each condition;
+        ``df_between`` is the between-sample (containment) degrees of freedom: observed samples
+        minus estimable fixed effects.
 
         Parameters
         ----------
@@ -142,6 +150,9 @@ class ModelFit:
         conditions = self.design.conditions
         observed = ~np.isnan(self.beta[:, : len(conditions)])
         fit_status = np.asarray(self.status, dtype=object)
+        spc = self.samples_per_condition
+        kept = np.sum(~np.isnan(self.beta), axis=1)
+        df_between = (spc.sum(axis=1) - kept).astype(np.float64)
         frames = []
         for m, name in enumerate(self.contrast_names):
             num_obs = observed[:, conditions.index(numerators[m])]
@@ -165,6 +176,9 @@ class ModelFit:
                         "n_observations": self.n_obs,
                         "sigma": self.sigma,
                         "df_residual": self.nu,
+                        "n_samples_num": spc[:, conditions.index(numerators[m])],
+                        "n_samples_den": spc[:, conditions.index(denominators[m])],
+                        "df_between": df_between,
                     }
                 )
             )
@@ -319,6 +333,7 @@ def fit_proteins(
         pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, result))
     _finish_status(problem, result)
     _label_outputs(problem, design, enc, result, pieces)
+    result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d proteins (%d ok)", n_prot, n_ok)
     return result
@@ -515,6 +530,22 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
             else:
                 out.status[i] = "ok"
         out.detail[i] = "; ".join(notes)
+
+
+def _samples_per_condition(enc: Encoded, design: RunDesign, n_prot: int) -> NDArray[np.intp]:
+    """Number of biological samples each protein was observed in, per condition."""
+    n_cond = max(len(design.conditions), 1)
+    if design.sample_code.size == 0 or enc.prot.size == 0:
+        return np.zeros((n_prot, n_cond), dtype=np.intp)
+    n_samples = int(design.sample_code.max()) + 1
+    seen = np.zeros(n_prot * n_samples, dtype=bool)
+    seen[enc.prot.astype(np.int64) * n_samples + design.sample_code[enc.run]] = True
+    cond_of_sample = np.zeros(n_samples, dtype=np.intp)
+    cond_of_sample[design.sample_code] = design.condition_code
+    prot_idx, sample_idx = np.divmod(np.flatnonzero(seen), n_samples)
+    out = np.zeros((n_prot, n_cond), dtype=np.intp)
+    np.add.at(out, (prot_idx, cond_of_sample[sample_idx]), 1)
+    return out
 
 
 def _label_outputs(
