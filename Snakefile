@@ -17,6 +17,12 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+scattergather:
+    split=N_SHARDS,
+
+
 include: "rules/ingest.smk"
 include: "rules/normalize.smk"
 include: "rules/fit.smk"

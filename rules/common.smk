@@ -1,5 +1,6 @@
 # Shared set-up: validate the config (one-line errors), resolve the sample sheet and contrasts.
 
+import os
 import re
 import sys
 
@@ -7,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from pepmix.config import load_yaml, validate_config
 from pepmix.errors import PepmixError
+from pepmix.shards import auto_shards
 from pepmix.stages import contrasts_for, load_sheet
 
 
@@ -25,6 +27,15 @@ except PepmixError as exc:
     _fail(str(exc))
 
 BATCHES = [entry["name"] for entry in config["inputs"]]
+
+
+def _input_bytes():
+    return sum(
+        os.path.getsize(entry["path"]) for entry in config["inputs"] if os.path.exists(entry["path"])
+    )
+
+
+N_SHARDS = auto_shards(_input_bytes()) if config["shards"] == "auto" else int(config["shards"])
 INPUT_BY_NAME = {entry["name"]: entry for entry in config["inputs"]}
 
 

@@ -1,26 +1,117 @@
-rule fit:
-    """One linear mixed model per protein (REML), all proteins batched."""
+# The model stage runs as independent jobs over protein shards (scatter), gathered afterwards.
+# Shards are balanced by observations; `shards:` in the config (auto: one per 200 MB of input).
+
+
+rule shard:
+    """Split the normalised table into protein shards balanced by observations."""
     input:
-        features="results/normalize/features.parquet",
+        "results/normalize/features.parquet",
+    output:
+        scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+    log:
+        "logs/shard.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        runtime=lambda wc, attempt: attempt * 20,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/shard.py"
+
+
+rule fit:
+    """One linear mixed model per protein of a shard (REML), all proteins batched."""
+    input:
+        features="results/model/shards/{scatteritem}/features.parquet",
         samples="results/ingest/samples.tsv",
+    output:
+        proteins="results/model/shards/{scatteritem}/proteins.parquet",
+        contrasts="results/model/shards/{scatteritem}/contrasts.parquet",
+        fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
+        blups="results/model/shards/{scatteritem}/blups.parquet",
+    params:
+        model=config.get("model", {}),
+        contrasts=config["contrasts"],
+    log:
+        "logs/fit/{scatteritem}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input.size_mb)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb)),
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/fit.py"
+
+
+rule protein_abundance:
+    """Per-run protein abundances of a shard: fixed run means, random feature effects."""
+    input:
+        features="results/model/shards/{scatteritem}/features.parquet",
+        samples="results/ingest/samples.tsv",
+    output:
+        "results/model/shards/{scatteritem}/protein_abundance.parquet",
+    log:
+        "logs/protein_abundance/{scatteritem}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input.size_mb)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb)),
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/protein_abundance.py"
+
+
+rule gather_model:
+    """Gather the shards' model outputs (rows in the order of a single job)."""
+    input:
+        proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
+        contrasts=gather.split("results/model/shards/{scatteritem}/contrasts.parquet"),
+        fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
+        blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
     output:
         proteins="results/model/proteins.parquet",
         contrasts="results/model/contrasts.parquet",
         fixed="results/model/fixed_effects.parquet",
         blups="results/model/blups.parquet",
     params:
-        model=config.get("model", {}),
-        contrasts=config["contrasts"],
+        contrast_names=[c.name for c in CONTRASTS],
     log:
-        "logs/fit.log",
+        "logs/gather_model.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * max(1000, int(60 * input.size_mb)),
-        runtime=lambda wc, attempt: attempt * 60,
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        runtime=lambda wc, attempt: attempt * 20,
     conda:
         "../envs/pepmix.yaml"
     script:
-        "../scripts/fit.py"
+        "../scripts/gather_model.py"
+
+
+rule gather_abundance:
+    """Gather protein abundances; long Parquet and a proteins x runs TSV."""
+    input:
+        parts=gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet"),
+        samples="results/ingest/samples.tsv",
+    output:
+        long="results/tables/protein_abundance.parquet",
+        wide=report(
+            "results/tables/protein_abundance.tsv",
+            category="Model",
+            caption="../workflow/report/protein_abundance.rst",
+        ),
+    log:
+        "logs/gather_abundance.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        runtime=lambda wc, attempt: attempt * 20,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/gather_abundance.py"
 
 
 rule variance_components:
@@ -35,31 +126,11 @@ rule variance_components:
         ),
     log:
         "logs/variance_components.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        runtime=lambda wc, attempt: attempt * 10,
     conda:
         "../envs/pepmix.yaml"
     script:
         "../scripts/variance_components.py"
-
-
-rule protein_abundance:
-    """Per-run protein abundances: fixed run means and random feature effects per protein."""
-    input:
-        features="results/normalize/features.parquet",
-        samples="results/ingest/samples.tsv",
-    output:
-        long="results/tables/protein_abundance.parquet",
-        wide=report(
-            "results/tables/protein_abundance.tsv",
-            category="Model",
-            caption="../workflow/report/protein_abundance.rst",
-        ),
-    log:
-        "logs/protein_abundance.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * max(1000, int(60 * input.size_mb)),
-        runtime=lambda wc, attempt: attempt * 60,
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/protein_abundance.py"

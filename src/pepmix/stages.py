@@ -29,6 +29,7 @@ from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 from pepmix.normalize import normalization_options, normalize
 from pepmix.samples import condition_levels, read_sample_sheet
+from pepmix.shards import gather
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +168,20 @@ def fit_stage(
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-def abundance_stage(
-    features: PathLike, samples: PathLike, out_long: PathLike, out_wide: PathLike
-) -> None:
+def abundance_stage(features: PathLike, samples: PathLike, output: PathLike) -> None:
     """Stage ``protein_abundance``: per-run protein abundances (see :mod:`pepmix.abundance`)."""
     table = read_model_input(features)
     runs = list(read_resolved_sheet(samples)["run"])
-    long = protein_abundance(table, runs)
-    write_parquet(long, out_long)
-    write_tsv(wide(long, runs), out_wide)
+    write_parquet(protein_abundance(table, runs), output)
+
+
+def gather_abundance_stage(
+    parts: Sequence[PathLike], samples: PathLike, out_long: PathLike, out_wide: PathLike
+) -> None:
+    """Gather shard abundances: long Parquet and proteins x runs TSV."""
+    gather(parts, out_long)
+    runs = list(read_resolved_sheet(samples)["run"])
+    write_tsv(wide(pd.read_parquet(out_long), runs), out_wide)
 
 
 def variance_table(proteins: PathLike, output: PathLike) -> None:

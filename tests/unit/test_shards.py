@@ -1,0 +1,80 @@
+"""Protein shards: balanced assignment, and identical tables for 1 and N shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pepmix import stages
+from pepmix.io import write_parquet, write_tsv
+from pepmix.shards import assign, auto_shards, gather, split
+
+from .simulate_da import simulate
+
+
+def test_assign_balances_work() -> None:
+    rng = np.random.default_rng(0)
+    work = rng.geometric(0.05, size=2000)
+    shards = assign(work, 4)
+    loads = np.bincount(shards, weights=work, minlength=4)
+    assert set(shards) == {0, 1, 2, 3}
+    assert loads.max() - loads.min() <= work.max()
+    assert np.array_equal(assign(work, 4), shards)  # deterministic
+
+
+def test_assign_rejects_zero_shards() -> None:
+    with pytest.raises(ValueError):
+        assign([1, 2], 0)
+
+
+def test_auto_shards() -> None:
+    assert auto_shards(0) == 1
+    assert auto_shards(10 * 1024**2) == 1
+    assert auto_shards(1024**3) == 6
+    assert auto_shards(10**13) == 16
+
+
+def _run(tmp: Path, features: Path, samples: Path, n: int) -> dict[str, str]:
+    shard_paths = [tmp / f"s{i}.parquet" for i in range(n)]
+    split(features, shard_paths)
+    names = ["proteins", "contrasts", "fixed", "blups", "abundance"]
+    outputs: dict[str, list[Path]] = {k: [] for k in names}
+    for i, path in enumerate(shard_paths):
+        out = {k: tmp / f"{k}{i}.parquet" for k in names}
+        stages.fit_stage(
+            path, samples, {}, "all_pairwise", out["proteins"], out["contrasts"], out["fixed"],
+            out["blups"],
+        )  # fmt: skip
+        stages.abundance_stage(path, samples, out["abundance"])
+        for k in names:
+            outputs[k].append(out[k])
+    for k in ["proteins", "fixed", "blups"]:
+        gather(outputs[k], tmp / f"{k}.parquet")
+    gather(outputs["contrasts"], tmp / "contrasts.parquet", first=("contrast", ["B - A"]))
+    config = {"contrasts": "all_pairwise", "moderation": True, "lfc_threshold": 0.0}
+    stages.differential_stage(
+        tmp / "contrasts.parquet", samples, config, tmp / "da.tsv", tmp / "da.parquet",
+        tmp / "missing.tsv",
+    )  # fmt: skip
+    stages.variance_table(tmp / "proteins.parquet", tmp / "vc.tsv")
+    stages.gather_abundance_stage(outputs["abundance"], samples, tmp / "ab.parquet", tmp / "ab.tsv")
+    return {k: (tmp / k).read_text() for k in ["da.tsv", "vc.tsv", "ab.tsv", "missing.tsv"]}
+
+
+def test_one_and_many_shards_give_identical_tables(tmp_path: Path) -> None:
+    table, sheet, _ = simulate(n_prot=400, seed=5, frac_de=0.1)
+    features = tmp_path / "features.parquet"
+    write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    one = _run(tmp_path / "one", features, samples, 1)
+    many = _run(tmp_path / "many", features, samples, 3)
+    for name, text in one.items():
+        assert text == many[name], name
+    da = pd.read_csv(tmp_path / "one" / "da.tsv", sep="\t")
+    assert da["protein"].nunique() == 400
