@@ -8,6 +8,8 @@ rule shard:
         "results/normalize/features.parquet",
     output:
         scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+    benchmark:
+        "logs/benchmarks/shard.tsv"
     log:
         "logs/shard.log",
     threads: 1
@@ -33,6 +35,8 @@ rule fit:
     params:
         model=config.get("model", {}),
         contrasts=config["contrasts"],
+    benchmark:
+        "logs/benchmarks/fit/{scatteritem}.tsv"
     log:
         "logs/fit/{scatteritem}.log",
     threads: 1
@@ -52,6 +56,8 @@ rule protein_abundance:
         samples="results/ingest/samples.tsv",
     output:
         "results/model/shards/{scatteritem}/protein_abundance.parquet",
+    benchmark:
+        "logs/benchmarks/protein_abundance/{scatteritem}.tsv"
     log:
         "logs/protein_abundance/{scatteritem}.log",
     threads: 1
@@ -78,6 +84,8 @@ rule gather_model:
         blups="results/model/blups.parquet",
     params:
         contrast_names=[c.name for c in CONTRASTS],
+    benchmark:
+        "logs/benchmarks/gather_model.tsv"
     log:
         "logs/gather_model.log",
     threads: 1
@@ -102,6 +110,8 @@ rule gather_abundance:
             category="Model",
             caption="../workflow/report/protein_abundance.rst",
         ),
+    benchmark:
+        "logs/benchmarks/gather_abundance.tsv"
     log:
         "logs/gather_abundance.log",
     threads: 1
@@ -124,6 +134,8 @@ rule variance_components:
             category="Model",
             caption="../workflow/report/variance_components.rst",
         ),
+    benchmark:
+        "logs/benchmarks/variance_components.tsv"
     log:
         "logs/variance_components.log",
     threads: 1

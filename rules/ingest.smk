@@ -8,11 +8,14 @@ rule ingest:
         entry=lambda wc: INPUT_BY_NAME[wc.batch],
         filter=config["filter"],
         feature_level=config["feature_level"],
+    benchmark:
+        "logs/benchmarks/ingest/{batch}.tsv"
     log:
         "logs/ingest/{batch}.log",
+    threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * max(1000, int(20 * input.size_mb)),
-        runtime=lambda wc, attempt: attempt * 30,
+        mem_mb=lambda wc, input, attempt: attempt * (800 + int(10 * input.size_mb)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb / 10)),
     conda:
         "../envs/pepmix.yaml"
     script:
@@ -30,11 +33,14 @@ rule merge:
     params:
         sheet=config.get("sample_sheet", {}),
         filter=config["filter"],
+    benchmark:
+        "logs/benchmarks/merge.tsv"
     log:
         "logs/merge.log",
+    threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * max(1000, int(30 * input.size_mb)),
-        runtime=lambda wc, attempt: attempt * 30,
+        mem_mb=lambda wc, input, attempt: attempt * (800 + int(15 * input.size_mb)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb / 10)),
     conda:
         "../envs/pepmix.yaml"
     script:

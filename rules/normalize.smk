@@ -12,11 +12,14 @@ rule normalize:
         ),
     params:
         normalization=config["normalization"],
+    benchmark:
+        "logs/benchmarks/normalize.tsv"
     log:
         "logs/normalize.log",
+    threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * max(1000, int(40 * input.size_mb)),
-        runtime=lambda wc, attempt: attempt * 30,
+        mem_mb=lambda wc, input, attempt: attempt * (800 + int(15 * input.size_mb)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb / 10)),
     conda:
         "../envs/pepmix.yaml"
     script:

@@ -20,8 +20,14 @@ rule test:
             key: config[key]
             for key in ("contrasts", "moderation", "lfc_threshold", "testing")
         },
+    benchmark:
+        "logs/benchmarks/test.tsv"
     log:
         "logs/test.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        runtime=lambda wc, attempt: attempt * 20,
     conda:
         "../envs/pepmix.yaml"
     script:
