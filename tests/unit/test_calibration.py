@@ -4,7 +4,8 @@
   technical replicates): p-values uniform (Kolmogorov-Smirnov p > 0.01 over 2,000 proteins) and
   at most 5 % of adjusted p-values below 0.05.
 - Data with known changes (10 % of proteins): false discovery proportion at adjusted p < 0.05
-  at most 5 % on average over three seeds.
+  at most 5 % on average over six seeds (BH's expected FDP here is 0.9 x 5 % = 4.5 %; one seed's
+  FDP has a standard deviation of about 1.5 %, so single seeds may exceed 5 %).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def test_null_pvalues_are_uniform(mnar: bool, tech: int) -> None:
 def test_false_discovery_proportion_with_known_changes() -> None:
     fdp = []
     power = []
-    for seed in (21, 22, 23):
+    for seed in range(21, 27):
         result, truth = _test(seed=seed, frac_de=0.1, mnar=True, tech=1)
         called = result.loc[result["adj_pvalue"] < 0.05, "protein"]
         false = int((~truth[called]).sum())

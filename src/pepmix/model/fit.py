@@ -44,8 +44,10 @@ FloatArray = NDArray[np.float64]
 FITTED = ("ok", "boundary", "reduced_model")
 #: a free variance whose removal changes the criterion by less than this is set to zero
 SNAP_TOL = 1e-7
-#: only relative standard deviations below this are candidates for snapping
+#: snapped variances with a relative standard deviation above this were not identifiable
 SNAP_THETA = 1e-2
+#: relative standard deviations above this mean the residual variance went to zero (saturated)
+SATURATED_THETA = 1e3
 
 
 @dataclass
@@ -82,6 +84,8 @@ class ModelFit:
         Protein abundance model only: ``protein, run, abundance, se, n_features``.
     run_effects_parts : list of pandas.DataFrame
         Work list while fitting.
+    not_identifiable : ndarray of bool, shape (P, F)
+        Variances set to zero because the criterion did not depend on them.
     samples_per_condition : ndarray of int, shape (P, C)
         Biological samples in which the protein was observed, per condition.
     """
@@ -109,6 +113,9 @@ class ModelFit:
     blups: pd.DataFrame
     run_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
     run_effects_parts: list[pd.DataFrame] = field(default_factory=list)
+    not_identifiable: NDArray[np.bool_] = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=bool)
+    )
     samples_per_condition: NDArray[np.intp] = field(
         default_factory=lambda: np.zeros((0, 0), dtype=np.intp)
     )
@@ -373,22 +380,32 @@ def _allocate(
         converged=np.zeros(n_prot, dtype=bool),
         iterations=np.zeros(n_prot, dtype=np.intp),
         blups=pd.DataFrame(),
+        not_identifiable=np.zeros((n_prot, n_f), dtype=bool),
     )
 
 
-def _snap_to_boundary(bucket: Bucket, theta: FloatArray, dev: FloatArray) -> FloatArray:
-    """Set tiny free variances to zero when that costs less than :data:`SNAP_TOL`."""
+def _snap_to_boundary(
+    bucket: Bucket, theta: FloatArray, dev: FloatArray
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Set free variances to zero when that costs less than :data:`SNAP_TOL` deviance units.
+
+    This moves near-boundary estimates onto the boundary and resolves flat criteria (a variance
+    the data cannot inform, left at its start value) to the simpler model. Returns the new theta
+    and which variances were snapped from a non-small value (not identifiable).
+    """
+    flat = np.zeros(theta.shape, dtype=bool)
     for f in range(theta.shape[1]):
-        cand = bucket.free[:, f] & (theta[:, f] > 0) & (theta[:, f] < SNAP_THETA)
+        cand = bucket.free[:, f] & (theta[:, f] > 0)
         if not cand.any():
             continue
         trial = theta.copy()
         trial[:, f] = 0.0
         new = evaluate(bucket, trial).dev
         snap = cand & (new - dev < SNAP_TOL)
+        flat[:, f] = snap & (theta[:, f] >= SNAP_THETA)
         theta = np.where(snap[:, None], trial, theta)
         dev = np.where(snap, new, dev)
-    return theta
+    return theta, flat
 
 
 def _fit_bucket(
@@ -401,7 +418,8 @@ def _fit_bucket(
 ) -> pd.DataFrame:
     """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
     opt = minimize(bucket)
-    theta = _snap_to_boundary(bucket, opt.theta, opt.dev)
+    theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
+    out.not_identifiable[idx] = flat
     ev = evaluate(bucket, theta)
     der = derivatives(bucket, theta, ev)
     est = estimates(bucket, theta, ev, der)
@@ -514,8 +532,16 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
             )
         elif not out.converged[i] or not np.isfinite(out.reml_crit[i]):
             out.status[i] = "not_estimable"
-            notes.append("REML optimisation did not converge")
+            notes.append("REML optimisation did not converge (no finite optimum)")
+        elif np.nanmax(out.theta[i], initial=0.0) > SATURATED_THETA:
+            out.status[i] = "not_estimable"
+            notes.append(
+                "residual variance at zero: the random effects fit every observation "
+                "(saturated model)"
+            )
         else:
+            for f in np.flatnonzero(out.not_identifiable[i]):
+                notes.append(f"{problem.factors[f]}: variance not identifiable, set to zero")
             zero = [
                 problem.factors[f]
                 for f in range(len(problem.factors))

@@ -25,7 +25,7 @@ from pepmix.model.reml import Bucket, derivatives, evaluate
 
 FloatArray = NDArray[np.float64]
 
-GRID_VALUES = {1: (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0), 2: (0.0, 0.1, 0.3, 1.0, 3.0)}
+GRID_VALUES = {1: (0.0, 0.1, 0.4, 1.5, 5.0), 2: (0.0, 0.2, 1.0, 4.0)}
 GRID_VALUES_MANY = (0.0, 0.2, 1.0, 3.0)
 MAX_ITER = 100
 
@@ -57,8 +57,8 @@ def _grid(bucket: Bucket) -> FloatArray:
     return np.array(list(itertools.product(values, repeat=k)), dtype=np.float64)
 
 
-def start_values(bucket: Bucket) -> FloatArray:
-    """Best grid point per protein (free factors only; others 0)."""
+def start_values(bucket: Bucket) -> tuple[FloatArray, FloatArray]:
+    """Best grid point per protein (free factors only; others 0) and its criterion."""
     nb, nf = bucket.free.shape
     grid = _grid(bucket)
     best = np.full(nb, np.inf)
@@ -74,7 +74,7 @@ def start_values(bucket: Bucket) -> FloatArray:
         better = dev < best
         best = np.where(better, dev, best)
         theta0[better] = theta[better]
-    return theta0
+    return theta0, best
 
 
 def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
@@ -88,8 +88,11 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
         Start values (default :func:`start_values`).
     """
     nb = bucket.size
-    theta = start_values(bucket) if theta0 is None else np.where(bucket.free, theta0, 0.0)
-    dev = evaluate(bucket, theta).dev
+    if theta0 is None:
+        theta, dev = start_values(bucket)
+    else:
+        theta = np.where(bucket.free, theta0, 0.0)
+        dev = evaluate(bucket, theta).dev
     converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
     active = np.flatnonzero(~converged & np.isfinite(dev))

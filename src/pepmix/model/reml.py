@@ -345,8 +345,10 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     for f in range(nf):
         mk = masks[f][:, :, None] * r
         dk = mk + np.transpose(mk, (0, 2, 1))
-        de = lam[:, :, None] * ge1 * lam[:, None, :]
-        ds.append(np.where(is_e[f][:, None, None], de, dk))
+        if is_e[f].any():
+            de = lam[:, :, None] * ge1 * lam[:, None, :]
+            dk = np.where(is_e[f][:, None, None], de, dk)
+        ds.append(dk)
     l1 = np.zeros((nb, nf))
     l01 = np.zeros((nb, nf))
     t_full = []
