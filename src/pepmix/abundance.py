@@ -46,6 +46,7 @@ def protein_abundance(table: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
     status = pd.Series(fit.status, index=fit.proteins)
     modelled = fit.run_effects.copy()
     modelled["status"] = modelled["protein"].map(status)
+    modelled = modelled.loc[modelled["status"].isin(FITTED)]
     fallback_proteins = status.index[~status.isin(FITTED)]
     simple = table.loc[table["protein"].isin(fallback_proteins)]
     averaged = (

@@ -1,0 +1,56 @@
+"""Protein abundances: run means of the per-protein model, one row per protein and run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pepmix.abundance import protein_abundance, wide
+from pepmix.model import dense
+
+from .simulate_da import simulate
+
+
+def test_one_row_per_protein_and_observed_run() -> None:
+    table, sheet, _ = simulate(n_prot=150, n_per=3, seed=3)
+    # add saturated / single-feature proteins: every status path must give one row per run
+    extra = pd.DataFrame(
+        {
+            "protein": ["Z1"] * 3 + ["Z2"] * 4,
+            "feature": ["a", "a", "a", "a", "b", "a", "b"],
+            "run": ["A0_0", "A1_0", "B0_0", "A0_0", "A0_0", "B0_0", "B1_0"],
+            "y": [20.0, 20.5, 21.0, 19.0, 19.5, 20.0, 20.2],
+        }
+    )
+    table = pd.concat([table, extra], ignore_index=True)
+    runs = list(sheet["run"])
+    result = protein_abundance(table, runs)
+    assert not result.duplicated(["protein", "run"]).any()
+    observed = table.groupby(["protein", "run"]).size()
+    assert len(result) == len(observed)
+    single = result.loc[result["protein"] == "Z1"].set_index("run")["abundance"]
+    assert single.to_dict() == {"A0_0": 20.0, "A1_0": 20.5, "B0_0": 21.0}
+    matrix = wide(result, runs)
+    assert list(matrix.columns) == ["protein", *runs]
+    assert matrix["protein"].is_unique
+
+
+def test_run_means_match_dense_gls() -> None:
+    table, sheet, _ = simulate(n_prot=20, n_per=3, seed=4)
+    runs = list(sheet["run"])
+    result = protein_abundance(table, runs)
+    for protein, sub in table.groupby("protein"):
+        got = result.loc[result["protein"] == protein].set_index("run")
+        if got["se"].isna().all():
+            continue
+        codes = pd.Index(runs).get_indexer(sub["run"])
+        seen = np.unique(codes)
+        x = (codes[:, None] == seen[None, :]).astype(float)
+        z = dense.indicator(pd.factorize(sub["feature"])[0])
+        # dense REML over theta for the feature effect, then GLS at the optimum
+        grid = np.linspace(0.01, 10, 400)
+        crit = [dense.reml_criterion(sub["y"].to_numpy(), x, [z], [t]) for t in grid]
+        theta = grid[int(np.argmin(crit))]
+        beta, cov, _ = dense.gls(sub["y"].to_numpy(), x, [z], [theta])
+        expected = pd.Series(beta, index=[runs[c] for c in seen])
+        np.testing.assert_allclose(got.loc[expected.index, "abundance"], expected, atol=0.02)
