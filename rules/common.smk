@@ -55,7 +55,61 @@ wildcard_constraints:
     contrast="|".join(re.escape(c) for c in CONTRAST_SLUGS),
 
 
-def all_plots():
-    return expand("results/plots/volcano_{contrast}.png", contrast=CONTRAST_SLUGS) + [
-        "results/plots/intensity_distributions.png"
+# Plot rules (rules/plot.smk): formats, contrasts and report items.
+import os.path
+
+from pepmix.plots.names import CONTRAST_FIGURES, QC_FIGURES, extra_formats
+
+# `report` at the start of a line is a Snakefile keyword; this alias keeps list items legible.
+report_item = report
+PLOT_FORMATS = extra_formats(config["plots"]["formats"])
+PLOT_CONTRASTS = [
+    {"name": c.name, "slug": slug(c.name), "numerator": c.numerator, "denominator": c.denominator}
+    for c in CONTRASTS
+]
+
+QC_CAPTIONS = {
+    "intensity_distributions": ("Intensity distributions", "intensity_distributions.rst"),
+    "features_per_run": ("Features and missing values per run", "features_per_run.rst"),
+    "missingness": ("Missing values against intensity", "missingness.rst"),
+    "pca": ("PCA of the runs", "pca.rst"),
+    "correlation": ("Run-to-run correlation", "correlation.rst"),
+    "cv": ("Coefficients of variation", "cv.rst"),
+}
+CONTRAST_CAPTIONS = {
+    "volcano": ("Volcano plot", "volcano.rst"),
+    "ma": ("MA plot", "ma.rst"),
+    "pvalue_hist": ("p-value histogram", "pvalue_hist.rst"),
+}
+
+
+def paper_copies(base):
+    """The extra-format copies of figure `base` (path without extension)."""
+    return [f"{base}.{fmt}" for fmt in PLOT_FORMATS]
+
+
+def contrast_report(name):
+    """One report item per contrast: results/plots/contrasts/<slug>/<name>.png."""
+    label, caption = CONTRAST_CAPTIONS[name]
+    return [
+        report_item(
+            f"results/plots/contrasts/{c['slug']}/{name}.png",
+            category="Differential abundance",
+            subcategory=c["name"],
+            caption=f"../workflow/report/{caption}",
+            labels={"figure": label, "contrast": c["name"]},
+        )
+        for c in PLOT_CONTRASTS
     ]
+
+
+def all_plots():
+    """Every figure file of the plot rules (PNG for the report plus the `plots.formats` copies)."""
+    fmts = ["png", *PLOT_FORMATS]
+    files = [f"results/plots/qc/{n}.{f}" for n in QC_FIGURES for f in fmts]
+    files += [f"results/plots/model/variance_components.{f}" for f in fmts]
+    files += [f"results/plots/status.{f}" for f in fmts]
+    for s in CONTRAST_SLUGS:
+        files += [f"results/plots/contrasts/{s}/{n}.{f}" for n in CONTRAST_FIGURES for f in fmts]
+        files += [f"results/plots/contrasts/{s}/profiles.{f}" for f in ("png", "pdf")]
+    return files

@@ -1,40 +1,114 @@
-rule plot_volcano:
-    """Volcano plot of one contrast."""
-    input:
-        "results/tables/differential_abundance.parquet",
-    output:
-        report(
-            "results/plots/volcano_{contrast}.png",
-            category="Differential abundance",
-            subcategory="{contrast}",
-            caption="../workflow/report/volcano.rst",
-        ),
-    params:
-        contrast=lambda wc: CONTRAST_SLUGS[wc.contrast],
-        fdr=config["fdr"],
-        lfc_threshold=config["lfc_threshold"],
-    log:
-        "logs/plots/volcano_{contrast}.log",
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/plot_volcano.py"
+# Figures, one rule per family: QC; differential abundance (per contrast, plus the status summary
+# of all contrasts, drawn from the same table); model (variance components, profile plots). Every
+# figure is drawn as PNG (for the report) plus the extra formats of `plots.formats` (PDF, SVG) for
+# papers. One job per family over all contrasts keeps the script start-up cost (Python, pandas,
+# matplotlib: 2-3 s CPU each) from dominating the plots' run time.
 
-
-rule plot_intensities:
-    """Intensity distributions per run before and after normalisation."""
+rule plot_qc:
+    """QC figures: intensities, features and missing values per run, missingness against intensity,
+    PCA, run correlation, CV per condition."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
+        abundance="results/tables/protein_abundance.parquet",
     output:
-        report(
-            "results/plots/intensity_distributions.png",
-            category="QC",
-            caption="../workflow/report/intensity_distributions.rst",
-        ),
+        png=[
+            report_item(
+                f"results/plots/qc/{name}.png",
+                category="QC",
+                caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
+                labels={"figure": QC_CAPTIONS[name][0]},
+            )
+            for name in QC_FIGURES
+        ],
+        paper=[p for name in QC_FIGURES for p in paper_copies(f"results/plots/qc/{name}")],
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.png[0]),
+        formats=PLOT_FORMATS,
     log:
-        "logs/plots/intensity_distributions.log",
+        "logs/plots/qc.log",
     conda:
         "../envs/pepmix.yaml"
     script:
-        "../scripts/plot_intensities.py"
+        "../scripts/plot_qc.py"
+
+
+rule plot_differential:
+    """Volcano, MA plot and p-value histogram of every contrast; status summary of all contrasts."""
+    input:
+        table="results/tables/differential_abundance.parquet",
+        fixed="results/model/fixed_effects.parquet",
+        samples="results/ingest/samples.tsv",
+    output:
+        volcano=contrast_report("volcano"),
+        ma=contrast_report("ma"),
+        pvalue_hist=contrast_report("pvalue_hist"),
+        paper=[
+            p
+            for c in PLOT_CONTRASTS
+            for name in CONTRAST_FIGURES
+            for p in paper_copies(f"results/plots/contrasts/{c['slug']}/{name}")
+        ],
+        status=report(
+            "results/plots/status.png",
+            category="Differential abundance",
+            subcategory="All contrasts",
+            caption="../workflow/report/status.rst",
+            labels={"figure": "Status summary"},
+        ),
+        status_paper=paper_copies("results/plots/status"),
+    params:
+        out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.volcano[0])),
+        status_dir=lambda wc, output: os.path.dirname(output.status),
+        formats=PLOT_FORMATS,
+        contrasts=PLOT_CONTRASTS,
+        fdr=config["fdr"],
+        lfc_threshold=config["lfc_threshold"],
+    log:
+        "logs/plots/differential.log",
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/plot_differential.py"
+
+
+rule plot_model:
+    """Variance components across proteins; profile plots of the top proteins of each contrast."""
+    input:
+        proteins="results/model/proteins.parquet",
+        table="results/tables/differential_abundance.parquet",
+        features="results/normalize/features.parquet",
+        samples="results/ingest/samples.tsv",
+        abundance="results/tables/protein_abundance.parquet",
+        fixed="results/model/fixed_effects.parquet",
+        blups="results/model/blups.parquet",
+    output:
+        variance=report(
+            "results/plots/model/variance_components.png",
+            category="Model",
+            caption="../workflow/report/variance_components_plot.rst",
+            labels={"figure": "Variance components"},
+        ),
+        variance_paper=paper_copies("results/plots/model/variance_components"),
+        profiles_png=[
+            report_item(
+                f"results/plots/contrasts/{c['slug']}/profiles.png",
+                category="Model",
+                subcategory=c["name"],
+                caption="../workflow/report/profiles.rst",
+                labels={"figure": "Protein profiles", "contrast": c["name"]},
+            )
+            for c in PLOT_CONTRASTS
+        ],
+        profiles_pdf=[f"results/plots/contrasts/{c['slug']}/profiles.pdf" for c in PLOT_CONTRASTS],
+    params:
+        out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.variance)),
+        formats=PLOT_FORMATS,
+        contrasts=PLOT_CONTRASTS,
+        top_n=config["plots"]["top_n"],
+    log:
+        "logs/plots/model.log",
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/plot_model.py"

@@ -1,28 +1,297 @@
-"""Figures of the differential abundance results."""
+"""Figures of the differential abundance results, one contrast at a time: volcano, MA, p-values.
+
+Significant proteins are coloured by direction with the colour of the condition they are higher
+in (the numerator's colour for positive, the denominator's for negative log2 fold changes), so
+the colours match every other figure.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from numpy.typing import NDArray
 
-from pepmix.plots.style import new_figure, save
+from pepmix.plots.labels import label_points
+from pepmix.plots.style import GUIDE, NEUTRAL, new_figure, save, short_name, styled
+
+log = logging.getLogger(__name__)
+
+Paths = str | Path | Sequence[str | Path]
 
 
+def contrast_rows(table: pd.DataFrame, contrast: str) -> pd.DataFrame:
+    """Rows of one contrast with a finite p-value and fold change (the tested proteins)."""
+    part = table.loc[table["contrast"].astype(str) == contrast]
+    tested = np.isfinite(part["pvalue"].to_numpy(dtype=float)) & np.isfinite(
+        part["log2fc"].to_numpy(dtype=float)
+    )
+    rows: pd.DataFrame = part.loc[tested].reset_index(drop=True)
+    return rows
+
+
+def top_proteins(part: pd.DataFrame, n: int, fdr: float | None = None) -> pd.DataFrame:
+    """The ``n`` most significant rows (adjusted p, then p, then protein id; stable order).
+
+    With ``fdr`` given, only rows with ``adj_pvalue < fdr`` qualify.
+    """
+    rows = part if fdr is None else part.loc[part["adj_pvalue"] < fdr]
+    keyed = rows.assign(_abs=-rows["log2fc"].abs())
+    keyed = keyed.sort_values(["adj_pvalue", "pvalue", "_abs", "protein"], kind="mergesort")
+    return keyed.head(max(n, 0)).drop(columns="_abs")
+
+
+def significant(
+    part: pd.DataFrame, fdr: float, lfc_threshold: float = 0.0
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Masks of proteins significantly up and down: adjusted p < ``fdr`` and beyond the threshold.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Rows of one contrast (``log2fc``, ``adj_pvalue``).
+    fdr : float
+        Adjusted p-value threshold.
+    lfc_threshold : float, default 0.0
+        Minimum absolute log2 fold change (0: none).
+    """
+    sig = (part["adj_pvalue"] < fdr).to_numpy()
+    lfc = part["log2fc"].to_numpy(dtype=float)
+    if lfc_threshold > 0:
+        sig &= np.abs(lfc) > lfc_threshold
+    return sig & (lfc > 0), sig & (lfc < 0)
+
+
+def _scatter_classes(
+    ax: Axes,
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    up: NDArray[np.bool_],
+    down: NDArray[np.bool_],
+    numerator: str,
+    denominator: str,
+    colors: Mapping[str, str],
+) -> None:
+    rest = ~(up | down)
+    ax.scatter(
+        x[rest], y[rest], s=7, c=NEUTRAL, alpha=0.5, lw=0, label=f"not significant ({rest.sum():,})"
+    )
+    ax.scatter(
+        x[up],
+        y[up],
+        s=12,
+        c=colors.get(numerator, "#c0392b"),
+        alpha=0.9,
+        lw=0,
+        label=f"higher in {numerator} ({up.sum():,})",
+    )
+    ax.scatter(
+        x[down],
+        y[down],
+        s=12,
+        c=colors.get(denominator, "#2c7fb8"),
+        alpha=0.9,
+        lw=0,
+        label=f"higher in {denominator} ({down.sum():,})",
+    )
+
+
+def _fc_guides(ax: Axes, lfc_threshold: float, vertical: bool = True) -> float:
+    guide = lfc_threshold if lfc_threshold > 0 else 1.0
+    for v in (-guide, guide):
+        if vertical:
+            ax.axvline(v, ls=":", lw=0.8, c=GUIDE, zorder=0)
+        else:
+            ax.axhline(v, ls=":", lw=0.8, c=GUIDE, zorder=0)
+    return guide
+
+
+@styled
 def volcano(
     table: pd.DataFrame,
     contrast: str,
-    path: str | Path,
+    numerator: str,
+    denominator: str,
+    colors: Mapping[str, str],
+    path: Paths,
     fdr: float = 0.05,
     lfc_threshold: float = 0.0,
-    n_labels: int = 10,
+    n_labels: int = 12,
 ) -> None:
     """Volcano plot of one contrast: log2 fold change against -log10 p-value.
 
-    Proteins significant at adjusted p < ``fdr`` are highlighted; the p-value that corresponds to
-    the adjusted threshold is drawn as a dashed line, ``lfc_threshold`` as vertical guides, and the
-    ``n_labels`` most significant proteins are labelled.
+    Proteins significant at adjusted p < ``fdr`` (and beyond ``lfc_threshold``) are coloured by
+    direction. The dashed line is the largest p-value still significant after the adjustment;
+    dotted lines mark ``±lfc_threshold`` (or ±1, a two-fold change, when it is 0). The
+    ``n_labels`` most significant proteins are labelled without overlaps.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Differential abundance table (``protein``, ``contrast``, ``log2fc``, ``pvalue``,
+        ``adj_pvalue``; all contrasts).
+    contrast : str
+        Contrast to draw.
+    numerator, denominator : str
+        Its conditions.
+    colors : mapping
+        Condition colours.
+    path : str, pathlib.Path or sequence of them
+        Output file(s).
+    fdr : float, default 0.05
+        Adjusted p-value threshold.
+    lfc_threshold : float, default 0.0
+        Fold-change threshold of the test (log2).
+    n_labels : int, default 12
+        Number of labelled proteins.
+    """
+    part = contrast_rows(table, contrast)
+    fig = new_figure(6.6, 5.6)
+    ax = fig.add_subplot()
+    x = part["log2fc"].to_numpy(dtype=float)
+    y = -np.log10(np.maximum(part["pvalue"].to_numpy(dtype=float), 1e-300))
+    up, down = significant(part, fdr, lfc_threshold)
+    _scatter_classes(ax, x, y, up, down, numerator, denominator, colors)
+    sig = up | down
+    if sig.any():
+        cut = float(np.max(part.loc[sig, "pvalue"]))
+        ax.axhline(-np.log10(cut), ls="--", lw=0.8, c=GUIDE, zorder=0)
+        ax.annotate(
+            f"adj. p = {fdr:g}",
+            (1.0, -np.log10(cut)),
+            xycoords=("axes fraction", "data"),
+            xytext=(-2, 2),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=6.5,
+            color=GUIDE,
+            in_layout=False,
+        )
+    guide = _fc_guides(ax, lfc_threshold)
+    span = float(np.nanmax(np.abs(x))) if len(x) else 1.0
+    span = max(span, guide) * 1.08
+    ax.set_xlim(-span, span)
+    ax.set_ylim(0, (float(np.max(y)) if len(y) else 1.0) * 1.06 + 0.1)
+    ax.set_xlabel(f"log2 fold change ({numerator} / {denominator})")
+    ax.set_ylabel("−log10 p-value")
+    n_untested = int((table["contrast"].astype(str) == contrast).sum()) - len(part)
+    ax.set_title(f"Volcano plot: {contrast}", loc="left")
+    note = f"{len(part):,} proteins tested" + (f", {n_untested:,} not" if n_untested else "")
+    fig.legend(loc="outside lower center", ncols=3, markerscale=1.6, title=note)
+    top = top_proteins(part.assign(_y=y), n_labels, fdr=fdr)
+    if top.empty:
+        top = top_proteins(part.assign(_y=y), min(n_labels, 5))
+    label_points(
+        ax,
+        top["log2fc"].to_numpy(dtype=float),
+        top["_y"].to_numpy(dtype=float),
+        [short_name(str(p)) for p in top["protein"]],
+        obstacles_x=x,
+        obstacles_y=y,
+    )
+    save(fig, path)
+
+
+@styled
+def ma_plot(
+    table: pd.DataFrame,
+    means: pd.Series,
+    contrast: str,
+    numerator: str,
+    denominator: str,
+    colors: Mapping[str, str],
+    path: Paths,
+    fdr: float = 0.05,
+    lfc_threshold: float = 0.0,
+    n_labels: int = 6,
+) -> None:
+    """MA plot of one contrast: log2 fold change against mean log2 abundance.
+
+    The black line is the running median of the fold changes along the abundance axis; it should
+    stay at zero (a trend points to intensity-dependent normalisation problems).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Differential abundance table (all contrasts).
+    means : pandas.Series
+        Mean log2 abundance of each protein in the two conditions (index: protein).
+    contrast, numerator, denominator : str
+        Contrast and its conditions.
+    colors : mapping
+        Condition colours.
+    path : str, pathlib.Path or sequence of them
+        Output file(s).
+    fdr : float, default 0.05
+    lfc_threshold : float, default 0.0
+    n_labels : int, default 6
+        Number of labelled proteins.
+    """
+    part = contrast_rows(table, contrast)
+    a = part["protein"].astype(str).map(means).to_numpy(dtype=float)
+    keep = np.isfinite(a)
+    part, a = part.loc[keep].reset_index(drop=True), a[keep]
+    m = part["log2fc"].to_numpy(dtype=float)
+    fig = new_figure(6.6, 5.0)
+    ax = fig.add_subplot()
+    up, down = significant(part, fdr, lfc_threshold)
+    _scatter_classes(ax, a, m, up, down, numerator, denominator, colors)
+    ax.axhline(0, lw=0.7, c=GUIDE, zorder=0)
+    _fc_guides(ax, lfc_threshold, vertical=False)
+    if len(a) >= 20:
+        centres, medians = _running_median(a, m)
+        ax.plot(centres, medians, color="black", lw=1.2, label="running median")
+    ax.set_xlabel(f"mean log2 abundance ({numerator}, {denominator})")
+    ax.set_ylabel(f"log2 fold change ({numerator} / {denominator})")
+    span = max(float(np.nanmax(np.abs(m))) if len(m) else 1.0, 1.0) * 1.08
+    ax.set_ylim(-span, span)
+    ax.set_title(f"MA plot: {contrast}", loc="left")
+    fig.legend(loc="outside lower center", ncols=4, markerscale=1.6)
+    top = top_proteins(part.assign(_a=a), n_labels, fdr=fdr)
+    label_points(
+        ax,
+        top["_a"].to_numpy(dtype=float),
+        top["log2fc"].to_numpy(dtype=float),
+        [short_name(str(p)) for p in top["protein"]],
+        obstacles_x=a,
+        obstacles_y=m,
+    )
+    save(fig, path)
+
+
+def _running_median(
+    x: NDArray[np.float64], y: NDArray[np.float64], n_bins: int = 20
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)))
+    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+    centres = np.array([np.median(x[which == b]) for b in range(len(edges) - 1)])
+    medians = np.array([np.median(y[which == b]) for b in range(len(edges) - 1)])
+    return centres, medians
+
+
+def storey_pi0(pvalues: NDArray[np.float64], lam: float = 0.5) -> float:
+    """Storey's estimate of the share of true null hypotheses, ``#(p > lam) / (n (1 - lam))``."""
+    if len(pvalues) == 0:
+        return 1.0
+    share = float(np.mean(pvalues > lam)) / (1.0 - lam)
+    return min(1.0, share)
+
+
+@styled
+def pvalue_histogram(
+    table: pd.DataFrame, contrast: str, path: Paths, fdr: float = 0.05, n_bins: int = 40
+) -> None:
+    """Histogram of the p-values of one contrast.
+
+    Under the null hypothesis p-values are uniform: a flat histogram with a peak at 0 (the
+    differentially abundant proteins) is what a well-calibrated test gives. The dashed line is
+    the flat level of the true nulls estimated by Storey's method (lambda = 0.5). A slope or a
+    bump towards 1 points to a misspecified model or a violated assumption.
 
     Parameters
     ----------
@@ -30,41 +299,39 @@ def volcano(
         Differential abundance table (all contrasts).
     contrast : str
         Contrast to draw.
-    path : str or pathlib.Path
-        Output file.
+    path : str, pathlib.Path or sequence of them
+        Output file(s).
     fdr : float, default 0.05
-    lfc_threshold : float, default 0.0
-    n_labels : int, default 10
+        Adjusted p-value threshold (for the count in the title).
+    n_bins : int, default 40
+        Number of bins on [0, 1].
     """
-    part = table.loc[(table["contrast"] == contrast) & table["pvalue"].notna()]
-    fig = new_figure(6.5, 5.0)
+    part = contrast_rows(table, contrast)
+    p = part["pvalue"].to_numpy(dtype=float)
+    fig = new_figure(5.6, 3.8)
     ax = fig.add_subplot()
-    x = part["log2fc"].to_numpy()
-    yv = -np.log10(np.maximum(part["pvalue"].to_numpy(), 1e-300))
-    sig = (part["adj_pvalue"] < fdr).to_numpy()
-    ax.scatter(x[~sig], yv[~sig], s=6, c="#9e9e9e", alpha=0.6, lw=0, label="not significant")
-    ax.scatter(x[sig], yv[sig], s=9, c="#c0392b", alpha=0.85, lw=0, label=f"adj. p < {fdr:g}")
-    if sig.any():
-        cut = float(np.max(part.loc[sig, "pvalue"]))
-        ax.axhline(-np.log10(cut), ls="--", lw=0.8, c="#555555")
-    if lfc_threshold > 0:
-        for v in (-lfc_threshold, lfc_threshold):
-            ax.axvline(v, ls=":", lw=0.8, c="#555555")
-    top = part.assign(_y=yv).nsmallest(n_labels, "pvalue")
-    for _, row in top.iterrows():
-        ax.annotate(
-            _short(str(row["protein"])),
-            (row["log2fc"], row["_y"]),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    ax.set_xlabel(f"log2 fold change ({contrast})")
-    ax.set_ylabel("-log10 p-value")
-    ax.set_title(f"Volcano plot: {contrast} ({int(sig.sum())} of {len(part)} significant)")
-    ax.legend(loc="upper left", frameon=False)
+    ax.hist(
+        p, bins=np.linspace(0, 1, n_bins + 1).tolist(), color="#8c8c8c", edgecolor="white", lw=0.4
+    )
+    pi0 = storey_pi0(p)
+    level = pi0 * len(p) / n_bins
+    ax.axhline(level, ls="--", lw=0.9, c="black")
+    ax.text(
+        0.99,
+        0.97,
+        f"dashed line: estimated share of\nunchanged proteins π0 = {pi0:.2f}",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=7,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 2},
+        in_layout=False,
+    )
+    n_sig = int((part["adj_pvalue"] < fdr).sum())
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("p-value")
+    ax.set_ylabel("proteins")
+    ax.set_title(
+        f"p-values: {contrast} ({len(p):,} tested, {n_sig:,} at adj. p < {fdr:g})", loc="left"
+    )
     save(fig, path)
-
-
-def _short(name: str, width: int = 24) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
