@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,18 @@ def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
         steps.append(("contaminants", ~table["contaminant"].fillna(False).astype(bool)))
     if config.get("shared_peptides", "exclude") == "exclude":
         steps.append(("shared peptides", table["unique"].fillna(True).astype(bool)))
+    # Masks refer to the rows of the input table: combine them cumulatively, so that each
+    # filter's log line counts what it removed from the rows the earlier filters kept.
+    kept = np.ones(len(table), dtype=bool)
+    current = table
     for name, keep in steps:
-        keep_arr = keep.to_numpy(dtype=bool)
-        if keep_arr.all():
+        now_kept = kept & keep.to_numpy(dtype=bool)
+        if now_kept.sum() == kept.sum():
             continue
-        before = table
-        table = table.loc[keep_arr]
-        _report(name, before, table)
-    return table.reset_index(drop=True)
+        after = table.loc[now_kept]
+        _report(name, current, after)
+        current, kept = after, now_kept
+    return current.reset_index(drop=True)
 
 
 def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
