@@ -4,6 +4,9 @@ rule ingest:
         lambda wc: INPUT_BY_NAME[wc.batch]["path"],
     output:
         "results/ingest/batches/{batch}.parquet",
+    # Params are a rerun trigger: only this batch's own entry goes in (plus the global filter
+    # settings), so adding or editing another batch re-runs that batch's job only. The sample
+    # sheet is read by merge, not here, for the same reason (tests/e2e/test_batches.py).
     params:
         entry=lambda wc: INPUT_BY_NAME[wc.batch],
         filter=config["filter"],

@@ -1,10 +1,15 @@
 """Ingest: one config ``inputs:`` entry (an MS batch) into the canonical long table.
 
-Steps for each batch: read with the format's reader, conform to the canonical schema, tag the
-``batch`` column with the input name, combine fractions and (optionally) precursors into peptides,
-apply the row-level filters (q-values, decoys, contaminants, shared peptides). The merge step then
-concatenates batches, checks the runs against the sample sheet and applies the protein-level
-filters (minimum features and observations).
+Steps for each batch: read with the format's reader (``format: auto`` detects it from the file,
+see :mod:`pepmix.readers.detect`), conform to the canonical schema, tag the ``batch`` column with
+the input name, apply the row-level filters (q-values, decoys, contaminants, shared peptides) and
+sum rows of one feature and run: fractions the reader already assigned to one run (e.g. MaxQuant's
+``Experiment``) and, optionally, the precursors of a peptide. The merge step then concatenates
+batches, maps data files to runs where the sample sheet lists fractions (``file`` column or SDRF
+fraction identifiers) and sums those fractions, checks the runs against the sample sheet and
+applies the protein-level filters (minimum features and observations). Ingest jobs do not read
+the sample sheet, so that editing it (e.g. adding the runs of a new batch) re-runs only the merge
+and what follows.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from typing import Any
 import pandas as pd
 
 from pepmix import canonical
-from pepmix.errors import InputFormatError
+from pepmix.errors import InputFormatError, SampleSheetError
 from pepmix.filters import filter_proteins, filter_rows
-from pepmix.readers import get_reader
+from pepmix.readers import get_reader, resolve_format
 from pepmix.samples import check_runs
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,8 @@ def read_input(
     Parameters
     ----------
     entry : mapping
-        ``{name, format, path, ...format options}``.
+        ``{name, format, path, ...format options}``; ``format: auto`` detects the format from
+        the file (:mod:`pepmix.readers.detect`).
     base_dir : str or pathlib.Path, default "."
         Directory relative paths are resolved against.
     filter_config : mapping, optional
@@ -46,7 +52,10 @@ def read_input(
     path = Path(entry["path"])
     if not path.is_absolute():
         path = Path(base_dir) / path
-    reader = get_reader(str(entry["format"]))
+    fmt = resolve_format(str(entry["format"]), path)
+    if fmt != entry["format"]:
+        log.info("%s: format auto: detected %s", path, fmt)
+    reader = get_reader(fmt)
     options = {k: v for k, v in entry.items() if k not in ("name", "format", "path")}
     for key in ("q_value", "pg_q_value"):
         if filter_config is not None and filter_config.get(key) is not None:
@@ -123,19 +132,105 @@ def ingest_batch(
     return combine_duplicates(table, feature_level)
 
 
+def assign_runs(
+    table: pd.DataFrame, file_runs: Mapping[str, str], sheet_source: str = "sample sheet"
+) -> pd.DataFrame:
+    """Map the data files of a fractionated design to their runs.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Canonical table whose ``run`` column holds data file names (as the readers write them).
+    file_runs : mapping of str to str
+        Data file -> run, from the sample sheet (:meth:`pepmix.samples.SampleDesign.file_runs`).
+    sheet_source : str, default "sample sheet"
+        Name of the sheet, for messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with ``run`` replaced by the run of each file; ``fraction`` is null in runs
+        made of several files. The fractions are not summed yet (see :func:`merge_batches`).
+
+    Raises
+    ------
+    SampleSheetError
+        Naming the data files that the sheet does not list.
+    """
+    files = pd.Series(table["run"].astype(str).unique())
+    unknown = sorted(files[~files.isin(list(file_runs))])
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise SampleSheetError(
+            f"{sheet_source}: data file(s) not in the sheet's file column: {shown}"
+        )
+    absent = sorted(set(file_runs) - set(files))
+    runs_seen = {file_runs[f] for f in files}
+    absent = [f for f in absent if file_runs[f] in runs_seen]
+    if absent:
+        log.warning(
+            "%s: %d file(s) of the sheet have no observation in the data (their runs are "
+            "combined from the other files): %s",
+            sheet_source,
+            len(absent),
+            ", ".join(absent[:10]),
+        )
+    table = table.copy()
+    table["run"] = table["run"].astype(str).map(dict(file_runs)).astype("string")
+    n_files = pd.Series(list(file_runs.values())).value_counts()
+    several = set(n_files.index[n_files > 1])
+    table.loc[table["run"].isin(several), "fraction"] = pd.NA
+    log.info(
+        "mapped %d data file(s) to %d run(s), %d of them made of several fractions",
+        len(files),
+        table["run"].nunique(),
+        len(several & set(table["run"])),
+    )
+    return table
+
+
 def merge_batches(
     tables: Sequence[pd.DataFrame],
     sheet: pd.DataFrame,
     filter_config: Mapping[str, Any],
     sheet_source: str = "sample sheet",
+    file_runs: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Concatenate batches, check runs against the sample sheet, apply protein-level filters."""
+    """Concatenate batches, check runs against the sample sheet, apply protein-level filters.
+
+    Parameters
+    ----------
+    tables : sequence of pandas.DataFrame
+        Canonical tables of the batches (:func:`ingest_batch`).
+    sheet : pandas.DataFrame
+        Sample sheet, one row per run.
+    filter_config : mapping
+        The ``filter:`` section (``min_features``, ``min_observations``).
+    sheet_source : str, default "sample sheet"
+        Name of the sheet, for messages.
+    file_runs : mapping of str to str, optional
+        Data file -> run for fractionated designs (:func:`assign_runs`); the fractions of a run
+        are then summed per feature (:func:`combine_duplicates`). By default the run names in
+        the data are the runs.
+
+    Raises
+    ------
+    SampleSheetError
+        When the runs of the data and of the sheet differ.
+    InputFormatError
+        When one run appears in several batches.
+    """
     table = pd.concat(tables, ignore_index=True)
+    if file_runs is not None:
+        table = assign_runs(table, file_runs, sheet_source)
     runs_seen = table.groupby("run", observed=True)["batch"].nunique()
     shared = runs_seen[runs_seen > 1]
     if len(shared):
         raise InputFormatError(
             f"run(s) {', '.join(shared.index[:5])} appear in more than one input batch"
         )
+    if file_runs is not None:
+        # the features are already at the configured level: only the fractions are summed
+        table = combine_duplicates(table, "precursor")
     check_runs(sheet, table["run"].unique(), sheet_source)
     return filter_proteins(table, filter_config)

@@ -18,15 +18,19 @@ label-free SDRF into the sample sheet of :func:`pepmix.samples.read_sample_sheet
   ``not available``, the source name alone is used. ``bioreplicate_column`` names another column
   to use alone.
 - ``batch``: the column named by ``batch_column`` (same name resolution), otherwise none.
-- Kept as further columns: ``sample`` (source name), ``fraction``
-  (``comment[fraction identifier]``) and ``technical_replicate`` (``comment[technical
+- Kept as further columns: ``sample`` (source name) and ``technical_replicate`` (``comment[technical
   replicate]``) when present.
 
-Fractions: a fractionated sample has one SDRF row per fraction file, so several runs share one
-``sample``/``bioreplicate``. One row per run file is kept here; combining the fractions of a sample
-is left to ingest (note: :func:`pepmix.ingest.combine_duplicates` sums rows with the same run
-name, so fraction files must first be mapped to a sample-level run, e.g. with the ``sample``
-column).
+Fractions: a fractionated sample has one SDRF row per fraction file. Rows that share ``source
+name`` and ``comment[technical replicate]`` but have different ``comment[fraction identifier]``
+values are the fractions of one run, named after the source name (``<source name>_<technical
+replicate>`` when the source has several technical replicates). :func:`read_sdrf_design` returns
+the data files of each such run (:class:`pepmix.samples.SampleDesign`); the merge step maps the
+files to their run and sums the fractions. Rows of one source and technical replicate that all
+have the same fraction identifier (or none) are separate runs named after their data files, as
+are all rows when the SDRF has no fraction column. A fraction identifier repeated within one
+source and technical replicate next to other fractions is an error: the technical replicates
+must then be numbered.
 
 Labelled (multiplexed) SDRFs, where one data file carries several ``comment[label]`` values, are
 rejected: pepmix is label-free.
@@ -43,7 +47,7 @@ import pandas as pd
 
 from pepmix.errors import SampleSheetError
 from pepmix.readers._common import run_name
-from pepmix.samples import normalize_sheet
+from pepmix.samples import SampleDesign, normalize_design
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,17 @@ def read_sdrf(
     bioreplicate_column: str | None = None,
     batch_column: str | None = None,
 ) -> pd.DataFrame:
-    """Read an SDRF file into a sample sheet (see module docstring).
+    """Read an SDRF file into a sample sheet, one row per run (see :func:`read_sdrf_design`)."""
+    return read_sdrf_design(path, condition_column, bioreplicate_column, batch_column).runs
+
+
+def read_sdrf_design(
+    path: str | Path,
+    condition_column: str | None = None,
+    bioreplicate_column: str | None = None,
+    batch_column: str | None = None,
+) -> SampleDesign:
+    """Read an SDRF file into a sample design (see module docstring).
 
     Parameters
     ----------
@@ -80,14 +94,17 @@ def read_sdrf(
 
     Returns
     -------
-    pandas.DataFrame
-        As :func:`pepmix.samples.read_sample_sheet`: ``run``, ``condition``, ``bioreplicate``,
-        ``batch``, then ``sample`` and, when present, ``fraction`` and ``technical_replicate``.
+    SampleDesign
+        ``runs`` as :func:`pepmix.samples.read_sample_sheet`: ``run``, ``condition``,
+        ``bioreplicate``, ``batch``, then ``sample`` and, when present, ``technical_replicate``;
+        ``files`` (data file, run, fraction) when some run is made of several fraction files,
+        otherwise None.
 
     Raises
     ------
     SampleSheetError
-        On a missing file or column, an ambiguous or empty condition, or a multiplexed design.
+        On a missing file or column, an ambiguous or empty condition, a multiplexed design, or
+        repeated fraction identifiers of one source name and technical replicate.
     """
     p = Path(path)
     source = str(p)
@@ -130,20 +147,32 @@ def read_sdrf(
     if batch_column is not None:
         sheet["batch"] = raw[_resolve(raw.columns, batch_column, source)]
     sheet["sample"] = raw[sample_col] if sample_col is not None else ""
-    fraction = _find(raw.columns, FRACTION)
-    if fraction is not None:
-        sheet["fraction"] = raw[fraction]
     tech = _find(raw.columns, TECHNICAL_REPLICATE)
     if tech is not None:
         sheet["technical_replicate"] = raw[tech]
+    fraction = _find(raw.columns, FRACTION)
+    if fraction is not None and sample_col is not None:
+        runs = _fraction_runs(
+            files=sheet["run"],
+            sources=raw[sample_col],
+            fractions=raw[fraction],
+            replicates=raw[tech] if tech is not None else None,
+            source=source,
+        )
+        if runs.duplicated().any():  # some run is made of several fraction files
+            sheet["file"] = sheet["run"]
+            sheet["fraction"] = raw[fraction]
+            sheet["run"] = runs
+    design = normalize_design(sheet, source)
     log.info(
-        "%s: SDRF with %d run(s), condition from %r (%d level(s))",
+        "%s: SDRF with %d data file(s) in %d run(s), condition from %r (%d level(s))",
         p,
         len(sheet),
+        len(design.runs),
         condition,
-        sheet["condition"].nunique(),
+        design.runs["condition"].nunique(),
     )
-    return normalize_sheet(sheet, source)
+    return design
 
 
 def is_sdrf_header(columns: Iterable[str]) -> bool:
@@ -218,6 +247,48 @@ def _default_bioreplicate(raw: pd.DataFrame, sample_col: str | None) -> pd.Serie
     sample = raw[sample_col]
     combined = sample + "|" + rep
     return combined.where(~rep_missing, sample)
+
+
+def _fraction_runs(
+    files: pd.Series,
+    sources: pd.Series,
+    fractions: pd.Series,
+    replicates: pd.Series | None,
+    source: str,
+) -> pd.Series:
+    """Run of each SDRF row: its source name for fractions, its data file otherwise."""
+    fraction = fractions.where(~fractions.str.lower().isin(MISSING_VALUES), "")
+    replicate = (
+        replicates.where(~replicates.str.lower().isin(MISSING_VALUES), "")
+        if replicates is not None
+        else pd.Series("", index=files.index)
+    )
+    runs = files.copy()
+    groups = list(pd.DataFrame({"s": sources, "r": replicate}).groupby(["s", "r"], sort=False))
+    fractionated = []
+    for (src, rep), rows in groups:
+        values = fraction[rows.index]
+        if values[values != ""].nunique() <= 1:
+            continue  # one fraction (or none given): every file is a run of its own
+        repeated = values[values.duplicated() | (values == "")]
+        if len(repeated):
+            raise SampleSheetError(
+                f"{source}: source name {src!r} (technical replicate {rep!r}) has fraction "
+                f"identifier {repeated.iloc[0]!r} more than once or empty next to other "
+                f"fractions; number the technical replicates in {TECHNICAL_REPLICATE!r}"
+            )
+        fractionated.append((str(src), str(rep), rows.index))
+    n_replicates = pd.Series([src for src, _, _ in fractionated]).value_counts()
+    for src, rep, index in fractionated:
+        name = src if n_replicates[src] == 1 else f"{src}_{rep}"
+        clash = runs.drop(index) == name
+        if clash.any():
+            raise SampleSheetError(
+                f"{source}: the fractions of source name {src!r} make run {name!r}, which is "
+                f"also the run of data file {files[clash].iloc[0]!r}; rename one of them"
+            )
+        runs[index] = name
+    return runs
 
 
 def _check_label_free(raw: pd.DataFrame, data_file: str, source: str) -> None:

@@ -28,7 +28,7 @@ from pepmix.io import write_parquet, write_tsv
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 from pepmix.normalize import normalization_options, normalize
-from pepmix.samples import condition_levels, read_sample_sheet
+from pepmix.samples import SampleDesign, condition_levels, load_design
 from pepmix.shards import gather
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,20 @@ PathLike = str | Path
 
 
 def load_sheet(path: PathLike, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Read the sample sheet named in the config (TSV or SDRF, see ``sample_sheet:``)."""
+    """Read the sample sheet named in the config (TSV or SDRF, see ``sample_sheet:``): runs."""
+    return load_sheet_design(path, options).runs
+
+
+def load_sheet_design(path: PathLike, options: Mapping[str, Any] | None = None) -> SampleDesign:
+    """Read the sample sheet named in the config with the data files of each run."""
     opts = dict(options or {})
-    try:
-        from pepmix.samples import load_sample_sheet
-    except ImportError:
-        return read_sample_sheet(path)
-    sheet: pd.DataFrame = load_sample_sheet(
+    return load_design(
         path,
         fmt=opts.get("format", "auto"),
         condition_column=opts.get("condition_column"),
         bioreplicate_column=opts.get("bioreplicate_column"),
         batch_column=opts.get("batch_column"),
     )
-    return sheet
 
 
 def ingest(
@@ -74,12 +74,16 @@ def merge(
 ) -> None:
     """Stage ``merge``: concatenate batches, check runs against the sheet, protein filters.
 
-    Writes the canonical table and the resolved sample sheet (``batch`` filled from the input
-    name where the sheet has none; only runs present in the data).
+    Writes the canonical table and the resolved sample sheet, one row per run (``batch`` filled
+    from the input name where the sheet has none). Data files listed as fractions of one run in
+    the sheet are summed into that run.
     """
     tables = [canonical.read_parquet(p) for p in batches]
-    sheet = load_sheet(samples, sheet_options)
-    merged = merge_batches(tables, sheet, filter_config, sheet_source=str(samples))
+    design = load_sheet_design(samples, sheet_options)
+    sheet = design.runs
+    merged = merge_batches(
+        tables, sheet, filter_config, sheet_source=str(samples), file_runs=design.file_runs()
+    )
     batch_of_run = merged.groupby("run", observed=True)["batch"].first()
     sheet = sheet.copy()
     sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))

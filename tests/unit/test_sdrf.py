@@ -30,7 +30,8 @@ def test_default_condition_is_the_only_factor_value() -> None:
     assert set(sheet["condition"]) == {"blood plasma"}
     assert sheet.loc[0, "run"] == "03COVID"
     assert sheet["batch"].isna().all()
-    assert {"sample", "fraction", "technical_replicate"} <= set(sheet.columns)
+    assert {"sample", "technical_replicate"} <= set(sheet.columns)
+    assert "fraction" not in sheet.columns  # a data-file attribute (see test_fractions.py)
 
 
 def test_condition_from_characteristic_and_combined_bioreplicate() -> None:
@@ -86,16 +87,16 @@ def test_several_factor_values_must_be_named(tmp_path: Path) -> None:
     assert list(read_sdrf(path, condition_column="dose")["condition"]) == ["1", "2"]
 
 
-def test_fractions_keep_one_row_per_file(tmp_path: Path) -> None:
+def test_fractions_make_one_run_per_source(tmp_path: Path) -> None:
     rows = [
         _row(s, "1", f"{s}_F{f}.raw", **{"factor value[c]": c, "comment[fraction identifier]": f})
         for s, c in (("s1", "A"), ("s2", "B"))
         for f in ("1", "2")
     ]
     sheet = read_sdrf(_write_sdrf(tmp_path, rows))
-    assert list(sheet["run"]) == ["s1_F1", "s1_F2", "s2_F1", "s2_F2"]
+    assert list(sheet["run"]) == ["s1", "s2"]
     assert sheet["bioreplicate"].nunique() == 2
-    assert list(sheet["fraction"]) == ["1", "2", "1", "2"]
+    assert "fraction" not in sheet.columns  # the files of each run: see test_fractions.py
 
 
 def test_not_available_condition_and_multiplexed_design(tmp_path: Path) -> None:

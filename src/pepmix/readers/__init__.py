@@ -7,7 +7,8 @@ Readers raise :class:`pepmix.errors.InputFormatError` with the file, what was ex
 was found.
 
 ``FORMATS`` maps each ``format:`` value of the config to ``"module:function"``; modules are
-imported only when their format is used.
+imported only when their format is used. ``format: auto`` detects the format from the file's
+header (:mod:`pepmix.readers.detect`); an explicit format always wins.
 """
 
 from __future__ import annotations
@@ -41,24 +42,57 @@ FORMATS: dict[str, str] = {
 }
 
 
-def get_reader(fmt: str) -> Reader:
+AUTO = "auto"
+"""The ``format:`` value that detects the format from the file."""
+
+
+def resolve_format(fmt: str, path: str | Path | None = None) -> str:
+    """Return the format name to use: ``fmt`` itself, or the detected format for ``"auto"``.
+
+    Parameters
+    ----------
+    fmt : str
+        A key of :data:`FORMATS`, or ``"auto"``.
+    path : str or pathlib.Path, optional
+        The input file; required for ``"auto"``.
+
+    Raises
+    ------
+    ConfigError
+        If the format is unknown, or ``"auto"`` is given without a path.
+    InputFormatError
+        If detection fails (see :func:`pepmix.readers.detect.detect_format`).
+    """
+    if fmt == AUTO:
+        if path is None:
+            raise ConfigError("format 'auto' needs the input file to detect the format from")
+        from pepmix.readers.detect import detect_format
+
+        return detect_format(path)
+    if fmt not in FORMATS:
+        known = ", ".join([*sorted(FORMATS), AUTO])
+        raise ConfigError(f"unknown input format {fmt!r}; known formats: {known}")
+    return fmt
+
+
+def get_reader(fmt: str, path: str | Path | None = None) -> Reader:
     """Return the reader function for a ``format:`` value.
 
     Parameters
     ----------
     fmt : str
-        Format name, a key of :data:`FORMATS`.
+        Format name, a key of :data:`FORMATS`, or ``"auto"``.
+    path : str or pathlib.Path, optional
+        The input file; required for ``"auto"``, which detects the format from its header.
 
     Raises
     ------
     ConfigError
         If the format is unknown.
+    InputFormatError
+        If ``"auto"`` cannot detect the format.
     """
-    try:
-        target = FORMATS[fmt]
-    except KeyError:
-        known = ", ".join(sorted(FORMATS))
-        raise ConfigError(f"unknown input format {fmt!r}; known formats: {known}") from None
+    target = FORMATS[resolve_format(fmt, path)]
     module_name, func_name = target.split(":")
     module = importlib.import_module(f"pepmix.readers.{module_name}")
     reader: Reader = getattr(module, func_name)

@@ -27,6 +27,11 @@ import pandas as pd
 from pepmix.errors import ConfigError, InputFormatError
 from pepmix.readers._common import read_table, require_columns, run_name, to_float
 
+SIGNATURE: dict[str, tuple[str, ...]] = {
+    "generic_long": ("protein", "peptide", "run", "intensity"),
+}
+"""Columns of the long table; ``generic_wide`` has no fixed names and is never auto-detected."""
+
 
 def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     """Read a generic long table (see module docstring)."""
