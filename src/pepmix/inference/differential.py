@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special
 
 from pepmix.inference.ebayes import bh_adjust, squeeze_var, total_df, treat_pvalues
 
@@ -180,8 +180,8 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
     if opts.lfc_threshold > 0:
         pvalue = np.where(tested, treat_pvalues(est, safe_se, safe_df, opts.lfc_threshold), np.nan)
     else:
-        pvalue = np.where(tested, 2.0 * stats.t.sf(np.abs(t), safe_df), np.nan)
-    half = stats.t.ppf(0.5 + opts.confidence / 2.0, safe_df) * safe_se
+        pvalue = np.where(tested, 2.0 * special.stdtr(safe_df, -np.abs(np.nan_to_num(t))), np.nan)
+    half = special.stdtrit(safe_df, 0.5 + opts.confidence / 2.0) * safe_se
     return pd.DataFrame(
         {
             "protein": part["protein"].to_numpy(),

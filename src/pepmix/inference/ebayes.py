@@ -80,9 +80,6 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
-from scipy.interpolate import BSpline
-from scipy.optimize import brentq
-from scipy.stats import rankdata
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +217,13 @@ def _as_tail_p(winsor_tail_p: float | Sequence[float]) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------
 # Small numerical helpers (R semantics)
 # ---------------------------------------------------------------------------------------------
+
+
+def _average_ranks(x: FloatArray) -> FloatArray:
+    """Ranks 1..n with ties given their average rank (``scipy.stats.rankdata``'s default)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return np.asarray((ends - (counts - 1) / 2.0)[inverse], dtype=np.float64)
 
 
 def _mean(x: FloatArray) -> float:
@@ -622,6 +626,8 @@ def _solve_log_tail(logp: float, logcdf: Callable[[float], float], increasing: b
             return math.inf
         hi = min(hi + step, t_max)
         step *= 2.0
+    from scipy.optimize import brentq  # only for extreme tails
+
     root = float(brentq(g, lo, hi, xtol=1e-15, rtol=4 * _DBL_EPS, maxiter=500))
     return math.exp(root)
 
@@ -713,6 +719,8 @@ class _NaturalSpline:
         for j in range(self.n_basis):
             coef = np.zeros(self.n_basis)
             coef[j] = 1.0
+            from scipy.interpolate import BSpline  # only for covariate trends
+
             spl = BSpline(self.knots, coef, 3, extrapolate=True)
             out[:, j] = spl.derivative(deriv)(x) if deriv else spl(x)
         return out
@@ -995,7 +1003,7 @@ def _fit_f_dist_robust(
         tail_pv = np.asarray(
             special.gammaincc(df1_scalar / 2.0, fstat * df1_scalar / 2.0), dtype=np.float64
         )
-        r = rankdata(fstat)
+        r = _average_ranks(fstat)
         emp_tail = (n - r + 0.5) / n
         prob_not = np.minimum(tail_pv / emp_tail, 1.0)
         shrunk = np.full(n, math.inf)
@@ -1027,7 +1035,7 @@ def _fit_f_dist_robust(
     fstat = np.exp(z - ztc)
     log_tail = _log_pf(fstat, df1_scalar, df2, lower=False)
     tail_pv = np.asarray(np.exp(log_tail), dtype=np.float64)
-    r = rankdata(fstat)
+    r = _average_ranks(fstat)
     log_emp = np.log(n - r + 0.5) - math.log(n)
     log_not = np.minimum(log_tail - log_emp, 0.0)
     prob_not = np.exp(log_not)
