@@ -68,13 +68,14 @@ PLOT_CONTRASTS = [
     for c in CONTRASTS
 ]
 
-QC_CAPTIONS = {
-    "intensity_distributions": ("Intensity distributions", "intensity_distributions.rst"),
-    "features_per_run": ("Features and missing values per run", "features_per_run.rst"),
-    "missingness": ("Missing values against intensity", "missingness.rst"),
-    "pca": ("PCA of the runs", "pca.rst"),
-    "correlation": ("Run-to-run correlation", "correlation.rst"),
-    "cv": ("Coefficients of variation", "cv.rst"),
+FEATURES, PROTEINS = "Feature intensities", "Protein abundances"
+QC_CAPTIONS = {  # figure: (label, caption, subcategory)
+    "intensity_distributions": ("Intensity distributions", "intensity_distributions.rst", FEATURES),
+    "features_per_run": ("Features and missing values per run", "features_per_run.rst", FEATURES),
+    "missingness": ("Missing values against intensity", "missingness.rst", FEATURES),
+    "pca": ("PCA of the runs", "pca.rst", PROTEINS),
+    "correlation": ("Run-to-run correlation", "correlation.rst", PROTEINS),
+    "cv": ("Coefficients of variation", "cv.rst", PROTEINS),
 }
 CONTRAST_CAPTIONS = {
     "volcano": ("Volcano plot", "volcano.rst"),

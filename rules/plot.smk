@@ -16,6 +16,7 @@ rule plot_qc:
             report_item(
                 f"results/plots/qc/{name}.png",
                 category="QC",
+                subcategory=QC_CAPTIONS[name][2],
                 caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
                 labels={"figure": QC_CAPTIONS[name][0]},
             )

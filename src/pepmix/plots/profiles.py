@@ -25,6 +25,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 
 from pepmix.plots.profile_data import Z95, PreparedProfile, ProteinProfile, prepare
@@ -140,6 +141,7 @@ class ProfileCanvas:
         ax.set_ylabel("log2 intensity")
         ax.grid(axis="y", lw=0.4, alpha=0.4)
         effect.set_xlim(-1.0, 1.0)  # symmetric on every page: the zero line stays put
+        effect.xaxis.set_major_locator(MaxNLocator(nbins=4, symmetric=True))
         effect.axvline(0, color=GUIDE, lw=0.7)
         effect.yaxis.tick_right()
         effect.tick_params(axis="y", length=0, labelsize=5.8, pad=2)
