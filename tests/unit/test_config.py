@@ -105,3 +105,16 @@ def test_mixed_list_deduplicates() -> None:
 def test_bad_contrasts(bad: str) -> None:
     with pytest.raises(ConfigError):
         resolve_contrasts([bad], LEVELS)
+
+
+def test_outputs_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    from pepmix.io import write_tsv
+
+    old = os.umask(0o022)
+    try:
+        write_tsv(__import__("pandas").DataFrame({"a": [1]}), tmp_path / "x.tsv")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.tsv").stat().st_mode & 0o777 == 0o644
