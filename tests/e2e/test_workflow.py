@@ -68,8 +68,9 @@ def demo_run(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write_slice(repo, work)
     (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
     _config(work)
-    result = _run(repo, work)
+    result = _run(repo, work, "--config", "shards=2")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((work / "results/model/shards").iterdir())) == 2
     return work
 
 
@@ -116,22 +117,37 @@ def test_variance_components(demo_run: Path) -> None:
 
 def test_plots_and_logs(demo_run: Path) -> None:
     plots = demo_run / "results/plots"
-    for name in ["volcano_fmol50_vs_fmol25.png", "intensity_distributions.png"]:
-        assert (plots / name).stat().st_size > 10_000
-    assert (demo_run / "logs/fit.log").read_text().count(f"fitted {N_PROTEINS} proteins") == 1
+    for name in [
+        "contrasts/fmol50_vs_fmol25/volcano.png",
+        "contrasts/fmol100_vs_fmol25/ma.png",
+        "contrasts/fmol100_vs_fmol50/pvalue_hist.png",
+        "contrasts/fmol100_vs_fmol25/profiles.pdf",
+        "qc/intensity_distributions.png",
+        "qc/pca.png",
+        "model/variance_components.png",
+        "status.png",
+    ]:
+        assert (plots / name).stat().st_size > 10_000, name
+    fitted = sum(
+        int(line.split("fitted ")[1].split()[0])
+        for log in (demo_run / "logs/fit").glob("*.log")
+        for line in log.read_text().splitlines()
+        if "fitted" in line
+    )
+    assert fitted == N_PROTEINS
 
 
 def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
-    result = _run(repo, demo_run, "--dry-run")
+    result = _run(repo, demo_run, "--dry-run", "--config", "shards=2")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
 def test_report(repo: Path, demo_run: Path) -> None:
-    result = _run(repo, demo_run, "--report", str(demo_run / "report.html"))
+    result = _run(repo, demo_run, "--report", str(demo_run / "report.html"), "--config", "shards=2")
     assert result.returncode == 0, result.stderr[-2000:]
     html = (demo_run / "report.html").read_text(errors="replace")
-    assert "volcano_fmol100_vs_fmol25.png" in html
+    assert "volcano.png" in html and "pca.png" in html
 
 
 def test_unknown_run_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
