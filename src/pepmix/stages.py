@@ -1,7 +1,8 @@
 """One function per workflow stage: read the stage's inputs, call the library, write outputs.
 
 These are what the rule scripts in ``scripts/`` call; they work without Snakemake (tests call them
-directly). All outputs are written atomically.
+directly). All outputs are written atomically. The modelling and inference modules (numba, scipy)
+are imported inside the stages that use them, so that every rule job starts quickly.
 """
 
 from __future__ import annotations
@@ -9,27 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from pepmix import canonical
-from pepmix.abundance import protein_abundance, wide
 from pepmix.config import Contrast, resolve_contrasts
 from pepmix.errors import SampleSheetError
-from pepmix.inference.differential import (
-    InferenceOptions,
-    differential_table,
-    one_condition_missing,
-)
-from pepmix.ingest import ingest_batch, merge_batches
 from pepmix.io import write_parquet, write_tsv
-from pepmix.model.design import build_run_design, model_spec_from_config
-from pepmix.model.fit import fit_proteins
-from pepmix.normalize import normalization_options, normalize
 from pepmix.samples import SampleDesign, condition_levels, load_design
 from pepmix.shards import gather
+
+if TYPE_CHECKING:
+    from pepmix.inference.differential import InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +54,8 @@ def ingest(
     output: PathLike,
 ) -> None:
     """Stage ``ingest``: one ``inputs:`` entry to ``results/ingest/batches/<name>.parquet``."""
+    from pepmix.ingest import ingest_batch
+
     table = ingest_batch(entry, filter_config, feature_level)
     canonical.write_parquet(table, output)
 
@@ -78,6 +74,8 @@ def merge(
     from the input name where the sheet has none). Data files listed as fractions of one run in
     the sheet are summed into that run.
     """
+    from pepmix.ingest import merge_batches
+
     tables = [canonical.read_parquet(p) for p in batches]
     design = load_sheet_design(samples, sheet_options)
     sheet = design.runs
@@ -115,6 +113,8 @@ def normalize_stage(
     out_runs: PathLike,
 ) -> None:
     """Stage ``normalize``: log2 and run normalisation (see :mod:`pepmix.normalize`)."""
+    from pepmix.normalize import normalization_options, normalize
+
     table = canonical.read_parquet(features)
     sheet = read_resolved_sheet(samples)
     run_batch = dict(zip(sheet["run"], sheet["batch"].fillna(""), strict=True))
@@ -150,6 +150,9 @@ def fit_stage(
     out_blups: PathLike,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`)."""
+    from pepmix.model.design import build_run_design, model_spec_from_config
+    from pepmix.model.fit import fit_proteins
+
     table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
     spec = model_spec_from_config(model_config, sheet)
@@ -174,6 +177,8 @@ def fit_stage(
 
 def abundance_stage(features: PathLike, samples: PathLike, output: PathLike) -> None:
     """Stage ``protein_abundance``: per-run protein abundances (see :mod:`pepmix.abundance`)."""
+    from pepmix.abundance import protein_abundance
+
     table = read_model_input(features)
     runs = list(read_resolved_sheet(samples)["run"])
     write_parquet(protein_abundance(table, runs), output)
@@ -183,6 +188,8 @@ def gather_abundance_stage(
     parts: Sequence[PathLike], samples: PathLike, out_long: PathLike, out_wide: PathLike
 ) -> None:
     """Gather shard abundances: long Parquet and proteins x runs TSV."""
+    from pepmix.abundance import wide
+
     gather(parts, out_long)
     runs = list(read_resolved_sheet(samples)["run"])
     write_tsv(wide(pd.read_parquet(out_long), runs), out_wide)
@@ -198,6 +205,8 @@ def variance_table(proteins: PathLike, output: PathLike) -> None:
 
 def inference_options(config: Mapping[str, Any]) -> InferenceOptions:
     """Inference options from the config (``moderation``, ``lfc_threshold``, ``testing``)."""
+    from pepmix.inference.differential import InferenceOptions
+
     testing = config.get("testing", {}) or {}
     return InferenceOptions(
         moderation=bool(config.get("moderation", True)),
@@ -216,6 +225,8 @@ def differential_stage(
     out_missing: PathLike,
 ) -> None:
     """Stage ``test``: moderated tests, p-values and Benjamini-Hochberg per contrast."""
+    from pepmix.inference.differential import differential_table, one_condition_missing
+
     stats = pd.read_parquet(contrast_stats)
     sheet = read_resolved_sheet(samples)
     order = [c.name for c in contrasts_for(config["contrasts"], sheet)]
