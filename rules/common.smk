@@ -39,6 +39,11 @@ N_SHARDS = auto_shards(_input_bytes()) if config["shards"] == "auto" else int(co
 INPUT_BY_NAME = {entry["name"]: entry for entry in config["inputs"]}
 
 
+def input_mb(files):
+    """Total size in MB of a job's existing input files (for mem_mb/runtime of rules)."""
+    return sum(os.path.getsize(f) for f in files if os.path.exists(f)) / 1e6
+
+
 def slug(text):
     """File-name-safe version of a contrast name: 'B - A' -> 'B_vs_A'."""
     text = text.replace(" - ", "_vs_")

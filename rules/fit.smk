@@ -14,7 +14,7 @@ rule shard:
         "logs/shard.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
         runtime=lambda wc, attempt: attempt * 20,
     conda:
         "../envs/pepmix.yaml"
@@ -41,8 +41,8 @@ rule fit:
         "logs/fit/{scatteritem}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input.size_mb)),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
     conda:
         "../envs/pepmix.yaml"
     script:
@@ -62,8 +62,8 @@ rule protein_abundance:
         "logs/protein_abundance/{scatteritem}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input.size_mb)),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
     conda:
         "../envs/pepmix.yaml"
     script:
@@ -90,7 +90,7 @@ rule gather_model:
         "logs/gather_model.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
         runtime=lambda wc, attempt: attempt * 20,
     conda:
         "../envs/pepmix.yaml"
@@ -116,7 +116,7 @@ rule gather_abundance:
         "logs/gather_abundance.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
         runtime=lambda wc, attempt: attempt * 20,
     conda:
         "../envs/pepmix.yaml"
@@ -140,7 +140,7 @@ rule variance_components:
         "logs/variance_components.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
         runtime=lambda wc, attempt: attempt * 10,
     conda:
         "../envs/pepmix.yaml"

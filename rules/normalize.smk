@@ -18,8 +18,8 @@ rule normalize:
         "logs/normalize.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (800 + int(15 * input.size_mb)),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input.size_mb / 10)),
+        mem_mb=lambda wc, input, attempt: attempt * (800 + int(15 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 10)),
     conda:
         "../envs/pepmix.yaml"
     script:

@@ -26,8 +26,14 @@ rule plot_qc:
     params:
         out_dir=lambda wc, output: os.path.dirname(output.png[0]),
         formats=PLOT_FORMATS,
+    benchmark:
+        "logs/benchmarks/plot_qc.tsv"
     log:
         "logs/plots/qc.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
     conda:
         "../envs/pepmix.yaml"
     script:
@@ -65,8 +71,14 @@ rule plot_differential:
         contrasts=PLOT_CONTRASTS,
         fdr=config["fdr"],
         lfc_threshold=config["lfc_threshold"],
+    benchmark:
+        "logs/benchmarks/plot_differential.tsv"
     log:
         "logs/plots/differential.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
     conda:
         "../envs/pepmix.yaml"
     script:
@@ -107,8 +119,14 @@ rule plot_model:
         formats=PLOT_FORMATS,
         contrasts=PLOT_CONTRASTS,
         top_n=config["plots"]["top_n"],
+    benchmark:
+        "logs/benchmarks/plot_model.tsv"
     log:
         "logs/plots/model.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
     conda:
         "../envs/pepmix.yaml"
     script:

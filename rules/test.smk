@@ -26,7 +26,7 @@ rule test:
         "logs/test.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input.size_mb)),
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
         runtime=lambda wc, attempt: attempt * 20,
     conda:
         "../envs/pepmix.yaml"
