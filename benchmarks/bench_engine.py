@@ -97,10 +97,12 @@ def child_engine(args: argparse.Namespace) -> None:
 
     from pepmix.model.design import ModelSpec, build_run_design
     from pepmix.model.fit import fit_proteins
+    from pepmix.stages import read_model_input
 
     rss_start = peak_rss_kb()
     t0 = time.perf_counter()
-    table = pd.read_parquet(args.table, columns=["protein", "feature", "run", "y"])
+    # as the workflow's fit rule reads it: identifiers dictionary-encoded (categoricals)
+    table = read_model_input(args.table)
     read_s = time.perf_counter() - t0
     sheet = pd.read_csv(args.sheet, sep="\t", dtype=str)
     design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))

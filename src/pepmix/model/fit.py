@@ -31,7 +31,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from pepmix.model.design import RunDesign
-from pepmix.model.optimize import minimize
+from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
 from pepmix.model.satterthwaite import contrast_tests, estimates
 from pepmix.model.suffstats import Problem, build_problem
@@ -46,8 +46,6 @@ FITTED = ("ok", "boundary", "reduced_model")
 SNAP_TOL = 1e-7
 #: snapped variances with a relative standard deviation above this were not identifiable
 SNAP_THETA = 1e-2
-#: relative standard deviations above this mean the residual variance went to zero (saturated)
-SATURATED_THETA = 1e3
 
 
 @dataclass
@@ -533,11 +531,11 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
         elif not out.converged[i] or not np.isfinite(out.reml_crit[i]):
             out.status[i] = "not_estimable"
             notes.append("REML optimisation did not converge (no finite optimum)")
-        elif np.nanmax(out.theta[i], initial=0.0) > SATURATED_THETA:
+        elif np.nanmax(out.theta[i], initial=0.0) > DIVERGENT_THETA:
             out.status[i] = "not_estimable"
             notes.append(
-                "residual variance at zero: the random effects fit every observation "
-                "(saturated model)"
+                "no finite REML optimum: a variance ratio grows without bound (e.g. the random "
+                "effects fit every observation and the residual variance goes to zero)"
             )
         else:
             for f in np.flatnonzero(out.not_identifiable[i]):
@@ -569,9 +567,8 @@ def _samples_per_condition(enc: Encoded, design: RunDesign, n_prot: int) -> NDAr
     cond_of_sample = np.zeros(n_samples, dtype=np.intp)
     cond_of_sample[design.sample_code] = design.condition_code
     prot_idx, sample_idx = np.divmod(np.flatnonzero(seen), n_samples)
-    out = np.zeros((n_prot, n_cond), dtype=np.intp)
-    np.add.at(out, (prot_idx, cond_of_sample[sample_idx]), 1)
-    return out
+    key = prot_idx * n_cond + cond_of_sample[sample_idx]
+    return np.bincount(key, minlength=n_prot * n_cond).reshape(n_prot, n_cond).astype(np.intp)
 
 
 def _label_outputs(

@@ -28,6 +28,11 @@ FloatArray = NDArray[np.float64]
 GRID_VALUES = {1: (0.0, 0.1, 0.4, 1.5, 5.0), 2: (0.0, 0.2, 1.0, 4.0)}
 GRID_VALUES_MANY = (0.0, 0.2, 1.0, 3.0)
 MAX_ITER = 100
+#: relative standard deviations beyond this mean the criterion has no finite optimum (a variance
+#: ratio grows without bound, e.g. the residual variance goes to zero); iterations stop there.
+#: Peptide data never have a random-effect SD 100 times the residual SD (that would be a residual
+#: SD of 0.01 log2 units next to feature effects of SD 1).
+DIVERGENT_THETA = 100.0
 
 
 @dataclass
@@ -113,7 +118,7 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
             (decrement < 1e-12 * (1.0 + np.abs(ev.dev)))
             & (np.linalg.norm(proj_grad, axis=1) < 1e-6)
             & ~saddle
-        )
+        ) | (th.max(axis=1) > DIVERGENT_THETA)
         move = np.flatnonzero(~done)
         if move.size:
             part = sub.take(move) if move.size < sub.size else sub

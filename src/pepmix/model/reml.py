@@ -53,6 +53,7 @@ count classes have :math:`m_c = 0, W_c = 0`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -114,6 +115,18 @@ class Bucket:
     def size(self) -> int:
         """Number of proteins in the bucket."""
         return int(self.G.shape[0])
+
+    @cached_property
+    def lam_index(self) -> IntArray:
+        """Column of ``[theta, 0, 1]`` that gives each dimension's :math:`\\tilde\\Lambda`."""
+        nf = self.free.shape[1]
+        df = self.dimfactor
+        return np.asarray(np.where(df >= 0, df, np.where(df == DIM_FIXED, nf + 1, nf)))
+
+    @cached_property
+    def j_diag(self) -> FloatArray:
+        """Diagonal of :math:`J` (1 on random-effect and padded dimensions)."""
+        return np.asarray(self.dimfactor != DIM_FIXED, dtype=np.float64)
 
     @property
     def dim(self) -> int:
@@ -185,22 +198,19 @@ def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
 
 
 def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
-    has_e = bucket.efactor >= 0
-    idx = np.where(has_e, bucket.efactor, 0)
-    return np.where(has_e, np.take_along_axis(theta, idx[:, None], axis=1)[:, 0], 0.0)
+    rows = np.arange(theta.shape[0])
+    return np.where(bucket.efactor >= 0, theta[rows, np.maximum(bucket.efactor, 0)], 0.0)
 
 
 def lambda_diag(bucket: Bucket, theta: FloatArray) -> FloatArray:
     """Diagonal of :math:`\\tilde\\Lambda` for each protein (shape ``(B, d)``)."""
-    df = bucket.dimfactor
-    idx = np.where(df >= 0, df, 0)
-    lam = np.take_along_axis(theta, idx, axis=1)
-    lam = np.where(df >= 0, lam, 0.0)
-    return np.asarray(np.where(df == DIM_FIXED, 1.0, lam), dtype=np.float64)
+    # append 0 (padding) and 1 (fixed effects) so one gather fills every dimension
+    ext = np.concatenate([theta, np.zeros((theta.shape[0], 1)), np.ones((theta.shape[0], 1))], 1)
+    return np.asarray(np.take_along_axis(ext, bucket.lam_index, axis=1), dtype=np.float64)
 
 
 def _j_diag(bucket: Bucket) -> FloatArray:
-    return np.asarray(bucket.dimfactor != DIM_FIXED, dtype=np.float64)
+    return bucket.j_diag
 
 
 def _batched_cholesky(matrix: FloatArray) -> tuple[FloatArray, BoolArray]:
@@ -360,13 +370,13 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         t_zero.append(s0inv @ ds[f])
     l2 = np.zeros((nb, nf, nf))
     l02 = np.zeros((nb, nf, nf))
-    for f in range(nf):
-        for g in range(f, nf):
-            d2 = _second(bucket, f, g, masks, is_e, lam, ghat, ge1, ge2)
-            v = np.einsum("bij,bji->b", sinv, d2) - np.einsum("bij,bji->b", t_full[f], t_full[g])
-            v0 = np.einsum("bij,bji->b", s0inv, d2) - np.einsum("bij,bji->b", t_zero[f], t_zero[g])
-            l2[:, f, g] = l2[:, g, f] = v
-            l02[:, f, g] = l02[:, g, f] = v0
+    any_e = bool((bucket.efactor >= 0).any())
+    for a_inv, target, t_list in ((sinv, l2, t_full), (s0inv, l02, t_zero)):
+        second = _second_traces(a_inv, masks, is_e, lam, ghat, ge1, ge2, any_e)
+        for f in range(nf):
+            for g in range(f, nf):
+                value = second[f][g] - np.einsum("bij,bji->b", t_list[f], t_list[g])
+                target[:, f, g] = target[:, g, f] = value
     # g_E = sum_c m_c log(1 + t c)
     g1 = np.zeros((nb, nf))
     g2 = np.zeros((nb, nf, nf))
@@ -389,40 +399,42 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     )
 
 
-def _second(
-    bucket: Bucket,
-    f: int,
-    g: int,
+def _second_traces(
+    a_inv: FloatArray,
     masks: list[FloatArray],
     is_e: list[BoolArray],
     lam: FloatArray,
     ghat: FloatArray,
     ge1: FloatArray,
     ge2: FloatArray,
-) -> FloatArray:
-    """:math:`\\partial^2 S / \\partial\\theta_f\\partial\\theta_g` for every protein.
+    any_e: bool,
+) -> list[list[FloatArray]]:
+    """:math:`\\mathrm{tr}(A\\,\\partial^2 S / \\partial\\theta_f\\partial\\theta_g)` for all pairs.
 
-    Only the branches some protein of the bucket needs are computed (both factors kept, one of
-    them eliminated, or the eliminated factor twice).
+    With :math:`A` symmetric and :math:`m_f` the indicator of factor ``f``'s dimensions, the
+    second derivatives of :math:`S = \\tilde\\Lambda\\hat G\\tilde\\Lambda + J` give (both
+    factors kept) :math:`2\\,m_f'(A\\circ\\hat G)m_g`, (``f`` kept, ``g`` eliminated)
+    :math:`2\\,m_f'(A\\circ\\hat G_E)\\lambda`, (both eliminated)
+    :math:`\\lambda'(A\\circ\\hat G_{EE})\\lambda`, so no derivative matrix is formed.
     """
-    ef = is_e[f]
-    eg = is_e[g]
-    any_ef, any_eg = bool(ef.any()), bool(eg.any())
-    out = np.zeros_like(ghat)
-    if f == g:
-        if any_ef:
-            out = np.where(ef[:, None, None], lam[:, :, None] * ge2 * lam[:, None, :], out)
-        if not ef.all():
-            mf = masks[f]
-            kk = mf[:, :, None] * ghat * mf[:, None, :]
-            out = np.where(ef[:, None, None], out, 2.0 * kk)
-        return out
-    both_k = ~(ef | eg)
-    if both_k.any():
-        kk = masks[f][:, :, None] * ghat * masks[g][:, None, :]
-        out = np.where(both_k[:, None, None], kk + np.transpose(kk, (0, 2, 1)), out)
-    for e_mask, other, present in ((ef, g, any_ef), (eg, f, any_eg)):
-        if present:
-            ke = masks[other][:, :, None] * ge1 * lam[:, None, :]
-            out = np.where(e_mask[:, None, None], ke + np.transpose(ke, (0, 2, 1)), out)
+    nf = len(masks)
+    ag = a_inv * ghat
+    kk = [[np.einsum("bi,bij,bj->b", masks[f], ag, masks[g]) * 2.0 for g in range(nf)]
+          for f in range(nf)]  # fmt: skip
+    if not any_e:
+        return kk
+    ae1 = np.einsum("bij,bij,bj->bi", a_inv, ge1, lam)
+    ee = np.einsum("bi,bij,bij,bj->b", lam, a_inv, ge2, lam)
+    out = [[kk[f][g] for g in range(nf)] for f in range(nf)]
+    for f in range(nf):
+        ke_f = 2.0 * np.sum(masks[f] * ae1, axis=1)  # f kept, the other one eliminated
+        for g in range(nf):
+            if f == g:
+                out[f][g] = np.where(is_e[f], ee, kk[f][g])
+            else:
+                both_k = ~(is_e[f] | is_e[g])
+                value = np.where(is_e[g], ke_f, 0.0)
+                ke_g = 2.0 * np.sum(masks[g] * ae1, axis=1)
+                value = np.where(is_e[f], ke_g, value)
+                out[f][g] = np.where(both_k, kk[f][g], value)
     return out
