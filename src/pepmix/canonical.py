@@ -28,12 +28,14 @@ batch      string   MS batch (name of the config ``inputs:`` entry)
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from pepmix.errors import InputFormatError
 
@@ -65,27 +67,55 @@ COLUMNS: Final = (
     "batch",
 )
 
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
 SCHEMA: Final = pa.schema(
     [
-        pa.field("protein", pa.string(), nullable=False),
-        pa.field("feature", pa.string(), nullable=False),
-        pa.field("peptide", pa.string()),
-        pa.field("run", pa.string(), nullable=False),
+        pa.field("protein", _DICT, nullable=False),
+        pa.field("feature", _DICT, nullable=False),
+        pa.field("peptide", _DICT),
+        pa.field("run", _DICT, nullable=False),
         pa.field("intensity", pa.float64(), nullable=False),
         pa.field("charge", pa.int16()),
-        pa.field("fraction", pa.string()),
+        pa.field("fraction", _DICT),
         pa.field("q_value", pa.float64()),
         pa.field("pg_q_value", pa.float64()),
         pa.field("decoy", pa.bool_()),
         pa.field("contaminant", pa.bool_()),
         pa.field("unique", pa.bool_()),
-        pa.field("batch", pa.string()),
+        pa.field("batch", _DICT),
     ]
 )
 
-_STRING = ("protein", "feature", "peptide", "run", "fraction", "batch")
+#: identifier columns, held as pandas categoricals (Arrow dictionaries in Parquet): a report of
+#: millions of rows has only thousands of distinct proteins, features and runs, so every string
+#: operation is done once per distinct value
+IDENTIFIERS: Final = ("protein", "feature", "peptide", "run", "fraction", "batch")
 _FLOAT = ("intensity", "q_value", "pg_q_value")
 _BOOL = ("decoy", "contaminant", "unique")
+
+
+def as_category(values: pd.Series | object) -> pd.Series:
+    """Identifier column as a categorical of stripped strings (nulls stay null).
+
+    String work (``str``, strip) is done on the distinct values only.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype("category")
+    cats = series.cat.categories
+    text = pd.Index([str(c).strip() for c in cats], dtype=object)
+    if not text.equals(pd.Index(cats, dtype=object)):
+        codes = series.cat.codes.to_numpy()
+        uniq, inverse = np.unique(text.to_numpy(dtype=str), return_inverse=True)
+        new_codes = np.where(codes >= 0, inverse[np.maximum(codes, 0)], -1)
+        series = pd.Series(
+            pd.Categorical.from_codes(new_codes, categories=pd.Index(uniq, dtype=object)),
+            index=series.index,
+        )
+    elif not all(isinstance(c, str) for c in cats):
+        series = series.cat.rename_categories([str(c) for c in cats])
+    return series
 
 
 def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -142,11 +172,16 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
     out = out.loc[keep].copy()
     out["intensity"] = intensity[keep]
-    for col in _STRING:
-        values = out[col]
-        out[col] = values.where(values.isna(), values.astype(str)).astype("string")
+    for col in IDENTIFIERS:
+        if out[col].isna().all():
+            out[col] = pd.Categorical([None] * len(out), categories=pd.Index([], dtype=object))
+            continue
+        out[col] = as_category(out[col])
     for col in ("protein", "feature", "run"):
-        empty = out[col].isna() | (out[col].str.strip() == "")
+        cats = out[col].cat.categories
+        empty_cats = [i for i, c in enumerate(cats) if c == ""]
+        codes = out[col].cat.codes.to_numpy()
+        empty = (codes < 0) | np.isin(codes, empty_cats)
         if empty.any():
             raise InputFormatError(
                 f"{source}: {int(empty.sum())} row(s) with an empty {col!r} identifier"
@@ -159,6 +194,46 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def coalesce(first: pd.Series, second: pd.Series) -> pd.Series:
+    """``first`` where it is not null, else ``second``; categorical in, categorical out."""
+    a = as_category(first) if first.notna().any() else None
+    b = as_category(second)
+    if a is None:
+        return b
+    union = pd.api.types.union_categoricals([a, b], ignore_order=True).categories
+    a = a.cat.set_categories(union)
+    b = b.cat.set_categories(union)
+    codes = np.where(a.cat.codes.to_numpy() >= 0, a.cat.codes.to_numpy(), b.cat.codes.to_numpy())
+    return pd.Series(pd.Categorical.from_codes(codes, categories=union), index=first.index)
+
+
+def row_key(frame: pd.DataFrame, columns: Sequence[str]) -> NDArray[np.int64]:
+    """One int64 per row identifying the combination of categorical ``columns``."""
+    key = np.zeros(len(frame), dtype=np.int64)
+    for col in columns:
+        series = as_category(frame[col])
+        width = len(series.cat.categories) + 1
+        key = key * width + (series.cat.codes.to_numpy().astype(np.int64) + 1)
+    return key
+
+
+def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate canonical tables keeping identifier columns categorical (shared categories)."""
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    frames = [f.copy() for f in frames]
+    for col in IDENTIFIERS:
+        if not all(col in f.columns for f in frames):
+            continue
+        parts = [as_category(f[col]) for f in frames]
+        union = pd.Index(
+            sorted({c for p in parts for c in p.cat.categories}), dtype=object
+        )
+        for f, part in zip(frames, parts, strict=True):
+            f[col] = part.cat.set_categories(union)
+    return pd.concat(frames, ignore_index=True)
+
+
 def empty_table() -> pd.DataFrame:
     """Return an empty canonical table with the right dtypes."""
     frame: pd.DataFrame = SCHEMA.empty_table().to_pandas(types_mapper=_types_mapper)
@@ -167,7 +242,6 @@ def empty_table() -> pd.DataFrame:
 
 def _types_mapper(dtype: pa.DataType) -> object:
     mapping: dict[pa.DataType, object] = {
-        pa.string(): pd.StringDtype(),
         pa.bool_(): pd.BooleanDtype(),
         pa.int16(): pd.Int16Dtype(),
     }
@@ -181,10 +255,9 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a canonical table atomically (temporary file, then rename)."""
-    from pepmix.io import atomic_path
+    from pepmix.io import write_arrow
 
-    with atomic_path(path) as tmp:
-        pq.write_table(to_arrow(frame), tmp, compression="zstd")
+    write_arrow(to_arrow(frame), path)
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

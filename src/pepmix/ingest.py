@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pepmix import canonical
@@ -64,7 +65,9 @@ def read_input(
     table = canonical.conform(raw, str(path))
     if table.empty:
         raise InputFormatError(f"{path}: no observation with a positive intensity")
-    table["batch"] = pd.array([str(entry["name"])] * len(table), dtype="string")
+    table["batch"] = pd.Categorical.from_codes(
+        np.zeros(len(table), dtype=np.int8), categories=[str(entry["name"])]
+    )
     log.info(
         "%s: read %d observations of %d features, %d proteins, %d runs",
         path,
@@ -92,12 +95,10 @@ def combine_duplicates(table: pd.DataFrame, feature_level: str = "precursor") ->
     """
     table = table.copy()
     if feature_level == "peptide":
-        has_peptide = table["peptide"].notna()
-        table.loc[has_peptide, "feature"] = table.loc[has_peptide, "peptide"]
+        table["feature"] = canonical.coalesce(table["peptide"], table["feature"])
         table["charge"] = pd.array([pd.NA] * len(table), dtype="Int16")
     keys = ["protein", "feature", "run"]
-    dup = table.duplicated(keys, keep=False)
-    if not dup.any():
+    if pd.Index(canonical.row_key(table, keys)).is_unique:
         return table
     n_before = len(table)
     agg: dict[str, Any] = {
@@ -176,7 +177,9 @@ def assign_runs(
             ", ".join(absent[:10]),
         )
     table = table.copy()
-    table["run"] = table["run"].astype(str).map(dict(file_runs)).astype("string")
+    table["run"] = canonical.as_category(
+        table["run"].astype(str).map(dict(file_runs)).astype("category")
+    )
     n_files = pd.Series(list(file_runs.values())).value_counts()
     several = set(n_files.index[n_files > 1])
     table.loc[table["run"].isin(several), "fraction"] = pd.NA
@@ -220,7 +223,7 @@ def merge_batches(
     InputFormatError
         When one run appears in several batches.
     """
-    table = pd.concat(tables, ignore_index=True)
+    table = canonical.concat(tables)
     if file_runs is not None:
         table = assign_runs(table, file_runs, sheet_source)
     runs_seen = table.groupby("run", observed=True)["batch"].nunique()

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pepmix.canonical import row_key
 from pepmix.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,7 @@ def normalize(
 def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 3) -> pd.Series:
     """Per-run shifts of ``median_ratio`` (centred within each normalisation group)."""
     run_codes, run_names = pd.factorize(out["run"])
-    feat_key = out["protein"].astype(str) + "\x1f" + out["feature"].astype(str)
-    feat_codes, _ = pd.factorize(feat_key)
+    feat_codes, _ = pd.factorize(row_key(out, ["protein", "feature"]))
     y = out["log2_raw"].to_numpy(dtype=np.float64)
     n_feat = int(feat_codes.max()) + 1 if feat_codes.size else 0
     counts = np.bincount(feat_codes, minlength=n_feat)

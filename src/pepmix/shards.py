@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from pepmix.io import atomic_path, write_parquet
+from pepmix.io import write_arrow, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +76,19 @@ def split(features: str | Path, outputs: Sequence[str | Path]) -> None:
     outputs : sequence of paths
         One output per shard, in shard order.
     """
-    table = pq.read_table(features)
-    proteins = table.column("protein").to_numpy(zero_copy_only=False)
-    names, codes = np.unique(proteins.astype(str), return_inverse=True)
+    table = pq.read_table(features, read_dictionary=["protein"])
+    column = table.column("protein").unify_dictionaries().combine_chunks()
+    labels = np.asarray(column.dictionary.to_pylist(), dtype=object)
+    order = np.argsort(labels.astype(str), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    codes = rank[column.indices.to_numpy(zero_copy_only=False)]  # proteins in name order
+    names = labels[order]
     work = np.bincount(codes, minlength=names.size)
     shard_of_protein = assign(work, len(outputs))
     shard_of_row = shard_of_protein[codes]
     for s, path in enumerate(outputs):
-        part = table.filter(pa.array(shard_of_row == s))
-        with atomic_path(path) as tmp:
-            pq.write_table(part, tmp, compression="zstd")
+        write_arrow(table.filter(pa.array(shard_of_row == s)), path)
     loads = np.bincount(shard_of_protein, weights=work, minlength=len(outputs))
     log.info(
         "%d proteins in %d shards; observations per shard: %s",

@@ -69,9 +69,9 @@ def test_combined_ion_values() -> None:
     assert _value(dia, "AAAAAAALQAK_1", "LFQ_Orbitrap_AIF_Condition_A_Sample_Alpha_01") == (
         8_774_142.0
     )
-    modified = dda[dda["peptide"].str.contains("[57.0215]", regex=False)]
-    expected = modified["peptide"] + "_" + modified["charge"].astype("string")
-    assert len(modified) > 0 and (modified["feature"] == expected).all()
+    modified = dda[dda["peptide"].astype(str).str.contains("[57.0215]", regex=False)]
+    expected = modified["peptide"].astype(str) + "_" + modified["charge"].astype(str)
+    assert len(modified) > 0 and (modified["feature"].astype(str) == expected).all()
 
 
 def test_maxlfq_missing_in_ion_table() -> None:

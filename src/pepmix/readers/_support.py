@@ -243,15 +243,21 @@ def flag_proteins(
     if pattern is None:
         return pd.Series(np.zeros(len(proteins), dtype=bool), index=proteins.index)
     combine = any if how == "any" else all
-    uniques = pd.unique(proteins.dropna().astype(str))
-    lookup = {
-        group: combine(
-            bool(pattern.search(member.strip())) for member in group.split(separator) if member
-        )
-        for group in uniques
-    }
-    flags = proteins.map(lookup, na_action="ignore").fillna(False)
-    return flags.astype(bool)
+    cat = proteins.astype("category")
+    lookup = np.array(
+        [
+            combine(
+                bool(pattern.search(member.strip()))
+                for member in str(group).split(separator)
+                if member
+            )
+            for group in cat.cat.categories
+        ],
+        dtype=bool,
+    )
+    codes = cat.cat.codes.to_numpy()
+    flags = np.where(codes >= 0, lookup[np.maximum(codes, 0)] if lookup.size else False, False)
+    return pd.Series(flags, index=proteins.index)
 
 
 def parse_flag(series: pd.Series, path: Path, column: str) -> pd.Series:
@@ -272,15 +278,23 @@ def parse_flag(series: pd.Series, path: Path, column: str) -> pd.Series:
                 f"{path}: column {column!r} must be 0/1 or true/false, found "
                 f"{series[bad].iloc[0]!r}"
             )
-        return values.map(lambda v: bool(v), na_action="ignore").astype("boolean")
-    text = series.astype("string").str.strip().str.lower()
-    known = text.isna() | text.isin(_TRUE) | text.isin(_FALSE)
+        flags = pd.array(values.to_numpy(dtype=np.float64) != 0, dtype="boolean")
+        flags[values.isna().to_numpy()] = pd.NA
+        return pd.Series(flags, index=series.index)
+    # spellings are checked once per distinct value
+    cat = series.astype("category")
+    text = pd.Index([str(c).strip().lower() for c in cat.cat.categories], dtype=object)
+    known = text.isin(list(_TRUE)) | text.isin(list(_FALSE))
     if not known.all():
         raise InputFormatError(
             f"{path}: column {column!r} must be true/false, 1/0 or +/empty, found "
-            f"{series[~known].iloc[0]!r}"
+            f"{cat.cat.categories[~known][0]!r}"
         )
-    return text.map(lambda v: v in _TRUE, na_action="ignore").astype("boolean")
+    truth = np.asarray(text.isin(list(_TRUE)))
+    codes = cat.cat.codes.to_numpy()
+    flags = pd.array(truth[np.maximum(codes, 0)], dtype="boolean")
+    flags[codes < 0] = pd.NA
+    return pd.Series(flags, index=series.index)
 
 
 def strip_underscores(series: pd.Series) -> pd.Series:

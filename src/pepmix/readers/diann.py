@@ -53,8 +53,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pepmix.errors import InputFormatError
@@ -165,7 +167,11 @@ def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float
         condition = (field <= limit) | field.is_null()
         expression = condition if expression is None else expression & condition
     try:
-        table = pq.read_table(path, columns=columns, filters=expression)
+        schema = pq.read_schema(path)
+        text_columns = [c for c in columns if pa.types.is_string(schema.field(c).type)]
+        table = pq.read_table(
+            path, columns=columns, filters=expression, read_dictionary=text_columns
+        )
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
     frame: pd.DataFrame = table.to_pandas()
@@ -210,21 +216,21 @@ def _to_reader_columns(
                 "only label-free reports are supported"
             )
     if "Precursor.Id" in frame.columns:
-        feature = frame["Precursor.Id"].astype("string")
+        feature = frame["Precursor.Id"].astype("category")
     else:
         charge_text = to_float(frame["Precursor.Charge"], path, "Precursor.Charge")
         feature = frame["Modified.Sequence"].astype("string") + charge_text.astype("Int64").astype(
             "string"
         )
-    runs = frame[run_column].astype("string")
-    unique_runs = pd.unique(runs.dropna())
-    run_map = {r: run_name(r) for r in unique_runs}
-    protein = frame[protein_column].astype("string")
+    # identifiers stay categorical: string work is done per distinct value
+    runs = frame[run_column].astype("category")
+    runs = runs.cat.rename_categories([run_name(str(r)) for r in runs.cat.categories])
+    protein = frame[protein_column].astype("category")
     out = pd.DataFrame(
         {
             "protein": protein,
             "feature": feature,
-            "run": runs.map(run_map, na_action="ignore"),
+            "run": runs,
             "intensity": to_float(frame[intensity_column], path, intensity_column),
             "q_value": to_float(frame[q_column], path, q_column),
         }
@@ -241,7 +247,9 @@ def _to_reader_columns(
         out["unique"] = parse_flag(frame["Proteotypic"], path, "Proteotypic")
     pattern = option_pattern(options, "contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)
     out["contaminant"] = flag_proteins(protein, pattern, "any")
-    no_group = protein.isna() | (protein.str.strip() == "")
+    blank = [i for i, c in enumerate(protein.cat.categories) if str(c).strip() == ""]
+    codes = protein.cat.codes.to_numpy()
+    no_group = pd.Series((codes < 0) | np.isin(codes, blank), index=protein.index)
     if no_group.any():
         log.warning(
             "%s: %d row(s) without a %s (precursors DIA-NN did not assign to a protein group) "
