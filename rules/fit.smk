@@ -23,7 +23,8 @@ rule shard:
 
 
 rule fit:
-    """One linear mixed model per protein of a shard (REML), all proteins batched."""
+    """One linear mixed model per protein of a shard (REML), all proteins batched; and the
+    protein abundance model (fixed run means, random feature effects) on the same table."""
     input:
         features="results/model/shards/{scatteritem}/features.parquet",
         samples="results/ingest/samples.tsv",
@@ -32,6 +33,7 @@ rule fit:
         contrasts="results/model/shards/{scatteritem}/contrasts.parquet",
         fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
         blups="results/model/shards/{scatteritem}/blups.parquet",
+        abundance="results/model/shards/{scatteritem}/protein_abundance.parquet",
     params:
         model=config.get("model", {}),
         contrasts=config["contrasts"],
@@ -47,27 +49,6 @@ rule fit:
         "../envs/pepmix.yaml"
     script:
         "../scripts/fit.py"
-
-
-rule protein_abundance:
-    """Per-run protein abundances of a shard: fixed run means, random feature effects."""
-    input:
-        features="results/model/shards/{scatteritem}/features.parquet",
-        samples="results/ingest/samples.tsv",
-    output:
-        "results/model/shards/{scatteritem}/protein_abundance.parquet",
-    benchmark:
-        "logs/benchmarks/protein_abundance/{scatteritem}.tsv"
-    log:
-        "logs/protein_abundance/{scatteritem}.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/protein_abundance.py"
 
 
 rule gather_model:

@@ -13,4 +13,5 @@ with rule_context(snakemake):
         snakemake.output.contrasts,
         snakemake.output.fixed,
         snakemake.output.blups,
+        snakemake.output.abundance,
     )

@@ -27,8 +27,8 @@ batch      string   MS batch (name of the config ``inputs:`` entry)
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -104,8 +104,12 @@ def as_category(values: pd.Series | object) -> pd.Series:
     if not isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype("category")
     cats = series.cat.categories
-    text = pd.Index([str(c).strip() for c in cats], dtype=object)
-    if not text.equals(pd.Index(cats, dtype=object)):
+    if not pd.api.types.is_string_dtype(cats.dtype) or cats.dtype == object:
+        cats_text = pd.Index(cats.astype(str), dtype=object)
+    else:
+        cats_text = pd.Index(cats.to_numpy(dtype=object), dtype=object)
+    text = cats_text.str.strip()
+    if not text.equals(cats_text):
         codes = series.cat.codes.to_numpy()
         uniq, inverse = np.unique(text.to_numpy(dtype=str), return_inverse=True)
         new_codes = np.where(codes >= 0, inverse[np.maximum(codes, 0)], -1)
@@ -113,8 +117,8 @@ def as_category(values: pd.Series | object) -> pd.Series:
             pd.Categorical.from_codes(new_codes, categories=pd.Index(uniq, dtype=object)),
             index=series.index,
         )
-    elif not all(isinstance(c, str) for c in cats):
-        series = series.cat.rename_categories([str(c) for c in cats])
+    elif not cats.equals(cats_text):
+        series = series.cat.rename_categories(cats_text)
     return series
 
 

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pepmix.canonical import as_category, row_key
+
 log = logging.getLogger(__name__)
+
+
+def _distinct(table: pd.DataFrame, columns: list[str]) -> int:
+    """Number of distinct combinations of identifier ``columns`` (on integer codes)."""
+    return int(pd.unique(row_key(table, columns)).size) if len(table) else 0
 
 
 def _report(name: str, before: pd.DataFrame, after: pd.DataFrame) -> None:
@@ -22,8 +29,8 @@ def _report(name: str, before: pd.DataFrame, after: pd.DataFrame) -> None:
         "filter %s removed %d rows, %d features, %d proteins",
         name,
         len(before) - len(after),
-        before["feature"].nunique() - after["feature"].nunique(),
-        before["protein"].nunique() - after["protein"].nunique(),
+        _distinct(before, ["protein", "feature"]) - _distinct(after, ["protein", "feature"]),
+        _distinct(before, ["protein"]) - _distinct(after, ["protein"]),
     )
 
 
@@ -78,13 +85,17 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     """
     min_features = int(config.get("min_features", 1))
     min_obs = int(config.get("min_observations", 2))
-    counts = table.groupby("protein", observed=True).agg(
-        n_features=("feature", "nunique"), n_obs=("feature", "size")
-    )
-    good = counts.index[(counts["n_features"] >= min_features) & (counts["n_obs"] >= min_obs)]
-    if len(good) == len(counts):
+    protein = as_category(table["protein"])
+    codes = protein.cat.codes.to_numpy()
+    n_prot = len(protein.cat.categories)
+    n_obs = np.bincount(codes, minlength=n_prot)
+    pairs = pd.unique(row_key(table, ["protein", "feature"]))
+    width = len(as_category(table["feature"]).cat.categories) + 1
+    n_features = np.bincount(pairs // width - 1, minlength=n_prot)
+    good = (n_features >= min_features) & (n_obs >= min_obs)
+    if good[n_obs > 0].all():
         return table
     before = table
-    table = table.loc[table["protein"].isin(good)].reset_index(drop=True)
+    table = table.loc[good[codes]].reset_index(drop=True)
     _report(f"min_features >= {min_features}, min_observations >= {min_obs}", before, table)
     return table

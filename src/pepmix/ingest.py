@@ -66,7 +66,7 @@ def read_input(
     if table.empty:
         raise InputFormatError(f"{path}: no observation with a positive intensity")
     table["batch"] = pd.Categorical.from_codes(
-        np.zeros(len(table), dtype=np.int8), categories=[str(entry["name"])]
+        np.zeros(len(table), dtype=np.int8), categories=pd.Index([str(entry["name"])])
     )
     log.info(
         "%s: read %d observations of %d features, %d proteins, %d runs",
@@ -226,7 +226,8 @@ def merge_batches(
     table = canonical.concat(tables)
     if file_runs is not None:
         table = assign_runs(table, file_runs, sheet_source)
-    runs_seen = table.groupby("run", observed=True)["batch"].nunique()
+    first = pd.Series(canonical.row_key(table, ["run", "batch"])).drop_duplicates().index
+    runs_seen = table["run"].iloc[first].astype(str).value_counts()
     shared = runs_seen[runs_seen > 1]
     if len(shared):
         raise InputFormatError(

@@ -82,18 +82,20 @@ def merge(
     merged = merge_batches(
         tables, sheet, filter_config, sheet_source=str(samples), file_runs=design.file_runs()
     )
-    batch_of_run = merged.groupby("run", observed=True)["batch"].first()
+    first = pd.Series(canonical.row_key(merged, ["run"])).drop_duplicates().index
+    batch_of_run = pd.Series(
+        merged["batch"].iloc[first].astype(str).to_numpy(),
+        index=merged["run"].iloc[first].astype(str).to_numpy(),
+    )
     sheet = sheet.copy()
     sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
     canonical.write_parquet(merged, out_features)
     write_tsv(sheet, out_samples)
     log.info(
-        "merged %d batch(es): %d observations, %d features, %d proteins, %d runs",
+        "merged %d batch(es): %d observations, %d runs",
         len(tables),
         len(merged),
-        merged["feature"].nunique(),
-        merged["protein"].nunique(),
-        merged["run"].nunique(),
+        len(batch_of_run),
     )
 
 
@@ -148,8 +150,14 @@ def fit_stage(
     out_contrasts: PathLike,
     out_fixed: PathLike,
     out_blups: PathLike,
+    out_abundance: PathLike | None = None,
 ) -> None:
-    """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`)."""
+    """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
+
+    With ``out_abundance``, the protein abundance model (:mod:`pepmix.abundance`) is fitted in
+    the same job, on the same table read once.
+    """
+    from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
 
@@ -173,15 +181,8 @@ def fit_stage(
     write_parquet(fit.blups, out_blups)
     counts = proteins["status"].value_counts().to_dict()
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-def abundance_stage(features: PathLike, samples: PathLike, output: PathLike) -> None:
-    """Stage ``protein_abundance``: per-run protein abundances (see :mod:`pepmix.abundance`)."""
-    from pepmix.abundance import protein_abundance
-
-    table = read_model_input(features)
-    runs = list(read_resolved_sheet(samples)["run"])
-    write_parquet(protein_abundance(table, runs), output)
+    if out_abundance is not None:
+        write_parquet(protein_abundance(table, list(sheet["run"])), out_abundance)
 
 
 def gather_abundance_stage(

@@ -46,9 +46,8 @@ def _run(tmp: Path, features: Path, samples: Path, n: int) -> dict[str, str]:
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
         stages.fit_stage(
             path, samples, {}, "all_pairwise", out["proteins"], out["contrasts"], out["fixed"],
-            out["blups"],
+            out["blups"], out["abundance"],
         )  # fmt: skip
-        stages.abundance_stage(path, samples, out["abundance"])
         for k in names:
             outputs[k].append(out[k])
     for k in ["proteins", "fixed", "blups"]:

@@ -55,8 +55,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pepmix.errors import InputFormatError
@@ -215,6 +215,7 @@ def _to_reader_columns(
                 f"{path}: multiplexed (plexDIA) report with channels {', '.join(distinct[:5])}; "
                 "only label-free reports are supported"
             )
+    feature: pd.Series
     if "Precursor.Id" in frame.columns:
         feature = frame["Precursor.Id"].astype("category")
     else:
