@@ -8,9 +8,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 
 @contextlib.contextmanager
@@ -42,8 +46,39 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_tsv(frame: pd.DataFrame, path: str | Path, float_format: str = "%.6g") -> None:
+def significant(values: NDArray[np.float64], digits: int = 6) -> NDArray[np.float64]:
+    """Round to ``digits`` significant digits (so the shortest repr prints like ``%.6g``)."""
+    x = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(x)))
+    magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
+    scale = 10.0 ** (digits - 1 - magnitude)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = np.round(x * scale) / scale
+    return np.where(np.isfinite(rounded), rounded, x)
+
+
+def _text_column(values: pd.Series, digits: int) -> pa.Array:
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(values.dtype):
+        text = np.where(values.fillna(False).to_numpy(dtype=bool), "True", "False")
+        arr = pa.array(text.astype(object), mask=missing)
+    elif pd.api.types.is_float_dtype(values.dtype):
+        numbers = significant(values.to_numpy(dtype=np.float64, na_value=np.nan), digits)
+        arr = pc.cast(pa.array(numbers, mask=missing), pa.string())
+    elif pd.api.types.is_integer_dtype(values.dtype):
+        arr = pc.cast(pa.array(values.to_numpy(dtype=np.float64, na_value=0.0).astype(np.int64),
+                               mask=missing), pa.string())  # fmt: skip
+    else:
+        arr = pa.array(values.astype(str).to_numpy(dtype=object), mask=missing)
+    return pc.fill_null(arr, "NA")
+
+
+def write_tsv(frame: pd.DataFrame, path: str | Path, digits: int = 6) -> None:
     """Write a table for people: tab-separated, ``NA`` for missing, atomic.
+
+    Floating-point numbers are written with ``digits`` significant digits (like ``%.6g``).
+    Formatting is done by Arrow, column by column (millions of cells in a fraction of a second).
 
     Parameters
     ----------
@@ -51,11 +86,13 @@ def write_tsv(frame: pd.DataFrame, path: str | Path, float_format: str = "%.6g")
         Table to write.
     path : str or pathlib.Path
         Destination.
-    float_format : str, default "%.6g"
-        printf-style format for floating-point columns.
+    digits : int, default 6
+        Significant digits of floating-point columns.
     """
+    table = pa.table({str(c): _text_column(frame[c], digits) for c in frame.columns})
+    options = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none")
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format=float_format)
+        pacsv.write_csv(table, tmp, options)
 
 
 def write_arrow(table: pa.Table, path: str | Path) -> None:
@@ -66,9 +103,7 @@ def write_arrow(table: pa.Table, path: str | Path) -> None:
     more than the write itself; the workflow never filters its intermediates by statistics).
     """
     dictionary = [
-        f.name
-        for f in table.schema
-        if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
+        f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
     ]
     with atomic_path(path) as tmp:
         pq.write_table(
