@@ -70,7 +70,8 @@ def _text_column(values: pd.Series, digits: int) -> pa.Array:
         arr = pc.cast(pa.array(values.to_numpy(dtype=np.float64, na_value=0.0).astype(np.int64),
                                mask=missing), pa.string())  # fmt: skip
     else:
-        arr = pa.array(values.astype(str).to_numpy(dtype=object), mask=missing)
+        text = np.where(missing, "", values.astype(object).astype(str).to_numpy(dtype=object))
+        arr = pa.array(text, type=pa.string(), mask=missing)
     return pc.fill_null(arr, "NA")
 
 
