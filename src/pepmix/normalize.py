@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from pepmix.canonical import row_key
 from pepmix.errors import ConfigError
@@ -109,7 +110,7 @@ def normalize(
     runs = pd.DataFrame({"run": sorted(out["run"].unique())})
     runs["batch"] = runs["run"].map(batch_of_run).fillna("")
     group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
-    runs["median_before"] = runs["run"].map(out.groupby("run", observed=True)["log2_raw"].median())
+    runs["median_before"] = runs["run"].map(run_medians(out["run"], out["log2_raw"]))
     if method in ("median", "reference"):
         if method == "reference":
             mask = reference_mask(out["protein"], list(reference_proteins))
@@ -142,7 +143,7 @@ def normalize(
     else:
         out["y"] = out["log2_raw"]
         runs["shift"] = 0.0
-    runs["median_after"] = runs["run"].map(out.groupby("run", observed=True)["y"].median())
+    runs["median_after"] = runs["run"].map(run_medians(out["run"], out["y"]))
     log.info(
         "normalisation %s%s: run medians spread %.3f before, %.3f after",
         method,
@@ -151,6 +152,24 @@ def normalize(
         float(np.ptp(runs["median_after"])),
     )
     return out, runs
+
+
+def _segment_medians(values: NDArray[np.float64], bounds: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Median of each segment ``values[bounds[i]:bounds[i + 1]]`` (NaN for empty segments)."""
+    out = np.full(bounds.size - 1, np.nan)
+    for i in range(bounds.size - 1):
+        if bounds[i + 1] > bounds[i]:
+            out[i] = np.median(values[bounds[i] : bounds[i + 1]])
+    return out
+
+
+def run_medians(runs: pd.Series, values: pd.Series) -> pd.Series:
+    """Median of ``values`` per run, sorting once (faster than a grouped median on millions)."""
+    codes, names = pd.factorize(runs)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
+    medians = _segment_medians(values.to_numpy(dtype=np.float64)[order], bounds)
+    return pd.Series(medians, index=pd.Index(names).astype(str))
 
 
 def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 3) -> pd.Series:
@@ -163,12 +182,16 @@ def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 
     usable = counts[feat_codes] >= 2
     shift = np.zeros(len(run_names))
     groups = group.reindex(run_names).fillna("").to_numpy()
+    order = np.argsort(run_codes[usable], kind="stable")
+    bounds = np.concatenate(
+        [[0], np.cumsum(np.bincount(run_codes[usable], minlength=len(run_names)))]
+    )
     for _ in range(iterations):
         adjusted = y - shift[run_codes]
         ref = np.bincount(feat_codes, weights=adjusted, minlength=n_feat) / np.maximum(counts, 1)
-        ratio = pd.Series((adjusted - ref[feat_codes])[usable])
-        step = ratio.groupby(run_codes[usable]).median().reindex(range(len(run_names)))
-        shift = shift + step.fillna(0.0).to_numpy()
+        ratio = (adjusted - ref[feat_codes])[usable]
+        step = _segment_medians(ratio[order], bounds)
+        shift = shift + np.nan_to_num(step)
         for g in np.unique(groups):
             members = groups == g
             shift[members] -= shift[members].mean()

@@ -117,7 +117,9 @@ def normalize_stage(
     """Stage ``normalize``: log2 and run normalisation (see :mod:`pepmix.normalize`)."""
     from pepmix.normalize import normalization_options, normalize
 
-    table = canonical.read_parquet(features)
+    table = canonical.read_parquet(
+        features, columns=["protein", "feature", "peptide", "run", "intensity", "batch"]
+    )
     sheet = read_resolved_sheet(samples)
     run_batch = dict(zip(sheet["run"], sheet["batch"].fillna(""), strict=True))
     normalized, runs = normalize(table, run_batch=run_batch, **normalization_options(norm_config))
