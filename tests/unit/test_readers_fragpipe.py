@@ -17,6 +17,9 @@ from pepmix.ingest import read_input
 from pepmix.readers import fragpipe as reader_module
 from pepmix.readers._support import table_header
 
+from .format_helpers import counts as _counts
+from .format_helpers import value as _value
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "fragpipe"
 DDA = DATA / "FragPipe_MSFragger_combined_ion.tsv"
 DIA = DATA / "Fragpipe_DIA_AIF_combined_ion_head800.tsv"
@@ -25,21 +28,6 @@ SEMQUANT = Path("/work/shared/data/formats/fragpipe/ionquant_semquant_ups1_2fmol
 
 def _read(path: Path, **options: object) -> pd.DataFrame:
     return read_input({"name": "b1", "format": "fragpipe", "path": str(path), **options})
-
-
-def _counts(table: pd.DataFrame) -> tuple[int, int, int, int]:
-    return (
-        table["protein"].nunique(),
-        table["feature"].nunique(),
-        table["run"].nunique(),
-        len(table),
-    )
-
-
-def _value(table: pd.DataFrame, feature: str, run: str) -> float:
-    rows = table[(table["feature"] == feature) & (table["run"] == run)]
-    assert len(rows) == 1
-    return float(rows["intensity"].iloc[0])
 
 
 @pytest.mark.parametrize(

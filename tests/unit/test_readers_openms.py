@@ -16,27 +16,15 @@ import pytest
 from pepmix.errors import InputFormatError
 from pepmix.ingest import combine_duplicates, read_input
 
+from .format_helpers import counts as _counts
+from .format_helpers import value as _value
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "openms_quantms"
 MZTAB = DATA / "ProteomicsLFQ_1_out.mzTab"
 
 
 def _read(path: Path, **options: object) -> pd.DataFrame:
     return read_input({"name": "b1", "format": "openms", "path": str(path), **options})
-
-
-def _counts(table: pd.DataFrame) -> tuple[int, int, int, int]:
-    return (
-        table["protein"].nunique(),
-        table["feature"].nunique(),
-        table["run"].nunique(),
-        len(table),
-    )
-
-
-def _value(table: pd.DataFrame, feature: str, run: str) -> float:
-    rows = table[(table["feature"] == feature) & (table["run"] == run)]
-    assert len(rows) == 1
-    return float(rows["intensity"].iloc[0])
 
 
 def test_mztab_counts_runs_and_values() -> None:

@@ -17,27 +17,15 @@ import pytest
 from pepmix.errors import InputFormatError
 from pepmix.ingest import read_input
 
+from .format_helpers import counts as _counts
+from .format_helpers import value as _value
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "progenesis"
 SAMPLE = DATA / "msstatsconvert_progenesis_input.csv"
 
 
 def _read(path: Path, **options: object) -> pd.DataFrame:
     return read_input({"name": "b1", "format": "progenesis", "path": str(path), **options})
-
-
-def _counts(table: pd.DataFrame) -> tuple[int, int, int, int]:
-    return (
-        table["protein"].nunique(),
-        table["feature"].nunique(),
-        table["run"].nunique(),
-        len(table),
-    )
-
-
-def _value(table: pd.DataFrame, feature: str, run: str) -> float:
-    rows = table[(table["feature"] == feature) & (table["run"] == run)]
-    assert len(rows) == 1
-    return float(rows["intensity"].iloc[0])
 
 
 def test_raw_abundance_counts_and_value() -> None:

@@ -15,6 +15,9 @@ import pytest
 from pepmix.errors import InputFormatError
 from pepmix.ingest import read_input
 
+from .format_helpers import counts as _counts
+from .format_helpers import value as _value
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "skyline"
 DDA = DATA / "MSstats_DDARawData.Skyline_slice.csv"
 CONVERT = DATA / "msstatsconvert_skyline_input_slice.csv"
@@ -22,21 +25,6 @@ CONVERT = DATA / "msstatsconvert_skyline_input_slice.csv"
 
 def _read(path: Path, **options: object) -> pd.DataFrame:
     return read_input({"name": "b1", "format": "skyline", "path": str(path), **options})
-
-
-def _counts(table: pd.DataFrame) -> tuple[int, int, int, int]:
-    return (
-        table["protein"].nunique(),
-        table["feature"].nunique(),
-        table["run"].nunique(),
-        len(table),
-    )
-
-
-def _value(table: pd.DataFrame, feature: str, run: str) -> float:
-    rows = table[(table["feature"] == feature) & (table["run"] == run)]
-    assert len(rows) == 1
-    return float(rows["intensity"].iloc[0])
 
 
 def test_msstats_example_counts_and_value() -> None:

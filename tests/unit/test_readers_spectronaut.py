@@ -17,6 +17,8 @@ from pepmix.ingest import read_input
 from pepmix.readers import spectronaut as reader_module
 from pepmix.readers._support import table_header
 
+from .format_helpers import value as _value
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "spectronaut"
 REPORT = DATA / "msstatsconvert_spectronaut_slice.csv"
 PROTEIN = "1/sp|O75475|PSIP1_HUMAN"
@@ -24,12 +26,6 @@ PROTEIN = "1/sp|O75475|PSIP1_HUMAN"
 
 def _read(path: Path, **options: object) -> pd.DataFrame:
     return read_input({"name": "b1", "format": "spectronaut", "path": str(path), **options})
-
-
-def _value(table: pd.DataFrame, feature: str, run: str) -> float:
-    rows = table[(table["feature"] == feature) & (table["run"] == run)]
-    assert len(rows) == 1
-    return float(rows["intensity"].iloc[0])
 
 
 def test_fragment_level_counts_and_values() -> None:
