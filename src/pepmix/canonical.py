@@ -230,9 +230,7 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         if not all(col in f.columns for f in frames):
             continue
         parts = [as_category(f[col]) for f in frames]
-        union = pd.Index(
-            sorted({c for p in parts for c in p.cat.categories}), dtype=object
-        )
+        union = pd.Index(sorted({c for p in parts for c in p.cat.categories}), dtype=object)
         for f, part in zip(frames, parts, strict=True):
             f[col] = part.cat.set_categories(union)
     return pd.concat(frames, ignore_index=True)
