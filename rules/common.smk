@@ -63,7 +63,13 @@ wildcard_constraints:
 # Plot rules (rules/plot.smk): formats, contrasts and report items.
 import os.path
 
-from pepmix.plots.names import CONTRAST_FIGURES, QC_FIGURES, extra_formats
+from pepmix.plots.names import (
+    CONTRAST_FIGURES,
+    QC_ABUNDANCE_FIGURES,
+    QC_FEATURE_FIGURES,
+    QC_FIGURES,
+    extra_formats,
+)
 
 # `report` at the start of a line is a Snakefile keyword; this alias keeps list items legible.
 report_item = report

@@ -1,16 +1,18 @@
-# Figures, one rule per family: QC; differential abundance (per contrast, plus the status summary
-# of all contrasts, drawn from the same table); model (variance components, profile plots). Every
-# figure is drawn as PNG (for the report) plus the extra formats of `plots.formats` (PDF, SVG) for
-# papers. One job per family over all contrasts keeps the script start-up cost (Python, pandas,
-# matplotlib: 2-3 s CPU each) from dominating the plots' run time.
+# Figures, one rule per family: QC of the feature intensities (needs only the normalised features,
+# so it runs while the models are fitted) and of the protein abundances; differential abundance
+# (per contrast, plus the status summary of all contrasts, drawn from the same table); model
+# (variance components, profile plots). Every figure is drawn as PNG (for the report) plus the
+# extra formats of `plots.formats` (PDF, SVG) for papers. One job per family over all contrasts
+# keeps the script start-up cost (Python, pandas, matplotlib: 1-2 s CPU each) from dominating the
+# plots' run time.
 
 rule plot_qc:
-    """QC figures: intensities, features and missing values per run, missingness against intensity,
-    PCA, run correlation, CV per condition."""
+    """QC figures of the feature intensities: intensities, features and missing values per run,
+    missingness against intensity. Needs only the normalised features: runs while the models are
+    fitted."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
-        abundance="results/tables/protein_abundance.parquet",
     output:
         png=[
             report_item(
@@ -20,9 +22,9 @@ rule plot_qc:
                 caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
                 labels={"figure": QC_CAPTIONS[name][0]},
             )
-            for name in QC_FIGURES
+            for name in QC_FEATURE_FIGURES
         ],
-        paper=[p for name in QC_FIGURES for p in paper_copies(f"results/plots/qc/{name}")],
+        paper=[p for name in QC_FEATURE_FIGURES for p in paper_copies(f"results/plots/qc/{name}")],
     params:
         out_dir=lambda wc, output: os.path.dirname(output.png[0]),
         formats=PLOT_FORMATS,
@@ -38,6 +40,42 @@ rule plot_qc:
         "../envs/pepmix.yaml"
     script:
         "../scripts/plot_qc.py"
+
+
+rule plot_qc_abundance:
+    """QC figures of the protein abundances: PCA, run correlation, CV per condition."""
+    input:
+        samples="results/ingest/samples.tsv",
+        abundance="results/tables/protein_abundance.parquet",
+    output:
+        png=[
+            report_item(
+                f"results/plots/qc/{name}.png",
+                category="QC",
+                subcategory=QC_CAPTIONS[name][2],
+                caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
+                labels={"figure": QC_CAPTIONS[name][0]},
+            )
+            for name in QC_ABUNDANCE_FIGURES
+        ],
+        paper=[
+            p for name in QC_ABUNDANCE_FIGURES for p in paper_copies(f"results/plots/qc/{name}")
+        ],
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.png[0]),
+        formats=PLOT_FORMATS,
+    benchmark:
+        "logs/benchmarks/plot_qc_abundance.tsv"
+    log:
+        "logs/plots/qc_abundance.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/plot_qc_abundance.py"
 
 
 rule plot_differential:
@@ -123,6 +161,8 @@ rule plot_model:
         "logs/benchmarks/plot_model.tsv"
     log:
         "logs/plots/model.log",
+    # the longest plot job, and the last in the DAG: start it before the shorter plot jobs
+    priority: 1
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),

@@ -1,13 +1,12 @@
-"""Rule plot_qc: QC figures of intensities, missing values and protein abundances."""
+"""Rule plot_qc: QC figures of the feature intensities (distributions, counts, missingness)."""
 
-from pepmix.plots.stage import qc_plots
+from pepmix.plots.stage import qc_feature_plots
 from pepmix.rule import rule_context
 
 with rule_context(snakemake):
-    qc_plots(
+    qc_feature_plots(
         snakemake.input.features,
         snakemake.input.samples,
-        snakemake.input.abundance,
         snakemake.params.out_dir,
         snakemake.params.formats,
     )

@@ -12,6 +12,7 @@ import pytest
 
 from pepmix.plots import abundance as ab
 from pepmix.plots import model, qc, results, status
+from pepmix.plots.aggregate import FeatureCells, box_stats, grouped_box_stats
 from pepmix.plots.imagepdf import encode_png, png_image_data, write_image_pdf
 from pepmix.plots.labels import repel_boxes
 from pepmix.plots.profile_data import build_profiles, comparison_intervals, prepare
@@ -24,7 +25,15 @@ from pepmix.plots.stage import (
     qc_plots,
     status_plot,
 )
-from pepmix.plots.style import Runs, condition_colors, figure_paths, short_name
+from pepmix.plots.style import (
+    MAX_RUN_AXIS_WIDTH,
+    Runs,
+    condition_colors,
+    figure_paths,
+    label_stride,
+    run_axis_width,
+    short_name,
+)
 
 CONDITIONS = ("ctrl", "treat")
 CONTRAST = ContrastInfo("treat - ctrl", "treat_vs_ctrl", "treat", "ctrl")
@@ -360,3 +369,184 @@ def test_image_pdf_structure(tmp_path: Path) -> None:
     for number, offset in enumerate(offsets, start=1):
         assert content[offset:].startswith(b"%d 0 obj" % number)
     assert b"/Count 2" in content
+
+
+# --- many runs: the figures adapt (no per-cell numbers, thinned names, few PCA labels) ---------
+
+
+def make_many_runs(
+    n_runs: int = 120, n_proteins: int = 6, seed: int = 5
+) -> dict[str, pd.DataFrame]:
+    """A DIA-like layout in miniature: many runs, few proteins, ~20% missing cells."""
+    rng = np.random.default_rng(seed)
+    runs = [f"R{i:03d}" for i in range(n_runs)]
+    sheet = pd.DataFrame({"run": runs, "condition": ["A" if i % 2 else "B" for i in range(n_runs)]})
+    rows = []
+    for p in range(n_proteins):
+        for f in range(2 + p % 3):
+            level = 18 + p + rng.normal(0, 1)
+            for r in runs:
+                if rng.random() < 0.2:
+                    continue
+                y = level + rng.normal(0, 0.3)
+                rows.append((f"P{p}", f"P{p}_F{f}", r, y + 0.05, y))
+    features = pd.DataFrame(rows, columns=["protein", "feature", "run", "log2_raw", "y"])
+    abundance = features.groupby(["protein", "run"])["y"].mean().rename("abundance").reset_index()
+    return {"sheet": sheet, "features": features, "abundance": abundance}
+
+
+class Captured:
+    """Stands in for ``style.save``: keeps the figure instead of writing it."""
+
+    def __init__(self) -> None:
+        self.figures: list = []
+
+    def __call__(self, fig, path) -> None:
+        self.figures.append(fig)
+
+
+def test_qc_family_with_many_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_many_runs()
+    n_runs = data["sheet"].shape[0]
+    runs = Runs.from_sheet(data["sheet"])
+    # the whole family writes its files
+    root = tmp_path / "inputs"
+    root.mkdir()
+    data["features"].to_parquet(root / "features.parquet", index=False)
+    data["abundance"].to_parquet(root / "abundance.parquet", index=False)
+    data["sheet"].to_csv(root / "samples.tsv", sep="\t", index=False)
+    written = qc_plots(
+        root / "features.parquet", root / "samples.tsv", root / "abundance.parquet", tmp_path
+    )
+    assert len(written) == 6
+    for path in written:
+        assert_written(path)
+    # and the figures stay legible: inspect them instead of writing them
+    captured = Captured()
+    monkeypatch.setattr(ab, "save", captured)
+    monkeypatch.setattr(qc, "save", captured)
+    ab.correlation(data["abundance"], runs, tmp_path / "c.png")
+    heatmap = captured.figures[-1].axes[0]
+    assert len(heatmap.get_images()) == 1
+    assert len(heatmap.texts) == 0  # no per-cell numbers (120 x 120 text objects)
+    shown = [t.get_text() for t in heatmap.get_xticklabels() if t.get_text()]
+    assert 0 < len(shown) < n_runs / 2  # every k-th run named
+    assert max(captured.figures[-1].get_size_inches()) <= ab.MAX_HEATMAP_SIZE + 1.0
+    ab.pca(data["abundance"], runs, tmp_path / "p.png")
+    texts = [t.get_text() for t in captured.figures[-1].axes[0].texts]
+    named = [t for t in texts if t in runs.condition]  # the others: the note below the axes
+    assert len(texts) - len(named) == 1
+    assert 0 < len(named) <= ab.OUTLYING_LABELS
+    qc.intensity_distributions(data["features"], runs, tmp_path / "i.png")
+    fig = captured.figures[-1]
+    assert fig.get_size_inches()[0] <= MAX_RUN_AXIS_WIDTH
+    bottom = fig.axes[1]
+    assert 0 < len([t for t in bottom.get_xticklabels() if t.get_text()]) <= n_runs / 2
+    assert len(bottom.collections) + len(bottom.lines) < 10  # boxes as a few artists
+
+
+def test_few_runs_keep_cell_numbers_and_all_names(
+    data: dict, runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    captured = Captured()
+    monkeypatch.setattr(ab, "save", captured)
+    ab.correlation(data["abundance"], runs, tmp_path / "c.png")
+    heatmap = captured.figures[-1].axes[0]
+    assert len(heatmap.texts) == 6 * 5  # off-diagonal cells
+    assert [t.get_text() for t in heatmap.get_xticklabels()] == runs.order
+
+
+def test_run_correlation_is_pairwise_complete_pearson() -> None:
+    rng = np.random.default_rng(2)
+    matrix = rng.normal(size=(60, 7)) + rng.normal(size=(60, 1))
+    matrix[rng.random(matrix.shape) < 0.3] = np.nan
+    matrix[:57, 6] = np.nan  # 3 values left in the last column
+    matrix[:, 5] = 1.0  # constant: undefined correlation
+    expected = pd.DataFrame(matrix).corr(min_periods=3).to_numpy()
+    got = ab.run_correlation(matrix, min_periods=3)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+def test_box_statistics_match_numpy_percentiles() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.standard_t(3, size=5000)
+    values[::50] = np.nan
+    groups = rng.integers(0, 7, size=5000)
+    groups[groups == 3] = 4  # an empty group
+    stats = grouped_box_stats(values, groups, 7)
+    for g, got in enumerate(stats):
+        v = values[(groups == g) & np.isfinite(values)]
+        if len(v) == 0:
+            assert np.all(np.isnan(got))
+            continue
+        q1, med, q3 = np.percentile(v, [25, 50, 75])
+        low = v[v >= q1 - 1.5 * (q3 - q1)].min()
+        high = v[v <= q3 + 1.5 * (q3 - q1)].max()
+        np.testing.assert_allclose(got, (low, q1, med, q3, high), rtol=0, atol=1e-12)
+    assert box_stats(np.array([2.0])) == (2.0, 2.0, 2.0, 2.0, 2.0)
+
+
+def test_feature_cells_from_strings_and_categoricals(data: dict, runs: Runs) -> None:
+    table = data["features"]
+    plain = FeatureCells.from_table(table, runs.order)
+    categorical = FeatureCells.from_table(
+        table.astype({"protein": "category", "feature": "category", "run": "category"}),
+        runs.order,
+    )
+    observed = plain.observed
+    assert plain.order == runs.order
+    assert observed.shape == (table.groupby(["protein", "feature"]).ngroups, len(runs.order))
+    counts = table.groupby("run")["feature"].nunique().reindex(runs.order).to_numpy()
+    np.testing.assert_array_equal(observed.sum(axis=0), counts)
+    np.testing.assert_array_equal(categorical.observed.sum(axis=0), counts)
+    proteins = table.groupby("run")["protein"].nunique().reindex(runs.order).to_numpy()
+    np.testing.assert_array_equal(plain.proteins_per_run(), proteins)
+    assert plain.n_proteins == table["protein"].nunique()
+    # a feature name shared by two proteins is two features
+    shared = table.assign(feature="same")
+    cells = FeatureCells.from_table(shared, runs.order)
+    assert cells.n_features == table["protein"].nunique()
+    # rows of runs that are not plotted are left out
+    fewer = FeatureCells.from_table(table, runs.order[:4])
+    assert fewer.order == runs.order[:4] and len(fewer.run) < len(plain.run)
+
+
+def test_cv_table_matches_grouped_statistics(data: dict, runs: Runs) -> None:
+    table = ab.cv_table(data["abundance"], runs)
+    frame = data["abundance"].assign(
+        condition=data["abundance"]["run"].map(runs.condition),
+        linear=np.exp2(data["abundance"]["abundance"]),
+    )
+    grouped = frame.groupby(["protein", "condition"])["linear"]
+    expected = (100 * grouped.std() / grouped.mean()).rename("cv").reset_index()
+    merged = table.merge(expected, on=["protein", "condition"], suffixes=("", "_ref"))
+    assert len(merged) == len(expected) == len(table)
+    np.testing.assert_allclose(merged["cv"], merged["cv_ref"], rtol=1e-10)
+
+
+def test_run_labels_thin_out_with_many_runs() -> None:
+    assert label_stride(12, 4.0, 7.5) == (1, 7.5)
+    stride, size = label_stride(200, 11.5, 7.5)
+    assert stride in (2, 5, 10) and size == 5.5
+    assert label_stride(2000, 11.5, 7.5)[0] >= 50
+    assert run_axis_width(12) == 6.5 and run_axis_width(500) == MAX_RUN_AXIS_WIDTH
+
+
+def test_png_encoder_round_trips(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rgba = np.random.default_rng(0).integers(0, 256, size=(17, 23, 4), dtype=np.uint8)
+    png = encode_png(rgba, dpi=150)
+    (tmp_path / "x.png").write_bytes(png)
+    with Image.open(tmp_path / "x.png") as image:
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), rgba[..., :3])
+        assert round(image.info["dpi"][0]) == 150
+    assert png == encode_png(rgba, dpi=150)
+
+
+def test_qc_family_is_deterministic(stage_inputs: dict[str, Path], tmp_path: Path) -> None:
+    s = stage_inputs
+    for k in (1, 2):
+        qc_plots(s["features"], s["samples"], s["abundance"], tmp_path / f"r{k}", ["pdf"])
+    for path in sorted((tmp_path / "r1").iterdir()):
+        assert path.read_bytes() == (tmp_path / "r2" / path.name).read_bytes(), path.name

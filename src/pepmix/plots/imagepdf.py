@@ -23,15 +23,37 @@ from pepmix.io import atomic_path
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def encode_png(rgb: NDArray[np.uint8], compress_level: int = 3) -> bytes:
-    """Encode an RGB image (height, width, 3) as PNG bytes without metadata."""
-    from PIL import Image
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb[..., :3]), mode="RGB").save(
-        buffer, format="PNG", compress_level=compress_level
-    )
-    return buffer.getvalue()
+
+def encode_png(rgb: NDArray[np.uint8], compress_level: int = 3, dpi: float | None = None) -> bytes:
+    """Encode an RGB image (height, width, 3) as PNG bytes without metadata.
+
+    Rows are stored unfiltered (PNG filter type 0) and deflated at ``compress_level``: for
+    figures (large flat areas) that is about as small as adaptive filtering and two to three
+    times faster to write. The same image always gives the same bytes.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (height, width, 3 or 4)
+        8-bit image (a fourth, alpha channel is dropped).
+    compress_level : int, default 3
+        zlib level.
+    dpi : float, optional
+        Resolution to record (a ``pHYs`` chunk).
+    """
+    height, width = rgb.shape[:2]
+    rows = np.empty((height, 3 * width + 1), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type: none
+    rows[:, 1:].reshape(height, width, 3)[...] = rgb[..., :3]  # one copy, also from RGBA views
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    parts = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
+    if dpi is not None:
+        per_metre = round(dpi / 0.0254)
+        parts.append(_chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)))
+    parts += [_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)), _chunk(b"IEND", b"")]
+    return b"".join(parts)
 
 
 def png_image_data(png: bytes) -> tuple[int, int, bytes]:

@@ -104,14 +104,19 @@ def repel_boxes(
     t = np.linspace(0.05, 0.95, 10)
     leaders = np.empty((0, 2))  # sample points along the placed leader lines
     mid_x = (x0 + x1) / 2.0
+    gap = point_radius + 2.0
     for i in range(n):
-        cand = _candidates(anchors[i], half[i], gap=point_radius + 2.0)
+        cand = _candidates(anchors[i], half[i], gap=gap)
         if anchors[i, 0] < mid_x:  # prefer the side away from the centre on ties
             cand[:, 0] = 2 * anchors[i, 0] - cand[:, 0]
         inside = np.all((cand >= lo[i]) & (cand <= hi[i]), axis=1)
         cand = np.clip(cand, lo[i], hi[i])
-        px = _overlap_1d(cand[:, None, 0], half[i, 0], points[None, :, 0], point_radius)
-        py = _overlap_1d(cand[:, None, 1], half[i, 1], points[None, :, 1], point_radius)
+        # only the points a candidate box can reach (linear in the points, not candidates x
+        # points: a volcano plot has tens of thousands)
+        reach = np.max(np.abs(cand - anchors[i]), axis=0) + half[i] + point_radius
+        near = points[np.all(np.abs(points - anchors[i]) <= reach, axis=1)]
+        px = _overlap_1d(cand[:, None, 0], half[i, 0], near[None, :, 0], point_radius)
+        py = _overlap_1d(cand[:, None, 1], half[i, 1], near[None, :, 1], point_radius)
         covered = np.sum((px > 0) & (py > 0), axis=1)
         clash = np.zeros(len(cand))
         crossing = np.zeros(len(cand))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-QC_FIGURES = (
-    "intensity_distributions",
-    "features_per_run",
-    "missingness",
-    "pca",
-    "correlation",
-    "cv",
-)
+QC_FEATURE_FIGURES = ("intensity_distributions", "features_per_run", "missingness")
+"""QC figures of the feature intensities (rule ``plot_qc``; need only the normalised features)."""
+
+QC_ABUNDANCE_FIGURES = ("pca", "correlation", "cv")
+"""QC figures of the protein abundances (rule ``plot_qc_abundance``)."""
+
+QC_FIGURES = QC_FEATURE_FIGURES + QC_ABUNDANCE_FIGURES
 """QC figures, in ``results/plots/qc/``."""
 
 CONTRAST_FIGURES = ("volcano", "ma", "pvalue_hist")

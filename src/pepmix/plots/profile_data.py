@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from pepmix.plots.aggregate import codes_of, position_codes
 from pepmix.plots.style import Runs
 
 log = logging.getLogger(__name__)
@@ -93,23 +94,49 @@ def feature_effects(profile: ProteinProfile, fitted: pd.Series) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Index ``feature``; columns ``raw``, ``blup`` (NaN without a BLUP), ``n_obs``.
+        Index ``feature``; columns ``raw``, ``blup`` (NaN without a BLUP), ``n_obs``; ties in
+        the effect keep the features' alphabetical order.
+    """
+    effects, _ = _effects_and_rows(profile, fitted)
+    return effects
+
+
+def _effects_and_rows(
+    profile: ProteinProfile, fitted: pd.Series
+) -> tuple[pd.DataFrame, NDArray[np.intp]]:
+    """:func:`feature_effects`, and the effect row of each row of ``profile.features``.
+
+    Works on the codes of the identifier columns (one string per distinct feature, not per row).
     """
     feats = profile.features
-    dev = feats["y"].to_numpy(dtype=float) - feats["run"].astype(str).map(fitted).to_numpy(float)
-    frame = pd.DataFrame({"feature": feats["feature"].astype(str).to_numpy(), "dev": dev})
-    stats = frame.groupby("feature", sort=True)["dev"].agg(["mean", "count"])
+    codes, values = codes_of(feats["feature"])
+    labels = np.array([str(v) for v in values], dtype=object)
+    used = np.bincount(codes[codes >= 0], minlength=len(labels)) > 0
+    names, sorted_of_used = np.unique(labels[used], return_inverse=True)
+    sorted_of_code = np.full(len(labels) + 1, -1, dtype=np.intp)
+    sorted_of_code[np.flatnonzero(used)] = sorted_of_used
+    rows_sorted = sorted_of_code[codes]  # code -1 (missing feature) stays -1
+    run_values = np.append(fitted.to_numpy(dtype=float), np.nan)
+    at_run = run_values[position_codes(feats["run"], [str(r) for r in fitted.index])]
+    dev = feats["y"].to_numpy(dtype=float, na_value=np.nan) - at_run
+    ok = np.isfinite(dev) & (rows_sorted >= 0)
+    count = np.bincount(rows_sorted[ok], minlength=len(names))
+    sums = np.bincount(rows_sorted[ok], weights=dev[ok], minlength=len(names))
+    raw = np.full(len(names), np.nan)
+    np.divide(sums, count, out=raw, where=count > 0)
     fb = profile.blups.loc[profile.blups["factor"].astype(str) == "feature"]
-    blup = pd.Series(fb["blup"].to_numpy(dtype=float), index=fb["level"].astype(str))
-    out = pd.DataFrame(
-        {
-            "raw": stats["mean"],
-            "blup": blup.reindex(stats.index).to_numpy(),
-            "n_obs": stats["count"],
-        }
+    by_level = dict(zip(fb["level"].astype(str), fb["blup"].to_numpy(dtype=float), strict=True))
+    blup = np.array([by_level.get(str(n), np.nan) for n in names], dtype=float)
+    key = np.where(np.isfinite(blup), blup, raw)
+    rank = np.argsort(-key, kind="stable")  # NaN keys last, as a stable sort puts them
+    row_of_sorted = np.empty(len(names) + 1, dtype=np.intp)
+    row_of_sorted[rank] = np.arange(len(names))
+    row_of_sorted[-1] = -1
+    effects = pd.DataFrame(
+        {"raw": raw[rank], "blup": blup[rank], "n_obs": count[rank]},
+        index=pd.Index([str(n) for n in names[rank]], name="feature"),
     )
-    key = out["blup"].fillna(out["raw"])
-    return out.assign(_k=-key).sort_values(["_k"], kind="mergesort").drop(columns="_k")
+    return effects, row_of_sorted[rows_sorted]
 
 
 def comparison_intervals(fixed: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
@@ -178,13 +205,15 @@ def prepare(profile: ProteinProfile, runs: Runs) -> PreparedProfile:
     """The arrays :class:`~pepmix.plots.profiles.ProfileCanvas` draws for ``profile``."""
     order = list(runs.order)
     fitted = fitted_run_values(profile, runs, order)
-    effects = feature_effects(profile, fitted)
+    effects, rows = _effects_and_rows(profile, fitted)
     names = [str(n) for n in effects.index]
-    wide = (
-        profile.features.astype({"feature": str, "run": str})
-        .pivot_table(index="feature", columns="run", values="y", aggfunc="first")
-        .reindex(index=names, columns=order)
-    )
+    feats = profile.features
+    cols = position_codes(feats["run"], order)
+    keep = (cols >= 0) & (rows >= 0)
+    wide = np.full((len(names), len(order)), np.nan)
+    y = feats["y"].to_numpy(dtype=float, na_value=np.nan)
+    # a repeated cell keeps its first value: write in reverse
+    wide[rows[keep][::-1], cols[keep][::-1]] = y[keep][::-1]
     raw = effects["raw"].to_numpy(dtype=float)
     blup = effects["blup"].to_numpy(dtype=float)
     effect = np.where(np.isfinite(blup), blup, raw)
@@ -193,14 +222,16 @@ def prepare(profile: ProteinProfile, runs: Runs) -> PreparedProfile:
     abundance = np.full(n, np.nan)
     abundance_se = np.full(n, np.nan)
     if len(profile.abundance):
-        ab = profile.abundance.astype({"run": str}).drop_duplicates("run").set_index("run")
-        ab = ab.reindex(order)
-        abundance = ab["abundance"].to_numpy(dtype=float)
+        ab = profile.abundance
+        at = position_codes(ab["run"], order)
+        found = at >= 0
+        slots = at[found][::-1]  # a repeated run keeps its first row: write in reverse
+        abundance[slots] = ab["abundance"].to_numpy(dtype=float, na_value=np.nan)[found][::-1]
         if "se" in ab.columns:
-            abundance_se = ab["se"].to_numpy(dtype=float)
+            abundance_se[slots] = ab["se"].to_numpy(dtype=float, na_value=np.nan)[found][::-1]
     return PreparedProfile(
         names=names,
-        values=wide.to_numpy(dtype=float),
+        values=wide,
         expected=expected,
         raw=raw,
         blup=blup,

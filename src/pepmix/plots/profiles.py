@@ -24,12 +24,22 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 
 from pepmix.plots.profile_data import Z95, PreparedProfile, ProteinProfile, prepare
-from pepmix.plots.style import GUIDE, Runs, new_figure, short_name, styled
+from pepmix.plots.style import (
+    GUIDE,
+    Runs,
+    new_figure,
+    run_axis_label,
+    run_ticks,
+    short_name,
+    styled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,9 @@ PAGE_SIZE = (9.0, 5.1)
 """Size of a profile page in inches."""
 
 MISSING = "#c0392b"
+
+DENSE_RUNS = 40
+"""Above this many runs, markers and lines of the profile panel shrink with the run width."""
 
 KEY = (
     "Lines: features. ◆: protein abundance (grey: 95% CI). Bars: condition means, 95% CI for "
@@ -62,21 +75,14 @@ def feature_colors(n: int) -> Any:
     return cmap(np.linspace(0.9, 0.05, n) if n > 1 else np.full(n, 0.35))
 
 
-def _segments(xs: Any, ys: Any) -> tuple[list[Any], list[int]]:
-    """Pieces of a polyline between missing values, and the indices of isolated points."""
-    ok = np.isfinite(ys)
-    pieces, single = [], []
-    start = None
-    for i, good in enumerate([*ok.tolist(), False]):
-        if good and start is None:
-            start = i
-        elif not good and start is not None:
-            if i - start >= 2:
-                pieces.append(np.column_stack([xs[start:i], ys[start:i]]))
-            else:
-                single.append(start)
-            start = None
-    return pieces, single
+def _isolated(values: Any) -> Any:
+    """Mask of the values with no finite neighbour in their row (drawn as dots, not lines)."""
+    ok = np.isfinite(values)
+    left = np.zeros_like(ok)
+    right = np.zeros_like(ok)
+    left[:, 1:] = ok[:, :-1]
+    right[:, :-1] = ok[:, 1:]
+    return ok & ~left & ~right
 
 
 def _effect_rows(prepared: PreparedProfile) -> Any:
@@ -135,9 +141,12 @@ class ProfileCanvas:
                 fontweight="bold",
             )
         ax.set_xlim(-0.5, n - 0.5)
-        ax.set_xticks(self.xs, self.order, rotation=90, fontsize=6.5)
-        for label in ax.get_xticklabels():
-            label.set_color(runs.colors[runs.condition[label.get_text()]])
+        axis_in = 0.545 * fig.bbox.width / fig.dpi  # width of the main panel (gridspec above)
+        stride = run_ticks(ax, self.xs.tolist(), self.order, runs, axis_in, fontsize=6.5)
+        if stride > 1:
+            ax.set_xlabel(run_axis_label(n, stride), fontsize=6.5)
+        # markers shrink with many runs (a run is 1.8 pt wide at 200 runs)
+        self.scale = min(1.0, float(np.sqrt(DENSE_RUNS / max(n, 1))))
         ax.set_ylabel("log2 intensity")
         ax.grid(axis="y", lw=0.4, alpha=0.4)
         effect.set_xlim(-1.0, 1.0)  # symmetric on every page: the zero line stays put
@@ -155,17 +164,68 @@ class ProfileCanvas:
         self.note = effect.text(
             0.5, 1.01, "", transform=effect.transAxes, fontsize=6, ha="center", va="bottom"
         )
-        self._artists: list[Any] = []
         self._background: Any = None
-
-    def _keep(self, artist: Any) -> None:
-        self._artists.append(artist)
+        # the data artists exist once and get new data for every protein (creating scatters
+        # and collections per page costs more than drawing them)
+        scale = self.scale
+        empty = np.empty((0, 2))
+        self.lines = LineCollection([], lw=0.9, alpha=0.8)
+        self.dots = ax.scatter(empty[:, 0], empty[:, 1], s=7 * scale**2, lw=0)
+        self.missing = ax.scatter(
+            empty[:, 0],
+            empty[:, 1],
+            marker="x",
+            s=max(14 * scale**2, 4.0),
+            c=MISSING,
+            lw=0.9 * max(scale, 0.6),
+        )
+        self.cond_boxes = PolyCollection([], alpha=0.3, lw=0)
+        self.cond_bars = LineCollection([], lw=2.4)
+        self.soft = LineCollection(
+            [], colors="black", lw=max(3.5 * scale, 1.2), alpha=0.18, capstyle="butt"
+        )
+        self.abundance = Line2D(
+            [],
+            [],
+            color="black",
+            lw=1.5 * max(scale, 0.6),
+            marker="D",
+            ms=max(3.2 * scale, 1.2),
+            zorder=5,
+        )
+        self.links = LineCollection([], colors="#999999", lw=0.8)
+        self.raw_points = effect.scatter(
+            empty[:, 0], empty[:, 1], s=42, facecolors="none", edgecolors="none", lw=0.8
+        )
+        self.blup_points = effect.scatter(empty[:, 0], empty[:, 1], s=14, lw=0, zorder=4)
+        ax.add_collection(self.lines, autolim=False)
+        for artist in (self.cond_boxes, self.cond_bars, self.soft):
+            ax.add_collection(artist, autolim=False)
+        ax.add_line(self.abundance)
+        effect.add_collection(self.links, autolim=False)
+        # drawing order: by zorder, ties in this order (as the artists were once added)
+        self._artists: list[Any] = [
+            self.lines,
+            self.dots,
+            self.missing,
+            self.cond_boxes,
+            self.cond_bars,
+            self.soft,
+            self.abundance,
+            self.links,
+            self.raw_points,
+            self.blup_points,
+        ]
 
     def clear(self) -> None:
-        """Remove the previous protein's data."""
-        for artist in self._artists:
-            artist.remove()
-        self._artists = []
+        """Empty the data artists (the previous protein's data)."""
+        empty = np.empty((0, 2))
+        for collection in (self.lines, self.cond_bars, self.soft, self.links):
+            collection.set_segments([])
+        self.cond_boxes.set_verts([])
+        for points in (self.dots, self.missing, self.raw_points, self.blup_points):
+            points.set_offsets(empty)
+        self.abundance.set_data([], [])
 
     def draw(self, profile: ProteinProfile) -> None:
         """Draw ``profile`` (replacing the previous one).
@@ -175,35 +235,23 @@ class ProfileCanvas:
         profile : ProteinProfile
             Data of the protein.
         """
-        from matplotlib.collections import LineCollection, PolyCollection
-
         self.clear()
         runs, order, xs, ax = self.runs, self.order, self.xs, self.ax
         p = prepare(profile, runs)
         colors = feature_colors(len(p.names))
-        # feature lines; isolated points get a marker
-        segs: list[Any] = []
-        seg_colors: list[Any] = []
-        dots_x: list[float] = []
-        dots_y: list[float] = []
-        dots_c: list[Any] = []
-        for k in range(len(p.names)):
-            pieces, single = _segments(xs, p.values[k])
-            segs += pieces
-            seg_colors += [colors[k]] * len(pieces)
-            dots_x += [float(xs[i]) for i in single]
-            dots_y += [float(p.values[k, i]) for i in single]
-            dots_c += [colors[k]] * len(single)
-        self._keep(ax.add_collection(LineCollection(segs, colors=seg_colors, lw=0.9, alpha=0.8)))
-        if dots_x:
-            self._keep(ax.scatter(dots_x, dots_y, s=7, c=dots_c, lw=0))
+        # one polyline per feature, broken where values are missing (NaN); points without a
+        # neighbour get a marker
+        self.lines.set_segments([np.column_stack([xs, row]) for row in p.values])
+        self.lines.set_color(colors if len(p.names) else "none")
+        rows_1, cols_1 = np.nonzero(_isolated(p.values))
+        if len(rows_1):
+            self.dots.set_offsets(np.column_stack([xs[cols_1], p.values[rows_1, cols_1]]))
+            self.dots.set_facecolor(colors[rows_1])
         # missing cells at their expected value
         miss = ~np.isfinite(p.values) & np.isfinite(p.expected)
         rows, cols = np.nonzero(miss)
         if len(rows):
-            self._keep(
-                ax.scatter(xs[cols], p.expected[rows, cols], marker="x", s=14, c=MISSING, lw=0.9)
-            )
+            self.missing.set_offsets(np.column_stack([xs[cols], p.expected[rows, cols]]))
         # condition means with comparison intervals
         polys, bars, bar_colors = [], [], []
         for condition, (mean, se) in p.means.iterrows():
@@ -215,21 +263,24 @@ class ProfileCanvas:
             )
             bars.append([(lo, mean), (hi, mean)])
             bar_colors.append(runs.colors[str(condition)])
-        self._keep(ax.add_collection(PolyCollection(polys, facecolors=bar_colors, alpha=0.3, lw=0)))
-        self._keep(ax.add_collection(LineCollection(bars, colors=bar_colors, lw=2.4)))
+        self.cond_boxes.set_verts(polys)
+        self.cond_boxes.set_facecolor(bar_colors if polys else "none")
+        self.cond_bars.set_segments(bars)
+        self.cond_bars.set_color(bar_colors if bars else "none")
         # protein abundance per run
         a, se = p.abundance, p.abundance_se
         ok = np.isfinite(a) & np.isfinite(se)
         if ok.any():
-            err = [
-                [(x, v - Z95 * e), (x, v + Z95 * e)]
-                for x, v, e in zip(xs[ok], a[ok], se[ok], strict=True)
-            ]
-            soft = LineCollection(err, colors="black", lw=3.5, alpha=0.18, capstyle="butt")
-            self._keep(ax.add_collection(soft))
+            err = np.stack(
+                [
+                    np.column_stack([xs[ok], a[ok] - Z95 * se[ok]]),
+                    np.column_stack([xs[ok], a[ok] + Z95 * se[ok]]),
+                ],
+                axis=1,
+            )
+            self.soft.set_segments(list(err))
         if np.isfinite(a).any():
-            (line,) = ax.plot(xs, a, color="black", lw=1.5, marker="D", ms=3.2, zorder=5)
-            self._keep(line)
+            self.abundance.set_data(xs, a)
         shown = [
             p.values,
             p.expected[miss],
@@ -251,8 +302,6 @@ class ProfileCanvas:
         self.info.set_text(profile.info)
 
     def _draw_effects(self, p: PreparedProfile, colors: Any) -> None:
-        from matplotlib.collections import LineCollection
-
         effect = self.effect
         idx = _effect_rows(p)
         n_rows = max(len(idx), 1)
@@ -261,10 +310,13 @@ class ProfileCanvas:
         links = [
             [(r, y), (b, y)] for r, b, y in zip(raw, shrunk, ys, strict=True) if np.isfinite(r + b)
         ]
-        self._keep(effect.add_collection(LineCollection(links, colors="#999999", lw=0.8)))
+        self.links.set_segments(links)
         rgba = [tuple(c) for c in colors[idx]]
-        self._keep(effect.scatter(raw, ys, s=42, facecolors="none", edgecolors=rgba, lw=0.8))
-        self._keep(effect.scatter(shrunk, ys, s=14, c=rgba, lw=0, zorder=4))
+        if len(idx):
+            self.raw_points.set_offsets(np.column_stack([raw, ys]))
+            self.raw_points.set_edgecolor(rgba)
+            self.blup_points.set_offsets(np.column_stack([shrunk, ys]))
+            self.blup_points.set_facecolor(rgba)
         both = np.concatenate([raw, shrunk])
         both = both[np.isfinite(both)]
         span = max(float(np.max(np.abs(both))) if len(both) else 0.0, 0.1) * 1.15
@@ -278,7 +330,10 @@ class ProfileCanvas:
         )
 
     def render(self, profile: ProteinProfile) -> NDArray[np.uint8]:
-        """Draw ``profile`` and return the page as an RGB image (Agg, white background).
+        """Draw ``profile`` and return the page as an RGBA image (Agg, white background).
+
+        The image is a view of the canvas buffer, valid until the next page is drawn (copy it
+        to keep it).
 
         The parts that are the same on every page (run and condition labels, the key, spines,
         shading) are rendered once and restored for each page; only the protein's artists and
@@ -290,12 +345,12 @@ class ProfileCanvas:
             self.clear()
             for text in (self.headline, self.title, self.info, self.note):
                 text.set_text("")
-            for axis in dynamic_axes:
-                axis.set_visible(False)
+            for item in [*dynamic_axes, *self._artists]:
+                item.set_visible(False)
             canvas.draw()
             self._background = canvas.copy_from_bbox(self.fig.bbox)
-            for axis in dynamic_axes:
-                axis.set_visible(True)
+            for item in [*dynamic_axes, *self._artists]:
+                item.set_visible(True)
         self.draw(profile)
         canvas.restore_region(self._background)
         for axes, axis in ((self.ax, self.ax.yaxis), (self.effect, self.effect.xaxis)):
@@ -306,8 +361,8 @@ class ProfileCanvas:
         for text in (self.headline, self.title, self.info):
             self.ax.draw_artist(text)
         self.effect.draw_artist(self.note)
-        rgba = np.asarray(canvas.buffer_rgba())
-        return np.array(rgba[..., :3])
+        rgba: NDArray[np.uint8] = np.asarray(canvas.buffer_rgba())
+        return rgba
 
 
 def draw_profile(fig: Figure | SubFigure, profile: ProteinProfile, runs: Runs) -> ProfileCanvas:
@@ -371,16 +426,18 @@ def write_profile_files(
         for protein in proteins:
             if protein in encoded:
                 continue
-            rgb = canvas.render(profiles[protein])
-            encoded[protein] = encode_png(rgb)
+            rgba = canvas.render(profiles[protein])
+            encoded[protein] = encode_png(rgba)
             if protein in in_grid:
-                pixels[protein] = rgb
+                pixels[protein] = np.array(rgba[..., :3])
     log.info("drew %d profile pages", len(encoded))
-    empty = _empty_page(DPI)
+    empty: list[NDArray[np.uint8]] = []  # drawn only if a contrast has no tested protein
     for proteins, pdf_path, png_path in outputs:
-        pages = [encoded[p] for p in proteins] or [encode_png(empty)]
+        if not proteins and not empty:
+            empty.append(_empty_page(DPI))
+        pages = [encoded[p] for p in proteins] or [encode_png(empty[0])]
         write_image_pdf(pdf_path, pages, *PAGE_SIZE)
-        tiles = [pixels[p] for p in list(proteins)[:png_count]] or [empty]
+        tiles = [pixels[p] for p in list(proteins)[:png_count]] or empty
         write_tiles(tiles, png_path, png_columns)
         log.info("wrote %s (%d pages) and %s", pdf_path, len(proteins), png_path)
 

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 Paths = str | Path | Sequence[str | Path]
 
+RASTER_POINTS = 2000
+"""Point layers larger than this are rasterised in vector output (PDF, SVG) at the figure
+resolution: a vector PDF with ten thousand markers is slow to write and to view, and looks
+the same."""
+
 
 def contrast_rows(table: pd.DataFrame, contrast: str) -> pd.DataFrame:
     """Rows of one contrast with a finite p-value and fold change (the tested proteins)."""
@@ -78,7 +83,14 @@ def _scatter_classes(
 ) -> None:
     rest = ~(up | down)
     ax.scatter(
-        x[rest], y[rest], s=7, c=NEUTRAL, alpha=0.5, lw=0, label=f"not significant ({rest.sum():,})"
+        x[rest],
+        y[rest],
+        s=7,
+        c=NEUTRAL,
+        alpha=0.5,
+        lw=0,
+        label=f"not significant ({rest.sum():,})",
+        rasterized=bool(rest.sum() > RASTER_POINTS),
     )
     ax.scatter(
         x[up],
@@ -88,6 +100,7 @@ def _scatter_classes(
         alpha=0.9,
         lw=0,
         label=f"higher in {numerator} ({up.sum():,})",
+        rasterized=bool(up.sum() > RASTER_POINTS),
     )
     ax.scatter(
         x[down],
@@ -97,6 +110,7 @@ def _scatter_classes(
         alpha=0.9,
         lw=0,
         label=f"higher in {denominator} ({down.sum():,})",
+        rasterized=bool(down.sum() > RASTER_POINTS),
     )
 
 

@@ -58,6 +58,134 @@ def read_runs(samples: PathLike, present: Sequence[str] | None = None) -> Runs:
     return Runs.from_sheet(sheet, present)
 
 
+def read_identifiers(
+    path: PathLike, columns: Sequence[str], identifiers: Sequence[str]
+) -> pd.DataFrame:
+    """Read ``columns`` of a Parquet table with the ``identifiers`` columns as categoricals.
+
+    Columns stored as Parquet dictionaries arrive as categoricals already; plain string
+    columns are converted once here, so that every figure works on their integer codes.
+    """
+    frame = pd.read_parquet(path, columns=list(columns))
+    for name in identifiers:
+        if not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype("category")
+    return frame
+
+
+def distinct_values(path: PathLike, column: str) -> list[str]:
+    """The distinct values of one column of a Parquet table (read alone, deduplicated by Arrow)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    values = pc.unique(pq.read_table(path, columns=[column])[column])
+    return [str(v) for v in values.to_pylist() if v is not None]
+
+
+def read_proteins(
+    path: PathLike, proteins: Sequence[str], columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The rows of ``proteins`` of a Parquet table with a ``protein`` column (filtered on read).
+
+    ``columns`` that the table does not have are left out. Identifier columns keep only the
+    categories that occur.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    wanted = None if columns is None else [c for c in columns if c in schema.names]
+    if proteins:
+        table = pq.read_table(path, columns=wanted, filters=[("protein", "in", list(proteins))])
+    else:  # an empty filter set has no type to compare with
+        fields = schema if wanted is None else [schema.field(c) for c in wanted]
+        table = pa.Table.from_pylist([], schema=pa.schema(fields))
+    frame: pd.DataFrame = table.to_pandas()
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].cat.remove_unused_categories()
+    return frame
+
+
+def qc_feature_plots(
+    features: PathLike, samples: PathLike, out_dir: PathLike, formats: Sequence[str] = ()
+) -> list[Path]:
+    """QC figures of the feature intensities: distributions, features per run, missingness.
+
+    The feature table (8 M rows for a 200-run DIA cohort) is read once and turned into integer
+    codes (:class:`~pepmix.plots.aggregate.FeatureCells`) that all three figures share. Needs
+    only the normalised features, so the workflow can draw these while the models are fitted.
+
+    Parameters
+    ----------
+    features : str or pathlib.Path
+        ``results/normalize/features.parquet``.
+    samples : str or pathlib.Path
+        ``results/ingest/samples.tsv``.
+    out_dir : str or pathlib.Path
+        Directory of the figures.
+    formats : sequence of str, default ()
+        Extra formats besides PNG.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Files written.
+    """
+    from pepmix.plots import qc
+    from pepmix.plots.aggregate import FeatureCells, present_labels
+
+    columns = ["protein", "feature", "run", "log2_raw", "y"]
+    table = read_identifiers(features, columns, ["run"])
+    runs = read_runs(samples, present_labels(table["run"]))
+    cells = FeatureCells.from_table(table, runs.order)
+    del table
+    written: list[Path] = []
+    for name, draw in (
+        ("intensity_distributions", qc.intensity_distributions),
+        ("features_per_run", qc.features_per_run),
+        ("missingness", qc.missingness),
+    ):
+        paths = figure_paths(Path(out_dir) / name, formats)
+        draw(cells, runs, paths)
+        written += paths
+    return written
+
+
+def qc_abundance_plots(
+    samples: PathLike, abundance: PathLike, out_dir: PathLike, formats: Sequence[str] = ()
+) -> list[Path]:
+    """QC figures of the protein abundances: PCA, run-to-run correlation, CV per condition.
+
+    Parameters
+    ----------
+    samples : str or pathlib.Path
+        ``results/ingest/samples.tsv``.
+    abundance : str or pathlib.Path
+        ``results/tables/protein_abundance.parquet`` (long: ``protein``, ``run``, ``abundance``).
+    out_dir : str or pathlib.Path
+        Directory of the figures.
+    formats : sequence of str, default ()
+        Extra formats besides PNG.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Files written.
+    """
+    from pepmix.plots import abundance as ab
+    from pepmix.plots.aggregate import present_labels
+
+    prot = read_identifiers(abundance, ["protein", "run", "abundance"], ["protein", "run"])
+    runs = read_runs(samples, present_labels(prot["run"]))
+    written: list[Path] = []
+    for name, draw in (("pca", ab.pca), ("correlation", ab.correlation), ("cv", ab.cv)):
+        paths = figure_paths(Path(out_dir) / name, formats)
+        draw(prot, runs, paths)
+        written += paths
+    return written
+
+
 def qc_plots(
     features: PathLike,
     samples: PathLike,
@@ -65,7 +193,7 @@ def qc_plots(
     out_dir: PathLike,
     formats: Sequence[str] = (),
 ) -> list[Path]:
-    """QC family: intensity distributions, features per run, missingness, PCA, correlation, CV.
+    """QC family: :func:`qc_feature_plots` and :func:`qc_abundance_plots` in one call.
 
     Parameters
     ----------
@@ -85,27 +213,8 @@ def qc_plots(
     list of pathlib.Path
         Files written.
     """
-    from pepmix.plots import abundance as ab
-    from pepmix.plots import qc
-
-    table = pd.read_parquet(features, columns=["protein", "feature", "run", "log2_raw", "y"])
-    runs = read_runs(samples, table["run"].astype(str).unique().tolist())
-    prot = pd.read_parquet(abundance, columns=["protein", "run", "abundance"])
-    out = Path(out_dir)
-    written: list[Path] = []
-
-    def paths(name: str) -> list[Path]:
-        items = figure_paths(out / name, formats)
-        written.extend(items)
-        return items
-
-    qc.intensity_distributions(table, runs, paths("intensity_distributions"))
-    qc.features_per_run(table, runs, paths("features_per_run"))
-    qc.missingness(table, runs, paths("missingness"))
-    ab.pca(prot, runs, paths("pca"))
-    ab.correlation(prot, runs, paths("correlation"))
-    ab.cv(prot, runs, paths("cv"))
-    return written
+    written = qc_feature_plots(features, samples, out_dir, formats)
+    return written + qc_abundance_plots(samples, abundance, out_dir, formats)
 
 
 def condition_means(fixed: pd.DataFrame, conditions: Sequence[str]) -> pd.Series:
@@ -252,19 +361,18 @@ def model_plots(
     written = figure_paths(out / "model" / "variance_components", formats)
     variance_components(model, written)
     da = pd.read_parquet(table)
-    feats = pd.read_parquet(features, columns=["protein", "feature", "run", "y"])
-    runs = read_runs(samples, feats["run"].astype(str).unique().tolist())
-    ab_cols = ["protein", "run", "abundance", "se"]
-    ab = pd.read_parquet(abundance)
-    ab = ab.loc[:, [c for c in ab_cols if c in ab.columns]]
-    fx = pd.read_parquet(fixed)
-    fx = fx.loc[fx["term"].astype(str).str.startswith("condition[")]
-    bl = pd.read_parquet(blups)
     pages = {
         c.slug: [str(p) for p in top_proteins(contrast_rows(da, c.name), top_n)["protein"]]
         for c in contrasts
     }
     unique = list(dict.fromkeys(p for proteins in pages.values() for p in proteins))
+    # only the rows of the profiled proteins (tens of 10,000), filtered while reading
+    feats = read_proteins(features, unique, ["protein", "feature", "run", "y"])
+    runs = read_runs(samples, distinct_values(features, "run"))
+    ab = read_proteins(abundance, unique, ["protein", "run", "abundance", "se"])
+    fx = pd.read_parquet(fixed)
+    fx = fx.loc[fx["term"].astype(str).str.startswith("condition[")]
+    bl = read_proteins(blups, unique)
     profiles = build_profiles(unique, feats, ab, fx, bl, model, da)
     outputs = []
     for c in contrasts:
