@@ -42,7 +42,11 @@ def protein_abundance(table: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
         Long table ``protein, run, abundance, se, n_features, status`` with one row per protein
         and run in which the protein was observed.
     """
-    fit = fit_proteins(table.loc[:, ["protein", "feature", "run", "y"]], abundance_design(runs))
+    fit = fit_proteins(
+        table.loc[:, ["protein", "feature", "run", "y"]],
+        abundance_design(runs),
+        what="protein abundance models",
+    )
     status = pd.Series(fit.status, index=fit.proteins)
     modelled = fit.run_effects.copy()
     modelled["status"] = modelled["protein"].map(status)

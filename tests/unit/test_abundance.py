@@ -35,6 +35,24 @@ def test_one_row_per_protein_and_observed_run() -> None:
     assert matrix["protein"].is_unique
 
 
+def test_no_protein_modelled() -> None:
+    """A data set where no protein has two features (a slice of a DIA-NN report): all averaged."""
+    table = pd.DataFrame(
+        {
+            "protein": ["P1"] * 4 + ["P2"] * 3,
+            "feature": ["a"] * 4 + ["b"] * 3,
+            "run": ["r1", "r2", "r3", "r4", "r1", "r2", "r4"],
+            "y": [10.0, 11.0, 12.0, 13.0, 5.0, 6.0, 7.0],
+        }
+    )
+    result = protein_abundance(table, ["r1", "r2", "r3", "r4"])
+    assert len(result) == 7
+    assert result["se"].isna().all()
+    assert set(result["status"]) == {"too_few_observations"}
+    p2 = result.loc[result["protein"] == "P2"].set_index("run")["abundance"]
+    assert p2.to_dict() == {"r1": 5.0, "r2": 6.0, "r4": 7.0}
+
+
 def test_run_means_match_dense_gls() -> None:
     table, sheet, _ = simulate(n_prot=20, n_per=3, seed=4)
     runs = list(sheet["run"])

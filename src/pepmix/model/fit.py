@@ -304,6 +304,7 @@ def fit_proteins(
     design: RunDesign,
     contrasts: Sequence[tuple[str, str, str]] = (),
     compress: bool = True,
+    what: str = "proteins",
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -317,6 +318,8 @@ def fit_proteins(
         Condition contrasts to test.
     compress : bool, default True
         Use count-class compression (``False`` only for tests).
+    what : str, default "proteins"
+        What the log line says was fitted (``"fitted <n> <what> (<k> ok)"``).
     """
     enc = encode(table, design)
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
@@ -340,7 +343,7 @@ def fit_proteins(
     _label_outputs(problem, design, enc, result, pieces)
     result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
     n_ok = sum(s == "ok" for s in result.status)
-    log.info("fitted %d proteins (%d ok)", n_prot, n_ok)
+    log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
 
 
@@ -583,6 +586,9 @@ def _label_outputs(
     fitted = np.isin(np.asarray(out.status, dtype=object), FITTED)
     allb = allb[fitted[allb["protein_code"].to_numpy(dtype=np.intp)]]
     out.blups = _label_blups(allb, problem, design, enc)
+    out.run_effects = pd.DataFrame(
+        {"protein": [], "run": [], "abundance": [], "se": [], "n_features": []}
+    ).astype({"protein": object, "run": object, "n_features": np.intp})
     if out.run_effects_parts:
         runs = pd.concat(out.run_effects_parts, ignore_index=True)
         out.run_effects = pd.DataFrame(
