@@ -466,7 +466,8 @@ def print_details(out: dict[str, Any]) -> None:
             f"(n={a['n_boundary_or_singular']}) max {a['max_rel_d_df_boundary']:.2g}"
         )
         print(
-            f"  REML criterion: engine lower by >1e-4 on {a['reml_engine_lower_1e-4']}, higher on "
+            "  REML criterion (-2 log-lik., lower = better fit): engine lower by >1e-4 on "
+            f"{a['reml_engine_lower_1e-4']}, higher on "
             f"{a['reml_engine_higher_1e-4']}; max |d| {a['max_abs_d_reml']:.2g}; lme4 singular "
             f"{a['lme4_singular']}, warned {a['lme4_warned']}; engine status where lme4 failed: "
             f"{fmt_counts(a['engine_status_where_lme4_failed']) or '-'}; engine reduced where "

@@ -7,7 +7,7 @@ Snakemake's ``benchmark:`` files (wall seconds, peak RSS) plus totals, next to t
 (whole workflow <= 60 s on 2 cores, every rule <= 4 GB).
 
     .venv/bin/python benchmarks/bench_workflow.py [--proteins 10000 --precursors 60000
-        --runs 200 --cores 2 --shards 2 --format diann|generic_long --keep]
+        --runs 200 --cores 2 --shards 2 --format diann|generic_long]
 
 Use ``--proteins 2000 --precursors 12000 --runs 40`` for a quick look; ``--scaling`` runs three
 sizes and prints time per stage against the number of proteins.

@@ -174,8 +174,10 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{row['run']!r}); intensities must be on the linear scale"
         )
     keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
-    out = out.loc[keep].copy()
-    out["intensity"] = intensity[keep]
+    if not keep.all():  # (copy-on-write: selecting rows makes the only copy needed)
+        out = out.loc[keep]
+        intensity = intensity[keep]
+    out["intensity"] = intensity
     for col in IDENTIFIERS:
         if out[col].isna().all():
             out[col] = pd.Categorical([None] * len(out), categories=pd.Index([], dtype=object))

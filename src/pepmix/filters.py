@@ -91,11 +91,21 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     n_obs = np.bincount(codes, minlength=n_prot)
     pairs = pd.unique(row_key(table, ["protein", "feature"]))
     width = len(as_category(table["feature"]).cat.categories) + 1
-    n_features = np.bincount(pairs // width - 1, minlength=n_prot)
+    pair_protein = pairs // width - 1
+    n_features = np.bincount(pair_protein, minlength=n_prot)
     good = (n_features >= min_features) & (n_obs >= min_obs)
-    if good[n_obs > 0].all():
+    dropped = (n_obs > 0) & ~good
+    if not dropped.any():
         return table
-    before = table
-    table = table.loc[good[codes]].reset_index(drop=True)
-    _report(f"min_features >= {min_features}, min_observations >= {min_obs}", before, table)
-    return table
+    keep = good[codes]
+    # the counts of _report, from the per-protein tallies (no second pass over the rows)
+    log.info(
+        "filter min_features >= %d, min_observations >= %d removed %d rows, %d features, "
+        "%d proteins",
+        min_features,
+        min_obs,
+        int(len(table) - keep.sum()),
+        int(dropped[pair_protein].sum()),
+        int(dropped.sum()),
+    )
+    return table.loc[keep].reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""Row filters applied one after another (:func:`pepmix.filters.filter_rows`)."""
+"""Row filters applied one after another, and the protein filter (:mod:`pepmix.filters`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pepmix import canonical
-from pepmix.filters import filter_rows
+from pepmix.filters import filter_proteins, filter_rows
 
 
 def test_several_filters_removing_different_rows(caplog: pytest.LogCaptureFixture) -> None:
@@ -33,3 +33,23 @@ def test_several_filters_removing_different_rows(caplog: pytest.LogCaptureFixtur
     assert list(kept["feature"]) == ["A_2", "E_2"]
     for name in ("q_value <= 0.01", "decoys", "contaminants", "shared peptides"):
         assert f"filter {name} removed 1 rows" in caplog.text
+
+
+def test_protein_filter_counts(caplog: pytest.LogCaptureFixture) -> None:
+    # P1: 2 features (kept); P2: 1 feature in 3 runs; P3: 2 features, 1 observation each
+    table = canonical.conform(
+        pd.DataFrame(
+            {
+                "protein": ["P1"] * 4 + ["P2"] * 3 + ["P3"] * 2,
+                "feature": ["a", "a", "b", "b", "c", "c", "c", "d", "e"],
+                "run": ["r1", "r2", "r1", "r2", "r1", "r2", "r3", "r1", "r2"],
+                "intensity": [1.0] * 9,
+            }
+        ),
+        "test",
+    )
+    with caplog.at_level(logging.INFO, logger="pepmix.filters"):
+        kept = filter_proteins(table, {"min_features": 2, "min_observations": 3})
+    assert set(kept["protein"].astype(str)) == {"P1"}
+    assert len(kept) == 4
+    assert "removed 5 rows, 3 features, 2 proteins" in caplog.text

@@ -208,8 +208,13 @@ def _to_reader_columns(
     options: Mapping[str, Any],
 ) -> pd.DataFrame:
     if "Channel" in frame.columns:
-        channels = frame["Channel"].dropna().astype(str).str.strip()
-        distinct = sorted(set(channels[channels != ""]))
+        channel = frame["Channel"]
+        values = (
+            channel.cat.remove_unused_categories().cat.categories
+            if isinstance(channel.dtype, pd.CategoricalDtype)
+            else pd.unique(channel.dropna())
+        )
+        distinct = sorted({str(v).strip() for v in values} - {""})
         if len(distinct) > 1:
             raise InputFormatError(
                 f"{path}: multiplexed (plexDIA) report with channels {', '.join(distinct[:5])}; "
