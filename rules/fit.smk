@@ -12,7 +12,9 @@ rule shard:
         "logs/benchmarks/shard.tsv"
     log:
         "logs/shard.log",
-    threads: 1
+    # Arrow reads and writes Parquet on `threads` CPUs (it follows the OMP_NUM_THREADS
+    # Snakemake sets): these jobs run alone on the critical path, before the shards fan out
+    threads: 2
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
         runtime=lambda wc, attempt: attempt * 20,
@@ -41,6 +43,9 @@ rule fit:
         "logs/benchmarks/fit/{scatteritem}.tsv"
     log:
         "logs/fit/{scatteritem}.log",
+    # the shards are the critical path: start all of them before the QC plots, which are ready
+    # at the same time
+    priority: 2
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
@@ -69,6 +74,7 @@ rule gather_model:
         "logs/benchmarks/gather_model.tsv"
     log:
         "logs/gather_model.log",
+    priority: 3  # first of the gathers: the differential table (rule test) waits for it
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
@@ -95,6 +101,7 @@ rule gather_abundance:
         "logs/benchmarks/gather_abundance.tsv"
     log:
         "logs/gather_abundance.log",
+    priority: 2  # on the critical path to the result plots (see rule fit)
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),

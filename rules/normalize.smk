@@ -16,7 +16,9 @@ rule normalize:
         "logs/benchmarks/normalize.tsv"
     log:
         "logs/normalize.log",
-    threads: 1
+    # Arrow reads and writes Parquet on `threads` CPUs (it follows the OMP_NUM_THREADS
+    # Snakemake sets): these jobs run alone on the critical path, before the shards fan out
+    threads: 2
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (800 + int(15 * input_mb(input))),
         runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 10)),

@@ -24,6 +24,7 @@ rule test:
         "logs/benchmarks/test.tsv"
     log:
         "logs/test.log",
+    priority: 2  # on the critical path to the result plots (see rule fit)
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
