@@ -82,36 +82,28 @@ def _scatter_classes(
     colors: Mapping[str, str],
 ) -> None:
     rest = ~(up | down)
-    ax.scatter(
-        x[rest],
-        y[rest],
-        s=7,
-        c=NEUTRAL,
-        alpha=0.5,
-        lw=0,
-        label=f"not significant ({rest.sum():,})",
-        rasterized=bool(rest.sum() > RASTER_POINTS),
+    groups = (
+        (rest, 7, NEUTRAL, 0.5, f"not significant ({rest.sum():,})"),
+        (up, 12, colors.get(numerator, "#c0392b"), 0.9, f"higher in {numerator} ({up.sum():,})"),
+        (
+            down,
+            12,
+            colors.get(denominator, "#2c7fb8"),
+            0.9,
+            f"higher in {denominator} ({down.sum():,})",
+        ),
     )
-    ax.scatter(
-        x[up],
-        y[up],
-        s=12,
-        c=colors.get(numerator, "#c0392b"),
-        alpha=0.9,
-        lw=0,
-        label=f"higher in {numerator} ({up.sum():,})",
-        rasterized=bool(up.sum() > RASTER_POINTS),
-    )
-    ax.scatter(
-        x[down],
-        y[down],
-        s=12,
-        c=colors.get(denominator, "#2c7fb8"),
-        alpha=0.9,
-        lw=0,
-        label=f"higher in {denominator} ({down.sum():,})",
-        rasterized=bool(down.sum() > RASTER_POINTS),
-    )
+    for mask, size, color, alpha, label in groups:
+        ax.scatter(
+            x[mask],
+            y[mask],
+            s=size,
+            c=color,
+            alpha=alpha,
+            lw=0,
+            label=label,
+            rasterized=bool(mask.sum() > RASTER_POINTS),
+        )
 
 
 def _fc_guides(ax: Axes, lfc_threshold: float, vertical: bool = True) -> float:
