@@ -22,7 +22,8 @@ from pepmix.plots.stage import (
     condition_means,
     differential_plots,
     model_plots,
-    qc_plots,
+    qc_abundance_plots,
+    qc_feature_plots,
     status_plot,
 )
 from pepmix.plots.style import (
@@ -241,7 +242,8 @@ def test_profiles_pdf_and_png(data: dict, runs: Runs, tmp_path: Path) -> None:
 
 def test_stages_write_every_declared_file(stage_inputs: dict[str, Path], tmp_path: Path) -> None:
     s = stage_inputs
-    written = qc_plots(s["features"], s["samples"], s["abundance"], tmp_path / "qc", ["pdf"])
+    written = qc_feature_plots(s["features"], s["samples"], tmp_path / "qc", ["pdf"])
+    written += qc_abundance_plots(s["samples"], s["abundance"], tmp_path / "qc", ["pdf"])
     written += differential_plots(
         s["table"], s["fixed"], s["samples"], [CONTRAST], tmp_path / "contrasts", ["svg"]
     )
@@ -415,9 +417,8 @@ def test_qc_family_with_many_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     data["features"].to_parquet(root / "features.parquet", index=False)
     data["abundance"].to_parquet(root / "abundance.parquet", index=False)
     data["sheet"].to_csv(root / "samples.tsv", sep="\t", index=False)
-    written = qc_plots(
-        root / "features.parquet", root / "samples.tsv", root / "abundance.parquet", tmp_path
-    )
+    written = qc_feature_plots(root / "features.parquet", root / "samples.tsv", tmp_path)
+    written += qc_abundance_plots(root / "samples.tsv", root / "abundance.parquet", tmp_path)
     assert len(written) == 6
     for path in written:
         assert_written(path)
@@ -547,6 +548,7 @@ def test_png_encoder_round_trips(tmp_path: Path) -> None:
 def test_qc_family_is_deterministic(stage_inputs: dict[str, Path], tmp_path: Path) -> None:
     s = stage_inputs
     for k in (1, 2):
-        qc_plots(s["features"], s["samples"], s["abundance"], tmp_path / f"r{k}", ["pdf"])
+        qc_feature_plots(s["features"], s["samples"], tmp_path / f"r{k}", ["pdf"])
+        qc_abundance_plots(s["samples"], s["abundance"], tmp_path / f"r{k}", ["pdf"])
     for path in sorted((tmp_path / "r1").iterdir()):
         assert path.read_bytes() == (tmp_path / "r2" / path.name).read_bytes(), path.name

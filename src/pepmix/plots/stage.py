@@ -186,37 +186,6 @@ def qc_abundance_plots(
     return written
 
 
-def qc_plots(
-    features: PathLike,
-    samples: PathLike,
-    abundance: PathLike,
-    out_dir: PathLike,
-    formats: Sequence[str] = (),
-) -> list[Path]:
-    """QC family: :func:`qc_feature_plots` and :func:`qc_abundance_plots` in one call.
-
-    Parameters
-    ----------
-    features : str or pathlib.Path
-        ``results/normalize/features.parquet``.
-    samples : str or pathlib.Path
-        ``results/ingest/samples.tsv``.
-    abundance : str or pathlib.Path
-        ``results/tables/protein_abundance.parquet`` (long: ``protein``, ``run``, ``abundance``).
-    out_dir : str or pathlib.Path
-        Directory of the figures.
-    formats : sequence of str, default ()
-        Extra formats besides PNG.
-
-    Returns
-    -------
-    list of pathlib.Path
-        Files written.
-    """
-    written = qc_feature_plots(features, samples, out_dir, formats)
-    return written + qc_abundance_plots(samples, abundance, out_dir, formats)
-
-
 def condition_means(fixed: pd.DataFrame, conditions: Sequence[str]) -> pd.Series:
     """Mean of the fitted condition means (``condition[<c>]`` terms) of each protein."""
     terms = [f"condition[{c}]" for c in conditions]
