@@ -21,12 +21,14 @@ import numpy as np
 import pandas as pd
 
 from pepmix.model.design import abundance_design
-from pepmix.model.fit import FITTED, fit_proteins
+from pepmix.model.fit import FITTED, Encoded, fit_proteins
 
 log = logging.getLogger(__name__)
 
 
-def protein_abundance(table: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
+def protein_abundance(
+    table: pd.DataFrame, runs: Sequence[str], encoded: Encoded | None = None
+) -> pd.DataFrame:
     """Estimate protein abundances per run.
 
     Parameters
@@ -35,6 +37,9 @@ def protein_abundance(table: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
         Normalised long table with ``protein, feature, run, y`` (observed cells only).
     runs : sequence of str
         All runs (sample-sheet order).
+    encoded : Encoded, optional
+        The table as already encoded by the differential model's fit (``ModelFit.encoded``),
+        reused instead of encoding the table a second time.
 
     Returns
     -------
@@ -46,6 +51,7 @@ def protein_abundance(table: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
         table.loc[:, ["protein", "feature", "run", "y"]],
         abundance_design(runs),
         what="protein abundance models",
+        encoded=encoded,
     )
     status = pd.Series(fit.status, index=fit.proteins)
     modelled = fit.run_effects.copy()

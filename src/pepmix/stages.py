@@ -184,7 +184,8 @@ def fit_stage(
     counts = proteins["status"].value_counts().to_dict()
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     if out_abundance is not None:
-        write_parquet(protein_abundance(table, list(sheet["run"])), out_abundance)
+        abundance = protein_abundance(table, list(sheet["run"]), encoded=fit.encoded)
+        write_parquet(abundance, out_abundance)
 
 
 def gather_abundance_stage(

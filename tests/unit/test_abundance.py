@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pepmix.abundance import protein_abundance, wide
 from pepmix.model import dense
+from pepmix.model import fit as fit_module
+from pepmix.model.design import build_run_design, model_spec_from_config
+from pepmix.model.fit import fit_proteins
 
 from .simulate_da import simulate
 
@@ -72,3 +76,24 @@ def test_run_means_match_dense_gls() -> None:
         beta, _, _ = dense.gls(sub["y"].to_numpy(), x, [z], [theta])
         expected = pd.Series(beta, index=[runs[c] for c in seen])
         np.testing.assert_allclose(got.loc[expected.index, "abundance"], expected, atol=0.02)
+
+
+def test_reusing_the_model_encoding_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    table, sheet, _ = simulate(n_prot=60, n_per=3, seed=5)
+    runs = list(sheet["run"])
+    spec = model_spec_from_config({}, sheet)
+    fit = fit_proteins(table, build_run_design(sheet, spec))
+    assert fit.encoded is not None and fit.encoded.runs == runs
+    fresh = protein_abundance(table, runs)
+    # with the model's encoding, the table is not encoded again
+    calls: list[int] = []
+    original = fit_module.encode
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fit_module, "encode", counting)
+    reused = protein_abundance(table, runs, encoded=fit.encoded)
+    assert calls == []
+    pd.testing.assert_frame_equal(reused, fresh)

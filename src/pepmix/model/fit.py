@@ -110,6 +110,7 @@ class ModelFit:
     iterations: NDArray[np.intp]
     blups: pd.DataFrame
     run_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    encoded: Encoded | None = None
     run_effects_parts: list[pd.DataFrame] = field(default_factory=list)
     not_identifiable: NDArray[np.bool_] = field(
         default_factory=lambda: np.zeros((0, 0), dtype=bool)
@@ -219,6 +220,8 @@ class Encoded:
         Feature name of each feature code.
     prot, feat, run : ndarray of int
     y : ndarray
+    runs : list of str
+        The design's runs that ``run`` codes (an encoding serves every design with these runs).
     """
 
     proteins: list[str]
@@ -227,6 +230,7 @@ class Encoded:
     feat: NDArray[np.intp]
     run: NDArray[np.intp]
     y: FloatArray
+    runs: list[str]
 
 
 def _codes(column: pd.Series, sort: bool) -> tuple[NDArray[np.intp], NDArray[np.object_]]:
@@ -287,6 +291,7 @@ def encode(table: pd.DataFrame, design: RunDesign) -> Encoded:
         feat=feat_codes.astype(np.intp),
         run=run_codes.astype(np.intp),
         y=y,
+        runs=list(design.runs),
     )
 
 
@@ -305,6 +310,7 @@ def fit_proteins(
     contrasts: Sequence[tuple[str, str, str]] = (),
     compress: bool = True,
     what: str = "proteins",
+    encoded: Encoded | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -320,8 +326,12 @@ def fit_proteins(
         Use count-class compression (``False`` only for tests).
     what : str, default "proteins"
         What the log line says was fitted (``"fitted <n> <what> (<k> ok)"``).
+    encoded : Encoded, optional
+        ``table`` already encoded (``ModelFit.encoded`` of an earlier fit of the same table);
+        used when it codes the same runs as ``design``, else the table is encoded again.
     """
-    enc = encode(table, design)
+    same_runs = encoded is not None and encoded.runs == list(design.runs)
+    enc = encoded if encoded is not None and same_runs else encode(table, design)
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
     n_prot = len(proteins)
     problem = build_problem(
@@ -341,6 +351,7 @@ def fit_proteins(
         pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, result))
     _finish_status(problem, result)
     _label_outputs(problem, design, enc, result, pieces)
+    result.encoded = enc
     result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
