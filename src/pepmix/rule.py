@@ -7,7 +7,8 @@ Usage in a script run by Snakemake's ``script:`` directive::
     with rule_context(snakemake):
         ...
 
-Inside the context, log records go to ``snakemake.log[0]`` (and warnings also to stderr). A
+Inside the context, log records go to ``snakemake.log[0]`` (and warnings also to stderr); alerts
+(:mod:`pepmix.alerts`) are written to the output named ``alerts`` if the rule has one. A
 :class:`pepmix.errors.PepmixError` is reported as one line, ``pepmix: error: <message>``, on
 stderr and in the log, and the process exits with status 1 (Snakemake then removes the rule's
 outputs). Other exceptions are programming errors and keep their traceback.
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pepmix.alerts import AlertCollector, write_alerts
 from pepmix.errors import PepmixError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -69,8 +71,11 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
     log_path = str(smk.log[0]) if len(smk.log) else None
     configure_logging(log_path)
     limit_threads(int(getattr(smk, "threads", 1) or 1))
+    rule = str(getattr(smk, "rule", "?"))
+    collector = AlertCollector(rule)
+    logging.getLogger("pepmix").addHandler(collector)
     logger = logging.getLogger("pepmix.rule")
-    logger.info("rule %s started", getattr(smk, "rule", "?"))
+    logger.info("rule %s started", rule)
     try:
         yield logger
     except PepmixError as exc:
@@ -79,4 +84,9 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
         sys.stderr.write(f"pepmix: error: {message}\n")
         sys.stderr.flush()
         raise SystemExit(1) from None
-    logger.info("rule %s finished", getattr(smk, "rule", "?"))
+    finally:
+        logging.getLogger("pepmix").removeHandler(collector)
+    alerts_path = getattr(smk.output, "alerts", None)
+    if alerts_path is not None:
+        write_alerts(str(alerts_path), collector.alerts)
+    logger.info("rule %s finished", rule)

@@ -50,8 +50,15 @@ def test_workflow_inference_uses_limmas_prior(reference: pd.DataFrame) -> None:
     result = differential_table(stats, order)
     merged = result.merge(reference, on=["contrast", "protein"], how="inner")
     assert len(merged) == len(reference)
-    np.testing.assert_allclose(merged["df_prior"], merged["limma_df_prior_robust"], rtol=1e-9)
-    np.testing.assert_allclose(merged["var_prior"], merged["limma_var_prior_robust"], rtol=1e-9)
+    # The fresh fit is not the fit that wrote the stored inputs: the optimiser stops when the
+    # projected gradient of the REML criterion is below 1e-6 (pepmix.model.optimize), so the
+    # variance parameters, and hence s2 and the Satterthwaite df, are reproducible to about
+    # 1e-6 relative on another machine's BLAS, not to rounding. The prior aggregates them
+    # (1.6e-7 relative seen on a fresh machine); 1e-5 allows that convergence error with a
+    # margin. The port itself is held to 1e-10 on the stored inputs (test above).
+    rtol = 1e-5
+    np.testing.assert_allclose(merged["df_prior"], merged["limma_df_prior_robust"], rtol=rtol)
+    np.testing.assert_allclose(merged["var_prior"], merged["limma_var_prior_robust"], rtol=rtol)
     unscaled = merged["se_unmoderated"] ** 2 / merged["s2"]
     expected = merged["limma_var_post_robust"] * unscaled
-    np.testing.assert_allclose(merged["se"] ** 2, expected, rtol=1e-9)
+    np.testing.assert_allclose(merged["se"] ** 2, expected, rtol=rtol)
