@@ -36,6 +36,7 @@ rule fit:
         fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
         blups="results/model/shards/{scatteritem}/blups.parquet",
         abundance="results/model/shards/{scatteritem}/protein_abundance.parquet",
+        alerts="results/alerts/fit/{scatteritem}.tsv",
     params:
         model=config.get("model", {}),
         contrasts=config["contrasts"],

@@ -15,6 +15,7 @@ rule test:
             category="Differential abundance",
             caption="../workflow/report/one_condition_missing.rst",
         ),
+        alerts="results/alerts/test.tsv",
     params:
         config={
             key: config[key]

@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pepmix.alerts import alert
 from pepmix.canonical import as_category, row_key
 
 log = logging.getLogger(__name__)
+#: share of the proteins that, when removed by the protein filters, raises an alert
+HEAVY_FILTERING = 0.25
 
 
 def _distinct(table: pd.DataFrame, columns: list[str]) -> int:
@@ -108,4 +111,14 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
         int(dropped[pair_protein].sum()),
         int(dropped.sum()),
     )
+    n_seen = int((n_obs > 0).sum())
+    if dropped.sum() > HEAVY_FILTERING * n_seen:
+        alert(
+            log,
+            "heavy_filtering",
+            f"the protein filters (min_features >= {min_features}, min_observations >= "
+            f"{min_obs}) removed {int(dropped.sum())} of {n_seen} proteins "
+            f"({dropped.sum() / n_seen:.0%}); they are not tested (lower filter.min_features "
+            "to test single-feature proteins)",
+        )
     return table.loc[keep].reset_index(drop=True)

@@ -72,6 +72,7 @@ def demo_run(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = _run(repo, work, "--config", "shards=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((work / "results/model/shards").iterdir())) == 2
+    (work / "snakemake.stderr").write_text(result.stderr)
     return work
 
 
@@ -147,6 +148,21 @@ def test_report(repo: Path, demo_run: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     html = (demo_run / "report.html").read_text(errors="replace")
     assert "volcano.png" in html and "pca.png" in html
+    # the first page (workflow description) lists the run's warnings
+    start = html.index("var workflow_desc")
+    landing = html[start : html.index("\n", start)]
+    assert "<strong>Warnings</strong> (1;" in landing
+    assert "heavy_filtering" in landing and "removed 109 of 312 proteins" in landing
+
+
+def test_warnings_reach_the_user(demo_run: Path) -> None:
+    alerts = pd.read_csv(demo_run / "results/alerts.tsv", sep="\t")
+    assert alerts[["stage", "code"]].values.tolist() == [["merge", "heavy_filtering"]]
+    assert "removed 109 of 312 proteins (35%)" in alerts["message"].iloc[0]
+    # printed once more after the last job, where the user looks
+    tail = (demo_run / "snakemake.stderr").read_text().split("steps (100%) done")[-1]
+    assert "pepmix: 1 warning(s) for this analysis" in tail
+    assert "WARNING [merge] the protein filters" in tail
 
 
 def test_unknown_run_is_a_clear_error(repo: Path, tmp_path: Path) -> None:

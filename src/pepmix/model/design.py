@@ -25,6 +25,7 @@ Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has sev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from pepmix.alerts import alert
 from pepmix.errors import ConfigError, DesignError
+
+log = logging.getLogger(__name__)
 
 RANDOM_FACTORS = ("feature", "sample", "run", "batch")
 RUN_LEVEL_FACTORS = ("sample", "run", "batch")
@@ -110,6 +114,16 @@ def model_spec_from_config(model_config: Mapping[str, Any], sheet: pd.DataFrame)
         values = pd.to_numeric(sheet[cov], errors="coerce")
         if values.isna().any():
             raise ConfigError(f"config: model.covariates: column {cov!r} must be numeric")
+    batches = sheet["batch"].dropna().nunique()
+    if batches > 1 and not fixed_batch and "batch" not in random:
+        alert(
+            log,
+            "batch_not_modelled",
+            f"the sample sheet has {batches} batches but the model has no batch term: batch "
+            "effects stay in the residuals (normalization.within_batch only aligns run "
+            "medians); add model.fixed: [condition, batch] or model.random: [feature, sample, "
+            "batch] to model them",
+        )
     return ModelSpec(random=random, fixed_batch=fixed_batch, covariates=covariates)
 
 
