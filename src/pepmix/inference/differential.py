@@ -12,6 +12,7 @@ Steps, per contrast:
    known), and small but precisely measured shifts become "significant". The df are capped at the
    containment df, :math:`\nu_{gj} \le n_{\text{samples},g} - p_g` (observed biological samples
    minus estimable fixed effects), as SAS's containment method does for sample-level effects.
+   With technical replication the runs are the samples (see *Replication* below).
 2. **Empirical-Bayes moderation** (``moderation``, default on). What is moderated is the
    *contrast's variance*, on the scale of one biological sample:
    :math:`s^2_{gj} = \mathrm{se}^2_{gj} / u_{gj}` with :math:`u_{gj} = 1/n_{A,g} + 1/n_{B,g}`,
@@ -19,7 +20,8 @@ Steps, per contrast:
    estimates the between-sample variance of the protein's abundance (sample and run effects plus
    residual noise averaged over its features) -- the variance that decides the test -- with
    :math:`\nu_{gj}` df. limma's ``squeezeVar`` (robust by default, Phipson et al. 2016) fits a
-   scaled-F prior :math:`(s_0^2, d_0)` to all tested proteins and gives the posterior
+   scaled-F prior :math:`(s_0^2, d_0)` to the tested proteins with :math:`\nu_{gj} \ge 1`
+   (:data:`MIN_PRIOR_DF`) and gives every tested protein the posterior
    :math:`\tilde s^2_{gj} = (d_0 s_0^2 + \nu_{gj} s^2_{gj}) / (d_0 + \nu_{gj})`; the moderated
    standard error is :math:`\tilde s_{gj}\sqrt{u_{gj}}` with :math:`\nu_{gj} + d_0` df (capped,
    as in limma, at the pooled df).
@@ -36,6 +38,23 @@ Steps, per contrast:
    :math:`H_0: |\delta| \le \tau`.
 4. **Benjamini-Hochberg** per contrast over the tested proteins only. Untested rows (status other
    than ``ok``, ``boundary``, ``reduced_model``) keep their row with NaN statistics.
+
+Why the prior ignores df < 1: the moment estimator (Smyth 2004) subtracts the mean sampling
+variance of the log-variances, :math:`\psi'(\nu/2)\approx 4/\nu^2` for small :math:`\nu`, from
+their observed spread. One protein on :math:`\nu = 2\cdot10^{-5}` (a boundary fit on four
+observations) contributes :math:`10^{10}`, the difference goes negative and :math:`d_0 = \infty`:
+every protein would get the prior variance. Such proteins carry no information about the prior;
+they are still moderated (their posterior is essentially the prior variance).
+
+Replication
+-----------
+Column ``replication`` (from the model stage, :func:`pepmix.model.design.contrast_replication`)
+says what replicates each contrast: ``biological``, ``biological_pooled`` (a condition with one
+biological sample; the sample variance of the replicated conditions is assumed to hold for it),
+``technical`` (the runs; p-values generalise to new runs of the same samples, not to new
+biological samples) or ``none``. Alerts (:func:`pepmix.alerts.alert`): ``technical_replication``
+once per technical contrast, ``pooled_replication`` once for all pooled contrasts, ``no_tests``
+once per contrast without a tested protein (once in all if no contrast has one).
 """
 
 from __future__ import annotations
