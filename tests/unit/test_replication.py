@@ -109,7 +109,7 @@ def test_technical_replicates_are_tested_and_calibrated(caplog: pytest.LogCaptur
     assert np.mean(result["adj_pvalue"] < 0.05) <= 0.05
     messages = _alerts(caplog, "technical_replication")
     assert len(messages) == 1
-    assert "B - A" in messages[0] and "runs (up to 4 vs 4)" in messages[0]
+    assert "B - A" in messages[0] and "the runs (4 vs 4), not biological samples" in messages[0]
     assert not _alerts(caplog, "no_tests")
 
 
@@ -155,6 +155,7 @@ def test_untested_contrast_raises_one_alert(caplog: pytest.LogCaptureFixture) ->
     messages = _alerts(caplog, "no_tests")
     assert len(messages) == 1
     assert "contrast B - A" in messages[0] and "too_few_observations" in messages[0]
+    assert not _alerts(caplog, "technical_replication")  # no p-values to qualify
 
 
 def test_forced_biological_without_replicates_says_what_to_do(

@@ -158,7 +158,7 @@ def differential_table(
         for name in contrast_order
     ]
     table = pd.concat(frames, ignore_index=True)
-    _alert_replication(contrast_stats, contrast_order)
+    _alert_replication(contrast_stats, table, contrast_order)
     _alert_untested(table, contrast_order)
     order = {name: i for i, name in enumerate(contrast_order)}
     table["_order"] = table["contrast"].map(order)
@@ -280,20 +280,26 @@ def _moderate(
     return out
 
 
-def _alert_replication(contrast_stats: pd.DataFrame, contrast_order: Sequence[str]) -> None:
-    """One alert per contrast with technical replication, one for all pooled contrasts."""
+def _alert_replication(
+    contrast_stats: pd.DataFrame, table: pd.DataFrame, contrast_order: Sequence[str]
+) -> None:
+    """One alert per technical contrast, one for all pooled contrasts (tested contrasts only)."""
     if "replication" not in contrast_stats.columns:
         return
+    n_tested = table.groupby("contrast", sort=False)["pvalue"].count()
     pooled = []
     for name in contrast_order:
+        if int(n_tested.get(name, 0)) == 0:
+            continue  # the untested alert speaks for it
         part = contrast_stats.loc[contrast_stats["contrast"] == name]
         labels = set(part["replication"])
         if "technical" in labels:
-            runs = f"{part['n_samples_num'].max():.0f} vs {part['n_samples_den'].max():.0f}"
+            n_num, n_den = part["n_samples_num"].max(), part["n_samples_den"].max()
+            runs = f"{n_num:.0f} vs {n_den:.0f}"
             alert(
                 log,
                 "technical_replication",
-                f"contrast {name}: no biological replication, the runs (up to {runs}) are used as "
+                f"contrast {name}: the runs ({runs}), not biological samples, are the "
                 "replicates: p-values speak about the measurement, not the biology (they "
                 "generalise to new runs of the same samples, not to new biological samples)",
             )
@@ -314,16 +320,17 @@ def _alert_untested(table: pd.DataFrame, contrast_order: Sequence[str]) -> None:
     n_tested = table.groupby("contrast", sort=False)["pvalue"].count()
     empty = [name for name in contrast_order if int(n_tested.get(name, 0)) == 0]
     if len(empty) > 1 and len(empty) == len(contrast_order):
-        _untested_alert(f"any of the {len(empty)} contrasts", table)
+        _untested_alert(f"any of the {len(empty)} contrasts", table, "protein x contrast statuses")
     else:
         for name in empty:
-            _untested_alert(f"contrast {name}", table.loc[table["contrast"] == name])
+            part = table.loc[table["contrast"] == name]
+            _untested_alert(f"contrast {name}", part, "statuses")
 
 
-def _untested_alert(what: str, part: pd.DataFrame) -> None:
+def _untested_alert(what: str, part: pd.DataFrame, counted: str) -> None:
     """Alert that nothing in ``part`` was tested: status counts and what to do."""
     counts = part["status"].value_counts()
-    why = ", ".join(f"{k} {v}" for k, v in counts.items()) or "no proteins"
+    why = f"{counted}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "no proteins")
     if "none" in set(part["replication"]):
         todo = (
             "no condition has two biological samples: add biological replicates, or set "
@@ -335,7 +342,7 @@ def _untested_alert(what: str, part: pd.DataFrame) -> None:
             "estimated fixed effects; check the sample sheet's bioreplicate column, the "
             "contrasts and the filters"
         )
-    alert(log, "no_tests", f"no protein could be tested in {what} (statuses: {why}): {todo}")
+    alert(log, "no_tests", f"no protein could be tested in {what} ({why}): {todo}")
 
 
 def _append(texts: NDArray[np.object_], note: str) -> NDArray[np.object_]:
