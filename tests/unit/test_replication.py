@@ -15,15 +15,18 @@ biological calibration tests give their samples -- so the runs play the samples'
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from pepmix import stages
 from pepmix.alerts import ALERT_ATTR
 from pepmix.errors import ConfigError
 from pepmix.inference.differential import differential_table
+from pepmix.io import write_parquet, write_tsv
 from pepmix.model.design import (
     build_run_design,
     contrast_replication,
@@ -183,3 +186,27 @@ def test_biological_design_labelled_and_not_alerted(caplog: pytest.LogCaptureFix
     pd.testing.assert_frame_equal(auto, forced)
     assert auto["pvalue"].notna().mean() > 0.95
     assert not [r for r in caplog.records if getattr(r, ALERT_ATTR, None)]
+
+
+@pytest.mark.parametrize(("mode", "label"), [("auto", "technical"), ("biological", "none")])
+def test_stages_pass_the_replication_mode(tmp_path: Path, mode: str, label: str) -> None:
+    table, sheet, _ = simulate(n_prot=40, n_per=1, tech=3, seed=7, sample_sd=0.0, run_sd=0.15)
+    features = tmp_path / "features.parquet"
+    write_parquet(table, features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    out = {k: tmp_path / f"{k}.parquet" for k in ["proteins", "contrasts", "fixed", "blups"]}
+    stages.fit_stage(
+        features, samples, {}, ["B - A"], out["proteins"], out["contrasts"], out["fixed"],
+        out["blups"], replication=mode,
+    )  # fmt: skip
+    config = {"contrasts": ["B - A"], "moderation": True, "lfc_threshold": 0.0}
+    stages.differential_stage(
+        out["contrasts"], samples, config, tmp_path / "da.tsv", tmp_path / "da.parquet",
+        tmp_path / "missing.tsv",
+    )  # fmt: skip
+    da = pd.read_csv(tmp_path / "da.tsv", sep="\t")
+    assert set(da["replication"]) == {label}
+    assert (da["pvalue"].notna().mean() > 0.9) == (label == "technical")
+    components = pd.read_parquet(out["proteins"])
+    assert ("var_run" in components) and (("var_sample" in components) == (label == "none"))
