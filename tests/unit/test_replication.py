@@ -122,6 +122,8 @@ def test_technical_replicates_detect_changes() -> None:
     )
     result = _run(table, sheet, [("B - A", "B", "A")]).set_index("protein")
     called = result.index[result["adj_pvalue"] < 0.05]
+    # BH at 5 % with 20 % changing: expected FDP <= 4 %; with ~80 calls one seed's FDP has an SD
+    # of about 2 %, so precision >= 90 % is 3 SD
     assert truth[called].mean() >= 0.9
     assert truth[called].sum() >= 0.5 * truth.sum()
 
