@@ -40,6 +40,7 @@ rule fit:
     params:
         model=config.get("model", {}),
         contrasts=config["contrasts"],
+        replication=config.get("testing", {}).get("replication", "auto"),
     benchmark:
         "logs/benchmarks/fit/{scatteritem}.tsv"
     log:

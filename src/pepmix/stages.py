@@ -153,11 +153,13 @@ def fit_stage(
     out_fixed: PathLike,
     out_blups: PathLike,
     out_abundance: PathLike | None = None,
+    replication: str = "auto",
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
     With ``out_abundance``, the protein abundance model (:mod:`pepmix.abundance`) is fitted in
-    the same job, on the same table read once.
+    the same job, on the same table read once. ``replication`` is ``testing.replication``
+    (default ``"auto"``, see :func:`pepmix.model.design.replication_unit`).
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
@@ -165,10 +167,15 @@ def fit_stage(
 
     table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
-    spec = model_spec_from_config(model_config, sheet)
+    spec = model_spec_from_config(model_config, sheet, replication)
     design = build_run_design(sheet, spec)
     contrasts = contrasts_for(config_contrasts, sheet)
-    log.info("model: random %s, fixed %s", "+".join(spec.random), "+".join(design.x_names))
+    log.info(
+        "model: random %s, fixed %s, replication %s",
+        "+".join(spec.random),
+        "+".join(design.x_names),
+        spec.replication,
+    )
     fit = fit_proteins(table, design, [(c.name, c.numerator, c.denominator) for c in contrasts])
     proteins = fit.variance_components()
     for f, name in enumerate(fit.factors):

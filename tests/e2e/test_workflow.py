@@ -83,6 +83,7 @@ def test_differential_table(demo_run: Path) -> None:
         "n_features", "n_observations", "status",
     ]  # fmt: skip
     assert list(table.columns[: len(contract)]) == contract
+    assert (table["replication"] == "biological").all()
     contrasts = ["fmol50 - fmol25", "fmol100 - fmol25", "fmol100 - fmol50"]
     assert list(dict.fromkeys(table["contrast"])) == contrasts
     n_proteins = table["protein"].nunique()

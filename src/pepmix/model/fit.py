@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.model.design import RunDesign
+from pepmix.model.design import RunDesign, contrast_replication
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
 from pepmix.model.satterthwaite import contrast_tests, estimates
@@ -85,7 +85,8 @@ class ModelFit:
     not_identifiable : ndarray of bool, shape (P, F)
         Variances set to zero because the criterion did not depend on them.
     samples_per_condition : ndarray of int, shape (P, C)
-        Biological samples in which the protein was observed, per condition.
+        Replication units (biological samples; runs with technical replication) in which the
+        protein was observed, per condition.
     """
 
     proteins: list[str]
@@ -141,12 +142,14 @@ class ModelFit:
         """Long table of contrast estimates, one row per protein and contrast.
 
         Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
-        n_observations, sigma, df_residual, n_samples_num, n_samples_den, df_between``. A
-        contrast involving a condition in which the protein was never observed gets status
-        ``one_condition_missing`` (one side observed) or ``not_estimable`` (neither side) and NaN
-        statistics. ``n_samples_*`` count the biological samples observed in each condition;
-        ``df_between`` is the between-sample (containment) degrees of freedom: observed samples
-        minus estimable fixed effects.
+        n_observations, sigma, df_residual, n_samples_num, n_samples_den, df_between,
+        replication``. A contrast involving a condition in which the protein was never observed
+        gets status ``one_condition_missing`` (one side observed) or ``not_estimable`` (neither
+        side) and NaN statistics. ``n_samples_*`` count the replication units (biological
+        samples, or runs with technical replication) observed in each condition; ``df_between``
+        is the between-sample (containment) degrees of freedom: observed units minus estimable
+        fixed effects; ``replication`` says what the units are
+        (:func:`pepmix.model.design.contrast_replication`).
 
         Parameters
         ----------
@@ -185,6 +188,9 @@ class ModelFit:
                         "n_samples_num": spc[:, conditions.index(numerators[m])],
                         "n_samples_den": spc[:, conditions.index(denominators[m])],
                         "df_between": df_between,
+                        "replication": contrast_replication(
+                            self.design, numerators[m], denominators[m]
+                        ),
                     }
                 )
             )
@@ -571,7 +577,8 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
 
 
 def _samples_per_condition(enc: Encoded, design: RunDesign, n_prot: int) -> NDArray[np.intp]:
-    """Number of biological samples each protein was observed in, per condition."""
+    """Number of replication units (``design.sample_code``) each protein was observed in, per
+    condition."""
     n_cond = max(len(design.conditions), 1)
     if design.sample_code.size == 0 or enc.prot.size == 0:
         return np.zeros((n_prot, n_cond), dtype=np.intp)
