@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from pepmix.errors import InputFormatError
-from pepmix.readers._common import _open_text
+from pepmix.readers._common import _open_text, alias
 from pepmix.readers._support import is_parquet, table_header
 from pepmix.readers.msstats import canonical_name
 from pepmix.readers.openms import is_mztab
@@ -165,4 +165,4 @@ def _header_rows(path: Path) -> list[list[str]]:
                     break
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise InputFormatError(f"{path}: cannot read the header ({exc})") from None
-    return [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=separator)]
+    return [[alias(cell.strip()) for cell in row] for row in csv.reader(lines, delimiter=separator)]

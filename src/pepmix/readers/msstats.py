@@ -200,7 +200,7 @@ def check_nonnegative(values: pd.Series, path: Path, column: str) -> None:
     if negative.any():
         raise InputFormatError(
             f"{path}: column {column!r} has {int(negative.sum())} negative value(s) "
-            f"(first: {values[negative].iloc[0]!r}); intensities must be on the linear scale"
+            f"(first: {float(values[negative].iloc[0])}); intensities must be on the linear scale"
         )
 
 
