@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pepmix.config import load_yaml, validate_config
 from pepmix.errors import ConfigError, InputFormatError
 from pepmix.ingest import read_input
 from pepmix.readers.detect import detect_format
@@ -171,3 +172,15 @@ def test_columns_mapping_rejects_bad_values(tmp_path: Path) -> None:
         _read(path, "generic_long", columns={"protein": "peptide", "peptide": "peptide"})
     with pytest.raises(ConfigError, match="columns: must map"):
         _read(path, "generic_long", columns={"protein": 3})
+
+
+def test_columns_mapping_in_the_config_schema() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    schema = load_yaml(repo / "workflow" / "schemas" / "config.schema.yaml")
+    entry = {"name": "b1", "format": "spectronaut", "path": "r.tsv"}
+    config = {"samples": "s.tsv", "contrasts": "all_pairwise"}
+    ok = validate_config({**config, "inputs": [{**entry, "columns": {"R.FileName": "Run"}}]}, schema)
+    assert ok["inputs"][0]["columns"] == {"R.FileName": "Run"}
+    assert "columns" not in validate_config({**config, "inputs": [entry]}, schema)["inputs"][0]
+    with pytest.raises(ConfigError, match="columns"):
+        validate_config({**config, "inputs": [{**entry, "columns": {"R.FileName": 3}}]}, schema)
