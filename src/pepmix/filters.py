@@ -77,9 +77,7 @@ def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     return current.reset_index(drop=True)
 
 
-def _none_pass(
-    n_features: np.ndarray, n_obs: np.ndarray, min_features: int, min_obs: int
-) -> None:
+def _none_pass(n_features: np.ndarray, n_obs: np.ndarray, min_features: int, min_obs: int) -> None:
     """Raise the error for an input where the protein filters leave no protein."""
     seen = n_obs > 0
     by_features = int((seen & (n_features < min_features)).sum())

@@ -9,9 +9,9 @@ Usage in a script run by Snakemake's ``script:`` directive::
 
 Inside the context, log records go to ``snakemake.log[0]`` (and warnings also to stderr); alerts
 (:mod:`pepmix.alerts`) are written to the output named ``alerts`` if the rule has one. A
-:class:`pepmix.errors.PepmixError` is reported as one line, ``pepmix: error: <message>``, on
-stderr (once) and in the log file, and the process exits with status 1 (Snakemake then removes the rule's
-outputs). Other exceptions are programming errors and keep their traceback.
+:class:`pepmix.errors.PepmixError` is reported as one line, ``pepmix: error: <message>``, once
+on stderr and in the log file, and the process exits with status 1 (Snakemake then removes the
+rule's outputs). Other exceptions are programming errors and keep their traceback.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def test_compact_spectronaut_condition_that_is_not_a_run(tmp_path: Path) -> None
     lines = [rows[0]] + [r.replace("I150211_010_A", "I150211_008_A") for r in rows]
     path = tmp_path / "conditions.tsv"
     path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
-    with pytest.raises(InputFormatError, match="R.Condition holds conditions, not runs"):
+    with pytest.raises(InputFormatError, match=r"R\.Condition holds conditions, not runs"):
         _read(path, "spectronaut")
 
 
@@ -179,7 +179,8 @@ def test_columns_mapping_in_the_config_schema() -> None:
     schema = load_yaml(repo / "workflow" / "schemas" / "config.schema.yaml")
     entry = {"name": "b1", "format": "spectronaut", "path": "r.tsv"}
     config = {"samples": "s.tsv", "contrasts": "all_pairwise"}
-    ok = validate_config({**config, "inputs": [{**entry, "columns": {"R.FileName": "Run"}}]}, schema)
+    mapped = {**entry, "columns": {"R.FileName": "Run"}}
+    ok = validate_config({**config, "inputs": [mapped]}, schema)
     assert ok["inputs"][0]["columns"] == {"R.FileName": "Run"}
     assert "columns" not in validate_config({**config, "inputs": [entry]}, schema)["inputs"][0]
     with pytest.raises(ConfigError, match="columns"):

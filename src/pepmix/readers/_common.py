@@ -31,8 +31,8 @@ _MS_EXTENSIONS = re.compile(
 )
 
 
-_ALIASES: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "pepmix_column_aliases", default={}
+_ALIASES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "pepmix_column_aliases", default=None
 )
 
 
@@ -86,12 +86,13 @@ def column_aliases(mapping: Mapping[str, str] | None, path: str | Path = "") -> 
 
 def alias(name: str) -> str:
     """Name under which file column ``name`` is seen (see :func:`column_aliases`)."""
-    return _ALIASES.get().get(name, name)
+    aliases = _ALIASES.get()
+    return aliases.get(name, name) if aliases else name
 
 
 def file_column(name: str) -> str:
     """File column shown as ``name`` (inverse of :func:`alias`)."""
-    for in_file, expected in _ALIASES.get().items():
+    for in_file, expected in (_ALIASES.get() or {}).items():
         if expected == name:
             return in_file
     return name
@@ -435,9 +436,10 @@ def check_no_nul(values: Iterable[object], path: str | Path, what: str) -> None:
     for value in values:
         if isinstance(value, str) and "\x00" in value:
             where = locate_char(path, "\x00") or f"a {what} value"
+            shown = value.replace("\x00", "<NUL>")
             raise InputFormatError(
-                f"{path}: {where}: NUL byte (\\x00) in a value ({value.replace(chr(0), '<NUL>')!r});"
-                " the file is corrupt or not a text table"
+                f"{path}: {where}: NUL byte (\\x00) in a value ({shown!r}); the file is corrupt "
+                "or not a text table"
             )
 
 
@@ -462,9 +464,10 @@ def check_text_file(path: str | Path, error: type[Exception] = InputFormatError)
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start : exc.start + 1]
         raise error(
-            f"{p}: line {line}: not a UTF-8 text file (byte {exc.object[exc.start : exc.start + 1]!r} "
-            "cannot be decoded; save the file as UTF-8)"
+            f"{p}: line {line}: not a UTF-8 text file (byte {byte!r} cannot be decoded; save the "
+            "file as UTF-8)"
         ) from None
     if "\x00" in text:
         where = locate_char(p, "\x00") or "line ?"

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Final
 
 from pepmix.errors import InputFormatError
-from pepmix.readers._common import _open_text, alias
 from pepmix.readers import spectronaut
+from pepmix.readers._common import _open_text, alias
 from pepmix.readers._support import is_parquet, table_header
 from pepmix.readers.msstats import canonical_name
 from pepmix.readers.openms import is_mztab
