@@ -272,13 +272,14 @@ ATTRS_KEY: Final = b"pepmix.attrs"
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
     """Convert a canonical frame to an Arrow table with :data:`SCHEMA`.
 
-    ``frame.attrs`` (JSON-serialisable notes such as the runs without values) are kept in the
-    schema metadata and restored by :func:`read_parquet`.
+    The ``pepmix_*`` entries of ``frame.attrs`` (notes such as the runs without values) are kept
+    in the schema metadata as JSON and restored by :func:`read_parquet`.
     """
     table = pa.Table.from_pandas(frame.loc[:, list(COLUMNS)], schema=SCHEMA, preserve_index=False)
-    if frame.attrs:
+    notes = {k: v for k, v in frame.attrs.items() if str(k).startswith("pepmix_")}
+    if notes:
         metadata = dict(table.schema.metadata or {})
-        metadata[ATTRS_KEY] = json.dumps(frame.attrs, sort_keys=True).encode()
+        metadata[ATTRS_KEY] = json.dumps(notes, sort_keys=True, default=str).encode()
         table = table.replace_schema_metadata(metadata)
     return table
 

@@ -285,3 +285,32 @@ def _sheet(tmp_path: Path) -> Path:
     path = tmp_path / "samples.tsv"
     path.write_text("run\tcondition\nr1\tA\nr2\tB\n")
     return path
+
+
+def test_infinite_intensity_in_parquet_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    frame = pd.DataFrame(
+        {"protein": ["P1", "P1", "P2"], "peptide": ["A", "A", "B"], "run": ["r1", "r2", "r1"]}
+    )
+    frame["intensity"] = [1.0, 2.0, float("-inf")]
+    frame.to_parquet(path, index=False)
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    _one_line(err, path, "row 3, column 'intensity'", "infinite value -inf")
+
+
+def test_nul_byte_in_gzipped_data(tmp_path: Path) -> None:
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress((HEADER + GOOD_ROWS).encode() + b"P3\tSE\x00QR\tr1\t5\n"))
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    _one_line(err, path, "line 6, column 'peptide'", "NUL byte")
+
+
+def test_infinite_value_located_through_a_columns_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("Accession,Sequence,Sample,Area\nP1,PEPK,r1,100\nP1,PEPK,r2,INF\n")
+    columns = {"protein": "Accession", "peptide": "Sequence", "run": "Sample", "intensity": "Area"}
+    with pytest.raises(InputFormatError) as err:
+        read_input({"name": "b1", "format": "generic_long", "path": str(path), "columns": columns})
+    _one_line(err, path, "line 3, column 'Area'", "infinite value inf")
