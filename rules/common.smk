@@ -4,19 +4,25 @@ import os
 import re
 import sys
 
-from snakemake.exceptions import WorkflowError
 
 from pepmix.config import load_yaml, validate_config
 from pepmix.alerts import format_alerts, read_alerts, rst_alerts
 from pepmix.errors import PepmixError
+from pepmix.locks import lock_notice
 from pepmix.shards import auto_shards
 from pepmix.stages import contrasts_for, load_sheet
 
 
 def _fail(message):
+    # one line, once: a WorkflowError would make Snakemake print the message again with the
+    # Snakefile lines it passed through
     sys.stderr.write(f"pepmix: error: {message}\n")
-    raise WorkflowError(f"pepmix: {message}")
+    raise SystemExit(1)
 
+
+# Another run holding this directory: say so before Snakemake suggests --rerun-incomplete.
+if workflow.is_main_process and (_notice := lock_notice()):
+    sys.stderr.write(_notice)
 
 try:
     config = validate_config(

@@ -176,6 +176,7 @@ def test_unknown_run_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("pepmix: error:")]
     assert len(errors) == 1
     assert "fmol25_1" in errors[0] and "fmol25_x" in errors[0]
+    assert result.stderr.count("fmol25_x") == 1  # printed once (not also as "pepmix: ERROR:")
     assert not (tmp_path / "results/ingest/features.parquet").exists()
     assert not (tmp_path / "results/tables").exists()
 
@@ -191,4 +192,5 @@ def test_bad_config_is_one_line(repo: Path, tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("pepmix: error:")]
     assert len(errors) == 1
     assert "normalization.method" in errors[0]
+    assert result.stderr.count("normalization.method") == 1  # once, without Snakefile lines
     assert not (tmp_path / "results").exists()
