@@ -14,4 +14,5 @@ with rule_context(snakemake):
         snakemake.output.fixed,
         snakemake.output.blups,
         snakemake.output.abundance,
+        prior=snakemake.input.get("prior") or None,
     )

@@ -20,8 +20,13 @@ def simulate(
     frac_de: float = 0.0,
     mnar: bool = True,
     tech: int = 1,
+    sample_var: tuple[float, float] = (2.0, 0.15**2 / 2.0),
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Return the long table (protein, feature, run, y), the sample sheet and the truth."""
+    """Return the long table (protein, feature, run, y), the sample sheet and the truth.
+
+    ``sample_var`` is the (shape, scale) of the gamma distribution of the sample variances; a
+    shape below 1 gives a skewed distribution with many variances near zero.
+    """
     rng = np.random.default_rng(seed)
     sheet = pd.DataFrame(
         [
@@ -43,7 +48,7 @@ def simulate(
     for p in range(n_prot):
         m = min(max(2, int(rng.geometric(0.25))), 30)
         base = rng.normal(23.0, 2.0)
-        sd_sample = np.sqrt(rng.gamma(2.0, 0.15**2 / 2.0))
+        sd_sample = np.sqrt(rng.gamma(*sample_var))
         sd_resid = np.sqrt(rng.gamma(4.0, 0.2**2 / 4.0))
         sample_eff = rng.normal(0.0, sd_sample, unique_samples.size)[sample_index]
         run_eff = rng.normal(0.0, 0.05, runs.size) if tech > 1 else np.zeros(runs.size)
