@@ -184,7 +184,10 @@ def test_statuses_and_prior_columns() -> None:
 def test_prior_json_round_trip(tmp_path) -> None:
     PRIOR.to_json(tmp_path / "prior.json")
     back = VariancePrior.from_json(tmp_path / "prior.json")
-    assert {k: (v.df, v.ratio) for k, v in back.factors.items()} == {"sample": (3.0, 0.4), "run": (2.0, 0.2)}
+    assert {k: (v.df, v.ratio) for k, v in back.factors.items()} == {
+        "sample": (3.0, 0.4),
+        "run": (2.0, 0.2),
+    }
     assert "sample: d0 = 3" in back.describe()
 
 
@@ -194,7 +197,9 @@ def test_fit_with_fixed_prior_does_not_depend_on_shards() -> None:
     whole = fit_proteins(table, design, [("B - A", "B", "A")], prior=PRIOR)
     names = sorted(table["protein"].unique())
     parts = [
-        fit_proteins(table[table["protein"].isin(chunk)], design, [("B - A", "B", "A")], prior=PRIOR)
+        fit_proteins(
+            table[table["protein"].isin(chunk)], design, [("B - A", "B", "A")], prior=PRIOR
+        )
         for chunk in (names[:50], names[50:])
     ]
     joined = pd.concat([p.contrast_table(["B"], ["A"]) for p in parts], ignore_index=True)
