@@ -173,11 +173,11 @@ def fit_stage(
     contrasts = contrasts_for(config_contrasts, sheet)
     log.info("model: random %s, fixed %s", "+".join(spec.random), "+".join(design.x_names))
     shrink = bool(model_config.get("shrinkage", False)) and prior is not None
+    ratio_prior = VariancePrior.from_json(prior) if shrink and prior is not None else None
+    if ratio_prior is not None:
+        log.info("model.shrinkage: variance-ratio prior %s", ratio_prior.describe() or "none")
     fit = fit_proteins(
-        table,
-        design,
-        [(c.name, c.numerator, c.denominator) for c in contrasts],
-        prior=VariancePrior.from_json(prior) if shrink and prior is not None else None,
+        table, design, [(c.name, c.numerator, c.denominator) for c in contrasts], prior=ratio_prior
     )
     proteins = fit.variance_components()
     for f, name in enumerate(fit.factors):
