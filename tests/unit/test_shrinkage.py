@@ -248,3 +248,14 @@ def test_protein_without_finite_optimum_gets_reduced_model() -> None:
     other = fit_proteins(table, build_run_design(sheet, ModelSpec(random=("feature",))),
                          [("B - A", "B", "A")])  # fmt: skip
     assert other.reml_crit[0] > fit.reml_crit[0]
+
+
+def test_prior_keeps_divergent_protein_finite() -> None:
+    table, sheet = _divergent_case()
+    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    fit = fit_proteins(table, design, [("B - A", "B", "A")], prior=PRIOR)
+    assert fit.status[0] in ("ok", "boundary")
+    assert "no finite REML optimum without the prior" in fit.detail[0]
+    f = fit.factors.index("sample")
+    assert 0.0 < fit.theta[0, f] < 10.0 and np.isnan(fit.theta_reml[0, f])
+    assert np.isfinite(fit.se[0, 0]) and np.isfinite(fit.df[0, 0]) and fit.sigma[0] > 0

@@ -507,8 +507,15 @@ def _fit_bucket(
 def _note_shrunk(
     problem: Problem, idx: NDArray[np.intp], bucket: Bucket, theta_reml: FloatArray, out: ModelFit
 ) -> None:
-    """Keep the plain REML estimates; say where a shrunk variance had a REML estimate of 0."""
+    """Keep the plain REML estimates; say where a shrunk variance had a REML estimate of 0 or
+    REML had no finite optimum (its estimates are then NaN)."""
+    diverged = np.max(theta_reml, axis=1, initial=0.0) > DIVERGENT_THETA
     out.theta_reml[idx] = np.where(problem.active[idx], theta_reml, 0.0)
+    out.theta_reml[idx[diverged]] = np.nan
+    for pos in np.flatnonzero(diverged):
+        i = int(idx[pos])
+        note = "no finite REML optimum without the prior"
+        out.detail[i] = f"{out.detail[i]}; {note}" if out.detail[i] else note
     assert bucket.prior_df is not None
     for pos, f in zip(*np.nonzero((bucket.prior_df > 0) & (theta_reml <= 0)), strict=True):
         i = int(idx[pos])
