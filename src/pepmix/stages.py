@@ -233,6 +233,8 @@ def variance_table(proteins: PathLike, output: PathLike) -> None:
     frame = pd.read_parquet(proteins)
     keep = ["protein"] + [c for c in frame.columns if c.startswith("var_")]
     keep += ["n_features", "n_observations", "status", "detail"]
+    # model.shrinkage: plain REML estimates and the prior
+    keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]
     write_tsv(frame.loc[:, keep], output)
 
 

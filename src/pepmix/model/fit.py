@@ -135,7 +135,10 @@ class ModelFit:
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
-        n_observations, status, detail`` plus ``reml_crit`` and ``df_residual``."""
+        n_observations, status, detail`` plus ``reml_crit`` and ``df_residual``; with a prior
+        also ``reml_ratio_<factor>`` (plain REML :math:`\\theta^2`) and
+        ``shrinkage_prior_df_<factor>``, ``shrinkage_prior_ratio_<factor>`` (:math:`d_0, r_0`)
+        for each shrunk factor."""
         out = pd.DataFrame({"protein": self.proteins})
         sigma2 = self.sigma**2
         for f, name in enumerate(self.factors):
@@ -151,7 +154,7 @@ class ModelFit:
             for f, name in enumerate(self.factors):
                 if name in self.prior.factors:
                     fp = self.prior.factors[name]
-                    out[f"var_{name}_reml"] = self.theta_reml[:, f] ** 2 * sigma2
+                    out[f"reml_ratio_{name}"] = self.theta_reml[:, f] ** 2
                     out[f"shrinkage_prior_df_{name}"] = fp.df
                     out[f"shrinkage_prior_ratio_{name}"] = fp.ratio
         return out
