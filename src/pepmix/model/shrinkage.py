@@ -23,9 +23,12 @@ separate term) the variance *ratio* :math:`\lambda_{pk} = \sigma^2_{pk}/\sigma^2
           \lambda^{-d_0/2-1} e^{-d_0 r_0/(2\lambda)}
 
 (:math:`r_0` a typical ratio, :math:`d_0` its prior degrees of freedom; the conjugate family of
-limma's variance prior). Because the prior is on a ratio, :math:`\sigma^2` is still profiled
-out exactly, and the criterion stays lme4's profiled REML criterion :math:`d(\theta)`
-(:mod:`pepmix.model.reml`) plus a penalty.
+limma's variance prior). Not shrunk: the ``feature`` variance (estimated from every feature of
+the protein and, since the fixed effects vary by run only and features cross the conditions,
+nearly orthogonal to the condition contrasts) and a random ``batch`` (a handful of levels
+shared by all proteins, so no per-protein noise to borrow strength against). Because the
+prior is on a ratio, :math:`\sigma^2` is still profiled out exactly, and the criterion stays
+lme4's profiled REML criterion :math:`d(\theta)` (:mod:`pepmix.model.reml`) plus a penalty.
 
 *Hyperparameters* (:func:`fit_variance_prior`): with :math:`d_p(\lambda)` protein :math:`p`'s
 REML criterion at :math:`\theta_k = \sqrt\lambda` and the other ratios at their REML
@@ -71,6 +74,11 @@ So with ``model.shrinkage`` the contrast-variance moderation is not applied
 :math:`n_{\text{samples}} - p + d_0` (the prior counts as :math:`d_0` observations of the
 sample variance ratio, as limma's prior df do; :meth:`pepmix.model.fit.ModelFit.contrast_table`).
 The p-value uses :math:`\min(\nu_{\text{Satterthwaite}}, n_{\text{samples}} - p + d_0)` df.
+
+Calibration (``tests/unit/test_shrinkage.py``; README): when the ratios follow the prior
+family, null p-values were uniform (p < 0.05 for 4.3-5.2 % of 2,000 proteins); when they do not
+(gamma-distributed sample variances) the rate was 4.6-5.8 %, as proteins with a large ratio are
+pulled towards :math:`r_0`. The option is therefore off by default.
 
 Sharding: the hyperparameters must be estimated once on all proteins (the workflow's
 ``variance_prior`` rule) and given to every shard's fit; each protein's fit then depends only on
