@@ -19,7 +19,7 @@ rule test:
     params:
         config={
             key: config[key]
-            for key in ("contrasts", "moderation", "lfc_threshold", "testing")
+            for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model")
         },
     benchmark:
         "logs/benchmarks/test.tsv"

@@ -194,3 +194,32 @@ def test_bad_config_is_one_line(repo: Path, tmp_path: Path) -> None:
     assert "normalization.method" in errors[0]
     assert result.stderr.count("normalization.method") == 1  # once, without Snakefile lines
     assert not (tmp_path / "results").exists()
+
+
+def test_shrinkage_prior_rule_and_shard_invariance(repo: Path, tmp_path: Path) -> None:
+    """model.shrinkage: the prior is estimated once (rule variance_prior) before sharding, so
+    the differential table does not depend on the number of shards."""
+    tables = []
+    for shards in (1, 3):
+        work = tmp_path / f"shards{shards}"
+        work.mkdir()
+        _write_slice(repo, work)
+        (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
+        _config(work)
+        with (work / "config.yaml").open("a") as handle:
+            handle.write("model:\n  shrinkage: true\n")
+        target = "results/tables/differential_abundance.tsv"
+        result = _run(repo, work, "--config", f"shards={shards}", "--", target)
+        assert result.returncode == 0, result.stderr[-3000:]
+        prior = (work / "results/model/variance_prior.json").read_text()
+        assert '"sample"' in prior
+        tables.append(pd.read_csv(work / target, sep="\t").sort_values(["contrast", "protein"]))
+        proteins = pd.read_parquet(work / "results/model/proteins.parquet")
+        assert "shrinkage_prior_df_sample" in proteins.columns
+        assert not proteins["detail"].str.contains("variance at zero: sample").any()
+    one, three = (t.reset_index(drop=True) for t in tables)
+    assert list(one["protein"]) == list(three["protein"])
+    assert list(one["status"]) == list(three["status"])
+    # each protein's fit uses only its own data and the prior: equal up to the optimiser's
+    # stopping rule (projected-gradient norm 1e-6)
+    pd.testing.assert_series_equal(one["pvalue"], three["pvalue"], rtol=1e-5, atol=1e-9)
