@@ -1,0 +1,297 @@
+r"""Protein-level log ratios of each run, their location (median or KDE mode) and diagnostics.
+
+Notation (as in :mod:`pepmix.normalize`): :math:`y_{fr}` is the log2 intensity of feature
+:math:`f` in run :math:`r`, :math:`s_r` a per-run shift, :math:`R_f` the runs in which :math:`f`
+is observed (only features with :math:`|R_f| \ge 2` are used).
+
+Protein-level ratio of protein :math:`p` in run :math:`r`
+    :math:`\rho_{pr} = \operatorname{median}_{f \in p,\, r \in R_f}(y_{fr} - s_r - \bar y_f)`,
+    with :math:`\bar y_f = |R_f|^{-1} \sum_{r \in R_f} (y_{fr} - s_r)`: one number per protein
+    and run, so a protein counts once whatever its number of features.
+
+Location of run :math:`r`: the median, or the mode, of :math:`\{\rho_{pr}\}_p`.
+
+KDE mode
+    Gaussian kernel density estimate of the :math:`n` protein ratios of a run with Silverman's
+    rule-of-thumb bandwidth :math:`h = 0.9\,\min(\mathrm{SD}, \mathrm{IQR}/1.349)\,n^{-1/5}`
+    (Silverman 1986, *Density Estimation*, eq. 3.31). It is evaluated on a grid of spacing at
+    most :math:`h/10` (linear binning, then a discrete convolution with the kernel cut at
+    :math:`\pm 4h`) between the 0.1 % and 99.9 % quantiles widened by :math:`4h`; the mode is
+    the grid maximum refined by a parabola through it and its neighbours (within one grid step
+    of the exact KDE maximum). Peaks are the grid's local maxima.
+Bimodality
+    The KDE is *bimodal* when a second peak reaches at least ``SECOND_PEAK`` (0.25) of the
+    highest one and the density between them falls to at most ``VALLEY`` (0.7) of the second
+    peak. Rationale: with clusters of similar width, a second peak of relative height 0.25
+    holds about 20 % of the proteins, which moves the median by
+    :math:`\Phi^{-1}(0.5/0.8) \approx 0.32` cluster SDs (a bias worth a warning); the valley
+    rule, a 30 % dip, ignores the sampling wiggles of the estimate (relative SD of a KDE at the
+    peak of a normal sample with this bandwidth: about 6 % at 1,000 proteins, 14 % at 100).
+    Silverman's rule oversmooths mixtures, so the test errs on the side of *not* flagging.
+    Runs with fewer than ``MIN_PROTEINS`` (100) proteins are not tested.
+Fallback
+    The mode falls back to the median (and the run is reported) when there are fewer than
+    ``MIN_PROTEINS`` proteins, when the spread is zero, or when the distribution has no clear
+    mode: a second peak passing the bimodality rule with at least ``AMBIGUOUS_PEAK`` (0.8) of
+    the highest one's density. Between two nearly equal peaks the choice flips with sampling
+    noise, and the data cannot tell which cluster is the unchanged majority.
+Spread
+    :math:`\mathrm{IQR}/1.349` of the protein ratios (the SD for normal data).
+Diagnostics
+    :meth:`ProteinRatios.diagnostics` uses the same KDE with ``DIAGNOSTIC_SCALE`` (2) times
+    Silverman's bandwidth: the checks should see only structure that survives strong smoothing.
+    With 1x the mode of a *normal* sample of 100 (1,000) values is 0.60 (0.40) spreads from its
+    median in 1 % of samples, with 2x 0.19 (0.12), so a 0.5-spread rule on the 2x mode does not
+    fire on clean data; the normalisation itself keeps 1x, whose mode is less pulled towards a
+    cluster of changing proteins (bias 0.03 vs 0.09 log2 in one run with 60 % of 1,000
+    proteins shifted by U(0.25, 1), noise SD 0.15).
+
+Group medians are computed without a loop over groups: rows are laid out once by group size
+and group, and every block of groups of the same size is a 2-D array whose row medians numpy
+takes at once (the loop runs over distinct group sizes, a few dozen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from pepmix.canonical import row_key
+
+MIN_PROTEINS = 100
+SECOND_PEAK = 0.25
+VALLEY = 0.7
+AMBIGUOUS_PEAK = 0.8
+DIAGNOSTIC_SCALE = 2.0
+_GRID_MAX = 8192
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+class GroupMedian:
+    """Medians of values grouped by integer codes; the layout is computed once and reused.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of int
+        Group of each value, in ``0 .. n_groups - 1``.
+    n_groups : int
+        Number of groups (groups without values get NaN).
+    """
+
+    def __init__(self, codes: IntArray, n_groups: int) -> None:
+        counts = np.bincount(codes, minlength=n_groups)
+        size = counts[codes]
+        self.order = np.lexsort((codes, size))
+        sizes_sorted = size[self.order]
+        sizes, starts = np.unique(sizes_sorted, return_index=True)
+        stops = np.append(starts[1:], sizes_sorted.size)
+        self.n_groups = n_groups
+        self.blocks = [
+            (int(k), int(a), int(b), codes[self.order[a:b:k]])
+            for k, a, b in zip(sizes, starts, stops, strict=True)
+        ]
+
+    def __call__(self, values: FloatArray) -> FloatArray:
+        """Median of ``values`` (aligned with ``codes``) per group."""
+        laid = values[self.order]
+        out = np.full(self.n_groups, np.nan)
+        for k, a, b, groups in self.blocks:
+            out[groups] = np.median(laid[a:b].reshape(-1, k), axis=1)
+        return out
+
+
+def group_medians(codes: IntArray, values: FloatArray, n_groups: int) -> FloatArray:
+    """Median of ``values`` per group code (NaN for empty groups), vectorised."""
+    return GroupMedian(codes, n_groups)(values)
+
+
+@dataclass(frozen=True)
+class KdeSummary:
+    """Location summary of one run's protein ratios.
+
+    Attributes
+    ----------
+    mode : float
+        KDE mode, or the median when the mode fell back (see ``fallback``).
+    bimodal : bool
+        The bimodality rule of the module docstring holds.
+    fallback : bool
+        The mode could not be trusted and is the median.
+    """
+
+    mode: float
+    bimodal: bool
+    fallback: bool
+
+
+def silverman_bandwidth(x: FloatArray) -> float:
+    """Silverman's rule of thumb ``0.9 min(SD, IQR/1.349) n^(-1/5)`` (0 if degenerate)."""
+    if x.size < 2:
+        return 0.0
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    sigma = min(float(np.std(x, ddof=1)), float(q3 - q1) / 1.349)
+    if sigma <= 0:
+        sigma = float(np.std(x, ddof=1))
+    return float(0.9 * sigma * x.size ** (-0.2))
+
+
+def kde_grid(x: FloatArray, h: float) -> tuple[FloatArray, FloatArray]:
+    """Gaussian KDE of ``x`` with bandwidth ``h`` on a grid (see module docstring)."""
+    q_lo, q_hi = np.quantile(x, [0.001, 0.999])
+    lo, hi = float(q_lo) - 4 * h, float(q_hi) + 4 * h
+    step = max(h / 10, (hi - lo) / (_GRID_MAX - 1))
+    n_grid = int(np.ceil((hi - lo) / step)) + 2
+    inside = x[(x >= lo) & (x <= hi)]
+    pos = (inside - lo) / step
+    idx = np.floor(pos).astype(np.int64)
+    w = pos - idx
+    counts = np.bincount(idx, 1 - w, minlength=n_grid) + np.bincount(idx + 1, w, minlength=n_grid)
+    half = int(np.ceil(4 * h / step))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * step / h) ** 2)
+    density = np.convolve(counts[:n_grid], kernel, mode="same") / (x.size * h * np.sqrt(2 * np.pi))
+    grid: FloatArray = lo + step * np.arange(n_grid, dtype=np.float64)
+    return grid, density.astype(np.float64)
+
+
+def _peaks(density: FloatArray) -> tuple[int, bool, bool]:
+    """Index of the highest peak, and whether a second peak makes it bimodal / ambiguous."""
+    top = int(np.argmax(density))
+    d = density
+    local = np.flatnonzero((d[1:-1] > d[:-2]) & (d[1:-1] >= d[2:])) + 1
+    bimodal = ambiguous = False
+    for j in local[local != top]:
+        height = d[j]
+        if height < SECOND_PEAK * d[top]:
+            continue
+        a, b = sorted((top, int(j)))
+        if d[a : b + 1].min() <= VALLEY * height:
+            bimodal = True
+            ambiguous |= bool(height >= AMBIGUOUS_PEAK * d[top])
+    return top, bimodal, ambiguous
+
+
+def kde_mode(x: FloatArray, scale: float = 1.0) -> KdeSummary:
+    """KDE mode of ``x`` with the fallback and bimodality rules of the module docstring.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Finite values (one run's protein ratios).
+    scale : float, default 1.0
+        Multiple of Silverman's bandwidth (``DIAGNOSTIC_SCALE`` for the diagnostics).
+
+    Returns
+    -------
+    KdeSummary
+    """
+    median = float(np.median(x)) if x.size else np.nan
+    h = scale * silverman_bandwidth(x)
+    if x.size < MIN_PROTEINS or h <= 0:
+        return KdeSummary(median, False, True)
+    grid, density = kde_grid(x, h)
+    top, bimodal, ambiguous = _peaks(density)
+    if ambiguous:
+        return KdeSummary(median, True, True)
+    mode = float(grid[top])
+    if 0 < top < grid.size - 1:
+        left, mid, right = density[top - 1 : top + 2]
+        curve = left - 2 * mid + right
+        if curve < 0:
+            mode += 0.5 * (left - right) / curve * float(grid[1] - grid[0])
+    return KdeSummary(mode, bimodal, False)
+
+
+class ProteinRatios:
+    """Layout for the protein-level ratios :math:`\\rho_{pr}` of a long feature table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``protein, feature, run`` per row.
+    run_names : pandas.Index
+        Runs in the order of the shift vectors passed to :meth:`ratios`.
+    proteins_used : pandas.Series of bool, optional
+        Per row: does its protein enter the per-run location (default: all).
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        run_names: pd.Index,
+        proteins_used: pd.Series | None = None,
+    ) -> None:
+        self.n_runs = len(run_names)
+        codes, uniques = pd.factorize(table["run"])
+        self.run_codes = run_names.get_indexer(pd.Index(uniques).astype(str))[codes].astype(
+            np.int64
+        )
+        feat_codes, feats = pd.factorize(row_key(table, ["protein", "feature"]))
+        self.feat_codes = feat_codes.astype(np.int64)
+        self.n_feat = len(feats)
+        self.feat_counts = np.bincount(self.feat_codes, minlength=self.n_feat)
+        self.usable = self.feat_counts[self.feat_codes] >= 2
+        prot_codes = pd.factorize(table["protein"])[0].astype(np.int64)
+        cell = prot_codes[self.usable] * self.n_runs + self.run_codes[self.usable]
+        cell_codes, cells = pd.factorize(cell)
+        self.cell_median = GroupMedian(cell_codes.astype(np.int64), len(cells))
+        self.cell_run = (np.asarray(cells, dtype=np.int64) % self.n_runs).astype(np.int64)
+        used = np.ones(len(cells), dtype=bool)
+        if proteins_used is not None:
+            used_rows = proteins_used.to_numpy(dtype=bool)[self.usable]
+            used = np.bincount(cell_codes, weights=used_rows, minlength=len(cells)) > 0
+        self.used = used
+        self.run_median = GroupMedian(self.cell_run[used], self.n_runs)
+        order = np.argsort(self.cell_run[used], kind="stable")
+        self.run_order = order
+        self.run_bounds = np.concatenate(
+            [[0], np.cumsum(np.bincount(self.cell_run[used], minlength=self.n_runs))]
+        )
+
+    def ratios(self, y: FloatArray, shift: FloatArray) -> FloatArray:
+        """:math:`\\rho_{pr}` per observed (protein, run) cell, for values ``y`` and ``shift``."""
+        adjusted = y - shift[self.run_codes]
+        total = np.bincount(self.feat_codes, weights=adjusted, minlength=self.n_feat)
+        ref = total / np.maximum(self.feat_counts, 1)
+        ratio = (adjusted - ref[self.feat_codes])[self.usable]
+        return self.cell_median(ratio)
+
+    def run_values(self, rho: FloatArray) -> list[FloatArray]:
+        """The used proteins' ratios of each run."""
+        values = rho[self.used][self.run_order]
+        b = self.run_bounds
+        return [values[b[i] : b[i + 1]] for i in range(self.n_runs)]
+
+    def location(self, rho: FloatArray, how: str) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """Per-run median or KDE mode of ``rho``; second value: the mode fell back."""
+        if how == "median":
+            return self.run_median(rho[self.used]), np.zeros(self.n_runs, dtype=bool)
+        summaries = [kde_mode(v) for v in self.run_values(rho)]
+        return (
+            np.array([s.mode for s in summaries]),
+            np.array([s.fallback for s in summaries], dtype=bool),
+        )
+
+    def diagnostics(self, rho: FloatArray) -> pd.DataFrame:
+        """Per run: ``n_proteins, ratio_median, ratio_mode, ratio_spread, bimodal``."""
+        rows = []
+        for v in self.run_values(rho):
+            summary = kde_mode(v, DIAGNOSTIC_SCALE)
+            spread = np.nan
+            if v.size >= 2:
+                q1, q3 = np.quantile(v, [0.25, 0.75])
+                spread = float(q3 - q1) / 1.349
+            rows.append(
+                {
+                    "n_proteins": int(v.size),
+                    "ratio_median": float(np.median(v)) if v.size else np.nan,
+                    "ratio_mode": np.nan if summary.fallback else summary.mode,
+                    "ratio_spread": spread,
+                    "bimodal": summary.bimodal,
+                }
+            )
+        return pd.DataFrame(rows)
