@@ -59,20 +59,23 @@ computed per batch, so differences between batches are left to the model's batch
 
 Diagnostics (every method; columns of the runs table): the protein ratios :math:`\rho_{pr}` of
 the *normalised* values, per run their number ``n_proteins``, ``ratio_median``, KDE
-``ratio_mode`` (twice Silverman's bandwidth; NaN when it fell back), ``ratio_spread``
-(:math:`\mathrm{IQR}/1.349`, the SD for normal data) and ``bimodal`` (a second KDE peak of >= 25 %
-of the highest behind a dip of >= 30 %: a cluster of >= ~20 % of the proteins that moved
-together). Ratios are to each feature's mean over runs, so after a correct normalisation the
-unchanged proteins sit at 0 and both the median and the mode of a run's protein ratios should be
-near 0. A run (with >= 100 proteins) is ``doubtful`` when
+``ratio_mode`` (NaN when it fell back) and its standard error ``ratio_mode_se``,
+``ratio_spread`` (:math:`\mathrm{IQR}/1.349`, the SD for normal data) and ``bimodal`` (a second
+KDE peak of >= 25 % of the highest behind a dip of >= 30 %: a cluster of >= ~20 % of the
+proteins that moved together; :mod:`pepmix.protein_ratios`). Ratios are to each feature's mean
+over runs, so after a correct normalisation the unchanged proteins sit at 0 and both the median
+and the mode of a run's protein ratios should be near 0; ``ratio_median`` and ``ratio_mode`` are
+reported minus the mean of the runs' ``ratio_median`` (per batch with ``within_batch``), because
+a normalisation only sets the differences between runs and a common offset cancels in fold
+changes. A run with at least 300 proteins (fewer give too many chance bumps in the density) is
+``doubtful`` when
 
 - its protein-ratio distribution is bimodal; or
-- it is off centre, :math:`\max(|\mathrm{median}|, |\mathrm{mode}|) > \max(0.5\,\mathrm{spread},
-  0.1)`: the bulk or the peak of the proteins is more than half a spread (and 0.1 log2, 7 %)
-  from where the normalisation put the run, i.e. it was pulled by a group of changing proteins
-  or features, or median and mode disagree; on clean normal data the 2x-bandwidth mode is
-  within 0.19 spreads of the median in 99 % of runs of 100 proteins
-  (:mod:`pepmix.protein_ratios`); or
+- it is off centre: :math:`|\mathrm{median}| > T` or :math:`|\mathrm{mode}| > \max(T, 3\,
+  \mathrm{SE}_\mathrm{mode})` with :math:`T = \max(0.5\,\mathrm{spread}, 0.1)`: the bulk or
+  the peak of the proteins is more than half a spread (and 0.1 log2, 7 %) from where the
+  normalisation put the run, i.e. it was pulled by a group of proteins or features changing
+  together, or median and mode disagree; 3 SE keep the mode's sampling noise out; or
 - :math:`|s_r| > \max(3\,\mathrm{spread}, 1)`: a correction larger than three times the run's
   own protein-ratio noise *and* above a two-fold loading difference (larger than usual
   loading variation) means a failed run or a global change of most proteins.
@@ -97,7 +100,7 @@ from numpy.typing import NDArray
 from pepmix.alerts import alert
 from pepmix.canonical import row_key
 from pepmix.errors import ConfigError
-from pepmix.protein_ratios import MIN_PROTEINS, ProteinRatios
+from pepmix.protein_ratios import MIN_PROTEINS, ProteinRatios, radix_argsort
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,9 @@ LOCATIONS = ("median", "mode")
 #: doubtful-run thresholds (module docstring): off centre, and shift, in spreads and log2
 OFF_CENTRE_SPREADS = 0.5
 OFF_CENTRE_FLOOR = 0.1
+MODE_SES = 3.0
+#: runs with fewer proteins are not checked
+MIN_PROTEINS_CHECK = 300
 SHIFT_SPREADS = 3.0
 SHIFT_FLOOR = 1.0
 #: methods whose doubtful runs raise the alert (the others are the user's explicit choice)
@@ -187,7 +193,7 @@ default "protein_median"
     runs : pandas.DataFrame
         One row per run: ``run, batch, shift`` (for median-type methods the value subtracted),
         ``median_before, median_after``, and the diagnostics ``n_proteins, ratio_median,
-        ratio_mode, ratio_spread, bimodal, doubtful`` (module docstring).
+        ratio_mode, ratio_mode_se, ratio_spread, bimodal, doubtful`` (module docstring).
     """
     if method not in METHODS:
         raise ConfigError(f"config: normalization.method: unknown method {method!r}")
@@ -203,7 +209,8 @@ default "protein_median"
     runs["batch"] = runs["run"].map(batch_of_run).fillna("")
     group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
     runs["median_before"] = runs["run"].map(run_medians(out["run"], out["log2_raw"]))
-    shift = _shifts(out, method, reference_proteins, group, location)
+    layout = ProteinRatios(out, pd.Index(group.index.astype(str)))
+    shift = _shifts(out, method, reference_proteins, group, location, layout)
     if shift is not None:
         runs["shift"] = runs["run"].map(shift)
         out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
@@ -222,7 +229,7 @@ default "protein_median"
         float(np.ptp(runs["median_before"])),
         float(np.ptp(runs["median_after"])),
     )
-    runs = _with_diagnostics(out, runs)
+    runs = _with_diagnostics(out, runs, layout, group)
     if method in _ALERTED:
         _alert_doubtful(runs, method)
     return out, runs
@@ -234,6 +241,7 @@ def _shifts(
     reference_proteins: Sequence[str],
     group: pd.Series,
     location: str,
+    layout: ProteinRatios,
 ) -> pd.Series | None:
     """Per-run shift of the shift-type methods (None for ``quantile`` and ``none``)."""
     if method in ("median", "reference"):
@@ -251,8 +259,9 @@ def _shifts(
     if method == "protein_median":
         used = None
         if reference_proteins:
-            used = _checked_reference_mask(out, reference_proteins, group.index)
-        return _protein_median_shifts(out, group, location, used)
+            rows = _checked_reference_mask(out, reference_proteins, group.index)
+            used = layout.cell_mask(rows)
+        return _protein_median_shifts(out, group, location, layout, used)
     return None
 
 
@@ -268,7 +277,7 @@ def _segment_medians(values: NDArray[np.float64], bounds: NDArray[np.int64]) -> 
 def run_medians(runs: pd.Series, values: pd.Series) -> pd.Series:
     """Median of ``values`` per run, sorting once (faster than a grouped median on millions)."""
     codes, names = pd.factorize(runs)
-    order = np.argsort(codes, kind="stable")
+    order = radix_argsort(codes.astype(np.int64, copy=False), len(names))
     bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
     medians = _segment_medians(values.to_numpy(dtype=np.float64)[order], bounds)
     return pd.Series(medians, index=pd.Index(names).astype(str))
@@ -327,19 +336,23 @@ def _protein_median_shifts(
     out: pd.DataFrame,
     group: pd.Series,
     location: str,
-    proteins_used: pd.Series | None = None,
+    layout: ProteinRatios,
+    used: NDArray[np.bool_] | None = None,
     iterations: int = 3,
 ) -> pd.Series:
-    """Per-run shifts of ``protein_median`` (module docstring), centred per group."""
+    """Per-run shifts of ``protein_median`` (module docstring), centred per group.
+
+    ``layout`` is built on ``out`` with the runs of ``group.index``; ``used`` marks the
+    (protein, run) cells of the proteins that enter the location (default all).
+    """
     run_names = pd.Index(group.index.astype(str))
-    layout = ProteinRatios(out, run_names, proteins_used)
     y = out["log2_raw"].to_numpy(dtype=np.float64)
     groups = group.fillna("").to_numpy()
     shift = np.zeros(len(run_names))
     fell_back = np.zeros(len(run_names), dtype=bool)
     for _ in range(iterations):
         rho = layout.ratios(y, shift)
-        step, fell_back = layout.location(rho, location)
+        step, fell_back = layout.location(rho, location, used)
         shift = shift + np.nan_to_num(step)
         for g in np.unique(groups):
             members = groups == g
@@ -355,19 +368,28 @@ def _protein_median_shifts(
     return pd.Series(shift, index=run_names)
 
 
-def _with_diagnostics(out: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Add the per-run protein-ratio diagnostics of the normalised values to ``runs``."""
-    run_names = pd.Index(runs["run"].astype(str))
-    layout = ProteinRatios(out, run_names)
+def _with_diagnostics(
+    out: pd.DataFrame, runs: pd.DataFrame, layout: ProteinRatios, group: pd.Series
+) -> pd.DataFrame:
+    """Add the per-run protein-ratio diagnostics of the normalised values to ``runs``.
+
+    ``layout`` is built on ``out`` and ``group`` indexed with the runs in the order of ``runs``.
+    """
     y = out["y"].to_numpy(dtype=np.float64)
-    diag = layout.diagnostics(layout.ratios(y, np.zeros(len(run_names))))
+    diag = layout.diagnostics(layout.ratios(y, np.zeros(layout.n_runs)))
+    centre = diag["ratio_median"].groupby(group.to_numpy()).transform("mean").to_numpy()
+    diag["ratio_median"] -= centre
+    diag["ratio_mode"] -= centre
     runs = pd.concat([runs.reset_index(drop=True), diag], axis=1)
     spread = runs["ratio_spread"].to_numpy(dtype=np.float64)
-    off = _off_centre(runs)
+    limit = np.maximum(OFF_CENTRE_SPREADS * spread, OFF_CENTRE_FLOOR)
+    median = np.abs(runs["ratio_median"].to_numpy(dtype=np.float64))
+    mode = np.abs(runs["ratio_mode"].to_numpy(dtype=np.float64))
+    mode_limit = np.fmax(limit, MODE_SES * runs["ratio_mode_se"].to_numpy(dtype=np.float64))
     shift = runs["shift"].abs().to_numpy(dtype=np.float64)
-    enough = runs["n_proteins"].to_numpy() >= MIN_PROTEINS
+    enough = runs["n_proteins"].to_numpy() >= MIN_PROTEINS_CHECK
     with np.errstate(invalid="ignore"):
-        skewed = off > np.maximum(OFF_CENTRE_SPREADS * spread, OFF_CENTRE_FLOOR)
+        skewed = (median > limit) | (mode > mode_limit)
         large = shift > np.maximum(SHIFT_SPREADS * spread, SHIFT_FLOOR)
     runs["doubtful"] = enough & (runs["bimodal"].to_numpy(dtype=bool) | skewed | large)
     return runs
