@@ -41,12 +41,14 @@ Spread
     :math:`\mathrm{IQR}/1.349` of the protein ratios (the SD for normal data).
 Standard error of the mode
     Parzen's (1962) asymptotic variance of the KDE mode,
-    :math:`\hat f(\theta) \int K'^2 / (n h^3 \hat f''(\theta)^2)` with
-    :math:`\int K'^2 = 1/(4\sqrt\pi)` for the Gaussian kernel and :math:`\hat f''` the second
-    difference of the grid density at the mode. It adapts to the peak: a sharp cluster of
-    unchanged proteins inside a broad distribution gives a small SE. On normal samples the
-    mode differs from the median by about 0.8 of this SE on average (the asymptotic formula
-    slightly overstates the spread at finite :math:`n`).
+    :math:`f(\theta) \int K'^2 / (n h^3 f''(\theta)^2)` with :math:`\int K'^2 = 1/(4\sqrt\pi)`
+    for the Gaussian kernel, :math:`f` and :math:`f''` (second difference on the grid) taken
+    from a KDE with bandwidth :math:`2h`: the curvature of the bandwidth-:math:`h` estimate is
+    so noisy that the formula understated the mode's variability about three-fold on normal
+    samples (99 % quantile of :math:`|\mathrm{mode} - 0| / \mathrm{SE}` 4.8-5.5 at 300-2,000
+    values), with :math:`2h` it overstates it a little (1.6-1.9; t(4) samples 1.4-1.8; an exact
+    SE would give 2.6). It adapts to the peak: a sharp cluster of unchanged proteins inside a
+    broad distribution gets a small SE.
 
 Group medians are computed without a loop over groups: rows are laid out once by group size
 and group, and every block of groups of the same size is a 2-D array whose row medians numpy
@@ -225,9 +227,18 @@ def kde_mode(x: FloatArray) -> KdeSummary:
     if curve >= 0:
         return KdeSummary(float(grid[top]), bimodal, False, np.nan)
     mode = float(grid[top]) + 0.5 * (left - right) / curve * step
-    second = curve / step**2
-    se = float(np.sqrt(mid * _R_KERNEL_DERIV / (x.size * h**3 * second**2)))
-    return KdeSummary(mode, bimodal, False, se)
+    return KdeSummary(mode, bimodal, False, _mode_se(x, mode, h))
+
+
+def _mode_se(x: FloatArray, mode: float, h: float) -> float:
+    """Parzen's standard error of the KDE mode, density and curvature from bandwidth ``2 h``."""
+    grid, density = kde_grid(x, 2 * h)
+    step = float(grid[1] - grid[0])
+    i = int(np.clip(np.searchsorted(grid, mode), 1, grid.size - 2))
+    second = (density[i - 1] - 2 * density[i] + density[i + 1]) / step**2
+    if second >= 0:
+        return np.nan
+    return float(np.sqrt(density[i] * _R_KERNEL_DERIV / (x.size * h**3 * second**2)))
 
 
 class ProteinRatios:

@@ -362,6 +362,7 @@ def test_alert_on_bimodal_not_on_clean(caplog: pytest.LogCaptureFixture) -> None
         "n_proteins",
         "ratio_median",
         "ratio_mode",
+        "ratio_mode_se",
         "ratio_spread",
         "bimodal",
         "doubtful",
