@@ -302,7 +302,7 @@ def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 
     usable = counts[feat_codes] >= 2
     shift = np.zeros(len(run_names))
     groups = group.reindex(run_names).fillna("").to_numpy()
-    order = np.argsort(run_codes[usable], kind="stable")
+    order = radix_argsort(run_codes[usable].astype(np.int64, copy=False), len(run_names))
     bounds = np.concatenate(
         [[0], np.cumsum(np.bincount(run_codes[usable], minlength=len(run_names)))]
     )
