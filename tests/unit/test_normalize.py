@@ -383,3 +383,16 @@ def test_alert_on_bimodal_not_on_clean(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
         _, runs = normalize(table, method="none")
     assert alert_records(caplog) == [] and runs["bimodal"].all()
+
+
+def test_alert_on_a_run_with_a_large_shift(caplog: pytest.LogCaptureFixture) -> None:
+    # one run loaded 8 times more: its shift (about 3 * 7/8 after centring) exceeds
+    # max(3 spreads, 1 log2); the other runs move by about -3/8 and stay below
+    table, _, _ = simulate(0.0, seed=23)
+    table.loc[table["run"] == "R3", "intensity"] *= 8.0
+    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+        _, runs = normalize(table)
+    assert runs.loc[runs["doubtful"], "run"].tolist() == ["R3"]
+    assert not runs["bimodal"].any()
+    (record,) = alert_records(caplog)
+    assert "in 1 of 8 runs (R3)" in record.getMessage()
