@@ -74,17 +74,17 @@ changes. A run with at least 300 proteins (fewer give too many chance bumps in t
 - it is off centre: :math:`\max(|\mathrm{median}|, |\mathrm{mode}|) > \max(0.25\,
   \mathrm{spread}, 0.1, 3\,\mathrm{SE}_\mathrm{mode})`: the bulk or the peak of the proteins
   is more than a quarter of a spread (and 0.1 log2, 7 %) from where the normalisation put the
-  run, i.e. it was pulled by a group of proteins or features changing
-  together, or median and mode disagree. Runs of two conditions pulled in opposite directions
+  run, i.e. it was pulled by a group of proteins or features changing together, or median and
+  mode disagree. Runs of two conditions pulled in opposite directions
   bias every fold change between them by twice that, half a protein-ratio SD. The 3 SE
   (:mod:`pepmix.protein_ratios`: a conservative SE) keep the mode's sampling noise out, of the
   mode itself and of the median when the runs were placed by the mode; the median's own noise
   (:math:`1.25\,\mathrm{spread}/\sqrt n`, below 0.08 spreads from 300 proteins) is smaller.
   Simulated data without changing proteins (``tests/unit/test_normalize.py::simulate``, 300 and
-  2,000 proteins, 12 runs, protein-by-run SD 0.1 and 0.4, 10 data sets each, all three
-  data-driven locations: 1,440 runs) and ``benchmarks/simulate.py``'s data (10 % of proteins
-  changing in both directions, sample SD 0.2-0.5; 2,000 proteins, 5 data sets, 180 runs) gave
-  no doubtful run; or
+  2,000 proteins, 12 runs, protein-by-run SD 0.1 and 0.4, 10 data sets each, normalised by
+  ``protein_median`` with either location and by ``median_ratio``: 1,440 runs) and
+  ``benchmarks/simulate.py``'s data (10 % of proteins changing in both directions, sample SD
+  0.2-0.5; 2,000 proteins, 5 data sets, 180 runs) gave no doubtful run; or
 - :math:`|s_r| > \max(3\,\mathrm{spread}, 1)`: a correction larger than three times the run's
   own protein-ratio noise *and* above a two-fold loading difference (larger than usual
   loading variation) means a failed run or a global change of most proteins.
