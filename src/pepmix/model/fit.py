@@ -77,11 +77,14 @@ class ModelFit:
     converged : ndarray of bool
     iterations : ndarray of int
     blups : pandas.DataFrame
-        Columns ``protein, factor, level, blup`` (data units, like ``lme4::ranef``).
+        Columns ``protein, factor, level, blup`` (data units, like ``lme4::ranef``); with
+        ``robust="huber"`` also ``weight_mean, weight_min`` (observation weights of the level).
     run_effects : pandas.DataFrame
         Protein abundance model only: ``protein, run, abundance, se, n_features``.
     run_effects_parts : list of pandas.DataFrame
         Work list while fitting.
+    weights : ndarray, shape (N,), optional
+        Robust fit only: final observation weights, in the order of :attr:`encoded`.
     not_identifiable : ndarray of bool, shape (P, F)
         Variances set to zero because the criterion did not depend on them.
     samples_per_condition : ndarray of int, shape (P, C)
@@ -118,6 +121,7 @@ class ModelFit:
     samples_per_condition: NDArray[np.intp] = field(
         default_factory=lambda: np.zeros((0, 0), dtype=np.intp)
     )
+    weights: FloatArray | None = None
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -311,6 +315,7 @@ def fit_proteins(
     compress: bool = True,
     what: str = "proteins",
     encoded: Encoded | None = None,
+    robust: str = "none",
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -329,6 +334,9 @@ def fit_proteins(
     encoded : Encoded, optional
         ``table`` already encoded (``ModelFit.encoded`` of an earlier fit of the same table);
         used when it codes the same runs as ``design``, else the table is encoded again.
+    robust : {"none", "huber"}, default "none"
+        ``"huber"``: M-estimation with Huber weights by iteratively reweighted REML
+        (:mod:`pepmix.model.robust`); BLUPs gain per-level weight summaries.
     """
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
@@ -346,16 +354,39 @@ def fit_proteins(
         ).astype(np.intp)
     cmat = contrast_matrix(design, [(c[1], c[2]) for c in contrasts])
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
-    pieces: list[pd.DataFrame] = []
-    for k, (idx, bucket) in enumerate(problem.buckets):
-        pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, result))
-    _finish_status(problem, result)
+    pieces = fit_problem(problem, cmat, result)
+    if robust == "huber":
+        from pepmix.model.robust import irls
+
+        pieces, result.weights, notes = irls(problem, enc, design, cmat, result, pieces)
+        _finish_status(problem, result)
+        result.detail = [
+            "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
+        ]
+    elif robust == "none":
+        _finish_status(problem, result)
+    else:
+        raise ValueError(f"unknown robust method {robust!r}")
     _label_outputs(problem, design, enc, result, pieces)
     result.encoded = enc
     result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
+
+
+def fit_problem(
+    problem: Problem, cmat: FloatArray, out: ModelFit, theta0: FloatArray | None = None
+) -> list[pd.DataFrame]:
+    """Fit every bucket of ``problem`` into ``out``; return the coded predictions per bucket.
+
+    ``theta0`` (shape ``(P, F)``, optional) warm-starts the optimiser instead of its grid.
+    """
+    pieces: list[pd.DataFrame] = []
+    for k, (idx, bucket) in enumerate(problem.buckets):
+        start = None if theta0 is None else theta0[idx]
+        pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, out, start))
+    return pieces
 
 
 def _allocate(
@@ -427,9 +458,10 @@ def _fit_bucket(
     bucket: Bucket,
     cmat: FloatArray,
     out: ModelFit,
+    theta0: FloatArray | None = None,
 ) -> pd.DataFrame:
     """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
-    opt = minimize(bucket)
+    opt = minimize(bucket, theta0)
     theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
     out.not_identifiable[idx] = flat
     ev = evaluate(bucket, theta)
@@ -442,7 +474,7 @@ def _fit_bucket(
     cov = np.where(xkeep[:, :, None] & xkeep[:, None, :], est.cov_beta, np.nan)
     out.theta[idx] = np.where(problem.active[idx], theta, 0.0)
     out.sigma[idx] = est.sigma
-    out.reml_crit[idx] = ev.dev
+    out.reml_crit[idx] = ev.dev + problem.neg_logw[idx]
     out.beta[idx] = beta
     out.cov_beta[idx] = cov
     out.converged[idx] = opt.converged & ev.ok
@@ -500,7 +532,7 @@ def _predictions(
             }
         )
     )
-    count = lv.count.astype(np.float64)
+    count = lv.wsum
     if bucket.e_fixed:
         lam_k = np.where(kdims, ev.lam, 0.0)
         a = lv.rows * lam_k[lv.position]
@@ -643,5 +675,8 @@ def _label_blups(
             "blup": allb["blup"].to_numpy(dtype=np.float64),
         }
     )
+    for extra in ("weight_mean", "weight_min"):  # robust fit: observation weights per level
+        if extra in allb:
+            out[extra] = allb[extra].to_numpy(dtype=np.float64)
     order = np.lexsort((fcode, allb["protein_code"].to_numpy(dtype=np.intp)))
     return out.iloc[order].reset_index(drop=True)
