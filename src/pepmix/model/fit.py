@@ -342,8 +342,15 @@ def fit_proteins(
     enc = encoded if encoded is not None and same_runs else encode(table, design)
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
     n_prot = len(proteins)
+    if robust not in ("none", "huber"):
+        raise ValueError(f"unknown robust method {robust!r}")
+    weights = None
+    if robust == "huber":
+        from pepmix.model import robust as huber
+
+        weights = huber.initial_weights(enc)
     problem = build_problem(
-        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress
+        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress, weights=weights
     )
     n_features = np.zeros(n_prot, dtype=np.intp)
     if "feature" in problem.factors:
@@ -355,18 +362,16 @@ def fit_proteins(
     cmat = contrast_matrix(design, [(c[1], c[2]) for c in contrasts])
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
     pieces = fit_problem(problem, cmat, result)
-    if robust == "huber":
-        from pepmix.model.robust import irls
-
-        pieces, result.weights, notes = irls(problem, enc, design, cmat, result, pieces)
+    if weights is not None:
+        pieces, result.weights, notes = huber.irls(
+            problem, enc, design, cmat, result, pieces, weights
+        )
         _finish_status(problem, result)
         result.detail = [
             "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
         ]
-    elif robust == "none":
-        _finish_status(problem, result)
     else:
-        raise ValueError(f"unknown robust method {robust!r}")
+        _finish_status(problem, result)
     _label_outputs(problem, design, enc, result, pieces)
     result.encoded = enc
     result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
