@@ -65,7 +65,8 @@ def main() -> None:
             p = res["pvalue"].dropna().to_numpy()
             print(
                 f"null seed {seed} {robust:5s}: KS p {stats.kstest(p, 'uniform').pvalue:.3f}, "
-                f"P(p<0.05) {np.mean(p < 0.05):.4f}, adj<0.05 {np.mean(res['adj_pvalue'] < 0.05):.4f}"
+                f"P(p<0.05) {np.mean(p < 0.05):.4f}, "
+                f"adj<0.05 {np.mean(res['adj_pvalue'] < 0.05):.4f}"
                 f", {el:.2f} s"
             )
     # with changes and outliers

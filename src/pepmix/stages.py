@@ -169,7 +169,12 @@ def fit_stage(
     design = build_run_design(sheet, spec)
     contrasts = contrasts_for(config_contrasts, sheet)
     log.info("model: random %s, fixed %s", "+".join(spec.random), "+".join(design.x_names))
-    fit = fit_proteins(table, design, [(c.name, c.numerator, c.denominator) for c in contrasts])
+    fit = fit_proteins(
+        table,
+        design,
+        [(c.name, c.numerator, c.denominator) for c in contrasts],
+        robust=str(model_config.get("robust", "none")),
+    )
     proteins = fit.variance_components()
     for f, name in enumerate(fit.factors):
         proteins[f"theta_{name}"] = fit.theta[:, f]

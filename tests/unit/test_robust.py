@@ -83,7 +83,7 @@ def test_all_ones_weights_are_the_unweighted_problem() -> None:
     w = np.ones(enc.y.size)
     w[0] = 0.5
     part = build_problem(*args, weights=w)
-    for (ia, a), (ib, b) in zip(plain.buckets, part.buckets, strict=True):
+    for (ia, a), (_, b) in zip(plain.buckets, part.buckets, strict=True):
         untouched = ia != enc.prot[0]
         n_cls = a.W.shape[1]  # the touched protein may add a class slot to its bucket
         np.testing.assert_array_equal(a.G[untouched], b.G[untouched])
@@ -121,7 +121,7 @@ def _final_scale(fit, design) -> tuple[float, np.ndarray]:
 
 
 def test_outlier_peptide_is_down_weighted() -> None:
-    sheet, design = make_design(3, 3)
+    _, design = make_design(3, 3)
     contrasts = [("B - A", "B", "A"), ("C - A", "C", "A")]
     noise_se = 0.2 * np.sqrt(2.0 / 9.0)  # SE of a condition difference from the noise alone
     for seed in range(5):

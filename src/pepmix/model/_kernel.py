@@ -11,7 +11,8 @@ directly into the padded layout of its bucket (random-effect block first, then f
 then ``y``). With observation weights ``w_i`` every row is scaled by ``sqrt(w_i)`` (weighted least
 squares as ordinary least squares on scaled rows), so ``G = sum_i w_i V_i V_i'`` and
 ``w_j = sum_{i in j} w_i V_i``; without weights (empty array) the scale is exactly 1.0 and the
-sums are bit-identical to the unweighted pass. Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory is the output only.
+sums are bit-identical to the unweighted pass. Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory
+is the output only.
 
 The kernel is compiled once and cached next to this module (``cache=True``).
 """

@@ -103,7 +103,7 @@ def variance_factor(k: float = HUBER_K) -> float:
     d_psi = 2.0 * float(stats.norm.cdf(k)) - 1.0
     psi2 = d_psi - 2.0 * k * float(stats.norm.pdf(k)) + 2.0 * k * k * float(stats.norm.sf(k))
     mean_w = d_psi + k * float(special.exp1(k * k / 2.0)) / np.sqrt(2.0 * np.pi)
-    return psi2 * mean_w / d_psi**3
+    return float(psi2 * mean_w / d_psi**3)
 
 
 def huber_weights(resid: FloatArray, scale: FloatArray, k: float = HUBER_K) -> FloatArray:
@@ -146,9 +146,7 @@ def robust_scale(resid: FloatArray, prot: IntArray, n_prot: int) -> FloatArray:
     return np.asarray(MAD_SCALE * mad, dtype=np.float64)
 
 
-def polish_residuals(
-    enc: Encoded, n_sweeps: int = POLISH_SWEEPS
-) -> FloatArray:
+def polish_residuals(enc: Encoded, n_sweeps: int = POLISH_SWEEPS) -> FloatArray:
     """Residuals of Tukey's median polish of every protein's feature x run table.
 
     Alternately subtracts feature (row) and run (column) medians, ``n_sweeps`` times each

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,9 +143,9 @@ def _levels(
 
 def _group_columns(
     table: NDArray[np.generic], codes: IntArray, n_groups: int, dtype: type = np.intp
-) -> IntArray:
+) -> NDArray[Any]:
     """Sum the columns of ``table`` (shape ``(P, R)``) by group ``codes`` (shape ``(R,)``)."""
-    out = np.zeros((table.shape[0], n_groups), dtype=dtype)
+    out: NDArray[Any] = np.zeros((table.shape[0], n_groups), dtype=dtype)
     if table.shape[1] == 0:
         return out
     order = np.argsort(codes, kind="stable")
@@ -307,7 +308,7 @@ def build_problem(
     )
     e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.int64)
     e_protein = np.repeat(np.arange(n_prot), n_e)
-    e_wsum = e_counts.astype(np.float64)
+    e_wsum: FloatArray = e_counts.astype(np.float64)
     if weights is not None:
         e_wsum = _eliminated_weights(
             kernel_e,
@@ -418,7 +419,7 @@ def build_problem(
     problem.neg_logw = (
         np.zeros(n_prot)
         if weights is None
-        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot)
+        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot).astype(np.float64)
     )
     global_levels = _global_level_tables(factors, level_counts, n_prot)
     for members, d, c_max in chunks:
