@@ -115,3 +115,17 @@ def accumulate(
                 row = blk + a * d
                 for b in range(d):
                     w_flat[row + b] += va * erow_flat[base + b]
+
+
+@njit(cache=True, nogil=True)
+def segment_medians(
+    values: NDArray[np.float64], starts: NDArray[np.int64], out: NDArray[np.float64]
+) -> None:
+    """Median of each segment ``values[starts[g]:starts[g + 1]]`` into ``out[g]`` (NaN if empty).
+
+    Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians.
+    """
+    for g in range(starts.size - 1):
+        lo = starts[g]
+        hi = starts[g + 1]
+        out[g] = np.median(values[lo:hi]) if hi > lo else np.nan
