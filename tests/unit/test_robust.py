@@ -1,6 +1,7 @@
 """Observation weights in the engine and the robust (Huber) fit.
 
-- weighted criterion of the sufficient statistics equals the dense weighted formula,
+- weighted criterion of the sufficient statistics equals the dense weighted formula, and the
+  weighted fit equals lme4's ``weights=`` fit (``tests/reference/robust``),
 - weights that are all 1 leave the problem bit-identical to the unweighted one,
 - the robust fit's estimates equal dense weighted GLS at its reported variance parameters,
 - one of three peptides shifted by +5 in one condition: Huber's log2FC stays near 0 while the
@@ -10,6 +11,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +21,7 @@ from scipy import stats
 from pepmix.inference.differential import differential_table
 from pepmix.model import dense
 from pepmix.model.design import ModelSpec, build_run_design
-from pepmix.model.fit import encode, fit_proteins
+from pepmix.model.fit import _allocate, encode, fit_problem, fit_proteins
 from pepmix.model.reml import evaluate
 from pepmix.model.robust import (
     HUBER_K,
@@ -69,6 +72,39 @@ def test_weighted_criterion_matches_dense_formula(name: str, compress: bool) -> 
             assert dev[i] == pytest.approx(ref, rel=1e-10, abs=1e-8)
             checked += 1
     assert checked >= 20
+
+
+def test_weighted_fit_matches_lme4() -> None:
+    ref_dir = Path(__file__).resolve().parents[1] / "reference" / "robust"
+    data = pd.read_csv(ref_dir / "weighted_data.csv")
+    ref = pd.read_csv(ref_dir / "weighted_lme4.csv").set_index("protein")
+    _, design = make_design(3, 3)
+    enc = encode(data, design)
+    key = pd.MultiIndex.from_arrays(
+        [
+            np.asarray(enc.proteins)[enc.prot],
+            enc.features[enc.feat],
+            np.asarray(design.runs)[enc.run],
+        ]
+    )
+    w = data.set_index(["protein", "feature", "run"])["w"].reindex(key).to_numpy()
+    problem = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins), weights=w
+    )
+    out = _allocate(problem, design, enc.proteins, [], problem.n_levels[:, 0])
+    fit_problem(problem, np.zeros((0, design.n_fixed)), out)
+    r = ref.loc[enc.proteins]
+    assert len(r) >= 10
+    # tolerances of tests/unit/test_lme4_reference.py: criterion never worse than lme4's best
+    # optimiser by 2e-6 (it includes -sum log w in both); estimates of these non-singular fits
+    # within lme4's optimiser accuracy
+    assert np.all(out.reml_crit <= r["reml"].to_numpy() + 2e-6)
+    np.testing.assert_allclose(out.reml_crit, r["reml"], rtol=0, atol=1e-4)
+    theta = r[["theta_feature", "theta_sample"]].to_numpy()
+    assert np.all(theta > 1e-3)
+    np.testing.assert_allclose(out.theta, theta, rtol=1e-4)
+    np.testing.assert_allclose(out.sigma, r["sigma"], rtol=1e-5)
+    np.testing.assert_allclose(out.beta, r[["beta_A", "beta_B", "beta_C"]], rtol=0, atol=1e-5)
 
 
 def test_all_ones_weights_are_the_unweighted_problem() -> None:
