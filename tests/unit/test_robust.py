@@ -265,3 +265,36 @@ def test_robust_false_discovery_proportion() -> None:
         called = result.loc[result["adj_pvalue"] < 0.05, "protein"]
         fdp.append(float((~truth[called]).sum()) / max(len(called), 1))
     assert np.mean(fdp) <= 0.05 + 0.02
+
+
+def test_fit_stage_writes_feature_weights(tmp_path: Path) -> None:
+    from pepmix import stages
+    from pepmix.io import write_parquet, write_tsv
+
+    table, sheet, _ = simulate(n_prot=60, seed=7)
+    table.loc[table["protein"] == "P00000", "y"] += np.where(
+        (table.loc[table["protein"] == "P00000", "feature"] == "0")
+        & table.loc[table["protein"] == "P00000", "run"].str.startswith("B"),
+        5.0,
+        0.0,
+    )
+    features = tmp_path / "features.parquet"
+    write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    out = {k: tmp_path / f"{k}.parquet" for k in ("proteins", "contrasts", "fixed", "blups")}
+    for robust in ("none", "huber"):
+        stages.fit_stage(
+            features, samples, {"robust": robust}, "all_pairwise", out["proteins"],
+            out["contrasts"], out["fixed"], out["blups"],
+        )  # fmt: skip
+        blups = pd.read_parquet(out["blups"])
+        if robust == "none":
+            assert "weight_min" not in blups.columns
+            continue
+        feats = blups.loc[(blups["factor"] == "feature") & (blups["protein"] == "P00000")]
+        low = feats.set_index("level")["weight_min"]
+        assert low.loc["0"] < 0.5
+        assert blups["weight_mean"].between(0.0, 1.0).all()
+        detail = pd.read_parquet(out["proteins"]).set_index("protein").loc["P00000", "detail"]
+        assert "down-weighted" in detail
