@@ -258,7 +258,9 @@ def test_robust_null_pvalues_are_uniform() -> None:
 
 
 def test_robust_false_discovery_proportion() -> None:
-    # BH at 5 % with 15 % changing: expected FDP 0.85 x 5 %; two seeds' mean has SD ~1.1 %
+    # BH at 5 % with 15 % changing: expected FDP <= 0.85 x 5 % = 4.25 %; one seed's FDP (~200
+    # calls) has SD ~1.5 %, the mean of two ~1.1 %: controlled FDR keeps it below 5 % + 2 SD.
+    # (The stricter six-seed check that decides the default is in benchmarks/README.md.)
     fdp = []
     for seed in (21, 22):
         result, truth = _pvalues(seed=seed, frac_de=0.15, n_prot=1500)

@@ -60,7 +60,7 @@ Satterthwaite df are those of the weighted fit. Still neglected: the variability
 estimated weights beyond this first-order factor (no per-protein sandwich estimate), and that a
 weighted residual variance, with its largest residuals clipped, varies less than
 :math:`\sigma^2\chi^2_\nu/\nu`: limma's prior df across proteins comes out larger than without
-weights (simulations: moderated df ~25 against ~18), one reason why the FDP with 10 % changing
+weights (simulations: moderated df ~25 against ~18), a likely reason why the FDP with 10 % changing
 proteins is 5.1 % rather than 4.1 % (see the README). The reported REML criterion is that of the
 final weighted fit, including :math:`-\sum_i \log w_i` (lme4's ``REMLcrit`` with ``weights=``).
 """
