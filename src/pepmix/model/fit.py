@@ -367,6 +367,7 @@ def fit_proteins(
             problem, enc, design, cmat, result, pieces, weights
         )
         _finish_status(problem, result)
+        huber.correct_variance(result, np.isin(np.asarray(result.status, dtype=object), FITTED))
         result.detail = [
             "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
         ]

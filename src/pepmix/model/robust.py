@@ -77,6 +77,7 @@ from scipy import special, stats
 from pepmix.model._kernel import segment_medians
 from pepmix.model.design import RunDesign
 from pepmix.model.fit import Encoded, ModelFit, _allocate, fit_problem
+from pepmix.model.optimize import DIVERGENT_THETA
 from pepmix.model.suffstats import Problem, build_problem
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,7 @@ def _refit(
     out: ModelFit,
     subset: IntArray,
     weights: FloatArray,
+    warm: bool = True,
 ) -> FloatArray:
     """Refit the proteins ``subset`` with ``weights``; scatter into ``out``; return predictions
     (coded, global protein codes)."""
@@ -250,7 +252,7 @@ def _refit(
     sub_out = _allocate(
         sub, design, [enc.proteins[i] for i in subset], out.contrast_names, out.n_features[subset]
     )
-    theta0 = np.nan_to_num(out.theta[subset])
+    theta0 = np.nan_to_num(out.theta[subset]) if warm else None
     pieces = _coded(fit_problem(sub, cmat, sub_out, theta0))
     pieces[:, 0] = subset[pieces[:, 0].astype(np.intp)]
     for name in _PROTEIN_ARRAYS:
@@ -271,37 +273,48 @@ def irls(
 
     Returns the final coded predictions, the observation weights (order of ``enc``) and a
     ``detail`` note per protein (empty when no observation has a weight below
-    :data:`LOW_WEIGHT`). ``out`` is updated in place (fixed effects, variances, contrasts).
+    :data:`LOW_WEIGHT`). ``out`` is updated in place (fixed effects, variances, contrasts);
+    :func:`correct_variance` is left to the caller.
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
         raise ValueError("robust fitting is for the differential model, not fixed run means")
-    coded = _coded(pieces)
-    last = np.zeros(n_prot, dtype=np.intp)  # round of each protein's current fit
+    current = _coded(pieces)
     rounds = 1
-    current = coded
-    changing = problem.fittable & out.converged
     n_refit = 0
+    given_up = np.zeros(n_prot, dtype=bool)
+
+    def refit(subset: IntArray, warm: bool = True) -> None:
+        nonlocal current, n_refit
+        part = _refit(problem, enc, design, cmat, out, subset, weights, warm)
+        replaced = np.zeros(n_prot, dtype=bool)
+        replaced[subset] = True
+        current = np.concatenate([current[~replaced[current[:, 0].astype(np.intp)]], part])
+        n_refit += subset.size
+
     for it in range(1, MAX_ITER + 2):
+        # a weighted fit without finite optimum (down-weighting let the random effects fit the
+        # rest exactly: the residual scale collapses) falls back to least squares for good
+        collapsed = _diverged(out) & ~given_up
+        collapsed &= np.bincount(enc.prot, weights=weights < 1.0, minlength=n_prot) > 0
+        if collapsed.any():
+            given_up |= collapsed
+            weights = np.where(collapsed[enc.prot], 1.0, weights)
+            refit(np.flatnonzero(collapsed), warm=False)
         yhat = fitted_values(enc, design, problem.factors, out, current)
         resid = enc.y - yhat
         scale = robust_scale(resid, enc.prot, n_prot)
         new = huber_weights(resid, scale[enc.prot])
-        eligible = problem.fittable & out.converged & np.isfinite(scale)
+        eligible = problem.fittable & out.converged & np.isfinite(scale) & ~given_up
         new = np.where(eligible[enc.prot], new, 1.0)
         delta = np.zeros(n_prot)
         np.maximum.at(delta, enc.prot, np.abs(new - weights))
         changing = delta > WEIGHT_TOL
         if not changing.any() or it > MAX_ITER:
             break
-        subset = np.flatnonzero(changing)
         weights = np.where(changing[enc.prot], new, weights)
-        refit = _refit(problem, enc, design, cmat, out, subset, weights)
-        n_refit += subset.size
-        last[subset] = it
+        refit(np.flatnonzero(changing))
         rounds += 1
-        keep = last[current[:, 0].astype(np.intp)] != it
-        current = np.concatenate([current[keep], refit])
     # the reported fit is that of ``weights``; ``delta`` is how far they still are from the
     # Huber weights of its residuals
     unsettled = delta > UNSETTLED
@@ -314,8 +327,13 @@ def irls(
         int(unsettled.sum()),
         UNSETTLED,
     )
-    log.info("robust (Huber) fit: %d protein refits in %d rounds", n_refit, rounds)
-    _correct_variance(out, problem.fittable & out.converged)
+    log.info(
+        "robust (Huber) fit: %d protein refits in %d rounds; %d proteins fitted by least squares "
+        "(weighted fit degenerate)",
+        n_refit,
+        rounds,
+        int(given_up.sum()),
+    )
     final = pd.DataFrame(
         {
             "protein_code": current[:, 0].astype(np.intp),
@@ -327,11 +345,15 @@ def irls(
     final["weight_mean"], final["weight_min"] = _level_weights(
         current, enc, design, problem.factors, weights
     )
-    return [final], weights, _notes(enc.prot, weights, n_prot, unsettled)
+    return [final], weights, _notes(enc.prot, weights, n_prot, unsettled, given_up)
 
 
-def _correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:
-    """Apply :func:`variance_factor` to the robustly fitted proteins (module docstring)."""
+def correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:
+    """Apply :func:`variance_factor` to the proteins ``fitted`` (module docstring).
+
+    Called after the statuses are set: the rule for a divergent variance ratio looks at the
+    fitted :math:`\theta`.
+    """
     c = variance_factor()
     root = np.sqrt(c)
     out.sigma[fitted] *= root
@@ -340,20 +362,37 @@ def _correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:
     out.se[fitted] *= root
 
 
+def _diverged(out: ModelFit) -> NDArray[np.bool_]:
+    """Proteins whose fit has no finite optimum (the rule of ``fit._finish_status``)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.nanmax(np.nan_to_num(out.theta, nan=0.0), axis=1) > DIVERGENT_THETA)
+
+
 def _notes(
-    prot: IntArray, weights: FloatArray, n_prot: int, moving: NDArray[np.bool_]
+    prot: IntArray,
+    weights: FloatArray,
+    n_prot: int,
+    moving: NDArray[np.bool_],
+    given_up: NDArray[np.bool_],
 ) -> list[str]:
-    """``detail`` note per protein: observations below :data:`LOW_WEIGHT`, unconverged weights."""
+    """``detail`` note per protein: observations below :data:`LOW_WEIGHT`, unconverged weights,
+    least-squares fallback."""
     low = np.bincount(prot, weights=weights < LOW_WEIGHT, minlength=n_prot).astype(np.intp)
     w_min = np.ones(n_prot)
     np.minimum.at(w_min, prot, weights)
     notes = []
-    for n, w, m in zip(low.tolist(), w_min.tolist(), moving.tolist(), strict=True):
+    for n, w, m, g in zip(
+        low.tolist(), w_min.tolist(), moving.tolist(), given_up.tolist(), strict=True
+    ):
         parts = [f"down-weighted: {n} observations with weight < {LOW_WEIGHT} (min {w:.2f})"] * (
             n > 0
         )
         if m:
             parts.append(f"robust weights not converged after {MAX_ITER} refits")
+        if g:
+            parts.append(
+                "robust fit degenerate (down-weighting left no residual variance): least squares"
+            )
         notes.append("; ".join(parts))
     return notes
 
