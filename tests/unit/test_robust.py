@@ -242,6 +242,28 @@ def test_huber_weights_and_variance_factor() -> None:
     assert variance_factor() == pytest.approx(1.2302, abs=1e-4)
 
 
+def test_degenerate_weighted_fit_falls_back_to_least_squares() -> None:
+    # two features; Huber weights let the random effects fit the rest exactly (the weighted fit
+    # has no finite optimum), whereas the unweighted fit is regular
+    _, design = make_design(2, 4)
+    runs = ["R000", "R030", "R110", "R120", "R000", "R100", "R110", "R130"]
+    table = pd.DataFrame(
+        {
+            "protein": "P",
+            "feature": ["0"] * 4 + ["1"] * 4,
+            "run": runs,
+            "y": [22.175, 22.454, 20.279, 21.022, 23.469, 22.254, 21.393, 21.792],
+        }
+    )
+    plain = fit_proteins(table, design, [("B - A", "B", "A")])
+    robust = fit_proteins(table, design, [("B - A", "B", "A")], robust="huber")
+    assert plain.status == robust.status == ["ok"]
+    assert "least squares" in robust.detail[0]
+    assert robust.weights is not None and np.all(robust.weights == 1.0)
+    for name in ("estimate", "se", "df", "sigma", "theta", "reml_crit"):
+        np.testing.assert_array_equal(getattr(robust, name), getattr(plain, name))
+
+
 def _pvalues(seed: int, frac_de: float, n_prot: int) -> tuple[pd.DataFrame, pd.Series]:
     table, sheet, truth = simulate(n_prot=n_prot, seed=seed, frac_de=frac_de, mnar=True)
     design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))

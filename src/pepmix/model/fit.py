@@ -363,11 +363,12 @@ def fit_proteins(
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
     pieces = fit_problem(problem, cmat, result)
     if weights is not None:
-        pieces, result.weights, notes = huber.irls(
+        pieces, result.weights, notes, least_squares = huber.irls(
             problem, enc, design, cmat, result, pieces, weights
         )
         _finish_status(problem, result)
-        huber.correct_variance(result, np.isin(np.asarray(result.status, dtype=object), FITTED))
+        fitted = np.isin(np.asarray(result.status, dtype=object), FITTED)
+        huber.correct_variance(result, fitted & ~least_squares)
         result.detail = [
             "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
         ]

@@ -268,13 +268,13 @@ def irls(
     out: ModelFit,
     pieces: list[pd.DataFrame],
     weights: FloatArray,
-) -> tuple[list[pd.DataFrame], FloatArray, list[str]]:
+) -> tuple[list[pd.DataFrame], FloatArray, list[str], NDArray[np.bool_]]:
     """Iterate Huber weights and weighted refits from the fit in ``out`` (with ``weights``).
 
-    Returns the final coded predictions, the observation weights (order of ``enc``) and a
+    Returns the final coded predictions, the observation weights (order of ``enc``), a
     ``detail`` note per protein (empty when no observation has a weight below
-    :data:`LOW_WEIGHT`). ``out`` is updated in place (fixed effects, variances, contrasts);
-    :func:`correct_variance` is left to the caller.
+    :data:`LOW_WEIGHT`) and which proteins fell back to least squares. ``out`` is updated in
+    place (fixed effects, variances, contrasts); :func:`correct_variance` is left to the caller.
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
@@ -345,7 +345,8 @@ def irls(
     final["weight_mean"], final["weight_min"] = _level_weights(
         current, enc, design, problem.factors, weights
     )
-    return [final], weights, _notes(enc.prot, weights, n_prot, unsettled, given_up)
+    notes = _notes(enc.prot, weights, n_prot, unsettled, given_up)
+    return [final], weights, notes, given_up
 
 
 def correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:
