@@ -322,3 +322,20 @@ def test_fit_stage_writes_feature_weights(tmp_path: Path) -> None:
         assert blups["weight_mean"].between(0.0, 1.0).all()
         detail = pd.read_parquet(out["proteins"]).set_index("protein").loc["P00000", "detail"]
         assert "down-weighted" in detail
+
+
+def test_config_key_model_robust() -> None:
+    import yaml
+
+    from pepmix.config import validate_config
+    from pepmix.errors import ConfigError
+
+    root = Path(__file__).resolve().parents[2]
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
+    base = yaml.safe_load((root / "config/config.yaml").read_text())
+    assert validate_config(base, schema)["model"]["robust"] == "none"
+    assert validate_config({**base, "model": {"robust": "huber"}}, schema)["model"]["robust"] == (
+        "huber"
+    )
+    with pytest.raises(ConfigError, match=r"model\.robust"):
+        validate_config({**base, "model": {"robust": "tukey"}}, schema)
