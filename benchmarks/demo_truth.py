@@ -40,12 +40,13 @@ ENTRY = {
 
 
 def contrast_stats(
-    normalization: str, min_features: int, shrinkage: bool = False
+    normalization: str, min_features: int, shrinkage: bool = False, robust: str = "none"
 ) -> tuple[pd.DataFrame, list[str]]:
     """Fit the demo with the given normalisation and feature minimum; return contrast stats.
 
     ``normalization`` is a method, or ``protein_median:mode`` for its mode location.
     ``shrinkage``: with the variance-ratio prior (``model.shrinkage``), estimated on all proteins.
+    ``robust``: ``model.robust``.
     """
     sheet = read_sample_sheet(REPO / "config/samples.tsv")
     table = ingest_batch(ENTRY, {}, feature_level="peptide")
@@ -60,6 +61,7 @@ def contrast_stats(
         design,
         [(c.name, c.numerator, c.denominator) for c in contrasts],
         prior=fit_variance_prior(long, design) if shrinkage else None,
+        robust=robust,
     )
     stats = fit.contrast_table([c.numerator for c in contrasts], [c.denominator for c in contrasts])
     return stats, [c.name for c in contrasts]
@@ -95,6 +97,7 @@ def main() -> None:
         ("pepmix defaults", "protein_median", 2, defaults),
         # model.shrinkage: the workflow then skips the contrast-variance moderation
         ("model.shrinkage", "protein_median+shrinkage", 2, replace(defaults, moderation=False)),
+        ("robust (Huber) fit", "protein_median+huber", 2, defaults),
         ("moderation off", "protein_median", 2, replace(defaults, moderation=False)),
         ("df cap off", "protein_median", 2, replace(defaults, df_cap=False)),
         ("non-robust prior", "protein_median", 2, replace(defaults, robust=False)),
@@ -115,8 +118,9 @@ def main() -> None:
         key = (norm, min_features)
         if key not in cache:
             start = time.perf_counter()
-            shrink = norm.endswith("+shrinkage")
-            cache[key] = contrast_stats(norm.removesuffix("+shrinkage"), min_features, shrink)
+            method, *flags = norm.split("+")
+            robust = "huber" if "huber" in flags else "none"
+            cache[key] = contrast_stats(method, min_features, "shrinkage" in flags, robust)
             logging.info("fitted %s in %.1f s", key, time.perf_counter() - start)
         stats, order = cache[key]
         result = differential_table(stats, order, options)

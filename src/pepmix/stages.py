@@ -185,7 +185,11 @@ def fit_stage(
     if ratio_prior is not None:
         log.info("model.shrinkage: variance-ratio prior %s", ratio_prior.describe() or "none")
     fit = fit_proteins(
-        table, design, [(c.name, c.numerator, c.denominator) for c in contrasts], prior=ratio_prior
+        table,
+        design,
+        [(c.name, c.numerator, c.denominator) for c in contrasts],
+        prior=ratio_prior,
+        robust=str(model_config.get("robust", "none")),
     )
     proteins = fit.variance_components()
     for f, name in enumerate(fit.factors):

@@ -8,7 +8,11 @@ One pass over the observations, sorted by protein, accumulates for every protein
 - ``W_c = sum_{j: n_j = c} w_j w_j'`` per count class,
 
 directly into the padded layout of its bucket (random-effect block first, then fixed effects,
-then ``y``). Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory is the output only.
+then ``y``). With observation weights ``w_i`` every row is scaled by ``sqrt(w_i)`` (weighted least
+squares as ordinary least squares on scaled rows), so ``G = sum_i w_i V_i V_i'`` and
+``w_j = sum_{i in j} w_i V_i``; without weights (empty array) the scale is exactly 1.0 and the
+sums are bit-identical to the unweighted pass. Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory
+is the output only.
 
 The kernel is compiled once and cached next to this module (``cache=True``).
 """
@@ -43,13 +47,16 @@ def accumulate(
     w_flat: NDArray[np.float64],
     erow_flat: NDArray[np.float64],
     erow_offset: NDArray[np.int64],
+    weight: NDArray[np.float64],
 ) -> None:
     """Fill ``g_flat``, ``w_flat`` and ``erow_flat`` for the listed proteins.
 
     Factor ``f`` is the feature factor when ``run_codes[f, 0] < 0``; otherwise its level in run
     ``r`` is ``run_codes[f, r]`` and its protein-local index ``local_tables[f, p, level]``.
-    ``e_factor[p]`` is the eliminated factor (``-1``: none).
+    ``e_factor[p]`` is the eliminated factor (``-1``: none). ``weight`` holds one weight per
+    observation, or is empty (all weights 1).
     """
+    weighted = weight.size > 0
     n_f = is_k.shape[1]
     n_x = x.shape[1]
     idx = np.empty(n_f + n_x + 1, dtype=np.int64)
@@ -61,6 +68,7 @@ def accumulate(
         e0 = erow_offset[p]
         for i in range(prot_start[p], prot_start[p + 1]):
             r = run[i]
+            sw = np.sqrt(weight[i]) if weighted else 1.0
             k = 0
             for f in range(n_f):
                 if not is_k[p, f]:
@@ -70,15 +78,15 @@ def accumulate(
                 else:
                     level = local_tables[f, p, run_codes[f, r]]
                 idx[k] = k_offset[p, f] + level
-                val[k] = 1.0
+                val[k] = sw
                 k += 1
             for j in range(n_x):
                 if xkeep[p, j] and x[r, j] != 0.0:
                     idx[k] = q_pad[p] + j
-                    val[k] = x[r, j]
+                    val[k] = x[r, j] * sw
                     k += 1
             idx[k] = d - 1
-            val[k] = y[i]
+            val[k] = y[i] * sw
             k += 1
             for a in range(k):
                 row = g0 + idx[a] * d
@@ -92,7 +100,7 @@ def accumulate(
                     elevel = local_tables[ef, p, run_codes[ef, r]]
                 base = e0 + elevel * d
                 for a in range(k):
-                    erow_flat[base + idx[a]] += val[a]
+                    erow_flat[base + idx[a]] += sw * val[a]
         if e_factor[p] < 0:
             continue
         w0 = w_offset[p]
@@ -107,3 +115,17 @@ def accumulate(
                 row = blk + a * d
                 for b in range(d):
                     w_flat[row + b] += va * erow_flat[base + b]
+
+
+@njit(cache=True, nogil=True)
+def segment_medians(
+    values: NDArray[np.float64], starts: NDArray[np.int64], out: NDArray[np.float64]
+) -> None:
+    """Median of each segment ``values[starts[g]:starts[g + 1]]`` into ``out[g]`` (NaN if empty).
+
+    Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians.
+    """
+    for g in range(starts.size - 1):
+        lo = starts[g]
+        hi = starts[g + 1]
+        out[g] = np.median(values[lo:hi]) if hi > lo else np.nan

@@ -6,7 +6,10 @@ Direct :math:`n \times n` formulas with :math:`H = I + \sum_k \theta_k^2 Z_k Z_k
           r^2 = y'\big(H^{-1} - H^{-1}X(X'H^{-1}X)^{-1}X'H^{-1}\big)y
 
 This is lme4's ``REMLcrit`` (by the matrix determinant lemma
-:math:`|H| = |\Lambda Z'Z\Lambda + I|`). Cost :math:`O(n^3)`; never used by the workflow.
+:math:`|H| = |\Lambda Z'Z\Lambda + I|`). With observation weights (residual variance
+:math:`\sigma^2/w_i`) :math:`I` becomes :math:`W^{-1}`, so :math:`\log|H|` contains
+:math:`-\sum_i \log w_i` (as lme4's criterion with ``weights=``). Cost :math:`O(n^3)`; never used
+by the workflow.
 """
 
 from __future__ import annotations
@@ -28,11 +31,18 @@ def indicator(codes: NDArray[np.intp]) -> FloatArray:
 
 
 def reml_criterion(
-    y: FloatArray, x: FloatArray, zs: Sequence[FloatArray], theta: Sequence[float]
+    y: FloatArray,
+    x: FloatArray,
+    zs: Sequence[FloatArray],
+    theta: Sequence[float],
+    weights: FloatArray | None = None,
 ) -> float:
-    """REML criterion at ``theta`` by the dense direct formula (see module docstring)."""
+    """REML criterion at ``theta`` by the dense direct formula (see module docstring).
+
+    ``weights`` (default all 1) are observation weights: residual variance ``sigma^2 / w_i``.
+    """
     n, p = x.shape
-    h = np.eye(n)
+    h = np.eye(n) if weights is None else np.diag(1.0 / np.asarray(weights, dtype=np.float64))
     for z, t in zip(zs, theta, strict=True):
         h += t**2 * (z @ z.T)
     hinv = np.linalg.inv(h)

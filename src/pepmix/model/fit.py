@@ -85,11 +85,14 @@ class ModelFit:
     converged : ndarray of bool
     iterations : ndarray of int
     blups : pandas.DataFrame
-        Columns ``protein, factor, level, blup`` (data units, like ``lme4::ranef``).
+        Columns ``protein, factor, level, blup`` (data units, like ``lme4::ranef``); with
+        ``robust="huber"`` also ``weight_mean, weight_min`` (observation weights of the level).
     run_effects : pandas.DataFrame
         Protein abundance model only: ``protein, run, abundance, se, n_features``.
     run_effects_parts : list of pandas.DataFrame
         Work list while fitting.
+    weights : ndarray, shape (N,), optional
+        Robust fit only: final observation weights, in the order of :attr:`encoded`.
     not_identifiable : ndarray of bool, shape (P, F)
         Variances set to zero because the criterion did not depend on them.
     samples_per_condition : ndarray of int, shape (P, C)
@@ -133,6 +136,7 @@ class ModelFit:
     )
     prior: VariancePrior | None = None
     theta_reml: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    weights: FloatArray | None = None
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -353,6 +357,7 @@ def fit_proteins(
     what: str = "proteins",
     encoded: Encoded | None = None,
     prior: VariancePrior | None = None,
+    robust: str = "none",
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -374,13 +379,23 @@ def fit_proteins(
     prior : VariancePrior, optional
         Variance-ratio prior (:func:`pepmix.model.shrinkage.fit_variance_prior`, estimated on
         all proteins); default None: plain REML.
+    robust : {"none", "huber"}, default "none"
+        ``"huber"``: M-estimation with Huber weights by iteratively reweighted REML
+        (:mod:`pepmix.model.robust`); BLUPs gain per-level weight summaries.
     """
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
     n_prot = len(proteins)
+    if robust not in ("none", "huber"):
+        raise ValueError(f"unknown robust method {robust!r}")
+    weights = None
+    if robust == "huber":
+        from pepmix.model import robust as huber
+
+        weights = huber.initial_weights(enc)
     problem = build_problem(
-        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress
+        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress, weights=weights
     )
     n_features = np.zeros(n_prot, dtype=np.intp)
     if "feature" in problem.factors:
@@ -393,16 +408,39 @@ def fit_proteins(
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
     result.prior = prior
     result.theta_reml = np.full(result.theta.shape, np.nan)
-    pieces: list[pd.DataFrame] = []
-    for k, (idx, bucket) in enumerate(problem.buckets):
-        pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, result))
-    _finish_status(problem, result)
+    pieces = fit_problem(problem, cmat, result)
+    if weights is not None:
+        pieces, result.weights, notes, least_squares = huber.irls(
+            problem, enc, design, cmat, result, pieces, weights
+        )
+        _finish_status(problem, result)
+        fitted = np.isin(np.asarray(result.status, dtype=object), FITTED)
+        huber.correct_variance(result, fitted & ~least_squares)
+        result.detail = [
+            "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
+        ]
+    else:
+        _finish_status(problem, result)
     _label_outputs(problem, design, enc, result, pieces)
     result.encoded = enc
     result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
+
+
+def fit_problem(
+    problem: Problem, cmat: FloatArray, out: ModelFit, theta0: FloatArray | None = None
+) -> list[pd.DataFrame]:
+    """Fit every bucket of ``problem`` into ``out``; return the coded predictions per bucket.
+
+    ``theta0`` (shape ``(P, F)``, optional) warm-starts the optimiser instead of its grid.
+    """
+    pieces: list[pd.DataFrame] = []
+    for k, (idx, bucket) in enumerate(problem.buckets):
+        start = None if theta0 is None else theta0[idx]
+        pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, out, start))
+    return pieces
 
 
 def _allocate(
@@ -474,10 +512,11 @@ def _fit_bucket(
     bucket: Bucket,
     cmat: FloatArray,
     out: ModelFit,
+    theta0: FloatArray | None = None,
 ) -> pd.DataFrame:
     """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
     if out.prior is None:
-        opt = minimize(bucket)
+        opt = minimize(bucket, theta0)
     else:
         bucket, opt, theta_reml = penalised_optimum(bucket, problem.factors, out.prior)
         _note_shrunk(problem, idx, bucket, theta_reml, out)
@@ -495,7 +534,7 @@ def _fit_bucket(
     cov = np.where(xkeep[:, :, None] & xkeep[:, None, :], est.cov_beta, np.nan)
     out.theta[idx] = np.where(problem.active[idx], theta, 0.0)
     out.sigma[idx] = est.sigma
-    out.reml_crit[idx] = ev.reml_crit
+    out.reml_crit[idx] = ev.reml_crit + problem.neg_logw[idx]
     out.beta[idx] = beta
     out.cov_beta[idx] = cov
     out.converged[idx] = opt.converged & ev.ok
@@ -588,7 +627,7 @@ def _predictions(
             }
         )
     )
-    count = lv.count.astype(np.float64)
+    count = lv.wsum
     if bucket.e_fixed:
         lam_k = np.where(kdims, ev.lam, 0.0)
         a = lv.rows * lam_k[lv.position]
@@ -743,5 +782,8 @@ def _label_blups(
             "blup": allb["blup"].to_numpy(dtype=np.float64),
         }
     )
+    for extra in ("weight_mean", "weight_min"):  # robust fit: observation weights per level
+        if extra in allb:
+            out[extra] = allb[extra].to_numpy(dtype=np.float64)
     order = np.lexsort((fcode, allb["protein_code"].to_numpy(dtype=np.intp)))
     return out.iloc[order].reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""From observations to per-protein sufficient statistics, in one grouping pass.
+r"""From observations to per-protein sufficient statistics, in one grouping pass.
 
 Input: for every observation its protein code, feature code (contiguous within a protein when the
 table is sorted by protein), run code and log2 intensity, plus the :class:`RunDesign`. Output: a
@@ -9,12 +9,22 @@ works on. After this step nothing scales with the number of observations.
 Level counts and the checks come from the (protein, run) count table; the cross-products are
 accumulated by the compiled pass of :mod:`pepmix.model._kernel`, straight into each bucket's
 padded layout (proteins are ordered by bucket so that a bucket is one contiguous block).
+
+Observation weights (``e_i ~ N(0, sigma^2 / w_i)``, used by the robust fit of
+:mod:`pepmix.model.robust`): weighted REML is the unweighted model on rows scaled by
+:math:`\sqrt{w_i}` (``y``, ``X`` and ``Z``). The cross-products become weighted sums, and the
+eliminated factor's diagonal :math:`n_j` becomes the weight sum :math:`\sum_{i \in j} w_i` of level
+``j``, so count classes group levels with equal weight sums (levels whose weights are all 1 still
+share their integer class). The log-likelihood gains the constant :math:`-\sum_i \log w_i` (in
+deviance units), kept in :attr:`Problem.neg_logw` and added to the reported criterion (as lme4's
+``REMLcrit`` does with ``weights=``). Without weights (or all weights 1) nothing changes.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +58,8 @@ class EliminatedLevels:
         Position of the level's protein in the bucket.
     count : ndarray of int, shape (J,)
         Observations in the level.
+    wsum : ndarray, shape (J,)
+        Weight sum of the level's observations (``count`` without weights).
     level : ndarray of int, shape (J,)
         Global level code (feature code, or level code of the run-level factor / run).
     """
@@ -56,11 +68,12 @@ class EliminatedLevels:
     position: IntArray
     count: IntArray
     level: IntArray
+    wsum: FloatArray
 
 
 @dataclass
 class Problem:
-    """Everything the optimiser and the result assembly need.
+    r"""Everything the optimiser and the result assembly need.
 
     Attributes
     ----------
@@ -92,6 +105,9 @@ class Problem:
     dim_level : list of ndarray
         Per bucket, shape ``(B, d)``: global level code of each random-effect dimension
         (-1 elsewhere), for labelling BLUPs.
+    neg_logw : ndarray, shape (P,)
+        :math:`-\sum_i \log w_i` per protein (zeros without weights): the constant that the
+        weighted criterion adds to the criterion of the scaled rows.
     """
 
     n_proteins: int
@@ -109,6 +125,7 @@ class Problem:
     buckets: list[tuple[IntArray, Bucket]] = field(default_factory=list)
     levels: list[EliminatedLevels] = field(default_factory=list)
     dim_level: list[IntArray] = field(default_factory=list)
+    neg_logw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def _levels(
@@ -124,15 +141,17 @@ def _levels(
     return local.astype(np.intp), present.sum(axis=1), counts.max(axis=1)
 
 
-def _group_columns(table: NDArray[np.generic], codes: IntArray, n_groups: int) -> IntArray:
+def _group_columns(
+    table: NDArray[np.generic], codes: IntArray, n_groups: int, dtype: type = np.intp
+) -> NDArray[Any]:
     """Sum the columns of ``table`` (shape ``(P, R)``) by group ``codes`` (shape ``(R,)``)."""
-    out = np.zeros((table.shape[0], n_groups), dtype=np.intp)
+    out: NDArray[Any] = np.zeros((table.shape[0], n_groups), dtype=dtype)
     if table.shape[1] == 0:
         return out
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    sums = np.add.reduceat(table[:, order].astype(np.intp), starts, axis=1)
+    sums = np.add.reduceat(table[:, order].astype(dtype), starts, axis=1)
     out[:, sorted_codes[starts]] = sums
     return out
 
@@ -145,6 +164,7 @@ def build_problem(
     design: RunDesign,
     n_proteins: int | None = None,
     compress: bool = True,
+    weights: FloatArray | None = None,
 ) -> Problem:
     """Group observations by protein and build the padded buckets.
 
@@ -165,11 +185,15 @@ def build_problem(
     compress : bool, default True
         Sum eliminated-factor levels with equal counts (count classes). ``False`` keeps one class
         per level: slower, identical results; used by tests.
+    weights : ndarray, shape (N,), optional
+        Observation weights (positive, finite): residual variance ``sigma^2 / w_i``. Default (or
+        all weights 1): the unweighted model, computed exactly as without the argument.
     """
     n_obs_total = int(prot.size)
     n_prot = int(n_proteins if n_proteins is not None else (prot.max() + 1 if prot.size else 0))
     if n_obs_total and np.any(np.diff(prot) < 0):
         raise ValueError("observations must be sorted by protein")
+    weights = _check_weights(weights, n_obs_total)
     factors = tuple(design.spec.random)
     n_f = len(factors)
     n_x = design.n_fixed
@@ -284,7 +308,29 @@ def build_problem(
     )
     e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.int64)
     e_protein = np.repeat(np.arange(n_prot), n_e)
-    if compress:
+    e_wsum: FloatArray = e_counts.astype(np.float64)
+    if weights is not None:
+        e_wsum = _eliminated_weights(
+            kernel_e,
+            n_e,
+            factors,
+            design,
+            (prot, feat, run, weights),
+            first_feat,
+            pr_counts,
+            level_counts,
+        )
+    if compress and weights is not None:
+        # classes of equal weight sums (exact float equality) within a protein
+        order_e = np.lexsort((e_wsum, e_protein))
+        key_p, key_w = e_protein[order_e], e_wsum[order_e]
+        new = np.r_[True, (key_p[1:] != key_p[:-1]) | (key_w[1:] != key_w[:-1])]
+        inverse = np.empty(e_wsum.size, dtype=np.intp)
+        inverse[order_e] = np.cumsum(new) - 1
+        cls_protein = key_p[new].astype(np.intp)
+        cls_value = key_w[new]
+        cls_m = np.bincount(inverse, minlength=cls_value.size).astype(np.float64)
+    elif compress:
         ckey = e_protein.astype(np.int64) * (n_obs_total + 1) + e_counts
         uniq, inverse = np.unique(ckey, return_inverse=True)
         cls_protein = (uniq // (n_obs_total + 1)).astype(np.intp)
@@ -293,7 +339,7 @@ def build_problem(
     else:
         inverse = np.arange(e_counts.size)
         cls_protein = e_protein
-        cls_value = e_counts.astype(np.float64)
+        cls_value = e_wsum
         cls_m = np.ones(e_counts.size)
     n_cls = np.bincount(cls_protein, minlength=n_prot).astype(np.intp)
     cls_offset = np.concatenate([[0], np.cumsum(n_cls)]).astype(np.intp)
@@ -353,6 +399,7 @@ def build_problem(
         w_flat,
         erow_flat,
         erow_offset,
+        np.zeros(0) if weights is None else weights,
     )
 
     problem = Problem(
@@ -368,6 +415,11 @@ def build_problem(
         ybar=ybar,
         efactor=efactor,
         e_fixed=fixed_runs,
+    )
+    problem.neg_logw = (
+        np.zeros(n_prot)
+        if weights is None
+        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot).astype(np.float64)
     )
     global_levels = _global_level_tables(factors, level_counts, n_prot)
     for members, d, c_max in chunks:
@@ -421,6 +473,7 @@ def build_problem(
                 n_e,
                 e_offset,
                 e_counts,
+                e_wsum,
                 erow_flat,
                 erow_offset,
                 factors,
@@ -470,6 +523,58 @@ def _eliminated_counts(
     return np.concatenate(parts).astype(np.intp)
 
 
+def _check_weights(weights: FloatArray | None, n_obs: int) -> FloatArray | None:
+    """Validated weights as float64, or ``None`` when absent or all exactly 1."""
+    if weights is None:
+        return None
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if w.shape != (n_obs,):
+        raise ValueError("weights must have one value per observation")
+    if not np.all(np.isfinite(w) & (w > 0)):
+        raise ValueError("weights must be positive and finite")
+    return None if bool(np.all(w == 1.0)) else w
+
+
+def _eliminated_weights(
+    kernel_e: IntArray,
+    n_e: IntArray,
+    factors: tuple[str, ...],
+    design: RunDesign,
+    obs: tuple[IntArray, IntArray, IntArray, FloatArray],
+    first_feat: IntArray,
+    pr_counts: IntArray,
+    level_counts: dict[int, IntArray],
+) -> FloatArray:
+    """Weight sum of every eliminated level, in the order of :func:`_eliminated_counts`.
+
+    ``obs`` holds the protein, feature and run codes and the weight of every observation.
+    """
+    prot, feat, run, weights = obs
+    n_prot, n_runs = pr_counts.shape
+    pr_w = np.bincount(
+        prot.astype(np.int64) * n_runs + run, weights=weights, minlength=n_prot * n_runs
+    ).reshape(n_prot, n_runs)
+    feat_w = np.bincount(feat, weights=weights)
+    grouped = {
+        f: _group_columns(pr_w, design.factor_codes[factors[f]], counts.shape[1], np.float64)
+        for f, counts in level_counts.items()
+        if bool(np.any(kernel_e == f))
+    }
+    n_f = len(factors)
+    parts = []
+    for p in np.flatnonzero(kernel_e >= 0):
+        e = int(kernel_e[p])
+        if e == n_f:
+            parts.append(pr_w[p][pr_counts[p] > 0])
+        elif factors[e] == "feature":
+            parts.append(feat_w[first_feat[p] : first_feat[p] + n_e[p]])
+        else:
+            parts.append(grouped[e][p][level_counts[e][p] > 0])
+    if not parts:
+        return np.zeros(0)
+    return np.concatenate(parts).astype(np.float64)
+
+
 def _global_level_tables(
     factors: tuple[str, ...], level_counts: dict[int, IntArray], n_prot: int
 ) -> dict[int, list[IntArray]]:
@@ -490,6 +595,7 @@ def _bucket_levels(
     n_e: IntArray,
     e_offset: NDArray[np.int64],
     e_counts: IntArray,
+    e_wsum: FloatArray,
     erow_flat: FloatArray,
     erow_offset: NDArray[np.int64],
     factors: tuple[str, ...],
@@ -505,6 +611,9 @@ def _bucket_levels(
     count = np.concatenate(
         [e_counts[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0, np.intp)]
     ).astype(np.intp)
+    wsum = np.concatenate(
+        [e_wsum[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0)]
+    ).astype(np.float64)
     n_f = len(factors)
     levels = []
     for p in members:
@@ -518,4 +627,4 @@ def _bucket_levels(
         else:
             levels.append(global_levels[e][p])
     level = np.concatenate(levels or [np.zeros(0, np.intp)]).astype(np.intp)
-    return EliminatedLevels(rows=rows, position=position, count=count, level=level)
+    return EliminatedLevels(rows=rows, position=position, count=count, level=level, wsum=wsum)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -189,6 +189,9 @@ class PreparedProfile:
         Condition means (``estimate``, ``se_cmp``; index condition).
     abundance, abundance_se : ndarray
         Protein abundance per run and its standard error (NaN where unknown).
+    weight : ndarray
+        Robust fit only: smallest observation weight of each feature (``weight_min`` of the
+        BLUP table); NaN without one.
     """
 
     names: list[str]
@@ -199,6 +202,7 @@ class PreparedProfile:
     means: pd.DataFrame
     abundance: FloatArray
     abundance_se: FloatArray
+    weight: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def prepare(profile: ProteinProfile, runs: Runs) -> PreparedProfile:
@@ -229,7 +233,13 @@ def prepare(profile: ProteinProfile, runs: Runs) -> PreparedProfile:
         abundance[slots] = ab["abundance"].to_numpy(dtype=float, na_value=np.nan)[found][::-1]
         if "se" in ab.columns:
             abundance_se[slots] = ab["se"].to_numpy(dtype=float, na_value=np.nan)[found][::-1]
+    weight = np.full(len(names), np.nan)
+    if "weight_min" in profile.blups.columns:
+        fb = profile.blups.loc[profile.blups["factor"].astype(str) == "feature"]
+        by_level = dict(zip(fb["level"].astype(str), fb["weight_min"].astype(float), strict=True))
+        weight = np.array([by_level.get(n, np.nan) for n in names], dtype=float)
     return PreparedProfile(
+        weight=weight,
         names=names,
         values=wide,
         expected=expected,

@@ -60,6 +60,10 @@ KEY = (
 )
 """One-line key at the bottom of every page (the report caption explains it in full)."""
 
+LOW_WEIGHT = 0.5
+"""Robust fit: features with an observation weight below this are drawn dashed and faded, and
+their smallest weight is given in the effect panel (``w 0.30``)."""
+
 
 def middle_cut(name: str, width: int = 17) -> str:
     """Shorten a feature name in the middle (peptides sharing a prefix stay distinguishable)."""
@@ -242,7 +246,12 @@ class ProfileCanvas:
         # one polyline per feature, broken where values are missing (NaN); points without a
         # neighbour get a marker
         self.lines.set_segments([np.column_stack([xs, row]) for row in p.values])
+        low = p.weight < LOW_WEIGHT  # NaN (no robust fit) compares False
+        if low.any():
+            colors = colors.copy()
+            colors[low, 3] = 0.45
         self.lines.set_color(colors if len(p.names) else "none")
+        self.lines.set_linestyle(["--" if w else "-" for w in low] if low.any() else "-")
         rows_1, cols_1 = np.nonzero(_isolated(p.values))
         if len(rows_1):
             self.dots.set_offsets(np.column_stack([xs[cols_1], p.values[rows_1, cols_1]]))
@@ -322,12 +331,17 @@ class ProfileCanvas:
         span = max(float(np.max(np.abs(both))) if len(both) else 0.0, 0.1) * 1.15
         effect.set_xlim(-span, span)
         effect.set_ylim(n_rows - 0.5, -0.5)
-        effect.set_yticks(ys, [middle_cut(p.names[i], 17) for i in idx])
+        labels = [middle_cut(p.names[i], 17) for i in idx]
+        low = [i for i in range(len(idx)) if p.weight[idx[i]] < LOW_WEIGHT]
+        for i in low:
+            labels[i] += f" (w {p.weight[idx[i]]:.2f})"
+        effect.set_yticks(ys, labels)
         effect.tick_params(axis="y", labelsize=max(4.5, min(6.5, 150.0 / n_rows)))
         hidden = len(p.names) - len(idx)
-        self.note.set_text(
-            f"{len(idx)} of {len(p.names)} features (most deviating)" if hidden > 0 else ""
-        )
+        notes = [f"{len(idx)} of {len(p.names)} features (most deviating)"] * (hidden > 0)
+        if np.any(p.weight < LOW_WEIGHT):
+            notes.append(f"dashed: down-weighted (w = smallest weight < {LOW_WEIGHT})")
+        self.note.set_text("\n".join(notes))
 
     def render(self, profile: ProteinProfile) -> NDArray[np.uint8]:
         """Draw ``profile`` and return the page as an RGBA image (Agg, white background).
