@@ -102,6 +102,9 @@ class ModelFit:
         Variance-ratio prior the fit used (None: plain REML).
     theta_reml : ndarray, shape (P, F)
         With a prior: the plain REML estimates of ``theta`` (NaN otherwise).
+    reduce_divergent : bool, default True
+        Refit proteins without a finite optimum as reduced models
+        (:mod:`pepmix.model.divergent`); the robust fit's weighted refits turn it off.
     """
 
     proteins: list[str]
@@ -137,6 +140,7 @@ class ModelFit:
     prior: VariancePrior | None = None
     theta_reml: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: FloatArray | None = None
+    reduce_divergent: bool = True
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -520,8 +524,9 @@ def _fit_bucket(
     else:
         bucket, opt, theta_reml = penalised_optimum(bucket, problem.factors, out.prior)
         _note_shrunk(problem, idx, bucket, theta_reml, out)
-    bucket, opt, dropped = reduce_divergent(bucket, opt)
-    _note_dropped(problem, idx, dropped, out)
+    if out.reduce_divergent:
+        bucket, opt, dropped = reduce_divergent(bucket, opt)
+        _note_dropped(problem, idx, dropped, out)
     theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
     out.not_identifiable[idx] = flat
     ev = evaluate(bucket, theta)

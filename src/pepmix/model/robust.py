@@ -261,6 +261,9 @@ def _refit(
     )
     # the refit uses the same variance-ratio prior (model.shrinkage) as the first fit
     sub_out.prior = out.prior
+    # a weighted fit without finite optimum falls back to least squares (rule of this module),
+    # not to a reduced model (pepmix.model.divergent, the rule of unweighted fits)
+    sub_out.reduce_divergent = False
     sub_out.theta_reml = np.full(sub_out.theta.shape, np.nan)
     theta0 = np.nan_to_num(out.theta[subset]) if warm else None
     pieces = _coded(fit_problem(sub, cmat, sub_out, theta0))
