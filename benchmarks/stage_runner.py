@@ -44,24 +44,13 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
-#: the rules run, in order, with the file (``rules/<file>.smk``) holding each
-RULES = {
-    "ingest": "ingest",
-    "merge": "ingest",
-    "normalize": "normalize",
-    "fit": "fit",
-    "test": "test",
-}
-#: outputs not made (optional in the stage function, not read by the test stage)
+#: the workflow's output the runner makes (and everything it depends on)
+TARGET = "results/tables/differential_abundance.parquet"
+#: rules not run: their outputs are their inputs (one shard; gathering one shard is a copy)
+ALIASED = ("shard", "gather_model")
+#: outputs not made (optional in the stage functions, not needed for the target)
 SKIPPED_OUTPUTS = {"fit": ("abundance",)}
-#: named inputs each rule's script gets (checked against ``scripts/*.py`` by the tests)
-INPUT_NAMES = {
-    "ingest": (),
-    "merge": ("batches", "samples"),
-    "normalize": ("features", "samples"),
-    "fit": ("features", "samples"),
-    "test": ("contrasts", "samples"),
-}
+SCATTER_ITEM = "1-of-1"
 
 
 def build_root() -> Path:
@@ -179,108 +168,191 @@ def rule_block(text: str, rule: str, section: str) -> str | None:
 
 
 class _Named(list[Any]):
-    """Snakemake's ``Namedlist`` stand-in: positional items plus attributes."""
+    """Snakemake's ``Namedlist`` stand-in: positional items, attributes and ``get``."""
 
     def __init__(self, named: Mapping[str, Any]) -> None:
         super().__init__(named.values())
         self.__dict__.update(named)
 
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.get(name, default)
 
-class _Outputs:
-    """Output paths on demand: ``output.<name>`` (or ``output[i]``) is ``<dir>/<name>``; the
-    names in ``skip`` are None (outputs the stage functions make optional)."""
 
-    def __init__(self, directory: Path, skip: tuple[str, ...] = ()) -> None:
-        self._dir = directory
-        self._skip = skip
+def _wildcards(value: Any, wildcards: Mapping[str, str]) -> Any:
+    """Fill ``{name}`` wildcards in a path or a list of paths."""
+    if isinstance(value, str):
+        for name, text in wildcards.items():
+            value = value.replace("{" + name + "}", text)
+        return value
+    if isinstance(value, list | tuple):
+        return [_wildcards(v, wildcards) for v in value]
+    return value
 
-    def __getattr__(self, name: str) -> str | None:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return None if name in self._skip else str(self._dir / name)
 
-    def __getitem__(self, index: int) -> str:
-        return str(self._dir / f"output{index}")
+class _Job:
+    """One rule instance: evaluated input, output and params (workflow paths)."""
+
+    def __init__(self, rule: str, wildcards: Mapping[str, str]) -> None:
+        self.rule = rule
+        self.wildcards = dict(wildcards)
+        self.input: dict[str, Any] = {}
+        self.output: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}
 
 
 class StageRunner:
-    """Runs the rules of validated configs under ``workdir``, caching every rule's outputs.
+    """Runs the rules a differential table needs, for validated configs, under ``workdir``.
+
+    The rules' ``input:``, ``output:`` and ``params:`` blocks are evaluated with the config
+    (Snakemake's ``expand``, ``report``, ``scatter``/``gather`` with one shard), the rules
+    producing :data:`TARGET` are found from their outputs (as Snakemake does), and each rule's
+    script runs in-process; outputs are cached per rule, inputs and params.
 
     Parameters
     ----------
     workdir : path
-        Cache directory (one sub-directory per rule and input hash).
+        Cache directory (one sub-directory per rule, inputs and params).
     """
 
     def __init__(self, workdir: str | Path) -> None:
         self.workdir = Path(workdir)
         self.root = build_root()
         self.schema = schema()
-        self.rules = {name: (self.root / f"rules/{RULES[name]}.smk").read_text() for name in RULES}
+        self.texts = {p.stem: p.read_text() for p in sorted((self.root / "rules").glob("*.smk"))}
+        self.rule_file = {
+            name: stem
+            for stem, text in self.texts.items()
+            for name in re.findall(r"^rule (\w+):", text, re.M)
+        }
+        self.ran: list[str] = []
 
-    def params(self, rule: str, cfg: Mapping[str, Any], **wildcards: str) -> dict[str, Any]:
-        """The rule's ``params:`` evaluated with ``cfg`` (callables called with wildcards)."""
-        block = rule_block(self.rules[rule], rule, "params")
-        if block is None:
-            return {}
+    def _namespace(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """What the rules' blocks refer to (``rules/common.smk``), for one shard."""
+        from snakemake.io import expand
+
         sheet = stages.load_sheet(cfg["samples"], cfg.get("sample_sheet"))
-        namespace = {
+        split = SimpleNamespace(split=lambda pattern: [_wildcards(pattern, _ITEM)])
+        return {
             "config": cfg,
             "INPUT_BY_NAME": {entry["name"]: entry for entry in cfg["inputs"]},
+            "BATCHES": [entry["name"] for entry in cfg["inputs"]],
             "CONTRASTS": stages.contrasts_for(cfg["contrasts"], sheet),
+            "N_SHARDS": 1,
+            "expand": expand,
+            "report": lambda path, *args, **kwargs: path,
+            "scatter": split,
+            "gather": split,
+            "_items": _items,
         }
-        values: dict[str, Any] = eval(f"dict({block}\n)", namespace)  # the rule's own code
-        wc = SimpleNamespace(**wildcards)
-        return {k: v(wc) if callable(v) else v for k, v in values.items()}
 
-    def _rule(self, rule: str, key: str, inputs: Mapping[str, Any], params: Any) -> Path:
-        """Run ``scripts/<rule>.py`` unless cached; return its output directory."""
-        out = self.workdir / f"{rule}-{key}"
+    def _job(self, rule: str, namespace: Mapping[str, Any], wildcards: Mapping[str, str]) -> _Job:
+        """Evaluate a rule's input, output and params blocks (callables get the wildcards)."""
+        job = _Job(rule, wildcards)
+        wc = SimpleNamespace(**wildcards)
+        text = self.texts[self.rule_file[rule]]
+        for section in ("input", "output", "params"):
+            block = rule_block(text, rule, section)
+            values: dict[str, Any] = (
+                {} if block is None else eval(f"_items({block}\n)", dict(namespace))
+            )
+            values = {k: v(wc) if callable(v) else v for k, v in values.items()}
+            setattr(job, section, {k: _wildcards(v, wildcards) for k, v in values.items()})
+        return job
+
+    def _producer(self, path: str, namespace: Mapping[str, Any]) -> _Job:
+        """The job whose output is the workflow path ``path`` (batch wildcards tried)."""
+        batches = [{"batch": name} for name in namespace["BATCHES"]]
+        for rule, stem in self.rule_file.items():
+            if "{batch}" in (rule_block(self.texts[stem], rule, "output") or ""):
+                options = [{**_ITEM, **b} for b in batches]
+            else:
+                options = [_ITEM]
+            for wildcards in options:
+                try:
+                    job = self._job(rule, namespace, wildcards)
+                except Exception:  # noqa: BLE001 - blocks of rules the target does not need
+                    break
+                if path in _flat(job.output.values()):
+                    return job
+        raise PepmixError(f"stage runner: no rule makes {path}")
+
+    def _make(self, path: str, namespace: Mapping[str, Any], made: dict[str, str]) -> str:
+        """Actual file for workflow path ``path``: external files as they are, others made."""
+        if path in made:
+            return made[path]
+        if Path(path).is_absolute() or not path.startswith("results/"):
+            return path
+        job = self._producer(path, namespace)
+        inputs = {
+            name: [self._make(p, namespace, made) for p in value]
+            if isinstance(value, list)
+            else self._make(value, namespace, made)
+            for name, value in job.input.items()
+        }
+        if job.rule in ALIASED:  # one shard: each output is the same-named (or i-th) input
+            sources = _flat(inputs.values())
+            for i, (name, value) in enumerate(job.output.items()):
+                source = _flat([inputs[name]])[0] if name in inputs else sources[i]
+                for out in _flat([value]):
+                    made[out] = source
+        else:
+            out_dir = self._run(job, inputs)
+            for name, value in job.output.items():
+                for out in _flat([value]):
+                    made[out] = str(out_dir / name)
+        return made[path]
+
+    def _run(self, job: _Job, inputs: Mapping[str, Any]) -> Path:
+        """Run the job's script unless cached; return its output directory."""
+        key = _digest(job.rule, inputs, job.params)
+        out = self.workdir / f"{job.rule}-{key}"
         if (out / "done").exists():
             return out
         out.mkdir(parents=True, exist_ok=True)
-        script = rule_block(self.rules[rule], rule, "script")
+        script = rule_block(self.texts[self.rule_file[job.rule]], job.rule, "script")
         if script is None:
-            raise PepmixError(f"stage runner: rule {rule} has no script")
+            raise PepmixError(f"stage runner: rule {job.rule} has no script")
         path = (self.root / "rules" / script.strip("\"'")).resolve()
+        skip = SKIPPED_OUTPUTS.get(job.rule, ())
         smk = SimpleNamespace(
             input=_Named(inputs),
-            output=_Outputs(out, SKIPPED_OUTPUTS.get(rule, ())),
-            params=_Named(params),
+            output=_Named({k: None if k in skip else str(out / k) for k in job.output}),
+            params=_Named(job.params),
             log=[str(out / "log")],
             threads=1,
-            rule=rule,
-            wildcards=SimpleNamespace(),
+            rule=job.rule,
+            wildcards=SimpleNamespace(**job.wildcards),
         )
         try:
             runpy.run_path(str(path), init_globals={"snakemake": smk})
         except SystemExit:
             lines = (out / "log").read_text().strip().splitlines() if (out / "log").exists() else []
-            raise PepmixError(f"rule {rule} failed: {lines[-1] if lines else '?'}") from None
+            raise PepmixError(f"rule {job.rule} failed: {lines[-1] if lines else '?'}") from None
         (out / "done").touch()
+        self.ran.append(job.rule)
         return out
 
     def run(self, config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Validate ``config``, run (or reuse) every rule; return the differential table and the
-        resolved sample sheet."""
+        """Validate ``config``, make :data:`TARGET`; return it and the resolved sample sheet."""
         cfg = validate_config(config, self.schema)
-        batches = []
-        for entry in cfg["inputs"]:
-            params = self.params("ingest", cfg, batch=entry["name"])
-            out = self._rule("ingest", _digest(entry["path"], params), {}, params)
-            batches.append(str(out / "output0"))
-        key = _digest(batches, cfg["samples"])
-        upstream: list[Any] = [batches, cfg["samples"]]
-        samples = ""
-        for rule in ("merge", "normalize", "fit", "test"):
-            params = self.params(rule, cfg)
-            key = _digest(key, params)
-            inputs = dict(zip(INPUT_NAMES[rule], upstream, strict=True))
-            done = self._rule(rule, key, inputs, params)
-            samples = str(done / "samples") if rule == "merge" else samples
-            upstream = [str(done / ("contrasts" if rule == "fit" else "features")), samples]
-        table = pd.read_parquet(done / "parquet")
-        return table, stages.read_resolved_sheet(samples)
+        made: dict[str, str] = {}
+        table = pd.read_parquet(self._make(TARGET, self._namespace(cfg), made))
+        return table, stages.read_resolved_sheet(made["results/ingest/samples.tsv"])
+
+
+_ITEM = {"scatteritem": SCATTER_ITEM}
+
+
+def _items(*positional: Any, **named: Any) -> dict[str, Any]:
+    """A rule block's items: positional ones as ``item0``, ``item1``, ... then the named ones."""
+    return {**{f"item{i}": v for i, v in enumerate(positional)}, **named}
+
+
+def _flat(values: Any) -> list[Any]:
+    out: list[Any] = []
+    for value in values:
+        out += _flat(value) if isinstance(value, list | tuple) else [value]
+    return out
 
 
 def scenario_config(data: Path, samples: Path) -> dict[str, Any]:
