@@ -1,6 +1,7 @@
 # pepmix: the two commands of the README, and helpers for developers.
 #   make demo   set up .venv (pinned), run the workflow on the shipped demo data, build the report
 #   make test   set up .venv if needed, then lint (ruff, mypy, snakemake --lint) and the test suite
+#   make slurm  add the SLURM executor plugin to .venv (cluster use; see README)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test lint unit venv clean-demo
+.PHONY: demo test lint unit venv slurm clean-demo
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pepmix needs Python >= 3.11")'
@@ -19,6 +20,10 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# cluster execution: the SLURM executor plugin (not in the default environment, see the lock)
+slurm: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-slurm.lock
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml

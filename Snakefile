@@ -28,6 +28,7 @@ include: "rules/normalize.smk"
 include: "rules/fit.smk"
 include: "rules/test.smk"
 include: "rules/plot.smk"
+include: "rules/alerts.smk"
 
 
 rule all:
@@ -36,4 +37,9 @@ rule all:
         "results/tables/variance_components.tsv",
         "results/tables/protein_abundance.tsv",
         all_plots(),
+        ALERTS_FILE,
     default_target: True
+
+
+onsuccess:
+    print_alerts()

@@ -3,7 +3,7 @@
 Runs the library stages (ingest, normalise, fit, test) on ``data/demo`` and prints, per contrast,
 true positives (UPS proteins called), false positives (background proteins called) and the false
 discovery proportion at adjusted p < 0.01 and < 0.05, for pepmix's defaults and for each default
-switched off in turn (moderation, df cap, median-ratio normalisation, two-feature minimum).
+switched off in turn (moderation, df cap, protein-median normalisation, two-feature minimum).
 
     .venv/bin/python benchmarks/demo_truth.py
 """
@@ -25,6 +25,7 @@ from pepmix.inference.differential import InferenceOptions, differential_table
 from pepmix.ingest import ingest_batch
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
+from pepmix.model.shrinkage import fit_variance_prior
 from pepmix.normalize import normalize
 from pepmix.samples import condition_levels, read_sample_sheet
 
@@ -38,18 +39,27 @@ ENTRY = {
 }
 
 
-def contrast_stats(normalization: str, min_features: int) -> tuple[pd.DataFrame, list[str]]:
-    """Fit the demo with the given normalisation and feature minimum; return contrast stats."""
+def contrast_stats(
+    normalization: str, min_features: int, shrinkage: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """Fit the demo with the given normalisation and feature minimum; return contrast stats.
+
+    ``normalization`` is a method, or ``protein_median:mode`` for its mode location.
+    ``shrinkage``: with the variance-ratio prior (``model.shrinkage``), estimated on all proteins.
+    """
     sheet = read_sample_sheet(REPO / "config/samples.tsv")
     table = ingest_batch(ENTRY, {}, feature_level="peptide")
     table = filter_proteins(table, {"min_features": min_features, "min_observations": 2})
-    features, _ = normalize(table, method=normalization)
+    method, _, location = normalization.partition(":")
+    features, _ = normalize(table, method=method, location=location or "median")
     design = build_run_design(sheet, model_spec_from_config({}, sheet))
     contrasts = resolve_contrasts("all_pairwise", condition_levels(sheet))
+    long = features.loc[:, ["protein", "feature", "run", "y"]]
     fit = fit_proteins(
-        features.loc[:, ["protein", "feature", "run", "y"]],
+        long,
         design,
         [(c.name, c.numerator, c.denominator) for c in contrasts],
+        prior=fit_variance_prior(long, design) if shrinkage else None,
     )
     stats = fit.contrast_table([c.numerator for c in contrasts], [c.denominator for c in contrasts])
     return stats, [c.name for c in contrasts]
@@ -82,12 +92,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     defaults = InferenceOptions()
     variants: list[tuple[str, str, int, InferenceOptions]] = [
-        ("pepmix defaults", "median_ratio", 2, defaults),
-        ("moderation off", "median_ratio", 2, replace(defaults, moderation=False)),
-        ("df cap off", "median_ratio", 2, replace(defaults, df_cap=False)),
-        ("non-robust prior", "median_ratio", 2, replace(defaults, robust=False)),
+        ("pepmix defaults", "protein_median", 2, defaults),
+        # model.shrinkage: the workflow then skips the contrast-variance moderation
+        ("model.shrinkage", "protein_median+shrinkage", 2, replace(defaults, moderation=False)),
+        ("moderation off", "protein_median", 2, replace(defaults, moderation=False)),
+        ("df cap off", "protein_median", 2, replace(defaults, df_cap=False)),
+        ("non-robust prior", "protein_median", 2, replace(defaults, robust=False)),
+        ("protein_median, location mode", "protein_median:mode", 2, defaults),
+        ("median_ratio normalisation", "median_ratio", 2, defaults),
         ("median normalisation", "median", 2, defaults),
-        ("single-feature proteins kept", "median_ratio", 1, defaults),
+        ("single-feature proteins kept", "protein_median", 1, defaults),
         (
             "plain lmerTest-like (median, 1 feature, no moderation, no cap)",
             "median",
@@ -101,7 +115,8 @@ def main() -> None:
         key = (norm, min_features)
         if key not in cache:
             start = time.perf_counter()
-            cache[key] = contrast_stats(norm, min_features)
+            shrink = norm.endswith("+shrinkage")
+            cache[key] = contrast_stats(norm.removesuffix("+shrinkage"), min_features, shrink)
             logging.info("fitted %s in %.1f s", key, time.perf_counter() - start)
         stats, order = cache[key]
         result = differential_table(stats, order, options)

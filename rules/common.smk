@@ -4,18 +4,25 @@ import os
 import re
 import sys
 
-from snakemake.exceptions import WorkflowError
 
 from pepmix.config import load_yaml, validate_config
+from pepmix.alerts import format_alerts, read_alerts, rst_alerts
 from pepmix.errors import PepmixError
+from pepmix.locks import lock_notice
 from pepmix.shards import auto_shards
 from pepmix.stages import contrasts_for, load_sheet
 
 
 def _fail(message):
+    # one line, once: a WorkflowError would make Snakemake print the message again with the
+    # Snakefile lines it passed through
     sys.stderr.write(f"pepmix: error: {message}\n")
-    raise WorkflowError(f"pepmix: {message}")
+    raise SystemExit(1)
 
+
+# Another run holding this directory: say so before Snakemake suggests --rerun-incomplete.
+if workflow.is_main_process and (_notice := lock_notice()):
+    sys.stderr.write(_notice)
 
 try:
     config = validate_config(
@@ -27,6 +34,24 @@ except PepmixError as exc:
     _fail(str(exc))
 
 BATCHES = [entry["name"] for entry in config["inputs"]]
+
+# Warnings of the last run (rule alerts). `snakemake --report` parses this file after the run, so
+# the report's first page (workflow/report/workflow.rst, rendered with `snakemake.config`) can
+# list them; the key is not a config option and no rule reads it.
+ALERTS_FILE = "results/alerts.tsv"
+config["_alerts"] = rst_alerts(ALERTS_FILE) if os.path.isfile(ALERTS_FILE) else []
+
+
+def print_alerts():
+    """Print the gathered warnings at the end of a successful run (Snakefile `onsuccess`)."""
+    if os.path.isfile(ALERTS_FILE):
+        alerts = read_alerts([ALERTS_FILE])
+        if alerts:
+            sys.stderr.write(
+                f"\npepmix: {len(alerts)} warning(s) for this analysis "
+                f"(also in {ALERTS_FILE} and on the report's first page):\n"
+                f"{format_alerts(alerts)}\n"
+            )
 
 
 def _input_bytes():

@@ -24,21 +24,55 @@ rule shard:
         "../scripts/shard.py"
 
 
+rule variance_prior:
+    """Empirical-Bayes prior of the sample (and run) variance ratios, estimated on all proteins
+    before sharding so that results do not depend on the number of shards (model.shrinkage)."""
+    input:
+        features="results/normalize/features.parquet",
+        samples="results/ingest/samples.tsv",
+    output:
+        "results/model/variance_prior.json",
+    params:
+        model=config.get("model", {}),
+        replication=config.get("testing", {}).get("replication", "auto"),
+    benchmark:
+        "logs/benchmarks/variance_prior.tsv"
+    log:
+        "logs/variance_prior.log",
+    priority: 2
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/variance_prior.py"
+
+
 rule fit:
     """One linear mixed model per protein of a shard (REML), all proteins batched; and the
     protein abundance model (fixed run means, random feature effects) on the same table."""
     input:
         features="results/model/shards/{scatteritem}/features.parquet",
         samples="results/ingest/samples.tsv",
+        # the variance-ratio prior only when model.shrinkage is on (else no extra job)
+        prior=(
+            "results/model/variance_prior.json"
+            if config.get("model", {}).get("shrinkage", False)
+            else []
+        ),
     output:
         proteins="results/model/shards/{scatteritem}/proteins.parquet",
         contrasts="results/model/shards/{scatteritem}/contrasts.parquet",
         fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
         blups="results/model/shards/{scatteritem}/blups.parquet",
         abundance="results/model/shards/{scatteritem}/protein_abundance.parquet",
+        alerts="results/alerts/fit/{scatteritem}.tsv",
     params:
         model=config.get("model", {}),
         contrasts=config["contrasts"],
+        replication=config.get("testing", {}).get("replication", "auto"),
     benchmark:
         "logs/benchmarks/fit/{scatteritem}.tsv"
     log:

@@ -3,7 +3,8 @@ rule ingest:
     input:
         lambda wc: INPUT_BY_NAME[wc.batch]["path"],
     output:
-        "results/ingest/batches/{batch}.parquet",
+        table="results/ingest/batches/{batch}.parquet",
+        alerts="results/alerts/ingest/{batch}.tsv",
     # Params are a rerun trigger: only this batch's own entry goes in (plus the global filter
     # settings), so adding or editing another batch re-runs that batch's job only. The sample
     # sheet is read by merge, not here, for the same reason (tests/e2e/test_batches.py).
@@ -35,6 +36,7 @@ rule merge:
     output:
         features="results/ingest/features.parquet",
         samples="results/ingest/samples.tsv",
+        alerts="results/alerts/merge.tsv",
     params:
         sheet=config.get("sample_sheet", {}),
         filter=config["filter"],

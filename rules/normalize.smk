@@ -10,6 +10,7 @@ rule normalize:
             category="QC",
             caption="../workflow/report/normalization.rst",
         ),
+        alerts="results/alerts/normalize.tsv",
     params:
         normalization=config["normalization"],
     benchmark:

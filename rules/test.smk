@@ -15,10 +15,11 @@ rule test:
             category="Differential abundance",
             caption="../workflow/report/one_condition_missing.rst",
         ),
+        alerts="results/alerts/test.tsv",
     params:
         config={
             key: config[key]
-            for key in ("contrasts", "moderation", "lfc_threshold", "testing")
+            for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model")
         },
     benchmark:
         "logs/benchmarks/test.tsv"

@@ -14,4 +14,6 @@ with rule_context(snakemake):
         snakemake.output.fixed,
         snakemake.output.blups,
         snakemake.output.abundance,
+        replication=snakemake.params.replication,
+        prior=snakemake.input.get("prior") or None,
     )

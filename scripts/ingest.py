@@ -8,5 +8,5 @@ with rule_context(snakemake):
         snakemake.params.entry,
         snakemake.params.filter,
         snakemake.params.feature_level,
-        snakemake.output[0],
+        snakemake.output.table,
     )

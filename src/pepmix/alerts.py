@@ -27,6 +27,8 @@ from pathlib import Path
 ALERT_ATTR = "pepmix_alert"
 COLUMNS = ("stage", "code", "message")
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -107,3 +109,36 @@ def read_alerts(paths: Iterable[str | Path]) -> list[Alert]:
 def format_alerts(alerts: Sequence[Alert]) -> str:
     """Alerts as lines for a terminal: ``WARNING [stage] message``; empty string if none."""
     return "\n".join(f"WARNING [{a.stage}] {a.message}" for a in alerts)
+
+
+def gather_alerts(inputs: Iterable[str | Path], output: str | Path) -> list[Alert]:
+    """Concatenate the per-rule alert files into ``output``, each distinct alert once.
+
+    Parameters
+    ----------
+    inputs : iterable of path
+        Alert files of the rules (in DAG order: ingest, merge, normalize, fit shards, test).
+    output : path
+        The gathered TSV (``results/alerts.tsv``).
+
+    Returns
+    -------
+    list of Alert
+        The distinct alerts, in input order.
+    """
+    unique = list(dict.fromkeys(read_alerts(inputs)))
+    write_alerts(output, unique)
+    if unique:
+        logger.info("%d warning(s) for this analysis:\n%s", len(unique), format_alerts(unique))
+    else:
+        logger.info("no warnings for this analysis")
+    return unique
+
+
+def rst_alerts(path: str | Path) -> list[dict[str, str]]:
+    """Alerts of ``path`` with text escaped for reStructuredText (the report's first page)."""
+    special = str.maketrans({c: "\\" + c for c in "*`_|\\"})
+    return [
+        {"stage": a.stage, "code": a.code, "message": a.message.translate(special)}
+        for a in read_alerts([path])
+    ]

@@ -27,6 +27,7 @@ batch      string   MS batch (name of the config ``inputs:`` entry)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from pepmix.errors import InputFormatError
+from pepmix.readers._common import check_no_nul
 
 REQUIRED: Final = ("protein", "feature", "run", "intensity")
 OPTIONAL: Final = (
@@ -125,8 +127,9 @@ def as_category(values: pd.Series | object) -> pd.Series:
 def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Bring a reader's output into the canonical column set and types.
 
-    Missing optional columns are added as nulls; observations with a missing, zero or non-finite
-    intensity are dropped (they are missing cells, not observations).
+    Missing optional columns are added as nulls; observations with a missing or zero intensity
+    are dropped (they are missing cells, not observations). Infinite intensities and NUL bytes in
+    identifiers (a corrupt file) are errors.
 
     Parameters
     ----------
@@ -143,7 +146,8 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     Raises
     ------
     InputFormatError
-        If a required column is missing, an identifier is empty, or an intensity is negative.
+        If a required column is missing, an identifier is empty or holds a NUL byte, or an
+        intensity is negative or infinite.
     """
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
@@ -165,12 +169,20 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: {int(bad_text.sum())} intensity value(s) are not numbers "
             f"(first: {example!r})"
         )
+    infinite = np.isinf(intensity.to_numpy())
+    if infinite.any():
+        row = out.loc[infinite].iloc[0]
+        raise InputFormatError(
+            f"{source}: {int(infinite.sum())} infinite intensity value(s) (first: "
+            f"{float(intensity[infinite].iloc[0])} for feature {row['feature']!r} in run "
+            f"{row['run']!r}); intensities must be finite numbers"
+        )
     negative = intensity < 0
     if negative.any():
         row = out.loc[negative].iloc[0]
         raise InputFormatError(
             f"{source}: {int(negative.sum())} negative intensity value(s) "
-            f"(first: {intensity[negative].iloc[0]!r} for feature {row['feature']!r} in run "
+            f"(first: {float(intensity[negative].iloc[0])} for feature {row['feature']!r} in run "
             f"{row['run']!r}); intensities must be on the linear scale"
         )
     keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
@@ -183,6 +195,7 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             out[col] = pd.Categorical([None] * len(out), categories=pd.Index([], dtype=object))
             continue
         out[col] = as_category(out[col])
+        check_no_nul(out[col].cat.categories, source, col)
     for col in ("protein", "feature", "run"):
         cats = out[col].cat.categories
         empty_cats = [i for i, c in enumerate(cats) if c == ""]
@@ -252,9 +265,23 @@ def _types_mapper(dtype: pa.DataType) -> object:
     return mapping.get(dtype)
 
 
+#: schema metadata key holding ``DataFrame.attrs`` (JSON) in canonical Parquet files
+ATTRS_KEY: Final = b"pepmix.attrs"
+
+
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """Convert a canonical frame to an Arrow table with :data:`SCHEMA`."""
-    return pa.Table.from_pandas(frame.loc[:, list(COLUMNS)], schema=SCHEMA, preserve_index=False)
+    """Convert a canonical frame to an Arrow table with :data:`SCHEMA`.
+
+    The ``pepmix_*`` entries of ``frame.attrs`` (notes such as the runs without values) are kept
+    in the schema metadata as JSON and restored by :func:`read_parquet`.
+    """
+    table = pa.Table.from_pandas(frame.loc[:, list(COLUMNS)], schema=SCHEMA, preserve_index=False)
+    notes = {k: v for k, v in frame.attrs.items() if str(k).startswith("pepmix_")}
+    if notes:
+        metadata = dict(table.schema.metadata or {})
+        metadata[ATTRS_KEY] = json.dumps(notes, sort_keys=True, default=str).encode()
+        table = table.replace_schema_metadata(metadata)
+    return table
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
@@ -268,4 +295,7 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
     """Read a canonical table written by :func:`write_parquet`."""
     table = pq.read_table(path, columns=columns)
     frame: pd.DataFrame = table.to_pandas(types_mapper=_types_mapper)
+    stored = (table.schema.metadata or {}).get(ATTRS_KEY)
+    if stored:
+        frame.attrs.update(json.loads(stored))
     return frame

@@ -19,7 +19,7 @@ import yaml
 from pepmix.errors import ConfigError
 
 # Per-format options of ``inputs:`` entries that every reader understands.
-COMMON_INPUT_KEYS = frozenset({"name", "format", "path"})
+COMMON_INPUT_KEYS = frozenset({"name", "format", "path", "columns"})
 
 
 def load_yaml(path: str | Path) -> Any:

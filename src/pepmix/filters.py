@@ -14,9 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pepmix.alerts import alert
 from pepmix.canonical import as_category, row_key
+from pepmix.errors import DesignError
 
 log = logging.getLogger(__name__)
+#: share of the proteins that, when removed by the protein filters, raises an alert
+HEAVY_FILTERING = 0.25
 
 
 def _distinct(table: pd.DataFrame, columns: list[str]) -> int:
@@ -73,6 +77,18 @@ def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     return current.reset_index(drop=True)
 
 
+def _none_pass(n_features: np.ndarray, n_obs: np.ndarray, min_features: int, min_obs: int) -> None:
+    """Raise the error for an input where the protein filters leave no protein."""
+    seen = n_obs > 0
+    by_features = int((seen & (n_features < min_features)).sum())
+    by_obs = int((seen & (n_features >= min_features) & (n_obs < min_obs)).sum())
+    raise DesignError(
+        f"no protein passes the filters (min_features={min_features} removed {by_features} "
+        f"of {int(seen.sum())} proteins, min_observations={min_obs} removed {by_obs}); "
+        "lower filter.min_features or filter.min_observations, or check the input"
+    )
+
+
 def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     """Drop proteins with too few features or observations.
 
@@ -82,6 +98,11 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
         Canonical table.
     config : mapping
         Keys ``min_features`` (default 1) and ``min_observations`` (default 2).
+
+    Raises
+    ------
+    DesignError
+        When no protein passes (the message gives what each filter removed).
     """
     min_features = int(config.get("min_features", 1))
     min_obs = int(config.get("min_observations", 2))
@@ -95,6 +116,8 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     n_features = np.bincount(pair_protein, minlength=n_prot)
     good = (n_features >= min_features) & (n_obs >= min_obs)
     dropped = (n_obs > 0) & ~good
+    if not good.any():
+        _none_pass(n_features, n_obs, min_features, min_obs)
     if not dropped.any():
         return table
     keep = good[codes]
@@ -108,4 +131,14 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
         int(dropped[pair_protein].sum()),
         int(dropped.sum()),
     )
+    n_seen = int((n_obs > 0).sum())
+    if dropped.sum() > HEAVY_FILTERING * n_seen:
+        alert(
+            log,
+            "heavy_filtering",
+            f"the protein filters (min_features >= {min_features}, min_observations >= "
+            f"{min_obs}) removed {int(dropped.sum())} of {n_seen} proteins "
+            f"({dropped.sum() / n_seen:.0%}); they are not tested (lower filter.min_features "
+            "to test single-feature proteins)",
+        )
     return table.loc[keep].reset_index(drop=True)

@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from pepmix import canonical
+from pepmix.alerts import alert
 from pepmix.errors import InputFormatError, SampleSheetError
 from pepmix.filters import filter_proteins, filter_rows
 from pepmix.readers import get_reader, resolve_format
+from pepmix.readers._common import column_aliases
 from pepmix.samples import check_runs
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ def read_input(
     Parameters
     ----------
     entry : mapping
-        ``{name, format, path, ...format options}``; ``format: auto`` detects the format from
-        the file (:mod:`pepmix.readers.detect`).
+        ``{name, format, path, columns, ...format options}``; ``format: auto`` detects the
+        format from the file (:mod:`pepmix.readers.detect`). ``columns`` (optional) maps column
+        names the format expects to the file's own names; it applies before the reader's column
+        checks and before detection (:func:`pepmix.readers._common.column_aliases`).
     base_dir : str or pathlib.Path, default "."
         Directory relative paths are resolved against.
     filter_config : mapping, optional
@@ -53,18 +57,27 @@ def read_input(
     path = Path(entry["path"])
     if not path.is_absolute():
         path = Path(base_dir) / path
-    fmt = resolve_format(str(entry["format"]), path)
-    if fmt != entry["format"]:
-        log.info("%s: format auto: detected %s", path, fmt)
-    reader = get_reader(fmt)
-    options = {k: v for k, v in entry.items() if k not in ("name", "format", "path")}
+    options = {k: v for k, v in entry.items() if k not in ("name", "format", "path", "columns")}
     for key in ("q_value", "pg_q_value"):
         if filter_config is not None and filter_config.get(key) is not None:
             options.setdefault(key, filter_config[key])
-    raw = reader(path, options)
+    with column_aliases(entry.get("columns"), path):
+        fmt = resolve_format(str(entry["format"]), path)
+        if fmt != entry["format"]:
+            log.info("%s: format auto: detected %s", path, fmt)
+        raw = get_reader(fmt)(path, options)
     table = canonical.conform(raw, str(path))
     if table.empty:
         raise InputFormatError(f"{path}: no observation with a positive intensity")
+    empty = _runs_without_values(raw, table)
+    if empty:
+        alert(
+            log,
+            "empty_runs",
+            f"{path}: {len(empty)} run(s) have rows but no valid intensity (all missing or "
+            f"zero): {', '.join(empty[:10])}",
+        )
+    table.attrs[EMPTY_RUNS] = empty
     table["batch"] = pd.Categorical.from_codes(
         np.zeros(len(table), dtype=np.int8), categories=pd.Index([str(entry["name"])])
     )
@@ -77,6 +90,20 @@ def read_input(
         table["run"].nunique(),
     )
     return table
+
+
+#: key of ``DataFrame.attrs`` (kept in the batch Parquet files) listing runs that have rows in the
+#: input but no valid intensity, so the merge step can say so instead of "not in the data"
+EMPTY_RUNS = "pepmix_empty_runs"
+
+
+def _runs_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """Runs named in the reader's output that have no observation left after conforming."""
+    if "run" not in raw.columns:
+        return []
+    named = pd.Series(pd.unique(raw["run"].dropna().to_numpy())).astype(str).str.strip()
+    kept = set(table["run"].astype(str).unique())
+    return sorted(r for r in named if r and r not in kept)
 
 
 def combine_duplicates(table: pd.DataFrame, feature_level: str = "precursor") -> pd.DataFrame:
@@ -130,8 +157,22 @@ def ingest_batch(
 ) -> pd.DataFrame:
     """Read, combine and row-filter one batch (see module docstring)."""
     table = read_input(entry, base_dir, filter_config)
+    empty_runs = table.attrs.get(EMPTY_RUNS, [])
     table = filter_rows(table, filter_config)
-    return combine_duplicates(table, feature_level)
+    if table.empty:
+        settings = ", ".join(
+            f"{key}={filter_config.get(key)!r}"
+            for key in ("q_value", "pg_q_value", "remove_decoys", "remove_contaminants")
+            if key in filter_config
+        )
+        raise InputFormatError(
+            f"{entry['path']}: no observation passes the row filters ({settings or 'defaults'}, "
+            f"shared_peptides={filter_config.get('shared_peptides', 'exclude')!r}); see the "
+            "ingest log for what each filter removed"
+        )
+    table = combine_duplicates(table, feature_level)
+    table.attrs[EMPTY_RUNS] = empty_runs
+    return table
 
 
 def assign_runs(
@@ -237,5 +278,6 @@ def merge_batches(
     if file_runs is not None:
         # the features are already at the configured level: only the fractions are summed
         table = combine_duplicates(table, "precursor")
-    check_runs(sheet, table["run"].unique(), sheet_source)
+    empty_runs = sorted({r for t in tables for r in t.attrs.get(EMPTY_RUNS, [])})
+    check_runs(sheet, table["run"].unique(), sheet_source, empty_runs)
     return filter_proteins(table, filter_config)

@@ -1,15 +1,44 @@
 r"""log2 transform and normalisation of runs.
 
-With :math:`y_{fr} = \log_2 I_{fr}` for feature :math:`f` in run :math:`r`:
+With :math:`y_{fr} = \log_2 I_{fr}` for feature :math:`f` of protein :math:`p` in run :math:`r`:
 
-``median_ratio`` (default)
+``protein_median`` (default)
+    :math:`y_{fr} - s_r`. Let :math:`R_f` be the runs where feature :math:`f` is observed (only
+    features with :math:`|R_f| \ge 2` count) and :math:`\bar y_f = |R_f|^{-1} \sum_{r \in R_f}
+    (y_{fr} - s_r)` its mean over them (the feature's reference).
+
+    1. feature log ratio to the reference: :math:`y_{fr} - s_r - \bar y_f`;
+    2. protein ratio :math:`\rho_{pr}` = median of these over the protein's features observed in
+       run :math:`r` (one number per protein and run: a protein counts once, not once per
+       peptide);
+    3. the run's step :math:`\ell_r` = location over proteins of :math:`\{\rho_{pr}\}_p`: the
+       median (``location: median``, default) or the KDE mode (``location: mode``; Gaussian
+       kernel, Silverman's bandwidth, falling back to the median when there is no clear mode:
+       fewer than 100 proteins or two nearly equal peaks; :mod:`pepmix.protein_ratios`);
+    4. :math:`s_r \leftarrow s_r + \ell_r`, centred so that :math:`\sum_r s_r = 0` (per batch
+       with ``within_batch``).
+
+    Starting from :math:`s_r = 0`, steps 1-4 are repeated three times (as for
+    ``median_ratio``: the reference of a feature missing in some runs depends on the shifts of
+    the others). With ``reference_proteins`` the location in step 3 is taken over those
+    proteins only (all proteins still enter the feature references).
+
+    Why: ``median_ratio`` takes the median over *features*, so proteins with many peptides
+    weigh more, and abundant changing proteins (spike-ins, pull-down baits and their partners,
+    strongly induced proteins) have many; when they are a large share of the features the whole
+    run shifts and unchanged proteins get fold changes of the opposite sign (measured on two
+    spike-in data sets: median log2 FC of unchanged proteins -0.43 and -2.4). Counting each
+    protein once removes that weighting. It does not help when most *proteins* change in one
+    direction; the mode then still finds the unchanged cluster if it is the densest one, and
+    the diagnostics below say when neither can be trusted.
+``median_ratio``
     :math:`y_{fr} - m_r`, where :math:`m_r` is the median over the features observed in run
     :math:`r` of :math:`y_{fr} - \bar y_f` (:math:`\bar y_f` the feature's mean over the runs it
     was seen in), iterated three times and centred so that :math:`\sum_r m_r = 0`. The median of
-    *ratios* to a feature-wise reference is robust to a minority of changing proteins (spike-ins,
-    real biology): their large ratios sit in the tails, while the median of raw intensities shifts
-    whenever changing proteins cross it. This is the median-of-ratios idea of DESeq applied to log
-    intensities.
+    *ratios* to a feature-wise reference is robust to a minority of changing features
+    (spike-ins, real biology): their large ratios sit in the tails, while the median of raw
+    intensities shifts whenever changing proteins cross it. This is the median-of-ratios idea of
+    DESeq applied to log intensities.
 ``median``
     :math:`y_{fr} - m_r + \bar m`, where :math:`m_r` is the median of run :math:`r` over all its
     observed features and :math:`\bar m` the median of the :math:`m_r` (so the overall level is
@@ -27,6 +56,43 @@ With :math:`y_{fr} = \log_2 I_{fr}` for feature :math:`f` in run :math:`r`:
 
 With ``within_batch: true`` the target level (:math:`\bar m`, or the mean quantile function) is
 computed per batch, so differences between batches are left to the model's batch term.
+
+Diagnostics (every method; columns of the runs table): the protein ratios :math:`\rho_{pr}` of
+the *normalised* values, per run their number ``n_proteins``, ``ratio_median``, KDE
+``ratio_mode`` (NaN when it fell back) and its standard error ``ratio_mode_se``,
+``ratio_spread`` (:math:`\mathrm{IQR}/1.349`, the SD for normal data) and ``bimodal`` (a second
+KDE peak of >= 25 % of the highest behind a dip of >= 30 %: a cluster of >= ~20 % of the
+proteins that moved together; :mod:`pepmix.protein_ratios`). Ratios are to each feature's mean
+over runs, so after a correct normalisation the unchanged proteins sit at 0 and both the median
+and the mode of a run's protein ratios should be near 0; ``ratio_median`` and ``ratio_mode`` are
+reported minus the mean of the runs' ``ratio_median`` (per batch with ``within_batch``), because
+a normalisation only sets the differences between runs and a common offset cancels in fold
+changes. A run with at least 300 proteins (fewer give too many chance bumps in the density) is
+``doubtful`` when
+
+- its protein-ratio distribution is bimodal; or
+- it is off centre: :math:`\max(|\mathrm{median}|, |\mathrm{mode}|) > \max(0.25\,
+  \mathrm{spread}, 0.1, 3\,\mathrm{SE}_\mathrm{mode})`: the bulk or the peak of the proteins
+  is more than a quarter of a spread (and 0.1 log2, 7 %) from where the normalisation put the
+  run, i.e. it was pulled by a group of proteins or features changing together, or median and
+  mode disagree. Runs of two conditions pulled in opposite directions
+  bias every fold change between them by twice that, half a protein-ratio SD. The 3 SE
+  (:mod:`pepmix.protein_ratios`: a conservative SE) keep the mode's sampling noise out, of the
+  mode itself and of the median when the runs were placed by the mode; the median's own noise
+  (:math:`1.25\,\mathrm{spread}/\sqrt n`, below 0.08 spreads from 300 proteins) is smaller.
+  Simulated data without changing proteins (``tests/unit/test_normalize.py::simulate``, 300 and
+  2,000 proteins, 12 runs, protein-by-run SD 0.1 and 0.4, 10 data sets each, normalised by
+  ``protein_median`` with either location and by ``median_ratio``: 1,440 runs) and
+  ``benchmarks/simulate.py``'s data (10 % of proteins changing in both directions, sample SD
+  0.2-0.5; 2,000 proteins, 5 data sets, 180 runs) gave no doubtful run; or
+- :math:`|s_r| > \max(3\,\mathrm{spread}, 1)`: a correction larger than three times the run's
+  own protein-ratio noise *and* above a two-fold loading difference (larger than usual
+  loading variation) means a failed run or a global change of most proteins.
+
+With ``protein_median``, ``median_ratio``, ``median`` or ``quantile`` any doubtful run raises one
+``normalization_doubtful`` alert (:mod:`pepmix.alerts`) naming the runs and the ways out:
+``method: reference`` with proteins known not to change, or ``method: none`` when equal amounts
+were loaded.
 """
 
 from __future__ import annotations
@@ -40,12 +106,26 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from pepmix.alerts import alert
 from pepmix.canonical import row_key
 from pepmix.errors import ConfigError
+from pepmix.protein_ratios import MIN_PROTEINS, ProteinRatios, radix_argsort
 
 log = logging.getLogger(__name__)
 
-METHODS = ("median_ratio", "median", "quantile", "reference", "none")
+DEFAULT_METHOD = "protein_median"
+METHODS = ("protein_median", "median_ratio", "median", "quantile", "reference", "none")
+LOCATIONS = ("median", "mode")
+#: doubtful-run thresholds (module docstring): off centre, and shift, in spreads and log2
+OFF_CENTRE_SPREADS = 0.25
+OFF_CENTRE_FLOOR = 0.1
+MODE_SES = 3.0
+#: runs with fewer proteins are not checked
+MIN_PROTEINS_CHECK = 300
+SHIFT_SPREADS = 3.0
+SHIFT_FLOOR = 1.0
+#: methods whose doubtful runs raise the alert (the others are the user's explicit choice)
+_ALERTED = ("protein_median", "median_ratio", "median", "quantile")
 
 
 def reference_mask(proteins: pd.Series, references: Sequence[str]) -> pd.Series:
@@ -70,12 +150,32 @@ def reference_mask(proteins: pd.Series, references: Sequence[str]) -> pd.Series:
     return mask
 
 
+def _checked_reference_mask(
+    out: pd.DataFrame, references: Sequence[str], runs: pd.Index
+) -> pd.Series:
+    """Reference rows; error when none is in the data or some run has none."""
+    mask = reference_mask(out["protein"], list(references))
+    if not mask.any():
+        raise ConfigError(
+            "config: normalization.reference_proteins: none of the reference proteins "
+            "is in the data"
+        )
+    missing = sorted(set(runs) - set(out.loc[mask, "run"].astype(str)))
+    if missing:
+        raise ConfigError(
+            "config: normalization.reference_proteins: no reference protein observed "
+            f"in run(s) {', '.join(missing)}"
+        )
+    return mask
+
+
 def normalize(
     table: pd.DataFrame,
-    method: str = "median_ratio",
+    method: str = DEFAULT_METHOD,
     reference_proteins: Sequence[str] = (),
     within_batch: bool = False,
     run_batch: Mapping[str, str] | None = None,
+    location: str = "median",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """log2-transform and normalise a canonical table.
 
@@ -83,13 +183,17 @@ def normalize(
     ----------
     table : pandas.DataFrame
         Canonical table (``protein, feature, run, intensity`` at least).
-    method : {"median_ratio", "median", "quantile", "reference", "none"}, default "median_ratio"
+    method : {"protein_median", "median_ratio", "median", "quantile", "reference", "none"}, \
+default "protein_median"
     reference_proteins : sequence of str, default ()
-        For ``method="reference"`` (see :func:`reference_mask`).
+        For ``method="reference"`` (required) and ``"protein_median"`` (optional: the run
+        location over these proteins only); see :func:`reference_mask`.
     within_batch : bool, default False
         Equalise runs within each batch only.
     run_batch : mapping of str to str, optional
         Batch of each run (default: the table's ``batch`` column).
+    location : {"median", "mode"}, default "median"
+        Location over proteins for ``protein_median``.
 
     Returns
     -------
@@ -97,10 +201,13 @@ def normalize(
         ``protein, feature, peptide, run, log2_raw, y`` (``y`` normalised).
     runs : pandas.DataFrame
         One row per run: ``run, batch, shift`` (for median-type methods the value subtracted),
-        ``median_before, median_after``.
+        ``median_before, median_after``, and the diagnostics ``n_proteins, ratio_median,
+        ratio_mode, ratio_mode_se, ratio_spread, bimodal, doubtful`` (module docstring).
     """
     if method not in METHODS:
         raise ConfigError(f"config: normalization.method: unknown method {method!r}")
+    if location not in LOCATIONS:
+        raise ConfigError(f"config: normalization.location: unknown location {location!r}")
     out = table.loc[:, ["protein", "feature", "peptide", "run"]].copy()
     out["log2_raw"] = np.log2(table["intensity"].to_numpy(dtype=np.float64))
     if run_batch is None:
@@ -111,30 +218,9 @@ def normalize(
     runs["batch"] = runs["run"].map(batch_of_run).fillna("")
     group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
     runs["median_before"] = runs["run"].map(run_medians(out["run"], out["log2_raw"]))
-    if method in ("median", "reference"):
-        if method == "reference":
-            mask = reference_mask(out["protein"], list(reference_proteins))
-            if not mask.any():
-                raise ConfigError(
-                    "config: normalization.reference_proteins: none of the reference proteins "
-                    "is in the data"
-                )
-            basis = out.loc[mask]
-            missing = sorted(set(runs["run"]) - set(basis["run"]))
-            if missing:
-                raise ConfigError(
-                    "config: normalization.reference_proteins: no reference protein observed "
-                    f"in run(s) {', '.join(missing)}"
-                )
-        else:
-            basis = out
-        med = basis.groupby("run", observed=True)["log2_raw"].median()
-        target = med.groupby(group.reindex(med.index)).transform("median")
-        shift = med - target
-        runs["shift"] = runs["run"].map(shift)
-        out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
-    elif method == "median_ratio":
-        shift = _median_ratio_shifts(out, group)
+    layout = ProteinRatios(out, pd.Index(group.index.astype(str)))
+    shift = _shifts(out, method, reference_proteins, group, location, layout)
+    if shift is not None:
         runs["shift"] = runs["run"].map(shift)
         out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
     elif method == "quantile":
@@ -145,13 +231,47 @@ def normalize(
         runs["shift"] = 0.0
     runs["median_after"] = runs["run"].map(run_medians(out["run"], out["y"]))
     log.info(
-        "normalisation %s%s: run medians spread %.3f before, %.3f after",
+        "normalisation %s%s%s: run medians spread %.3f before, %.3f after",
         method,
+        f" ({location})" if method == "protein_median" else "",
         " within batch" if within_batch else "",
         float(np.ptp(runs["median_before"])),
         float(np.ptp(runs["median_after"])),
     )
+    runs = _with_diagnostics(out, runs, layout, group)
+    if method in _ALERTED:
+        _alert_doubtful(runs, method)
     return out, runs
+
+
+def _shifts(
+    out: pd.DataFrame,
+    method: str,
+    reference_proteins: Sequence[str],
+    group: pd.Series,
+    location: str,
+    layout: ProteinRatios,
+) -> pd.Series | None:
+    """Per-run shift of the shift-type methods (None for ``quantile`` and ``none``)."""
+    if method in ("median", "reference"):
+        basis = out
+        if method == "reference":
+            basis = out.loc[_checked_reference_mask(out, reference_proteins, group.index)]
+        med = basis.groupby("run", observed=True)["log2_raw"].median()
+        med.index = med.index.astype(str)
+        target = med.groupby(group.reindex(med.index)).transform("median")
+        return med - target
+    if method == "median_ratio":
+        shift = _median_ratio_shifts(out, group)
+        shift.index = shift.index.astype(str)
+        return shift
+    if method == "protein_median":
+        used = None
+        if reference_proteins:
+            rows = _checked_reference_mask(out, reference_proteins, group.index)
+            used = layout.cell_mask(rows)
+        return _protein_median_shifts(out, group, location, layout, used)
+    return None
 
 
 def _segment_medians(values: NDArray[np.float64], bounds: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -166,7 +286,7 @@ def _segment_medians(values: NDArray[np.float64], bounds: NDArray[np.int64]) -> 
 def run_medians(runs: pd.Series, values: pd.Series) -> pd.Series:
     """Median of ``values`` per run, sorting once (faster than a grouped median on millions)."""
     codes, names = pd.factorize(runs)
-    order = np.argsort(codes, kind="stable")
+    order = radix_argsort(codes.astype(np.int64, copy=False), len(names))
     bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
     medians = _segment_medians(values.to_numpy(dtype=np.float64)[order], bounds)
     return pd.Series(medians, index=pd.Index(names).astype(str))
@@ -182,7 +302,7 @@ def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 
     usable = counts[feat_codes] >= 2
     shift = np.zeros(len(run_names))
     groups = group.reindex(run_names).fillna("").to_numpy()
-    order = np.argsort(run_codes[usable], kind="stable")
+    order = radix_argsort(run_codes[usable].astype(np.int64, copy=False), len(run_names))
     bounds = np.concatenate(
         [[0], np.cumsum(np.bincount(run_codes[usable], minlength=len(run_names)))]
     )
@@ -221,10 +341,103 @@ def _quantile(out: pd.DataFrame, group: pd.Series) -> pd.Series:
     return result
 
 
+def _protein_median_shifts(
+    out: pd.DataFrame,
+    group: pd.Series,
+    location: str,
+    layout: ProteinRatios,
+    used: NDArray[np.bool_] | None = None,
+    iterations: int = 3,
+) -> pd.Series:
+    """Per-run shifts of ``protein_median`` (module docstring), centred per group.
+
+    ``layout`` is built on ``out`` with the runs of ``group.index``; ``used`` marks the
+    (protein, run) cells of the proteins that enter the location (default all).
+    """
+    run_names = pd.Index(group.index.astype(str))
+    y = out["log2_raw"].to_numpy(dtype=np.float64)
+    groups = group.fillna("").to_numpy()
+    shift = np.zeros(len(run_names))
+    fell_back = np.zeros(len(run_names), dtype=bool)
+    for _ in range(iterations):
+        rho = layout.ratios(y, shift)
+        step, fell_back = layout.location(rho, location, used)
+        shift = shift + np.nan_to_num(step)
+        for g in np.unique(groups):
+            members = groups == g
+            shift[members] -= shift[members].mean()
+    if location == "mode" and fell_back.any():
+        log.info(
+            "normalisation protein_median: no clear mode (fewer than %d proteins or two "
+            "similar peaks) in %d run(s), used the median there: %s",
+            MIN_PROTEINS,
+            int(fell_back.sum()),
+            ", ".join(run_names[fell_back][:10]),
+        )
+    return pd.Series(shift, index=run_names)
+
+
+def _with_diagnostics(
+    out: pd.DataFrame, runs: pd.DataFrame, layout: ProteinRatios, group: pd.Series
+) -> pd.DataFrame:
+    """Add the per-run protein-ratio diagnostics of the normalised values to ``runs``.
+
+    ``layout`` is built on ``out`` and ``group`` indexed with the runs in the order of ``runs``.
+    """
+    y = out["y"].to_numpy(dtype=np.float64)
+    diag = layout.diagnostics(layout.ratios(y, np.zeros(layout.n_runs)))
+    centre = diag["ratio_median"].groupby(group.to_numpy()).transform("mean").to_numpy()
+    diag["ratio_median"] -= centre
+    diag["ratio_mode"] -= centre
+    runs = pd.concat([runs.reset_index(drop=True), diag], axis=1)
+    spread = runs["ratio_spread"].to_numpy(dtype=np.float64)
+    limit = np.maximum(OFF_CENTRE_SPREADS * spread, OFF_CENTRE_FLOOR)
+    limit = np.fmax(limit, MODE_SES * runs["ratio_mode_se"].to_numpy(dtype=np.float64))
+    shift = runs["shift"].abs().to_numpy(dtype=np.float64)
+    enough = runs["n_proteins"].to_numpy() >= MIN_PROTEINS_CHECK
+    with np.errstate(invalid="ignore"):
+        skewed = _off_centre(runs) > limit
+        large = shift > np.maximum(SHIFT_SPREADS * spread, SHIFT_FLOOR)
+    runs["doubtful"] = enough & (runs["bimodal"].to_numpy(dtype=bool) | skewed | large)
+    return runs
+
+
+def _off_centre(runs: pd.DataFrame) -> NDArray[np.float64]:
+    """Per run ``max(|ratio_median|, |ratio_mode|)`` (NaNs ignored)."""
+    median = np.abs(runs["ratio_median"].to_numpy(dtype=np.float64))
+    mode = np.abs(runs["ratio_mode"].to_numpy(dtype=np.float64))
+    off: NDArray[np.float64] = np.fmax(median, mode)
+    return off
+
+
+def _alert_doubtful(runs: pd.DataFrame, method: str) -> None:
+    """One ``normalization_doubtful`` alert naming the doubtful runs (if any)."""
+    bad = runs.loc[runs["doubtful"]]
+    if bad.empty:
+        return
+    names = ", ".join(bad["run"].astype(str).head(10))
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    off = _off_centre(bad)
+    alert(
+        log,
+        "normalization_doubtful",
+        f"normalisation {method} may be biased in {len(bad)} of {len(runs)} runs ({names}{more}):"
+        f" {int(bad['bimodal'].sum())} have a bimodal distribution of protein log ratios,"
+        f" the median or mode of their protein ratios is up to {np.nanmax(off):.2f} log2 off"
+        f" centre, largest shift {bad['shift'].abs().max():.2f} log2 (results/normalize/runs.tsv)."
+        " Many proteins may change together (spike-ins, pull-downs, strong treatments), which"
+        " moves every data-driven normalisation. If some proteins are known not to change, set"
+        " normalization.method: reference with normalization.reference_proteins: [their ids or"
+        " regex:<pattern>]; if equal amounts were loaded and acquired, set"
+        " normalization.method: none.",
+    )
+
+
 def normalization_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments of :func:`normalize` from the ``normalization:`` config section."""
     return {
-        "method": config.get("method", "median_ratio"),
+        "method": config.get("method", DEFAULT_METHOD),
         "reference_proteins": list(config.get("reference_proteins", [])),
         "within_batch": bool(config.get("within_batch", False)),
+        "location": config.get("location", "median"),
     }

@@ -9,9 +9,9 @@ Usage in a script run by Snakemake's ``script:`` directive::
 
 Inside the context, log records go to ``snakemake.log[0]`` (and warnings also to stderr); alerts
 (:mod:`pepmix.alerts`) are written to the output named ``alerts`` if the rule has one. A
-:class:`pepmix.errors.PepmixError` is reported as one line, ``pepmix: error: <message>``, on
-stderr and in the log, and the process exits with status 1 (Snakemake then removes the rule's
-outputs). Other exceptions are programming errors and keep their traceback.
+:class:`pepmix.errors.PepmixError` is reported as one line, ``pepmix: error: <message>``, once
+on stderr and in the log file, and the process exits with status 1 (Snakemake then removes the
+rule's outputs). Other exceptions are programming errors and keep their traceback.
 """
 
 from __future__ import annotations
@@ -42,9 +42,19 @@ def configure_logging(log_path: str | None, level: int = logging.INFO) -> None:
         root.addHandler(file_handler)
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(logging.WARNING)
+    stream.addFilter(_not_user_error)
     stream.setFormatter(logging.Formatter("pepmix: %(levelname)s: %(message)s"))
     root.addHandler(stream)
     root.propagate = False
+
+
+#: attribute of a log record holding a user error that :func:`rule_context` prints itself
+USER_ERROR = "pepmix_user_error"
+
+
+def _not_user_error(record: logging.LogRecord) -> bool:
+    """Stream-handler filter: user errors are printed once, as ``pepmix: error: ...``."""
+    return not getattr(record, USER_ERROR, False)
 
 
 def limit_threads(threads: int) -> None:
@@ -80,7 +90,7 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
         yield logger
     except PepmixError as exc:
         message = str(exc).replace("\n", " ")
-        logger.error("%s", message)
+        logger.error("%s", message, extra={USER_ERROR: True})  # log file only
         sys.stderr.write(f"pepmix: error: {message}\n")
         sys.stderr.flush()
         raise SystemExit(1) from None

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from pepmix.errors import ConfigError, SampleSheetError
-from pepmix.readers._common import run_name
+from pepmix.readers._common import check_text_file, run_name
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,13 @@ def read_sample_design(path: str | Path) -> SampleDesign:
     Raises
     ------
     SampleSheetError
-        On a missing file or column, an empty value, a duplicated run or file, or a run whose
-        files disagree on a run-level column.
+        On a missing file or column, a file that is not UTF-8 text or holds a NUL byte, an empty
+        value, a duplicated run or file, or a run whose files disagree on a run-level column.
     """
     p = Path(path)
     if not p.exists():
         raise SampleSheetError(f"{p}: sample sheet not found")
+    check_text_file(p, SampleSheetError)
     try:
         sheet = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, comment=None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -313,22 +314,47 @@ def condition_levels(sheet: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(sheet["condition"]))
 
 
-def check_runs(sheet: pd.DataFrame, runs: Iterable[str], source: str = "sample sheet") -> None:
+def check_runs(
+    sheet: pd.DataFrame,
+    runs: Iterable[str],
+    source: str = "sample sheet",
+    empty_runs: Iterable[str] = (),
+) -> None:
     """Require the runs in the data and in the sheet to be the same set.
+
+    Parameters
+    ----------
+    sheet : pandas.DataFrame
+        Sample sheet, one row per run.
+    runs : iterable of str
+        Runs with at least one observation in the data.
+    source : str, default "sample sheet"
+        Name of the sheet, for messages.
+    empty_runs : iterable of str, default ()
+        Runs that are in the data files but have no valid intensity (all missing or zero);
+        named as such rather than as absent from the data.
 
     Raises
     ------
     SampleSheetError
-        Naming the runs found in the data but not in the sheet, and vice versa.
+        Naming the runs found in the data but not in the sheet, the sheet's runs without any
+        valid value, and the sheet's runs absent from the data.
     """
     data_runs = set(runs)
     sheet_runs = set(sheet["run"])
     only_data = sorted(data_runs - sheet_runs)
-    only_sheet = sorted(sheet_runs - data_runs)
+    only_sheet = sheet_runs - data_runs
+    empty = sorted(only_sheet & set(empty_runs))
+    absent = sorted(only_sheet - set(empty))
     problems = []
     if only_data:
         problems.append(f"run(s) in the data but not in the sheet: {', '.join(only_data)}")
-    if only_sheet:
-        problems.append(f"run(s) in the sheet but not in the data: {', '.join(only_sheet)}")
+    if empty:
+        problems.append(
+            f"run(s) in the data with no valid intensity (every value missing or zero): "
+            f"{', '.join(empty)}; remove them from the sheet or check the export"
+        )
+    if absent:
+        problems.append(f"run(s) in the sheet but not in the data: {', '.join(absent)}")
     if problems:
         raise SampleSheetError(f"{source}: " + "; ".join(problems))

@@ -46,7 +46,7 @@ from typing import Final
 import pandas as pd
 
 from pepmix.errors import SampleSheetError
-from pepmix.readers._common import run_name
+from pepmix.readers._common import check_text_file, run_name
 from pepmix.samples import SampleDesign, normalize_design
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def read_sdrf_design(
     source = str(p)
     if not p.exists():
         raise SampleSheetError(f"{p}: SDRF file not found")
+    check_text_file(p, SampleSheetError)
     try:
         raw = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from pepmix.errors import DesignError
 from pepmix.io import write_arrow, write_parquet
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,16 @@ def split(features: str | Path, outputs: Sequence[str | Path]) -> None:
         Normalised long table (one row per observation, ``protein`` column).
     outputs : sequence of paths
         One output per shard, in shard order.
+
+    Raises
+    ------
+    DesignError
+        If the table has no row.
     """
     table = pq.read_table(features, read_dictionary=["protein"])
+    if table.num_rows == 0:
+        # the merge step stops earlier with the filters' numbers; this guards other routes
+        raise DesignError(f"{features}: no protein left to fit (the table has no observation)")
     column = table.column("protein").unify_dictionaries().combine_chunks()
     labels = np.asarray(column.dictionary.to_pylist(), dtype=object)
     order = np.argsort(labels.astype(str), kind="stable")

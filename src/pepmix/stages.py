@@ -153,23 +153,40 @@ def fit_stage(
     out_fixed: PathLike,
     out_blups: PathLike,
     out_abundance: PathLike | None = None,
+    replication: str = "auto",
+    prior: PathLike | None = None,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
     With ``out_abundance``, the protein abundance model (:mod:`pepmix.abundance`) is fitted in
-    the same job, on the same table read once.
+    the same job, on the same table read once. ``replication`` is ``testing.replication``
+    (default ``"auto"``, see :func:`pepmix.model.design.replication_unit`). ``prior``: the
+    variance-ratio prior written by :func:`variance_prior_stage` (used when ``model.shrinkage``
+    is on).
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
+    from pepmix.model.shrinkage import VariancePrior
 
     table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
-    spec = model_spec_from_config(model_config, sheet)
+    spec = model_spec_from_config(model_config, sheet, replication)
     design = build_run_design(sheet, spec)
     contrasts = contrasts_for(config_contrasts, sheet)
-    log.info("model: random %s, fixed %s", "+".join(spec.random), "+".join(design.x_names))
-    fit = fit_proteins(table, design, [(c.name, c.numerator, c.denominator) for c in contrasts])
+    log.info(
+        "model: random %s, fixed %s, replication %s",
+        "+".join(spec.random),
+        "+".join(design.x_names),
+        spec.replication,
+    )
+    shrink = bool(model_config.get("shrinkage", False)) and prior is not None
+    ratio_prior = VariancePrior.from_json(prior) if shrink and prior is not None else None
+    if ratio_prior is not None:
+        log.info("model.shrinkage: variance-ratio prior %s", ratio_prior.describe() or "none")
+    fit = fit_proteins(
+        table, design, [(c.name, c.numerator, c.denominator) for c in contrasts], prior=ratio_prior
+    )
     proteins = fit.variance_components()
     for f, name in enumerate(fit.factors):
         proteins[f"theta_{name}"] = fit.theta[:, f]
@@ -188,6 +205,33 @@ def fit_stage(
         write_parquet(abundance, out_abundance)
 
 
+def variance_prior_stage(
+    features: PathLike,
+    samples: PathLike,
+    model_config: Mapping[str, Any],
+    output: PathLike,
+    replication: str = "auto",
+) -> None:
+    """Stage ``variance_prior``: the variance-ratio prior, estimated on all proteins.
+
+    ``replication`` is ``testing.replication`` (the fit's model: with technical replication the
+    run takes the sample's place, see :func:`pepmix.model.design.replication_unit`).
+
+    Writes JSON (factor -> ``df, ratio, se_log_df, se_log_ratio, n_proteins``; empty object
+    when ``model.shrinkage`` is off), read by every shard's fit (see
+    :mod:`pepmix.model.shrinkage`).
+    """
+    from pepmix.model.design import build_run_design, model_spec_from_config
+    from pepmix.model.shrinkage import VariancePrior, fit_variance_prior
+
+    if not model_config.get("shrinkage", False):
+        VariancePrior().to_json(output)
+        return
+    sheet = read_resolved_sheet(samples)
+    design = build_run_design(sheet, model_spec_from_config(model_config, sheet, replication))
+    fit_variance_prior(read_model_input(features), design).to_json(output)
+
+
 def gather_abundance_stage(
     parts: Sequence[PathLike], samples: PathLike, out_long: PathLike, out_wide: PathLike
 ) -> None:
@@ -204,16 +248,25 @@ def variance_table(proteins: PathLike, output: PathLike) -> None:
     frame = pd.read_parquet(proteins)
     keep = ["protein"] + [c for c in frame.columns if c.startswith("var_")]
     keep += ["n_features", "n_observations", "status", "detail"]
+    # model.shrinkage: plain REML estimates and the prior
+    keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]
     write_tsv(frame.loc[:, keep], output)
 
 
 def inference_options(config: Mapping[str, Any]) -> InferenceOptions:
-    """Inference options from the config (``moderation``, ``lfc_threshold``, ``testing``)."""
+    """Inference options from the config (``moderation``, ``lfc_threshold``, ``testing``).
+
+    ``moderation`` is off when ``model.shrinkage`` is on (the prior on the variance ratios
+    already borrows strength across proteins; see :mod:`pepmix.model.shrinkage`).
+    """
     from pepmix.inference.differential import InferenceOptions
 
     testing = config.get("testing", {}) or {}
+    # with model.shrinkage the variance components are already moderated across proteins:
+    # moderating the contrast variances again would count the prior twice
+    shrinkage = bool((config.get("model", {}) or {}).get("shrinkage", False))
     return InferenceOptions(
-        moderation=bool(config.get("moderation", True)),
+        moderation=bool(config.get("moderation", True)) and not shrinkage,
         robust=bool(testing.get("robust", True)),
         df_cap=bool(testing.get("df_cap", True)),
         lfc_threshold=float(config.get("lfc_threshold", 0.0)),

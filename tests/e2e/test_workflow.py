@@ -72,6 +72,7 @@ def demo_run(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = _run(repo, work, "--config", "shards=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((work / "results/model/shards").iterdir())) == 2
+    (work / "snakemake.stderr").write_text(result.stderr)
     return work
 
 
@@ -82,6 +83,7 @@ def test_differential_table(demo_run: Path) -> None:
         "n_features", "n_observations", "status",
     ]  # fmt: skip
     assert list(table.columns[: len(contract)]) == contract
+    assert (table["replication"] == "biological").all()
     contrasts = ["fmol50 - fmol25", "fmol100 - fmol25", "fmol100 - fmol50"]
     assert list(dict.fromkeys(table["contrast"])) == contrasts
     n_proteins = table["protein"].nunique()
@@ -147,6 +149,21 @@ def test_report(repo: Path, demo_run: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     html = (demo_run / "report.html").read_text(errors="replace")
     assert "volcano.png" in html and "pca.png" in html
+    # the first page (workflow description) lists the run's warnings
+    start = html.index("var workflow_desc")
+    landing = html[start : html.index("\n", start)]
+    assert "<strong>Warnings</strong> (1;" in landing
+    assert "heavy_filtering" in landing and "removed 109 of 312 proteins" in landing
+
+
+def test_warnings_reach_the_user(demo_run: Path) -> None:
+    alerts = pd.read_csv(demo_run / "results/alerts.tsv", sep="\t")
+    assert alerts[["stage", "code"]].values.tolist() == [["merge", "heavy_filtering"]]
+    assert "removed 109 of 312 proteins (35%)" in alerts["message"].iloc[0]
+    # printed once more after the last job, where the user looks
+    tail = (demo_run / "snakemake.stderr").read_text().split("steps (100%) done")[-1]
+    assert "pepmix: 1 warning(s) for this analysis" in tail
+    assert "WARNING [merge] the protein filters" in tail
 
 
 def test_unknown_run_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
@@ -159,6 +176,7 @@ def test_unknown_run_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("pepmix: error:")]
     assert len(errors) == 1
     assert "fmol25_1" in errors[0] and "fmol25_x" in errors[0]
+    assert result.stderr.count("fmol25_x") == 1  # printed once (not also as "pepmix: ERROR:")
     assert not (tmp_path / "results/ingest/features.parquet").exists()
     assert not (tmp_path / "results/tables").exists()
 
@@ -174,4 +192,34 @@ def test_bad_config_is_one_line(repo: Path, tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("pepmix: error:")]
     assert len(errors) == 1
     assert "normalization.method" in errors[0]
+    assert result.stderr.count("normalization.method") == 1  # once, without Snakefile lines
     assert not (tmp_path / "results").exists()
+
+
+def test_shrinkage_prior_rule_and_shard_invariance(repo: Path, tmp_path: Path) -> None:
+    """model.shrinkage: the prior is estimated once (rule variance_prior) before sharding, so
+    the differential table does not depend on the number of shards."""
+    tables = []
+    for shards in (1, 3):
+        work = tmp_path / f"shards{shards}"
+        work.mkdir()
+        _write_slice(repo, work)
+        (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
+        _config(work)
+        with (work / "config.yaml").open("a") as handle:
+            handle.write("model:\n  shrinkage: true\n")
+        target = "results/tables/differential_abundance.tsv"
+        result = _run(repo, work, "--config", f"shards={shards}", "--", target)
+        assert result.returncode == 0, result.stderr[-3000:]
+        prior = (work / "results/model/variance_prior.json").read_text()
+        assert '"sample"' in prior
+        tables.append(pd.read_csv(work / target, sep="\t").sort_values(["contrast", "protein"]))
+        proteins = pd.read_parquet(work / "results/model/proteins.parquet")
+        assert "shrinkage_prior_df_sample" in proteins.columns
+        assert not proteins["detail"].str.contains("variance at zero: sample").any()
+    one, three = (t.reset_index(drop=True) for t in tables)
+    assert list(one["protein"]) == list(three["protein"])
+    assert list(one["status"]) == list(three["status"])
+    # each protein's fit uses only its own data and the prior: equal up to the optimiser's
+    # stopping rule (projected-gradient norm 1e-6)
+    pd.testing.assert_series_equal(one["pvalue"], three["pvalue"], rtol=1e-5, atol=1e-9)

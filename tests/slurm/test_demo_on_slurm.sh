@@ -22,6 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+make -C "$REPO" slurm  # the executor plugin is not in the default environment
 bash "$HERE/start_cluster.sh"
 
 for dir in local slurm; do

@@ -20,8 +20,19 @@ def simulate(
     frac_de: float = 0.0,
     mnar: bool = True,
     tech: int = 1,
+    sample_sd: float = 0.15,
+    run_sd: float = 0.05,
+    sample_var: tuple[float, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Return the long table (protein, feature, run, y), the sample sheet and the truth."""
+    """Return the long table (protein, feature, run, y), the sample sheet and the truth.
+
+    ``sample_sd`` is the typical SD of the biological sample effects (0: the samples of a protein
+    are identical, the null of a test with technical replicates), ``run_sd`` the SD of the run
+    effects with technical replicates (``tech > 1``). ``sample_var``, if given, is the
+    (shape, scale) of the gamma distribution of the sample variances instead (default: shape 2,
+    scale ``sample_sd**2 / 2``); a shape below 1 gives a skewed distribution with many variances
+    near zero.
+    """
     rng = np.random.default_rng(seed)
     sheet = pd.DataFrame(
         [
@@ -43,10 +54,11 @@ def simulate(
     for p in range(n_prot):
         m = min(max(2, int(rng.geometric(0.25))), 30)
         base = rng.normal(23.0, 2.0)
-        sd_sample = np.sqrt(rng.gamma(2.0, 0.15**2 / 2.0))
+        shape_scale = sample_var if sample_var is not None else (2.0, sample_sd**2 / 2.0)
+        sd_sample = np.sqrt(rng.gamma(*shape_scale))
         sd_resid = np.sqrt(rng.gamma(4.0, 0.2**2 / 4.0))
         sample_eff = rng.normal(0.0, sd_sample, unique_samples.size)[sample_index]
-        run_eff = rng.normal(0.0, 0.05, runs.size) if tech > 1 else np.zeros(runs.size)
+        run_eff = rng.normal(0.0, run_sd, runs.size) if tech > 1 else np.zeros(runs.size)
         y = (
             base
             + rng.normal(0.0, 1.0, m)[:, None]

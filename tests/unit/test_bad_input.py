@@ -10,13 +10,16 @@ from __future__ import annotations
 import gzip
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from pepmix.errors import InputFormatError, PepmixError, SampleSheetError
-from pepmix.ingest import combine_duplicates, merge_batches, read_input
-from pepmix.samples import read_sample_sheet
+from pepmix.errors import DesignError, InputFormatError, PepmixError, SampleSheetError
+from pepmix.ingest import combine_duplicates, ingest_batch, merge_batches, read_input
+from pepmix.rule import rule_context
+from pepmix.samples import load_design, read_sample_sheet
+from pepmix.stages import ingest, merge
 
 HEADER = "protein\tpeptide\trun\tintensity\n"
 GOOD_ROWS = "P1\tPEPK\tr1\t100\nP1\tPEPK\tr2\t200\nP2\tSEQR\tr1\t50\nP2\tSEQR\tr2\t60\n"
@@ -157,3 +160,157 @@ def test_undecodable_bytes(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError) as err:
         _long(path)
     _one_line(err, path, "not a UTF-8 text table")
+
+
+# --- issue 11: hostile inputs -------------------------------------------------------------------
+
+
+def test_nul_byte_in_sample_sheet(tmp_path: Path) -> None:
+    # a NUL after a condition used to invent a fourth condition (and NUL bytes in the tables)
+    path = tmp_path / "samples.tsv"
+    path.write_bytes(b"run\tcondition\nr1\tA\nr2\tB\x00\nr3\tB\n")
+    with pytest.raises(SampleSheetError) as err:
+        load_design(path)
+    _one_line(err, path, "line 3, column 'condition'", "NUL byte")
+
+
+def test_nul_byte_in_sdrf_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "design.sdrf.tsv"
+    path.write_bytes(
+        b"source name\tcomment[data file]\tfactor value[disease]\n"
+        b"s1\tr1.raw\tnormal\ns2\tr2.raw\ttum\x00or\n"
+    )
+    with pytest.raises(SampleSheetError) as err:
+        load_design(path)
+    _one_line(err, path, "line 3, column 'factor value[disease]'", "NUL byte")
+
+
+def test_latin1_sample_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "samples.tsv"
+    path.write_bytes("run\tcondition\nr1\tcontr\u00f4le\nr2\ttrait\u00e9\n".encode("latin-1"))
+    with pytest.raises(SampleSheetError) as err:
+        load_design(path)
+    _one_line(err, path, "line 2", "not a UTF-8 text file", "b'\\xf4'", "save the file as UTF-8")
+
+
+def test_nul_byte_in_data(tmp_path: Path) -> None:
+    # used to create a phantom protein 'P2\x00'
+    path = tmp_path / "data.tsv"
+    path.write_bytes((HEADER + GOOD_ROWS).encode() + b"P2\x00\tSEQR\tr3\t70\n")
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    _one_line(err, path, "line 6, column 'protein'", "NUL byte")
+
+
+@pytest.mark.parametrize("text", ["Inf", "-Inf", "infinity"])
+def test_infinite_intensity_is_an_error(tmp_path: Path, text: str) -> None:
+    # used to be dropped silently as a missing value
+    path = tmp_path / "data.tsv"
+    path.write_text(HEADER + GOOD_ROWS + f"P3\tAAAK\tr1\t{text}\n")
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    _one_line(err, path, "line 6, column 'intensity'", "infinite value")
+
+
+def test_infinite_intensity_in_a_wide_table(tmp_path: Path) -> None:
+    path = tmp_path / "wide.tsv"
+    path.write_text("protein\tpeptide\tr1\tr2\nP1\tPEPK\t1\t2\nP2\tSEQR\t3\tInf\n")
+    with pytest.raises(InputFormatError) as err:
+        read_input({"name": "b1", "format": "generic_wide", "path": str(path)})
+    _one_line(err, path, "line 3, column 'r2'", "infinite value inf")
+
+
+def test_negative_value_prints_as_a_plain_number(tmp_path: Path) -> None:
+    path = tmp_path / "log.tsv"
+    path.write_text(HEADER + GOOD_ROWS + "P3\tAAAK\tr2\t-695.23\n")
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    message = _one_line(err, path, "(first: -695.23 for feature 'AAAK'")
+    assert "np." not in message and "float64" not in message
+
+
+def test_run_with_only_missing_values_is_named_as_such(tmp_path: Path) -> None:
+    data = tmp_path / "data.tsv"
+    data.write_text(HEADER + GOOD_ROWS + "P1\tPEPK\tr3\tNA\nP2\tSEQR\tr3\t0\n")
+    out = tmp_path / "b1.parquet"
+    ingest({"name": "b1", "format": "generic_long", "path": str(data)}, {}, "precursor", out)
+    sheet_path = tmp_path / "samples.tsv"
+    sheet_path.write_text("run\tcondition\nr1\tA\nr2\tB\nr3\tB\nr4\tB\n")
+    with pytest.raises(SampleSheetError) as err:
+        merge([out], sheet_path, {}, {}, tmp_path / "f.parquet", tmp_path / "s.tsv")
+    message = _one_line(
+        err,
+        sheet_path,
+        "run(s) in the data with no valid intensity (every value missing or zero): r3",
+        "run(s) in the sheet but not in the data: r4",
+    )
+    assert "not in the data: r3" not in message
+
+
+def test_no_protein_passes_the_filters(tmp_path: Path) -> None:
+    # used to crash later in shards.py ('NullArray' object has no attribute 'dictionary')
+    data = tmp_path / "data.tsv"
+    data.write_text(HEADER + GOOD_ROWS)
+    sheet = read_sample_sheet(_sheet(tmp_path))
+    with pytest.raises(DesignError) as err:
+        merge_batches([_long(data)], sheet, {"min_features": 2})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "no protein passes the filters (min_features=2 removed 2 of 2 proteins" in message
+
+
+def test_no_observation_passes_the_row_filters(tmp_path: Path) -> None:
+    path = tmp_path / "data.tsv"
+    path.write_text("protein\tpeptide\trun\tintensity\tq_value\nP1\tPEPK\tr1\t10\t0.5\n")
+    entry = {"name": "b1", "format": "generic_long", "path": str(path)}
+    with pytest.raises(InputFormatError) as err:
+        ingest_batch(entry, {"q_value": 0.01})
+    _one_line(err, path, "no observation passes the row filters", "q_value=0.01")
+
+
+def test_user_error_is_printed_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log_file = tmp_path / "rule.log"
+    smk = SimpleNamespace(log=[str(log_file)], threads=1, rule="merge", output=SimpleNamespace())
+    with pytest.raises(SystemExit), rule_context(smk):
+        raise SampleSheetError("samples.tsv: line 3: empty 'condition'")
+    err = capsys.readouterr().err
+    assert err.count("samples.tsv: line 3") == 1
+    assert "pepmix: error: samples.tsv: line 3: empty 'condition'" in err
+    assert "ERROR" not in err
+    assert "samples.tsv: line 3: empty 'condition'" in log_file.read_text()  # the log keeps it
+    logging.getLogger("pepmix").handlers.clear()
+
+
+def _sheet(tmp_path: Path) -> Path:
+    path = tmp_path / "samples.tsv"
+    path.write_text("run\tcondition\nr1\tA\nr2\tB\n")
+    return path
+
+
+def test_infinite_intensity_in_parquet_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    frame = pd.DataFrame(
+        {"protein": ["P1", "P1", "P2"], "peptide": ["A", "A", "B"], "run": ["r1", "r2", "r1"]}
+    )
+    frame["intensity"] = [1.0, 2.0, float("-inf")]
+    frame.to_parquet(path, index=False)
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    _one_line(err, path, "row 3, column 'intensity'", "infinite value -inf")
+
+
+def test_nul_byte_in_gzipped_data(tmp_path: Path) -> None:
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress((HEADER + GOOD_ROWS).encode() + b"P3\tSE\x00QR\tr1\t5\n"))
+    with pytest.raises(InputFormatError) as err:
+        _long(path)
+    _one_line(err, path, "line 6, column 'peptide'", "NUL byte")
+
+
+def test_infinite_value_located_through_a_columns_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("Accession,Sequence,Sample,Area\nP1,PEPK,r1,100\nP1,PEPK,r2,INF\n")
+    columns = {"protein": "Accession", "peptide": "Sequence", "run": "Sample", "intensity": "Area"}
+    with pytest.raises(InputFormatError) as err:
+        read_input({"name": "b1", "format": "generic_long", "path": str(path), "columns": columns})
+    _one_line(err, path, "line 3, column 'Area'", "infinite value inf")

@@ -28,7 +28,7 @@ def minimal() -> dict:
 def test_defaults_filled(schema: dict) -> None:
     cfg = validate_config(minimal(), schema)
     assert cfg["fdr"] == 0.05
-    assert cfg["normalization"]["method"] == "median_ratio"
+    assert cfg["normalization"]["method"] == "protein_median"
     assert cfg["filter"]["q_value"] == 0.01
     assert cfg["feature_level"] == "precursor"
     assert cfg["moderation"] is True

@@ -31,6 +31,9 @@ EXPECTED = {
     "maxquant/mq_peptides_head300.txt": "maxquant_peptides",
     "msstats/MSstats_DDARawData_slice.csv": "msstats",
     "msstats/msstatsconvert_fragpipe_MSstats.csv": "msstats",
+    "msstats/msstatsconvert_pd_output.csv": "msstats",
+    "msstats/msstatsconvert_progenesis_output.csv": "msstats",
+    "msstats/msstatsconvert_skyline_output.csv": "msstats",
     "openms_quantms/MSstatsConverter_1_out_slice.csv": "openms",
     "openms_quantms/PXD040438_msstats_in_slice.csv": "openms",
     "openms_quantms/ProteomicsLFQ_1_out.msstats.csv": "openms",
@@ -42,6 +45,7 @@ EXPECTED = {
     "skyline/MSstats_DDARawData.Skyline_slice.csv": "skyline",
     "skyline/msstatsconvert_skyline_input_slice.csv": "skyline",
     "spectronaut/msstatsconvert_spectronaut_slice.csv": "spectronaut",
+    "spectronaut/spectronaut_compact_fragments.tsv": "spectronaut",
 }
 
 
@@ -49,7 +53,7 @@ def test_every_sample_is_listed() -> None:
     samples = {
         str(p.relative_to(DATA))
         for p in DATA.rglob("*")
-        if p.is_file() and p.suffix != ".md" and p.parent.name != "sdrf"
+        if p.is_file() and p.suffix not in (".md", ".py") and p.parent.name != "sdrf"
     }
     assert samples == set(EXPECTED)
 

@@ -74,8 +74,12 @@ def test_decoy_column_and_filtered_values(tmp_path: Path) -> None:
 def test_missing_column(tmp_path: Path) -> None:
     raw = pd.read_csv(REPORT, dtype=str, keep_default_na=False)
     path = tmp_path / "report.csv"
-    raw.drop(columns=["R.FileName"]).to_csv(path, index=False)
+    raw.drop(columns=["R.FileName", "R.Condition"]).to_csv(path, index=False)
     with pytest.raises(InputFormatError, match=r"report\.csv: missing column\(s\) R\.FileName;"):
+        _read(path)
+    # without R.FileName the run falls back to R.Condition, which here holds conditions
+    raw.drop(columns=["R.FileName"]).to_csv(path, index=False)
+    with pytest.raises(InputFormatError, match=r"R\.Condition holds conditions, not runs"):
         _read(path)
 
 

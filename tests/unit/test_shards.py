@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepmix import stages
+from pepmix import canonical, stages
+from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
 from pepmix.shards import assign, auto_shards, gather, split
 
@@ -77,3 +78,10 @@ def test_one_and_many_shards_give_identical_tables(tmp_path: Path) -> None:
         assert text == many[name], name
     da = pd.read_csv(tmp_path / "one" / "da.tsv", sep="\t")
     assert da["protein"].nunique() == 400
+
+
+def test_split_of_an_empty_table_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "features.parquet"
+    canonical.write_parquet(canonical.empty_table(), path)
+    with pytest.raises(DesignError, match="no protein left to fit"):
+        split(path, [tmp_path / "s0.parquet"])

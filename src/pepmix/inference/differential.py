@@ -12,6 +12,7 @@ Steps, per contrast:
    known), and small but precisely measured shifts become "significant". The df are capped at the
    containment df, :math:`\nu_{gj} \le n_{\text{samples},g} - p_g` (observed biological samples
    minus estimable fixed effects), as SAS's containment method does for sample-level effects.
+   With technical replication the runs are the samples (see *Replication* below).
 2. **Empirical-Bayes moderation** (``moderation``, default on). What is moderated is the
    *contrast's variance*, on the scale of one biological sample:
    :math:`s^2_{gj} = \mathrm{se}^2_{gj} / u_{gj}` with :math:`u_{gj} = 1/n_{A,g} + 1/n_{B,g}`,
@@ -19,7 +20,8 @@ Steps, per contrast:
    estimates the between-sample variance of the protein's abundance (sample and run effects plus
    residual noise averaged over its features) -- the variance that decides the test -- with
    :math:`\nu_{gj}` df. limma's ``squeezeVar`` (robust by default, Phipson et al. 2016) fits a
-   scaled-F prior :math:`(s_0^2, d_0)` to all tested proteins and gives the posterior
+   scaled-F prior :math:`(s_0^2, d_0)` to the tested proteins with :math:`\nu_{gj} \ge 1`
+   (:data:`MIN_PRIOR_DF`) and gives every tested protein the posterior
    :math:`\tilde s^2_{gj} = (d_0 s_0^2 + \nu_{gj} s^2_{gj}) / (d_0 + \nu_{gj})`; the moderated
    standard error is :math:`\tilde s_{gj}\sqrt{u_{gj}}` with :math:`\nu_{gj} + d_0` df (capped,
    as in limma, at the pooled df).
@@ -36,6 +38,23 @@ Steps, per contrast:
    :math:`H_0: |\delta| \le \tau`.
 4. **Benjamini-Hochberg** per contrast over the tested proteins only. Untested rows (status other
    than ``ok``, ``boundary``, ``reduced_model``) keep their row with NaN statistics.
+
+Why the prior ignores df < 1: the moment estimator (Smyth 2004) subtracts the mean sampling
+variance of the log-variances, :math:`\psi'(\nu/2)\approx 4/\nu^2` for small :math:`\nu`, from
+their observed spread. One protein on :math:`\nu = 2\cdot10^{-5}` (a boundary fit on four
+observations) contributes :math:`10^{10}`, the difference goes negative and :math:`d_0 = \infty`:
+every protein would get the prior variance. Such proteins carry no information about the prior;
+they are still moderated (their posterior is essentially the prior variance).
+
+Replication
+-----------
+Column ``replication`` (from the model stage, :func:`pepmix.model.design.contrast_replication`)
+says what replicates each contrast: ``biological``, ``biological_pooled`` (a condition with one
+biological sample; the sample variance of the replicated conditions is assumed to hold for it),
+``technical`` (the runs; p-values generalise to new runs of the same samples, not to new
+biological samples) or ``none``. Alerts (:func:`pepmix.alerts.alert`): ``technical_replication``
+once per technical contrast, ``pooled_replication`` once for all pooled contrasts, ``no_tests``
+once per contrast without a tested protein (once in all if no contrast has one).
 """
 
 from __future__ import annotations
@@ -49,6 +68,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import special
 
+from pepmix.alerts import alert
 from pepmix.inference.ebayes import bh_adjust, squeeze_var, total_df, treat_pvalues
 
 log = logging.getLogger(__name__)
@@ -68,8 +88,12 @@ CONTRACT_COLUMNS = (
 )
 
 TESTABLE = ("ok", "boundary", "reduced_model")
-#: fewest tested proteins for which a prior is estimated (below: no moderation)
+#: fewest proteins (with df >= MIN_PRIOR_DF) for which a prior is estimated (below: no moderation)
 MIN_PROTEINS_FOR_PRIOR = 10
+#: proteins with fewer df are moderated but do not enter the estimate of the prior
+MIN_PRIOR_DF = 1.0
+
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -118,8 +142,15 @@ def differential_table(
     Returns
     -------
     pandas.DataFrame
-        Contract columns, then ``ci_low, ci_high, df_satterthwaite, se_unmoderated, df_prior,
-        var_prior, moderated, detail``; sorted by contrast, then p-value, then protein.
+        Contract columns, then ``replication, ci_low, ci_high, df_satterthwaite,
+        se_unmoderated, df_prior, var_prior, moderated, detail``; sorted by contrast, then
+        p-value, then protein. ``replication`` is taken from ``contrast_stats`` (``biological``
+        when it has no such column).
+
+    Notes
+    -----
+    Raises the alerts of the module docstring (technical replication, pooled replication,
+    contrasts without any tested protein), once per contrast or per table.
     """
     opts = options or InferenceOptions()
     frames = [
@@ -127,6 +158,8 @@ def differential_table(
         for name in contrast_order
     ]
     table = pd.concat(frames, ignore_index=True)
+    _alert_replication(contrast_stats, table, contrast_order)
+    _alert_untested(table, contrast_order)
     order = {name: i for i, name in enumerate(contrast_order)}
     table["_order"] = table["contrast"].map(order)
     table = table.sort_values(["_order", "pvalue", "protein"], na_position="last", kind="stable")
@@ -148,32 +181,8 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         detail[unreplicated] = _append(detail[unreplicated], "no replicate samples")
         tested &= ~unreplicated
         df = np.where(tested, np.minimum(df, between), df)
-    se = se_raw.copy()
-    df_prior = np.full(est.size, np.nan)
-    var_prior = np.full(est.size, np.nan)
-    moderated = np.zeros(est.size, dtype=bool)
-    if opts.moderation and tested.sum() >= MIN_PROTEINS_FOR_PRIOR:
-        n_num = part["n_samples_num"].to_numpy(dtype=np.float64)
-        n_den = part["n_samples_den"].to_numpy(dtype=np.float64)
-        unscaled = np.ones(est.size)
-        unscaled[tested] = 1.0 / n_num[tested] + 1.0 / n_den[tested]
-        s2 = se_raw[tested] ** 2 / unscaled[tested]
-        result = squeeze_var(s2, df[tested], robust=opts.robust)
-        d0 = np.broadcast_to(np.asarray(result.df_prior, dtype=np.float64), s2.shape)
-        se[tested] = np.sqrt(result.var_post * unscaled[tested])
-        df[tested] = total_df(df[tested], d0)
-        df_prior[tested] = d0
-        var_prior[tested] = np.broadcast_to(
-            np.asarray(result.var_prior, dtype=np.float64), s2.shape
-        )
-        moderated[tested] = True
-        log.info(
-            "contrast %s: prior variance %.4g on %.3g df (median), %d proteins",
-            name,
-            float(np.median(var_prior[tested])),
-            float(np.median(d0)),
-            int(tested.sum()),
-        )
+    mod = _moderate(part, name, tested, se_raw, df, opts)
+    se, df = mod.se, mod.df
     safe_se = np.where(tested, se, 1.0)
     safe_df = np.where(tested, df, 1.0)
     t = np.where(tested, est / safe_se, np.nan)
@@ -182,6 +191,11 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
     else:
         pvalue = np.where(tested, 2.0 * special.stdtr(safe_df, -np.abs(np.nan_to_num(t))), np.nan)
     half = special.stdtrit(safe_df, 0.5 + opts.confidence / 2.0) * safe_se
+    replication = (
+        part["replication"].to_numpy(dtype=object)
+        if "replication" in part.columns
+        else np.full(est.size, "biological", dtype=object)
+    )
     return pd.DataFrame(
         {
             "protein": part["protein"].to_numpy(),
@@ -195,16 +209,140 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
             "n_features": part["n_features"].to_numpy(),
             "n_observations": part["n_observations"].to_numpy(),
             "status": status,
+            "replication": replication,
             "ci_low": np.where(tested, est - half, np.nan),
             "ci_high": np.where(tested, est + half, np.nan),
             "df_satterthwaite": np.where(tested, df_satt, np.nan),
             "se_unmoderated": np.where(tested, se_raw, np.nan),
-            "df_prior": df_prior,
-            "var_prior": var_prior,
-            "moderated": moderated,
+            "df_prior": mod.df_prior,
+            "var_prior": mod.var_prior,
+            "moderated": mod.moderated,
             "detail": detail,
         }
     )
+
+
+@dataclass
+class _Moderated:
+    se: FloatArray
+    df: FloatArray
+    df_prior: FloatArray
+    var_prior: FloatArray
+    moderated: NDArray[np.bool_]
+
+
+def _moderate(
+    part: pd.DataFrame,
+    name: str,
+    tested: NDArray[np.bool_],
+    se_raw: FloatArray,
+    df: FloatArray,
+    opts: InferenceOptions,
+) -> _Moderated:
+    """Moderated standard errors and df of the tested rows (step 2 of the module docstring)."""
+    n = se_raw.size
+    out = _Moderated(
+        se=se_raw.copy(),
+        df=df.copy(),
+        df_prior=np.full(n, np.nan),
+        var_prior=np.full(n, np.nan),
+        moderated=np.zeros(n, dtype=bool),
+    )
+    informative = tested & (df >= MIN_PRIOR_DF)
+    if not opts.moderation or informative.sum() < MIN_PROTEINS_FOR_PRIOR:
+        return out
+    n_num = part["n_samples_num"].to_numpy(dtype=np.float64)
+    n_den = part["n_samples_den"].to_numpy(dtype=np.float64)
+    unscaled = 1.0 / n_num[tested] + 1.0 / n_den[tested]
+    s2 = se_raw[tested] ** 2 / unscaled
+    mask = informative[tested]
+    result = squeeze_var(
+        s2, df[tested], robust=opts.robust, prior_mask=None if mask.all() else mask
+    )
+    d0 = np.broadcast_to(np.asarray(result.df_prior, dtype=np.float64), s2.shape)
+    out.se[tested] = np.sqrt(result.var_post * unscaled)
+    out.df[tested] = total_df(df[tested], d0)
+    out.df_prior[tested] = d0
+    out.var_prior[tested] = np.broadcast_to(
+        np.asarray(result.var_prior, dtype=np.float64), s2.shape
+    )
+    out.moderated[tested] = True
+    log.info(
+        "contrast %s: prior variance %.4g on %.3g df (median), fitted to %d of %d proteins "
+        "(df >= %g)",
+        name,
+        float(np.median(out.var_prior[tested])),
+        float(np.median(d0)),
+        int(mask.sum()),
+        int(tested.sum()),
+        MIN_PRIOR_DF,
+    )
+    return out
+
+
+def _alert_replication(
+    contrast_stats: pd.DataFrame, table: pd.DataFrame, contrast_order: Sequence[str]
+) -> None:
+    """One alert per technical contrast, one for all pooled contrasts (tested contrasts only)."""
+    if "replication" not in contrast_stats.columns:
+        return
+    n_tested = table.groupby("contrast", sort=False)["pvalue"].count()
+    pooled = []
+    for name in contrast_order:
+        if int(n_tested.get(name, 0)) == 0:
+            continue  # the untested alert speaks for it
+        part = contrast_stats.loc[contrast_stats["contrast"] == name]
+        labels = set(part["replication"])
+        if "technical" in labels:
+            n_num, n_den = part["n_samples_num"].max(), part["n_samples_den"].max()
+            runs = f"{n_num:.0f} vs {n_den:.0f}"
+            alert(
+                log,
+                "technical_replication",
+                f"contrast {name}: the runs ({runs}), not biological samples, are the "
+                "replicates: p-values speak about the measurement, not the biology (they "
+                "generalise to new runs of the same samples, not to new biological samples)",
+            )
+        if "biological_pooled" in labels:
+            pooled.append(name)
+    if pooled:
+        alert(
+            log,
+            "pooled_replication",
+            f"contrast(s) {', '.join(pooled)} involve a condition with a single biological "
+            "sample: their variance is the sample variance of the replicated conditions, "
+            "assumed equal in every condition (unverifiable for the unreplicated ones)",
+        )
+
+
+def _alert_untested(table: pd.DataFrame, contrast_order: Sequence[str]) -> None:
+    """One alert per contrast without any tested protein, or one if no contrast has any."""
+    n_tested = table.groupby("contrast", sort=False)["pvalue"].count()
+    empty = [name for name in contrast_order if int(n_tested.get(name, 0)) == 0]
+    if len(empty) > 1 and len(empty) == len(contrast_order):
+        _untested_alert(f"any of the {len(empty)} contrasts", table, "protein x contrast statuses")
+    else:
+        for name in empty:
+            part = table.loc[table["contrast"] == name]
+            _untested_alert(f"contrast {name}", part, "statuses")
+
+
+def _untested_alert(what: str, part: pd.DataFrame, counted: str) -> None:
+    """Alert that nothing in ``part`` was tested: status counts and what to do."""
+    counts = part["status"].value_counts()
+    why = f"{counted}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "no proteins")
+    if "none" in set(part["replication"]):
+        todo = (
+            "no condition has two biological samples: add biological replicates, or set "
+            "testing.replication to auto or technical to use the runs as replicates"
+        )
+    else:
+        todo = (
+            "a protein needs more observed samples (runs, with technical replication) than "
+            "estimated fixed effects; check the sample sheet's bioreplicate column, the "
+            "contrasts and the filters"
+        )
+    alert(log, "no_tests", f"no protein could be tested in {what} ({why}): {todo}")
 
 
 def _append(texts: NDArray[np.object_], note: str) -> NDArray[np.object_]:

@@ -1155,6 +1155,7 @@ def squeeze_var(
     robust: bool = False,
     winsor_tail_p: float | Sequence[float] = (0.05, 0.1),
     covariate: ArrayLike | None = None,
+    prior_mask: ArrayLike | None = None,
 ) -> SqueezeResult:
     """Empirical-Bayes posterior variances (limma ``squeezeVar``).
 
@@ -1174,6 +1175,13 @@ def squeeze_var(
     covariate : array_like, shape (G,), optional
         Default None. If given, the prior variance follows a spline trend in the covariate
         (limma's ``trend``); ``var_prior`` is then per protein. Only for ``robust=False``.
+    prior_mask : array_like of bool, shape (G,), optional
+        Default None (all proteins). Proteins whose variances estimate the prior; every protein
+        is then moderated with that prior, those outside the mask with the prior df of a
+        non-outlying protein (``fit.df2``) when ``robust=True``. Not limma: pepmix leaves out
+        variances on df < 1, whose huge log-variance sampling variance (trigamma(df/2)) can drive
+        the moment estimate of the prior df to infinity. ``fit`` then describes the masked
+        proteins only. Not with a covariate.
 
     Returns
     -------
@@ -1204,6 +1212,10 @@ def squeeze_var(
     if not isinstance(df1, float):
         x = x.copy()
         x[df1 == 0] = 0.0
+    if prior_mask is not None:
+        if cov is not None:
+            raise NotImplementedError("prior_mask with a covariate is not implemented")
+        return _squeeze_masked(x, df1, _as_mask(prior_mask, n), robust, tails)
     df_prior: float | FloatArray
     if robust:
         if cov is not None:
@@ -1212,6 +1224,40 @@ def squeeze_var(
         df_prior = fit.df2_shrunk if fit.df2_shrunk is not None else fit.df2
     else:
         scale, df2 = _fit_f_dist(x, df1, cov)
+        fit = FDistFit(scale=scale, df2=df2)
+        df_prior = df2
+    if np.any(np.isnan(df_prior)):
+        raise ValueError("Could not estimate prior df")
+    var_post = _posterior(x, df1, fit.scale, df_prior)
+    return SqueezeResult(var_post=var_post, var_prior=fit.scale, df_prior=df_prior, fit=fit)
+
+
+def _as_mask(mask: ArrayLike, n: int) -> NDArray[np.bool_]:
+    out = np.asarray(mask, dtype=bool)
+    if out.shape != (n,):
+        raise ValueError(f"prior_mask must have length {n}")
+    if out.sum() < 2:
+        raise ValueError("prior_mask must select at least two proteins")
+    return out
+
+
+def _squeeze_masked(
+    x: FloatArray,
+    df1: FloatArray | float,
+    mask: NDArray[np.bool_],
+    robust: bool,
+    tails: tuple[float, float],
+) -> SqueezeResult:
+    """:func:`squeeze_var` with the prior estimated from ``x[mask]`` only (see ``prior_mask``)."""
+    sub = df1 if isinstance(df1, float) else df1[mask]
+    df_prior: float | FloatArray
+    if robust:
+        fit = _fit_f_dist_robust(x[mask], sub, tails)
+        df_prior = np.full(x.size, fit.df2)
+        if fit.df2_shrunk is not None:
+            df_prior[mask] = fit.df2_shrunk
+    else:
+        scale, df2 = _fit_f_dist(x[mask], sub, None)
         fit = FDistFit(scale=scale, df2=df2)
         df_prior = df2
     if np.any(np.isnan(df_prior)):

@@ -16,15 +16,32 @@ Random intercept factors (``model.random``), any subset of:
 
 - ``feature``: the peptide or precursor (levels are protein-specific),
 - ``sample``: the biological replicate (``bioreplicate`` column; the run itself without technical
-  replicates),
+  replicates, and the run with technical replication, see below),
 - ``run``: the MS run (only distinct from ``sample`` with technical replicates),
 - ``batch``: the MS batch.
 
 Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
+
+Replication unit
+----------------
+A condition effect is replicated by the units the ``sample`` factor stands for; they set the
+between-sample df cap and the moderation scale of :mod:`pepmix.inference.differential`.
+:func:`replication_unit` decides, from the sample sheet, what they are (``testing.replication``):
+
+- ``biological`` (the default whenever some condition has at least two biological samples): the
+  biological samples (``bioreplicate``). Conditions with a single sample still enter the model;
+  their contrasts use the sample variance estimated from the replicated conditions (the usual
+  equal-variance assumption of a linear model), labelled ``biological_pooled``
+  (:func:`contrast_replication`).
+- ``technical`` (the default when no condition has two biological samples, e.g. one sample per
+  condition measured in several runs; or forced): the runs are the replicates. The run takes the
+  place of the sample in the model (``sample`` in ``model.random`` becomes ``run``) and in the df
+  cap. p-values then generalise to new runs of the same samples, not to new biological samples.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +50,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from pepmix.alerts import alert
 from pepmix.errors import ConfigError, DesignError
+
+log = logging.getLogger(__name__)
 
 RANDOM_FACTORS = ("feature", "sample", "run", "batch")
 RUN_LEVEL_FACTORS = ("sample", "run", "batch")
+#: values of ``testing.replication``
+REPLICATION_MODES = ("auto", "biological", "technical")
+#: per-contrast labels of what replicates the condition effect (see :func:`contrast_replication`)
+REPLICATION_LABELS = ("biological", "biological_pooled", "technical", "none")
 
 
 @dataclass(frozen=True)
@@ -54,12 +78,49 @@ class ModelSpec:
     fixed_runs : bool
         One fixed mean per run instead of condition/batch/covariate columns (the protein
         abundance model); see :func:`abundance_design`.
+    replication : str
+        What replicates the condition effect: ``"biological"`` (biological samples, the
+        ``bioreplicate`` column) or ``"technical"`` (the runs); see :func:`replication_unit`.
     """
 
     random: tuple[str, ...] = ("feature", "sample")
     fixed_batch: bool = False
     covariates: tuple[str, ...] = ()
     fixed_runs: bool = False
+    replication: str = "biological"
+
+
+def biological_samples(sheet: pd.DataFrame) -> dict[str, int]:
+    """Number of biological samples (distinct ``bioreplicate``) per condition, in sheet order."""
+    counts = sheet.groupby("condition", sort=False)["bioreplicate"].nunique()
+    return {str(c): int(n) for c, n in counts.items()}
+
+
+def replication_unit(sheet: pd.DataFrame, mode: str = "auto") -> str:
+    """What replicates the condition effect: ``"biological"`` or ``"technical"``.
+
+    Parameters
+    ----------
+    sheet : pandas.DataFrame
+        Sample sheet with ``run``, ``condition``, ``bioreplicate``.
+    mode : {"auto", "biological", "technical"}, default "auto"
+        ``testing.replication``. ``auto`` is ``technical`` when no condition has two biological
+        samples, else ``biological``. A forced ``biological`` without biological replication is
+        kept: no protein can then be tested (the differential stage says so in an alert).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown mode.
+    """
+    if mode not in REPLICATION_MODES:
+        raise ConfigError(
+            f"config: testing.replication: {mode!r} is not one of {', '.join(REPLICATION_MODES)}"
+        )
+    if mode != "auto":
+        return mode
+    replicated = any(n >= 2 for n in biological_samples(sheet).values())
+    return "biological" if replicated else "technical"
 
 
 def default_random(sheet: pd.DataFrame) -> tuple[str, ...]:
@@ -68,7 +129,14 @@ def default_random(sheet: pd.DataFrame) -> tuple[str, ...]:
     return ("feature", "sample", "run") if tech_reps else ("feature", "sample")
 
 
-def model_spec_from_config(model_config: Mapping[str, Any], sheet: pd.DataFrame) -> ModelSpec:
+def _technical_random(random: tuple[str, ...]) -> tuple[str, ...]:
+    """Random factors with the run in place of the biological sample (technical replication)."""
+    return tuple(dict.fromkeys("run" if f == "sample" else f for f in random))
+
+
+def model_spec_from_config(
+    model_config: Mapping[str, Any], sheet: pd.DataFrame, replication: str = "auto"
+) -> ModelSpec:
     """Build a :class:`ModelSpec` from the ``model:`` config section.
 
     Parameters
@@ -78,6 +146,9 @@ def model_spec_from_config(model_config: Mapping[str, Any], sheet: pd.DataFrame)
         ``covariates`` (default ``[]``).
     sheet : pandas.DataFrame
         Sample sheet (see :mod:`pepmix.samples`).
+    replication : {"auto", "biological", "technical"}, default "auto"
+        ``testing.replication`` (see :func:`replication_unit`). With technical replication
+        ``sample`` in the random factors is replaced by ``run``.
 
     Raises
     ------
@@ -110,7 +181,22 @@ def model_spec_from_config(model_config: Mapping[str, Any], sheet: pd.DataFrame)
         values = pd.to_numeric(sheet[cov], errors="coerce")
         if values.isna().any():
             raise ConfigError(f"config: model.covariates: column {cov!r} must be numeric")
-    return ModelSpec(random=random, fixed_batch=fixed_batch, covariates=covariates)
+    batches = sheet["batch"].dropna().nunique()
+    if batches > 1 and not fixed_batch and "batch" not in random:
+        alert(
+            log,
+            "batch_not_modelled",
+            f"the sample sheet has {batches} batches but the model has no batch term: batch "
+            "effects stay in the residuals (normalization.within_batch only aligns run "
+            "medians); add model.fixed: [condition, batch] or model.random: [feature, sample, "
+            "batch] to model them",
+        )
+    unit = replication_unit(sheet, replication)
+    if unit == "technical":
+        random = _technical_random(random)
+    return ModelSpec(
+        random=random, fixed_batch=fixed_batch, covariates=covariates, replication=unit
+    )
 
 
 @dataclass
@@ -130,13 +216,16 @@ class RunDesign:
     condition_code : ndarray, shape (R,)
         Condition index of each run.
     sample_code : ndarray, shape (R,)
-        Biological sample (``bioreplicate``) index of each run.
+        Replication unit of each run: biological sample (``bioreplicate``) index, or the run
+        index with technical replication (``spec.replication``).
     factor_codes : dict of str to ndarray
         Level code per run of each run-level random factor.
     factor_levels : dict of str to list of str
         Level names of each run-level random factor.
     spec : ModelSpec
         The model.
+    biological_samples : dict of str to int
+        Biological samples per condition in the sheet (:func:`biological_samples`).
     """
 
     runs: list[str]
@@ -148,6 +237,7 @@ class RunDesign:
     factor_codes: dict[str, NDArray[np.intp]] = field(default_factory=dict)
     factor_levels: dict[str, list[str]] = field(default_factory=dict)
     spec: ModelSpec = field(default_factory=ModelSpec)
+    biological_samples: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_fixed(self) -> int:
@@ -207,7 +297,8 @@ def build_run_design(
     x = np.hstack(columns).astype(np.float64)
     codes_by_factor: dict[str, NDArray[np.intp]] = {}
     levels_by_factor: dict[str, list[str]] = {}
-    sources = {"sample": "bioreplicate", "run": "run", "batch": "batch"}
+    unit_column = "run" if spec.replication == "technical" else "bioreplicate"
+    sources = {"sample": unit_column, "run": "run", "batch": "batch"}
     for fac in spec.random:
         if fac == "feature":
             continue
@@ -221,11 +312,33 @@ def build_run_design(
         x_names=names,
         conditions=conditions,
         condition_code=cond_code,
-        sample_code=pd.factorize(rows["bioreplicate"].astype(str))[0].astype(np.intp),
+        sample_code=pd.factorize(rows[unit_column].astype(str))[0].astype(np.intp),
         factor_codes=codes_by_factor,
         factor_levels=levels_by_factor,
         spec=spec,
+        biological_samples=biological_samples(rows),
     )
+
+
+def contrast_replication(design: RunDesign, numerator: str, denominator: str) -> str:
+    """What replicates the contrast ``numerator - denominator`` (one of :data:`REPLICATION_LABELS`).
+
+    - ``technical``: the design uses runs as replicates (``spec.replication``).
+    - ``biological``: both conditions have at least two biological samples.
+    - ``biological_pooled``: a condition of the contrast has one biological sample; its
+      uncertainty comes from the sample variance of the replicated conditions of the design
+      (equal variance across conditions assumed).
+    - ``none``: no condition has two biological samples and technical replication was not
+      chosen (``testing.replication: biological``): nothing replicates the contrast.
+    """
+    if design.spec.replication == "technical":
+        return "technical"
+    counts = design.biological_samples
+    if counts.get(numerator, 0) >= 2 and counts.get(denominator, 0) >= 2:
+        return "biological"
+    if any(n >= 2 for n in counts.values()):
+        return "biological_pooled"
+    return "none"
 
 
 def abundance_design(runs: Sequence[str]) -> RunDesign:

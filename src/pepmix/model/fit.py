@@ -13,11 +13,17 @@ Every protein gets exactly one status:
     a variance estimated at zero (see the boundary rule in :mod:`pepmix.model.satterthwaite`)
 ``reduced_model``
     a term was dropped before fitting because it is not estimable (``detail`` says which and why;
-    rules in :mod:`pepmix.model.checks`)
+    rules in :mod:`pepmix.model.checks`), or after fitting because the REML criterion had no
+    finite optimum (rule in :mod:`pepmix.model.divergent`)
 ``too_few_observations``
     no residual degree of freedom; not fitted
 ``not_estimable``
     the criterion could not be evaluated or did not converge (``detail`` says which)
+
+With a variance-ratio prior (``prior``, :mod:`pepmix.model.shrinkage`) a shrunk variance is
+never zero, so it never makes a protein ``boundary``; when its plain REML estimate was zero the
+``detail`` says ``<factor> variance shrunk: REML estimate 0`` (status ``ok`` unless another term
+sets it).
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.model.design import RunDesign
+from pepmix.model.design import RunDesign, contrast_replication
+from pepmix.model.divergent import reduce_divergent
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
 from pepmix.model.satterthwaite import contrast_tests, estimates
+from pepmix.model.shrinkage import VariancePrior, penalised_optimum
 from pepmix.model.suffstats import Problem, build_problem
 
 log = logging.getLogger(__name__)
@@ -85,7 +93,12 @@ class ModelFit:
     not_identifiable : ndarray of bool, shape (P, F)
         Variances set to zero because the criterion did not depend on them.
     samples_per_condition : ndarray of int, shape (P, C)
-        Biological samples in which the protein was observed, per condition.
+        Replication units (biological samples; runs with technical replication) in which the
+        protein was observed, per condition.
+    prior : VariancePrior or None
+        Variance-ratio prior the fit used (None: plain REML).
+    theta_reml : ndarray, shape (P, F)
+        With a prior: the plain REML estimates of ``theta`` (NaN otherwise).
     """
 
     proteins: list[str]
@@ -118,10 +131,15 @@ class ModelFit:
     samples_per_condition: NDArray[np.intp] = field(
         default_factory=lambda: np.zeros((0, 0), dtype=np.intp)
     )
+    prior: VariancePrior | None = None
+    theta_reml: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
-        n_observations, status, detail`` plus ``reml_crit`` and ``df_residual``."""
+        n_observations, status, detail`` plus ``reml_crit`` and ``df_residual``; with a prior
+        also ``reml_ratio_<factor>`` (plain REML :math:`\\theta^2`) and
+        ``shrinkage_prior_df_<factor>``, ``shrinkage_prior_ratio_<factor>`` (:math:`d_0, r_0`)
+        for each shrunk factor."""
         out = pd.DataFrame({"protein": self.proteins})
         sigma2 = self.sigma**2
         for f, name in enumerate(self.factors):
@@ -133,6 +151,13 @@ class ModelFit:
         out["detail"] = self.detail
         out["reml_crit"] = self.reml_crit
         out["df_residual"] = self.nu
+        if self.prior is not None:  # shrinkage: REML estimates and the fitted prior
+            for f, name in enumerate(self.factors):
+                if name in self.prior.factors:
+                    fp = self.prior.factors[name]
+                    out[f"reml_ratio_{name}"] = self.theta_reml[:, f] ** 2
+                    out[f"shrinkage_prior_df_{name}"] = fp.df
+                    out[f"shrinkage_prior_ratio_{name}"] = fp.ratio
         return out
 
     def contrast_table(
@@ -141,12 +166,16 @@ class ModelFit:
         """Long table of contrast estimates, one row per protein and contrast.
 
         Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
-        n_observations, sigma, df_residual, n_samples_num, n_samples_den, df_between``. A
-        contrast involving a condition in which the protein was never observed gets status
-        ``one_condition_missing`` (one side observed) or ``not_estimable`` (neither side) and NaN
-        statistics. ``n_samples_*`` count the biological samples observed in each condition;
-        ``df_between`` is the between-sample (containment) degrees of freedom: observed samples
-        minus estimable fixed effects.
+        n_observations, sigma, df_residual, n_samples_num, n_samples_den, df_between,
+        replication``. A contrast involving a condition in which the protein was never observed
+        gets status ``one_condition_missing`` (one side observed) or ``not_estimable`` (neither
+        side) and NaN statistics. ``n_samples_*`` count the replication units (biological
+        samples, or runs with technical replication) observed in each condition; ``df_between``
+        is the between-sample (containment) degrees of freedom: observed units minus estimable
+        fixed effects; with a variance-ratio prior, plus the prior df :math:`d_0` of the
+        protein's shrunk ``sample`` ratio (the prior is information about the between-sample
+        variance, as limma's prior df are; see :mod:`pepmix.model.shrinkage`). ``replication``
+        says what the units are (:func:`pepmix.model.design.contrast_replication`).
 
         Parameters
         ----------
@@ -159,6 +188,7 @@ class ModelFit:
         spc = self.samples_per_condition
         kept = np.sum(~np.isnan(self.beta), axis=1)
         df_between = (spc.sum(axis=1) - kept).astype(np.float64)
+        df_between += self._prior_df_between()
         frames = []
         for m, name in enumerate(self.contrast_names):
             num_obs = observed[:, conditions.index(numerators[m])]
@@ -185,10 +215,21 @@ class ModelFit:
                         "n_samples_num": spc[:, conditions.index(numerators[m])],
                         "n_samples_den": spc[:, conditions.index(denominators[m])],
                         "df_between": df_between,
+                        "replication": contrast_replication(
+                            self.design, numerators[m], denominators[m]
+                        ),
                     }
                 )
             )
         return pd.concat(frames, ignore_index=True)
+
+    def _prior_df_between(self) -> FloatArray:
+        """Prior df added to the between-sample df: :math:`d_0` where ``sample`` was shrunk."""
+        extra = np.zeros(len(self.proteins))
+        if self.prior is not None and "sample" in self.prior.factors and "sample" in self.factors:
+            f = self.factors.index("sample")
+            extra = np.where(self.theta[:, f] > 0, self.prior.factors["sample"].df, 0.0)
+        return extra
 
     def fixed_effects(self) -> pd.DataFrame:
         """Long table ``protein, term, estimate, se`` plus the covariance row by row."""
@@ -311,6 +352,7 @@ def fit_proteins(
     compress: bool = True,
     what: str = "proteins",
     encoded: Encoded | None = None,
+    prior: VariancePrior | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -329,6 +371,9 @@ def fit_proteins(
     encoded : Encoded, optional
         ``table`` already encoded (``ModelFit.encoded`` of an earlier fit of the same table);
         used when it codes the same runs as ``design``, else the table is encoded again.
+    prior : VariancePrior, optional
+        Variance-ratio prior (:func:`pepmix.model.shrinkage.fit_variance_prior`, estimated on
+        all proteins); default None: plain REML.
     """
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
@@ -346,6 +391,8 @@ def fit_proteins(
         ).astype(np.intp)
     cmat = contrast_matrix(design, [(c[1], c[2]) for c in contrasts])
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
+    result.prior = prior
+    result.theta_reml = np.full(result.theta.shape, np.nan)
     pieces: list[pd.DataFrame] = []
     for k, (idx, bucket) in enumerate(problem.buckets):
         pieces.append(_fit_bucket(problem, k, idx, bucket, cmat, result))
@@ -429,7 +476,13 @@ def _fit_bucket(
     out: ModelFit,
 ) -> pd.DataFrame:
     """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
-    opt = minimize(bucket)
+    if out.prior is None:
+        opt = minimize(bucket)
+    else:
+        bucket, opt, theta_reml = penalised_optimum(bucket, problem.factors, out.prior)
+        _note_shrunk(problem, idx, bucket, theta_reml, out)
+    bucket, opt, dropped = reduce_divergent(bucket, opt)
+    _note_dropped(problem, idx, dropped, out)
     theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
     out.not_identifiable[idx] = flat
     ev = evaluate(bucket, theta)
@@ -442,7 +495,7 @@ def _fit_bucket(
     cov = np.where(xkeep[:, :, None] & xkeep[:, None, :], est.cov_beta, np.nan)
     out.theta[idx] = np.where(problem.active[idx], theta, 0.0)
     out.sigma[idx] = est.sigma
-    out.reml_crit[idx] = ev.dev
+    out.reml_crit[idx] = ev.reml_crit
     out.beta[idx] = beta
     out.cov_beta[idx] = cov
     out.converged[idx] = opt.converged & ev.ok
@@ -457,6 +510,41 @@ def _fit_bucket(
         out.df[idx] = np.where(ok, df, np.nan)
         out.contrast_ok[idx] = ok
     return _predictions(problem, k, idx, bucket, theta, ev, der.s0inv, est.u_k, est.beta, out)
+
+
+def _note_shrunk(
+    problem: Problem, idx: NDArray[np.intp], bucket: Bucket, theta_reml: FloatArray, out: ModelFit
+) -> None:
+    """Keep the plain REML estimates; say where a shrunk variance had a REML estimate of 0 or
+    REML had no finite optimum (its estimates are then NaN)."""
+    diverged = np.max(theta_reml, axis=1, initial=0.0) > DIVERGENT_THETA
+    out.theta_reml[idx] = np.where(problem.active[idx], theta_reml, 0.0)
+    out.theta_reml[idx[diverged]] = np.nan
+    for pos in np.flatnonzero(diverged):
+        i = int(idx[pos])
+        note = "no finite REML optimum without the prior"
+        out.detail[i] = f"{out.detail[i]}; {note}" if out.detail[i] else note
+    assert bucket.prior_df is not None
+    for pos, f in zip(*np.nonzero((bucket.prior_df > 0) & (theta_reml <= 0)), strict=True):
+        i = int(idx[pos])
+        note = f"{problem.factors[f]} variance shrunk: REML estimate 0"
+        out.detail[i] = f"{out.detail[i]}; {note}" if out.detail[i] else note
+
+
+def _note_dropped(
+    problem: Problem, idx: NDArray[np.intp], dropped: list[tuple[int, int]], out: ModelFit
+) -> None:
+    """Record factors dropped because the criterion had no finite optimum (reduced model)."""
+    for pos, f in dropped:
+        i = int(idx[pos])
+        problem.active[i, f] = False
+        note = (
+            f"{problem.factors[f]}: dropped, its variance and the residual variance are not "
+            "separable (no finite REML optimum)"
+        )
+        out.detail[i] = f"{out.detail[i]}; {note}" if out.detail[i] else note
+    if dropped:
+        log.info("%d proteins without a finite REML optimum fitted as reduced models", len(dropped))
 
 
 def _predictions(
@@ -533,6 +621,17 @@ def _predictions(
     return pd.concat(frames, ignore_index=True)
 
 
+def reml_optima(problem: Problem) -> list[tuple[FloatArray, NDArray[np.bool_]]]:
+    """Plain REML optimum of each bucket (after the boundary snap) and whether it is finite."""
+    out = []
+    for _, bucket in problem.buckets:
+        opt = minimize(bucket)
+        theta, _ = _snap_to_boundary(bucket, opt.theta, opt.dev)
+        good = opt.converged & np.isfinite(opt.dev) & ~(theta.max(axis=1) > DIVERGENT_THETA)
+        out.append((theta, good))
+    return out
+
+
 def _finish_status(problem: Problem, out: ModelFit) -> None:
     for i in range(problem.n_proteins):
         notes = [out.detail[i]] if out.detail[i] else []
@@ -571,7 +670,8 @@ def _finish_status(problem: Problem, out: ModelFit) -> None:
 
 
 def _samples_per_condition(enc: Encoded, design: RunDesign, n_prot: int) -> NDArray[np.intp]:
-    """Number of biological samples each protein was observed in, per condition."""
+    """Number of replication units (``design.sample_code``) each protein was observed in, per
+    condition."""
     n_cond = max(len(design.conditions), 1)
     if design.sample_code.size == 0 or enc.prot.size == 0:
         return np.zeros((n_prot, n_cond), dtype=np.intp)

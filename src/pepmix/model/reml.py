@@ -48,6 +48,21 @@ all on :math:`d \times d` matrices and exact (no finite differences).
 Padding is an exact no-op: padded :math:`K` dimensions have zero rows in :math:`G` (so a 1 on the
 diagonal of :math:`S`), dropped fixed-effect columns are replaced by a unit dummy column, padded
 count classes have :math:`m_c = 0, W_c = 0`.
+
+Variance-ratio prior (optional)
+-------------------------------
+With :attr:`Bucket.prior_df` set, :func:`evaluate` returns the penalised criterion
+:math:`d(\theta) + \sum_k \mathrm{pen}_k(\theta_k)` with, for factors with
+:math:`d_{0k} > 0`,
+
+.. math:: \mathrm{pen}(\theta) = d_0\,(\log\lambda + r_0/\lambda),\quad \lambda = \theta^2,
+
+:math:`-2\log` of a scaled-inverse-:math:`\chi^2(d_0, r_0)` density of the variance ratio
+:math:`\lambda` with respect to :math:`\log\lambda` (constants dropped); see
+:mod:`pepmix.model.shrinkage`. Its derivatives in :math:`\theta` are
+:math:`\mathrm{pen}' = 2d_0(1/\theta - r_0/\theta^3)` and
+:math:`\mathrm{pen}'' = d_0(-2/\theta^2 + 6r_0/\theta^4)` (diagonal);
+:math:`\mathrm{pen}(0) = +\infty`.
 """
 
 from __future__ import annotations
@@ -98,6 +113,9 @@ class Bucket:
         The eliminated levels are fixed effects (one mean per run), the limit
         :math:`t_E \to \infty`: :math:`f_c = 1/c` and :math:`g_E = \sum_c m_c \log c`
         (the ``log|X'X|`` of those columns), with no variance parameter.
+    prior_df, prior_ratio : ndarray, shape (B, F), optional
+        Variance-ratio prior :math:`(d_0, r_0)` per protein and factor (``d_0 = 0``: none);
+        default None (plain REML).
     """
 
     G: FloatArray
@@ -110,6 +128,8 @@ class Bucket:
     nu: FloatArray
     n_x: int
     e_fixed: bool = False
+    prior_df: FloatArray | None = None
+    prior_ratio: FloatArray | None = None
 
     @property
     def size(self) -> int:
@@ -151,6 +171,8 @@ class Bucket:
             nu=self.nu[index],
             n_x=self.n_x,
             e_fixed=self.e_fixed,
+            prior_df=None if self.prior_df is None else self.prior_df[index],
+            prior_ratio=None if self.prior_ratio is None else self.prior_ratio[index],
         )
 
 
@@ -161,8 +183,8 @@ class Evaluation:
     Attributes
     ----------
     dev : ndarray, shape (B,)
-        Profiled REML criterion (lme4's ``REMLcrit``); ``inf`` where ``S`` is not positive
-        definite.
+        Profiled REML criterion (lme4's ``REMLcrit``), plus :attr:`penalty` when the bucket
+        has a prior; ``inf`` where ``S`` is not positive definite.
     logdet_s, logdet_s0 : ndarray, shape (B,)
         :math:`\\log|S|` and :math:`\\log|S_0|`.
     g_e : ndarray, shape (B,)
@@ -177,6 +199,8 @@ class Evaluation:
         :math:`\\hat G`.
     ok : ndarray of bool, shape (B,)
         Whether the Cholesky factorisation succeeded.
+    penalty : ndarray, shape (B,), optional
+        Prior penalty included in :attr:`dev` (default None: no prior).
     """
 
     dev: FloatArray
@@ -188,6 +212,34 @@ class Evaluation:
     lam: FloatArray
     ghat: FloatArray
     ok: BoolArray
+    penalty: FloatArray | None = None
+
+    @property
+    def reml_crit(self) -> FloatArray:
+        """The REML criterion without the prior penalty."""
+        return self.dev if self.penalty is None else self.dev - self.penalty
+
+
+def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArray:
+    """Penalty of the variance-ratio prior (``order`` 0), or its first or second derivative.
+
+    Returns shape ``(B,)`` for order 0 (``inf`` at a prior factor's ``theta = 0``) and the
+    diagonal ``(B, F)`` of the gradient or Hessian for orders 1 and 2 (0 for factors without
+    a prior). Requires :attr:`Bucket.prior_df`.
+    """
+    assert bucket.prior_df is not None and bucket.prior_ratio is not None
+    d0, r0 = bucket.prior_df, bucket.prior_ratio
+    has = d0 > 0
+    th = np.where(has, theta, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if order == 0:
+            lam = th**2
+            value = np.where(has, d0 * (np.log(lam) + r0 / lam), 0.0)
+            value = np.where(has & (theta <= 0), np.inf, value)
+            return np.asarray(value.sum(axis=1), dtype=np.float64)
+        if order == 1:
+            return np.asarray(np.where(has, 2.0 * d0 * (1.0 / th - r0 / th**3), 0.0))
+        return np.asarray(np.where(has, d0 * (-2.0 / th**2 + 6.0 * r0 / th**4), 0.0))
 
 
 def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
@@ -262,6 +314,10 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
     nu = bucket.nu
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = g_e + (1.0 - nu) * logdet_s0 + nu * logdet_s + nu * (1.0 + LOG_2PI - np.log(nu))
+    penalty = None
+    if bucket.prior_df is not None:
+        penalty = prior_penalty(bucket, theta)
+        dev = dev + penalty
     bad = ~ok | ~np.isfinite(dev) | (pwrss <= 0)
     dev = np.where(bad, np.inf, dev)
     return Evaluation(
@@ -274,6 +330,7 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         lam=lam,
         ghat=ghat,
         ok=~bad,
+        penalty=penalty,
     )
 
 
@@ -303,13 +360,18 @@ class Derivatives:
     g2: FloatArray
     s0inv: FloatArray
     ds: list[FloatArray]
+    pen1: FloatArray | None = None
+    pen2: FloatArray | None = None
 
     def profiled(self, nu: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Gradient and Hessian of the profiled criterion :math:`d(\\theta)`."""
+        """Gradient and Hessian of the profiled criterion :math:`d(\\theta)` (plus penalty)."""
         a = (1.0 - nu)[:, None]
         b = nu[:, None]
         grad = self.g1 + a * self.l01 + b * self.l1
         hess = self.g2 + a[:, :, None] * self.l02 + b[:, :, None] * self.l2
+        if self.pen1 is not None and self.pen2 is not None:
+            grad = grad + self.pen1
+            hess = hess + self.pen2[:, :, None] * np.eye(hess.shape[1])[None]
         return grad, hess
 
 
@@ -387,6 +449,10 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         g2[:, f, f] = np.where(is_e[f], 2.0 * s1 - 4.0 * t_e * s2, 0.0)
     free = bucket.free.astype(np.float64)
     pair = free[:, :, None] * free[:, None, :]
+    pen1 = pen2 = None
+    if bucket.prior_df is not None:
+        pen1 = prior_penalty(bucket, theta, 1) * free
+        pen2 = prior_penalty(bucket, theta, 2) * free
     return Derivatives(
         l1=l1 * free,
         l01=l01 * free,
@@ -396,6 +462,8 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         g2=g2 * pair,
         s0inv=s0inv,
         ds=ds,
+        pen1=pen1,
+        pen2=pen2,
     )
 
 

@@ -23,6 +23,14 @@ Boundary rule: a variance estimated at exactly zero adds a zero column to the Ja
 decoupled row to :math:`H`, so its df and p-value equal those of the model without that term
 (this is also lmerTest's value at an exact zero). Estimates within ``1e-7`` deviance units of the
 boundary are moved onto it first, because df near the boundary are unstable.
+
+With a variance-ratio prior (:mod:`pepmix.model.shrinkage`) the same formulas are evaluated at the
+penalised estimate :math:`\tilde\theta` (posterior mode), with :math:`\sigma^2 = r^2(\tilde
+\theta)/\nu` (exact: the prior is on ratios, so :math:`\sigma` is still profiled) and the
+penalty's curvature added to :math:`H`: :math:`A = 2(H_D + \mathrm{diag}(\mathrm{pen}''))^{+}`,
+the Laplace approximation to the posterior covariance of :math:`(\theta, \sigma)`. The prior
+thus counts as information about the variance ratio, which raises the df of proteins whose
+sample variance is poorly determined by their own data (as limma's prior df do).
 """
 
 from __future__ import annotations
@@ -96,6 +104,8 @@ def estimates(bucket: Bucket, theta: FloatArray, ev: Evaluation, der: Derivative
     h[:, :nf, :nf] = ld2 + pw2 / sigma2[:, None, None]
     h[:, :nf, nf] = h[:, nf, :nf] = -2.0 * pw1 / (sigma2 * sigma)[:, None]
     h[:, nf, nf] = 6.0 * pw / sigma2**2 - 2.0 * nu / sigma2
+    if der.pen2 is not None:  # variance-ratio prior: posterior curvature (module docstring)
+        h[:, :nf, :nf] += der.pen2[:, :, None] * np.eye(nf)[None]
     free = np.concatenate([bucket.free, np.ones((nb, 1), dtype=bool)], axis=1)
     h = h * (free[:, :, None] & free[:, None, :])
     evals, evecs = np.linalg.eigh(h)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import gzip
 import io
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PureWindowsPath
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -26,6 +29,73 @@ _MS_EXTENSIONS = re.compile(
     r"\.(raw|d|wiff|wiff2|mzml|mzxml|mgf|dia|htrms|tdf|mzdata|mz5)$",
     re.IGNORECASE,
 )
+
+
+_ALIASES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "pepmix_column_aliases", default=None
+)
+
+
+@contextlib.contextmanager
+def column_aliases(mapping: Mapping[str, str] | None, path: str | Path = "") -> Iterator[None]:
+    """Read tables with renamed columns: the ``columns:`` mapping of an ``inputs:`` entry.
+
+    Inside the context, every table read by the readers' helpers (:func:`read_table`,
+    :func:`pepmix.readers._support.table_header`, :func:`pepmix.readers._support.read_selected`,
+    format detection) shows the column ``mapping[name]`` of the file under ``name``, the name
+    the format expects; so the mapping applies before any reader's column checks.
+
+    Parameters
+    ----------
+    mapping : mapping of str to str or None
+        Expected column name -> the file's column name. None or empty: no renaming.
+    path : str or pathlib.Path, default ""
+        The input, for messages.
+
+    Raises
+    ------
+    ConfigError
+        If the mapping is not a mapping of strings, or maps two names to one file column.
+    """
+    from pepmix.errors import ConfigError
+
+    if not mapping:
+        yield
+        return
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in mapping.items()
+    ):
+        raise ConfigError(
+            f"{path}: columns: must map column names the format expects to column names of the "
+            f"file (strings), got {mapping!r}"
+        )
+    reverse: dict[str, str] = {}
+    for expected, in_file in mapping.items():
+        if in_file in reverse:
+            raise ConfigError(
+                f"{path}: columns: {reverse[in_file]!r} and {expected!r} both name file column "
+                f"{in_file!r}"
+            )
+        reverse[in_file] = expected
+    token = _ALIASES.set(reverse)
+    try:
+        yield
+    finally:
+        _ALIASES.reset(token)
+
+
+def alias(name: str) -> str:
+    """Name under which file column ``name`` is seen (see :func:`column_aliases`)."""
+    aliases = _ALIASES.get()
+    return aliases.get(name, name) if aliases else name
+
+
+def file_column(name: str) -> str:
+    """File column shown as ``name`` (inverse of :func:`alias`)."""
+    for in_file, expected in (_ALIASES.get() or {}).items():
+        if expected == name:
+            return in_file
+    return name
 
 
 def run_name(value: str) -> str:
@@ -96,16 +166,18 @@ def read_table(
         raise InputFormatError(f"{p}: file not found")
     if p.suffix.lower() == ".parquet":
         try:
-            schema_names = pq.read_schema(p).names
+            schema_names = [alias(n) for n in pq.read_schema(p).names]
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
             raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
         if columns is not None:
             require_columns(schema_names, columns, p)
         try:
-            table = pq.read_table(p, columns=list(columns) if columns else None)
+            wanted = [file_column(c) for c in columns] if columns else None
+            table = pq.read_table(p, columns=wanted)
         except Exception as exc:  # noqa: BLE001 - a corrupt row group fails only here
             raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
         frame: pd.DataFrame = table.to_pandas()
+        frame.columns = [alias(str(c)) for c in frame.columns]
         return frame
     try:
         with _open_text(p) as handle:
@@ -136,7 +208,7 @@ def read_table(
         raise InputFormatError(f"{p}: no header line (file is empty after skipped rows)") from None
     except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
         raise _read_error(p, exc) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = [alias(str(c).strip()) for c in frame.columns]
     if p.suffix.lower() != ".gz":
         _check_last_line(p, separator, len(frame.columns))
     if columns is not None:
@@ -204,7 +276,12 @@ def require_columns(present: Iterable[str], required: Iterable[str], path: str |
 
 
 def to_float(series: pd.Series, path: str | Path, column: str) -> pd.Series:
-    """Parse a column of numbers; text that is not a number is an error naming the column."""
+    """Parse a column of numbers.
+
+    Text that is not a number and infinite values (``Inf``, ``-Inf``, ``Infinity``: not a
+    measurement, and not a missing value either) are errors naming the file, the line and the
+    column.
+    """
     values = pd.to_numeric(series, errors="coerce")
     bad = series.notna() & values.isna()
     if bad.any():
@@ -214,6 +291,184 @@ def to_float(series: pd.Series, path: str | Path, column: str) -> pd.Series:
             hint = "; decimal commas are not supported, use a point"
         raise InputFormatError(
             f"{path}: column {column!r} has {int(bad.sum())} value(s) that are not numbers "
-            f"(first: {first!r}){hint}"
+            f"(first: {plain(first)!r}){hint}"
         )
-    return values.astype("float64")
+    floats = values.astype("float64")
+    infinite = np.isinf(floats.to_numpy())
+    if infinite.any():
+        first = plain(floats[infinite].iloc[0])
+        where = locate_value(path, column, lambda cell: _INF_TEXT.fullmatch(cell) is not None)
+        raise InputFormatError(
+            f"{path}: {where or f'column {column!r}'}: infinite value {first} "
+            f"({int(infinite.sum())} in all); values must be finite numbers "
+            "(write a missing value as NA or an empty cell)"
+        )
+    return floats
+
+
+_INF_TEXT = re.compile(r"\s*[-+]?(inf|infinity)\s*", re.IGNORECASE)
+_LOCATE_HEADER_ROWS = 6
+
+
+def plain(value: object) -> object:
+    """A value as a plain Python object, so messages show ``-695.23``, not ``np.float64(...)``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _open_lenient(path: Path) -> io.TextIOBase:
+    """Open a text table for locating a value (undecodable bytes replaced)."""
+    if path.suffix.lower() == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def locate_value(path: str | Path, column: str, match: Callable[[str], bool]) -> str:
+    """Describe where the first cell of ``column`` that satisfies ``match`` is in a file.
+
+    Used on the error path only (it reads the file again). Text tables: the column is looked up
+    in the first rows (so multi-row headers work); Parquet files: the row number.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The input file.
+    column : str
+        Column name as in the file's header.
+    match : callable
+        Predicate on the cell text.
+
+    Returns
+    -------
+    str
+        ``"line 7, column 'Intensity'"`` (``"row 7, ..."`` for Parquet), or ``""`` when the
+        file or the value cannot be found.
+    """
+    p = Path(path)
+    column = file_column(column)
+    try:
+        if p.suffix.lower() == ".parquet":
+            values = pq.read_table(p, columns=[column]).column(0).to_pylist()
+            for i, value in enumerate(values):
+                if value is not None and match(str(value)):
+                    return f"row {i + 1}, column {column!r}"
+            return ""
+        with _open_lenient(p) as handle:
+            first = handle.readline()
+            separator = _sniff_separator(p, first)
+            handle.seek(0)
+            indices: list[int] = []
+            reader = csv.reader(handle, delimiter=separator)
+            for row in reader:
+                if not indices:
+                    indices = [i for i, c in enumerate(row) if c.strip().strip('"') == column]
+                    if not indices and reader.line_num >= _LOCATE_HEADER_ROWS:
+                        return ""
+                    continue
+                for i in indices:
+                    if i < len(row) and match(row[i]):
+                        return f"line {reader.line_num}, column {column!r}"
+    except (OSError, ValueError, csv.Error, InputFormatError, EOFError, zlib.error):
+        return ""
+    return ""
+
+
+def locate_char(path: str | Path, char: str, header_row: int = 0) -> str:
+    """Describe where ``char`` (e.g. a NUL byte) first occurs in a text table.
+
+    Error path only (it reads the file again).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The input file (text, optionally gzipped).
+    char : str
+        The character to look for.
+    header_row : int, default 0
+        Line (0-based) holding the column names.
+
+    Returns
+    -------
+    str
+        ``"line 3, column 'condition'"``, ``"line 3"`` when the column cannot be told, or ``""``
+        when the character is not found.
+    """
+    p = Path(path)
+    try:
+        with _open_lenient(p) as handle:
+            header: list[str] = []
+            separator = "\t"
+            for number, line in enumerate(handle, start=1):
+                if number == header_row + 1:
+                    separator = _sniff_separator(p, line.replace(char, ""))
+                    header = next(csv.reader([line.rstrip("\r\n")], delimiter=separator))
+                position = line.find(char)
+                if position < 0:
+                    continue
+                fields = next(csv.reader([line[:position]], delimiter=separator), [""])
+                index = len(fields) - 1 if fields else 0
+                if 0 <= index < len(header):
+                    return f"line {number}, column {header[index].strip()!r}"
+                return f"line {number}"
+    except (OSError, ValueError, csv.Error, InputFormatError, EOFError, zlib.error):
+        return ""
+    return ""
+
+
+def check_no_nul(values: Iterable[object], path: str | Path, what: str) -> None:
+    """Raise when a text value holds a NUL byte (a corrupt file, or not a text table).
+
+    Parameters
+    ----------
+    values : iterable
+        Distinct values to check (e.g. the categories of an identifier column).
+    path : str or pathlib.Path
+        File the values come from (located again on error, see :func:`locate_char`).
+    what : str
+        What the values are, for the message when the file cannot be located.
+
+    Raises
+    ------
+    InputFormatError
+        Naming the file, line and column of the first NUL byte.
+    """
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            where = locate_char(path, "\x00") or f"a {what} value"
+            shown = value.replace("\x00", "<NUL>")
+            raise InputFormatError(
+                f"{path}: {where}: NUL byte (\\x00) in a value ({shown!r}); the file is corrupt "
+                "or not a text table"
+            )
+
+
+def check_text_file(path: str | Path, error: type[Exception] = InputFormatError) -> None:
+    """Require a small text file (a sample sheet) to be UTF-8 without NUL bytes.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file; read whole, so use it for sheets, not for data tables.
+    error : type, default InputFormatError
+        Exception class to raise (e.g. :class:`pepmix.errors.SampleSheetError`).
+
+    Raises
+    ------
+    error
+        Naming the file, line (and column for a NUL byte) of the first bad byte.
+    """
+    p = Path(path)
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start : exc.start + 1]
+        raise error(
+            f"{p}: line {line}: not a UTF-8 text file (byte {byte!r} cannot be decoded; save the "
+            "file as UTF-8)"
+        ) from None
+    if "\x00" in text:
+        where = locate_char(p, "\x00") or "line ?"
+        raise error(f"{p}: {where}: NUL byte (\\x00) in a value; the file is corrupt or not text")

@@ -22,7 +22,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import _open_text, _sniff_separator, run_name, to_float
+from pepmix.readers._common import (
+    _open_text,
+    _sniff_separator,
+    alias,
+    file_column,
+    plain,
+    run_name,
+    to_float,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +78,7 @@ def table_header(path: Path) -> tuple[list[str], str | None]:
             names = pq.read_schema(path).names
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
             raise InputFormatError(f"{path}: not a readable Parquet file ({exc})") from None
-        return [str(n) for n in names], None
+        return [alias(str(n)) for n in names], None
     with _open_text(path) as handle:
         try:
             first = handle.readline()
@@ -80,7 +88,7 @@ def table_header(path: Path) -> tuple[list[str], str | None]:
         raise InputFormatError(f"{path}: file is empty or its first line is blank")
     separator = _sniff_separator(path, first)
     names = first.rstrip("\r\n").split(separator)
-    return [_clean_name(n) for n in names], separator
+    return [alias(_clean_name(n)) for n in names], separator
 
 
 def read_selected(
@@ -111,12 +119,14 @@ def read_selected(
     """
     wanted = list(dict.fromkeys(columns))
     if separator is None:
-        yield pq.read_table(path, columns=wanted).to_pandas()
+        frame = pq.read_table(path, columns=[file_column(c) for c in wanted]).to_pandas()
+        frame.columns = [alias(str(c)) for c in frame.columns]
+        yield frame
         return
     wanted_set = set(wanted)
     kwargs: dict[str, Any] = {
         "sep": separator,
-        "usecols": lambda name: _clean_name(name) in wanted_set,
+        "usecols": lambda name: alias(_clean_name(name)) in wanted_set,
         "dtype": str,
         "keep_default_na": False,
         "na_values": NA_VALUES,
@@ -127,11 +137,11 @@ def read_selected(
         if chunksize:
             with pd.read_csv(path, chunksize=chunksize, **kwargs) as reader:
                 for chunk in reader:
-                    chunk.columns = [_clean_name(c) for c in chunk.columns]
+                    chunk.columns = [alias(_clean_name(c)) for c in chunk.columns]
                     yield chunk
         else:
             frame = pd.read_csv(path, **kwargs)
-            frame.columns = [_clean_name(c) for c in frame.columns]
+            frame.columns = [alias(_clean_name(c)) for c in frame.columns]
             yield frame
     except pd.errors.ParserError as exc:
         msg = str(exc).strip().splitlines()[-1]
@@ -276,7 +286,7 @@ def parse_flag(series: pd.Series, path: Path, column: str) -> pd.Series:
         if bad.any():
             raise InputFormatError(
                 f"{path}: column {column!r} must be 0/1 or true/false, found "
-                f"{series[bad].iloc[0]!r}"
+                f"{plain(series[bad].iloc[0])!r}"
             )
         flags = pd.array(values.to_numpy(dtype=np.float64) != 0, dtype="boolean")
         flags[values.isna().to_numpy()] = pd.NA

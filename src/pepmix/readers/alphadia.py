@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import require_columns
+from pepmix.readers._common import plain, require_columns
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
     first_present,
@@ -158,9 +158,10 @@ def _deduplicate(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         frame = frame.loc[~exact].reset_index(drop=True)
     clash = frame["mod_seq_charge_hash"].duplicated()
     if clash.any():
+        first = plain(frame.loc[clash, "mod_seq_charge_hash"].iloc[0])
         raise InputFormatError(
-            f"{path}: precursor {frame.loc[clash, 'mod_seq_charge_hash'].iloc[0]!r} appears on "
-            "rows with different values; expected one row per mod_seq_charge_hash"
+            f"{path}: precursor {first!r} appears on rows with different values; expected one "
+            "row per mod_seq_charge_hash"
         )
     return frame
 

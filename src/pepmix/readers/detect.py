@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Final
 
 from pepmix.errors import InputFormatError
-from pepmix.readers._common import _open_text
+from pepmix.readers import spectronaut
+from pepmix.readers._common import _open_text, alias
 from pepmix.readers._support import is_parquet, table_header
 from pepmix.readers.msstats import canonical_name
 from pepmix.readers.openms import is_mztab
@@ -58,6 +59,21 @@ EXTRA_SIGNATURES: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
     # the PSM export, which the reader recognises by these columns (SIGNATURE describes the
     # PeptideGroups export)
     "proteome_discoverer": (("Sequence", "Modifications", "Precursor Area", "Spectrum File"),),
+    # compact Spectronaut templates without R.FileName and EG.PrecursorId
+    "spectronaut": spectronaut.COMPACT_SIGNATURES,
+    # MSstatsConvert output for Skyline, Proteome Discoverer and Progenesis
+    "msstats": (
+        (
+            "ProteinName",
+            "PeptideModifiedSequence",
+            "PrecursorCharge",
+            "FragmentIon",
+            "ProductCharge",
+            "IsotopeLabelType",
+            "Run",
+            "Intensity",
+        ),
+    ),
 }
 """Further layouts of a format that its module's ``SIGNATURE`` does not describe."""
 
@@ -165,4 +181,4 @@ def _header_rows(path: Path) -> list[list[str]]:
                     break
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise InputFormatError(f"{path}: cannot read the header ({exc})") from None
-    return [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=separator)]
+    return [[alias(cell.strip()) for cell in row] for row in csv.reader(lines, delimiter=separator)]

@@ -60,7 +60,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pepmix.errors import InputFormatError
-from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._common import alias, file_column, require_columns, run_name, to_float
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
     first_present,
@@ -163,18 +163,20 @@ def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float
     """Read a Parquet report with column projection and a q-value filter pushed into the scan."""
     expression = None
     for column, limit in thresholds.items():
-        field = pc.field(column)
+        field = pc.field(file_column(column))
         condition = (field <= limit) | field.is_null()
         expression = condition if expression is None else expression & condition
     try:
         schema = pq.read_schema(path)
-        text_columns = [c for c in columns if pa.types.is_string(schema.field(c).type)]
+        in_file = [file_column(c) for c in columns]
+        text_columns = [c for c in in_file if pa.types.is_string(schema.field(c).type)]
         table = pq.read_table(
-            path, columns=columns, filters=expression, read_dictionary=text_columns
+            path, columns=in_file, filters=expression, read_dictionary=text_columns
         )
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
     frame: pd.DataFrame = table.to_pandas()
+    frame.columns = [alias(str(c)) for c in frame.columns]
     return frame
 
 

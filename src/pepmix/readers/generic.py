@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import read_table, require_columns, run_name, to_float
+from pepmix.readers._common import plain, read_table, require_columns, run_name, to_float
 
 SIGNATURE: dict[str, tuple[str, ...]] = {
     "generic_long": ("protein", "peptide", "run", "intensity"),
@@ -70,7 +70,7 @@ def _to_bool(series: pd.Series, path: Path, column: str) -> pd.Series:
     bad = text.notna() & values.isna()
     if bad.any():
         raise InputFormatError(
-            f"{path}: column {column!r} must be true/false, found {series[bad].iloc[0]!r}"
+            f"{path}: column {column!r} must be true/false, found {plain(series[bad].iloc[0])!r}"
         )
     return values.astype("boolean")
 

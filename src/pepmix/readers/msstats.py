@@ -14,9 +14,14 @@ Condition, BioReplicate, Run, Intensity`` and optionally ``Fraction``, ``Standar
 Column names are matched ignoring case, spaces, dots and underscores, so R-mangled names
 (``Protein.Name``) are accepted; an ``X`` row-index column written by R is ignored.
 
+- MSstatsConvert's converters for Skyline, Proteome Discoverer and Progenesis (and MSstats itself
+  since version 4) name the peptide column ``PeptideModifiedSequence``; it may replace or accompany
+  ``PeptideSequence``.
+
 Columns used
 ------------
-``ProteinName`` -> protein. ``PeptideSequence`` -> peptide (the modified sequence as written, with a
+``ProteinName`` -> protein. ``PeptideModifiedSequence`` when present (it identifies the precursor,
+as in MSstats), otherwise ``PeptideSequence`` -> peptide (the modified sequence as written, with a
 leading ``.`` removed). ``PrecursorCharge`` -> charge. feature = ``<peptide>_<charge>``.
 ``Reference`` (file name) -> run when the column is present, otherwise ``Run``; both go through
 :func:`~pepmix.readers._common.run_name`. ``Fraction`` -> fraction. ``Intensity`` -> intensity.
@@ -200,7 +205,7 @@ def check_nonnegative(values: pd.Series, path: Path, column: str) -> None:
     if negative.any():
         raise InputFormatError(
             f"{path}: column {column!r} has {int(negative.sum())} negative value(s) "
-            f"(first: {values[negative].iloc[0]!r}); intensities must be on the linear scale"
+            f"(first: {float(values[negative].iloc[0])}); intensities must be on the linear scale"
         )
 
 
@@ -269,7 +274,7 @@ def finish_long(
 
 _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "protein": ("ProteinName",),
-    "peptide": ("PeptideSequence",),
+    "peptide": ("PeptideModifiedSequence", "PeptideSequence"),
     "charge": ("PrecursorCharge",),
     "intensity": ("Intensity",),
 }

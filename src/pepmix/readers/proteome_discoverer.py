@@ -53,7 +53,7 @@ from typing import Any, Final
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import read_table, require_columns, run_name, to_float
+from pepmix.readers._common import plain, read_table, require_columns, run_name, to_float
 from pepmix.readers.msstats import check_nonnegative, find_column, precursor_feature
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,6 @@ def _bool(series: pd.Series, path: Path, column: str) -> pd.Series:
     bad = text.notna() & values.isna()
     if bad.any():
         raise InputFormatError(
-            f"{path}: column {column!r} must be True/False, found {series[bad].iloc[0]!r}"
+            f"{path}: column {column!r} must be True/False, found {plain(series[bad].iloc[0])!r}"
         )
     return values.astype("boolean")

@@ -6,11 +6,15 @@ One row per fragment (``F.*`` columns) or per precursor (``FG.*``) x run. Column
 ============ =====================================================================
 canonical    report column
 ============ =====================================================================
-feature      ``EG.PrecursorId`` (e.g. ``_AVDITTPK_.2``); ``FG.Id`` when absent
-peptide      ``EG.ModifiedSequence`` without the flanking ``_``
+feature      ``EG.PrecursorId`` (e.g. ``_AVDITTPK_.2``); ``FG.Id`` when absent; when both
+             are absent, built from its parts as ``_<modified sequence>_.<FG.Charge>``
+             (the form of ``EG.PrecursorId``)
+peptide      ``EG.ModifiedSequence`` (``EG.ModifiedPeptide``, ``FG.LabeledSequence``)
+             without the flanking ``_``
 charge       ``FG.Charge``
-run          ``R.FileName`` (through :func:`pepmix.readers._common.run_name`)
-protein      ``PG.ProteinGroups`` (option ``protein_column``)
+run          ``R.FileName``; ``R.Label`` when absent; ``R.Condition`` in compact exports
+             that have neither (through :func:`pepmix.readers._common.run_name`)
+protein      ``PG.ProteinGroups``, else ``PG.ProteinAccessions`` (option ``protein_column``)
 intensity    fragment level: sum of ``F.PeakArea`` over the fragments of the precursor in the
              run, fragments with ``F.ExcludedFromQuantification`` true left out; precursor
              level: ``FG.Quantity`` (``FG.MS2Quantity`` when there is no ``FG.Quantity``)
@@ -28,6 +32,12 @@ Choices:
   ``FG.Quantity`` may already be normalised across runs, depending on the Spectronaut settings.
   ``intensity_column`` overrides the column (e.g. ``F.NormalizedPeakArea`` or
   ``FG.MS2Quantity``).
+- Compact fragment-level templates (e.g. ``R.Condition, PG.ProteinGroups, EG.ModifiedSequence,
+  FG.Charge, F.FrgIon, F.Charge, F.PeakArea, PG.Genes, PG.ProteinNames``) are read too: the run is
+  ``R.Condition`` (such exports label each run as a condition), which is checked: a fragment
+  (``F.FrgIon``, ``F.Charge``, ``F.FrgLossType``) of one precursor appearing twice under one
+  ``R.Condition`` means it holds conditions, not runs, and is an error. Other layouts can be
+  mapped with the input's ``columns:`` setting.
 - Values Spectronaut writes as ``Filtered`` or ``NaN`` are missing.
 - A precursor whose fragments are all excluded has no observation in that run.
 - The report is parsed in chunks of ``chunk_rows`` rows (default 1,000,000) of only the needed
@@ -68,8 +78,22 @@ log = logging.getLogger(__name__)
 SIGNATURE: dict[str, tuple[str, ...]] = {
     "spectronaut": ("R.FileName", "PG.ProteinGroups", "EG.PrecursorId"),
 }
+#: compact templates without ``R.FileName``/``EG.PrecursorId`` (see :mod:`pepmix.readers.detect`)
+COMPACT_SIGNATURES: tuple[tuple[str, ...], ...] = (
+    ("PG.ProteinGroups", "EG.ModifiedSequence", "FG.Charge"),
+    ("PG.ProteinGroups", "EG.ModifiedPeptide", "FG.Charge"),
+    ("PG.ProteinAccessions", "EG.ModifiedSequence", "FG.Charge"),
+)
 
 _MISSING = ("Filtered", "filtered", "NaN")
+#: accepted spellings, in order of preference, of the columns of Spectronaut's report templates
+_RUN_COLUMNS = ("R.FileName", "R.Label", "R.Condition")
+_PROTEIN_COLUMNS = ("PG.ProteinGroups", "PG.ProteinAccessions")
+_FEATURE_COLUMNS = ("EG.PrecursorId", "FG.Id")
+_PEPTIDE_COLUMNS = ("EG.ModifiedSequence", "EG.ModifiedPeptide", "FG.LabeledSequence")
+#: columns that tell the fragments of one precursor apart
+_FRAGMENT_KEY = ("F.FrgIon", "F.Charge", "F.FrgLossType")
+_BUILT_FEATURE = "_precursor_id"
 _DEFAULT_CHUNK_ROWS = 1_000_000
 _KEYS = ["protein", "feature", "run"]
 
@@ -106,14 +130,25 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
             "FG.Quantity"
         )
     intensity_column = option_str(options, "intensity_column", default_intensity)
-    protein_column = option_str(options, "protein_column", "PG.ProteinGroups")
-    feature_column = first_present(header, ("EG.PrecursorId", "FG.Id")) or "EG.PrecursorId"
-    required = ["R.FileName", protein_column, feature_column, intensity_column]
+    protein_column = option_str(
+        options, "protein_column", first_present(header, _PROTEIN_COLUMNS) or _PROTEIN_COLUMNS[0]
+    )
+    run_column = _run_column(header, path)
+    peptide_column = first_present(header, _PEPTIDE_COLUMNS)
+    feature_column = first_present(header, _FEATURE_COLUMNS)
+    if feature_column is None:
+        # compact templates: the precursor id is built from its parts (see module docstring)
+        feature_column = _BUILT_FEATURE
+        required = [run_column, protein_column, peptide_column or _PEPTIDE_COLUMNS[0], "FG.Charge"]
+        require_columns(header, [*required, intensity_column], path)
+    else:
+        required = [run_column, protein_column, feature_column]
+    required.append(intensity_column)
     require_columns(header, required, path)
-    optional = ["EG.ModifiedSequence", "FG.Charge", "EG.Qvalue", "PG.Qvalue", "EG.IsDecoy"]
+    optional = [*_PEPTIDE_COLUMNS, "FG.Charge", "EG.Qvalue", "PG.Qvalue", "EG.IsDecoy"]
     if level == "fragment":
-        optional.append("F.ExcludedFromQuantification")
-    columns = required + [c for c in optional if c in header]
+        optional += ["F.ExcludedFromQuantification", *_FRAGMENT_KEY]
+    columns = list(dict.fromkeys(required + [c for c in optional if c in header]))
     thresholds = {
         column: limit
         for column, key in (("EG.Qvalue", "q_value"), ("PG.Qvalue", "pg_q_value"))
@@ -126,6 +161,8 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     n_rows = 0
     for chunk in read_selected(path, columns, separator, chunksize=chunk_rows):
         n_rows += len(chunk)
+        if run_column == "R.Condition" and level == "fragment":
+            _check_condition_runs(chunk, path)
         for column, limit in thresholds.items():
             chunk = chunk.loc[~(to_float(chunk[column], path, column) > limit)]
         if level == "fragment" and "F.ExcludedFromQuantification" in chunk.columns:
@@ -133,8 +170,14 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
                 chunk["F.ExcludedFromQuantification"], path, "F.ExcludedFromQuantification"
             )
             chunk = chunk.loc[~excluded.fillna(False).to_numpy(dtype=bool)]
+        if feature_column == _BUILT_FEATURE:
+            chunk = chunk.assign(
+                **{_BUILT_FEATURE: _precursor_ids(chunk[peptide_column or ""], chunk["FG.Charge"])}
+            )
         parts.append(
-            _precursor_rows(chunk, path, protein_column, feature_column, intensity_column, level)
+            _precursor_rows(
+                chunk, path, (protein_column, feature_column, run_column), intensity_column, level
+            )
         )
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_KEYS)
     frame = _reduce(frame, level)
@@ -158,15 +201,52 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     return frame
 
 
+def _run_column(header: list[str], path: Path) -> str:
+    """The run column: ``R.FileName``, else ``R.Label``, else ``R.Condition`` (compact exports)."""
+    found = first_present(header, _RUN_COLUMNS)
+    if found is None:
+        require_columns(header, [_RUN_COLUMNS[0]], path)  # raises, naming the columns present
+        return _RUN_COLUMNS[0]
+    if found != _RUN_COLUMNS[0]:
+        log.info("%s: no R.FileName column; runs are named by %s", path, found)
+    return found
+
+
+def _check_condition_runs(chunk: pd.DataFrame, path: Path) -> None:
+    """Require ``R.Condition``, used as the run, to name one run: no fragment twice in it."""
+    keys = [c for c in ("R.Condition", _BUILT_FEATURE, *_FEATURE_COLUMNS) if c in chunk.columns]
+    keys += [c for c in (*_PEPTIDE_COLUMNS, "FG.Charge", *_FRAGMENT_KEY) if c in chunk.columns]
+    repeated = chunk.duplicated(keys)
+    if repeated.any():
+        row = chunk.loc[repeated].iloc[0]
+        raise InputFormatError(
+            f"{path}: the run is taken from R.Condition (there is no R.FileName), but fragment "
+            f"{' '.join(str(row[k]) for k in keys[1:])} appears twice in {row['R.Condition']!r}: "
+            "R.Condition holds conditions, not runs; add R.FileName to the export, or map the "
+            "run column with the input's columns: setting"
+        )
+
+
+def _precursor_ids(peptide: pd.Series, charge: pd.Series) -> pd.Series:
+    """Spectronaut-style precursor ids ``_PEPTIDE_.2`` from the modified sequence and charge."""
+    text = peptide.astype("string").str.strip()
+    text = text.where(text.str.startswith("_"), "_" + text + "_")
+    number = pd.to_numeric(charge, errors="coerce").astype("Int64").astype("string")
+    return text + "." + number.fillna("NA")
+
+
 def _precursor_rows(
     chunk: pd.DataFrame,
     path: Path,
-    protein_column: str,
-    feature_column: str,
+    id_columns: tuple[str, str, str],
     intensity_column: str,
     level: str,
 ) -> pd.DataFrame:
-    """Map one chunk to reader columns and reduce it to precursor x run rows."""
+    """Map one chunk to reader columns and reduce it to precursor x run rows.
+
+    ``id_columns`` are the protein, feature and run columns.
+    """
+    protein_column, feature_column, run_column = id_columns
     values = chunk[intensity_column]
     if not pd.api.types.is_numeric_dtype(values.dtype):
         values = values.mask(values.isin(_MISSING))
@@ -174,12 +254,13 @@ def _precursor_rows(
         {
             "protein": chunk[protein_column],
             "feature": chunk[feature_column],
-            "run": chunk["R.FileName"].map(run_name, na_action="ignore"),
+            "run": chunk[run_column].map(run_name, na_action="ignore"),
             "intensity": to_float(values, path, intensity_column),
         }
     )
-    if "EG.ModifiedSequence" in chunk.columns:
-        out["peptide"] = strip_underscores(chunk["EG.ModifiedSequence"])
+    peptide_column = first_present(list(chunk.columns), _PEPTIDE_COLUMNS)
+    if peptide_column is not None:
+        out["peptide"] = strip_underscores(chunk[peptide_column])
     if "FG.Charge" in chunk.columns:
         out["charge"] = to_float(chunk["FG.Charge"], path, "FG.Charge")
     if "EG.Qvalue" in chunk.columns:
