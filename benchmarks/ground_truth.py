@@ -11,7 +11,8 @@ this prints per scenario and variant:
   its mean over seeds estimates the FDR);
 - ``TP@FDP5``: ranking power, the most true positives among the top k proteins by p-value
   whose running FDP is at most 5% (independent of how the p-values are calibrated);
-- ``|err|``: median absolute error of the estimated log2 fold change of the changed proteins.
+- ``|err|``: median absolute error of the estimated log2 fold change of the changed proteins;
+- ``alerts``: codes of the alerts (:mod:`pepmix.alerts`) the rules raised, over all seeds.
 
 Variants are config overrides (the keys the workflow uses): the old defaults
 (:data:`OLD_DEFAULTS`), each new piece of issue 10 alone on top of them (:data:`PIECES`) and the
@@ -69,7 +70,7 @@ PIECES: dict[str, dict[str, Any]] = {
     "+ sample-variance shrinkage": {"model": {"shrinkage": True}},
     "+ Huber M-estimation": {"model": {"robust": "huber"}},
 }
-OLD_LABEL, NEW_LABEL = "old defaults", "build defaults (new defaults once merged)"
+OLD_LABEL, NEW_LABEL = "old defaults", "build defaults"
 ORACLE_LABEL = "diagnostic: old defaults, oracle normalisation on the unchanged proteins"
 NA_TEXT = "n/a (not available in this build)"
 #: variants found unavailable, with the override leaves the build's schema does not accept
@@ -145,7 +146,7 @@ def run_case(runner: StageRunner, config: dict[str, Any], overrides: Any) -> pd.
         table, _ = runner.run(merge_overrides(config, overrides))
     except PepmixError as exc:
         return f"error: {exc}"
-    return table
+    return table.assign(alerts=" ".join(sorted(set(runner.alerts()))))
 
 
 def _rows(
@@ -160,7 +161,16 @@ def _rows(
     for contrast, truth in truths.items():
         part = result.loc[result["contrast"] == (contrast or "B - A")]
         label_c = f"{name} {contrast}".strip()
-        rows.append({"scenario": label_c, "variant": label, "seed": seed, **score(part, truth)})
+        alerts = str(result["alerts"].iloc[0]) if len(result) else ""
+        rows.append(
+            {
+                "scenario": label_c,
+                "variant": label,
+                "seed": seed,
+                **score(part, truth),
+                "alerts": alerts,
+            }
+        )
     return rows
 
 
@@ -199,10 +209,15 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     keys = ["scenario", "variant"]
     if "note" not in rows.columns:
         rows = rows.assign(note=np.nan)
-    numeric = [c for c in rows.columns if c not in (*keys, "seed", "note")]
+    if "alerts" not in rows.columns:
+        rows = rows.assign(alerts="")
+    numeric = [c for c in rows.columns if c not in (*keys, "seed", "note", "alerts")]
     grouped = rows.groupby(keys, sort=False)
     out = grouped[numeric].mean()
     out["note"] = grouped["note"].first()
+    out["alerts"] = grouped["alerts"].agg(
+        lambda codes: " ".join(sorted({c for text in codes.dropna() for c in str(text).split()}))
+    )
     out["seeds"] = grouped["seed"].nunique()
     out = out.reset_index()
     first = {name: i for i, name in enumerate(dict.fromkeys(rows["scenario"]))}
@@ -214,11 +229,14 @@ def markdown(summary: pd.DataFrame, show_na: bool = False) -> str:
     """The summary as a Markdown table (rows of unavailable variants only with ``show_na``)."""
     if not show_na:
         summary = summary.loc[summary["note"] != NA_TEXT]
-    head = "| scenario | variant | tested | TP | FP | FDP | TP@FDP5 | median abs. log2FC error |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = (
+        "| scenario | variant | tested | TP | FP | FDP | TP@FDP5 | median abs. log2FC error "
+        "| alerts |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for rec in summary.to_dict("records"):
         if isinstance(rec["note"], str):
-            cells = [rec["note"]] + [""] * 5
+            cells = [rec["note"]] + [""] * 6
         else:
             cells = [
                 f"{rec['tested']:.0f}",
@@ -227,6 +245,7 @@ def markdown(summary: pd.DataFrame, show_na: bool = False) -> str:
                 f"{rec['FDP']:.1%}",
                 f"{rec['TP@FDP5']:.1f}".removesuffix(".0"),
                 "-" if np.isnan(rec["|err|"]) else f"{rec['|err|']:.3f}",
+                rec["alerts"] or "-",
             ]
         lines.append(f"| {rec['scenario']} | {rec['variant']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

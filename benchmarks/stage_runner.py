@@ -225,6 +225,7 @@ class StageRunner:
             for name in re.findall(r"^rule (\w+):", text, re.M)
         }
         self.ran: list[str] = []
+        self.used: list[Path] = []
 
     def _namespace(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         """What the rules' blocks refer to (``rules/common.smk``), for one shard."""
@@ -297,6 +298,7 @@ class StageRunner:
                     made[out] = source
         else:
             out_dir = self._run(job, inputs)
+            self.used.append(out_dir)
             for name, value in job.output.items():
                 for out in _flat([value]):
                     made[out] = str(out_dir / name)
@@ -336,8 +338,19 @@ class StageRunner:
         """Validate ``config``, make :data:`TARGET`; return it and the resolved sample sheet."""
         cfg = validate_config(config, self.schema)
         made: dict[str, str] = {}
+        self.used = []
         table = pd.read_parquet(self._make(TARGET, self._namespace(cfg), made))
         return table, stages.read_resolved_sheet(made["results/ingest/samples.tsv"])
+
+    def alerts(self) -> list[str]:
+        """Codes of the alerts the rules of the last :meth:`run` raised (rules with an
+        ``alerts`` output; empty in builds without alerts)."""
+        codes: list[str] = []
+        for out in self.used:
+            path = out / "alerts"
+            if path.is_file():
+                codes += list(pd.read_csv(path, sep="\t", dtype=str)["code"])
+        return codes
 
 
 _ITEM = {"scatteritem": SCATTER_ITEM}
