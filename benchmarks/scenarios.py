@@ -81,7 +81,7 @@ class Scenario:
 
 
 def _scenarios() -> dict[str, Scenario]:
-    items = [Scenario("null", "no protein changes (4 vs 4 samples)", frac_changing=0.0)]
+    items = [Scenario("no_change", "no protein changes (4 vs 4 samples)", frac_changing=0.0)]
     for pct in (20, 40, 60):
         items.append(Scenario(f"up{pct}", f"{pct}% change, all up in B", pct / 100, "up"))
         items.append(Scenario(f"both{pct}", f"{pct}% change, either direction", pct / 100))

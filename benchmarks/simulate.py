@@ -39,7 +39,7 @@ writes only the long log2 table (``table.parquet``), ``samples.tsv`` and ``truth
 
     python benchmarks/simulate.py scenario NAME --out DIR [--proteins 2000 --seed 1]
 
-writes a hard scenario of ``scenarios.py`` (issue 10: ``null``, ``up20`` ... ``both60``,
+writes a hard scenario of ``scenarios.py`` (issue 10: ``no_change``, ``up20`` ... ``both60``,
 ``technical``, ``outliers``, ``skewed_variance``, ``mnar``): ``long.parquet`` (generic long
 table, linear intensities), ``samples.tsv``, ``truth.tsv`` and ``config.yaml`` (the workflow's
 defaults, contrast ``B - A``).

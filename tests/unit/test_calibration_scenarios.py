@@ -95,7 +95,7 @@ def _xfail(reason: str) -> Any:
 @pytest.mark.parametrize(
     "name",
     [
-        "null",
+        "no_change",
         "technical",
         pytest.param("outliers", marks=_xfail(OUTLIERS)),
         "skewed_variance",
