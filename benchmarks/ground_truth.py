@@ -20,7 +20,7 @@ build's own defaults. A variant whose keys the build's schema does not know is r
 ``n/a (not available in this build)``. With several seeds the figures are means over seeds.
 
     .venv/bin/python benchmarks/ground_truth.py                 # everything, seed 1
-    .venv/bin/python benchmarks/ground_truth.py --quick         # 1,000 proteins, no demo
+    .venv/bin/python benchmarks/ground_truth.py --quick         # 1,000 proteins, no demo (~45 s)
     .venv/bin/python benchmarks/ground_truth.py --scenarios demo up60 technical --seeds 1 2 \\
         --csv out.csv
 """
