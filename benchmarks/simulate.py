@@ -36,6 +36,13 @@ change and variance parameters per protein).
     python benchmarks/simulate.py table --out DIR [--proteins 2000 --runs 12 --seed 1]
 
 writes only the long log2 table (``table.parquet``), ``samples.tsv`` and ``truth.tsv``.
+
+    python benchmarks/simulate.py scenario NAME --out DIR [--proteins 2000 --seed 1]
+
+writes a hard scenario of ``scenarios.py`` (issue 10: ``no_change``, ``up20`` ... ``both60``,
+``technical``, ``outliers``, ``skewed_variance``, ``mnar``): ``long.parquet`` (generic long
+table, linear intensities), ``samples.tsv``, ``truth.tsv`` and ``config.yaml`` (the workflow's
+defaults, contrast ``B - A``).
 """
 
 from __future__ import annotations
@@ -573,6 +580,25 @@ def _config_text(samples: Path, data: Path, fmt: str) -> str:
     )
 
 
+def _write_scenario(name: str, out: Path, n_proteins: int, seed: int) -> int:
+    """CLI ``scenario``: long table, sheet, truth and a workflow config of a hard scenario."""
+    import yaml
+    from scenarios import SCENARIOS, simulate_scenario, write_inputs
+    from stage_runner import scenario_config
+
+    if name not in SCENARIOS:
+        print(f"unknown scenario {name!r}; one of: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    sim = simulate_scenario(name, n_proteins, seed)
+    data, samples = write_inputs(sim, out)
+    sim.truth.to_csv(out / "truth.tsv", sep="\t", index=False, float_format="%.6g")
+    config = scenario_config(data.resolve(), samples.resolve())
+    header = f"# {name} (benchmarks/scenarios.py, seed {seed}): the workflow's defaults\n"
+    (out / "config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+    print(f"{name}: {sim.scenario.description}; {len(sim.table):,} rows -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -589,7 +615,14 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--runs", type=int, default=12)
     table.add_argument("--missing", type=float, default=0.3)
     table.add_argument("--seed", type=int, default=1)
+    scenario = sub.add_parser("scenario", help="write a hard scenario of scenarios.py")
+    scenario.add_argument("name", help="scenario name (scenarios.SCENARIOS)")
+    scenario.add_argument("--out", required=True, type=Path, help="output directory")
+    scenario.add_argument("--proteins", type=int, default=2000)
+    scenario.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.command == "scenario":
+        return _write_scenario(args.name, args.out, args.proteins, args.seed)
     if args.command == "cohort":
         paths = write_cohort(
             args.out, args.proteins, args.precursors, args.runs, args.seed, args.missing
