@@ -70,6 +70,24 @@ PIECES: dict[str, dict[str, Any]] = {
     "+ sample-variance shrinkage": {"model": {"shrinkage": True}},
     "+ Huber M-estimation": {"model": {"robust": "huber"}},
 }
+#: combinations of the pieces (on top of the new normalisation and replication rule)
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "mode + shrinkage": {
+        "normalization": {"method": "protein_median", "location": "mode"},
+        "testing": {"replication": "auto"},
+        "model": {"shrinkage": True},
+    },
+    "mode + Huber": {
+        "normalization": {"method": "protein_median", "location": "mode"},
+        "testing": {"replication": "auto"},
+        "model": {"robust": "huber"},
+    },
+    "all new pieces together": {
+        "normalization": {"method": "protein_median", "location": "mode"},
+        "testing": {"replication": "auto"},
+        "model": {"shrinkage": True, "robust": "huber"},
+    },
+}
 OLD_LABEL, NEW_LABEL = "old defaults", "build defaults"
 ORACLE_LABEL = "diagnostic: old defaults, oracle normalisation on the unchanged proteins"
 NA_TEXT = "n/a (not available in this build)"
@@ -96,6 +114,13 @@ def variants(
             out.append((label, NA_TEXT))
         else:
             out.append((label, merge_overrides(old, piece)))
+    for label, combo in COMBINATIONS.items():
+        missing = availability(combo, merge_overrides(base, old), config_schema)
+        if missing:
+            UNAVAILABLE[label] = missing
+            out.append((label, NA_TEXT))
+        else:
+            out.append((label, merge_overrides(old, combo)))
     out.append((NEW_LABEL, {}))
     if oracle_reference:
         oracle = {"normalization": {"method": "reference", "reference_proteins": oracle_reference}}
