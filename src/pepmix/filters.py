@@ -158,10 +158,8 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     if not good.any():
         _none_pass(n_features, n_obs, min_features, min_obs)
     record: Removed = {
-        str(protein.cat.categories[i]): [
-            _protein_filter_detail(
-                int(n_features[i]), int(n_obs[i]), min_features, min_obs
-            ),
+        str(protein.cat.categories[int(i)]): [
+            _protein_filter_detail(int(n_features[i]), int(n_obs[i]), min_features, min_obs),
             int(n_features[i]),
             int(n_obs[i]),
         ]
@@ -204,7 +202,5 @@ def _protein_filter_detail(n_features: int, n_obs: int, min_features: int, min_o
         parts.append(f"{n_features} feature{'' if n_features == 1 else 's'} < min_features "
                      f"{min_features}")  # fmt: skip
     if n_obs < min_obs:
-        parts.append(
-            f"{n_obs} observation{'' if n_obs == 1 else 's'} < min_observations {min_obs}"
-        )
+        parts.append(f"{n_obs} observation{'' if n_obs == 1 else 's'} < min_observations {min_obs}")
     return "; ".join(parts)

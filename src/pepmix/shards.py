@@ -136,9 +136,7 @@ def _write_largest(
         mine = shard_of_protein == s
         write_largest(path, n_features[mine], work[mine])
     big = int(np.argmax(n_features * work))
-    log.info(
-        "largest protein: %d features, %d observations", int(n_features[big]), int(work[big])
-    )
+    log.info("largest protein: %d features, %d observations", int(n_features[big]), int(work[big]))
 
 
 def gather(

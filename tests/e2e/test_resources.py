@@ -41,7 +41,15 @@ def test_mem_mb_is_read_from_a_file_written_in_the_same_run(tmp_path: Path) -> N
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     result = subprocess.run(
-        [snakemake, "--cores", "1", "--directory", str(tmp_path), "-s", str(tmp_path / "Snakefile")],
+        [
+            snakemake,
+            "--cores",
+            "1",
+            "--directory",
+            str(tmp_path),
+            "-s",
+            str(tmp_path / "Snakefile"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -98,7 +98,9 @@ def test_differential_table(demo_run: Path) -> None:
     assert filtered.sum() == 3 * N_FILTERED
     assert (table.loc[filtered, "detail"] == "1 feature < min_features 2").all()
     assert (table.loc[filtered, "n_features"] == 1).all()
-    assert table.loc[filtered, ["log2fc", "se", "df", "t", "pvalue", "adj_pvalue"]].isna().all().all()
+    assert (
+        table.loc[filtered, ["log2fc", "se", "df", "t", "pvalue", "adj_pvalue"]].isna().all().all()
+    )
     for _, part in table.groupby("contrast", sort=False):
         flags = (part["status"] == "filtered").to_numpy()
         assert not (flags[:-1] & ~flags[1:]).any()  # no filtered row before an unfiltered one
