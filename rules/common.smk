@@ -9,6 +9,7 @@ from pepmix.config import load_yaml, validate_config
 from pepmix.alerts import format_alerts, read_alerts, rst_alerts
 from pepmix.errors import PepmixError
 from pepmix.locks import lock_notice
+from pepmix.resources import declared_mem_mb
 from pepmix.shards import auto_shards
 from pepmix.stages import contrasts_for, load_sheet
 

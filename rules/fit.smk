@@ -7,7 +7,9 @@ rule shard:
     input:
         "results/normalize/features.parquet",
     output:
-        scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+        features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+        # features and observations of each shard's largest protein: the fit rule's mem_mb
+        largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
     benchmark:
         "logs/benchmarks/shard.tsv"
     log:
@@ -30,6 +32,7 @@ rule variance_prior:
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
+        largest=gather.split("results/model/shards/{scatteritem}/largest.json"),
     output:
         "results/model/variance_prior.json",
     params:
@@ -42,7 +45,10 @@ rule variance_prior:
     priority: 2
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
+        # the input size and the largest protein (pepmix.resources); Snakemake evaluates this
+        # again when the job is ready, after the shard job wrote the JSON files
+        mem_mb=lambda wc, input, attempt: attempt
+        * declared_mem_mb(list(input.largest), input_mb(input)),
         runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
     conda:
         "../envs/pepmix.yaml"
@@ -56,6 +62,7 @@ rule fit:
     input:
         features="results/model/shards/{scatteritem}/features.parquet",
         samples="results/ingest/samples.tsv",
+        largest="results/model/shards/{scatteritem}/largest.json",
         # the variance-ratio prior only when model.shrinkage is on (else no extra job)
         prior=(
             "results/model/variance_prior.json"
@@ -82,7 +89,10 @@ rule fit:
     priority: 2
     threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: attempt * (600 + int(20 * input_mb(input))),
+        # the input size and the shard's largest protein (pepmix.resources); Snakemake evaluates
+        # this again when the job is ready, after the shard job wrote largest.json
+        mem_mb=lambda wc, input, attempt: attempt
+        * declared_mem_mb(input.largest, input_mb(input)),
         runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
     conda:
         "../envs/pepmix.yaml"
@@ -149,7 +159,8 @@ rule gather_abundance:
 rule variance_components:
     """Variance components per protein, as a table for people."""
     input:
-        "results/model/proteins.parquet",
+        proteins="results/model/proteins.parquet",
+        removed="results/ingest/removed_proteins.tsv",
     output:
         report(
             "results/tables/variance_components.tsv",

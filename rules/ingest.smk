@@ -36,6 +36,8 @@ rule merge:
     output:
         features="results/ingest/features.parquet",
         samples="results/ingest/samples.tsv",
+        # every input protein the filters removed, with the reason (status filtered in rule test)
+        removed="results/ingest/removed_proteins.tsv",
         alerts="results/alerts/merge.tsv",
     params:
         sheet=config.get("sample_sheet", {}),

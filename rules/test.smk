@@ -3,6 +3,7 @@ rule test:
     input:
         contrasts="results/model/contrasts.parquet",
         samples="results/ingest/samples.tsv",
+        removed="results/ingest/removed_proteins.tsv",
     output:
         tsv=report(
             "results/tables/differential_abundance.tsv",

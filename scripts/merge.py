@@ -11,4 +11,5 @@ with rule_context(snakemake):
         snakemake.params.filter,
         snakemake.output.features,
         snakemake.output.samples,
+        snakemake.output.removed,
     )

@@ -4,4 +4,4 @@ from pepmix.rule import rule_context
 from pepmix.shards import split
 
 with rule_context(snakemake):
-    split(snakemake.input[0], list(snakemake.output))
+    split(snakemake.input[0], list(snakemake.output.features), list(snakemake.output.largest))

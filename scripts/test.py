@@ -11,4 +11,5 @@ with rule_context(snakemake):
         snakemake.output.tsv,
         snakemake.output.parquet,
         snakemake.output.missing,
+        snakemake.input.removed,
     )

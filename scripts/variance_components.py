@@ -4,4 +4,4 @@ from pepmix.rule import rule_context
 from pepmix.stages import variance_table
 
 with rule_context(snakemake):
-    variance_table(snakemake.input[0], snakemake.output[0])
+    variance_table(snakemake.input.proteins, snakemake.output[0], snakemake.input.removed)

@@ -3,6 +3,13 @@
 Row filters (per batch): precursor q-value, protein-group q-value, decoys, contaminants, shared
 peptides. Protein filters (after merging batches): minimum number of features and of
 observations per protein.
+
+Every protein a filter removes entirely is recorded, with the reason, in the filtered table's
+``attrs[REMOVED_PROTEINS]`` (kept in canonical Parquet files, see
+:func:`pepmix.canonical.to_arrow`): ``{protein: [detail, n_features, n_observations]}`` (counts
+``None`` where the filter does not count them). The merge step combines the batches' records
+(:func:`pepmix.ingest.merge_batches`) and the test stage lists these proteins with status
+``filtered`` (:func:`pepmix.inference.differential.add_filtered`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,27 @@ from pepmix.errors import DesignError
 log = logging.getLogger(__name__)
 #: share of the proteins that, when removed by the protein filters, raises an alert
 HEAVY_FILTERING = 0.25
+#: key of ``DataFrame.attrs``: proteins removed entirely, ``{protein: [detail, n_features,
+#: n_observations]}`` (see module docstring)
+REMOVED_PROTEINS = "pepmix_removed_proteins"
+#: ``detail`` of a protein whose last rows a row filter removed, by filter
+ROW_FILTER_DETAIL = {
+    "decoys": "decoy",
+    "contaminants": "contaminant",
+    "shared peptides": "no row passes the row filters: only shared peptides",
+}
+
+Removed = dict[str, list[Any]]
+
+
+def removed_proteins(table: pd.DataFrame) -> Removed:
+    """The ``attrs[REMOVED_PROTEINS]`` record of a filtered table (empty if none)."""
+    stored = table.attrs.get(REMOVED_PROTEINS) or {}
+    return {str(k): list(v) for k, v in stored.items()}
+
+
+def _row_filter_detail(name: str) -> str:
+    return ROW_FILTER_DETAIL.get(name, f"no row passes the row filters: {name}")
 
 
 def _distinct(table: pd.DataFrame, columns: list[str]) -> int:
@@ -67,14 +95,25 @@ def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     # filter's log line counts what it removed from the rows the earlier filters kept.
     kept = np.ones(len(table), dtype=bool)
     current = table
+    protein = as_category(table["protein"])
+    codes = protein.cat.codes.to_numpy()
+    names = protein.cat.categories
+    present = np.bincount(codes[codes >= 0], minlength=len(names)) > 0
+    removed: Removed = {}
     for name, keep in steps:
         now_kept = kept & keep.to_numpy(dtype=bool)
         if now_kept.sum() == kept.sum():
             continue
         after = table.loc[now_kept]
         _report(name, current, after)
-        current, kept = after, now_kept
-    return current.reset_index(drop=True)
+        kept_codes = codes[now_kept]
+        still = np.bincount(kept_codes[kept_codes >= 0], minlength=len(names)) > 0
+        for p in names[present & ~still]:
+            removed[str(p)] = [_row_filter_detail(name), None, None]
+        current, kept, present = after, now_kept, still
+    out = current.reset_index(drop=True)
+    out.attrs[REMOVED_PROTEINS] = removed
+    return out
 
 
 def _none_pass(n_features: np.ndarray, n_obs: np.ndarray, min_features: int, min_obs: int) -> None:
@@ -118,8 +157,18 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     dropped = (n_obs > 0) & ~good
     if not good.any():
         _none_pass(n_features, n_obs, min_features, min_obs)
+    record: Removed = {
+        str(protein.cat.categories[int(i)]): [
+            _protein_filter_detail(int(n_features[i]), int(n_obs[i]), min_features, min_obs),
+            int(n_features[i]),
+            int(n_obs[i]),
+        ]
+        for i in np.flatnonzero(dropped)
+    }
     if not dropped.any():
-        return table
+        out = table.copy(deep=False)
+        out.attrs[REMOVED_PROTEINS] = record
+        return out
     keep = good[codes]
     # the counts of _report, from the per-protein tallies (no second pass over the rows)
     log.info(
@@ -138,7 +187,20 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
             "heavy_filtering",
             f"the protein filters (min_features >= {min_features}, min_observations >= "
             f"{min_obs}) removed {int(dropped.sum())} of {n_seen} proteins "
-            f"({dropped.sum() / n_seen:.0%}); they are not tested (lower filter.min_features "
-            "to test single-feature proteins)",
+            f"({dropped.sum() / n_seen:.0%}); they are not tested (status filtered in the "
+            "differential table; lower filter.min_features to test single-feature proteins)",
         )
-    return table.loc[keep].reset_index(drop=True)
+    result = table.loc[keep].reset_index(drop=True)
+    result.attrs[REMOVED_PROTEINS] = record
+    return result
+
+
+def _protein_filter_detail(n_features: int, n_obs: int, min_features: int, min_obs: int) -> str:
+    """``detail`` of a protein the protein filters removed, e.g. ``1 feature < min_features 2``."""
+    parts = []
+    if n_features < min_features:
+        parts.append(f"{n_features} feature{'' if n_features == 1 else 's'} < min_features "
+                     f"{min_features}")  # fmt: skip
+    if n_obs < min_obs:
+        parts.append(f"{n_obs} observation{'' if n_obs == 1 else 's'} < min_observations {min_obs}")
+    return "; ".join(parts)

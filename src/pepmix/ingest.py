@@ -7,7 +7,11 @@ sum rows of one feature and run: fractions the reader already assigned to one ru
 ``Experiment``) and, optionally, the precursors of a peptide. The merge step then concatenates
 batches, maps data files to runs where the sample sheet lists fractions (``file`` column or SDRF
 fraction identifiers) and sums those fractions, checks the runs against the sample sheet and
-applies the protein-level filters (minimum features and observations). Ingest jobs do not read
+applies the protein-level filters (minimum features and observations). Every protein of the input
+that does not reach the merged table is recorded with the reason (no valid intensity, a row filter,
+a protein filter; :data:`pepmix.filters.REMOVED_PROTEINS`), per batch in the batch tables'
+``attrs`` and, for the proteins absent from every batch, in the merged table's. Ingest jobs do not
+read
 the sample sheet, so that editing it (e.g. adding the runs of a new batch) re-runs only the merge
 and what follows.
 """
@@ -25,7 +29,7 @@ import pandas as pd
 from pepmix import canonical
 from pepmix.alerts import alert
 from pepmix.errors import InputFormatError, SampleSheetError
-from pepmix.filters import filter_proteins, filter_rows
+from pepmix.filters import REMOVED_PROTEINS, Removed, filter_proteins, filter_rows, removed_proteins
 from pepmix.readers import get_reader, resolve_format
 from pepmix.readers._common import column_aliases
 from pepmix.samples import check_runs
@@ -78,6 +82,9 @@ def read_input(
             f"zero): {', '.join(empty[:10])}",
         )
     table.attrs[EMPTY_RUNS] = empty
+    table.attrs[REMOVED_PROTEINS] = {
+        p: [NO_VALID_INTENSITY, None, None] for p in _proteins_without_values(raw, table)
+    }
     table["batch"] = pd.Categorical.from_codes(
         np.zeros(len(table), dtype=np.int8), categories=pd.Index([str(entry["name"])])
     )
@@ -95,6 +102,19 @@ def read_input(
 #: key of ``DataFrame.attrs`` (kept in the batch Parquet files) listing runs that have rows in the
 #: input but no valid intensity, so the merge step can say so instead of "not in the data"
 EMPTY_RUNS = "pepmix_empty_runs"
+
+
+#: ``detail`` of a protein that has rows in the input but no valid intensity
+NO_VALID_INTENSITY = "no valid intensity"
+
+
+def _proteins_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """Proteins named in the reader's output that have no observation left after conforming."""
+    if "protein" not in raw.columns:
+        return []
+    named = pd.Series(pd.unique(raw["protein"].dropna().to_numpy())).astype(str).str.strip()
+    kept = set(table["protein"].astype(str).unique())
+    return sorted(p for p in named if p and p not in kept)
 
 
 def _runs_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
@@ -158,7 +178,9 @@ def ingest_batch(
     """Read, combine and row-filter one batch (see module docstring)."""
     table = read_input(entry, base_dir, filter_config)
     empty_runs = table.attrs.get(EMPTY_RUNS, [])
+    removed = removed_proteins(table)
     table = filter_rows(table, filter_config)
+    removed.update(removed_proteins(table))
     if table.empty:
         settings = ", ".join(
             f"{key}={filter_config.get(key)!r}"
@@ -172,6 +194,7 @@ def ingest_batch(
         )
     table = combine_duplicates(table, feature_level)
     table.attrs[EMPTY_RUNS] = empty_runs
+    table.attrs[REMOVED_PROTEINS] = removed
     return table
 
 
@@ -264,6 +287,12 @@ def merge_batches(
         When the runs of the data and of the sheet differ.
     InputFormatError
         When one run appears in several batches.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The merged, filtered table; ``attrs[REMOVED_PROTEINS]`` lists every protein removed
+        (:func:`removed_in_merge`).
     """
     table = canonical.concat(tables)
     if file_runs is not None:
@@ -280,4 +309,65 @@ def merge_batches(
         table = combine_duplicates(table, "precursor")
     empty_runs = sorted({r for t in tables for r in t.attrs.get(EMPTY_RUNS, [])})
     check_runs(sheet, table["run"].unique(), sheet_source, empty_runs)
-    return filter_proteins(table, filter_config)
+    filtered = filter_proteins(table, filter_config)
+    filtered.attrs = {REMOVED_PROTEINS: removed_in_merge(tables, table, filtered)}
+    return filtered
+
+
+def removed_in_merge(
+    tables: Sequence[pd.DataFrame], merged: pd.DataFrame, filtered: pd.DataFrame
+) -> Removed:
+    """Every protein of the inputs absent from the filtered merged table, with the reason.
+
+    Parameters
+    ----------
+    tables : sequence of pandas.DataFrame
+        Batch tables (:func:`ingest_batch`) with their ``attrs[REMOVED_PROTEINS]``.
+    merged : pandas.DataFrame
+        Their concatenation, before the protein filters.
+    filtered : pandas.DataFrame
+        After the protein filters (:func:`pepmix.filters.filter_proteins`), with its record.
+
+    Returns
+    -------
+    dict
+        ``{protein: [detail, n_features, n_observations]}``. A protein a batch removed but
+        another batch kept is not listed; one removed by several batches for different reasons
+        gets ``"<batch>: <detail>"`` joined by ``"; "``.
+    """
+    kept = set(merged["protein"].astype(str).unique())
+    by_batch: dict[str, dict[str, list[Any]]] = {}
+    for i, t in enumerate(tables):
+        batch = str(t["batch"].iloc[0]) if len(t) else f"batch {i + 1}"
+        for protein, record in removed_proteins(t).items():
+            if protein not in kept:
+                by_batch.setdefault(protein, {})[batch] = record
+    out: Removed = {}
+    for protein, records in by_batch.items():
+        details = {str(r[0]) for r in records.values()}
+        if len(details) == 1:
+            out[protein] = [details.pop(), None, None]
+        else:
+            detail = "; ".join(f"{b}: {r[0]}" for b, r in sorted(records.items()))
+            out[protein] = [detail, None, None]
+    out.update(removed_proteins(filtered))
+    return out
+
+
+def removed_frame(removed: Removed) -> pd.DataFrame:
+    """The record of :func:`removed_in_merge` as a table, sorted by protein.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``protein, detail, n_features, n_observations`` (nullable integers).
+    """
+    names = sorted(removed)
+    return pd.DataFrame(
+        {
+            "protein": pd.Series(names, dtype=object),
+            "detail": pd.Series([str(removed[p][0]) for p in names], dtype=object),
+            "n_features": pd.array([removed[p][1] for p in names], dtype="Int64"),
+            "n_observations": pd.array([removed[p][2] for p in names], dtype="Int64"),
+        }
+    )

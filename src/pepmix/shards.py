@@ -67,7 +67,11 @@ def assign(work: Sequence[int] | NDArray[np.int64], n_shards: int) -> NDArray[np
     return out
 
 
-def split(features: str | Path, outputs: Sequence[str | Path]) -> None:
+def split(
+    features: str | Path,
+    outputs: Sequence[str | Path],
+    largest: Sequence[str | Path] | None = None,
+) -> None:
     """Write the rows of each shard's proteins to its own Parquet file.
 
     Parameters
@@ -76,6 +80,10 @@ def split(features: str | Path, outputs: Sequence[str | Path]) -> None:
         Normalised long table (one row per observation, ``protein`` column).
     outputs : sequence of paths
         One output per shard, in shard order.
+    largest : sequence of paths, optional
+        One JSON file per shard, in shard order: features and observations of the shard's
+        largest protein (:func:`pepmix.resources.write_largest`), from which the fit rule sizes
+        its ``mem_mb``.
 
     Raises
     ------
@@ -98,6 +106,8 @@ def split(features: str | Path, outputs: Sequence[str | Path]) -> None:
     shard_of_row = shard_of_protein[codes]
     for s, path in enumerate(outputs):
         write_arrow(table.filter(pa.array(shard_of_row == s)), path)
+    if largest is not None:
+        _write_largest(table, codes, names.size, shard_of_protein, largest)
     loads = np.bincount(shard_of_protein, weights=work, minlength=len(outputs))
     log.info(
         "%d proteins in %d shards; observations per shard: %s",
@@ -105,6 +115,28 @@ def split(features: str | Path, outputs: Sequence[str | Path]) -> None:
         len(outputs),
         ", ".join(str(int(v)) for v in loads),
     )
+
+
+def _write_largest(
+    table: pa.Table,
+    codes: NDArray[np.intp],
+    n_proteins: int,
+    shard_of_protein: NDArray[np.intp],
+    paths: Sequence[str | Path],
+) -> None:
+    """Write each shard's largest protein (features x observations) for its ``mem_mb``."""
+    from pepmix.resources import write_largest
+
+    work = np.bincount(codes, minlength=n_proteins)
+    feature_codes = pd.factorize(table.column("feature").to_pandas())[0].astype(np.int64)
+    width = int(feature_codes.max()) + 2
+    pairs = np.unique(codes.astype(np.int64) * width + feature_codes + 1)
+    n_features = np.bincount(pairs // width, minlength=n_proteins)
+    for s, path in enumerate(paths):
+        mine = shard_of_protein == s
+        write_largest(path, n_features[mine], work[mine])
+    big = int(np.argmax(n_features * work))
+    log.info("largest protein: %d features, %d observations", int(n_features[big]), int(work[big]))
 
 
 def gather(

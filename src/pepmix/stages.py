@@ -67,14 +67,18 @@ def merge(
     filter_config: Mapping[str, Any],
     out_features: PathLike,
     out_samples: PathLike,
+    out_removed: PathLike | None = None,
 ) -> None:
     """Stage ``merge``: concatenate batches, check runs against the sheet, protein filters.
 
     Writes the canonical table and the resolved sample sheet, one row per run (``batch`` filled
     from the input name where the sheet has none). Data files listed as fractions of one run in
-    the sheet are summed into that run.
+    the sheet are summed into that run. ``out_removed`` (default None: not written): every input
+    protein absent from the merged table, ``protein, detail, n_features, n_observations``
+    (:func:`pepmix.ingest.removed_in_merge`), listed by the test stage with status ``filtered``.
     """
-    from pepmix.ingest import merge_batches
+    from pepmix.filters import REMOVED_PROTEINS, removed_proteins
+    from pepmix.ingest import merge_batches, removed_frame
 
     tables = [canonical.read_parquet(p) for p in batches]
     design = load_sheet_design(samples, sheet_options)
@@ -89,14 +93,34 @@ def merge(
     )
     sheet = sheet.copy()
     sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
+    removed = removed_proteins(merged)
+    merged.attrs.pop(REMOVED_PROTEINS, None)
     canonical.write_parquet(merged, out_features)
+    if out_removed is not None:
+        write_tsv(removed_frame(removed), out_removed)
     write_tsv(sheet, out_samples)
     log.info(
-        "merged %d batch(es): %d observations, %d runs",
+        "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",
         len(tables),
         len(merged),
         len(batch_of_run),
+        merged["protein"].nunique(),
+        len(removed),
     )
+
+
+def read_removed(path: PathLike) -> pd.DataFrame:
+    """Read the removed proteins written by :func:`merge` (nullable integer counts)."""
+    frame = pd.read_csv(
+        path,
+        sep="\t",
+        dtype={"protein": str, "detail": str},
+        keep_default_na=False,
+        na_values={"n_features": ["NA"], "n_observations": ["NA"]},
+    )
+    for col in ("n_features", "n_observations"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
 
 
 def read_resolved_sheet(path: PathLike) -> pd.DataFrame:
@@ -247,9 +271,16 @@ def gather_abundance_stage(
     write_tsv(wide(pd.read_parquet(out_long), runs), out_wide)
 
 
-def variance_table(proteins: PathLike, output: PathLike) -> None:
-    """Write ``results/tables/variance_components.tsv`` from the model stage's protein table."""
+def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | None = None) -> None:
+    """Write ``results/tables/variance_components.tsv`` from the model stage's protein table.
+
+    With ``removed`` (:func:`merge`'s list), the removed proteins follow, with status
+    ``filtered`` and missing variance components.
+    """
     frame = pd.read_parquet(proteins)
+    if removed is not None:
+        extra = read_removed(removed).assign(status="filtered")
+        frame = pd.concat([frame, extra], ignore_index=True)
     keep = ["protein"] + [c for c in frame.columns if c.startswith("var_")]
     keep += ["n_features", "n_observations", "status", "detail"]
     # model.shrinkage: plain REML estimates and the prior
@@ -284,14 +315,25 @@ def differential_stage(
     out_tsv: PathLike,
     out_parquet: PathLike,
     out_missing: PathLike,
+    removed: PathLike | None = None,
 ) -> None:
-    """Stage ``test``: moderated tests, p-values and Benjamini-Hochberg per contrast."""
-    from pepmix.inference.differential import differential_table, one_condition_missing
+    """Stage ``test``: moderated tests, p-values and Benjamini-Hochberg per contrast.
+
+    ``removed`` (default None): :func:`merge`'s removed proteins, added to every contrast with
+    status ``filtered`` after the tested rows (:func:`pepmix.inference.differential.add_filtered`).
+    """
+    from pepmix.inference.differential import (
+        add_filtered,
+        differential_table,
+        one_condition_missing,
+    )
 
     stats = pd.read_parquet(contrast_stats)
     sheet = read_resolved_sheet(samples)
     order = [c.name for c in contrasts_for(config["contrasts"], sheet)]
     table = differential_table(stats, order, inference_options(config))
+    if removed is not None:
+        table = add_filtered(table, read_removed(removed), order)
     write_tsv(table, out_tsv)
     write_parquet(table, out_parquet)
     write_tsv(one_condition_missing(stats), out_missing)

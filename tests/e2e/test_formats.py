@@ -312,11 +312,15 @@ def runs(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
                 proc.kill()
 
 
-def _table(runs: dict[str, Path], name: str) -> pd.DataFrame:
+def _table(runs: dict[str, Path], name: str, filtered: bool = False) -> pd.DataFrame:
+    """The differential table; without the rows of filtered proteins unless ``filtered``."""
     work = runs[name]
     output = (work / "snakemake.out").read_text(errors="replace")
     assert (work / "returncode").read_text() == "0", output[-3000:]
-    return pd.read_csv(work / TARGET, sep="\t")
+    table = pd.read_csv(work / TARGET, sep="\t")
+    if filtered:
+        return table
+    return table.loc[table["status"] != "filtered"].reset_index(drop=True)
 
 
 def _contrasts(family: Family) -> list[str]:
@@ -330,6 +334,7 @@ def _contrasts(family: Family) -> list[str]:
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_one_row_per_protein_and_contrast(runs: dict[str, Path], name: str) -> None:
     family = FAMILIES[name]
+    everything = _table(runs, name, filtered=True)
     table = _table(runs, name)
     expected = family.expected(DATA / family.data)
     contrasts = _contrasts(family)
@@ -337,6 +342,11 @@ def test_one_row_per_protein_and_contrast(runs: dict[str, Path], name: str) -> N
     assert not table.duplicated(["protein", "contrast"]).any()
     assert set(table["protein"]) == set(expected)
     assert len(table) == len(expected) * len(contrasts)
+    # the proteins the filters removed: once per contrast, with the reason
+    assert not everything.duplicated(["protein", "contrast"]).any()
+    assert len(everything) == everything["protein"].nunique() * len(contrasts)
+    removed = everything.loc[everything["status"] == "filtered"]
+    assert removed["detail"].notna().all() and removed["pvalue"].isna().all()
 
 
 HYE = [name for name, f in FAMILIES.items() if f.judged]

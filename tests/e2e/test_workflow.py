@@ -3,7 +3,8 @@
 The slice holds every fourth UPS1 protein (12 proteins known to change: log2 fold changes 1, 2
 and 1) and 300 background proteins (unchanged), keeping the demo's small share of spike-in
 peptides (about 4 %). The workflow runs from the temporary directory with the repo's
-Snakefile, as the README documents.
+Snakefile, as the README documents. Of the 312 input proteins, 109 have a single feature and are
+removed by ``filter.min_features`` (listed with status ``filtered``); 203 are fitted.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
 
 N_PROTEINS = 203  # 12 UPS + 300 background proteins, 109 of them single-feature (filtered)
+N_INPUT_PROTEINS = 312
+N_FILTERED = 109
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -83,16 +87,35 @@ def test_differential_table(demo_run: Path) -> None:
         "n_features", "n_observations", "status",
     ]  # fmt: skip
     assert list(table.columns[: len(contract)]) == contract
-    assert (table["replication"] == "biological").all()
+    assert (table.loc[table["status"] != "filtered", "replication"] == "biological").all()
     contrasts = ["fmol50 - fmol25", "fmol100 - fmol25", "fmol100 - fmol50"]
     assert list(dict.fromkeys(table["contrast"])) == contrasts
-    n_proteins = table["protein"].nunique()
-    assert n_proteins == N_PROTEINS
-    assert len(table) == 3 * n_proteins
+    # every input protein exactly once per contrast; the filtered ones after the others
+    assert table["protein"].nunique() == N_INPUT_PROTEINS
+    assert len(table) == 3 * N_INPUT_PROTEINS
     assert not table.duplicated(["protein", "contrast"]).any()
+    filtered = table["status"] == "filtered"
+    assert filtered.sum() == 3 * N_FILTERED
+    assert (table.loc[filtered, "detail"] == "1 feature < min_features 2").all()
+    assert (table.loc[filtered, "n_features"] == 1).all()
+    assert (
+        table.loc[filtered, ["log2fc", "se", "df", "t", "pvalue", "adj_pvalue"]].isna().all().all()
+    )
+    for _, part in table.groupby("contrast", sort=False):
+        flags = (part["status"] == "filtered").to_numpy()
+        assert not (flags[:-1] & ~flags[1:]).any()  # no filtered row before an unfiltered one
     tested = table["pvalue"].notna()
     assert (table.loc[~tested, "adj_pvalue"].isna()).all()
-    assert tested.mean() > 0.95
+    assert tested[~filtered].mean() > 0.95
+    # BH over the tested proteins only: the filtered rows do not change it
+    for _, part in table.loc[tested].groupby("contrast"):
+        p = part["pvalue"].to_numpy()
+        order = np.argsort(p)
+        ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+        expected = np.empty_like(p)
+        expected[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+        # both columns are printed with 6 significant digits
+        np.testing.assert_allclose(part["adj_pvalue"].to_numpy(), expected, rtol=2e-5)
     for contrast, true_lfc in zip(contrasts, [1.0, 2.0, 1.0], strict=True):
         part = table.loc[table["contrast"] == contrast].sort_values("pvalue")
         top = part.head(10)
@@ -109,13 +132,16 @@ def test_variance_components(demo_run: Path) -> None:
                 "n_observations", "status"]:  # fmt: skip
         assert col in table.columns
     assert table["protein"].is_unique
-    assert len(table) == N_PROTEINS
+    assert len(table) == N_INPUT_PROTEINS
     assert set(table["status"]) <= {
-        "ok", "boundary", "reduced_model", "too_few_observations", "not_estimable",
+        "ok", "boundary", "reduced_model", "too_few_observations", "not_estimable", "filtered",
     }  # fmt: skip
-    fitted = table["status"] != "too_few_observations"
+    filtered = table["status"] == "filtered"
+    assert filtered.sum() == N_FILTERED
+    fitted = ~table["status"].isin(["too_few_observations", "filtered"])
     assert (table.loc[fitted, "var_residual"] > 0).all()
-    assert (table["n_features"] >= 2).all()  # filter.min_features default
+    assert (table.loc[~filtered, "n_features"] >= 2).all()  # filter.min_features default
+    assert table.loc[filtered, "var_residual"].isna().all()
 
 
 def test_plots_and_logs(demo_run: Path) -> None:

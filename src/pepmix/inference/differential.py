@@ -38,6 +38,10 @@ Steps, per contrast:
    :math:`H_0: |\delta| \le \tau`.
 4. **Benjamini-Hochberg** per contrast over the tested proteins only. Untested rows (status other
    than ``ok``, ``boundary``, ``reduced_model``) keep their row with NaN statistics.
+5. **Filtered proteins** (:func:`add_filtered`): every input protein the filters removed before
+   the model (row filters, protein filters, no valid intensity) gets a row in every contrast,
+   status ``filtered``, the filter and its numbers in ``detail``, NaN statistics, after the other
+   rows of the contrast. They are added after step 4, so they do not enter the BH adjustment.
 
 Why the prior ignores df < 1: the moment estimator (Smyth 2004) subtracts the mean sampling
 variance of the log-variances, :math:`\psi'(\nu/2)\approx 4/\nu^2` for small :math:`\nu`, from
@@ -88,6 +92,8 @@ CONTRACT_COLUMNS = (
 )
 
 TESTABLE = ("ok", "boundary", "reduced_model")
+#: status of the proteins the filters removed before the model (:func:`add_filtered`)
+FILTERED = "filtered"
 #: fewest proteins (with df >= MIN_PRIOR_DF) for which a prior is estimated (below: no moderation)
 MIN_PROTEINS_FOR_PRIOR = 10
 #: proteins with fewer df are moderated but do not enter the estimate of the prior
@@ -343,6 +349,59 @@ def _untested_alert(what: str, part: pd.DataFrame, counted: str) -> None:
             "contrasts and the filters"
         )
     alert(log, "no_tests", f"no protein could be tested in {what} ({why}): {todo}")
+
+
+def add_filtered(
+    table: pd.DataFrame, removed: pd.DataFrame, contrast_order: Sequence[str]
+) -> pd.DataFrame:
+    """Add the proteins the filters removed, one row per contrast, after each contrast's rows.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`differential_table` (sorted by contrast in ``contrast_order``).
+    removed : pandas.DataFrame
+        ``protein, detail, n_features, n_observations`` (:func:`pepmix.stages.read_removed`).
+    contrast_order : sequence of str
+        Contrast names in config order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same columns; the added rows have status ``filtered``, NaN statistics, ``moderated``
+        False, no replication, sorted by protein within their contrast. ``n_features`` and
+        ``n_observations`` become nullable integers (missing where the filter did not count).
+    """
+    if removed.empty:
+        return table
+    names = removed["protein"].astype(str).to_numpy(dtype=object)
+    order = np.argsort(names, kind="stable")
+    parts = []
+    for name in contrast_order:
+        extra = pd.DataFrame(index=pd.RangeIndex(len(names)), columns=table.columns)
+        for col in table.columns:
+            if pd.api.types.is_float_dtype(table[col].dtype):
+                extra[col] = np.nan
+        extra["protein"] = names[order]
+        extra["contrast"] = name
+        extra["n_features"] = removed["n_features"].to_numpy()[order]
+        extra["n_observations"] = removed["n_observations"].to_numpy()[order]
+        extra["status"] = FILTERED
+        extra["moderated"] = False
+        extra["detail"] = removed["detail"].astype(str).to_numpy(dtype=object)[order]
+        parts.append((name, extra))
+    frames = []
+    for name, extra in parts:
+        frames.append(table.loc[table["contrast"] == name])
+        frames.append(extra)
+    frames.append(table.loc[~table["contrast"].isin(list(contrast_order))])
+    out = pd.concat(frames, ignore_index=True)
+    for col in table.columns:
+        if col in ("n_features", "n_observations"):
+            out[col] = out[col].astype("Int64")
+        elif col not in ("protein", "contrast", "status", "replication", "detail"):
+            out[col] = out[col].astype(table[col].dtype)
+    return out
 
 
 def _append(texts: NDArray[np.object_], note: str) -> NDArray[np.object_]:

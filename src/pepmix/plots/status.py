@@ -24,6 +24,7 @@ STATUS_ORDER = (
     "one_condition_missing",
     "too_few_observations",
     "not_estimable",
+    "filtered",
 )
 """Known statuses, tested ones first; others follow alphabetically."""
 
@@ -51,7 +52,8 @@ def status_summary(
     """Proteins per status and contrast (table heatmap) and significant proteins per contrast.
 
     Left: the count of proteins of each status (columns) in each contrast (rows); ``ok``,
-    ``boundary`` and ``reduced_model`` were tested, the others have no p-value. Right: proteins
+    ``boundary`` and ``reduced_model`` were tested, the others have no p-value (``filtered``:
+    removed by the filters before the model). Right: proteins
     significant at adjusted p < ``fdr``, higher in the numerator (right, its colour) or the
     denominator (left).
 
