@@ -109,7 +109,7 @@ from numpy.typing import NDArray
 from pepmix.alerts import alert
 from pepmix.canonical import row_key
 from pepmix.errors import ConfigError
-from pepmix.protein_ratios import MIN_PROTEINS, ProteinRatios, radix_argsort
+from pepmix.protein_ratios import MIN_PROTEINS, ProteinRatios, kde_peaks, radix_argsort
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ MODE_SES = 3.0
 MIN_PROTEINS_CHECK = 300
 SHIFT_SPREADS = 3.0
 SHIFT_FLOOR = 1.0
+#: one-sided fold changes between two conditions (module docstring): median off the KDE mode
+#: by more than this (log2) and more than ONE_SIDED_SES standard errors of the mode
+ONE_SIDED_FLOOR = 0.1
+ONE_SIDED_SES = 3.0
 #: methods whose doubtful runs raise the alert (the others are the user's explicit choice)
 _ALERTED = ("protein_median", "median_ratio", "median", "quantile")
 
@@ -176,6 +180,7 @@ def normalize(
     within_batch: bool = False,
     run_batch: Mapping[str, str] | None = None,
     location: str = "median",
+    run_condition: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """log2-transform and normalise a canonical table.
 
@@ -194,6 +199,9 @@ default "protein_median"
         Batch of each run (default: the table's ``batch`` column).
     location : {"median", "mode"}, default "median"
         Location over proteins for ``protein_median``.
+    run_condition : mapping of str to str, optional
+        Condition of each run; with it, every pair of conditions is checked for one-sided
+        fold changes (module docstring; default: not checked, ``one_sided`` all false).
 
     Returns
     -------
@@ -202,7 +210,8 @@ default "protein_median"
     runs : pandas.DataFrame
         One row per run: ``run, batch, shift`` (for median-type methods the value subtracted),
         ``median_before, median_after``, and the diagnostics ``n_proteins, ratio_median,
-        ratio_mode, ratio_mode_se, ratio_spread, bimodal, doubtful`` (module docstring).
+        ratio_mode, ratio_mode_se, ratio_spread, bimodal, doubtful, one_sided`` (module
+        docstring).
     """
     if method not in METHODS:
         raise ConfigError(f"config: normalization.method: unknown method {method!r}")
@@ -238,9 +247,15 @@ default "protein_median"
         float(np.ptp(runs["median_before"])),
         float(np.ptp(runs["median_after"])),
     )
-    runs = _with_diagnostics(out, runs, layout, group)
+    rho = layout.ratios(out["y"].to_numpy(dtype=np.float64), np.zeros(layout.n_runs))
+    runs = _with_diagnostics(runs, layout, rho, group)
+    pairs = condition_pairs(layout, rho, group.index, run_condition)
+    flagged = pairs.loc[pairs["one_sided"]]
+    involved = set(flagged["condition_1"]) | set(flagged["condition_2"])
+    condition = runs["run"].astype(str).map(dict(run_condition or {}))
+    runs["one_sided"] = condition.isin(involved).to_numpy(dtype=bool)
     if method in _ALERTED:
-        _alert_doubtful(runs, method)
+        _alert_doubtful(runs, method, flagged)
     return out, runs
 
 
@@ -378,14 +393,14 @@ def _protein_median_shifts(
 
 
 def _with_diagnostics(
-    out: pd.DataFrame, runs: pd.DataFrame, layout: ProteinRatios, group: pd.Series
+    runs: pd.DataFrame, layout: ProteinRatios, rho: NDArray[np.float64], group: pd.Series
 ) -> pd.DataFrame:
     """Add the per-run protein-ratio diagnostics of the normalised values to ``runs``.
 
-    ``layout`` is built on ``out`` and ``group`` indexed with the runs in the order of ``runs``.
+    ``rho`` are the protein ratios of the normalised values (``layout`` built on the normalised
+    table) and ``group`` is indexed with the runs in the order of ``runs``.
     """
-    y = out["y"].to_numpy(dtype=np.float64)
-    diag = layout.diagnostics(layout.ratios(y, np.zeros(layout.n_runs)))
+    diag = layout.diagnostics(rho)
     centre = diag["ratio_median"].groupby(group.to_numpy()).transform("mean").to_numpy()
     diag["ratio_median"] -= centre
     diag["ratio_mode"] -= centre
@@ -410,21 +425,139 @@ def _off_centre(runs: pd.DataFrame) -> NDArray[np.float64]:
     return off
 
 
-def _alert_doubtful(runs: pd.DataFrame, method: str) -> None:
-    """One ``normalization_doubtful`` alert naming the doubtful runs (if any)."""
+def condition_pairs(
+    layout: ProteinRatios,
+    rho: NDArray[np.float64],
+    run_names: pd.Index,
+    run_condition: Mapping[str, str] | None,
+) -> pd.DataFrame:
+    """One-sided fold changes between every pair of conditions (module docstring).
+
+    Parameters
+    ----------
+    layout : ProteinRatios
+        Layout of the normalised table, runs in the order of ``run_names``.
+    rho : numpy.ndarray
+        Protein ratios of the normalised values (:meth:`ProteinRatios.ratios`).
+    run_names : pandas.Index
+        Runs in layout order.
+    run_condition : mapping of str to str, optional
+        Condition of each run (default None: no pair is checked).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: ``condition_1, condition_2`` (fold change = condition_2 minus
+        condition_1), ``n_proteins, fc_median, fc_mode, fc_mode_se, share_above,
+        share_below, one_sided``.
+    """
+    columns = ["condition_1", "condition_2", "n_proteins", "fc_median", "fc_mode"]
+    columns += ["fc_mode_se", "share_above", "share_below", "one_sided"]
+    if not run_condition:
+        return pd.DataFrame(columns=columns).astype({"one_sided": bool})
+    cond = pd.Series(run_names.astype(str), index=run_names).map(dict(run_condition))
+    levels = [c for c in pd.unique(cond.dropna())]
+    matrix = layout.matrix(rho)
+    rows = []
+    for i, first in enumerate(levels):
+        for second in levels[i + 1 :]:
+            a = matrix[:, (cond == first).to_numpy()]
+            b = matrix[:, (cond == second).to_numpy()]
+            rows.append({"condition_1": first, "condition_2": second, **_fold_change_shape(a, b)})
+    for row in rows:
+        log.info(
+            "fold changes %s - %s: %d proteins, median %.3f, mode %.3f (SE %.3f), %.0f%% above"
+            " the mode, %.0f%% below%s",
+            row["condition_2"],
+            row["condition_1"],
+            row["n_proteins"],
+            row["fc_median"],
+            row["fc_mode"],
+            row["fc_mode_se"],
+            100 * row["share_above"],
+            100 * row["share_below"],
+            ": one-sided" if row["one_sided"] else "",
+        )
+    return pd.DataFrame(rows, columns=columns).astype({"one_sided": bool})
+
+
+def _fold_change_shape(a: NDArray[np.float64], b: NDArray[np.float64]) -> dict[str, Any]:
+    """Median, KDE mode and one-sidedness of the protein fold changes ``mean(b) - mean(a)``.
+
+    ``a`` and ``b`` are proteins x runs ratio arrays; a protein counts when it has a ratio in
+    at least ``min(2, runs)`` runs of each condition.
+    """
+    seen_a, seen_b = np.sum(~np.isnan(a), axis=1), np.sum(~np.isnan(b), axis=1)
+    keep = (seen_a >= min(2, a.shape[1])) & (seen_b >= min(2, b.shape[1]))
+    fc = np.nanmean(b[keep], axis=1) - np.nanmean(a[keep], axis=1) if keep.any() else keep[:0]
+    result: dict[str, Any] = {"n_proteins": int(fc.size), "fc_median": np.nan, "fc_mode": np.nan}
+    result.update(fc_mode_se=np.nan, share_above=np.nan, share_below=np.nan, one_sided=False)
+    if fc.size < MIN_PROTEINS_CHECK:
+        return result
+    median = float(np.median(fc))
+    result["fc_median"] = median
+    peaks = [(m, se) for m, se in kde_peaks(fc) if np.isfinite(se)]
+    if not peaks:
+        return result
+    # the candidate peak nearest the median: one-sided only if the median is off every peak
+    mode, se = min(peaks, key=lambda peak: abs(peak[0] - median))
+    result.update(
+        fc_mode=mode,
+        fc_mode_se=se,
+        share_above=float(np.mean(fc > mode)),
+        share_below=float(np.mean(fc < mode)),
+    )
+    off = [abs(median - m) > max(ONE_SIDED_FLOOR, ONE_SIDED_SES * e) for m, e in peaks]
+    result["one_sided"] = bool(all(off))
+    return result
+
+
+def _run_part(runs: pd.DataFrame) -> str:
+    """The alert's sentence on the doubtful runs ('' if none)."""
     bad = runs.loc[runs["doubtful"]]
     if bad.empty:
-        return
+        return ""
     names = ", ".join(bad["run"].astype(str).head(10))
     more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
     off = _off_centre(bad)
-    alert(
-        log,
-        "normalization_doubtful",
-        f"normalisation {method} may be biased in {len(bad)} of {len(runs)} runs ({names}{more}):"
+    return (
+        f" in {len(bad)} of {len(runs)} runs ({names}{more}):"
         f" {int(bad['bimodal'].sum())} have a bimodal distribution of protein log ratios,"
         f" the median or mode of their protein ratios is up to {np.nanmax(off):.2f} log2 off"
         f" centre, largest shift {bad['shift'].abs().max():.2f} log2 (results/normalize/runs.tsv)."
+    )
+
+
+def _pair_part(flagged: pd.DataFrame) -> str:
+    """The alert's sentence on the one-sided pairs of conditions ('' if none)."""
+    if flagged.empty:
+        return ""
+    items = [
+        f"{r['condition_2']} vs {r['condition_1']} (all runs of both conditions;"
+        f" {100 * r['share_above']:.0f}% of the proteins lie above the peak of the fold"
+        f" changes, {100 * r['share_below']:.0f}% below; their median is"
+        f" {r['fc_median'] - r['fc_mode']:+.2f} log2 from the peak)"
+        for r in flagged.head(5).to_dict("records")
+    ]
+    more = f" and {len(flagged) - 5} more pairs" if len(flagged) > 5 else ""
+    return (
+        " between conditions: most proteins change in one direction in "
+        + "; ".join(items)
+        + more
+        + "."
+    )
+
+
+def _alert_doubtful(runs: pd.DataFrame, method: str, flagged: pd.DataFrame) -> None:
+    """One ``normalization_doubtful`` alert naming the doubtful runs and one-sided pairs."""
+    run_part, pair_part = _run_part(runs), _pair_part(flagged)
+    if not run_part and not pair_part:
+        return
+    joined = run_part + (" Also" if run_part and pair_part else "") + pair_part
+    alert(
+        log,
+        "normalization_doubtful",
+        f"normalisation {method} may be biased{joined}"
         " Many proteins may change together (spike-ins, pull-downs, strong treatments), which"
         " moves every data-driven normalisation. If some proteins are known not to change, set"
         " normalization.method: reference with normalization.reference_proteins: [their ids or"

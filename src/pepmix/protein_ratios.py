@@ -230,6 +230,48 @@ def kde_mode(x: FloatArray) -> KdeSummary:
     return KdeSummary(mode, bimodal, False, _mode_se(x, mode, h))
 
 
+def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
+    """Candidate modes of ``x``: the highest KDE peak and the rivals that make it ambiguous.
+
+    A rival is a peak of at least ``AMBIGUOUS_PEAK`` of the highest one's density behind a
+    valley of at most ``VALLEY`` of its own height (the fallback rule of the module docstring):
+    between such peaks sampling noise decides which is the highest. Each is refined by a
+    parabola as in :func:`kde_mode` and returned with its standard error (NaN if the density
+    is flat there). Empty for fewer than ``MIN_PROTEINS`` values or a zero spread.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Finite values.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(location, se)`` per candidate, the highest peak first.
+    """
+    h = silverman_bandwidth(x)
+    if x.size < MIN_PROTEINS or h <= 0:
+        return []
+    grid, d = kde_grid(x, h)
+    top = int(np.argmax(d))
+    local = np.flatnonzero((d[1:-1] > d[:-2]) & (d[1:-1] >= d[2:])) + 1
+    chosen = [top]
+    for j in local[local != top]:
+        a, b = sorted((top, int(j)))
+        if d[j] >= AMBIGUOUS_PEAK * d[top] and d[a : b + 1].min() <= VALLEY * d[j]:
+            chosen.append(int(j))
+    step = float(grid[1] - grid[0])
+    out = []
+    for i in chosen:
+        if not 0 < i < grid.size - 1:
+            continue
+        left, mid, right = d[i - 1 : i + 2]
+        curve = left - 2 * mid + right
+        loc = float(grid[i]) + (0.5 * (left - right) / curve * step if curve < 0 else 0.0)
+        out.append((loc, _mode_se(x, loc, h) if curve < 0 else np.nan))
+    return out
+
+
 def _mode_se(x: FloatArray, mode: float, h: float) -> float:
     """Parzen's standard error of the KDE mode, density and curvature from bandwidth ``2 h``."""
     grid, density = kde_grid(x, 2 * h)
@@ -262,13 +304,16 @@ class ProteinRatios:
         self.n_feat = len(feats)
         self.feat_counts = np.bincount(self.feat_codes, minlength=self.n_feat)
         self.usable = self.feat_counts[self.feat_codes] >= 2
-        prot_codes = pd.factorize(table["protein"])[0].astype(np.int64, copy=False)
+        prot_codes, prots = pd.factorize(table["protein"])
+        prot_codes = prot_codes.astype(np.int64, copy=False)
+        self.n_proteins = len(prots)
         cell = prot_codes[self.usable] * self.n_runs + self.run_codes[self.usable]
         cell_codes, cells = pd.factorize(cell)
         self.cell_codes = cell_codes.astype(np.int64, copy=False)
         self.n_cells = len(cells)
         self.cell_median = GroupMedian(self.cell_codes, self.n_cells)
         self.cell_run = np.asarray(cells, dtype=np.int64) % max(self.n_runs, 1)
+        self.cell_protein = np.asarray(cells, dtype=np.int64) // max(self.n_runs, 1)
 
     def cell_mask(self, rows: pd.Series) -> NDArray[np.bool_]:
         """Per (protein, run) cell: does any of its usable rows have ``rows`` true."""
@@ -283,6 +328,12 @@ class ProteinRatios:
         ref = total / np.maximum(self.feat_counts, 1)
         ratio = (adjusted - ref[self.feat_codes])[self.usable]
         return self.cell_median(ratio)
+
+    def matrix(self, rho: FloatArray) -> FloatArray:
+        """``rho`` as a proteins x runs array (NaN where a protein has no ratio in a run)."""
+        out = np.full((self.n_proteins, self.n_runs), np.nan)
+        out[self.cell_protein, self.cell_run] = rho
+        return out
 
     def run_values(
         self, rho: FloatArray, used: NDArray[np.bool_] | None = None

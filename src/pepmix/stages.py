@@ -146,7 +146,13 @@ def normalize_stage(
     )
     sheet = read_resolved_sheet(samples)
     run_batch = dict(zip(sheet["run"], sheet["batch"].fillna(""), strict=True))
-    normalized, runs = normalize(table, run_batch=run_batch, **normalization_options(norm_config))
+    run_condition = dict(zip(sheet["run"], sheet["condition"], strict=True))
+    normalized, runs = normalize(
+        table,
+        run_batch=run_batch,
+        run_condition=run_condition,
+        **normalization_options(norm_config),
+    )
     write_parquet(normalized, out_features)
     write_tsv(runs, out_runs)
 

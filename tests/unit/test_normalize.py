@@ -11,8 +11,15 @@ import pytest
 
 from pepmix.alerts import ALERT_ATTR
 from pepmix.errors import ConfigError
-from pepmix.normalize import DEFAULT_METHOD, normalization_options, normalize
-from pepmix.protein_ratios import GroupMedian, kde_grid, kde_mode, silverman_bandwidth
+from pepmix.normalize import DEFAULT_METHOD, condition_pairs, normalization_options, normalize
+from pepmix.protein_ratios import (
+    GroupMedian,
+    ProteinRatios,
+    kde_grid,
+    kde_mode,
+    kde_peaks,
+    silverman_bandwidth,
+)
 
 RUNS3 = ["R1", "R2", "R3"]
 
@@ -396,3 +403,107 @@ def test_alert_on_a_run_with_a_large_shift(caplog: pytest.LogCaptureFixture) -> 
     assert not runs["bimodal"].any()
     (record,) = alert_records(caplog)
     assert "in 1 of 8 runs (R3)" in record.getMessage()
+
+
+# --- one-sided fold changes between conditions -------------------------------------------
+
+
+def simulate_conditions(
+    changing: float, direction: str, seed: int, conditions: tuple[str, ...] = ("A", "B")
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Biological replicates, 4 runs per condition, 800 proteins (``benchmarks/scenarios.py``
+    in small): y = 22 + u_p + u_f + t_r + delta_p [last condition] + v_ps + e_fr with
+    u_p ~ N(0, 2), u_f ~ N(0, 1), t_r ~ N(0, 0.2), v_ps ~ N(0, U(0.2, 0.5)) per protein,
+    e_fr ~ N(0, U(0.2, 0.3)), 4 features per protein, 20 % missing at random; a share
+    ``changing`` of the proteins changes by U(0.5, 2) log2 in the last condition, upwards
+    (``direction="up"``) or with a random sign (``"both"``).
+    """
+    rng = np.random.default_rng(seed)
+    n_prot, n_feat = 800, 4
+    runs = [f"{c}{i}" for c in conditions for i in range(1, 5)]
+    in_last = np.array([r.startswith(conditions[-1]) for r in runs])
+    sign = np.ones(n_prot) if direction == "up" else rng.choice([-1.0, 1.0], n_prot)
+    changed = rng.random(n_prot) < changing
+    delta = np.where(changed, sign * rng.uniform(0.5, 2.0, n_prot), 0.0)
+    sample = rng.normal(0, 1, (n_prot, len(runs))) * rng.uniform(0.2, 0.5, n_prot)[:, None]
+    protein_run = 22 + rng.normal(0, 2, n_prot)[:, None] + sample + delta[:, None] * in_last
+    prot = np.repeat(np.arange(n_prot), n_feat)
+    y = protein_run[prot] + rng.normal(0, 1, prot.size)[:, None] + rng.normal(0, 0.2, len(runs))
+    y += rng.normal(0, 1, y.shape) * rng.uniform(0.2, 0.3, n_prot)[prot, None]
+    rows, cols = np.nonzero(rng.random(y.shape) >= 0.2)
+    table = pd.DataFrame(
+        {
+            "protein": [f"P{p:04d}" for p in prot[rows]],
+            "feature": [f"F{f:05d}" for f in rows],
+            "run": np.array(runs)[cols],
+            "intensity": np.exp2(y[rows, cols]),
+            "batch": "",
+        }
+    )
+    table["peptide"] = table["feature"]
+    return table, {r: r[0] for r in runs}
+
+
+def test_one_sided_alert_when_60_percent_go_up(caplog: pytest.LogCaptureFixture) -> None:
+    # 60 % up by U(0.5, 2): the fold changes B - A are a peak of unchanged proteins with 60 %
+    # of the proteins 0.5-2 log2 to its right, median about 0.5 log2 right of the peak
+    # (threshold max(0.1, 3 SE), SE about 0.1 at 800 proteins)
+    table, conditions = simulate_conditions(0.6, "up", seed=31)
+    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+        _, runs = normalize(table, location="mode", run_condition=conditions)
+    (record,) = alert_records(caplog)
+    assert getattr(record, ALERT_ATTR) == "normalization_doubtful"
+    message = record.getMessage()
+    assert "B vs A (all runs of both conditions" in message
+    assert "normalization.method: reference" in message
+    assert runs["one_sided"].all()
+    # without conditions the check is off (and the per-run rules do not see it)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+        _, runs = normalize(table, location="mode")
+    assert not runs["one_sided"].any() and alert_records(caplog) == []
+
+
+def test_no_one_sided_alert_when_40_percent_change_both_ways(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # symmetric changes: the median of the fold changes stays at their peak (within its noise)
+    table, conditions = simulate_conditions(0.4, "both", seed=32)
+    for location in ("median", "mode"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+            _, runs = normalize(table, location=location, run_condition=conditions)
+        assert alert_records(caplog) == []
+        assert not runs["one_sided"].any() and not runs["doubtful"].any()
+
+
+def test_condition_pairs_name_the_changed_condition() -> None:
+    # three conditions, 50 % of proteins up in C only: the pairs with C are one-sided, B vs A
+    # is not; the fold changes point upwards (most proteins above the peak)
+    table, conditions = simulate_conditions(0.5, "up", seed=33, conditions=("A", "B", "C"))
+    features, runs = normalize(table, location="mode", run_condition=conditions)
+    names = pd.Index(runs["run"].astype(str))
+    layout = ProteinRatios(features, names)
+    rho = layout.ratios(features["y"].to_numpy(dtype=np.float64), np.zeros(layout.n_runs))
+    pairs = condition_pairs(layout, rho, names, conditions).set_index(
+        ["condition_1", "condition_2"]
+    )
+    assert pairs["one_sided"].to_dict() == {("A", "B"): False, ("A", "C"): True, ("B", "C"): True}
+    assert (pairs.loc[pairs["one_sided"], "share_above"] > 0.6).all()
+    assert runs.groupby(runs["run"].str[0])["one_sided"].all().to_dict() == {
+        "A": True,
+        "B": True,
+        "C": True,
+    }
+    assert condition_pairs(layout, rho, names, None).empty
+
+
+def test_kde_peaks() -> None:
+    rng = np.random.default_rng(34)
+    # one normal cluster: one candidate, at its centre within a few SEs
+    ((mode, se),) = kde_peaks(rng.normal(0, 1, 2000))
+    assert abs(mode) < 4 * se
+    # two equal, well-separated clusters: both are candidates (kde_mode falls back there)
+    two = np.concatenate([rng.normal(0, 0.1, 400), rng.normal(2, 0.1, 400)])
+    assert sorted(round(m) for m, _ in kde_peaks(two)) == [0, 2]
+    assert kde_peaks(rng.normal(size=50)) == []
