@@ -293,6 +293,12 @@ class StageRunner:
         if job.rule in ALIASED:  # one shard: each output is the same-named (or i-th) input
             sources = _flat(inputs.values())
             for i, (name, value) in enumerate(job.output.items()):
+                if name not in inputs and i >= len(sources):
+                    # an output with no input counterpart (shard's largest.json, read only by
+                    # the fit rule's mem_mb): not made, its path is never opened
+                    for out in _flat([value]):
+                        made[out] = str(self.workdir / "not-made" / Path(out).name)
+                    continue
                 source = _flat([inputs[name]])[0] if name in inputs else sources[i]
                 for out in _flat([value]):
                     made[out] = source

@@ -197,6 +197,7 @@ def fit_stage(
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
+    from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
     from pepmix.model.shrinkage import VariancePrior
 
     table = read_model_input(features)
@@ -219,7 +220,7 @@ def fit_stage(
         design,
         [(c.name, c.numerator, c.denominator) for c in contrasts],
         prior=ratio_prior,
-        robust=str(model_config.get("robust", "none")),
+        robust=str(model_config.get("robust", DEFAULT_ROBUST)),
     )
     proteins = fit.variance_components()
     for f, name in enumerate(fit.factors):

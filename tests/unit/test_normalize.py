@@ -11,7 +11,13 @@ import pytest
 
 from pepmix.alerts import ALERT_ATTR
 from pepmix.errors import ConfigError
-from pepmix.normalize import DEFAULT_METHOD, condition_pairs, normalization_options, normalize
+from pepmix.normalize import (
+    DEFAULT_LOCATION,
+    DEFAULT_METHOD,
+    condition_pairs,
+    normalization_options,
+    normalize,
+)
 from pepmix.protein_ratios import (
     GroupMedian,
     ProteinRatios,
@@ -67,16 +73,16 @@ def check_y(features: pd.DataFrame, runs: pd.DataFrame) -> None:
     np.testing.assert_allclose(features["y"], expected, atol=1e-12)
 
 
-def test_default_is_protein_median_everywhere(repo) -> None:  # type: ignore[no-untyped-def]
+def test_default_is_protein_median_mode_everywhere(repo) -> None:  # type: ignore[no-untyped-def]
     import yaml
 
     schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["properties"]["normalization"]["properties"]
     assert DEFAULT_METHOD == "protein_median"
     assert props["method"]["default"] == DEFAULT_METHOD
-    assert props["location"]["default"] == "median"
     assert normalization_options({})["method"] == DEFAULT_METHOD
-    assert normalization_options({})["location"] == "median"
+    assert props["location"]["default"] == DEFAULT_LOCATION == "mode"
+    assert normalization_options({})["location"] == DEFAULT_LOCATION
 
 
 def test_none_is_log2_only() -> None:

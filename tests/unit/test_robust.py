@@ -24,6 +24,7 @@ from pepmix.model.design import ModelSpec, build_run_design
 from pepmix.model.fit import _allocate, encode, fit_problem, fit_proteins
 from pepmix.model.reml import evaluate
 from pepmix.model.robust import (
+    DEFAULT_METHOD,
     HUBER_K,
     UNSETTLED,
     huber_weights,
@@ -333,7 +334,8 @@ def test_config_key_model_robust() -> None:
     root = Path(__file__).resolve().parents[2]
     schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
     base = yaml.safe_load((root / "config/config.yaml").read_text())
-    assert validate_config(base, schema)["model"]["robust"] == "none"
+    # the workflow's default (schema) is the module's DEFAULT_METHOD; fit_proteins alone is plain
+    assert validate_config(base, schema)["model"]["robust"] == DEFAULT_METHOD == "huber"
     assert validate_config({**base, "model": {"robust": "huber"}}, schema)["model"]["robust"] == (
         "huber"
     )

@@ -93,6 +93,9 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
 #: Huber tuning constant (95 % asymptotic efficiency at the normal distribution)
+#: default ``model.robust`` of the workflow (the config schema's default is checked against it);
+#: :func:`pepmix.model.fit.fit_proteins` itself fits plain REML unless asked
+DEFAULT_METHOD = "huber"
 HUBER_K = 1.345
 #: MAD to standard deviation at the normal distribution
 MAD_SCALE = 1.482602218505602
