@@ -43,12 +43,6 @@ FDP_PROTEINS = 1500
 NULL_SEED = 11
 NULL_PROTEINS = 2000
 
-ONE_WAY = (
-    "60 % of the proteins up in one condition: no data-driven normalisation follows the 40 % "
-    "unchanged ones (protein_median with the KDE mode: FDP 37 % at these seeds; oracle "
-    "normalisation on the unchanged proteins: 2 %), and the normalization_doubtful alert does "
-    "not fire on these data, so the user is not told to choose reference proteins"
-)
 OUTLIERS_FDP = (
     "3 % of the features shifted 2-5 log2 in all runs of one condition: with the Huber default "
     "FDP 7.0 % over the four seeds (model.robust none: 16 %); such a feature is a feature x "
@@ -145,7 +139,7 @@ def test_false_discovery_proportion(runner: Any, name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["up20", pytest.param("up60", marks=_xfail(ONE_WAY))],
+    ["up20", "up60"],
 )
 def test_one_way_changes_are_calibrated_or_flagged(runner: Any, name: str) -> None:
     """When most changes go one way no data-driven normalisation can be trusted; the contract
