@@ -54,7 +54,8 @@ def accumulate(
     Factor ``f`` is the feature factor when ``run_codes[f, 0] < 0``; otherwise its level in run
     ``r`` is ``run_codes[f, r]`` and its protein-local index ``local_tables[f, p, level]``.
     ``e_factor[p]`` is the eliminated factor (``-1``: none). ``weight`` holds one weight per
-    observation, or is empty (all weights 1).
+    observation, or is empty (all weights 1). An empty ``w_flat`` skips the class sums (rank-one
+    classes: the rows ``erow_flat`` are all the caller needs).
     """
     weighted = weight.size > 0
     n_f = is_k.shape[1]
@@ -101,7 +102,7 @@ def accumulate(
                 base = e0 + elevel * d
                 for a in range(k):
                     erow_flat[base + idx[a]] += sw * val[a]
-        if e_factor[p] < 0:
+        if e_factor[p] < 0 or w_flat.size == 0:
             continue
         w0 = w_offset[p]
         for j in range(e_offset[p + 1] - e_offset[p]):
