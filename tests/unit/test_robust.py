@@ -26,6 +26,7 @@ from pepmix.model.reml import derivatives, evaluate
 from pepmix.model.robust import (
     HUBER_K,
     UNSETTLED,
+    group_median,
     huber_weights,
     robust_scale,
     variance_factor,
@@ -371,3 +372,19 @@ def test_rank_one_classes_give_the_derivatives_of_class_matrices() -> None:
         scale = np.abs(hess_b).max()
         np.testing.assert_allclose(grad_a, grad_b, rtol=0, atol=1e-9 * scale)
         np.testing.assert_allclose(hess_a, hess_b, rtol=0, atol=1e-9 * scale)
+
+
+def test_group_median_equals_numpy_median() -> None:
+    """Segments of 0-60 values (short ones: insertion sort, long ones: sort), ties included,
+    unsorted group codes with and without a given order: exactly ``np.median``."""
+    rng = np.random.default_rng(15)
+    sizes = rng.integers(0, 61, 300)
+    group = np.repeat(np.arange(sizes.size), sizes)
+    values = np.round(rng.normal(size=group.size), 1)  # rounding makes ties
+    perm = rng.permutation(group.size)
+    group, values = group[perm], values[perm]
+    expected = np.array([np.median(values[group == g]) if n else np.nan
+                         for g, n in enumerate(sizes)])  # fmt: skip
+    np.testing.assert_array_equal(group_median(values, group, sizes.size), expected)
+    order = np.argsort(group, kind="stable")
+    np.testing.assert_array_equal(group_median(values, group, sizes.size, order), expected)

@@ -124,9 +124,28 @@ def segment_medians(
 ) -> None:
     """Median of each segment ``values[starts[g]:starts[g + 1]]`` into ``out[g]`` (NaN if empty).
 
-    Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians.
+    Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians. Values must be
+    finite. Short segments (the many cells of a median polish) are sorted by insertion in one
+    reused buffer, with the median taken as ``np.median`` does (middle value, or mean of the two
+    middle values); longer ones use ``np.median``.
     """
+    buf = np.empty(24, dtype=np.float64)
     for g in range(starts.size - 1):
         lo = starts[g]
-        hi = starts[g + 1]
-        out[g] = np.median(values[lo:hi]) if hi > lo else np.nan
+        n = starts[g + 1] - lo
+        if n == 0:
+            out[g] = np.nan
+            continue
+        if n <= 24:
+            for i in range(n):
+                v = values[lo + i]
+                j = i - 1
+                while j >= 0 and buf[j] > v:
+                    buf[j + 1] = buf[j]
+                    j -= 1
+                buf[j + 1] = v
+        else:
+            out[g] = np.median(values[lo : lo + n])
+            continue
+        half = n // 2
+        out[g] = buf[half] if n % 2 == 1 else 0.5 * (buf[half - 1] + buf[half])
