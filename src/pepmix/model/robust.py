@@ -211,7 +211,9 @@ def fitted_values(
     """
     n_prot = len(enc.proteins)
     beta = np.nan_to_num(out.beta)
-    yhat = np.einsum("ip,ip->i", design.x[enc.run], beta[enc.prot])
+    # fixed part per (protein, run) cell, then looked up per observation
+    n_runs = design.x.shape[0]
+    yhat = (beta @ design.x.T).ravel()[enc.prot.astype(np.intp) * n_runs + enc.run]
     pcode = pieces[:, 0].astype(np.intp)
     fcode = pieces[:, 1].astype(np.intp)
     lcode = pieces[:, 2].astype(np.intp)
@@ -304,6 +306,10 @@ def irls(
     rounds = 1
     n_refit = 0
     given_up = np.zeros(n_prot, dtype=bool)
+    # Huber weights of the current fits; recomputed only for proteins refitted since
+    touched = np.ones(n_prot, dtype=bool)
+    new = np.ones(enc.y.size)
+    scale = np.full(n_prot, np.nan)
 
     def refit(subset: IntArray, warm: bool = True) -> None:
         nonlocal current, n_refit
@@ -312,6 +318,7 @@ def irls(
         replaced[subset] = True
         current = np.concatenate([current[~replaced[current[:, 0].astype(np.intp)]], part])
         n_refit += subset.size
+        touched[subset] = True
 
     for it in range(1, MAX_ITER + 2):
         # a weighted fit without finite optimum (down-weighting let the random effects fit the
@@ -322,18 +329,16 @@ def irls(
             given_up |= collapsed
             weights = np.where(collapsed[enc.prot], 1.0, weights)
             refit(np.flatnonzero(collapsed), warm=False)
-        yhat = fitted_values(enc, design, problem.factors, out, current)
-        resid = enc.y - yhat
-        scale = robust_scale(resid, enc.prot, n_prot)
-        new = huber_weights(resid, scale[enc.prot])
+        _update_weights(enc, design, problem.factors, out, current, touched, new, scale)
+        touched[:] = False
         eligible = problem.fittable & out.converged & np.isfinite(scale) & ~given_up
-        new = np.where(eligible[enc.prot], new, 1.0)
-        delta = np.zeros(n_prot)
-        np.maximum.at(delta, enc.prot, np.abs(new - weights))
+        delta = _protein_max(
+            np.abs(np.where(eligible[enc.prot], new, 1.0) - weights), enc.prot, n_prot
+        )
         changing = delta > WEIGHT_TOL
         if not changing.any() or it > MAX_ITER:
             break
-        weights = np.where(changing[enc.prot], new, weights)
+        weights = np.where(changing[enc.prot], np.where(eligible[enc.prot], new, 1.0), weights)
         refit(np.flatnonzero(changing))
         rounds += 1
     # the reported fit is that of ``weights``; ``delta`` is how far they still are from the
@@ -368,6 +373,52 @@ def irls(
     )
     notes = _notes(enc.prot, weights, n_prot, unsettled, given_up)
     return [final], weights, notes, given_up
+
+
+def _update_weights(
+    enc: Encoded,
+    design: RunDesign,
+    factors: tuple[str, ...],
+    out: ModelFit,
+    current: FloatArray,
+    touched: NDArray[np.bool_],
+    weights: FloatArray,
+    scale: FloatArray,
+) -> None:
+    """Huber weights (into ``weights``) and MAD scale (into ``scale``) of the proteins
+    ``touched``, from their current fit (``current``: coded predictions); other proteins keep
+    theirs, which are what recomputing them would give (same fit, same residuals)."""
+    if not touched.any():
+        return
+    rows = touched[enc.prot]
+    sub = enc
+    part = current
+    if not rows.all():
+        sub = Encoded(
+            proteins=enc.proteins,
+            features=enc.features,
+            prot=enc.prot[rows],
+            feat=enc.feat[rows],
+            run=enc.run[rows],
+            y=enc.y[rows],
+            runs=enc.runs,
+        )
+        part = current[touched[current[:, 0].astype(np.intp)]]
+    resid = sub.y - fitted_values(sub, design, factors, out, part)
+    s = robust_scale(resid, sub.prot, len(enc.proteins))
+    scale[touched] = s[touched]
+    weights[rows] = huber_weights(resid, s[sub.prot])
+
+
+def _protein_max(values: FloatArray, prot: IntArray, n_prot: int) -> FloatArray:
+    """Maximum of ``values`` per protein (``prot`` sorted ascending); 0 without observations."""
+    counts = np.bincount(prot, minlength=n_prot)
+    out = np.zeros(n_prot)
+    has = counts > 0
+    if values.size:
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        out[has] = np.maximum.reduceat(values, starts[has])
+    return out
 
 
 def correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:
