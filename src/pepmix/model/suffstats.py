@@ -18,8 +18,9 @@ eliminated factor's diagonal :math:`n_j` becomes the weight sum :math:`\sum_{i \
 weighted problems store every level as a rank-one class, its row :math:`w_j` (see "Rank-one
 classes" in :mod:`pepmix.model.reml`; memory :math:`O(L d)` instead of :math:`O(L d^2)` per
 protein for :math:`L` levels). The log-likelihood gains the constant
-:math:`-\sum_i \log w_i` (in deviance units), kept in :attr:`Problem.neg_logw` and added to the reported criterion (as lme4's
-``REMLcrit`` does with ``weights=``). Without weights (or all weights 1) nothing changes.
+:math:`-\sum_i \log w_i` (in deviance units), kept in :attr:`Problem.neg_logw` and added to
+the reported criterion (as lme4's ``REMLcrit`` does with ``weights=``). Without weights (or all
+weights 1) nothing changes.
 """
 
 from __future__ import annotations
@@ -424,6 +425,7 @@ def build_problem(
         g = g_flat[g_offset[first] : g_offset[first] + nb * d * d].reshape(nb, d, d)
         slot = cls_offset[members][:, None] + np.arange(c_max)[None, :]
         valid = np.arange(c_max)[None, :] < n_cls[members][:, None]
+        w: FloatArray
         if rank_one:
             w = np.zeros((nb, c_max, d))
             n_rows = int(n_cls[members].sum())
