@@ -22,11 +22,12 @@ from pepmix.inference.differential import differential_table
 from pepmix.model import dense
 from pepmix.model.design import ModelSpec, build_run_design
 from pepmix.model.fit import _allocate, encode, fit_problem, fit_proteins
-from pepmix.model.reml import evaluate
+from pepmix.model.reml import derivatives, evaluate
 from pepmix.model.robust import (
     DEFAULT_METHOD,
     HUBER_K,
     UNSETTLED,
+    group_median,
     huber_weights,
     robust_scale,
     variance_factor,
@@ -122,17 +123,25 @@ def test_all_ones_weights_are_the_unweighted_problem() -> None:
         np.testing.assert_array_equal(a.W, b.W)
         np.testing.assert_array_equal(a.cls_n, b.cls_n)
     # the weighted kernel path with weights exactly 1 (one other protein down-weighted) gives
-    # bit-identical cross-products for the proteins it does not touch
+    # bit-identical cross-products for the proteins it does not touch; their eliminated levels
+    # are rank-one classes (rows w_j) whose sums equal the count-class sums up to rounding
     w = np.ones(enc.y.size)
     w[0] = 0.5
     part = build_problem(*args, weights=w)
     for (ia, a), (_, b) in zip(plain.buckets, part.buckets, strict=True):
         untouched = ia != enc.prot[0]
-        n_cls = a.W.shape[1]  # the touched protein may add a class slot to its bucket
         np.testing.assert_array_equal(a.G[untouched], b.G[untouched])
-        np.testing.assert_array_equal(a.W[untouched], b.W[untouched, :n_cls])
-        np.testing.assert_array_equal(a.cls_n[untouched], b.cls_n[untouched, :n_cls])
-        assert not b.cls_m[untouched, n_cls:].any()
+        assert b.W.ndim == 3 and a.W.ndim == 4
+        rows = b.W[untouched]
+        dense_b = np.einsum("bli,blj->bij", rows, rows)
+        np.testing.assert_allclose(dense_b, a.W[untouched].sum(axis=1), rtol=1e-13, atol=1e-11)
+        cls_b = b.cls_n[untouched][b.cls_m[untouched] > 0]
+        levels_a = np.repeat(a.cls_n[untouched].ravel(), a.cls_m[untouched].ravel().astype(int))
+        np.testing.assert_array_equal(np.sort(cls_b), np.sort(levels_a))
+        theta = np.where(a.free[untouched], 0.7, 0.0)
+        dev_a = evaluate(a.take(np.flatnonzero(untouched)), theta).dev
+        dev_b = evaluate(b.take(np.flatnonzero(untouched)), theta).dev
+        np.testing.assert_allclose(dev_b, dev_a, rtol=1e-12)
 
 
 def _outlier_table(design, seed: int) -> pd.DataFrame:
@@ -341,3 +350,43 @@ def test_config_key_model_robust() -> None:
     )
     with pytest.raises(ConfigError, match=r"model\.robust"):
         validate_config({**base, "model": {"robust": "tukey"}}, schema)
+
+
+def test_rank_one_classes_give_the_derivatives_of_class_matrices() -> None:
+    """Weighted buckets store rows w_j (rank-one classes); gradient and Hessian equal those of
+    the per-level class matrices (``compress=False``) up to rounding."""
+    sheet, design = make_design(**DESIGNS["batch_random"])
+    table = make_table(design, sheet, 30, seed=12)
+    enc = encode(table, design)
+    w = _weights(enc.y.size, 13)
+    args = (enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins))
+    low = build_problem(*args, compress=True, weights=w)
+    full = build_problem(*args, compress=False, weights=w)
+    rng = np.random.default_rng(14)
+    for (ia, a), (ib, b) in zip(low.buckets, full.buckets, strict=True):
+        np.testing.assert_array_equal(ia, ib)
+        assert a.W.ndim == 3 and b.W.ndim == 4
+        theta = rng.uniform(0.1, 2.0, size=a.free.shape) * a.free
+        ev_a, ev_b = evaluate(a, theta), evaluate(b, theta)
+        np.testing.assert_allclose(ev_a.dev, ev_b.dev, rtol=1e-12)
+        grad_a, hess_a = derivatives(a, theta, ev_a).profiled(a.nu)
+        grad_b, hess_b = derivatives(b, theta, ev_b).profiled(b.nu)
+        scale = np.abs(hess_b).max()
+        np.testing.assert_allclose(grad_a, grad_b, rtol=0, atol=1e-9 * scale)
+        np.testing.assert_allclose(hess_a, hess_b, rtol=0, atol=1e-9 * scale)
+
+
+def test_group_median_equals_numpy_median() -> None:
+    """Segments of 0-60 values (short ones: insertion sort, long ones: sort), ties included,
+    unsorted group codes with and without a given order: exactly ``np.median``."""
+    rng = np.random.default_rng(15)
+    sizes = rng.integers(0, 61, 300)
+    group = np.repeat(np.arange(sizes.size), sizes)
+    values = np.round(rng.normal(size=group.size), 1)  # rounding makes ties
+    perm = rng.permutation(group.size)
+    group, values = group[perm], values[perm]
+    expected = np.array([np.median(values[group == g]) if n else np.nan
+                         for g, n in enumerate(sizes)])  # fmt: skip
+    np.testing.assert_array_equal(group_median(values, group, sizes.size), expected)
+    order = np.argsort(group, kind="stable")
+    np.testing.assert_array_equal(group_median(values, group, sizes.size, order), expected)

@@ -54,7 +54,8 @@ def accumulate(
     Factor ``f`` is the feature factor when ``run_codes[f, 0] < 0``; otherwise its level in run
     ``r`` is ``run_codes[f, r]`` and its protein-local index ``local_tables[f, p, level]``.
     ``e_factor[p]`` is the eliminated factor (``-1``: none). ``weight`` holds one weight per
-    observation, or is empty (all weights 1).
+    observation, or is empty (all weights 1). An empty ``w_flat`` skips the class sums (rank-one
+    classes: the rows ``erow_flat`` are all the caller needs).
     """
     weighted = weight.size > 0
     n_f = is_k.shape[1]
@@ -101,7 +102,7 @@ def accumulate(
                 base = e0 + elevel * d
                 for a in range(k):
                     erow_flat[base + idx[a]] += sw * val[a]
-        if e_factor[p] < 0:
+        if e_factor[p] < 0 or w_flat.size == 0:
             continue
         w0 = w_offset[p]
         for j in range(e_offset[p + 1] - e_offset[p]):
@@ -123,9 +124,28 @@ def segment_medians(
 ) -> None:
     """Median of each segment ``values[starts[g]:starts[g + 1]]`` into ``out[g]`` (NaN if empty).
 
-    Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians.
+    Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians. Values must be
+    finite. Short segments (the many cells of a median polish) are sorted by insertion in one
+    reused buffer, with the median taken as ``np.median`` does (middle value, or mean of the two
+    middle values); longer ones use ``np.median``.
     """
+    buf = np.empty(24, dtype=np.float64)
     for g in range(starts.size - 1):
         lo = starts[g]
-        hi = starts[g + 1]
-        out[g] = np.median(values[lo:hi]) if hi > lo else np.nan
+        n = starts[g + 1] - lo
+        if n == 0:
+            out[g] = np.nan
+            continue
+        if n <= 24:
+            for i in range(n):
+                v = values[lo + i]
+                j = i - 1
+                while j >= 0 and buf[j] > v:
+                    buf[j + 1] = buf[j]
+                    j -= 1
+                buf[j + 1] = v
+        else:
+            out[g] = np.median(values[lo : lo + n])
+            continue
+        half = n // 2
+        out[g] = buf[half] if n % 2 == 1 else 0.5 * (buf[half - 1] + buf[half])

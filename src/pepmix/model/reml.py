@@ -49,6 +49,16 @@ Padding is an exact no-op: padded :math:`K` dimensions have zero rows in :math:`
 diagonal of :math:`S`), dropped fixed-effect columns are replaced by a unit dummy column, padded
 count classes have :math:`m_c = 0, W_c = 0`.
 
+Rank-one classes
+----------------
+With observation weights (:mod:`pepmix.model.suffstats`) :math:`n_j` is the weight sum of level
+:math:`j`, nearly always distinct between levels, so every class holds one level and the class
+stack costs :math:`O(L d^2)` memory per protein for :math:`L` levels. Weighted problems therefore
+store the rows :math:`w_j` instead (a :math:`L \times d` matrix :math:`W` per protein) and form
+:math:`\sum_j f_j(t_E)\,w_j w_j' = W'\mathrm{diag}(f)\,W` (and the same with :math:`f'`,
+:math:`f''` for the derivatives) as one batched matrix product: the same sum, :math:`O(L d)`
+memory. Unweighted problems keep the class stack.
+
 Variance-ratio prior (optional)
 -------------------------------
 With :attr:`Bucket.prior_df` set, :func:`evaluate` returns the penalised criterion
@@ -93,8 +103,10 @@ class Bucket:
     ----------
     G : ndarray, shape (B, d, d)
         Augmented cross-product :math:`[Z_K X y]'[Z_K X y]` (``y`` last).
-    W : ndarray, shape (B, C, d, d)
-        Count-class sums :math:`W_c` of the eliminated factor.
+    W : ndarray, shape (B, C, d, d) or (B, C, d)
+        Count-class sums :math:`W_c` of the eliminated factor, or (three dimensions, weighted
+        problems) rank-one classes: one level per class, ``W[b, c]`` its row :math:`w_j` with
+        :math:`W_c = w_j w_j'` (``cls_m`` 1). See "Rank-one classes" in the module docstring.
     cls_n : ndarray, shape (B, C)
         Observation count :math:`c` of each class (0 for padding).
     cls_m : ndarray, shape (B, C)
@@ -243,7 +255,14 @@ def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArr
 
 
 def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
-    """:math:`\\sum_c` ``weights[b, c] * w[b, c]`` as one batched matrix product."""
+    """:math:`\\sum_c` ``weights[b, c] * W_c`` as one batched matrix product.
+
+    ``w`` holds the class sums (shape ``(B, C, d, d)``) or, for rank-one classes, their rows
+    :math:`w_j` (shape ``(B, L, d)``): then the sum is :math:`W'\\,\\mathrm{diag}(f)\\,W`.
+    """
+    if w.ndim == 3:
+        scaled = np.swapaxes(w, 1, 2) * weights[:, None, :]
+        return np.asarray(np.matmul(scaled, w), dtype=np.float64)
     nb, nc, d, _ = w.shape
     out = np.matmul(weights[:, None, :], w.reshape(nb, nc, d * d))
     return np.asarray(out.reshape(nb, d, d), dtype=np.float64)

