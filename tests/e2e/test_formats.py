@@ -251,8 +251,10 @@ FAMILIES = {
             # Only the spiked proteins are in the file (no background), so normalising runs would
             # remove the very differences under test. The file's BioReplicate is 1 in every
             # mixture (3 injections each); as MSstats does with one subject per group, the runs
-            # are the replicates (bioreplicate defaults to the run).
-            config="normalization: {method: none}\n",
+            # are the replicates (bioreplicate defaults to the run). The fold changes are compared
+            # with least squares (test_msstats_fold_changes_match_additive_fit): the plain model,
+            # not the Huber default, which down-weights precursors least squares trusts.
+            config="normalization: {method: none}\nmodel: {robust: none}\n",
         ),
     ]
 }
