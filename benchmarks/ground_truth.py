@@ -107,20 +107,13 @@ def variants(
     """
     old = known_only(OLD_DEFAULTS, config_schema)
     out: list[tuple[str, Any]] = [(OLD_LABEL, old)]
-    for label, piece in PIECES.items():
+    for label, piece in {**PIECES, **COMBINATIONS}.items():
         missing = availability(piece, merge_overrides(base, old), config_schema)
         if missing:
             UNAVAILABLE[label] = missing
             out.append((label, NA_TEXT))
         else:
             out.append((label, merge_overrides(old, piece)))
-    for label, combo in COMBINATIONS.items():
-        missing = availability(combo, merge_overrides(base, old), config_schema)
-        if missing:
-            UNAVAILABLE[label] = missing
-            out.append((label, NA_TEXT))
-        else:
-            out.append((label, merge_overrides(old, combo)))
     out.append((NEW_LABEL, {}))
     if oracle_reference:
         oracle = {"normalization": {"method": "reference", "reference_proteins": oracle_reference}}
