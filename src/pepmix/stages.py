@@ -182,11 +182,11 @@ def fit_stage(
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
     Depends on the model config only: ``out_fit`` stores what every contrast test needs
-    (:mod:`pepmix.model.stored`); the test stage computes the contrasts. With ``out_abundance``, the protein abundance model (:mod:`pepmix.abundance`) is fitted in
-    the same job, on the same table read once. ``replication`` is ``testing.replication``
-    (default ``"auto"``, see :func:`pepmix.model.design.replication_unit`). ``prior``: the
-    variance-ratio prior written by :func:`variance_prior_stage` (used when ``model.shrinkage``
-    is on).
+    (:mod:`pepmix.model.stored`); the test stage computes the contrasts. With ``out_abundance``,
+    the protein abundance model (:mod:`pepmix.abundance`) is fitted in the same job, on the same
+    table read once. ``replication`` is ``testing.replication`` (default ``"auto"``, see
+    :func:`pepmix.model.design.replication_unit`). ``prior``: the variance-ratio prior written
+    by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on).
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
@@ -307,6 +307,15 @@ def inference_options(config: Mapping[str, Any]) -> InferenceOptions:
     )
 
 
+class _NoAlerts(logging.Filter):
+    """Drop alert records (:func:`pepmix.alerts.alert`), keep the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pepmix.alerts import ALERT_ATTR
+
+        return getattr(record, ALERT_ATTR, None) is None
+
+
 def contrast_stats(fit: PathLike, sheet: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     """Contrast table (:meth:`pepmix.model.stored.StoredFit.contrast_table`) of the config's
     ``contrasts:`` from the model stage's stored fit; the design is rebuilt from the sheet and
@@ -315,7 +324,14 @@ def contrast_stats(fit: PathLike, sheet: pd.DataFrame, config: Mapping[str, Any]
     from pepmix.model.stored import StoredFit
 
     replication = (config.get("testing", {}) or {}).get("replication", "auto")
-    spec = model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
+    # the model stage already raised the design's alerts (e.g. an unmodelled batch column)
+    design_log = logging.getLogger("pepmix.model.design")
+    quiet = _NoAlerts()
+    design_log.addFilter(quiet)
+    try:
+        spec = model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
+    finally:
+        design_log.removeFilter(quiet)
     stored = StoredFit.read(fit, build_run_design(sheet, spec))
     contrasts = contrasts_for(config["contrasts"], sheet)
     return stored.contrast_table([(c.name, c.numerator, c.denominator) for c in contrasts])
@@ -334,8 +350,9 @@ def differential_stage(
 
     ``fit`` is the model stage's stored fit (:mod:`pepmix.model.stored`); each contrast's
     estimate, SE and Satterthwaite df are computed here (:func:`contrast_stats`), so that
-    editing ``contrasts:`` does not refit. ``removed`` (default None): :func:`merge`'s removed proteins, added to every contrast with
-    status ``filtered`` after the tested rows (:func:`pepmix.inference.differential.add_filtered`).
+    editing ``contrasts:`` does not refit. ``removed`` (default None): :func:`merge`'s removed
+    proteins, added to every contrast with status ``filtered`` after the tested rows
+    (:func:`pepmix.inference.differential.add_filtered`).
     """
     from pepmix.inference.differential import (
         add_filtered,

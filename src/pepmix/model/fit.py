@@ -218,7 +218,8 @@ class ModelFit:
         """Between-sample df of each protein (see :meth:`contrast_table`)."""
         kept = np.sum(~np.isnan(self.beta), axis=1)
         df_between = (self.samples_per_condition.sum(axis=1) - kept).astype(np.float64)
-        return df_between + self._prior_df_between()
+        out: FloatArray = df_between + self._prior_df_between()
+        return out
 
     def _prior_df_between(self) -> FloatArray:
         """Prior df added to the between-sample df: :math:`d_0` where ``sample`` was shrunk."""
@@ -305,9 +306,7 @@ def contrast_frame(
                     "n_samples_num": spc[:, num],
                     "n_samples_den": spc[:, den],
                     "df_between": df_between,
-                    "replication": contrast_replication(
-                        fit.design, numerators[m], denominators[m]
-                    ),
+                    "replication": contrast_replication(fit.design, numerators[m], denominators[m]),
                 }
             )
         )

@@ -177,8 +177,7 @@ class StoredFit:
             "vcov_varpar": (n, k, k),
         }
         arrays = {
-            name: _list_values(table.column(name)).reshape(shape)
-            for name, shape in shapes.items()
+            name: _list_values(table.column(name)).reshape(shape) for name, shape in shapes.items()
         }
         return cls(
             proteins=[str(v) for v in table.column("protein").to_pylist()],
