@@ -20,6 +20,7 @@ import pytest
 from pepmix.errors import PepmixError
 from pepmix.model.fit import fit_proteins
 from pepmix.model.shrinkage import FactorPrior, VariancePrior
+from pepmix.model import stored
 from pepmix.model.stored import StoredFit, gather_fits
 
 from .engine_data import make_design, make_table
@@ -72,7 +73,8 @@ def test_stored_contrasts_equal_the_fits(
         np.testing.assert_allclose(a, b, rtol=rtol, atol=0.0, equal_nan=True)
 
 
-def test_gathered_shards_equal_one_fit(tmp_path: Path) -> None:
+def test_gathered_shards_equal_one_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards gathered in protein order give the single fit's table (computed in blocks)."""
     table, design = _data(False)
     names = sorted(table["protein"].unique())
     parts = []
@@ -82,6 +84,7 @@ def test_gathered_shards_equal_one_fit(tmp_path: Path) -> None:
         StoredFit.from_model_fit(fit).write(parts[-1])
     gather_fits(parts, tmp_path / "fit.parquet")
     whole = StoredFit.from_model_fit(fit_proteins(table, design)).contrast_table(CONTRASTS)
+    monkeypatch.setattr(stored, "BLOCK", 7)
     got = StoredFit.read(tmp_path / "fit.parquet", design).contrast_table(CONTRASTS)
     pd.testing.assert_frame_equal(got, whole, rtol=1e-12)
 

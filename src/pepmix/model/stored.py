@@ -54,6 +54,8 @@ PathLike = str | Path
 META_X = b"pepmix.fixed_effects"
 META_CONDITIONS = b"pepmix.conditions"
 META_VARPAR = b"pepmix.variance_parameters"
+#: proteins per block of :meth:`StoredFit.contrast_tests` (bounds its temporary arrays)
+BLOCK = 2048
 #: list columns and their shape after the protein axis, by the sizes p, k, C
 _LISTS = ("samples_per_condition", "beta", "beta_centred", "cov_beta", "dcov_beta", "vcov_varpar")
 
@@ -169,7 +171,7 @@ class StoredFit:
         varpar = json.loads(meta.get(META_VARPAR, b"[]"))
         n, p, k = table.num_rows, len(x_names), len(varpar)
         shapes = {
-            "samples_per_condition": (n, -1),
+            "samples_per_condition": (n, max(len(conditions), 1)),
             "beta": (n, p),
             "beta_centred": (n, p),
             "cov_beta": (n, p, p),
@@ -207,16 +209,26 @@ class StoredFit:
         -------
         estimate, se, df : ndarray, shape (P, M)
         """
-        xkeep = ~np.isnan(self.beta)
+        n = len(self.proteins)
+        parts = [
+            self._block(cmat, slice(start, min(start + BLOCK, n)))
+            for start in range(0, max(n, 1), BLOCK)
+        ]
+        estimate, se, df = (np.concatenate([part[i] for part in parts]) for i in range(3))
+        return estimate, se, df
+
+    def _block(self, cmat: FloatArray, rows: slice) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`contrast_tests` for the proteins ``rows`` (bounded temporaries)."""
+        xkeep = ~np.isnan(self.beta[rows])
         ok = ~np.any((cmat != 0)[None, :, :] & ~xkeep[:, None, :], axis=2)
         cm = np.where(ok[:, :, None], cmat[None, :, :], 0.0) * xkeep[:, None, :]
         both = xkeep[:, :, None] & xkeep[:, None, :]
-        cov = np.where(both, self.cov_beta, 0.0)
-        dcov = np.where(both[:, None], self.dcov_beta, 0.0)
-        estimate = np.einsum("bmp,bp->bm", cm, self.beta_centred)
+        cov = np.where(both, self.cov_beta[rows], 0.0)
+        dcov = np.where(both[:, None], self.dcov_beta[rows], 0.0)
+        estimate = np.einsum("bmp,bp->bm", cm, self.beta_centred[rows])
         var = np.einsum("bmp,bpq,bmq->bm", cm, cov, cm)
         grad = np.einsum("bmp,bkpq,bmq->bmk", cm, dcov, cm)
-        denom = np.einsum("bmi,bij,bmj->bm", grad, self.vcov_varpar, grad)
+        denom = np.einsum("bmi,bij,bmj->bm", grad, self.vcov_varpar[rows], grad)
         with np.errstate(divide="ignore", invalid="ignore"):
             df = 2.0 * var**2 / denom
         se = np.sqrt(np.maximum(var, 0.0))
