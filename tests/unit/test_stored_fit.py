@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from pepmix.errors import PepmixError
+from pepmix.model import stored
 from pepmix.model.fit import fit_proteins
 from pepmix.model.shrinkage import FactorPrior, VariancePrior
-from pepmix.model import stored
 from pepmix.model.stored import StoredFit, gather_fits
 
 from .engine_data import make_design, make_table
