@@ -71,14 +71,15 @@ rule fit:
         ),
     output:
         proteins="results/model/shards/{scatteritem}/proteins.parquet",
-        contrasts="results/model/shards/{scatteritem}/contrasts.parquet",
+        # what every contrast test needs (pepmix.model.stored): the test stage computes the
+        # contrasts, so editing `contrasts:` does not refit
+        fit="results/model/shards/{scatteritem}/fit.parquet",
         fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
         blups="results/model/shards/{scatteritem}/blups.parquet",
         abundance="results/model/shards/{scatteritem}/protein_abundance.parquet",
         alerts="results/alerts/fit/{scatteritem}.tsv",
     params:
         model=config.get("model", {}),
-        contrasts=config["contrasts"],
         replication=config.get("testing", {}).get("replication", "auto"),
     benchmark:
         "logs/benchmarks/fit/{scatteritem}.tsv"
@@ -104,16 +105,14 @@ rule gather_model:
     """Gather the shards' model outputs (rows in the order of a single job)."""
     input:
         proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
-        contrasts=gather.split("results/model/shards/{scatteritem}/contrasts.parquet"),
+        fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
         fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
         blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
     output:
         proteins="results/model/proteins.parquet",
-        contrasts="results/model/contrasts.parquet",
+        fit="results/model/fit.parquet",
         fixed="results/model/fixed_effects.parquet",
         blups="results/model/blups.parquet",
-    params:
-        contrast_names=[c.name for c in CONTRASTS],
     benchmark:
         "logs/benchmarks/gather_model.tsv"
     log:

@@ -1,7 +1,9 @@
 rule test:
-    """Contrast tests per protein: t, p and Benjamini-Hochberg adjusted p per contrast."""
+    """Contrast estimates and tests per protein, computed from the stored fit (no refit when
+    `contrasts:` change): t, p and Benjamini-Hochberg adjusted p per contrast."""
     input:
-        contrasts="results/model/contrasts.parquet",
+        # the stored fit: contrasts are computed here from the config (pepmix.model.stored)
+        fit="results/model/fit.parquet",
         samples="results/ingest/samples.tsv",
         removed="results/ingest/removed_proteins.tsv",
     output:

@@ -5,7 +5,7 @@ from pepmix.stages import differential_stage
 
 with rule_context(snakemake):
     differential_stage(
-        snakemake.input.contrasts,
+        snakemake.input.fit,
         snakemake.input.samples,
         snakemake.params.config,
         snakemake.output.tsv,

@@ -177,9 +177,8 @@ def fit_stage(
     features: PathLike,
     samples: PathLike,
     model_config: Mapping[str, Any],
-    config_contrasts: Any,
     out_proteins: PathLike,
-    out_contrasts: PathLike,
+    out_fit: PathLike,
     out_fixed: PathLike,
     out_blups: PathLike,
     out_abundance: PathLike | None = None,
@@ -188,23 +187,24 @@ def fit_stage(
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
-    With ``out_abundance``, the protein abundance model (:mod:`pepmix.abundance`) is fitted in
-    the same job, on the same table read once. ``replication`` is ``testing.replication``
-    (default ``"auto"``, see :func:`pepmix.model.design.replication_unit`). ``prior``: the
-    variance-ratio prior written by :func:`variance_prior_stage` (used when ``model.shrinkage``
-    is on).
+    Depends on the model config only: ``out_fit`` stores what every contrast test needs
+    (:mod:`pepmix.model.stored`); the test stage computes the contrasts. With ``out_abundance``,
+    the protein abundance model (:mod:`pepmix.abundance`) is fitted in the same job, on the same
+    table read once. ``replication`` is ``testing.replication`` (default ``"auto"``, see
+    :func:`pepmix.model.design.replication_unit`). ``prior``: the variance-ratio prior written
+    by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on).
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
     from pepmix.model.shrinkage import VariancePrior
+    from pepmix.model.stored import StoredFit
 
     table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
     spec = model_spec_from_config(model_config, sheet, replication)
     design = build_run_design(sheet, spec)
-    contrasts = contrasts_for(config_contrasts, sheet)
     log.info(
         "model: random %s, fixed %s, replication %s",
         "+".join(spec.random),
@@ -218,7 +218,6 @@ def fit_stage(
     fit = fit_proteins(
         table,
         design,
-        [(c.name, c.numerator, c.denominator) for c in contrasts],
         prior=ratio_prior,
         robust=str(model_config.get("robust", DEFAULT_ROBUST)),
     )
@@ -229,8 +228,7 @@ def fit_stage(
     proteins["converged"] = fit.converged
     proteins["iterations"] = fit.iterations
     write_parquet(proteins, out_proteins)
-    stats = fit.contrast_table([c.numerator for c in contrasts], [c.denominator for c in contrasts])
-    write_parquet(stats, out_contrasts)
+    StoredFit.from_model_fit(fit).write(out_fit)
     write_parquet(fit.fixed_effects(), out_fixed)
     write_parquet(fit.blups, out_blups)
     counts = proteins["status"].value_counts().to_dict()
@@ -315,8 +313,38 @@ def inference_options(config: Mapping[str, Any]) -> InferenceOptions:
     )
 
 
+class _NoAlerts(logging.Filter):
+    """Drop alert records (:func:`pepmix.alerts.alert`), keep the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pepmix.alerts import ALERT_ATTR
+
+        return getattr(record, ALERT_ATTR, None) is None
+
+
+def contrast_stats(fit: PathLike, sheet: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
+    """Contrast table (:meth:`pepmix.model.stored.StoredFit.contrast_table`) of the config's
+    ``contrasts:`` from the model stage's stored fit; the design is rebuilt from the sheet and
+    the ``model`` and ``testing.replication`` config, as the fit built it."""
+    from pepmix.model.design import build_run_design, model_spec_from_config
+    from pepmix.model.stored import StoredFit
+
+    replication = (config.get("testing", {}) or {}).get("replication", "auto")
+    # the model stage already raised the design's alerts (e.g. an unmodelled batch column)
+    design_log = logging.getLogger("pepmix.model.design")
+    quiet = _NoAlerts()
+    design_log.addFilter(quiet)
+    try:
+        spec = model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
+    finally:
+        design_log.removeFilter(quiet)
+    stored = StoredFit.read(fit, build_run_design(sheet, spec))
+    contrasts = contrasts_for(config["contrasts"], sheet)
+    return stored.contrast_table([(c.name, c.numerator, c.denominator) for c in contrasts])
+
+
 def differential_stage(
-    contrast_stats: PathLike,
+    fit: PathLike,
     samples: PathLike,
     config: Mapping[str, Any],
     out_tsv: PathLike,
@@ -324,10 +352,13 @@ def differential_stage(
     out_missing: PathLike,
     removed: PathLike | None = None,
 ) -> None:
-    """Stage ``test``: moderated tests, p-values and Benjamini-Hochberg per contrast.
+    """Stage ``test``: contrasts, moderated tests, p-values and Benjamini-Hochberg per contrast.
 
-    ``removed`` (default None): :func:`merge`'s removed proteins, added to every contrast with
-    status ``filtered`` after the tested rows (:func:`pepmix.inference.differential.add_filtered`).
+    ``fit`` is the model stage's stored fit (:mod:`pepmix.model.stored`); each contrast's
+    estimate, SE and Satterthwaite df are computed here (:func:`contrast_stats`), so that
+    editing ``contrasts:`` does not refit. ``removed`` (default None): :func:`merge`'s removed
+    proteins, added to every contrast with status ``filtered`` after the tested rows
+    (:func:`pepmix.inference.differential.add_filtered`).
     """
     from pepmix.inference.differential import (
         add_filtered,
@@ -335,8 +366,8 @@ def differential_stage(
         one_condition_missing,
     )
 
-    stats = pd.read_parquet(contrast_stats)
     sheet = read_resolved_sheet(samples)
+    stats = contrast_stats(fit, sheet, config)
     order = [c.name for c in contrasts_for(config["contrasts"], sheet)]
     table = differential_table(stats, order, inference_options(config))
     if removed is not None:

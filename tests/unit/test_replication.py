@@ -197,14 +197,17 @@ def test_stages_pass_the_replication_mode(tmp_path: Path, mode: str, label: str)
     write_parquet(table, features)
     samples = tmp_path / "samples.tsv"
     write_tsv(sheet, samples)
-    out = {k: tmp_path / f"{k}.parquet" for k in ["proteins", "contrasts", "fixed", "blups"]}
+    out = {k: tmp_path / f"{k}.parquet" for k in ["proteins", "fit", "fixed", "blups"]}
     stages.fit_stage(
-        features, samples, {}, ["B - A"], out["proteins"], out["contrasts"], out["fixed"],
-        out["blups"], replication=mode,
+        features, samples, {}, out["proteins"], out["fit"], out["fixed"], out["blups"],
+        replication=mode,
     )  # fmt: skip
-    config = {"contrasts": ["B - A"], "moderation": True, "lfc_threshold": 0.0}
+    config = {
+        "contrasts": ["B - A"], "moderation": True, "lfc_threshold": 0.0,
+        "testing": {"replication": mode},
+    }  # fmt: skip
     stages.differential_stage(
-        out["contrasts"], samples, config, tmp_path / "da.tsv", tmp_path / "da.parquet",
+        out["fit"], samples, config, tmp_path / "da.tsv", tmp_path / "da.parquet",
         tmp_path / "missing.tsv",
     )  # fmt: skip
     da = pd.read_csv(tmp_path / "da.tsv", sep="\t")

@@ -316,11 +316,11 @@ def test_fit_stage_writes_feature_weights(tmp_path: Path) -> None:
     write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
     samples = tmp_path / "samples.tsv"
     write_tsv(sheet, samples)
-    out = {k: tmp_path / f"{k}.parquet" for k in ("proteins", "contrasts", "fixed", "blups")}
+    out = {k: tmp_path / f"{k}.parquet" for k in ("proteins", "fit", "fixed", "blups")}
     for robust in ("none", "huber"):
         stages.fit_stage(
-            features, samples, {"robust": robust}, "all_pairwise", out["proteins"],
-            out["contrasts"], out["fixed"], out["blups"],
+            features, samples, {"robust": robust}, out["proteins"], out["fit"], out["fixed"],
+            out["blups"],
         )  # fmt: skip
         blups = pd.read_parquet(out["blups"])
         if robust == "none":

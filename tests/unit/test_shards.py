@@ -11,6 +11,7 @@ import pytest
 from pepmix import canonical, stages
 from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
+from pepmix.model.stored import gather_fits
 from pepmix.shards import assign, auto_shards, gather, split
 
 from .simulate_da import simulate
@@ -41,22 +42,22 @@ def test_auto_shards() -> None:
 def _run(tmp: Path, features: Path, samples: Path, n: int) -> dict[str, str]:
     shard_paths = [tmp / f"s{i}.parquet" for i in range(n)]
     split(features, shard_paths)
-    names = ["proteins", "contrasts", "fixed", "blups", "abundance"]
+    names = ["proteins", "fit", "fixed", "blups", "abundance"]
     outputs: dict[str, list[Path]] = {k: [] for k in names}
     for i, path in enumerate(shard_paths):
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
         stages.fit_stage(
-            path, samples, {}, "all_pairwise", out["proteins"], out["contrasts"], out["fixed"],
-            out["blups"], out["abundance"],
+            path, samples, {}, out["proteins"], out["fit"], out["fixed"], out["blups"],
+            out["abundance"],
         )  # fmt: skip
         for k in names:
             outputs[k].append(out[k])
     for k in ["proteins", "fixed", "blups"]:
         gather(outputs[k], tmp / f"{k}.parquet")
-    gather(outputs["contrasts"], tmp / "contrasts.parquet", first=("contrast", ["B - A"]))
+    gather_fits(outputs["fit"], tmp / "fit.parquet")
     config = {"contrasts": "all_pairwise", "moderation": True, "lfc_threshold": 0.0}
     stages.differential_stage(
-        tmp / "contrasts.parquet", samples, config, tmp / "da.tsv", tmp / "da.parquet",
+        tmp / "fit.parquet", samples, config, tmp / "da.tsv", tmp / "da.parquet",
         tmp / "missing.tsv",
     )  # fmt: skip
     stages.variance_table(tmp / "proteins.parquet", tmp / "vc.tsv")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,7 @@ from pepmix.model.design import RunDesign, contrast_replication
 from pepmix.model.divergent import reduce_divergent
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
-from pepmix.model.satterthwaite import contrast_tests, estimates
+from pepmix.model.satterthwaite import contrast_tests, cov_derivatives, estimates
 from pepmix.model.shrinkage import VariancePrior, penalised_optimum
 from pepmix.model.suffstats import Problem, build_problem
 
@@ -105,6 +106,17 @@ class ModelFit:
     reduce_divergent : bool, default True
         Refit proteins without a finite optimum as reduced models
         (:mod:`pepmix.model.divergent`); the robust fit's weighted refits turn it off.
+    beta_centred : ndarray, shape (P, p)
+        Fixed effects of ``y`` centred at the protein's mean (0 on dropped columns): the
+        coordinates in which contrasts of conditions are computed (the mean cancels exactly).
+    dcov_beta : ndarray, shape (P, F + 1, p, p)
+        Derivatives of ``cov_beta`` in :math:`\\psi = (\\theta_1, \\dots, \\theta_F, \\sigma)`
+        (0 for parameters that are not free; NaN on dropped columns); scaled like ``cov_beta``
+        by the robust variance factor. With ``vcov_varpar`` it gives every contrast's
+        Satterthwaite df (:mod:`pepmix.model.stored`).
+    vcov_varpar : ndarray, shape (P, F + 1, F + 1)
+        lmerTest's covariance :math:`A = 2H^+` of :math:`\\hat\\psi`
+        (:mod:`pepmix.model.satterthwaite`).
     """
 
     proteins: list[str]
@@ -141,6 +153,9 @@ class ModelFit:
     theta_reml: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: FloatArray | None = None
     reduce_divergent: bool = True
+    beta_centred: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    dcov_beta: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0, 0)))
+    vcov_varpar: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -190,46 +205,21 @@ class ModelFit:
         numerators, denominators : sequence of str
             Conditions of each contrast, in the order of :attr:`contrast_names`.
         """
-        conditions = self.design.conditions
-        observed = ~np.isnan(self.beta[:, : len(conditions)])
-        fit_status = np.asarray(self.status, dtype=object)
-        spc = self.samples_per_condition
+        return contrast_frame(
+            self,
+            self.contrast_names,
+            numerators,
+            denominators,
+            (self.estimate, self.se, self.df),
+            self.df_between(),
+        )
+
+    def df_between(self) -> FloatArray:
+        """Between-sample df of each protein (see :meth:`contrast_table`)."""
         kept = np.sum(~np.isnan(self.beta), axis=1)
-        df_between = (spc.sum(axis=1) - kept).astype(np.float64)
-        df_between += self._prior_df_between()
-        frames = []
-        for m, name in enumerate(self.contrast_names):
-            num_obs = observed[:, conditions.index(numerators[m])]
-            den_obs = observed[:, conditions.index(denominators[m])]
-            status = fit_status.copy()
-            fitted = np.isin(status, FITTED)
-            status[fitted & (num_obs ^ den_obs)] = "one_condition_missing"
-            status[fitted & ~num_obs & ~den_obs] = "not_estimable"
-            good = np.isin(status, FITTED)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "protein": self.proteins,
-                        "contrast": name,
-                        "estimate": np.where(good, self.estimate[:, m], np.nan),
-                        "se": np.where(good, self.se[:, m], np.nan),
-                        "df": np.where(good, self.df[:, m], np.nan),
-                        "status": status,
-                        "detail": self.detail,
-                        "n_features": self.n_features,
-                        "n_observations": self.n_obs,
-                        "sigma": self.sigma,
-                        "df_residual": self.nu,
-                        "n_samples_num": spc[:, conditions.index(numerators[m])],
-                        "n_samples_den": spc[:, conditions.index(denominators[m])],
-                        "df_between": df_between,
-                        "replication": contrast_replication(
-                            self.design, numerators[m], denominators[m]
-                        ),
-                    }
-                )
-            )
-        return pd.concat(frames, ignore_index=True)
+        df_between = (self.samples_per_condition.sum(axis=1) - kept).astype(np.float64)
+        out: FloatArray = df_between + self._prior_df_between()
+        return out
 
     def _prior_df_between(self) -> FloatArray:
         """Prior df added to the between-sample df: :math:`d_0` where ``sample`` was shrunk."""
@@ -255,6 +245,72 @@ class ModelFit:
         for j, name in enumerate(names):
             frame[f"cov[{name}]"] = cov[:, j]
         return frame
+
+
+class _ProteinColumns(Protocol):
+    """Per-protein columns a contrast table repeats (:class:`ModelFit` and stored fits)."""
+
+    proteins: list[str]
+    design: RunDesign
+    status: list[str]
+    detail: list[str]
+    n_features: NDArray[np.intp]
+    n_obs: NDArray[np.intp]
+    sigma: FloatArray
+    nu: FloatArray
+    beta: FloatArray
+    samples_per_condition: NDArray[np.intp]
+
+
+def contrast_frame(
+    fit: _ProteinColumns,
+    names: Sequence[str],
+    numerators: Sequence[str],
+    denominators: Sequence[str],
+    stats: tuple[FloatArray, FloatArray, FloatArray],
+    df_between: FloatArray,
+) -> pd.DataFrame:
+    """Long contrast table (:meth:`ModelFit.contrast_table`) from estimates, SEs and df.
+
+    ``stats`` holds ``estimate, se, df`` of shape ``(P, M)``; ``df_between`` shape ``(P,)``.
+    """
+    conditions = fit.design.conditions
+    observed = ~np.isnan(fit.beta[:, : len(conditions)])
+    fit_status = np.asarray(fit.status, dtype=object)
+    spc = fit.samples_per_condition
+    estimate, se, df = stats
+    frames = []
+    for m, name in enumerate(names):
+        num = conditions.index(numerators[m])
+        den = conditions.index(denominators[m])
+        num_obs, den_obs = observed[:, num], observed[:, den]
+        status = fit_status.copy()
+        fitted = np.isin(status, FITTED)
+        status[fitted & (num_obs ^ den_obs)] = "one_condition_missing"
+        status[fitted & ~num_obs & ~den_obs] = "not_estimable"
+        good = np.isin(status, FITTED)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "protein": fit.proteins,
+                    "contrast": name,
+                    "estimate": np.where(good, estimate[:, m], np.nan),
+                    "se": np.where(good, se[:, m], np.nan),
+                    "df": np.where(good, df[:, m], np.nan),
+                    "status": status,
+                    "detail": fit.detail,
+                    "n_features": fit.n_features,
+                    "n_observations": fit.n_obs,
+                    "sigma": fit.sigma,
+                    "df_residual": fit.nu,
+                    "n_samples_num": spc[:, num],
+                    "n_samples_den": spc[:, den],
+                    "df_between": df_between,
+                    "replication": contrast_replication(fit.design, numerators[m], denominators[m]),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass
@@ -482,6 +538,9 @@ def _allocate(
         iterations=np.zeros(n_prot, dtype=np.intp),
         blups=pd.DataFrame(),
         not_identifiable=np.zeros((n_prot, n_f), dtype=bool),
+        beta_centred=np.full((n_prot, p), nan),
+        dcov_beta=np.full((n_prot, n_f + 1, p, p), nan),
+        vcov_varpar=np.full((n_prot, n_f + 1, n_f + 1), nan),
     )
 
 
@@ -542,6 +601,10 @@ def _fit_bucket(
     out.reml_crit[idx] = ev.reml_crit + problem.neg_logw[idx]
     out.beta[idx] = beta
     out.cov_beta[idx] = cov
+    out.beta_centred[idx] = np.where(xkeep, est.beta, 0.0)
+    both = xkeep[:, None, :, None] & xkeep[:, None, None, :]
+    out.dcov_beta[idx] = np.where(both, cov_derivatives(bucket, est, der), np.nan)
+    out.vcov_varpar[idx] = est.vcov_varpar
     out.converged[idx] = opt.converged & ev.ok
     out.iterations[idx] = opt.iterations
     if cmat.shape[0]:

@@ -118,7 +118,7 @@ POLISH_SWEEPS = 10
 #: per-protein arrays of :class:`ModelFit` that a refit replaces
 _PROTEIN_ARRAYS = (
     "theta", "sigma", "reml_crit", "beta", "cov_beta", "estimate", "se", "df", "contrast_ok",
-    "converged", "iterations", "not_identifiable",
+    "converged", "iterations", "not_identifiable", "beta_centred", "dcov_beta", "vcov_varpar",
 )  # fmt: skip
 
 
@@ -438,6 +438,8 @@ def correct_variance(out: ModelFit, fitted: NDArray[np.bool_]) -> None:
     out.sigma[fitted] *= root
     out.theta[fitted] /= root
     out.cov_beta[fitted] *= c
+    # the df are scale-free: V and its derivatives scale together (pepmix.model.stored)
+    out.dcov_beta[fitted] *= c
     out.se[fitted] *= root
 
 

@@ -133,6 +133,30 @@ def _free_eigs(h: FloatArray, free: NDArray[np.bool_]) -> FloatArray:
     return np.where(vals > 1e299, np.inf, vals)
 
 
+def cov_derivatives(bucket: Bucket, est: Estimates, der: Derivatives) -> FloatArray:
+    r"""Derivatives of :math:`\mathrm{Cov}(\hat\beta)` in :math:`\psi = (\theta, \sigma)`.
+
+    :math:`\partial V/\partial\theta_f = -\sigma^2 E' (\partial S_0/\partial\theta_f) E`
+    with :math:`E` = ``est.ell_basis`` (0 where :math:`\theta_f` is not free) and
+    :math:`\partial V/\partial\sigma = 2V/\sigma`, so that for any contrast :math:`L` the
+    gradient of :func:`contrast_tests` is :math:`\nabla v_i = L' (\partial V/\partial\psi_i) L`.
+
+    Returns
+    -------
+    ndarray, shape (B, F + 1, p, p)
+    """
+    nb, nf = bucket.free.shape
+    e = est.ell_basis
+    p = e.shape[2]
+    out = np.zeros((nb, nf + 1, p, p))
+    sigma2 = est.sigma**2
+    for f in range(nf):
+        quad = np.matmul(np.swapaxes(e, 1, 2), np.matmul(der.ds[f], e))
+        out[:, f] = np.where(bucket.free[:, f, None, None], -sigma2[:, None, None] * quad, 0.0)
+    out[:, nf] = 2.0 * est.cov_beta / est.sigma[:, None, None]
+    return out
+
+
 def contrast_tests(
     bucket: Bucket,
     est: Estimates,
