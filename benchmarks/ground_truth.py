@@ -62,7 +62,9 @@ OLD_DEFAULTS: dict[str, Any] = {
 }
 #: each new piece of issue 10, applied alone on top of the old defaults
 PIECES: dict[str, dict[str, Any]] = {
-    "+ protein_median normalisation": {"normalization": {"method": "protein_median"}},
+    "+ protein_median normalisation": {
+        "normalization": {"method": "protein_median", "location": "median"}
+    },
     "+ protein_median normalisation, KDE mode": {
         "normalization": {"method": "protein_median", "location": "mode"}
     },
@@ -192,9 +194,15 @@ def _rows(
     return rows
 
 
-def benchmark(names: list[str], seeds: list[int], n_proteins: int, workdir: Path) -> pd.DataFrame:
-    """Score every variant on every scenario and seed (one row per scenario, contrast, variant
-    and seed)."""
+def benchmark(
+    names: list[str],
+    seeds: list[int],
+    n_proteins: int,
+    workdir: Path,
+    only: list[str] | None = None,
+) -> pd.DataFrame:
+    """Score every variant (or the labels in ``only``) on every scenario and seed (one row per
+    scenario, contrast, variant and seed)."""
     runner = StageRunner(workdir / "cache")
     rows: list[dict[str, Any]] = []
     for name in names:
@@ -216,6 +224,8 @@ def benchmark(names: list[str], seeds: list[int], n_proteins: int, workdir: Path
                 cases.append((scenario_config(data, samples), {"": truth}, seed, unchanged))
         for config, truths, seed, reference in cases:
             for label, overrides in variants(config, runner.schema, reference or None):
+                if only and label not in only:
+                    continue
                 result = run_case(runner, config, overrides)
                 rows += _rows(name, label, result, truths, seed)
         log.info("%s: %.1f s", name, time.perf_counter() - start)
@@ -300,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep stage outputs here (default: temp)")
     parser.add_argument("--compact", action="store_true", help="also a scenario x variant table")
     parser.add_argument("--show-na", action="store_true", help="table rows for n/a variants")
+    parser.add_argument("--variants", nargs="+", help="only these variants (labels)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -308,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     n_proteins = 1000 if args.quick else args.proteins
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pepmix-gt-") as tmp:
-        rows = benchmark(names, args.seeds, n_proteins, args.workdir or Path(tmp))
+        rows = benchmark(
+            names, args.seeds, n_proteins, args.workdir or Path(tmp), only=args.variants
+        )
     if args.csv:
         rows.to_csv(args.csv, index=False)
     summary = summarise(rows)
