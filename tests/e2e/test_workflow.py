@@ -217,6 +217,14 @@ def test_contrast_edit_reruns_only_test_and_later(
     assert list(dict.fromkeys(got["contrast"])) == ["fmol100 - fmol25", "fmol25 - fmol50"]
     # the same shards fitted by the same code: equal to the last bit
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+    # the report shows the current contrasts only, although the removed one's plots stay on disk
+    assert _run(repo, edited, "--config", "shards=2").returncode == 0
+    report = _run(repo, edited, "--report", str(edited / "report.html"), "--config", "shards=2")
+    assert report.returncode == 0, report.stderr[-2000:]
+    html = (edited / "report.html").read_text(errors="replace")
+    assert (edited / "results/plots/contrasts/fmol50_vs_fmol25/volcano.png").exists()
+    assert "fmol25_vs_fmol50" in html and "fmol100_vs_fmol25" in html
+    assert "fmol50_vs_fmol25" not in html
 
 
 def test_report(repo: Path, demo_run: Path) -> None:
