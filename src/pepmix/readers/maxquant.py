@@ -73,7 +73,9 @@ from typing import Any
 import pandas as pd
 
 from pepmix.errors import InputFormatError
+from pepmix.filters import threshold_step
 from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._dropped import DroppedProteins
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
     DEFAULT_DECOY_PATTERN,
@@ -203,7 +205,10 @@ def read_evidence(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
                 int(keep.sum()),
                 len(out),
             )
+            dropped = DroppedProteins([threshold_step("q_value", options["q_value"])])
+            dropped.add(out["protein"], [keep.to_numpy(dtype=bool)])
             out = out.loc[keep]
+            return dropped.attach(_combine(out, duplicates, path))
     return _combine(out, duplicates, path)
 
 
