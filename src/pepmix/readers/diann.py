@@ -34,6 +34,12 @@ are not needed here. The reader therefore
   above the thresholds are never materialised; text is parsed in chunks of ``chunk_rows`` rows
   (default 1,000,000) and each chunk is filtered before the next is read.
 
+Proteins none of whose rows passes the thresholds are recorded, with the reason, in the
+output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`): for text, from the chunks
+as they are read; for Parquet, by a second scan of the protein column (dictionary-encoded) and the
+q-value columns only, batch by batch (about +30% of the read time, measured on a 1.3 M-row
+report).
+
 Memory is therefore bounded by the projected columns of the rows that pass the filters (plus one
 batch or chunk), not by the size of the file. As in :func:`pepmix.filters.filter_rows`, a row
 with a missing q-value is kept. The same filters applied again later change nothing.

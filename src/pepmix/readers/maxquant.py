@@ -37,7 +37,8 @@ Choices:
   its FDR, 1% by default); ``PEP`` is a posterior error probability, not a q-value, so it is not
   used. MaxDIA writes a ``Q-value`` column, which is used. When the option ``q_value`` (a
   threshold) is given, rows above it are removed *before* duplicates are combined, so a
-  low-confidence duplicate cannot replace a confident one.
+  low-confidence duplicate cannot replace a confident one; proteins left without a row are
+  recorded in the output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`).
 - **Duplicates** (option ``duplicates``, default ``max``): one precursor can have several rows in
   one raw file: an MS/MS-identified feature next to a match-between-runs transfer at another
   retention time, split chromatographic peaks, or (MaxDIA) several candidate peaks. These are

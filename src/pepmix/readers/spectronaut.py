@@ -43,7 +43,9 @@ Choices:
 - The report is parsed in chunks of ``chunk_rows`` rows (default 1,000,000) of only the needed
   columns, and fragments are summed chunk by chunk, so memory is bounded by the number of
   precursor x run pairs rather than fragment rows. The optional thresholds ``q_value`` and
-  ``pg_q_value`` (passed by the ingest step from the ``filter:`` config) are applied while reading.
+  ``pg_q_value`` (passed by the ingest step from the ``filter:`` config) are applied while reading;
+  proteins without a row passing them (or, at fragment level, ``F.ExcludedFromQuantification``)
+  are recorded in the output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`).
 - ``unique`` is not filled: Spectronaut's protein groups are the result of its own inference and
   the report does not say whether a peptide maps to other groups.
 """
