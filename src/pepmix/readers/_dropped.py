@@ -53,7 +53,7 @@ class DroppedProteins:
             if i > 0:
                 keep = keep & np.asarray(passes[i - 1], dtype=bool)
             seen = np.flatnonzero(np.bincount(codes[keep], minlength=len(names)))
-            self._present[i].update(str(names[j]).strip() for j in seen)
+            self._present[i].update(str(names[int(j)]).strip() for j in seen)
 
     def add(self, protein: pd.Series, passes: Sequence[np.ndarray]) -> None:
         """Add one chunk given as a protein column (categorical or text) and its step masks."""
