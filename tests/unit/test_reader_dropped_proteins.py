@@ -15,11 +15,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pepmix import canonical
 from pepmix.filters import removed_proteins
 from pepmix.ingest import ingest_batch, read_input
 from pepmix.readers.diann import read_diann
 from pepmix.readers.maxquant import read_evidence
 from pepmix.readers.spectronaut import read_spectronaut
+from pepmix.stages import ingest, merge, read_removed
 
 FORMATS = Path(__file__).resolve().parents[1] / "data" / "formats"
 Q = "no row passes the row filters: q_value <= 0.01"
@@ -121,3 +123,24 @@ def test_ingest_carries_reader_drops(tmp_path: Path, q_value: float) -> None:
     detail = f"no row passes the row filters: q_value <= {q_value}"
     assert removed_proteins(read_input(entry, tmp_path, filters))[p_q] == [detail, None, None]
     assert removed_proteins(ingest_batch(entry, filters))[p_q] == [detail, None, None]
+
+
+def test_reader_drops_reach_the_removed_list(tmp_path: Path) -> None:
+    """Stages ``ingest`` and ``merge``: every protein of the file is kept or listed, once."""
+    path = tmp_path / "report.tsv"
+    src = FORMATS / "diann" / "DIANN_1.9_beta_slice.tsv"
+    p_q, p_pg = _edit(src, path, "\t", "Protein.Group", {"q": "Q.Value", "pg": "PG.Q.Value"})
+    filters = {**FILTERS, "min_features": 1, "min_observations": 1}
+    batch = tmp_path / "b1.parquet"
+    ingest({"name": "b1", "format": "diann", "path": str(path)}, filters, "precursor", batch)
+    runs = pd.read_csv(src, sep="\t", usecols=["Run"])["Run"].unique()
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("run\tcondition\n" + "".join(f"{r}\t{r.split('_')[4]}\n" for r in runs))
+    features, removed = tmp_path / "features.parquet", tmp_path / "removed.tsv"
+    merge([batch], sheet, {}, filters, features, tmp_path / "s.tsv", removed)
+    listed = read_removed(removed).set_index("protein")["detail"]
+    assert listed[p_q] == Q and listed[p_pg] == PG
+    kept = set(canonical.read_parquet(features)["protein"].astype(str))
+    named = set(pd.read_csv(src, sep="\t", usecols=["Protein.Group"])["Protein.Group"].dropna())
+    assert kept | set(listed.index) == named
+    assert kept.isdisjoint(listed.index)
