@@ -47,8 +47,14 @@ def removed_proteins(table: pd.DataFrame) -> Removed:
     return {str(k): list(v) for k, v in stored.items()}
 
 
-def _row_filter_detail(name: str) -> str:
+def row_filter_detail(name: str) -> str:
+    """``detail`` of a protein whose last rows the row filter ``name`` removed."""
     return ROW_FILTER_DETAIL.get(name, f"no row passes the row filters: {name}")
+
+
+def threshold_step(key: str, limit: float) -> str:
+    """Name of the q-value filter ``key`` (``q_value`` or ``pg_q_value``) at ``limit``."""
+    return f"{key} <= {limit}"
 
 
 def _distinct(table: pd.DataFrame, columns: list[str]) -> int:
@@ -81,10 +87,10 @@ def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     steps: list[tuple[str, pd.Series]] = []
     q = config.get("q_value", 0.01)
     if q is not None:
-        steps.append((f"q_value <= {q}", ~(table["q_value"] > q)))
+        steps.append((threshold_step("q_value", q), ~(table["q_value"] > q)))
     pg = config.get("pg_q_value", 0.01)
     if pg is not None:
-        steps.append((f"pg_q_value <= {pg}", ~(table["pg_q_value"] > pg)))
+        steps.append((threshold_step("pg_q_value", pg), ~(table["pg_q_value"] > pg)))
     if config.get("remove_decoys", True):
         steps.append(("decoys", ~table["decoy"].fillna(False).astype(bool)))
     if config.get("remove_contaminants", True):
@@ -109,7 +115,7 @@ def filter_rows(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
         kept_codes = codes[now_kept]
         still = np.bincount(kept_codes[kept_codes >= 0], minlength=len(names)) > 0
         for p in names[present & ~still]:
-            removed[str(p)] = [_row_filter_detail(name), None, None]
+            removed[str(p)] = [row_filter_detail(name), None, None]
         current, kept, present = after, now_kept, still
     out = current.reset_index(drop=True)
     out.attrs[REMOVED_PROTEINS] = removed

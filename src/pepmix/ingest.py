@@ -82,8 +82,11 @@ def read_input(
             f"zero): {', '.join(empty[:10])}",
         )
     table.attrs[EMPTY_RUNS] = empty
+    # proteins the reader dropped while reading (q-value thresholds applied in the scan), then
+    # those left without a valid intensity
     table.attrs[REMOVED_PROTEINS] = {
-        p: [NO_VALID_INTENSITY, None, None] for p in _proteins_without_values(raw, table)
+        **removed_proteins(raw),
+        **{p: [NO_VALID_INTENSITY, None, None] for p in _proteins_without_values(raw, table)},
     }
     table["batch"] = pd.Categorical.from_codes(
         np.zeros(len(table), dtype=np.int8), categories=pd.Index([str(entry["name"])])

@@ -3,10 +3,16 @@
 # then check from SLURM's own records that the jobs really ran as SLURM jobs and completed.
 #
 #   tests/slurm/run_slurm_e2e.sh <workdir> <configfile> [extra snakemake args...]
+#   tests/slurm/run_slurm_e2e.sh --command <rundir> <command> [extra snakemake args...]
 #
 # Runs (with a time limit)
 #   <repo>/.venv/bin/snakemake -s <Snakefile> --directory <workdir> --configfile <configfile> \
 #       --profile <repo>/workflow/profiles/slurm --slurm-status-command squeue \
+#       --slurm-init-seconds-before-status-checks 2 --max-threads <node CPUs> [extra args]
+# or, with --command, the given snakemake command line as written (e.g. README.md's cluster command,
+# which names the profile itself), from <rundir>, with the same three cluster arguments appended
+# (this cluster has no accounting, so squeue is the status command, as the README says):
+#   cd <rundir> && <command> --slurm-status-command squeue \
 #       --slurm-init-seconds-before-status-checks 2 --max-threads <node CPUs> [extra args]
 # Extra args come last, so they override the ones above.
 #
@@ -29,15 +35,23 @@
 set -euo pipefail
 
 PROG=run_slurm_e2e.sh
-if (($# < 2)); then
+if (($# < 2)) || { [[ $1 == --command ]] && (($# < 3)); }; then
     echo "usage: $PROG <workdir> <configfile> [extra snakemake args...]" >&2
+    echo "       $PROG --command <rundir> <command> [extra snakemake args...]" >&2
     exit 2
 fi
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-WORKDIR=$(realpath -m "$1")
-CONFIGFILE=$(realpath -m "$2")
-shift 2
+COMMAND=""
+if [[ $1 == --command ]]; then
+    RUNDIR=$(realpath -m "$2")
+    COMMAND=$3
+    shift 3
+else
+    WORKDIR=$(realpath -m "$1")
+    CONFIGFILE=$(realpath -m "$2")
+    shift 2
+fi
 
 STATE=${PEPMIX_SLURM_DIR:-/tmp/pepmix-slurm}
 TIMEOUT=${PEPMIX_SLURM_TIMEOUT:-900}
@@ -60,8 +74,12 @@ fail() {
 }
 
 [[ -x $SNAKEMAKE ]] || fail "$SNAKEMAKE not found (create the repo's .venv first)"
-[[ -e $SNAKEFILE ]] || fail "Snakefile $SNAKEFILE not found"
-[[ -e $CONFIGFILE ]] || fail "config file $CONFIGFILE not found"
+if [[ -n $COMMAND ]]; then
+    [[ -d $RUNDIR ]] || fail "run directory $RUNDIR not found"
+else
+    [[ -e $SNAKEFILE ]] || fail "Snakefile $SNAKEFILE not found"
+    [[ -e $CONFIGFILE ]] || fail "config file $CONFIGFILE not found"
+fi
 [[ -d $STATE ]] || fail "no cluster state dir $STATE: run tests/slurm/start_cluster.sh first"
 STATE=$(cd "$STATE" && pwd)
 export SLURM_CONF=$STATE/slurm.conf
@@ -77,21 +95,29 @@ timeout 10 scontrol ping >/dev/null 2>&1 || fail "slurmctld does not answer (SLU
 NODE_CPUS=$(timeout 10 sinfo -h -o '%c' | head -n 1)
 [[ $NODE_CPUS =~ ^[0-9]+$ ]] || fail "could not read the node's CPU count from sinfo"
 
-mkdir -p "$WORKDIR"
 LOG=$STATE/e2e-$(date +%Y%m%d-%H%M%S).log
-cmd=(
-    "$SNAKEMAKE" -s "$SNAKEFILE" --directory "$WORKDIR" --configfile "$CONFIGFILE"
-    --profile "$PROFILE"
+cluster_args=(
     --slurm-status-command squeue
     --slurm-init-seconds-before-status-checks 2
     --max-threads "$NODE_CPUS"
-    "$@"
 )
-echo "$PROG: running (time limit ${TIMEOUT} s): ${cmd[*]}"
+if [[ -n $COMMAND ]]; then
+    # the command line as written (word splitting and quoting by bash), then the arguments
+    cmd=(bash -c "$COMMAND \"\$@\"" "$PROG" "${cluster_args[@]}" "$@")
+    echo "$PROG: running (time limit ${TIMEOUT} s) in $RUNDIR: $COMMAND ${cluster_args[*]} $*"
+else
+    RUNDIR=$PWD
+    mkdir -p "$WORKDIR"
+    cmd=(
+        "$SNAKEMAKE" -s "$SNAKEFILE" --directory "$WORKDIR" --configfile "$CONFIGFILE"
+        --profile "$PROFILE" "${cluster_args[@]}" "$@"
+    )
+    echo "$PROG: running (time limit ${TIMEOUT} s): ${cmd[*]}"
+fi
 t0=$SECONDS
 set +e
 # timeout signals snakemake's whole process group; SIGKILL 30 s later (a hung snakemake can ignore SIGTERM).
-timeout --kill-after=30 "$TIMEOUT" "${cmd[@]}" </dev/null 2>&1 | tee "$LOG"
+(cd "$RUNDIR" && timeout --kill-after=30 "$TIMEOUT" "${cmd[@]}") </dev/null 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 wall=$((SECONDS - t0))

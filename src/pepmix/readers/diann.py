@@ -34,6 +34,12 @@ are not needed here. The reader therefore
   above the thresholds are never materialised; text is parsed in chunks of ``chunk_rows`` rows
   (default 1,000,000) and each chunk is filtered before the next is read.
 
+Proteins none of whose rows passes the thresholds are recorded, with the reason, in the
+output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`): for text, from the chunks
+as they are read; for Parquet, by a second scan of the protein column (dictionary-encoded) and the
+q-value columns only, batch by batch (0.07 s for a 1.3 M-row, 115 MB simulated 2.x report whose
+filtered read takes 0.3-0.5 s; peak memory unchanged).
+
 Memory is therefore bounded by the projected columns of the rows that pass the filters (plus one
 batch or chunk), not by the size of the file. As in :func:`pepmix.filters.filter_rows`, a row
 with a missing q-value is kept. The same filters applied again later change nothing.
@@ -60,7 +66,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pepmix.errors import InputFormatError
+from pepmix.filters import threshold_step
 from pepmix.readers._common import alias, file_column, require_columns, run_name, to_float
+from pepmix.readers._dropped import DroppedProteins
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
     first_present,
@@ -146,17 +154,22 @@ def read_diann(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         log.warning("%s: pg_q_value threshold not applied (no protein-group q-values)", path)
     active = {col: t for col, t in thresholds.items() if t is not None}
 
+    names = {q_column: "q_value", pg_column: "pg_q_value"}
+    dropped = DroppedProteins([threshold_step(names[c], options[names[c]]) for c in active])
+    chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
     if separator is None:
         frame = _scan_parquet(path, columns, active)
+        if active:
+            _dropped_parquet(path, protein_column, active, dropped, chunk_rows)
     else:
-        chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
-        frame = _scan_text(path, columns, separator, active, chunk_rows)
+        frame = _scan_text(path, columns, separator, active, chunk_rows, (protein_column, dropped))
     if active:
         shown = ", ".join(f"{c} <= {t:g}" for c, t in active.items())
         log.info("%s: %d rows pass %s (applied while reading)", path, len(frame), shown)
-    return _to_reader_columns(
+    out = _to_reader_columns(
         frame, path, protein_column, run_column, intensity_column, q_column, pg_column, options
     )
+    return dropped.attach(out)
 
 
 def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float]) -> pd.DataFrame:
@@ -180,19 +193,58 @@ def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float
     return frame
 
 
+def _dropped_parquet(
+    path: Path,
+    protein_column: str,
+    thresholds: Mapping[str, float],
+    dropped: DroppedProteins,
+    batch_rows: int,
+) -> None:
+    """Record proteins without a row passing ``thresholds``: a pass over 1 + 2 columns only.
+
+    The protein column is read dictionary-encoded, so each batch is integer codes into a small
+    dictionary; the q-value columns are float32 in DIA-NN 2.x reports.
+    """
+    in_file = [file_column(protein_column), *(file_column(c) for c in thresholds)]
+    try:
+        source = pq.ParquetFile(path, read_dictionary=[in_file[0]])
+        for batch in source.iter_batches(batch_size=batch_rows, columns=in_file):
+            protein = batch.column(0)
+            if not pa.types.is_dictionary(protein.type):
+                protein = pc.dictionary_encode(protein)
+            codes = protein.indices.to_numpy(zero_copy_only=False)
+            codes = np.where(protein.is_null().to_numpy(zero_copy_only=False), -1, codes)
+            passes = [
+                ~(batch.column(i + 1).to_numpy(zero_copy_only=False) > limit)
+                for i, limit in enumerate(thresholds.values())
+            ]
+            dropped.add_codes(codes.astype(np.int64), protein.dictionary.to_pylist(), passes)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
+        raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
+
+
 def _scan_text(
     path: Path,
     columns: list[str],
     separator: str,
     thresholds: Mapping[str, float],
     chunk_rows: int,
+    dropped: tuple[str, DroppedProteins],
 ) -> pd.DataFrame:
-    """Read a text report in chunks of the needed columns, filtering each chunk by q-value."""
+    """Read a text report in chunks of the needed columns, filtering each chunk by q-value.
+
+    ``dropped`` is the protein column and the record of proteins none of whose rows passes.
+    """
+    protein_column, record = dropped
     parts = []
     for chunk in read_selected(path, columns, separator, chunksize=chunk_rows):
-        for column, limit in thresholds.items():
-            values = to_float(chunk[column], path, column)
-            chunk = chunk.loc[~(values > limit)]
+        passes = [
+            ~(to_float(chunk[column], path, column) > limit).to_numpy(dtype=bool)
+            for column, limit in thresholds.items()
+        ]
+        if passes:
+            record.add(chunk[protein_column], passes)
+            chunk = chunk.loc[np.logical_and.reduce(passes)]
         parts.append(chunk)
     if not parts:
         return pd.DataFrame(columns=columns)

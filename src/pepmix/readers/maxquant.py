@@ -37,7 +37,8 @@ Choices:
   its FDR, 1% by default); ``PEP`` is a posterior error probability, not a q-value, so it is not
   used. MaxDIA writes a ``Q-value`` column, which is used. When the option ``q_value`` (a
   threshold) is given, rows above it are removed *before* duplicates are combined, so a
-  low-confidence duplicate cannot replace a confident one.
+  low-confidence duplicate cannot replace a confident one; proteins left without a row are
+  recorded in the output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`).
 - **Duplicates** (option ``duplicates``, default ``max``): one precursor can have several rows in
   one raw file: an MS/MS-identified feature next to a match-between-runs transfer at another
   retention time, split chromatographic peaks, or (MaxDIA) several candidate peaks. These are
@@ -73,7 +74,9 @@ from typing import Any
 import pandas as pd
 
 from pepmix.errors import InputFormatError
+from pepmix.filters import threshold_step
 from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._dropped import DroppedProteins
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
     DEFAULT_DECOY_PATTERN,
@@ -203,7 +206,10 @@ def read_evidence(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
                 int(keep.sum()),
                 len(out),
             )
+            dropped = DroppedProteins([threshold_step("q_value", options["q_value"])])
+            dropped.add(out["protein"], [keep.to_numpy(dtype=bool)])
             out = out.loc[keep]
+            return dropped.attach(_combine(out, duplicates, path))
     return _combine(out, duplicates, path)
 
 

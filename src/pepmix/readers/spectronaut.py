@@ -43,7 +43,9 @@ Choices:
 - The report is parsed in chunks of ``chunk_rows`` rows (default 1,000,000) of only the needed
   columns, and fragments are summed chunk by chunk, so memory is bounded by the number of
   precursor x run pairs rather than fragment rows. The optional thresholds ``q_value`` and
-  ``pg_q_value`` (passed by the ingest step from the ``filter:`` config) are applied while reading.
+  ``pg_q_value`` (passed by the ingest step from the ``filter:`` config) are applied while reading;
+  proteins without a row passing them (or, at fragment level, ``F.ExcludedFromQuantification``)
+  are recorded in the output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`).
 - ``unique`` is not filled: Spectronaut's protein groups are the result of its own inference and
   the report does not say whether a peptide maps to other groups.
 """
@@ -55,10 +57,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pepmix.errors import InputFormatError
+from pepmix.filters import threshold_step
 from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._dropped import DroppedProteins
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
     first_present,
@@ -96,6 +101,10 @@ _FRAGMENT_KEY = ("F.FrgIon", "F.Charge", "F.FrgLossType")
 _BUILT_FEATURE = "_precursor_id"
 _DEFAULT_CHUNK_ROWS = 1_000_000
 _KEYS = ["protein", "feature", "run"]
+#: q-value columns applied while reading, and the ``filter:`` option giving each threshold
+_THRESHOLD_KEYS = {"EG.Qvalue": "q_value", "PG.Qvalue": "pg_q_value"}
+#: name of the read-time filter on excluded fragments (in a removed protein's ``detail``)
+_EXCLUDED_STEP = "F.ExcludedFromQuantification False"
 
 
 def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
@@ -151,25 +160,34 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     columns = list(dict.fromkeys(required + [c for c in optional if c in header]))
     thresholds = {
         column: limit
-        for column, key in (("EG.Qvalue", "q_value"), ("PG.Qvalue", "pg_q_value"))
+        for column, key in _THRESHOLD_KEYS.items()
         if (limit := option_threshold(options, key)) is not None and column in header
     }
     chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
     pattern = option_pattern(options, "contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)
 
+    steps = [threshold_step(_THRESHOLD_KEYS[c], options[_THRESHOLD_KEYS[c]]) for c in thresholds]
+    if level == "fragment" and "F.ExcludedFromQuantification" in header:
+        steps.append(_EXCLUDED_STEP)
+    dropped = DroppedProteins(steps)
     parts = []
     n_rows = 0
     for chunk in read_selected(path, columns, separator, chunksize=chunk_rows):
         n_rows += len(chunk)
         if run_column == "R.Condition" and level == "fragment":
             _check_condition_runs(chunk, path)
-        for column, limit in thresholds.items():
-            chunk = chunk.loc[~(to_float(chunk[column], path, column) > limit)]
+        passes = [
+            ~(to_float(chunk[column], path, column) > limit).to_numpy(dtype=bool)
+            for column, limit in thresholds.items()
+        ]
         if level == "fragment" and "F.ExcludedFromQuantification" in chunk.columns:
             excluded = parse_flag(
                 chunk["F.ExcludedFromQuantification"], path, "F.ExcludedFromQuantification"
             )
-            chunk = chunk.loc[~excluded.fillna(False).to_numpy(dtype=bool)]
+            passes.append(~excluded.fillna(False).to_numpy(dtype=bool))
+        if passes:
+            dropped.add(chunk[protein_column], passes)
+            chunk = chunk.loc[np.logical_and.reduce(passes)]
         if feature_column == _BUILT_FEATURE:
             chunk = chunk.assign(
                 **{_BUILT_FEATURE: _precursor_ids(chunk[peptide_column or ""], chunk["FG.Charge"])}
@@ -198,7 +216,7 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         len(frame),
         intensity_column if level == "precursor" else f"sum of {intensity_column}",
     )
-    return frame
+    return dropped.attach(frame)
 
 
 def _run_column(header: list[str], path: Path) -> str:
