@@ -36,7 +36,7 @@ from pepmix.abundance import protein_abundance
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 
-n_features, n_runs = int(sys.argv[1]), int(sys.argv[2])
+n_features, n_runs, robust = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(1)
 runs = [f"r{i:02d}" for i in range(n_runs)]
 sheet = pd.DataFrame({
@@ -58,7 +58,7 @@ table = pd.DataFrame({
 start = time.perf_counter()
 spec = model_spec_from_config({}, sheet)
 design = build_run_design(sheet, spec)
-fit = fit_proteins(table, design, [("B - A", "B", "A")])
+fit = fit_proteins(table, design, [("B - A", "B", "A")], robust=robust)
 fit.variance_components()
 fit.contrast_table(["B"], ["A"])
 fit.fixed_effects()
@@ -79,10 +79,11 @@ print(json.dumps({
 """
 
 
-def measure(n_features: int) -> dict[str, float]:
-    """Run one fit in a child process and return its peak memory and time."""
+def measure(n_features: int, robust: str = "huber") -> dict[str, float]:
+    """Run one fit (``model.robust``: ``robust``) in a child process; return its peak memory
+    and time."""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n_features), str(N_RUNS)],
+        [sys.executable, "-c", CHILD, str(n_features), str(N_RUNS), robust],
         check=True,
         capture_output=True,
         text=True,
@@ -97,13 +98,16 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--features", type=int, nargs="+", default=[300, 1000, 3000])
+    parser.add_argument(
+        "--robust", choices=["huber", "none"], default="huber", help="model.robust (default huber)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     failed = False
     header = "features  observations  peak MB  ru_maxrss MB  declared MB  fit s"
     sys.stdout.write(header + "\n")
     for n in args.features:
-        res = measure(n)
+        res = measure(n, args.robust)
         declared = fit_mem_mb(int(res["n_features"]), int(res["n_observations"]))
         failed |= res["peak_mb"] > declared
         sys.stdout.write(
