@@ -349,12 +349,18 @@ def build_problem(
     fit_idx = np.flatnonzero(fittable)
     chunks: list[tuple[IntArray, int, int]] = []
     for qp in np.unique(q_pad[fit_idx]):
-        members = fit_idx[q_pad[fit_idx] == qp]
+        in_q = fit_idx[q_pad[fit_idx] == qp]
         d = int(qp) + n_x + 1
-        c_max = max(int(n_cls[members].max()), 1)
-        chunk = max(1, _MAX_W_ELEMENTS // (c_max * d * (1 if rank_one else d)))
-        for lo in range(0, members.size, chunk):
-            chunks.append((members[lo : lo + chunk], d, c_max))
+        # rank-one rows are reduced by a matrix product over the padded level axis: pad it to a
+        # size that depends on the protein alone, so that a protein's numbers do not depend on
+        # which proteins share its bucket (shard invariance to the last bit)
+        l_pad = _level_pad(n_cls[in_q]) if rank_one else np.zeros(in_q.size, dtype=np.intp)
+        for lp in np.unique(l_pad):
+            members = in_q[l_pad == lp]
+            c_max = int(lp) if rank_one else max(int(n_cls[members].max()), 1)
+            chunk = max(1, _MAX_W_ELEMENTS // (c_max * d * (1 if rank_one else d)))
+            for lo in range(0, members.size, chunk):
+                chunks.append((members[lo : lo + chunk], d, c_max))
     order = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, dtype=np.intp)
     d_of = np.zeros(n_prot, dtype=np.int64)
     c_of = np.zeros(n_prot, dtype=np.int64)
@@ -490,6 +496,17 @@ def build_problem(
         )
     log.debug("built %d buckets for %d fittable proteins", len(chunks), fit_idx.size)
     return problem
+
+
+def _level_pad(n_levels: NDArray[np.integer[Any]]) -> IntArray:
+    """Padded number of rank-one level rows: the smallest of 1, 2, 3, 4, 6, 8, 12, 16, ... (powers
+    of two and 1.5 times them) that holds ``n_levels`` (at most 1.5 times the rows needed)."""
+    n = np.maximum(np.asarray(n_levels, dtype=np.int64), 1)
+    power = 2 ** np.floor(np.log2(n)).astype(np.int64)
+    return np.asarray(
+        np.where(n <= power, power, np.where(n <= (3 * power) // 2, (3 * power) // 2, 2 * power)),
+        dtype=np.intp,
+    )
 
 
 def _offsets_in_order(size: NDArray[np.int64], order: IntArray) -> NDArray[np.int64]:
