@@ -10,6 +10,8 @@ import pytest
 from pepmix import canonical
 from pepmix.filters import filter_proteins, filter_rows
 
+from .format_helpers import three_proteins
+
 
 def test_several_filters_removing_different_rows(caplog: pytest.LogCaptureFixture) -> None:
     # each filter removes other rows: the masks of later filters must still line up
@@ -37,17 +39,7 @@ def test_several_filters_removing_different_rows(caplog: pytest.LogCaptureFixtur
 
 def test_protein_filter_counts(caplog: pytest.LogCaptureFixture) -> None:
     # P1: 2 features (kept); P2: 1 feature in 3 runs; P3: 2 features, 1 observation each
-    table = canonical.conform(
-        pd.DataFrame(
-            {
-                "protein": ["P1"] * 4 + ["P2"] * 3 + ["P3"] * 2,
-                "feature": ["a", "a", "b", "b", "c", "c", "c", "d", "e"],
-                "run": ["r1", "r2", "r1", "r2", "r1", "r2", "r3", "r1", "r2"],
-                "intensity": [1.0] * 9,
-            }
-        ),
-        "test",
-    )
+    table = three_proteins()
     with caplog.at_level(logging.INFO, logger="pepmix.filters"):
         kept = filter_proteins(table, {"min_features": 2, "min_observations": 3})
     assert set(kept["protein"].astype(str)) == {"P1"}

@@ -24,6 +24,8 @@ from pepmix.inference.differential import (
 from pepmix.ingest import ingest_batch
 from pepmix.stages import ingest, merge, read_removed, variance_table
 
+from .format_helpers import three_proteins
+
 HEADER = "protein\tpeptide\trun\tintensity\tq_value\tdecoy\n"
 Q_DETAIL = "no row passes the row filters: q_value <= 0.01"
 
@@ -100,17 +102,7 @@ def test_row_filters_name_the_filter_that_removed_the_last_row() -> None:
 
 
 def test_protein_filter_details_and_counts() -> None:
-    table = canonical.conform(
-        pd.DataFrame(
-            {
-                "protein": ["P1"] * 4 + ["P2"] * 3 + ["P3"] * 2,
-                "feature": ["a", "a", "b", "b", "c", "c", "c", "d", "e"],
-                "run": ["r1", "r2", "r1", "r2", "r1", "r2", "r3", "r1", "r2"],
-                "intensity": [1.0] * 9,
-            }
-        ),
-        "test",
-    )
+    table = three_proteins()
     kept = filter_proteins(table, {"min_features": 2, "min_observations": 3})
     assert removed_proteins(kept) == {
         "P2": ["1 feature < min_features 2", 1, 3],

@@ -1226,6 +1226,13 @@ def squeeze_var(
         scale, df2 = _fit_f_dist(x, df1, cov)
         fit = FDistFit(scale=scale, df2=df2)
         df_prior = df2
+    return _squeezed(x, df1, fit, df_prior)
+
+
+def _squeezed(
+    x: FloatArray, df1: FloatArray | float, fit: FDistFit, df_prior: float | FloatArray
+) -> SqueezeResult:
+    """Posterior variances of ``x`` under the fitted prior (squeezeVar's last step)."""
     if np.any(np.isnan(df_prior)):
         raise ValueError("Could not estimate prior df")
     var_post = _posterior(x, df1, fit.scale, df_prior)
@@ -1260,10 +1267,7 @@ def _squeeze_masked(
         scale, df2 = _fit_f_dist(x[mask], sub, None)
         fit = FDistFit(scale=scale, df2=df2)
         df_prior = df2
-    if np.any(np.isnan(df_prior)):
-        raise ValueError("Could not estimate prior df")
-    var_post = _posterior(x, df1, fit.scale, df_prior)
-    return SqueezeResult(var_post=var_post, var_prior=fit.scale, df_prior=df_prior, fit=fit)
+    return _squeezed(x, df1, fit, df_prior)
 
 
 def total_df(df_residual: ArrayLike, df_prior: ArrayLike) -> FloatArray:
