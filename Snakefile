@@ -29,6 +29,7 @@ include: "rules/fit.smk"
 include: "rules/test.smk"
 include: "rules/plot.smk"
 include: "rules/alerts.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -38,6 +39,7 @@ rule all:
         "results/tables/protein_abundance.tsv",
         all_plots(),
         ALERTS_FILE,
+        rules.report_pages.output,
     default_target: True
 
 

@@ -1,0 +1,309 @@
+"""A methods paragraph for a paper, generated from the configuration and the fitted priors.
+
+:func:`methods_rst` writes what this run did -- filters, normalisation, the model formula with its
+replication unit, robust weights, variance shrinkage, the degrees-of-freedom rule, moderation with
+the fitted prior (:math:`d_0`, :math:`s_0^2` of each contrast), TREAT, Benjamini-Hochberg -- with
+the references of each method used, numbered in order of first citation. Only what the config
+switched on is described, so the text can be pasted into a paper as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pepmix
+from pepmix.report.summary import ContrastSummary, Summary, rst_escape
+
+#: reference key -> full citation
+REFERENCES: dict[str, str] = {
+    "bates2015": (
+        "Bates D, Maechler M, Bolker B, Walker S (2015). Fitting linear mixed-effects models "
+        "using lme4. *Journal of Statistical Software* 67(1):1-48. DOI 10.18637/jss.v067.i01"
+    ),
+    "kuznetsova2017": (
+        "Kuznetsova A, Brockhoff PB, Christensen RHB (2017). lmerTest package: tests in linear "
+        "mixed effects models. *Journal of Statistical Software* 82(13):1-26. "
+        "DOI 10.18637/jss.v082.i13"
+    ),
+    "satterthwaite1946": (
+        "Satterthwaite FE (1946). An approximate distribution of estimates of variance "
+        "components. *Biometrics Bulletin* 2(6):110-114. DOI 10.2307/3002019"
+    ),
+    "huber1964": (
+        "Huber PJ (1964). Robust estimation of a location parameter. *Annals of Mathematical "
+        "Statistics* 35(1):73-101. DOI 10.1214/aoms/1177703732"
+    ),
+    "goeminne2016": (
+        "Goeminne LJE, Gevaert K, Clement L (2016). Peptide-level robust ridge regression "
+        "improves estimation, sensitivity, and specificity in data-dependent quantitative "
+        "label-free shotgun proteomics. *Molecular & Cellular Proteomics* 15(2):657-668. "
+        "DOI 10.1074/mcp.M115.055897"
+    ),
+    "smyth2004": (
+        "Smyth GK (2004). Linear models and empirical Bayes methods for assessing differential "
+        "expression in microarray experiments. *Statistical Applications in Genetics and "
+        "Molecular Biology* 3:Article 3. DOI 10.2202/1544-6115.1027"
+    ),
+    "phipson2016": (
+        "Phipson B, Lee S, Majewski IJ, Alexander WS, Smyth GK (2016). Robust hyperparameter "
+        "estimation protects against hypervariable genes and improves power to detect "
+        "differential expression. *Annals of Applied Statistics* 10(2):946-963. "
+        "DOI 10.1214/16-AOAS920"
+    ),
+    "chung2013": (
+        "Chung Y, Rabe-Hesketh S, Dorie V, Gelman A, Liu J (2013). A nondegenerate penalized "
+        "likelihood estimator for variance parameters in multilevel models. *Psychometrika* "
+        "78(4):685-709. DOI 10.1007/s11336-013-9328-2"
+    ),
+    "mccarthy2009": (
+        "McCarthy DJ, Smyth GK (2009). Testing significance relative to a fold-change "
+        "threshold is a TREAT. *Bioinformatics* 25(6):765-771. DOI 10.1093/bioinformatics/btp053"
+    ),
+    "benjamini1995": (
+        "Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate: a practical and "
+        "powerful approach to multiple testing. *Journal of the Royal Statistical Society B* "
+        "57(1):289-300. DOI 10.1111/j.2517-6161.1995.tb02031.x"
+    ),
+    "bolstad2003": (
+        "Bolstad BM, Irizarry RA, Astrand M, Speed TP (2003). A comparison of normalization "
+        "methods for high density oligonucleotide array data based on variance and bias. "
+        "*Bioinformatics* 19(2):185-193. DOI 10.1093/bioinformatics/19.2.185"
+    ),
+}
+
+
+class _Citations:
+    """Numbers references in order of first citation."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def __call__(self, *keys: str) -> str:
+        numbers = []
+        for key in keys:
+            if key not in self.keys:
+                self.keys.append(key)
+            numbers.append(str(self.keys.index(key) + 1))
+        return f"[{', '.join(numbers)}]"
+
+
+def _filters(config: Mapping[str, Any]) -> str:
+    f = config.get("filter", {}) or {}
+    rows = []
+    if f.get("q_value") is not None:
+        rows.append(f"precursor q-value <= {f['q_value']:g}")
+    if f.get("pg_q_value") is not None:
+        rows.append(f"protein-group q-value <= {f['pg_q_value']:g}")
+    kept = (
+        f"Rows with {' and '.join(rows)} were kept (where the input reports them); " if rows else ""
+    )
+    removed = [
+        what
+        for what, on in (
+            ("decoys", f.get("remove_decoys", True)),
+            ("contaminants", f.get("remove_contaminants", True)),
+            ("shared peptides", f.get("shared_peptides", "exclude") == "exclude"),
+        )
+        if on
+    ]
+    dropped = f"{', '.join(removed)} were removed; " if removed else ""
+    return (
+        f"{kept}{dropped}proteins with fewer than {int(f.get('min_features', 2))} "
+        f"{config.get('feature_level', 'precursor')}s or fewer than "
+        f"{int(f.get('min_observations', 2))} observations were not tested."
+    )
+
+
+def _normalization(config: Mapping[str, Any], cite: _Citations) -> str:
+    norm = config.get("normalization", {}) or {}
+    method = str(norm.get("method", "protein_median"))
+    location = (
+        "mode of a kernel density estimate"
+        if norm.get("location", "mode") == "mode"
+        else ("median")
+    )
+    text = {
+        "protein_median": (
+            "each run was shifted by the "
+            f"{location} over proteins of the protein-level log ratios (per protein and run, "
+            "the median over its features of each feature's log2 ratio to its mean over runs), "
+            "so that every protein counts once"
+        ),
+        "median_ratio": (
+            "each run was shifted by the median over features of each feature's log2 ratio to "
+            "its mean over runs"
+        ),
+        "median": "the run medians of the log2 intensities were equalised",
+        "reference": (
+            "the run medians of the log2 intensities of the reference proteins "
+            f"({len(norm.get('reference_proteins') or [])} proteins) were equalised"
+        ),
+        "quantile": "the runs were quantile normalised",
+        "none": "the runs were not normalised",
+    }[method]
+    if method == "quantile":
+        text += f" {cite('bolstad2003')}"
+    batch = " within each batch" if norm.get("within_batch") and method != "none" else ""
+    return f"Intensities were log2 transformed and {text}{batch}."
+
+
+def _model(formula: str, replication: str, cite: _Citations) -> str:
+    unit = {
+        "technical": (
+            "The runs were the replication unit (technical replication: the run takes the place "
+            "of the biological sample), so p-values refer to repeated measurements of the same "
+            "samples, not to new biological samples."
+        ),
+        "biological": "The biological samples were the replication unit.",
+    }.get(replication, f"Replication unit: {rst_escape(replication)}.")
+    return (
+        "For each protein a linear mixed model, ``" + formula + "``, was fitted by restricted "
+        "maximum likelihood (REML) on the observed values only (no imputation), with the REML "
+        f"criterion of lme4 {cite('bates2015')}. {unit}"
+    )
+
+
+def _robust(config: Mapping[str, Any], cite: _Citations) -> str:
+    if (config.get("model", {}) or {}).get("robust", "huber") != "huber":
+        return ""
+    return (
+        " Observations were down-weighted by M-estimation with Huber weights "
+        f"{cite('huber1964')} (k = 1.345, scale: median absolute deviation of the protein's "
+        "residuals) by iteratively reweighted REML, as in msqrob2 "
+        f"{cite('goeminne2016')}; standard errors were multiplied by Huber's correction "
+        "factor 1.230 for estimated weights."
+    )
+
+
+def _shrinkage(summary: Summary, cite: _Citations) -> str:
+    if not summary.shrinkage_prior:
+        return ""
+    priors = "; ".join(
+        f"{rst_escape(term)}: d0 = {df:.3g}, prior ratio {ratio:.3g}"
+        for term, (df, ratio) in summary.shrinkage_prior.items()
+    )
+    return (
+        " The ratios of the random-effect variances to the residual variance had an empirical "
+        "Bayes scaled-inverse-chi-square prior estimated from all proteins by marginal "
+        f"likelihood ({priors}); each protein's variances are the posterior mode "
+        f"{cite('smyth2004', 'chung2013')}."
+    )
+
+
+def _df_rule(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> str:
+    testing = config.get("testing", {}) or {}
+    text = (
+        "Contrasts between conditions were tested with t statistics on Satterthwaite degrees of "
+        f"freedom {cite('satterthwaite1946')}, computed as in lmerTest {cite('kuznetsova2017')}"
+    )
+    if testing.get("df_cap", True):
+        extra = " plus the prior df" if summary.shrinkage_prior else ""
+        text += (
+            ", capped at the number of observed replication units minus the estimated fixed "
+            f"effects{extra}"
+        )
+    return text + "."
+
+
+def _prior_text(c: ContrastSummary) -> str:
+    if c.df_prior is None or c.var_prior is None:
+        return f"{rst_escape(c.name)}: not moderated (too few tested proteins)"
+    df = "infinite" if c.df_prior == float("inf") else f"{c.df_prior:.3g}"
+    return f"{rst_escape(c.name)}: s0² = {c.var_prior:.3g}, d0 = {df}"
+
+
+def _moderation(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> str:
+    shrinkage = bool((config.get("model", {}) or {}).get("shrinkage", False))
+    if not config.get("moderation", True) or shrinkage:
+        return ""
+    robust = bool((config.get("testing", {}) or {}).get("robust", True))
+    eb = cite("smyth2004")
+    how = f"limma's robust prior estimation {cite('phipson2016')}" if robust else "limma"
+    priors = "; ".join(_prior_text(c) for c in summary.contrasts)
+    return (
+        " Each contrast's variance, per replication unit, was moderated across proteins by "
+        f"empirical Bayes {eb} with {how}; the moderated df are the protein's "
+        f"df plus the prior df d0 (fitted prior per contrast, median over proteins: {priors})."
+    )
+
+
+def _calls(summary: Summary, cite: _Citations) -> str:
+    text = ""
+    if summary.lfc_threshold > 0:
+        text += (
+            f" p-values are for H0: \\|log2 fold change\\| <= {summary.lfc_threshold:g} "
+            f"(TREAT {cite('mccarthy2009')})."
+        )
+    rule = f"adjusted p < {summary.fdr:g}"
+    if summary.lfc_threshold > 0:
+        rule += f" and \\|log2 fold change\\| > {summary.lfc_threshold:g}"
+    return text + (
+        " p-values were adjusted per contrast over the tested proteins by the "
+        f"Benjamini-Hochberg method {cite('benjamini1995')}; proteins with {rule} were called "
+        "differentially abundant."
+    )
+
+
+def methods_rst(config: Mapping[str, Any], summary: Summary, formula: str) -> str:
+    """The methods section (reStructuredText, titled *Methods*) with its references.
+
+    Parameters
+    ----------
+    config : mapping
+        The validated config.
+    summary : Summary
+        The run's numbers (:func:`pepmix.report.summary.summarize`): replication unit, priors,
+        calling rule.
+    formula : str
+        The fitted model, e.g. ``"log2 intensity ~ condition + (1 | feature) + (1 | sample)"``
+        (:func:`model_formula`).
+
+    Returns
+    -------
+    str
+    """
+    cite = _Citations()
+    replication = _replication_unit(summary.contrasts)
+    paragraph = (
+        f"Differential abundance was analysed with pepmix {pepmix.__version__}. "
+        f"{_filters(config)} {_normalization(config, cite)} {_model(formula, replication, cite)}"
+        f"{_robust(config, cite)}{_shrinkage(summary, cite)} {_df_rule(config, summary, cite)}"
+        f"{_moderation(config, summary, cite)}{_calls(summary, cite)}"
+    )
+    lines = ["Methods", "-------", "", paragraph, "", "References:", ""]
+    lines += [f"{i}. {REFERENCES[key]}" for i, key in enumerate(cite.keys, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def _replication_unit(contrasts: Sequence[ContrastSummary]) -> str:
+    labels = {label for c in contrasts for label in c.replication}
+    if labels and labels <= {"technical"}:
+        return "technical"
+    return (
+        "biological" if labels <= {"biological", "biological_pooled"} else ", ".join(sorted(labels))
+    )
+
+
+def model_formula(
+    random: Sequence[str], fixed_batch: bool = False, covariates: Sequence[str] = ()
+) -> str:
+    """The per-protein model as an lme4 formula.
+
+    Parameters
+    ----------
+    random : sequence of str
+        Random-intercept factors (:attr:`pepmix.model.design.ModelSpec.random`).
+    fixed_batch : bool, default False
+        Batch as a fixed effect.
+    covariates : sequence of str, default ()
+        Numeric run-level covariates.
+
+    Returns
+    -------
+    str
+        E.g. ``"log2 intensity ~ condition + (1 | feature) + (1 | sample)"``.
+    """
+    fixed = ["condition"] + (["batch"] if fixed_batch else []) + list(covariates)
+    terms = fixed + [f"(1 | {r})" for r in random]
+    return "log2 intensity ~ " + " + ".join(terms)
