@@ -8,6 +8,7 @@ The package is importable without Snakemake. Modules follow the data:
 - :mod:`pepmix.model`: the batched REML engine (one linear mixed model per protein)
 - :mod:`pepmix.inference`: contrasts, Satterthwaite tests, empirical Bayes, FDR
 - :mod:`pepmix.plots`: figures
+- :mod:`pepmix.report`: the report's summary, methods text and per-contrast tables
 """
 
 __version__ = "0.1.0"

@@ -172,7 +172,7 @@ def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
 
 
 #: rules that follow the contrasts (tables, plots, alerts); nothing upstream of rule test
-CONTRAST_RULES = {"test", "plot_differential", "plot_model", "alerts", "all"}
+CONTRAST_RULES = {"test", "plot_differential", "plot_model", "alerts", "report_pages", "all"}
 NEW_CONTRASTS = 'contrasts: ["fmol100 - fmol25", "fmol25 - fmol50"]'
 
 
@@ -237,6 +237,20 @@ def test_report(repo: Path, demo_run: Path) -> None:
     landing = html[start : html.index("\n", start)]
     assert "<strong>Warnings</strong> (1;" in landing
     assert "heavy_filtering" in landing and "removed 109 of 312 proteins" in landing
+    # ... and the summary (rule report_pages), its numbers those of the tables, and the methods
+    table = pd.read_csv(demo_run / "results/tables/differential_abundance.tsv", sep="\t")
+    assert f"{N_INPUT_PROTEINS} proteins read" in landing
+    removed = f"{N_FILTERED} proteins removed before the model: min_features 2: {N_FILTERED}"
+    assert removed in landing
+    for contrast, part in table.groupby("contrast", sort=False):
+        tested = int(part["pvalue"].notna().sum())
+        up = int(((part["adj_pvalue"] < 0.05) & (part["log2fc"] > 0)).sum())
+        down = int(((part["adj_pvalue"] < 0.05) & (part["log2fc"] < 0)).sum())
+        cells = f"{contrast}</a></td>\\n<td>{tested:,}</td>\\n<td>{up:,}</td>\\n<td>{down:,}</td>"
+        assert cells in landing, contrast
+    assert "Methods" in landing and "Satterthwaite" in landing and "lme4" in landing
+    # one top-protein table per contrast, embedded in the report
+    assert html.count("top_proteins_fmol") >= 3
 
 
 def test_warnings_reach_the_user(demo_run: Path) -> None:
