@@ -303,6 +303,10 @@ def test_methods_follow_the_config() -> None:
     treat = methods(lfc_threshold=1.0, fdr=0.01)
     assert "TREAT" in treat and REFERENCES["mccarthy2009"] in treat
     assert "adjusted p < 0.01 and \\|log2 fold change\\| > 1" in treat
+    infinite = _differential().assign(df_prior=np.inf)
+    config = _config()
+    summary = summarize(infinite, _variance(), _runs(), _sheet(), config, (), CONTRASTS)
+    assert "B - A: s0² = 0.02, d0 = infinite" in methods_rst(config, summary, "y ~ condition")
     capless = methods(**{"testing.df_cap": False})
     assert "capped" not in capless and "capped" in text
     nonrobust = methods(**{"testing.robust": False})

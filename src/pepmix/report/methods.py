@@ -136,14 +136,16 @@ def _normalization(config: Mapping[str, Any], cite: _Citations) -> str:
         ),
         "median": "the run medians of the log2 intensities were equalised",
         "reference": (
-            "the run medians of the log2 intensities of the reference proteins "
-            f"({len(norm.get('reference_proteins') or [])} proteins) were equalised"
+            "the run medians of the log2 intensities of the reference proteins (named in the "
+            "configuration) were equalised"
         ),
         "quantile": "the runs were quantile normalised",
         "none": "the runs were not normalised",
     }[method]
     if method == "quantile":
         text += f" {cite('bolstad2003')}"
+    if method == "protein_median" and norm.get("reference_proteins"):
+        text += " (location over the reference proteins only)"
     batch = " within each batch" if norm.get("within_batch") and method != "none" else ""
     return f"Intensities were log2 transformed and {text}{batch}."
 

@@ -184,9 +184,10 @@ def _counts(values: pd.Series) -> dict[str, int]:
 
 
 def _median_or_none(values: pd.Series) -> float | None:
-    finite = values.to_numpy(dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return float(np.median(finite)) if finite.size else None
+    """Median of the non-missing values (an infinite prior df is a value), None if none."""
+    known = values.to_numpy(dtype=float)
+    known = known[~np.isnan(known)]
+    return float(np.median(known)) if known.size else None
 
 
 def contrast_summary(part: pd.DataFrame, name: str, fdr: float, lfc: float) -> ContrastSummary:
