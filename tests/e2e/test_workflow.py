@@ -249,6 +249,7 @@ def test_report(repo: Path, demo_run: Path) -> None:
         cells = f"{contrast}</a></td>\\n<td>{tested:,}</td>\\n<td>{up:,}</td>\\n<td>{down:,}</td>"
         assert cells in landing, contrast
     assert "Methods" in landing and "Satterthwaite" in landing and "lme4" in landing
+    assert "system-message" not in landing  # docutils' mark of an error in the page's RST
     # one top-protein table per contrast, embedded in the report
     assert html.count("top_proteins_fmol") >= 3
 

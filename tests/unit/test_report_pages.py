@@ -8,6 +8,7 @@ Numbers of the summary are checked against counts made directly on the tables.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -307,6 +308,16 @@ def test_methods_follow_the_config() -> None:
     config = _config()
     summary = summarize(infinite, _variance(), _runs(), _sheet(), config, (), CONTRASTS)
     assert "B - A: s0² = 0.02, d0 = infinite" in methods_rst(config, summary, "y ~ condition")
+    many = dataclasses.replace(
+        _summary(),
+        contrasts=tuple(
+            dataclasses.replace(_summary().contrasts[0], name=f"C{i} - A", var_prior=0.01 * i)
+            for i in range(1, 9)
+        ),
+    )
+    assert "s0² from 0.01 to 0.08, d0 from 4 to 4 over 8 contrasts" in methods_rst(
+        config, many, "y ~ condition"
+    )
     capless = methods(**{"testing.df_cap": False})
     assert "capped" not in capless and "capped" in text
     nonrobust = methods(**{"testing.robust": False})

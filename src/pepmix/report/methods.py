@@ -215,6 +215,25 @@ def _prior_text(c: ContrastSummary) -> str:
     return f"{rst_escape(c.name)}: s0² = {c.var_prior:.3g}, d0 = {df}"
 
 
+#: contrasts whose priors are listed one by one (more: the range over contrasts)
+MAX_LISTED_PRIORS = 6
+
+
+def _priors(contrasts: Sequence[ContrastSummary]) -> str:
+    fitted = [c for c in contrasts if c.df_prior is not None and c.var_prior is not None]
+    if len(contrasts) <= MAX_LISTED_PRIORS or len(fitted) < 2:
+        return "; ".join(_prior_text(c) for c in contrasts)
+    var = [float(c.var_prior) for c in fitted if c.var_prior is not None]
+    df = [float(c.df_prior) for c in fitted if c.df_prior is not None]
+    text = (
+        f"s0² from {min(var):.3g} to {max(var):.3g}, d0 from {min(df):.3g} to {max(df):.3g} "
+        f"over {len(fitted)} contrasts"
+    )
+    if len(fitted) < len(contrasts):
+        text += f"; {len(contrasts) - len(fitted)} contrast(s) not moderated"
+    return text
+
+
 def _moderation(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> str:
     shrinkage = bool((config.get("model", {}) or {}).get("shrinkage", False))
     if not config.get("moderation", True) or shrinkage:
@@ -222,7 +241,7 @@ def _moderation(config: Mapping[str, Any], summary: Summary, cite: _Citations) -
     robust = bool((config.get("testing", {}) or {}).get("robust", True))
     eb = cite("smyth2004")
     how = f"limma's robust prior estimation {cite('phipson2016')}" if robust else "limma"
-    priors = "; ".join(_prior_text(c) for c in summary.contrasts)
+    priors = _priors(summary.contrasts)
     return (
         " Each contrast's variance, per replication unit, was moderated across proteins by "
         f"empirical Bayes {eb} with {how}; the moderated df are the protein's "
