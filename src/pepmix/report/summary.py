@@ -73,8 +73,8 @@ class ContrastSummary:
 
     @property
     def not_tested(self) -> int:
-        """Rows of the contrast without a test (any reason, filtered proteins included)."""
-        return sum(self.statuses.values()) - self.tested
+        """Modelled proteins of the contrast without a test (filtered proteins not counted)."""
+        return sum(self.statuses.values()) - self.tested - self.statuses.get(FILTERED, 0)
 
 
 @dataclass(frozen=True)
@@ -425,10 +425,14 @@ def _contrast_rows(s: Summary, table_targets: Mapping[str, str]) -> list[str]:
 
 
 def _status_line(s: Summary) -> str:
+    intro = (
+        "*not tested*: modelled proteins without a test in the contrast (the filtered ones are "
+        "under *Filters*). Rows per status"
+    )
     distinct = {tuple(c.statuses.items()) for c in s.contrasts}
     if len(distinct) == 1:
-        return f"Rows per status (every contrast): {_listing(s.contrasts[0].statuses)}."
-    return "Rows per status: " + "; ".join(
+        return f"{intro} (every contrast): {_listing(s.contrasts[0].statuses)}."
+    return f"{intro}: " + "; ".join(
         f"{rst_escape(c.name)}: {_listing(c.statuses)}" for c in s.contrasts
     )
 
