@@ -293,8 +293,17 @@ def test_methods_follow_the_config() -> None:
         config = _config(**changes)
         return methods_rst(config, _summary(config), model_formula(("feature", "run")))
 
+    assert "decoys, contaminants and shared peptides were removed" in text
+    kept = methods(**{"filter.remove_contaminants": False, "filter.shared_peptides": "keep"})
+    assert "; decoys were removed; proteins with fewer than 2 precursors" in kept
+    bare = methods(**{"filter.q_value": None, "filter.pg_q_value": None,
+                      "filter.remove_decoys": False, "filter.remove_contaminants": False,
+                      "filter.shared_peptides": "keep", "filter.min_features": 1})  # fmt: skip
+    assert "Proteins with fewer than 2 observations were not tested" in bare
+    assert "q-value" not in bare and "removed" not in bare
     plain = methods(**{"model.robust": "none"})
     assert "Huber" not in plain and REFERENCES["goeminne2016"] not in plain
+    assert REFERENCES["huber1981"] in text and REFERENCES["huber1981"] not in plain
     quantile = methods(**{"normalization.method": "quantile"})
     assert "quantile normalised" in quantile and REFERENCES["bolstad2003"] in quantile
     assert "kernel density" not in quantile

@@ -34,6 +34,10 @@ REFERENCES: dict[str, str] = {
         "Huber PJ (1964). Robust estimation of a location parameter. *Annals of Mathematical "
         "Statistics* 35(1):73-101. DOI 10.1214/aoms/1177703732"
     ),
+    "huber1981": (
+        "Huber PJ (1981). *Robust Statistics*. Wiley, New York (sections 3.2 and 7.6). "
+        "DOI 10.1002/0471725250"
+    ),
     "goeminne2016": (
         "Goeminne LJE, Gevaert K, Clement L (2016). Peptide-level robust ridge regression "
         "improves estimation, sensitivity, and specificity in data-dependent quantitative "
@@ -92,7 +96,7 @@ def _filters(config: Mapping[str, Any]) -> str:
     f = config.get("filter", {}) or {}
     rows = []
     if f.get("q_value") is not None:
-        rows.append(f"precursor q-value <= {f['q_value']:g}")
+        rows.append(f"q-value <= {f['q_value']:g}")
     if f.get("pg_q_value") is not None:
         rows.append(f"protein-group q-value <= {f['pg_q_value']:g}")
     kept = (
@@ -107,12 +111,22 @@ def _filters(config: Mapping[str, Any]) -> str:
         )
         if on
     ]
-    dropped = f"{', '.join(removed)} were removed; " if removed else ""
-    return (
-        f"{kept}{dropped}proteins with fewer than {int(f.get('min_features', 2))} "
-        f"{config.get('feature_level', 'precursor')}s or fewer than "
-        f"{int(f.get('min_observations', 2))} observations were not tested."
+    listed = " and ".join([", ".join(removed[:-1]), removed[-1]] if len(removed) > 1 else removed)
+    dropped = f"{listed} were removed; " if removed else ""
+    minima = [
+        f"{n} {what}s"
+        for n, what in (
+            (int(f.get("min_features", 2)), config.get("feature_level", "precursor")),
+            (int(f.get("min_observations", 2)), "observation"),
+        )
+        if n > 1
+    ]
+    text = f"{kept}{dropped}" + (
+        f"proteins with fewer than {' or fewer than '.join(minima)} were not tested."
+        if minima
+        else "every protein with an observation was modelled."
     )
+    return text[0].upper() + text[1:]
 
 
 def _normalization(config: Mapping[str, Any], cite: _Citations) -> str:
@@ -173,8 +187,9 @@ def _robust(config: Mapping[str, Any], cite: _Citations) -> str:
         " Observations were down-weighted by M-estimation with Huber weights "
         f"{cite('huber1964')} (k = 1.345, scale: median absolute deviation of the protein's "
         "residuals) by iteratively reweighted REML, as in msqrob2 "
-        f"{cite('goeminne2016')}; standard errors were multiplied by Huber's correction "
-        "factor 1.230 for estimated weights."
+        f"{cite('goeminne2016')}; because the weights are estimated, the variances of the "
+        "estimates were multiplied by Huber's normal-model factor c = 1.230 "
+        f"{cite('huber1981')}."
     )
 
 
