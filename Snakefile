@@ -28,6 +28,7 @@ include: "rules/normalize.smk"
 include: "rules/fit.smk"
 include: "rules/test.smk"
 include: "rules/plot.smk"
+include: "rules/calibration.smk"
 include: "rules/alerts.smk"
 
 
@@ -38,6 +39,7 @@ rule all:
         "results/tables/protein_abundance.tsv",
         all_plots(),
         ALERTS_FILE,
+        CALIBRATION_OUTPUTS if config["calibration"]["in_all"] else [],
     default_target: True
 
 
