@@ -347,9 +347,9 @@ def _alert_plan(plan: PermutationPlan, requested: int) -> None:
         alert(
             log,
             "calibration_residual_effect",
-            f"calibration: with {per_condition} replication units{where} no permutation mixes "
-            f"the conditions completely: the permuted groups still differ by up to "
-            f"{100 * worst:.0f} % of each true condition difference, so strongly changing "
+            f"calibration: with {per_condition} replication units per condition{where} no "
+            "permutation mixes the conditions completely: the permuted groups still differ by "
+            f"up to {100 * worst:.0f} % of each true condition difference, so strongly changing "
             "proteins can be called in the permuted runs without any miscalibration; more "
             "replicates per condition give a cleaner check",
         )
