@@ -181,3 +181,34 @@ def test_pseudoreplication_is_caught(caplog: pytest.LogCaptureFixture) -> None:
     assert (summary["fraction_p05"] > 0.1).all()  # measured 0.20-0.27 (nominal 0.05)
     assert "calibration_excess" in _codes(caplog)
     assert set(result.pvalues["permutation"]) == {1, 2, 3, 4}
+
+
+def test_chunks_give_the_same_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proteins are fitted independently: chunking the table changes no number."""
+    from pepmix.inference.calibration import chunk_tables, refit_contrasts
+
+    table, sheet, _ = simulate(n_prot=40, n_per=3, seed=2)
+    chunks = chunk_tables(table, len(table) // 4)
+    assert len(chunks) >= 4 and sum(len(c) for c in chunks) == len(table)
+    assert sum(c["protein"].nunique() for c in chunks) == table["protein"].nunique()
+    config = _config(robust="none")
+    whole = refit_contrasts([table], sheet, config).set_index("protein")
+    parts = refit_contrasts(chunks, sheet, config).set_index("protein").loc[whole.index]
+    for col in ("estimate", "se", "df"):
+        np.testing.assert_allclose(parts[col], whole[col], rtol=1e-12)  # shard invariance
+
+
+def test_alert_inputs_follow_the_target(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from pepmix.inference.calibration import alert_inputs
+
+    path = str(tmp_path / "calibration.tsv")
+    off: dict[str, Any] = {"calibration": {"in_all": False}}
+    plain = SimpleNamespace(dag_settings=SimpleNamespace(targets=set()))
+    asked = SimpleNamespace(dag_settings=SimpleNamespace(targets={"calibration"}))
+    assert alert_inputs(off, plain, path) == []
+    assert alert_inputs(off, asked, path) == [path]
+    assert alert_inputs({"calibration": {"in_all": True}}, plain, path) == [path]
+    (tmp_path / "calibration.tsv").write_text("stage\tcode\tmessage\n")
+    assert alert_inputs(off, plain, path) == [path]  # ran before: kept up to date

@@ -39,7 +39,9 @@ test stage (:func:`pepmix.inference.differential.differential_table`). Cost: abo
 ``permutations`` times the model stage.
 
 Summary per permutation and contrast (:func:`summarise`): proteins tested, calls at adjusted
-p < ``fdr``, fraction of p < 0.05, Kolmogorov-Smirnov distance of the p-values to the uniform.
+p < ``fdr``, fraction of p < 0.05, Kolmogorov-Smirnov distance of the p-values to the uniform,
+the permutation's residual effect :math:`r`, the number of distinct permutations (empty when
+sampled) and the units of each permuted group.
 
 Alerts. Under the complete null, Benjamini-Hochberg's FDR is the probability of making any call,
 :math:`P(R > 0) \le q` (for independent or positively dependent p-values; Benjamini & Hochberg
@@ -102,6 +104,7 @@ TSV_COLUMNS = (
     "ks_statistic",
     "ks_pvalue",
     "residual_effect",
+    "distinct_permutations",
     "groups",
 )
 
@@ -364,9 +367,18 @@ def permuted_sheet(sheet: pd.DataFrame, plan: PermutationPlan, perm: Permutation
 
 
 def summarise(
-    table: pd.DataFrame, permutation: int, fdr: float, residual: float, groups: str
+    table: pd.DataFrame,
+    permutation: int,
+    fdr: float,
+    residual: float,
+    groups: str,
+    n_distinct: int | None = None,
 ) -> pd.DataFrame:
-    """Per contrast of one permuted differential table: the columns of :data:`TSV_COLUMNS`."""
+    """Per contrast of one permuted differential table: the columns of :data:`TSV_COLUMNS`.
+
+    ``n_distinct`` (default None: sampled, not enumerated) is
+    :attr:`PermutationPlan.n_distinct`, repeated on every row.
+    """
     rows = []
     for contrast, part in table.groupby("contrast", sort=False):
         p = part["pvalue"].to_numpy(dtype=np.float64)
@@ -383,6 +395,7 @@ def summarise(
                 "ks_statistic": float(ks.statistic) if ks is not None else np.nan,
                 "ks_pvalue": float(ks.pvalue) if ks is not None else np.nan,
                 "residual_effect": residual,
+                "distinct_permutations": pd.NA if n_distinct is None else n_distinct,
                 "groups": groups,
             }
         )
@@ -443,13 +456,16 @@ class CalibrationResult:
     pvalues: pd.DataFrame
 
 
-def _chunks(table: pd.DataFrame, limit: int) -> list[NDArray[np.bool_]]:
-    """Row masks of protein chunks of at most ``limit`` observations (one protein never split)."""
+def chunk_tables(table: pd.DataFrame, limit: int) -> list[pd.DataFrame]:
+    """The table in protein chunks of at most ``limit`` observations (a protein is never split;
+    a protein with more observations is a chunk of its own); the table itself when it fits."""
+    if len(table) <= limit:
+        return [table]
     sizes = table.groupby("protein", observed=True, sort=True).size()
     chunk_of = (np.cumsum(sizes.to_numpy()) - 1) // max(limit, 1)
-    codes = pd.Series(chunk_of, index=sizes.index)
-    row_chunk = table["protein"].map(codes).to_numpy(dtype=np.int64)
-    return [row_chunk == k for k in np.unique(chunk_of)]
+    codes = dict(zip(sizes.index.astype(str), chunk_of.tolist(), strict=True))
+    row_chunk = table["protein"].astype(str).map(codes).to_numpy(dtype=np.int64)
+    return [table.loc[row_chunk == k] for k in np.unique(chunk_of)]
 
 
 def refit_contrasts(
@@ -522,7 +538,7 @@ def run_calibration(
         plan.n_distinct if plan.n_distinct is not None else f"> {ENUMERATE_MAX} labelled",
         ", ".join(f"{p.residual:.2f}" for p in plan.permutations),
     )
-    tables = [table.loc[mask] for mask in _chunks(table, CHUNK_OBSERVATIONS)]
+    tables = chunk_tables(table, CHUNK_OBSERVATIONS)
     order = [c.name for c in contrasts_for(config["contrasts"], sheet)]
     summaries, pvalues = [], []
     quiet = _NoAlerts()
@@ -534,7 +550,9 @@ def run_calibration(
             relabelled = permuted_sheet(sheet, plan, perm)
             stats_k = refit_contrasts(tables, relabelled, config)
             diff = differential_table(stats_k, order, inference_options(config))
-            summaries.append(summarise(diff, k, fdr, perm.residual, plan.groups(perm)))
+            summaries.append(
+                summarise(diff, k, fdr, perm.residual, plan.groups(perm), plan.n_distinct)
+            )
             tested = diff.loc[np.isfinite(diff["pvalue"].to_numpy(dtype=np.float64))]
             pvalues.append(tested.loc[:, ["contrast", "pvalue"]].assign(permutation=k))
             log.info("calibration: permutation %d of %d done", k, len(plan.permutations))
