@@ -41,17 +41,13 @@ rule calibration_check:
         ),
         alerts=CALIBRATION_ALERTS,
     params:
+        # `calibration.in_all` only chooses the targets: changing it reruns nothing
         config={
-            key: config[key]
-            for key in (
-                "contrasts",
-                "moderation",
-                "lfc_threshold",
-                "testing",
-                "model",
-                "fdr",
-                "calibration",
-            )
+            **{
+                key: config[key]
+                for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model", "fdr")
+            },
+            "calibration": {k: v for k, v in config["calibration"].items() if k != "in_all"},
         },
     benchmark:
         "logs/benchmarks/calibration.tsv"

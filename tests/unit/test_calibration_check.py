@@ -183,17 +183,20 @@ def test_pseudoreplication_is_caught(caplog: pytest.LogCaptureFixture) -> None:
     assert set(result.pvalues["permutation"]) == {1, 2, 3, 4}
 
 
-def test_chunks_give_the_same_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Proteins are fitted independently: chunking the table changes no number."""
+@pytest.mark.parametrize("shrinkage", [False, True])
+def test_chunks_give_the_same_tests(shrinkage: bool) -> None:
+    """Proteins are fitted independently and the variance prior (``model.shrinkage``) is
+    estimated on the whole table: chunking the table changes no number."""
     from pepmix.inference.calibration import chunk_tables, refit_contrasts
 
     table, sheet, _ = simulate(n_prot=40, n_per=3, seed=2)
     chunks = chunk_tables(table, len(table) // 4)
     assert len(chunks) >= 4 and sum(len(c) for c in chunks) == len(table)
     assert sum(c["protein"].nunique() for c in chunks) == table["protein"].nunique()
-    config = _config(robust="none")
+    config = _config(robust="none", shrinkage=shrinkage)
     whole = refit_contrasts([table], sheet, config).set_index("protein")
-    parts = refit_contrasts(chunks, sheet, config).set_index("protein").loc[whole.index]
+    parts = refit_contrasts(chunks, sheet, config, whole=table)
+    parts = parts.set_index("protein").loc[whole.index]
     for col in ("estimate", "se", "df"):
         np.testing.assert_allclose(parts[col], whole[col], rtol=1e-12)  # shard invariance
 

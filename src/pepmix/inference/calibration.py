@@ -476,12 +476,17 @@ def chunk_tables(table: pd.DataFrame, limit: int) -> list[pd.DataFrame]:
 
 
 def refit_contrasts(
-    tables: Sequence[pd.DataFrame], sheet: pd.DataFrame, config: Mapping[str, Any]
+    tables: Sequence[pd.DataFrame],
+    sheet: pd.DataFrame,
+    config: Mapping[str, Any],
+    whole: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Contrast table (:meth:`pepmix.model.stored.StoredFit.contrast_table`) of a refit.
 
     ``tables``: the normalised long table in protein chunks; the model of ``config`` is fitted
-    on each with the design of ``sheet`` (its conditions may be permuted).
+    on each with the design of ``sheet`` (its conditions may be permuted). ``whole`` (default
+    None: the chunks concatenated): the whole table, for the variance prior of
+    ``model.shrinkage``, which is estimated on all proteins as rule ``variance_prior`` does.
     """
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
@@ -495,7 +500,8 @@ def refit_contrasts(
     design = build_run_design(sheet, model_spec_from_config(model, sheet, replication))
     prior = None
     if model.get("shrinkage", False):
-        prior = fit_variance_prior(pd.concat(list(tables), ignore_index=True), design)
+        every = whole if whole is not None else pd.concat(list(tables), ignore_index=True)
+        prior = fit_variance_prior(every, design)
     pairs = [
         (c.name, c.numerator, c.denominator) for c in contrasts_for(config["contrasts"], sheet)
     ]
@@ -555,7 +561,7 @@ def run_calibration(
     try:
         for k, perm in enumerate(plan.permutations, start=1):
             relabelled = permuted_sheet(sheet, plan, perm)
-            stats_k = refit_contrasts(tables, relabelled, config)
+            stats_k = refit_contrasts(tables, relabelled, config, whole=table)
             diff = differential_table(stats_k, order, inference_options(config))
             summaries.append(
                 summarise(diff, k, fdr, perm.residual, plan.groups(perm), plan.n_distinct)
