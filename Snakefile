@@ -28,6 +28,7 @@ include: "rules/normalize.smk"
 include: "rules/fit.smk"
 include: "rules/test.smk"
 include: "rules/plot.smk"
+include: "rules/calibration.smk"
 include: "rules/alerts.smk"
 include: "rules/report.smk"
 
@@ -40,6 +41,7 @@ rule all:
         all_plots(),
         ALERTS_FILE,
         rules.report_pages.output,
+        CALIBRATION_OUTPUTS if config["calibration"]["in_all"] else [],
     default_target: True
 
 

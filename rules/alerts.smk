@@ -11,6 +11,8 @@ rule alerts:
         "results/alerts/normalize.tsv",
         gather.split("results/alerts/fit/{scatteritem}.tsv"),
         "results/alerts/test.tsv",
+        # rules/calibration.smk: when the check runs or ran (evaluated when the DAG is built)
+        lambda wc: calibration_alert_inputs(config, workflow, CALIBRATION_ALERTS),
     output:
         report(
             ALERTS_FILE,

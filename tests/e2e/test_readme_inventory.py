@@ -8,6 +8,7 @@ changes what runs. Where each command runs:
   would run this test suite, this test included, recursively) and is run as written by CI
   (``.ci/run``).
 - "Running your own analysis": ``tests/e2e/test_readme_commands.py``.
+- "Checking calibration on your own data": ``tests/e2e/test_calibration_target.py``.
 - "Running on a cluster": ``tests/slurm/test_demo_on_slurm.sh`` runs it on a real SLURM cluster
   in CI, read from the README with the same helper; ``make slurm`` is run as written there too
   (here as ``make -n slurm``: it installs packages).
@@ -35,6 +36,7 @@ SHELL_BLOCK = re.compile(r"^[ \t]*```(bash|sh|shell|console|zsh)[ \t]*$", flags=
 EXERCISED = {
     "## Quick start": "tests/e2e/test_readme_inventory.py",
     "## Running your own analysis": "tests/e2e/test_readme_commands.py",
+    "## Checking calibration on your own data": "tests/e2e/test_calibration_target.py",
     "## Running on a cluster": "tests/slurm/test_demo_on_slurm.sh",
 }
 #: ``make`` targets named in the READMEs, and where each runs as written
