@@ -56,6 +56,82 @@ def encode_png(rgb: NDArray[np.uint8], compress_level: int = 3, dpi: float | Non
     return b"".join(parts)
 
 
+PALETTE_SIZE = 256
+"""Colours of an indexed PNG (:func:`encode_png_indexed`)."""
+
+
+def encode_png_indexed(
+    rgb: NDArray[np.uint8], compress_level: int = 6, dpi: float | None = None
+) -> bytes:
+    """Encode an RGB image as an 8-bit indexed (palette) PNG without metadata.
+
+    A figure has few colours apart from anti-aliased edges, so 256 colours lose nothing a reader
+    sees, and the file is about a third of the RGB one (one byte a pixel instead of three,
+    longer runs for the deflater). The palette is chosen by median cut (Heckbert 1982,
+    Pillow's ``MEDIANCUT``) on every third row and column, with exact white added; pixels are
+    mapped to it by Pillow without dithering (dithering adds noise to flat areas), and every
+    pixel whose colour is in the palette keeps it exactly (flat areas, backgrounds and lines
+    keep their colour; only anti-aliased edge pixels may move to a near colour). The same image
+    always gives the same bytes.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (height, width, 3 or 4)
+        8-bit image (a fourth, alpha channel is dropped).
+    compress_level : int, default 6
+        zlib level.
+    dpi : float, optional
+        Resolution to record (a ``pHYs`` chunk).
+    """
+    from PIL import Image
+
+    pixels = np.ascontiguousarray(rgb[..., :3])
+    height, width = pixels.shape[:2]
+    palette = _median_cut_palette(pixels)
+    target = Image.new("P", (1, 1))
+    target.putpalette(palette.ravel().tolist())
+    mapped = Image.fromarray(pixels, mode="RGB").quantize(palette=target, dither=Image.Dither.NONE)
+    index = np.asarray(mapped, dtype=np.uint8)
+    codes = _colour_codes(pixels)
+    exact = np.full(1 << 24, -1, dtype=np.int16)
+    exact[_colour_codes(palette)] = np.arange(len(palette), dtype=np.int16)
+    hits = exact[codes]
+    rows = np.empty((height, width + 1), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type: none
+    rows[:, 1:] = np.where(hits >= 0, hits, index)
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    parts = [PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"PLTE", palette.tobytes())]
+    if dpi is not None:
+        per_metre = round(dpi / 0.0254)
+        parts.append(_chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)))
+    parts += [_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)), _chunk(b"IEND", b"")]
+    return b"".join(parts)
+
+
+def _colour_codes(pixels: NDArray[np.uint8]) -> NDArray[np.uint32]:
+    """``r << 16 | g << 8 | b`` of every pixel (last axis: RGB)."""
+    channels = pixels.astype(np.uint32)
+    red, green, blue = channels[..., 0], channels[..., 1], channels[..., 2]
+    codes = (red << 16) | (green << 8) | blue
+    return codes.astype(np.uint32, copy=False)
+
+
+def _median_cut_palette(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """At most :data:`PALETTE_SIZE` distinct colours (white first) by median cut of a subsample."""
+    from PIL import Image
+
+    sample = Image.fromarray(np.ascontiguousarray(pixels[::3, ::3]), mode="RGB")
+    cut = sample.quantize(
+        colors=PALETTE_SIZE - 1, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
+    found = np.array(cut.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+    used = found[np.unique(np.asarray(cut))] if found.size else found
+    white = np.full((1, 3), 255, dtype=np.uint8)
+    colours = np.unique(np.vstack([white, used]), axis=0)  # distinct, sorted
+    colours = colours[~np.all(colours == 255, axis=1)]
+    return np.vstack([white, colours])[:PALETTE_SIZE]
+
+
 def png_image_data(png: bytes) -> tuple[int, int, bytes]:
     """Width, height and concatenated IDAT data of an 8-bit RGB, non-interlaced PNG."""
     if not png.startswith(PNG_SIGNATURE):
