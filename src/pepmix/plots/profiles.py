@@ -108,8 +108,8 @@ def page_layout(height_pt: float, title_lines: int, runs: Sequence[str]) -> Page
     From the top: the protein name, the model line, ``title_lines`` contrast lines, then room
     for the condition names over the profile panel and the two-line note over the effect
     panel. From the bottom: the one-line key, the run axis label, and the run names (rotated;
-    the bottom margin grows with the longest name up to 40 % of the page, longer names are cut
-    in the middle). Text sizes are estimated from the font size (a glyph of the default sans
+    the bottom margin fits the longest name, 16-40 % of the page; longer names are cut in the
+    middle). Text sizes are estimated from the font size (a glyph of the default sans
     font is at most about 0.62 font sizes wide).
 
     Parameters
@@ -133,7 +133,7 @@ def page_layout(height_pt: float, title_lines: int, runs: Sequence[str]) -> Page
     glyph = 0.62 * RUN_LABEL_SIZE
     longest = max((len(r) for r in runs), default=1)
     fixed = key_pt + axis_label_pt + ticks_pt
-    bottom_pt = min(max(0.27 * height_pt, fixed + glyph * longest), 0.40 * height_pt)
+    bottom_pt = min(max(0.16 * height_pt, fixed + glyph * longest), 0.40 * height_pt)
     run_chars = max(int((bottom_pt - fixed) / glyph), 6)
     return PageLayout(
         headline=1.0 - headline_pt / height_pt,
@@ -485,7 +485,7 @@ def write_profile_files(
     profiles: Mapping[str, ProteinProfile],
     outputs: Sequence[tuple[Sequence[str], str | Path, str | Path]],
     runs: Runs,
-    png_count: int = 4,
+    png_count: int = 2,
     png_columns: int = 2,
 ) -> None:
     """Write profile PDFs (one page per protein) and PNG grids of their first pages.
@@ -501,7 +501,7 @@ def write_profile_files(
         Per contrast: the proteins in page order, the PDF and the PNG grid to write.
     runs : pepmix.plots.style.Runs
         Run order, conditions and colours.
-    png_count : int, default 4
+    png_count : int, default 2
         Profiles in each PNG grid.
     png_columns : int, default 2
         Profiles per row of the PNG grids.

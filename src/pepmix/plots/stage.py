@@ -267,7 +267,7 @@ def model_plots(
     out_dir: PathLike,
     formats: Sequence[str] = (),
     top_n: int = 20,
-    grid_n: int = 4,
+    grid_n: int = 2,
 ) -> list[Path]:
     """Model family: variance components, and profile plots of the top proteins per contrast.
 
@@ -297,8 +297,9 @@ def model_plots(
         Extra formats of the variance component figure.
     top_n : int, default 20
         Proteins per contrast in the PDF (most significant first).
-    grid_n : int, default 4
-        Proteins per contrast in the PNG.
+    grid_n : int, default 2
+        Proteins per contrast in the PNG (the report's figure; two keep the demo report under
+        4 MB, the PDF has all ``top_n``).
 
     Returns
     -------
