@@ -46,7 +46,8 @@ from pepmix.plots.style import (
 log = logging.getLogger(__name__)
 
 MAX_EFFECT_ROWS = 24
-"""Features listed in the effect panel (the most deviating ones; all are drawn as lines)."""
+"""Features listed in the effect panel (the most deviating ones; all are drawn as lines); fewer
+when the panel is too low for their names at the smallest font size."""
 
 PAGE_SIZE = (9.0, 5.1)
 """Size of a profile page in inches."""
@@ -108,7 +109,7 @@ def page_layout(height_pt: float, title_lines: int, runs: Sequence[str]) -> Page
     From the top: the protein name, the model line, ``title_lines`` contrast lines, then room
     for the condition names over the profile panel and the two-line note over the effect
     panel. From the bottom: the one-line key, the run axis label, and the run names (rotated;
-    the bottom margin fits the longest name, 16-40 % of the page; longer names are cut in the
+    the bottom margin fits the longest name, 16-34 % of the page; longer names are cut in the
     middle). Text sizes are estimated from the font size (a glyph of the default sans
     font is at most about 0.62 font sizes wide).
 
@@ -133,7 +134,7 @@ def page_layout(height_pt: float, title_lines: int, runs: Sequence[str]) -> Page
     glyph = 0.62 * RUN_LABEL_SIZE
     longest = max((len(r) for r in runs), default=1)
     fixed = key_pt + axis_label_pt + ticks_pt
-    bottom_pt = min(max(0.16 * height_pt, fixed + glyph * longest), 0.40 * height_pt)
+    bottom_pt = min(max(0.16 * height_pt, fixed + glyph * longest), 0.34 * height_pt)
     run_chars = max(int((bottom_pt - fixed) / glyph), 6)
     return PageLayout(
         headline=1.0 - headline_pt / height_pt,
@@ -155,13 +156,25 @@ def _isolated(values: Any) -> Any:
     return ok & ~left & ~right
 
 
-def _effect_rows(prepared: PreparedProfile) -> Any:
-    """Indices of the features listed in the effect panel (in effect order)."""
+EFFECT_LABEL_SIZES = (4.5, 6.5)
+"""Smallest and largest font size (points) of the feature names in the effect panel."""
+
+
+def effect_label_size(n_rows: int, height_pt: float) -> float:
+    """Font size of ``n_rows`` feature names stacked in ``height_pt`` points without overlap
+    (a line is about 1.25 font sizes), within :data:`EFFECT_LABEL_SIZES`."""
+    low, high = EFFECT_LABEL_SIZES
+    return float(min(high, max(low, height_pt / max(n_rows, 1) / 1.25)))
+
+
+def _effect_rows(prepared: PreparedProfile, limit: int = MAX_EFFECT_ROWS) -> Any:
+    """Indices of the features listed in the effect panel (in effect order), at most ``limit``
+    (the most deviating ones)."""
     n = len(prepared.names)
-    if n <= MAX_EFFECT_ROWS:
+    if n <= limit:
         return np.arange(n)
     deviation = np.abs(np.where(np.isfinite(prepared.raw), prepared.raw, 0.0))
-    keep = np.sort(np.argsort(-deviation, kind="mergesort")[:MAX_EFFECT_ROWS])
+    keep = np.sort(np.argsort(-deviation, kind="mergesort")[:limit])
     return keep
 
 
@@ -195,6 +208,7 @@ class ProfileCanvas:
         )
         self.ax: Axes = fig.add_subplot(gs[0, 0])
         self.effect: Axes = fig.add_subplot(gs[0, 1])
+        self.effect_height_pt = (layout.top - layout.bottom) * fig.bbox.height * 72.0 / fig.dpi
         ax, effect = self.ax, self.effect
         for condition in runs.conditions:
             cols = [i for i, r in enumerate(self.order) if runs.condition[r] == condition]
@@ -391,7 +405,9 @@ class ProfileCanvas:
 
     def _draw_effects(self, p: PreparedProfile, colors: Any) -> None:
         effect = self.effect
-        idx = _effect_rows(p)
+        # as many names as fit at the smallest font size, up to MAX_EFFECT_ROWS
+        fit = int(self.effect_height_pt / (EFFECT_LABEL_SIZES[0] * 1.25))
+        idx = _effect_rows(p, max(1, min(MAX_EFFECT_ROWS, fit)))
         n_rows = max(len(idx), 1)
         ys = np.arange(len(idx), dtype=float)
         raw, shrunk = p.raw[idx], p.blup[idx]
@@ -415,7 +431,7 @@ class ProfileCanvas:
         for i in low:
             labels[i] += f" (w {p.weight[idx[i]]:.2f})"
         effect.set_yticks(ys, labels)
-        effect.tick_params(axis="y", labelsize=max(4.5, min(6.5, 150.0 / n_rows)))
+        effect.tick_params(axis="y", labelsize=effect_label_size(n_rows, self.effect_height_pt))
         hidden = len(p.names) - len(idx)
         notes = [f"{len(idx)} of {len(p.names)} features (most deviating)"] * (hidden > 0)
         if np.any(p.weight < LOW_WEIGHT):
