@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -264,3 +265,37 @@ def test_profile_page_text_blocks_do_not_overlap(data: dict) -> None:
     assert all("…" in t.get_text() for t in ax.get_xticklabels())  # cut to fit, not overlapping
     for block in [*top_blocks, *over_panels, *key]:
         assert block.x1 <= fig.bbox.x1 and block.y1 <= fig.bbox.y1
+
+
+def _many_proteins(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    lfc = rng.normal(0.0, 0.3, n)
+    lfc[: n // 50] += 2.0
+    pvalue = np.clip(np.exp(-np.abs(lfc) * rng.uniform(1.0, 8.0, n)), 1e-12, 1.0)
+    order = np.argsort(pvalue)
+    adj = np.empty(n)
+    adj[order] = np.minimum.accumulate((pvalue[order] * n / np.arange(1, n + 1))[::-1])[::-1]
+    return pd.DataFrame(
+        {
+            "protein": [f"P{i:05d}" for i in range(n)],
+            "contrast": "b - a",
+            "log2fc": lfc,
+            "pvalue": pvalue,
+            "adj_pvalue": np.minimum(adj, 1.0),
+            "status": "ok",
+        }
+    )
+
+
+def test_dense_volcano_file_size_does_not_grow_with_the_points(tmp_path: Path) -> None:
+    sizes = {}
+    for n in (3_000, 24_000):
+        paths = [tmp_path / f"v{n}.png", tmp_path / f"v{n}.pdf"]
+        fig = results.volcano(_many_proteins(n), "b - a", "b", "a", paths)
+        grey = next(c for c in fig.axes[0].collections if c.get_gid() == "not significant")
+        assert grey.get_rasterized()  # a raster layer in the PDF, not one path per point
+        sizes[n] = {p.suffix: p.stat().st_size for p in paths}
+    # eight times the points: a vector layer would be about eight times the bytes
+    assert sizes[24_000][".pdf"] < 2 * sizes[3_000][".pdf"]
+    assert sizes[24_000][".png"] < 2 * sizes[3_000][".png"]
+    assert sizes[24_000][".png"] < 100_000  # indexed colours at PNG_DPI (about 30 kB)
