@@ -103,7 +103,9 @@ def untested_note(table: pd.DataFrame, contrast: str) -> str:
         return f"{note}; {len(rest):,} not tested"
     counts = rest["status"].astype(str).value_counts()
     order = sorted(counts.index, key=lambda k: (-int(counts[k]), k))
-    return f"{note}; " + ", ".join(f"{int(counts[k]):,} {k.replace('_', ' ')}" for k in order)
+    words = {"one_condition_missing": "missing in one condition"}
+    parts = (f"{int(counts[k]):,} {words.get(k, k.replace('_', ' '))}" for k in order)
+    return f"{note}; " + ", ".join(parts)
 
 
 def significance_rule(fdr: float, lfc_threshold: float = 0.0) -> str:
