@@ -6,6 +6,7 @@ hold the selected proteins, and profile pages keep their text blocks apart."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from matplotlib.transforms import Bbox
 from PIL import Image
 
 from pepmix.plots import results, status
+from pepmix.plots.imagepdf import encode_png_indexed
 from pepmix.plots.profile_data import build_profiles
 from pepmix.plots.profiles import GRID_SCALE, PAGE_SIZE, draw_profile
 from pepmix.plots.results import DOWN, UP, contrast_rows, top_proteins
@@ -299,3 +301,27 @@ def test_dense_volcano_file_size_does_not_grow_with_the_points(tmp_path: Path) -
     assert sizes[24_000][".pdf"] < 2 * sizes[3_000][".pdf"]
     assert sizes[24_000][".png"] < 2 * sizes[3_000][".png"]
     assert sizes[24_000][".png"] < 100_000  # indexed colours at PNG_DPI (about 30 kB)
+
+
+def test_indexed_png_keeps_flat_colours_exactly() -> None:
+    # a field of 120,000 colours (red along x, green along y; anti-aliasing makes such shades)
+    # with a small blue marker and a grey bar: the marker keeps its hue although the median
+    # cut, splitting by pixel counts, would merge it into the field's colours
+    height, width = 300, 400
+    red = np.repeat(np.linspace(0, 255, width)[None, :], height, axis=0)
+    green = np.repeat(np.linspace(0, 255, height)[:, None], width, axis=1)
+    rgb = np.stack([red, green, np.full((height, width), 60.0)], axis=2).round().astype(np.uint8)
+    rgb[:, :40] = 255  # white margin
+    rgb[100:107, 200:207] = (25, 128, 185)  # 49 pixels, 0.04 % of the image
+    rgb[200:210, 50:350] = (160, 160, 160)
+    png = encode_png_indexed(rgb, dpi=120)
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.mode == "P" and round(image.info["dpi"][0]) == 120
+        back = np.asarray(image.convert("RGB")).astype(int)
+    np.testing.assert_array_equal(back[100:107, 200:207], rgb[100:107, 200:207])
+    np.testing.assert_array_equal(back[200:210, 50:350], rgb[200:210, 50:350])
+    np.testing.assert_array_equal(back[:, :40], 255)
+    # the field's shades move to a near palette colour: some 60 median-cut boxes over a
+    # 256 x 256 plane are about 32 levels a side
+    assert np.abs(back - rgb.astype(int)).max() <= 48
+    assert png == encode_png_indexed(rgb, dpi=120)  # deterministic

@@ -69,11 +69,11 @@ def encode_png_indexed(
     A figure has few colours apart from anti-aliased edges, so :data:`PALETTE_SIZE` colours
     lose nothing a reader sees, and the file is about a third of the RGB one (one byte a pixel
     instead of three, longer runs for the deflater). The palette is chosen by median cut
-    (Heckbert 1982, Pillow's ``MEDIANCUT``) on every third row and column, with exact white
-    added; pixels are mapped to it by Pillow without dithering (dithering adds noise to flat
-    areas), and every pixel whose colour is in the palette keeps it exactly (flat areas,
-    backgrounds and lines keep their colour; only anti-aliased edge pixels may move to a near
-    colour). The same image always gives the same bytes.
+    (Heckbert 1982, Pillow's ``MEDIANCUT``) after white and the image's flat colours
+    (:func:`_median_cut_palette`); pixels are mapped to it by Pillow without dithering
+    (dithering adds noise to flat areas), and every pixel whose colour is in the palette keeps
+    it exactly (backgrounds, markers, bars, lines and text keep their colour; only anti-aliased
+    edge pixels may move to a near colour). The same image always gives the same bytes.
 
     Parameters
     ----------
@@ -117,20 +117,54 @@ def _colour_codes(pixels: NDArray[np.uint8]) -> NDArray[np.uint32]:
     return codes.astype(np.uint32, copy=False)
 
 
+FLAT_MIN = 4
+"""A colour seen at least this often in the every-other-pixel sample (about 16 pixels of the
+image) is a flat colour (a marker, a bar, a line, text) and gets its own palette entry."""
+
+
 def _median_cut_palette(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """At most :data:`PALETTE_SIZE` distinct colours (white first) by median cut of a subsample."""
+    """At most :data:`PALETTE_SIZE` distinct colours: white, the flat colours, then median cut.
+
+    The flat colours (up to half the palette, the most frequent first) are taken exactly, so a
+    small marker keeps its hue even when the median cut, which splits by pixel counts, would
+    merge it into a larger box of other colours; the median cut of every third row and column
+    fills the rest of the palette with shades of the anti-aliased edges.
+    """
     from PIL import Image
 
-    sample = Image.fromarray(np.ascontiguousarray(pixels[::3, ::3]), mode="RGB")
-    cut = sample.quantize(
-        colors=PALETTE_SIZE - 1, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    codes = _colour_codes(pixels[::2, ::2]).ravel()
+    distinct, counts = np.unique(codes, return_counts=True)
+    frequent = distinct[counts >= FLAT_MIN]
+    frequent = frequent[np.argsort(-counts[counts >= FLAT_MIN], kind="stable")]
+    frequent = frequent[frequent != 0xFFFFFF][:2000]
+    flat = _distinct_colours(
+        np.column_stack([frequent >> 16, (frequent >> 8) & 255, frequent & 255]),
+        PALETTE_SIZE // 2,
     )
+    frequent = _colour_codes(flat)
+    sample = Image.fromarray(np.ascontiguousarray(pixels[::3, ::3]), mode="RGB")
+    room = max(PALETTE_SIZE - 1 - len(flat), 1)
+    cut = sample.quantize(colors=room, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     found = np.array(cut.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
     used = found[np.unique(np.asarray(cut))] if found.size else found
+    extra = used[~np.isin(_colour_codes(used), np.append(frequent, 0xFFFFFF))]
+    extra = np.unique(extra, axis=0) if len(extra) else extra
     white = np.full((1, 3), 255, dtype=np.uint8)
-    colours = np.unique(np.vstack([white, used]), axis=0)  # distinct, sorted
-    colours = colours[~np.all(colours == 255, axis=1)]
-    return np.vstack([white, colours])[:PALETTE_SIZE]
+    return np.vstack([white, flat.astype(np.uint8), extra])[:PALETTE_SIZE]
+
+
+def _distinct_colours(colours: NDArray[np.integer], limit: int, gap: int = 8) -> NDArray[np.uint8]:
+    """The first ``limit`` colours (in the given order) that differ from every earlier chosen one
+    by more than ``gap`` in some channel: one entry per flat colour, not one per shade of an
+    anti-aliasing ramp (the median cut covers those)."""
+    chosen = np.empty((0, 3), dtype=np.int64)
+    for colour in colours.astype(np.int64):
+        if len(chosen) and np.min(np.max(np.abs(chosen - colour), axis=1)) <= gap:
+            continue
+        chosen = np.vstack([chosen, colour])
+        if len(chosen) == limit:
+            break
+    return chosen.astype(np.uint8)
 
 
 def png_image_data(png: bytes) -> tuple[int, int, bytes]:
