@@ -183,6 +183,26 @@ def _fc_guides(ax: Axes, lfc_threshold: float, vertical: bool = True) -> None:
     )
 
 
+def _fdr_line(ax: Axes, pvalues: NDArray[np.float64], sig: NDArray[np.bool_], fdr: float) -> None:
+    """Dashed line at the largest p-value still significant (none without significant ones)."""
+    if not sig.any():
+        return
+    cut = float(np.max(pvalues[sig]))
+    ax.axhline(-np.log10(cut), ls="--", lw=0.8, c=GUIDE, zorder=0)
+    ax.annotate(
+        f"adj. p = {fdr:g}",
+        (1.0, -np.log10(cut)),
+        xycoords=("axes fraction", "data"),
+        xytext=(-2, 2),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=6.5,
+        color=GUIDE,
+        in_layout=False,
+    )
+
+
 def _legend(fig: Figure, note: str, rule: str, ncols: int) -> None:
     fig.legend(
         loc="outside lower center",
@@ -239,22 +259,7 @@ def volcano_figure(
     y = -np.log10(np.maximum(part["pvalue"].to_numpy(dtype=float), 1e-300))
     up, down = significant(part, fdr, lfc_threshold)
     _scatter_classes(ax, x, y, up, down, numerator, denominator)
-    sig = up | down
-    if sig.any():
-        cut = float(np.max(part.loc[sig, "pvalue"]))
-        ax.axhline(-np.log10(cut), ls="--", lw=0.8, c=GUIDE, zorder=0)
-        ax.annotate(
-            f"adj. p = {fdr:g}",
-            (1.0, -np.log10(cut)),
-            xycoords=("axes fraction", "data"),
-            xytext=(-2, 2),
-            textcoords="offset points",
-            ha="right",
-            va="bottom",
-            fontsize=6.5,
-            color=GUIDE,
-            in_layout=False,
-        )
+    _fdr_line(ax, part["pvalue"].to_numpy(dtype=float), up | down, fdr)
     _fc_guides(ax, lfc_threshold)
     span = float(np.nanmax(np.abs(x))) if len(x) else 1.0
     span = max(span, lfc_threshold, 0.5) * 1.08
