@@ -196,12 +196,10 @@ def test_abundance_qc_figures(draw, data: dict, runs: Runs, tmp_path: Path) -> N
 def test_result_figures(data: dict, runs: Runs, tmp_path: Path) -> None:
     table = data["table"]
     means = condition_means(data["fixed"], ["treat", "ctrl"])
-    results.volcano(table, CONTRAST.name, "treat", "ctrl", runs.colors, tmp_path / "v.png")
-    results.ma_plot(table, means, CONTRAST.name, "treat", "ctrl", runs.colors, tmp_path / "m.svg")
+    results.volcano(table, CONTRAST.name, "treat", "ctrl", tmp_path / "v.png")
+    results.ma_plot(table, means, CONTRAST.name, "treat", "ctrl", tmp_path / "m.svg")
     results.pvalue_histogram(table, CONTRAST.name, tmp_path / "p.pdf")
-    status.status_summary(
-        table, [(CONTRAST.name, "treat", "ctrl")], runs.colors, tmp_path / "s.png"
-    )
+    status.status_summary(table, [(CONTRAST.name, "treat", "ctrl")], tmp_path / "s.png")
     model.variance_components(data["proteins"], tmp_path / "vc.png")
     for name in ("v.png", "m.svg", "p.pdf", "s.png", "vc.png"):
         assert_written(tmp_path / name)
@@ -209,10 +207,8 @@ def test_result_figures(data: dict, runs: Runs, tmp_path: Path) -> None:
 
 def test_figures_handle_no_significant_proteins(data: dict, runs: Runs, tmp_path: Path) -> None:
     table = data["table"].assign(adj_pvalue=0.9)
-    results.volcano(table, CONTRAST.name, "treat", "ctrl", runs.colors, tmp_path / "v.png")
-    status.status_summary(
-        table, [(CONTRAST.name, "treat", "ctrl")], runs.colors, tmp_path / "s.png"
-    )
+    results.volcano(table, CONTRAST.name, "treat", "ctrl", tmp_path / "v.png")
+    status.status_summary(table, [(CONTRAST.name, "treat", "ctrl")], tmp_path / "s.png")
     assert_written(tmp_path / "v.png")
 
 
@@ -272,7 +268,7 @@ def test_same_input_gives_identical_bytes(data: dict, runs: Runs, tmp_path: Path
     table = data["table"]
     for k in (1, 2):
         paths = figure_paths(tmp_path / f"volcano{k}", ["pdf", "svg"])
-        results.volcano(table, CONTRAST.name, "treat", "ctrl", runs.colors, paths)
+        results.volcano(table, CONTRAST.name, "treat", "ctrl", paths)
     for ext in ("png", "pdf", "svg"):
         first = (tmp_path / f"volcano1.{ext}").read_bytes()
         assert first == (tmp_path / f"volcano2.{ext}").read_bytes(), ext

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from pepmix.plots.profile_data import Z95, PreparedProfile, ProteinProfile, prep
 from pepmix.plots.style import (
     GUIDE,
     Runs,
+    middle_cut,
     new_figure,
     run_axis_label,
     run_ticks,
@@ -44,7 +46,8 @@ from pepmix.plots.style import (
 log = logging.getLogger(__name__)
 
 MAX_EFFECT_ROWS = 24
-"""Features listed in the effect panel (the most deviating ones; all are drawn as lines)."""
+"""Features listed in the effect panel (the most deviating ones; all are drawn as lines); fewer
+when the panel is too low for their names at the smallest font size."""
 
 PAGE_SIZE = (9.0, 5.1)
 """Size of a profile page in inches."""
@@ -65,18 +68,82 @@ LOW_WEIGHT = 0.5
 their smallest weight is given in the effect panel (``w 0.30``)."""
 
 
-def middle_cut(name: str, width: int = 17) -> str:
-    """Shorten a feature name in the middle (peptides sharing a prefix stay distinguishable)."""
-    if len(name) <= width:
-        return name
-    head = (width - 1) // 2
-    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
-
-
 def feature_colors(n: int) -> Any:
     """``n`` colours from viridis, high effects yellow, low effects dark blue."""
     cmap = matplotlib.colormaps["viridis"]
     return cmap(np.linspace(0.9, 0.05, n) if n > 1 else np.full(n, 0.35))
+
+
+RUN_LABEL_SIZE = 6.5
+"""Font size (points) of the run names under the profile panel."""
+
+TITLE_SIZE, TITLE_SPACING = 7.0, 1.35
+"""Font size (points) and line spacing of the contrast lines at the top of a page."""
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """Vertical layout of a profile page (figure fractions) and the run-name length.
+
+    Attributes
+    ----------
+    headline, info, title : float
+        Tops of the protein name, the model line and the contrast lines.
+    top, bottom : float
+        Top and bottom of the two panels.
+    run_chars : int
+        Run names longer than this are cut in the middle.
+    """
+
+    headline: float
+    info: float
+    title: float
+    top: float
+    bottom: float
+    run_chars: int
+
+
+def page_layout(height_pt: float, title_lines: int, runs: Sequence[str]) -> PageLayout:
+    """Stack the page's text blocks so that none overlaps another or the panels.
+
+    From the top: the protein name, the model line, ``title_lines`` contrast lines, then room
+    for the condition names over the profile panel and the two-line note over the effect
+    panel. From the bottom: the one-line key, the run axis label, and the run names (rotated;
+    the bottom margin fits the longest name, 16-34 % of the page; longer names are cut in the
+    middle). Text sizes are estimated from the font size (a glyph of the default sans
+    font is at most about 0.62 font sizes wide).
+
+    Parameters
+    ----------
+    height_pt : float
+        Page height in points.
+    title_lines : int
+        Most contrast lines of any page.
+    runs : sequence of str
+        Run names.
+
+    Returns
+    -------
+    PageLayout
+        Positions as figure fractions.
+    """
+    headline_pt, info_pt, title_pt = 5.0, 22.0, 35.0
+    title_end = title_pt + max(title_lines, 1) * TITLE_SIZE * TITLE_SPACING
+    top_pt = title_end + 4.0 + max(2 * 6.0 * 1.25, 7.5 * 1.25) + 4.0
+    key_pt, axis_label_pt, ticks_pt = 14.0, 11.0, 6.0
+    glyph = 0.62 * RUN_LABEL_SIZE
+    longest = max((len(r) for r in runs), default=1)
+    fixed = key_pt + axis_label_pt + ticks_pt
+    bottom_pt = min(max(0.16 * height_pt, fixed + glyph * longest), 0.34 * height_pt)
+    run_chars = max(int((bottom_pt - fixed) / glyph), 6)
+    return PageLayout(
+        headline=1.0 - headline_pt / height_pt,
+        info=1.0 - info_pt / height_pt,
+        title=1.0 - title_pt / height_pt,
+        top=1.0 - top_pt / height_pt,
+        bottom=bottom_pt / height_pt,
+        run_chars=run_chars,
+    )
 
 
 def _isolated(values: Any) -> Any:
@@ -89,13 +156,25 @@ def _isolated(values: Any) -> Any:
     return ok & ~left & ~right
 
 
-def _effect_rows(prepared: PreparedProfile) -> Any:
-    """Indices of the features listed in the effect panel (in effect order)."""
+EFFECT_LABEL_SIZES = (4.5, 6.5)
+"""Smallest and largest font size (points) of the feature names in the effect panel."""
+
+
+def effect_label_size(n_rows: int, height_pt: float) -> float:
+    """Font size of ``n_rows`` feature names stacked in ``height_pt`` points without overlap
+    (a line is about 1.25 font sizes), within :data:`EFFECT_LABEL_SIZES`."""
+    low, high = EFFECT_LABEL_SIZES
+    return float(min(high, max(low, height_pt / max(n_rows, 1) / 1.25)))
+
+
+def _effect_rows(prepared: PreparedProfile, limit: int = MAX_EFFECT_ROWS) -> Any:
+    """Indices of the features listed in the effect panel (in effect order), at most ``limit``
+    (the most deviating ones)."""
     n = len(prepared.names)
-    if n <= MAX_EFFECT_ROWS:
+    if n <= limit:
         return np.arange(n)
     deviation = np.abs(np.where(np.isfinite(prepared.raw), prepared.raw, 0.0))
-    keep = np.sort(np.argsort(-deviation, kind="mergesort")[:MAX_EFFECT_ROWS])
+    keep = np.sort(np.argsort(-deviation, kind="mergesort")[:limit])
     return keep
 
 
@@ -110,24 +189,26 @@ class ProfileCanvas:
         Run order, conditions and colours (the same for all proteins).
     """
 
-    def __init__(self, fig: Figure | SubFigure, runs: Runs) -> None:
+    def __init__(self, fig: Figure | SubFigure, runs: Runs, title_lines: int = 3) -> None:
         self.fig = fig
         self.runs = runs
         self.order = list(runs.order)
         n = len(self.order)
         self.xs = np.arange(n, dtype=float)
+        layout = page_layout(fig.bbox.height * 72.0 / fig.dpi, title_lines, self.order)
         gs = fig.add_gridspec(
             1,
             2,
             width_ratios=[3.4, 1.0],
             left=0.075,
             right=0.80,
-            top=0.80,
-            bottom=0.27,
+            top=layout.top,
+            bottom=layout.bottom,
             wspace=0.12,
         )
         self.ax: Axes = fig.add_subplot(gs[0, 0])
         self.effect: Axes = fig.add_subplot(gs[0, 1])
+        self.effect_height_pt = (layout.top - layout.bottom) * fig.bbox.height * 72.0 / fig.dpi
         ax, effect = self.ax, self.effect
         for condition in runs.conditions:
             cols = [i for i, r in enumerate(self.order) if runs.condition[r] == condition]
@@ -146,7 +227,15 @@ class ProfileCanvas:
             )
         ax.set_xlim(-0.5, n - 0.5)
         axis_in = 0.545 * fig.bbox.width / fig.dpi  # width of the main panel (gridspec above)
-        stride = run_ticks(ax, self.xs.tolist(), self.order, runs, axis_in, fontsize=6.5)
+        stride = run_ticks(
+            ax,
+            self.xs.tolist(),
+            self.order,
+            runs,
+            axis_in,
+            fontsize=RUN_LABEL_SIZE,
+            max_chars=layout.run_chars,
+        )
         if stride > 1:
             ax.set_xlabel(run_axis_label(n, stride), fontsize=6.5)
         # markers shrink with many runs (a run is 1.8 pt wide at 200 runs)
@@ -162,9 +251,13 @@ class ProfileCanvas:
         effect.set_xlabel("feature effect (log2)", fontsize=7)
         effect.grid(axis="x", lw=0.4, alpha=0.4)
         fig.text(0.01, 0.012, KEY, fontsize=6, color="#444444", va="bottom")
-        self.headline = fig.text(0.01, 0.985, "", fontsize=9.5, fontweight="bold", va="top")
-        self.info = fig.text(0.01, 0.94, "", fontsize=6.8, va="top", color="#444444")
-        self.title = fig.text(0.01, 0.905, "", fontsize=7, va="top", linespacing=1.35)
+        self.headline = fig.text(
+            0.01, layout.headline, "", fontsize=9.5, fontweight="bold", va="top"
+        )
+        self.info = fig.text(0.01, layout.info, "", fontsize=6.8, va="top", color="#444444")
+        self.title = fig.text(
+            0.01, layout.title, "", fontsize=TITLE_SIZE, va="top", linespacing=TITLE_SPACING
+        )
         self.note = effect.text(
             0.5, 1.01, "", transform=effect.transAxes, fontsize=6, ha="center", va="bottom"
         )
@@ -312,7 +405,9 @@ class ProfileCanvas:
 
     def _draw_effects(self, p: PreparedProfile, colors: Any) -> None:
         effect = self.effect
-        idx = _effect_rows(p)
+        # as many names as fit at the smallest font size, up to MAX_EFFECT_ROWS
+        fit = int(self.effect_height_pt / (EFFECT_LABEL_SIZES[0] * 1.25))
+        idx = _effect_rows(p, max(1, min(MAX_EFFECT_ROWS, fit)))
         n_rows = max(len(idx), 1)
         ys = np.arange(len(idx), dtype=float)
         raw, shrunk = p.raw[idx], p.blup[idx]
@@ -336,7 +431,7 @@ class ProfileCanvas:
         for i in low:
             labels[i] += f" (w {p.weight[idx[i]]:.2f})"
         effect.set_yticks(ys, labels)
-        effect.tick_params(axis="y", labelsize=max(4.5, min(6.5, 150.0 / n_rows)))
+        effect.tick_params(axis="y", labelsize=effect_label_size(n_rows, self.effect_height_pt))
         hidden = len(p.names) - len(idx)
         notes = [f"{len(idx)} of {len(p.names)} features (most deviating)"] * (hidden > 0)
         if np.any(p.weight < LOW_WEIGHT):
@@ -396,7 +491,7 @@ def draw_profile(fig: Figure | SubFigure, profile: ProteinProfile, runs: Runs) -
     ProfileCanvas
         The layout (call its ``draw`` to show another protein).
     """
-    canvas = ProfileCanvas(fig, runs)
+    canvas = ProfileCanvas(fig, runs, title_lines=profile.title.count("\n") + 1)
     canvas.draw(profile)
     return canvas
 
@@ -406,7 +501,7 @@ def write_profile_files(
     profiles: Mapping[str, ProteinProfile],
     outputs: Sequence[tuple[Sequence[str], str | Path, str | Path]],
     runs: Runs,
-    png_count: int = 4,
+    png_count: int = 2,
     png_columns: int = 2,
 ) -> None:
     """Write profile PDFs (one page per protein) and PNG grids of their first pages.
@@ -422,7 +517,7 @@ def write_profile_files(
         Per contrast: the proteins in page order, the PDF and the PNG grid to write.
     runs : pepmix.plots.style.Runs
         Run order, conditions and colours.
-    png_count : int, default 4
+    png_count : int, default 2
         Profiles in each PNG grid.
     png_columns : int, default 2
         Profiles per row of the PNG grids.
@@ -432,7 +527,8 @@ def write_profile_files(
 
     fig = new_figure(*PAGE_SIZE, layout=None)
     fig.set_dpi(DPI)
-    canvas = ProfileCanvas(fig, runs)
+    lines = max((p.title.count("\n") + 1 for p in profiles.values()), default=1)
+    canvas = ProfileCanvas(fig, runs, title_lines=lines)
     in_grid = {p for proteins, _, _ in outputs for p in list(proteins)[:png_count]}
     encoded: dict[str, bytes] = {}
     pixels: dict[str, NDArray[np.uint8]] = {}
@@ -464,21 +560,45 @@ def _empty_page(dpi: float) -> NDArray[np.uint8]:
     return np.array(np.asarray(fig.canvas.buffer_rgba())[..., :3])  # type: ignore[attr-defined]
 
 
-def write_tiles(tiles: Sequence[NDArray[np.uint8]], path: str | Path, columns: int = 2) -> None:
-    """Tile RGB page images (all the same size) into one PNG, row by row, white filled.
+GRID_SCALE = 2.0 / 3.0
+"""Scale of the pages in the PNG grid (the report's figure): 100 dpi for pages drawn at 150.
+
+A browser shows the grid scaled to the window anyway; at full resolution it made the three
+grids of the demo two thirds of the report's images."""
+
+
+def write_tiles(
+    tiles: Sequence[NDArray[np.uint8]],
+    path: str | Path,
+    columns: int = 2,
+    scale: float = GRID_SCALE,
+) -> None:
+    """Tile RGB page images (all the same size) into one indexed PNG, row by row, white filled.
 
     Parameters
     ----------
     tiles : sequence of ndarray
         RGB images of shape (height, width, 3).
     path : str or pathlib.Path
-        Output PNG.
+        Output PNG (:func:`~pepmix.plots.imagepdf.encode_png_indexed`).
     columns : int, default 2
         Images per row.
+    scale : float, default :data:`GRID_SCALE`
+        Size of a tile relative to its page image (box-filtered: each output pixel is the mean
+        of the page pixels it covers, which keeps thin lines and text legible).
     """
-    from pepmix.io import atomic_path
-    from pepmix.plots.imagepdf import encode_png
+    from PIL import Image
 
+    from pepmix.io import atomic_path
+    from pepmix.plots.imagepdf import encode_png_indexed
+
+    if scale != 1.0:
+        size = (
+            max(1, round(tiles[0].shape[1] * scale)),
+            max(1, round(tiles[0].shape[0] * scale)),
+        )
+        box = Image.Resampling.BOX
+        tiles = [np.asarray(Image.fromarray(t, mode="RGB").resize(size, box)) for t in tiles]
     h, w = tiles[0].shape[:2]
     cols = min(columns, len(tiles))
     rows = int(np.ceil(len(tiles) / cols))
@@ -491,4 +611,4 @@ def write_tiles(tiles: Sequence[NDArray[np.uint8]], path: str | Path, columns: i
         if r:
             sheet[r * h, c * w : (c + 1) * w] = 200
     with atomic_path(path) as tmp:
-        tmp.write_bytes(encode_png(sheet))
+        tmp.write_bytes(encode_png_indexed(sheet))

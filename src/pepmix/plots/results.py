@@ -1,19 +1,23 @@
 """Figures of the differential abundance results, one contrast at a time: volcano, MA, p-values.
 
-Significant proteins are coloured by direction with the colour of the condition they are higher
-in (the numerator's colour for positive, the denominator's for negative log2 fold changes), so
-the colours match every other figure.
+Significant proteins are coloured by direction in two colours of the Okabe-Ito palette that stay
+distinct with every common colour-vision deficiency (Okabe & Ito 2008; Wong 2011, Nature Methods
+8:441): vermillion for higher in the numerator (up), blue for higher in the denominator (down).
+Each figure is drawn by a ``*_figure`` function that returns the
+:class:`~matplotlib.figure.Figure` (tests inspect its artists); the function without the suffix
+draws it and writes the files.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from pepmix.plots.labels import label_points
@@ -22,6 +26,12 @@ from pepmix.plots.style import GUIDE, NEUTRAL, new_figure, save, short_name, sty
 log = logging.getLogger(__name__)
 
 Paths = str | Path | Sequence[str | Path]
+
+UP = "#D55E00"
+"""Colour of proteins significantly higher in the numerator (Okabe-Ito vermillion)."""
+
+DOWN = "#0072B2"
+"""Colour of proteins significantly higher in the denominator (Okabe-Ito blue)."""
 
 RASTER_POINTS = 2000
 """Point layers larger than this are rasterised in vector output (PDF, SVG) at the figure
@@ -67,8 +77,54 @@ def significant(
     sig = (part["adj_pvalue"] < fdr).to_numpy()
     lfc = part["log2fc"].to_numpy(dtype=float)
     if lfc_threshold > 0:
-        sig &= np.abs(lfc) > lfc_threshold
+        sig = sig & (np.abs(lfc) > lfc_threshold)  # to_numpy() may be read-only
     return sig & (lfc > 0), sig & (lfc < 0)
+
+
+def untested_note(table: pd.DataFrame, contrast: str) -> str:
+    """``"1,222 proteins tested; 620 filtered"``: tested rows and the others by status.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Differential abundance table (all contrasts; ``status`` optional).
+    contrast : str
+        The contrast.
+    """
+    part = table.loc[table["contrast"].astype(str) == contrast]
+    tested = np.isfinite(part["pvalue"].to_numpy(dtype=float)) & np.isfinite(
+        part["log2fc"].to_numpy(dtype=float)
+    )
+    note = f"{int(tested.sum()):,} proteins tested"
+    rest = part.loc[~tested]
+    if rest.empty:
+        return note
+    if "status" not in rest.columns:
+        return f"{note}; {len(rest):,} not tested"
+    counts = rest["status"].astype(str).value_counts()
+    order = sorted(counts.index, key=lambda k: (-int(counts[k]), k))
+    words = {"one_condition_missing": "missing in one condition"}
+    parts = (f"{int(counts[k]):,} {words.get(k, k.replace('_', ' '))}" for k in order)
+    return f"{note}; " + ", ".join(parts)
+
+
+def significance_rule(fdr: float, lfc_threshold: float = 0.0) -> str:
+    """``"adj. p < 0.05"``, with ``" and |log2 FC| > 1"`` when a threshold is set."""
+    rule = f"adj. p < {fdr:g}"
+    return rule + (f" and |log2 FC| > {lfc_threshold:g}" if lfc_threshold > 0 else "")
+
+
+def direction_labels(
+    up: NDArray[np.bool_], down: NDArray[np.bool_], numerator: str, denominator: str
+) -> tuple[str, str, str]:
+    """Legend entries ``"58 up (higher in A)"``, ``"3 down (higher in B)"`` and
+    ``"1,161 not significant"``."""
+    rest = int((~(up | down)).sum())
+    return (
+        f"{int(up.sum()):,} up (higher in {numerator})",
+        f"{int(down.sum()):,} down (higher in {denominator})",
+        f"{rest:,} not significant",
+    )
 
 
 def _scatter_classes(
@@ -79,22 +135,17 @@ def _scatter_classes(
     down: NDArray[np.bool_],
     numerator: str,
     denominator: str,
-    colors: Mapping[str, str],
 ) -> None:
+    """Three point layers with ``gid`` ``"not significant"``, ``"up"``, ``"down"`` (in order)."""
     rest = ~(up | down)
+    up_label, down_label, rest_label = direction_labels(up, down, numerator, denominator)
     groups = (
-        (rest, 7, NEUTRAL, 0.5, f"not significant ({rest.sum():,})"),
-        (up, 12, colors.get(numerator, "#c0392b"), 0.9, f"higher in {numerator} ({up.sum():,})"),
-        (
-            down,
-            12,
-            colors.get(denominator, "#2c7fb8"),
-            0.9,
-            f"higher in {denominator} ({down.sum():,})",
-        ),
+        ("not significant", rest, 7, NEUTRAL, 0.5, rest_label),
+        ("up", up, 12, UP, 0.9, up_label),
+        ("down", down, 12, DOWN, 0.9, down_label),
     )
-    for mask, size, color, alpha, label in groups:
-        ax.scatter(
+    for gid, mask, size, color, alpha, label in groups:
+        layer = ax.scatter(
             x[mask],
             y[mask],
             s=size,
@@ -104,91 +155,120 @@ def _scatter_classes(
             label=label,
             rasterized=bool(mask.sum() > RASTER_POINTS),
         )
+        layer.set_gid(gid)
 
 
-def _fc_guides(ax: Axes, lfc_threshold: float, vertical: bool = True) -> float:
-    guide = lfc_threshold if lfc_threshold > 0 else 1.0
-    for v in (-guide, guide):
+def _fc_guides(ax: Axes, lfc_threshold: float, vertical: bool = True) -> None:
+    """Dotted lines at ``±lfc_threshold`` (none when it is 0), labelled once."""
+    if lfc_threshold <= 0:
+        return
+    for v in (-lfc_threshold, lfc_threshold):
         if vertical:
-            ax.axvline(v, ls=":", lw=0.8, c=GUIDE, zorder=0)
+            ax.axvline(v, ls=":", lw=0.8, c=GUIDE, zorder=0, gid="lfc_threshold")
         else:
-            ax.axhline(v, ls=":", lw=0.8, c=GUIDE, zorder=0)
-    return guide
+            ax.axhline(v, ls=":", lw=0.8, c=GUIDE, zorder=0, gid="lfc_threshold")
+    where = (lfc_threshold, 1.0) if vertical else (1.0, lfc_threshold)
+    coords = ("data", "axes fraction") if vertical else ("axes fraction", "data")
+    ax.annotate(
+        f"|log2 FC| = {lfc_threshold:g}",
+        where,
+        xycoords=coords,
+        xytext=(2, -2) if vertical else (-2, 2),
+        textcoords="offset points",
+        ha="left" if vertical else "right",
+        va="top" if vertical else "bottom",
+        fontsize=6.5,
+        color=GUIDE,
+        in_layout=False,
+    )
+
+
+def _fdr_line(ax: Axes, pvalues: NDArray[np.float64], sig: NDArray[np.bool_], fdr: float) -> None:
+    """Dashed line at the largest p-value still significant (none without significant ones)."""
+    if not sig.any():
+        return
+    cut = float(np.max(pvalues[sig]))
+    ax.axhline(-np.log10(cut), ls="--", lw=0.8, c=GUIDE, zorder=0)
+    ax.annotate(
+        f"adj. p = {fdr:g}",
+        (1.0, -np.log10(cut)),
+        xycoords=("axes fraction", "data"),
+        xytext=(-2, 2),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=6.5,
+        color=GUIDE,
+        in_layout=False,
+    )
+
+
+def _legend(fig: Figure, note: str, rule: str, ncols: int) -> None:
+    fig.legend(
+        loc="outside lower center",
+        ncols=ncols,
+        markerscale=1.6,
+        title=f"{note}. Significant: {rule}",
+    )
 
 
 @styled
-def volcano(
+def volcano_figure(
     table: pd.DataFrame,
     contrast: str,
     numerator: str,
     denominator: str,
-    colors: Mapping[str, str],
-    path: Paths,
     fdr: float = 0.05,
     lfc_threshold: float = 0.0,
     n_labels: int = 12,
-) -> None:
+) -> Figure:
     """Volcano plot of one contrast: log2 fold change against -log10 p-value.
 
     Proteins significant at adjusted p < ``fdr`` (and beyond ``lfc_threshold``) are coloured by
-    direction. The dashed line is the largest p-value still significant after the adjustment;
-    dotted lines mark ``±lfc_threshold`` (or ±1, a two-fold change, when it is 0). The
-    ``n_labels`` most significant proteins are labelled without overlaps.
+    direction (:data:`UP`, :data:`DOWN`). The dashed line is the largest p-value still
+    significant after the adjustment; dotted lines mark ``±lfc_threshold`` when it is set. The
+    legend gives the tested proteins, the untested ones by status, and the counts up and down.
+    The ``n_labels`` most significant proteins are labelled without overlaps.
 
     Parameters
     ----------
     table : pandas.DataFrame
         Differential abundance table (``protein``, ``contrast``, ``log2fc``, ``pvalue``,
-        ``adj_pvalue``; all contrasts).
+        ``adj_pvalue``, ``status``; all contrasts).
     contrast : str
         Contrast to draw.
     numerator, denominator : str
         Its conditions.
-    colors : mapping
-        Condition colours.
-    path : str, pathlib.Path or sequence of them
-        Output file(s).
     fdr : float, default 0.05
         Adjusted p-value threshold.
     lfc_threshold : float, default 0.0
-        Fold-change threshold of the test (log2).
+        Fold-change threshold of the test (log2; 0: none, no lines).
     n_labels : int, default 12
         Number of labelled proteins.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, laid out; its point layers have ``gid`` ``"not significant"``, ``"up"`` and
+        ``"down"``.
     """
     part = contrast_rows(table, contrast)
-    fig = new_figure(6.6, 5.6)
+    fig = new_figure(6.6, 5.8)
     ax = fig.add_subplot()
     x = part["log2fc"].to_numpy(dtype=float)
     y = -np.log10(np.maximum(part["pvalue"].to_numpy(dtype=float), 1e-300))
     up, down = significant(part, fdr, lfc_threshold)
-    _scatter_classes(ax, x, y, up, down, numerator, denominator, colors)
-    sig = up | down
-    if sig.any():
-        cut = float(np.max(part.loc[sig, "pvalue"]))
-        ax.axhline(-np.log10(cut), ls="--", lw=0.8, c=GUIDE, zorder=0)
-        ax.annotate(
-            f"adj. p = {fdr:g}",
-            (1.0, -np.log10(cut)),
-            xycoords=("axes fraction", "data"),
-            xytext=(-2, 2),
-            textcoords="offset points",
-            ha="right",
-            va="bottom",
-            fontsize=6.5,
-            color=GUIDE,
-            in_layout=False,
-        )
-    guide = _fc_guides(ax, lfc_threshold)
+    _scatter_classes(ax, x, y, up, down, numerator, denominator)
+    _fdr_line(ax, part["pvalue"].to_numpy(dtype=float), up | down, fdr)
+    _fc_guides(ax, lfc_threshold)
     span = float(np.nanmax(np.abs(x))) if len(x) else 1.0
-    span = max(span, guide) * 1.08
+    span = max(span, lfc_threshold, 0.5) * 1.08
     ax.set_xlim(-span, span)
     ax.set_ylim(0, (float(np.max(y)) if len(y) else 1.0) * 1.06 + 0.1)
     ax.set_xlabel(f"log2 fold change ({numerator} / {denominator})")
     ax.set_ylabel("−log10 p-value")
-    n_untested = int((table["contrast"].astype(str) == contrast).sum()) - len(part)
     ax.set_title(f"Volcano plot: {contrast}", loc="left")
-    note = f"{len(part):,} proteins tested" + (f", {n_untested:,} not" if n_untested else "")
-    fig.legend(loc="outside lower center", ncols=3, markerscale=1.6, title=note)
+    _legend(fig, untested_note(table, contrast), significance_rule(fdr, lfc_threshold), 3)
     top = top_proteins(part.assign(_y=y), n_labels, fdr=fdr)
     if top.empty:
         top = top_proteins(part.assign(_y=y), min(n_labels, 5))
@@ -200,26 +280,43 @@ def volcano(
         obstacles_x=x,
         obstacles_y=y,
     )
-    save(fig, path)
+    return fig
 
 
 @styled
-def ma_plot(
+def volcano(
+    table: pd.DataFrame,
+    contrast: str,
+    numerator: str,
+    denominator: str,
+    path: Paths,
+    fdr: float = 0.05,
+    lfc_threshold: float = 0.0,
+    n_labels: int = 12,
+) -> Figure:
+    """Draw :func:`volcano_figure` and write it to ``path`` (one file per format); returns it."""
+    fig = volcano_figure(table, contrast, numerator, denominator, fdr, lfc_threshold, n_labels)
+    save(fig, path)
+    return fig
+
+
+@styled
+def ma_figure(
     table: pd.DataFrame,
     means: pd.Series,
     contrast: str,
     numerator: str,
     denominator: str,
-    colors: Mapping[str, str],
-    path: Paths,
     fdr: float = 0.05,
     lfc_threshold: float = 0.0,
     n_labels: int = 6,
-) -> None:
+) -> Figure:
     """MA plot of one contrast: log2 fold change against mean log2 abundance.
 
     The black line is the running median of the fold changes along the abundance axis; it should
-    stay at zero (a trend points to intensity-dependent normalisation problems).
+    stay at zero (a trend points to intensity-dependent normalisation problems). Colours and
+    legend as in :func:`volcano_figure`; proteins without a mean abundance are left out (and
+    counted in the legend).
 
     Parameters
     ----------
@@ -229,24 +326,27 @@ def ma_plot(
         Mean log2 abundance of each protein in the two conditions (index: protein).
     contrast, numerator, denominator : str
         Contrast and its conditions.
-    colors : mapping
-        Condition colours.
-    path : str, pathlib.Path or sequence of them
-        Output file(s).
     fdr : float, default 0.05
+        Adjusted p-value threshold.
     lfc_threshold : float, default 0.0
+        Fold-change threshold of the test (log2; 0: none, no lines).
     n_labels : int, default 6
         Number of labelled proteins.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (point layers with ``gid`` as in :func:`volcano_figure`).
     """
     part = contrast_rows(table, contrast)
     a = part["protein"].astype(str).map(means).to_numpy(dtype=float)
     keep = np.isfinite(a)
     part, a = part.loc[keep].reset_index(drop=True), a[keep]
     m = part["log2fc"].to_numpy(dtype=float)
-    fig = new_figure(6.6, 5.0)
+    fig = new_figure(6.6, 5.2)
     ax = fig.add_subplot()
     up, down = significant(part, fdr, lfc_threshold)
-    _scatter_classes(ax, a, m, up, down, numerator, denominator, colors)
+    _scatter_classes(ax, a, m, up, down, numerator, denominator)
     ax.axhline(0, lw=0.7, c=GUIDE, zorder=0)
     _fc_guides(ax, lfc_threshold, vertical=False)
     if len(a) >= 20:
@@ -254,10 +354,13 @@ def ma_plot(
         ax.plot(centres, medians, color="black", lw=1.2, label="running median")
     ax.set_xlabel(f"mean log2 abundance ({numerator}, {denominator})")
     ax.set_ylabel(f"log2 fold change ({numerator} / {denominator})")
-    span = max(float(np.nanmax(np.abs(m))) if len(m) else 1.0, 1.0) * 1.08
+    span = max(float(np.nanmax(np.abs(m))) if len(m) else 1.0, lfc_threshold, 0.5) * 1.08
     ax.set_ylim(-span, span)
     ax.set_title(f"MA plot: {contrast}", loc="left")
-    fig.legend(loc="outside lower center", ncols=4, markerscale=1.6)
+    note = untested_note(table, contrast)
+    if not keep.all():
+        note += f" ({int((~keep).sum()):,} without a mean abundance, not drawn)"
+    _legend(fig, note, significance_rule(fdr, lfc_threshold), 2)
     top = top_proteins(part.assign(_a=a), n_labels, fdr=fdr)
     label_points(
         ax,
@@ -267,7 +370,25 @@ def ma_plot(
         obstacles_x=a,
         obstacles_y=m,
     )
+    return fig
+
+
+@styled
+def ma_plot(
+    table: pd.DataFrame,
+    means: pd.Series,
+    contrast: str,
+    numerator: str,
+    denominator: str,
+    path: Paths,
+    fdr: float = 0.05,
+    lfc_threshold: float = 0.0,
+    n_labels: int = 6,
+) -> Figure:
+    """Draw :func:`ma_figure` and write it to ``path`` (one file per format); returns it."""
+    fig = ma_figure(table, means, contrast, numerator, denominator, fdr, lfc_threshold, n_labels)
     save(fig, path)
+    return fig
 
 
 def _running_median(
@@ -289,9 +410,9 @@ def storey_pi0(pvalues: NDArray[np.float64], lam: float = 0.5) -> float:
 
 
 @styled
-def pvalue_histogram(
-    table: pd.DataFrame, contrast: str, path: Paths, fdr: float = 0.05, n_bins: int = 40
-) -> None:
+def pvalue_figure(
+    table: pd.DataFrame, contrast: str, fdr: float = 0.05, n_bins: int = 40
+) -> Figure:
     """Histogram of the p-values of one contrast.
 
     Under the null hypothesis p-values are uniform: a flat histogram with a peak at 0 (the
@@ -305,12 +426,15 @@ def pvalue_histogram(
         Differential abundance table (all contrasts).
     contrast : str
         Contrast to draw.
-    path : str, pathlib.Path or sequence of them
-        Output file(s).
     fdr : float, default 0.05
         Adjusted p-value threshold (for the count in the title).
     n_bins : int, default 40
         Number of bins on [0, 1].
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     part = contrast_rows(table, contrast)
     p = part["pvalue"].to_numpy(dtype=float)
@@ -340,4 +464,14 @@ def pvalue_histogram(
     ax.set_title(
         f"p-values: {contrast} ({len(p):,} tested, {n_sig:,} at adj. p < {fdr:g})", loc="left"
     )
+    return fig
+
+
+@styled
+def pvalue_histogram(
+    table: pd.DataFrame, contrast: str, path: Paths, fdr: float = 0.05, n_bins: int = 40
+) -> Figure:
+    """Draw :func:`pvalue_figure` and write it to ``path`` (one file per format); returns it."""
+    fig = pvalue_figure(table, contrast, fdr, n_bins)
     save(fig, path)
+    return fig

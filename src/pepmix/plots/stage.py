@@ -216,7 +216,7 @@ def differential_plots(
     fixed : str or pathlib.Path
         ``results/model/fixed_effects.parquet`` (condition means for the MA plot).
     samples : str or pathlib.Path
-        ``results/ingest/samples.tsv`` (condition colours).
+        ``results/ingest/samples.tsv`` (checked; the figures colour by direction).
     contrasts : sequence of ContrastInfo
         Contrasts to draw.
     out_dir : str or pathlib.Path
@@ -237,32 +237,17 @@ def differential_plots(
 
     da = pd.read_parquet(table)
     fx = pd.read_parquet(fixed, columns=["protein", "term", "estimate"])
-    runs = read_runs(samples)
+    read_runs(samples)  # the sheet is checked here as in every plot job
     written: list[Path] = []
     for c in contrasts:
         out = Path(out_dir) / c.slug
         paths = {name: figure_paths(out / name, formats) for name in CONTRAST_FIGURES}
         results.volcano(
-            da,
-            c.name,
-            c.numerator,
-            c.denominator,
-            runs.colors,
-            paths["volcano"],
-            fdr,
-            lfc_threshold,
+            da, c.name, c.numerator, c.denominator, paths["volcano"], fdr, lfc_threshold
         )
         means = condition_means(fx, [c.numerator, c.denominator])
         results.ma_plot(
-            da,
-            means,
-            c.name,
-            c.numerator,
-            c.denominator,
-            runs.colors,
-            paths["ma"],
-            fdr,
-            lfc_threshold,
+            da, means, c.name, c.numerator, c.denominator, paths["ma"], fdr, lfc_threshold
         )
         results.pvalue_histogram(da, c.name, paths["pvalue_hist"], fdr)
         for items in paths.values():
@@ -282,7 +267,7 @@ def model_plots(
     out_dir: PathLike,
     formats: Sequence[str] = (),
     top_n: int = 20,
-    grid_n: int = 4,
+    grid_n: int = 2,
 ) -> list[Path]:
     """Model family: variance components, and profile plots of the top proteins per contrast.
 
@@ -312,8 +297,9 @@ def model_plots(
         Extra formats of the variance component figure.
     top_n : int, default 20
         Proteins per contrast in the PDF (most significant first).
-    grid_n : int, default 4
-        Proteins per contrast in the PNG.
+    grid_n : int, default 2
+        Proteins per contrast in the PNG (the report's figure; two keep the demo report under
+        4 MB, the PDF has all ``top_n``).
 
     Returns
     -------
@@ -370,7 +356,7 @@ def status_plot(
     table : str or pathlib.Path
         ``results/tables/differential_abundance.parquet``.
     samples : str or pathlib.Path
-        ``results/ingest/samples.tsv`` (condition colours).
+        ``results/ingest/samples.tsv`` (checked; the bars are coloured by direction).
     contrasts : sequence of ContrastInfo
         Contrasts, in display order.
     out_dir : str or pathlib.Path
@@ -388,12 +374,11 @@ def status_plot(
     from pepmix.plots.status import status_summary
 
     da = pd.read_parquet(table)
-    runs = read_runs(samples)
+    read_runs(samples)  # the sheet is checked here as in every plot job
     paths = figure_paths(Path(out_dir) / "status", formats)
     status_summary(
         da,
         [(c.name, c.numerator, c.denominator) for c in contrasts],
-        runs.colors,
         paths,
         fdr,
         lfc_threshold,

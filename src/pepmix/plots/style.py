@@ -50,7 +50,13 @@ GUIDE = "#555555"
 """Colour of threshold and reference lines."""
 
 DPI = 150
-"""Resolution of raster output (PNG)."""
+"""Resolution of rasterised layers in vector output (PDF, SVG) and of the profile pages."""
+
+PNG_DPI = 120
+"""Resolution of PNG figures (the report embeds them; PDF or SVG are for print).
+
+With the indexed colours of :func:`~pepmix.plots.imagepdf.encode_png_indexed` a figure is
+25-45 kB at 120 dpi (70-140 kB as RGB at 150 dpi), which keeps the demo report under 4 MB."""
 
 RC: dict[RcKeyType, Any] = {
     "font.size": 8.5,
@@ -206,14 +212,14 @@ def freeze_layout(fig: Figure) -> None:
         fig.set_layout_engine(None)
 
 
-def render_png(fig: Figure, dpi: float = DPI) -> bytes:
-    """The figure drawn with Agg at ``dpi`` and encoded as an RGB PNG (no metadata).
+def render_png(fig: Figure, dpi: float = PNG_DPI) -> bytes:
+    """The figure drawn with Agg at ``dpi`` and encoded as an indexed PNG (no metadata).
 
-    What ``savefig(format="png")`` draws, encoded by :func:`pepmix.plots.imagepdf.encode_png`
-    (unfiltered rows, zlib level 3) instead of Pillow's adaptive filters at level 6: about a
-    third of the time for the same size.
+    What ``savefig(format="png")`` draws, encoded by
+    :func:`pepmix.plots.imagepdf.encode_png_indexed` (256 colours): about a third of the size of
+    the RGB PNG, which matters for the report (every figure is embedded in it).
     """
-    from pepmix.plots.imagepdf import encode_png
+    from pepmix.plots.imagepdf import encode_png_indexed
 
     canvas: Any = fig.canvas
     if not isinstance(canvas, FigureCanvasAgg):
@@ -225,7 +231,7 @@ def render_png(fig: Figure, dpi: float = DPI) -> bytes:
         rgba = np.asarray(canvas.buffer_rgba())
     finally:
         fig.set_dpi(original)
-    return encode_png(rgba, dpi=dpi)
+    return encode_png_indexed(rgba, dpi=dpi)
 
 
 def save(fig: Figure, path: str | Path | Sequence[str | Path]) -> None:
@@ -440,6 +446,7 @@ def run_ticks(
     axis: Literal["x", "y"] = "x",
     fontsize: float | None = None,
     spacing: float = 1.6,
+    max_chars: int | None = None,
 ) -> int:
     """Put run names on an axis, coloured by condition, thinned when they would overlap.
 
@@ -465,6 +472,8 @@ def run_ticks(
         Preferred font size (default: the rc tick label size).
     spacing : float, default 1.6
         Distance between thinned labels, in font sizes (:func:`label_stride`).
+    max_chars : int, optional
+        Longer names are cut in the middle to this many characters (``…`` marks the cut).
 
     Returns
     -------
@@ -480,12 +489,23 @@ def run_ticks(
     shown = list(range(0, len(order), stride))
     ticks = [positions[i] for i in shown]
     names = [order[i] for i in shown]
+    texts = names if max_chars is None else [middle_cut(n, max_chars) for n in names]
     if axis == "x":
-        ax.set_xticks(ticks, names, fontsize=size, rotation=90)
+        ax.set_xticks(ticks, texts, fontsize=size, rotation=90)
     else:
-        ax.set_yticks(ticks, names, fontsize=size)
-    color_tick_labels(target.get_ticklabels(), runs)
+        ax.set_yticks(ticks, texts, fontsize=size)
+    for label, name in zip(target.get_ticklabels(), names, strict=True):
+        if name in runs.condition:
+            label.set_color(runs.colors[runs.condition[name]])
     return stride
+
+
+def middle_cut(name: str, width: int = 17) -> str:
+    """Shorten a name in the middle (names sharing a prefix stay distinguishable)."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
 
 
 def run_axis_label(n_runs: int, stride: int, name: str = "run") -> str:
