@@ -217,6 +217,21 @@ def test_bootstrap_small_design_null() -> None:
     assert rate_mix < rate_boot
 
 
+def test_bootstrap_agrees_with_mixture_many_samples() -> None:
+    """Sample SD half the residual SD, 2 x 10 samples, 5 features: where the asymptotics hold,
+    bootstrap (B = 199) and mixture p-values agree within Monte Carlo error plus the mixture's
+    own small-sample error (conservative, at most ~0.03 at these sizes)."""
+    table = _simulate(24, 10, 5, sd_sample=0.08, seed=17)
+    out = _tests(fit_proteins(table, _design(10), robust="none"), bootstrap=199, seed=9)
+    p_mix = out["p_sample"].to_numpy()
+    p_boot = out["p_boot_sample"].to_numpy()
+    mid = (p_mix > 0.01) & (p_mix < 1)
+    assert mid.sum() >= 6
+    se = np.sqrt(p_mix[mid] * (1 - p_mix[mid]) / 199)
+    assert np.all(np.abs(p_boot[mid] - p_mix[mid]) <= 4 * se + 0.03), np.c_[p_mix, p_boot][mid]
+    np.testing.assert_array_equal(p_boot[p_mix == 1], 1.0)
+
+
 def test_bootstrap_reproducible_and_subset_invariant() -> None:
     table = _simulate(12, 4, 4, sd_sample=0.15, seed=14)
     fit = fit_proteins(table, _design(4), robust="huber")
