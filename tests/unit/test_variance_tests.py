@@ -6,9 +6,10 @@ samples) -> ``fit_lme4.R`` (lme4 1.1-31, lmerTest 3.1-3, RLRsim 3.1-8) -> ``lrt_
 
 Tolerances: the REML criteria of both fits are within 2e-6 of lme4's best of two optimisers or
 better (the engine's guarantee, see ``test_lme4_reference.py``), so an LRT differs from lme4's
-by at most about 4e-6 where lme4 reached its optima; 1e-4 is allowed, and our LRT may exceed
-lme4's where lme4's full fit stopped short. Rejection rates are checked within 3 binomial
-standard errors; bootstrap p-values against RLRsim within 4 Monte Carlo standard errors.
+by at most about 4e-6; 1e-5 is allowed (measured: 2e-12), and 1e-4 against lmerTest's
+``ranova``, which uses lme4's default optimiser only (measured: 3e-6). Rejection rates are
+checked within 3 binomial standard errors; bootstrap p-values against RLRsim within 4 Monte Carlo
+standard errors.
 """
 
 from __future__ import annotations
@@ -118,15 +119,13 @@ def test_lrt_matches_lme4(reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     ours, ref = reference
     assert len(ours) == len(ref) == 60
     for term in ("feature", "sample"):
+        # each REML criterion within 2e-6 of lme4's best: LRTs within 4e-6 (measured: 2e-12)
         diff = ours[f"lrt_{term}"] - ref[f"lrt_{term}"]
-        # never smaller than lme4's by more than the criteria's tolerance; larger only where
-        # lme4's full fit stopped short (then lmerTest's ranova agrees with lme4, not with us)
-        assert (diff > -1e-4).all(), diff.min()
-        close = diff.abs() <= 1e-4
-        assert close.mean() >= 0.95, ours.loc[~close, f"lrt_{term}"]
-        # lmerTest::ranova refits with lme4's default optimiser only
+        assert diff.abs().max() <= 1e-5, diff.abs().max()
+        # lmerTest::ranova refits with lme4's default optimiser only (measured: 3e-6)
         ranova = ref[f"ranova_lrt_{term}"]
-        assert ((ours[f"lrt_{term}"] - ranova).abs() <= 1e-3).mean() >= 0.9
+        assert (ours[f"lrt_{term}"] - ranova).abs().max() <= 1e-4
+    assert (ours["lrt_sample"] == 0).sum() >= 5  # boundary cases are in the reference
 
 
 def test_pvalues_are_the_mixture(reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
