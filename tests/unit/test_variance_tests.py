@@ -180,6 +180,8 @@ def test_null_calibration_many_samples() -> None:
     out = _tests(fit_proteins(table, _design(10), robust="none"))
     p = out["p_sample"].to_numpy()
     assert np.isfinite(p).all()
+    # a variance reported as zero (status boundary) has LRT 0, p-value 1, and only then
+    np.testing.assert_array_equal(out["lrt_sample"] == 0, out["var_sample"] == 0)
     at_zero = np.mean(out["lrt_sample"] == 0)
     assert 0.45 <= at_zero <= 0.70  # finite samples put a little more mass at 0 (Crainiceanu)
     se = np.sqrt(0.05 * 0.95 / n)
@@ -266,6 +268,8 @@ def test_robust_fit_tests_at_its_weights() -> None:
     )
     cold = term_lrts(problem)  # grid start, not the fit's theta
     np.testing.assert_allclose(out["lrt_sample"], cold.lrt[:, 1], atol=1e-6)
+    for t in ("feature", "sample"):
+        np.testing.assert_array_equal(out[f"lrt_{t}"] == 0, out[f"var_{t}"] == 0)
 
 
 def test_three_terms_with_random_batch() -> None:

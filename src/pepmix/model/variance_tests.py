@@ -74,7 +74,7 @@ from scipy import stats
 
 from pepmix.errors import ConfigError
 from pepmix.model.design import RunDesign
-from pepmix.model.fit import FITTED, ModelFit
+from pepmix.model.fit import FITTED, SNAP_TOL, ModelFit
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket
 from pepmix.model.suffstats import Problem, build_problem
@@ -130,6 +130,13 @@ def mixture_pvalue(lrt: FloatArray) -> FloatArray:
     return np.asarray(np.where(np.isnan(lrt), np.nan, out))
 
 
+def _snap(diff: FloatArray) -> FloatArray:
+    """LRT from a criterion difference: 0 below :data:`pepmix.model.fit.SNAP_TOL`, the
+    tolerance below which the fit puts a variance on the boundary (so a variance reported as 0
+    always has LRT 0 and p-value 1)."""
+    return np.asarray(np.where(diff < SNAP_TOL, 0.0, diff))
+
+
 def _without(bucket: Bucket, f: int) -> Bucket:
     """``bucket`` with factor ``f`` fixed at zero for every protein (plain REML)."""
     free = bucket.free.copy()
@@ -182,7 +189,7 @@ def bucket_lrts(
         good = _finite(red.theta, red.dev, red.converged)
         diff = red.dev - full.dev[rows]
         n_nonglobal += int(np.sum(good & (diff < -OPTIMUM_TOL)))
-        lrt[rows, f] = np.where(good, np.maximum(diff, 0.0), np.nan)
+        lrt[rows, f] = np.where(good, _snap(diff), np.nan)
         theta_null[rows, f] = red.theta
     return lrt, theta_null, full.theta, full.dev, n_nonglobal
 
@@ -344,7 +351,7 @@ def _boot_chunk(
         red = minimize(_without(sub, term))
         good = _finite(full.theta, full.dev, full.converged)
         good &= _finite(red.theta, red.dev, red.converged)
-        out[idx[test]] = np.where(good, np.maximum(red.dev - full.dev, 0.0), np.nan)
+        out[idx[test]] = np.where(good, _snap(red.dev - full.dev), np.nan)
     return out.reshape(rows.size, n_boot)
 
 
