@@ -292,11 +292,11 @@ def _simulate(
     bounds = np.searchsorted(src_prot, np.arange(len(rngs) + 1))
     n_levels = {f: int(design.factor_codes[f].max()) + 1 for f in factors if f != "feature"}
     for i, rng in enumerate(rngs):
-        sl = slice(int(bounds[i]), int(bounds[i + 1]))
-        p = copies.prot[sl] - copies.prot[sl][0] if bounds[i + 1] > bounds[i] else None
-        if p is None:
+        if bounds[i + 1] == bounds[i]:
             continue
-        part = rng.standard_normal(p.size) / np.sqrt(copies.weights[sl])
+        sl = slice(int(bounds[i]), int(bounds[i + 1]))
+        copy = copies.prot[sl] - copies.prot[sl][0]  # replicate index b of each observation
+        part = rng.standard_normal(copy.size) / np.sqrt(copies.weights[sl])
         for k, name in enumerate(factors):
             if theta[i, k] <= 0:
                 continue
@@ -307,7 +307,7 @@ def _simulate(
             else:
                 lev = design.factor_codes[name][copies.run[sl]]
                 u = rng.standard_normal((n_boot, n_levels[name]))
-                part += theta[i, k] * u[p, lev]
+                part += theta[i, k] * u[copy, lev]
         y[sl] = part
     return y
 
