@@ -81,6 +81,7 @@ rule fit:
     params:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
+        variance_tests=config.get("variance_tests", {}),
     benchmark:
         "logs/benchmarks/fit/{scatteritem}.tsv"
     log:

@@ -15,4 +15,5 @@ with rule_context(snakemake):
         snakemake.output.abundance,
         replication=snakemake.params.replication,
         prior=snakemake.input.get("prior") or None,
+        variance_tests=snakemake.params.get("variance_tests") or None,
     )

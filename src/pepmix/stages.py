@@ -184,6 +184,7 @@ def fit_stage(
     out_abundance: PathLike | None = None,
     replication: str = "auto",
     prior: PathLike | None = None,
+    variance_tests: Mapping[str, Any] | None = None,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
@@ -192,7 +193,10 @@ def fit_stage(
     the protein abundance model (:mod:`pepmix.abundance`) is fitted in the same job, on the same
     table read once. ``replication`` is ``testing.replication`` (default ``"auto"``, see
     :func:`pepmix.model.design.replication_unit`). ``prior``: the variance-ratio prior written
-    by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on).
+    by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on). ``variance_tests``:
+    the ``variance_tests:`` config (default None: likelihood-ratio tests on, bootstrap off);
+    the protein table gains ``lrt_<term>`` (and ``p_boot_<term>``, ``n_boot_<term>``), see
+    :mod:`pepmix.model.variance_tests`.
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
@@ -200,7 +204,9 @@ def fit_stage(
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
     from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.stored import StoredFit
+    from pepmix.model.variance_tests import VarianceTestOptions, fit_tests
 
+    test_options = VarianceTestOptions.from_config(variance_tests)
     table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
     spec = model_spec_from_config(model_config, sheet, replication)
@@ -227,6 +233,9 @@ def fit_stage(
     proteins["sigma"] = fit.sigma
     proteins["converged"] = fit.converged
     proteins["iterations"] = fit.iterations
+    tests = fit_tests(fit, test_options)
+    for col in tests.columns[1:]:
+        proteins[col] = tests[col].to_numpy()
     write_parquet(proteins, out_proteins)
     StoredFit.from_model_fit(fit).write(out_fit)
     write_parquet(fit.fixed_effects(), out_fixed)
@@ -279,10 +288,15 @@ def gather_abundance_stage(
 def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | None = None) -> None:
     """Write ``results/tables/variance_components.tsv`` from the model stage's protein table.
 
-    With ``removed`` (:func:`merge`'s list), the removed proteins follow, with status
-    ``filtered`` and missing variance components.
+    Per random term ``<t>`` with a likelihood-ratio test: ``lrt_<t>, p_<t>, adj_p_<t>,
+    icc_<t>`` (and ``p_boot_<t>, adj_p_boot_<t>, n_boot_<t>`` with the bootstrap), see
+    :func:`pepmix.model.variance_tests.variance_test_table`. With ``removed`` (:func:`merge`'s
+    list), the removed proteins follow, with status ``filtered`` and missing variance
+    components.
     """
-    frame = pd.read_parquet(proteins)
+    from pepmix.model.variance_tests import variance_test_table
+
+    frame = variance_test_table(pd.read_parquet(proteins))
     if removed is not None:
         extra = read_removed(removed).assign(status="filtered")
         frame = pd.concat([frame, extra], ignore_index=True)
@@ -290,6 +304,12 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
     keep += ["n_features", "n_observations", "status", "detail"]
     # model.shrinkage: plain REML estimates and the prior
     keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]
+    # variance tests (pepmix.model.variance_tests): per term, test columns then the share
+    terms = [c[len("lrt_") :] for c in frame.columns if c.startswith("lrt_")]
+    for t in terms:
+        cols = [f"lrt_{t}", f"p_{t}", f"adj_p_{t}", f"p_boot_{t}", f"adj_p_boot_{t}"]
+        cols += [f"n_boot_{t}", f"icc_{t}"]
+        keep += [c for c in cols if c in frame.columns]
     write_tsv(frame.loc[:, keep], output)
 
 

@@ -143,6 +143,14 @@ def test_variance_components(demo_run: Path) -> None:
     assert (table.loc[fitted, "var_residual"] > 0).all()
     assert (table.loc[~filtered, "n_features"] >= 2).all()  # filter.min_features default
     assert table.loc[filtered, "var_residual"].isna().all()
+    # variance tests (pepmix.model.variance_tests), on by default
+    terms = [c[len("lrt_") :] for c in table.columns if c.startswith("lrt_")]
+    assert "feature" in terms and len(terms) >= 2
+    for t in terms:
+        p = table[f"p_{t}"].dropna()
+        assert len(p) > 0 and p.between(0, 1).all()
+        assert (table[f"adj_p_{t}"].dropna() >= p.loc[table[f"adj_p_{t}"].notna()]).all()
+        assert table.loc[filtered, f"lrt_{t}"].isna().all()
 
 
 def test_plots_and_logs(demo_run: Path) -> None:
