@@ -65,6 +65,25 @@ more dispersed), which costs about half a point of power. The reported REML crit
 the final weighted fit, including :math:`-\sum_i \log w_i` (lme4's ``REMLcrit`` with
 ``weights=``).
 
+Bisquare (``model.robust: bisquare``, an option)
+------------------------------------------------
+Huber's :math:`\psi` is monotone: an observation off by 2-5 log2 keeps the bounded influence
+:math:`k s` however far it lies, and a feature off in all runs of one condition moves the
+contrast by about :math:`k s` times its share of the observations in every run of that
+condition. Tukey's bisquare (Beaton & Tukey 1974, *Technometrics* 16:147),
+:math:`w(z) = (1 - (z/c)^2)^2` for :math:`|z| < c`, 0 beyond, :math:`c = 4.685` (95 %
+efficiency at the normal model), redescends: such observations get weight 0. A redescending
+M-estimate is only as good as its start and its scale (the IRLS converges to the local solution
+nearest the start), so, as in MM-estimation (Yohai 1987, *Ann Stat* 15:642), the start is a
+high-breakdown fit and the scale comes from it and stays fixed: the weights start from the
+residuals of the median polish and the scale is their MAD, multiplied by
+:math:`\sqrt{n/\nu}` with :math:`\nu = n - (\text{features} + \text{runs} - 1)` the residual df
+of the additive fit the polish makes (:func:`polish_df_factor`; without it the MAD of a
+2-feature protein's polish residuals, :math:`\pm(e_1 - e_2)/2`, is :math:`\sigma/\sqrt 2`, and
+normal observations lose weight). Proteins with :math:`\nu < 1` are fitted with weights 1.
+Weights are floored at :data:`BISQUARE_FLOOR` (weighted REML needs positive weights). The
+variance factor is the same normal-model expression for the bisquare (1.271, by quadrature).
+
 Degenerate weighted fits: down-weighting can let the random effects fit the remaining
 observations exactly, so that the weighted criterion has no finite optimum (a relative SD beyond
 :data:`pepmix.model.optimize.DIVERGENT_THETA`) although the unweighted one has. Such a protein
