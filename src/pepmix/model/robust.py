@@ -123,6 +123,8 @@ BISQUARE_C = 4.685
 #: bisquare weights are floored here (weighted REML needs positive weights; an observation at
 #: this weight carries a thousandth of a normal one)
 BISQUARE_FLOOR = 1e-3
+#: ``detail`` of a protein whose bisquare weights left no majority of features
+NO_MAJORITY = "bisquare weights left fewer than 2 features: Huber weights"
 #: the ``model.robust`` methods of :func:`pepmix.model.fit.fit_proteins`
 METHODS = ("none", "huber", "bisquare")
 #: MAD to standard deviation at the normal distribution
@@ -410,9 +412,17 @@ def irls(
         raise ValueError("bisquare weights need the start scale of initial_weights")
     state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
     weights = state.iterate(weights, fixed)
-    given_up = state.given_up
-    factor = np.where(given_up, 1.0, variance_factor(method=method))
+    factor = np.where(state.given_up, 1.0, variance_factor(method=method))
     unsettled = state.delta > UNSETTLED
+    no_majority = np.zeros(n_prot, dtype=bool)
+    if method == "bisquare":
+        no_majority = _no_majority(enc, design, weights, n_prot) & ~state.given_up
+        if no_majority.any():
+            weights = _huber_instead(state, weights, no_majority)
+            factor = np.where(no_majority, variance_factor(), factor)
+            factor = np.where(state.given_up, 1.0, factor)
+            unsettled = np.where(no_majority, state.delta > UNSETTLED, unsettled)
+    given_up = state.given_up
     log.info(
         "robust (%s) fit: %d protein refits in %d rounds; %d proteins fitted by least squares "
         "(weighted fit degenerate); %d with weights still changing by more than %g after %d "
@@ -438,7 +448,45 @@ def irls(
         current, enc, design, problem.factors, weights
     )
     notes = _notes(enc.prot, weights, n_prot, unsettled, given_up)
+    notes = [
+        "; ".join(x for x in (n, NO_MAJORITY * bool(m)) if x)
+        for n, m in zip(notes, no_majority.tolist(), strict=True)
+    ]
     return [final], weights, notes, factor
+
+
+def _no_majority(
+    enc: Encoded, design: RunDesign, weights: FloatArray, n_prot: int
+) -> NDArray[np.bool_]:
+    """Proteins with at least two features observed in two or more conditions, of which fewer
+    than two keep an observation of weight >= :data:`LOW_WEIGHT` in two or more conditions:
+    the weights chose one peptide over another without a majority."""
+    cond = design.condition_code[enc.run]
+    n_cond = max(len(design.conditions), 1)
+    n_feat = int(enc.feat.max()) + 1 if enc.feat.size else 0
+    seen = np.zeros((n_feat, n_cond), dtype=bool)
+    seen[enc.feat, cond] = True
+    kept = np.zeros((n_feat, n_cond), dtype=bool)
+    heavy = weights >= LOW_WEIGHT
+    kept[enc.feat[heavy], cond[heavy]] = True
+    fprot = np.zeros(n_feat, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    before = np.bincount(fprot, weights=seen.sum(axis=1) >= 2, minlength=n_prot)
+    after = np.bincount(fprot, weights=kept.sum(axis=1) >= 2, minlength=n_prot)
+    return np.asarray((before >= 2) & (after < 2))
+
+
+def _huber_instead(state: _Irls, weights: FloatArray, proteins: NDArray[np.bool_]) -> FloatArray:
+    """Refit ``proteins`` with Huber weights (from the median polish, then iterated), leaving
+    the others as they are; returns the weights of all."""
+    enc = state.enc
+    start, _ = initial_weights(enc, "huber")
+    weights = np.where(proteins[enc.prot], start, weights)
+    state.refit(np.flatnonzero(proteins), weights, np.zeros(proteins.size, dtype=bool))
+    state.blocked = ~proteins
+    weights = state.iterate(weights, None)
+    state.blocked = np.zeros(proteins.size, dtype=bool)
+    return weights
 
 
 class _Irls:
@@ -462,6 +510,8 @@ class _Irls:
         self.given_up = np.zeros(n_prot, dtype=bool)
         #: per protein, how far the weights of the reported fit are from those of its residuals
         self.delta = np.zeros(n_prot)
+        #: proteins :meth:`iterate` leaves as they are
+        self.blocked = np.zeros(n_prot, dtype=bool)
 
     def refit(
         self,
@@ -493,13 +543,13 @@ class _Irls:
         """
         enc, problem, out = self.enc, self.problem, self.out
         n_prot = problem.n_proteins
-        touched = np.ones(n_prot, dtype=bool)
+        touched = ~self.blocked
         new = weights.copy()
         scale = np.full(n_prot, np.nan) if fixed_scale is None else fixed_scale
         for it in range(1, MAX_ITER + 2):
             # a weighted fit without finite optimum (down-weighting let the random effects fit
             # the rest exactly: the residual scale collapses) falls back to least squares
-            collapsed = _diverged(out) & ~self.given_up
+            collapsed = _diverged(out) & ~self.given_up & ~self.blocked
             collapsed &= np.bincount(enc.prot, weights=weights < 1.0, minlength=n_prot) > 0
             if collapsed.any():
                 self.given_up |= collapsed
@@ -512,6 +562,7 @@ class _Irls:
             touched[:] = False
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
             target = np.where(eligible[enc.prot], new, 1.0)
+            target = np.where(self.blocked[enc.prot], weights, target)
             self.delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
             changing = self.delta > WEIGHT_TOL
             if not changing.any() or it > MAX_ITER:
