@@ -6,7 +6,10 @@
 - the robust fit's estimates equal dense weighted GLS at its reported variance parameters,
 - one of three peptides shifted by +5 in one condition: Huber's log2FC stays near 0 while the
   least-squares fit moves by about 5/3,
-- null calibration of the robust fit (uniform p-values) and its false discovery proportion.
+- null calibration of the robust fit (uniform p-values) and its false discovery proportion,
+- the bisquare option: weights, variance factor, the df factor of its polish scale, an outlying
+  peptide at weight 0, the Huber fallback when no majority of peptides is left, null p-values
+  not anti-conservative.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pepmix.model.robust import (
     BISQUARE_FLOOR,
     DEFAULT_METHOD,
     HUBER_K,
+    NO_MAJORITY,
     UNSETTLED,
     bisquare_weights,
     group_median,
@@ -328,6 +332,32 @@ def test_bisquare_gives_an_outlying_peptide_weight_zero() -> None:
             r"down-weighted: \d+ observations with weight < 0.5 \(min 0.00\)", fit.detail[0]
         )
         assert fit.status[0] in ("ok", "boundary")  # a fit, whether or not a variance is 0
+
+
+def test_bisquare_without_a_majority_keeps_the_huber_fit() -> None:
+    # two peptides, one up by 4 in every run of B and missing in one run of A: the bisquare
+    # weights of the polish residuals drop one peptide's observations in a condition, so that
+    # fewer than two features inform both conditions; nothing tells which peptide is wrong
+    _, design = make_design(2, 4)
+    rng = np.random.default_rng(3)
+    rows = [
+        ("P1", f"F{f}", run, 20.0 + f + rng.normal(0.0, 0.2) + 4.0 * (f == 0 and c == 1))
+        for f in range(2)
+        for r, (run, c) in enumerate(zip(design.runs, design.condition_code.tolist(), strict=True))
+        if not (f == 0 and r == 0)
+    ]
+    table = pd.DataFrame(rows, columns=["protein", "feature", "run", "y"])
+    contrasts = [("B - A", "B", "A")]
+    huber = fit_proteins(table, design, contrasts, robust="huber")
+    fit = fit_proteins(table, design, contrasts, robust="bisquare")
+    assert NO_MAJORITY in fit.detail[0]
+    assert NO_MAJORITY not in huber.detail[0]
+    assert fit.weights is not None and huber.weights is not None
+    assert fit.weights.min() > BISQUARE_FLOOR
+    # the Huber fit, reached from another warm start: equal up to the weight tolerance (1e-2,
+    # which moves estimates by well under 0.1 SE: robust.WEIGHT_TOL)
+    assert abs(fit.estimate[0, 0] - huber.estimate[0, 0]) < 0.1 * huber.se[0, 0]
+    np.testing.assert_allclose(fit.se, huber.se, rtol=0.05)
 
 
 def test_bisquare_null_pvalues_are_not_anti_conservative() -> None:

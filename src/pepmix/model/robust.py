@@ -1,4 +1,4 @@
-r"""Robust fitting: M-estimation with Huber weights by iteratively reweighted REML.
+r"""Robust fitting: M-estimation with Huber (or bisquare) weights by iteratively reweighted REML.
 
 One peptide that misbehaves in some runs (a shared or modified peptide, an interference, a
 misquantified fragment) shifts a least-squares protein estimate by a fraction of its deviation.
