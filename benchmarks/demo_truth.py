@@ -102,6 +102,7 @@ def main() -> None:
         # model.shrinkage: the workflow then skips the contrast-variance moderation
         ("+ model.shrinkage", f"{NORM}+huber+shrinkage", 2, replace(defaults, moderation=False)),
         ("plain REML fit (model.robust none)", NORM, 2, defaults),
+        ("Tukey bisquare (model.robust bisquare)", f"{NORM}+bisquare", 2, defaults),
         ("moderation off", f"{NORM}+huber", 2, replace(defaults, moderation=False)),
         ("df cap off", f"{NORM}+huber", 2, replace(defaults, df_cap=False)),
         ("non-robust prior", f"{NORM}+huber", 2, replace(defaults, robust=False)),
@@ -123,7 +124,7 @@ def main() -> None:
         if key not in cache:
             start = time.perf_counter()
             method, *flags = norm.split("+")
-            robust = "huber" if "huber" in flags else "none"
+            robust = next((f for f in flags if f in ("huber", "bisquare")), "none")
             cache[key] = contrast_stats(method, min_features, "shrinkage" in flags, robust)
             logging.info("fitted %s in %.1f s", key, time.perf_counter() - start)
         stats, order = cache[key]

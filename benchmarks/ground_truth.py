@@ -89,6 +89,11 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "testing": {"replication": "auto"},
         "model": {"shrinkage": True, "robust": "huber"},
     },
+    "mode + Tukey bisquare": {
+        "normalization": {"method": "protein_median", "location": "mode"},
+        "testing": {"replication": "auto"},
+        "model": {"robust": "bisquare"},
+    },
 }
 OLD_LABEL, NEW_LABEL = "old defaults", "build defaults"
 ORACLE_LABEL = "diagnostic: old defaults, oracle normalisation on the unchanged proteins"

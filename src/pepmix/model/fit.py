@@ -439,21 +439,22 @@ def fit_proteins(
     prior : VariancePrior, optional
         Variance-ratio prior (:func:`pepmix.model.shrinkage.fit_variance_prior`, estimated on
         all proteins); default None: plain REML.
-    robust : {"none", "huber"}, default "none"
+    robust : {"none", "huber", "bisquare"}, default "none"
         ``"huber"``: M-estimation with Huber weights by iteratively reweighted REML
-        (:mod:`pepmix.model.robust`); BLUPs gain per-level weight summaries.
+        (:mod:`pepmix.model.robust`); ``"bisquare"``: the Huber fit followed by Tukey bisquare
+        steps at its scale (MM-type); BLUPs gain per-level weight summaries.
     """
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
     n_prot = len(proteins)
-    if robust not in ("none", "huber"):
+    if robust not in ("none", "huber", "bisquare"):
         raise ValueError(f"unknown robust method {robust!r}")
     weights = None
-    if robust == "huber":
+    if robust != "none":
         from pepmix.model import robust as huber
 
-        weights = huber.initial_weights(enc)
+        weights, start_scale = huber.initial_weights(enc, robust)
     problem = build_problem(
         prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress, weights=weights
     )
@@ -470,12 +471,12 @@ def fit_proteins(
     result.theta_reml = np.full(result.theta.shape, np.nan)
     pieces = fit_problem(problem, cmat, result)
     if weights is not None:
-        pieces, result.weights, notes, least_squares = huber.irls(
-            problem, enc, design, cmat, result, pieces, weights
+        pieces, result.weights, notes, factor = huber.irls(
+            problem, enc, design, cmat, result, pieces, weights, robust, start_scale
         )
         _finish_status(problem, result)
         fitted = np.isin(np.asarray(result.status, dtype=object), FITTED)
-        huber.correct_variance(result, fitted & ~least_squares)
+        huber.correct_variance(result, fitted & (factor != 1.0), factor)
         result.detail = [
             "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
         ]
