@@ -47,9 +47,7 @@ def simulate(
     rng = np.random.default_rng(seed)
     cond = np.array(["A", "B"] * (n_runs // 2))
     runs = [f"r{i:02d}" for i in range(n_runs)]
-    sheet = pd.DataFrame(
-        {"run": runs, "condition": cond, "bioreplicate": runs, "batch": "b1"}
-    )
+    sheet = pd.DataFrame({"run": runs, "condition": cond, "bioreplicate": runs, "batch": "b1"})
     rows = []
     truth = {}
     for p in range(n_proteins):
@@ -154,7 +152,7 @@ def main() -> None:
                 rows += run_case(args.proteins, args.runs, slope, miss, seed)
     out = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
-    print(out.round(3).to_string(index=False))  # noqa: T201
+    print(out.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         raise ConfigError(
             "config: normalization.reference_proteins: required when method is 'reference'"
         )
+    if result.get("missing") == "detection":
+        raise ConfigError(
+            "config: missing: 'detection' is not available in the workflow yet (issue 14; "
+            "library only); use 'mar'"
+        )
     return result
 
 

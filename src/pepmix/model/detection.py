@@ -104,6 +104,9 @@ class DetectionCurve:
         (likelihood-ratio test against the pooled curve).
     n_features : int
         Features used in the fit.
+    feature_sd : float
+        Median fitted complete-data SD of a feature across runs (for the QC figure's
+        model curve).
     """
 
     b0: FloatArray
@@ -114,6 +117,23 @@ class DetectionCurve:
     loglik: float = float("nan")
     candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
     n_features: int = 0
+    feature_sd: float = float("nan")
+
+    def expected(self, mu: FloatArray, group: int = 0) -> tuple[FloatArray, FloatArray]:
+        r"""Detection proportion and mean observed intensity of a feature with mean ``mu``.
+
+        For :math:`y \sim N(\mu, s^2)`, :math:`s` = :attr:`feature_sd`, under group ``group``'s
+        curve: :math:`P = \Phi(a)`, :math:`E[y \mid \text{detected}] = \mu +
+        \frac{b_1 s^2}{\sqrt{1 + b_1^2 s^2}}\,\varphi(a)/\Phi(a)`,
+        :math:`a = (b_0 + b_1\mu)/\sqrt{1 + b_1^2 s^2}` (skew-normal mean).
+        """
+        b0, b1, s = self.b0[group], self.b1[group], self.feature_sd
+        root = np.sqrt(1.0 + b1**2 * s**2)
+        a = (b0 + b1 * mu) / root
+        mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - special.log_ndtr(a))
+        prop: FloatArray = special.ndtr(a)
+        mean: FloatArray = mu + b1 * s**2 / root * mills
+        return prop, mean
 
     def per_run(self) -> tuple[FloatArray, FloatArray]:
         """Intercept and slope of every run, shape (R,) each."""
@@ -142,7 +162,7 @@ def feature_matrix(table: pd.DataFrame, runs: Sequence[str]) -> FloatArray:
     ``table`` has columns ``protein, feature, run, y`` (one row per observed cell); features are
     keyed by ``(protein, feature)``.
     """
-    run_index = pd.Index(list(runs)).get_indexer(table["run"])
+    run_index = pd.Index(list(runs)).get_indexer(pd.Index(table["run"]))
     if np.any(run_index < 0):
         raise DesignError("detection curve: the table has runs that are not in the design")
     key = pd.MultiIndex.from_arrays([table["protein"], table["feature"]])
@@ -321,7 +341,10 @@ def _fit_grouping(
             full = np.zeros((n_groups, 2))
             full[rows] = x
             per_run = _run_loglik(data, mu, log_s, full[group_of_run, 0], full[group_of_run, 1])
-            return -np.bincount(group_of_run, weights=per_run, minlength=n_groups)[rows]
+            sums = np.asarray(
+                np.bincount(group_of_run, weights=per_run, minlength=n_groups), dtype=np.float64
+            )
+            return -sums[rows]
 
         b = _minimise_groups(curve_obj, b)
         b0r, b1r = b[group_of_run, 0], b[group_of_run, 1]
@@ -405,12 +428,16 @@ def fit_detection_curve(
         elif name not in ("pooled", "run", "batch"):
             raise ValueError(f"unknown detection curve grouping {name!r}")
     fits = {}
+    sds = {}
     for name, groups in options.items():
         b0, b1, ll, mu, log_s = _fit_grouping(data, groups, start)
         fits[name] = (b0, b1, ll, groups)
+        sds[name] = float(np.exp(np.median(log_s)))
         if name == "pooled":  # warm start for finer groupings
             start = (mu, log_s, b0, b1)
-    return _choose(fits, runs, data.y.shape[0])
+    curve = _choose(fits, runs, data.y.shape[0])
+    curve.feature_sd = sds[curve.grouping]
+    return curve
 
 
 def _choose(
@@ -436,7 +463,7 @@ def _choose(
             }
         )
     table = pd.DataFrame(rows)
-    best = str(table.loc[table["aic"].idxmin(), "grouping"])
+    best = str(table["grouping"].to_numpy()[int(np.argmin(table["aic"].to_numpy()))])
     b0, b1, ll, groups = fits[best]
     log.info(
         "detection curve: %s (%d curves, slope median %.3g) chosen by AIC from %s; %d features",
