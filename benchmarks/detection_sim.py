@@ -3,7 +3,8 @@
 Model (log2), protein ``p``, feature ``f``, run ``r`` (one sample per run, conditions A and B)::
 
     y = mu_p + u_f + delta_p [B] + v_r + e,  mu_p ~ N(mean, 1.5), u ~ N(0, 1),
-    v ~ N(0, U(0.2, 0.5)), e ~ N(0, U(0.2, 0.3)),  delta_p = +-U(1, 3) for 20% of proteins
+    v ~ N(0, U(0.2, 0.5)), e ~ N(0, U(0.2, 0.3)),  delta_p = +-U(1, 3) for 20% of proteins,
+    delta_p = -U(3, 5) with mean + 1 for 5% (many of them never observed in B)
     P(observed | y) = Phi(b1 (y - y50))
 
 Features per protein uniform on 1..20. ``y50`` is set so that the missing fraction is about the
@@ -52,8 +53,14 @@ def simulate(
     truth = {}
     for p in range(n_proteins):
         m = int(rng.integers(1, 21))
-        delta = float(rng.choice([-1, 1]) * rng.uniform(1, 3)) if rng.random() < 0.2 else 0.0
-        mu = rng.normal(0.0, 1.5) + rng.normal(0, 1, m)[:, None]
+        kind = rng.random()
+        if kind < 0.05:  # drops out of B: large decrease
+            delta, level = -float(rng.uniform(3, 5)), 1.0
+        elif kind < 0.25:
+            delta, level = float(rng.choice([-1, 1]) * rng.uniform(1, 3)), 0.0
+        else:
+            delta, level = 0.0, 0.0
+        mu = level + rng.normal(0.0, 1.5) + rng.normal(0, 1, m)[:, None]
         y = mu + delta * (cond == "B") + rng.normal(0, rng.uniform(0.2, 0.5), n_runs)
         y = y + rng.normal(0, rng.uniform(0.2, 0.3), (m, n_runs))
         truth[f"P{p:04d}"] = delta
@@ -106,6 +113,10 @@ def evaluate(table: pd.DataFrame, truth: pd.Series, label: str) -> dict[str, flo
         "null_ks": float(stats.kstest(t.loc[null, "pvalue"], "uniform").statistic),
         "coverage": float(covered.mean()),
         "coverage_absent": float(covered[absent].mean()) if absent.any() else np.nan,
+        "n_sig": int((t["adj_pvalue"] < 0.05).sum()),
+        "fdp": float(
+            ((t["adj_pvalue"] < 0.05) & null).sum() / max((t["adj_pvalue"] < 0.05).sum(), 1)
+        ),
     }
 
 

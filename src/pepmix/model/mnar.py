@@ -327,12 +327,14 @@ def find_mode(
     active = np.ones(z.shape[0], dtype=bool)
     for _ in range(INNER_MAX_ITER):
         _, cross, diag, g_top, g_v, schur = _newton_system(bucket, st, z, d1, w, scales)
+        schur, bad = _usable(schur)
         rhs = g_top - np.einsum("pis,ps->pi", cross, g_v / diag)
         step_top = np.linalg.solve(schur, rhs[:, :, None])[:, :, 0]
         step_v = (g_v - np.einsum("pis,pi->ps", cross, step_top)) / diag
         step = np.concatenate([step_top, step_v], axis=1)
         decrement = np.einsum("pi,pi->p", np.concatenate([g_top, g_v], axis=1), step)
-        active &= decrement > 1e-20
+        active &= (decrement > 1e-20) & ~bad
+        step[~active] = 0.0
         if not active.any():
             break
         t = np.where(active, 1.0, 0.0)
@@ -345,11 +347,27 @@ def find_mode(
             t = np.where(ok, t, t / 2)
         z, g, d1, w = trial, g_new, d1_new, w_new
     _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
-    sign, logdet_top = np.linalg.slogdet(schur)
-    logdet = np.where(sign > 0, logdet_top, np.nan) + np.log(diag).sum(axis=1)
+    schur, bad = _usable(schur)
+    _, logdet_top = np.linalg.slogdet(schur)
+    logdet = np.where(bad, np.inf, logdet_top + np.log(diag).sum(axis=1))
     p = st.x.shape[1]
     cov_beta = np.asarray(np.linalg.inv(schur)[:, :p, :p], dtype=np.float64)
-    return _Mode(z=z, g=g, logdet=logdet, cov_beta=cov_beta)
+    cov_beta[bad] = np.nan
+    return _Mode(z=z, g=np.where(bad, -np.inf, g), logdet=logdet, cov_beta=cov_beta)
+
+
+def _usable(schur: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Replace systems that are not positive definite (or not finite) by the identity.
+
+    Such a point (e.g. a trial ``sigma`` so large that the data carry no information about the
+    protein's mean) gets criterion ``+inf``, so the outer line search rejects it.
+    """
+    finite = np.all(np.isfinite(schur), axis=(1, 2))
+    safe = np.where(finite[:, None, None], schur, np.eye(schur.shape[1]))
+    sign, logdet = np.linalg.slogdet(safe)
+    bad = ~finite | (sign <= 0) | ~np.isfinite(logdet)
+    out: FloatArray = np.where(bad[:, None, None], np.eye(schur.shape[1]), safe)
+    return out, bad
 
 
 def laplace_deviance(mode: _Mode) -> FloatArray:
