@@ -181,23 +181,27 @@ def _minimise(
     lower: FloatArray,
     step: float = 1e-4,
     max_iter: int = 50,
+    upper: FloatArray | None = None,
 ) -> FloatArray:
     """Batched projected Newton minimisation of ``fun`` (rows independent) with FD derivatives.
 
     ``fun(points, rows)`` maps ``(N, k)`` points of the rows ``rows`` (indices into ``x``) to
-    ``(N,)`` values; ``lower`` (shape ``(k,)``) bounds each coordinate below (``-inf`` for none).
+    ``(N,)`` values; ``lower`` (shape ``(k,)``) bounds each coordinate below (``-inf`` for none),
+    ``upper`` (default None: no bound) above.
     One-sided differences are used within ``step`` of a bound; the Hessian is made positive
-    definite by taking absolute eigenvalues (floored). A row stops when no backtracking step
-    decreases ``fun`` by more than ``1e-12 (1 + |f|)``.
+    definite by taking absolute eigenvalues (floored). A row stops when the Newton step predicts
+    a decrease below ``1e-9 (1 + |f|)`` or no backtracking step decreases ``fun`` by more than
+    ``1e-12 (1 + |f|)``.
     """
-    x = np.maximum(x.copy(), lower)
+    high = np.full(x.shape[1], np.inf) if upper is None else upper
+    x = np.clip(x.copy(), lower, high)
     active = np.arange(x.shape[0])
     k = x.shape[1]
     diag = np.arange(k)
     for _ in range(max_iter):
         xa = x[active]
         f0, grad, hess = _fd_derivatives(fun, xa, active, lower, step)
-        at_bound = (xa <= lower + 1e-12) & (grad > 0)
+        at_bound = ((xa <= lower + 1e-12) & (grad > 0)) | ((xa >= high - 1e-12) & (grad < 0))
         grad = np.where(at_bound, 0.0, grad)
         hess = np.where(at_bound[:, :, None] | at_bound[:, None, :], 0.0, hess)
         hess[:, diag, diag] = np.where(at_bound, 1.0, hess[:, diag, diag])
@@ -205,9 +209,14 @@ def _minimise(
         floor = np.maximum(1e-8 * np.abs(vals).max(axis=1, keepdims=True), 1e-10)
         vals = np.maximum(np.abs(vals), floor)
         direction = -np.einsum("nij,nj,nkj,nk->ni", vecs, 1.0 / vals, vecs, grad)
-        new, improved = _backtrack(fun, xa, active, f0, direction, grad, lower)
-        x[active] = new
-        active = active[improved]
+        predicted = -np.einsum("ni,ni->n", grad, direction)
+        going = predicted > 1e-9 * (1.0 + np.abs(f0))
+        new, improved = _backtrack(
+            fun, xa[going], active[going], f0[going], direction[going], grad[going], (lower, high)
+        )
+        x[active[going]] = new
+        active = active[going][improved]
+        log.debug("minimise: %d rows active", active.size)
         if active.size == 0:
             break
     return x
@@ -247,7 +256,7 @@ def _backtrack(
     f0: FloatArray,
     direction: FloatArray,
     grad: FloatArray,
-    lower: FloatArray,
+    bounds: tuple[FloatArray, FloatArray],
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Armijo backtracking along projected steps; rows that do not improve stay put."""
     t = np.ones(x.shape[0])
@@ -256,7 +265,7 @@ def _backtrack(
     pending = np.arange(x.shape[0])
     slope = np.einsum("ni,ni->n", grad, direction)
     for _ in range(20):
-        trial = np.maximum(x[pending] + t[pending, None] * direction[pending], lower)
+        trial = np.clip(x[pending] + t[pending, None] * direction[pending], *bounds)
         ft = fun(trial, rows[pending])
         base = f0[pending]
         ok = np.isfinite(ft) & (ft <= base + 1e-4 * t[pending] * np.minimum(slope[pending], 0.0))

@@ -84,9 +84,15 @@ the design; padded features carry no cells and contribute exactly nothing. The N
 :math:`z` eliminates the sample block analytically (it is diagonal given :math:`\beta, \tilde u`),
 leaving a dense :math:`(p + F)` system per protein, solved batched. The outer minimisation over
 :math:`\psi` is a batched projected Newton with finite-difference derivatives, started at the MAR
-REML estimates. Random factors: ``feature`` and ``sample`` (the replication unit); a protein
-with a single feature has :math:`\theta_F = \theta_S = 0` (neither variance is separable from the
-residual), as the MAR engine's checks decide.
+REML estimates, with :math:`\theta \le` :data:`pepmix.model.optimize.DIVERGENT_THETA` and
+:math:`\sigma \ge \sigma_{MAR}/` :data:`SIGMA_FLOOR`. A protein whose relative SD reaches that
+bound or whose :math:`\sigma` falls below :math:`\sigma_{MAR}/5` has no finite optimum (the
+residual variance goes to 0 while the random effects fit every observation, as in
+:mod:`pepmix.model.divergent`; measured: 1-2 of 400 simulated proteins) and keeps its MAR
+result; the floor limits how far the optimiser crawls along that ray.
+
+Random factors: ``feature`` and ``sample`` (the replication unit). A variance the MAR fit could
+not estimate (dropped, or fixed at 0 in a reduced model) stays at 0.
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ from scipy import special
 
 from pepmix.model.detection import DetectionCurve, _minimise
 from pepmix.model.fit import FITTED, Encoded, ModelFit
+from pepmix.model.optimize import DIVERGENT_THETA
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +116,10 @@ FloatArray = NDArray[np.float64]
 LOG_2PI = float(np.log(2.0 * np.pi))
 #: Newton iterations of the inner mode search
 INNER_MAX_ITER = 60
+#: Newton iterations of the outer minimisation over (log sigma, theta)
+MAX_ITER = 40
+#: the residual SD may not fall below the MAR fit's divided by this (divergence, see docstring)
+SIGMA_FLOOR = 10.0
 #: smallest prior SD of the condition deviations (log2 units)
 MIN_PRIOR_SD = 0.25
 #: prior SD used when fewer than 10 contrasts are estimable (log2 units)
@@ -381,13 +392,16 @@ class DetectionFit:
     """Per-protein results of :func:`fit_mnar` (NaN where not fitted).
 
     ``psi`` (P, 3): ``log sigma, theta_feature, theta_sample``; ``beta`` (P, p);
-    ``cov_beta`` (P, p, p); ``deviance`` (P,) the Laplace REML-like criterion.
+    ``cov_beta`` (P, p, p); ``deviance`` (P,) the Laplace REML-like criterion; ``diverged`` (P,)
+    a relative SD reached :data:`pepmix.model.optimize.DIVERGENT_THETA` (no finite optimum: the
+    residual variance goes to 0, as in :mod:`pepmix.model.divergent`).
     """
 
     psi: FloatArray
     beta: FloatArray
     cov_beta: FloatArray
     deviance: FloatArray
+    diverged: NDArray[np.bool_]
 
 
 def fit_mnar(
@@ -417,6 +431,7 @@ def fit_mnar(
         beta=np.full((n_prot, p), np.nan),
         cov_beta=np.full((n_prot, p, p), np.nan),
         deviance=np.full(n_prot, np.nan),
+        diverged=np.zeros(n_prot, dtype=bool),
     )
     for bucket in make_buckets(enc, st.x.shape[0]):
         _fit_bucket(bucket, st, psi_start[bucket.index], free[bucket.index], out)
@@ -432,14 +447,22 @@ def _fit_bucket(
     z_start[:, : st.n_conditions] = ((bucket.y * bucket.observed).sum(axis=(1, 2)) / n_obs)[:, None]
     centre = find_mode(bucket, st, psi0, z_start).z
 
+    floor = psi0[:, 0] - np.log(SIGMA_FLOOR)
+
     def criterion(x: FloatArray, rows: NDArray[np.intp]) -> FloatArray:
         psi = np.where(free[rows], x, psi0[rows])
-        return laplace_deviance(find_mode(bucket.take(rows), st, psi, centre[rows]))
+        out = laplace_deviance(find_mode(bucket.take(rows), st, psi, centre[rows]))
+        return np.where(psi[:, 0] < floor[rows], np.inf, out)
 
     lower = np.array([-np.inf, 0.0, 0.0])
-    best = np.where(free, _minimise(criterion, psi0.copy(), lower, step=1e-4, max_iter=100), psi0)
+    upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
+    found = _minimise(criterion, psi0.copy(), lower, step=1e-4, max_iter=MAX_ITER, upper=upper)
+    best = np.where(free, found, psi0)
     mode = find_mode(bucket, st, best, centre)
     out.psi[bucket.index] = best
+    out.diverged[bucket.index] = np.any(best[:, 1:] >= DIVERGENT_THETA * (1 - 1e-9), axis=1) | (
+        best[:, 0] < psi0[:, 0] - np.log(SIGMA_FLOOR / 2)
+    )
     out.beta[bucket.index] = mode.z[:, : st.x.shape[1]]
     out.cov_beta[bucket.index] = mode.cov_beta
     out.deviance[bucket.index] = laplace_deviance(mode)
@@ -496,7 +519,8 @@ def _start_from_mar(mar: ModelFit) -> tuple[FloatArray, NDArray[np.bool_], NDArr
         else:
             cols.append(np.full(len(mar.proteins), np.nan))
     theta = np.column_stack(cols)
-    free = np.column_stack([fitted, np.isfinite(theta) & fitted[:, None]])
+    reduced = (np.asarray(mar.status, dtype=object) == "reduced_model")[:, None] & (theta == 0)
+    free = np.column_stack([fitted, np.isfinite(theta) & fitted[:, None] & ~reduced])
     sigma = np.where(fitted, mar.sigma, 1.0)
     psi = np.column_stack([np.log(sigma), np.where(np.isfinite(theta), theta, 0.0)])
     return psi, free, fitted
@@ -530,7 +554,9 @@ def detection_contrasts(
         could not estimate because one condition was never observed (``one_condition_missing``)
         become ``ok`` with a finite shrunken estimate, df = the between-sample df (at least 1),
         ``n_samples`` of the absent condition counted as 1 for the moderation scale, and a
-        ``detail`` note; ``df`` elsewhere are the MAR Satterthwaite df.
+        ``detail`` note; ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
+        detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
+        MAR row, with a ``detail`` note.
     """
     design = mar.design
     table = mar.contrast_table(numerators, denominators)
@@ -548,9 +574,17 @@ def detection_contrasts(
     est, se = contrast_stats(result, cmat, mar.contrast_names)
     est = np.where(fitted[:, None], est, np.nan).T.ravel()  # contrast-major, as the table
     se = np.where(fitted[:, None], se, np.nan).T.ravel()
+    diverged = np.tile(result.diverged, len(numerators))
+    est = np.where(diverged, np.nan, est)
+    se = np.where(diverged, np.nan, se)
     absent = (table["status"] == "one_condition_missing").to_numpy() & np.isfinite(est)
-    table["estimate"] = np.where(np.isfinite(table["estimate"]) | absent, est, np.nan)
-    table["se"] = np.where(np.isfinite(table["se"]) | absent, se, np.nan)
+    mar_ok = np.isfinite(table["estimate"].to_numpy()) & ~diverged
+    table["estimate"] = np.where(mar_ok | absent, est, table["estimate"])
+    table["se"] = np.where(mar_ok | absent, se, table["se"])
+    fallback = "detection model: no finite optimum, MAR estimate kept"
+    table.loc[diverged, "detail"] = [
+        f"{d}; {fallback}" if d else fallback for d in table.loc[diverged, "detail"].fillna("")
+    ]
     table.loc[absent, "df"] = np.maximum(table.loc[absent, "df_between"], 1.0)
     for col in ("n_samples_num", "n_samples_den"):
         table.loc[absent, col] = np.maximum(table.loc[absent, col], 1)
