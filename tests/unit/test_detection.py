@@ -288,3 +288,25 @@ def test_config_missing_key() -> None:
         validate_config({**base, "missing": "detection"}, schema)
     with pytest.raises(ConfigError, match="missing"):
         validate_config({**base, "missing": "mnar"}, schema)
+
+
+def test_detection_contrasts_reduce_to_mar_table() -> None:
+    """b1 = 0 and no condition prior: the detection contrast table is the MAR one.
+
+    Same estimates (to 1e-5: both optimisers' tolerance, see the MAR special-case test),
+    standard errors (5e-3 relative), the same df and statuses; a protein never observed in one
+    condition stays ``one_condition_missing`` (no information without the curve or the prior).
+    """
+    sheet, design = make_design(n_cond=2, samples_per_cond=3)
+    table = make_table(design, sheet, 30, seed=8, max_features=5)
+    b_runs = [r for r, c in zip(design.runs, design.condition_code, strict=True) if c == 1]
+    table = table.loc[~((table["protein"] == table["protein"].iloc[0]) & table["run"].isin(b_runs))]
+    fit = fit_proteins(table, design, contrasts=[("B-A", "B", "A")])
+    mar = fit.contrast_table(["B"], ["A"])
+    curve = DetectionCurve.constant(design.runs, -40.0, 0.0)
+    det = mnar.detection_contrasts(fit, curve, ["B"], ["A"], prior_sd=float("inf"))
+    assert (mar["status"] == "one_condition_missing").sum() >= 1
+    pd.testing.assert_series_equal(det["status"], mar["status"])
+    pd.testing.assert_series_equal(det["df"], mar["df"])
+    np.testing.assert_allclose(det["estimate"], mar["estimate"], atol=1e-5)
+    np.testing.assert_allclose(det["se"], mar["se"], rtol=5e-3)

@@ -189,7 +189,8 @@ def _minimise(
     ``(N,)`` values; ``lower`` (shape ``(k,)``) bounds each coordinate below (``-inf`` for none),
     ``upper`` (default None: no bound) above.
     One-sided differences are used within ``step`` of a bound; the Hessian is made positive
-    definite by taking absolute eigenvalues (floored). A row stops when the Newton step predicts
+    definite by taking absolute eigenvalues (floored). A row stops where ``fun`` or its
+    derivatives are not finite (it stays at its last point), when the Newton step predicts
     a decrease below ``1e-9 (1 + |f|)`` or no backtracking step decreases ``fun`` by more than
     ``1e-12 (1 + |f|)``.
     """
@@ -200,7 +201,12 @@ def _minimise(
     diag = np.arange(k)
     for _ in range(max_iter):
         xa = x[active]
-        f0, grad, hess = _fd_derivatives(fun, xa, active, lower, step)
+        with np.errstate(invalid="ignore", over="ignore"):
+            f0, grad, hess = _fd_derivatives(fun, xa, active, lower, step)
+        usable = np.isfinite(f0) & np.all(np.isfinite(grad), axis=1)
+        usable &= np.all(np.isfinite(hess), axis=(1, 2))
+        grad = np.where(usable[:, None], grad, 0.0)
+        hess = np.where(usable[:, None, None], hess, np.eye(k))
         at_bound = ((xa <= lower + 1e-12) & (grad > 0)) | ((xa >= high - 1e-12) & (grad < 0))
         grad = np.where(at_bound, 0.0, grad)
         hess = np.where(at_bound[:, :, None] | at_bound[:, None, :], 0.0, hess)
@@ -210,7 +216,7 @@ def _minimise(
         vals = np.maximum(np.abs(vals), floor)
         direction = -np.einsum("nij,nj,nkj,nk->ni", vecs, 1.0 / vals, vecs, grad)
         predicted = -np.einsum("ni,ni->n", grad, direction)
-        going = predicted > 1e-9 * (1.0 + np.abs(f0))
+        going = usable & (predicted > 1e-9 * (1.0 + np.abs(np.where(usable, f0, 0.0))))
         new, improved = _backtrack(
             fun, xa[going], active[going], f0[going], direction[going], grad[going], (lower, high)
         )

@@ -578,6 +578,7 @@ def detection_contrasts(
     est = np.where(diverged, np.nan, est)
     se = np.where(diverged, np.nan, se)
     absent = (table["status"] == "one_condition_missing").to_numpy() & np.isfinite(est)
+    absent &= np.isfinite(se) & (se > 0)
     mar_ok = np.isfinite(table["estimate"].to_numpy()) & ~diverged
     table["estimate"] = np.where(mar_ok | absent, est, table["estimate"])
     table["se"] = np.where(mar_ok | absent, se, table["se"])
