@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -252,7 +256,7 @@ def test_absent_protein_gets_finite_shrunken_answer() -> None:
     assert result["pvalue"].notna().sum() == tested_mar + 1
 
 
-def test_detection_figure_written(tmp_path) -> None:
+def test_detection_figure_written(tmp_path: Path) -> None:
     """The QC figure is written, and the model's expected points match the simulated features."""
     from pepmix.plots.detection import detection_curve_figure
 
@@ -274,8 +278,6 @@ def test_detection_figure_written(tmp_path) -> None:
 
 def test_config_missing_key() -> None:
     """``missing`` defaults to ``mar``; ``detection`` is refused until the fit rule uses it."""
-    from pathlib import Path
-
     from pepmix.config import load_yaml, validate_config
     from pepmix.errors import ConfigError
 
@@ -310,3 +312,30 @@ def test_detection_contrasts_reduce_to_mar_table() -> None:
     pd.testing.assert_series_equal(det["df"], mar["df"])
     np.testing.assert_allclose(det["estimate"], mar["estimate"], atol=1e-5)
     np.testing.assert_allclose(det["se"], mar["se"], rtol=5e-3)
+
+
+def _detection_sim() -> Any:
+    """``benchmarks/detection_sim.py`` (the benchmark's generator and metrics)."""
+    path = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module("detection_sim")
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_detection_model_reduces_fold_change_bias(seed: int) -> None:
+    """Probit curve of slope 1.5, 40 % target missing, 160 proteins (benchmark generator).
+
+    On the same data, the detection model's fold changes of changing proteins are less biased
+    towards 0 than the MAR model's (measured: -0.13 -> -0.09 and -0.13 -> -0.04 on these seeds;
+    required: at least 0.02 less), with a lower RMSE, and it tests the proteins absent from one
+    condition (12-13 here) that MAR cannot; null p < 0.05 stays at most 10 % (a loose bound:
+    about 120 null proteins, measured 5.1-5.4 %).
+    """
+    sim = _detection_sim()
+    mar, det = sim.run_case(160, 8, 1.5, 0.4, seed)
+    assert det["bias_de"] > mar["bias_de"] + 0.02
+    assert det["rmse_de"] < mar["rmse_de"]
+    assert det["n_absent"] >= 5 and mar["n_absent"] == 0
+    assert det["tested"] > mar["tested"]
+    assert det["null_p05"] <= 0.10
