@@ -449,10 +449,14 @@ def _fit_bucket(
 
     floor = psi0[:, 0] - np.log(SIGMA_FLOOR)
 
+    warm = centre.copy()
+
     def criterion(x: FloatArray, rows: NDArray[np.intp]) -> FloatArray:
         psi = np.where(free[rows], x, psi0[rows])
-        out = laplace_deviance(find_mode(bucket.take(rows), st, psi, centre[rows]))
-        return np.where(psi[:, 0] < floor[rows], np.inf, out)
+        mode = find_mode(bucket.take(rows), st, psi, warm[rows])
+        good = np.all(np.isfinite(mode.z), axis=1) & np.isfinite(mode.logdet)
+        warm[rows[good]] = mode.z[good]  # next start: the mode of a nearby point
+        return np.where(psi[:, 0] < floor[rows], np.inf, laplace_deviance(mode))
 
     lower = np.array([-np.inf, 0.0, 0.0])
     upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
