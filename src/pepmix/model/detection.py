@@ -187,7 +187,7 @@ def _minimise(
     step: float = 1e-4,
     max_iter: int = 50,
     upper: FloatArray | None = None,
-) -> FloatArray:
+) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Batched projected Newton minimisation of ``fun`` (rows independent) with FD derivatives.
 
     ``fun(points, rows)`` maps ``(N, k)`` points of the rows ``rows`` (indices into ``x``) to
@@ -230,7 +230,9 @@ def _minimise(
         log.debug("minimise: %d rows active", active.size)
         if active.size == 0:
             break
-    return x
+    stopped = np.ones(x.shape[0], dtype=bool)
+    stopped[active] = False
+    return x, stopped
 
 
 def _fd_derivatives(
@@ -352,7 +354,7 @@ def _fit_grouping(
         ) -> FloatArray:
             return -_feature_loglik(data.take(rows), x[:, 0], x[:, 1], b0r, b1r)
 
-        xf = _minimise(feat_obj, np.column_stack([mu, log_s]), np.array([-np.inf, -10.0]))
+        xf, _ = _minimise(feat_obj, np.column_stack([mu, log_s]), np.array([-np.inf, -10.0]))
         mu, log_s = xf[:, 0], xf[:, 1]
 
         def curve_obj(
@@ -381,7 +383,7 @@ def _fit_grouping(
 
 def _minimise_groups(curve_obj: Objective, b: FloatArray) -> FloatArray:
     """Curve step: groups are independent given the features, so one batched minimisation."""
-    return _minimise(curve_obj, b, np.array([-np.inf, 0.0]), step=1e-5)
+    return _minimise(curve_obj, b, np.array([-np.inf, 0.0]), step=1e-5)[0]
 
 
 def _curve_data(matrix: FloatArray, seed: int) -> _CurveData:

@@ -401,7 +401,8 @@ class DetectionFit:
     ``psi`` (P, 3): ``log sigma, theta_feature, theta_sample``; ``beta`` (P, p);
     ``cov_beta`` (P, p, p); ``deviance`` (P,) the Laplace REML-like criterion; ``diverged`` (P,)
     a relative SD reached :data:`pepmix.model.optimize.DIVERGENT_THETA` (no finite optimum: the
-    residual variance goes to 0, as in :mod:`pepmix.model.divergent`).
+    residual variance goes to 0, as in :mod:`pepmix.model.divergent`); ``converged`` (P,) the
+    outer minimisation stopped within :data:`MAX_ITER` iterations.
     """
 
     psi: FloatArray
@@ -409,6 +410,7 @@ class DetectionFit:
     cov_beta: FloatArray
     deviance: FloatArray
     diverged: NDArray[np.bool_]
+    converged: NDArray[np.bool_]
 
 
 def fit_mnar(
@@ -439,6 +441,7 @@ def fit_mnar(
         cov_beta=np.full((n_prot, p, p), np.nan),
         deviance=np.full(n_prot, np.nan),
         diverged=np.zeros(n_prot, dtype=bool),
+        converged=np.zeros(n_prot, dtype=bool),
     )
     for bucket in make_buckets(enc, st.x.shape[0]):
         _fit_bucket(bucket, st, psi_start[bucket.index], free[bucket.index], out)
@@ -467,7 +470,10 @@ def _fit_bucket(
 
     lower = np.array([-np.inf, 0.0, 0.0])
     upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
-    found = _minimise(criterion, psi0.copy(), lower, step=1e-4, max_iter=MAX_ITER, upper=upper)
+    found, stopped = _minimise(
+        criterion, psi0.copy(), lower, step=1e-4, max_iter=MAX_ITER, upper=upper
+    )
+    out.converged[bucket.index] = stopped
     best = np.where(free, found, psi0)
     mode = find_mode(bucket, st, best, centre)
     out.psi[bucket.index] = best
@@ -567,7 +573,8 @@ def detection_contrasts(
         ``n_samples`` of the absent condition counted as 1 for the moderation scale, and a
         ``detail`` note; ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
         detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
-        MAR row, with a ``detail`` note.
+        MAR row, with a ``detail`` note; one whose minimisation did not converge keeps its
+        detection-model row with a ``detail`` note.
     """
     design = mar.design
     table = mar.contrast_table(numerators, denominators)
@@ -593,6 +600,11 @@ def detection_contrasts(
     mar_ok = np.isfinite(table["estimate"].to_numpy()) & ~diverged
     table["estimate"] = np.where(mar_ok | absent, est, table["estimate"])
     table["se"] = np.where(mar_ok | absent, se, table["se"])
+    slow = np.tile(~result.converged & fitted & ~result.diverged, len(numerators))
+    note_slow = f"detection model: not converged in {MAX_ITER} iterations"
+    table.loc[slow, "detail"] = [
+        f"{d}; {note_slow}" if d else note_slow for d in table.loc[slow, "detail"].fillna("")
+    ]
     fallback = "detection model: no finite optimum, MAR estimate kept"
     table.loc[diverged, "detail"] = [
         f"{d}; {fallback}" if d else fallback for d in table.loc[diverged, "detail"].fillna("")
