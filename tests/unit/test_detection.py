@@ -339,3 +339,18 @@ def test_detection_model_reduces_fold_change_bias(seed: int) -> None:
     assert det["n_absent"] >= 5 and mar["n_absent"] == 0
     assert det["tested"] > mar["tested"]
     assert det["null_p05"] <= 0.10
+
+
+def test_detection_model_refuses_other_random_factors() -> None:
+    """Random ``run`` or ``batch`` terms are not in the detection model: refused, not ignored."""
+    from pepmix.errors import DesignError
+
+    sheet, design = make_design(
+        n_cond=2, samples_per_cond=2, runs_per_sample=2, random=("feature", "sample", "run")
+    )
+    assert "run" in design.spec.random
+    table = make_table(design, sheet, 12, seed=2, max_features=4)
+    fit = fit_proteins(table, design, contrasts=[("B-A", "B", "A")])
+    curve = DetectionCurve.constant(design.runs, -17.0, 1.0)
+    with pytest.raises(DesignError, match="feature and sample only, not run"):
+        mnar.detection_contrasts(fit, curve, ["B"], ["A"])

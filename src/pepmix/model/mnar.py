@@ -113,6 +113,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import special
 
+from pepmix.errors import DesignError
 from pepmix.model.detection import DetectionCurve, _minimise
 from pepmix.model.fit import FITTED, Encoded, ModelFit
 from pepmix.model.optimize import DIVERGENT_THETA
@@ -564,6 +565,11 @@ def detection_contrasts(
     prior_sd : float, optional
         SD of the condition prior; default None: :func:`condition_prior_sd` of the MAR levels.
 
+    Raises
+    ------
+    DesignError
+        When the model has random factors other than ``feature`` and ``sample``.
+
     Returns
     -------
     pandas.DataFrame
@@ -577,6 +583,12 @@ def detection_contrasts(
         detection-model row with a ``detail`` note.
     """
     design = mar.design
+    extra = sorted(set(design.spec.random) - {"feature", "sample"})
+    if extra:
+        raise DesignError(
+            f"missing: detection supports the random factors feature and sample only, not "
+            f"{', '.join(extra)}"
+        )
     table = mar.contrast_table(numerators, denominators)
     if prior_sd is None:
         prior_sd = condition_prior_sd(mar.beta[:, : len(design.conditions)])
