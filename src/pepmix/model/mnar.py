@@ -1,0 +1,639 @@
+r"""The mixed model with a detection curve: missing cells carry information (missing not at random).
+
+Model and notation
+------------------
+For one protein, feature :math:`f` and run :math:`r` (sample :math:`s(r)`), the complete-data
+log2 intensity is the model of :mod:`pepmix.model.reml`,
+
+.. math:: y_{fr} = x_r'\beta + \sigma\theta_F\,\tilde u_f + \sigma\theta_S\,\tilde v_{s(r)}
+          + e_{fr},\quad \tilde u, \tilde v \sim N(0, I),\ e \sim N(0, \sigma^2)
+
+(spherical random effects as in lme4). A cell is observed with probability
+:math:`\Phi(b_{0r} + b_{1r} y_{fr})` (:mod:`pepmix.model.detection`). Given the random effects
+and :math:`\mu_{fr} = x_r'\beta + \sigma\theta_F\tilde u_f + \sigma\theta_S\tilde v_{s(r)}`,
+an observed cell contributes its normal density (the detection factor
+:math:`\Phi(b_0 + b_1 y)` of an observed value does not involve the parameters and is dropped),
+and a missing cell of a feature of the protein (every run, including runs where the protein was
+not seen at all) contributes, in closed form,
+
+.. math:: P(\text{missing} \mid \mu) = \Phi(a_{fr}),\quad
+          a_{fr} = -\frac{b_{0r} + b_{1r}\mu_{fr}}{\sqrt{1 + b_{1r}^2\sigma^2}}.
+
+With :math:`b_1 = 0` the missing cells contribute constants: the model is the MAR model.
+
+Criterion: Laplace approximation, REML-like
+-------------------------------------------
+Let :math:`z = (\beta, \tilde u, \tilde v)` and :math:`g(z)` the log joint density
+(observed-cell normal densities, missing-cell :math:`\log\Phi(a)`, the :math:`N(0, I)` densities
+of :math:`\tilde u, \tilde v` and the condition prior below). :math:`g` is concave in :math:`z`
+(:math:`\log\Phi` is concave and :math:`\mu` linear in :math:`z`), so its mode :math:`\hat z` is
+unique and found by Newton's method. The criterion, minimised over
+:math:`\psi = (\log\sigma, \theta_F, \theta_S)`, :math:`\theta \ge 0`, is the Laplace
+approximation to :math:`-2\log\int e^{g(z)}dz`, integrating the random effects *and* the fixed
+effects (flat prior on :math:`\beta`):
+
+.. math:: D(\psi) = -2g(\hat z) + \log|{-\nabla^2 g(\hat z)}| - \dim(z)\log 2\pi .
+
+This is the REML-like choice of glmmTMB's ``REML = TRUE`` (Brooks et al. 2017, *R Journal*
+9:378): for a Gaussian model the integrand is Gaussian, the Laplace approximation is exact and
+:math:`D` is lme4's REML deviance :math:`D(\theta,\sigma)` (not profiled; see
+:mod:`pepmix.model.satterthwaite`). Hence at :math:`b_1 = 0` (and no condition prior) the
+estimates are the REML engine's: :math:`\hat\beta` is the GLS estimate at the REML
+:math:`\hat\theta, \hat\sigma`. REML rather than ML because the MAR engine is REML (the special
+case must agree) and because ML's downward bias of the variances (:math:`n/(n-p)`) is large for
+proteins seen in a few samples. Fixed effects are the joint mode :math:`\hat\beta`.
+
+Accuracy of the Laplace step: with :math:`b_1 > 0` the integrand is no longer Gaussian. It is
+log-concave and each missing cell's factor is smooth with curvature at most
+:math:`b_1^2/(1 + b_1^2\sigma^2)`, so the approximation is close; the test suite compares
+:math:`D` with a brute-force integral (adaptive Gauss-Hermite on a tensor grid over all random
+effects and fixed effects) on a small protein (``tests/unit/test_detection.py``; 2 features,
+4 samples, 3 of 8 cells missing): measured errors 1.3e-4, 1.4e-3 and 3.8e-3 deviance units at
+slopes 0.5, 1 and 1.5 (8.8e-3 at slope 3), i.e. below 0.5 % of the likelihood. The
+approximation is worse for a protein never observed in one condition: there the posterior of
+that condition's level is skewed (bounded above by the missing cells, below by the condition
+prior only). Measured on 2 features x 2 runs observed in A, none in B: errors of at least
+0.04, 0.14 and 0.24 deviance units at slopes 0.5, 1 and 1.5 (the 6-point reference is not yet
+converged there), and the Gaussian posterior behind the standard error understates the spread
+on the low side: a likely cause of the under-coverage of such proteins' intervals measured in
+``benchmarks/README.md``. Adaptive
+Gauss-Hermite quadrature was not chosen: its cost grows as (points)^(F + S + p).
+
+Condition prior (finite answers for absent proteins)
+----------------------------------------------------
+A protein never observed in a condition has no finite estimate of that condition's level: its
+missing cells only say that the level is low, and the likelihood keeps increasing as it goes to
+:math:`-\infty`. The condition means :math:`\beta_c` (first :math:`C` columns) therefore get the
+prior :math:`\beta_c - \bar\beta \sim N(0, \tau^2)` (a normal prior on the deviations from the
+protein's mean, flat along the mean; penalty :math:`\tfrac12\tau^{-2}\beta'P\beta` with
+:math:`P = I - \mathbf 1\mathbf 1'/C`). Every contrast then is finite and shrunk towards 0, with
+the posterior standard error. :math:`\tau` is estimated across proteins from the MAR fits
+(:func:`condition_prior_sd`: the spread of protein abundances, a weak prior: with a
+contrast SE of 0.3 and :math:`\tau = 1.5` a well-observed fold change is shrunk by about 2 %);
+``tau = inf`` turns the prior off (the MAR reduction). A prior fitted to the fold changes
+themselves (moments of the MAR contrasts) was tried first: with 80 % null proteins it is
+narrow (:math:`\tau \approx 0.5`) and biased the changing proteins' fold changes by -0.22
+log2 units in the benchmark, more than the MAR model's bias it set out to remove.
+
+Inference
+---------
+Standard errors of contrasts come from the observed information: :math:`\mathrm{Cov}(\hat\beta)`
+is the :math:`\beta` block of :math:`(-\nabla^2 g(\hat z))^{-1}` (for a Gaussian model exactly
+:math:`\sigma^2(X'H^{-1}X)^{-1}`). Degrees of freedom (:func:`contrast_stats`): the MAR fit's
+Satterthwaite df where the contrast is estimable there, else the between-sample df
+(observed samples minus fixed effects, at least 1); the existing moderation and BH
+(:mod:`pepmix.inference.differential`) then apply unchanged.
+
+Computation
+-----------
+Proteins are padded to a common number of features per bucket (powers of two) over all runs of
+the design; padded features carry no cells and contribute exactly nothing. The Newton system in
+:math:`z` eliminates the sample block analytically (it is diagonal given :math:`\beta, \tilde u`),
+leaving a dense :math:`(p + F)` system per protein, solved batched. The outer minimisation over
+:math:`\psi` is a batched projected Newton with finite-difference derivatives, started at the MAR
+REML estimates, with :math:`\theta \le` :data:`pepmix.model.optimize.DIVERGENT_THETA` and
+:math:`\sigma \ge \sigma_{MAR}/` :data:`SIGMA_FLOOR`. A protein whose relative SD reaches that
+bound or whose :math:`\sigma` falls below :math:`\sigma_{MAR}/5` has no finite optimum (the
+residual variance goes to 0 while the random effects fit every observation, as in
+:mod:`pepmix.model.divergent`; measured: 1-2 of 400 simulated proteins) and keeps its MAR
+result; the floor limits how far the optimiser crawls along that ray.
+
+Random factors: ``feature`` and ``sample`` (the replication unit). A variance the MAR fit could
+not estimate (dropped, or fixed at 0 in a reduced model) stays at 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import special
+
+from pepmix.errors import DesignError
+from pepmix.model.detection import DetectionCurve, _minimise
+from pepmix.model.fit import FITTED, Encoded, ModelFit
+from pepmix.model.optimize import DIVERGENT_THETA
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+LOG_2PI = float(np.log(2.0 * np.pi))
+#: Newton iterations of the inner mode search
+INNER_MAX_ITER = 60
+#: Newton iterations of the outer minimisation over (log sigma, theta)
+MAX_ITER = 40
+#: the residual SD may not fall below the MAR fit's divided by this (divergence, see docstring)
+SIGMA_FLOOR = 10.0
+#: smallest prior SD of the condition deviations (log2 units)
+MIN_PRIOR_SD = 0.25
+#: prior SD used when fewer than 10 contrasts are estimable (log2 units)
+DEFAULT_PRIOR_SD = 1.0
+
+
+@dataclass
+class CellBucket:
+    """Proteins of one bucket, padded to ``F`` features, over all ``R`` runs of the design.
+
+    Attributes
+    ----------
+    index : ndarray of int, shape (P,)
+        Protein codes.
+    y : ndarray, shape (P, F, R)
+        Observed log2 intensities (0 elsewhere).
+    observed, missing : ndarray of bool, shape (P, F, R)
+        Observed cells; missing cells of real features (padding is neither).
+    present : ndarray of bool, shape (P, F)
+        Real (not padded) features.
+    """
+
+    index: NDArray[np.intp]
+    y: FloatArray
+    observed: NDArray[np.bool_]
+    missing: NDArray[np.bool_]
+    present: NDArray[np.bool_]
+
+    def take(self, rows: NDArray[np.intp]) -> CellBucket:
+        """The proteins at positions ``rows`` of this bucket."""
+        if rows.size == self.index.size:
+            return self
+        return CellBucket(
+            self.index[rows], self.y[rows], self.observed[rows], self.missing[rows],
+            self.present[rows],
+        )  # fmt: skip
+
+
+@dataclass
+class Structure:
+    """Run-level quantities shared by all proteins.
+
+    ``x`` (R, p) fixed effects; ``incidence`` (R, S) run-to-sample 0/1 matrix; ``b0, b1`` (R,)
+    detection curve per run; ``penalty`` (p, p) the condition prior's precision
+    :math:`\\tau^{-2}P` (zeros: no prior); ``n_conditions`` the condition columns leading ``x``.
+    """
+
+    x: FloatArray
+    incidence: FloatArray
+    b0: FloatArray
+    b1: FloatArray
+    penalty: FloatArray
+    n_conditions: int
+
+
+def make_structure(
+    x: FloatArray,
+    sample_code: NDArray[np.intp],
+    curve: DetectionCurve,
+    n_conditions: int,
+    prior_sd: float,
+) -> Structure:
+    """Shared run-level arrays; ``prior_sd = inf`` turns the condition prior off."""
+    n_runs, p = x.shape
+    incidence = np.zeros((n_runs, int(sample_code.max()) + 1))
+    incidence[np.arange(n_runs), sample_code] = 1.0
+    penalty = np.zeros((p, p))
+    if np.isfinite(prior_sd) and n_conditions > 1:
+        c = n_conditions
+        penalty[:c, :c] = (np.eye(c) - 1.0 / c) / prior_sd**2
+    b0, b1 = curve.per_run()
+    return Structure(
+        x=x, incidence=incidence, b0=b0, b1=b1, penalty=penalty, n_conditions=n_conditions
+    )
+
+
+def make_buckets(enc: Encoded, n_runs: int) -> list[CellBucket]:
+    """Pad the encoded observations into buckets of proteins by feature count (powers of two)."""
+    n_prot = len(enc.proteins)
+    first_feat = np.full(n_prot, np.iinfo(np.intp).max)
+    np.minimum.at(first_feat, enc.prot, enc.feat)
+    n_feat = np.zeros(n_prot, dtype=np.intp)
+    pairs = np.unique(np.column_stack([enc.prot, enc.feat]), axis=0)
+    np.add.at(n_feat, pairs[:, 0], 1)
+    local = enc.feat - first_feat[enc.prot]
+    size = 2 ** np.ceil(np.log2(np.maximum(n_feat, 1))).astype(np.intp)
+    buckets = []
+    for width in np.unique(size):
+        index = np.flatnonzero(size == width)
+        slot = np.full(n_prot, -1, dtype=np.intp)
+        slot[index] = np.arange(index.size)
+        rows = slot[enc.prot] >= 0
+        y = np.zeros((index.size, int(width), n_runs))
+        observed = np.zeros(y.shape, dtype=bool)
+        y[slot[enc.prot[rows]], local[rows], enc.run[rows]] = enc.y[rows]
+        observed[slot[enc.prot[rows]], local[rows], enc.run[rows]] = True
+        present = np.arange(width)[None, :] < n_feat[index][:, None]
+        missing = present[:, :, None] & ~observed
+        buckets.append(CellBucket(index, y, observed, missing, present))
+    return buckets
+
+
+def _cell_terms(
+    bucket: CellBucket, st: Structure, mu: FloatArray, sigma: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per-cell log density, its first derivative and minus its second derivative in ``mu``."""
+    s = sigma[:, None, None]
+    resid = (bucket.y - mu) / s
+    c = np.sqrt(1.0 + st.b1[None, None, :] ** 2 * s**2)
+    slope = st.b1[None, None, :] / c
+    a = -(st.b0[None, None, :] + st.b1[None, None, :] * mu) / c
+    log_cdf = special.log_ndtr(a)
+    mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - log_cdf)
+    obs, miss = bucket.observed, bucket.missing
+    value = np.where(obs, -0.5 * resid**2 - np.log(s) - 0.5 * LOG_2PI, 0.0)
+    value = value + np.where(miss, log_cdf, 0.0)
+    d1 = np.where(obs, resid / s, 0.0) + np.where(miss, -slope * mills, 0.0)
+    w = np.where(obs, 1.0 / s**2, 0.0) + np.where(miss, slope**2 * mills * (a + mills), 0.0)
+    return value, d1, w
+
+
+@dataclass
+class _Mode:
+    z: FloatArray
+    g: FloatArray
+    logdet: FloatArray
+    cov_beta: FloatArray
+
+
+def _split(z: FloatArray, p: int, f: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    return z[:, :p], z[:, p : p + f], z[:, p + f :]
+
+
+def _mean(
+    bucket: CellBucket, st: Structure, z: FloatArray, scale_f: FloatArray, scale_s: FloatArray
+) -> FloatArray:
+    p, f = st.x.shape[1], bucket.present.shape[1]
+    beta, u, v = _split(z, p, f)
+    fixed = beta @ st.x.T  # (P, R)
+    sample = (v @ st.incidence.T) * scale_s[:, None]
+    feat = u * scale_f[:, None] * bucket.present
+    out: FloatArray = fixed[:, None, :] + sample[:, None, :] + feat[:, :, None]
+    return out
+
+
+def _objective(
+    bucket: CellBucket,
+    st: Structure,
+    z: FloatArray,
+    sigma: FloatArray,
+    scales: tuple[FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Log joint ``g(z)``, and the per-cell ``d1, w`` at ``z``."""
+    p = st.x.shape[1]
+    value, d1, w = _cell_terms(bucket, st, _mean(bucket, st, z, *scales), sigma)
+    beta, ranef = z[:, :p], z[:, p:]
+    g = value.sum(axis=(1, 2)) - 0.5 * np.sum(ranef**2, axis=1) - 0.5 * ranef.shape[1] * LOG_2PI
+    g -= 0.5 * np.einsum("pi,ij,pj->p", beta, st.penalty, beta)
+    return g, d1, w
+
+
+def _newton_system(
+    bucket: CellBucket,
+    st: Structure,
+    z: FloatArray,
+    d1: FloatArray,
+    w: FloatArray,
+    scales: tuple[FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Blocks of ``-grad^2 g`` and ``grad g`` with the sample block diagonal.
+
+    Returns ``top`` (P, m, m) for ``(beta, u)``, ``cross`` (P, m, S), ``diag`` (P, S),
+    ``grad_top`` (P, m), ``grad_v`` (P, S) and ``schur`` = ``top - cross diag^-1 cross'``.
+    """
+    x, inc = st.x, st.incidence
+    p, f = x.shape[1], bucket.present.shape[1]
+    beta, u, v = _split(z, p, f)
+    sf = scales[0][:, None] * bucket.present
+    ss = scales[1][:, None]
+    w_run = w.sum(axis=1)  # (P, R)
+    w_feat = w.sum(axis=2)  # (P, F)
+    h_bb = np.einsum("pr,ri,rj->pij", w_run, x, x) + st.penalty
+    h_bu = np.einsum("pfr,ri->pif", w, x) * sf[:, None, :]
+    h_uu = np.zeros((z.shape[0], f, f))
+    idx = np.arange(f)
+    h_uu[:, idx, idx] = sf**2 * w_feat + 1.0
+    h_bv = np.einsum("pr,ri,rs->pis", w_run, x, inc) * ss[:, :, None]
+    h_uv = np.einsum("pfr,rs->pfs", w, inc) * (sf[:, :, None] * ss[:, :, None])
+    diag = ss**2 * (w_run @ inc) + 1.0
+    top = np.concatenate(
+        [np.concatenate([h_bb, h_bu], axis=2), np.concatenate([h_bu.transpose(0, 2, 1), h_uu], 2)],
+        axis=1,
+    )
+    cross = np.concatenate([h_bv, h_uv], axis=1)
+    g_b = np.einsum("pfr,ri->pi", d1, x) - beta @ st.penalty
+    g_u = sf * d1.sum(axis=2) - u
+    g_v = ss * (d1.sum(axis=1) @ inc) - v
+    schur = top - np.einsum("pis,ps,pjs->pij", cross, 1.0 / diag, cross)
+    return top, cross, diag, np.concatenate([g_b, g_u], axis=1), g_v, schur
+
+
+def find_mode(
+    bucket: CellBucket,
+    st: Structure,
+    psi: FloatArray,
+    z0: FloatArray,
+) -> _Mode:
+    """Maximise ``g`` over ``z`` by damped Newton (batched); return mode, value and log-determinant.
+
+    ``psi`` has columns ``log sigma, theta_F, theta_S`` (shape (P, 3)).
+    """
+    sigma = np.exp(psi[:, 0])
+    scales = (sigma * psi[:, 1], sigma * psi[:, 2])
+    z = z0.copy()
+    g, d1, w = _objective(bucket, st, z, sigma, scales)
+    active = np.ones(z.shape[0], dtype=bool)
+    for _ in range(INNER_MAX_ITER):
+        _, cross, diag, g_top, g_v, schur = _newton_system(bucket, st, z, d1, w, scales)
+        schur, bad = _usable(schur)
+        rhs = g_top - np.einsum("pis,ps->pi", cross, g_v / diag)
+        step_top = np.linalg.solve(schur, rhs[:, :, None])[:, :, 0]
+        step_v = (g_v - np.einsum("pis,pi->ps", cross, step_top)) / diag
+        step = np.concatenate([step_top, step_v], axis=1)
+        decrement = np.einsum("pi,pi->p", np.concatenate([g_top, g_v], axis=1), step)
+        active &= (decrement > 1e-20) & ~bad
+        step[~active] = 0.0
+        if not active.any():
+            break
+        t = np.where(active, 1.0, 0.0)
+        for _ in range(40):
+            trial = z + t[:, None] * step
+            g_new, d1_new, w_new = _objective(bucket, st, trial, sigma, scales)
+            ok = g_new >= g + 0.25 * t * decrement - 1e-12 * np.abs(g)
+            if ok.all():
+                break
+            t = np.where(ok, t, t / 2)
+        z, g, d1, w = trial, g_new, d1_new, w_new
+    _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
+    schur, bad = _usable(schur)
+    _, logdet_top = np.linalg.slogdet(schur)
+    logdet = np.where(bad, np.inf, logdet_top + np.log(diag).sum(axis=1))
+    p = st.x.shape[1]
+    cov_beta = np.asarray(np.linalg.inv(schur)[:, :p, :p], dtype=np.float64)
+    cov_beta[bad] = np.nan
+    return _Mode(z=z, g=np.where(bad, -np.inf, g), logdet=logdet, cov_beta=cov_beta)
+
+
+def _usable(schur: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Replace systems that are not positive definite (or not finite) by the identity.
+
+    Such a point (e.g. a trial ``sigma`` so large that the data carry no information about the
+    protein's mean) gets criterion ``+inf``, so the outer line search rejects it.
+    """
+    finite = np.all(np.isfinite(schur), axis=(1, 2))
+    safe = np.where(finite[:, None, None], schur, np.eye(schur.shape[1]))
+    sign, logdet = np.linalg.slogdet(safe)
+    bad = ~finite | (sign <= 0) | ~np.isfinite(logdet)
+    out: FloatArray = np.where(bad[:, None, None], np.eye(schur.shape[1]), safe)
+    return out, bad
+
+
+def laplace_deviance(mode: _Mode) -> FloatArray:
+    """``D = -2 g(z_hat) + log|-grad^2 g| - dim(z) log(2 pi)`` (module docstring)."""
+    out: FloatArray = -2.0 * mode.g + mode.logdet - mode.z.shape[1] * LOG_2PI
+    return out
+
+
+@dataclass
+class DetectionFit:
+    """Per-protein results of :func:`fit_mnar` (NaN where not fitted).
+
+    ``psi`` (P, 3): ``log sigma, theta_feature, theta_sample``; ``beta`` (P, p);
+    ``cov_beta`` (P, p, p); ``deviance`` (P,) the Laplace REML-like criterion; ``diverged`` (P,)
+    a relative SD reached :data:`pepmix.model.optimize.DIVERGENT_THETA` (no finite optimum: the
+    residual variance goes to 0, as in :mod:`pepmix.model.divergent`); ``converged`` (P,) the
+    outer minimisation stopped within :data:`MAX_ITER` iterations.
+    """
+
+    psi: FloatArray
+    beta: FloatArray
+    cov_beta: FloatArray
+    deviance: FloatArray
+    diverged: NDArray[np.bool_]
+    converged: NDArray[np.bool_]
+
+
+def fit_mnar(
+    enc: Encoded,
+    st: Structure,
+    psi_start: FloatArray,
+    free: NDArray[np.bool_],
+) -> DetectionFit:
+    """Minimise the Laplace criterion over ``psi`` for every protein (batched per bucket).
+
+    Parameters
+    ----------
+    enc : Encoded
+        Observations (:func:`pepmix.model.fit.encode`).
+    st : Structure
+        Run-level arrays (:func:`make_structure`).
+    psi_start : ndarray, shape (P, 3)
+        Start ``log sigma, theta_F, theta_S`` (e.g. the MAR REML estimates).
+    free : ndarray of bool, shape (P, 3)
+        Which parameters are estimated; the others stay at their start (e.g. a single-feature
+        protein's ``theta`` at 0).
+    """
+    n_prot = len(enc.proteins)
+    p = st.x.shape[1]
+    out = DetectionFit(
+        psi=np.full((n_prot, 3), np.nan),
+        beta=np.full((n_prot, p), np.nan),
+        cov_beta=np.full((n_prot, p, p), np.nan),
+        deviance=np.full(n_prot, np.nan),
+        diverged=np.zeros(n_prot, dtype=bool),
+        converged=np.zeros(n_prot, dtype=bool),
+    )
+    for bucket in make_buckets(enc, st.x.shape[0]):
+        _fit_bucket(bucket, st, psi_start[bucket.index], free[bucket.index], out)
+    return out
+
+
+def _fit_bucket(
+    bucket: CellBucket, st: Structure, psi0: FloatArray, free: NDArray[np.bool_], out: DetectionFit
+) -> None:
+    n, f = bucket.present.shape
+    z_start = np.zeros((n, st.x.shape[1] + f + st.incidence.shape[1]))
+    n_obs = bucket.observed.sum(axis=(1, 2))
+    z_start[:, : st.n_conditions] = ((bucket.y * bucket.observed).sum(axis=(1, 2)) / n_obs)[:, None]
+    centre = find_mode(bucket, st, psi0, z_start).z
+
+    floor = psi0[:, 0] - np.log(SIGMA_FLOOR)
+
+    warm = centre.copy()
+
+    def criterion(x: FloatArray, rows: NDArray[np.intp]) -> FloatArray:
+        psi = np.where(free[rows], x, psi0[rows])
+        mode = find_mode(bucket.take(rows), st, psi, warm[rows])
+        good = np.all(np.isfinite(mode.z), axis=1) & np.isfinite(mode.logdet)
+        warm[rows[good]] = mode.z[good]  # next start: the mode of a nearby point
+        return np.where(psi[:, 0] < floor[rows], np.inf, laplace_deviance(mode))
+
+    lower = np.array([-np.inf, 0.0, 0.0])
+    upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
+    found, stopped = _minimise(
+        criterion, psi0.copy(), lower, step=1e-4, max_iter=MAX_ITER, upper=upper
+    )
+    out.converged[bucket.index] = stopped
+    best = np.where(free, found, psi0)
+    mode = find_mode(bucket, st, best, centre)
+    out.psi[bucket.index] = best
+    out.diverged[bucket.index] = np.any(best[:, 1:] >= DIVERGENT_THETA * (1 - 1e-9), axis=1) | (
+        best[:, 0] < psi0[:, 0] - np.log(SIGMA_FLOOR / 2)
+    )
+    out.beta[bucket.index] = mode.z[:, : st.x.shape[1]]
+    out.cov_beta[bucket.index] = mode.cov_beta
+    out.deviance[bucket.index] = laplace_deviance(mode)
+
+
+def condition_prior_sd(levels: FloatArray) -> float:
+    """SD ``tau`` of the condition-deviation prior: the spread of protein abundances.
+
+    ``levels`` (P, C) are the MAR fit's condition means (NaN where not estimable). ``tau`` is the
+    standard deviation across proteins of each protein's mean level: a priori a condition of a
+    protein deviates from the protein's mean by no more than proteins differ from each other
+    (the scale of limpa's prior on protein expression, here on deviations so that the
+    protein's own mean is not shrunk). Floored at :data:`MIN_PRIOR_SD`;
+    :data:`DEFAULT_PRIOR_SD` with fewer than 10 proteins.
+    """
+    finite = np.isfinite(levels)
+    counts = finite.sum(axis=1)
+    means = np.where(finite, levels, 0.0).sum(axis=1)[counts > 0] / counts[counts > 0]
+    if means.size < 10:
+        return DEFAULT_PRIOR_SD
+    return max(float(np.std(means, ddof=1)), MIN_PRIOR_SD)
+
+
+def contrast_stats(
+    fit: DetectionFit, cmat: FloatArray, names: Sequence[str]
+) -> tuple[FloatArray, FloatArray]:
+    """Contrast estimates and standard errors, shape (P, M) each, for rows of ``cmat``."""
+    est = fit.beta @ cmat.T
+    var = np.einsum("mi,pij,mj->pm", cmat, fit.cov_beta, cmat)
+    del names
+    return est, np.sqrt(var)
+
+
+def as_frame(fit: DetectionFit, proteins: Sequence[str]) -> pd.DataFrame:
+    """Per-protein parameters as a table (``protein, sigma, theta_feature, theta_sample``)."""
+    return pd.DataFrame(
+        {
+            "protein": list(proteins),
+            "sigma": np.exp(fit.psi[:, 0]),
+            "theta_feature": fit.psi[:, 1],
+            "theta_sample": fit.psi[:, 2],
+            "deviance": fit.deviance,
+        }
+    )
+
+
+def _start_from_mar(mar: ModelFit) -> tuple[FloatArray, NDArray[np.bool_], NDArray[np.bool_]]:
+    """Start ``psi``, free-parameter mask and fitted-protein mask from the MAR fit."""
+    fitted = np.isin(np.asarray(mar.status, dtype=object), FITTED) & np.isfinite(mar.sigma)
+    cols = []
+    for name in ("feature", "sample"):
+        if name in mar.factors:
+            cols.append(mar.theta[:, mar.factors.index(name)])
+        else:
+            cols.append(np.full(len(mar.proteins), np.nan))
+    theta = np.column_stack(cols)
+    reduced = (np.asarray(mar.status, dtype=object) == "reduced_model")[:, None] & (theta == 0)
+    free = np.column_stack([fitted, np.isfinite(theta) & fitted[:, None] & ~reduced])
+    sigma = np.where(fitted, mar.sigma, 1.0)
+    psi = np.column_stack([np.log(sigma), np.where(np.isfinite(theta), theta, 0.0)])
+    return psi, free, fitted
+
+
+def detection_contrasts(
+    mar: ModelFit,
+    curve: DetectionCurve,
+    numerators: Sequence[str],
+    denominators: Sequence[str],
+    prior_sd: float | None = None,
+) -> pd.DataFrame:
+    """Contrast table of the detection model, in the layout of ``ModelFit.contrast_table``.
+
+    Parameters
+    ----------
+    mar : ModelFit
+        The MAR fit of the same table (:func:`pepmix.model.fit.fit_proteins`): start values,
+        Satterthwaite df and the per-protein columns.
+    curve : DetectionCurve
+        Detection curve over the design's runs.
+    numerators, denominators : sequence of str
+        Conditions of each contrast, in the order of ``mar.contrast_names``.
+    prior_sd : float, optional
+        SD of the condition prior; default None: :func:`condition_prior_sd` of the MAR levels.
+
+    Raises
+    ------
+    DesignError
+        When the model has random factors other than ``feature`` and ``sample``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The MAR contrast table with ``estimate, se`` of the detection model. Rows the MAR model
+        could not estimate because one condition was never observed (``one_condition_missing``)
+        become ``ok`` with a finite shrunken estimate, df = the between-sample df (at least 1),
+        ``n_samples`` of the absent condition counted as 1 for the moderation scale, and a
+        ``detail`` note; ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
+        detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
+        MAR row, with a ``detail`` note; one whose minimisation did not converge keeps its
+        detection-model row with a ``detail`` note.
+    """
+    design = mar.design
+    extra = sorted(set(design.spec.random) - {"feature", "sample"})
+    if extra:
+        raise DesignError(
+            f"missing: detection supports the random factors feature and sample only, not "
+            f"{', '.join(extra)}"
+        )
+    table = mar.contrast_table(numerators, denominators)
+    if prior_sd is None:
+        prior_sd = condition_prior_sd(mar.beta[:, : len(design.conditions)])
+    st = make_structure(design.x, design.sample_code, curve, len(design.conditions), prior_sd)
+    psi, free, fitted = _start_from_mar(mar)
+    if mar.encoded is None:
+        raise ValueError("the MAR fit has no encoded observations")
+    result = fit_mnar(mar.encoded, st, psi, free)
+    cmat = np.zeros((len(numerators), design.n_fixed))
+    for m, (num, den) in enumerate(zip(numerators, denominators, strict=True)):
+        cmat[m, design.conditions.index(num)] += 1.0
+        cmat[m, design.conditions.index(den)] -= 1.0
+    est, se = contrast_stats(result, cmat, mar.contrast_names)
+    est = np.where(fitted[:, None], est, np.nan).T.ravel()  # contrast-major, as the table
+    se = np.where(fitted[:, None], se, np.nan).T.ravel()
+    diverged = np.tile(result.diverged, len(numerators))
+    est = np.where(diverged, np.nan, est)
+    se = np.where(diverged, np.nan, se)
+    absent = (table["status"] == "one_condition_missing").to_numpy() & np.isfinite(est)
+    absent &= np.isfinite(se) & (se > 0)
+    mar_ok = np.isfinite(table["estimate"].to_numpy()) & ~diverged
+    table["estimate"] = np.where(mar_ok | absent, est, table["estimate"])
+    table["se"] = np.where(mar_ok | absent, se, table["se"])
+    slow = np.tile(~result.converged & fitted & ~result.diverged, len(numerators))
+    note_slow = f"detection model: not converged in {MAX_ITER} iterations"
+    table.loc[slow, "detail"] = [
+        f"{d}; {note_slow}" if d else note_slow for d in table.loc[slow, "detail"].fillna("")
+    ]
+    fallback = "detection model: no finite optimum, MAR estimate kept"
+    table.loc[diverged, "detail"] = [
+        f"{d}; {fallback}" if d else fallback for d in table.loc[diverged, "detail"].fillna("")
+    ]
+    table.loc[absent, "df"] = np.maximum(table.loc[absent, "df_between"], 1.0)
+    for col in ("n_samples_num", "n_samples_den"):
+        table.loc[absent, col] = np.maximum(table.loc[absent, col], 1)
+    table.loc[absent, "status"] = "ok"
+    note = "detection model: one condition never observed, shrunken estimate"
+    table.loc[absent, "detail"] = [
+        f"{d}; {note}" if d else note for d in table.loc[absent, "detail"].fillna("")
+    ]
+    log.info(
+        "detection model: %d proteins fitted, condition prior SD %.3g, %d contrast rows with "
+        "one condition never observed now estimated",
+        int(fitted.sum()),
+        prior_sd,
+        int(absent.sum()),
+    )
+    return table
