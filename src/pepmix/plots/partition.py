@@ -101,7 +101,8 @@ def partition_shares(variance: pd.DataFrame) -> pd.DataFrame:
         else:
             shares[n] = var[f"var_{n}"] / total
     finite = np.isfinite(shares.to_numpy(dtype=np.float64)).all(axis=1)
-    return shares.loc[finite]
+    out: pd.DataFrame = shares.loc[finite]
+    return out
 
 
 def partition_proteins(differential: pd.DataFrame, candidates: Sequence[str], n: int) -> list[str]:
