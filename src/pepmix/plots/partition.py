@@ -130,7 +130,23 @@ def partition_proteins(differential: pd.DataFrame, candidates: Sequence[str], n:
 def significant_components(
     variance: pd.DataFrame, proteins: Sequence[str], fdr: float
 ) -> pd.DataFrame:
-    """Per protein (index) and tested term (column): ``adj_p_<t>`` < ``fdr`` (bool)."""
+    """Per protein (index) and tested term (column): ``adj_p_<t>`` < ``fdr`` (bool).
+
+    Parameters
+    ----------
+    variance : pandas.DataFrame
+        ``variance_components.tsv`` (``protein``, ``adj_p_<t>``; the bootstrap's
+        ``adj_p_boot_<t>`` are not terms).
+    proteins : sequence of str
+        Rows of the result, in this order (a protein not in the table: all false).
+    fdr : float
+        Threshold.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Bool, no columns when the table has no tests.
+    """
     table = variance.set_index(variance["protein"].astype(str))
     terms = [c.removeprefix("adj_p_") for c in table.columns if c.startswith("adj_p_")]
     terms = [t for t in terms if not t.startswith("boot_")]
