@@ -91,6 +91,7 @@ import os.path
 
 from pepmix.plots.names import (
     CONTRAST_FIGURES,
+    MODEL_FIGURES,
     QC_ABUNDANCE_FIGURES,
     QC_FEATURE_FIGURES,
     QC_FIGURES,
@@ -145,7 +146,7 @@ def all_plots():
     """Every figure file of the plot rules (PNG for the report plus the `plots.formats` copies)."""
     fmts = ["png", *PLOT_FORMATS]
     files = [f"results/plots/qc/{n}.{f}" for n in QC_FIGURES for f in fmts]
-    files += [f"results/plots/model/variance_components.{f}" for f in fmts]
+    files += [f"results/plots/model/{n}.{f}" for n in MODEL_FIGURES for f in fmts]
     files += [f"results/plots/status.{f}" for f in fmts]
     for s in CONTRAST_SLUGS:
         files += [f"results/plots/contrasts/{s}/{n}.{f}" for n in CONTRAST_FIGURES for f in fmts]

@@ -124,9 +124,11 @@ rule plot_differential:
 
 
 rule plot_model:
-    """Variance components across proteins; profile plots of the top proteins of each contrast."""
+    """Variance components across proteins and per top protein (variance partition); profile
+    plots of the top proteins of each contrast."""
     input:
         proteins="results/model/proteins.parquet",
+        variance="results/tables/variance_components.tsv",
         table="results/tables/differential_abundance.parquet",
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
@@ -141,6 +143,13 @@ rule plot_model:
             labels={"figure": "Variance components"},
         ),
         variance_paper=paper_copies("results/plots/model/variance_components"),
+        partition=report(
+            "results/plots/model/variance_partition.png",
+            category="Model",
+            caption="../workflow/report/variance_partition.rst",
+            labels={"figure": "Variance partition of the top proteins"},
+        ),
+        partition_paper=paper_copies("results/plots/model/variance_partition"),
         profiles_png=[
             report_item(
                 f"results/plots/contrasts/{c['slug']}/profiles.png",
@@ -157,6 +166,7 @@ rule plot_model:
         formats=PLOT_FORMATS,
         contrasts=PLOT_CONTRASTS,
         top_n=config["plots"]["top_n"],
+        fdr=config["fdr"],
     benchmark:
         "logs/benchmarks/plot_model.tsv"
     log:

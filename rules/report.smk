@@ -19,6 +19,8 @@ rule report_pages:
         runs="results/normalize/runs.tsv",
         samples="results/ingest/samples.tsv",
         alerts=ALERTS_FILE,
+        # rules/calibration.smk: when the check runs or ran (one line of the summary)
+        calibration=lambda wc: calibration_alert_inputs(config, workflow, CALIBRATION_OUTPUTS[0]),
     output:
         summary=f"{REPORT_PAGES}/summary.rst",
         methods=f"{REPORT_PAGES}/methods.rst",

@@ -16,4 +16,6 @@ with rule_context(snakemake):
         snakemake.params.out_dir,
         snakemake.params.formats,
         top_n=snakemake.params.top_n,
+        variance=snakemake.input.variance,
+        fdr=snakemake.params.fdr,
     )

@@ -261,6 +261,12 @@ def test_report(repo: Path, demo_run: Path) -> None:
         cells = f"{contrast}</a></td>\\n<td>{tested:,}</td>\\n<td>{up:,}</td>\\n<td>{down:,}</td>"
         assert cells in landing, contrast
     assert "Methods" in landing and "Satterthwaite" in landing and "lme4" in landing
+    # the variance tests (one line; counts of variance_components.tsv) and their figure
+    variance = pd.read_csv(demo_run / "results/tables/variance_components.tsv", sep="\t")
+    for term in ("feature", "sample"):
+        adj = variance[f"adj_p_{term}"]
+        assert f"{term} {int((adj < 0.05).sum()):,} of {int(adj.notna().sum()):,}" in landing
+    assert "tested against zero" in landing and "variance_partition.png" in html
     assert "system-message" not in landing  # docutils' mark of an error in the page's RST
     # one top-protein table per contrast, embedded in the report
     assert html.count("top_proteins_fmol") >= 3

@@ -355,7 +355,8 @@ def test_methods_shrinkage_and_technical_replication() -> None:
     assert "moderated across proteins" not in text and REFERENCES["chung2013"] in text
 
 
-def test_stage_writes_the_pages(tmp_path: Path) -> None:
+@pytest.mark.parametrize("calibration", [False, True])
+def test_stage_writes_the_pages(tmp_path: Path, calibration: bool) -> None:
     inputs = {
         "differential": tmp_path / "da.parquet",
         "variance": tmp_path / "vc.tsv",
@@ -368,6 +369,9 @@ def test_stage_writes_the_pages(tmp_path: Path) -> None:
     write_tsv(_runs(), inputs["runs"])
     write_tsv(_sheet(), inputs["samples"])
     write_alerts(inputs["alerts"], list(ALERTS))
+    if calibration:
+        inputs["calibration"] = tmp_path / "calibration.tsv"
+        write_tsv(_calibration(), inputs["calibration"])
     tables = [tmp_path / "report" / f"top_proteins_{i}.html" for i in range(2)]
     config = copy.deepcopy(_config())
     summary = report_pages_stage(
@@ -382,6 +386,9 @@ def test_stage_writes_the_pages(tmp_path: Path) -> None:
     assert summary.contrasts[1].tested == 7
     rst = (tmp_path / "report/summary.rst").read_text()
     assert "`B - A <top_proteins_0.html_>`_" in rst
+    # the calibration table, when given, is read and summarised in one line
+    assert (summary.calibration is not None) == calibration
+    assert rst.count(":Calibration: 5 runs with permuted condition labels") == int(calibration)
     methods = (tmp_path / "report/methods.rst").read_text()
     # the formula is the one the fit uses for this sheet (no technical replicates)
     assert "``log2 intensity ~ condition + (1 | feature) + (1 | sample)``" in methods
@@ -413,3 +420,87 @@ def test_every_report_item_has_an_existing_caption() -> None:
     assert "top_proteins.rst" in named and "volcano.rst" in named
     for name in named:
         assert (REPO / "workflow/report" / name).is_file(), name
+
+
+def _variance_with_tests() -> pd.DataFrame:
+    """:func:`_variance` with the variance tests' columns (BH-adjusted p per term)."""
+    variance = _variance()
+    kept = variance["status"] != "filtered"
+    n = int(kept.sum())
+    variance.loc[kept, "adj_p_feature"] = np.linspace(1e-6, 0.04, n)  # all significant
+    sample = np.array([0.001, 0.2, 0.049, 0.05, 1.0, np.nan, 0.01, 0.6])  # one not tested
+    variance.loc[kept, "adj_p_sample"] = sample
+    variance.loc[kept, "adj_p_boot_sample"] = 0.001  # bootstrap column: not a term
+    return variance
+
+
+def _calibration() -> pd.DataFrame:
+    """Five permutations x two contrasts; C - A has calls in three (the check flags it)."""
+    rows = []
+    for perm in range(1, 6):
+        for contrast, calls in (("B - A", [0, 0, 1, 0, 0]), ("C - A", [2, 0, 5, 1, 0])):
+            rows.append(
+                {
+                    "permutation": perm,
+                    "contrast": contrast,
+                    "tested": 100 + perm,
+                    "calls": calls[perm - 1],
+                    "fraction_p05": 0.02 * perm,
+                    "ks_statistic": 0.1,
+                    "ks_pvalue": 0.5,
+                    "residual_effect": 0.25,
+                    "distinct_permutations": 34,
+                    "groups": "x",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_variance_tests_and_calibration_equal_the_tables() -> None:
+    variance, calibration = _variance_with_tests(), _calibration()
+    config = _config(fdr=0.05)
+    summary = summarize(
+        _differential(), variance, _runs(), _sheet(), config, ALERTS, CONTRASTS, calibration
+    )
+    expected = {}
+    for term in ("feature", "sample"):
+        adj = variance[f"adj_p_{term}"]
+        expected[term] = (int((adj < 0.05).sum()), int(adj.notna().sum()))
+    assert summary.variance_tests == expected == {"feature": (8, 8), "sample": (3, 7)}
+    cal = summary.calibration
+    assert cal is not None and cal.permutations == calibration["permutation"].nunique() == 5
+    for contrast, part in calibration.groupby("contrast"):
+        assert cal.with_calls[contrast] == (
+            int((part["calls"] > 0).sum()),
+            len(part),
+            int(part["calls"].sum()),
+        )
+    pooled = (calibration["fraction_p05"] * calibration["tested"]).sum()
+    assert cal.fraction_p05 == pytest.approx(pooled / calibration["tested"].sum(), rel=1e-12)
+    assert list(cal.flagged) == ["C - A"]  # 3 of 5 permutations with calls at FDR 0.05
+    out = _render(summary_rst(summary), [])
+    assert "system-message" not in out and "problematic" not in out, out
+    assert "feature 8 of 8, sample 3 of 7" in out
+    assert "B - A 1 of 5 (1 call); C - A 3 of 5 (8 calls)" in out
+    assert f"{100 * cal.fraction_p05:.1f} % of p &lt; 0.05" in out
+    assert "<strong>the FDR may not hold</strong>: C - A" in out
+    text = methods_rst(config, summary, "log2 intensity ~ condition + (1 | feature)")
+    assert "(feature, sample) was tested against zero" in text
+    assert REFERENCES["self1987"] in text and REFERENCES["stram1994"] in text
+    # without the tests and the check: no line, no sentence
+    plain = _summary()
+    assert plain.variance_tests == {} and plain.calibration is None
+    assert "Variance tests" not in summary_rst(plain) and "Calibration" not in summary_rst(plain)
+    assert "tested against zero" not in methods_rst(_config(), plain, "y ~ condition")
+
+
+def test_calibration_without_excess_says_so() -> None:
+    calibration = _calibration().assign(calls=0, fraction_p05=0.04)
+    summary = summarize(
+        _differential(), _variance(), _runs(), _sheet(), _config(), (), CONTRASTS, calibration
+    )
+    assert summary.calibration is not None and summary.calibration.flagged == {}
+    line = [x for x in summary_rst(summary).splitlines() if x.startswith(":Calibration:")]
+    assert len(line) == 1
+    assert "B - A 0 of 5 (0 calls)" in line[0] and "4.0 % of p < 0.05" in line[0]
+    assert "no excess of calls or small p-values" in line[0]

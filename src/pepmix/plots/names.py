@@ -17,7 +17,7 @@ CONTRAST_FIGURES = ("volcano", "ma", "pvalue_hist")
 PROFILE_FILES = ("profiles.pdf", "profiles.png")
 """Per-contrast profile files: all top proteins (PDF, one per page) and the first few (PNG)."""
 
-MODEL_FIGURES = ("variance_components",)
+MODEL_FIGURES = ("variance_components", "variance_partition")
 """Model figures, in ``results/plots/model/``."""
 
 STATUS_FIGURES = ("status",)

@@ -268,10 +268,14 @@ def model_plots(
     formats: Sequence[str] = (),
     top_n: int = 20,
     grid_n: int = 2,
+    variance: PathLike | None = None,
+    fdr: float = 0.05,
 ) -> list[Path]:
     """Model family: variance components, and profile plots of the top proteins per contrast.
 
-    Writes ``<out_dir>/model/variance_components.<format>``, and per contrast
+    Writes ``<out_dir>/model/variance_components.<format>``, with ``variance``
+    ``<out_dir>/model/variance_partition.<format>`` (:mod:`pepmix.plots.partition`), and per
+    contrast
     ``<out_dir>/contrasts/<slug>/profiles.pdf`` (``top_n`` pages) and ``profiles.png`` (the
     first ``grid_n`` on one figure).
 
@@ -296,10 +300,15 @@ def model_plots(
     formats : sequence of str, default ()
         Extra formats of the variance component figure.
     top_n : int, default 20
-        Proteins per contrast in the PDF (most significant first).
+        Proteins per contrast in the PDF (most significant first), and proteins of the variance
+        partition figure.
     grid_n : int, default 2
         Proteins per contrast in the PNG (the report's figure; two keep the demo report under
         4 MB, the PDF has all ``top_n``).
+    variance : str or pathlib.Path, optional
+        ``results/tables/variance_components.tsv``; default None: no variance partition figure.
+    fdr : float, default 0.05
+        Threshold of the variance tests' adjusted p-values in the partition figure.
 
     Returns
     -------
@@ -316,6 +325,13 @@ def model_plots(
     written = figure_paths(out / "model" / "variance_components", formats)
     variance_components(model, written)
     da = pd.read_parquet(table)
+    if variance is not None:
+        from pepmix.plots.partition import variance_partition
+
+        vc = pd.read_csv(variance, sep="\t", keep_default_na=False, na_values=["NA"])
+        paths = figure_paths(out / "model" / "variance_partition", formats)
+        variance_partition(vc, da, paths, n=top_n, fdr=fdr)
+        written += paths
     pages = {
         c.slug: [str(p) for p in top_proteins(contrast_rows(da, c.name), top_n)["protein"]]
         for c in contrasts

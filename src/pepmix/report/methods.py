@@ -69,6 +69,15 @@ REFERENCES: dict[str, str] = {
         "powerful approach to multiple testing. *Journal of the Royal Statistical Society B* "
         "57(1):289-300. DOI 10.1111/j.2517-6161.1995.tb02031.x"
     ),
+    "self1987": (
+        "Self SG, Liang KY (1987). Asymptotic properties of maximum likelihood estimators and "
+        "likelihood ratio tests under nonstandard conditions. *Journal of the American "
+        "Statistical Association* 82(398):605-610. DOI 10.1080/01621459.1987.10478472"
+    ),
+    "stram1994": (
+        "Stram DO, Lee JW (1994). Variance components testing in the longitudinal mixed effects "
+        "model. *Biometrics* 50(4):1171-1177. DOI 10.2307/2533455"
+    ),
     "bolstad2003": (
         "Bolstad BM, Irizarry RA, Astrand M, Speed TP (2003). A comparison of normalization "
         "methods for high density oligonucleotide array data based on variance and bias. "
@@ -281,6 +290,24 @@ def _calls(summary: Summary, cite: _Citations) -> str:
     )
 
 
+def _variance_tests(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> str:
+    if not summary.variance_tests:
+        return ""
+    terms = ", ".join(rst_escape(t) for t in summary.variance_tests)
+    n_boot = int((config.get("variance_tests", {}) or {}).get("bootstrap", 0) or 0)
+    boot = (
+        f", and by a parametric bootstrap from the fitted null model ({n_boot} replicates)"
+        if n_boot > 0
+        else ""
+    )
+    return (
+        f" Each random-effect variance ({terms}) was tested against zero per protein by the "
+        "REML likelihood ratio of the models with and without the term, with p-values from the "
+        f"50:50 mixture of chi-square distributions with 0 and 1 df {cite('self1987', 'stram1994')}"
+        f"{boot}, adjusted per term over proteins by the Benjamini-Hochberg method."
+    )
+
+
 def methods_rst(config: Mapping[str, Any], summary: Summary, formula: str) -> str:
     """The methods section (reStructuredText, titled *Methods*) with its references.
 
@@ -306,6 +333,7 @@ def methods_rst(config: Mapping[str, Any], summary: Summary, formula: str) -> st
         f"{_filters(config)} {_normalization(config, cite)} {_model(formula, replication, cite)}"
         f"{_robust(config, cite)}{_shrinkage(summary, cite)} {_df_rule(config, summary, cite)}"
         f"{_moderation(config, summary, cite)}{_calls(summary, cite)}"
+        f"{_variance_tests(config, summary, cite)}"
     )
     lines = ["Methods", "-------", "", paragraph, "", "References:", ""]
     lines += [f"{i}. {REFERENCES[key]}" for i, key in enumerate(cite.keys, start=1)]

@@ -74,7 +74,8 @@ def report_pages_stage(
     inputs : mapping of str to path
         ``differential`` (Parquet), ``variance`` (``variance_components.tsv``), ``runs``
         (``results/normalize/runs.tsv``), ``samples`` (resolved sheet), ``alerts``
-        (``results/alerts.tsv``).
+        (``results/alerts.tsv``) and, when the calibration check ran, ``calibration``
+        (``results/calibration/calibration.tsv``; optional).
     config : mapping
         The validated config.
     contrasts : sequence of str
@@ -99,7 +100,14 @@ def report_pages_stage(
     runs = pd.read_csv(inputs["runs"], sep="\t", keep_default_na=False, na_values=["NA"])
     sheet = read_resolved_sheet(inputs["samples"])
     alerts = read_alerts([inputs["alerts"]])
-    summary = summarize(differential, variance, runs, sheet, config, alerts, list(contrasts))
+    calibration = None
+    if inputs.get("calibration"):
+        calibration = pd.read_csv(
+            inputs["calibration"], sep="\t", keep_default_na=False, na_values=["NA"]
+        )
+    summary = summarize(
+        differential, variance, runs, sheet, config, alerts, list(contrasts), calibration
+    )
     targets = {c: Path(p).name for c, p in zip(contrasts, tables, strict=True)}
     _write_text(summary_rst(summary, targets, category), out_summary)
     _write_text(methods_rst(config, summary, fitted_formula(config, sheet)), out_methods)

@@ -13,7 +13,14 @@ validated config, and returns a :class:`Summary` whose numbers are counts over t
   ``lfc_threshold`` > 0, |log2 FC| > threshold (the rule of the volcano plot,
   :func:`pepmix.plots.results.significant`), every status counted, the replication label of the
   tested rows, and the moderation prior (median over proteins of ``df_prior``, ``var_prior``);
-- *normalisation*: the method and each run's shift with its flags (``runs.tsv``).
+- *normalisation*: the method and each run's shift with its flags (``runs.tsv``);
+- *variance tests* (:mod:`pepmix.model.variance_tests`): per random term ``<t>``, the proteins
+  with a finite ``adj_p_<t>`` in ``variance_components.tsv`` (tested) and those with
+  ``adj_p_<t>`` < ``fdr`` (a variance significantly above zero);
+- *calibration* (optional, ``results/calibration/calibration.tsv`` of the ``calibration``
+  target): permutations, per contrast the permutations with calls and the calls, the pooled
+  share of p < 0.05 (``fraction_p05`` weighted by ``tested``) and the contrasts the check flags
+  (:func:`pepmix.inference.calibration.excess`, the rule of its ``calibration_excess`` alert).
 
 :func:`summary_rst` renders it as reStructuredText for ``workflow/report/workflow.rst``.
 """
@@ -78,6 +85,28 @@ class ContrastSummary:
 
 
 @dataclass(frozen=True)
+class CalibrationOutcome:
+    """The calibration check (permuted condition labels) in numbers.
+
+    Attributes
+    ----------
+    permutations : int
+        Distinct permutations in the table.
+    with_calls : dict of str to tuple of (int, int, int)
+        Per contrast: permutations with at least one call, permutations, calls in all.
+    fraction_p05 : float
+        Share of the permuted p-values below 0.05 (all permutations and contrasts pooled).
+    flagged : dict of str to str
+        Contrasts with excess calls or small p-values, with the reason; empty when none.
+    """
+
+    permutations: int
+    with_calls: dict[str, tuple[int, int, int]]
+    fraction_p05: float
+    flagged: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RunShift:
     """Normalisation of one run: its shift (log2, subtracted) and the diagnostics' flags."""
 
@@ -119,6 +148,11 @@ class Summary:
         The warnings of the run.
     shrinkage_prior : dict of str to tuple of (float, float)
         ``model.shrinkage``: per variance ratio, the prior's df and ratio; empty otherwise.
+    variance_tests : dict of str to tuple of (int, int)
+        Per tested random term, proteins with adjusted LRT p < ``fdr`` and proteins tested;
+        empty without the tests.
+    calibration : CalibrationOutcome or None
+        The calibration check, when it ran; default None.
     """
 
     batches: tuple[tuple[str, str], ...]
@@ -138,6 +172,8 @@ class Summary:
     shifts: tuple[RunShift, ...]
     alerts: tuple[Alert, ...] = ()
     shrinkage_prior: dict[str, tuple[float, float]] = field(default_factory=dict)
+    variance_tests: dict[str, tuple[int, int]] = field(default_factory=dict)
+    calibration: CalibrationOutcome | None = None
 
     @property
     def called(self) -> int:
@@ -241,6 +277,42 @@ def _shrinkage_prior(variance: pd.DataFrame) -> dict[str, tuple[float, float]]:
     return out
 
 
+#: random terms in display order (others follow, alphabetically)
+TERM_ORDER = ("feature", "sample", "run", "batch")
+
+
+def variance_test_counts(variance: pd.DataFrame, fdr: float) -> dict[str, tuple[int, int]]:
+    """Per random term with an ``adj_p_<t>`` column: (proteins with ``adj_p_<t>`` < ``fdr``,
+    proteins with a finite ``adj_p_<t>``), terms in :data:`TERM_ORDER`."""
+    terms = [c.removeprefix("adj_p_") for c in variance.columns if c.startswith("adj_p_")]
+    terms = [t for t in terms if not t.startswith("boot_")]
+    terms.sort(key=lambda t: (TERM_ORDER.index(t) if t in TERM_ORDER else len(TERM_ORDER), t))
+    out = {}
+    for t in terms:
+        adj = pd.to_numeric(variance[f"adj_p_{t}"], errors="coerce").to_numpy(dtype=float)
+        tested = np.isfinite(adj)
+        out[t] = (int((adj[tested] < fdr).sum()), int(tested.sum()))
+    return out
+
+
+def calibration_outcome(table: pd.DataFrame, fdr: float) -> CalibrationOutcome:
+    """The calibration table (``results/calibration/calibration.tsv``) in numbers."""
+    from pepmix.inference.calibration import excess
+
+    with_calls = {}
+    for contrast, part in table.groupby("contrast", sort=False):
+        calls = part["calls"].to_numpy(dtype=np.int64)
+        with_calls[str(contrast)] = (int((calls > 0).sum()), len(part), int(calls.sum()))
+    tested = table["tested"].to_numpy(dtype=float)
+    below = float((table["fraction_p05"].to_numpy(dtype=float) * tested).sum())
+    return CalibrationOutcome(
+        permutations=int(table["permutation"].nunique()),
+        with_calls=with_calls,
+        fraction_p05=below / tested.sum() if tested.sum() > 0 else float("nan"),
+        flagged=excess(table, fdr) if len(table) else {},
+    )
+
+
 def normalization_label(norm: Mapping[str, Any]) -> str:
     """``normalization:`` as a short label: ``"protein_median (location mode)"``."""
     method = str(norm.get("method", "protein_median"))
@@ -260,6 +332,7 @@ def summarize(
     config: Mapping[str, Any],
     alerts: Sequence[Alert] = (),
     contrast_order: Sequence[str] | None = None,
+    calibration: pd.DataFrame | None = None,
 ) -> Summary:
     """Numbers of a finished run (see module docstring).
 
@@ -281,6 +354,8 @@ def summarize(
         The run's warnings (``results/alerts.tsv``).
     contrast_order : sequence of str, optional
         Contrasts in config order; default: order of first appearance in ``differential``.
+    calibration : pandas.DataFrame, optional
+        ``results/calibration/calibration.tsv`` when the calibration check ran; default None.
 
     Returns
     -------
@@ -318,6 +393,8 @@ def summarize(
         shifts=_run_shifts(runs, sheet),
         alerts=tuple(alerts),
         shrinkage_prior=_shrinkage_prior(variance),
+        variance_tests=variance_test_counts(variance, fdr),
+        calibration=None if calibration is None else calibration_outcome(calibration, fdr),
     )
 
 
@@ -393,6 +470,40 @@ def _normalization_lines(s: Summary) -> list[str]:
         listed = ", ".join(f"{rst_escape(r.run)} {r.shift:+.3f}" for r in s.shifts)
         lines.append(f":Run shifts: {listed} (log2, subtracted).")
     return lines
+
+
+def _variance_test_line(s: Summary) -> list[str]:
+    if not s.variance_tests:
+        return []
+    counts = ", ".join(
+        f"{rst_escape(t)} {_n(sig)} of {_n(n)}" for t, (sig, n) in s.variance_tests.items()
+    )
+    return [
+        f":Variance tests: proteins with a variance above zero at adjusted p < {s.fdr:g} "
+        f"(REML likelihood ratio per random term, ``variance_components.tsv``): {counts}."
+    ]
+
+
+def _calibration_line(s: Summary) -> list[str]:
+    c = s.calibration
+    if c is None:
+        return []
+    calls = "; ".join(
+        f"{rst_escape(name)} {k} of {n} ({_n(total)} call{'s' if total != 1 else ''})"
+        for name, (k, n, total) in c.with_calls.items()
+    )
+    if c.flagged:
+        verdict = (
+            f"**the FDR may not hold**: {rst_escape(', '.join(c.flagged))} "
+            "(warning calibration_excess)"
+        )
+    else:
+        verdict = "no excess of calls or small p-values"
+    return [
+        f":Calibration: {c.permutations} runs with permuted condition labels "
+        f"(``calibration.tsv``); permutations with calls: {calls}; "
+        f"{100 * c.fraction_p05:.1f} % of p < 0.05; {verdict}."
+    ]
 
 
 def _contrast_rows(s: Summary, table_targets: Mapping[str, str]) -> list[str]:
@@ -476,7 +587,7 @@ def summary_rst(
     where = f"; volcano plots and tables under `{category}`_" if category else ""
     lines = ["Summary", "-------", "", verdict(s), ""]
     lines += _input_lines(s) + _normalization_lines(s)
-    lines += [f":Calls: {rule}{where}.", ""]
+    lines += [f":Calls: {rule}{where}.", *_variance_test_line(s), *_calibration_line(s), ""]
     lines += [*_contrast_rows(s, table_targets or {}), "", _status_line(s), ""]
     lines += [*alerts_rst(s.alerts), ""]
     return "\n".join(lines)
