@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.e2e.figures import assert_drawn
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +94,7 @@ def test_readme_calibration_commands_run_as_written(tmp_path: Path) -> None:
     for groups in table["groups"]:
         control = groups.split(";")[0]
         assert control.count("control_") == 2 and control.count("treated_") == 2
-    assert (results / "calibration" / "pvalue_hist.png").stat().st_size > 10_000
+    assert_drawn(results / "calibration" / "pvalue_hist.png")
     assert "calibration.tsv" in (results / "report.html").read_text(errors="replace")
     alerts = pd.read_csv(results / "alerts.tsv", sep="\t")
     assert "calibration_excess" not in set(alerts["code"])
