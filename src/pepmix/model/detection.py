@@ -372,13 +372,27 @@ def _feature_terms(
     mean = mu[:, data.cond]
     z = (data.y - mean) / s[:, None]
     obs = np.where(data.observed, -0.5 * z**2 - log_s[:, None] - 0.5 * LOG_2PI, 0.0)
-    a = (b0r + b1r * mean) / np.sqrt(1.0 + b1r**2 * s[:, None] ** 2)
+    root = np.sqrt(1.0 + b1r**2 * s[:, None] ** 2)
+    a = (b0r + b1r * mean) / root
     log_q = special.log_ndtr(-a)
     miss = np.where(data.observed, 0.0, log_q)
     trunc = _log_at_least_two(log_q.sum(axis=1), _odds(special.log_ndtr(a), log_q).sum(axis=1))
     prior = -(PRIOR_DF / 2 + 1) * 2 * log_s - PRIOR_DF * data.s0sq / (2 * s**2)
+    curv = np.where(data.observed, 0.0, _missing_curvature(a, log_q, b1r / root))
+    info = data.counts() / s[:, None] ** 2 + curv @ np.eye(data.n_cond)[data.cond]
     out: FloatArray = obs.sum(axis=1) + miss.sum(axis=1) + prior - trunc
-    return out + _condition_terms(data, mu, log_s)
+    return out + _condition_prior_term(data, mu) - 0.5 * _log_det_info(info, data.tau2)
+
+
+def _missing_curvature(a: FloatArray, log_q: FloatArray, k: FloatArray) -> FloatArray:
+    r"""``-d^2/d mu^2`` of a missing cell's :math:`\log\Phi(-a)`, :math:`a = (b_0 + b_1\mu)/r`.
+
+    Equals :math:`k^2 \lambda(\lambda - a)` with :math:`k = b_1/r` and the inverse Mills ratio
+    :math:`\lambda = \varphi(a)/\Phi(-a)`; ``log_q`` is :math:`\log\Phi(-a)`.
+    """
+    lam = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - log_q)
+    out: FloatArray = k**2 * lam * (lam - a)
+    return out
 
 
 def _log_at_least_two(log_p0: FloatArray, sum_odds: FloatArray) -> FloatArray:
@@ -400,23 +414,29 @@ def _odds(log_p: FloatArray, log_q: FloatArray) -> FloatArray:
     return out
 
 
-def _condition_terms(data: _CurveData, mu: FloatArray, log_s: FloatArray) -> FloatArray:
-    r"""Condition prior and Cox-Reid adjustment of one feature's condition means, shape (J,).
-
-    Prior: :math:`-\sum_c (\mu_{jc} - \bar\mu_j)^2 / (2\tau^2)` (none with one condition).
-    Adjustment: :math:`-\tfrac12 \log\det(\operatorname{diag}(n_{jc}/s_j^2) + P/\tau^2)`,
-    :math:`P = I - \mathbf{1}\mathbf{1}^T/C`, the information of the means in the normal part.
-    """
-    n = data.counts()
-    s2 = np.exp(2.0 * log_s)[:, None]
+def _condition_prior_term(data: _CurveData, mu: FloatArray) -> FloatArray:
+    r"""Condition prior :math:`-\sum_c (\mu_{jc} - \bar\mu_j)^2 / (2\tau^2)`, shape (J,)."""
     if data.n_cond == 1:
-        return -0.5 * np.log(np.maximum(n[:, 0], 1.0) / s2[:, 0])
+        return np.zeros(mu.shape[0])
     dev = mu - mu.mean(axis=1, keepdims=True)
-    prior = -0.5 * np.sum(dev**2, axis=1) / data.tau2
-    c = data.n_cond
-    centre = (np.eye(c) - 1.0 / c) / data.tau2
-    info = centre[None, :, :] + np.einsum("jc,cd->jcd", n / s2, np.eye(c))
-    out: FloatArray = prior - 0.5 * np.linalg.slogdet(info)[1]
+    out: FloatArray = -0.5 * np.sum(dev**2, axis=1) / data.tau2
+    return out
+
+
+def _log_det_info(diag: FloatArray, tau2: float) -> FloatArray:
+    r"""Log-determinant of :math:`\operatorname{diag}(d) + P/\tau^2`.
+
+    :math:`P = I - \mathbf{1}\mathbf{1}^T/C`.
+
+    ``diag`` has shape (..., C): the information of a feature's condition means from its
+    cells; the prior adds :math:`P/\tau^2` (nothing with one condition).
+    """
+    c = diag.shape[-1]
+    if c == 1:
+        out: FloatArray = np.log(diag[..., 0])
+        return out
+    info = (np.eye(c) - 1.0 / c) / tau2 + diag[..., :, None] * np.eye(c)
+    out = np.linalg.slogdet(info)[1]
     return out
 
 
@@ -448,30 +468,40 @@ class _CurveStep:
         self.s = np.exp(features[1])[:, None]
         self.group_of_run = group_of_run
         self.current = current
-        self.onehot = np.eye(current.shape[0])[group_of_run]
-        _, self.lq0, self.odds0 = self._sums(current)
+        n_groups = current.shape[0]
+        self.onehot = np.eye(n_groups)[group_of_run]
+        self.onehot_cg = np.eye(data.n_cond * n_groups)[data.cond * n_groups + group_of_run]
+        self.n_info = data.counts() / self.s**2
+        _, self.lq0, self.odds0, self.curv0 = self._sums(current)
         self.lq0_total = self.lq0.sum(axis=1, keepdims=True)
         self.odds0_total = self.odds0.sum(axis=1, keepdims=True)
+        self.curv0_total = self.curv0.sum(axis=2, keepdims=True)
 
-    def _sums(self, b: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Per feature and group: curve terms of the cells, log P(missed) and detection odds."""
+    def _sums(self, b: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Per feature and group: curve terms of the cells, log P(missed), detection odds;
+        per feature, condition and group: missing-cell curvature, shape (J, C, G)."""
         b0r, b1r = b[self.group_of_run, 0], b[self.group_of_run, 1]
-        a = (b0r + b1r * self.mean) / np.sqrt(1.0 + b1r**2 * self.s**2)
+        root = np.sqrt(1.0 + b1r**2 * self.s**2)
+        a = (b0r + b1r * self.mean) / root
         log_q = special.log_ndtr(-a)
         detect = special.log_ndtr(b0r + b1r * self.data.y)
         cell = np.where(self.data.observed, detect, log_q)
         odds = _odds(special.log_ndtr(a), log_q)
-        return cell @ self.onehot, log_q @ self.onehot, odds @ self.onehot
+        curv = np.where(self.data.observed, 0.0, _missing_curvature(a, log_q, b1r / root))
+        by_cg = (curv @ self.onehot_cg).reshape(curv.shape[0], self.data.n_cond, -1)
+        return cell @ self.onehot, log_q @ self.onehot, odds @ self.onehot, by_cg
 
     def __call__(self, x: FloatArray, rows: NDArray[np.intp]) -> FloatArray:
         full = self.current.copy()
         full[rows] = x
-        cell, lq, odds = self._sums(full)
+        cell, lq, odds, curv = self._sums(full)
         log_p0 = self.lq0_total - self.lq0[:, rows] + lq[:, rows]
         sum_odds = np.maximum(self.odds0_total - self.odds0[:, rows] + odds[:, rows], 0.0)
-        out: FloatArray = -(
-            cell[:, rows].sum(axis=0) - _log_at_least_two(log_p0, sum_odds).sum(axis=0)
-        )
+        extra = np.maximum(self.curv0_total - self.curv0[:, :, rows] + curv[:, :, rows], 0.0)
+        info = self.n_info[:, None, :] + np.swapaxes(extra, 1, 2)  # (J, N, C)
+        adjust = -0.5 * _log_det_info(info, self.data.tau2)
+        total = cell[:, rows] - _log_at_least_two(log_p0, sum_odds) + adjust
+        out: FloatArray = -total.sum(axis=0)
         return out
 
 
