@@ -383,7 +383,7 @@ def _feature_terms(
     a = (b0r + b1r * mean) / root
     log_q = special.log_ndtr(-a)
     miss = np.where(data.observed, 0.0, log_q)
-    trunc = _log_at_least_two(log_q.sum(axis=1), _odds(special.log_ndtr(a), log_q).sum(axis=1))
+    trunc = _log_at_least_two(log_q.sum(axis=1), _odds(log_q).sum(axis=1))
     prior = -(PRIOR_DF / 2 + 1) * 2 * log_s - PRIOR_DF * data.s0sq / (2 * s**2)
     curv = np.where(data.observed, 0.0, _missing_curvature(a, log_q, b1r / root))
     info = data.counts() / s[:, None] ** 2 + curv @ np.eye(data.n_cond)[data.cond]
@@ -414,10 +414,10 @@ def _log_at_least_two(log_p0: FloatArray, sum_odds: FloatArray) -> FloatArray:
     return out
 
 
-def _odds(log_p: FloatArray, log_q: FloatArray) -> FloatArray:
-    """Detection odds ``p / (1 - p)``, capped at ``exp(50)``: a run detected with probability
-    ``1 - exp(-50)`` makes ``P_0`` negligible, whatever the exact odds."""
-    out: FloatArray = np.exp(np.minimum(log_p - log_q, 50.0))
+def _odds(log_q: FloatArray) -> FloatArray:
+    """Detection odds ``p / (1 - p) = 1/q - 1`` from ``log q = log(1 - p)``, capped at ``exp(50)``:
+    a run detected with probability ``1 - exp(-50)`` makes ``P_0`` negligible anyway."""
+    out: FloatArray = np.expm1(np.minimum(-log_q, 50.0))
     return out
 
 
@@ -493,7 +493,7 @@ class _CurveStep:
         log_q = special.log_ndtr(-a)
         detect = special.log_ndtr(b0r + b1r * self.data.y)
         cell = np.where(self.data.observed, detect, log_q)
-        odds = _odds(special.log_ndtr(a), log_q)
+        odds = _odds(log_q)
         curv = np.where(self.data.observed, 0.0, _missing_curvature(a, log_q, b1r / root))
         by_cg = (curv @ self.onehot_cg).reshape(curv.shape[0], self.data.n_cond, -1)
         return cell @ self.onehot, log_q @ self.onehot, odds @ self.onehot, by_cg
@@ -572,14 +572,16 @@ def _condition_prior(means: FloatArray, n: FloatArray, within: FloatArray, df: F
     Over features with two or more observations in every condition:
     :math:`E[\operatorname{var}_c \bar y_{jc}] = \tau^2 + s_j^2\,\overline{1/n_{jc}}`, so
     :math:`\hat\tau^2` is the mean of the differences (floored at 1e-2); infinite with one
-    condition. A mean rather than a median: the prior must allow the large changes of the
+    condition; the variance of the features' mean intensities when no feature qualifies. A
+    mean rather than a median: the prior must allow the large changes of the
     few changing features, so it errs on the wide side.
     """
     if means.shape[1] == 1:
         return float("inf")
     full = np.all(n >= 2, axis=1) & (df > 0)
-    if not np.any(full):
-        return 1.0
+    if not np.any(full):  # no evidence on condition changes: as wide as the abundance spread
+        overall = np.sum(means * n, axis=1) / np.sum(n, axis=1)
+        return float(max(np.var(overall), 1e-2))
     between = np.var(means[full], axis=1, ddof=1)
     noise = within[full] / df[full] * np.mean(1.0 / n[full], axis=1)
     return float(max(np.mean(between - noise), 1e-2))
