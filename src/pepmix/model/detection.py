@@ -144,7 +144,8 @@ class DetectionCurve:
     grouping : str
         ``pooled``, ``batch`` or ``run``.
     loglik : float
-        Maximised log-likelihood of the chosen grouping.
+        Maximised criterion of the chosen grouping (truncated, prior- and Cox-Reid-adjusted
+        log-likelihood; module docstring).
     candidates : pandas.DataFrame
         One row per grouping tried: ``grouping, n_curves, loglik, aic, bic, lr_stat, lr_df,
         lr_p`` (likelihood-ratio test against the pooled curve; BIC with the number of cells;
