@@ -10,7 +10,7 @@ Model (log2), protein ``p``, feature ``f``, run ``r`` (one sample per run, condi
 Features per protein uniform on 1..20. ``y50`` is set so that the missing fraction is about the
 target; proteins whose cells are all missing are dropped (as the ingest would). Both models use
 the true curve's slope class only through the data: the curve is estimated by
-:func:`pepmix.model.detection.fit_detection_curve` (pooled vs per run by AIC).
+:func:`pepmix.model.detection.fit_detection_curve` (condition means; pooled vs per run by BIC).
 
 Reported per slope and missing fraction: bias and RMSE of the log2 FC (changing proteins, and
 the absent-from-one-condition ones separately), p < 0.05 rate of null proteins and its KS
@@ -45,6 +45,19 @@ def simulate(
     n_proteins: int, n_runs: int, slope: float, missing: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Long table (observed cells), sample sheet and true log2 FC (B - A) per protein."""
+    table, sheet, truth, _ = simulate_curve(n_proteins, n_runs, slope, missing, seed)
+    return table, sheet, truth
+
+
+def simulate_curve(
+    n_proteins: int, n_runs: int, slope: float, missing: float, seed: int, shift: float = 0.0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, float]:
+    """:func:`simulate` plus the true 50 % point (on the table's scale, first-half runs).
+
+    ``shift`` (default 0: one pooled curve) moves the 50 % point of the second half of the runs
+    by that many log2 units (a batch effect on detection); the first half's ``y50`` is solved
+    for the target missing fraction before the shift.
+    """
     rng = np.random.default_rng(seed)
     cond = np.array(["A", "B"] * (n_runs // 2))
     runs = [f"r{i:02d}" for i in range(n_runs)]
@@ -67,9 +80,10 @@ def simulate(
         rows.append((f"P{p:04d}", y))
     all_y = np.concatenate([y.ravel() for _, y in rows])
     y50 = _solve_y50(all_y, slope, missing)
+    y50_run = np.where(np.arange(n_runs) < n_runs // 2, y50, y50 + shift)
     out = []
     for name, y in rows:
-        seen = rng.random(y.shape) < stats.norm.cdf(slope * (y - y50))
+        seen = rng.random(y.shape) < stats.norm.cdf(slope * (y - y50_run))
         f_idx, r_idx = np.nonzero(seen)
         out.append(
             pd.DataFrame(
@@ -81,7 +95,7 @@ def simulate(
                 }
             )
         )
-    return pd.concat(out, ignore_index=True), sheet, pd.Series(truth)
+    return pd.concat(out, ignore_index=True), sheet, pd.Series(truth), y50 + 20.0
 
 
 def _solve_y50(y: np.ndarray, slope: float, missing: float) -> float:
@@ -129,7 +143,10 @@ def run_case(n_proteins: int, n_runs: int, slope: float, missing: float, seed: i
     mar_seconds = time.perf_counter() - start
     mar_table = differential_table(mar.contrast_table(["B"], ["A"]), ["B-A"])
     start = time.perf_counter()
-    curve = fit_detection_curve(feature_matrix(table, design.runs), design.runs)
+    conditions = list(sheet.set_index("run").loc[design.runs, "condition"])
+    curve = fit_detection_curve(
+        feature_matrix(table, design.runs), design.runs, conditions=conditions
+    )
     stats_det = detection_contrasts(mar, curve, ["B"], ["A"])
     det_table = differential_table(stats_det, ["B-A"])
     seconds = time.perf_counter() - start
