@@ -1,29 +1,33 @@
 # The model stage runs as independent jobs over protein shards (scatter), gathered afterwards.
 # Shards are balanced by observations; `shards:` in the config (auto: one per 200 MB of input).
+# With one shard the fit job writes the gathered files itself (SINGLE_SHARD, rules/common.smk).
 
 
-rule shard:
-    """Split the normalised table into protein shards balanced by observations."""
-    input:
-        "results/normalize/features.parquet",
-    output:
-        features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
-        # features and observations of each shard's largest protein: the fit rule's mem_mb
-        largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
-    benchmark:
-        "logs/benchmarks/shard.tsv"
-    log:
-        "logs/shard.log",
-    # Arrow reads and writes Parquet on `threads` CPUs (it follows the OMP_NUM_THREADS
-    # Snakemake sets): these jobs run alone on the critical path, before the shards fan out
-    threads: 2
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-        runtime=lambda wc, attempt: attempt * 20,
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/shard.py"
+# with one batch and one shard this runs inside rule prepare (rules/prepare.smk)
+if not PREPARE_IN_ONE_JOB:
+
+    rule shard:
+        """Split the normalised table into protein shards balanced by observations."""
+        input:
+            "results/normalize/features.parquet",
+        output:
+            features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+            # features and observations of each shard's largest protein: the fit rule's mem_mb
+            largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
+        benchmark:
+            "logs/benchmarks/shard.tsv"
+        log:
+            "logs/shard.log",
+        # Arrow reads and writes Parquet on `threads` CPUs (it follows the OMP_NUM_THREADS
+        # Snakemake sets): these jobs run alone on the critical path, before the shards fan out
+        threads: 2
+        resources:
+            mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+            runtime=lambda wc, attempt: attempt * 20,
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/shard.py"
 
 
 rule variance_prior:
@@ -60,9 +64,9 @@ rule fit:
     """One linear mixed model per protein of a shard (REML), all proteins batched; and the
     protein abundance model (fixed run means, random feature effects) on the same table."""
     input:
-        features="results/model/shards/{scatteritem}/features.parquet",
+        features=f"results/model/shards/{SHARD}/features.parquet",
         samples="results/ingest/samples.tsv",
-        largest="results/model/shards/{scatteritem}/largest.json",
+        largest=f"results/model/shards/{SHARD}/largest.json",
         # the variance-ratio prior only when model.shrinkage is on (else no extra job)
         prior=(
             "results/model/variance_prior.json"
@@ -70,21 +74,25 @@ rule fit:
             else []
         ),
     output:
-        proteins="results/model/shards/{scatteritem}/proteins.parquet",
+        proteins=model_out("proteins.parquet", "results/model/proteins.parquet"),
         # what every contrast test needs (pepmix.model.stored): the test stage computes the
         # contrasts, so editing `contrasts:` does not refit
-        fit="results/model/shards/{scatteritem}/fit.parquet",
-        fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
-        blups="results/model/shards/{scatteritem}/blups.parquet",
-        abundance="results/model/shards/{scatteritem}/protein_abundance.parquet",
-        alerts="results/alerts/fit/{scatteritem}.tsv",
+        fit=model_out("fit.parquet", "results/model/fit.parquet"),
+        fixed=model_out("fixed_effects.parquet", "results/model/fixed_effects.parquet"),
+        blups=model_out("blups.parquet", "results/model/blups.parquet"),
+        abundance=model_out(
+            "protein_abundance.parquet", "results/tables/protein_abundance.parquet"
+        ),
+        alerts=f"results/alerts/fit/{SHARD}.tsv",
+        # one shard: the proteins x runs table of rule gather_abundance
+        **({"wide": ABUNDANCE_WIDE} if SINGLE_SHARD else {}),
     params:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
     benchmark:
-        "logs/benchmarks/fit/{scatteritem}.tsv"
+        f"logs/benchmarks/fit/{SHARD}.tsv"
     log:
-        "logs/fit/{scatteritem}.log",
+        f"logs/fit/{SHARD}.log",
     # the shards are the critical path: start all of them before the QC plots, which are ready
     # at the same time
     priority: 2
@@ -101,58 +109,56 @@ rule fit:
         "../scripts/fit.py"
 
 
-rule gather_model:
-    """Gather the shards' model outputs (rows in the order of a single job)."""
-    input:
-        proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
-        fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
-        fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
-        blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
-    output:
-        proteins="results/model/proteins.parquet",
-        fit="results/model/fit.parquet",
-        fixed="results/model/fixed_effects.parquet",
-        blups="results/model/blups.parquet",
-    benchmark:
-        "logs/benchmarks/gather_model.tsv"
-    log:
-        "logs/gather_model.log",
-    priority: 3  # first of the gathers: the differential table (rule test) waits for it
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-        runtime=lambda wc, attempt: attempt * 20,
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/gather_model.py"
+if not SINGLE_SHARD:
+
+    rule gather_model:
+        """Gather the shards' model outputs (rows in the order of a single job)."""
+        input:
+            proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
+            fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
+            fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
+            blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
+        output:
+            proteins="results/model/proteins.parquet",
+            fit="results/model/fit.parquet",
+            fixed="results/model/fixed_effects.parquet",
+            blups="results/model/blups.parquet",
+        benchmark:
+            "logs/benchmarks/gather_model.tsv"
+        log:
+            "logs/gather_model.log",
+        priority: 3  # first of the gathers: the differential table (rule test) waits for it
+        threads: 1
+        resources:
+            mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+            runtime=lambda wc, attempt: attempt * 20,
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/gather_model.py"
 
 
-rule gather_abundance:
-    """Gather protein abundances; long Parquet and a proteins x runs TSV."""
-    input:
-        parts=gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet"),
-        samples="results/ingest/samples.tsv",
-    output:
-        long="results/tables/protein_abundance.parquet",
-        wide=report(
-            "results/tables/protein_abundance.tsv",
-            category="Model",
-            caption="../workflow/report/protein_abundance.rst",
-        ),
-    benchmark:
-        "logs/benchmarks/gather_abundance.tsv"
-    log:
-        "logs/gather_abundance.log",
-    priority: 2  # on the critical path to the result plots (see rule fit)
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-        runtime=lambda wc, attempt: attempt * 20,
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/gather_abundance.py"
+    rule gather_abundance:
+        """Gather protein abundances; long Parquet and a proteins x runs TSV."""
+        input:
+            parts=gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet"),
+            samples="results/ingest/samples.tsv",
+        output:
+            long="results/tables/protein_abundance.parquet",
+            wide=ABUNDANCE_WIDE,
+        benchmark:
+            "logs/benchmarks/gather_abundance.tsv"
+        log:
+            "logs/gather_abundance.log",
+        priority: 2  # on the critical path to the result plots (see rule fit)
+        threads: 1
+        resources:
+            mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+            runtime=lambda wc, attempt: attempt * 20,
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/gather_abundance.py"
 
 
 rule variance_components:

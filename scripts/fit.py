@@ -15,4 +15,6 @@ with rule_context(snakemake):
         snakemake.output.abundance,
         replication=snakemake.params.replication,
         prior=snakemake.input.get("prior") or None,
+        # one shard: the job writes the gathered files itself (rules/fit.smk)
+        out_wide=snakemake.output.get("wide"),
     )

@@ -100,3 +100,26 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
     if alerts_path is not None:
         write_alerts(str(alerts_path), collector.alerts)
     logger.info("rule %s finished", rule)
+
+
+@contextlib.contextmanager
+def stage_alerts(stage: str, path: str) -> Iterator[None]:
+    """Collect the alerts of one stage of a job that runs several stages into ``path``.
+
+    For rule ``prepare`` (ingest, merge, normalize and shard in one job on small inputs): each
+    stage's alerts go to the file its own rule would write, named after that rule.
+
+    Parameters
+    ----------
+    stage : str
+        Stage (rule) name written with each alert.
+    path : str
+        Alerts TSV of the stage (written when the stage finishes without an exception).
+    """
+    collector = AlertCollector(stage)
+    logging.getLogger("pepmix").addHandler(collector)
+    try:
+        yield
+    finally:
+        logging.getLogger("pepmix").removeHandler(collector)
+    write_alerts(path, collector.alerts)

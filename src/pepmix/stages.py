@@ -184,6 +184,7 @@ def fit_stage(
     out_abundance: PathLike | None = None,
     replication: str = "auto",
     prior: PathLike | None = None,
+    out_wide: PathLike | None = None,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
@@ -192,7 +193,9 @@ def fit_stage(
     the protein abundance model (:mod:`pepmix.abundance`) is fitted in the same job, on the same
     table read once. ``replication`` is ``testing.replication`` (default ``"auto"``, see
     :func:`pepmix.model.design.replication_unit`). ``prior``: the variance-ratio prior written
-    by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on).
+    by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on). ``out_wide`` (default
+    None: not written; needs ``out_abundance``): the proteins x runs table of
+    :func:`gather_abundance_stage`, for a single shard whose job writes the gathered files itself.
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
@@ -236,6 +239,8 @@ def fit_stage(
     if out_abundance is not None:
         abundance = protein_abundance(table, list(sheet["run"]), encoded=fit.encoded)
         write_parquet(abundance, out_abundance)
+        if out_wide is not None:
+            _write_wide(out_abundance, list(sheet["run"]), out_wide)
 
 
 def variance_prior_stage(
@@ -269,11 +274,15 @@ def gather_abundance_stage(
     parts: Sequence[PathLike], samples: PathLike, out_long: PathLike, out_wide: PathLike
 ) -> None:
     """Gather shard abundances: long Parquet and proteins x runs TSV."""
+    gather(parts, out_long)
+    _write_wide(out_long, list(read_resolved_sheet(samples)["run"]), out_wide)
+
+
+def _write_wide(long: PathLike, runs: list[str], output: PathLike) -> None:
+    """Proteins x runs TSV of the long abundance table ``long`` (as written to Parquet)."""
     from pepmix.abundance import wide
 
-    gather(parts, out_long)
-    runs = list(read_resolved_sheet(samples)["run"])
-    write_tsv(wide(pd.read_parquet(out_long), runs), out_wide)
+    write_tsv(wide(pd.read_parquet(long), runs), output)
 
 
 def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | None = None) -> None:

@@ -1,0 +1,38 @@
+"""Rule prepare: ingest, merge, normalize and shard in one job (one batch, one shard)."""
+
+from pepmix.rule import rule_context, stage_alerts
+from pepmix.shards import split
+from pepmix.stages import ingest, merge, normalize_stage
+
+with rule_context(snakemake) as logger:
+    out = snakemake.output
+    with stage_alerts("ingest", out.alerts_ingest):
+        logger.info("stage ingest")
+        ingest(
+            snakemake.params.entry,
+            snakemake.params.filter,
+            snakemake.params.feature_level,
+            out.batch,
+        )
+    with stage_alerts("merge", out.alerts_merge):
+        logger.info("stage merge")
+        merge(
+            [out.batch],
+            snakemake.input.samples,
+            snakemake.params.sheet,
+            snakemake.params.filter,
+            out.merged,
+            out.samples,
+            out.removed,
+        )
+    with stage_alerts("normalize", out.alerts_normalize):
+        logger.info("stage normalize")
+        normalize_stage(
+            out.merged,
+            out.samples,
+            snakemake.params.normalization,
+            out.features,
+            out.runs,
+        )
+    logger.info("stage shard")
+    split(out.features, [out.shard], [out.largest])
