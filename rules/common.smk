@@ -63,8 +63,8 @@ def _input_bytes():
 
 N_SHARDS = auto_shards(_input_bytes()) if config["shards"] == "auto" else int(config["shards"])
 INPUT_BY_NAME = {entry["name"]: entry for entry in config["inputs"]}
-# one batch and one shard: ingest, merge, normalize and shard run as one job (rules/prepare.smk)
-PREPARE_IN_ONE_JOB = len(BATCHES) == 1 and N_SHARDS == 1
+# one batch: ingest, merge, normalize and shard run as one job (rules/prepare.smk)
+PREPARE_IN_ONE_JOB = len(BATCHES) == 1
 # With one shard the fit job writes the gathered files itself (the gather of one part is the part:
 # same rows, same order), which saves two jobs (~1 s of start-up each) on small inputs.
 SINGLE_SHARD = N_SHARDS == 1

@@ -3,7 +3,7 @@
 # With one shard the fit job writes the gathered files itself (SINGLE_SHARD, rules/common.smk).
 
 
-# with one batch and one shard this runs inside rule prepare (rules/prepare.smk)
+# with one batch this runs inside rule prepare (rules/prepare.smk)
 if not PREPARE_IN_ONE_JOB:
 
     rule shard:

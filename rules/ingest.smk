@@ -1,4 +1,4 @@
-# With one batch and one shard these stages run as one job: rule prepare (rules/prepare.smk).
+# With one batch these stages run as one job: rule prepare (rules/prepare.smk).
 if not PREPARE_IN_ONE_JOB:
 
     rule ingest:

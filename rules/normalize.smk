@@ -1,4 +1,4 @@
-# With one batch and one shard this stage runs inside rule prepare (rules/prepare.smk).
+# With one batch this stage runs inside rule prepare (rules/prepare.smk).
 if not PREPARE_IN_ONE_JOB:
 
     rule normalize:

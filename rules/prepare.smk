@@ -1,12 +1,13 @@
-# Small inputs (one `inputs:` batch and one shard): rules ingest, merge, normalize and shard run as
-# one job, which writes the same files as the four would (each stage's alerts under its own rule
-# name) and saves three jobs' start-up (Python, pandas, Arrow: ~0.5-1 s each) on the critical
-# path. Editing a setting of any of the four stages re-runs the whole job (its params are theirs).
+# One `inputs:` batch: rules ingest, merge, normalize and shard run as one job, which writes the
+# same files as the four would (each stage's alerts under its own rule name). The four run one
+# after the other anyway (each needs the previous one's table); one job saves three jobs'
+# start-up (Python, pandas, Arrow: ~0.5-1.5 s each) on the critical path. Editing a setting of
+# any of the four stages re-runs the whole job (its params are theirs).
 
 if PREPARE_IN_ONE_JOB:
 
     rule prepare:
-        """Ingest, merge, normalise and shard in one job (one batch, one shard)."""
+        """Ingest, merge, normalise and shard in one job (one batch)."""
         input:
             batch=lambda wc: INPUT_BY_NAME[BATCHES[0]]["path"],
             samples=config["samples"],
@@ -24,8 +25,8 @@ if PREPARE_IN_ONE_JOB:
                 caption="../workflow/report/normalization.rst",
             ),
             alerts_normalize="results/alerts/normalize.tsv",
-            shard="results/model/shards/1-of-1/features.parquet",
-            largest="results/model/shards/1-of-1/largest.json",
+            shards=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+            largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
         params:
             entry=INPUT_BY_NAME[BATCHES[0]],
             filter=config["filter"],
@@ -38,8 +39,9 @@ if PREPARE_IN_ONE_JOB:
             "logs/prepare.log",
         threads: 2
         resources:
-            mem_mb=lambda wc, input, attempt: attempt * (800 + int(15 * input_mb(input))),
-            runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 5)),
+            # the ingest rule's: reading the input is the peak of the four stages
+            mem_mb=lambda wc, input, attempt: attempt * (800 + int(10 * input_mb(input))),
+            runtime=lambda wc, input, attempt: attempt * (20 + int(input_mb(input) / 5)),
         conda:
             "../envs/pepmix.yaml"
         script:

@@ -1,4 +1,4 @@
-"""Rule prepare: ingest, merge, normalize and shard in one job (one batch, one shard)."""
+"""Rule prepare: ingest, merge, normalize and shard in one job (one batch)."""
 
 from pepmix.rule import rule_context, stage_alerts
 from pepmix.shards import split
@@ -35,4 +35,4 @@ with rule_context(snakemake) as logger:
             out.runs,
         )
     logger.info("stage shard")
-    split(out.features, [out.shard], [out.largest])
+    split(out.features, list(out.shards), list(out.largest))
