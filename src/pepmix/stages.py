@@ -201,7 +201,6 @@ def fit_stage(
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
-    from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.stored import StoredFit
 
     table = read_model_input(features)
@@ -215,7 +214,12 @@ def fit_stage(
         spec.replication,
     )
     shrink = bool(model_config.get("shrinkage", False)) and prior is not None
-    ratio_prior = VariancePrior.from_json(prior) if shrink and prior is not None else None
+    ratio_prior = None
+    if shrink and prior is not None:
+        # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
+        from pepmix.model.shrinkage import VariancePrior
+
+        ratio_prior = VariancePrior.from_json(prior)
     if ratio_prior is not None:
         log.info("model.shrinkage: variance-ratio prior %s", ratio_prior.describe() or "none")
     fit = fit_proteins(

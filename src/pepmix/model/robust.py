@@ -80,7 +80,7 @@ import logging
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import special, stats
+from scipy import special
 
 from pepmix.model._kernel import segment_medians
 from pepmix.model.design import RunDesign
@@ -130,8 +130,11 @@ def variance_factor(k: float = HUBER_K) -> float:
     k : float, default 1.345
         Huber tuning constant.
     """
-    d_psi = 2.0 * float(stats.norm.cdf(k)) - 1.0
-    psi2 = d_psi - 2.0 * k * float(stats.norm.pdf(k)) + 2.0 * k * k * float(stats.norm.sf(k))
+    # the normal cdf, pdf and upper tail exactly as scipy.stats.norm computes them (ndtr,
+    # exp(-k^2/2)/sqrt(2 pi), ndtr(-k)), without importing scipy.stats (~0.15 s per fit job)
+    pdf = float(np.exp(-(k**2) / 2.0) / np.sqrt(2 * np.pi))
+    d_psi = 2.0 * float(special.ndtr(k)) - 1.0
+    psi2 = d_psi - 2.0 * k * pdf + 2.0 * k * k * float(special.ndtr(-k))
     mean_w = d_psi + k * float(special.exp1(k * k / 2.0)) / np.sqrt(2.0 * np.pi)
     return float(psi2 * mean_w / d_psi**3)
 
