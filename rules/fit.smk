@@ -3,31 +3,29 @@
 # With one shard the fit job writes the gathered files itself (SINGLE_SHARD, rules/common.smk).
 
 
-# with one batch this runs inside rule prepare (rules/prepare.smk)
-if not PREPARE_IN_ONE_JOB:
-
-    rule shard:
-        """Split the normalised table into protein shards balanced by observations."""
-        input:
-            "results/normalize/features.parquet",
-        output:
-            features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
-            # features and observations of each shard's largest protein: the fit rule's mem_mb
-            largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
-        benchmark:
-            "logs/benchmarks/shard.tsv"
-        log:
-            "logs/shard.log",
-        # Arrow reads and writes Parquet on `threads` CPUs (it follows the OMP_NUM_THREADS
-        # Snakemake sets): these jobs run alone on the critical path, before the shards fan out
-        threads: 2
-        resources:
-            mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-            runtime=lambda wc, attempt: attempt * 20,
-        conda:
-            "../envs/pepmix.yaml"
-        script:
-            "../scripts/shard.py"
+# with one batch this runs inside rule prepare (rules/prepare.smk, ruleorder)
+rule shard:
+    """Split the normalised table into protein shards balanced by observations."""
+    input:
+        "results/normalize/features.parquet",
+    output:
+        features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
+        # features and observations of each shard's largest protein: the fit rule's mem_mb
+        largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
+    benchmark:
+        "logs/benchmarks/shard.tsv"
+    log:
+        "logs/shard.log",
+    # Arrow reads and writes Parquet on `threads` CPUs (it follows the OMP_NUM_THREADS
+    # Snakemake sets): these jobs run alone on the critical path, before the shards fan out
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+        runtime=lambda wc, attempt: attempt * 20,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/shard.py"
 
 
 rule variance_prior:
@@ -109,56 +107,65 @@ rule fit:
         "../scripts/fit.py"
 
 
-if not SINGLE_SHARD:
+# with one shard the fit job writes the gathered files (rules/common.smk: SINGLE_SHARD)
+if SINGLE_SHARD:
 
-    rule gather_model:
-        """Gather the shards' model outputs (rows in the order of a single job)."""
-        input:
-            proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
-            fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
-            fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
-            blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
-        output:
-            proteins="results/model/proteins.parquet",
-            fit="results/model/fit.parquet",
-            fixed="results/model/fixed_effects.parquet",
-            blups="results/model/blups.parquet",
-        benchmark:
-            "logs/benchmarks/gather_model.tsv"
-        log:
-            "logs/gather_model.log",
-        priority: 3  # first of the gathers: the differential table (rule test) waits for it
-        threads: 1
-        resources:
-            mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-            runtime=lambda wc, attempt: attempt * 20,
-        conda:
-            "../envs/pepmix.yaml"
-        script:
-            "../scripts/gather_model.py"
+    ruleorder: fit > gather_model
+    ruleorder: fit > gather_abundance
 
 
-    rule gather_abundance:
-        """Gather protein abundances; long Parquet and a proteins x runs TSV."""
-        input:
-            parts=gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet"),
-            samples="results/ingest/samples.tsv",
-        output:
-            long="results/tables/protein_abundance.parquet",
-            wide=ABUNDANCE_WIDE,
-        benchmark:
-            "logs/benchmarks/gather_abundance.tsv"
-        log:
-            "logs/gather_abundance.log",
-        priority: 2  # on the critical path to the result plots (see rule fit)
-        threads: 1
-        resources:
-            mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-            runtime=lambda wc, attempt: attempt * 20,
-        conda:
-            "../envs/pepmix.yaml"
-        script:
-            "../scripts/gather_abundance.py"
+rule gather_model:
+    """Gather the shards' model outputs (rows in the order of a single job)."""
+    input:
+        proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
+        fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
+        fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
+        blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
+    output:
+        proteins="results/model/proteins.parquet",
+        fit="results/model/fit.parquet",
+        fixed="results/model/fixed_effects.parquet",
+        blups="results/model/blups.parquet",
+    benchmark:
+        "logs/benchmarks/gather_model.tsv"
+    log:
+        "logs/gather_model.log",
+    priority: 3  # first of the gathers: the differential table (rule test) waits for it
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+        runtime=lambda wc, attempt: attempt * 20,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/gather_model.py"
+
+
+rule gather_abundance:
+    """Gather protein abundances; long Parquet and a proteins x runs TSV."""
+    input:
+        parts=gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet"),
+        samples="results/ingest/samples.tsv",
+    output:
+        long="results/tables/protein_abundance.parquet",
+        wide=report(
+            "results/tables/protein_abundance.tsv",
+            category="Model",
+            caption="../workflow/report/protein_abundance.rst",
+        ),
+    benchmark:
+        "logs/benchmarks/gather_abundance.tsv"
+    log:
+        "logs/gather_abundance.log",
+    priority: 2  # on the critical path to the result plots (see rule fit)
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+        runtime=lambda wc, attempt: attempt * 20,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/gather_abundance.py"
 
 
 rule variance_components:

@@ -6,6 +6,11 @@
 
 if PREPARE_IN_ONE_JOB:
 
+    ruleorder: prepare > ingest
+    ruleorder: prepare > merge
+    ruleorder: prepare > normalize
+    ruleorder: prepare > shard
+
     rule prepare:
         """Ingest, merge, normalise and shard in one job (one batch)."""
         input:
@@ -35,8 +40,13 @@ if PREPARE_IN_ONE_JOB:
             normalization=config["normalization"],
         benchmark:
             "logs/benchmarks/prepare.tsv"
+        # the job's log, and each stage's records also in the log its own rule would write
         log:
-            "logs/prepare.log",
+            prepare="logs/prepare.log",
+            ingest=f"logs/ingest/{BATCHES[0]}.log",
+            merge="logs/merge.log",
+            normalize="logs/normalize.log",
+            shard="logs/shard.log",
         threads: 2
         resources:
             # the ingest rule's: reading the input is the peak of the four stages

@@ -6,7 +6,7 @@ from pepmix.stages import ingest, merge, normalize_stage
 
 with rule_context(snakemake) as logger:
     out = snakemake.output
-    with stage_alerts("ingest", out.alerts_ingest):
+    with stage_alerts("ingest", out.alerts_ingest, snakemake.log.ingest):
         logger.info("stage ingest")
         ingest(
             snakemake.params.entry,
@@ -14,7 +14,7 @@ with rule_context(snakemake) as logger:
             snakemake.params.feature_level,
             out.batch,
         )
-    with stage_alerts("merge", out.alerts_merge):
+    with stage_alerts("merge", out.alerts_merge, snakemake.log.merge):
         logger.info("stage merge")
         merge(
             [out.batch],
@@ -25,7 +25,7 @@ with rule_context(snakemake) as logger:
             out.samples,
             out.removed,
         )
-    with stage_alerts("normalize", out.alerts_normalize):
+    with stage_alerts("normalize", out.alerts_normalize, snakemake.log.normalize):
         logger.info("stage normalize")
         normalize_stage(
             out.merged,
@@ -34,5 +34,6 @@ with rule_context(snakemake) as logger:
             out.features,
             out.runs,
         )
-    logger.info("stage shard")
-    split(out.features, list(out.shards), list(out.largest))
+    with stage_alerts("shard", None, snakemake.log.shard):
+        logger.info("stage shard")
+        split(out.features, list(out.shards), list(out.largest))
