@@ -2,7 +2,8 @@
 # same files as the four would (each stage's alerts under its own rule name). The four run one
 # after the other anyway (each needs the previous one's table); one job saves three jobs'
 # start-up (Python, pandas, Arrow: ~0.5-1.5 s each) on the critical path. Editing a setting of
-# any of the four stages re-runs the whole job (its params are theirs).
+# any of the four stages re-runs the whole job (its params are theirs). The four rules stay
+# defined (several batches use them); `ruleorder` makes Snakemake pick this one for their files.
 
 if PREPARE_IN_ONE_JOB:
 
