@@ -23,6 +23,7 @@ scattergather:
     split=N_SHARDS,
 
 
+include: "rules/prepare.smk"
 include: "rules/ingest.smk"
 include: "rules/normalize.smk"
 include: "rules/fit.smk"

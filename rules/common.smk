@@ -63,6 +63,25 @@ def _input_bytes():
 
 N_SHARDS = auto_shards(_input_bytes()) if config["shards"] == "auto" else int(config["shards"])
 INPUT_BY_NAME = {entry["name"]: entry for entry in config["inputs"]}
+# one batch: ingest, merge, normalize and shard run as one job (rules/prepare.smk)
+PREPARE_IN_ONE_JOB = len(BATCHES) == 1
+# With one shard the fit job writes the gathered files itself (the gather of one part is the part:
+# same rows, same order), which saves two jobs (~1 s of start-up each) on small inputs.
+SINGLE_SHARD = N_SHARDS == 1
+# the shard wildcard, or the one shard's name (a single-shard fit job has no wildcard)
+SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
+
+
+def model_out(name, final):
+    """Output `name` of the fit job: its shard's file, or with one shard the gathered `final`."""
+    return final if SINGLE_SHARD else f"results/model/shards/{SHARD}/{name}"
+
+
+ABUNDANCE_WIDE = report(  # rule fit (one shard) or gather_abundance
+    "results/tables/protein_abundance.tsv",
+    category="Model",
+    caption="../workflow/report/protein_abundance.rst",
+)
 
 
 def input_mb(files):

@@ -1,7 +1,9 @@
 # The model stage runs as independent jobs over protein shards (scatter), gathered afterwards.
 # Shards are balanced by observations; `shards:` in the config (auto: one per 200 MB of input).
+# With one shard the fit job writes the gathered files itself (SINGLE_SHARD, rules/common.smk).
 
 
+# with one batch this runs inside rule prepare (rules/prepare.smk, ruleorder)
 rule shard:
     """Split the normalised table into protein shards balanced by observations."""
     input:
@@ -60,9 +62,9 @@ rule fit:
     """One linear mixed model per protein of a shard (REML), all proteins batched; and the
     protein abundance model (fixed run means, random feature effects) on the same table."""
     input:
-        features="results/model/shards/{scatteritem}/features.parquet",
+        features=f"results/model/shards/{SHARD}/features.parquet",
         samples="results/ingest/samples.tsv",
-        largest="results/model/shards/{scatteritem}/largest.json",
+        largest=f"results/model/shards/{SHARD}/largest.json",
         # the variance-ratio prior only when model.shrinkage is on (else no extra job)
         prior=(
             "results/model/variance_prior.json"
@@ -70,22 +72,26 @@ rule fit:
             else []
         ),
     output:
-        proteins="results/model/shards/{scatteritem}/proteins.parquet",
+        proteins=model_out("proteins.parquet", "results/model/proteins.parquet"),
         # what every contrast test needs (pepmix.model.stored): the test stage computes the
         # contrasts, so editing `contrasts:` does not refit
-        fit="results/model/shards/{scatteritem}/fit.parquet",
-        fixed="results/model/shards/{scatteritem}/fixed_effects.parquet",
-        blups="results/model/shards/{scatteritem}/blups.parquet",
-        abundance="results/model/shards/{scatteritem}/protein_abundance.parquet",
-        alerts="results/alerts/fit/{scatteritem}.tsv",
+        fit=model_out("fit.parquet", "results/model/fit.parquet"),
+        fixed=model_out("fixed_effects.parquet", "results/model/fixed_effects.parquet"),
+        blups=model_out("blups.parquet", "results/model/blups.parquet"),
+        abundance=model_out(
+            "protein_abundance.parquet", "results/tables/protein_abundance.parquet"
+        ),
+        alerts=f"results/alerts/fit/{SHARD}.tsv",
+        # one shard: the proteins x runs table of rule gather_abundance
+        **({"wide": ABUNDANCE_WIDE} if SINGLE_SHARD else {}),
     params:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
         variance_tests=config.get("variance_tests", {}),
     benchmark:
-        "logs/benchmarks/fit/{scatteritem}.tsv"
+        f"logs/benchmarks/fit/{SHARD}.tsv"
     log:
-        "logs/fit/{scatteritem}.log",
+        f"logs/fit/{SHARD}.log",
     # the shards are the critical path: start all of them before the QC plots, which are ready
     # at the same time
     priority: 2
@@ -100,6 +106,13 @@ rule fit:
         "../envs/pepmix.yaml"
     script:
         "../scripts/fit.py"
+
+
+# with one shard the fit job writes the gathered files (rules/common.smk: SINGLE_SHARD)
+if SINGLE_SHARD:
+
+    ruleorder: fit > gather_model
+    ruleorder: fit > gather_abundance
 
 
 rule gather_model:

@@ -16,4 +16,6 @@ with rule_context(snakemake):
         replication=snakemake.params.replication,
         prior=snakemake.input.get("prior") or None,
         variance_tests=snakemake.params.get("variance_tests") or None,
+        # one shard: the job writes the gathered files itself (rules/fit.smk)
+        out_wide=snakemake.output.get("wide"),
     )

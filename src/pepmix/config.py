@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from pepmix.errors import ConfigError
@@ -79,6 +78,10 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     """
     if not isinstance(config, Mapping):
         raise ConfigError("config: the configuration must be a mapping of keys to values")
+    # imported here, not at module level: rule jobs import this module but never validate
+    # (jsonschema: ~0.05-0.1 s per job)
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(dict(config)), key=lambda e: e.path)
     if errors:

@@ -100,3 +100,42 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
     if alerts_path is not None:
         write_alerts(str(alerts_path), collector.alerts)
     logger.info("rule %s finished", rule)
+
+
+@contextlib.contextmanager
+def stage_alerts(stage: str, path: str | None, log_path: str | None = None) -> Iterator[None]:
+    """Collect the alerts (and log) of one stage of a job that runs several stages.
+
+    For rule ``prepare`` (ingest, merge, normalize and shard in one job): each stage's alerts go
+    to the file its own rule would write, named after that rule, and its log records also to
+    that rule's log file.
+
+    Parameters
+    ----------
+    stage : str
+        Stage (rule) name written with each alert.
+    path : str or None
+        Alerts TSV of the stage (written when the stage finishes without an exception; None:
+        the stage's rule has none).
+    log_path : str, optional
+        Log file of the stage (default None: none besides the job's own).
+    """
+    root = logging.getLogger("pepmix")
+    collector = AlertCollector(stage)
+    handlers: list[logging.Handler] = [collector]
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        file_handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(FORMAT))
+        handlers.append(file_handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            if handler is not collector:
+                handler.close()
+    if path is not None:
+        write_alerts(path, collector.alerts)

@@ -185,6 +185,7 @@ def fit_stage(
     replication: str = "auto",
     prior: PathLike | None = None,
     variance_tests: Mapping[str, Any] | None = None,
+    out_wide: PathLike | None = None,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
@@ -196,13 +197,14 @@ def fit_stage(
     by :func:`variance_prior_stage` (used when ``model.shrinkage`` is on). ``variance_tests``:
     the ``variance_tests:`` config (default None: likelihood-ratio tests on, bootstrap off);
     the protein table gains ``lrt_<term>`` (and ``p_boot_<term>``, ``n_boot_<term>``), see
-    :mod:`pepmix.model.variance_tests`.
+    :mod:`pepmix.model.variance_tests`. ``out_wide`` (default None: not written; needs
+    ``out_abundance``): the proteins x runs table of :func:`gather_abundance_stage`, for a single
+    shard whose job writes the gathered files itself.
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
-    from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.stored import StoredFit
     from pepmix.model.variance_tests import VarianceTestOptions, fit_tests
 
@@ -218,7 +220,12 @@ def fit_stage(
         spec.replication,
     )
     shrink = bool(model_config.get("shrinkage", False)) and prior is not None
-    ratio_prior = VariancePrior.from_json(prior) if shrink and prior is not None else None
+    ratio_prior = None
+    if shrink and prior is not None:
+        # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
+        from pepmix.model.shrinkage import VariancePrior
+
+        ratio_prior = VariancePrior.from_json(prior)
     if ratio_prior is not None:
         log.info("model.shrinkage: variance-ratio prior %s", ratio_prior.describe() or "none")
     fit = fit_proteins(
@@ -245,6 +252,8 @@ def fit_stage(
     if out_abundance is not None:
         abundance = protein_abundance(table, list(sheet["run"]), encoded=fit.encoded)
         write_parquet(abundance, out_abundance)
+        if out_wide is not None:
+            _write_wide(out_abundance, list(sheet["run"]), out_wide)
 
 
 def variance_prior_stage(
@@ -278,11 +287,15 @@ def gather_abundance_stage(
     parts: Sequence[PathLike], samples: PathLike, out_long: PathLike, out_wide: PathLike
 ) -> None:
     """Gather shard abundances: long Parquet and proteins x runs TSV."""
+    gather(parts, out_long)
+    _write_wide(out_long, list(read_resolved_sheet(samples)["run"]), out_wide)
+
+
+def _write_wide(long: PathLike, runs: list[str], output: PathLike) -> None:
+    """Proteins x runs TSV of the long abundance table ``long`` (as written to Parquet)."""
     from pepmix.abundance import wide
 
-    gather(parts, out_long)
-    runs = list(read_resolved_sheet(samples)["run"])
-    write_tsv(wide(pd.read_parquet(out_long), runs), out_wide)
+    write_tsv(wide(pd.read_parquet(long), runs), output)
 
 
 def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | None = None) -> None:

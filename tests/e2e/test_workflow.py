@@ -237,6 +237,19 @@ def test_contrast_edit_reruns_only_test_and_later(
     assert "fmol50_vs_fmol25" not in html
 
 
+def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> None:
+    """One batch: ingest, merge, normalize and shard are one job (rule prepare); one shard: the
+    fit job writes the gathered files (no gather jobs). Same files, fewer jobs' start-up."""
+    dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=2")
+    two = _planned_rules(dry.stdout + dry.stderr)
+    assert {"prepare", "fit", "gather_model", "gather_abundance"} <= two
+    assert not {"ingest", "merge", "normalize", "shard"} & two
+    dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=1")
+    one = _planned_rules(dry.stdout + dry.stderr)
+    assert {"prepare", "fit", "test"} <= one
+    assert not {"gather_model", "gather_abundance"} & one
+
+
 def test_report(repo: Path, demo_run: Path) -> None:
     result = _run(repo, demo_run, "--report", str(demo_run / "report.html"), "--config", "shards=2")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -54,7 +54,8 @@ for t in "${TABLES[@]}"; do targets+=("results/tables/$t"); done
     --configfile "$REPO/config/config.yaml" --config shards=1 --cores 2 --quiet
 
 echo "== SLURM run: README.md's cluster command ($shards shards)"
-# ingest, merge, normalize, shard, N x fit, 2 gathers, test, variance components, plots, ...
+# prepare (ingest, merge, normalize, shard: one batch), N x fit, 2 gathers, test, variance
+# components, plots, ...
 PEPMIX_SLURM_MIN_JOBS=14 bash "$HERE/run_slurm_e2e.sh" --command "$work/slurm" "$command"
 
 echo "== comparing tables"

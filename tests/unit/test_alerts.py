@@ -18,7 +18,7 @@ from pepmix.alerts import (
     write_alerts,
 )
 from pepmix.errors import ConfigError
-from pepmix.rule import rule_context
+from pepmix.rule import rule_context, stage_alerts
 
 log = logging.getLogger("pepmix.test_alerts")
 
@@ -75,3 +75,18 @@ def test_gather_keeps_each_alert_once_in_order(tmp_path: Path) -> None:
     rst = rst_alerts(tmp_path / "all.tsv")
     assert rst[0]["message"] == r"message with \* and \`ticks\` and \|bars\|"
     assert rst[1]["code"] == "technical_replication"
+
+
+def test_stage_alerts_one_file_per_stage_of_a_combined_job(tmp_path: Path) -> None:
+    """Rule prepare runs four stages in one job: each stage's alerts go to its own rule's file,
+    under its own name, as the separate rules would write them."""
+    logger = logging.getLogger("pepmix.filters")
+    merge_file, normalize_file = tmp_path / "merge.tsv", tmp_path / "normalize.tsv"
+    with stage_alerts("merge", str(merge_file)):
+        alert(logger, "heavy_filtering", "removed 620 of 1842 proteins")
+    with stage_alerts("normalize", str(normalize_file)):
+        logger.warning("a plain warning is not an alert")
+    assert read_alerts([merge_file]) == [
+        Alert("merge", "heavy_filtering", "removed 620 of 1842 proteins")
+    ]
+    assert read_alerts([normalize_file]) == []

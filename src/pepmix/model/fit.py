@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,11 @@ from pepmix.model.divergent import reduce_divergent
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
 from pepmix.model.satterthwaite import contrast_tests, cov_derivatives, estimates
-from pepmix.model.shrinkage import VariancePrior, penalised_optimum
 from pepmix.model.suffstats import Problem, build_problem
+
+if TYPE_CHECKING:
+    # imported where used: the prior is optional and its module loads scipy.optimize
+    from pepmix.model.shrinkage import VariancePrior
 
 log = logging.getLogger(__name__)
 
@@ -582,6 +585,8 @@ def _fit_bucket(
     if out.prior is None:
         opt = minimize(bucket, theta0)
     else:
+        from pepmix.model.shrinkage import penalised_optimum
+
         bucket, opt, theta_reml = penalised_optimum(bucket, problem.factors, out.prior)
         _note_shrunk(problem, idx, bucket, theta_reml, out)
     if out.reduce_divergent:

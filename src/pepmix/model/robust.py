@@ -113,7 +113,7 @@ import logging
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import special, stats
+from scipy import special
 
 from pepmix.model._kernel import segment_medians
 from pepmix.model.design import RunDesign
@@ -177,8 +177,11 @@ def variance_factor(k: float = HUBER_K, method: str = "huber") -> float:
     """
     if method == "bisquare":
         return _bisquare_factor(BISQUARE_C)
-    d_psi = 2.0 * float(stats.norm.cdf(k)) - 1.0
-    psi2 = d_psi - 2.0 * k * float(stats.norm.pdf(k)) + 2.0 * k * k * float(stats.norm.sf(k))
+    # the normal cdf, pdf and upper tail exactly as scipy.stats.norm computes them (ndtr,
+    # exp(-k^2/2)/sqrt(2 pi), ndtr(-k)), without importing scipy.stats (~0.15 s per fit job)
+    pdf = float(np.exp(-(k**2) / 2.0) / np.sqrt(2 * np.pi))
+    d_psi = 2.0 * float(special.ndtr(k)) - 1.0
+    psi2 = d_psi - 2.0 * k * pdf + 2.0 * k * k * float(special.ndtr(-k))
     mean_w = d_psi + k * float(special.exp1(k * k / 2.0)) / np.sqrt(2.0 * np.pi)
     return float(psi2 * mean_w / d_psi**3)
 
@@ -188,7 +191,8 @@ def _bisquare_factor(c: float) -> float:
     :math:`w(z) = (1 - (z/c)^2)^2` for :math:`|z| < c`, :math:`\\psi = z w`,
     :math:`\\psi' = (1 - u)(1 - 5u)`, :math:`u = (z/c)^2` (Gauss-Legendre on [-c, c])."""
     z, g = np.polynomial.legendre.leggauss(200)
-    z, g = z * c, g * c * stats.norm.pdf(z * c)
+    z = z * c
+    g = g * c * np.exp(-(z**2) / 2.0) / np.sqrt(2.0 * np.pi)  # standard normal density
     u = (z / c) ** 2
     w = (1.0 - u) ** 2
     e_w = float(g @ w)

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.model._kernel import accumulate
 from pepmix.model.checks import greedy_independent
 from pepmix.model.design import RunDesign
 from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket
@@ -380,6 +379,10 @@ def build_problem(
     g_flat = np.zeros(int(g_size.sum()))
     w_flat = np.zeros(int(w_size.sum()))
     erow_flat = np.zeros(int(r_size.sum()))
+    # imported here: numba (~0.2-0.4 s to import and load the cached kernel) only in jobs that
+    # fit, not in those that read a stored fit (rule test imports this module through it)
+    from pepmix.model._kernel import accumulate
+
     accumulate(
         prot_start,
         order.astype(np.int64),
