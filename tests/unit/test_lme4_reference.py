@@ -173,11 +173,16 @@ def test_satterthwaite_df_and_p_match_lmertest(fits) -> None:
 
 
 def test_singular_fits_are_flagged(fits) -> None:
+    checked = 0
     for case, _, fit in fits:
         zero_ref = [t for t, v in case["theta"].items() if v == 0.0]
         if zero_ref and fit.reml_crit[0] <= case["REMLcrit_min"] + 1e-9:
             assert fit.status[0] in ("boundary", "reduced_model"), case["dataset"]
             assert "variance at zero" in fit.detail[0] or fit.status[0] == "reduced_model"
+            checked += 1
+    # the reference set holds 19 such singular cases (lme4 theta exactly 0); the loop must
+    # check a good share of them, not pass because none qualifies
+    assert checked >= 10
 
 
 def test_blups_match_lme4(fits) -> None:

@@ -23,7 +23,11 @@ from .format_helpers import value as _value
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "fragpipe"
 DDA = DATA / "FragPipe_MSFragger_combined_ion.tsv"
 DIA = DATA / "Fragpipe_DIA_AIF_combined_ion_head800.tsv"
-SEMQUANT = Path("/work/shared/data/formats/fragpipe/ionquant_semquant_ups1_2fmol")
+# the shared data folder beside the repository (its files carry no licence: not copied here)
+SEMQUANT = (
+    Path(__file__).resolve().parents[3]
+    / "shared/data/formats/fragpipe/ionquant_semquant_ups1_2fmol"
+)
 
 
 def _read(path: Path, **options: object) -> pd.DataFrame:
