@@ -109,7 +109,7 @@ def fit_dense(
 
     best_theta = np.zeros(n_f)
     best = crit(best_theta)
-    for start in grid:
+    for start in grid if n_f else ():
         res = minimize(
             crit,
             np.asarray(start, dtype=np.float64),

@@ -35,8 +35,14 @@ def main() -> None:
                         continue
                     y = 20 + cond_eff[c] + feat_eff[f] + usage[f, c] + samp_eff[sample]
                     rows.append(
-                        (k, f"f{f}", f"s{sample:02d}", f"c{c}", f"r{sample:02d}",
-                         y + rng.normal(0, 0.25))
+                        (
+                            k,
+                            f"f{f}",
+                            f"s{sample:02d}",
+                            f"c{c}",
+                            f"r{sample:02d}",
+                            y + rng.normal(0, 0.25),
+                        )
                     )
     out = pd.DataFrame(rows, columns=["dataset", "feature", "sample", "condition", "run", "y"])
     out["y"] = out["y"].round(10)
