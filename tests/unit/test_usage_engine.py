@@ -19,6 +19,7 @@ from pepmix.model.design import USAGE_FACTOR, RunDesign, model_spec_from_config
 from pepmix.model.fit import Encoded, encode, fit_proteins
 from pepmix.model.reml import derivatives, evaluate
 from pepmix.model.suffstats import Problem, build_problem
+from pepmix.model.variance_tests import Observations, bootstrap_lrt, term_lrts
 
 from .engine_data import make_design, make_table
 
@@ -181,3 +182,22 @@ def test_config_accepts_usage_term() -> None:
     assert spec.random == USAGE
     with pytest.raises(ConfigError):
         model_spec_from_config({"random": ["feature", "feature:sample"]}, sheet)
+
+
+def test_huber_fit_and_bootstrap_accept_usage_term() -> None:
+    design, table, enc, problem, _ = _setup("cells_eliminated", n=6, seed=8)
+    fit = fit_proteins(table, design, [("B - A", "B", "A")], robust="huber")
+    usage = fit.blups.loc[fit.blups["factor"] == USAGE_FACTOR]
+    assert len(usage) > 0 and usage["weight_mean"].between(0, 1).all()
+    assert np.isfinite(fit.theta[:, 1][problem.active[:, 1]]).all()
+    tests = term_lrts(problem)
+    obs = Observations(enc.prot, enc.feat, enc.run, np.ones(enc.y.size))
+    select = np.isfinite(tests.lrt[:, 1]) & (tests.lrt[:, 1] > 0)
+    pvalue, n_valid = bootstrap_lrt(obs, design, enc.proteins, tests, select, 19, seed=1)
+    u = 1
+    assert select.any()
+    assert np.all((pvalue[select, u] >= 1 / 20) & (pvalue[select, u] <= 1))
+    # refits without a finite optimum happen where n is close to the number of random levels
+    roomy = select & (problem.n_obs >= problem.n_levels.sum(axis=1))
+    assert roomy.sum() >= 3
+    assert np.all(n_valid[roomy, u] >= 17)

@@ -34,6 +34,7 @@ from pepmix.model.design import USAGE_FACTOR, ModelSpec, RunDesign, build_run_de
 from pepmix.model.fit import ModelFit, encode, fit_proteins
 from pepmix.model.reml import evaluate
 from pepmix.model.suffstats import build_problem
+from pepmix.model.variance_tests import term_lrts
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "usage"
 
@@ -170,3 +171,23 @@ def test_usage_blups_are_labelled(engine_fits: list[tuple[int, RunDesign, ModelF
     labels = set(usage["level"].astype(str))
     assert len(labels) == len(usage) > 0
     assert all(lab.split(":")[1] in design.conditions for lab in labels)
+
+
+def test_usage_lrt_matches_lme4(reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """REML LRT of the usage term (``term_lrts``) against lme4's ``REMLcrit`` difference of the
+    best fits with and without the term; both engine criteria are never worse than lme4's
+    (2e-6 each), so the LRT agrees to 1e-5 wherever lme4 reached both optima."""
+    data, ref = reference
+    u = FACTORS.index(USAGE_FACTOR)
+    checked = 0
+    for k, d in data.groupby("dataset"):
+        design = _design(d)
+        enc = encode(d.assign(protein="p")[["protein", "feature", "run", "y"]], design)
+        problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, 1)
+        tests = term_lrts(problem)
+        row = ref.loc[k]
+        assert tests.lrt[0, u] >= -1e-9
+        if row.crit_default - row.crit < 1e-8:
+            assert tests.lrt[0, u] == pytest.approx(max(row.lrt_usage, 0.0), abs=1e-5), k
+            checked += 1
+    assert checked >= 20

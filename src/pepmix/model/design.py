@@ -329,6 +329,15 @@ def build_run_design(
     )
 
 
+def usage_code(
+    feat: NDArray[np.integer[Any]], run: NDArray[np.integer[Any]], design: RunDesign
+) -> NDArray[np.intp]:
+    """Global level code of the ``feature:condition`` factor: ``feature * n_conditions +
+    condition`` for feature codes ``feat`` observed in runs ``run``."""
+    n_cond = max(len(design.conditions), 1)
+    return np.asarray(feat.astype(np.intp) * n_cond + design.condition_code[run], dtype=np.intp)
+
+
 def contrast_replication(design: RunDesign, numerator: str, denominator: str) -> str:
     """What replicates the contrast ``numerator - denominator`` (one of :data:`REPLICATION_LABELS`).
 

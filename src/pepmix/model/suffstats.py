@@ -68,7 +68,7 @@ from numpy.typing import NDArray
 
 from pepmix.model._kernel import accumulate
 from pepmix.model.checks import greedy_independent
-from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign
+from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
 from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,7 @@ def usage_cells(
     prot: IntArray, feat: IntArray, run: IntArray, design: RunDesign, n_prot: int
 ) -> UsageCells:
     """The (feature, condition) cells of every protein (see :class:`UsageCells`)."""
-    n_cond = max(len(design.conditions), 1)
-    cell = feat.astype(np.int64) * n_cond + design.condition_code[run]
+    cell = usage_code(feat, run, design).astype(np.int64)
     span = int(cell.max()) + 1 if cell.size else 1
     uniq, index = np.unique(prot.astype(np.int64) * span + cell, return_inverse=True)
     index = index.ravel().astype(np.intp)
