@@ -180,6 +180,7 @@ def test_config_accepts_usage_term() -> None:
     sheet, _ = make_design()
     spec = model_spec_from_config({"random": ["feature", "feature:condition", "sample"]}, sheet)
     assert spec.random == USAGE
+    assert USAGE_FACTOR not in model_spec_from_config({}, sheet).random  # off by default
     with pytest.raises(ConfigError):
         model_spec_from_config({"random": ["feature", "feature:sample"]}, sheet)
 
