@@ -19,6 +19,7 @@ from pepmix.model.design import USAGE_FACTOR, RunDesign, model_spec_from_config
 from pepmix.model.fit import Encoded, encode, fit_proteins
 from pepmix.model.reml import derivatives, evaluate
 from pepmix.model.suffstats import Problem, build_problem
+from pepmix.model.usage import peptide_usage_table
 from pepmix.model.variance_tests import Observations, bootstrap_lrt, term_lrts
 
 from .engine_data import make_design, make_table
@@ -202,3 +203,40 @@ def test_huber_fit_and_bootstrap_accept_usage_term() -> None:
     roomy = select & (problem.n_obs >= problem.n_levels.sum(axis=1))
     assert roomy.sum() >= 3
     assert np.all(n_valid[roomy, u] >= 17)
+
+
+def test_peptide_usage_table_flags_the_shifted_peptide() -> None:
+    """A protein whose feature F0 is shifted by 3 log2 in condition B only: the usage test
+    rejects and F0:B is its most deviating cell; a protein without usage is not flagged."""
+    _, design = make_design(random=USAGE, n_cond=2, samples_per_cond=4)
+    rng = np.random.default_rng(12)
+    rows = []
+    for prot, shift in (("P_usage", 3.0), ("P_clean", 0.0)):
+        feat_eff = rng.normal(0, 1, 5)
+        for r, run in enumerate(design.runs):
+            cond = design.condition_code[r]
+            sample = rng.normal(0, 0.2)
+            for f in range(5):
+                y = 20 + feat_eff[f] + 0.5 * cond + sample + rng.normal(0, 0.2)
+                y += shift if (f == 0 and cond == 1) else 0.0
+                rows.append((prot, f"F{f}", run, y))
+    table = pd.DataFrame(rows, columns=["protein", "feature", "run", "y"])
+    fit = fit_proteins(table, design, [("B - A", "B", "A")], robust="none")
+    enc = fit.encoded
+    problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins))
+    tests = term_lrts(problem)
+    u = USAGE.index(USAGE_FACTOR)
+    comp = pd.DataFrame(
+        {
+            "protein": enc.proteins,
+            "status": fit.status,
+            f"var_{USAGE_FACTOR}": (fit.theta[:, u] * fit.sigma) ** 2,
+            f"lrt_{USAGE_FACTOR}": tests.lrt[:, u],
+        }
+    )
+    out = peptide_usage_table(comp, fit.blups).set_index("protein")
+    assert out.loc["P_usage", "lrt"] > 20  # chi-bar-square p < 1e-5
+    assert out.loc["P_usage", "top_cells"].startswith("F0:B (+")
+    assert out.loc["P_clean", "lrt"] < 3.84
+    with pytest.raises(ValueError, match="feature:condition"):
+        peptide_usage_table(comp.drop(columns=f"var_{USAGE_FACTOR}"), fit.blups)
