@@ -48,10 +48,13 @@ def accumulate(
     erow_flat: NDArray[np.float64],
     erow_offset: NDArray[np.int64],
     weight: NDArray[np.float64],
+    cell_local: NDArray[np.int32],
 ) -> None:
     """Fill ``g_flat``, ``w_flat`` and ``erow_flat`` for the listed proteins.
 
-    Factor ``f`` is the feature factor when ``run_codes[f, 0] < 0``; otherwise its level in run
+    Factor ``f`` is the feature factor when ``run_codes[f, 0] == -1``, the feature x condition
+    factor (level ``cell_local[i]`` of observation ``i``; empty without it) when
+    ``run_codes[f, 0] == -2``; otherwise its level in run
     ``r`` is ``run_codes[f, r]`` and its protein-local index ``local_tables[f, p, level]``.
     ``e_factor[p]`` is the eliminated factor (``-1``: none). ``weight`` holds one weight per
     observation, or is empty (all weights 1). An empty ``w_flat`` skips the class sums (rank-one
@@ -74,8 +77,10 @@ def accumulate(
             for f in range(n_f):
                 if not is_k[p, f]:
                     continue
-                if run_codes[f, 0] < 0:
+                if run_codes[f, 0] == -1:
                     level = feat_local[i]
+                elif run_codes[f, 0] == -2:
+                    level = cell_local[i]
                 else:
                     level = local_tables[f, p, run_codes[f, r]]
                 idx[k] = k_offset[p, f] + level
@@ -95,8 +100,10 @@ def accumulate(
                     g_flat[row + idx[b]] += val[a] * val[b]
             ef = e_factor[p]
             if ef >= 0:
-                if run_codes[ef, 0] < 0:
+                if run_codes[ef, 0] == -1:
                     elevel = feat_local[i]
+                elif run_codes[ef, 0] == -2:
+                    elevel = cell_local[i]
                 else:
                     elevel = local_tables[ef, p, run_codes[ef, r]]
                 base = e0 + elevel * d

@@ -18,7 +18,11 @@ Random intercept factors (``model.random``), any subset of:
 - ``sample``: the biological replicate (``bioreplicate`` column; the run itself without technical
   replicates, and the run with technical replication, see below),
 - ``run``: the MS run (only distinct from ``sample`` with technical replicates),
-- ``batch``: the MS batch.
+- ``batch``: the MS batch,
+- ``feature:condition`` ("peptide usage", off by default): one level per (feature, condition)
+  cell, lme4's ``(1|feature:condition)``. It models a feature whose response differs from the
+  protein's in one condition (a shifted, modified or shared peptide) as a random interaction
+  instead of letting it bias the condition effect.
 
 Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
 
@@ -55,7 +59,12 @@ from pepmix.errors import ConfigError, DesignError
 
 log = logging.getLogger(__name__)
 
-RANDOM_FACTORS = ("feature", "sample", "run", "batch")
+#: the peptide-usage term, lme4's ``(1|feature:condition)``: one level per observed
+#: (feature, condition) cell, nested in the feature (see :mod:`pepmix.model.suffstats`)
+USAGE_FACTOR = "feature:condition"
+RANDOM_FACTORS = ("feature", "sample", "run", "batch", USAGE_FACTOR)
+#: random factors whose level is a property of the observation, not of the run
+OBSERVATION_FACTORS = ("feature", USAGE_FACTOR)
 RUN_LEVEL_FACTORS = ("sample", "run", "batch")
 #: values of ``testing.replication``
 REPLICATION_MODES = ("auto", "biological", "technical")
@@ -300,7 +309,7 @@ def build_run_design(
     unit_column = "run" if spec.replication == "technical" else "bioreplicate"
     sources = {"sample": unit_column, "run": "run", "batch": "batch"}
     for fac in spec.random:
-        if fac == "feature":
+        if fac in OBSERVATION_FACTORS:
             continue
         values_s = rows[sources[fac]].astype(str)
         levels = list(dict.fromkeys(values_s))
@@ -318,6 +327,15 @@ def build_run_design(
         spec=spec,
         biological_samples=biological_samples(rows),
     )
+
+
+def usage_code(
+    feat: NDArray[np.integer[Any]], run: NDArray[np.integer[Any]], design: RunDesign
+) -> NDArray[np.intp]:
+    """Global level code of the ``feature:condition`` factor: ``feature * n_conditions +
+    condition`` for feature codes ``feat`` observed in runs ``run``."""
+    n_cond = max(len(design.conditions), 1)
+    return np.asarray(feat.astype(np.intp) * n_cond + design.condition_code[run], dtype=np.intp)
 
 
 def contrast_replication(design: RunDesign, numerator: str, denominator: str) -> str:

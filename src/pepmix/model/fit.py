@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.model.design import RunDesign, contrast_replication
+from pepmix.model.design import USAGE_FACTOR, RunDesign, contrast_replication
 from pepmix.model.divergent import reduce_divergent
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
@@ -837,6 +837,16 @@ def _label_blups(
     label_code = np.zeros(fcode.size, dtype=np.intp)
     for f, name in enumerate(problem.factors):
         rows = fcode == f
+        if name == USAGE_FACTOR:
+            # cell code feature * n_conditions + condition; name only the cells present
+            cells, local = np.unique(lcode[rows], return_inverse=True)
+            feat_of, cond_of = np.divmod(cells, max(len(design.conditions), 1))
+            label_code[rows] = local.ravel() + len(names)
+            names.extend(
+                f"{enc.features[a]}:{design.conditions[c] if design.conditions else ''}"
+                for a, c in zip(feat_of.tolist(), cond_of.tolist(), strict=True)
+            )
+            continue
         levels = (
             enc.features
             if name == "feature"

@@ -116,7 +116,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from pepmix.model._kernel import segment_medians
-from pepmix.model.design import RunDesign
+from pepmix.model.design import USAGE_FACTOR, RunDesign, usage_code
 from pepmix.model.fit import Encoded, ModelFit, _allocate, fit_problem
 from pepmix.model.optimize import DIVERGENT_THETA
 from pepmix.model.suffstats import Problem, build_problem
@@ -339,6 +339,11 @@ def fitted_values(
             table = np.zeros(int(enc.feat.max()) + 1)
             table[lcode[rows]] = blup[rows]
             yhat += table[enc.feat]
+        elif name == USAGE_FACTOR:
+            cell = usage_code(enc.feat, enc.run, design)
+            table = np.zeros(int(cell.max()) + 1)
+            table[lcode[rows]] = blup[rows]
+            yhat += table[cell]
         else:
             codes = design.factor_codes[name]
             n_lev = int(codes.max()) + 1
@@ -713,6 +718,9 @@ def _level_weights(
             continue
         if name == "feature":
             size, obs_key, row_key = int(enc.feat.max()) + 1, enc.feat, lcode[rows]
+        elif name == USAGE_FACTOR:
+            obs_key = usage_code(enc.feat, enc.run, design)
+            size, row_key = int(obs_key.max()) + 1, lcode[rows]
         else:
             codes = design.factor_codes[name]
             n_lev = int(codes.max()) + 1

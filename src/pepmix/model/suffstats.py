@@ -21,6 +21,39 @@ protein for :math:`L` levels). The log-likelihood gains the constant
 :math:`-\sum_i \log w_i` (in deviance units), kept in :attr:`Problem.neg_logw` and added to
 the reported criterion (as lme4's ``REMLcrit`` does with ``weights=``). Without weights (or all
 weights 1) nothing changes.
+
+Peptide usage: the feature x condition factor
+---------------------------------------------
+With ``feature:condition`` in ``model.random`` (lme4's ``(1|feature:condition)``; off by default)
+the model gains :math:`Z_U w`, :math:`w \sim N(0, \sigma^2\theta_U^2 I)`, with one level per
+observed cell :math:`(f, c)` (feature :math:`f` observed in some run of condition :math:`c`):
+:math:`Z_U[i, (f, c)] = 1` when observation :math:`i` is of feature :math:`f` in a run of
+condition :math:`c`. Although nested in the feature, :math:`U` is an ordinary random-intercept
+factor: every observation is in exactly one cell, so :math:`Z_U'Z_U = \mathrm{diag}(n_{fc})`
+(observations per cell) is diagonal and the factor fits either slot of the engine exactly,
+without new algebra:
+
+- eliminated (the usual case, more cells than samples): the diagonal block
+  :math:`1 + t_U n_{fc}`, count classes by :math:`n_{fc}` (at most the number of runs of a
+  condition, so a handful of classes), :math:`w_{fc} = Z_U[:, (f, c)]'[Z_K X y]` with
+  :math:`K` = feature and the run-level factors; or
+- kept in the dense block :math:`K` next to the features (few features, many samples: the
+  samples are eliminated), :math:`m (1 + C)` dimensions for :math:`m` features and :math:`C`
+  conditions.
+
+The rule "eliminate the factor with the most observed levels" of the default model chooses, so the
+dense block has :math:`m + \min(S, \text{cells})` random dimensions (:math:`S` run-level levels):
+memory :math:`O(d^2)` per protein with :math:`d` that plus the fixed effects, an evaluation
+:math:`O(C_n d^2 + d^3)`. The criterion, its exact gradient and Hessian, the GLS estimates, the
+fixed-effect covariance and the Satterthwaite derivatives of :mod:`pepmix.model.reml` and
+:mod:`pepmix.model.satterthwaite` are written for any set of random-intercept factors (per-factor
+masks of the kept dimensions, or the eliminated factor), so they hold unchanged. The kernel reads
+an observation's cell from :attr:`UsageCells.local` (``run_codes`` row ``-2``).
+
+Checks specific to the term (it is dropped, with a reason in ``detail``): a protein with one
+feature (the cells are the conditions: the term is confounded with the condition effect and the
+REML criterion does not depend on :math:`\theta_U`), and a protein whose every feature is observed
+in one condition only (the cells are the features: same grouping as ``feature``).
 """
 
 from __future__ import annotations
@@ -34,7 +67,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from pepmix.model.checks import greedy_independent
-from pepmix.model.design import RunDesign
+from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
 from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket
 
 log = logging.getLogger(__name__)
@@ -46,6 +79,52 @@ FloatArray = NDArray[np.float64]
 _Q_SIZES = (0, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 #: upper bound on elements of one bucket's W array (memory of a chunk)
 _MAX_W_ELEMENTS = 1 << 23
+
+
+@dataclass
+class UsageCells:
+    """Observed (feature, condition) cells of every protein: the levels of the usage factor.
+
+    Cells of protein ``p`` are ``first[p]:first[p + 1]`` in (feature, condition) order.
+
+    Attributes
+    ----------
+    first : ndarray of int, shape (P + 1,)
+        Offset of each protein's cells.
+    code : ndarray of int, shape (J,)
+        Global cell code ``feature * n_conditions + condition``.
+    count : ndarray of int, shape (J,)
+        Observations per cell.
+    index : ndarray of int, shape (N,)
+        Cell (global index into ``code``) of every observation.
+    local : ndarray of int32, shape (N,)
+        Protein-local cell index of every observation.
+    """
+
+    first: IntArray
+    code: IntArray
+    count: IntArray
+    index: IntArray
+    local: NDArray[np.int32]
+
+
+def usage_cells(
+    prot: IntArray, feat: IntArray, run: IntArray, design: RunDesign, n_prot: int
+) -> UsageCells:
+    """The (feature, condition) cells of every protein (see :class:`UsageCells`)."""
+    cell = usage_code(feat, run, design).astype(np.int64)
+    span = int(cell.max()) + 1 if cell.size else 1
+    uniq, index = np.unique(prot.astype(np.int64) * span + cell, return_inverse=True)
+    index = index.ravel().astype(np.intp)
+    n_cells = np.bincount((uniq // span).astype(np.intp), minlength=n_prot)
+    first = np.concatenate([[0], np.cumsum(n_cells)]).astype(np.intp)
+    return UsageCells(
+        first=first,
+        code=(uniq % span).astype(np.intp),
+        count=np.bincount(index, minlength=uniq.size).astype(np.intp),
+        index=index,
+        local=(index - first[prot]).astype(np.int32),
+    )
 
 
 @dataclass
@@ -104,6 +183,8 @@ class Problem:
         Protein indices and their padded statistics.
     levels : list of EliminatedLevels
         Eliminated levels of each bucket (same order as ``buckets``).
+    cells : UsageCells or None
+        Levels of the feature x condition factor (None when the model has none).
     dim_level : list of ndarray
         Per bucket, shape ``(B, d)``: global level code of each random-effect dimension
         (-1 elsewhere), for labelling BLUPs.
@@ -128,6 +209,7 @@ class Problem:
     levels: list[EliminatedLevels] = field(default_factory=list)
     dim_level: list[IntArray] = field(default_factory=list)
     neg_logw: FloatArray = field(default_factory=lambda: np.zeros(0))
+    cells: UsageCells | None = None
 
 
 def _levels(
@@ -216,15 +298,22 @@ def build_problem(
     # run_codes[f] < 0 marks the feature factor; the last row is the run itself (fixed runs)
     run_codes = np.full((n_f + 1, max(n_runs, 1)), -1, dtype=np.int32)
     max_levels = max(
-        [n_runs] + [int(design.factor_codes[f].max()) + 1 for f in factors if f != "feature"]
+        [n_runs]
+        + [int(design.factor_codes[f].max()) + 1 for f in factors if f not in OBSERVATION_FACTORS]
     )
     local_tables = np.zeros((n_f + 1, n_prot, max_levels), dtype=np.int32)
     feature_counts = np.bincount(feat, minlength=int(feat.max()) + 1 if feat.size else 0)
+    n_feat = np.bincount(prot, weights=np.r_[True, np.diff(feat) != 0], minlength=n_prot)
+    n_feat = n_feat.astype(np.intp)
+    cells = usage_cells(prot, feat, run, design, n_prot) if USAGE_FACTOR in factors else None
     for f, name in enumerate(factors):
         if name == "feature":
-            n_levels[:, f] = np.bincount(
-                prot, weights=np.r_[True, np.diff(feat) != 0], minlength=n_prot
-            ).astype(np.intp)
+            n_levels[:, f] = n_feat
+            continue
+        if name == USAGE_FACTOR:
+            assert cells is not None
+            n_levels[:, f] = np.diff(cells.first)
+            run_codes[f, :] = -2
             continue
         codes = design.factor_codes[name]
         counts = _group_columns(pr_counts, codes, int(codes.max()) + 1)
@@ -249,7 +338,13 @@ def build_problem(
     for f in range(n_f):
         drop(n_levels[:, f] <= 1, f, "one level")
         drop((n_levels[:, f] == n_obs) & (n_obs > 1), f, "one observation per level")
-    run_level = [f for f, name in enumerate(factors) if name != "feature"]
+    if cells is not None:
+        f = factors.index(USAGE_FACTOR)
+        drop(n_feat <= 1, f, "one feature (confounded with condition)")
+        if "feature" in factors:
+            same = active[:, factors.index("feature")] & (n_levels[:, f] == n_feat)
+            drop(same, f, "each feature in one condition (same grouping as feature)")
+    run_level = [f for f, name in enumerate(factors) if name not in OBSERVATION_FACTORS]
     run_seen = pr_counts > 0
     for i, fa in enumerate(run_level):
         for fb in run_level[i + 1 :]:
@@ -307,7 +402,7 @@ def build_problem(
 
     # counts of the eliminated levels (in local order) and their count classes
     e_counts = _eliminated_counts(
-        kernel_e, n_e, factors, level_counts, pr_counts, feature_counts, first_feat
+        kernel_e, n_e, factors, level_counts, pr_counts, feature_counts, first_feat, cells
     )
     e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.int64)
     e_protein = np.repeat(np.arange(n_prot), n_e)
@@ -322,6 +417,7 @@ def build_problem(
             first_feat,
             pr_counts,
             level_counts,
+            cells,
         )
     # weighted and compressed: rank-one classes (one level each, stored as its row w_j)
     rank_one = compress and weights is not None
@@ -406,6 +502,7 @@ def build_problem(
         erow_flat,
         erow_offset,
         np.zeros(0) if weights is None else weights,
+        np.zeros(0, dtype=np.int32) if cells is None else cells.local,
     )
 
     problem = Problem(
@@ -421,6 +518,7 @@ def build_problem(
         ybar=ybar,
         efactor=efactor,
         e_fixed=fixed_runs,
+        cells=cells,
     )
     problem.neg_logw = (
         np.zeros(n_prot)
@@ -464,6 +562,10 @@ def build_problem(
                 if factors[f] == "feature":
                     first_code = first_feat[members[row]]
                     dim_level[row, start:stop] = first_code + np.arange(stop - start)
+                elif factors[f] == USAGE_FACTOR:
+                    assert cells is not None
+                    first_cell = cells.first[members[row]]
+                    dim_level[row, start:stop] = cells.code[first_cell : first_cell + stop - start]
                 else:
                     dim_level[row, start:stop] = global_levels[f][members[row]]
         bucket = Bucket(
@@ -495,6 +597,7 @@ def build_problem(
                 first_feat,
                 global_levels,
                 pr_counts,
+                cells,
             )
         )
     log.debug("built %d buckets for %d fittable proteins", len(chunks), fit_idx.size)
@@ -529,6 +632,7 @@ def _eliminated_counts(
     pr_counts: IntArray,
     feature_counts: IntArray,
     first_feat: IntArray,
+    cells: UsageCells | None = None,
 ) -> IntArray:
     """Observation count of every eliminated level, proteins in code order, levels in local
     order."""
@@ -541,6 +645,9 @@ def _eliminated_counts(
             parts.append(row[row > 0])
         elif factors[e] == "feature":
             parts.append(feature_counts[first_feat[p] : first_feat[p] + n_e[p]])
+        elif factors[e] == USAGE_FACTOR:
+            assert cells is not None
+            parts.append(cells.count[cells.first[p] : cells.first[p + 1]])
         else:
             row = level_counts[e][p]
             parts.append(row[row > 0])
@@ -570,6 +677,7 @@ def _eliminated_weights(
     first_feat: IntArray,
     pr_counts: IntArray,
     level_counts: dict[int, IntArray],
+    cells: UsageCells | None = None,
 ) -> FloatArray:
     """Weight sum of every eliminated level, in the order of :func:`_eliminated_counts`.
 
@@ -581,6 +689,11 @@ def _eliminated_weights(
         prot.astype(np.int64) * n_runs + run, weights=weights, minlength=n_prot * n_runs
     ).reshape(n_prot, n_runs)
     feat_w = np.bincount(feat, weights=weights)
+    cell_w = (
+        np.bincount(cells.index, weights=weights, minlength=cells.code.size)
+        if cells is not None
+        else np.zeros(0)
+    )
     grouped = {
         f: _group_columns(pr_w, design.factor_codes[factors[f]], counts.shape[1], np.float64)
         for f, counts in level_counts.items()
@@ -594,6 +707,9 @@ def _eliminated_weights(
             parts.append(pr_w[p][pr_counts[p] > 0])
         elif factors[e] == "feature":
             parts.append(feat_w[first_feat[p] : first_feat[p] + n_e[p]])
+        elif factors[e] == USAGE_FACTOR:
+            assert cells is not None
+            parts.append(cell_w[cells.first[p] : cells.first[p + 1]])
         else:
             parts.append(grouped[e][p][level_counts[e][p] > 0])
     if not parts:
@@ -628,6 +744,7 @@ def _bucket_levels(
     first_feat: IntArray,
     global_levels: dict[int, list[IntArray]],
     pr_counts: IntArray,
+    cells: UsageCells | None = None,
 ) -> EliminatedLevels:
     counts = n_e[members]
     total = int(counts.sum())
@@ -650,6 +767,9 @@ def _bucket_levels(
             levels.append(np.flatnonzero(pr_counts[p] > 0))
         elif factors[e] == "feature":
             levels.append(first_feat[p] + np.arange(n_e[p]))
+        elif factors[e] == USAGE_FACTOR:
+            assert cells is not None
+            levels.append(cells.code[cells.first[p] : cells.first[p + 1]])
         else:
             levels.append(global_levels[e][p])
     level = np.concatenate(levels or [np.zeros(0, np.intp)]).astype(np.intp)

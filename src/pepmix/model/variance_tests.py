@@ -73,7 +73,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from pepmix.errors import ConfigError
-from pepmix.model.design import RunDesign
+from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
 from pepmix.model.fit import FITTED, SNAP_TOL, ModelFit
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket
@@ -290,7 +290,9 @@ def _simulate(
     y = np.zeros(copies.prot.size)
     src_prot = copies.prot // n_boot
     bounds = np.searchsorted(src_prot, np.arange(len(rngs) + 1))
-    n_levels = {f: int(design.factor_codes[f].max()) + 1 for f in factors if f != "feature"}
+    n_levels = {
+        f: int(design.factor_codes[f].max()) + 1 for f in factors if f not in OBSERVATION_FACTORS
+    }
     for i, rng in enumerate(rngs):
         if bounds[i + 1] == bounds[i]:
             continue
@@ -300,8 +302,10 @@ def _simulate(
         for k, name in enumerate(factors):
             if theta[i, k] <= 0:
                 continue
-            if name == "feature":
+            if name in OBSERVATION_FACTORS:
                 code = copies.feat[sl] - copies.feat[sl][0]
+                if name == USAGE_FACTOR:
+                    code = usage_code(code, copies.run[sl], design)
                 u = rng.standard_normal(int(code.max()) + 1)
                 part += theta[i, k] * u[code]
             else:

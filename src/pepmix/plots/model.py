@@ -21,6 +21,7 @@ COMPONENT_COLORS = {
     "sample": "#dd8452",
     "run": "#8172b3",
     "batch": "#937860",
+    "feature:condition": "#55a868",
     "residual": "#8c8c8c",
 }
 """Colour of each variance component (the same in every model figure)."""
@@ -30,6 +31,7 @@ COMPONENT_LABELS = {
     "sample": "sample\n(biological)",
     "run": "run\n(technical)",
     "batch": "batch",
+    "feature:condition": "peptide usage\n(feature x condition)",
     "residual": "residual",
 }
 
