@@ -1,4 +1,4 @@
-"""Run-level design of the per-protein model: fixed-effect columns and random factors.
+r"""Run-level design of the per-protein model: fixed-effect columns and random factors.
 
 Every protein shares one run-level design; a protein only sees the runs it was observed in.
 
@@ -19,6 +19,15 @@ Random intercept factors (``model.random``), any subset of:
   replicates, and the run with technical replication, see below),
 - ``run``: the MS run (only distinct from ``sample`` with technical replicates),
 - ``batch``: the MS batch.
+- ``batch:condition``: the batch-by-condition cell, i.e. the heterogeneity of the condition
+  effect across batches (labs, sites). ``(1|batch) + (1|batch:condition)`` is the
+  compound-symmetry form of lme4's ``(condition|batch)``: every condition mean gets a batch
+  deviation with the same variance :math:`\sigma^2_{bc}`, so the effect of a pairwise contrast
+  varies between batches with SD :math:`\sqrt{2}\,\sigma_{bc}` (Pinheiro & Bates 2000,
+  sec. 4.2, the ``pdCompSymm`` form; Bates et al. 2015, lme4, sec. 2.2). The contrast the model
+  tests is then the effect averaged over batches, and its standard error includes the
+  between-batch variance of the effect. Needs at least two batches and a batch term (random or
+  fixed). Like the sample, the cell is run-level (every run has one batch and one condition).
 
 Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
 
@@ -55,8 +64,10 @@ from pepmix.errors import ConfigError, DesignError
 
 log = logging.getLogger(__name__)
 
-RANDOM_FACTORS = ("feature", "sample", "run", "batch")
-RUN_LEVEL_FACTORS = ("sample", "run", "batch")
+#: random factor of the batch-by-condition cell (heterogeneity of the effect across batches)
+BATCH_CONDITION = "batch:condition"
+RANDOM_FACTORS = ("feature", "sample", "run", "batch", BATCH_CONDITION)
+RUN_LEVEL_FACTORS = ("sample", "run", "batch", BATCH_CONDITION)
 #: values of ``testing.replication``
 REPLICATION_MODES = ("auto", "biological", "technical")
 #: per-contrast labels of what replicates the condition effect (see :func:`contrast_replication`)
@@ -174,6 +185,7 @@ def model_spec_from_config(
         raise ConfigError("config: model: batch cannot be both fixed and random")
     if ("batch" in random or fixed_batch) and sheet["batch"].isna().all():
         raise ConfigError("config: model: a batch term needs a batch column or several inputs")
+    _check_batch_condition(random, fixed_batch, sheet)
     covariates = tuple(model_config.get("covariates") or ())
     for cov in covariates:
         if cov not in sheet.columns:
@@ -197,6 +209,19 @@ def model_spec_from_config(
     return ModelSpec(
         random=random, fixed_batch=fixed_batch, covariates=covariates, replication=unit
     )
+
+
+def _check_batch_condition(random: tuple[str, ...], fixed_batch: bool, sheet: pd.DataFrame) -> None:
+    """A ``batch:condition`` term needs a batch term and at least two batches."""
+    if BATCH_CONDITION not in random:
+        return
+    if not fixed_batch and "batch" not in random:
+        raise ConfigError(
+            "config: model.random: batch:condition needs a batch term "
+            "(batch in model.random or model.fixed)"
+        )
+    if sheet["batch"].dropna().nunique() < 2:
+        raise ConfigError("config: model.random: batch:condition needs at least two batches")
 
 
 @dataclass
@@ -302,7 +327,10 @@ def build_run_design(
     for fac in spec.random:
         if fac == "feature":
             continue
-        values_s = rows[sources[fac]].astype(str)
+        if fac == BATCH_CONDITION:
+            values_s = rows["batch"].astype(str) + ":" + rows["condition"].astype(str)
+        else:
+            values_s = rows[sources[fac]].astype(str)
         levels = list(dict.fromkeys(values_s))
         codes_by_factor[fac] = np.array([levels.index(v) for v in values_s], dtype=np.intp)
         levels_by_factor[fac] = levels
