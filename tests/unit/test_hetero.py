@@ -26,6 +26,7 @@ from pepmix.model.design import (
     BATCH_CONDITION,
     ModelSpec,
     RunDesign,
+    batch_condition_df,
     build_run_design,
     model_spec_from_config,
 )
@@ -146,3 +147,28 @@ def test_variance_table_reports_effect_sd(cases, tmp_path) -> None:
         0.5 * stats.chi2.sf(ref, 1), rel=1e-4
     )
     assert f"icc_{BATCH_CONDITION}" in variance_test_table(frame).columns
+
+
+def test_batch_condition_containment_df() -> None:
+    # b1 {A, B}, b2 {A, B}, b3 {C}: 5 cells, 3 batches, 3 conditions, 2 components -> 1
+    sheet = pd.DataFrame(
+        {
+            "run": ["r1", "r2", "r3", "r4", "r5", "r6"],
+            "condition": ["A", "A", "B", "B", "C", "C"],
+            "bioreplicate": ["r1", "r2", "r3", "r4", "r5", "r6"],
+            "batch": ["b1", "b2", "b1", "b2", "b3", "b3"],
+        }
+    )
+    design = build_run_design(sheet, ModelSpec(random=FACTORS))
+    # protein 0 sees every run, protein 1 only batch b1, protein 2 b1 and b2 (complete, b = 2)
+    runs = [np.arange(6), np.array([0, 2]), np.array([0, 1, 2, 3])]
+    prot = np.concatenate([np.full(r.size, i) for i, r in enumerate(runs)])
+    df = batch_condition_df(prot, np.concatenate(runs), design, 4)
+    np.testing.assert_array_equal(df[:3], [1.0, 0.0, 1.0])
+    assert np.isnan(df[3])
+
+
+def test_df_cap_counts_batches(cases) -> None:
+    for row, _, fit in cases:
+        n_batches = int(row["dataset"] in ("h2", "h3", "h5")) + 3
+        assert fit.df_between()[0] == n_batches - 1, row["dataset"]

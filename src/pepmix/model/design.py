@@ -28,6 +28,8 @@ Random intercept factors (``model.random``), any subset of:
   tests is then the effect averaged over batches, and its standard error includes the
   between-batch variance of the effect. Needs at least two batches and a batch term (random or
   fixed). Like the sample, the cell is run-level (every run has one batch and one condition).
+  The effect is then replicated by batches: the df cap counts them
+  (:func:`batch_condition_df`).
 
 Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
 
@@ -367,6 +369,63 @@ def contrast_replication(design: RunDesign, numerator: str, denominator: str) ->
     if any(n >= 2 for n in counts.values()):
         return "biological_pooled"
     return "none"
+
+
+def batch_condition_df(
+    prot: NDArray[np.intp], run: NDArray[np.intp], design: RunDesign, n_prot: int
+) -> NDArray[np.float64]:
+    """Containment df of the condition effect in the ``batch:condition`` stratum, per protein.
+
+    With a ``batch:condition`` term the condition effect is replicated by batches, not by
+    samples: the containment df (SAS's method, as for the sample cap of
+    :mod:`pepmix.inference.differential`) are the observed batch-by-condition cells minus the
+    rank of the batch and condition main effects on them, :math:`c - (b + k - m)` for ``c``
+    cells, ``b`` batches, ``k`` conditions and ``m`` connected components of the
+    batch-condition graph; :math:`(b-1)(k-1)` in a complete design, ``b - 1`` for two
+    conditions.
+
+    Parameters
+    ----------
+    prot, run : ndarray of int, shape (N,)
+        Protein and run code of each observation.
+    design : RunDesign
+        Must hold a ``batch:condition`` factor.
+    n_prot : int
+        Number of proteins.
+
+    Returns
+    -------
+    ndarray, shape (n_prot,)
+        The df (may be < 1: no between-batch replication of the effect); NaN without
+        observations.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    cell_of_run = design.factor_codes[BATCH_CONDITION]
+    n_cell = int(cell_of_run.max()) + 1
+    cells = np.unique(prot.astype(np.int64) * n_cell + cell_of_run[run])
+    c_prot, c_cell = np.divmod(cells, n_cell)
+    batch_names = [lv.rsplit(":", 1)[0] for lv in design.factor_levels[BATCH_CONDITION]]
+    batch_of_cell = pd.factorize(pd.Series(batch_names))[0]
+    cond_of_cell = np.zeros(n_cell, dtype=np.intp)
+    cond_of_cell[cell_of_run] = design.condition_code
+    n_b, n_k = int(batch_of_cell.max()) + 1, max(len(design.conditions), 1)
+    # graph nodes: (protein, batch) then (protein, condition); one edge per observed cell
+    b_node = c_prot * n_b + batch_of_cell[c_cell]
+    k_node = n_prot * n_b + c_prot * n_k + cond_of_cell[c_cell]
+    n_nodes = n_prot * (n_b + n_k)
+    graph = coo_matrix((np.ones(cells.size), (b_node, k_node)), shape=(n_nodes, n_nodes))
+    _, label = connected_components(graph, directed=False)
+    used = np.unique(np.concatenate([b_node, k_node]))
+    node_prot = np.where(used < n_prot * n_b, used // n_b, (used - n_prot * n_b) // n_k)
+    n_nodes_p = np.bincount(node_prot, minlength=n_prot)
+    comp = np.unique(np.stack([node_prot, label[used]]), axis=1)
+    n_comp = np.bincount(comp[0], minlength=n_prot)
+    n_cells = np.bincount(c_prot, minlength=n_prot)
+    out = (n_cells - n_nodes_p + n_comp).astype(np.float64)
+    out[n_cells == 0] = np.nan
+    return out
 
 
 def abundance_design(runs: Sequence[str]) -> RunDesign:
