@@ -172,3 +172,21 @@ def test_df_cap_counts_batches(cases) -> None:
     for row, _, fit in cases:
         n_batches = int(row["dataset"] in ("h2", "h3", "h5")) + 3
         assert fit.df_between()[0] == n_batches - 1, row["dataset"]
+
+
+def test_average_effect_calibrated_with_heterogeneity() -> None:
+    """Null average effect, batch:condition SD 0.3 (4 batches x 2 conditions x 3 samples, 300
+    proteins): without the term the test rejects far more than 5 % (measured 25-33 % over six
+    seeds), with it the default inference holds 5 % within 3 binomial SEs (1.3 %)."""
+    import importlib.util
+
+    path = REF.parents[2] / "benchmarks" / "hetero_calibration.py"
+    spec = importlib.util.spec_from_file_location("hetero_calibration", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table, sheet = bench.simulate(300, 4, 3, 5, 0.3, seed=1)
+    without = bench.rejection(table, sheet, ("feature", "sample", "batch"))
+    with_term = bench.rejection(table, sheet, FACTORS)
+    assert without[0] > 0.15
+    assert 0.05 - 3 * 0.0126 <= with_term[0] <= 0.05 + 3 * 0.0126
