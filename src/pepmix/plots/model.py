@@ -21,6 +21,7 @@ COMPONENT_COLORS = {
     "sample": "#dd8452",
     "run": "#8172b3",
     "batch": "#937860",
+    "batch:condition": "#da8bc3",
     "residual": "#8c8c8c",
 }
 """Colour of each variance component (the same in every model figure)."""
@@ -30,6 +31,7 @@ COMPONENT_LABELS = {
     "sample": "sample\n(biological)",
     "run": "run\n(technical)",
     "batch": "batch",
+    "batch:condition": "batch x\ncondition",
     "residual": "residual",
 }
 
