@@ -190,3 +190,14 @@ def test_average_effect_calibrated_with_heterogeneity() -> None:
     with_term = bench.rejection(table, sheet, FACTORS)
     assert without[0] > 0.15
     assert 0.05 - 3 * 0.0126 <= with_term[0] <= 0.05 + 3 * 0.0126
+
+
+def test_methods_text_states_the_batch_cap() -> None:
+    from pepmix.report.methods import _Citations, _df_rule, model_formula
+
+    config = {"model": {"random": list(FACTORS)}}
+    summary = type("S", (), {"shrinkage_prior": None})()
+    text = _df_rule(config, summary, _Citations())  # type: ignore[arg-type]
+    assert "batch-by-condition" in text and "averaged over batches" in text
+    assert "batch-by-condition" not in _df_rule({}, summary, _Citations())  # type: ignore[arg-type]
+    assert model_formula(FACTORS).endswith("(1 | batch) + (1 | batch:condition)")
