@@ -201,3 +201,13 @@ def test_methods_text_states_the_batch_cap() -> None:
     assert "batch-by-condition" in text and "averaged over batches" in text
     assert "batch-by-condition" not in _df_rule({}, summary, _Citations())  # type: ignore[arg-type]
     assert model_formula(FACTORS).endswith("(1 | batch) + (1 | batch:condition)")
+
+
+def test_heterogeneity_bootstrap_runs(cases) -> None:
+    """The parametric bootstrap of the variance tests handles the term (B = 99: the p-value of
+    h1, LRT 12.2 with mixture p 2.4e-4, is the smallest possible, 1/100)."""
+    row, _, fit = cases[0]
+    table = fit_tests(fit, VarianceTestOptions(bootstrap=99, seed=3))
+    assert int(table[f"n_boot_{BATCH_CONDITION}"].iloc[0]) >= 95
+    assert table[f"p_boot_{BATCH_CONDITION}"].iloc[0] <= 0.03
+    assert row["reml_crit_reduced"] - row["reml_crit"] > 12.0
