@@ -303,9 +303,11 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
 
     Per random term ``<t>`` with a likelihood-ratio test: ``lrt_<t>, p_<t>, adj_p_<t>,
     icc_<t>`` (and ``p_boot_<t>, adj_p_boot_<t>, n_boot_<t>`` with the bootstrap), see
-    :func:`pepmix.model.variance_tests.variance_test_table`. With ``removed`` (:func:`merge`'s
-    list), the removed proteins follow, with status ``filtered`` and missing variance
-    components.
+    :func:`pepmix.model.variance_tests.variance_test_table`. With a ``batch:condition`` term,
+    ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
+    pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`). With ``removed``
+    (:func:`merge`'s list), the removed proteins follow, with status ``filtered`` and missing
+    variance components.
     """
     from pepmix.model.variance_tests import variance_test_table
 
@@ -314,6 +316,10 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
         extra = read_removed(removed).assign(status="filtered")
         frame = pd.concat([frame, extra], ignore_index=True)
     keep = ["protein"] + [c for c in frame.columns if c.startswith("var_")]
+    if "var_batch:condition" in frame.columns:
+        # between-batch SD of a pairwise condition effect under compound symmetry
+        frame["sd_effect_batch"] = (2.0 * frame["var_batch:condition"]) ** 0.5
+        keep.append("sd_effect_batch")
     keep += ["n_features", "n_observations", "status", "detail"]
     # model.shrinkage: plain REML estimates and the prior
     keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]

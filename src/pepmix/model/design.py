@@ -1,4 +1,4 @@
-"""Run-level design of the per-protein model: fixed-effect columns and random factors.
+r"""Run-level design of the per-protein model: fixed-effect columns and random factors.
 
 Every protein shares one run-level design; a protein only sees the runs it was observed in.
 
@@ -23,6 +23,17 @@ Random intercept factors (``model.random``), any subset of:
   cell, lme4's ``(1|feature:condition)``. It models a feature whose response differs from the
   protein's in one condition (a shifted, modified or shared peptide) as a random interaction
   instead of letting it bias the condition effect.
+- ``batch:condition``: the batch-by-condition cell, i.e. the heterogeneity of the condition
+  effect across batches (labs, sites). ``(1|batch) + (1|batch:condition)`` is the
+  compound-symmetry form of lme4's ``(condition|batch)``: every condition mean gets a batch
+  deviation with the same variance :math:`\sigma^2_{bc}`, so the effect of a pairwise contrast
+  varies between batches with SD :math:`\sqrt{2}\,\sigma_{bc}` (Pinheiro & Bates 2000,
+  sec. 4.2, the ``pdCompSymm`` form; Bates et al. 2015, lme4, sec. 2.2). The contrast the model
+  tests is then the effect averaged over batches, and its standard error includes the
+  between-batch variance of the effect. Needs at least two batches and a batch term (random or
+  fixed). Like the sample, the cell is run-level (every run has one batch and one condition).
+  The effect is then replicated by batches: the df cap counts them
+  (:func:`batch_condition_df`).
 
 Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
 
@@ -62,10 +73,12 @@ log = logging.getLogger(__name__)
 #: the peptide-usage term, lme4's ``(1|feature:condition)``: one level per observed
 #: (feature, condition) cell, nested in the feature (see :mod:`pepmix.model.suffstats`)
 USAGE_FACTOR = "feature:condition"
-RANDOM_FACTORS = ("feature", "sample", "run", "batch", USAGE_FACTOR)
+#: random factor of the batch-by-condition cell (heterogeneity of the effect across batches)
+BATCH_CONDITION = "batch:condition"
+RANDOM_FACTORS = ("feature", "sample", "run", "batch", BATCH_CONDITION, USAGE_FACTOR)
 #: random factors whose level is a property of the observation, not of the run
 OBSERVATION_FACTORS = ("feature", USAGE_FACTOR)
-RUN_LEVEL_FACTORS = ("sample", "run", "batch")
+RUN_LEVEL_FACTORS = ("sample", "run", "batch", BATCH_CONDITION)
 #: values of ``testing.replication``
 REPLICATION_MODES = ("auto", "biological", "technical")
 #: per-contrast labels of what replicates the condition effect (see :func:`contrast_replication`)
@@ -183,6 +196,7 @@ def model_spec_from_config(
         raise ConfigError("config: model: batch cannot be both fixed and random")
     if ("batch" in random or fixed_batch) and sheet["batch"].isna().all():
         raise ConfigError("config: model: a batch term needs a batch column or several inputs")
+    _check_batch_condition(random, fixed_batch, sheet)
     covariates = tuple(model_config.get("covariates") or ())
     for cov in covariates:
         if cov not in sheet.columns:
@@ -206,6 +220,19 @@ def model_spec_from_config(
     return ModelSpec(
         random=random, fixed_batch=fixed_batch, covariates=covariates, replication=unit
     )
+
+
+def _check_batch_condition(random: tuple[str, ...], fixed_batch: bool, sheet: pd.DataFrame) -> None:
+    """A ``batch:condition`` term needs a batch term and at least two batches."""
+    if BATCH_CONDITION not in random:
+        return
+    if not fixed_batch and "batch" not in random:
+        raise ConfigError(
+            "config: model.random: batch:condition needs a batch term "
+            "(batch in model.random or model.fixed)"
+        )
+    if sheet["batch"].dropna().nunique() < 2:
+        raise ConfigError("config: model.random: batch:condition needs at least two batches")
 
 
 @dataclass
@@ -311,7 +338,10 @@ def build_run_design(
     for fac in spec.random:
         if fac in OBSERVATION_FACTORS:
             continue
-        values_s = rows[sources[fac]].astype(str)
+        if fac == BATCH_CONDITION:
+            values_s = rows["batch"].astype(str) + ":" + rows["condition"].astype(str)
+        else:
+            values_s = rows[sources[fac]].astype(str)
         levels = list(dict.fromkeys(values_s))
         codes_by_factor[fac] = np.array([levels.index(v) for v in values_s], dtype=np.intp)
         levels_by_factor[fac] = levels
@@ -357,6 +387,63 @@ def contrast_replication(design: RunDesign, numerator: str, denominator: str) ->
     if any(n >= 2 for n in counts.values()):
         return "biological_pooled"
     return "none"
+
+
+def batch_condition_df(
+    prot: NDArray[np.intp], run: NDArray[np.intp], design: RunDesign, n_prot: int
+) -> NDArray[np.float64]:
+    """Containment df of the condition effect in the ``batch:condition`` stratum, per protein.
+
+    With a ``batch:condition`` term the condition effect is replicated by batches, not by
+    samples: the containment df (SAS's method, as for the sample cap of
+    :mod:`pepmix.inference.differential`) are the observed batch-by-condition cells minus the
+    rank of the batch and condition main effects on them, :math:`c - (b + k - m)` for ``c``
+    cells, ``b`` batches, ``k`` conditions and ``m`` connected components of the
+    batch-condition graph; :math:`(b-1)(k-1)` in a complete design, ``b - 1`` for two
+    conditions.
+
+    Parameters
+    ----------
+    prot, run : ndarray of int, shape (N,)
+        Protein and run code of each observation.
+    design : RunDesign
+        Must hold a ``batch:condition`` factor.
+    n_prot : int
+        Number of proteins.
+
+    Returns
+    -------
+    ndarray, shape (n_prot,)
+        The df (may be < 1: no between-batch replication of the effect); NaN without
+        observations.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    cell_of_run = design.factor_codes[BATCH_CONDITION]
+    n_cell = int(cell_of_run.max()) + 1
+    cells = np.unique(prot.astype(np.int64) * n_cell + cell_of_run[run])
+    c_prot, c_cell = np.divmod(cells, n_cell)
+    batch_names = [lv.rsplit(":", 1)[0] for lv in design.factor_levels[BATCH_CONDITION]]
+    batch_of_cell = pd.factorize(pd.Series(batch_names))[0]
+    cond_of_cell = np.zeros(n_cell, dtype=np.intp)
+    cond_of_cell[cell_of_run] = design.condition_code
+    n_b, n_k = int(batch_of_cell.max()) + 1, max(len(design.conditions), 1)
+    # graph nodes: (protein, batch) then (protein, condition); one edge per observed cell
+    b_node = c_prot * n_b + batch_of_cell[c_cell]
+    k_node = n_prot * n_b + c_prot * n_k + cond_of_cell[c_cell]
+    n_nodes = n_prot * (n_b + n_k)
+    graph = coo_matrix((np.ones(cells.size), (b_node, k_node)), shape=(n_nodes, n_nodes))
+    _, label = connected_components(graph, directed=False)
+    used = np.unique(np.concatenate([b_node, k_node]))
+    node_prot = np.where(used < n_prot * n_b, used // n_b, (used - n_prot * n_b) // n_k)
+    n_nodes_p = np.bincount(node_prot, minlength=n_prot)
+    comp = np.unique(np.stack([node_prot, label[used]]), axis=1)
+    n_comp = np.bincount(comp[0], minlength=n_prot)
+    n_cells = np.bincount(c_prot, minlength=n_prot)
+    out = (n_cells - n_nodes_p + n_comp).astype(np.float64)
+    out[n_cells == 0] = np.nan
+    return out
 
 
 def abundance_design(runs: Sequence[str]) -> RunDesign:

@@ -37,7 +37,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.model.design import USAGE_FACTOR, RunDesign, contrast_replication
+from pepmix.model.design import (
+    BATCH_CONDITION,
+    USAGE_FACTOR,
+    RunDesign,
+    batch_condition_df,
+    contrast_replication,
+)
 from pepmix.model.divergent import reduce_divergent
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
@@ -200,7 +206,9 @@ class ModelFit:
         is the between-sample (containment) degrees of freedom: observed units minus estimable
         fixed effects; with a variance-ratio prior, plus the prior df :math:`d_0` of the
         protein's shrunk ``sample`` ratio (the prior is information about the between-sample
-        variance, as limma's prior df are; see :mod:`pepmix.model.shrinkage`). ``replication``
+        variance, as limma's prior df are; see :mod:`pepmix.model.shrinkage`); with a
+        ``batch:condition`` term, at most the containment df of that stratum
+        (:func:`pepmix.model.design.batch_condition_df`, where at least 1). ``replication``
         says what the units are (:func:`pepmix.model.design.contrast_replication`).
 
         Parameters
@@ -222,6 +230,12 @@ class ModelFit:
         kept = np.sum(~np.isnan(self.beta), axis=1)
         df_between = (self.samples_per_condition.sum(axis=1) - kept).astype(np.float64)
         out: FloatArray = df_between + self._prior_df_between()
+        if BATCH_CONDITION in self.factors and self.encoded is not None:
+            # the effect is replicated by batches: containment df of the batch:condition
+            # stratum where the protein's cells leave at least one
+            enc = self.encoded
+            cells = batch_condition_df(enc.prot, enc.run, self.design, len(self.proteins))
+            out = np.where(cells >= 1, np.minimum(out, cells), out)
         return out
 
     def _prior_df_between(self) -> FloatArray:

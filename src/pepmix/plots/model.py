@@ -22,6 +22,7 @@ COMPONENT_COLORS = {
     "run": "#8172b3",
     "batch": "#937860",
     "feature:condition": "#55a868",
+    "batch:condition": "#da8bc3",
     "residual": "#8c8c8c",
 }
 """Colour of each variance component (the same in every model figure)."""
@@ -32,6 +33,7 @@ COMPONENT_LABELS = {
     "run": "run\n(technical)",
     "batch": "batch",
     "feature:condition": "peptide usage\n(feature x condition)",
+    "batch:condition": "batch x\ncondition",
     "residual": "residual",
 }
 

@@ -54,6 +54,7 @@ PARTITION_COLORS = {
     "sample": OKABE_ITO["orange"],
     "run": OKABE_ITO["reddish_purple"],
     "batch": OKABE_ITO["bluish_green"],
+    "batch:condition": OKABE_ITO["sky_blue"],
     "residual": OKABE_ITO["grey"],
 }
 """Colour of each variance component in the partition figure."""

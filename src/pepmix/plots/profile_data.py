@@ -60,8 +60,9 @@ def fitted_run_values(profile: ProteinProfile, runs: Runs, order: Sequence[str])
     """Model value of each run at the average feature: fixed effects plus run-level BLUPs.
 
     Condition means (``condition[<c>]``), fixed batch terms (``batch[<b>]``) and centred
-    numeric covariates, plus the BLUPs of ``sample`` (biological replicate), ``run`` and
-    ``batch``. NaN where the protein has no estimate for the run's condition.
+    numeric covariates, plus the BLUPs of ``sample`` (biological replicate), ``run``,
+    ``batch`` and ``batch:condition``. NaN where the protein has no estimate for the run's
+    condition.
     """
     est = dict(zip(profile.fixed["term"].astype(str), profile.fixed["estimate"], strict=True))
     blup = {
@@ -81,6 +82,7 @@ def fitted_run_values(profile: ProteinProfile, runs: Runs, order: Sequence[str])
         value += blup.get(("sample", runs.sample.get(run, run)), 0.0)
         value += blup.get(("run", run), 0.0)
         value += blup.get(("batch", runs.batch[run]), 0.0)
+        value += blup.get(("batch:condition", f"{runs.batch[run]}:{runs.condition[run]}"), 0.0)
         values[run] = value
     return pd.Series(values, dtype=float)
 

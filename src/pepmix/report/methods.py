@@ -229,6 +229,13 @@ def _df_rule(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> s
             ", capped at the number of observed replication units minus the estimated fixed "
             f"effects{extra}"
         )
+        random = (config.get("model", {}) or {}).get("random") or ()
+        if "batch:condition" in random:
+            text += (
+                " and at the containment df of the batch-by-condition term ((batches - 1) x "
+                "(conditions - 1) in a complete design): the contrasts are effects averaged "
+                "over batches, replicated by batches"
+            )
     return text + "."
 
 

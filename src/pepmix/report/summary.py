@@ -278,7 +278,7 @@ def _shrinkage_prior(variance: pd.DataFrame) -> dict[str, tuple[float, float]]:
 
 
 #: random terms in display order (others follow, alphabetically)
-TERM_ORDER = ("feature", "sample", "run", "batch")
+TERM_ORDER = ("feature", "sample", "run", "batch", "batch:condition")
 
 
 def variance_test_counts(variance: pd.DataFrame, fdr: float) -> dict[str, tuple[int, int]]:
