@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -661,12 +661,7 @@ def finish_light(
     at the protein codes ``dest`` (what :func:`fit_problem` writes for these proteins)."""
     bucket = light.bucket.take(rows)
     theta = light.theta[rows]
-    ev = Evaluation(
-        **{
-            f.name: None if getattr(light.ev, f.name) is None else getattr(light.ev, f.name)[rows]
-            for f in fields(Evaluation)
-        }
-    )
+    ev = light.ev.take(rows)
     der = derivatives(bucket, theta, ev)
     est = estimates(bucket, theta, ev, der)
     _store_inference(problem.xkeep[light.idx[rows]], dest, bucket, est, der, cmat, out)
