@@ -31,7 +31,12 @@ Iteration stops for a protein when its weights change by less than :data:`WEIGHT
 absolute change) or after :data:`MAX_ITER` refits; only proteins whose weights changed are
 refitted, each warm-started at its previous :math:`\theta`, and only their residuals, scales and
 weights are recomputed (the others' would come out the same). A protein whose MAD is 0 (at least
-half of its residuals equal) keeps its weights.
+half of its residuals equal) keeps its weights. The refits are light
+(:func:`pepmix.model.fit.fit_problem_light`): the next weights need only :math:`\theta`,
+:math:`\hat\beta`, the BLUPs and :math:`\sigma`, so the derivatives of the criterion, the
+covariances, their derivatives and the contrast tests are computed only for a protein's last
+refit, once its weights have settled (:func:`pepmix.model.fit.finish_light`, on the same bucket
+at the same optimum: the numbers are those of a full refit, bit for bit).
 
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
 some observation's residual exceeds :math:`k s / 0.5 = 2.69 s` (under normal errors 0.7 % of
