@@ -46,8 +46,14 @@ from pepmix.model.design import (
 )
 from pepmix.model.divergent import reduce_divergent
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
-from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
-from pepmix.model.satterthwaite import contrast_tests, cov_derivatives, estimates
+from pepmix.model.reml import Bucket, Derivatives, Evaluation, _inverses, derivatives, evaluate
+from pepmix.model.satterthwaite import (
+    Estimates,
+    contrast_tests,
+    cov_derivatives,
+    estimates,
+    point_estimates,
+)
 from pepmix.model.suffstats import Problem, build_problem
 
 if TYPE_CHECKING:
@@ -596,6 +602,95 @@ def _fit_bucket(
     theta0: FloatArray | None = None,
 ) -> pd.DataFrame:
     """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
+    bucket, theta, ev = _optimum(problem, idx, bucket, out, theta0)
+    der = derivatives(bucket, theta, ev)
+    est = estimates(bucket, theta, ev, der)
+    _store_point(problem, idx, theta, ev, est.sigma, est.beta, out)
+    _store_inference(problem.xkeep[idx], idx, bucket, est, der, cmat, out)
+    return _predictions(problem, k, idx, bucket, theta, ev, der.s0inv, est.u_k, est.beta, out)
+
+
+@dataclass
+class LightBucket:
+    """A bucket fitted by :func:`fit_problem_light`: what :func:`finish_light` needs.
+
+    Attributes
+    ----------
+    idx : ndarray of int
+        Protein codes (of the problem) of the bucket's rows.
+    bucket : Bucket
+        The bucket the optimum was found in (with the prior, if any).
+    theta : ndarray, shape (B, F)
+        Optimum after the boundary snap.
+    ev : Evaluation
+        The criterion evaluated there.
+    """
+
+    idx: NDArray[np.intp]
+    bucket: Bucket
+    theta: FloatArray
+    ev: Evaluation
+
+
+def fit_problem_light(
+    problem: Problem, out: ModelFit, theta0: FloatArray | None = None
+) -> tuple[FloatArray, list[LightBucket]]:
+    """Fit every bucket of ``problem`` up to its point estimates (an intermediate fit).
+
+    Fills ``theta, sigma, reml_crit, beta, beta_centred, converged, iterations,
+    not_identifiable`` of ``out`` with exactly the numbers :func:`fit_problem` gives, but
+    skips what only inference needs (derivatives of the criterion, covariances and their
+    derivatives, contrast tests: left NaN). :func:`finish_light` completes chosen proteins
+    later. Returns the coded predictions (array with columns ``protein_code, factor_code,
+    level_code, blup``, as the frames of :func:`fit_problem`) and the fitted buckets. Not for
+    the fixed run-means model.
+    """
+    if problem.e_fixed:
+        raise ValueError("light fits are for the differential model")
+    coded = []
+    light = []
+    for k, (idx, bucket) in enumerate(problem.buckets):
+        start = None if theta0 is None else theta0[idx]
+        fitted, theta, ev = _optimum(problem, idx, bucket, out, start)
+        _, s0inv = _inverses(ev)
+        _, sigma, beta, u_k = point_estimates(fitted, ev, s0inv)
+        _store_point(problem, idx, theta, ev, sigma, beta, out)
+        resid = _level_residuals(problem, k, fitted, u_k, beta)
+        cols = _prediction_columns(problem, k, idx, fitted, theta, u_k, resid)
+        coded.append(np.column_stack([c.astype(np.float64) for c in cols]))
+        light.append(LightBucket(idx=idx, bucket=fitted, theta=theta, ev=ev))
+    return (np.concatenate(coded) if coded else np.zeros((0, 4))), light
+
+
+def finish_light(
+    problem: Problem,
+    light: LightBucket,
+    rows: NDArray[np.intp],
+    cmat: FloatArray,
+    out: ModelFit,
+    dest: NDArray[np.intp],
+) -> None:
+    """Complete the light fit of the bucket rows ``rows``: covariances, their derivatives,
+    lmerTest's covariance of the variance parameters and contrast tests, written into ``out``
+    at the protein codes ``dest`` (what :func:`fit_problem` writes for these proteins)."""
+    bucket = light.bucket.take(rows)
+    theta = light.theta[rows]
+    ev = light.ev.take(rows)
+    der = derivatives(bucket, theta, ev)
+    est = estimates(bucket, theta, ev, der)
+    _store_inference(problem.xkeep[light.idx[rows]], dest, bucket, est, der, cmat, out)
+
+
+def _optimum(
+    problem: Problem,
+    idx: NDArray[np.intp],
+    bucket: Bucket,
+    out: ModelFit,
+    theta0: FloatArray | None,
+) -> tuple[Bucket, FloatArray, Evaluation]:
+    """Minimise the bucket's criterion (prior, divergence rule, boundary snap); record
+    convergence, iterations and non-identifiable variances in ``out``; return the bucket the
+    optimum belongs to, the optimum and the evaluation there."""
     if out.prior is None:
         opt = minimize(bucket, theta0)
     else:
@@ -609,24 +704,48 @@ def _fit_bucket(
     theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
     out.not_identifiable[idx] = flat
     ev = evaluate(bucket, theta)
-    der = derivatives(bucket, theta, ev)
-    est = estimates(bucket, theta, ev, der)
+    out.converged[idx] = opt.converged & ev.ok
+    out.iterations[idx] = opt.iterations
+    return bucket, theta, ev
+
+
+def _store_point(
+    problem: Problem,
+    idx: NDArray[np.intp],
+    theta: FloatArray,
+    ev: Evaluation,
+    sigma: FloatArray,
+    beta_c: FloatArray,
+    out: ModelFit,
+) -> None:
+    """Write variance parameters, criterion and fixed effects of the proteins ``idx``."""
     xkeep = problem.xkeep[idx]
-    beta = np.where(xkeep, est.beta, np.nan)
+    beta = np.where(xkeep, beta_c, np.nan)
     n_cond = len(out.design.conditions)
     beta[:, :n_cond] += problem.ybar[idx, None]
-    cov = np.where(xkeep[:, :, None] & xkeep[:, None, :], est.cov_beta, np.nan)
     out.theta[idx] = np.where(problem.active[idx], theta, 0.0)
-    out.sigma[idx] = est.sigma
+    out.sigma[idx] = sigma
     out.reml_crit[idx] = ev.reml_crit + problem.neg_logw[idx]
     out.beta[idx] = beta
+    out.beta_centred[idx] = np.where(xkeep, beta_c, 0.0)
+
+
+def _store_inference(
+    xkeep: NDArray[np.bool_],
+    idx: NDArray[np.intp],
+    bucket: Bucket,
+    est: Estimates,
+    der: Derivatives,
+    cmat: FloatArray,
+    out: ModelFit,
+) -> None:
+    """Write covariances, their derivatives and contrast tests of the proteins ``idx``
+    (``xkeep``: their estimable fixed-effect columns)."""
+    cov = np.where(xkeep[:, :, None] & xkeep[:, None, :], est.cov_beta, np.nan)
     out.cov_beta[idx] = cov
-    out.beta_centred[idx] = np.where(xkeep, est.beta, 0.0)
     both = xkeep[:, None, :, None] & xkeep[:, None, None, :]
     out.dcov_beta[idx] = np.where(both, cov_derivatives(bucket, est, der), np.nan)
     out.vcov_varpar[idx] = est.vcov_varpar
-    out.converged[idx] = opt.converged & ev.ok
-    out.iterations[idx] = opt.iterations
     if cmat.shape[0]:
         uses = cmat != 0
         ok = ~np.any(uses[None, :, :] & ~xkeep[:, None, :], axis=2)
@@ -636,7 +755,6 @@ def _fit_bucket(
         out.se[idx] = np.where(ok, se, np.nan)
         out.df[idx] = np.where(ok, df, np.nan)
         out.contrast_ok[idx] = ok
-    return _predictions(problem, k, idx, bucket, theta, ev, der.s0inv, est.u_k, est.beta, out)
 
 
 def _note_shrunk(
@@ -695,57 +813,87 @@ def _predictions(
     :math:`\mathrm{Var}(\hat\mu_j) = \sigma^2 (1/n_j + a_j' S_0^{-1} a_j / n_j^2)`,
     :math:`a_j = \tilde\Lambda w_j` restricted to random-effect dimensions.
     """
+    resid = _level_residuals(problem, k, bucket, u_k, beta)
+    lv = problem.levels[k]
+    if not bucket.e_fixed:
+        cols = _prediction_columns(problem, k, idx, bucket, theta, u_k, resid)
+        frame = pd.DataFrame(
+            {"protein_code": cols[0], "factor_code": cols[1], "level_code": cols[2]}
+        )
+        frame["blup"] = cols[3]
+        return frame
+    kdims = bucket.dimfactor >= 0
+    rows, cols_k = np.nonzero(kdims)
+    frame = pd.DataFrame(
+        {
+            "protein_code": idx[rows],
+            "factor_code": bucket.dimfactor[rows, cols_k],
+            "level_code": problem.dim_level[k][rows, cols_k],
+            "blup": u_k[rows, cols_k],
+        }
+    )
+    count = lv.wsum
+    lam_k = np.where(kdims, ev.lam, 0.0)
+    a = lv.rows * lam_k[lv.position]
+    quad = np.einsum("ja,jab,jb->j", a, s0inv[lv.position], a)
+    sigma = out.sigma[idx][lv.position]
+    out.run_effects_parts.append(
+        pd.DataFrame(
+            {
+                "protein_code": idx[lv.position],
+                "run_code": lv.level,
+                "abundance": resid / count + problem.ybar[idx][lv.position],
+                "se": sigma * np.sqrt(1.0 / count + quad / count**2),
+                "n_features": lv.count,
+            }
+        )
+    )
+    return frame
+
+
+def _level_residuals(
+    problem: Problem, k: int, bucket: Bucket, u_k: FloatArray, beta: FloatArray
+) -> FloatArray:
+    """Residual sum :math:`r_j` of each eliminated level of bucket ``k`` (:func:`_predictions`)."""
     d = bucket.dim
     n_x = bucket.n_x
     sol = -u_k.copy()
     sol[:, d - 1 - n_x : d - 1] = -beta
     sol[:, d - 1] = 1.0
     lv = problem.levels[k]
-    resid = np.einsum("ja,ja->j", lv.rows, sol[lv.position])
-    frames = []
-    kdims = bucket.dimfactor >= 0
-    rows, cols = np.nonzero(kdims)
-    frames.append(
-        pd.DataFrame(
-            {
-                "protein_code": idx[rows],
-                "factor_code": bucket.dimfactor[rows, cols],
-                "level_code": problem.dim_level[k][rows, cols],
-                "blup": u_k[rows, cols],
-            }
-        )
-    )
-    count = lv.wsum
-    if bucket.e_fixed:
-        lam_k = np.where(kdims, ev.lam, 0.0)
-        a = lv.rows * lam_k[lv.position]
-        quad = np.einsum("ja,jab,jb->j", a, s0inv[lv.position], a)
-        sigma = out.sigma[idx][lv.position]
-        out.run_effects_parts.append(
-            pd.DataFrame(
-                {
-                    "protein_code": idx[lv.position],
-                    "run_code": lv.level,
-                    "abundance": resid / count + problem.ybar[idx][lv.position],
-                    "se": sigma * np.sqrt(1.0 / count + quad / count**2),
-                    "n_features": lv.count,
-                }
-            )
-        )
-    elif lv.count.size:
+    return np.asarray(np.einsum("ja,ja->j", lv.rows, sol[lv.position]), dtype=np.float64)
+
+
+def _prediction_columns(
+    problem: Problem,
+    k: int,
+    idx: NDArray[np.intp],
+    bucket: Bucket,
+    theta: FloatArray,
+    u_k: FloatArray,
+    resid: FloatArray,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], FloatArray]:
+    """``protein_code, factor_code, level_code, blup`` of the kept dimensions' levels, then of
+    the eliminated levels (random eliminated factor; ``resid`` from :func:`_level_residuals`)."""
+    rows, cols = np.nonzero(bucket.dimfactor >= 0)
+    pcode = [idx[rows]]
+    fcode = [bucket.dimfactor[rows, cols]]
+    lcode = [problem.dim_level[k][rows, cols]]
+    blup = [u_k[rows, cols]]
+    lv = problem.levels[k]
+    if lv.count.size:
         e = bucket.efactor[lv.position]
         t = theta[lv.position, np.maximum(e, 0)] ** 2
-        frames.append(
-            pd.DataFrame(
-                {
-                    "protein_code": idx[lv.position],
-                    "factor_code": e,
-                    "level_code": lv.level,
-                    "blup": t * resid / (1.0 + t * count),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+        pcode.append(idx[lv.position])
+        fcode.append(e)
+        lcode.append(lv.level)
+        blup.append(t * resid / (1.0 + t * lv.wsum))
+    return (
+        np.concatenate(pcode).astype(np.intp),
+        np.concatenate(fcode).astype(np.intp),
+        np.concatenate(lcode).astype(np.intp),
+        np.concatenate(blup).astype(np.float64),
+    )
 
 
 def reml_optima(problem: Problem) -> list[tuple[FloatArray, NDArray[np.bool_]]]:

@@ -231,6 +231,21 @@ class Evaluation:
         """The REML criterion without the prior penalty."""
         return self.dev if self.penalty is None else self.dev - self.penalty
 
+    def take(self, index: IntArray) -> Evaluation:
+        """Return the evaluation of the proteins at ``index``."""
+        return Evaluation(
+            dev=self.dev[index],
+            logdet_s=self.logdet_s[index],
+            logdet_s0=self.logdet_s0[index],
+            g_e=self.g_e[index],
+            pwrss=self.pwrss[index],
+            chol=self.chol[index],
+            lam=self.lam[index],
+            ghat=self.ghat[index],
+            ok=self.ok[index],
+            penalty=None if self.penalty is None else self.penalty[index],
+        )
+
 
 def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArray:
     """Penalty of the variance-ratio prior (``order`` 0), or its first or second derivative.

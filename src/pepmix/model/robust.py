@@ -31,7 +31,12 @@ Iteration stops for a protein when its weights change by less than :data:`WEIGHT
 absolute change) or after :data:`MAX_ITER` refits; only proteins whose weights changed are
 refitted, each warm-started at its previous :math:`\theta`, and only their residuals, scales and
 weights are recomputed (the others' would come out the same). A protein whose MAD is 0 (at least
-half of its residuals equal) keeps its weights.
+half of its residuals equal) keeps its weights. The refits are light
+(:func:`pepmix.model.fit.fit_problem_light`): the next weights need only :math:`\theta`,
+:math:`\hat\beta`, the BLUPs and :math:`\sigma`, so the derivatives of the criterion, the
+covariances, their derivatives and the contrast tests are computed only for a protein's last
+refit, once its weights have settled (:func:`pepmix.model.fit.finish_light`, on the same bucket
+at the same optimum: the numbers are those of a full refit, bit for bit).
 
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
 some observation's residual exceeds :math:`k s / 0.5 = 2.69 s` (under normal errors 0.7 % of
@@ -117,7 +122,15 @@ from scipy import special
 
 from pepmix.model._kernel import segment_medians
 from pepmix.model.design import USAGE_FACTOR, RunDesign, usage_code
-from pepmix.model.fit import Encoded, ModelFit, _allocate, fit_problem
+from pepmix.model.fit import (
+    Encoded,
+    LightBucket,
+    ModelFit,
+    _allocate,
+    finish_light,
+    fit_problem,
+    fit_problem_light,
+)
 from pepmix.model.optimize import DIVERGENT_THETA
 from pepmix.model.suffstats import Problem, build_problem
 
@@ -369,9 +382,11 @@ def _refit(
     subset: IntArray,
     weights: FloatArray,
     warm: bool = True,
-) -> FloatArray:
+    light: bool = False,
+) -> tuple[FloatArray, _Pending | None]:
     """Refit the proteins ``subset`` with ``weights``; scatter into ``out``; return predictions
-    (coded, global protein codes)."""
+    (coded, global protein codes) and, for a ``light`` fit (:func:`fit_problem_light`: no
+    covariances or contrast tests yet), what :meth:`_Pending.finish` needs to complete it."""
     local = np.full(problem.n_proteins, -1, dtype=np.intp)
     local[subset] = np.arange(subset.size)
     rows = local[enc.prot] >= 0
@@ -394,11 +409,33 @@ def _refit(
     sub_out.reduce_divergent = False
     sub_out.theta_reml = np.full(sub_out.theta.shape, np.nan)
     theta0 = np.nan_to_num(out.theta[subset]) if warm else None
-    pieces = _coded(fit_problem(sub, cmat, sub_out, theta0))
+    pending = None
+    if light:
+        pieces, buckets = fit_problem_light(sub, sub_out, theta0)
+        pending = _Pending(sub, buckets, subset)
+    else:
+        pieces = _coded(fit_problem(sub, cmat, sub_out, theta0))
     pieces[:, 0] = subset[pieces[:, 0].astype(np.intp)]
     for name in _PROTEIN_ARRAYS:
         getattr(out, name)[subset] = getattr(sub_out, name)
-    return pieces
+    return pieces, pending
+
+
+class _Pending:
+    """A light refit (:func:`pepmix.model.fit.fit_problem_light`) whose covariances and
+    contrast tests are computed only for the proteins whose weights then settle."""
+
+    def __init__(self, problem: Problem, buckets: list[LightBucket], subset: IntArray) -> None:
+        self.problem, self.buckets, self.subset = problem, buckets, subset
+
+    def finish(self, proteins: NDArray[np.bool_], cmat: FloatArray, out: ModelFit) -> None:
+        """Complete the fit of ``proteins`` (global mask) into ``out``: the numbers
+        :func:`pepmix.model.fit.fit_problem` would have written (same bucket, same optimum)."""
+        for light in self.buckets:
+            codes = self.subset[light.idx]
+            rows = np.flatnonzero(proteins[codes])
+            if rows.size:
+                finish_light(self.problem, light, rows, cmat, out, codes[rows])
 
 
 def irls(
@@ -535,6 +572,11 @@ class _Irls:
         self.delta = np.zeros(n_prot)
         #: proteins :meth:`iterate` leaves as they are
         self.blocked = np.zeros(n_prot, dtype=bool)
+        #: light refits not yet completed, and which of them holds each protein's latest fit
+        #: (-1: the latest fit is complete)
+        self.pending: dict[int, _Pending] = {}
+        self.owner = np.full(n_prot, -1, dtype=np.intp)
+        self._next = 0
 
     def refit(
         self,
@@ -542,19 +584,36 @@ class _Irls:
         weights: FloatArray,
         touched: NDArray[np.bool_],
         warm: bool = True,
+        light: bool = True,
     ) -> None:
         """Refit ``subset`` with ``weights`` (warm start unless ``warm`` is False) and replace
-        its predictions."""
+        its predictions. A ``light`` refit (default) leaves covariances and contrast tests to
+        :meth:`finish`, which the caller must call once the weights of ``subset`` settle."""
         n_prot = self.problem.n_proteins
-        part = _refit(
-            self.problem, self.enc, self.design, self.cmat, self.out, subset, weights, warm
+        part, pending = _refit(
+            self.problem, self.enc, self.design, self.cmat, self.out, subset, weights, warm, light
         )
+        self.owner[subset] = -1
+        if pending is not None:
+            self.pending[self._next] = pending
+            self.owner[subset] = self._next
+            self._next += 1
+        self.pending = {j: p for j, p in self.pending.items() if np.any(self.owner == j)}
         replaced = np.zeros(n_prot, dtype=bool)
         replaced[subset] = True
         keep = ~replaced[self.current[:, 0].astype(np.intp)]
         self.current = np.concatenate([self.current[keep], part])
         self.n_refit += subset.size
         touched[subset] = True
+
+    def finish(self, proteins: NDArray[np.bool_]) -> None:
+        """Complete the light fits that are the latest fits of ``proteins`` (global mask)."""
+        for j, pending in self.pending.items():
+            done = proteins & (self.owner == j)
+            if done.any():
+                pending.finish(done, self.cmat, self.out)
+                self.owner[done] = -1
+        self.pending = {j: p for j, p in self.pending.items() if np.any(self.owner == j)}
 
     def iterate(self, weights: FloatArray, fixed_scale: FloatArray | None) -> FloatArray:
         """Reweight and refit until the weights settle or :data:`MAX_ITER` refits.
@@ -577,7 +636,7 @@ class _Irls:
             if collapsed.any():
                 self.given_up |= collapsed
                 weights = np.where(collapsed[enc.prot], 1.0, weights)
-                self.refit(np.flatnonzero(collapsed), weights, touched, warm=False)
+                self.refit(np.flatnonzero(collapsed), weights, touched, warm=False, light=False)
             _update_weights(
                 enc, self.design, problem.factors, out, self.current, touched, new, scale,
                 fixed_scale,
@@ -590,9 +649,12 @@ class _Irls:
             changing = self.delta > WEIGHT_TOL
             if not changing.any() or it > MAX_ITER:
                 break
+            # the others keep their fit: only now do they need covariances and contrast tests
+            self.finish(~changing)
             weights = np.where(changing[enc.prot], target, weights)
             self.refit(np.flatnonzero(changing), weights, touched)
             self.rounds += 1
+        self.finish(np.ones(n_prot, dtype=bool))
         return weights
 
 

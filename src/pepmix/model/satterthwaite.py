@@ -75,17 +75,19 @@ class Estimates:
     hess_min_eig: FloatArray
 
 
-def estimates(bucket: Bucket, theta: FloatArray, ev: Evaluation, der: Derivatives) -> Estimates:
-    """Fixed effects, BLUPs, their covariance and lmerTest's covariance of ``(theta, sigma)``."""
-    nb, nf = theta.shape
+def point_estimates(
+    bucket: Bucket, ev: Evaluation, s0inv: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Residual variance and SD, fixed effects and BLUPs (kept dimensions) at an evaluation.
+
+    ``s0inv`` is :math:`S_0^{-1}` (:attr:`pepmix.model.reml.Derivatives.s0inv`). Returns
+    ``sigma2, sigma, beta, u_k`` as in :class:`Estimates`; :func:`estimates` computes them
+    here, so a caller that needs only these gets the same numbers without the derivatives.
+    """
     d = bucket.dim
-    n_x = bucket.n_x
-    xs = slice(d - 1 - n_x, d - 1)
-    nu = bucket.nu
-    pw = ev.pwrss
-    sigma2 = pw / nu
+    xs = slice(d - 1 - bucket.n_x, d - 1)
+    sigma2 = ev.pwrss / bucket.nu
     sigma = np.sqrt(sigma2)
-    s0inv = der.s0inv
     # solution of S0 xi = s_{0y}
     s = ev.lam[:, :, None] * ev.ghat * ev.lam[:, None, :]
     rhs = s[:, :, -1].copy()
@@ -93,6 +95,18 @@ def estimates(bucket: Bucket, theta: FloatArray, ev: Evaluation, der: Derivative
     xi = np.einsum("bij,bj->bi", s0inv, rhs)
     beta = xi[:, xs]
     u_k = np.where(bucket.dimfactor >= 0, ev.lam * xi, 0.0)
+    return sigma2, sigma, beta, u_k
+
+
+def estimates(bucket: Bucket, theta: FloatArray, ev: Evaluation, der: Derivatives) -> Estimates:
+    """Fixed effects, BLUPs, their covariance and lmerTest's covariance of ``(theta, sigma)``."""
+    nb, nf = theta.shape
+    d = bucket.dim
+    xs = slice(d - 1 - bucket.n_x, d - 1)
+    nu = bucket.nu
+    pw = ev.pwrss
+    s0inv = der.s0inv
+    sigma2, sigma, beta, u_k = point_estimates(bucket, ev, s0inv)
     cov_beta = sigma2[:, None, None] * s0inv[:, xs, xs]
     # Hessian of D(theta, sigma)
     ld2 = der.g2 + der.l02
