@@ -106,7 +106,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -181,6 +181,14 @@ class Structure:
     b1: FloatArray
     penalty: FloatArray
     n_conditions: int
+    xx: FloatArray = field(init=False, repr=False)
+    xinc: FloatArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Run-wise products ``x_ri x_rj`` (R, p*p) and ``x_ri 1[s(r) = s]`` (R, p*S)."""
+        n_runs = self.x.shape[0]
+        self.xx = (self.x[:, :, None] * self.x[:, None, :]).reshape(n_runs, -1)
+        self.xinc = (self.x[:, :, None] * self.incidence[:, None, :]).reshape(n_runs, -1)
 
 
 def make_structure(
@@ -303,29 +311,32 @@ def _newton_system(
     ``grad_top`` (P, m), ``grad_v`` (P, S) and ``schur`` = ``top - cross diag^-1 cross'``.
     """
     x, inc = st.x, st.incidence
-    p, f = x.shape[1], bucket.present.shape[1]
+    n, p, f = z.shape[0], x.shape[1], bucket.present.shape[1]
     beta, u, v = _split(z, p, f)
     sf = scales[0][:, None] * bucket.present
     ss = scales[1][:, None]
     w_run = w.sum(axis=1)  # (P, R)
     w_feat = w.sum(axis=2)  # (P, F)
-    h_bb = np.einsum("pr,ri,rj->pij", w_run, x, x) + st.penalty
-    h_bu = np.einsum("pfr,ri->pif", w, x) * sf[:, None, :]
-    h_uu = np.zeros((z.shape[0], f, f))
+    # sums over runs as matrix products (R-length contractions, no einsum over cells)
+    h_bb = (w_run @ st.xx).reshape(n, p, p) + st.penalty
+    h_bu = np.matmul(w, x).transpose(0, 2, 1) * sf[:, None, :]
+    h_uu = np.zeros((n, f, f))
     idx = np.arange(f)
     h_uu[:, idx, idx] = sf**2 * w_feat + 1.0
-    h_bv = np.einsum("pr,ri,rs->pis", w_run, x, inc) * ss[:, :, None]
-    h_uv = np.einsum("pfr,rs->pfs", w, inc) * (sf[:, :, None] * ss[:, :, None])
+    h_bv = (w_run @ st.xinc).reshape(n, p, inc.shape[1]) * ss[:, :, None]
+    h_uv = np.matmul(w, inc) * (sf[:, :, None] * ss[:, :, None])
     diag = ss**2 * (w_run @ inc) + 1.0
     top = np.concatenate(
         [np.concatenate([h_bb, h_bu], axis=2), np.concatenate([h_bu.transpose(0, 2, 1), h_uu], 2)],
         axis=1,
     )
     cross = np.concatenate([h_bv, h_uv], axis=1)
-    g_b = np.einsum("pfr,ri->pi", d1, x) - beta @ st.penalty
+    d1_run = d1.sum(axis=1)  # (P, R)
+    g_b = d1_run @ x - beta @ st.penalty
     g_u = sf * d1.sum(axis=2) - u
-    g_v = ss * (d1.sum(axis=1) @ inc) - v
-    schur = top - np.einsum("pis,ps,pjs->pij", cross, 1.0 / diag, cross)
+    g_v = ss * (d1_run @ inc) - v
+    scaled = cross / diag[:, None, :]
+    schur = top - np.matmul(scaled, cross.transpose(0, 2, 1))
     return top, cross, diag, np.concatenate([g_b, g_u], axis=1), g_v, schur
 
 
