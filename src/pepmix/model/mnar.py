@@ -105,7 +105,7 @@ not estimate (dropped, or fixed at 0 in a reduced model) stays at 0.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +114,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from pepmix.errors import DesignError
-from pepmix.model.detection import DetectionCurve, _minimise
+from pepmix.model.detection import DetectionCurve
 from pepmix.model.fit import FITTED, Encoded, ModelFit
 from pepmix.model.optimize import DIVERGENT_THETA
 
@@ -126,6 +126,10 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 INNER_MAX_ITER = 60
 #: Newton iterations of the outer minimisation over (log sigma, theta)
 MAX_ITER = 40
+#: step in psi of the forward differences of the analytic gradient (outer Hessian)
+HESS_STEP = 1e-5
+#: a row does not stop where the outer Hessian has an eigenvalue below -this x max(1, max |eig|)
+NEGATIVE_CURVATURE = 1e-4
 #: the residual SD may not fall below the MAR fit's divided by this (divergence, see docstring)
 SIGMA_FLOOR = 10.0
 #: smallest prior SD of the condition deviations (log2 units)
@@ -259,10 +263,19 @@ def _cell_terms(
 
 @dataclass
 class _Mode:
+    """Mode ``z``, ``g(z)``, ``log|-grad^2 g|``, Cov(beta); the blocks behind them.
+
+    ``inverse`` is the inverse of the ``(beta, u)`` Schur complement, ``cross`` and ``diag``
+    the blocks of :func:`_newton_system` at ``z`` (used by :func:`laplace_gradient`).
+    """
+
     z: FloatArray
     g: FloatArray
     logdet: FloatArray
     cov_beta: FloatArray
+    inverse: FloatArray
+    cross: FloatArray
+    diag: FloatArray
 
 
 def _split(z: FloatArray, p: int, f: int) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -381,9 +394,13 @@ def find_mode(
     _, logdet_top = np.linalg.slogdet(schur)
     logdet = np.where(bad, np.inf, logdet_top + np.log(diag).sum(axis=1))
     p = st.x.shape[1]
-    cov_beta = np.asarray(np.linalg.inv(schur)[:, :p, :p], dtype=np.float64)
+    inverse = np.asarray(np.linalg.inv(schur), dtype=np.float64)
+    cov_beta = inverse[:, :p, :p].copy()
     cov_beta[bad] = np.nan
-    return _Mode(z=z, g=np.where(bad, -np.inf, g), logdet=logdet, cov_beta=cov_beta)
+    return _Mode(
+        z=z, g=np.where(bad, -np.inf, g), logdet=logdet, cov_beta=cov_beta, inverse=inverse,
+        cross=cross, diag=diag,
+    )  # fmt: skip
 
 
 def _usable(schur: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
@@ -404,6 +421,153 @@ def laplace_deviance(mode: _Mode) -> FloatArray:
     """``D = -2 g(z_hat) + log|-grad^2 g| - dim(z) log(2 pi)`` (module docstring)."""
     out: FloatArray = -2.0 * mode.g + mode.logdet - mode.z.shape[1] * LOG_2PI
     return out
+
+
+def _cell_derivatives(
+    bucket: CellBucket, st: Structure, mu: FloatArray, sigma: FloatArray
+) -> tuple[FloatArray, ...]:
+    """Per cell: ``l', w = -l''``, ``dw/dmu``; the partials of ``l, l', w`` in ``sigma``.
+
+    ``l`` is the cell's log contribution (:func:`_cell_terms`). Observed cells:
+    :math:`l = -r^2/2 - \\log\\sigma`, :math:`r = (y - \\mu)/\\sigma`. Missing cells:
+    :math:`l = \\log\\Phi(a)`, :math:`a = -(b_0 + b_1\\mu)/c`,
+    :math:`c = \\sqrt{1 + b_1^2\\sigma^2}`;
+    with the inverse Mills ratio :math:`m = \\phi(a)/\\Phi(a)`, :math:`m' = -\\kappa`,
+    :math:`\\kappa = m(a + m)` and :math:`\\kappa' = m(1 - \\kappa) - \\kappa(a + m)`, and
+    :math:`\\lambda = b_1/c`: :math:`l' = -\\lambda m`, :math:`w = \\lambda^2\\kappa`,
+    :math:`dw/d\\mu = -\\lambda^3\\kappa'`; in :math:`\\sigma`, :math:`\\partial a = -a\\,\\gamma`
+    and :math:`\\partial\\lambda = -\\lambda\\gamma` with :math:`\\gamma = b_1^2\\sigma/c^2`.
+    """
+    s = sigma[:, None, None]
+    b0, b1 = st.b0[None, None, :], st.b1[None, None, :]
+    c = np.sqrt(1.0 + b1**2 * s**2)
+    lam = b1 / c
+    a = -(b0 + b1 * mu) / c
+    mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - special.log_ndtr(a))
+    kappa = mills * (a + mills)
+    kappa_d = mills * (1.0 - kappa) - kappa * (a + mills)
+    gamma = b1**2 * s / c**2
+    da, dlam = -a * gamma, -lam * gamma
+    obs, miss = bucket.observed, bucket.missing
+    resid = (bucket.y - mu) / s
+    d1 = np.where(obs, resid / s, 0.0) + np.where(miss, -lam * mills, 0.0)
+    w = np.where(obs, 1.0 / s**2, 0.0) + np.where(miss, lam**2 * kappa, 0.0)
+    w_mu = np.where(miss, -(lam**3) * kappa_d, 0.0)
+    l_s = np.where(obs, (resid**2 - 1.0) / s, 0.0) + np.where(miss, mills * da, 0.0)
+    d1_s = np.where(obs, -2.0 * resid / s**2, 0.0)
+    d1_s = d1_s + np.where(miss, -dlam * mills + lam * kappa * da, 0.0)
+    w_s = np.where(obs, -2.0 / s**3, 0.0)
+    w_s = w_s + np.where(miss, 2.0 * lam * dlam * kappa + lam**2 * kappa_d * da, 0.0)
+    return d1, w, w_mu, l_s, d1_s, w_s
+
+
+def _solve_mode_system(mode: _Mode, top: FloatArray, v: FloatArray) -> FloatArray:
+    """``(-grad^2 g)^{-1}`` times right-hand sides ``(top, v)`` (shapes (P, m, k), (P, S, k))."""
+    scaled = mode.cross / mode.diag[:, None, :]
+    t = np.matmul(mode.inverse, top - np.matmul(scaled, v))
+    dv = v / mode.diag[:, :, None] - np.matmul(scaled.transpose(0, 2, 1), t)
+    out: FloatArray = np.concatenate([t, dv], axis=1)
+    return out
+
+
+def laplace_gradient(bucket: CellBucket, st: Structure, psi: FloatArray, mode: _Mode) -> FloatArray:
+    """Gradient of :func:`laplace_deviance` in ``psi = (log sigma, theta_F, theta_S)``, (P, 3).
+
+    At the mode :math:`\\hat z` the envelope theorem gives, for a parameter :math:`\\varphi`
+    among :math:`(\\sigma, a_F = \\sigma\\theta_F, a_S = \\sigma\\theta_S)`,
+    :math:`dD/d\\varphi = -2\\,\\partial_\\varphi g + \\mathrm{tr}(H^{-1} dH/d\\varphi)`,
+    :math:`H = -\\nabla^2 g = J'WJ + \\mathrm{blockdiag}(\\text{penalty}, I)`, :math:`J = \\partial
+    \\mu/\\partial z`. The total derivative of :math:`H` moves :math:`W` through the explicit
+    :math:`\\sigma` and through :math:`\\mu(\\hat z)`, with :math:`d\\hat z/d\\varphi =
+    H^{-1}\\partial_z\\partial_\\varphi g` (implicit function theorem), and :math:`J` through
+    :math:`a_F, a_S`:
+
+    .. math:: \\mathrm{tr}(H^{-1}dH) = \\sum_c q_c\\,dw_c + 2\\sum_c w_c\\,(H^{-1}J_c')_{k(c)},
+
+    :math:`q_c = J_cH^{-1}J_c'` the posterior variance of cell :math:`c`'s mean, :math:`k(c)`
+    its feature (for :math:`a_F`) or sample (for :math:`a_S`) coordinate, :math:`dw_c =
+    \\partial_\\sigma w_c + (dw/d\\mu)_c\\,d\\mu_c` (third derivatives of :math:`\\log\\Phi`, closed
+    form, :func:`_cell_derivatives`). Exact at an exact mode; rows whose mode is not finite get NaN.
+    """
+    f = bucket.present.shape[1]
+    p, x, inc = st.x.shape[1], st.x, st.incidence
+    sigma = np.exp(psi[:, 0])
+    a_f, a_s = sigma * psi[:, 1], sigma * psi[:, 2]
+    _, u, v = _split(mode.z, p, f)
+    sf = a_f[:, None] * bucket.present  # (P, F)
+    u_eff = u * bucket.present
+    v_run = v @ inc.T  # (P, R)
+    mu = _mean(bucket, st, mode.z, a_f, a_s)
+    d1, w, w_mu, l_s, d1_s, w_s = _cell_derivatives(bucket, st, mu, sigma)
+    # mixed partials d/dz d/dphi g as cell weights plus explicit terms, phi = sigma, a_F, a_S
+    cell_rhs = [d1_s, -w * u_eff[:, :, None], -w * v_run[:, None, :]]
+    tops, vs = [], []
+    for k, m_c in enumerate(cell_rhs):
+        run_sum, feat_sum = m_c.sum(axis=1), m_c.sum(axis=2)
+        g_u = sf * feat_sum + (d1.sum(axis=2) * bucket.present if k == 1 else 0.0)
+        g_v = a_s[:, None] * (run_sum @ inc) + (d1.sum(axis=1) @ inc if k == 2 else 0.0)
+        tops.append(np.concatenate([run_sum @ x, g_u], axis=1))
+        vs.append(g_v)
+    dz = _solve_mode_system(mode, np.stack(tops, axis=2), np.stack(vs, axis=2))  # (P, dim, 3)
+    # total change of each cell's mean: J dz + explicit d mu / d phi
+    d_beta, d_u, d_v = dz[:, :p], dz[:, p : p + f], dz[:, p + f :]
+    dmu = (
+        np.einsum("ri,pik->pkr", x, d_beta)[:, :, None, :]
+        + (sf[:, :, None] * d_u).transpose(0, 2, 1)[:, :, :, None]
+        + (a_s[:, None, None] * np.einsum("rs,psk->pkr", inc, d_v))[:, :, None, :]
+    )  # (P, 3, F, R)
+    dmu[:, 1] += u_eff[:, :, None]
+    dmu[:, 2] += v_run[:, None, :]
+    q, r_f, r_s = _cell_leverages(mode, st, sf, a_s)
+    dlogdet = np.stack(
+        [
+            np.sum((w_s + w_mu * dmu[:, 0]) * q, axis=(1, 2)),
+            np.sum(w_mu * dmu[:, 1] * q + 2.0 * w * r_f, axis=(1, 2)),
+            np.sum(w_mu * dmu[:, 2] * q + 2.0 * w * r_s, axis=(1, 2)),
+        ],
+        axis=1,
+    )
+    dg = np.stack(
+        [
+            l_s.sum(axis=(1, 2)),
+            np.sum(d1 * u_eff[:, :, None], axis=(1, 2)),
+            np.sum(d1 * v_run[:, None, :], axis=(1, 2)),
+        ],
+        axis=1,
+    )
+    d_phi = -2.0 * dg + dlogdet  # in (sigma, a_F, a_S)
+    grad = np.column_stack(
+        [
+            sigma * d_phi[:, 0] + a_f * d_phi[:, 1] + a_s * d_phi[:, 2],
+            sigma * d_phi[:, 1],
+            sigma * d_phi[:, 2],
+        ]
+    )
+    good = np.isfinite(mode.logdet) & np.all(np.isfinite(mode.z), axis=1)
+    out: FloatArray = np.where(good[:, None], grad, np.nan)
+    return out
+
+
+def _cell_leverages(
+    mode: _Mode, st: Structure, sf: FloatArray, a_s: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per cell (P, F, R): :math:`q_c = J_cH^{-1}J_c'` and the feature and sample coordinates
+    of :math:`H^{-1}J_c'`, from the Schur blocks (the sample block eliminated) without forming
+    :math:`H^{-1}`."""
+    p, x, inc = st.x.shape[1], st.x, st.incidence
+    inv = mode.inverse  # (P, m, m), m = p + F
+    c_run = np.matmul(mode.cross / mode.diag[:, None, :], inc.T)  # (P, m, R)
+    t0 = np.matmul(inv[:, :, :p], x.T) - a_s[:, None, None] * np.matmul(inv, c_run)  # (P, m, R)
+    diag_uu = np.diagonal(inv[:, p:, p:], axis1=1, axis2=2)  # (P, F)
+    r_f = t0[:, p:, :] + (sf * diag_uu)[:, :, None]
+    ct0 = np.sum(c_run * t0, axis=1)  # (P, R)
+    acu = np.matmul(inv[:, p:, :], c_run)  # (P, F, R)
+    r_s = (a_s[:, None] / mode.diag) @ inc.T
+    r_s = r_s[:, None, :] - ct0[:, None, :] - sf[:, :, None] * acu
+    xt0 = np.einsum("ri,pir->pr", x, t0[:, :p, :])  # (P, R)
+    xau = np.matmul(inv[:, p:, :p], x.T)  # (P, F, R)
+    q = xt0[:, None, :] + sf[:, :, None] * xau + sf[:, :, None] * r_f + a_s[:, None, None] * r_s
+    return q, r_f, r_s
 
 
 @dataclass
@@ -473,18 +637,20 @@ def _fit_bucket(
 
     warm = centre.copy()
 
-    def criterion(x: FloatArray, rows: NDArray[np.intp]) -> FloatArray:
+    def evaluate(x: FloatArray, rows: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
         psi = np.where(free[rows], x, psi0[rows])
-        mode = find_mode(bucket.take(rows), st, psi, warm[rows])
+        sub = bucket.take(rows)
+        mode = find_mode(sub, st, psi, warm[rows])
         good = np.all(np.isfinite(mode.z), axis=1) & np.isfinite(mode.logdet)
         warm[rows[good]] = mode.z[good]  # next start: the mode of a nearby point
-        return np.where(psi[:, 0] < floor[rows], np.inf, laplace_deviance(mode))
+        value = np.where(psi[:, 0] < floor[rows], np.inf, laplace_deviance(mode))
+        with np.errstate(invalid="ignore", over="ignore"):
+            grad = np.where(free[rows], laplace_gradient(sub, st, psi, mode), 0.0)
+        return value, grad
 
     lower = np.array([-np.inf, 0.0, 0.0])
     upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
-    found, stopped = _minimise(
-        criterion, psi0.copy(), lower, step=1e-4, max_iter=MAX_ITER, upper=upper
-    )
+    found, stopped = _minimise_laplace(evaluate, psi0.copy(), free, (lower, upper))
     out.converged[bucket.index] = stopped
     best = np.where(free, found, psi0)
     mode = find_mode(bucket, st, best, centre)
@@ -495,6 +661,139 @@ def _fit_bucket(
     out.beta[bucket.index] = mode.z[:, : st.x.shape[1]]
     out.cov_beta[bucket.index] = mode.cov_beta
     out.deviance[bucket.index] = laplace_deviance(mode)
+
+
+Evaluator = Callable[[FloatArray, NDArray[np.intp]], tuple[FloatArray, FloatArray]]
+
+
+def _minimise_laplace(
+    evaluate: Evaluator,
+    x: FloatArray,
+    free: NDArray[np.bool_],
+    bounds: tuple[FloatArray, FloatArray],
+    max_iter: int = MAX_ITER,
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Batched projected Newton with the analytic gradient (:func:`laplace_gradient`).
+
+    ``evaluate(points, rows)`` returns the criterion and its gradient at ``points`` of the rows
+    ``rows``. The Hessian is the forward difference of the analytic gradient (step
+    :data:`HESS_STEP`, backwards at an upper bound), symmetrised and made positive definite by
+    absolute eigenvalues (floored); coordinates not ``free`` or at a bound with the gradient
+    pointing outwards are held. The stopping rule is that of
+    :func:`pepmix.model.detection._minimise`: a row stops when the Newton step predicts a
+    decrease below ``1e-9 (1 + |f|)``, when no backtracking step decreases the criterion by more
+    than ``1e-12 (1 + |f|)``, or where the criterion or gradient is not finite. Returns the
+    points and whether each row stopped within ``max_iter`` iterations.
+    """
+    lower, upper = bounds
+    x = np.clip(x.copy(), lower, upper)
+    k = x.shape[1]
+    idx = np.arange(k)
+    active = np.arange(x.shape[0])
+    f_cur, g_cur = evaluate(x, active)
+    for _ in range(max_iter):
+        xa, f0, grad = x[active], f_cur[active], g_cur[active]
+        usable = np.isfinite(f0) & np.all(np.isfinite(grad), axis=1)
+        hess = _gradient_differences(evaluate, xa, active, grad, free[active], upper)
+        usable &= np.all(np.isfinite(hess), axis=(1, 2))
+        grad = np.where(usable[:, None], grad, 0.0)
+        hess = np.where(usable[:, None, None], hess, np.eye(k))
+        held = ~free[active] | ((xa <= lower + 1e-12) & (grad > 0))
+        held |= (xa >= upper - 1e-12) & (grad < 0)
+        grad = np.where(held, 0.0, grad)
+        hess = np.where(held[:, :, None] | held[:, None, :], 0.0, hess)
+        hess[:, idx, idx] = np.where(held, 1.0, hess[:, idx, idx])
+        vals, vecs = np.linalg.eigh(hess)
+        scale = np.abs(vals).max(axis=1)
+        floor = np.maximum(1e-8 * scale[:, None], 1e-10)
+        direction = -np.einsum(
+            "nij,nj,nkj,nk->ni", vecs, 1.0 / np.maximum(np.abs(vals), floor), vecs, grad
+        )
+        predicted = -np.einsum("ni,ni->n", grad, direction)
+        going = usable & (predicted > 1e-9 * (1.0 + np.abs(np.where(usable, f0, 0.0))))
+        saddle = usable & ~going & (vals[:, 0] < -NEGATIVE_CURVATURE * np.maximum(scale, 1.0))
+        direction[saddle] = _descent_along(vecs[saddle, :, 0], grad[saddle], xa[saddle] <= lower)
+        going |= saddle
+        rows = active[going]
+        improved = _backtrack_laplace(evaluate, x, rows, (f_cur, g_cur), direction[going], bounds)
+        active = rows[improved]
+        if active.size == 0:
+            break
+    stopped = np.ones(x.shape[0], dtype=bool)
+    stopped[active] = False
+    return x, stopped
+
+
+def _descent_along(vec: FloatArray, grad: FloatArray, at_lower: NDArray[np.bool_]) -> FloatArray:
+    """Unit negative-curvature direction, signed downhill (into the bounds where the slope is 0).
+
+    At :math:`\theta = 0` the criterion is even in :math:`\theta` (the sign of the random
+    effects is arbitrary), so its gradient there is 0 whatever the curvature: a Newton method
+    started at the boundary (a MAR fit at :math:`\theta = 0`) would stop at a saddle.
+    """
+    slope = np.einsum("ni,ni->n", grad, vec)
+    inward = np.einsum("ni,ni->n", at_lower.astype(np.float64), vec)
+    sign = np.where(np.abs(slope) > 1e-12, -np.sign(slope), np.where(inward < 0, -1.0, 1.0))
+    out: FloatArray = sign[:, None] * vec
+    return out
+
+
+def _gradient_differences(
+    evaluate: Evaluator,
+    x: FloatArray,
+    rows: NDArray[np.intp],
+    grad: FloatArray,
+    free: NDArray[np.bool_],
+    upper: FloatArray,
+) -> FloatArray:
+    """Hessian by forward differences of the analytic gradient, free coordinates only."""
+    n, k = x.shape
+    hess = np.zeros((n, k, k))
+    for j in range(k):
+        sub = np.flatnonzero(free[:, j])
+        if sub.size == 0:
+            continue
+        h = np.where(x[sub, j] + HESS_STEP > upper[j], -HESS_STEP, HESS_STEP)
+        point = x[sub].copy()
+        point[:, j] += h
+        _, g_j = evaluate(point, rows[sub])
+        hess[sub, :, j] = (g_j - grad[sub]) / h[:, None]
+    out: FloatArray = 0.5 * (hess + hess.transpose(0, 2, 1))
+    return out
+
+
+def _backtrack_laplace(
+    evaluate: Evaluator,
+    x: FloatArray,
+    rows: NDArray[np.intp],
+    current: tuple[FloatArray, FloatArray],
+    direction: FloatArray,
+    bounds: tuple[FloatArray, FloatArray],
+) -> NDArray[np.bool_]:
+    """Armijo backtracking along projected steps, updating ``x`` and ``current`` in place.
+
+    The acceptance rule is :func:`pepmix.model.detection._backtrack`'s; returns which rows
+    improved (the others stay put).
+    """
+    f_cur, g_cur = current
+    t = np.ones(rows.size)
+    improved = np.zeros(rows.size, dtype=bool)
+    pending = np.arange(rows.size)
+    slope = np.einsum("ni,ni->n", g_cur[rows], direction)
+    for _ in range(20):
+        trial = np.clip(x[rows[pending]] + t[pending, None] * direction[pending], *bounds)
+        ft, gt = evaluate(trial, rows[pending])
+        base = f_cur[rows[pending]]
+        ok = np.isfinite(ft) & (ft <= base + 1e-4 * t[pending] * np.minimum(slope[pending], 0.0))
+        ok &= (base - ft) > 1e-12 * (1.0 + np.abs(base))
+        done = rows[pending[ok]]
+        x[done], f_cur[done], g_cur[done] = trial[ok], ft[ok], gt[ok]
+        improved[pending[ok]] = True
+        pending = pending[~ok]
+        if pending.size == 0:
+            break
+        t[pending] /= 2
+    return improved
 
 
 def condition_prior_sd(levels: FloatArray) -> float:
