@@ -370,7 +370,7 @@ def find_mode(
     active = np.ones(z.shape[0], dtype=bool)
     for _ in range(INNER_MAX_ITER):
         _, cross, diag, g_top, g_v, schur = _newton_system(bucket, st, z, d1, w, scales)
-        schur, bad = _usable(schur)
+        schur, bad, _ = _usable(schur)
         rhs = g_top - np.einsum("pis,ps->pi", cross, g_v / diag)
         step_top = np.linalg.solve(schur, rhs[:, :, None])[:, :, 0]
         step_v = (g_v - np.einsum("pis,pi->ps", cross, step_top)) / diag
@@ -390,8 +390,7 @@ def find_mode(
             t = np.where(ok, t, t / 2)
         z, g, d1, w = trial, g_new, d1_new, w_new
     _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
-    schur, bad = _usable(schur)
-    _, logdet_top = np.linalg.slogdet(schur)
+    schur, bad, logdet_top = _usable(schur)
     logdet = np.where(bad, np.inf, logdet_top + np.log(diag).sum(axis=1))
     p = st.x.shape[1]
     inverse = np.asarray(np.linalg.inv(schur), dtype=np.float64)
@@ -403,8 +402,10 @@ def find_mode(
     )  # fmt: skip
 
 
-def _usable(schur: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+def _usable(schur: FloatArray) -> tuple[FloatArray, NDArray[np.bool_], FloatArray]:
     """Replace systems that are not positive definite (or not finite) by the identity.
+
+    Returns the systems, which were replaced, and the log-determinants (0 where replaced).
 
     Such a point (e.g. a trial ``sigma`` so large that the data carry no information about the
     protein's mean) gets criterion ``+inf``, so the outer line search rejects it.
@@ -414,7 +415,7 @@ def _usable(schur: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
     sign, logdet = np.linalg.slogdet(safe)
     bad = ~finite | (sign <= 0) | ~np.isfinite(logdet)
     out: FloatArray = np.where(bad[:, None, None], np.eye(schur.shape[1]), safe)
-    return out, bad
+    return out, bad, np.where(bad, 0.0, logdet)
 
 
 def laplace_deviance(mode: _Mode) -> FloatArray:
@@ -650,14 +651,18 @@ def _fit_bucket(
 
     lower = np.array([-np.inf, 0.0, 0.0])
     upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
-    found, stopped = _minimise_laplace(evaluate, psi0.copy(), free, (lower, upper))
+    found, stopped = _minimise_laplace(
+        evaluate,
+        psi0.copy(),
+        free,
+        (lower, upper),
+        finished=lambda x, rows: _diverging(x, psi0[rows]),
+    )
     out.converged[bucket.index] = stopped
     best = np.where(free, found, psi0)
     mode = find_mode(bucket, st, best, centre)
     out.psi[bucket.index] = best
-    out.diverged[bucket.index] = np.any(best[:, 1:] >= DIVERGENT_THETA * (1 - 1e-9), axis=1) | (
-        best[:, 0] < psi0[:, 0] - np.log(SIGMA_FLOOR / 2)
-    )
+    out.diverged[bucket.index] = _diverging(best, psi0)
     out.beta[bucket.index] = mode.z[:, : st.x.shape[1]]
     out.cov_beta[bucket.index] = mode.cov_beta
     out.deviance[bucket.index] = laplace_deviance(mode)
@@ -672,6 +677,7 @@ def _minimise_laplace(
     free: NDArray[np.bool_],
     bounds: tuple[FloatArray, FloatArray],
     max_iter: int = MAX_ITER,
+    finished: Callable[[FloatArray, NDArray[np.intp]], NDArray[np.bool_]] | None = None,
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Batched projected Newton with the analytic gradient (:func:`laplace_gradient`).
 
@@ -682,8 +688,10 @@ def _minimise_laplace(
     pointing outwards are held. The stopping rule is that of
     :func:`pepmix.model.detection._minimise`: a row stops when the Newton step predicts a
     decrease below ``1e-9 (1 + |f|)``, when no backtracking step decreases the criterion by more
-    than ``1e-12 (1 + |f|)``, or where the criterion or gradient is not finite. Returns the
-    points and whether each row stopped within ``max_iter`` iterations.
+    than ``1e-12 (1 + |f|)``, where the criterion or gradient is not finite, or (default None:
+    never) where ``finished(points, rows)`` is true after a step (here: the protein is
+    diverging, :func:`_diverging`, and keeps its MAR result anyway). Returns the points and
+    whether each row stopped within ``max_iter`` iterations.
     """
     lower, upper = bounds
     x = np.clip(x.copy(), lower, upper)
@@ -703,20 +711,15 @@ def _minimise_laplace(
         grad = np.where(held, 0.0, grad)
         hess = np.where(held[:, :, None] | held[:, None, :], 0.0, hess)
         hess[:, idx, idx] = np.where(held, 1.0, hess[:, idx, idx])
-        vals, vecs = np.linalg.eigh(hess)
-        scale = np.abs(vals).max(axis=1)
-        floor = np.maximum(1e-8 * scale[:, None], 1e-10)
-        direction = -np.einsum(
-            "nij,nj,nkj,nk->ni", vecs, 1.0 / np.maximum(np.abs(vals), floor), vecs, grad
-        )
+        direction, negative = _newton_direction(hess, grad, xa <= lower)
         predicted = -np.einsum("ni,ni->n", grad, direction)
         going = usable & (predicted > 1e-9 * (1.0 + np.abs(np.where(usable, f0, 0.0))))
-        saddle = usable & ~going & (vals[:, 0] < -NEGATIVE_CURVATURE * np.maximum(scale, 1.0))
-        direction[saddle] = _descent_along(vecs[saddle, :, 0], grad[saddle], xa[saddle] <= lower)
-        going |= saddle
+        going |= usable & negative
         rows = active[going]
         improved = _backtrack_laplace(evaluate, x, rows, (f_cur, g_cur), direction[going], bounds)
         active = rows[improved]
+        if finished is not None:
+            active = active[~finished(x[active], active)]
         if active.size == 0:
             break
     stopped = np.ones(x.shape[0], dtype=bool)
@@ -724,18 +727,27 @@ def _minimise_laplace(
     return x, stopped
 
 
-def _descent_along(vec: FloatArray, grad: FloatArray, at_lower: NDArray[np.bool_]) -> FloatArray:
-    """Unit negative-curvature direction, signed downhill (into the bounds where the slope is 0).
+def _newton_direction(
+    hess: FloatArray, grad: FloatArray, at_lower: NDArray[np.bool_]
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Newton step with absolute eigenvalues; at least unit length along negative curvature.
 
-    At :math:`\theta = 0` the criterion is even in :math:`\theta` (the sign of the random
-    effects is arbitrary), so its gradient there is 0 whatever the curvature: a Newton method
-    started at the boundary (a MAR fit at :math:`\theta = 0`) would stop at a saddle.
+    Along an eigenvector with eigenvalue below ``-NEGATIVE_CURVATURE * max(1, max |eig|)`` the
+    step is at least 1 (the backtracking shortens it), signed downhill, or into the bounds where
+    the slope is 0: at :math:`\\theta = 0` the criterion is even in :math:`\\theta` (the sign of
+    the random effects is arbitrary), so its gradient there is 0 whatever the curvature, and
+    the plain step ``|g / eig|`` would only double :math:`\\theta` per iteration from a saddle
+    (a MAR fit at the boundary). Returns the steps and which rows have negative curvature.
     """
-    slope = np.einsum("ni,ni->n", grad, vec)
-    inward = np.einsum("ni,ni->n", at_lower.astype(np.float64), vec)
-    sign = np.where(np.abs(slope) > 1e-12, -np.sign(slope), np.where(inward < 0, -1.0, 1.0))
-    out: FloatArray = sign[:, None] * vec
-    return out
+    vals, vecs = np.linalg.eigh(hess)
+    scale = np.maximum(np.abs(vals).max(axis=1, keepdims=True), 1.0)
+    coef = -np.einsum("nji,nj->ni", vecs, grad) / np.maximum(np.abs(vals), 1e-8 * scale)
+    negative = vals < -NEGATIVE_CURVATURE * scale
+    inward = np.einsum("nj,nji->ni", at_lower.astype(np.float64), vecs)
+    sign = np.where(np.abs(coef) > 1e-12, np.sign(coef), np.where(inward < 0, -1.0, 1.0))
+    coef = np.where(negative, sign * np.maximum(np.abs(coef), 1.0), coef)
+    out: FloatArray = np.einsum("nij,nj->ni", vecs, coef)
+    return out, np.any(negative, axis=1)
 
 
 def _gradient_differences(
@@ -794,6 +806,14 @@ def _backtrack_laplace(
             break
         t[pending] /= 2
     return improved
+
+
+def _diverging(psi: FloatArray, psi0: FloatArray) -> NDArray[np.bool_]:
+    """No finite optimum: a relative SD at its bound or ``sigma < sigma_MAR / (SIGMA_FLOOR/2)``."""
+    out: NDArray[np.bool_] = np.any(psi[:, 1:] >= DIVERGENT_THETA * (1 - 1e-9), axis=1) | (
+        psi[:, 0] < psi0[:, 0] - np.log(SIGMA_FLOOR / 2)
+    )
+    return out
 
 
 def condition_prior_sd(levels: FloatArray) -> float:
