@@ -159,6 +159,17 @@ class CellBucket:
     observed: NDArray[np.bool_]
     missing: NDArray[np.bool_]
     present: NDArray[np.bool_]
+    _cache: dict[str, NDArray[np.intp]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def missing_cells(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+        """Flat (C-order) index, protein position and run of the missing cells (cached)."""
+        if "flat" not in self._cache:
+            flat = np.flatnonzero(self.missing)
+            n_feat, n_runs = self.missing.shape[1:]
+            self._cache.update(flat=flat, prot=flat // (n_feat * n_runs), run=flat % n_runs)
+        return self._cache["flat"], self._cache["prot"], self._cache["run"]
 
     def take(self, rows: NDArray[np.intp]) -> CellBucket:
         """The proteins at positions ``rows`` of this bucket."""
@@ -245,19 +256,26 @@ def make_buckets(enc: Encoded, n_runs: int) -> list[CellBucket]:
 def _cell_terms(
     bucket: CellBucket, st: Structure, mu: FloatArray, sigma: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per-cell log density, its first derivative and minus its second derivative in ``mu``."""
+    """Per-cell log density, its first derivative and minus its second derivative in ``mu``.
+
+    The probit terms are evaluated on the missing cells only (:meth:`CellBucket.missing_cells`).
+    """
     s = sigma[:, None, None]
-    resid = (bucket.y - mu) / s
-    c = np.sqrt(1.0 + st.b1[None, None, :] ** 2 * s**2)
-    slope = st.b1[None, None, :] / c
-    a = -(st.b0[None, None, :] + st.b1[None, None, :] * mu) / c
+    obs = bucket.observed
+    resid = np.where(obs, (bucket.y - mu) / s, 0.0)
+    value = np.where(obs, -0.5 * resid**2 - np.log(s) - 0.5 * LOG_2PI, 0.0)
+    d1 = resid / s
+    w = np.where(obs, 1.0 / s**2, 0.0)
+    flat, prot, run = bucket.missing_cells()
+    b0, b1, sm = st.b0[run], st.b1[run], sigma[prot]
+    c = np.sqrt(1.0 + b1**2 * sm**2)
+    slope = b1 / c
+    a = -(b0 + b1 * mu.reshape(-1)[flat]) / c
     log_cdf = special.log_ndtr(a)
     mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - log_cdf)
-    obs, miss = bucket.observed, bucket.missing
-    value = np.where(obs, -0.5 * resid**2 - np.log(s) - 0.5 * LOG_2PI, 0.0)
-    value = value + np.where(miss, log_cdf, 0.0)
-    d1 = np.where(obs, resid / s, 0.0) + np.where(miss, -slope * mills, 0.0)
-    w = np.where(obs, 1.0 / s**2, 0.0) + np.where(miss, slope**2 * mills * (a + mills), 0.0)
+    value.reshape(-1)[flat] = log_cdf
+    d1.reshape(-1)[flat] = -slope * mills
+    w.reshape(-1)[flat] = slope**2 * mills * (a + mills)
     return value, d1, w
 
 
@@ -332,12 +350,14 @@ def _newton_system(
     w_feat = w.sum(axis=2)  # (P, F)
     # sums over runs as matrix products (R-length contractions, no einsum over cells)
     h_bb = (w_run @ st.xx).reshape(n, p, p) + st.penalty
-    h_bu = np.matmul(w, x).transpose(0, 2, 1) * sf[:, None, :]
+    h_bu = (w.reshape(-1, w.shape[2]) @ x).reshape(n, f, p).transpose(0, 2, 1) * sf[:, None, :]
     h_uu = np.zeros((n, f, f))
     idx = np.arange(f)
     h_uu[:, idx, idx] = sf**2 * w_feat + 1.0
     h_bv = (w_run @ st.xinc).reshape(n, p, inc.shape[1]) * ss[:, :, None]
-    h_uv = np.matmul(w, inc) * (sf[:, :, None] * ss[:, :, None])
+    h_uv = (w.reshape(-1, w.shape[2]) @ inc).reshape(n, f, inc.shape[1]) * (
+        sf[:, :, None] * ss[:, :, None]
+    )
     diag = ss**2 * (w_run @ inc) + 1.0
     top = np.concatenate(
         [np.concatenate([h_bb, h_bu], axis=2), np.concatenate([h_bu.transpose(0, 2, 1), h_uu], 2)],
@@ -440,25 +460,30 @@ def _cell_derivatives(
     and :math:`\\partial\\lambda = -\\lambda\\gamma` with :math:`\\gamma = b_1^2\\sigma/c^2`.
     """
     s = sigma[:, None, None]
-    b0, b1 = st.b0[None, None, :], st.b1[None, None, :]
-    c = np.sqrt(1.0 + b1**2 * s**2)
+    obs = bucket.observed
+    resid = np.where(obs, (bucket.y - mu) / s, 0.0)
+    d1 = resid / s
+    w = np.where(obs, 1.0 / s**2, 0.0)
+    w_mu = np.zeros(mu.shape)
+    l_s = np.where(obs, (resid**2 - 1.0) / s, 0.0)
+    d1_s = -2.0 * resid / s**2
+    w_s = np.where(obs, -2.0 / s**3, 0.0)
+    flat, prot, run = bucket.missing_cells()
+    b0, b1, sm = st.b0[run], st.b1[run], sigma[prot]
+    c = np.sqrt(1.0 + b1**2 * sm**2)
     lam = b1 / c
-    a = -(b0 + b1 * mu) / c
+    a = -(b0 + b1 * mu.reshape(-1)[flat]) / c
     mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - special.log_ndtr(a))
     kappa = mills * (a + mills)
     kappa_d = mills * (1.0 - kappa) - kappa * (a + mills)
-    gamma = b1**2 * s / c**2
+    gamma = b1**2 * sm / c**2
     da, dlam = -a * gamma, -lam * gamma
-    obs, miss = bucket.observed, bucket.missing
-    resid = (bucket.y - mu) / s
-    d1 = np.where(obs, resid / s, 0.0) + np.where(miss, -lam * mills, 0.0)
-    w = np.where(obs, 1.0 / s**2, 0.0) + np.where(miss, lam**2 * kappa, 0.0)
-    w_mu = np.where(miss, -(lam**3) * kappa_d, 0.0)
-    l_s = np.where(obs, (resid**2 - 1.0) / s, 0.0) + np.where(miss, mills * da, 0.0)
-    d1_s = np.where(obs, -2.0 * resid / s**2, 0.0)
-    d1_s = d1_s + np.where(miss, -dlam * mills + lam * kappa * da, 0.0)
-    w_s = np.where(obs, -2.0 / s**3, 0.0)
-    w_s = w_s + np.where(miss, 2.0 * lam * dlam * kappa + lam**2 * kappa_d * da, 0.0)
+    d1.reshape(-1)[flat] = -lam * mills
+    w.reshape(-1)[flat] = lam**2 * kappa
+    w_mu.reshape(-1)[flat] = -(lam**3) * kappa_d
+    l_s.reshape(-1)[flat] = mills * da
+    d1_s.reshape(-1)[flat] = -dlam * mills + lam * kappa * da
+    w_s.reshape(-1)[flat] = 2.0 * lam * dlam * kappa + lam**2 * kappa_d * da
     return d1, w, w_mu, l_s, d1_s, w_s
 
 
