@@ -350,14 +350,12 @@ def _newton_system(
     w_feat = w.sum(axis=2)  # (P, F)
     # sums over runs as matrix products (R-length contractions, no einsum over cells)
     h_bb = (w_run @ st.xx).reshape(n, p, p) + st.penalty
-    h_bu = (w.reshape(-1, w.shape[2]) @ x).reshape(n, f, p).transpose(0, 2, 1) * sf[:, None, :]
+    h_bu = np.matmul(w, x).transpose(0, 2, 1) * sf[:, None, :]
     h_uu = np.zeros((n, f, f))
     idx = np.arange(f)
     h_uu[:, idx, idx] = sf**2 * w_feat + 1.0
     h_bv = (w_run @ st.xinc).reshape(n, p, inc.shape[1]) * ss[:, :, None]
-    h_uv = (w.reshape(-1, w.shape[2]) @ inc).reshape(n, f, inc.shape[1]) * (
-        sf[:, :, None] * ss[:, :, None]
-    )
+    h_uv = np.matmul(w, inc) * (sf[:, :, None] * ss[:, :, None])
     diag = ss**2 * (w_run @ inc) + 1.0
     top = np.concatenate(
         [np.concatenate([h_bb, h_bu], axis=2), np.concatenate([h_bu.transpose(0, 2, 1), h_uu], 2)],
@@ -497,6 +495,13 @@ def _solve_mode_system(mode: _Mode, top: FloatArray, v: FloatArray) -> FloatArra
 
 
 def laplace_gradient(bucket: CellBucket, st: Structure, psi: FloatArray, mode: _Mode) -> FloatArray:
+    """Gradient of :func:`laplace_deviance` in ``psi`` (:func:`_laplace_gradient`), (P, 3)."""
+    return _laplace_gradient(bucket, st, psi, mode)[0]
+
+
+def _laplace_gradient(
+    bucket: CellBucket, st: Structure, psi: FloatArray, mode: _Mode
+) -> tuple[FloatArray, FloatArray]:
     """Gradient of :func:`laplace_deviance` in ``psi = (log sigma, theta_F, theta_S)``, (P, 3).
 
     At the mode :math:`\\hat z` the envelope theorem gives, for a parameter :math:`\\varphi`
@@ -514,6 +519,8 @@ def laplace_gradient(bucket: CellBucket, st: Structure, psi: FloatArray, mode: _
     its feature (for :math:`a_F`) or sample (for :math:`a_S`) coordinate, :math:`dw_c =
     \\partial_\\sigma w_c + (dw/d\\mu)_c\\,d\\mu_c` (third derivatives of :math:`\\log\\Phi`, closed
     form, :func:`_cell_derivatives`). Exact at an exact mode; rows whose mode is not finite get NaN.
+    Also returns :math:`d\\hat z/d\\psi` (P, dim z, 3), the first-order predictor of the mode
+    at a nearby ``psi`` (warm starts).
     """
     f = bucket.present.shape[1]
     p, x, inc = st.x.shape[1], st.x, st.incidence
@@ -562,16 +569,15 @@ def laplace_gradient(bucket: CellBucket, st: Structure, psi: FloatArray, mode: _
         axis=1,
     )
     d_phi = -2.0 * dg + dlogdet  # in (sigma, a_F, a_S)
-    grad = np.column_stack(
-        [
-            sigma * d_phi[:, 0] + a_f * d_phi[:, 1] + a_s * d_phi[:, 2],
-            sigma * d_phi[:, 1],
-            sigma * d_phi[:, 2],
-        ]
-    )
+    # chain rule to psi: d/dlog sigma = sigma d/dsigma + a_F d/da_F + a_S d/da_S
+    jac = np.zeros((psi.shape[0], 3, 3))
+    jac[:, 0] = np.column_stack([sigma, a_f, a_s])
+    jac[:, 1, 1] = jac[:, 2, 2] = sigma
+    grad = np.einsum("pkj,pj->pk", jac, d_phi)
     good = np.isfinite(mode.logdet) & np.all(np.isfinite(mode.z), axis=1)
     out: FloatArray = np.where(good[:, None], grad, np.nan)
-    return out
+    dz_psi: FloatArray = np.einsum("pkj,pij->pik", jac, dz)
+    return out, dz_psi
 
 
 def _cell_leverages(
@@ -661,18 +667,23 @@ def _fit_bucket(
 
     floor = psi0[:, 0] - np.log(SIGMA_FLOOR)
 
-    warm = centre.copy()
+    # warm start: the last mode of each protein, moved by d z_hat / d psi (first order)
+    warm, warm_psi = centre.copy(), psi0.copy()
+    warm_slope = np.zeros((*centre.shape, 3))
 
     def evaluate(x: FloatArray, rows: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
         psi = np.where(free[rows], x, psi0[rows])
         sub = bucket.take(rows)
-        mode = find_mode(sub, st, psi, warm[rows])
-        good = np.all(np.isfinite(mode.z), axis=1) & np.isfinite(mode.logdet)
-        warm[rows[good]] = mode.z[good]  # next start: the mode of a nearby point
+        start = warm[rows] + np.einsum("pik,pk->pi", warm_slope[rows], psi - warm_psi[rows])
+        mode = find_mode(sub, st, psi, start)
         value = np.where(psi[:, 0] < floor[rows], np.inf, laplace_deviance(mode))
         with np.errstate(invalid="ignore", over="ignore"):
-            grad = np.where(free[rows], laplace_gradient(sub, st, psi, mode), 0.0)
-        return value, grad
+            grad, slope = _laplace_gradient(sub, st, psi, mode)
+        good = np.all(np.isfinite(mode.z), axis=1) & np.isfinite(mode.logdet)
+        good &= np.all(np.isfinite(slope), axis=(1, 2))
+        warm[rows[good]], warm_psi[rows[good]] = mode.z[good], psi[good]
+        warm_slope[rows[good]] = slope[good]
+        return value, np.where(free[rows], grad, 0.0)
 
     lower = np.array([-np.inf, 0.0, 0.0])
     upper = np.array([np.inf, DIVERGENT_THETA, DIVERGENT_THETA])
