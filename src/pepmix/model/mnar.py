@@ -90,13 +90,21 @@ Proteins are padded to a common number of features per bucket (powers of two) ov
 the design; padded features carry no cells and contribute exactly nothing. The Newton system in
 :math:`z` eliminates the sample block analytically (it is diagonal given :math:`\beta, \tilde u`),
 leaving a dense :math:`(p + F)` system per protein, solved batched. The outer minimisation over
-:math:`\psi` is a batched projected Newton with finite-difference derivatives, started at the MAR
-REML estimates, with :math:`\theta \le` :data:`pepmix.model.optimize.DIVERGENT_THETA` and
-:math:`\sigma \ge \sigma_{MAR}/` :data:`SIGMA_FLOOR`. A protein whose relative SD reaches that
-bound or whose :math:`\sigma` falls below :math:`\sigma_{MAR}/5` has no finite optimum (the
-residual variance goes to 0 while the random effects fit every observation, as in
-:mod:`pepmix.model.divergent`; measured: 1-2 of 400 simulated proteins) and keeps its MAR
-result; the floor limits how far the optimiser crawls along that ray.
+:math:`\psi` (:func:`_minimise_laplace`) is a batched projected Newton with the analytic
+gradient of :math:`D` (:func:`laplace_gradient`: envelope theorem plus the implicit-function
+derivative of the mode, with the closed-form third derivatives of :math:`\log\Phi`; the
+Laplace-gradient construction of TMB, Kristensen et al. 2016, *J Stat Softw* 70(5), here by
+hand) and the Hessian as forward differences of that gradient, started at the MAR REML
+estimates, with :math:`\theta \le` :data:`pepmix.model.optimize.DIVERGENT_THETA` and
+:math:`\sigma \ge \sigma_{MAR}/` :data:`SIGMA_FLOOR`. Along negative curvature the step is at
+least of unit length: :math:`D` is even in each :math:`\theta`, so a MAR start at
+:math:`\theta = 0` is a stationary point even where it is a saddle, and a row does not stop
+there. Each mode search starts from the protein's last mode moved by the first-order predictor
+:math:`d\hat z/d\psi` (a by-product of the gradient), so it needs 1-2 Newton steps. A protein
+whose relative SD reaches that bound or whose :math:`\sigma` falls below
+:math:`\sigma_{MAR}/5` has no finite optimum (the residual variance goes to 0 while the random
+effects fit every observation, as in :mod:`pepmix.model.divergent`; measured: 1-2 of 400
+simulated proteins) and keeps its MAR result; its minimisation stops there.
 
 Random factors: ``feature`` and ``sample`` (the replication unit). A variance the MAR fit could
 not estimate (dropped, or fixed at 0 in a reduced model) stays at 0.
