@@ -372,3 +372,15 @@ def test_laplace_gradient_matches_finite_differences(slope: float) -> None:
             np.testing.assert_allclose(grad[:, k], fd, rtol=0, atol=1e-6 * (1 + np.abs(fd).max()))
         checked += rows.size
     assert checked >= 20
+
+
+def test_structure_sample_sums_match_incidence_products() -> None:
+    """``to_samples`` / ``to_runs`` equal the products with the incidence (several runs/sample)."""
+    codes = np.array([0, 2, 1, 0, 2, 2])
+    x = np.column_stack([np.ones(6), np.arange(6.0)])
+    curve = DetectionCurve.constant([f"r{i}" for i in range(6)], -2.0, 0.5)
+    st = mnar.make_structure(x, codes, curve, 1, float("inf"))
+    a = np.random.default_rng(0).normal(size=(4, 5, 6))
+    np.testing.assert_allclose(st.to_samples(a), a @ st.incidence, rtol=1e-14)
+    b = np.random.default_rng(1).normal(size=(4, 3))
+    np.testing.assert_array_equal(st.to_runs(b), b @ st.incidence.T)

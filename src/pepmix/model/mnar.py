@@ -206,12 +206,29 @@ class Structure:
     n_conditions: int
     xx: FloatArray = field(init=False, repr=False)
     xinc: FloatArray = field(init=False, repr=False)
+    run_sample: NDArray[np.intp] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        """Run-wise products ``x_ri x_rj`` (R, p*p) and ``x_ri 1[s(r) = s]`` (R, p*S)."""
+        """Run-wise ``x_ri x_rj`` (R, p*p), ``x_ri 1[s(r) = s]`` (R, p*S); each run's sample."""
         n_runs = self.x.shape[0]
         self.xx = (self.x[:, :, None] * self.x[:, None, :]).reshape(n_runs, -1)
         self.xinc = (self.x[:, :, None] * self.incidence[:, None, :]).reshape(n_runs, -1)
+        self.run_sample = np.argmax(self.incidence, axis=1)
+
+    def to_samples(self, a: FloatArray) -> FloatArray:
+        """Sum the last axis (runs) by sample: ``a @ incidence`` without the R x S product."""
+        n_samples = self.incidence.shape[1]
+        if n_samples == self.x.shape[0] and np.array_equal(self.run_sample, np.arange(n_samples)):
+            return a
+        out = np.zeros((*a.shape[:-1], n_samples))
+        for r, sample in enumerate(self.run_sample):  # loop over runs, vectorised over cells
+            out[..., sample] += a[..., r]
+        return out
+
+    def to_runs(self, b: FloatArray) -> FloatArray:
+        """Each run's sample value of the last axis: ``b @ incidence.T`` as a gather."""
+        out: FloatArray = b[..., self.run_sample]
+        return out
 
 
 def make_structure(
@@ -314,7 +331,7 @@ def _mean(
     p, f = st.x.shape[1], bucket.present.shape[1]
     beta, u, v = _split(z, p, f)
     fixed = beta @ st.x.T  # (P, R)
-    sample = (v @ st.incidence.T) * scale_s[:, None]
+    sample = st.to_runs(v) * scale_s[:, None]
     feat = u * scale_f[:, None] * bucket.present
     out: FloatArray = fixed[:, None, :] + sample[:, None, :] + feat[:, :, None]
     return out
@@ -363,8 +380,8 @@ def _newton_system(
     idx = np.arange(f)
     h_uu[:, idx, idx] = sf**2 * w_feat + 1.0
     h_bv = (w_run @ st.xinc).reshape(n, p, inc.shape[1]) * ss[:, :, None]
-    h_uv = np.matmul(w, inc) * (sf[:, :, None] * ss[:, :, None])
-    diag = ss**2 * (w_run @ inc) + 1.0
+    h_uv = st.to_samples(w) * (sf[:, :, None] * ss[:, :, None])
+    diag = ss**2 * st.to_samples(w_run) + 1.0
     top = np.concatenate(
         [np.concatenate([h_bb, h_bu], axis=2), np.concatenate([h_bu.transpose(0, 2, 1), h_uu], 2)],
         axis=1,
@@ -373,7 +390,7 @@ def _newton_system(
     d1_run = d1.sum(axis=1)  # (P, R)
     g_b = d1_run @ x - beta @ st.penalty
     g_u = sf * d1.sum(axis=2) - u
-    g_v = ss * (d1_run @ inc) - v
+    g_v = ss * st.to_samples(d1_run) - v
     scaled = cross / diag[:, None, :]
     schur = top - np.matmul(scaled, cross.transpose(0, 2, 1))
     return top, cross, diag, np.concatenate([g_b, g_u], axis=1), g_v, schur
@@ -531,13 +548,13 @@ def _laplace_gradient(
     at a nearby ``psi`` (warm starts).
     """
     f = bucket.present.shape[1]
-    p, x, inc = st.x.shape[1], st.x, st.incidence
+    p, x = st.x.shape[1], st.x
     sigma = np.exp(psi[:, 0])
     a_f, a_s = sigma * psi[:, 1], sigma * psi[:, 2]
     _, u, v = _split(mode.z, p, f)
     sf = a_f[:, None] * bucket.present  # (P, F)
     u_eff = u * bucket.present
-    v_run = v @ inc.T  # (P, R)
+    v_run = st.to_runs(v)  # (P, R)
     mu = _mean(bucket, st, mode.z, a_f, a_s)
     d1, w, w_mu, l_s, d1_s, w_s = _cell_derivatives(bucket, st, mu, sigma)
     # mixed partials d/dz d/dphi g as cell weights plus explicit terms, phi = sigma, a_F, a_S
@@ -546,7 +563,9 @@ def _laplace_gradient(
     for k, m_c in enumerate(cell_rhs):
         run_sum, feat_sum = m_c.sum(axis=1), m_c.sum(axis=2)
         g_u = sf * feat_sum + (d1.sum(axis=2) * bucket.present if k == 1 else 0.0)
-        g_v = a_s[:, None] * (run_sum @ inc) + (d1.sum(axis=1) @ inc if k == 2 else 0.0)
+        g_v = a_s[:, None] * st.to_samples(run_sum)
+        if k == 2:
+            g_v = g_v + st.to_samples(d1.sum(axis=1))
         tops.append(np.concatenate([run_sum @ x, g_u], axis=1))
         vs.append(g_v)
     dz = _solve_mode_system(mode, np.stack(tops, axis=2), np.stack(vs, axis=2))  # (P, dim, 3)
@@ -555,7 +574,7 @@ def _laplace_gradient(
     dmu = (
         np.einsum("ri,pik->pkr", x, d_beta)[:, :, None, :]
         + (sf[:, :, None] * d_u).transpose(0, 2, 1)[:, :, :, None]
-        + (a_s[:, None, None] * np.einsum("rs,psk->pkr", inc, d_v))[:, :, None, :]
+        + (a_s[:, None, None] * st.to_runs(d_v.transpose(0, 2, 1)))[:, :, None, :]
     )  # (P, 3, F, R)
     dmu[:, 1] += u_eff[:, :, None]
     dmu[:, 2] += v_run[:, None, :]
@@ -594,15 +613,15 @@ def _cell_leverages(
     """Per cell (P, F, R): :math:`q_c = J_cH^{-1}J_c'` and the feature and sample coordinates
     of :math:`H^{-1}J_c'`, from the Schur blocks (the sample block eliminated) without forming
     :math:`H^{-1}`."""
-    p, x, inc = st.x.shape[1], st.x, st.incidence
+    p, x = st.x.shape[1], st.x
     inv = mode.inverse  # (P, m, m), m = p + F
-    c_run = np.matmul(mode.cross / mode.diag[:, None, :], inc.T)  # (P, m, R)
+    c_run = st.to_runs(mode.cross / mode.diag[:, None, :])  # (P, m, R)
     t0 = np.matmul(inv[:, :, :p], x.T) - a_s[:, None, None] * np.matmul(inv, c_run)  # (P, m, R)
     diag_uu = np.diagonal(inv[:, p:, p:], axis1=1, axis2=2)  # (P, F)
     r_f = t0[:, p:, :] + (sf * diag_uu)[:, :, None]
     ct0 = np.sum(c_run * t0, axis=1)  # (P, R)
     acu = np.matmul(inv[:, p:, :], c_run)  # (P, F, R)
-    r_s = (a_s[:, None] / mode.diag) @ inc.T
+    r_s = st.to_runs(a_s[:, None] / mode.diag)
     r_s = r_s[:, None, :] - ct0[:, None, :] - sf[:, :, None] * acu
     xt0 = np.einsum("ri,pir->pr", x, t0[:, :p, :])  # (P, R)
     xau = np.matmul(inv[:, p:, :p], x.T)  # (P, F, R)
