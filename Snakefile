@@ -41,6 +41,7 @@ rule all:
         "results/tables/protein_abundance.tsv",
         all_plots(),
         ALERTS_FILE,
+        USAGE_OUTPUTS,
         rules.report_pages.output,
         CALIBRATION_OUTPUTS if config["calibration"]["in_all"] else [],
     default_target: True

@@ -72,6 +72,19 @@ SINGLE_SHARD = N_SHARDS == 1
 SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
 
 
+# config peptide_usage: the fit jobs test the feature:condition term (pepmix.model.usage)
+PEPTIDE_USAGE = bool(config.get("peptide_usage", False))
+USAGE_OUTPUTS = (
+    [
+        "results/tables/peptide_usage.tsv",
+        "results/plots/model/peptide_usage.png",
+        "results/plots/model/peptide_usage.pdf",
+    ]
+    if PEPTIDE_USAGE
+    else []
+)
+
+
 def model_out(name, final):
     """Output `name` of the fit job: its shard's file, or with one shard the gathered `final`."""
     return final if SINGLE_SHARD else f"results/model/shards/{SHARD}/{name}"

@@ -84,6 +84,8 @@ rule fit:
         alerts=f"results/alerts/fit/{SHARD}.tsv",
         # one shard: the proteins x runs table of rule gather_abundance
         **({"wide": ABUNDANCE_WIDE} if SINGLE_SHARD else {}),
+        # peptide_usage: the shard's usage rows (always a shard file; rule peptide_usage gathers)
+        **({"usage": f"results/model/shards/{SHARD}/usage.parquet"} if PEPTIDE_USAGE else {}),
     params:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
@@ -184,3 +186,25 @@ rule variance_components:
         "../envs/pepmix.yaml"
     script:
         "../scripts/variance_components.py"
+
+
+rule peptide_usage:
+    """Peptide usage (feature:condition) test per protein, gathered over the shards
+    (config peptide_usage; pepmix.model.usage)."""
+    input:
+        parts=gather.split("results/model/shards/{scatteritem}/usage.parquet"),
+        removed="results/ingest/removed_proteins.tsv",
+    output:
+        "results/tables/peptide_usage.tsv",  # not embedded in the report (its size)
+    benchmark:
+        "logs/benchmarks/peptide_usage.tsv"
+    log:
+        "logs/peptide_usage.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+        runtime=lambda wc, attempt: attempt * 10,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/peptide_usage.py"

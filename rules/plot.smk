@@ -181,3 +181,39 @@ rule plot_model:
         "../envs/pepmix.yaml"
     script:
         "../scripts/plot_model.py"
+
+
+rule plot_usage:
+    """Profile plots of the proteins flagged by the peptide-usage test (config peptide_usage)."""
+    input:
+        usage="results/tables/peptide_usage.tsv",
+        proteins="results/model/proteins.parquet",
+        table="results/tables/differential_abundance.parquet",
+        features="results/normalize/features.parquet",
+        samples="results/ingest/samples.tsv",
+        abundance="results/tables/protein_abundance.parquet",
+        fixed="results/model/fixed_effects.parquet",
+        blups="results/model/blups.parquet",
+    output:
+        png=report(
+            "results/plots/model/peptide_usage.png",
+            category="Model",
+            caption="../workflow/report/peptide_usage.rst",
+            labels={"figure": "Peptide usage: flagged proteins"},
+        ),
+        pdf="results/plots/model/peptide_usage.pdf",
+    params:
+        top_n=config["plots"]["top_n"],
+        fdr=config["fdr"],
+    benchmark:
+        "logs/benchmarks/plot_usage.tsv"
+    log:
+        "logs/plots/usage.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/plot_usage.py"

@@ -18,4 +18,6 @@ with rule_context(snakemake):
         variance_tests=snakemake.params.get("variance_tests") or None,
         # one shard: the job writes the gathered files itself (rules/fit.smk)
         out_wide=snakemake.output.get("wide"),
+        # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
+        out_usage=snakemake.output.get("usage"),
     )

@@ -186,6 +186,7 @@ def fit_stage(
     prior: PathLike | None = None,
     variance_tests: Mapping[str, Any] | None = None,
     out_wide: PathLike | None = None,
+    out_usage: PathLike | None = None,
 ) -> None:
     """Stage ``fit``: one mixed model per protein (see :mod:`pepmix.model.fit`).
 
@@ -199,7 +200,9 @@ def fit_stage(
     the protein table gains ``lrt_<term>`` (and ``p_boot_<term>``, ``n_boot_<term>``), see
     :mod:`pepmix.model.variance_tests`. ``out_wide`` (default None: not written; needs
     ``out_abundance``): the proteins x runs table of :func:`gather_abundance_stage`, for a single
-    shard whose job writes the gathered files itself.
+    shard whose job writes the gathered files itself. ``out_usage`` (default None: not
+    written; config ``peptide_usage``): the shard's peptide-usage rows
+    (:func:`pepmix.model.usage.usage_shard_table`), gathered by :func:`peptide_usage_stage`.
     """
     from pepmix.abundance import protein_abundance
     from pepmix.model.design import build_run_design, model_spec_from_config
@@ -244,6 +247,11 @@ def fit_stage(
     for col in tests.columns[1:]:
         proteins[col] = tests[col].to_numpy()
     write_parquet(proteins, out_proteins)
+    if out_usage is not None:
+        from pepmix.model.usage import usage_shard_table
+
+        robust = str(model_config.get("robust", DEFAULT_ROBUST))
+        write_parquet(usage_shard_table(fit, proteins, table, sheet, robust), out_usage)
     StoredFit.from_model_fit(fit).write(out_fit)
     write_parquet(fit.fixed_effects(), out_fixed)
     write_parquet(fit.blups, out_blups)
@@ -330,6 +338,19 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
         cols += [f"n_boot_{t}", f"icc_{t}"]
         keep += [c for c in cols if c in frame.columns]
     write_tsv(frame.loc[:, keep], output)
+
+
+def peptide_usage_stage(
+    parts: Sequence[PathLike], output: PathLike, removed: PathLike | None = None
+) -> None:
+    """Write ``results/tables/peptide_usage.tsv`` from the fit jobs' shard rows (config
+    ``peptide_usage``; :func:`pepmix.model.usage.gather_usage_table`). With ``removed``
+    (default None), the removed proteins follow with status ``filtered``."""
+    from pepmix.model.usage import gather_usage_table
+
+    frames = [pd.read_parquet(p) for p in parts]
+    extra = read_removed(removed) if removed is not None else None
+    write_tsv(gather_usage_table(frames, extra), output)
 
 
 def inference_options(config: Mapping[str, Any]) -> InferenceOptions:

@@ -10,16 +10,29 @@ change between conditions differs from the protein's (isoforms, modifications, i
 the most deviating cells are those with the largest usage BLUPs :math:`|\hat w_{fc}|` (log2
 units, like ``lme4::ranef``).
 
-This module only assembles the table from the variance-components table and the BLUPs; it is not
-wired into a workflow rule yet.
+Workflow output ``results/tables/peptide_usage.tsv`` (config ``peptide_usage: true``): per shard
+the fit job calls :func:`usage_shard_table`, rule ``peptide_usage`` gathers with
+:func:`gather_usage_table`. When the model (``model.random``) has no ``feature:condition`` term,
+the shard's proteins are fitted a second time with the term added (plain REML, the model's
+``model.robust`` setting, no variance-ratio prior) and only the usage term is tested: the null
+model is the default model, refitted at the usage fit's observation weights (with
+``robust: none`` exactly rule fit's model; with Huber weights the weights of the larger model,
+held fixed in both fits as in :mod:`pepmix.model.variance_tests`). When the model already has
+the term, the fitted model is tested against the model without it, reusing the test the fit job
+computes for ``variance_components.tsv``. The p-value is the 50:50 chi-bar-square mixture,
+BH-adjusted over all tested proteins.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-from pepmix.model.design import USAGE_FACTOR
+from pepmix.model.design import RANDOM_FACTORS, USAGE_FACTOR, ModelSpec, build_run_design
+from pepmix.model.fit import FITTED, ModelFit, fit_proteins
 
 #: columns of :func:`peptide_usage_table`
 USAGE_COLUMNS = (
@@ -94,3 +107,108 @@ def peptide_usage_table(
     out["top_cells"] = out["protein"].map(top).fillna("")
     out = out.sort_values("pvalue", kind="stable", na_position="last")
     return out.reset_index(drop=True).loc[:, list(USAGE_COLUMNS)]
+
+
+def usage_lrt(fit: ModelFit) -> np.ndarray:
+    """REML LRT of the usage term of every protein of ``fit`` (a model with the term).
+
+    Only the usage term is tested (:func:`pepmix.model.variance_tests.term_lrts` with
+    ``terms``), at the fit's observation weights; NaN where the protein was not fitted or the
+    term is not in its model (one feature, or every feature seen in one condition).
+    """
+    from pepmix.model.suffstats import build_problem
+    from pepmix.model.variance_tests import term_lrts
+
+    enc = fit.encoded
+    if enc is None:
+        return np.full(len(fit.proteins), np.nan)
+    problem = build_problem(
+        enc.prot,
+        enc.feat,
+        enc.run,
+        enc.y,
+        fit.design,
+        n_proteins=len(enc.proteins),
+        weights=fit.weights,
+    )
+    start = fit.theta if fit.prior is None else None
+    tests = term_lrts(problem, start, terms=(USAGE_FACTOR,))
+    lrt = tests.lrt[:, tests.factors.index(USAGE_FACTOR)].copy()
+    lrt[~np.isin(np.asarray(fit.status, dtype=object), FITTED)] = np.nan
+    return np.asarray(lrt)
+
+
+def with_usage(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with ``feature:condition`` added to its random terms (canonical order)."""
+    random = set(spec.random) | {USAGE_FACTOR}
+    return dataclasses.replace(spec, random=tuple(f for f in RANDOM_FACTORS if f in random))
+
+
+def usage_shard_table(
+    fit: ModelFit,
+    components: pd.DataFrame,
+    table: pd.DataFrame,
+    sheet: pd.DataFrame,
+    robust: str = "none",
+    n_top: int = 3,
+) -> pd.DataFrame:
+    """The peptide-usage rows of one shard (p-values are added by :func:`gather_usage_table`).
+
+    Parameters
+    ----------
+    fit : ModelFit
+        The model stage's fit of the shard.
+    components : pandas.DataFrame
+        Its protein table (``fit.variance_components()`` plus the ``lrt_<t>`` test columns,
+        when the variance tests ran).
+    table : pandas.DataFrame
+        The shard's model input (``protein, feature, run, y``).
+    sheet : pandas.DataFrame
+        Resolved sample sheet.
+    robust : str, default "none"
+        ``model.robust`` (used for the fit with the usage term added).
+    n_top : int, default 3
+        Most deviating cells listed per protein.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`USAGE_COLUMNS`.
+    """
+    lrt_col = f"lrt_{USAGE_FACTOR}"
+    if USAGE_FACTOR in fit.factors:
+        comp, blups = components, fit.blups
+        if lrt_col not in comp.columns:  # variance_tests.lrt: false
+            comp = comp.assign(**{lrt_col: usage_lrt(fit)})
+    else:
+        design = build_run_design(sheet, with_usage(fit.design.spec))
+        full = fit_proteins(table, design, robust=robust)
+        comp = full.variance_components().assign(**{lrt_col: usage_lrt(full)})
+        blups = full.blups
+    return peptide_usage_table(comp, blups, n_top)
+
+
+def gather_usage_table(
+    parts: Sequence[pd.DataFrame], removed: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``results/tables/peptide_usage.tsv`` from the shards' rows.
+
+    Adds the mixture p-value (:func:`pepmix.model.variance_tests.mixture_pvalue`) and its
+    Benjamini-Hochberg adjustment over all proteins with a test; the ``removed`` proteins
+    (:func:`pepmix.stages.merge`'s list, default None: none) follow with status ``filtered``.
+    Sorted by ``pvalue`` (NaN last), one row per input protein.
+    """
+    from pepmix.inference.ebayes import bh_adjust
+    from pepmix.model.variance_tests import mixture_pvalue
+
+    frame = pd.concat(list(parts), ignore_index=True)
+    pvalue = mixture_pvalue(frame["lrt"].to_numpy(dtype=np.float64))
+    frame["pvalue"] = pvalue
+    frame["adj_pvalue"] = bh_adjust(pvalue)
+    if removed is not None and len(removed):
+        extra = pd.DataFrame(
+            {"protein": removed["protein"].astype(str), "status": "filtered", "top_cells": ""}
+        )
+        frame = pd.concat([frame, extra], ignore_index=True)
+    frame = frame.sort_values("pvalue", kind="stable", na_position="last")
+    return frame.reset_index(drop=True).loc[:, list(USAGE_COLUMNS)]

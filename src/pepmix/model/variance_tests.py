@@ -151,7 +151,7 @@ def _finite(theta: FloatArray, dev: FloatArray, converged: BoolArray) -> BoolArr
 
 
 def bucket_lrts(
-    bucket: Bucket, theta_start: FloatArray | None = None
+    bucket: Bucket, theta_start: FloatArray | None = None, only: Sequence[int] | None = None
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int]:
     """LRT of every free term of every protein of one bucket.
 
@@ -161,6 +161,8 @@ def bucket_lrts(
         Plain (unpenalised) sufficient statistics.
     theta_start : ndarray, shape (B, F), optional
         Warm start of the full fit (the reported fit's ``theta``); default: the optimiser's grid.
+    only : sequence of int, optional
+        Test only these factors (the others' LRT stays NaN); default None: all.
 
     Returns
     -------
@@ -177,7 +179,7 @@ def bucket_lrts(
     lrt = np.full((nb, nf), np.nan)
     theta_null = np.repeat(full.theta[:, None, :], nf, axis=1)
     n_nonglobal = 0
-    for f in range(nf):
+    for f in range(nf) if only is None else only:
         tested = ok & plain.free[:, f]
         # a variance already at zero: the full optimum is the reduced one, LRT exactly 0
         zero = tested & (full.theta[:, f] <= 0.0)
@@ -194,7 +196,9 @@ def bucket_lrts(
     return lrt, theta_null, full.theta, full.dev, n_nonglobal
 
 
-def term_lrts(problem: Problem, theta_start: FloatArray | None = None) -> TermTests:
+def term_lrts(
+    problem: Problem, theta_start: FloatArray | None = None, terms: Sequence[str] | None = None
+) -> TermTests:
     """LRTs of every random term of every fittable protein of ``problem`` (batched by bucket).
 
     Parameters
@@ -203,7 +207,10 @@ def term_lrts(problem: Problem, theta_start: FloatArray | None = None) -> TermTe
         Sufficient statistics (with the fit's observation weights for a robust fit).
     theta_start : ndarray, shape (P, F), optional
         The reported fit's ``theta`` (NaN allowed), used as the full model's warm start.
+    terms : sequence of str, optional
+        Test only these random terms (the others' LRT stays NaN); default None: all.
     """
+    only = None if terms is None else [problem.factors.index(t) for t in terms]
     n_p, n_f = problem.n_proteins, len(problem.factors)
     out = TermTests(
         factors=problem.factors,
@@ -214,7 +221,7 @@ def term_lrts(problem: Problem, theta_start: FloatArray | None = None) -> TermTe
     )
     for idx, bucket in problem.buckets:
         start = None if theta_start is None else np.nan_to_num(theta_start[idx])
-        lrt, theta_null, theta_full, dev, bad = bucket_lrts(bucket, start)
+        lrt, theta_null, theta_full, dev, bad = bucket_lrts(bucket, start, only)
         out.lrt[idx] = lrt
         out.theta_null[idx] = theta_null
         out.theta_full[idx] = theta_full

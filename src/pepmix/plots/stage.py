@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pepmix.errors import SampleSheetError
@@ -400,3 +401,56 @@ def status_plot(
         lfc_threshold,
     )
     return paths
+
+
+def usage_plots(
+    usage: PathLike,
+    proteins: PathLike,
+    table: PathLike,
+    features: PathLike,
+    samples: PathLike,
+    abundance: PathLike,
+    fixed: PathLike,
+    blups: PathLike,
+    out_pdf: PathLike,
+    out_png: PathLike,
+    top_n: int = 20,
+    fdr: float = 0.05,
+) -> list[Path]:
+    """Profile plots of the proteins flagged by the peptide-usage test (config ``peptide_usage``).
+
+    The flagged proteins (``adj_pvalue < fdr`` in ``results/tables/peptide_usage.tsv``, at most
+    ``top_n``, smallest p first) get one profile page each in ``out_pdf`` (the model's profile
+    plot, :mod:`pepmix.plots.profiles`), whose headline gives the usage test and names the most
+    deviating feature x condition cells (the ``top_cells`` column, largest usage BLUP first);
+    ``out_png`` is the grid of the first two pages, for the report.
+    """
+    from dataclasses import replace
+
+    from pepmix.plots.profile_data import build_profiles
+    from pepmix.plots.profiles import write_profile_files
+
+    tab = pd.read_csv(usage, sep="\t", keep_default_na=False, na_values=["NA", ""])
+    tab["protein"] = tab["protein"].astype(str)
+    hits = tab.loc[tab["adj_pvalue"] < fdr].sort_values("pvalue", kind="stable")
+    log.info("peptide usage: %d proteins at adj. p < %g, %d drawn", len(hits), fdr, top_n)
+    hits = hits.head(top_n)
+    flagged = list(hits["protein"])
+    feats = read_proteins(features, flagged, ["protein", "feature", "run", "y"])
+    runs = read_runs(samples, distinct_values(features, "run"))
+    ab = read_proteins(abundance, flagged, ["protein", "run", "abundance", "se"])
+    fx = pd.read_parquet(fixed)
+    fx = fx.loc[fx["term"].astype(str).str.startswith("condition[")]
+    bl = read_proteins(blups, flagged)
+    model = pd.read_parquet(proteins)
+    profiles = build_profiles(flagged, feats, ab, fx, bl, model, pd.read_parquet(table))
+    for rec in hits.to_dict("records"):
+        cells = str(rec["top_cells"]) if isinstance(rec["top_cells"], str) else ""
+        head = (
+            f"Peptide usage: adj. p {float(rec['adj_pvalue']):.2g}, "
+            f"SD {np.sqrt(float(rec['var_usage'])):.2f}; most deviating: {cells or '-'}"
+        )
+        prof = profiles[str(rec["protein"])]
+        profiles[str(rec["protein"])] = replace(prof, title=f"{head}\n{prof.title}".rstrip())
+    write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs)
+    return [Path(out_pdf), Path(out_png)]
