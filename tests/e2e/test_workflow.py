@@ -354,3 +354,33 @@ def test_shrinkage_prior_rule_and_shard_invariance(repo: Path, tmp_path: Path) -
     # each protein's fit uses only its own data and the prior: equal up to the optimiser's
     # stopping rule (projected-gradient norm 1e-6)
     pd.testing.assert_series_equal(one["pvalue"], three["pvalue"], rtol=1e-5, atol=1e-9)
+
+
+def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
+    """peptide_usage: true writes the usage table (one row per input protein, gathered over two
+    shards) and the profile figure of the flagged proteins, which is in the report."""
+    work = tmp_path / "usage"
+    work.mkdir()
+    _write_slice(repo, work)
+    (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
+    _config(work)
+    with (work / "config.yaml").open("a") as handle:
+        handle.write("peptide_usage: true\n")
+    extra = ("--config", "shards=2")
+    result = _run(repo, work, *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    usage = pd.read_csv(work / "results/tables/peptide_usage.tsv", sep="\t")
+    assert len(usage) == N_INPUT_PROTEINS and usage["protein"].is_unique
+    assert int((usage["status"] == "filtered").sum()) == N_FILTERED
+    tested = usage["pvalue"].notna()
+    assert tested.sum() > 150  # fitted proteins with an identifiable usage term
+    assert usage.loc[tested, "pvalue"].between(0, 1).all()
+    assert (usage.loc[usage["var_usage"] > 0, "top_cells"].str.len() > 0).all()
+    assert_drawn(work / "results/plots/model/peptide_usage.png")
+    assert (work / "results/plots/model/peptide_usage.pdf").stat().st_size > 1000
+    report = _run(repo, work, "--report", str(work / "report.html"), *extra)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "peptide_usage.png" in (work / "report.html").read_text(errors="replace")
+    # one shard: the fit job writes its shard rows, rule peptide_usage still gathers
+    dry = _run(repo, work, "-n", "--forceall", "--config", "shards=1")
+    assert {"fit", "peptide_usage", "plot_usage"} <= _planned_rules(dry.stdout + dry.stderr)
