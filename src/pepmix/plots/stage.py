@@ -8,7 +8,7 @@ not import :mod:`pepmix.stages` (which pulls in the model and SciPy): plot jobs 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -403,6 +403,24 @@ def status_plot(
     return paths
 
 
+def _usage_headline(rec: Mapping[Hashable, object]) -> str:
+    """Headline line of a usage profile: adjusted p, usage SD and the deviating cells, their
+    features cut as in the profile's effect panel (``feature:condition (+blup)``)."""
+    from pepmix.plots.style import middle_cut
+
+    cells = []
+    raw = rec.get("top_cells")
+    for item in str(raw).split("; ") if isinstance(raw, str) and raw else []:
+        cell, _, blup = item.rpartition(" (")
+        feature, _, condition = cell.rpartition(":")
+        cells.append(f"{middle_cut(feature)}:{condition} ({blup}")
+    var = float(str(rec["var_usage"]))
+    return (
+        f"Peptide usage: adj. p {float(str(rec['adj_pvalue'])):.2g}, SD {np.sqrt(var):.2f}; "
+        f"most deviating: {'; '.join(cells) or '-'}"
+    )
+
+
 def usage_plots(
     usage: PathLike,
     proteins: PathLike,
@@ -445,12 +463,8 @@ def usage_plots(
     model = pd.read_parquet(proteins)
     profiles = build_profiles(flagged, feats, ab, fx, bl, model, pd.read_parquet(table))
     for rec in hits.to_dict("records"):
-        cells = str(rec["top_cells"]) if isinstance(rec["top_cells"], str) else ""
-        head = (
-            f"Peptide usage: adj. p {float(rec['adj_pvalue']):.2g}, "
-            f"SD {np.sqrt(float(rec['var_usage'])):.2f}; most deviating: {cells or '-'}"
-        )
         prof = profiles[str(rec["protein"])]
+        head = _usage_headline(rec)
         profiles[str(rec["protein"])] = replace(prof, title=f"{head}\n{prof.title}".rstrip())
     write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs)
     return [Path(out_pdf), Path(out_png)]
