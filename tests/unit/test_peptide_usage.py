@@ -34,12 +34,12 @@ def _table(runs: list[str], cond: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["protein", "feature", "run", "y"])
 
 
-def _shard(random: tuple[str, ...]) -> pd.DataFrame:
+def _shard(random: tuple[str, ...], lrt: bool = True) -> pd.DataFrame:
     sheet, design = make_design(random=random, n_cond=2, samples_per_cond=4)
     table = _table(list(design.runs), np.asarray(design.condition_code))
     fit = fit_proteins(table, design, robust="none")
     comp = fit.variance_components()
-    tests = fit_tests(fit, VarianceTestOptions())
+    tests = fit_tests(fit, VarianceTestOptions(lrt=lrt))
     for col in tests.columns[1:]:
         comp[col] = tests[col].to_numpy()
     return usage_shard_table(fit, comp, table, sheet, robust="none")
@@ -60,12 +60,16 @@ def test_usage_table_flags_shifted_peptide_and_lists_filtered_proteins() -> None
     assert out["protein"].iloc[0] == "P_usage"  # sorted by p-value
 
 
-def test_usage_fit_added_equals_fitted_term() -> None:
+@pytest.mark.parametrize("lrt", [True, False])
+def test_usage_fit_added_equals_fitted_term(lrt: bool) -> None:
     """Adding the term to the default model and fitting it in the model give the same test
-    (same data, plain REML): the LRTs agree to the optimiser's criterion tolerance."""
+    (same data, plain REML): the LRTs agree to the optimiser's criterion tolerance (relative
+    1e-6 of a criterion converged to ~1e-11). Without the fit job's variance tests
+    (``variance_tests.lrt: false``) the usage term is tested on its own."""
     added = gather_usage_table([_shard(("feature", "sample"))]).set_index("protein")
-    fitted = gather_usage_table([_shard(("feature", USAGE_FACTOR, "sample"))])
+    fitted = gather_usage_table([_shard(("feature", USAGE_FACTOR, "sample"), lrt)])
     fitted = fitted.set_index("protein")
+    assert fitted.loc["P_usage", "top_cells"].startswith("F0:B (+")
     for p in ("P_usage", "P_clean"):
         assert added.loc[p, "lrt"] == pytest.approx(fitted.loc[p, "lrt"], rel=1e-6, abs=1e-6)
         assert added.loc[p, "var_usage"] == pytest.approx(fitted.loc[p, "var_usage"], rel=1e-4)
