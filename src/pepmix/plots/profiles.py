@@ -503,6 +503,7 @@ def write_profile_files(
     runs: Runs,
     png_count: int = 2,
     png_columns: int = 2,
+    empty_text: str = "No tested proteins in this contrast.",
 ) -> None:
     """Write profile PDFs (one page per protein) and PNG grids of their first pages.
 
@@ -521,6 +522,8 @@ def write_profile_files(
         Profiles in each PNG grid.
     png_columns : int, default 2
         Profiles per row of the PNG grids.
+    empty_text : str, default "No tested proteins in this contrast."
+        Text of the page drawn for an output without proteins.
     """
     from pepmix.plots.imagepdf import encode_png, write_image_pdf
     from pepmix.plots.style import DPI
@@ -544,7 +547,7 @@ def write_profile_files(
     empty: list[NDArray[np.uint8]] = []  # drawn only if a contrast has no tested protein
     for proteins, pdf_path, png_path in outputs:
         if not proteins and not empty:
-            empty.append(_empty_page(DPI))
+            empty.append(_empty_page(DPI, empty_text))
         pages = [encoded[p] for p in proteins] or [encode_png(empty[0])]
         write_image_pdf(pdf_path, pages, *PAGE_SIZE)
         tiles = [pixels[p] for p in list(proteins)[:png_count]] or empty
@@ -552,10 +555,10 @@ def write_profile_files(
         log.info("wrote %s (%d pages) and %s", pdf_path, len(proteins), png_path)
 
 
-def _empty_page(dpi: float) -> NDArray[np.uint8]:
+def _empty_page(dpi: float, text: str) -> NDArray[np.uint8]:
     fig = new_figure(*PAGE_SIZE, layout=None)
     fig.set_dpi(dpi)
-    fig.text(0.5, 0.5, "No tested proteins in this contrast.", ha="center", va="center")
+    fig.text(0.5, 0.5, text, ha="center", va="center")
     fig.canvas.draw()
     return np.array(np.asarray(fig.canvas.buffer_rgba())[..., :3])  # type: ignore[attr-defined]
 

@@ -466,5 +466,6 @@ def usage_plots(
         prof = profiles[str(rec["protein"])]
         head = _usage_headline(rec)
         profiles[str(rec["protein"])] = replace(prof, title=f"{head}\n{prof.title}".rstrip())
-    write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs)
+    none = f"No protein flagged by the peptide-usage test (adj. p < {fdr:g})."
+    write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs, empty_text=none)
     return [Path(out_pdf), Path(out_png)]
