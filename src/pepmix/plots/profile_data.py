@@ -45,6 +45,9 @@ class ProteinProfile:
         Headline (contrast result).
     info : str
         Model summary line (status, variance components).
+    marked : tuple of str
+        Features whose names the effect panel marks (``►``, red), e.g. the most deviating
+        peptides of the peptide-usage test; default: none.
     """
 
     protein: str
@@ -54,6 +57,7 @@ class ProteinProfile:
     blups: pd.DataFrame
     title: str = ""
     info: str = ""
+    marked: tuple[str, ...] = ()
 
 
 def fitted_run_values(profile: ProteinProfile, runs: Runs, order: Sequence[str]) -> pd.Series:

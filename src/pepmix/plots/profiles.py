@@ -398,12 +398,14 @@ class ProfileCanvas:
             lo, hi = float(finite.min()), float(finite.max())
             pad = max(0.05 * (hi - lo), 0.2)
             ax.set_ylim(lo - pad, hi + pad)
-        self._draw_effects(p, colors)
+        self._draw_effects(p, colors, set(profile.marked))
         self.headline.set_text(short_name(profile.protein, 80))
         self.title.set_text(profile.title)
         self.info.set_text(profile.info)
 
-    def _draw_effects(self, p: PreparedProfile, colors: Any) -> None:
+    def _draw_effects(
+        self, p: PreparedProfile, colors: Any, marked: set[str] | None = None
+    ) -> None:
         effect = self.effect
         # as many names as fit at the smallest font size, up to MAX_EFFECT_ROWS
         fit = int(self.effect_height_pt / (EFFECT_LABEL_SIZES[0] * 1.25))
@@ -430,7 +432,14 @@ class ProfileCanvas:
         low = [i for i in range(len(idx)) if p.weight[idx[i]] < LOW_WEIGHT]
         for i in low:
             labels[i] += f" (w {p.weight[idx[i]]:.2f})"
+        marks = [str(p.names[i]) in (marked or set()) for i in idx]
+        labels = ["► " + text if m else text for text, m in zip(labels, marks, strict=True)]
         effect.set_yticks(ys, labels)
+        plain = matplotlib.rcParams["ytick.labelcolor"]
+        plain = matplotlib.rcParams["ytick.color"] if plain == "inherit" else plain
+        for text, m in zip(effect.get_yticklabels(), marks, strict=True):
+            text.set_color(MISSING if m else plain)
+            text.set_fontweight("bold" if m else "normal")
         effect.tick_params(axis="y", labelsize=effect_label_size(n_rows, self.effect_height_pt))
         hidden = len(p.names) - len(idx)
         notes = [f"{len(idx)} of {len(p.names)} features (most deviating)"] * (hidden > 0)

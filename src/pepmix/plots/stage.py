@@ -465,7 +465,11 @@ def usage_plots(
     for rec in hits.to_dict("records"):
         prof = profiles[str(rec["protein"])]
         head = _usage_headline(rec)
-        profiles[str(rec["protein"])] = replace(prof, title=f"{head}\n{prof.title}".rstrip())
+        raw = rec.get("top_cells")
+        cells = str(raw).split("; ") if isinstance(raw, str) and raw else []
+        marked = tuple(dict.fromkeys(c.rpartition(" (")[0].rpartition(":")[0] for c in cells))
+        title = f"{head}\n{prof.title}".rstrip()
+        profiles[str(rec["protein"])] = replace(prof, title=title, marked=marked)
     none = f"No protein flagged by the peptide-usage test (adj. p < {fdr:g})."
     write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs, empty_text=none)
     return [Path(out_pdf), Path(out_png)]
