@@ -239,6 +239,12 @@ class StageRunner:
             "BATCHES": [entry["name"] for entry in cfg["inputs"]],
             "CONTRASTS": stages.contrasts_for(cfg["contrasts"], sheet),
             "N_SHARDS": 1,
+            # the layout of a sharded run (shard and gather_model are aliased, see ALIASED), so
+            # the fit rule's outputs are its shard's files; optional outputs off
+            "SINGLE_SHARD": False,
+            "SHARD": "{scatteritem}",
+            "model_out": lambda name, final: f"results/model/shards/{{scatteritem}}/{name}",
+            "PEPTIDE_USAGE": False,
             "expand": expand,
             "report": lambda path, *args, **kwargs: path,
             "scatter": split,
