@@ -116,22 +116,11 @@ def usage_lrt(fit: ModelFit) -> np.ndarray:
     ``terms``), at the fit's observation weights; NaN where the protein was not fitted or the
     term is not in its model (one feature, or every feature seen in one condition).
     """
-    from pepmix.model.suffstats import build_problem
-    from pepmix.model.variance_tests import term_lrts
+    from pepmix.model.variance_tests import refit_problem, term_lrts
 
-    enc = fit.encoded
-    if enc is None:
+    if fit.encoded is None:
         return np.full(len(fit.proteins), np.nan)
-    problem = build_problem(
-        enc.prot,
-        enc.feat,
-        enc.run,
-        enc.y,
-        fit.design,
-        n_proteins=len(enc.proteins),
-        weights=fit.weights,
-    )
-    start = fit.theta if fit.prior is None else None
+    problem, start = refit_problem(fit)
     tests = term_lrts(problem, start, terms=(USAGE_FACTOR,))
     lrt = tests.lrt[:, tests.factors.index(USAGE_FACTOR)].copy()
     lrt[~np.isin(np.asarray(fit.status, dtype=object), FITTED)] = np.nan

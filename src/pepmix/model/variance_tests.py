@@ -498,6 +498,28 @@ class VarianceTestOptions:
         )
 
 
+def refit_problem(fit: ModelFit) -> tuple[Problem, FloatArray | None]:
+    """The fitted proteins' problem at the fit's final weights, and the start for refits.
+
+    The start is the fit's theta, except under a variance-ratio prior (``model.shrinkage``),
+    whose penalised optimum is not a REML optimum (the refits start from the grid). ``fit``
+    must hold its encoded observations (``fit.encoded``).
+    """
+    enc = fit.encoded
+    if enc is None:
+        raise ValueError("refit_problem: the fit holds no encoded observations")
+    problem = build_problem(
+        enc.prot,
+        enc.feat,
+        enc.run,
+        enc.y,
+        fit.design,
+        n_proteins=len(enc.proteins),
+        weights=fit.weights,
+    )
+    return problem, (fit.theta if fit.prior is None else None)
+
+
 def fit_tests(fit: ModelFit, options: VarianceTestOptions) -> pd.DataFrame:
     """Per-protein test columns for the model stage's protein table.
 
@@ -511,16 +533,7 @@ def fit_tests(fit: ModelFit, options: VarianceTestOptions) -> pd.DataFrame:
     if not options.lrt or fit.encoded is None:
         return out
     enc = fit.encoded
-    problem = build_problem(
-        enc.prot,
-        enc.feat,
-        enc.run,
-        enc.y,
-        fit.design,
-        n_proteins=len(enc.proteins),
-        weights=fit.weights,
-    )
-    start = fit.theta if fit.prior is None else None
+    problem, start = refit_problem(fit)
     tests = term_lrts(problem, start)
     fitted = np.isin(np.asarray(fit.status, dtype=object), FITTED)
     tests.lrt[~fitted] = np.nan
