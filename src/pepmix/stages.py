@@ -24,6 +24,7 @@ from pepmix.shards import gather
 
 if TYPE_CHECKING:
     from pepmix.inference.differential import InferenceOptions
+    from pepmix.model.design import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -382,23 +383,31 @@ class _NoAlerts(logging.Filter):
         return getattr(record, ALERT_ATTR, None) is None
 
 
-def contrast_stats(fit: PathLike, sheet: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
-    """Contrast table (:meth:`pepmix.model.stored.StoredFit.contrast_table`) of the config's
-    ``contrasts:`` from the model stage's stored fit; the design is rebuilt from the sheet and
-    the ``model`` and ``testing.replication`` config, as the fit built it."""
-    from pepmix.model.design import build_run_design, model_spec_from_config
-    from pepmix.model.stored import StoredFit
+def fitted_spec(config: Mapping[str, Any], sheet: pd.DataFrame) -> ModelSpec:
+    """The model the fit stage built from the sheet and the ``model`` and
+    ``testing.replication`` config (:func:`pepmix.model.design.model_spec_from_config`),
+    rebuilt without raising the design's alerts again (the model stage raised them, e.g. an
+    unmodelled batch column)."""
+    from pepmix.model.design import model_spec_from_config
 
     replication = (config.get("testing", {}) or {}).get("replication", "auto")
-    # the model stage already raised the design's alerts (e.g. an unmodelled batch column)
     design_log = logging.getLogger("pepmix.model.design")
     quiet = _NoAlerts()
     design_log.addFilter(quiet)
     try:
-        spec = model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
+        return model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
     finally:
         design_log.removeFilter(quiet)
-    stored = StoredFit.read(fit, build_run_design(sheet, spec))
+
+
+def contrast_stats(fit: PathLike, sheet: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
+    """Contrast table (:meth:`pepmix.model.stored.StoredFit.contrast_table`) of the config's
+    ``contrasts:`` from the model stage's stored fit; the design is rebuilt as the fit built it
+    (:func:`fitted_spec`)."""
+    from pepmix.model.design import build_run_design
+    from pepmix.model.stored import StoredFit
+
+    stored = StoredFit.read(fit, build_run_design(sheet, fitted_spec(config, sheet)))
     contrasts = contrasts_for(config["contrasts"], sheet)
     return stored.contrast_table([(c.name, c.numerator, c.denominator) for c in contrasts])
 

@@ -28,27 +28,11 @@ log = logging.getLogger(__name__)
 PathLike = str | Path
 
 
-class _NoAlerts(logging.Filter):
-    """Drop alert records: the model stage already raised the design's alerts."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from pepmix.alerts import ALERT_ATTR
-
-        return getattr(record, ALERT_ATTR, None) is None
-
-
 def fitted_formula(config: Mapping[str, Any], sheet: pd.DataFrame) -> str:
-    """The model formula the fit used (:func:`pepmix.model.design.model_spec_from_config`)."""
-    from pepmix.model.design import model_spec_from_config
+    """The model formula the fit used (:func:`pepmix.stages.fitted_spec`)."""
+    from pepmix.stages import fitted_spec
 
-    replication = (config.get("testing", {}) or {}).get("replication", "auto")
-    design_log = logging.getLogger("pepmix.model.design")
-    quiet = _NoAlerts()
-    design_log.addFilter(quiet)
-    try:
-        spec = model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
-    finally:
-        design_log.removeFilter(quiet)
+    spec = fitted_spec(config, sheet)
     return model_formula(spec.random, spec.fixed_batch, spec.covariates)
 
 
