@@ -27,7 +27,7 @@ from pepmix.ingest import ingest_batch
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 from pepmix.model.shrinkage import fit_variance_prior
-from pepmix.normalize import normalize
+from pepmix.normalization import normalize
 from pepmix.samples import condition_levels, read_sample_sheet
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pepmix.normalize import normalize
+from pepmix.normalization import normalize
 
 
 def simulate(

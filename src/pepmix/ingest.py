@@ -32,7 +32,7 @@ from pepmix.errors import InputFormatError, SampleSheetError
 from pepmix.filters import REMOVED_PROTEINS, Removed, filter_proteins, filter_rows, removed_proteins
 from pepmix.readers import get_reader, resolve_format
 from pepmix.readers._common import column_aliases
-from pepmix.samples import check_runs
+from pepmix.samples import SampleDesign, check_runs
 
 log = logging.getLogger(__name__)
 
@@ -374,3 +374,47 @@ def removed_frame(removed: Removed) -> pd.DataFrame:
             "n_observations": pd.array([removed[p][2] for p in names], dtype="Int64"),
         }
     )
+
+
+def merge_with_sheet(
+    tables: Sequence[pd.DataFrame],
+    design: SampleDesign,
+    filter_config: Mapping[str, Any],
+    sheet_source: str = "sample sheet",
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The merge step: :func:`merge_batches` against a sample design, and the resolved sheet.
+
+    Parameters
+    ----------
+    tables : sequence of pandas.DataFrame
+        Canonical tables of the batches (:func:`ingest_batch`).
+    design : pepmix.samples.SampleDesign
+        The sample sheet (:func:`pepmix.samples.load_design`); its data files map to runs in a
+        fractionated design.
+    filter_config : mapping
+        The ``filter:`` section.
+    sheet_source : str, default "sample sheet"
+        Name of the sheet, for messages.
+
+    Returns
+    -------
+    merged : pandas.DataFrame
+        The merged, filtered canonical table (no ``attrs``).
+    sheet : pandas.DataFrame
+        One row per run; ``batch`` filled from the input name where the sheet has none.
+    removed : pandas.DataFrame
+        Every input protein absent from ``merged``, with the reason (:func:`removed_frame`).
+    """
+    merged = merge_batches(
+        tables, design.runs, filter_config, sheet_source=sheet_source, file_runs=design.file_runs()
+    )
+    first = pd.Series(canonical.row_key(merged, ["run"])).drop_duplicates().index
+    batch_of_run = pd.Series(
+        merged["batch"].iloc[first].astype(str).to_numpy(),
+        index=merged["run"].iloc[first].astype(str).to_numpy(),
+    )
+    sheet = design.runs.copy()
+    sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
+    removed = removed_proteins(merged)
+    merged.attrs.pop(REMOVED_PROTEINS, None)
+    return merged, sheet, removed_frame(removed)

@@ -90,10 +90,17 @@ def write_tsv(frame: pd.DataFrame, path: str | Path, digits: int = 6) -> None:
     digits : int, default 6
         Significant digits of floating-point columns.
     """
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(tsv_bytes(frame, digits))
+
+
+def tsv_bytes(frame: pd.DataFrame, digits: int = 6) -> bytes:
+    """The bytes :func:`write_tsv` writes for ``frame`` (default ``digits`` 6)."""
     table = pa.table({str(c): _text_column(frame[c], digits) for c in frame.columns})
     options = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none")
-    with atomic_path(path) as tmp:
-        pacsv.write_csv(table, tmp, options)
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, options)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def write_arrow(table: pa.Table, path: str | Path) -> None:

@@ -1,6 +1,6 @@
 r"""Protein-level log ratios of each run, their location (median or KDE mode) and diagnostics.
 
-Notation (as in :mod:`pepmix.normalize`): :math:`y_{fr}` is the log2 intensity of feature
+Notation (as in :mod:`pepmix.normalization`): :math:`y_{fr}` is the log2 intensity of feature
 :math:`f` in run :math:`r`, :math:`s_r` a per-run shift, :math:`R_f` the runs in which :math:`f`
 is observed (only features with :math:`|R_f| \ge 2` are used).
 
@@ -29,7 +29,7 @@ Bimodality
     peak of a normal sample with this bandwidth: about 6 % at 1,000 proteins, 14 % at 100).
     Silverman's rule oversmooths mixtures, so the test errs on the side of *not* flagging.
     Runs with fewer than ``MIN_PROTEINS`` (100) proteins are not tested (and
-    :mod:`pepmix.normalize` acts on the flag only from 300 proteins: in 400 normal samples of
+    :mod:`pepmix.normalization` acts on the flag only from 300 proteins: in 400 normal samples of
     100 the rule fired once, of 300 or more never).
 Fallback
     The mode falls back to the median (and the run is reported) when there are fewer than

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -78,33 +78,20 @@ def merge(
     protein absent from the merged table, ``protein, detail, n_features, n_observations``
     (:func:`pepmix.ingest.removed_in_merge`), listed by the test stage with status ``filtered``.
     """
-    from pepmix.filters import REMOVED_PROTEINS, removed_proteins
-    from pepmix.ingest import merge_batches, removed_frame
+    from pepmix.ingest import merge_with_sheet
 
     tables = [canonical.read_parquet(p) for p in batches]
     design = load_sheet_design(samples, sheet_options)
-    sheet = design.runs
-    merged = merge_batches(
-        tables, sheet, filter_config, sheet_source=str(samples), file_runs=design.file_runs()
-    )
-    first = pd.Series(canonical.row_key(merged, ["run"])).drop_duplicates().index
-    batch_of_run = pd.Series(
-        merged["batch"].iloc[first].astype(str).to_numpy(),
-        index=merged["run"].iloc[first].astype(str).to_numpy(),
-    )
-    sheet = sheet.copy()
-    sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
-    removed = removed_proteins(merged)
-    merged.attrs.pop(REMOVED_PROTEINS, None)
+    merged, sheet, removed = merge_with_sheet(tables, design, filter_config, str(samples))
     canonical.write_parquet(merged, out_features)
     if out_removed is not None:
-        write_tsv(removed_frame(removed), out_removed)
+        write_tsv(removed, out_removed)
     write_tsv(sheet, out_samples)
     log.info(
         "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",
         len(tables),
         len(merged),
-        len(batch_of_run),
+        merged["run"].nunique(),
         merged["protein"].nunique(),
         len(removed),
     )
@@ -124,7 +111,7 @@ def read_removed(path: PathLike) -> pd.DataFrame:
     return frame
 
 
-def read_resolved_sheet(path: PathLike) -> pd.DataFrame:
+def read_resolved_sheet(path: PathLike | BinaryIO) -> pd.DataFrame:
     """Read the sample sheet written by :func:`merge`."""
     sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["NA"])
     if sheet.empty:
@@ -139,8 +126,8 @@ def normalize_stage(
     out_features: PathLike,
     out_runs: PathLike,
 ) -> None:
-    """Stage ``normalize``: log2 and run normalisation (see :mod:`pepmix.normalize`)."""
-    from pepmix.normalize import normalization_options, normalize
+    """Stage ``normalize``: log2 and run normalisation (see :mod:`pepmix.normalization`)."""
+    from pepmix.normalization import normalization_options, normalize
 
     table = canonical.read_parquet(
         features, columns=["protein", "feature", "peptide", "run", "intensity", "batch"]

@@ -11,7 +11,7 @@ import pytest
 
 from pepmix.alerts import ALERT_ATTR
 from pepmix.errors import ConfigError
-from pepmix.normalize import (
+from pepmix.normalization import (
     DEFAULT_LOCATION,
     DEFAULT_METHOD,
     condition_pairs,
@@ -127,7 +127,7 @@ def test_protein_median(location: str, caplog: pytest.LogCaptureFixture) -> None
     # protein ratios: R1 [-1, 0, 0] -> 0; R2 [1, .25, -.25] -> .25; R3 [0, -.25, .25] -> 0:
     # P1 counts once although it has 3 of the 7 features (median_ratio gives R2 .5).
     # With 3 proteins the mode falls back to the median (fewer than 100 proteins).
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         features, runs = normalize(long_table(TINY, RUNS3), location=location)
     expected = {"R1": -1 / 12, "R2": 1 / 6, "R3": -1 / 12}
     assert shifts(runs) == pytest.approx(expected, abs=1e-12)
@@ -362,7 +362,7 @@ def alert_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def test_alert_on_bimodal_not_on_clean(caplog: pytest.LogCaptureFixture) -> None:
     # clean: no changing protein -> no alert, no doubtful run
     table, _, _ = simulate(0.0, seed=21)
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         _, runs = normalize(table)
     assert alert_records(caplog) == []
     assert not runs["doubtful"].any() and not runs["bimodal"].any()
@@ -383,7 +383,7 @@ def test_alert_on_bimodal_not_on_clean(caplog: pytest.LogCaptureFixture) -> None
     # 45 % of proteins up by 3 log2 together: two clusters of protein ratios in every run
     caplog.clear()
     table, _, _ = simulate(0.45, seed=22, effect=(3.0, 3.0))
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         _, runs = normalize(table)
     records = alert_records(caplog)
     assert len(records) == 1
@@ -393,7 +393,7 @@ def test_alert_on_bimodal_not_on_clean(caplog: pytest.LogCaptureFixture) -> None
     assert runs["bimodal"].all() and runs["doubtful"].all()
     # no alert for an explicit choice of no normalisation
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         _, runs = normalize(table, method="none")
     assert alert_records(caplog) == [] and runs["bimodal"].all()
 
@@ -403,7 +403,7 @@ def test_alert_on_a_run_with_a_large_shift(caplog: pytest.LogCaptureFixture) -> 
     # max(3 spreads, 1 log2); the other runs move by about -3/8 and stay below
     table, _, _ = simulate(0.0, seed=23)
     table.loc[table["run"] == "R3", "intensity"] *= 8.0
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         _, runs = normalize(table)
     assert runs.loc[runs["doubtful"], "run"].tolist() == ["R3"]
     assert not runs["bimodal"].any()
@@ -455,7 +455,7 @@ def test_one_sided_alert_when_60_percent_go_up(caplog: pytest.LogCaptureFixture)
     # of the proteins 0.5-2 log2 to its right, median about 0.5 log2 right of the peak
     # (threshold max(0.1, 3 SE), SE about 0.1 at 800 proteins); fired at 19 of seeds 1-20
     table, conditions = simulate_conditions(0.6, "up", seed=31)
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         _, runs = normalize(table, location="mode", run_condition=conditions)
     (record,) = alert_records(caplog)
     assert getattr(record, ALERT_ATTR) == "normalization_doubtful"
@@ -465,7 +465,7 @@ def test_one_sided_alert_when_60_percent_go_up(caplog: pytest.LogCaptureFixture)
     assert runs["one_sided"].all()
     # without conditions the check is off (and the per-run rules do not see it)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+    with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
         _, runs = normalize(table, location="mode")
     assert not runs["one_sided"].any() and alert_records(caplog) == []
 
@@ -478,7 +478,7 @@ def test_no_one_sided_alert_when_40_percent_change_both_ways(
     table, conditions = simulate_conditions(0.4, "both", seed=32)
     for location in ("median", "mode"):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="pepmix.normalize"):
+        with caplog.at_level(logging.INFO, logger="pepmix.normalization"):
             _, runs = normalize(table, location=location, run_condition=conditions)
         assert alert_records(caplog) == []
         assert not runs["one_sided"].any() and not runs["doubtful"].any()

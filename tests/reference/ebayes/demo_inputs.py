@@ -19,7 +19,7 @@ from pepmix.filters import filter_proteins
 from pepmix.ingest import ingest_batch
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import FITTED, fit_proteins
-from pepmix.normalize import normalize
+from pepmix.normalization import normalize
 from pepmix.samples import condition_levels, read_sample_sheet
 
 HERE = Path(__file__).resolve().parent
