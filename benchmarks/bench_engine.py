@@ -97,7 +97,7 @@ def child_engine(args: argparse.Namespace) -> None:
 
     from pepmix.model.design import ModelSpec, build_run_design
     from pepmix.model.fit import fit_proteins
-    from pepmix.stages import read_model_input
+    from pepmix.stages.files import read_model_input
 
     rss_start = peak_rss_kb()
     t0 = time.perf_counter()

@@ -90,7 +90,7 @@ def reference_seconds(repeats: int = 3) -> dict[str, float]:
     for name, cmd in (
         ("snakemake --version", [SNAKEMAKE, "--version"]),
         ("python -c pass", [sys.executable, "-c", "pass"]),
-        ("import pepmix.stages", [sys.executable, "-c", "import pepmix.stages"]),
+        ("import pepmix.stages.fit", [sys.executable, "-c", "import pepmix.stages.fit"]),
     ):
         times = []
         for _ in range(repeats):

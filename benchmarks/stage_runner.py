@@ -7,7 +7,7 @@ with that config (as Snakemake does), and the rule's own ``script:`` (``scripts/
 with a stand-in ``snakemake`` object (inputs, outputs, params, log, threads = 1). So whatever
 config sections a build's rules pass to its stage functions, and however its scripts call them,
 the harness follows. Schema, rules and scripts are those of the imported pepmix build (the
-repository around ``pepmix/stages.py``; this repository when pepmix is installed elsewhere).
+repository around ``src/pepmix``; this repository when pepmix is installed elsewhere).
 
 Differences from a workflow run: the model stage runs as one shard (the workflow's shards only
 split proteins; ``shard`` and ``gather_model`` are skipped), without the protein-abundance
@@ -36,9 +36,10 @@ from typing import Any
 
 import pandas as pd
 
-from pepmix import stages
+import pepmix
 from pepmix.config import load_yaml, validate_config
 from pepmix.errors import ConfigError, PepmixError
+from pepmix.stages.files import contrasts_for, load_sheet, read_resolved_sheet
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ SCATTER_ITEM = "1-of-1"
 
 def build_root() -> Path:
     """Repository of the imported pepmix build (schema, rules, scripts), else this one."""
-    build = Path(stages.__file__).resolve().parents[2]
+    build = Path(pepmix.__file__).resolve().parents[2]
     return build if (build / SCHEMA).exists() and (build / "rules").is_dir() else REPO
 
 
@@ -231,13 +232,13 @@ class StageRunner:
         """What the rules' blocks refer to (``rules/common.smk``), for one shard."""
         from snakemake.io import expand
 
-        sheet = stages.load_sheet(cfg["samples"], cfg.get("sample_sheet"))
+        sheet = load_sheet(cfg["samples"], cfg.get("sample_sheet"))
         split = SimpleNamespace(split=lambda pattern: [_wildcards(pattern, _ITEM)])
         return {
             "config": cfg,
             "INPUT_BY_NAME": {entry["name"]: entry for entry in cfg["inputs"]},
             "BATCHES": [entry["name"] for entry in cfg["inputs"]],
-            "CONTRASTS": stages.contrasts_for(cfg["contrasts"], sheet),
+            "CONTRASTS": contrasts_for(cfg["contrasts"], sheet),
             "N_SHARDS": 1,
             # the layout of a sharded run (shard and gather_model are aliased, see ALIASED), so
             # the fit rule's outputs are its shard's files; optional outputs off
@@ -352,7 +353,7 @@ class StageRunner:
         made: dict[str, str] = {}
         self.used = []
         table = pd.read_parquet(self._make(TARGET, self._namespace(cfg), made))
-        return table, stages.read_resolved_sheet(made["results/ingest/samples.tsv"])
+        return table, read_resolved_sheet(made["results/ingest/samples.tsv"])
 
     def alerts(self) -> list[str]:
         """Codes of the alerts the rules of the last :meth:`run` raised (rules with an

@@ -11,7 +11,7 @@ from pepmix.errors import PepmixError
 from pepmix.locks import lock_notice
 from pepmix.resources import declared_mem_mb
 from pepmix.shards import auto_shards
-from pepmix.stages import contrasts_for, load_sheet
+from pepmix.stages.files import contrasts_for, load_sheet
 
 
 def _fail(message):

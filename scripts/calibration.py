@@ -3,14 +3,15 @@
 See :mod:`pepmix.inference.calibration`.
 """
 
-from pepmix.inference.calibration import calibration_stage
 from pepmix.rule import rule_context
+from pepmix.stages import calibration
 
 with rule_context(snakemake):
-    calibration_stage(
-        snakemake.input.features,
-        snakemake.input.samples,
-        snakemake.params.config,
-        snakemake.output.table,
-        snakemake.output.figure,
+    config = snakemake.params.config
+    calibration.run(
+        features=snakemake.input.features, samples=snakemake.input.samples, config=config
+    ).write(
+        table=snakemake.output.table,
+        figure=snakemake.output.figure,
+        fdr=float(config.get("fdr", 0.05)),
     )

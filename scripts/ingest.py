@@ -4,9 +4,8 @@ from pepmix.rule import rule_context
 from pepmix.stages import ingest
 
 with rule_context(snakemake):
-    ingest(
-        snakemake.params.entry,
-        snakemake.params.filter,
-        snakemake.params.feature_level,
-        snakemake.output.table,
-    )
+    ingest.run(
+        entry=snakemake.params.entry,
+        filters=snakemake.params.filter,
+        feature_level=snakemake.params.feature_level,
+    ).write(table=snakemake.output.table)

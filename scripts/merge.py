@@ -4,12 +4,10 @@ from pepmix.rule import rule_context
 from pepmix.stages import merge
 
 with rule_context(snakemake):
-    merge(
-        snakemake.input.batches,
-        snakemake.input.samples,
-        snakemake.params.sheet,
-        snakemake.params.filter,
-        snakemake.output.features,
-        snakemake.output.samples,
-        snakemake.output.removed,
-    )
+    out = snakemake.output
+    merge.run(
+        batches=snakemake.input.batches,
+        samples=snakemake.input.samples,
+        sheet_options=snakemake.params.sheet,
+        filters=snakemake.params.filter,
+    ).write(features=out.features, samples=out.samples, removed=out.removed)

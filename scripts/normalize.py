@@ -1,13 +1,11 @@
 """Rule normalize: log2 transform and run normalisation."""
 
 from pepmix.rule import rule_context
-from pepmix.stages import normalize_stage
+from pepmix.stages import normalize
 
 with rule_context(snakemake):
-    normalize_stage(
-        snakemake.input.features,
-        snakemake.input.samples,
-        snakemake.params.normalization,
-        snakemake.output.features,
-        snakemake.output.runs,
-    )
+    normalize.run(
+        features=snakemake.input.features,
+        samples=snakemake.input.samples,
+        options=snakemake.params.normalization,
+    ).write(features=snakemake.output.features, runs=snakemake.output.runs)

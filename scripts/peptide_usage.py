@@ -1,9 +1,9 @@
 """Rule peptide_usage: gather the fit jobs' peptide-usage rows into one table."""
 
 from pepmix.rule import rule_context
-from pepmix.stages import peptide_usage_stage
+from pepmix.stages import peptide_usage
 
 with rule_context(snakemake):
-    peptide_usage_stage(
-        list(snakemake.input.parts), snakemake.output[0], removed=snakemake.input.removed
+    peptide_usage.run(parts=list(snakemake.input.parts), removed=snakemake.input.removed).write(
+        snakemake.output[0]
     )

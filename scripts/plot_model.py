@@ -1,20 +1,21 @@
 """Rule plot_model: variance components and per-protein profile plots."""
 
-from pepmix.plots.stage import ContrastInfo, model_plots
+from pepmix.plots.inputs import ContrastInfo
 from pepmix.rule import rule_context
+from pepmix.stages import plot_model
 
 with rule_context(snakemake):
-    model_plots(
-        snakemake.input.proteins,
-        snakemake.input.table,
-        snakemake.input.features,
-        snakemake.input.samples,
-        snakemake.input.abundance,
-        snakemake.input.fixed,
-        snakemake.input.blups,
-        [ContrastInfo.from_mapping(c) for c in snakemake.params.contrasts],
-        snakemake.params.out_dir,
-        snakemake.params.formats,
+    plot_model.run(
+        proteins=snakemake.input.proteins,
+        table=snakemake.input.table,
+        features=snakemake.input.features,
+        samples=snakemake.input.samples,
+        abundance=snakemake.input.abundance,
+        fixed=snakemake.input.fixed,
+        blups=snakemake.input.blups,
+        contrasts=[ContrastInfo.from_mapping(c) for c in snakemake.params.contrasts],
+        out_dir=snakemake.params.out_dir,
+        formats=snakemake.params.formats,
         top_n=snakemake.params.top_n,
         variance=snakemake.input.variance,
         fdr=snakemake.params.fdr,

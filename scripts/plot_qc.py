@@ -1,12 +1,12 @@
 """Rule plot_qc: QC figures of the feature intensities (distributions, counts, missingness)."""
 
-from pepmix.plots.stage import qc_feature_plots
 from pepmix.rule import rule_context
+from pepmix.stages import plot_qc
 
 with rule_context(snakemake):
-    qc_feature_plots(
-        snakemake.input.features,
-        snakemake.input.samples,
-        snakemake.params.out_dir,
-        snakemake.params.formats,
+    plot_qc.run(
+        features=snakemake.input.features,
+        samples=snakemake.input.samples,
+        out_dir=snakemake.params.out_dir,
+        formats=snakemake.params.formats,
     )

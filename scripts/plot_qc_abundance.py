@@ -1,12 +1,12 @@
 """Rule plot_qc_abundance: QC figures of the protein abundances (PCA, correlation, CV)."""
 
-from pepmix.plots.stage import qc_abundance_plots
 from pepmix.rule import rule_context
+from pepmix.stages import plot_qc_abundance
 
 with rule_context(snakemake):
-    qc_abundance_plots(
-        snakemake.input.samples,
-        snakemake.input.abundance,
-        snakemake.params.out_dir,
-        snakemake.params.formats,
+    plot_qc_abundance.run(
+        samples=snakemake.input.samples,
+        abundance=snakemake.input.abundance,
+        out_dir=snakemake.params.out_dir,
+        formats=snakemake.params.formats,
     )

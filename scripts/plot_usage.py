@@ -1,20 +1,20 @@
 """Rule plot_usage: profile plots of the proteins flagged by the peptide-usage test."""
 
-from pepmix.plots.stage import usage_plots
 from pepmix.rule import rule_context
+from pepmix.stages import plot_usage
 
 with rule_context(snakemake):
-    usage_plots(
-        snakemake.input.usage,
-        snakemake.input.proteins,
-        snakemake.input.table,
-        snakemake.input.features,
-        snakemake.input.samples,
-        snakemake.input.abundance,
-        snakemake.input.fixed,
-        snakemake.input.blups,
-        snakemake.output.pdf,
-        snakemake.output.png,
+    plot_usage.run(
+        usage=snakemake.input.usage,
+        proteins=snakemake.input.proteins,
+        table=snakemake.input.table,
+        features=snakemake.input.features,
+        samples=snakemake.input.samples,
+        abundance=snakemake.input.abundance,
+        fixed=snakemake.input.fixed,
+        blups=snakemake.input.blups,
+        out_pdf=snakemake.output.pdf,
+        out_png=snakemake.output.png,
         top_n=snakemake.params.top_n,
         fdr=snakemake.params.fdr,
     )

@@ -1,39 +1,37 @@
 """Rule prepare: ingest, merge, normalize and shard in one job (one batch)."""
 
-from pepmix.rule import rule_context, stage_alerts
-from pepmix.shards import split
-from pepmix.stages import ingest, merge, normalize_stage
+from pepmix.rule import rule_context
+from pepmix.stages import prepare
 
-with rule_context(snakemake) as logger:
+with rule_context(snakemake):
     out = snakemake.output
-    with stage_alerts("ingest", out.alerts_ingest, snakemake.log.ingest):
-        logger.info("stage ingest")
-        ingest(
-            snakemake.params.entry,
-            snakemake.params.filter,
-            snakemake.params.feature_level,
-            out.batch,
-        )
-    with stage_alerts("merge", out.alerts_merge, snakemake.log.merge):
-        logger.info("stage merge")
-        merge(
-            [out.batch],
-            snakemake.input.samples,
-            snakemake.params.sheet,
-            snakemake.params.filter,
-            out.merged,
-            out.samples,
-            out.removed,
-        )
-    with stage_alerts("normalize", out.alerts_normalize, snakemake.log.normalize):
-        logger.info("stage normalize")
-        normalize_stage(
-            out.merged,
-            out.samples,
-            snakemake.params.normalization,
-            out.features,
-            out.runs,
-        )
-    with stage_alerts("shard", None, snakemake.log.shard):
-        logger.info("stage shard")
-        split(out.features, list(out.shards), list(out.largest))
+    logs = snakemake.log
+    prepare.run(
+        entry=snakemake.params.entry,
+        filters=snakemake.params.filter,
+        feature_level=snakemake.params.feature_level,
+        samples=snakemake.input.samples,
+        sheet_options=snakemake.params.sheet,
+        normalization=snakemake.params.normalization,
+        outputs=prepare.PrepareOutputs(
+            batch=out.batch,
+            merged=out.merged,
+            samples=out.samples,
+            removed=out.removed,
+            features=out.features,
+            runs=out.runs,
+            shards=list(out.shards),
+            largest=list(out.largest),
+            alerts={
+                "ingest": out.alerts_ingest,
+                "merge": out.alerts_merge,
+                "normalize": out.alerts_normalize,
+            },
+            logs={
+                "ingest": logs.ingest,
+                "merge": logs.merge,
+                "normalize": logs.normalize,
+                "shard": logs.shard,
+            },
+        ),
+    )

@@ -1,7 +1,9 @@
 """Rule report_pages: the report's summary and methods (first page) and per-contrast tables."""
 
-from pepmix.report.stage import report_pages_stage
+from pathlib import Path
+
 from pepmix.rule import rule_context
+from pepmix.stages import report_pages
 
 with rule_context(snakemake):
     inputs = {
@@ -12,13 +14,12 @@ with rule_context(snakemake):
     calibration = [calibration] if isinstance(calibration, str) else list(calibration)
     if calibration:
         inputs["calibration"] = str(calibration[0])
-    report_pages_stage(
-        inputs,
-        snakemake.config,
-        snakemake.params.contrasts,
-        list(snakemake.output.tables),
-        snakemake.output.summary,
-        snakemake.output.methods,
+    tables = list(snakemake.output.tables)
+    report_pages.run(
+        inputs=inputs,
+        config=snakemake.config,
+        contrasts=snakemake.params.contrasts,
+        table_names=[Path(t).name for t in tables],
         top_n=snakemake.params.top_n,
         category=snakemake.params.category,
-    )
+    ).write(summary=snakemake.output.summary, methods=snakemake.output.methods, tables=tables)

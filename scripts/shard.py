@@ -1,7 +1,11 @@
 """Rule shard: split the normalised table into protein shards balanced by observations."""
 
 from pepmix.rule import rule_context
-from pepmix.shards import split
+from pepmix.stages import shard
 
 with rule_context(snakemake):
-    split(snakemake.input[0], list(snakemake.output.features), list(snakemake.output.largest))
+    shard.run(
+        features=snakemake.input[0],
+        shards=list(snakemake.output.features),
+        largest=list(snakemake.output.largest),
+    )

@@ -1,15 +1,13 @@
 """Rule test: differential abundance per protein and contrast."""
 
 from pepmix.rule import rule_context
-from pepmix.stages import differential_stage
+from pepmix.stages import test
 
 with rule_context(snakemake):
-    differential_stage(
-        snakemake.input.fit,
-        snakemake.input.samples,
-        snakemake.params.config,
-        snakemake.output.tsv,
-        snakemake.output.parquet,
-        snakemake.output.missing,
-        snakemake.input.removed,
-    )
+    out = snakemake.output
+    test.run(
+        fit=snakemake.input.fit,
+        samples=snakemake.input.samples,
+        config=snakemake.params.config,
+        removed=snakemake.input.removed,
+    ).write(tsv=out.tsv, parquet=out.parquet, missing=out.missing)

@@ -1,13 +1,12 @@
 """Rule variance_prior: the empirical-Bayes prior of the variance ratios, on all proteins."""
 
 from pepmix.rule import rule_context
-from pepmix.stages import variance_prior_stage
+from pepmix.stages import variance_prior
 
 with rule_context(snakemake):
-    variance_prior_stage(
-        snakemake.input.features,
-        snakemake.input.samples,
-        snakemake.params.model,
-        snakemake.output[0],
+    variance_prior.run(
+        features=snakemake.input.features,
+        samples=snakemake.input.samples,
+        model=snakemake.params.model,
         replication=snakemake.params.replication,
-    )
+    ).to_json(snakemake.output[0])

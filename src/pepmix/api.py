@@ -35,6 +35,7 @@ from pepmix.errors import ConfigError
 if TYPE_CHECKING:
     from pepmix.model.design import ModelSpec
     from pepmix.model.fit import ModelFit
+    from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.stored import StoredFit
 
 __all__ = ["Dataset", "Fit", "fit", "normalize", "read", "test"]
@@ -84,38 +85,96 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Fit:
-    """One linear mixed model per protein (:func:`fit`).
+    """One linear mixed model per protein (:func:`fit`), or the workflow's stored fit
+    (:meth:`read`).
 
     Attributes
     ----------
-    proteins : pandas.DataFrame
-        One row per modelled protein: status, detail, counts, variance components, their
-        likelihood-ratio tests (``results/tables/variance_components.tsv`` before the removed
-        proteins are appended).
-    fixed : pandas.DataFrame
-        Fixed effects per protein (long).
-    blups : pandas.DataFrame
-        Predicted random effects per protein, factor and level, with the robust weights.
     stored : pepmix.model.stored.StoredFit
-        What every contrast needs (estimates, covariances and their derivatives).
-    spec : pepmix.model.design.ModelSpec
-        The model that was fitted (random and fixed terms, replication unit).
-    shrinkage : bool
+        What every contrast needs (estimates, covariances and their derivatives, per protein);
+        ``stored.design.spec`` is the model that was fitted.
+    runs : pandas.DataFrame
+        The resolved sample sheet the model was fitted with.
+    removed : pandas.DataFrame
+        Proteins removed by the filters before the model (:attr:`Dataset.removed`).
+    shrinkage : bool, default False
         Whether the variance ratios were shrunk (then :func:`test` does not moderate again).
-    data : Dataset
-        The data the model was fitted to.
-    model : pepmix.model.fit.ModelFit
-        The engine's full result (arrays per protein).
+    proteins : pandas.DataFrame or None, default None
+        One row per modelled protein: status, detail, counts, variance components, their
+        likelihood-ratio tests (``results/model/proteins.parquet``). None for a stored fit.
+    model : pepmix.model.fit.ModelFit or None, default None
+        The engine's full result (arrays per protein; fixed effects by
+        ``model.fixed_effects()``, BLUPs and robust weights by ``model.blups``). None for a
+        stored fit.
     """
 
-    proteins: pd.DataFrame
-    fixed: pd.DataFrame
-    blups: pd.DataFrame
     stored: StoredFit
-    spec: ModelSpec
-    shrinkage: bool
-    data: Dataset = field(repr=False)
-    model: ModelFit = field(repr=False)
+    runs: pd.DataFrame
+    removed: pd.DataFrame
+    shrinkage: bool = False
+    proteins: pd.DataFrame | None = field(default=None, repr=False)
+    model: ModelFit | None = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model that was fitted (random and fixed terms, replication unit)."""
+        return self.stored.design.spec
+
+    @classmethod
+    def read(
+        cls,
+        path: PathLike,
+        *,
+        runs: pd.DataFrame,
+        model: Mapping[str, Any] | None = None,
+        replication: str = "auto",
+        removed: pd.DataFrame | None = None,
+    ) -> Fit:
+        """The stored fit the workflow writes (``results/model/fit.parquet``).
+
+        Parameters
+        ----------
+        path : path
+            The stored fit (:mod:`pepmix.model.stored`).
+        runs : pandas.DataFrame
+            The resolved sample sheet it was fitted with (``results/ingest/samples.tsv``).
+        model : mapping, optional
+            The ``model:`` config section it was fitted with (default: the defaults).
+        replication : {"auto", "biological", "technical"}, default "auto"
+            ``testing.replication`` it was fitted with.
+        removed : pandas.DataFrame, optional
+            The removed proteins (``results/ingest/removed_proteins.tsv``); default none.
+
+        Returns
+        -------
+        Fit
+            Without ``proteins`` and ``model``.
+        """
+        from pepmix.model.design import build_run_design
+        from pepmix.model.stored import StoredFit
+        from pepmix.stages.files import fitted_spec
+
+        model = dict(model or {})
+        config = {"model": model, "testing": {"replication": replication}}
+        design = build_run_design(runs, fitted_spec(config, runs))
+        return cls(
+            stored=StoredFit.read(path, design),
+            runs=runs,
+            removed=removed if removed is not None else _no_removed(),
+            shrinkage=bool(model.get("shrinkage", False)),
+        )
+
+
+def _no_removed() -> pd.DataFrame:
+    """An empty table of removed proteins."""
+    return pd.DataFrame(
+        {
+            "protein": pd.Series([], dtype=object),
+            "detail": pd.Series([], dtype=object),
+            "n_features": pd.array([], dtype="Int64"),
+            "n_observations": pd.array([], dtype="Int64"),
+        }
+    )
 
 
 def _entries(inputs: Any, fmt: str) -> list[dict[str, Any]]:
@@ -201,7 +260,7 @@ def _as_text(runs: pd.DataFrame) -> pd.DataFrame:
     from io import BytesIO
 
     from pepmix.io import tsv_bytes
-    from pepmix.stages import read_resolved_sheet
+    from pepmix.stages.files import read_resolved_sheet
 
     return read_resolved_sheet(BytesIO(tsv_bytes(runs)))
 
@@ -260,6 +319,7 @@ def fit(
     shrinkage: bool = False,
     replication: str = "auto",
     variance_tests: Mapping[str, Any] | None = None,
+    prior: VariancePrior | None = None,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -282,6 +342,9 @@ def fit(
         ``testing.replication`` (:func:`pepmix.model.design.replication_unit`).
     variance_tests : mapping, optional
         The ``variance_tests:`` section (default: likelihood-ratio tests on, no bootstrap).
+    prior : pepmix.model.shrinkage.VariancePrior, optional
+        With ``shrinkage``: the variance-ratio prior to use (the workflow estimates it once on
+        all proteins and fits shards with it); default None: estimated from ``data``.
 
     Returns
     -------
@@ -302,8 +365,9 @@ def fit(
     if fixed is not None:
         model_config["fixed"] = list(fixed)
     table = _model_input(data.features)
-    prior = None
-    if shrinkage:
+    if not shrinkage:
+        prior = None
+    elif prior is None:
         from pepmix.model.shrinkage import fit_variance_prior
 
         prior = fit_variance_prior(table, run_design(data.runs, model_config, replication))
@@ -315,16 +379,13 @@ def fit(
         prior=prior,
         variance_tests=variance_tests,
     )
-    model = result.model
     return Fit(
-        proteins=result.proteins,
-        fixed=model.fixed_effects(),
-        blups=model.blups,
-        stored=StoredFit.from_model_fit(model),
-        spec=result.spec,
+        stored=StoredFit.from_model_fit(result.model),
+        runs=data.runs,
+        removed=data.removed,
         shrinkage=shrinkage,
-        data=data,
-        model=model,
+        proteins=result.proteins,
+        model=result.model,
     )
 
 
@@ -375,7 +436,7 @@ def test(
     from pepmix.inference.differential import InferenceOptions, add_filtered, differential_table
     from pepmix.samples import condition_levels
 
-    runs = fit.data.runs
+    runs = fit.runs
     resolved = resolve_contrasts(contrasts, condition_levels(runs))
     stats = fit.stored.contrast_table([(c.name, c.numerator, c.denominator) for c in resolved])
     options = InferenceOptions(
@@ -386,4 +447,4 @@ def test(
     )
     order = [c.name for c in resolved]
     table = differential_table(stats, order, options)
-    return add_filtered(table, fit.data.removed, order)
+    return add_filtered(table, fit.removed, order)

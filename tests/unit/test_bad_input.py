@@ -233,11 +233,12 @@ def test_run_with_only_missing_values_is_named_as_such(tmp_path: Path) -> None:
     data = tmp_path / "data.tsv"
     data.write_text(HEADER + GOOD_ROWS + "P1\tPEPK\tr3\tNA\nP2\tSEQR\tr3\t0\n")
     out = tmp_path / "b1.parquet"
-    ingest({"name": "b1", "format": "generic_long", "path": str(data)}, {}, "precursor", out)
+    entry = {"name": "b1", "format": "generic_long", "path": str(data)}
+    ingest.run(entry=entry, filters={}).write(table=out)
     sheet_path = tmp_path / "samples.tsv"
     sheet_path.write_text("run\tcondition\nr1\tA\nr2\tB\nr3\tB\nr4\tB\n")
     with pytest.raises(SampleSheetError) as err:
-        merge([out], sheet_path, {}, {}, tmp_path / "f.parquet", tmp_path / "s.tsv")
+        merge.run(batches=[out], samples=sheet_path, filters={})
     message = _one_line(
         err,
         sheet_path,

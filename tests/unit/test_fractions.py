@@ -138,7 +138,7 @@ def test_merge_stage_writes_one_row_per_run(tmp_path: Path) -> None:
     canonical.write_parquet(_batch(), batch)
     sdrf = _write_sdrf(tmp_path / "bsa.sdrf.tsv", _sdrf_rows())
     out, samples = tmp_path / "features.parquet", tmp_path / "samples.tsv"
-    merge([batch], sdrf, {}, FILTERS, out, samples)
+    merge.run(batches=[batch], samples=sdrf, filters=FILTERS).write(features=out, samples=samples)
     sheet = pd.read_csv(samples, sep="\t")
     assert list(sheet["run"]) == list(SAMPLES)
     assert list(sheet["batch"]) == ["lfq"] * 3  # from the input name: the SDRF has no batch

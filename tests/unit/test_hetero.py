@@ -133,12 +133,12 @@ def test_heterogeneity_lrt_matches_lme4(cases) -> None:
 
 def test_variance_table_reports_effect_sd(cases, tmp_path) -> None:
     from pepmix.model.variance_tests import variance_test_table
-    from pepmix.stages import variance_table
+    from pepmix.stages import variance_components
 
     row, _, fit = cases[0]
     frame = fit.variance_components().merge(fit_tests(fit, VarianceTestOptions()), on="protein")
     frame.to_parquet(tmp_path / "proteins.parquet")
-    variance_table(tmp_path / "proteins.parquet", tmp_path / "variance.tsv")
+    variance_components.run(proteins=tmp_path / "proteins.parquet").write(tmp_path / "variance.tsv")
     out = pd.read_csv(tmp_path / "variance.tsv", sep="\t")
     sd_bc = row["theta_batch_condition"] * row["sigma"]
     assert out["sd_effect_batch"].iloc[0] == pytest.approx(np.sqrt(2.0) * sd_bc, rel=1e-4)

@@ -21,11 +21,12 @@ from PIL import Image
 
 from pepmix.plots import results, status
 from pepmix.plots.imagepdf import encode_png_indexed
+from pepmix.plots.inputs import condition_means
 from pepmix.plots.profile_data import build_profiles
 from pepmix.plots.profiles import GRID_SCALE, PAGE_SIZE, draw_profile
 from pepmix.plots.results import DOWN, UP, contrast_rows, top_proteins
-from pepmix.plots.stage import condition_means, model_plots
 from pepmix.plots.style import DPI, Runs, new_figure
+from pepmix.stages import plot_model
 
 from .test_plots import CONTRAST, make_data
 
@@ -183,12 +184,12 @@ def test_profile_files_hold_the_selected_proteins(
     data["sheet"].to_csv(paths["samples"], sep="\t", index=False)
     out = tmp_path_factory.mktemp("profiles_out")
     top_n, grid_n = 5, 2
-    model_plots(
-        *(paths[k] for k in ("proteins", "table", "features", "samples", "abundance")),
-        paths["fixed"],
-        paths["blups"],
-        [CONTRAST],
-        out,
+    plot_model.run(
+        **{k: paths[k] for k in ("proteins", "table", "features", "samples", "abundance")},
+        fixed=paths["fixed"],
+        blups=paths["blups"],
+        contrasts=[CONTRAST],
+        out_dir=out,
         top_n=top_n,
         grid_n=grid_n,
     )

@@ -14,18 +14,10 @@ from pepmix.plots import abundance as ab
 from pepmix.plots import model, qc, results, status
 from pepmix.plots.aggregate import FeatureCells, box_stats, grouped_box_stats
 from pepmix.plots.imagepdf import encode_png, png_image_data, write_image_pdf
+from pepmix.plots.inputs import ContrastInfo, condition_means
 from pepmix.plots.labels import repel_boxes
 from pepmix.plots.profile_data import build_profiles, comparison_intervals, prepare
 from pepmix.plots.profiles import middle_cut, write_profile_files
-from pepmix.plots.stage import (
-    ContrastInfo,
-    condition_means,
-    differential_plots,
-    model_plots,
-    qc_abundance_plots,
-    qc_feature_plots,
-    status_plot,
-)
 from pepmix.plots.style import (
     MAX_RUN_AXIS_WIDTH,
     Runs,
@@ -35,6 +27,7 @@ from pepmix.plots.style import (
     run_axis_width,
     short_name,
 )
+from pepmix.stages import plot_differential, plot_model, plot_qc, plot_qc_abundance
 
 CONDITIONS = ("ctrl", "treat")
 CONTRAST = ContrastInfo("treat - ctrl", "treat_vs_ctrl", "treat", "ctrl")
@@ -238,23 +231,27 @@ def test_profiles_pdf_and_png(data: dict, runs: Runs, tmp_path: Path) -> None:
 
 def test_stages_write_every_declared_file(stage_inputs: dict[str, Path], tmp_path: Path) -> None:
     s = stage_inputs
-    written = qc_feature_plots(s["features"], s["samples"], tmp_path / "qc", ["pdf"])
-    written += qc_abundance_plots(s["samples"], s["abundance"], tmp_path / "qc", ["pdf"])
-    written += differential_plots(
-        s["table"], s["fixed"], s["samples"], [CONTRAST], tmp_path / "contrasts", ["svg"]
+    qc = {"out_dir": tmp_path / "qc", "formats": ["pdf"]}
+    written = plot_qc.run(features=s["features"], samples=s["samples"], **qc)
+    written += plot_qc_abundance.run(samples=s["samples"], abundance=s["abundance"], **qc)
+    tables = {k: s[k] for k in ("table", "fixed", "samples")}
+    written += plot_differential.contrast_figures(
+        **tables, contrasts=[CONTRAST], out_dir=tmp_path / "contrasts", formats=["svg"]
     )
-    written += status_plot(s["table"], s["samples"], [CONTRAST], tmp_path, ["pdf"])
-    written += model_plots(
-        s["proteins"],
-        s["table"],
-        s["features"],
-        s["samples"],
-        s["abundance"],
-        s["fixed"],
-        s["blups"],
-        [CONTRAST],
-        tmp_path,
-        ["pdf"],
+    written += plot_differential.status_figure(
+        table=s["table"],
+        samples=s["samples"],
+        contrasts=[CONTRAST],
+        out_dir=tmp_path,
+        formats=["pdf"],
+    )
+    written += plot_model.run(
+        **{k: s[k] for k in ("proteins", "table", "features", "samples", "abundance")},
+        fixed=s["fixed"],
+        blups=s["blups"],
+        contrasts=[CONTRAST],
+        out_dir=tmp_path,
+        formats=["pdf"],
         top_n=4,
     )
     assert len(written) == 12 + 6 + 2 + 2 + 2
@@ -413,8 +410,11 @@ def test_qc_family_with_many_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     data["features"].to_parquet(root / "features.parquet", index=False)
     data["abundance"].to_parquet(root / "abundance.parquet", index=False)
     data["sheet"].to_csv(root / "samples.tsv", sep="\t", index=False)
-    written = qc_feature_plots(root / "features.parquet", root / "samples.tsv", tmp_path)
-    written += qc_abundance_plots(root / "samples.tsv", root / "abundance.parquet", tmp_path)
+    samples = root / "samples.tsv"
+    written = plot_qc.run(features=root / "features.parquet", samples=samples, out_dir=tmp_path)
+    written += plot_qc_abundance.run(
+        samples=samples, abundance=root / "abundance.parquet", out_dir=tmp_path
+    )
     assert len(written) == 6
     for path in written:
         assert_written(path)
@@ -544,7 +544,8 @@ def test_png_encoder_round_trips(tmp_path: Path) -> None:
 def test_qc_family_is_deterministic(stage_inputs: dict[str, Path], tmp_path: Path) -> None:
     s = stage_inputs
     for k in (1, 2):
-        qc_feature_plots(s["features"], s["samples"], tmp_path / f"r{k}", ["pdf"])
-        qc_abundance_plots(s["samples"], s["abundance"], tmp_path / f"r{k}", ["pdf"])
+        out = {"out_dir": tmp_path / f"r{k}", "formats": ["pdf"]}
+        plot_qc.run(features=s["features"], samples=s["samples"], **out)
+        plot_qc_abundance.run(samples=s["samples"], abundance=s["abundance"], **out)
     for path in sorted((tmp_path / "r1").iterdir()):
         assert path.read_bytes() == (tmp_path / "r2" / path.name).read_bytes(), path.name

@@ -21,7 +21,8 @@ from pepmix.ingest import ingest_batch, read_input
 from pepmix.readers.diann import read_diann
 from pepmix.readers.maxquant import read_evidence
 from pepmix.readers.spectronaut import read_spectronaut
-from pepmix.stages import ingest, merge, read_removed
+from pepmix.stages import ingest, merge
+from pepmix.stages.files import read_removed
 
 FORMATS = Path(__file__).resolve().parents[1] / "data" / "formats"
 Q = "no row passes the row filters: q_value <= 0.01"
@@ -132,12 +133,14 @@ def test_reader_drops_reach_the_removed_list(tmp_path: Path) -> None:
     p_q, p_pg = _edit(src, path, "\t", "Protein.Group", {"q": "Q.Value", "pg": "PG.Q.Value"})
     filters = {**FILTERS, "min_features": 1, "min_observations": 1}
     batch = tmp_path / "b1.parquet"
-    ingest({"name": "b1", "format": "diann", "path": str(path)}, filters, "precursor", batch)
+    entry = {"name": "b1", "format": "diann", "path": str(path)}
+    ingest.run(entry=entry, filters=filters).write(table=batch)
     runs = pd.read_csv(src, sep="\t", usecols=["Run"])["Run"].unique()
     sheet = tmp_path / "samples.tsv"
     sheet.write_text("run\tcondition\n" + "".join(f"{r}\t{r.split('_')[4]}\n" for r in runs))
     features, removed = tmp_path / "features.parquet", tmp_path / "removed.tsv"
-    merge([batch], sheet, {}, filters, features, tmp_path / "s.tsv", removed)
+    merged = merge.run(batches=[batch], samples=sheet, filters=filters)
+    merged.write(features=features, samples=tmp_path / "s.tsv", removed=removed)
     listed = read_removed(removed).set_index("protein")["detail"]
     assert listed[p_q] == Q and listed[p_pg] == PG
     kept = set(canonical.read_parquet(features)["protein"].astype(str))

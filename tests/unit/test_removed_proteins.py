@@ -22,7 +22,8 @@ from pepmix.inference.differential import (
     differential_table,
 )
 from pepmix.ingest import ingest_batch
-from pepmix.stages import ingest, merge, read_removed, variance_table
+from pepmix.stages import ingest, merge, variance_components
+from pepmix.stages.files import read_removed
 
 from .format_helpers import three_proteins
 
@@ -73,7 +74,7 @@ def test_batch_records_each_reason(tmp_path: Path) -> None:
     }
     # kept in the batch Parquet file (as the empty runs are)
     out = tmp_path / "b1.parquet"
-    ingest(entry, {"q_value": 0.01}, "precursor", out)
+    ingest.run(entry=entry, filters={"q_value": 0.01}).write(table=out)
     assert removed_proteins(canonical.read_parquet(out)) == removed_proteins(table)
 
 
@@ -121,11 +122,12 @@ def test_merge_keeps_proteins_present_in_another_batch(tmp_path: Path) -> None:
     for name, make in (("b1", _batch1), ("b2", _batch2)):
         entry = {"name": name, "format": "generic_long", "path": str(make(tmp_path / name))}
         outs.append(tmp_path / f"{name}.parquet")
-        ingest(entry, filters, "precursor", outs[-1])
+        ingest.run(entry=entry, filters=filters).write(table=outs[-1])
     sheet = tmp_path / "samples.tsv"
     sheet.write_text("run\tcondition\nr1\tA\nr2\tB\nr3\tA\nr4\tB\n")
     features, removed = tmp_path / "features.parquet", tmp_path / "removed.tsv"
-    merge(outs, sheet, {}, filters, features, tmp_path / "s.tsv", removed)
+    merged = merge.run(batches=outs, samples=sheet, filters=filters)
+    merged.write(features=features, samples=tmp_path / "s.tsv", removed=removed)
     table = read_removed(removed)
     assert list(table.columns) == ["protein", "detail", "n_features", "n_observations"]
     rows = {r.protein: (r.detail, r.n_features, r.n_observations) for r in table.itertuples()}
@@ -221,7 +223,10 @@ def test_variance_table_lists_filtered_proteins(tmp_path: Path) -> None:
     from pepmix.io import write_tsv
 
     write_tsv(removed_frame({"P9": ["decoy", None, None]}), tmp_path / "removed.tsv")
-    variance_table(tmp_path / "proteins.parquet", tmp_path / "vc.tsv", tmp_path / "removed.tsv")
+    table = variance_components.run(
+        proteins=tmp_path / "proteins.parquet", removed=tmp_path / "removed.tsv"
+    )
+    table.write(tmp_path / "vc.tsv")
     out = pd.read_csv(tmp_path / "vc.tsv", sep="\t")
     assert list(out["protein"]) == ["P1", "P9"]
     assert list(out["status"]) == ["ok", "filtered"]

@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pepmix import stages
 from pepmix.alerts import ALERT_ATTR
 from pepmix.errors import ConfigError
 from pepmix.inference.differential import differential_table
@@ -34,6 +33,8 @@ from pepmix.model.design import (
     replication_unit,
 )
 from pepmix.model.fit import fit_proteins
+from pepmix.stages import fit as fit_stage
+from pepmix.stages import test as differential
 
 from .simulate_da import simulate
 
@@ -198,18 +199,15 @@ def test_stages_pass_the_replication_mode(tmp_path: Path, mode: str, label: str)
     samples = tmp_path / "samples.tsv"
     write_tsv(sheet, samples)
     out = {k: tmp_path / f"{k}.parquet" for k in ["proteins", "fit", "fixed", "blups"]}
-    stages.fit_stage(
-        features, samples, {}, out["proteins"], out["fit"], out["fixed"], out["blups"],
-        replication=mode,
-    )  # fmt: skip
+    fitted = fit_stage.run(features=features, samples=samples, replication=mode, abundance=False)
+    fitted.write(proteins=out["proteins"], fit=out["fit"], fixed=out["fixed"], blups=out["blups"])
     config = {
         "contrasts": ["B - A"], "moderation": True, "lfc_threshold": 0.0,
         "testing": {"replication": mode},
     }  # fmt: skip
-    stages.differential_stage(
-        out["fit"], samples, config, tmp_path / "da.tsv", tmp_path / "da.parquet",
-        tmp_path / "missing.tsv",
-    )  # fmt: skip
+    differential.run(fit=out["fit"], samples=samples, config=config).write(
+        tsv=tmp_path / "da.tsv", parquet=tmp_path / "da.parquet", missing=tmp_path / "missing.tsv"
+    )
     da = pd.read_csv(tmp_path / "da.tsv", sep="\t")
     assert set(da["replication"]) == {label}
     assert (da["pvalue"].notna().mean() > 0.9) == (label == "technical")

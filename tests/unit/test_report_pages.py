@@ -23,9 +23,9 @@ from pepmix.alerts import Alert, write_alerts
 from pepmix.config import load_yaml, validate_config
 from pepmix.io import write_parquet, write_tsv
 from pepmix.report.methods import REFERENCES, methods_rst, model_formula
-from pepmix.report.stage import report_pages_stage
 from pepmix.report.summary import filter_reason, summarize, summary_rst
 from pepmix.report.tables import COLUMNS, top_table_html
+from pepmix.stages import report_pages
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRASTS = ["B - A", "C - A"]
@@ -374,15 +374,19 @@ def test_stage_writes_the_pages(tmp_path: Path, calibration: bool) -> None:
         write_tsv(_calibration(), inputs["calibration"])
     tables = [tmp_path / "report" / f"top_proteins_{i}.html" for i in range(2)]
     config = copy.deepcopy(_config())
-    summary = report_pages_stage(
-        {k: str(v) for k, v in inputs.items()},
-        config,
-        CONTRASTS,
-        [str(t) for t in tables],
-        tmp_path / "report/summary.rst",
-        tmp_path / "report/methods.rst",
+    pages = report_pages.run(
+        inputs={k: str(v) for k, v in inputs.items()},
+        config=config,
+        contrasts=CONTRASTS,
+        table_names=[t.name for t in tables],
         top_n=5,
     )
+    pages.write(
+        summary=tmp_path / "report/summary.rst",
+        methods=tmp_path / "report/methods.rst",
+        tables=tables,
+    )
+    summary = pages.summary
     assert summary.contrasts[1].tested == 7
     rst = (tmp_path / "report/summary.rst").read_text()
     assert "`B - A <top_proteins_0.html_>`_" in rst

@@ -434,8 +434,8 @@ def test_robust_false_discovery_proportion() -> None:
 
 
 def test_fit_stage_writes_feature_weights(tmp_path: Path) -> None:
-    from pepmix import stages
     from pepmix.io import write_parquet, write_tsv
+    from pepmix.stages import fit
 
     table, sheet, _ = simulate(n_prot=60, seed=7)
     table.loc[table["protein"] == "P00000", "y"] += np.where(
@@ -450,10 +450,12 @@ def test_fit_stage_writes_feature_weights(tmp_path: Path) -> None:
     write_tsv(sheet, samples)
     out = {k: tmp_path / f"{k}.parquet" for k in ("proteins", "fit", "fixed", "blups")}
     for robust in ("none", "huber"):
-        stages.fit_stage(
-            features, samples, {"robust": robust}, out["proteins"], out["fit"], out["fixed"],
-            out["blups"],
-        )  # fmt: skip
+        result = fit.run(
+            features=features, samples=samples, model={"robust": robust}, abundance=False
+        )
+        result.write(
+            proteins=out["proteins"], fit=out["fit"], fixed=out["fixed"], blups=out["blups"]
+        )
         blups = pd.read_parquet(out["blups"])
         if robust == "none":
             assert "weight_min" not in blups.columns

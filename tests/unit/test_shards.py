@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepmix import canonical, stages
+from pepmix import canonical
 from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.stored import gather_fits
 from pepmix.shards import assign, auto_shards, gather, split
+from pepmix.stages import fit, gather_abundance, variance_components
+from pepmix.stages import test as differential
 
 from .simulate_da import simulate
 
@@ -46,22 +48,26 @@ def _run(tmp: Path, features: Path, samples: Path, n: int) -> dict[str, str]:
     outputs: dict[str, list[Path]] = {k: [] for k in names}
     for i, path in enumerate(shard_paths):
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
-        stages.fit_stage(
-            path, samples, {}, out["proteins"], out["fit"], out["fixed"], out["blups"],
-            out["abundance"],
-        )  # fmt: skip
+        fit.run(features=path, samples=samples).write(
+            proteins=out["proteins"],
+            fit=out["fit"],
+            fixed=out["fixed"],
+            blups=out["blups"],
+            abundance=out["abundance"],
+        )
         for k in names:
             outputs[k].append(out[k])
     for k in ["proteins", "fixed", "blups"]:
         gather(outputs[k], tmp / f"{k}.parquet")
     gather_fits(outputs["fit"], tmp / "fit.parquet")
     config = {"contrasts": "all_pairwise", "moderation": True, "lfc_threshold": 0.0}
-    stages.differential_stage(
-        tmp / "fit.parquet", samples, config, tmp / "da.tsv", tmp / "da.parquet",
-        tmp / "missing.tsv",
-    )  # fmt: skip
-    stages.variance_table(tmp / "proteins.parquet", tmp / "vc.tsv")
-    stages.gather_abundance_stage(outputs["abundance"], samples, tmp / "ab.parquet", tmp / "ab.tsv")
+    differential.run(fit=tmp / "fit.parquet", samples=samples, config=config).write(
+        tsv=tmp / "da.tsv", parquet=tmp / "da.parquet", missing=tmp / "missing.tsv"
+    )
+    variance_components.run(proteins=tmp / "proteins.parquet").write(tmp / "vc.tsv")
+    gather_abundance.run(
+        parts=outputs["abundance"], samples=samples, long=tmp / "ab.parquet", wide=tmp / "ab.tsv"
+    )
     return {k: (tmp / k).read_text() for k in ["da.tsv", "vc.tsv", "ab.tsv", "missing.tsv"]}
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from pepmix.io import write_tsv
 from pepmix.model.variance_tests import variance_test_table
+from pepmix.plots.inputs import ContrastInfo
 from pepmix.plots.partition import (
     PALE_ALPHA,
     PARTITION_COLORS,
@@ -27,7 +28,7 @@ from pepmix.plots.partition import (
     variance_partition,
     variance_partition_figure,
 )
-from pepmix.plots.stage import ContrastInfo, model_plots
+from pepmix.stages import plot_model
 from tests.unit.test_plots import CONTRAST, make_data
 
 N_PROTEINS = 30
@@ -175,13 +176,13 @@ def test_model_plots_writes_the_partition(tmp_path: Path) -> None:
     proteins = data["proteins"].assign(lrt_feature=30.0, lrt_sample=0.5)
     write_tsv(variance_test_table(proteins), tmp_path / "vc.tsv")
     contrast = ContrastInfo(CONTRAST.name, CONTRAST.slug, "treat", "ctrl")
-    written = model_plots(
-        *(paths[k] for k in ("proteins", "table", "features", "samples", "abundance")),
-        paths["fixed"],
-        paths["blups"],
-        [contrast],
-        tmp_path / "out",
-        ["pdf"],
+    written = plot_model.run(
+        **{k: paths[k] for k in ("proteins", "table", "features", "samples", "abundance")},
+        fixed=paths["fixed"],
+        blups=paths["blups"],
+        contrasts=[contrast],
+        out_dir=tmp_path / "out",
+        formats=["pdf"],
         top_n=3,
         variance=tmp_path / "vc.tsv",
     )

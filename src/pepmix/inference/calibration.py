@@ -462,6 +462,15 @@ class CalibrationResult:
     summary: pd.DataFrame
     pvalues: pd.DataFrame
 
+    def write(self, *, table: str | Path, figure: str | Path, fdr: float = 0.05) -> None:
+        """Write the summary table (TSV) and the permuted p-values' histogram (``fdr``, default
+        0.05, marks the threshold)."""
+        from pepmix.io import write_tsv
+        from pepmix.plots.calibration import permuted_pvalue_histogram
+
+        write_tsv(self.summary, table)
+        permuted_pvalue_histogram(self.pvalues, self.summary, figure, fdr=fdr)
+
 
 def chunk_tables(table: pd.DataFrame, limit: int) -> list[pd.DataFrame]:
     """The table in protein chunks of at most ``limit`` observations (a protein is never split;
@@ -493,7 +502,7 @@ def refit_contrasts(
     from pepmix.model.robust import DEFAULT_METHOD
     from pepmix.model.shrinkage import fit_variance_prior
     from pepmix.model.stored import StoredFit
-    from pepmix.stages import contrasts_for
+    from pepmix.stages.files import contrasts_for
 
     model = config.get("model", {}) or {}
     replication = (config.get("testing", {}) or {}).get("replication", "auto")
@@ -531,7 +540,7 @@ def run_calibration(
     """
     from pepmix.inference.differential import differential_table
     from pepmix.model.design import replication_unit
-    from pepmix.stages import contrasts_for, inference_options
+    from pepmix.stages.files import contrasts_for, inference_options
 
     options = config.get("calibration", {}) or {}
     fdr = float(config.get("fdr", 0.05))
@@ -634,23 +643,4 @@ def _residual_note(plan: PermutationPlan) -> str:
     return (
         f"; the permuted groups keep up to {100 * worst:.0f} % of each true difference, so "
         "part of these calls may be strongly changing proteins"
-    )
-
-
-def calibration_stage(
-    features: str | Path,
-    samples: str | Path,
-    config: Mapping[str, Any],
-    out_table: str | Path,
-    out_figure: str | Path,
-) -> None:
-    """Rule ``calibration``: the permuted runs' summary table and p-value histogram."""
-    from pepmix.io import write_tsv
-    from pepmix.plots.calibration import permuted_pvalue_histogram
-    from pepmix.stages import read_model_input, read_resolved_sheet
-
-    result = run_calibration(read_model_input(features), read_resolved_sheet(samples), config)
-    write_tsv(result.summary, out_table)
-    permuted_pvalue_histogram(
-        result.pvalues, result.summary, out_figure, fdr=float(config.get("fdr", 0.05))
     )

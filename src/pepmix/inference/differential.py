@@ -361,7 +361,7 @@ def add_filtered(
     table : pandas.DataFrame
         Output of :func:`differential_table` (sorted by contrast in ``contrast_order``).
     removed : pandas.DataFrame
-        ``protein, detail, n_features, n_observations`` (:func:`pepmix.stages.read_removed`).
+        ``protein, detail, n_features, n_observations`` (:func:`pepmix.stages.files.read_removed`).
     contrast_order : sequence of str
         Contrast names in config order.
 

@@ -1,6 +1,6 @@
 """The model stage on in-memory tables: sample sheet and model config in, per-protein tables out.
 
-Shared by the workflow's fit stage (:func:`pepmix.stages.fit_stage`, one shard) and the Python
+Shared by the workflow's fit stage (:mod:`pepmix.stages.fit`, one shard) and the Python
 API (:func:`pepmix.api.fit`, all proteins): the model spec and run design from the config
 (:mod:`pepmix.model.design`), the optional variance-ratio prior (:mod:`pepmix.model.shrinkage`),
 the batched fit (:mod:`pepmix.model.fit`) and the variance-component tests

@@ -184,7 +184,8 @@ def gather_usage_table(
 
     Adds the mixture p-value (:func:`pepmix.model.variance_tests.mixture_pvalue`) and its
     Benjamini-Hochberg adjustment over all proteins with a test; the ``removed`` proteins
-    (:func:`pepmix.stages.merge`'s list, default None: none) follow with status ``filtered``.
+    (the merge stage's list, :mod:`pepmix.stages.merge`; default None: none) follow with
+    status ``filtered``.
     Sorted by ``pvalue`` (NaN last), one row per input protein.
     """
     from pepmix.inference.ebayes import bh_adjust

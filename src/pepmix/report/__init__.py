@@ -6,6 +6,6 @@
   the fitted priors;
 - :mod:`pepmix.report.tables`: a self-contained, sortable and searchable HTML table of the top
   proteins of one contrast (no external resources: the report opens offline);
-- :mod:`pepmix.report.stage`: the rule ``report_pages`` (reads the result tables, writes the
-  three).
+the rule ``report_pages`` (:mod:`pepmix.stages.report_pages`) reads the result tables and
+writes the three.
 """

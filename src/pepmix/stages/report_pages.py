@@ -1,6 +1,6 @@
 """Rule ``report_pages``: the report's first page (summary, methods) and per-contrast tables.
 
-Reads the result tables, builds the :class:`~pepmix.report.summary.Summary`, and writes
+Reads the result tables, builds the :class:`~pepmix.report.summary.Summary`, and returns
 
 - ``summary.rst`` and ``methods.rst``, which ``workflow/report/workflow.rst`` includes on the
   report's first page;
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,15 @@ from pepmix.io import atomic_path
 from pepmix.report.methods import methods_rst, model_formula
 from pepmix.report.summary import Summary, summarize, summary_rst
 from pepmix.report.tables import top_table_html
+from pepmix.stages.files import PathLike, fitted_spec, read_resolved_sheet
+
+__all__ = ["ReportPages", "fitted_formula", "run"]
 
 log = logging.getLogger(__name__)
 
-PathLike = str | Path
-
 
 def fitted_formula(config: Mapping[str, Any], sheet: pd.DataFrame) -> str:
-    """The model formula the fit used (:func:`pepmix.stages.fitted_spec`)."""
-    from pepmix.stages import fitted_spec
-
+    """The model formula the fit used (:func:`pepmix.stages.files.fitted_spec`)."""
     spec = fitted_spec(config, sheet)
     return model_formula(spec.random, spec.fixed_batch, spec.covariates)
 
@@ -41,17 +41,44 @@ def _write_text(text: str, path: PathLike) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def report_pages_stage(
+@dataclass(frozen=True)
+class ReportPages:
+    """The pages' texts.
+
+    Attributes
+    ----------
+    summary : pepmix.report.summary.Summary
+        The numbers of the first page.
+    summary_rst, methods_rst : str
+        reStructuredText of the summary and the methods.
+    tables : list of str
+        HTML page of each contrast's top proteins, in the order of the contrasts.
+    """
+
+    summary: Summary
+    summary_rst: str
+    methods_rst: str
+    tables: list[str]
+
+    def write(self, *, summary: PathLike, methods: PathLike, tables: Sequence[PathLike]) -> None:
+        """Write the two reStructuredText files and the per-contrast pages (``tables[i]`` is
+        the page of the i-th contrast)."""
+        _write_text(self.summary_rst, summary)
+        _write_text(self.methods_rst, methods)
+        for text, path in zip(self.tables, tables, strict=True):
+            _write_text(text, path)
+
+
+def run(
+    *,
     inputs: Mapping[str, PathLike],
     config: Mapping[str, Any],
     contrasts: Sequence[str],
-    tables: Sequence[PathLike],
-    out_summary: PathLike,
-    out_methods: PathLike,
+    table_names: Sequence[str],
     top_n: int = 500,
     category: str | None = None,
-) -> Summary:
-    """Write the summary, the methods and the per-contrast tables (see module docstring).
+) -> ReportPages:
+    """Build the summary, the methods and the per-contrast tables (see module docstring).
 
     Parameters
     ----------
@@ -63,11 +90,9 @@ def report_pages_stage(
     config : mapping
         The validated config.
     contrasts : sequence of str
-        Contrast names, in config order; ``tables[i]`` is the page of ``contrasts[i]``.
-    tables : sequence of path
-        Output HTML page per contrast.
-    out_summary, out_methods : path
-        Output reStructuredText files.
+        Contrast names, in config order.
+    table_names : sequence of str
+        File name of each contrast's page (the summary links to them).
     top_n : int, default 500
         Rows per contrast page (0: all).
     category : str, optional
@@ -75,10 +100,8 @@ def report_pages_stage(
 
     Returns
     -------
-    Summary
+    ReportPages
     """
-    from pepmix.stages import read_resolved_sheet
-
     differential = pd.read_parquet(inputs["differential"])
     variance = pd.read_csv(inputs["variance"], sep="\t", keep_default_na=False, na_values=["NA"])
     runs = pd.read_csv(inputs["runs"], sep="\t", keep_default_na=False, na_values=["NA"])
@@ -92,12 +115,11 @@ def report_pages_stage(
     summary = summarize(
         differential, variance, runs, sheet, config, alerts, list(contrasts), calibration
     )
-    targets = {c: Path(p).name for c, p in zip(contrasts, tables, strict=True)}
-    _write_text(summary_rst(summary, targets, category), out_summary)
-    _write_text(methods_rst(config, summary, fitted_formula(config, sheet)), out_methods)
-    for contrast, path in zip(contrasts, tables, strict=True):
-        page = top_table_html(differential, contrast, top_n, summary.fdr, summary.lfc_threshold)
-        _write_text(page, path)
+    targets = dict(zip(contrasts, table_names, strict=True))
+    pages = [
+        top_table_html(differential, contrast, top_n, summary.fdr, summary.lfc_threshold)
+        for contrast in contrasts
+    ]
     log.info(
         "report pages: %d proteins read, %d removed, %d contrasts, %d calls, %d warnings",
         summary.proteins_read,
@@ -106,4 +128,9 @@ def report_pages_stage(
         summary.called,
         len(summary.alerts),
     )
-    return summary
+    return ReportPages(
+        summary=summary,
+        summary_rst=summary_rst(summary, targets, category),
+        methods_rst=methods_rst(config, summary, fitted_formula(config, sheet)),
+        tables=pages,
+    )

@@ -1,0 +1,151 @@
+"""Rule ``fit``: one linear mixed model per protein of a shard (:func:`pepmix.api.fit`), and the
+protein abundance model on the same table (:mod:`pepmix.abundance`).
+
+The stored fit (``fit.parquet``, :mod:`pepmix.model.stored`) holds what every contrast test
+needs; the test stage computes the contrasts, so editing ``contrasts:`` does not refit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from pepmix.api import Dataset, Fit
+from pepmix.io import write_parquet
+from pepmix.stages.files import PathLike, read_model_input, read_resolved_sheet, write_wide
+
+__all__ = ["FitResult", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The shard's model outputs.
+
+    Attributes
+    ----------
+    fit : pepmix.api.Fit
+        The fit (with ``proteins`` and ``model``).
+    abundance : pandas.DataFrame or None
+        Protein abundance per run (:func:`pepmix.abundance.protein_abundance`), when asked for.
+    usage : pandas.DataFrame or None
+        The shard's peptide-usage rows (:func:`pepmix.model.usage.usage_shard_table`), when
+        asked for (config ``peptide_usage``).
+    """
+
+    fit: Fit
+    abundance: pd.DataFrame | None = None
+    usage: pd.DataFrame | None = None
+
+    def write(
+        self,
+        *,
+        proteins: PathLike,
+        fit: PathLike,
+        fixed: PathLike,
+        blups: PathLike,
+        abundance: PathLike | None = None,
+        wide: PathLike | None = None,
+        usage: PathLike | None = None,
+    ) -> None:
+        """Write the protein table, the stored fit, fixed effects, BLUPs and (each when given
+        and computed) the abundances, their proteins x runs TSV (``wide``: one shard, whose job
+        writes the gathered files itself) and the usage rows."""
+        model = self.fit.model
+        if self.fit.proteins is None or model is None:
+            raise ValueError("FitResult.write: the fit has no per-protein results")
+        write_parquet(self.fit.proteins, proteins)
+        if usage is not None and self.usage is not None:
+            write_parquet(self.usage, usage)
+        self.fit.stored.write(fit)
+        write_parquet(model.fixed_effects(), fixed)
+        write_parquet(model.blups, blups)
+        if abundance is not None and self.abundance is not None:
+            write_parquet(self.abundance, abundance)
+            if wide is not None:
+                write_wide(abundance, list(self.fit.runs["run"]), wide)
+
+
+def run(
+    *,
+    features: PathLike,
+    samples: PathLike,
+    model: Mapping[str, Any] | None = None,
+    replication: str = "auto",
+    prior: PathLike | None = None,
+    variance_tests: Mapping[str, Any] | None = None,
+    abundance: bool = True,
+    usage: bool = False,
+) -> FitResult:
+    """Fit the shard.
+
+    Parameters
+    ----------
+    features : path
+        The shard's ``features.parquet`` (normalised).
+    samples : path
+        ``results/ingest/samples.tsv``.
+    model : mapping, optional
+        The ``model:`` section.
+    replication : {"auto", "biological", "technical"}, default "auto"
+        ``testing.replication``.
+    prior : path, optional
+        The variance-ratio prior of :mod:`pepmix.stages.variance_prior` (used when
+        ``model.shrinkage`` is on; default None).
+    variance_tests : mapping, optional
+        The ``variance_tests:`` section (default: LRTs on, no bootstrap).
+    abundance : bool, default True
+        Also fit the protein abundance model.
+    usage : bool, default False
+        Also test peptide usage (config ``peptide_usage``).
+
+    Returns
+    -------
+    FitResult
+    """
+    from pepmix import api
+    from pepmix.abundance import protein_abundance
+    from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
+
+    model = dict(model or {})
+    table = read_model_input(features)
+    sheet = read_resolved_sheet(samples)
+    shrinkage = bool(model.get("shrinkage", False)) and prior is not None
+    ratio_prior = None
+    if shrinkage and prior is not None:
+        # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
+        from pepmix.model.shrinkage import VariancePrior
+
+        ratio_prior = VariancePrior.from_json(prior)
+    data = Dataset(features=table, runs=sheet, removed=pd.DataFrame())
+    robust = str(model.get("robust", DEFAULT_ROBUST))
+    fit = api.fit(
+        data,
+        random=model.get("random"),
+        fixed=model.get("fixed"),
+        covariates=tuple(model.get("covariates", ())),
+        robust=robust,
+        shrinkage=shrinkage,
+        replication=replication,
+        variance_tests=variance_tests,
+        prior=ratio_prior,
+    )
+    engine = fit.model
+    if engine is None or fit.proteins is None:
+        raise ValueError("the fit returned no per-protein results")
+    counts = fit.proteins["status"].value_counts().to_dict()
+    log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    usage_rows = None
+    if usage:
+        from pepmix.model.usage import usage_shard_table
+
+        usage_rows = usage_shard_table(engine, fit.proteins, table, sheet, robust)
+    ab = None
+    if abundance:
+        ab = protein_abundance(table, list(sheet["run"]), encoded=engine.encoded)
+    return FitResult(fit=fit, abundance=ab, usage=usage_rows)

@@ -1,0 +1,49 @@
+"""Rule ``ingest``: one ``inputs:`` entry (an MS batch) to the canonical long table
+(:func:`pepmix.ingest.ingest_batch`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from pepmix import canonical
+from pepmix.stages.files import PathLike
+
+__all__ = ["IngestResult", "run"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The batch's canonical table, with the removed proteins in its ``attrs``."""
+
+    table: pd.DataFrame
+
+    def write(self, *, table: PathLike) -> None:
+        """Write ``results/ingest/batches/<name>.parquet``."""
+        canonical.write_parquet(self.table, table)
+
+
+def run(
+    *, entry: Mapping[str, Any], filters: Mapping[str, Any], feature_level: str = "precursor"
+) -> IngestResult:
+    """Read, row-filter and combine one batch.
+
+    Parameters
+    ----------
+    entry : mapping
+        One entry of the config's ``inputs:``.
+    filters : mapping
+        The ``filter:`` section.
+    feature_level : {"precursor", "peptide"}, default "precursor"
+        The config's ``feature_level``.
+
+    Returns
+    -------
+    IngestResult
+    """
+    from pepmix.ingest import ingest_batch
+
+    return IngestResult(ingest_batch(entry, filters, feature_level))

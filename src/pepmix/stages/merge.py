@@ -1,0 +1,89 @@
+"""Rule ``merge``: concatenate the batches, check the runs against the sample sheet, apply the
+protein filters (:func:`pepmix.ingest.merge_with_sheet`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from pepmix import canonical
+from pepmix.io import write_tsv
+from pepmix.stages.files import PathLike, load_sheet_design
+
+__all__ = ["MergeResult", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The merged table, the resolved sample sheet and the removed proteins.
+
+    Attributes
+    ----------
+    features : pandas.DataFrame
+        Canonical table of the proteins that pass the filters.
+    runs : pandas.DataFrame
+        One row per run (``batch`` filled from the input name where the sheet has none).
+    removed : pandas.DataFrame
+        Every input protein absent from ``features``: ``protein, detail, n_features,
+        n_observations`` (:func:`pepmix.ingest.removed_in_merge`).
+    """
+
+    features: pd.DataFrame
+    runs: pd.DataFrame
+    removed: pd.DataFrame
+
+    def write(
+        self, *, features: PathLike, samples: PathLike, removed: PathLike | None = None
+    ) -> None:
+        """Write the merged table (Parquet), the resolved sheet and, with ``removed`` (default
+        None: not written), the removed proteins (TSV)."""
+        canonical.write_parquet(self.features, features)
+        if removed is not None:
+            write_tsv(self.removed, removed)
+        write_tsv(self.runs, samples)
+
+
+def run(
+    *,
+    batches: Sequence[PathLike],
+    samples: PathLike,
+    sheet_options: Mapping[str, Any] | None = None,
+    filters: Mapping[str, Any],
+) -> MergeResult:
+    """Merge the batch tables written by :mod:`pepmix.stages.ingest`.
+
+    Parameters
+    ----------
+    batches : sequence of path
+        ``results/ingest/batches/<name>.parquet``.
+    samples : path
+        The sample sheet (config ``samples:``).
+    sheet_options : mapping, optional
+        The ``sample_sheet:`` section.
+    filters : mapping
+        The ``filter:`` section.
+
+    Returns
+    -------
+    MergeResult
+    """
+    from pepmix.ingest import merge_with_sheet
+
+    tables = [canonical.read_parquet(p) for p in batches]
+    design = load_sheet_design(samples, sheet_options)
+    merged, sheet, removed = merge_with_sheet(tables, design, filters, str(samples))
+    log.info(
+        "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",
+        len(tables),
+        len(merged),
+        merged["run"].nunique(),
+        merged["protein"].nunique(),
+        len(removed),
+    )
+    return MergeResult(merged, sheet, removed)

@@ -1,0 +1,93 @@
+"""Rule ``plot_usage``: profile plots of the proteins flagged by the peptide-usage test."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pepmix.plots.inputs import (
+    distinct_values,
+    read_proteins,
+    read_runs,
+)
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+
+
+def _usage_headline(rec: Mapping[Hashable, object]) -> str:
+    """Headline line of a usage profile: adjusted p, usage SD and the deviating cells, their
+    features cut as in the profile's effect panel (``feature:condition (+blup)``)."""
+    from pepmix.plots.style import middle_cut
+
+    cells = []
+    raw = rec.get("top_cells")
+    for item in str(raw).split("; ") if isinstance(raw, str) and raw else []:
+        cell, _, blup = item.rpartition(" (")
+        feature, _, condition = cell.rpartition(":")
+        cells.append(f"{middle_cut(feature)}:{condition} ({blup}")
+    var = float(str(rec["var_usage"]))
+    return (
+        f"Peptide usage: adj. p {float(str(rec['adj_pvalue'])):.2g}, SD {np.sqrt(var):.2f}; "
+        f"most deviating: {'; '.join(cells) or '-'}"
+    )
+
+
+def run(
+    *,
+    usage: PathLike,
+    proteins: PathLike,
+    table: PathLike,
+    features: PathLike,
+    samples: PathLike,
+    abundance: PathLike,
+    fixed: PathLike,
+    blups: PathLike,
+    out_pdf: PathLike,
+    out_png: PathLike,
+    top_n: int = 20,
+    fdr: float = 0.05,
+) -> list[Path]:
+    """Profile plots of the proteins flagged by the peptide-usage test (config ``peptide_usage``).
+
+    The flagged proteins (``adj_pvalue < fdr`` in ``results/tables/peptide_usage.tsv``, at most
+    ``top_n``, smallest p first) get one profile page each in ``out_pdf`` (the model's profile
+    plot, :mod:`pepmix.plots.profiles`), whose headline gives the usage test and names the most
+    deviating feature x condition cells (the ``top_cells`` column, largest usage BLUP first);
+    ``out_png`` is the grid of the first two pages, for the report.
+    """
+    from dataclasses import replace
+
+    from pepmix.plots.profile_data import build_profiles
+    from pepmix.plots.profiles import write_profile_files
+
+    tab = pd.read_csv(usage, sep="\t", keep_default_na=False, na_values=["NA", ""])
+    tab["protein"] = tab["protein"].astype(str)
+    hits = tab.loc[tab["adj_pvalue"] < fdr].sort_values("pvalue", kind="stable")
+    log.info("peptide usage: %d proteins at adj. p < %g, %d drawn", len(hits), fdr, top_n)
+    hits = hits.head(top_n)
+    flagged = list(hits["protein"])
+    feats = read_proteins(features, flagged, ["protein", "feature", "run", "y"])
+    runs = read_runs(samples, distinct_values(features, "run"))
+    ab = read_proteins(abundance, flagged, ["protein", "run", "abundance", "se"])
+    fx = pd.read_parquet(fixed)
+    fx = fx.loc[fx["term"].astype(str).str.startswith("condition[")]
+    bl = read_proteins(blups, flagged)
+    model = pd.read_parquet(proteins)
+    profiles = build_profiles(flagged, feats, ab, fx, bl, model, pd.read_parquet(table))
+    for rec in hits.to_dict("records"):
+        prof = profiles[str(rec["protein"])]
+        head = _usage_headline(rec)
+        raw = rec.get("top_cells")
+        cells = str(raw).split("; ") if isinstance(raw, str) and raw else []
+        marked = tuple(dict.fromkeys(c.rpartition(" (")[0].rpartition(":")[0] for c in cells))
+        title = f"{head}\n{prof.title}".rstrip()
+        profiles[str(rec["protein"])] = replace(prof, title=title, marked=marked)
+    none = f"No protein flagged by the peptide-usage test (adj. p < {fdr:g})."
+    write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs, empty_text=none)
+    return [Path(out_pdf), Path(out_png)]

@@ -1,0 +1,44 @@
+"""Rule ``variance_components``: the per-protein variance table for people
+(``results/tables/variance_components.tsv``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pepmix.stages.files import PathLike, TsvTable, read_removed
+
+__all__ = ["run"]
+
+
+def run(*, proteins: PathLike, removed: PathLike | None = None) -> TsvTable:
+    """The variance table (one row per input protein) of the model stage's ``proteins``.
+
+    Per random term ``<t>`` with a likelihood-ratio test: ``lrt_<t>, p_<t>, adj_p_<t>,
+    icc_<t>`` (and ``p_boot_<t>, adj_p_boot_<t>, n_boot_<t>`` with the bootstrap), see
+    :func:`pepmix.model.variance_tests.variance_test_table`. With a ``batch:condition`` term,
+    ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
+    pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`). With ``removed``
+    (default None; the merge stage's list), the removed proteins follow, with status
+    ``filtered`` and missing variance components.
+    """
+    from pepmix.model.variance_tests import variance_test_table
+
+    frame = variance_test_table(pd.read_parquet(proteins))
+    if removed is not None:
+        extra = read_removed(removed).assign(status="filtered")
+        frame = pd.concat([frame, extra], ignore_index=True)
+    keep = ["protein"] + [c for c in frame.columns if c.startswith("var_")]
+    if "var_batch:condition" in frame.columns:
+        # between-batch SD of a pairwise condition effect under compound symmetry
+        frame["sd_effect_batch"] = (2.0 * frame["var_batch:condition"]) ** 0.5
+        keep.append("sd_effect_batch")
+    keep += ["n_features", "n_observations", "status", "detail"]
+    # model.shrinkage: plain REML estimates and the prior
+    keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]
+    # variance tests (pepmix.model.variance_tests): per term, test columns then the share
+    terms = [c[len("lrt_") :] for c in frame.columns if c.startswith("lrt_")]
+    for t in terms:
+        cols = [f"lrt_{t}", f"p_{t}", f"adj_p_{t}", f"p_boot_{t}", f"adj_p_boot_{t}"]
+        cols += [f"n_boot_{t}", f"icc_{t}"]
+        keep += [c for c in cols if c in frame.columns]
+    return TsvTable(frame.loc[:, keep])

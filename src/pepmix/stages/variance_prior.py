@@ -1,0 +1,51 @@
+"""Rule ``variance_prior``: the empirical-Bayes prior of the variance ratios, estimated on all
+proteins before sharding so that results do not depend on the number of shards
+(``model.shrinkage``; :mod:`pepmix.model.shrinkage`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pepmix.stages.files import PathLike, read_model_input, read_resolved_sheet
+
+if TYPE_CHECKING:
+    from pepmix.model.shrinkage import VariancePrior
+
+__all__ = ["run"]
+
+
+def run(
+    *,
+    features: PathLike,
+    samples: PathLike,
+    model: Mapping[str, Any] | None = None,
+    replication: str = "auto",
+) -> VariancePrior:
+    """The prior (empty when ``model.shrinkage`` is off); write it with ``.to_json(path)``.
+
+    Parameters
+    ----------
+    features : path
+        ``results/normalize/features.parquet`` (all proteins).
+    samples : path
+        ``results/ingest/samples.tsv``.
+    model : mapping, optional
+        The ``model:`` section.
+    replication : {"auto", "biological", "technical"}, default "auto"
+        ``testing.replication`` (with technical replication the run takes the sample's place).
+
+    Returns
+    -------
+    pepmix.model.shrinkage.VariancePrior
+        Per factor ``df, ratio, se_log_df, se_log_ratio, n_proteins`` (JSON, read by every
+        shard's fit).
+    """
+    from pepmix.model.protein_fit import run_design
+    from pepmix.model.shrinkage import VariancePrior, fit_variance_prior
+
+    model = model or {}
+    if not model.get("shrinkage", False):
+        return VariancePrior()
+    sheet = read_resolved_sheet(samples)
+    return fit_variance_prior(read_model_input(features), run_design(sheet, model, replication))
