@@ -32,7 +32,7 @@ N_RUNS = 12
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, pandas as pd
-from pepmix.abundance import protein_abundance
+from pepmix.model.abundance import protein_abundance
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 

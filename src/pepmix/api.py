@@ -235,7 +235,8 @@ def read(
     pepmix.errors.InputFormatError, pepmix.errors.SampleSheetError, pepmix.errors.ConfigError
         With one line saying what and where.
     """
-    from pepmix.ingest import ingest_batch, merge_with_sheet
+    from pepmix.ingest import ingest_batch
+    from pepmix.merge import merge_with_sheet
     from pepmix.samples import load_design
 
     filter_config = {**FILTER_DEFAULTS, **(filters or {})}

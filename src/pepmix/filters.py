@@ -8,7 +8,7 @@ Every protein a filter removes entirely is recorded, with the reason, in the fil
 ``attrs[REMOVED_PROTEINS]`` (kept in canonical Parquet files, see
 :func:`pepmix.canonical.to_arrow`): ``{protein: [detail, n_features, n_observations]}`` (counts
 ``None`` where the filter does not count them). The merge step combines the batches' records
-(:func:`pepmix.ingest.merge_batches`) and the test stage lists these proteins with status
+(:func:`pepmix.merge.merge_batches`) and the test stage lists these proteins with status
 ``filtered`` (:func:`pepmix.inference.differential.add_filtered`).
 """
 

@@ -4,14 +4,10 @@ Steps for each batch: read with the format's reader (``format: auto`` detects it
 see :mod:`pepmix.readers.detect`), conform to the canonical schema, tag the ``batch`` column with
 the input name, apply the row-level filters (q-values, decoys, contaminants, shared peptides) and
 sum rows of one feature and run: fractions the reader already assigned to one run (e.g. MaxQuant's
-``Experiment``) and, optionally, the precursors of a peptide. The merge step then concatenates
-batches, maps data files to runs where the sample sheet lists fractions (``file`` column or SDRF
-fraction identifiers) and sums those fractions, checks the runs against the sample sheet and
-applies the protein-level filters (minimum features and observations). Every protein of the input
-that does not reach the merged table is recorded with the reason (no valid intensity, a row filter,
-a protein filter; :data:`pepmix.filters.REMOVED_PROTEINS`), per batch in the batch tables'
-``attrs`` and, for the proteins absent from every batch, in the merged table's. Ingest jobs do not
-read
+``Experiment``) and, optionally, the precursors of a peptide. The merge step (:mod:`pepmix.merge`)
+then combines the batches with the sample sheet. Every protein of the input that does not reach
+the batch table is recorded with the reason (no valid intensity, a row filter;
+:data:`pepmix.filters.REMOVED_PROTEINS`) in the batch table's ``attrs``. Ingest jobs do not read
 the sample sheet, so that editing it (e.g. adding the runs of a new batch) re-runs only the merge
 and what follows.
 """
@@ -19,7 +15,7 @@ and what follows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +24,10 @@ import pandas as pd
 
 from pepmix import canonical
 from pepmix.alerts import alert
-from pepmix.errors import InputFormatError, SampleSheetError
-from pepmix.filters import REMOVED_PROTEINS, Removed, filter_proteins, filter_rows, removed_proteins
+from pepmix.errors import InputFormatError
+from pepmix.filters import REMOVED_PROTEINS, filter_rows, removed_proteins
 from pepmix.readers import get_reader, resolve_format
 from pepmix.readers._common import column_aliases
-from pepmix.samples import SampleDesign, check_runs
 
 log = logging.getLogger(__name__)
 
@@ -199,222 +194,3 @@ def ingest_batch(
     table.attrs[EMPTY_RUNS] = empty_runs
     table.attrs[REMOVED_PROTEINS] = removed
     return table
-
-
-def assign_runs(
-    table: pd.DataFrame, file_runs: Mapping[str, str], sheet_source: str = "sample sheet"
-) -> pd.DataFrame:
-    """Map the data files of a fractionated design to their runs.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Canonical table whose ``run`` column holds data file names (as the readers write them).
-    file_runs : mapping of str to str
-        Data file -> run, from the sample sheet (:meth:`pepmix.samples.SampleDesign.file_runs`).
-    sheet_source : str, default "sample sheet"
-        Name of the sheet, for messages.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The table with ``run`` replaced by the run of each file; ``fraction`` is null in runs
-        made of several files. The fractions are not summed yet (see :func:`merge_batches`).
-
-    Raises
-    ------
-    SampleSheetError
-        Naming the data files that the sheet does not list.
-    """
-    files = pd.Series(table["run"].astype(str).unique())
-    unknown = sorted(files[~files.isin(list(file_runs))])
-    if unknown:
-        shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise SampleSheetError(
-            f"{sheet_source}: data file(s) not in the sheet's file column: {shown}"
-        )
-    absent = sorted(set(file_runs) - set(files))
-    runs_seen = {file_runs[f] for f in files}
-    absent = [f for f in absent if file_runs[f] in runs_seen]
-    if absent:
-        log.warning(
-            "%s: %d file(s) of the sheet have no observation in the data (their runs are "
-            "combined from the other files): %s",
-            sheet_source,
-            len(absent),
-            ", ".join(absent[:10]),
-        )
-    table = table.copy()
-    table["run"] = canonical.as_category(
-        table["run"].astype(str).map(dict(file_runs)).astype("category")
-    )
-    n_files = pd.Series(list(file_runs.values())).value_counts()
-    several = set(n_files.index[n_files > 1])
-    table.loc[table["run"].isin(several), "fraction"] = pd.NA
-    log.info(
-        "mapped %d data file(s) to %d run(s), %d of them made of several fractions",
-        len(files),
-        table["run"].nunique(),
-        len(several & set(table["run"])),
-    )
-    return table
-
-
-def merge_batches(
-    tables: Sequence[pd.DataFrame],
-    sheet: pd.DataFrame,
-    filter_config: Mapping[str, Any],
-    sheet_source: str = "sample sheet",
-    file_runs: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """Concatenate batches, check runs against the sample sheet, apply protein-level filters.
-
-    Parameters
-    ----------
-    tables : sequence of pandas.DataFrame
-        Canonical tables of the batches (:func:`ingest_batch`).
-    sheet : pandas.DataFrame
-        Sample sheet, one row per run.
-    filter_config : mapping
-        The ``filter:`` section (``min_features``, ``min_observations``).
-    sheet_source : str, default "sample sheet"
-        Name of the sheet, for messages.
-    file_runs : mapping of str to str, optional
-        Data file -> run for fractionated designs (:func:`assign_runs`); the fractions of a run
-        are then summed per feature (:func:`combine_duplicates`). By default the run names in
-        the data are the runs.
-
-    Raises
-    ------
-    SampleSheetError
-        When the runs of the data and of the sheet differ.
-    InputFormatError
-        When one run appears in several batches.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The merged, filtered table; ``attrs[REMOVED_PROTEINS]`` lists every protein removed
-        (:func:`removed_in_merge`).
-    """
-    table = canonical.concat(tables)
-    if file_runs is not None:
-        table = assign_runs(table, file_runs, sheet_source)
-    first = pd.Series(canonical.row_key(table, ["run", "batch"])).drop_duplicates().index
-    runs_seen = table["run"].iloc[first].astype(str).value_counts()
-    shared = runs_seen[runs_seen > 1]
-    if len(shared):
-        raise InputFormatError(
-            f"run(s) {', '.join(shared.index[:5])} appear in more than one input batch"
-        )
-    if file_runs is not None:
-        # the features are already at the configured level: only the fractions are summed
-        table = combine_duplicates(table, "precursor")
-    empty_runs = sorted({r for t in tables for r in t.attrs.get(EMPTY_RUNS, [])})
-    check_runs(sheet, table["run"].unique(), sheet_source, empty_runs)
-    filtered = filter_proteins(table, filter_config)
-    filtered.attrs = {REMOVED_PROTEINS: removed_in_merge(tables, table, filtered)}
-    return filtered
-
-
-def removed_in_merge(
-    tables: Sequence[pd.DataFrame], merged: pd.DataFrame, filtered: pd.DataFrame
-) -> Removed:
-    """Every protein of the inputs absent from the filtered merged table, with the reason.
-
-    Parameters
-    ----------
-    tables : sequence of pandas.DataFrame
-        Batch tables (:func:`ingest_batch`) with their ``attrs[REMOVED_PROTEINS]``.
-    merged : pandas.DataFrame
-        Their concatenation, before the protein filters.
-    filtered : pandas.DataFrame
-        After the protein filters (:func:`pepmix.filters.filter_proteins`), with its record.
-
-    Returns
-    -------
-    dict
-        ``{protein: [detail, n_features, n_observations]}``. A protein a batch removed but
-        another batch kept is not listed; one removed by several batches for different reasons
-        gets ``"<batch>: <detail>"`` joined by ``"; "``.
-    """
-    kept = set(merged["protein"].astype(str).unique())
-    by_batch: dict[str, dict[str, list[Any]]] = {}
-    for i, t in enumerate(tables):
-        batch = str(t["batch"].iloc[0]) if len(t) else f"batch {i + 1}"
-        for protein, record in removed_proteins(t).items():
-            if protein not in kept:
-                by_batch.setdefault(protein, {})[batch] = record
-    out: Removed = {}
-    for protein, records in by_batch.items():
-        details = {str(r[0]) for r in records.values()}
-        if len(details) == 1:
-            out[protein] = [details.pop(), None, None]
-        else:
-            detail = "; ".join(f"{b}: {r[0]}" for b, r in sorted(records.items()))
-            out[protein] = [detail, None, None]
-    out.update(removed_proteins(filtered))
-    return out
-
-
-def removed_frame(removed: Removed) -> pd.DataFrame:
-    """The record of :func:`removed_in_merge` as a table, sorted by protein.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``protein, detail, n_features, n_observations`` (nullable integers).
-    """
-    names = sorted(removed)
-    return pd.DataFrame(
-        {
-            "protein": pd.Series(names, dtype=object),
-            "detail": pd.Series([str(removed[p][0]) for p in names], dtype=object),
-            "n_features": pd.array([removed[p][1] for p in names], dtype="Int64"),
-            "n_observations": pd.array([removed[p][2] for p in names], dtype="Int64"),
-        }
-    )
-
-
-def merge_with_sheet(
-    tables: Sequence[pd.DataFrame],
-    design: SampleDesign,
-    filter_config: Mapping[str, Any],
-    sheet_source: str = "sample sheet",
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The merge step: :func:`merge_batches` against a sample design, and the resolved sheet.
-
-    Parameters
-    ----------
-    tables : sequence of pandas.DataFrame
-        Canonical tables of the batches (:func:`ingest_batch`).
-    design : pepmix.samples.SampleDesign
-        The sample sheet (:func:`pepmix.samples.load_design`); its data files map to runs in a
-        fractionated design.
-    filter_config : mapping
-        The ``filter:`` section.
-    sheet_source : str, default "sample sheet"
-        Name of the sheet, for messages.
-
-    Returns
-    -------
-    merged : pandas.DataFrame
-        The merged, filtered canonical table (no ``attrs``).
-    sheet : pandas.DataFrame
-        One row per run; ``batch`` filled from the input name where the sheet has none.
-    removed : pandas.DataFrame
-        Every input protein absent from ``merged``, with the reason (:func:`removed_frame`).
-    """
-    merged = merge_batches(
-        tables, design.runs, filter_config, sheet_source=sheet_source, file_runs=design.file_runs()
-    )
-    first = pd.Series(canonical.row_key(merged, ["run"])).drop_duplicates().index
-    batch_of_run = pd.Series(
-        merged["batch"].iloc[first].astype(str).to_numpy(),
-        index=merged["run"].iloc[first].astype(str).to_numpy(),
-    )
-    sheet = design.runs.copy()
-    sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
-    removed = removed_proteins(merged)
-    merged.attrs.pop(REMOVED_PROTEINS, None)
-    return merged, sheet, removed_frame(removed)

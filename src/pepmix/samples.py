@@ -12,7 +12,7 @@ then has a ``file`` column and one row per data file: rows sharing a ``run`` are
 that run (an optional ``fraction`` column numbers them, for the record). ``file`` values are
 matched against the run names the readers produce (the data file name without directories and MS
 extensions); every other column must have the same value in all rows of a run. The merge step maps
-each file to its run and sums the fractions of a feature (:func:`pepmix.ingest.merge_batches`).
+each file to its run and sums the fractions of a feature (:func:`pepmix.merge.merge_batches`).
 Without a ``file`` column, the run names in the data are the runs of the sheet. SDRF sheets
 express the same with ``comment[fraction identifier]`` (see :mod:`pepmix.sdrf`).
 

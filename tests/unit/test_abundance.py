@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepmix.abundance import protein_abundance, wide
+from pepmix.model.abundance import protein_abundance, wide
 from pepmix.model import dense
 from pepmix.model import fit as fit_module
 from pepmix.model.design import build_run_design, model_spec_from_config

@@ -1,7 +1,7 @@
 """Bad inputs give one-line :class:`~pepmix.errors.PepmixError` messages naming file and problem.
 
 Each case goes through the public entry points (:func:`pepmix.ingest.read_input`,
-:func:`pepmix.ingest.merge_batches`, :func:`pepmix.samples.read_sample_sheet`) on small
+:func:`pepmix.merge.merge_batches`, :func:`pepmix.samples.read_sample_sheet`) on small
 temporary files.
 """
 
@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from pepmix.errors import DesignError, InputFormatError, PepmixError, SampleSheetError
-from pepmix.ingest import combine_duplicates, ingest_batch, merge_batches, read_input
+from pepmix.ingest import combine_duplicates, ingest_batch, read_input
+from pepmix.merge import merge_batches
 from pepmix.rule import rule_context
 from pepmix.samples import load_design, read_sample_sheet
 from pepmix.stages import ingest, merge

@@ -17,7 +17,8 @@ import pytest
 
 from pepmix import canonical
 from pepmix.errors import SampleSheetError
-from pepmix.ingest import combine_duplicates, ingest_batch, merge_batches, read_input
+from pepmix.ingest import combine_duplicates, ingest_batch, read_input
+from pepmix.merge import merge_batches
 from pepmix.samples import load_design, read_sample_design
 from pepmix.sdrf import read_sdrf_design
 from pepmix.stages import merge

@@ -1,7 +1,7 @@
 """Every input protein accounted for: removed proteins carried from ingest to the test stage.
 
 Ingest records the proteins a batch loses (no valid intensity, row filters), merge keeps those
-absent from every batch and adds the protein filters' (:func:`pepmix.ingest.removed_in_merge`),
+absent from every batch and adds the protein filters' (:func:`pepmix.merge.removed_in_merge`),
 the test stage lists them with status ``filtered`` after the tested rows, outside BH.
 """
 
@@ -219,8 +219,8 @@ def test_variance_table_lists_filtered_proteins(tmp_path: Path) -> None:
         }
     )
     proteins.to_parquet(tmp_path / "proteins.parquet")
-    from pepmix.ingest import removed_frame
     from pepmix.io import write_tsv
+    from pepmix.merge import removed_frame
 
     write_tsv(removed_frame({"P9": ["decoy", None, None]}), tmp_path / "removed.tsv")
     table = variance_components.run(
@@ -236,8 +236,8 @@ def test_variance_table_lists_filtered_proteins(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("n_features", [1, 2])
 def test_removed_frame_round_trip(tmp_path: Path, n_features: int) -> None:
-    from pepmix.ingest import removed_frame
     from pepmix.io import write_tsv
+    from pepmix.merge import removed_frame
 
     record = {"B": ["decoy", None, None], "A": ["x", n_features, 4]}
     write_tsv(removed_frame(record), tmp_path / "r.tsv")

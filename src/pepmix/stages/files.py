@@ -147,7 +147,7 @@ def fitted_spec(config: Mapping[str, Any], sheet: pd.DataFrame) -> ModelSpec:
 
 def write_wide(long: PathLike, runs: list[str], output: PathLike) -> None:
     """Proteins x runs TSV of the long abundance table ``long`` (as written to Parquet)."""
-    from pepmix.abundance import wide
+    from pepmix.model.abundance import wide
 
     write_tsv(wide(pd.read_parquet(long), runs), output)
 

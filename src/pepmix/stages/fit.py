@@ -1,5 +1,5 @@
 """Rule ``fit``: one linear mixed model per protein of a shard (:func:`pepmix.api.fit`), and the
-protein abundance model on the same table (:mod:`pepmix.abundance`).
+protein abundance model on the same table (:mod:`pepmix.model.abundance`).
 
 The stored fit (``fit.parquet``, :mod:`pepmix.model.stored`) holds what every contrast test
 needs; the test stage computes the contrasts, so editing ``contrasts:`` does not refit.
@@ -32,7 +32,7 @@ class FitResult:
     fit : pepmix.api.Fit
         The fit (with ``proteins`` and ``model``).
     abundance : pandas.DataFrame or None
-        Protein abundance per run (:func:`pepmix.abundance.protein_abundance`), when asked for.
+        Protein abundance per run (:func:`pepmix.model.abundance.protein_abundance`), when asked for.
     usage : pandas.DataFrame or None
         The shard's peptide-usage rows (:func:`pepmix.model.usage.usage_shard_table`), when
         asked for (config ``peptide_usage``).
@@ -109,7 +109,7 @@ def run(
     FitResult
     """
     from pepmix import api
-    from pepmix.abundance import protein_abundance
+    from pepmix.model.abundance import protein_abundance
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     model = dict(model or {})

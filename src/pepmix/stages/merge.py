@@ -1,5 +1,5 @@
 """Rule ``merge``: concatenate the batches, check the runs against the sample sheet, apply the
-protein filters (:func:`pepmix.ingest.merge_with_sheet`)."""
+protein filters (:func:`pepmix.merge.merge_with_sheet`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class MergeResult:
         One row per run (``batch`` filled from the input name where the sheet has none).
     removed : pandas.DataFrame
         Every input protein absent from ``features``: ``protein, detail, n_features,
-        n_observations`` (:func:`pepmix.ingest.removed_in_merge`).
+        n_observations`` (:func:`pepmix.merge.removed_in_merge`).
     """
 
     features: pd.DataFrame
@@ -73,7 +73,7 @@ def run(
     -------
     MergeResult
     """
-    from pepmix.ingest import merge_with_sheet
+    from pepmix.merge import merge_with_sheet
 
     tables = [canonical.read_parquet(p) for p in batches]
     design = load_sheet_design(samples, sheet_options)
