@@ -54,7 +54,10 @@ def total_df(df_residual: ArrayLike, df_prior: ArrayLike) -> FloatArray:
 
 
 def _t_sf(t: FloatArray, df: FloatArray) -> FloatArray:
-    """Upper tail of Student's t; normal for infinite df; NaN propagates."""
+    """Upper tail of Student's t; normal for infinite df; NaN propagates.
+
+    ``special.ndtr`` for infinite df, not ``special.stdtr(inf, .)``, which differs in the last bit.
+    """
     with np.errstate(invalid="ignore"):
         out = np.where(
             np.isinf(df), special.ndtr(-t), special.stdtr(np.where(np.isinf(df), 1.0, df), -t)
