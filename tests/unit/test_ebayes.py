@@ -1,4 +1,4 @@
-"""Tests of pepmix.inference.ebayes against stored limma 3.54 output, plus property tests.
+"""Tests of pepmix.inference.limma against stored limma 3.54 output, plus property tests.
 
 Reference values come from tests/reference/ebayes/generate_and_fit.R (no R needed here).
 Agreement reached when these tests were written (maximum relative error over all proteins):
@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepmix.inference import ebayes
-from pepmix.inference.ebayes import (
+from pepmix.inference.limma import (
     bh_adjust,
     fit_f_dist,
     fit_f_dist_robust,
@@ -27,6 +26,7 @@ from pepmix.inference.ebayes import (
     total_df,
     treat_pvalues,
 )
+from pepmix.inference.limma._distributions import log_pf
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "ebayes"
 
@@ -281,7 +281,7 @@ def test_zero_df_missing_values_and_nan_df() -> None:
 def test_zero_variances_are_offset(caplog: pytest.LogCaptureFixture) -> None:
     s2, df = _simulate(100, 5)
     s2[:3] = 0.0
-    with caplog.at_level(logging.WARNING, logger="pepmix.inference.ebayes"):
+    with caplog.at_level(logging.WARNING, logger="pepmix.inference.limma"):
         res = squeeze_var(s2, df)
     assert "Zero sample variances" in caplog.text
     assert np.all(res.var_post[:3] > 0)
@@ -397,7 +397,7 @@ def test_total_df_caps_at_pooled() -> None:
 def test_extreme_tails_do_not_underflow() -> None:
     # log upper tail of F(40, 1e6) at 100; numerical integration gives -1890.99930007714
     # (R 4.2's pf(log.p = TRUE) underflows here and returns -1811.68)
-    val = ebayes._log_pf(np.array([100.0]), 40.0, 1e6, lower=False)[0]
+    val = log_pf(np.array([100.0]), 40.0, 1e6, lower=False)[0]
     assert val == pytest.approx(-1890.9993000771433, rel=1e-12)
     # a very extreme variance keeps a finite tail probability on the log scale
     s2, df = _simulate(300, 9)

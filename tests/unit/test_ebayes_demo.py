@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pepmix.inference.differential import differential_table
-from pepmix.inference.ebayes import squeeze_var
+from pepmix.inference.limma import squeeze_var
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "ebayes"
 

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from pepmix.inference.differential import InferenceOptions, differential_table
-from pepmix.inference.ebayes import squeeze_var
+from pepmix.inference.limma import squeeze_var
+from pepmix.inference.moderation import squeeze_var_masked
 
 N = 500
 
@@ -63,14 +64,14 @@ def test_tiny_df_protein_does_not_set_the_prior(robust: bool) -> None:
     assert row["df_prior"] == pytest.approx(expected_d0, rel=1e-12)
 
 
-def test_squeeze_var_prior_mask_uses_the_masked_fit() -> None:
+def test_squeeze_var_masked_uses_the_masked_fit() -> None:
     frame = _stats(seed=4)
     s2 = frame["se"].to_numpy() ** 2 / 0.5
     df = frame["df"].to_numpy()
     mask = np.ones(N, dtype=bool)
     mask[:50] = False
     for robust in (False, True):
-        masked = squeeze_var(s2, df, robust=robust, prior_mask=mask)
+        masked = squeeze_var_masked(s2, df, mask, robust=robust)
         sub = squeeze_var(s2[mask], df[mask], robust=robust)
         np.testing.assert_allclose(masked.var_post[mask], sub.var_post, rtol=1e-12)
         assert masked.fit is not None and sub.fit is not None
@@ -78,4 +79,4 @@ def test_squeeze_var_prior_mask_uses_the_masked_fit() -> None:
         expected = (df[:50] * s2[:50] + d0 * float(sub.var_prior)) / (df[:50] + d0)
         np.testing.assert_allclose(masked.var_post[:50], expected, rtol=1e-12)
     with pytest.raises(ValueError, match="prior_mask"):
-        squeeze_var(s2, df, prior_mask=mask[:10])
+        squeeze_var_masked(s2, df, mask[:10])

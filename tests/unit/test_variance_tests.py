@@ -147,7 +147,7 @@ def test_icc_and_bh(reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         + ours["var_residual"] / (ours["var_feature"] + ours["var_sample"] + ours["var_residual"])
     )
     np.testing.assert_allclose(share, 1.0, rtol=1e-12)
-    from pepmix.inference.ebayes import bh_adjust
+    from pepmix.inference.limma import bh_adjust
 
     np.testing.assert_allclose(ours["adj_p_sample"], bh_adjust(ours["p_sample"].to_numpy()))
 

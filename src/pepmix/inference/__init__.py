@@ -1,2 +1,3 @@
 """Statistical inference on fitted protein models: contrasts, Satterthwaite tests, empirical Bayes
-variance moderation (:mod:`pepmix.inference.ebayes`) and multiple-testing adjustment."""
+moderation of the contrast variances (:mod:`pepmix.inference.moderation`, on the limma port
+:mod:`pepmix.inference.limma`) and multiple-testing adjustment."""

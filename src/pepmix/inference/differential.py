@@ -13,26 +13,19 @@ Steps, per contrast:
    containment df, :math:`\nu_{gj} \le n_{\text{samples},g} - p_g` (observed biological samples
    minus estimable fixed effects), as SAS's containment method does for sample-level effects.
    With technical replication the runs are the samples (see *Replication* below).
-2. **Empirical-Bayes moderation** (``moderation``, default on). What is moderated is the
-   *contrast's variance*, on the scale of one biological sample:
-   :math:`s^2_{gj} = \mathrm{se}^2_{gj} / u_{gj}` with :math:`u_{gj} = 1/n_{A,g} + 1/n_{B,g}`,
-   the numbers of samples the protein was observed in for the two conditions. :math:`s^2_{gj}`
-   estimates the between-sample variance of the protein's abundance (sample and run effects plus
-   residual noise averaged over its features) -- the variance that decides the test -- with
-   :math:`\nu_{gj}` df. limma's ``squeezeVar`` (robust by default, Phipson et al. 2016) fits a
-   scaled-F prior :math:`(s_0^2, d_0)` to the tested proteins with :math:`\nu_{gj} \ge 1`
-   (:data:`MIN_PRIOR_DF`) and gives every tested protein the posterior
-   :math:`\tilde s^2_{gj} = (d_0 s_0^2 + \nu_{gj} s^2_{gj}) / (d_0 + \nu_{gj})`; the moderated
-   standard error is :math:`\tilde s_{gj}\sqrt{u_{gj}}` with :math:`\nu_{gj} + d_0` df (capped,
-   as in limma, at the pooled df).
+2. **Empirical-Bayes moderation** (``moderation``, default on;
+   :mod:`pepmix.inference.moderation`). The contrast's variance on the scale of one biological
+   sample, :math:`s^2_{gj} = \mathrm{se}^2_{gj} / u_{gj}` with :math:`u_{gj} = 1/n_{A,g} +
+   1/n_{B,g}`, is moderated with limma's ``squeezeVar`` (robust by default, Phipson et al. 2016;
+   :mod:`pepmix.inference.limma`), the prior fitted to the tested proteins with
+   :math:`\nu_{gj} \ge 1`; the moderated standard error is :math:`\tilde s_{gj}\sqrt{u_{gj}}`
+   with :math:`\nu_{gj} + d_0` df (capped, as in limma, at the pooled df).
 
    Why not the residual variance (msqrob2's choice): in a mixed model the residual variance is
    the peptide-level noise within a run; with biological replicates the contrast's uncertainty is
    dominated by the sample variance component, which residual moderation leaves unmoderated and
    which is estimated from few samples. Moderating the contrast variance (as dream/eBayesFMT aim
-   for) regularises exactly the quantity with few df. Dividing by :math:`u_{gj}` removes the
-   known effect of how many samples were observed, so that the prior is fitted to comparable
-   variances.
+   for) regularises exactly the quantity with few df.
 3. **Test**: :math:`t = \hat\delta / \mathrm{se}`, two-sided p-value from the t distribution;
    with ``lfc_threshold`` :math:`\tau > 0` limma's TREAT p-value for
    :math:`H_0: |\delta| \le \tau`.
@@ -42,13 +35,6 @@ Steps, per contrast:
    the model (row filters, protein filters, no valid intensity) gets a row in every contrast,
    status ``filtered``, the filter and its numbers in ``detail``, NaN statistics, after the other
    rows of the contrast. They are added after step 4, so they do not enter the BH adjustment.
-
-Why the prior ignores df < 1: the moment estimator (Smyth 2004) subtracts the mean sampling
-variance of the log-variances, :math:`\psi'(\nu/2)\approx 4/\nu^2` for small :math:`\nu`, from
-their observed spread. One protein on :math:`\nu = 2\cdot10^{-5}` (a boundary fit on four
-observations) contributes :math:`10^{10}`, the difference goes negative and :math:`d_0 = \infty`:
-every protein would get the prior variance. Such proteins carry no information about the prior;
-they are still moderated (their posterior is essentially the prior variance).
 
 Replication
 -----------
@@ -73,7 +59,8 @@ from numpy.typing import NDArray
 from scipy import special
 
 from pepmix.alerts import alert
-from pepmix.inference.ebayes import bh_adjust, squeeze_var, total_df, treat_pvalues
+from pepmix.inference.limma import bh_adjust, treat_pvalues
+from pepmix.inference.moderation import ModeratedContrast, moderate_contrast
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +81,6 @@ CONTRACT_COLUMNS = (
 TESTABLE = ("ok", "boundary", "reduced_model")
 #: status of the proteins the filters removed before the model (:func:`add_filtered`)
 FILTERED = "filtered"
-#: fewest proteins (with df >= MIN_PRIOR_DF) for which a prior is estimated (below: no moderation)
-MIN_PROTEINS_FOR_PRIOR = 10
-#: proteins with fewer df are moderated but do not enter the estimate of the prior
-MIN_PRIOR_DF = 1.0
-
-FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -187,7 +168,11 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         detail[unreplicated] = _append(detail[unreplicated], "no replicate samples")
         tested &= ~unreplicated
         df = np.where(tested, np.minimum(df, between), df)
-    mod = _moderate(part, name, tested, se_raw, df, opts)
+    mod = (
+        moderate_contrast(part, name, tested, se_raw, df, robust=opts.robust)
+        if opts.moderation
+        else ModeratedContrast.unmoderated(se_raw, df)
+    )
     se, df = mod.se, mod.df
     safe_se = np.where(tested, se, 1.0)
     safe_df = np.where(tested, df, 1.0)
@@ -226,64 +211,6 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
             "detail": detail,
         }
     )
-
-
-@dataclass
-class _Moderated:
-    se: FloatArray
-    df: FloatArray
-    df_prior: FloatArray
-    var_prior: FloatArray
-    moderated: NDArray[np.bool_]
-
-
-def _moderate(
-    part: pd.DataFrame,
-    name: str,
-    tested: NDArray[np.bool_],
-    se_raw: FloatArray,
-    df: FloatArray,
-    opts: InferenceOptions,
-) -> _Moderated:
-    """Moderated standard errors and df of the tested rows (step 2 of the module docstring)."""
-    n = se_raw.size
-    out = _Moderated(
-        se=se_raw.copy(),
-        df=df.copy(),
-        df_prior=np.full(n, np.nan),
-        var_prior=np.full(n, np.nan),
-        moderated=np.zeros(n, dtype=bool),
-    )
-    informative = tested & (df >= MIN_PRIOR_DF)
-    if not opts.moderation or informative.sum() < MIN_PROTEINS_FOR_PRIOR:
-        return out
-    n_num = part["n_samples_num"].to_numpy(dtype=np.float64)
-    n_den = part["n_samples_den"].to_numpy(dtype=np.float64)
-    unscaled = 1.0 / n_num[tested] + 1.0 / n_den[tested]
-    s2 = se_raw[tested] ** 2 / unscaled
-    mask = informative[tested]
-    result = squeeze_var(
-        s2, df[tested], robust=opts.robust, prior_mask=None if mask.all() else mask
-    )
-    d0 = np.broadcast_to(np.asarray(result.df_prior, dtype=np.float64), s2.shape)
-    out.se[tested] = np.sqrt(result.var_post * unscaled)
-    out.df[tested] = total_df(df[tested], d0)
-    out.df_prior[tested] = d0
-    out.var_prior[tested] = np.broadcast_to(
-        np.asarray(result.var_prior, dtype=np.float64), s2.shape
-    )
-    out.moderated[tested] = True
-    log.info(
-        "contrast %s: prior variance %.4g on %.3g df (median), fitted to %d of %d proteins "
-        "(df >= %g)",
-        name,
-        float(np.median(out.var_prior[tested])),
-        float(np.median(d0)),
-        int(mask.sum()),
-        int(tested.sum()),
-        MIN_PRIOR_DF,
-    )
-    return out
 
 
 def _alert_replication(

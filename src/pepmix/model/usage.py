@@ -188,7 +188,7 @@ def gather_usage_table(
     status ``filtered``.
     Sorted by ``pvalue`` (NaN last), one row per input protein.
     """
-    from pepmix.inference.ebayes import bh_adjust
+    from pepmix.inference.limma import bh_adjust
     from pepmix.model.variance_tests import mixture_pvalue
 
     frame = pd.concat(list(parts), ignore_index=True)

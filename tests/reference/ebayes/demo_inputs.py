@@ -4,7 +4,7 @@
 
 For each demo contrast and each tested protein: the contrast variance per biological sample
 ``s2 = se^2 / (1/n_A + 1/n_B)`` and its (capped) Satterthwaite df, exactly what
-``pepmix.inference.differential`` hands to ``squeeze_var``. Written with 17 significant digits.
+``pepmix.inference.moderation`` hands to ``squeeze_var``. Written with 17 significant digits.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# Reference values for pepmix.inference.ebayes from limma.
+# Reference values for pepmix.inference.limma from limma.
 #
 # Simulates seeded input sets, runs limma's fitFDist, fitFDistRobustly, squeezeVar, treat/eBayes
 # and stats::p.adjust, and writes inputs and outputs next to this script:
