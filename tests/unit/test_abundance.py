@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepmix.model.abundance import protein_abundance, wide
 from pepmix.model import dense
 from pepmix.model import fit as fit_module
+from pepmix.model.abundance import protein_abundance, wide
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 

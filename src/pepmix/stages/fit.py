@@ -32,7 +32,8 @@ class FitResult:
     fit : pepmix.api.Fit
         The fit (with ``proteins`` and ``model``).
     abundance : pandas.DataFrame or None
-        Protein abundance per run (:func:`pepmix.model.abundance.protein_abundance`), when asked for.
+        Protein abundance per run (:func:`pepmix.model.abundance.protein_abundance`), when
+        asked for.
     usage : pandas.DataFrame or None
         The shard's peptide-usage rows (:func:`pepmix.model.usage.usage_shard_table`), when
         asked for (config ``peptide_usage``).
