@@ -17,9 +17,8 @@ import pyarrow.parquet as pq
 
 from pepmix import canonical
 from pepmix.config import Contrast, resolve_contrasts
-from pepmix.errors import SampleSheetError
 from pepmix.io import write_parquet, write_tsv
-from pepmix.samples import SampleDesign, condition_levels, load_design
+from pepmix.samples import condition_levels, load_design, read_resolved_sheet, sheet_options
 from pepmix.shards import gather
 
 if TYPE_CHECKING:
@@ -29,23 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
-
-
-def load_sheet(path: PathLike, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Read the sample sheet named in the config (TSV or SDRF, see ``sample_sheet:``): runs."""
-    return load_sheet_design(path, options).runs
-
-
-def load_sheet_design(path: PathLike, options: Mapping[str, Any] | None = None) -> SampleDesign:
-    """Read the sample sheet named in the config with the data files of each run."""
-    opts = dict(options or {})
-    return load_design(
-        path,
-        fmt=opts.get("format", "auto"),
-        condition_column=opts.get("condition_column"),
-        bioreplicate_column=opts.get("bioreplicate_column"),
-        batch_column=opts.get("batch_column"),
-    )
 
 
 def ingest(
@@ -64,7 +46,7 @@ def ingest(
 def merge(
     batches: Sequence[PathLike],
     samples: PathLike,
-    sheet_options: Mapping[str, Any],
+    sheet_config: Mapping[str, Any],
     filter_config: Mapping[str, Any],
     out_features: PathLike,
     out_samples: PathLike,
@@ -82,7 +64,7 @@ def merge(
     from pepmix.ingest import merge_batches, removed_frame
 
     tables = [canonical.read_parquet(p) for p in batches]
-    design = load_sheet_design(samples, sheet_options)
+    design = load_design(samples, **sheet_options(sheet_config))
     sheet = design.runs
     merged = merge_batches(
         tables, sheet, filter_config, sheet_source=str(samples), file_runs=design.file_runs()
@@ -122,14 +104,6 @@ def read_removed(path: PathLike) -> pd.DataFrame:
     for col in ("n_features", "n_observations"):
         frame[col] = frame[col].astype("Int64")
     return frame
-
-
-def read_resolved_sheet(path: PathLike) -> pd.DataFrame:
-    """Read the sample sheet written by :func:`merge`."""
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["NA"])
-    if sheet.empty:
-        raise SampleSheetError(f"{path}: empty sample sheet")
-    return sheet
 
 
 def normalize_stage(

@@ -647,7 +647,8 @@ def calibration_stage(
     """Rule ``calibration``: the permuted runs' summary table and p-value histogram."""
     from pepmix.io import write_tsv
     from pepmix.plots.calibration import permuted_pvalue_histogram
-    from pepmix.stages import read_model_input, read_resolved_sheet
+    from pepmix.samples import read_resolved_sheet
+    from pepmix.stages import read_model_input
 
     result = run_calibration(read_model_input(features), read_resolved_sheet(samples), config)
     write_tsv(result.summary, out_table)

@@ -77,7 +77,7 @@ def report_pages_stage(
     -------
     Summary
     """
-    from pepmix.stages import read_resolved_sheet
+    from pepmix.samples import read_resolved_sheet
 
     differential = pd.read_parquet(inputs["differential"])
     variance = pd.read_csv(inputs["variance"], sep="\t", keep_default_na=False, na_values=["NA"])
