@@ -39,7 +39,6 @@ import pandas as pd
 from pepmix import stages
 from pepmix.config import load_yaml, validate_config
 from pepmix.errors import ConfigError, PepmixError
-from pepmix.samples import load_design, read_resolved_sheet, sheet_options
 
 log = logging.getLogger(__name__)
 
@@ -232,13 +231,13 @@ class StageRunner:
         """What the rules' blocks refer to (``rules/common.smk``), for one shard."""
         from snakemake.io import expand
 
-        design = load_design(cfg["samples"], **sheet_options(cfg.get("sample_sheet")))
+        sheet = _sheet_runs(cfg)
         split = SimpleNamespace(split=lambda pattern: [_wildcards(pattern, _ITEM)])
         return {
             "config": cfg,
             "INPUT_BY_NAME": {entry["name"]: entry for entry in cfg["inputs"]},
             "BATCHES": [entry["name"] for entry in cfg["inputs"]],
-            "CONTRASTS": stages.contrasts_for(cfg["contrasts"], design.runs),
+            "CONTRASTS": stages.contrasts_for(cfg["contrasts"], sheet),
             "N_SHARDS": 1,
             # the layout of a sharded run (shard and gather_model are aliased, see ALIASED), so
             # the fit rule's outputs are its shard's files; optional outputs off
@@ -353,7 +352,7 @@ class StageRunner:
         made: dict[str, str] = {}
         self.used = []
         table = pd.read_parquet(self._make(TARGET, self._namespace(cfg), made))
-        return table, read_resolved_sheet(made["results/ingest/samples.tsv"])
+        return table, stages.read_resolved_sheet(made["results/ingest/samples.tsv"])
 
     def alerts(self) -> list[str]:
         """Codes of the alerts the rules of the last :meth:`run` raised (rules with an
@@ -367,6 +366,17 @@ class StageRunner:
 
 
 _ITEM = {"scatteritem": SCATTER_ITEM}
+
+
+def _sheet_runs(cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """The config's sample sheet, one row per run, read as the imported build reads it."""
+    try:
+        from pepmix.samples import load_design, sheet_options
+    except ImportError:  # builds before pepmix.samples.load_design took the config's options
+        load_sheet = getattr(stages, "load_sheet")  # noqa: B009 - absent from this build
+        runs: pd.DataFrame = load_sheet(cfg["samples"], cfg.get("sample_sheet"))
+        return runs
+    return load_design(cfg["samples"], **sheet_options(cfg.get("sample_sheet"))).runs
 
 
 def _items(*positional: Any, **named: Any) -> dict[str, Any]:
