@@ -97,6 +97,7 @@ def child_engine(args: argparse.Namespace) -> None:
 
     from pepmix.model.design import ModelSpec, build_run_design
     from pepmix.model.fit import fit_proteins
+    from pepmix.samples import load_design
     from pepmix.stages.files import read_model_input
 
     rss_start = peak_rss_kb()
@@ -104,7 +105,7 @@ def child_engine(args: argparse.Namespace) -> None:
     # as the workflow's fit rule reads it: identifiers dictionary-encoded (categoricals)
     table = read_model_input(args.table)
     read_s = time.perf_counter() - t0
-    sheet = pd.read_csv(args.sheet, sep="\t", dtype=str)
+    sheet = load_design(args.sheet).runs
     design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
     rss_loaded = peak_rss_kb()
     times: list[float] = []

@@ -28,7 +28,7 @@ from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import fit_proteins
 from pepmix.model.shrinkage import fit_variance_prior
 from pepmix.normalization import normalize
-from pepmix.samples import condition_levels, read_sample_sheet
+from pepmix.samples import condition_levels, load_design
 
 REPO = Path(__file__).resolve().parents[1]
 #: the default normalisation (method:location)
@@ -51,7 +51,7 @@ def contrast_stats(
     ``shrinkage``: with the variance-ratio prior (``model.shrinkage``), estimated on all proteins.
     ``robust``: ``model.robust``.
     """
-    sheet = read_sample_sheet(REPO / "config/samples.tsv")
+    sheet = load_design(REPO / "config/samples.tsv").runs
     table = ingest_batch(ENTRY, {}, feature_level="peptide")
     table = filter_proteins(table, {"min_features": min_features, "min_observations": 2})
     method, _, location = normalization.partition(":")

@@ -39,7 +39,8 @@ import pandas as pd
 import pepmix
 from pepmix.config import load_yaml, validate_config
 from pepmix.errors import ConfigError, PepmixError
-from pepmix.stages.files import contrasts_for, load_sheet, read_resolved_sheet
+from pepmix.samples import load_design, read_resolved_sheet, sheet_options
+from pepmix.stages.files import contrasts_for
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ class StageRunner:
         """What the rules' blocks refer to (``rules/common.smk``), for one shard."""
         from snakemake.io import expand
 
-        sheet = load_sheet(cfg["samples"], cfg.get("sample_sheet"))
+        sheet = _sheet_runs(cfg)
         split = SimpleNamespace(split=lambda pattern: [_wildcards(pattern, _ITEM)])
         return {
             "config": cfg,
@@ -367,6 +368,11 @@ class StageRunner:
 
 
 _ITEM = {"scatteritem": SCATTER_ITEM}
+
+
+def _sheet_runs(cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """The config's sample sheet, one row per run, read as the workflow reads it."""
+    return load_design(cfg["samples"], **sheet_options(cfg.get("sample_sheet"))).runs
 
 
 def _items(*positional: Any, **named: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from pepmix.errors import PepmixError
 from pepmix.locks import lock_notice
 from pepmix.resources import declared_mem_mb
 from pepmix.shards import auto_shards
-from pepmix.stages.files import contrasts_for, load_sheet
+from pepmix.samples import load_design, sheet_options
+from pepmix.stages.files import contrasts_for
 
 
 def _fail(message):
@@ -29,7 +30,7 @@ try:
     config = validate_config(
         config, load_yaml(workflow.source_path("../workflow/schemas/config.schema.yaml"))
     )
-    SHEET = load_sheet(config["samples"], config.get("sample_sheet"))
+    SHEET = load_design(config["samples"], **sheet_options(config.get("sample_sheet"))).runs
     CONTRASTS = contrasts_for(config["contrasts"], SHEET)
 except PepmixError as exc:
     _fail(str(exc))

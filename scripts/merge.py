@@ -8,6 +8,6 @@ with rule_context(snakemake):
     merge.run(
         batches=snakemake.input.batches,
         samples=snakemake.input.samples,
-        sheet_options=snakemake.params.sheet,
+        sheet_config=snakemake.params.sheet,
         filters=snakemake.params.filter,
     ).write(features=out.features, samples=out.samples, removed=out.removed)

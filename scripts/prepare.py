@@ -11,7 +11,7 @@ with rule_context(snakemake):
         filters=snakemake.params.filter,
         feature_level=snakemake.params.feature_level,
         samples=snakemake.input.samples,
-        sheet_options=snakemake.params.sheet,
+        sheet_config=snakemake.params.sheet,
         normalization=snakemake.params.normalization,
         outputs=prepare.PrepareOutputs(
             batch=out.batch,

@@ -237,7 +237,7 @@ def read(
     """
     from pepmix.ingest import ingest_batch
     from pepmix.merge import merge_with_sheet
-    from pepmix.samples import load_design
+    from pepmix.samples import load_design, sheet_options
 
     filter_config = {**FILTER_DEFAULTS, **(filters or {})}
     tables = [
@@ -245,13 +245,7 @@ def read(
         for entry in _entries(inputs, format)
     ]
     opts = dict(sample_sheet or {})
-    design = load_design(
-        samples,
-        fmt=opts.get("format", "auto"),
-        condition_column=opts.get("condition_column"),
-        bioreplicate_column=opts.get("bioreplicate_column"),
-        batch_column=opts.get("batch_column"),
-    )
+    design = load_design(samples, **sheet_options(opts))
     merged, runs, removed = merge_with_sheet(tables, design, filter_config, str(samples))
     return Dataset(features=merged, runs=_as_text(runs), removed=removed)
 
@@ -261,7 +255,7 @@ def _as_text(runs: pd.DataFrame) -> pd.DataFrame:
     from io import BytesIO
 
     from pepmix.io import tsv_bytes
-    from pepmix.stages.files import read_resolved_sheet
+    from pepmix.samples import read_resolved_sheet
 
     return read_resolved_sheet(BytesIO(tsv_bytes(runs)))
 

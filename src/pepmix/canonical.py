@@ -149,18 +149,39 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         If a required column is missing, an identifier is empty or holds a NUL byte, or an
         intensity is negative or infinite.
     """
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputFormatError(
-            f"{source}: reader produced no column(s) {', '.join(missing)}; "
-            f"columns present: {', '.join(map(str, frame.columns))}"
-        )
+    _check_required_columns(frame, source)
     out = pd.DataFrame(index=frame.index)
     for col in COLUMNS:
         if col in frame.columns:
             out[col] = frame[col]
         else:
             out[col] = None
+    intensity = _checked_intensity(out, source)
+    keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
+    if not keep.all():  # (copy-on-write: selecting rows makes the only copy needed)
+        out = out.loc[keep]
+        intensity = intensity[keep]
+    out["intensity"] = intensity
+    _encode_identifiers(out, source)
+    _coerce_annotations(out)
+    return out.reset_index(drop=True)
+
+
+def _check_required_columns(frame: pd.DataFrame, source: str) -> None:
+    """Reject a reader output without one of the :data:`REQUIRED` columns."""
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise InputFormatError(
+            f"{source}: reader produced no column(s) {', '.join(missing)}; "
+            f"columns present: {', '.join(map(str, frame.columns))}"
+        )
+
+
+def _checked_intensity(out: pd.DataFrame, source: str) -> pd.Series:
+    """The ``intensity`` column as float64; text, infinite or negative values are errors.
+
+    Missing values stay NaN (and zeros stay zero): :func:`conform` drops them as unobserved.
+    """
     intensity = pd.to_numeric(out["intensity"], errors="coerce").astype("float64")
     bad_text = out["intensity"].notna() & intensity.isna()
     if bad_text.any():
@@ -185,11 +206,15 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             f"(first: {float(intensity[negative].iloc[0])} for feature {row['feature']!r} in run "
             f"{row['run']!r}); intensities must be on the linear scale"
         )
-    keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
-    if not keep.all():  # (copy-on-write: selecting rows makes the only copy needed)
-        out = out.loc[keep]
-        intensity = intensity[keep]
-    out["intensity"] = intensity
+    return intensity
+
+
+def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
+    """Make the :data:`IDENTIFIERS` categorical, in place; reject NUL bytes and empty keys.
+
+    An identifier column that is entirely null becomes an empty categorical; ``protein``,
+    ``feature`` and ``run`` must be non-empty in every row.
+    """
     for col in IDENTIFIERS:
         if out[col].isna().all():
             out[col] = pd.Categorical([None] * len(out), categories=pd.Index([], dtype=object))
@@ -205,12 +230,15 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             raise InputFormatError(
                 f"{source}: {int(empty.sum())} row(s) with an empty {col!r} identifier"
             )
+
+
+def _coerce_annotations(out: pd.DataFrame) -> None:
+    """Give ``charge`` (Int16), the q-values (float64) and the flags (boolean) their types."""
     out["charge"] = pd.to_numeric(out["charge"], errors="coerce").astype("Int16")
     for col in ("q_value", "pg_q_value"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     for col in _BOOL:
         out[col] = out[col].astype("boolean")
-    return out.reset_index(drop=True)
 
 
 def coalesce(first: pd.Series, second: pd.Series) -> pd.Series:

@@ -252,31 +252,14 @@ default "protein_median"
         ratio_mode, ratio_mode_se, ratio_spread, bimodal, doubtful, one_sided`` (module
         docstring).
     """
-    if method not in METHODS:
-        raise ConfigError(f"config: normalization.method: unknown method {method!r}")
-    if location not in LOCATIONS:
-        raise ConfigError(f"config: normalization.location: unknown location {location!r}")
+    _check_options(method, location)
     out = table.loc[:, ["protein", "feature", "peptide", "run"]].copy()
     out["log2_raw"] = np.log2(table["intensity"].to_numpy(dtype=np.float64))
-    if run_batch is None:
-        batch_of_run = table.groupby("run", observed=True)["batch"].first().astype(str)
-    else:
-        batch_of_run = pd.Series(dict(run_batch), dtype=str)
-    runs = pd.DataFrame({"run": sorted(out["run"].unique())})
-    runs["batch"] = runs["run"].map(batch_of_run).fillna("")
+    runs = _run_table(table, out, run_batch)
     group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
     runs["median_before"] = runs["run"].map(run_medians(out["run"], out["log2_raw"]))
     layout = ProteinRatios(out, pd.Index(group.index.astype(str)))
-    shift = _shifts(out, method, reference_proteins, group, location, layout)
-    if shift is not None:
-        runs["shift"] = runs["run"].map(shift)
-        out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
-    elif method == "quantile":
-        out["y"] = _quantile(out, group)
-        runs["shift"] = np.nan
-    else:
-        out["y"] = out["log2_raw"]
-        runs["shift"] = 0.0
+    _apply_method(out, runs, method, reference_proteins, group, location, layout)
     runs["median_after"] = runs["run"].map(run_medians(out["run"], out["y"]))
     log.info(
         "normalisation %s%s%s: run medians spread %.3f before, %.3f after",
@@ -288,14 +271,80 @@ default "protein_median"
     )
     rho = layout.ratios(out["y"].to_numpy(dtype=np.float64), np.zeros(layout.n_runs))
     runs = _with_diagnostics(runs, layout, rho, group)
+    flagged = _mark_one_sided(runs, layout, rho, group, run_condition)
+    if method in _ALERTED:
+        _alert_doubtful(runs, method, flagged)
+    return out, runs
+
+
+def _check_options(method: str, location: str) -> None:
+    """Reject an unknown ``method`` or ``location`` (config errors, named by their key)."""
+    if method not in METHODS:
+        raise ConfigError(f"config: normalization.method: unknown method {method!r}")
+    if location not in LOCATIONS:
+        raise ConfigError(f"config: normalization.location: unknown location {location!r}")
+
+
+def _run_table(
+    table: pd.DataFrame, out: pd.DataFrame, run_batch: Mapping[str, str] | None
+) -> pd.DataFrame:
+    """One row per run of ``out`` (sorted): ``run, batch`` (``""`` where the batch is unknown).
+
+    The batch comes from ``run_batch``, or, when it is None, the table's ``batch`` column.
+    """
+    if run_batch is None:
+        batch_of_run = table.groupby("run", observed=True)["batch"].first().astype(str)
+    else:
+        batch_of_run = pd.Series(dict(run_batch), dtype=str)
+    runs = pd.DataFrame({"run": sorted(out["run"].unique())})
+    runs["batch"] = runs["run"].map(batch_of_run).fillna("")
+    return runs
+
+
+def _apply_method(
+    out: pd.DataFrame,
+    runs: pd.DataFrame,
+    method: str,
+    reference_proteins: Sequence[str],
+    group: pd.Series,
+    location: str,
+    layout: ProteinRatios,
+) -> None:
+    """Write the normalised ``y`` into ``out`` and each run's ``shift`` into ``runs``, in place.
+
+    Median-type methods subtract a per-run shift (:func:`_shifts`); ``quantile`` has no single
+    shift (NaN); ``none`` leaves the log2 values (shift 0).
+    """
+    shift = _shifts(out, method, reference_proteins, group, location, layout)
+    if shift is not None:
+        runs["shift"] = runs["run"].map(shift)
+        out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
+    elif method == "quantile":
+        out["y"] = _quantile(out, group)
+        runs["shift"] = np.nan
+    else:
+        out["y"] = out["log2_raw"]
+        runs["shift"] = 0.0
+
+
+def _mark_one_sided(
+    runs: pd.DataFrame,
+    layout: ProteinRatios,
+    rho: NDArray[np.float64],
+    group: pd.Series,
+    run_condition: Mapping[str, str] | None,
+) -> pd.DataFrame:
+    """Set ``runs["one_sided"]`` in place; return the condition pairs flagged one-sided.
+
+    A run is marked when its condition is in a pair whose fold changes look one-sided
+    (:func:`condition_pairs`); without ``run_condition`` nothing is checked or marked.
+    """
     pairs = condition_pairs(layout, rho, group.index, run_condition)
     flagged = pairs.loc[pairs["one_sided"]]
     involved = set(flagged["condition_1"]) | set(flagged["condition_2"])
     condition = runs["run"].astype(str).map(dict(run_condition or {}))
     runs["one_sided"] = condition.isin(involved).to_numpy(dtype=bool)
-    if method in _ALERTED:
-        _alert_doubtful(runs, method, flagged)
-    return out, runs
+    return flagged
 
 
 def _shifts(

@@ -1,7 +1,7 @@
 """Bad inputs give one-line :class:`~pepmix.errors.PepmixError` messages naming file and problem.
 
 Each case goes through the public entry points (:func:`pepmix.ingest.read_input`,
-:func:`pepmix.merge.merge_batches`, :func:`pepmix.samples.read_sample_sheet`) on small
+:func:`pepmix.merge.merge_batches`, :func:`pepmix.samples.load_design`) on small
 temporary files.
 """
 
@@ -19,7 +19,7 @@ from pepmix.errors import DesignError, InputFormatError, PepmixError, SampleShee
 from pepmix.ingest import combine_duplicates, ingest_batch, read_input
 from pepmix.merge import merge_batches
 from pepmix.rule import rule_context
-from pepmix.samples import load_design, read_sample_sheet
+from pepmix.samples import load_design
 from pepmix.stages import ingest, merge
 
 HEADER = "protein\tpeptide\trun\tintensity\n"
@@ -94,7 +94,7 @@ def test_semicolon_sample_sheet_lists_found_columns(tmp_path: Path) -> None:
     path = tmp_path / "samples.tsv"
     path.write_text("run;condition\nr1;A\nr2;B\n")
     with pytest.raises(SampleSheetError) as err:
-        read_sample_sheet(path)
+        load_design(path)
     _one_line(err, path, "missing column(s) run, condition", "columns present: run;condition")
 
 
@@ -135,7 +135,7 @@ def test_runs_absent_from_sheet(tmp_path: Path) -> None:
     data.write_text(HEADER + GOOD_ROWS + "P1\tPEPK\tr3\t10\n")
     sheet_path = tmp_path / "samples.tsv"
     sheet_path.write_text("run\tcondition\nr1\tA\nr2\tB\nr9\tB\n")
-    sheet = read_sample_sheet(sheet_path)
+    sheet = load_design(sheet_path).runs
     with pytest.raises(SampleSheetError) as err:
         merge_batches([_long(data)], sheet, {}, sheet_source=str(sheet_path))
     _one_line(
@@ -150,7 +150,7 @@ def test_empty_condition_cell(tmp_path: Path) -> None:
     path = tmp_path / "samples.tsv"
     path.write_text("run\tcondition\nr1\tA\nr2\t\nr3\tB\n")
     with pytest.raises(SampleSheetError) as err:
-        read_sample_sheet(path)
+        load_design(path)
     _one_line(err, path, "line 3", "empty 'condition'")
 
 
@@ -253,7 +253,7 @@ def test_no_protein_passes_the_filters(tmp_path: Path) -> None:
     # used to crash later in shards.py ('NullArray' object has no attribute 'dictionary')
     data = tmp_path / "data.tsv"
     data.write_text(HEADER + GOOD_ROWS)
-    sheet = read_sample_sheet(_sheet(tmp_path))
+    sheet = load_design(_sheet(tmp_path)).runs
     with pytest.raises(DesignError) as err:
         merge_batches([_long(data)], sheet, {"min_features": 2})
     message = str(err.value)

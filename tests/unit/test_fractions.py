@@ -19,8 +19,9 @@ from pepmix import canonical
 from pepmix.errors import SampleSheetError
 from pepmix.ingest import combine_duplicates, ingest_batch, read_input
 from pepmix.merge import merge_batches
-from pepmix.samples import load_design, read_sample_design
-from pepmix.sdrf import read_sdrf_design
+from pepmix.samples import load_design
+from pepmix.samples.sdrf import read_sdrf_design
+from pepmix.samples.tsv import read_tsv_design
 from pepmix.stages import merge
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "openms_quantms"
@@ -75,7 +76,7 @@ def test_sdrf_fractions_make_one_run_per_source(tmp_path: Path) -> None:
 
 
 def test_tsv_file_column_gives_the_same_design(tmp_path: Path) -> None:
-    tsv = read_sample_design(_write_tsv_sheet(tmp_path / "samples.tsv"))
+    tsv = read_tsv_design(_write_tsv_sheet(tmp_path / "samples.tsv"))
     sdrf = load_design(_write_sdrf(tmp_path / "bsa.sdrf.tsv", _sdrf_rows()))
     assert tsv.file_runs() == sdrf.file_runs()
     assert list(tsv.runs.columns[:4]) == ["run", "condition", "bioreplicate", "batch"]
@@ -125,7 +126,7 @@ def test_fractions_are_summed(tmp_path: Path) -> None:
     )
     sheet = tmp_path / "samples.tsv"
     sheet.write_text("run\tcondition\tfile\ns1\tA\ts1_F1.raw\ns1\tA\ts1_F2.raw\ns2\tB\ts2_F1.raw\n")
-    design = read_sample_design(sheet)
+    design = read_tsv_design(sheet)
     merged = merge_batches([table], design.runs, FILTERS, file_runs=design.file_runs())
     values = merged.set_index(["feature", "run"])["intensity"].to_dict()
     assert values == {("AAK_2", "s1"): 150.0, ("CCK_2", "s1"): 7.0, ("AAK_2", "s2"): 30.0}
@@ -209,10 +210,10 @@ def test_run_level_columns_must_agree(tmp_path: Path) -> None:
     path = tmp_path / "samples.tsv"
     path.write_text("run\tcondition\tfile\ns1\tA\ta.raw\ns1\tB\tb.raw\ns2\tB\tc.raw\n")
     with pytest.raises(SampleSheetError) as err:
-        read_sample_design(path)
+        read_tsv_design(path)
     message = str(err.value)
     assert str(path) in message and "'s1'" in message and "'condition'" in message
     assert "'A', 'B'" in message
     path.write_text("run\tcondition\tfile\ns1\tA\ta.raw\ns2\tB\ta.raw\n")
     with pytest.raises(SampleSheetError, match=r"file\(s\) listed more than once: a"):
-        read_sample_design(path)
+        read_tsv_design(path)

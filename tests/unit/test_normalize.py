@@ -14,6 +14,8 @@ from pepmix.errors import ConfigError
 from pepmix.normalization import (
     DEFAULT_LOCATION,
     DEFAULT_METHOD,
+    LOCATIONS,
+    METHODS,
     condition_pairs,
     normalization_options,
     normalize,
@@ -83,6 +85,21 @@ def test_default_is_protein_median_mode_everywhere(repo) -> None:  # type: ignor
     assert normalization_options({})["method"] == DEFAULT_METHOD
     assert props["location"]["default"] == DEFAULT_LOCATION == "mode"
     assert normalization_options({})["location"] == DEFAULT_LOCATION
+
+
+def test_schema_and_config_readme_follow_the_normalization_constants(repo) -> None:  # type: ignore[no-untyped-def]
+    # the library reads pepmix.normalize's constants; the schema's choices and the defaults
+    # documented in config/README.md must be the same values
+    import yaml
+
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]["normalization"]["properties"]
+    assert tuple(props["method"]["enum"]) == METHODS
+    assert tuple(props["location"]["enum"]) == LOCATIONS
+    section = (repo / "config/README.md").read_text().split("## `normalization`")[1]
+    section = section.split("\n## ")[0]
+    assert f"| `method` | `{DEFAULT_METHOD}` |" in section
+    assert f"| `location` | `{DEFAULT_LOCATION}` |" in section
 
 
 def test_none_is_log2_only() -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from pepmix.errors import SampleSheetError
 from pepmix.plots.style import Runs
 
 __all__ = [
@@ -57,10 +56,9 @@ class ContrastInfo:
 
 def read_runs(samples: PathLike, present: Sequence[str] | None = None) -> Runs:
     """Read the resolved sample sheet (``results/ingest/samples.tsv``) into a :class:`Runs`."""
-    sheet = pd.read_csv(samples, sep="\t", dtype=str, keep_default_na=False, na_values=["NA"])
-    if sheet.empty:
-        raise SampleSheetError(f"{samples}: empty sample sheet")
-    return Runs.from_sheet(sheet, present)
+    from pepmix.samples import read_resolved_sheet
+
+    return Runs.from_sheet(read_resolved_sheet(samples), present)
 
 
 def read_identifiers(

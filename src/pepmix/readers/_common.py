@@ -165,20 +165,32 @@ def read_table(
     if not p.exists():
         raise InputFormatError(f"{p}: file not found")
     if p.suffix.lower() == ".parquet":
-        try:
-            schema_names = [alias(n) for n in pq.read_schema(p).names]
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
-            raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
-        if columns is not None:
-            require_columns(schema_names, columns, p)
-        try:
-            wanted = [file_column(c) for c in columns] if columns else None
-            table = pq.read_table(p, columns=wanted)
-        except Exception as exc:  # noqa: BLE001 - a corrupt row group fails only here
-            raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
-        frame: pd.DataFrame = table.to_pandas()
-        frame.columns = [alias(str(c)) for c in frame.columns]
-        return frame
+        return _read_parquet(p, columns)
+    return _read_delimited(p, columns, sep, skiprows)
+
+
+def _read_parquet(p: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    """:func:`read_table` for a Parquet file: the requested columns, names through aliases."""
+    try:
+        schema_names = [alias(n) for n in pq.read_schema(p).names]
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
+        raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
+    if columns is not None:
+        require_columns(schema_names, columns, p)
+    try:
+        wanted = [file_column(c) for c in columns] if columns else None
+        table = pq.read_table(p, columns=wanted)
+    except Exception as exc:  # noqa: BLE001 - a corrupt row group fails only here
+        raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
+    frame: pd.DataFrame = table.to_pandas()
+    frame.columns = [alias(str(c)) for c in frame.columns]
+    return frame
+
+
+def _read_delimited(
+    p: Path, columns: Sequence[str] | None, sep: str | None, skiprows: int | None
+) -> pd.DataFrame:
+    """:func:`read_table` for a delimited text file: strings, separator sniffed if not given."""
     try:
         with _open_text(p) as handle:
             sample = handle.read(65536)

@@ -171,7 +171,27 @@ def read_evidence(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     frame = read_all_selected(path, columns, separator)
     if run_column != "Raw file":
         log.info("%s: runs are the %r column (fractions: %s)", path, run_column, has_fraction)
+    out = _evidence_rows(frame, path, options, protein_column, run_column)
+    if "Q-value" in frame.columns:
+        threshold = option_threshold(options, "q_value")
+        if threshold is not None:
+            kept, dropped = _apply_q_value(out, threshold, path, options)
+            return dropped.attach(_combine(kept, duplicates, path))
+    return _combine(out, duplicates, path)
 
+
+def _evidence_rows(
+    frame: pd.DataFrame,
+    path: Path,
+    options: Mapping[str, Any],
+    protein_column: str,
+    run_column: str,
+) -> pd.DataFrame:
+    """Reader columns of each evidence row (repeated precursors not yet combined).
+
+    ``unique`` when a protein group column is present, ``fraction`` and ``q_value`` when the
+    table has them.
+    """
     peptide = strip_underscores(frame["Modified sequence"])
     charge = to_float(frame["Charge"], path, "Charge")
     protein = frame[protein_column]
@@ -196,21 +216,24 @@ def read_evidence(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         out["fraction"] = frame["Fraction"]
     if "Q-value" in frame.columns:
         out["q_value"] = to_float(frame["Q-value"], path, "Q-value")
-        threshold = option_threshold(options, "q_value")
-        if threshold is not None:
-            keep = ~(out["q_value"] > threshold)
-            log.info(
-                "%s: q_value <= %g keeps %d of %d evidence rows",
-                path,
-                threshold,
-                int(keep.sum()),
-                len(out),
-            )
-            dropped = DroppedProteins([threshold_step("q_value", options["q_value"])])
-            dropped.add(out["protein"], [keep.to_numpy(dtype=bool)])
-            out = out.loc[keep]
-            return dropped.attach(_combine(out, duplicates, path))
-    return _combine(out, duplicates, path)
+    return out
+
+
+def _apply_q_value(
+    out: pd.DataFrame, threshold: float, path: Path, options: Mapping[str, Any]
+) -> tuple[pd.DataFrame, DroppedProteins]:
+    """Keep the rows with ``q_value <= threshold`` (logged); record the proteins left without."""
+    keep = ~(out["q_value"] > threshold)
+    log.info(
+        "%s: q_value <= %g keeps %d of %d evidence rows",
+        path,
+        threshold,
+        int(keep.sum()),
+        len(out),
+    )
+    dropped = DroppedProteins([threshold_step("q_value", options["q_value"])])
+    dropped.add(out["protein"], [keep.to_numpy(dtype=bool)])
+    return out.loc[keep], dropped
 
 
 def _combine(frame: pd.DataFrame, how: str, path: Path) -> pd.DataFrame:

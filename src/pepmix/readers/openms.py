@@ -126,7 +126,50 @@ def _open(path: Path) -> io.TextIOBase:
 
 
 def read_mztab(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
-    """Read the PEP section of an mzTab 1.0 file (see module docstring)."""
+    """Read the PEP section of an mzTab 1.0 file (see module docstring).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        mzTab file (optionally gzipped) with MTD and PEH/PEP lines.
+    options : mapping
+        ``contaminant_pattern`` (default :data:`DEFAULT_CONTAMINANT_PATTERN`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per peptide ion x run (the abundance columns of the PEP section).
+    """
+    metadata, table = _pep_section(path)
+    abundance = _abundance_columns(table, metadata, path)
+    ions = _peptide_ions(table, path, options)
+    pieces = []
+    for column, run in abundance:
+        values = to_float(table[column], path, column)
+        piece = ions.copy()
+        piece["run"] = run
+        piece["intensity"] = values.to_numpy()
+        pieces.append(piece)
+    out = pd.concat(pieces, ignore_index=True)
+    log.info(
+        "%s: mzTab PEP section, %d rows x %d runs (%s)",
+        path,
+        len(table),
+        len(abundance),
+        abundance[0][0].split("[")[0],
+    )
+    return out
+
+
+def _pep_section(path: Path) -> tuple[dict[str, str], pd.DataFrame]:
+    """The MTD metadata (key -> value) and the PEP rows (null markers as None) of an mzTab file.
+
+    Raises
+    ------
+    InputFormatError
+        On a missing or non-UTF-8 file, a PEP row before the PEH header or of another length, no
+        or an empty peptide section, or a required PEP column missing.
+    """
     if not path.exists():
         raise InputFormatError(f"{path}: file not found")
     metadata: dict[str, str] = {}
@@ -143,17 +186,7 @@ def read_mztab(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
                 elif line.startswith("PEH"):
                     header = line.split("\t")
                 elif line.startswith("PEP"):
-                    if header is None:
-                        raise InputFormatError(
-                            f"{path}: line {number}: PEP row before the PEH header"
-                        )
-                    cells = line.split("\t")
-                    if len(cells) != len(header):
-                        raise InputFormatError(
-                            f"{path}: line {number}: PEP row has {len(cells)} cells, the PEH "
-                            f"header has {len(header)} (truncated or malformed file?)"
-                        )
-                    rows.append(cells)
+                    rows.append(_pep_cells(line, header, path, number))
     except UnicodeDecodeError:
         raise InputFormatError(f"{path}: not a UTF-8 text file") from None
     if header is None:
@@ -172,54 +205,50 @@ def read_mztab(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         raise InputFormatError(
             f"{path}: PEP section lacks column(s) {', '.join(missing)}; columns present: {shown}"
         )
-    abundance = _abundance_columns(table, metadata, path)
-    peptide = _peptide(table)
-    charge = to_float(table["charge"], path, "charge")
+    return metadata, table
+
+
+def _pep_cells(line: str, header: list[str] | None, path: Path, number: int) -> list[str]:
+    """The cells of PEP line ``number``; it must follow the PEH header and match its length."""
+    if header is None:
+        raise InputFormatError(f"{path}: line {number}: PEP row before the PEH header")
+    cells = line.split("\t")
+    if len(cells) != len(header):
+        raise InputFormatError(
+            f"{path}: line {number}: PEP row has {len(cells)} cells, the PEH "
+            f"header has {len(header)} (truncated or malformed file?)"
+        )
+    return cells
+
+
+def _peptide_ions(table: pd.DataFrame, path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
+    """The peptide ion of each PEP row, with its flags.
+
+    Columns ``protein, peptide, charge, feature``, ``unique`` and ``decoy`` when the section has
+    them, and ``contaminant`` from the accession pattern.
+    """
     base = pd.DataFrame(
         {
             "protein": table["accession"].astype("string").str.strip(),
-            "peptide": peptide,
-            "charge": charge,
+            "peptide": _peptide(table),
+            "charge": to_float(table["charge"], path, "charge"),
         }
     )
     base["feature"] = precursor_feature(base["peptide"], base["charge"])
-    if "unique" in table.columns:
-        base["unique"] = (
-            table["unique"]
-            .astype("string")
-            .str.strip()
-            .map({"1": True, "0": False})
-            .astype("boolean")
-        )
-    if _DECOY in table.columns:
-        base["decoy"] = (
-            table[_DECOY]
-            .astype("string")
-            .str.strip()
-            .map({"1": True, "0": False})
-            .astype("boolean")
-        )
+    for flag, column in (("unique", "unique"), ("decoy", _DECOY)):
+        if column in table.columns:
+            base[flag] = _binary_flag(table[column])
     base["contaminant"] = pattern_flag(
         base["protein"],
         str(options.get("contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)),
         "contaminant_pattern",
     )
-    pieces = []
-    for column, run in abundance:
-        values = to_float(table[column], path, column)
-        piece = base.copy()
-        piece["run"] = run
-        piece["intensity"] = values.to_numpy()
-        pieces.append(piece)
-    out = pd.concat(pieces, ignore_index=True)
-    log.info(
-        "%s: mzTab PEP section, %d rows x %d runs (%s)",
-        path,
-        len(table),
-        len(abundance),
-        abundance[0][0].split("[")[0],
-    )
-    return out
+    return base
+
+
+def _binary_flag(values: pd.Series) -> pd.Series:
+    """mzTab's ``1``/``0`` as a nullable boolean (anything else missing)."""
+    return values.astype("string").str.strip().map({"1": True, "0": False}).astype("boolean")
 
 
 def _peptide(table: pd.DataFrame) -> pd.Series:

@@ -70,6 +70,7 @@ SIGNATURE: dict[str, tuple[str, ...]] = {
 _BLOCKS: Final = {"raw": "rawabundance", "normalized": "normalizedabundance"}
 _EMPTY_LABEL = re.compile(r"^(x(\.\d+)?|unnamed:\s*\d+(_level_\d+)?|nan|)$", re.IGNORECASE)
 _NAME_ROWS: Final = 5
+_IDENTIFIERS: Final = ("Sequence", "Modifications", "Accession", "Charge")
 
 
 def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
@@ -89,13 +90,57 @@ def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     pandas.DataFrame
         One row per peptide ion x run.
     """
+    kind, duplicates = _checked_options(options)
+    frame = read_table(path)
+    names, name_index, block = _header_layout(frame, path, kind)
+    data = frame.iloc[name_index:].reset_index(drop=True)
+    index = {canonical_name(n): i for i, n in reversed(list(enumerate(names)))}
+    missing = [n for n in _IDENTIFIERS if canonical_name(n) not in index]
+    if missing:
+        require_columns(names, missing, path)
+    if options.get("quantitation_only", True) and canonical_name("Use in quantitation") in index:
+        data = _drop_unquantified(data, _column(data, index, "Use in quantitation"), path)
+    long = _run_intensities(_peptide_ions(data, index, path), data, names, block, path)
+    long = _combine_repeated_ions(long, duplicates, path)
+    long["feature"] = precursor_feature(long["peptide"], long["charge"])
+    long["unique"] = unique_flags(long["peptide"], long["protein"])
+    long["contaminant"] = pattern_flag(
+        long["protein"],
+        str(options.get("contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)),
+        "contaminant_pattern",
+    )
+    long["decoy"] = pattern_flag(
+        long["protein"],
+        str(options.get("decoy_pattern", DEFAULT_DECOY_PATTERN)),
+        "decoy_pattern",
+    )
+    return long
+
+
+def _checked_options(options: Mapping[str, Any]) -> tuple[str, str]:
+    """The ``abundance`` block (default ``"raw"``) and ``duplicates`` rule (default ``"max"``)."""
     kind = str(options.get("abundance", "raw")).strip().lower()
     if kind not in _BLOCKS:
         raise ConfigError(f"abundance: must be 'raw' or 'normalized', got {kind!r}")
     duplicates = str(options.get("duplicates", "max")).strip().lower()
     if duplicates not in ("max", "sum"):
         raise ConfigError(f"duplicates: must be 'max' or 'sum', got {duplicates!r}")
-    frame = read_table(path)
+    return kind, duplicates
+
+
+def _header_layout(frame: pd.DataFrame, path: Path, kind: str) -> tuple[list[str], int, list[int]]:
+    """Find the header rows: column names, their row in ``frame``, the abundance block.
+
+    Returns
+    -------
+    names : list of str
+        The column names (the third header row).
+    name_index : int
+        Row of ``frame`` holding the names (0 when they are pandas' header); the data rows
+        follow it.
+    block : list of int
+        Column positions of the ``kind`` abundance block (one per run).
+    """
     rows: list[list[str]] = [[_cell(c) for c in frame.columns]]
     head = frame.head(_NAME_ROWS)
     rows += [[_cell(v) for v in row] for row in head.itertuples(index=False)]
@@ -107,7 +152,6 @@ def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
             f"header); first row: "
             f"{', '.join(rows[0][:20])}"
         )
-    names = rows[name_index]
     groups = _group_row(rows[:name_index])
     if groups is None:
         raise InputFormatError(
@@ -121,36 +165,48 @@ def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         raise InputFormatError(
             f"{path}: no {label!r} block in the group row; blocks found: {found or 'none'}"
         )
-    data = frame.iloc[name_index:].reset_index(drop=True)
-    index = {canonical_name(n): i for i, n in reversed(list(enumerate(names)))}
+    return rows[name_index], name_index, block
 
-    def column(name: str) -> pd.Series:
-        return data.iloc[:, index[canonical_name(name)]]
 
-    required = ("Sequence", "Modifications", "Accession", "Charge")
-    missing = [n for n in required if canonical_name(n) not in index]
-    if missing:
-        require_columns(names, missing, path)
-    if options.get("quantitation_only", True) and canonical_name("Use in quantitation") in index:
-        use = column("Use in quantitation").astype("string").str.strip().str.lower()
-        keep = use.eq("true").fillna(False).to_numpy(dtype=bool)
-        log.info(
-            "%s: dropped %d of %d row(s) with 'Use in quantitation' false",
-            path,
-            int((~keep).sum()),
-            len(keep),
-        )
-        data = data.loc[keep].reset_index(drop=True)
-    sequence = column("Sequence").astype("string").str.strip()
-    mods = column("Modifications").astype("string").fillna("").str.strip()
+def _column(data: pd.DataFrame, index: Mapping[str, int], name: str) -> pd.Series:
+    """The data column named ``name`` (first of that name, matched by :func:`canonical_name`)."""
+    return data.iloc[:, index[canonical_name(name)]]
+
+
+def _drop_unquantified(data: pd.DataFrame, use: pd.Series, path: Path) -> pd.DataFrame:
+    """Keep the rows whose ``Use in quantitation`` is true (logged)."""
+    flag = use.astype("string").str.strip().str.lower()
+    keep = flag.eq("true").fillna(False).to_numpy(dtype=bool)
+    log.info(
+        "%s: dropped %d of %d row(s) with 'Use in quantitation' false",
+        path,
+        int((~keep).sum()),
+        len(keep),
+    )
+    return data.loc[keep].reset_index(drop=True)
+
+
+def _peptide_ions(data: pd.DataFrame, index: Mapping[str, int], path: Path) -> pd.DataFrame:
+    """``protein, peptide, charge`` of each row; peptide = sequence[_modifications]."""
+    sequence = _column(data, index, "Sequence").astype("string").str.strip()
+    mods = _column(data, index, "Modifications").astype("string").fillna("").str.strip()
     peptide = sequence.where(mods == "", sequence + "_" + mods)
-    base = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "protein": column("Accession").astype("string").str.strip(),
+            "protein": _column(data, index, "Accession").astype("string").str.strip(),
             "peptide": peptide,
-            "charge": to_float(column("Charge"), path, "Charge"),
+            "charge": to_float(_column(data, index, "Charge"), path, "Charge"),
         }
     )
+
+
+def _run_intensities(
+    ions: pd.DataFrame, data: pd.DataFrame, names: Sequence[str], block: Sequence[int], path: Path
+) -> pd.DataFrame:
+    """Long table: ``ions`` repeated per run of the block, with ``run`` and ``intensity``.
+
+    Zero abundances become missing; a negative one, an empty or repeated run name is an error.
+    """
     pieces = []
     seen: set[str] = set()
     for position in block:
@@ -163,11 +219,15 @@ def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         seen.add(run)
         values = to_float(data.iloc[:, position], path, names[position])
         check_nonnegative(values, path, names[position])
-        piece = base.copy()
+        piece = ions.copy()
         piece["run"] = run
         piece["intensity"] = values.where(values > 0).to_numpy()
         pieces.append(piece)
-    long = pd.concat(pieces, ignore_index=True)
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _combine_repeated_ions(long: pd.DataFrame, duplicates: str, path: Path) -> pd.DataFrame:
+    """One row per peptide ion and run: repeated rows by their ``max`` or ``sum`` (logged)."""
     keys = ["protein", "peptide", "charge", "run"]
     n_before = len(long)
     if duplicates == "max":
@@ -180,18 +240,6 @@ def read_progenesis(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         log.info(
             "%s: %d repeated peptide-ion rows combined (%s)", path, n_before - len(long), duplicates
         )
-    long["feature"] = precursor_feature(long["peptide"], long["charge"])
-    long["unique"] = unique_flags(long["peptide"], long["protein"])
-    long["contaminant"] = pattern_flag(
-        long["protein"],
-        str(options.get("contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)),
-        "contaminant_pattern",
-    )
-    long["decoy"] = pattern_flag(
-        long["protein"],
-        str(options.get("decoy_pattern", DEFAULT_DECOY_PATTERN)),
-        "decoy_pattern",
-    )
     return long
 
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,66 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         If a required column is missing or a value cannot be parsed.
     """
     header, separator = table_header(path)
+    layout = _layout(header, path, options)
+    chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
+    pattern = option_pattern(options, "contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)
+    steps = [
+        threshold_step(_THRESHOLD_KEYS[c], options[_THRESHOLD_KEYS[c]]) for c in layout.thresholds
+    ]
+    if layout.level == "fragment" and "F.ExcludedFromQuantification" in header:
+        steps.append(_EXCLUDED_STEP)
+    dropped = DroppedProteins(steps)
+    parts = []
+    n_rows = 0
+    for chunk in read_selected(path, layout.columns, separator, chunksize=chunk_rows):
+        n_rows += len(chunk)
+        parts.append(_chunk_rows(chunk, path, layout, dropped))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_KEYS)
+    frame = _reduce(frame, layout.level)
+    if layout.level == "precursor":
+        _check_one_value_per_precursor(frame, path, layout.intensity)
+    frame["contaminant"] = flag_proteins(frame["protein"].astype("string"), pattern, "any")
+    log.info(
+        "%s: %s level, %d report rows -> %d precursor x run rows (%s)",
+        path,
+        layout.level,
+        n_rows,
+        len(frame),
+        layout.intensity if layout.level == "precursor" else f"sum of {layout.intensity}",
+    )
+    return dropped.attach(frame)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What to read from one report: its level, the columns used, the read-time thresholds.
+
+    Attributes
+    ----------
+    level : {"fragment", "precursor"}
+        Rows of the report.
+    intensity, protein, run, feature : str
+        Columns; ``feature`` is :data:`_BUILT_FEATURE` when the precursor id is built.
+    peptide : str or None
+        Modified-sequence column, None when absent.
+    columns : list of str
+        Every column to read (required, then the optional ones present).
+    thresholds : dict of str to float
+        q-value column -> threshold, for the columns present with a threshold given.
+    """
+
+    level: str
+    intensity: str
+    protein: str
+    run: str
+    feature: str
+    peptide: str | None
+    columns: list[str]
+    thresholds: dict[str, float]
+
+
+def _layout(header: list[str], path: Path, options: Mapping[str, Any]) -> _Layout:
+    """Resolve the report's columns from its header and the options; require the needed ones."""
     default_level = "fragment" if "F.PeakArea" in header else "precursor"
     level = option_str(options, "level", default_level, ("fragment", "precursor"))
     if level == "fragment":
@@ -157,66 +218,63 @@ def read_spectronaut(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     optional = [*_PEPTIDE_COLUMNS, "FG.Charge", "EG.Qvalue", "PG.Qvalue", "EG.IsDecoy"]
     if level == "fragment":
         optional += ["F.ExcludedFromQuantification", *_FRAGMENT_KEY]
-    columns = list(dict.fromkeys(required + [c for c in optional if c in header]))
     thresholds = {
         column: limit
         for column, key in _THRESHOLD_KEYS.items()
         if (limit := option_threshold(options, key)) is not None and column in header
     }
-    chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
-    pattern = option_pattern(options, "contaminant_pattern", DEFAULT_CONTAMINANT_PATTERN)
-
-    steps = [threshold_step(_THRESHOLD_KEYS[c], options[_THRESHOLD_KEYS[c]]) for c in thresholds]
-    if level == "fragment" and "F.ExcludedFromQuantification" in header:
-        steps.append(_EXCLUDED_STEP)
-    dropped = DroppedProteins(steps)
-    parts = []
-    n_rows = 0
-    for chunk in read_selected(path, columns, separator, chunksize=chunk_rows):
-        n_rows += len(chunk)
-        if run_column == "R.Condition" and level == "fragment":
-            _check_condition_runs(chunk, path)
-        passes = [
-            ~(to_float(chunk[column], path, column) > limit).to_numpy(dtype=bool)
-            for column, limit in thresholds.items()
-        ]
-        if level == "fragment" and "F.ExcludedFromQuantification" in chunk.columns:
-            excluded = parse_flag(
-                chunk["F.ExcludedFromQuantification"], path, "F.ExcludedFromQuantification"
-            )
-            passes.append(~excluded.fillna(False).to_numpy(dtype=bool))
-        if passes:
-            dropped.add(chunk[protein_column], passes)
-            chunk = chunk.loc[np.logical_and.reduce(passes)]
-        if feature_column == _BUILT_FEATURE:
-            chunk = chunk.assign(
-                **{_BUILT_FEATURE: _precursor_ids(chunk[peptide_column or ""], chunk["FG.Charge"])}
-            )
-        parts.append(
-            _precursor_rows(
-                chunk, path, (protein_column, feature_column, run_column), intensity_column, level
-            )
-        )
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_KEYS)
-    frame = _reduce(frame, level)
-    if level == "precursor":
-        conflict = frame.duplicated(_KEYS, keep=False)
-        if conflict.any():
-            row = frame.loc[conflict].iloc[0]
-            raise InputFormatError(
-                f"{path}: {intensity_column} differs between rows of precursor "
-                f"{row['feature']!r} in run {row['run']!r}"
-            )
-    frame["contaminant"] = flag_proteins(frame["protein"].astype("string"), pattern, "any")
-    log.info(
-        "%s: %s level, %d report rows -> %d precursor x run rows (%s)",
-        path,
-        level,
-        n_rows,
-        len(frame),
-        intensity_column if level == "precursor" else f"sum of {intensity_column}",
+    return _Layout(
+        level=level,
+        intensity=intensity_column,
+        protein=protein_column,
+        run=run_column,
+        feature=feature_column,
+        peptide=peptide_column,
+        columns=list(dict.fromkeys(required + [c for c in optional if c in header])),
+        thresholds=thresholds,
     )
-    return dropped.attach(frame)
+
+
+def _chunk_rows(
+    chunk: pd.DataFrame, path: Path, layout: _Layout, dropped: DroppedProteins
+) -> pd.DataFrame:
+    """One chunk of the report filtered (recorded in ``dropped``) and reduced to precursor x run.
+
+    Rows above a q-value threshold or, at fragment level, excluded from quantification are
+    dropped; compact templates get their precursor id built.
+    """
+    if layout.run == "R.Condition" and layout.level == "fragment":
+        _check_condition_runs(chunk, path)
+    passes = [
+        ~(to_float(chunk[column], path, column) > limit).to_numpy(dtype=bool)
+        for column, limit in layout.thresholds.items()
+    ]
+    if layout.level == "fragment" and "F.ExcludedFromQuantification" in chunk.columns:
+        excluded = parse_flag(
+            chunk["F.ExcludedFromQuantification"], path, "F.ExcludedFromQuantification"
+        )
+        passes.append(~excluded.fillna(False).to_numpy(dtype=bool))
+    if passes:
+        dropped.add(chunk[layout.protein], passes)
+        chunk = chunk.loc[np.logical_and.reduce(passes)]
+    if layout.feature == _BUILT_FEATURE:
+        chunk = chunk.assign(
+            **{_BUILT_FEATURE: _precursor_ids(chunk[layout.peptide or ""], chunk["FG.Charge"])}
+        )
+    return _precursor_rows(
+        chunk, path, (layout.protein, layout.feature, layout.run), layout.intensity, layout.level
+    )
+
+
+def _check_one_value_per_precursor(frame: pd.DataFrame, path: Path, intensity: str) -> None:
+    """At precursor level, reject a precursor and run with different intensities on two rows."""
+    conflict = frame.duplicated(_KEYS, keep=False)
+    if conflict.any():
+        row = frame.loc[conflict].iloc[0]
+        raise InputFormatError(
+            f"{path}: {intensity} differs between rows of precursor "
+            f"{row['feature']!r} in run {row['run']!r}"
+        )
 
 
 def _run_column(header: list[str], path: Path) -> str:

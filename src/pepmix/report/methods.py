@@ -139,11 +139,13 @@ def _filters(config: Mapping[str, Any]) -> str:
 
 
 def _normalization(config: Mapping[str, Any], cite: _Citations) -> str:
+    from pepmix.normalization import DEFAULT_LOCATION, DEFAULT_METHOD
+
     norm = config.get("normalization", {}) or {}
-    method = str(norm.get("method", "protein_median"))
+    method = str(norm.get("method", DEFAULT_METHOD))
     location = (
         "mode of a kernel density estimate"
-        if norm.get("location", "mode") == "mode"
+        if norm.get("location", DEFAULT_LOCATION) == "mode"
         else ("median")
     )
     text = {

@@ -11,15 +11,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from pepmix.config import Contrast, resolve_contrasts
-from pepmix.errors import SampleSheetError
 from pepmix.io import write_tsv
-from pepmix.samples import SampleDesign, condition_levels, load_design
+from pepmix.samples import condition_levels, read_resolved_sheet
 
 if TYPE_CHECKING:
     from pepmix.inference.differential import InferenceOptions
@@ -31,8 +30,6 @@ __all__ = [
     "contrasts_for",
     "fitted_spec",
     "inference_options",
-    "load_sheet",
-    "load_sheet_design",
     "read_model_input",
     "read_removed",
     "read_resolved_sheet",
@@ -42,23 +39,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
-
-
-def load_sheet(path: PathLike, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Read the sample sheet named in the config (TSV or SDRF, see ``sample_sheet:``): runs."""
-    return load_sheet_design(path, options).runs
-
-
-def load_sheet_design(path: PathLike, options: Mapping[str, Any] | None = None) -> SampleDesign:
-    """Read the sample sheet named in the config with the data files of each run."""
-    opts = dict(options or {})
-    return load_design(
-        path,
-        fmt=opts.get("format", "auto"),
-        condition_column=opts.get("condition_column"),
-        bioreplicate_column=opts.get("bioreplicate_column"),
-        batch_column=opts.get("batch_column"),
-    )
 
 
 def read_removed(path: PathLike) -> pd.DataFrame:
@@ -73,14 +53,6 @@ def read_removed(path: PathLike) -> pd.DataFrame:
     for col in ("n_features", "n_observations"):
         frame[col] = frame[col].astype("Int64")
     return frame
-
-
-def read_resolved_sheet(path: PathLike | BinaryIO) -> pd.DataFrame:
-    """Read the sample sheet written by :func:`merge`."""
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["NA"])
-    if sheet.empty:
-        raise SampleSheetError(f"{path}: empty sample sheet")
-    return sheet
 
 
 def read_model_input(path: PathLike) -> pd.DataFrame:

@@ -12,7 +12,8 @@ import pandas as pd
 
 from pepmix import canonical
 from pepmix.io import write_tsv
-from pepmix.stages.files import PathLike, load_sheet_design
+from pepmix.samples import load_design, sheet_options
+from pepmix.stages.files import PathLike
 
 __all__ = ["MergeResult", "run"]
 
@@ -53,7 +54,7 @@ def run(
     *,
     batches: Sequence[PathLike],
     samples: PathLike,
-    sheet_options: Mapping[str, Any] | None = None,
+    sheet_config: Mapping[str, Any] | None = None,
     filters: Mapping[str, Any],
 ) -> MergeResult:
     """Merge the batch tables written by :mod:`pepmix.stages.ingest`.
@@ -64,7 +65,7 @@ def run(
         ``results/ingest/batches/<name>.parquet``.
     samples : path
         The sample sheet (config ``samples:``).
-    sheet_options : mapping, optional
+    sheet_config : mapping, optional
         The ``sample_sheet:`` section.
     filters : mapping
         The ``filter:`` section.
@@ -76,7 +77,7 @@ def run(
     from pepmix.merge import merge_with_sheet
 
     tables = [canonical.read_parquet(p) for p in batches]
-    design = load_sheet_design(samples, sheet_options)
+    design = load_design(samples, **sheet_options(sheet_config))
     merged, sheet, removed = merge_with_sheet(tables, design, filters, str(samples))
     log.info(
         "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",

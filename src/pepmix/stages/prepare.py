@@ -44,7 +44,7 @@ def run(
     filters: Mapping[str, Any],
     feature_level: str,
     samples: PathLike,
-    sheet_options: Mapping[str, Any] | None,
+    sheet_config: Mapping[str, Any] | None,
     normalization: Mapping[str, Any] | None,
     outputs: PrepareOutputs,
 ) -> None:
@@ -54,7 +54,7 @@ def run(
     ----------
     entry, filters, feature_level
         As :func:`pepmix.stages.ingest.run`.
-    samples, sheet_options
+    samples, sheet_config
         As :func:`pepmix.stages.merge.run`.
     normalization : mapping, optional
         The ``normalization:`` section.
@@ -72,7 +72,7 @@ def run(
         )
     with step("merge"):
         merge.run(
-            batches=[outputs.batch], samples=samples, sheet_options=sheet_options, filters=filters
+            batches=[outputs.batch], samples=samples, sheet_config=sheet_config, filters=filters
         ).write(features=outputs.merged, samples=outputs.samples, removed=outputs.removed)
     with step("normalize"):
         normalize.run(

@@ -20,7 +20,7 @@ from pepmix.ingest import ingest_batch
 from pepmix.model.design import build_run_design, model_spec_from_config
 from pepmix.model.fit import FITTED, fit_proteins
 from pepmix.normalization import normalize
-from pepmix.samples import condition_levels, read_sample_sheet
+from pepmix.samples import condition_levels, load_design
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -28,7 +28,7 @@ REPO = HERE.parents[2]
 
 def demo_contrast_stats() -> tuple[pd.DataFrame, list[str]]:
     """Fit the demo (workflow defaults, median_ratio normalisation); return contrasts and order."""
-    sheet = read_sample_sheet(REPO / "config/samples.tsv")
+    sheet = load_design(REPO / "config/samples.tsv").runs
     entry = {
         "name": "demo",
         "format": "generic_wide",

@@ -1,7 +1,7 @@
 """SDRF-Proteomics sample sheets.
 
-An SDRF file (tab-separated) has one row per MS data file x label. :func:`read_sdrf` turns a
-label-free SDRF into the sample sheet of :func:`pepmix.samples.read_sample_sheet`:
+An SDRF file (tab-separated) has one row per MS data file x label. :func:`read_sdrf_design` turns a
+label-free SDRF into the runs of a sample sheet (:mod:`pepmix.samples`):
 
 - ``run``: ``comment[data file]`` without directories and MS extensions
   (:func:`~pepmix.readers._common.run_name`: ``03COVID.raw`` -> ``03COVID``), matching the run
@@ -25,8 +25,8 @@ Fractions: a fractionated sample has one SDRF row per fraction file. Rows that s
 name`` and ``comment[technical replicate]`` but have different ``comment[fraction identifier]``
 values are the fractions of one run, named after the source name (``<source name>_<technical
 replicate>`` when the source has several technical replicates). :func:`read_sdrf_design` returns
-the data files of each such run (:class:`pepmix.samples.SampleDesign`); the merge step maps the
-files to their run and sums the fractions. Rows of one source and technical replicate that all
+the data files of each such run (:class:`~pepmix.samples.design.SampleDesign`); the merge step maps
+the files to their run and sums the fractions. Rows of one source and technical replicate that all
 have the same fraction identifier (or none) are separate runs named after their data files, as
 are all rows when the SDRF has no fraction column. A fraction identifier repeated within one
 source and technical replicate next to other fractions is an error: the technical replicates
@@ -47,7 +47,7 @@ import pandas as pd
 
 from pepmix.errors import SampleSheetError
 from pepmix.readers._common import check_text_file, run_name
-from pepmix.samples import SampleDesign, normalize_design
+from pepmix.samples.design import SampleDesign, validate_design
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,6 @@ MISSING_VALUES: Final = frozenset({"", "not available", "not applicable", "na", 
 _PREFIXES: Final = ("factor value", "characteristics", "comment")
 
 
-def read_sdrf(
-    path: str | Path,
-    condition_column: str | None = None,
-    bioreplicate_column: str | None = None,
-    batch_column: str | None = None,
-) -> pd.DataFrame:
-    """Read an SDRF file into a sample sheet, one row per run (see :func:`read_sdrf_design`)."""
-    return read_sdrf_design(path, condition_column, bioreplicate_column, batch_column).runs
-
-
 def read_sdrf_design(
     path: str | Path,
     condition_column: str | None = None,
@@ -78,6 +68,8 @@ def read_sdrf_design(
     batch_column: str | None = None,
 ) -> SampleDesign:
     """Read an SDRF file into a sample design (see module docstring).
+
+    Use :func:`pepmix.samples.load_design`, which detects the layout; this is its SDRF step.
 
     Parameters
     ----------
@@ -95,10 +87,9 @@ def read_sdrf_design(
     Returns
     -------
     SampleDesign
-        ``runs`` as :func:`pepmix.samples.read_sample_sheet`: ``run``, ``condition``,
-        ``bioreplicate``, ``batch``, then ``sample`` and, when present, ``technical_replicate``;
-        ``files`` (data file, run, fraction) when some run is made of several fraction files,
-        otherwise None.
+        ``runs`` as for a TSV sheet: ``run``, ``condition``, ``bioreplicate``, ``batch``, then
+        ``sample`` and, when present, ``technical_replicate``; ``files`` (data file, run,
+        fraction) when some run is made of several fraction files, otherwise None.
 
     Raises
     ------
@@ -108,17 +99,7 @@ def read_sdrf_design(
     """
     p = Path(path)
     source = str(p)
-    if not p.exists():
-        raise SampleSheetError(f"{p}: SDRF file not found")
-    check_text_file(p, SampleSheetError)
-    try:
-        raw = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise SampleSheetError(f"{p}: cannot parse as a tab-separated SDRF ({msg})") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
-    for col in raw.columns:
-        raw[col] = raw[col].astype(str).str.strip()
+    raw = _read_sdrf_table(p)
     data_file = _find(raw.columns, DATA_FILE)
     if data_file is None:
         raise SampleSheetError(
@@ -126,18 +107,61 @@ def read_sdrf_design(
         )
     _check_label_free(raw, data_file, source)
     condition = _condition_column(raw.columns, condition_column, source)
-    values = raw[condition]
+    _check_condition_values(raw[condition], condition, source)
+    sheet = _run_sheet(raw, data_file, condition, bioreplicate_column, batch_column, source)
+    _group_fractions(sheet, raw, source)
+    design = validate_design(sheet, source)
+    log.info(
+        "%s: SDRF with %d data file(s) in %d run(s), condition from %r (%d level(s))",
+        p,
+        len(sheet),
+        len(design.runs),
+        condition,
+        design.runs["condition"].nunique(),
+    )
+    return design
+
+
+def _read_sdrf_table(path: Path) -> pd.DataFrame:
+    """Parse an SDRF file: every value a string, headers and values without surrounding blanks."""
+    if not path.exists():
+        raise SampleSheetError(f"{path}: SDRF file not found")
+    check_text_file(path, SampleSheetError)
+    try:
+        raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SampleSheetError(f"{path}: cannot parse as a tab-separated SDRF ({msg})") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    for col in raw.columns:
+        raw[col] = raw[col].astype(str).str.strip()
+    return raw
+
+
+def _check_condition_values(values: pd.Series, condition: str, source: str) -> None:
+    """Reject a condition cell that is empty or ``not available`` / ``not applicable``."""
     missing = values.str.lower().isin(MISSING_VALUES)
     if missing.any():
         first = int(missing.to_numpy().nonzero()[0][0])
         raise SampleSheetError(
-            f"{p}: line {first + 2}: condition column {condition!r} is "
+            f"{source}: line {first + 2}: condition column {condition!r} is "
             f"{values.iloc[first]!r} ({int(missing.sum())} row(s) in all)"
         )
+
+
+def _run_sheet(
+    raw: pd.DataFrame,
+    data_file: str,
+    condition: str,
+    bioreplicate_column: str | None,
+    batch_column: str | None,
+    source: str,
+) -> pd.DataFrame:
+    """One sheet row per SDRF row, one run per data file: the columns of a TSV sheet."""
     sheet = pd.DataFrame(
         {
             "run": raw[data_file].map(lambda v: run_name(v) if v else ""),
-            "condition": values,
+            "condition": raw[condition],
         }
     )
     sample_col = _find(raw.columns, SOURCE_NAME)
@@ -151,29 +175,32 @@ def read_sdrf_design(
     tech = _find(raw.columns, TECHNICAL_REPLICATE)
     if tech is not None:
         sheet["technical_replicate"] = raw[tech]
+    return sheet
+
+
+def _group_fractions(sheet: pd.DataFrame, raw: pd.DataFrame, source: str) -> None:
+    """Make the fraction files of one source and technical replicate one run, in place.
+
+    When some run is made of several files, the data files move to ``file`` (with their
+    ``fraction``) and ``run`` becomes the run of each file (:func:`_fraction_runs`); otherwise
+    every data file stays a run of its own.
+    """
     fraction = _find(raw.columns, FRACTION)
-    if fraction is not None and sample_col is not None:
-        runs = _fraction_runs(
-            files=sheet["run"],
-            sources=raw[sample_col],
-            fractions=raw[fraction],
-            replicates=raw[tech] if tech is not None else None,
-            source=source,
-        )
-        if runs.duplicated().any():  # some run is made of several fraction files
-            sheet["file"] = sheet["run"]
-            sheet["fraction"] = raw[fraction]
-            sheet["run"] = runs
-    design = normalize_design(sheet, source)
-    log.info(
-        "%s: SDRF with %d data file(s) in %d run(s), condition from %r (%d level(s))",
-        p,
-        len(sheet),
-        len(design.runs),
-        condition,
-        design.runs["condition"].nunique(),
+    sample_col = _find(raw.columns, SOURCE_NAME)
+    if fraction is None or sample_col is None:
+        return
+    tech = _find(raw.columns, TECHNICAL_REPLICATE)
+    runs = _fraction_runs(
+        files=sheet["run"],
+        sources=raw[sample_col],
+        fractions=raw[fraction],
+        replicates=raw[tech] if tech is not None else None,
+        source=source,
     )
-    return design
+    if runs.duplicated().any():  # some run is made of several fraction files
+        sheet["file"] = sheet["run"]
+        sheet["fraction"] = raw[fraction]
+        sheet["run"] = runs
 
 
 def is_sdrf_header(columns: Iterable[str]) -> bool:
