@@ -4,4 +4,9 @@ from pepmix.rule import rule_context
 from pepmix.stages import variance_table
 
 with rule_context(snakemake):
-    variance_table(snakemake.input.proteins, snakemake.output[0], snakemake.input.removed)
+    variance_table(
+        snakemake.input.proteins,
+        snakemake.output[0],
+        snakemake.input.removed,
+        boot_terms=snakemake.input.get("boot_terms") or None,
+    )

@@ -307,7 +307,12 @@ def _write_wide(long: PathLike, runs: list[str], output: PathLike) -> None:
     write_tsv(wide(pd.read_parquet(long), runs), output)
 
 
-def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | None = None) -> None:
+def variance_table(
+    proteins: PathLike,
+    output: PathLike,
+    removed: PathLike | None = None,
+    boot_terms: PathLike | None = None,
+) -> None:
     """Write ``results/tables/variance_components.tsv`` from the model stage's protein table.
 
     Per random term ``<t>`` with a likelihood-ratio test: ``lrt_<t>, p_<t>, adj_p_<t>,
@@ -316,11 +321,21 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
     ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
     pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`). With ``removed``
     (:func:`merge`'s list), the removed proteins follow, with status ``filtered`` and missing
-    variance components.
+    variance components. ``boot_terms`` (default None): :func:`bootstrap_stage`'s term table
+    (``bootstrap_proteins: top N``), whose ``p_boot_<t>, n_boot_<t>`` fill those columns.
     """
     from pepmix.model.variance_tests import variance_test_table
 
-    frame = variance_test_table(pd.read_parquet(proteins))
+    frame = pd.read_parquet(proteins)
+    if boot_terms is not None:
+        boot = pd.read_csv(boot_terms, sep="\t", dtype={"protein": str})
+        cols = [c for c in boot.columns if c.startswith(("p_boot_", "n_boot_"))]
+        frame = frame.drop(columns=[c for c in cols if c in frame.columns])
+        frame = frame.merge(boot[["protein", *cols]], on="protein", how="left")
+        for c in cols:
+            if c.startswith("n_boot_"):
+                frame[c] = frame[c].fillna(0).astype(int)
+    frame = variance_test_table(frame)
     if removed is not None:
         extra = read_removed(removed).assign(status="filtered")
         frame = pd.concat([frame, extra], ignore_index=True)
@@ -444,3 +459,53 @@ def differential_stage(
     write_tsv(table, out_tsv)
     write_parquet(table, out_parquet)
     write_tsv(one_condition_missing(stats), out_missing)
+
+
+def bootstrap_stage(
+    features: PathLike,
+    samples: PathLike,
+    config: Mapping[str, Any],
+    out_contrasts: PathLike | None = None,
+    out_terms: PathLike | None = None,
+    differential: PathLike | None = None,
+    threads: int = 1,
+) -> None:
+    """Stage ``bootstrap`` (after the gather; :mod:`pepmix.bootstrap`).
+
+    ``config`` holds ``variance_tests``, ``contrasts``, ``model`` and ``testing``. Writes
+    ``out_contrasts`` (``bootstrap_contrasts: true``; one row per selected protein and contrast,
+    :data:`pepmix.model.bootstrap_contrasts.COLUMNS` plus the differential table's ``pvalue``
+    and ``adj_pvalue``) and ``out_terms`` (``bootstrap_proteins: top N``; ``protein, rank`` and
+    per random term ``lrt_<t>, p_boot_<t>, n_boot_<t>``). ``differential`` (default None): the
+    differential table (Parquet), for the ``top N`` ranking and the model-based p-values.
+    ``threads`` (default 1): processes.
+    """
+    from pepmix.bootstrap import options_from, run_bootstrap, selected_proteins
+    from pepmix.model.design import build_run_design
+    from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
+
+    options = options_from(config)
+    sheet = read_resolved_sheet(samples)
+    design = build_run_design(sheet, fitted_spec(config, sheet))
+    table = read_model_input(features)
+    diff = pd.read_parquet(differential) if differential is not None else None
+    chosen = selected_proteins(options, table, diff)
+    pairs = [(c.name, c.numerator, c.denominator) for c in contrasts_for(config["contrasts"], sheet)]
+    boot, terms = run_bootstrap(
+        table,
+        design,
+        options,
+        pairs if options.contrasts else [],
+        chosen,
+        robust=str((config.get("model", {}) or {}).get("robust", DEFAULT_ROBUST)),
+        threads=threads,
+    )
+    if out_contrasts is not None:
+        if diff is not None and not boot.empty:
+            cols = diff[["protein", "contrast", "pvalue", "adj_pvalue"]].astype(
+                {"protein": str, "contrast": str}
+            )
+            boot = boot.merge(cols, on=["protein", "contrast"], how="left")
+        write_tsv(boot, out_contrasts)
+    if out_terms is not None:
+        write_tsv(terms, out_terms)
