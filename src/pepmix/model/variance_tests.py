@@ -339,7 +339,11 @@ def _boot_chunk(
 
     Both refits start from the optimiser's grid, as the observed fits do (warm starts at the
     observed estimates, as ``lme4::refit``, took as many Newton iterations here and missed
-    the better of two optima in about 0.1% of replicates).
+    the better of two optima in about 0.1% of replicates). The reduced model is refitted only
+    where the full optimum has the tested variance above zero: elsewhere the full optimum is
+    the reduced one and the LRT is 0 (a reduced refit could only find a criterion at least as
+    low, which the snap to the boundary also turns into 0), so this saves about half the
+    reduced refits under the null without changing any LRT.
     """
     copies, _ = _replicate(obs, rows, n_boot)
     factors = tuple(design.spec.random)
@@ -362,10 +366,16 @@ def _boot_chunk(
             continue
         sub = plain.take(np.flatnonzero(test))
         full = minimize(sub)
-        red = minimize(_without(sub, term))
         good = _finite(full.theta, full.dev, full.converged)
-        good &= _finite(red.theta, red.dev, red.converged)
-        out[idx[test]] = np.where(good, _snap(red.dev - full.dev), np.nan)
+        lrt = np.where(good, 0.0, np.nan)
+        # the full optimum on the boundary of the tested term is the reduced optimum: LRT 0
+        # exactly, as for the observed tests (bucket_lrts); only the others are refitted
+        inner = np.flatnonzero(good & (full.theta[:, term] > 0.0))
+        if inner.size:
+            red = minimize(_without(sub.take(inner), term))
+            ok = _finite(red.theta, red.dev, red.converged)
+            lrt[inner] = np.where(ok, _snap(red.dev - full.dev[inner]), np.nan)
+        out[idx[test]] = lrt
     return out.reshape(rows.size, n_boot)
 
 
