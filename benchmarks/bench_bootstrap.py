@@ -16,7 +16,8 @@ others, then times its bootstrap. BLAS threads are pinned to 1. Prints wall and 
 worker: on a loaded machine the largest worker's CPU time is what the wall time would be on 2
 idle cores. Ratios are CPU over the model stage's CPU. Last line: JSON.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_bootstrap.py [--proteins 1000 --runs 12 --boot 200]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_bootstrap.py \\
+        [--proteins 1000 --runs 12 --boot 200 --workers 2]
 """
 
 from __future__ import annotations
@@ -54,9 +55,7 @@ def _fit(table: pd.DataFrame, sheet: pd.DataFrame) -> ModelFit:
     return fit_proteins(table, design, robust="huber")
 
 
-def _worker(
-    table: pd.DataFrame, sheet: pd.DataFrame, n_boot: int, barrier: Any, out: Any
-) -> None:
+def _worker(table: pd.DataFrame, sheet: pd.DataFrame, n_boot: int, barrier: Any, out: Any) -> None:
     """Fit one half (untimed); then time the term and the contrast bootstraps."""
     fit = _fit(table, sheet)
     bootstrap_contrasts(fit, CONTRAST, 2, proteins=fit.proteins[:5])  # warm-up, untimed

@@ -490,7 +490,9 @@ def bootstrap_stage(
     table = read_model_input(features)
     diff = pd.read_parquet(differential) if differential is not None else None
     chosen = selected_proteins(options, table, diff)
-    pairs = [(c.name, c.numerator, c.denominator) for c in contrasts_for(config["contrasts"], sheet)]
+    pairs = [
+        (c.name, c.numerator, c.denominator) for c in contrasts_for(config["contrasts"], sheet)
+    ]
     boot, terms = run_bootstrap(
         table,
         design,

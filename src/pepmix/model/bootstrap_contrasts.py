@@ -306,9 +306,7 @@ def bootstrap_contrasts(
     select = np.isin(np.asarray(fit.status, dtype=object), FITTED)
     if proteins is not None:
         select &= np.isin(np.asarray(fit.proteins, dtype=object), list(proteins))
-    frames = [
-        _one_contrast(fit, problem, start, c, select, n_boot, seed) for c in contrasts
-    ]
+    frames = [_one_contrast(fit, problem, start, c, select, n_boot, seed) for c in contrasts]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)[COLUMNS]
