@@ -144,7 +144,9 @@ def test_agrees_with_pbmodcomp(reference: tuple[pd.DataFrame, pd.DataFrame]) -> 
 
 def test_null_calibration_small_design() -> None:
     """2 x 3 samples, no true difference: bootstrap p-values (B = 39, so P(p <= 0.05) = 2/40 =
-    0.05 exactly under the null) reject at 5 % within binomial bounds."""
+    0.05 if the null fit's ratios were the true ones) reject at 5 % within 3 binomial SEs plus
+    0.02, the parametric bootstrap's own error from estimating the ratios on 6 samples
+    (measured on 1,000 proteins per setting: 3.2-6.6 % for sample SD 0.1-0.4, README)."""
     n = 200
     table = _simulate(n, 3, 4, sd_sample=0.2, seed=21)
     fit = fit_proteins(table, _design(3), robust="none")
@@ -153,7 +155,7 @@ def test_null_calibration_small_design() -> None:
     ok = np.isfinite(p)
     assert ok.mean() > 0.95
     se = np.sqrt(0.05 * 0.95 / ok.sum())
-    assert 0.05 - 3 * se <= np.mean(p[ok] <= 0.05) <= 0.05 + 3 * se
+    assert 0.05 - 3 * se - 0.02 <= np.mean(p[ok] <= 0.05) <= 0.05 + 3 * se + 0.02
 
 
 def test_reproducible_subset_and_split_invariant() -> None:
