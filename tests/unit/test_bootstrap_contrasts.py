@@ -19,6 +19,7 @@ from pepmix.model.bootstrap_contrasts import bootstrap_contrasts, null_design
 from pepmix.model.design import ModelSpec, RunDesign, build_run_design
 from pepmix.model.fit import fit_proteins
 from pepmix.model.variance_tests import VarianceTestOptions
+from pepmix.shards import boot_in_fit
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "bootstrap"
 AB = [("B - A", "B", "A")]
@@ -207,6 +208,12 @@ def test_top_proteins_and_options() -> None:
         VarianceTestOptions.from_config({"bootstrap_contrasts": True})
     with pytest.raises(ConfigError):
         VarianceTestOptions.from_config({"bootstrap": 5, "bootstrap_proteins": "top 0"})
+    assert boot_in_fit({"bootstrap": 5}) and boot_in_fit(
+        {"bootstrap": 5, "bootstrap_proteins": ["a"]}
+    )
+    assert not boot_in_fit({"bootstrap": 5, "bootstrap_proteins": "top 3"})
+    assert not boot_in_fit({"bootstrap": 0}) and not boot_in_fit(None)
+    assert not boot_in_fit({"bootstrap": 5, "lrt": False})
     groups = split_by_size(pd.Series({"p": 10, "q": 9, "r": 2, "s": 1}), 2)
     assert sorted(p for g in groups for p in g) == ["p", "q", "r", "s"] and len(groups) == 2
     assert groups[0] == ["p", "s"]  # largest first, each to the lightest group
