@@ -26,6 +26,7 @@ scattergather:
 include: "rules/prepare.smk"
 include: "rules/ingest.smk"
 include: "rules/normalize.smk"
+include: "rules/bootstrap.smk"
 include: "rules/fit.smk"
 include: "rules/test.smk"
 include: "rules/plot.smk"
@@ -42,6 +43,7 @@ rule all:
         all_plots(),
         ALERTS_FILE,
         USAGE_OUTPUTS,
+        BOOTSTRAP_OUTPUTS,
         rules.report_pages.output,
         CALIBRATION_OUTPUTS if config["calibration"]["in_all"] else [],
     default_target: True

@@ -10,7 +10,7 @@ from pepmix.alerts import format_alerts, read_alerts, rst_alerts
 from pepmix.errors import PepmixError
 from pepmix.locks import lock_notice
 from pepmix.resources import declared_mem_mb
-from pepmix.shards import auto_shards
+from pepmix.shards import BOOT_SHARDS, auto_shards, boot_in_fit
 from pepmix.samples import load_design, sheet_options
 from pepmix.stages.files import contrasts_for
 
@@ -63,6 +63,10 @@ def _input_bytes():
 
 
 N_SHARDS = auto_shards(_input_bytes()) if config["shards"] == "auto" else int(config["shards"])
+# variance_tests.bootstrap of all (or listed) proteins runs in the fit jobs and dominates them:
+# with shards: auto, at least two shards, so that it uses two cores (pepmix.shards.BOOT_SHARDS)
+if config["shards"] == "auto" and boot_in_fit(config.get("variance_tests")):
+    N_SHARDS = max(N_SHARDS, BOOT_SHARDS)
 INPUT_BY_NAME = {entry["name"]: entry for entry in config["inputs"]}
 # one batch: ingest, merge, normalize and shard run as one job (rules/prepare.smk)
 PREPARE_IN_ONE_JOB = len(BATCHES) == 1

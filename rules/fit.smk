@@ -172,6 +172,8 @@ rule variance_components:
     input:
         proteins="results/model/proteins.parquet",
         removed="results/ingest/removed_proteins.tsv",
+        # bootstrap_proteins: top N: the term bootstraps of rule bootstrap (rules/bootstrap.smk)
+        boot_terms=BOOT_FILES.get("terms", []),
     output:
         "results/tables/variance_components.tsv",  # not embedded in the report (its size)
     benchmark:

@@ -5,5 +5,8 @@ from pepmix.stages import variance_components
 
 with rule_context(snakemake):
     variance_components.run(
-        proteins=snakemake.input.proteins, removed=snakemake.input.removed
+        proteins=snakemake.input.proteins,
+        removed=snakemake.input.removed,
+        # bootstrap_proteins: top N: rule bootstrap's term table
+        boot_terms=snakemake.input.get("boot_terms") or None,
     ).write(snakemake.output[0])

@@ -14,8 +14,9 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,18 @@ log = logging.getLogger(__name__)
 AUTO_BYTES_PER_SHARD = 200 * 1024**2
 #: upper bound of ``shards: auto``
 AUTO_MAX_SHARDS = 16
+#: lower bound of ``shards: auto`` when the fit jobs bootstrap (:func:`boot_in_fit`)
+BOOT_SHARDS = 2
+
+
+def boot_in_fit(section: Mapping[str, Any] | None) -> bool:
+    """Whether the fit jobs run the variance tests' parametric bootstrap (``variance_tests:``
+    with ``bootstrap > 0`` for ``all`` or listed proteins; ``top N`` runs after the gather).
+    ``shards: auto`` then makes at least :data:`BOOT_SHARDS` shards."""
+    sec = dict(section or {})
+    which = sec.get("bootstrap_proteins", "all")
+    top = isinstance(which, str) and which.strip().startswith("top")
+    return bool(sec.get("lrt", True)) and int(sec.get("bootstrap", 0)) > 0 and not top
 
 
 def auto_shards(input_bytes: int) -> int:

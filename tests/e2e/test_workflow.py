@@ -405,3 +405,33 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     # one shard: the fit job writes its shard rows, rule peptide_usage still gathers
     dry = _run(repo, work, "-n", "--forceall", "--config", "shards=1")
     assert {"fit", "peptide_usage", "plot_usage"} <= _planned_rules(dry.stdout + dry.stderr)
+
+
+def test_bootstrap_rule_top_n(repo: Path, tmp_path: Path) -> None:
+    """variance_tests with bootstrap_proteins: top N and bootstrap_contrasts: rule bootstrap runs
+    after the gather (two shards), writes both tables for the N best proteins, and fills
+    p_boot_<t> of variance_components.tsv for those proteins only."""
+    work = tmp_path / "boot"
+    work.mkdir()
+    _write_slice(repo, work)
+    (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
+    _config(work)
+    with (work / "config.yaml").open("a") as handle:
+        handle.write(
+            "variance_tests:\n  bootstrap: 19\n  bootstrap_proteins: top 4\n"
+            "  bootstrap_contrasts: true\n"
+        )
+    result = _run(repo, work, "--config", "shards=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    diff = pd.read_csv(work / "results/tables/differential_abundance.tsv", sep="\t")
+    best = diff.groupby("protein")["adj_pvalue"].min().nsmallest(4)
+    boot = pd.read_csv(work / "results/tables/bootstrap_contrasts.tsv", sep="\t")
+    assert set(boot["protein"]) == set(best.index)
+    assert len(boot) == 4 * diff["contrast"].nunique()
+    tested = boot["t"].notna()
+    assert boot.loc[tested, "p_boot"].between(1 / 20, 1).all() and (boot["B"] == 19).all()
+    terms = pd.read_csv(work / "results/tables/bootstrap_terms.tsv", sep="\t")
+    assert list(terms["rank"]) == [1, 2, 3, 4]
+    vc = pd.read_csv(work / "results/tables/variance_components.tsv", sep="\t")
+    assert set(vc.loc[vc["p_boot_feature"].notna(), "protein"]) <= set(best.index)
+    assert vc["p_boot_feature"].notna().sum() >= 3

@@ -10,7 +10,9 @@ from pepmix.stages.files import PathLike, TsvTable, read_removed
 __all__ = ["run"]
 
 
-def run(*, proteins: PathLike, removed: PathLike | None = None) -> TsvTable:
+def run(
+    *, proteins: PathLike, removed: PathLike | None = None, boot_terms: PathLike | None = None
+) -> TsvTable:
     """The variance table (one row per input protein) of the model stage's ``proteins``.
 
     Per random term ``<t>`` with a likelihood-ratio test: ``lrt_<t>, p_<t>, adj_p_<t>,
@@ -19,11 +21,22 @@ def run(*, proteins: PathLike, removed: PathLike | None = None) -> TsvTable:
     ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
     pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`). With ``removed``
     (default None; the merge stage's list), the removed proteins follow, with status
-    ``filtered`` and missing variance components.
+    ``filtered`` and missing variance components. ``boot_terms`` (default None): the term
+    table of :mod:`pepmix.stages.bootstrap` (``bootstrap_proteins: top N``), whose
+    ``p_boot_<t>, n_boot_<t>`` fill those columns.
     """
     from pepmix.model.variance_tests import variance_test_table
 
-    frame = variance_test_table(pd.read_parquet(proteins))
+    frame = pd.read_parquet(proteins)
+    if boot_terms is not None:
+        boot = pd.read_csv(boot_terms, sep="\t", dtype={"protein": str})
+        cols = [c for c in boot.columns if c.startswith(("p_boot_", "n_boot_"))]
+        frame = frame.drop(columns=[c for c in cols if c in frame.columns])
+        frame = frame.merge(boot[["protein", *cols]], on="protein", how="left")
+        for c in cols:
+            if c.startswith("n_boot_"):
+                frame[c] = frame[c].fillna(0).astype(int)
+    frame = variance_test_table(frame)
     if removed is not None:
         extra = read_removed(removed).assign(status="filtered")
         frame = pd.concat([frame, extra], ignore_index=True)
