@@ -10,6 +10,33 @@ Level counts and the checks come from the (protein, run) count table; the cross-
 accumulated by the compiled pass of :mod:`pepmix.model._kernel`, straight into each bucket's
 padded layout (proteins are ordered by bucket so that a bucket is one contiguous block).
 
+Steps
+-----
+:func:`build_problem` runs these steps, each a function; small frozen dataclasses carry what a
+step passes on:
+
+1. :func:`_count_levels` (:class:`_Levels`): observations per (protein, run), observed levels
+   of every factor, features and usage cells per protein, and the kernel's level tables
+   (``run_codes``, ``local_tables``).
+2. :func:`_degenerate_terms`: the checks that drop a random term (one level; one observation
+   per level; the usage term's two checks below; a run-level factor with the same grouping as
+   an earlier one; a sample-like factor with at most one level per condition), giving the
+   ``active`` mask and the reasons in ``detail``.
+3. :func:`_fixed_rank` (:class:`_Fixed`): :math:`X'X` per protein from the count table, the
+   kept fixed-effect columns (:func:`pepmix.model.checks.greedy_independent`), the residual df
+   ``nu = n - p_kept`` and the fittable proteins (``nu >= 1``).
+4. :func:`_layout` (:class:`_Layout`): the eliminated factor (the active factor with the most
+   observed levels; the runs themselves with fixed runs) and the offsets of the kept factors
+   in the dense block.
+5. :func:`_count_classes` (:class:`_Classes`): counts and weight sums of the eliminated levels
+   and their count classes (or one class per level).
+6. :func:`_chunk_buckets` (:class:`_Chunks`): proteins grouped by padded block size (and, for
+   rank-one classes, padded level count), chunked to bound memory, and their offsets in the
+   flat arrays.
+7. :func:`_accumulate`: the compiled pass over the observations (cross-products).
+8. :func:`_assemble_buckets`: each chunk's :class:`pepmix.model.reml.Bucket`, the level code of
+   every dimension (:func:`_dimensions`) and the eliminated levels (:func:`_bucket_levels`).
+
 Observation weights (``e_i ~ N(0, sigma^2 / w_i)``, used by the robust fit of
 :mod:`pepmix.model.robust`): weighted REML is the unweighted model on rows scaled by
 :math:`\sqrt{w_i}` (``y``, ``X`` and ``Z``). The cross-products become weighted sums, and the
@@ -212,19 +239,6 @@ class Problem:
     cells: UsageCells | None = None
 
 
-def _levels(
-    prot: IntArray, level: IntArray, n_prot: int, n_level: int
-) -> tuple[IntArray, IntArray, IntArray]:
-    """Local level index of each observation, levels per protein, largest level count."""
-    counts = np.bincount(prot * n_level + level, minlength=n_prot * n_level).reshape(
-        n_prot, n_level
-    )
-    present = counts > 0
-    local_table = np.cumsum(present, axis=1) - 1
-    local = local_table[prot, level]
-    return local.astype(np.intp), present.sum(axis=1), counts.max(axis=1)
-
-
 def _group_columns(
     table: NDArray[np.generic], codes: IntArray, n_groups: int, dtype: type = np.intp
 ) -> NDArray[Any]:
@@ -240,6 +254,182 @@ def _group_columns(
     return out
 
 
+def _usage(cells: UsageCells | None) -> UsageCells:
+    """The usage cells, which :func:`_count_levels` builds whenever the model has the factor."""
+    if cells is None:
+        raise RuntimeError(f"the model has {USAGE_FACTOR!r} but no usage cells were built")
+    return cells
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """Step 1, the grouping pass: observed levels of every factor per protein.
+
+    Attributes
+    ----------
+    n_proteins : int
+    factors : tuple of str
+        Model random factors (``F`` of them).
+    n_obs : ndarray of int, shape (P,)
+        Observations per protein.
+    prot_start : ndarray of int64, shape (P + 1,)
+        Offset of each protein's observations.
+    first_feat : ndarray of int, shape (P,)
+        Global code of each protein's first feature (0 for a protein without observations).
+    feat_local : ndarray of int32, shape (N,)
+        Protein-local feature index of every observation.
+    pr_counts : ndarray of int, shape (P, R)
+        Observations per (protein, run): the table the level counts and checks come from.
+    n_levels : ndarray of int, shape (P, F)
+        Observed levels per factor.
+    n_feat : ndarray of int, shape (P,)
+        Observed features per protein.
+    feature_counts : ndarray of int
+        Observations per feature (global code).
+    level_counts : dict of int to ndarray
+        For each run-level factor ``f``: observations per (protein, global level), shape
+        ``(P, L_f)``.
+    run_codes : ndarray of int32, shape (F + 1, R)
+        The kernel's level code of every run per factor (-1 for the feature, -2 for the usage
+        factor); row ``F`` is the run itself (fixed runs).
+    local_tables : ndarray of int32, shape (F + 1, P, L)
+        Protein-local index of each global level of the run-level factors (row ``F``: runs).
+    cells : UsageCells or None
+        Levels of the usage factor (None when the model has none).
+    """
+
+    n_proteins: int
+    factors: tuple[str, ...]
+    n_obs: IntArray
+    prot_start: NDArray[np.int64]
+    first_feat: IntArray
+    feat_local: NDArray[np.int32]
+    pr_counts: IntArray
+    n_levels: IntArray
+    n_feat: IntArray
+    feature_counts: IntArray
+    level_counts: dict[int, IntArray]
+    run_codes: NDArray[np.int32]
+    local_tables: NDArray[np.int32]
+    cells: UsageCells | None
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """Step 3, the fixed-effect rank per protein.
+
+    Attributes
+    ----------
+    xkeep : ndarray of bool, shape (P, p)
+        Fixed-effect columns kept (a greedy independent set of the columns of ``X``).
+    nu : ndarray, shape (P,)
+        Residual degrees of freedom ``n - p_kept`` (``p_kept`` counts the run means of the
+        fixed-runs model).
+    fittable : ndarray of bool, shape (P,)
+        ``nu >= 1`` and at least one observation.
+    runs_seen : ndarray of int, shape (P,)
+        Runs in which the protein was observed.
+    """
+
+    xkeep: NDArray[np.bool_]
+    nu: FloatArray
+    fittable: NDArray[np.bool_]
+    runs_seen: IntArray
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Step 4, the eliminated factor and the layout of the dense random-effect block.
+
+    Attributes
+    ----------
+    efactor : ndarray of int, shape (P,)
+        Eliminated random factor (-1 if none).
+    is_k : ndarray of bool, shape (P, F)
+        Factors kept in the dense block ``K``.
+    q_tot : ndarray of int, shape (P,)
+        Dimensions of the dense random-effect block.
+    k_offset : ndarray of int, shape (P, F + 1)
+        Offset of each factor's dimensions in the dense block.
+    kernel_e : ndarray of int, shape (P,)
+        The kernel's view of the eliminated factor: row of ``run_codes`` (``F`` = the run
+        itself, with fixed runs), -1 for none.
+    n_e : ndarray of int, shape (P,)
+        Eliminated levels per protein.
+    """
+
+    efactor: IntArray
+    is_k: NDArray[np.bool_]
+    q_tot: IntArray
+    k_offset: IntArray
+    kernel_e: IntArray
+    n_e: IntArray
+
+
+@dataclass(frozen=True)
+class _Classes:
+    """Step 5, the eliminated levels and their classes.
+
+    Attributes
+    ----------
+    e_counts : ndarray of int, shape (E,)
+        Observations of every eliminated level (proteins in code order, levels in local order).
+    e_wsum : ndarray, shape (E,)
+        Weight sum of every eliminated level (``e_counts`` without weights).
+    e_offset : ndarray of int64, shape (P + 1,)
+        Offset of each protein's eliminated levels.
+    e_class : ndarray of int64, shape (E,)
+        Protein-local class of every eliminated level.
+    rank_one : bool
+        Weighted and compressed: one rank-one class per level, stored as its row ``w_j``.
+    cls_value : ndarray, shape (K,)
+        Count (or weight sum) of every class, proteins in code order.
+    cls_m : ndarray, shape (K,)
+        Levels in every class.
+    n_cls : ndarray of int, shape (P,)
+        Classes per protein.
+    cls_offset : ndarray of int, shape (P + 1,)
+        Offset of each protein's classes.
+    """
+
+    e_counts: IntArray
+    e_wsum: FloatArray
+    e_offset: NDArray[np.int64]
+    e_class: NDArray[np.int64]
+    rank_one: bool
+    cls_value: FloatArray
+    cls_m: FloatArray
+    n_cls: IntArray
+    cls_offset: IntArray
+
+
+@dataclass(frozen=True)
+class _Chunks:
+    """Step 6, the buckets: proteins ordered by padded size, chunked, and their flat offsets.
+
+    Attributes
+    ----------
+    chunks : list of (ndarray, int, int)
+        Per bucket: its proteins, the padded dimension ``d`` and the padded class count.
+    order : ndarray of int, shape (B,)
+        Fittable proteins in bucket order (the layout of the flat arrays).
+    q_pad : ndarray of int, shape (P,)
+        Padded size of the dense random-effect block.
+    g_offset, w_offset, erow_offset : ndarray of int64, shape (P,)
+        Start of each protein's ``G``, ``W`` and eliminated-row block in the flat arrays.
+    sizes : tuple of int
+        Lengths of the flat ``G``, ``W`` and eliminated-row arrays.
+    """
+
+    chunks: list[tuple[IntArray, int, int]]
+    order: IntArray
+    q_pad: IntArray
+    g_offset: NDArray[np.int64]
+    w_offset: NDArray[np.int64]
+    erow_offset: NDArray[np.int64]
+    sizes: tuple[int, int, int]
+
+
 def build_problem(
     prot: IntArray,
     feat: IntArray,
@@ -251,6 +441,8 @@ def build_problem(
     weights: FloatArray | None = None,
 ) -> Problem:
     """Group observations by protein and build the padded buckets.
+
+    The steps are listed in the module docstring ("Steps").
 
     Parameters
     ----------
@@ -273,27 +465,131 @@ def build_problem(
     weights : ndarray, shape (N,), optional
         Observation weights (positive, finite): residual variance ``sigma^2 / w_i``. Default (or
         all weights 1): the unweighted model, computed exactly as without the argument.
+
+    Returns
+    -------
+    Problem
+        The per-protein checks, the eliminated factor and the padded buckets.
     """
     n_obs_total = int(prot.size)
     n_prot = int(n_proteins if n_proteins is not None else (prot.max() + 1 if prot.size else 0))
     if n_obs_total and np.any(np.diff(prot) < 0):
         raise ValueError("observations must be sorted by protein")
     weights = _check_weights(weights, n_obs_total)
+    fixed_runs = design.spec.fixed_runs
+    lv = _count_levels(prot, feat, run, design, n_prot)
+    active, reasons = _degenerate_terms(lv, design)
+    fx = _fixed_rank(lv, design)
+    ybar = np.bincount(prot, weights=y, minlength=n_prot) / np.maximum(lv.n_obs, 1)
+    yc = np.ascontiguousarray(y - ybar[prot], dtype=np.float64)
+    lay = _layout(lv, active, fx, fixed_runs)
+    cls = _count_classes(lv, lay, design, (prot, feat, run), weights, compress)
+    ch = _chunk_buckets(lay, cls, fx.fittable, design.n_fixed)
+    flats = _accumulate(lv, lay, cls, ch, fx.xkeep, (run, yc, weights), design)
+    problem = Problem(
+        n_proteins=n_prot,
+        factors=lv.factors,
+        n_obs=lv.n_obs,
+        n_levels=lv.n_levels,
+        active=active,
+        xkeep=fx.xkeep,
+        nu=fx.nu,
+        fittable=fx.fittable,
+        detail=["; ".join(r) for r in reasons],
+        ybar=ybar,
+        efactor=lay.efactor,
+        e_fixed=fixed_runs,
+        cells=lv.cells,
+    )
+    problem.neg_logw = (
+        np.zeros(n_prot)
+        if weights is None
+        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot).astype(np.float64)
+    )
+    _assemble_buckets(problem, lv, lay, cls, ch, flats)
+    log.debug("built %d buckets for %d fittable proteins", len(ch.chunks), ch.order.size)
+    return problem
+
+
+def _count_levels(
+    prot: IntArray, feat: IntArray, run: IntArray, design: RunDesign, n_prot: int
+) -> _Levels:
+    """Step 1: observed levels of every factor per protein, from the (protein, run) count table.
+
+    Parameters
+    ----------
+    prot, feat, run : ndarray of int, shape (N,)
+        Protein, feature and run code of every observation (sorted by protein).
+    design : RunDesign
+        Run-level factor codes.
+    n_prot : int
+        Number of proteins.
+
+    Returns
+    -------
+    _Levels
+        Level counts, the kernel's level tables and the usage cells.
+    """
     factors = tuple(design.spec.random)
-    n_f = len(factors)
-    n_x = design.n_fixed
     n_runs = design.x.shape[0]
     n_obs = np.bincount(prot, minlength=n_prot).astype(np.intp)
     prot_start = np.concatenate([[0], np.cumsum(n_obs)]).astype(np.int64)
     first_feat = np.zeros(n_prot, dtype=np.intp)
     has_obs = n_obs > 0
     first_feat[has_obs] = feat[prot_start[:-1][has_obs]]
-    feat_local = (feat - first_feat[prot]).astype(np.int32)
-
-    # --- levels of every factor, from the (protein, run) count table -----------------------
     pr_counts = np.bincount(prot.astype(np.int64) * n_runs + run, minlength=n_prot * n_runs)
     pr_counts = pr_counts.reshape(n_prot, n_runs)
-    n_levels = np.zeros((n_prot, n_f), dtype=np.intp)
+    n_feat = np.bincount(prot, weights=np.r_[True, np.diff(feat) != 0], minlength=n_prot)
+    n_feat = n_feat.astype(np.intp)
+    cells = usage_cells(prot, feat, run, design, n_prot) if USAGE_FACTOR in factors else None
+    level_counts, run_codes, local_tables = _run_level_tables(factors, design, pr_counts)
+    n_levels = np.zeros((n_prot, len(factors)), dtype=np.intp)
+    for f, name in enumerate(factors):
+        if name == "feature":
+            n_levels[:, f] = n_feat
+        elif name == USAGE_FACTOR:
+            n_levels[:, f] = np.diff(_usage(cells).first)
+        else:
+            n_levels[:, f] = (level_counts[f] > 0).sum(axis=1)
+    return _Levels(
+        n_proteins=n_prot,
+        factors=factors,
+        n_obs=n_obs,
+        prot_start=prot_start,
+        first_feat=first_feat,
+        feat_local=(feat - first_feat[prot]).astype(np.int32),
+        pr_counts=pr_counts,
+        n_levels=n_levels,
+        n_feat=n_feat,
+        feature_counts=np.bincount(feat, minlength=int(feat.max()) + 1 if feat.size else 0),
+        level_counts=level_counts,
+        run_codes=run_codes,
+        local_tables=local_tables,
+        cells=cells,
+    )
+
+
+def _run_level_tables(
+    factors: tuple[str, ...], design: RunDesign, pr_counts: IntArray
+) -> tuple[dict[int, IntArray], NDArray[np.int32], NDArray[np.int32]]:
+    """Per-level counts of the run-level factors and the kernel's level tables.
+
+    Parameters
+    ----------
+    factors : tuple of str
+        Model random factors.
+    design : RunDesign
+        Run-level factor codes.
+    pr_counts : ndarray of int, shape (P, R)
+        Observations per (protein, run).
+
+    Returns
+    -------
+    level_counts, run_codes, local_tables
+        See :class:`_Levels`.
+    """
+    n_prot, n_runs = pr_counts.shape
+    n_f = len(factors)
     level_counts: dict[int, IntArray] = {}
     # run_codes[f] < 0 marks the feature factor; the last row is the run itself (fixed runs)
     run_codes = np.full((n_f + 1, max(n_runs, 1)), -1, dtype=np.int32)
@@ -302,50 +598,103 @@ def build_problem(
         + [int(design.factor_codes[f].max()) + 1 for f in factors if f not in OBSERVATION_FACTORS]
     )
     local_tables = np.zeros((n_f + 1, n_prot, max_levels), dtype=np.int32)
-    feature_counts = np.bincount(feat, minlength=int(feat.max()) + 1 if feat.size else 0)
-    n_feat = np.bincount(prot, weights=np.r_[True, np.diff(feat) != 0], minlength=n_prot)
-    n_feat = n_feat.astype(np.intp)
-    cells = usage_cells(prot, feat, run, design, n_prot) if USAGE_FACTOR in factors else None
     for f, name in enumerate(factors):
         if name == "feature":
-            n_levels[:, f] = n_feat
             continue
         if name == USAGE_FACTOR:
-            assert cells is not None
-            n_levels[:, f] = np.diff(cells.first)
             run_codes[f, :] = -2
             continue
         codes = design.factor_codes[name]
         counts = _group_columns(pr_counts, codes, int(codes.max()) + 1)
         level_counts[f] = counts
-        present = counts > 0
-        n_levels[:, f] = present.sum(axis=1)
         run_codes[f, :n_runs] = codes
-        local_tables[f, :, : counts.shape[1]] = np.cumsum(present, axis=1) - 1
+        local_tables[f, :, : counts.shape[1]] = np.cumsum(counts > 0, axis=1) - 1
     run_codes[n_f, :n_runs] = np.arange(n_runs)
     local_tables[n_f, :, :n_runs] = np.cumsum(pr_counts > 0, axis=1) - 1
+    return level_counts, run_codes, local_tables
 
-    # --- checks ------------------------------------------------------------------------------
-    active = np.ones((n_prot, n_f), dtype=bool)
-    reasons: list[list[str]] = [[] for _ in range(n_prot)]
 
-    def drop(mask: NDArray[np.bool_], f: int, why: str) -> None:
-        hit = mask & active[:, f]
-        active[hit, f] = False
+class _Drops:
+    """The random terms kept per protein, and why the others were dropped.
+
+    Parameters
+    ----------
+    factors : tuple of str
+        Model random factors.
+    n_prot : int
+        Number of proteins.
+    """
+
+    def __init__(self, factors: tuple[str, ...], n_prot: int) -> None:
+        self.factors = factors
+        self.active = np.ones((n_prot, len(factors)), dtype=bool)
+        self.reasons: list[list[str]] = [[] for _ in range(n_prot)]
+
+    def drop(self, mask: NDArray[np.bool_], f: int, why: str) -> None:
+        """Drop factor ``f`` where ``mask`` holds and it is still active, noting ``why``."""
+        hit = mask & self.active[:, f]
+        self.active[hit, f] = False
         for i in np.flatnonzero(hit):
-            reasons[i].append(f"{factors[f]}: {why}")
+            self.reasons[i].append(f"{self.factors[f]}: {why}")
 
-    for f in range(n_f):
-        drop(n_levels[:, f] <= 1, f, "one level")
-        drop((n_levels[:, f] == n_obs) & (n_obs > 1), f, "one observation per level")
-    if cells is not None:
+
+def _degenerate_terms(lv: _Levels, design: RunDesign) -> tuple[NDArray[np.bool_], list[list[str]]]:
+    """Step 2: the degenerate-design checks, in order (a term is dropped by the first that hits).
+
+    A factor is dropped where it has one level, or one observation per level; the usage factor
+    where the protein has one feature, or every feature in one condition (with ``feature`` in the
+    model); a run-level factor with the same grouping as an earlier one; a sample-like factor with
+    at most one level per condition.
+
+    Parameters
+    ----------
+    lv : _Levels
+        Level counts of step 1.
+    design : RunDesign
+        Run-level factor codes and conditions.
+
+    Returns
+    -------
+    active : ndarray of bool, shape (P, F)
+        Factors kept in each protein's model.
+    reasons : list of list of str
+        Per protein, ``"<factor>: <reason>"`` for every dropped term.
+    """
+    factors, n_levels, n_obs = lv.factors, lv.n_levels, lv.n_obs
+    drops = _Drops(factors, lv.n_proteins)
+    for f in range(len(factors)):
+        drops.drop(n_levels[:, f] <= 1, f, "one level")
+        drops.drop((n_levels[:, f] == n_obs) & (n_obs > 1), f, "one observation per level")
+    if lv.cells is not None:
         f = factors.index(USAGE_FACTOR)
-        drop(n_feat <= 1, f, "one feature (confounded with condition)")
+        drops.drop(lv.n_feat <= 1, f, "one feature (confounded with condition)")
         if "feature" in factors:
-            same = active[:, factors.index("feature")] & (n_levels[:, f] == n_feat)
-            drop(same, f, "each feature in one condition (same grouping as feature)")
+            same = drops.active[:, factors.index("feature")] & (n_levels[:, f] == lv.n_feat)
+            drops.drop(same, f, "each feature in one condition (same grouping as feature)")
     run_level = [f for f, name in enumerate(factors) if name not in OBSERVATION_FACTORS]
-    run_seen = pr_counts > 0
+    _drop_same_grouping(drops, lv, design, run_level)
+    _drop_nested_in_condition(drops, lv, design, run_level)
+    return drops.active, drops.reasons
+
+
+def _drop_same_grouping(
+    drops: _Drops, lv: _Levels, design: RunDesign, run_level: list[int]
+) -> None:
+    """Drop the later of two run-level factors that group a protein's runs alike.
+
+    Parameters
+    ----------
+    drops : _Drops
+        Updated in place.
+    lv : _Levels
+        Level counts of step 1.
+    design : RunDesign
+        Run-level factor codes.
+    run_level : list of int
+        Indices of the run-level factors.
+    """
+    factors, n_levels = lv.factors, lv.n_levels
+    run_seen = lv.pr_counts > 0
     for i, fa in enumerate(run_level):
         for fb in run_level[i + 1 :]:
             ca = design.factor_codes[factors[fa]]
@@ -353,43 +702,93 @@ def build_problem(
             pair_codes, _ = pd.factorize(ca.astype(np.int64) * (int(cb.max()) + 1) + cb)
             pairs = (_group_columns(run_seen, pair_codes, int(pair_codes.max()) + 1) > 0).sum(1)
             same = (pairs == n_levels[:, fa]) & (pairs == n_levels[:, fb])
-            drop(same & active[:, fa], fb, f"same grouping as {factors[fa]}")
+            drops.drop(same & drops.active[:, fa], fb, f"same grouping as {factors[fa]}")
+
+
+def _drop_nested_in_condition(
+    drops: _Drops, lv: _Levels, design: RunDesign, run_level: list[int]
+) -> None:
+    """Drop run-level factors other than batch with at most one observed level per condition.
+
+    Parameters
+    ----------
+    drops : _Drops
+        Updated in place.
+    lv : _Levels
+        Level counts of step 1.
+    design : RunDesign
+        Run-level factor codes and conditions.
+    run_level : list of int
+        Indices of the run-level factors.
+    """
     n_cond = len(design.conditions)
     for f in run_level:
-        if factors[f] == "batch" or n_cond == 0:
+        if lv.factors[f] == "batch" or n_cond == 0:
             continue
         # levels of sample/run are nested in conditions: observed levels per condition
-        codes = design.factor_codes[factors[f]]
+        codes = design.factor_codes[lv.factors[f]]
         cond_of_level = np.zeros(int(codes.max()) + 1, dtype=np.intp)
         cond_of_level[codes] = design.condition_code
-        present = (level_counts[f] > 0).astype(np.intp)
+        present = (lv.level_counts[f] > 0).astype(np.intp)
         per_cond = _group_columns(present, cond_of_level, n_cond)
         nested_single = np.all(per_cond <= 1, axis=1)
-        drop(nested_single, f, "at most one level per condition (confounded with condition)")
+        drops.drop(nested_single, f, "at most one level per condition (confounded with condition)")
 
-    # fixed effects: X'X per protein from (protein, run) counts
-    xtx = np.einsum("pr,ri,rj->pij", pr_counts.astype(np.float64), design.x, design.x)
+
+def _fixed_rank(lv: _Levels, design: RunDesign) -> _Fixed:
+    """Step 3: the fixed-effect columns kept, residual df and fittable proteins.
+
+    :math:`X'X` per protein comes from the (protein, run) counts; with fixed runs (protein
+    abundance model) the run means count as fixed effects, eliminated like a random factor with
+    infinite variance.
+
+    Parameters
+    ----------
+    lv : _Levels
+        Level counts of step 1.
+    design : RunDesign
+        Fixed-effect design.
+
+    Returns
+    -------
+    _Fixed
+    """
+    xtx = np.einsum("pr,ri,rj->pij", lv.pr_counts.astype(np.float64), design.x, design.x)
     xkeep = greedy_independent(xtx)
     p_kept = xkeep.sum(axis=1)
-    fixed_runs = design.spec.fixed_runs
-    if fixed_runs:
-        # fixed run means, eliminated like a random factor with infinite variance
-        runs_seen = (pr_counts > 0).sum(axis=1)
+    runs_seen = (lv.pr_counts > 0).sum(axis=1)
+    if design.spec.fixed_runs:
         p_kept = p_kept + runs_seen
-    nu = (n_obs - p_kept).astype(np.float64)
-    fittable = (nu >= 1) & (n_obs > 0)
-    detail = ["; ".join(r) for r in reasons]
+    nu = (lv.n_obs - p_kept).astype(np.float64)
+    fittable = (nu >= 1) & (lv.n_obs > 0)
+    return _Fixed(xkeep=xkeep, nu=nu, fittable=fittable, runs_seen=runs_seen)
 
-    ybar = np.bincount(prot, weights=y, minlength=n_prot) / np.maximum(n_obs, 1)
-    yc = np.ascontiguousarray(y - ybar[prot], dtype=np.float64)
 
-    # --- eliminated factor and layout -------------------------------------------------------
+def _layout(lv: _Levels, active: NDArray[np.bool_], fx: _Fixed, fixed_runs: bool) -> _Layout:
+    """Step 4: the eliminated factor (most observed levels) and the dense block's layout.
+
+    Parameters
+    ----------
+    lv : _Levels
+        Level counts of step 1.
+    active : ndarray of bool, shape (P, F)
+        Factors kept (step 2).
+    fx : _Fixed
+        Fittable proteins (step 3).
+    fixed_runs : bool
+        Whether the runs are fixed means (eliminated instead of a random factor).
+
+    Returns
+    -------
+    _Layout
+    """
+    n_levels, fittable = lv.n_levels, fx.fittable
+    n_prot, n_f = n_levels.shape
     q_active = np.where(active, n_levels, 0)
     efactor = np.where(q_active.max(axis=1) > 0, np.argmax(q_active, axis=1), -1).astype(np.intp)
     efactor = np.where(fittable & ~fixed_runs, efactor, -1)
     is_k = active & (np.arange(n_f)[None, :] != efactor[:, None]) & fittable[:, None]
     q_k = np.where(is_k, n_levels, 0)
-    q_tot = q_k.sum(axis=1)
     k_offset = np.concatenate([np.zeros((n_prot, 1), dtype=np.intp), np.cumsum(q_k, axis=1)], 1)
     # kernel's view of the eliminated factor: index into run_codes (n_f = the run itself)
     kernel_e = np.where(efactor >= 0, efactor, np.where(fixed_runs & fittable, n_f, -1))
@@ -398,27 +797,53 @@ def build_problem(
         sel = kernel_e == f
         n_e[sel] = n_levels[sel, f]
     if fixed_runs:
-        n_e[kernel_e == n_f] = runs_seen[kernel_e == n_f]
-
-    # counts of the eliminated levels (in local order) and their count classes
-    e_counts = _eliminated_counts(
-        kernel_e, n_e, factors, level_counts, pr_counts, feature_counts, first_feat, cells
+        n_e[kernel_e == n_f] = fx.runs_seen[kernel_e == n_f]
+    return _Layout(
+        efactor=efactor,
+        is_k=is_k,
+        q_tot=q_k.sum(axis=1),
+        k_offset=k_offset,
+        kernel_e=kernel_e,
+        n_e=n_e,
     )
-    e_offset = np.concatenate([[0], np.cumsum(n_e)]).astype(np.int64)
-    e_protein = np.repeat(np.arange(n_prot), n_e)
+
+
+def _count_classes(
+    lv: _Levels,
+    lay: _Layout,
+    design: RunDesign,
+    codes: tuple[IntArray, IntArray, IntArray],
+    weights: FloatArray | None,
+    compress: bool,
+) -> _Classes:
+    """Step 5: counts (and weight sums) of the eliminated levels and their classes.
+
+    Parameters
+    ----------
+    lv : _Levels
+        Level counts of step 1.
+    lay : _Layout
+        Eliminated factor of step 4.
+    design : RunDesign
+        Run-level factor codes.
+    codes : tuple of ndarray
+        Protein, feature and run code of every observation.
+    weights : ndarray or None
+        Observation weights (None: unweighted).
+    compress : bool
+        Sum levels with equal counts (count classes); with weights: rank-one classes.
+
+    Returns
+    -------
+    _Classes
+    """
+    n_prot = lv.n_proteins
+    n_obs_total = int(codes[0].size)
+    e_counts = _eliminated_counts(lay, lv)
+    e_protein = np.repeat(np.arange(n_prot), lay.n_e)
     e_wsum: FloatArray = e_counts.astype(np.float64)
     if weights is not None:
-        e_wsum = _eliminated_weights(
-            kernel_e,
-            n_e,
-            factors,
-            design,
-            (prot, feat, run, weights),
-            first_feat,
-            pr_counts,
-            level_counts,
-            cells,
-        )
+        e_wsum = _eliminated_weights(lay, lv, design, (*codes, weights))
     # weighted and compressed: rank-one classes (one level each, stored as its row w_j)
     rank_one = compress and weights is not None
     if compress and not rank_one:
@@ -434,14 +859,53 @@ def build_problem(
         cls_m = np.ones(e_counts.size)
     n_cls = np.bincount(cls_protein, minlength=n_prot).astype(np.intp)
     cls_offset = np.concatenate([[0], np.cumsum(n_cls)]).astype(np.intp)
-    e_class = (inverse - cls_offset[e_protein]).astype(np.int64)
-
-    # --- buckets: proteins ordered by padded size, then chunked ----------------------------
-    sizes = np.asarray(_Q_SIZES)
-    q_pad = np.where(
-        q_tot <= sizes[-1], sizes[np.minimum(np.searchsorted(sizes, q_tot), sizes.size - 1)], q_tot
+    return _Classes(
+        e_counts=e_counts,
+        e_wsum=e_wsum,
+        e_offset=np.concatenate([[0], np.cumsum(lay.n_e)]).astype(np.int64),
+        e_class=(inverse - cls_offset[e_protein]).astype(np.int64),
+        rank_one=rank_one,
+        cls_value=cls_value,
+        cls_m=cls_m,
+        n_cls=n_cls,
+        cls_offset=cls_offset,
     )
+
+
+def _padded_q(q_tot: IntArray) -> IntArray:
+    """Padded size of the dense random-effect block: the next of :data:`_Q_SIZES` (or itself
+    above the largest)."""
+    sizes = np.asarray(_Q_SIZES)
+    return np.asarray(
+        np.where(
+            q_tot <= sizes[-1],
+            sizes[np.minimum(np.searchsorted(sizes, q_tot), sizes.size - 1)],
+            q_tot,
+        )
+    )
+
+
+def _chunk_buckets(lay: _Layout, cls: _Classes, fittable: NDArray[np.bool_], n_x: int) -> _Chunks:
+    """Step 6: proteins ordered by padded size, chunked into buckets; their flat offsets.
+
+    Parameters
+    ----------
+    lay : _Layout
+        Layout of step 4.
+    cls : _Classes
+        Classes of step 5.
+    fittable : ndarray of bool, shape (P,)
+        Proteins to fit (step 3); only they are put in buckets.
+    n_x : int
+        Number of fixed-effect columns.
+
+    Returns
+    -------
+    _Chunks
+    """
+    q_pad = _padded_q(lay.q_tot)
     fit_idx = np.flatnonzero(fittable)
+    rank_one, n_cls = cls.rank_one, cls.n_cls
     chunks: list[tuple[IntArray, int, int]] = []
     for qp in np.unique(q_pad[fit_idx]):
         in_q = fit_idx[q_pad[fit_idx] == qp]
@@ -457,6 +921,7 @@ def build_problem(
             for lo in range(0, members.size, chunk):
                 chunks.append((members[lo : lo + chunk], d, c_max))
     order = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, dtype=np.intp)
+    n_prot = q_pad.size
     d_of = np.zeros(n_prot, dtype=np.int64)
     c_of = np.zeros(n_prot, dtype=np.int64)
     for members, d, c_max in chunks:
@@ -468,140 +933,234 @@ def build_problem(
     if not rank_one:
         w_size[order] = c_of[order] * d_of[order] ** 2
     r_size = np.zeros(n_prot, dtype=np.int64)
-    r_size[order] = n_e[order] * d_of[order]
-    g_offset = _offsets_in_order(g_size, order)
-    w_offset = _offsets_in_order(w_size, order)
-    erow_offset = _offsets_in_order(r_size, order)
-    g_flat = np.zeros(int(g_size.sum()))
-    w_flat = np.zeros(int(w_size.sum()))
-    erow_flat = np.zeros(int(r_size.sum()))
+    r_size[order] = lay.n_e[order] * d_of[order]
+    return _Chunks(
+        chunks=chunks,
+        order=order,
+        q_pad=q_pad,
+        g_offset=_offsets_in_order(g_size, order),
+        w_offset=_offsets_in_order(w_size, order),
+        erow_offset=_offsets_in_order(r_size, order),
+        sizes=(int(g_size.sum()), int(w_size.sum()), int(r_size.sum())),
+    )
+
+
+def _accumulate(
+    lv: _Levels,
+    lay: _Layout,
+    cls: _Classes,
+    ch: _Chunks,
+    xkeep: NDArray[np.bool_],
+    obs: tuple[IntArray, FloatArray, FloatArray | None],
+    design: RunDesign,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Step 7: the compiled pass of :mod:`pepmix.model._kernel` over the observations.
+
+    Parameters
+    ----------
+    lv, lay, cls, ch : _Levels, _Layout, _Classes, _Chunks
+        Steps 1 and 4 to 6.
+    xkeep : ndarray of bool, shape (P, p)
+        Fixed-effect columns kept (step 3).
+    obs : tuple
+        Run code, centred ``y`` and weights (None: unweighted) of every observation.
+    design : RunDesign
+        Fixed-effect design.
+
+    Returns
+    -------
+    g_flat, w_flat, erow_flat : ndarray
+        ``G``, class matrices ``W`` and eliminated-level rows of every fittable protein, laid out
+        in bucket order at the offsets of ``ch``.
+    """
+    run, yc, weights = obs
+    g_flat = np.zeros(ch.sizes[0])
+    w_flat = np.zeros(ch.sizes[1])
+    erow_flat = np.zeros(ch.sizes[2])
     # imported here: numba (~0.2-0.4 s to import and load the cached kernel) only in jobs that
     # fit, not in those that read a stored fit (rule test imports this module through it)
     from pepmix.model._kernel import accumulate
 
     accumulate(
-        prot_start,
-        order.astype(np.int64),
-        feat_local,
+        lv.prot_start,
+        ch.order.astype(np.int64),
+        lv.feat_local,
         run.astype(np.int32),
         yc,
         np.ascontiguousarray(design.x, dtype=np.float64),
         xkeep,
-        run_codes,
-        local_tables,
-        is_k,
-        k_offset.astype(np.int64),
-        kernel_e.astype(np.int64),
-        q_pad.astype(np.int64),
-        g_offset,
-        w_offset,
-        e_offset,
-        e_class,
+        lv.run_codes,
+        lv.local_tables,
+        lay.is_k,
+        lay.k_offset.astype(np.int64),
+        lay.kernel_e.astype(np.int64),
+        ch.q_pad.astype(np.int64),
+        ch.g_offset,
+        ch.w_offset,
+        cls.e_offset,
+        cls.e_class,
         g_flat,
         w_flat,
         erow_flat,
-        erow_offset,
+        ch.erow_offset,
         np.zeros(0) if weights is None else weights,
-        np.zeros(0, dtype=np.int32) if cells is None else cells.local,
+        np.zeros(0, dtype=np.int32) if lv.cells is None else lv.cells.local,
     )
+    return g_flat, w_flat, erow_flat
 
-    problem = Problem(
-        n_proteins=n_prot,
-        factors=factors,
-        n_obs=n_obs,
-        n_levels=n_levels,
-        active=active,
-        xkeep=xkeep,
-        nu=nu,
-        fittable=fittable,
-        detail=detail,
-        ybar=ybar,
-        efactor=efactor,
-        e_fixed=fixed_runs,
-        cells=cells,
-    )
-    problem.neg_logw = (
-        np.zeros(n_prot)
-        if weights is None
-        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot).astype(np.float64)
-    )
-    global_levels = _global_level_tables(factors, level_counts, n_prot)
-    for members, d, c_max in chunks:
-        nb = members.size
-        first = members[0]
-        g = g_flat[g_offset[first] : g_offset[first] + nb * d * d].reshape(nb, d, d)
-        slot = cls_offset[members][:, None] + np.arange(c_max)[None, :]
-        valid = np.arange(c_max)[None, :] < n_cls[members][:, None]
-        w: FloatArray
-        if rank_one:
-            w = np.zeros((nb, c_max, d))
-            n_rows = int(n_cls[members].sum())
-            w[valid] = erow_flat[erow_offset[first] : erow_offset[first] + n_rows * d].reshape(
-                n_rows, d
-            )
-        else:
-            size = nb * c_max * d * d
-            w = w_flat[w_offset[first] : w_offset[first] + size].reshape(nb, c_max, d, d)
-        qp = d - n_x - 1
-        for j in range(n_x):
-            dropped = ~xkeep[members, j]
-            g[dropped, qp + j, qp + j] = 1.0
-        cls_n = np.zeros((nb, c_max))
-        cls_mm = np.zeros((nb, c_max))
-        cls_n[valid] = cls_value[slot[valid]]
-        cls_mm[valid] = cls_m[slot[valid]]
-        dimfactor = np.full((nb, d), DIM_PAD, dtype=np.intp)
-        dimfactor[:, qp:] = DIM_FIXED
-        dim_level = np.full((nb, d), -1, dtype=np.intp)
-        for f in range(n_f):
-            width = np.where(is_k[members, f], n_levels[members, f], 0)
-            for row in np.flatnonzero(width).tolist():
-                start = int(k_offset[members[row], f])
-                stop = start + int(width[row])
-                dimfactor[row, start:stop] = f
-                if factors[f] == "feature":
-                    first_code = first_feat[members[row]]
-                    dim_level[row, start:stop] = first_code + np.arange(stop - start)
-                elif factors[f] == USAGE_FACTOR:
-                    assert cells is not None
-                    first_cell = cells.first[members[row]]
-                    dim_level[row, start:stop] = cells.code[first_cell : first_cell + stop - start]
-                else:
-                    dim_level[row, start:stop] = global_levels[f][members[row]]
-        bucket = Bucket(
-            G=g,
-            W=w,
-            cls_n=cls_n,
-            cls_m=cls_mm,
-            dimfactor=dimfactor,
-            efactor=efactor[members],
-            free=active[members].copy(),
-            nu=nu[members],
-            n_x=n_x,
-            e_fixed=fixed_runs,
+
+def _assemble_buckets(
+    problem: Problem,
+    lv: _Levels,
+    lay: _Layout,
+    cls: _Classes,
+    ch: _Chunks,
+    flats: tuple[FloatArray, FloatArray, FloatArray],
+) -> None:
+    """Step 8: each chunk's :class:`Bucket`, dimension labels and eliminated levels.
+
+    Parameters
+    ----------
+    problem : Problem
+        Gains ``buckets``, ``dim_level`` and ``levels`` (in place).
+    lv, lay, cls, ch : _Levels, _Layout, _Classes, _Chunks
+        Steps 1 and 4 to 6.
+    flats : tuple of ndarray
+        The kernel's flat ``G``, ``W`` and eliminated-row arrays (step 7).
+    """
+    global_levels = _global_level_tables(lv.level_counts, lv.n_proteins)
+    for members, d, c_max in ch.chunks:
+        n_x = problem.xkeep.shape[1]
+        dimfactor, dim_level = _dimensions(members, d, n_x, lv, lay, global_levels)
+        problem.buckets.append(
+            (members, _bucket(problem, members, c_max, dimfactor, cls, ch, flats))
         )
-        problem.buckets.append((members, bucket))
         problem.dim_level.append(dim_level)
         problem.levels.append(
-            _bucket_levels(
-                members,
-                d,
-                kernel_e,
-                n_e,
-                e_offset,
-                e_counts,
-                e_wsum,
-                erow_flat,
-                erow_offset,
-                factors,
-                first_feat,
-                global_levels,
-                pr_counts,
-                cells,
-            )
+            _bucket_levels(members, d, lv, lay, cls, (flats[2], ch.erow_offset), global_levels)
         )
-    log.debug("built %d buckets for %d fittable proteins", len(chunks), fit_idx.size)
-    return problem
+
+
+def _bucket(
+    problem: Problem,
+    members: IntArray,
+    c_max: int,
+    dimfactor: IntArray,
+    cls: _Classes,
+    ch: _Chunks,
+    flats: tuple[FloatArray, FloatArray, FloatArray],
+) -> Bucket:
+    """The :class:`Bucket` of one chunk: views of the kernel's arrays and the classes.
+
+    Parameters
+    ----------
+    problem : Problem
+        Checks, fixed-effect columns and eliminated factor of every protein.
+    members : ndarray of int
+        Proteins of the chunk.
+    c_max : int
+        Padded class count.
+    dimfactor : ndarray of int, shape (B, d)
+        Factor of every dimension (:func:`_dimensions`); ``d`` is the padded dimension (random
+        block, fixed effects and ``y``).
+    cls, ch : _Classes, _Chunks
+        Steps 5 and 6.
+    flats : tuple of ndarray
+        The kernel's flat ``G``, ``W`` and eliminated-row arrays.
+
+    Returns
+    -------
+    Bucket
+    """
+    g_flat, w_flat, erow_flat = flats
+    n_x = problem.xkeep.shape[1]
+    nb, d = dimfactor.shape
+    first = members[0]
+    g = g_flat[ch.g_offset[first] : ch.g_offset[first] + nb * d * d].reshape(nb, d, d)
+    slot = cls.cls_offset[members][:, None] + np.arange(c_max)[None, :]
+    valid = np.arange(c_max)[None, :] < cls.n_cls[members][:, None]
+    w: FloatArray
+    if cls.rank_one:
+        w = np.zeros((nb, c_max, d))
+        n_rows = int(cls.n_cls[members].sum())
+        start = ch.erow_offset[first]
+        w[valid] = erow_flat[start : start + n_rows * d].reshape(n_rows, d)
+    else:
+        size = nb * c_max * d * d
+        w = w_flat[ch.w_offset[first] : ch.w_offset[first] + size].reshape(nb, c_max, d, d)
+    qp = d - n_x - 1
+    for j in range(n_x):
+        dropped = ~problem.xkeep[members, j]
+        g[dropped, qp + j, qp + j] = 1.0
+    cls_n = np.zeros((nb, c_max))
+    cls_mm = np.zeros((nb, c_max))
+    cls_n[valid] = cls.cls_value[slot[valid]]
+    cls_mm[valid] = cls.cls_m[slot[valid]]
+    return Bucket(
+        G=g,
+        W=w,
+        cls_n=cls_n,
+        cls_m=cls_mm,
+        dimfactor=dimfactor,
+        efactor=problem.efactor[members],
+        free=problem.active[members].copy(),
+        nu=problem.nu[members],
+        n_x=n_x,
+        e_fixed=problem.e_fixed,
+    )
+
+
+def _dimensions(
+    members: IntArray,
+    d: int,
+    n_x: int,
+    lv: _Levels,
+    lay: _Layout,
+    global_levels: dict[int, list[IntArray]],
+) -> tuple[IntArray, IntArray]:
+    """Factor and global level code of every dimension of one bucket.
+
+    Parameters
+    ----------
+    members : ndarray of int, shape (B,)
+        Proteins of the bucket.
+    d : int
+        Padded dimension (random block, fixed effects and ``y``).
+    n_x : int
+        Number of fixed-effect columns.
+    lv, lay : _Levels, _Layout
+        Steps 1 and 4.
+    global_levels : dict of int to list of ndarray
+        Observed global level codes of the run-level factors (:func:`_global_level_tables`).
+
+    Returns
+    -------
+    dimfactor : ndarray of int, shape (B, d)
+        Random factor of each dimension, :data:`DIM_FIXED` for the fixed effects and ``y``,
+        :data:`DIM_PAD` for padding.
+    dim_level : ndarray of int, shape (B, d)
+        Global level code of each dimension (-1 outside the random block).
+    """
+    nb = members.size
+    dimfactor = np.full((nb, d), DIM_PAD, dtype=np.intp)
+    dimfactor[:, d - n_x - 1 :] = DIM_FIXED
+    dim_level = np.full((nb, d), -1, dtype=np.intp)
+    for f, name in enumerate(lv.factors):
+        width = np.where(lay.is_k[members, f], lv.n_levels[members, f], 0)
+        for row in np.flatnonzero(width).tolist():
+            p = members[row]
+            start = int(lay.k_offset[p, f])
+            stop = start + int(width[row])
+            dimfactor[row, start:stop] = f
+            if name == "feature":
+                dim_level[row, start:stop] = lv.first_feat[p] + np.arange(stop - start)
+            elif name == USAGE_FACTOR:
+                cells = _usage(lv.cells)
+                first_cell = cells.first[p]
+                dim_level[row, start:stop] = cells.code[first_cell : first_cell + stop - start]
+            else:
+                dim_level[row, start:stop] = global_levels[f][p]
+    return dimfactor, dim_level
 
 
 def _level_pad(n_levels: NDArray[np.integer[Any]]) -> IntArray:
@@ -624,32 +1183,23 @@ def _offsets_in_order(size: NDArray[np.int64], order: IntArray) -> NDArray[np.in
     return offsets
 
 
-def _eliminated_counts(
-    kernel_e: IntArray,
-    n_e: IntArray,
-    factors: tuple[str, ...],
-    level_counts: dict[int, IntArray],
-    pr_counts: IntArray,
-    feature_counts: IntArray,
-    first_feat: IntArray,
-    cells: UsageCells | None = None,
-) -> IntArray:
+def _eliminated_counts(lay: _Layout, lv: _Levels) -> IntArray:
     """Observation count of every eliminated level, proteins in code order, levels in local
     order."""
     parts = []
-    n_f = len(factors)
-    for p in np.flatnonzero(kernel_e >= 0):
-        e = int(kernel_e[p])
+    n_f = len(lv.factors)
+    for p in np.flatnonzero(lay.kernel_e >= 0):
+        e = int(lay.kernel_e[p])
         if e == n_f:
-            row = pr_counts[p]
+            row = lv.pr_counts[p]
             parts.append(row[row > 0])
-        elif factors[e] == "feature":
-            parts.append(feature_counts[first_feat[p] : first_feat[p] + n_e[p]])
-        elif factors[e] == USAGE_FACTOR:
-            assert cells is not None
+        elif lv.factors[e] == "feature":
+            parts.append(lv.feature_counts[lv.first_feat[p] : lv.first_feat[p] + lay.n_e[p]])
+        elif lv.factors[e] == USAGE_FACTOR:
+            cells = _usage(lv.cells)
             parts.append(cells.count[cells.first[p] : cells.first[p + 1]])
         else:
-            row = level_counts[e][p]
+            row = lv.level_counts[e][p]
             parts.append(row[row > 0])
     if not parts:
         return np.zeros(0, dtype=np.intp)
@@ -669,21 +1219,17 @@ def _check_weights(weights: FloatArray | None, n_obs: int) -> FloatArray | None:
 
 
 def _eliminated_weights(
-    kernel_e: IntArray,
-    n_e: IntArray,
-    factors: tuple[str, ...],
+    lay: _Layout,
+    lv: _Levels,
     design: RunDesign,
     obs: tuple[IntArray, IntArray, IntArray, FloatArray],
-    first_feat: IntArray,
-    pr_counts: IntArray,
-    level_counts: dict[int, IntArray],
-    cells: UsageCells | None = None,
 ) -> FloatArray:
     """Weight sum of every eliminated level, in the order of :func:`_eliminated_counts`.
 
     ``obs`` holds the protein, feature and run codes and the weight of every observation.
     """
     prot, feat, run, weights = obs
+    factors, cells, pr_counts, kernel_e = lv.factors, lv.cells, lv.pr_counts, lay.kernel_e
     n_prot, n_runs = pr_counts.shape
     pr_w = np.bincount(
         prot.astype(np.int64) * n_runs + run, weights=weights, minlength=n_prot * n_runs
@@ -696,7 +1242,7 @@ def _eliminated_weights(
     )
     grouped = {
         f: _group_columns(pr_w, design.factor_codes[factors[f]], counts.shape[1], np.float64)
-        for f, counts in level_counts.items()
+        for f, counts in lv.level_counts.items()
         if bool(np.any(kernel_e == f))
     }
     n_f = len(factors)
@@ -706,19 +1252,19 @@ def _eliminated_weights(
         if e == n_f:
             parts.append(pr_w[p][pr_counts[p] > 0])
         elif factors[e] == "feature":
-            parts.append(feat_w[first_feat[p] : first_feat[p] + n_e[p]])
+            parts.append(feat_w[lv.first_feat[p] : lv.first_feat[p] + lay.n_e[p]])
         elif factors[e] == USAGE_FACTOR:
-            assert cells is not None
-            parts.append(cell_w[cells.first[p] : cells.first[p + 1]])
+            first = _usage(cells).first
+            parts.append(cell_w[first[p] : first[p + 1]])
         else:
-            parts.append(grouped[e][p][level_counts[e][p] > 0])
+            parts.append(grouped[e][p][lv.level_counts[e][p] > 0])
     if not parts:
         return np.zeros(0)
     return np.concatenate(parts).astype(np.float64)
 
 
 def _global_level_tables(
-    factors: tuple[str, ...], level_counts: dict[int, IntArray], n_prot: int
+    level_counts: dict[int, IntArray], n_prot: int
 ) -> dict[int, list[IntArray]]:
     """For run-level factors: the observed global level codes of each protein (local order)."""
     tables: dict[int, list[IntArray]] = {}
@@ -726,49 +1272,47 @@ def _global_level_tables(
         rows, cols = np.nonzero(counts > 0)
         split = np.searchsorted(rows, np.arange(1, n_prot))
         tables[f] = np.split(cols.astype(np.intp), split)
-    del factors
     return tables
 
 
 def _bucket_levels(
     members: IntArray,
     d: int,
-    kernel_e: IntArray,
-    n_e: IntArray,
-    e_offset: NDArray[np.int64],
-    e_counts: IntArray,
-    e_wsum: FloatArray,
-    erow_flat: FloatArray,
-    erow_offset: NDArray[np.int64],
-    factors: tuple[str, ...],
-    first_feat: IntArray,
+    lv: _Levels,
+    lay: _Layout,
+    cls: _Classes,
+    erows: tuple[FloatArray, NDArray[np.int64]],
     global_levels: dict[int, list[IntArray]],
-    pr_counts: IntArray,
-    cells: UsageCells | None = None,
 ) -> EliminatedLevels:
+    """The eliminated levels of one bucket (see :class:`EliminatedLevels`).
+
+    ``erows`` holds the kernel's flat eliminated-level rows and each protein's offset in them.
+    """
+    erow_flat, erow_offset = erows
+    e_offset, n_e = cls.e_offset, lay.n_e
     counts = n_e[members]
     total = int(counts.sum())
     first = members[0]
     rows = erow_flat[erow_offset[first] : erow_offset[first] + total * d].reshape(total, d)
     position = np.repeat(np.arange(members.size), counts)
     count = np.concatenate(
-        [e_counts[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0, np.intp)]
+        [cls.e_counts[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0, np.intp)]
     ).astype(np.intp)
     wsum = np.concatenate(
-        [e_wsum[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0)]
+        [cls.e_wsum[e_offset[p] : e_offset[p + 1]] for p in members] or [np.zeros(0)]
     ).astype(np.float64)
-    n_f = len(factors)
+    n_f = len(lv.factors)
     levels = []
     for p in members:
-        e = int(kernel_e[p])
+        e = int(lay.kernel_e[p])
         if e < 0:
             continue
         if e == n_f:
-            levels.append(np.flatnonzero(pr_counts[p] > 0))
-        elif factors[e] == "feature":
-            levels.append(first_feat[p] + np.arange(n_e[p]))
-        elif factors[e] == USAGE_FACTOR:
-            assert cells is not None
+            levels.append(np.flatnonzero(lv.pr_counts[p] > 0))
+        elif lv.factors[e] == "feature":
+            levels.append(lv.first_feat[p] + np.arange(n_e[p]))
+        elif lv.factors[e] == USAGE_FACTOR:
+            cells = _usage(lv.cells)
             levels.append(cells.code[cells.first[p] : cells.first[p + 1]])
         else:
             levels.append(global_levels[e][p])

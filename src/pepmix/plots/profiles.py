@@ -193,9 +193,34 @@ class ProfileCanvas:
         self.fig = fig
         self.runs = runs
         self.order = list(runs.order)
-        n = len(self.order)
-        self.xs = np.arange(n, dtype=float)
+        self.xs = np.arange(len(self.order), dtype=float)
         layout = page_layout(fig.bbox.height * 72.0 / fig.dpi, title_lines, self.order)
+        self.ax, self.effect = self._panels(layout)
+        self._condition_bands()
+        self._run_axis(layout)
+        # markers shrink with many runs (a run is 1.8 pt wide at 200 runs)
+        self.scale = min(1.0, float(np.sqrt(DENSE_RUNS / max(len(self.order), 1))))
+        self.ax.set_ylabel("log2 intensity")
+        self.ax.grid(axis="y", lw=0.4, alpha=0.4)
+        self._effect_axis()
+        self._texts(layout)
+        self._background: Any = None
+        self._data_artists()
+
+    def _panels(self, layout: PageLayout) -> tuple[Axes, Axes]:
+        """The profile panel and the effect panel (in the vertical extent of ``layout``).
+
+        Parameters
+        ----------
+        layout : PageLayout
+            Vertical layout of the page.
+
+        Returns
+        -------
+        ax, effect : matplotlib.axes.Axes
+            Left (profile) and right (feature effect) panel.
+        """
+        fig = self.fig
         gs = fig.add_gridspec(
             1,
             2,
@@ -206,10 +231,14 @@ class ProfileCanvas:
             bottom=layout.bottom,
             wspace=0.12,
         )
-        self.ax: Axes = fig.add_subplot(gs[0, 0])
-        self.effect: Axes = fig.add_subplot(gs[0, 1])
+        ax = fig.add_subplot(gs[0, 0])
+        effect = fig.add_subplot(gs[0, 1])
         self.effect_height_pt = (layout.top - layout.bottom) * fig.bbox.height * 72.0 / fig.dpi
-        ax, effect = self.ax, self.effect
+        return ax, effect
+
+    def _condition_bands(self) -> None:
+        """Shade the runs of each condition and name the condition above its band."""
+        ax, runs = self.ax, self.runs
         for condition in runs.conditions:
             cols = [i for i, r in enumerate(self.order) if runs.condition[r] == condition]
             lo, hi = min(cols) - 0.5, max(cols) + 0.5
@@ -225,23 +254,34 @@ class ProfileCanvas:
                 color=runs.colors[condition],
                 fontweight="bold",
             )
+
+    def _run_axis(self, layout: PageLayout) -> None:
+        """The run axis: its limits and run labels (every ``stride``-th run when crowded).
+
+        Parameters
+        ----------
+        layout : PageLayout
+            Gives the characters a run label may have.
+        """
+        ax, fig = self.ax, self.fig
+        n = len(self.order)
         ax.set_xlim(-0.5, n - 0.5)
-        axis_in = 0.545 * fig.bbox.width / fig.dpi  # width of the main panel (gridspec above)
+        axis_in = 0.545 * fig.bbox.width / fig.dpi  # width of the main panel (_panels)
         stride = run_ticks(
             ax,
             self.xs.tolist(),
             self.order,
-            runs,
+            self.runs,
             axis_in,
             fontsize=RUN_LABEL_SIZE,
             max_chars=layout.run_chars,
         )
         if stride > 1:
             ax.set_xlabel(run_axis_label(n, stride), fontsize=6.5)
-        # markers shrink with many runs (a run is 1.8 pt wide at 200 runs)
-        self.scale = min(1.0, float(np.sqrt(DENSE_RUNS / max(n, 1))))
-        ax.set_ylabel("log2 intensity")
-        ax.grid(axis="y", lw=0.4, alpha=0.4)
+
+    def _effect_axis(self) -> None:
+        """The effect panel's fixed parts: symmetric x range, zero line, labels on the right."""
+        effect = self.effect
         effect.set_xlim(-1.0, 1.0)  # symmetric on every page: the zero line stays put
         effect.xaxis.set_major_locator(MaxNLocator(nbins=4, symmetric=True))
         effect.axvline(0, color=GUIDE, lw=0.7)
@@ -250,6 +290,16 @@ class ProfileCanvas:
         effect.tick_params(axis="x", labelsize=6.5)
         effect.set_xlabel("feature effect (log2)", fontsize=7)
         effect.grid(axis="x", lw=0.4, alpha=0.4)
+
+    def _texts(self, layout: PageLayout) -> None:
+        """The key at the bottom, and the empty headline, info, title and effect-panel note.
+
+        Parameters
+        ----------
+        layout : PageLayout
+            Positions of the text blocks above the panels.
+        """
+        fig, effect = self.fig, self.effect
         fig.text(0.01, 0.012, KEY, fontsize=6, color="#444444", va="bottom")
         self.headline = fig.text(
             0.01, layout.headline, "", fontsize=9.5, fontweight="bold", va="top"
@@ -261,10 +311,14 @@ class ProfileCanvas:
         self.note = effect.text(
             0.5, 1.01, "", transform=effect.transAxes, fontsize=6, ha="center", va="bottom"
         )
-        self._background: Any = None
-        # the data artists exist once and get new data for every protein (creating scatters
-        # and collections per page costs more than drawing them)
-        scale = self.scale
+
+    def _data_artists(self) -> None:
+        """The empty data artists, created once and given new data for every protein.
+
+        Creating scatters and collections per page costs more than drawing them. Marker sizes
+        and line widths shrink with ``self.scale`` (many runs).
+        """
+        ax, effect, scale = self.ax, self.effect, self.scale
         empty = np.empty((0, 2))
         self.lines = LineCollection([], lw=0.9, alpha=0.8)
         self.dots = ax.scatter(empty[:, 0], empty[:, 1], s=7 * scale**2, lw=0)
