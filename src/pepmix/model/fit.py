@@ -487,7 +487,9 @@ def fit_proteins(
     if robust != "none":
         from pepmix.model import robust as huber
 
-        weights, start_scale = huber.initial_weights(enc, robust)
+        start_scale = None
+        if start_weights is None or robust == "bisquare":  # bisquare: the polish's scale
+            weights, start_scale = huber.initial_weights(enc, robust)
         if start_weights is not None:
             weights = np.asarray(start_weights, dtype=np.float64)
     problem = build_problem(
