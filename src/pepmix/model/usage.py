@@ -137,7 +137,9 @@ def peptide_usage_table(
     return out.reset_index(drop=True).loc[:, list(USAGE_COLUMNS)]
 
 
-def usage_lrt(fit: ModelFit, active: BoolArray | None = None) -> FloatArray:
+def usage_lrt(
+    fit: ModelFit, active: BoolArray | None = None, theta_scale: float = 1.0
+) -> FloatArray:
     """REML LRT of the usage term of every protein of ``fit`` (a model with the term).
 
     Only the usage term is tested (:func:`pepmix.model.variance_tests.term_lrts` with
@@ -149,7 +151,9 @@ def usage_lrt(fit: ModelFit, active: BoolArray | None = None) -> FloatArray:
     ``boundary``) whose usage variance is 0 has LRT 0
     without a refit (the full optimum is on the null model's face, the test of
     :func:`pepmix.model.variance_tests.bucket_lrts` gives exactly 0 there); only the others
-    are refitted.
+    are refitted. ``theta_scale`` (default 1) multiplies the fit's relative SDs to give the
+    refits' start: the square root of the robust variance factor undoes
+    :func:`pepmix.model.robust.correct_variance` (a start only: the optimum is the same).
     """
     from pepmix.model.variance_tests import refit_problem, term_lrts
 
@@ -171,6 +175,8 @@ def usage_lrt(fit: ModelFit, active: BoolArray | None = None) -> FloatArray:
         return lrt
     part = fit if idx.size == n_prot else _fit_subset(fit, idx)
     problem, start = refit_problem(part)
+    if start is not None:
+        start = start * theta_scale
     tests = term_lrts(problem, start, terms=(USAGE_FACTOR,))
     lrt[idx] = tests.lrt[:, u]
     lrt[~fitted] = np.nan
@@ -238,16 +244,22 @@ def with_usage(spec: ModelSpec) -> ModelSpec:
     return dataclasses.replace(spec, random=tuple(f for f in RANDOM_FACTORS if f in random))
 
 
+def _theta_scale(robust: str) -> float:
+    """Square root of the robust variance factor (1 for ``robust: none``): the reported
+    relative SDs times this are those of the weighted REML optimum."""
+    from pepmix.model.robust import variance_factor
+
+    return 1.0 if robust == "none" else float(np.sqrt(variance_factor(method=robust)))
+
+
 def _usage_start(fit: ModelFit, design: RunDesign, idx: IntArray, robust: str) -> FloatArray:
     """Start of the usage fit of proteins ``idx``: the default fit's relative SDs (before the
     robust variance factor, :func:`pepmix.model.robust.correct_variance`) and NaN for the
     usage term (grid, :func:`pepmix.model.optimize.partial_start`); all NaN (full grid) for a
     protein the default fit did not fit."""
-    from pepmix.model.robust import variance_factor
-
     factors = tuple(design.spec.random)
     theta0 = np.full((idx.size, len(factors)), np.nan)
-    root = 1.0 if robust == "none" else float(np.sqrt(variance_factor(method=robust)))
+    root = _theta_scale(robust)
     fitted = np.isin(np.asarray(fit.status, dtype=object)[idx], FITTED)
     for f, name in enumerate(factors):
         if name in fit.factors:
@@ -368,7 +380,8 @@ def usage_shard_table(
         return peptide_usage_table(comp, full.blups, n_top)
     full, idx = refit_with_usage(fit, design, robust)
     active = np.ones(len(full.proteins), dtype=bool)
-    comp = full.variance_components().assign(**{lrt_col: usage_lrt(full, active)})
+    lrt = usage_lrt(full, active, _theta_scale(robust))
+    comp = full.variance_components().assign(**{lrt_col: lrt})
     comp = pd.concat([comp, _skipped_rows(fit, idx)], ignore_index=True)
     return peptide_usage_table(comp, full.blups, n_top)
 
