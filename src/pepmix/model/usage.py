@@ -148,12 +148,12 @@ def usage_lrt(
 
     ``active`` (per protein, default None: unknown) marks proteins whose model is known to
     have the term (:func:`usage_estimable`). One fitted with every term (status ``ok`` or
-    ``boundary``) whose usage variance is 0 has LRT 0
-    without a refit (the full optimum is on the null model's face, the test of
-    :func:`pepmix.model.variance_tests.bucket_lrts` gives exactly 0 there); only the others
-    are refitted. ``theta_scale`` (default 1) multiplies the fit's relative SDs to give the
-    refits' start: the square root of the robust variance factor undoes
-    :func:`pepmix.model.robust.correct_variance` (a start only: the optimum is the same).
+    ``boundary``) whose usage variance is 0 has LRT 0 without a refit (the full optimum is on
+    the null model's face, the test of :func:`pepmix.model.variance_tests.bucket_lrts` gives
+    exactly 0 there); only the others are refitted. ``theta_scale`` (default 1) multiplies
+    the fit's relative SDs to give the refits' start: the square root of the robust variance
+    factor undoes :func:`pepmix.model.robust.correct_variance` (a start only: the optimum is
+    the same).
     """
     from pepmix.model.variance_tests import refit_problem, term_lrts
 
