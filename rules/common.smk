@@ -78,7 +78,7 @@ SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
 
 
 # config peptide_usage: the fit jobs test the feature:condition term (pepmix.model.usage)
-PEPTIDE_USAGE = bool(config.get("peptide_usage", False))
+PEPTIDE_USAGE = bool(config.get("peptide_usage", True))
 USAGE_OUTPUTS = (
     [
         "results/tables/peptide_usage.tsv",

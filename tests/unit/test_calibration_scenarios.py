@@ -52,8 +52,8 @@ OUTLIERS_FDP = (
     "conservative null p-values and 4-7 false positives per demo contrast (README, 'Outlier "
     "features and skewed variances: what was tried'); the remedy is a feature x condition "
     "random effect, now an option (model.random: [feature, feature:condition, sample]): FDP "
-    "0.9 % with Huber, 1.5 % with model.robust none, not the default (README, 'Optional: "
-    "peptide usage')"
+    "0.9 % with Huber, 1.5 % with model.robust none, not the default (README, 'Peptide "
+    "usage')"
 )
 SKEWED_NULL = (
     "sample variances Gamma(0.3) (a fifth near zero): KS p 0.0098 at seed 11 with the defaults "

@@ -441,6 +441,8 @@ def fit_proteins(
     encoded: Encoded | None = None,
     prior: VariancePrior | None = None,
     robust: str = "none",
+    start_weights: FloatArray | None = None,
+    theta0: FloatArray | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -466,6 +468,14 @@ def fit_proteins(
         ``"huber"``: M-estimation with Huber weights by iteratively reweighted REML
         (:mod:`pepmix.model.robust`); ``"bisquare"``: the Huber fit followed by Tukey bisquare
         steps at its scale (MM-type); BLUPs gain per-level weight summaries.
+    start_weights : ndarray, shape (N,), optional
+        Robust fits: the observation weights (order of the encoded table) the iteration starts
+        from, e.g. the final weights of a related fit; default None: the weights of the median
+        polish residuals (:func:`pepmix.model.robust.initial_weights`).
+    theta0 : ndarray, shape (P, F), optional
+        Start of the first fit per protein (proteins in encoded order); NaN entries are chosen
+        by a grid search with the others held (:func:`pepmix.model.optimize.minimize`).
+        Default None: the optimiser's grid.
     """
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
@@ -477,7 +487,11 @@ def fit_proteins(
     if robust != "none":
         from pepmix.model import robust as huber
 
-        weights, start_scale = huber.initial_weights(enc, robust)
+        start_scale = None
+        if start_weights is None or robust == "bisquare":  # bisquare: the polish's scale
+            weights, start_scale = huber.initial_weights(enc, robust)
+        if start_weights is not None:
+            weights = np.asarray(start_weights, dtype=np.float64)
     problem = build_problem(
         prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress, weights=weights
     )
@@ -492,7 +506,7 @@ def fit_proteins(
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
     result.prior = prior
     result.theta_reml = np.full(result.theta.shape, np.nan)
-    pieces = fit_problem(problem, cmat, result)
+    pieces = fit_problem(problem, cmat, result, theta0)
     if weights is not None:
         pieces, result.weights, notes, factor = huber.irls(
             problem, enc, design, cmat, result, pieces, weights, robust, start_scale

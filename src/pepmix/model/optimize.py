@@ -82,6 +82,36 @@ def start_values(bucket: Bucket) -> tuple[FloatArray, FloatArray]:
     return theta0, best
 
 
+def partial_start(bucket: Bucket, theta0: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Start values from a partial start: NaN entries of ``theta0`` (free factors) are chosen
+    by a grid search with the given entries held.
+
+    A protein whose free entries are all NaN gets :func:`start_values` (the full grid); one
+    with some NaN entries the best of ``GRID_VALUES[1]`` for them (one value for all its NaN
+    entries). E.g. a model with one term added, started at the smaller model's optimum.
+    Returns the start and its criterion.
+    """
+    missing = np.isnan(theta0) & bucket.free
+    theta = np.where(bucket.free, np.nan_to_num(theta0), 0.0)
+    dev = evaluate(bucket, theta).dev
+    every = np.flatnonzero((missing == bucket.free).all(axis=1) & missing.any(axis=1))
+    if every.size:
+        theta[every], dev[every] = start_values(bucket.take(every))
+    some = np.flatnonzero(missing.any(axis=1) & ~(missing == bucket.free).all(axis=1))
+    if some.size:
+        sub = bucket.take(some)
+        hold, best = theta[some], np.full(some.size, np.inf)
+        gap = missing[some]
+        for value in GRID_VALUES[1]:
+            trial = np.where(gap, value, hold)
+            new = evaluate(sub, trial).dev
+            better = new < best
+            best = np.where(better, new, best)
+            theta[some[better]] = trial[better]
+        dev[some] = best
+    return theta, dev
+
+
 def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
     """Minimise the criterion for every protein of the bucket.
 
@@ -90,11 +120,14 @@ def minimize(bucket: Bucket, theta0: FloatArray | None = None) -> OptimResult:
     bucket : Bucket
         Sufficient statistics.
     theta0 : ndarray, shape (B, F), optional
-        Start values (default :func:`start_values`).
+        Start values (default :func:`start_values`); NaN entries are filled by
+        :func:`partial_start`.
     """
     nb = bucket.size
     if theta0 is None:
         theta, dev = start_values(bucket)
+    elif np.isnan(theta0).any():
+        theta, dev = partial_start(bucket, theta0)
     else:
         theta = np.where(bucket.free, theta0, 0.0)
         dev = evaluate(bucket, theta).dev

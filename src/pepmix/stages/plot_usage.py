@@ -59,7 +59,8 @@ def run(
     ``top_n``, smallest p first) get one profile page each in ``out_pdf`` (the model's profile
     plot, :mod:`pepmix.plots.profiles`), whose headline gives the usage test and names the most
     deviating feature x condition cells (the ``top_cells`` column, largest usage BLUP first);
-    ``out_png`` is the grid of the first two pages, for the report.
+    ``out_png`` is the first page, for the report (one page: the figure is in every default
+    report, whose size is bounded).
     """
     from dataclasses import replace
 
@@ -89,5 +90,7 @@ def run(
         title = f"{head}\n{prof.title}".rstrip()
         profiles[str(rec["protein"])] = replace(prof, title=title, marked=marked)
     none = f"No protein flagged by the peptide-usage test (adj. p < {fdr:g})."
-    write_profile_files(profiles, [(flagged, out_pdf, out_png)], runs, empty_text=none)
+    write_profile_files(
+        profiles, [(flagged, out_pdf, out_png)], runs, png_count=1, png_columns=1, empty_text=none
+    )
     return [Path(out_pdf), Path(out_png)]
