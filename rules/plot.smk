@@ -43,13 +43,10 @@ rule plot_qc:
 
 
 rule plot_qc_abundance:
-    """QC figures of the protein abundances: PCA, run correlation, CV per condition; and the
-    variance components across proteins. All need only the fit: drawn while the contrasts are
-    tested, and not again when only `contrasts:` change."""
+    """QC figures of the protein abundances: PCA, run correlation, CV per condition."""
     input:
         samples="results/ingest/samples.tsv",
         abundance="results/tables/protein_abundance.parquet",
-        proteins="results/model/proteins.parquet",
     output:
         png=[
             report_item(
@@ -64,16 +61,8 @@ rule plot_qc_abundance:
         paper=[
             p for name in QC_ABUNDANCE_FIGURES for p in paper_copies(f"results/plots/qc/{name}")
         ],
-        variance=report(
-            "results/plots/model/variance_components.png",
-            category="Model",
-            caption="../workflow/report/variance_components_plot.rst",
-            labels={"figure": "Variance components"},
-        ),
-        variance_paper=paper_copies("results/plots/model/variance_components"),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.png[0]),
-        plots_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.variance)),
         formats=PLOT_FORMATS,
     benchmark:
         "logs/benchmarks/plot_qc_abundance.tsv"
@@ -135,9 +124,8 @@ rule plot_differential:
 
 
 rule plot_model:
-    """Variance components per top protein (variance partition); profile plots of the top
-    proteins of each contrast. (The variance components across proteins: rule
-    plot_qc_abundance.)"""
+    """Variance components across proteins and per top protein (variance partition); profile
+    plots of the top proteins of each contrast."""
     input:
         proteins="results/model/proteins.parquet",
         variance="results/tables/variance_components.tsv",
@@ -148,6 +136,13 @@ rule plot_model:
         fixed="results/model/fixed_effects.parquet",
         blups="results/model/blups.parquet",
     output:
+        variance=report(
+            "results/plots/model/variance_components.png",
+            category="Model",
+            caption="../workflow/report/variance_components_plot.rst",
+            labels={"figure": "Variance components"},
+        ),
+        variance_paper=paper_copies("results/plots/model/variance_components"),
         partition=report(
             "results/plots/model/variance_partition.png",
             category="Model",
@@ -167,7 +162,7 @@ rule plot_model:
         ],
         profiles_pdf=[f"results/plots/contrasts/{c['slug']}/profiles.pdf" for c in PLOT_CONTRASTS],
     params:
-        out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.partition)),
+        out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.variance)),
         formats=PLOT_FORMATS,
         contrasts=PLOT_CONTRASTS,
         top_n=config["plots"]["top_n"],

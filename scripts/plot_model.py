@@ -1,5 +1,4 @@
-"""Rule plot_model: variance partition of the top proteins and per-protein profile plots (the
-variance components across proteins are drawn by rule plot_qc_abundance)."""
+"""Rule plot_model: variance components and per-protein profile plots."""
 
 from pepmix.plots.inputs import ContrastInfo
 from pepmix.rule import rule_context
@@ -20,5 +19,4 @@ with rule_context(snakemake):
         top_n=snakemake.params.top_n,
         variance=snakemake.input.variance,
         fdr=snakemake.params.fdr,
-        variance_figure=False,  # rule plot_qc_abundance draws it
     )

@@ -37,12 +37,10 @@ def run(
     grid_n: int = 2,
     variance: PathLike | None = None,
     fdr: float = 0.05,
-    variance_figure: bool = True,
 ) -> list[Path]:
     """Model family: variance components, and profile plots of the top proteins per contrast.
 
-    Writes ``<out_dir>/model/variance_components.<format>`` (with ``variance_figure``), with
-    ``variance``
+    Writes ``<out_dir>/model/variance_components.<format>``, with ``variance``
     ``<out_dir>/model/variance_partition.<format>`` (:mod:`pepmix.plots.partition`), and per
     contrast
     ``<out_dir>/contrasts/<slug>/profiles.pdf`` (``top_n`` pages) and ``profiles.png`` (the
@@ -78,23 +76,21 @@ def run(
         ``results/tables/variance_components.tsv``; default None: no variance partition figure.
     fdr : float, default 0.05
         Threshold of the variance tests' adjusted p-values in the partition figure.
-    variance_figure : bool, default True
-        Draw the variance components across proteins (:func:`variance_plot`). The workflow
-        draws that figure in rule ``plot_qc_abundance`` (it needs only the fit, not the tests
-        of the contrasts) and passes False here.
 
     Returns
     -------
     list of pathlib.Path
         Files written.
     """
+    from pepmix.plots.model import variance_components
     from pepmix.plots.profile_data import build_profiles
     from pepmix.plots.profiles import write_profile_files
     from pepmix.plots.results import contrast_rows, top_proteins
 
     out = Path(out_dir)
     model = pd.read_parquet(proteins)
-    written = variance_plot(proteins=model, out_dir=out, formats=formats) if variance_figure else []
+    written = figure_paths(out / "model" / "variance_components", formats)
+    variance_components(model, written)
     da = pd.read_parquet(table)
     if variance is not None:
         from pepmix.plots.partition import variance_partition
@@ -123,34 +119,3 @@ def run(
         written += [target / "profiles.pdf", target / "profiles.png"]
     write_profile_files(profiles, outputs, runs, png_count=grid_n)
     return written
-
-
-def variance_plot(
-    *, proteins: PathLike | pd.DataFrame, out_dir: PathLike, formats: Sequence[str] = ()
-) -> list[Path]:
-    """The variance components across proteins (:func:`pepmix.plots.model.variance_components`).
-
-    Writes ``<out_dir>/model/variance_components.<format>``. Needs only the fit's protein table,
-    so the workflow draws it with the abundance QC figures (rule ``plot_qc_abundance``, while
-    the contrasts are tested), not in the longer, later rule ``plot_model``.
-
-    Parameters
-    ----------
-    proteins : str, pathlib.Path or pandas.DataFrame
-        ``results/model/proteins.parquet`` or its table.
-    out_dir : str or pathlib.Path
-        ``results/plots``.
-    formats : sequence of str, default ()
-        Extra formats besides PNG.
-
-    Returns
-    -------
-    list of pathlib.Path
-        Files written.
-    """
-    from pepmix.plots.model import variance_components
-
-    model = proteins if isinstance(proteins, pd.DataFrame) else pd.read_parquet(proteins)
-    paths = figure_paths(Path(out_dir) / "model" / "variance_components", formats)
-    variance_components(model, paths)
-    return paths
