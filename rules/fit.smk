@@ -180,6 +180,9 @@ rule variance_components:
         "logs/benchmarks/variance_components.tsv"
     log:
         "logs/variance_components.log",
+    # with rule test before the abundance QC plots: rule plot_model (the longest plot job)
+    # needs both
+    priority: 2
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),

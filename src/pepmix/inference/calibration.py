@@ -81,7 +81,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
 from pepmix.alerts import ALERT_ATTR, alert
 from pepmix.errors import ConfigError, DesignError
@@ -386,6 +385,8 @@ def summarise(
     ``n_distinct`` (default None: sampled, not enumerated) is
     :attr:`PermutationPlan.n_distinct`, repeated on every row.
     """
+    from scipy import stats  # not at import: the Snakefile imports this module (~0.7 CPU s)
+
     rows = []
     for contrast, part in table.groupby("contrast", sort=False):
         p = part["pvalue"].to_numpy(dtype=np.float64)
@@ -417,6 +418,8 @@ def excess(summary: pd.DataFrame, fdr: float) -> dict[str, str]:
     dict of str to str
         Contrast to the reason (module docstring, "Alerts"); empty when none is flagged.
     """
+    from scipy import stats  # not at import (see summarise)
+
     out: dict[str, str] = {}
     for contrast, part in summary.groupby("contrast", sort=False):
         n = len(part)

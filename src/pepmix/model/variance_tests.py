@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
+from scipy.special import chdtrc
 
 from pepmix.errors import ConfigError
 from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
@@ -127,9 +127,14 @@ class TermTests:
 
 
 def mixture_pvalue(lrt: FloatArray) -> FloatArray:
-    r"""p-value of :math:`\tfrac12\chi^2_0 + \tfrac12\chi^2_1` (1 at 0, NaN stays NaN)."""
+    r"""p-value of :math:`\tfrac12\chi^2_0 + \tfrac12\chi^2_1` (1 at 0, NaN stays NaN).
+
+    The :math:`\chi^2_1` tail is ``scipy.special.chdtrc(1, x)``, what ``scipy.stats.chi2.sf``
+    computes (the same bits), without importing ``scipy.stats`` (~0.7 CPU s) in the fit and
+    variance-component jobs.
+    """
     lrt = np.asarray(lrt, dtype=np.float64)
-    out = np.where(lrt > 0, 0.5 * stats.chi2.sf(np.maximum(lrt, 0.0), 1), 1.0)
+    out = np.where(lrt > 0, 0.5 * chdtrc(1, np.maximum(lrt, 0.0)), 1.0)
     return np.asarray(np.where(np.isnan(lrt), np.nan, out))
 
 
