@@ -1,0 +1,513 @@
+r"""Correlated random condition effects per batch: lme4's ``(condition|batch)``, per protein.
+
+Model (one protein, :math:`n` observations, conditions :math:`c = 1..K` in treatment coding
+with the first observed condition as reference):
+
+.. math:: y = X\beta + Z_F u_F + Z_S u_S + \sum_b Z_b\,b_b + e,\quad
+          b_b \sim N(0, \Sigma),\ u_F \sim N(0, \sigma_F^2 I),\ u_S \sim N(0, \sigma_S^2 I),
+          \ e \sim N(0, \sigma^2 I)
+
+where :math:`Z_b` holds, for the observations of batch :math:`b`, the treatment-coded condition
+columns :math:`(1, [c = 2], \dots, [c = K])`: :math:`b_b = (a_b, s_{b2}, \dots, s_{bK})` is the
+batch's deviation of the reference mean and of each condition effect, with an unstructured
+covariance :math:`\Sigma` (``(condition|batch)`` of lme4, Bates et al. 2015, sec. 2.2; the
+compound-symmetry special case is ``(1|batch) + (1|batch:condition)``, see
+:mod:`pepmix.model.design`). The fixed effect of condition :math:`c` is the effect averaged over
+batches; :math:`\Sigma_{cc}` (:math:`c \ge 2`) is the between-batch variance of that effect and
+the SD of a contrast :math:`\ell` of the condition means across batches is
+:math:`\sqrt{\ell' K \Sigma K' \ell}` (:math:`K` the treatment-coding matrix).
+
+Parametrisation (lme4's): relative covariance factor :math:`\Lambda_\theta` (block diagonal:
+:math:`\theta_F I`, :math:`\theta_S I`, and :math:`I_B \otimes T` with :math:`T` lower triangular,
+:math:`\Sigma = \sigma^2 T T'`); :math:`\theta` lists :math:`\theta_F, \theta_S` and the
+lower triangle of :math:`T` column by column, diagonal elements bounded below by 0. With the
+cross-products :math:`G = [Z, X, y]'[Z, X, y]` the lower Cholesky factor of
+
+.. math:: M(\theta) = W' G W + \mathrm{diag}(I_q, 0_{p+1}),\quad
+          W = \mathrm{diag}(\Lambda_\theta, I_{p+1})
+
+holds :math:`L_\theta` (:math:`L_\theta L_\theta' = \Lambda' Z'Z \Lambda + I`), :math:`R_X` and
+:math:`r^2` (the squared last diagonal element), and the profiled REML criterion is
+lme4's ``REMLcrit``: :math:`d(\theta) = \log|L_\theta|^2 + \log|R_X|^2 + \nu(1 +
+\log(2\pi r^2/\nu))`, :math:`\nu = n - p` (Bates et al. 2015, eqs. 34-42). Every evaluation is
+vectorised over a stack of :math:`\theta` (one batched Cholesky), so finite differences cost one
+call.
+
+Optimisation (per protein, :func:`fit_one`): L-BFGS-B (bounds :math:`T_{jj} \ge 0`) with
+central-difference gradients from two starts (lme4's :math:`\theta = (1, \dots, T = I)` and a
+tenth of it), keeping the lower criterion. This is a quasi-Newton method, not lme4's
+derivative-free BOBYQA; the parity tests compare with the best of lme4's two optimisers.
+
+Inference as lmerTest computes it (Kuznetsova et al. 2017): with :math:`\psi = (\theta,
+\sigma)` the REML deviance not profiled over :math:`\sigma`, :math:`D(\psi) = \log|L|^2 +
+\log|R_X|^2 + r^2/\sigma^2 + \nu\log(2\pi\sigma^2)`, its Hessian :math:`H` at the optimum,
+:math:`A = 2H^+` (pseudo-inverse over eigenvalues above ``1e-8``), the Jacobian
+:math:`\partial V/\partial\psi_i` of :math:`V = \sigma^2 (R_X'R_X)^{-1}`, and for a contrast
+:math:`L`: :math:`\mathrm{df} = 2 (L V L')^2 / (g' A g)`, :math:`g_i = L (\partial V/
+\partial\psi_i) L'`. lmerTest takes both derivatives numerically (numDeriv, Richardson
+extrapolation); here they are central differences with four Richardson steps
+(:func:`richardson_hessian`), in the same parametrisation (same :math:`A`, same df also at
+singular fits). The stored fit (:mod:`pepmix.model.stored`) takes :math:`\hat\beta, V,
+\partial V/\partial\psi, A` in the design's cell-mean coordinates, so the test stage needs
+nothing new.
+
+A singular :math:`\hat\Sigma` (some :math:`T_{jj} < 10^{-4}`, lme4's ``isSingular`` rule) is
+common with 3-5 batches: status ``boundary`` with detail ``condition|batch covariance
+singular``, not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from pepmix.model.satterthwaite import EIGEN_TOL
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+
+#: the ``model.random`` term of this module
+SLOPE_TERM = "condition|batch"
+#: lme4's ``isSingular`` tolerance on the diagonal of the relative covariance factor
+SINGULAR_TOL = 1e-4
+#: relative step of the central-difference gradient used by the optimiser
+GRAD_STEP = 1e-6
+
+
+@dataclass
+class SlopeProblem:
+    """One protein's model (module docstring notation).
+
+    Attributes
+    ----------
+    g : ndarray, shape (m, m)
+        Cross-products of ``[Z, X, y]``, ``m = q + p + 1``.
+    pattern : ndarray, shape (t, q, q)
+        :math:`\\Lambda_\\theta = \\sum_j \\theta_j` ``pattern[j]``.
+    lower : ndarray, shape (t,)
+        Lower bounds of :math:`\\theta` (0 on diagonals, ``-inf`` elsewhere).
+    start : ndarray, shape (t,)
+        lme4's start (1 on diagonals, 0 elsewhere).
+    n, q, p : int
+    k : int
+        Columns of the slope block (observed conditions; 0 without the term).
+    n_intercepts : int
+        Random-intercept factors before the slope block (each one :math:`\\theta`).
+    z, x, y : ndarray
+        Dense design (for the BLUPs).
+    z_levels : list of (str, str)
+        Factor and level of each column of ``z``.
+    """
+
+    g: FloatArray
+    pattern: FloatArray
+    lower: FloatArray
+    start: FloatArray
+    n: int
+    q: int
+    p: int
+    k: int
+    n_intercepts: int
+    z: FloatArray
+    x: FloatArray
+    y: FloatArray
+    z_levels: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def nu(self) -> int:
+        """Residual degrees of freedom ``n - p``."""
+        return self.n - self.p
+
+    @property
+    def diag_index(self) -> IntArray:
+        """Positions in :math:`\\theta` of the diagonal of :math:`T`."""
+        k, j0 = self.k, self.n_intercepts
+        offs = [j0 + sum(k - i for i in range(c)) for c in range(k)]
+        return np.asarray(offs, dtype=np.intp)
+
+
+def build_problem(
+    y: FloatArray,
+    x: FloatArray,
+    intercepts: Sequence[tuple[str, IntArray, Sequence[str]]],
+    batch: IntArray | None,
+    batch_names: Sequence[str],
+    slope_x: FloatArray,
+    cond_names: Sequence[str],
+) -> SlopeProblem:
+    """Dense problem of one protein.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+    x : ndarray, shape (n, p)
+        Fixed effects (full column rank).
+    intercepts : sequence of (name, codes, level names)
+        Random-intercept factors (codes ``0..L-1`` per observation).
+    batch : ndarray of int, shape (n,), optional
+        Batch code per observation (None: no slope term).
+    batch_names : sequence of str
+        Name of each batch code.
+    slope_x : ndarray, shape (n, k)
+        Treatment-coded condition columns of the slope term (first column all ones).
+    cond_names : sequence of str
+        Observed conditions, reference first (names the BLUP cells).
+    """
+    n = y.size
+    blocks, levels = [], []
+    for name, codes, names in intercepts:
+        nl = int(codes.max()) + 1
+        blocks.append(np.eye(nl)[codes])
+        levels += [(name, str(names[i])) for i in range(nl)]
+    k = slope_x.shape[1] if batch is not None else 0
+    n_b = int(batch.max()) + 1 if batch is not None else 0
+    if batch is not None:
+        zb = np.zeros((n, n_b * k))
+        for j in range(k):
+            zb[np.arange(n), batch * k + j] = slope_x[:, j]
+        blocks.append(zb)
+        levels += [(f"batch_{j}", str(batch_names[b])) for b in range(n_b) for j in range(k)]
+    z = np.hstack(blocks) if blocks else np.zeros((n, 0))
+    q = z.shape[1]
+    n_t = len(intercepts) + k * (k + 1) // 2
+    pattern = np.zeros((n_t, q, q))
+    col = 0
+    for j, (_, codes, _) in enumerate(intercepts):
+        nl = int(codes.max()) + 1
+        pattern[j, col + np.arange(nl), col + np.arange(nl)] = 1.0
+        col += nl
+    lower = np.zeros(n_t)
+    start = np.ones(n_t)
+    t = len(intercepts)
+    for c in range(k):  # lower triangle of T, column by column (lme4's order)
+        for r in range(c, k):
+            for b in range(n_b):
+                pattern[t, col + b * k + r, col + b * k + c] = 1.0
+            if r != c:
+                lower[t], start[t] = -np.inf, 0.0
+            t += 1
+    zxy = np.hstack([z, x, y[:, None]])
+    return SlopeProblem(
+        g=zxy.T @ zxy,
+        pattern=pattern,
+        lower=lower,
+        start=start,
+        n=n,
+        q=q,
+        p=x.shape[1],
+        k=k,
+        n_intercepts=len(intercepts),
+        z=z,
+        x=x,
+        y=y,
+        z_levels=levels,
+    )
+
+
+@dataclass
+class Factors:
+    """Cholesky pieces at a stack of :math:`\\theta` (module docstring)."""
+
+    ld_l: FloatArray  # log|L|^2, shape (S,)
+    ld_rx: FloatArray  # log|R_X|^2
+    r2: FloatArray  # penalised residual sum of squares
+    chol: FloatArray  # lower Cholesky factor of M, shape (S, m, m)
+    ok: NDArray[np.bool_]
+
+
+def factorise(prob: SlopeProblem, theta: FloatArray) -> Factors:
+    """Cholesky factor of :math:`M(\\theta)` for each row of ``theta`` (shape ``(S, t)``)."""
+    q, m = prob.q, prob.g.shape[0]
+    s = theta.shape[0]
+    w = np.zeros((s, m, m))
+    w[:, :q, :q] = np.einsum("sj,jab->sab", theta, prob.pattern)
+    w[:, q:, q:] = np.eye(m - q)
+    mat = np.swapaxes(w, 1, 2) @ prob.g @ w
+    mat[:, np.arange(q), np.arange(q)] += 1.0
+    ok = np.ones(s, dtype=bool)
+    try:
+        chol = np.linalg.cholesky(mat)
+    except np.linalg.LinAlgError:
+        chol = np.zeros_like(mat)
+        for i in range(s):
+            try:
+                chol[i] = np.linalg.cholesky(mat[i])
+            except np.linalg.LinAlgError:
+                ok[i] = False
+                chol[i] = np.eye(m)
+    diag = np.diagonal(chol, axis1=1, axis2=2)
+    with np.errstate(divide="ignore"):
+        logd = 2.0 * np.log(np.abs(diag))
+    return Factors(
+        ld_l=logd[:, :q].sum(axis=1),
+        ld_rx=logd[:, q : q + prob.p].sum(axis=1),
+        r2=diag[:, -1] ** 2,
+        chol=chol,
+        ok=ok,
+    )
+
+
+def reml_crit(prob: SlopeProblem, theta: FloatArray) -> FloatArray:
+    """lme4's ``REMLcrit`` at each row of ``theta`` (``inf`` where not positive definite)."""
+    fac = factorise(prob, theta)
+    nu = prob.nu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = fac.ld_l + fac.ld_rx + nu * (1.0 + np.log(2.0 * np.pi * fac.r2 / nu))
+    return np.where(fac.ok & np.isfinite(out), out, np.inf)
+
+
+def deviance_and_cov(prob: SlopeProblem, psi: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """lmerTest's REML deviance :math:`D(\\theta, \\sigma)` and :math:`V(\\theta, \\sigma)`
+    at each row of ``psi = (theta, sigma)``; shapes ``(S,)`` and ``(S, p, p)``."""
+    theta, sigma2 = psi[:, :-1], psi[:, -1] ** 2
+    fac = factorise(prob, theta)
+    q, p = prob.q, prob.p
+    dev = fac.ld_l + fac.ld_rx + fac.r2 / sigma2 + prob.nu * np.log(2.0 * np.pi * sigma2)
+    lxx = fac.chol[:, q : q + p, q : q + p]
+    linv = np.linalg.inv(lxx)
+    cov = sigma2[:, None, None] * (np.swapaxes(linv, 1, 2) @ linv)
+    return dev, cov
+
+
+def fixed_effects(prob: SlopeProblem, theta: FloatArray) -> tuple[FloatArray, float, float]:
+    """:math:`\\hat\\beta` (treatment coding), :math:`r^2` and the criterion at one ``theta``."""
+    fac = factorise(prob, theta[None])
+    q, p = prob.q, prob.p
+    lxx = fac.chol[0, q : q + p, q : q + p]
+    lyx = fac.chol[0, -1, q : q + p]
+    beta = np.linalg.solve(lxx.T, lyx)
+    return beta, float(fac.r2[0]), float(reml_crit(prob, theta[None])[0])
+
+
+def blups(prob: SlopeProblem, theta: FloatArray, beta: FloatArray) -> FloatArray:
+    """Conditional modes :math:`b = \\Lambda u` in data units (``lme4::ranef``)."""
+    lam = np.einsum("j,jab->ab", theta, prob.pattern)
+    zl = prob.z @ lam
+    lhs = zl.T @ zl + np.eye(prob.q)
+    u = np.linalg.solve(lhs, zl.T @ (prob.y - prob.x @ beta))
+    return np.asarray(lam @ u, dtype=np.float64)
+
+
+def _grad(prob: SlopeProblem, theta: FloatArray) -> tuple[float, FloatArray]:
+    """Criterion and its central-difference gradient (one batched evaluation)."""
+    t = theta.size
+    h = GRAD_STEP * np.maximum(np.abs(theta), 1e-2)
+    pts = np.concatenate([theta[None], theta + np.diag(h), theta - np.diag(h)])
+    vals = reml_crit(prob, pts)
+    return float(vals[0]), (vals[1 : t + 1] - vals[t + 1 :]) / (2.0 * h)
+
+
+def _lbfgsb(prob: SlopeProblem, start: FloatArray) -> tuple[FloatArray, float, bool]:
+    """One L-BFGS-B run from ``start``: ``theta``, criterion, convergence flag."""
+    from scipy.optimize import minimize
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower]
+    res = minimize(
+        lambda th: _grad(prob, th),
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
+    )
+    theta = np.maximum(np.asarray(res.x, dtype=np.float64), prob.lower)
+    return theta, float(reml_crit(prob, theta[None])[0]), bool(res.success)
+
+
+def optimise(prob: SlopeProblem) -> tuple[FloatArray, float, bool]:
+    """Minimise the REML criterion (module docstring).
+
+    L-BFGS-B from lme4's start and from a tenth of it; when the best optimum has a zero
+    diagonal element of :math:`T` (singular :math:`\Sigma`), one restart per zero element with
+    that element set to the mean of the positive ones (a singular optimum of the Cholesky
+    parametrisation can be a face that another rank-deficient face undercuts). Returns
+    ``theta``, the lowest criterion and whether its run converged.
+    """
+    best = min((_lbfgsb(prob, prob.start * s) for s in (1.0, 0.1)), key=lambda r: r[1])
+    for _ in range(2):
+        zero = [j for j in prob.diag_index if best[0][j] < SINGULAR_TOL]
+        if not zero:
+            break
+        positive = best[0][prob.diag_index][best[0][prob.diag_index] >= SINGULAR_TOL]
+        lift = float(positive.mean()) if positive.size else 1.0
+        improved = False
+        for j in zero:
+            start = best[0].copy()
+            start[j] = lift
+            trial = _lbfgsb(prob, start)
+            if trial[1] < best[1] - 1e-9:
+                best, improved = trial, True
+        if not improved:
+            break
+    return best
+
+
+def richardson_hessian(
+    func: Callable[[FloatArray], FloatArray], x: FloatArray, rel: float = 0.1, levels: int = 4
+) -> tuple[FloatArray, FloatArray]:
+    """Hessian of a scalar function and Jacobian of a matrix function by central differences
+    with Richardson extrapolation (numDeriv's scheme: initial step ``rel * |x|`` or ``1e-4``
+    at zero, halved ``levels`` times, error :math:`O(h^{2\\,levels})`).
+
+    ``func`` maps a stack of points ``(S, k)`` to ``(S, 1 + r)``: the scalar first, then the
+    flattened matrix. Returns the Hessian ``(k, k)`` of the scalar and the Jacobian ``(k, r)``
+    of the rest.
+    """
+    k = x.size
+    h0 = np.where(np.abs(x) > 1e-5, rel * np.abs(x), 1e-4)
+    hess_levels, jac_levels = [], []
+    for lev in range(levels):
+        h = h0 / 2.0**lev
+        e = np.diag(h)
+        pts = [x[None], x + e, x - e]
+        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+        for i, j in pairs:
+            pts.append((x + e[i] + e[j])[None])
+            pts.append((x + e[i] - e[j])[None])
+            pts.append((x - e[i] + e[j])[None])
+            pts.append((x - e[i] - e[j])[None])
+        vals = func(np.concatenate(pts))
+        f0, fp, fm = vals[0, 0], vals[1 : k + 1], vals[k + 1 : 2 * k + 1]
+        hess = np.diag((fp[:, 0] - 2.0 * f0 + fm[:, 0]) / h**2)
+        rest = vals[2 * k + 1 :, 0].reshape(len(pairs), 4)
+        for n_pair, (i, j) in enumerate(pairs):
+            a, b, c, d = rest[n_pair]
+            hess[i, j] = hess[j, i] = (a - b - c + d) / (4.0 * h[i] * h[j])
+        hess_levels.append(hess)
+        jac_levels.append((fp[:, 1:] - fm[:, 1:]) / (2.0 * h[:, None]))
+    return _extrapolate(hess_levels), _extrapolate(jac_levels)
+
+
+def _extrapolate(values: list[FloatArray]) -> FloatArray:
+    """Richardson extrapolation of central differences at steps ``h, h/2, h/4, ...``."""
+    table = list(values)
+    for m in range(1, len(table)):
+        factor = 4.0**m
+        table = [(factor * table[i + 1] - table[i]) / (factor - 1.0) for i in range(len(table) - 1)]
+    return table[0]
+
+
+@dataclass
+class SlopeResult:
+    """One protein's fit (treatment coding of its observed conditions)."""
+
+    theta: FloatArray
+    crit: float
+    sigma: float
+    beta: FloatArray
+    cov_beta: FloatArray
+    dcov_beta: FloatArray  # (t + 1, p, p)
+    vcov_varpar: FloatArray  # (t + 1, t + 1)
+    blups: FloatArray
+    converged: bool
+    singular: bool
+    hess_min_eig: float
+
+
+def fit_one(prob: SlopeProblem) -> SlopeResult:
+    """Fit one protein: REML optimum, fixed effects, lmerTest's Satterthwaite ingredients."""
+    theta, crit, converged = optimise(prob)
+    beta, r2, _ = fixed_effects(prob, theta)
+    sigma = float(np.sqrt(r2 / prob.nu))
+    p = prob.p
+    psi = np.append(theta, sigma)
+
+    def func(pts: FloatArray) -> FloatArray:
+        dev, cov = deviance_and_cov(prob, pts)
+        return np.concatenate([dev[:, None], cov.reshape(len(pts), p * p)], axis=1)
+
+    hess, jac = richardson_hessian(func, psi)
+    evals, evecs = np.linalg.eigh(hess)
+    pos = evals > EIGEN_TOL
+    inv_vals = np.where(pos, 1.0 / np.where(pos, evals, 1.0), 0.0)
+    vcov = 2.0 * (evecs * inv_vals) @ evecs.T
+    cov = deviance_and_cov(prob, psi[None])[1][0]
+    singular = bool(prob.k and np.any(theta[prob.diag_index] < SINGULAR_TOL)) or bool(
+        np.any(theta[: prob.n_intercepts] < SINGULAR_TOL)
+    )
+    return SlopeResult(
+        theta=theta,
+        crit=crit,
+        sigma=sigma,
+        beta=beta,
+        cov_beta=cov,
+        dcov_beta=jac.reshape(psi.size, p, p),
+        vcov_varpar=vcov,
+        blups=blups(prob, theta, beta),
+        converged=converged,
+        singular=singular,
+        hess_min_eig=float(evals.min()),
+    )
+
+
+def batch_covariance(result: SlopeResult, prob: SlopeProblem) -> FloatArray:
+    """:math:`\\hat\\Sigma = \\sigma^2 T T'` (treatment coding), shape ``(k, k)``."""
+    k = prob.k
+    t = np.zeros((k, k))
+    j = prob.n_intercepts
+    for c in range(k):
+        for r in range(c, k):
+            t[r, c] = result.theta[j]
+            j += 1
+    return np.asarray(result.sigma**2 * t @ t.T, dtype=np.float64)
+
+
+def effect_sd(sigma_trt: FloatArray) -> float:
+    """Root mean square over condition pairs of the between-batch SD of the pairwise effect.
+
+    With the treatment-coded covariance :math:`\\Sigma` the effect :math:`c - c'` varies
+    between batches with variance :math:`(e_c - e_{c'})' \\Sigma_s (e_c - e_{c'})` on the slope
+    block (:math:`e_1 = 0` for the reference); for two conditions this is the SD of the effect,
+    under compound symmetry it equals ``sqrt(2 var_batch:condition)`` for every pair.
+    """
+    k = sigma_trt.shape[0]
+    if k < 2:
+        return float("nan")
+    variances = []
+    for a in range(k):
+        for b in range(a + 1, k):
+            v = np.zeros(k)
+            if a:
+                v[a] -= 1.0
+            v[b] += 1.0
+            variances.append(float(v @ sigma_trt @ v))
+    return float(np.sqrt(max(np.mean(variances), 0.0)))
+
+
+def frame_problem(
+    frame: pd.DataFrame, intercepts: Sequence[str], conditions: Sequence[str] | None = None
+) -> tuple[SlopeProblem, list[str]]:
+    """Problem of one protein from a long frame (tests and benchmarks).
+
+    ``frame`` has ``y, condition, batch`` and a column per name in ``intercepts``; fixed
+    effects are ``~ condition`` (treatment coding, reference first of ``conditions``, default
+    sorted observed levels), random ``(1|f)`` for ``f`` in ``intercepts`` plus
+    ``(condition|batch)``. Returns the problem and the observed conditions.
+    """
+    levels = list(conditions) if conditions is not None else sorted(frame["condition"].unique())
+    present = [c for c in levels if c in set(frame["condition"])]
+    code = np.array([present.index(c) for c in frame["condition"]], dtype=np.intp)
+    trt = np.eye(len(present))[code]
+    trt[:, 0] = 1.0
+    facs = []
+    for f in intercepts:
+        codes, names = pd.factorize(frame[f], sort=True)
+        facs.append((f, codes.astype(np.intp), [str(v) for v in names]))
+    bcodes, bnames = pd.factorize(frame["batch"], sort=True)
+    prob = build_problem(
+        frame["y"].to_numpy(dtype=np.float64),
+        trt,
+        facs,
+        bcodes.astype(np.intp),
+        [str(v) for v in bnames],
+        trt,
+        present,
+    )
+    return prob, present
