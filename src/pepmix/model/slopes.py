@@ -119,6 +119,8 @@ class SlopeProblem:
     x: FloatArray
     y: FloatArray
     z_levels: list[tuple[str, str]] = field(default_factory=list)
+    n_batches: int = 0
+    pattern_diag: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def nu(self) -> int:
@@ -194,6 +196,9 @@ def build_problem(
                 lower[t], start[t] = -np.inf, 0.0
             t += 1
     zxy = np.hstack([z, x, y[:, None]])
+    q0 = q - n_b * k
+    pattern_diag = np.zeros((len(intercepts), q + x.shape[1] + 1))
+    pattern_diag[:, :q0] = np.diagonal(pattern[: len(intercepts), :q0, :q0], axis1=1, axis2=2)
     return SlopeProblem(
         g=zxy.T @ zxy,
         pattern=pattern,
@@ -208,6 +213,8 @@ def build_problem(
         x=x,
         y=y,
         z_levels=levels,
+        n_batches=n_b,
+        pattern_diag=pattern_diag,
     )
 
 
@@ -222,14 +229,34 @@ class Factors:
     ok: NDArray[np.bool_]
 
 
+def _scaled(prob: SlopeProblem, theta: FloatArray) -> FloatArray:
+    """:math:`W'GW` for each row of ``theta`` using the block structure of :math:`\\Lambda`
+    (diagonal intercept blocks, :math:`I_B \\otimes T`), :math:`O(m\\,q\\,k)` per row."""
+    q, m, k = prob.q, prob.g.shape[0], prob.k
+    s = theta.shape[0]
+    q0 = q - prob.n_batches * k
+    scale = np.ones((s, m))
+    scale[:, :q0] = theta[:, : prob.n_intercepts] @ prob.pattern_diag[:, :q0]
+    mat = prob.g[None] * scale[:, :, None] * scale[:, None, :]
+    if k:
+        tri = np.zeros((s, k, k))
+        rows, cols = np.tril_indices(k)
+        order = np.lexsort((rows, cols))  # column by column (lme4's order)
+        tri[:, rows[order], cols[order]] = theta[:, prob.n_intercepts :]
+        nb = prob.n_batches
+        blk = slice(q0, q)
+        right = mat[:, :, blk].reshape(s, m * nb, k) @ tri
+        mat[:, :, blk] = right.reshape(s, m, nb * k)
+        left = np.swapaxes(tri, 1, 2)[:, None] @ mat[:, blk, :].reshape(s, nb, k, m)
+        mat[:, blk, :] = left.reshape(s, nb * k, m)
+    return mat
+
+
 def factorise(prob: SlopeProblem, theta: FloatArray) -> Factors:
     """Cholesky factor of :math:`M(\\theta)` for each row of ``theta`` (shape ``(S, t)``)."""
     q, m = prob.q, prob.g.shape[0]
     s = theta.shape[0]
-    w = np.zeros((s, m, m))
-    w[:, :q, :q] = np.einsum("sj,jab->sab", theta, prob.pattern)
-    w[:, q:, q:] = np.eye(m - q)
-    mat = np.swapaxes(w, 1, 2) @ prob.g @ w
+    mat = _scaled(prob, theta)
     mat[:, np.arange(q), np.arange(q)] += 1.0
     ok = np.ones(s, dtype=bool)
     try:
@@ -322,7 +349,7 @@ def _lbfgsb(prob: SlopeProblem, start: FloatArray) -> tuple[FloatArray, float, b
 
 
 def optimise(prob: SlopeProblem) -> tuple[FloatArray, float, bool]:
-    """Minimise the REML criterion (module docstring).
+    r"""Minimise the REML criterion (module docstring).
 
     L-BFGS-B from lme4's start and from a tenth of it; when the best optimum has a zero
     diagonal element of :math:`T` (singular :math:`\Sigma`), one restart per zero element with
