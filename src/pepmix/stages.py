@@ -314,7 +314,9 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
     icc_<t>`` (and ``p_boot_<t>, adj_p_boot_<t>, n_boot_<t>`` with the bootstrap), see
     :func:`pepmix.model.variance_tests.variance_test_table`. With a ``batch:condition`` term,
     ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
-    pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`). With ``removed``
+    pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`); with
+    ``condition|batch``, ``sd_batch[<c>-<ref>]``, ``cor_batch[...]`` and ``sd_effect_batch``
+    of :meth:`pepmix.model.slopes_fit.SlopeFit.variance_components`. With ``removed``
     (:func:`merge`'s list), the removed proteins follow, with status ``filtered`` and missing
     variance components.
     """
@@ -328,6 +330,10 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
     if "var_batch:condition" in frame.columns:
         # between-batch SD of a pairwise condition effect under compound symmetry
         frame["sd_effect_batch"] = (2.0 * frame["var_batch:condition"]) ** 0.5
+        keep.append("sd_effect_batch")
+    # condition|batch (pepmix.model.slopes_fit): between-batch SDs and correlations of effects
+    keep += [c for c in frame.columns if c.startswith(("sd_batch[", "cor_batch["))]
+    if "sd_effect_batch" in frame.columns and "sd_effect_batch" not in keep:
         keep.append("sd_effect_batch")
     keep += ["n_features", "n_observations", "status", "detail"]
     # model.shrinkage: plain REML estimates and the prior

@@ -477,7 +477,14 @@ def fit_proteins(
         from pepmix.model.slopes_fit import fit_slopes
 
         if prior is not None or robust != "none":
-            log.warning("condition|batch: fitted by plain REML (no shrinkage, no robust weights)")
+            from pepmix.alerts import alert
+
+            alert(
+                log,
+                "slopes_plain_reml",
+                "model.random has condition|batch: the random-slope model is fitted by plain "
+                "REML (model.robust and model.shrinkage do not apply to it)",
+            )
         return fit_slopes(table, design, contrasts, encoded)
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)

@@ -33,8 +33,8 @@ lme4's ``REMLcrit``: :math:`d(\theta) = \log|L_\theta|^2 + \log|R_X|^2 + \nu(1 +
 vectorised over a stack of :math:`\theta` (one batched Cholesky), so finite differences cost one
 call.
 
-Optimisation (per protein, :func:`fit_one`): L-BFGS-B (bounds :math:`T_{jj} \ge 0`) with
-central-difference gradients from two starts (lme4's :math:`\theta = (1, \dots, T = I)` and a
+Optimisation (per protein, :func:`fit_one`): L-BFGS-B (bounds :math:`T_{jj} \ge 0`) with the
+analytic gradient (:func:`_grad`) from two starts (lme4's :math:`\theta = (1, \dots, T = I)` and a
 tenth of it), keeping the lower criterion. This is a quasi-Newton method, not lme4's
 derivative-free BOBYQA; the parity tests compare with the best of lme4's two optimisers.
 
@@ -77,8 +77,10 @@ IntArray = NDArray[np.intp]
 SLOPE_TERM = "condition|batch"
 #: lme4's ``isSingular`` tolerance on the diagonal of the relative covariance factor
 SINGULAR_TOL = 1e-4
-#: relative step of the central-difference gradient used by the optimiser
-GRAD_STEP = 1e-6
+#: starts of the optimiser: lme4's start times these factors
+START_SCALES = (1.0, 0.1)
+#: rounds of restarts from a singular optimum (:func:`optimise`)
+MAX_ESCAPES = 3
 
 
 @dataclass
@@ -323,12 +325,36 @@ def blups(prob: SlopeProblem, theta: FloatArray, beta: FloatArray) -> FloatArray
 
 
 def _grad(prob: SlopeProblem, theta: FloatArray) -> tuple[float, FloatArray]:
-    """Criterion and its central-difference gradient (one batched evaluation)."""
-    t = theta.size
-    h = GRAD_STEP * np.maximum(np.abs(theta), 1e-2)
-    pts = np.concatenate([theta[None], theta + np.diag(h), theta - np.diag(h)])
-    vals = reml_crit(prob, pts)
-    return float(vals[0]), (vals[1 : t + 1] - vals[t + 1 :]) / (2.0 * h)
+    r"""Criterion and its analytic gradient at one ``theta``.
+
+    With :math:`M_{11}` the leading :math:`(q+p)` block of :math:`M`, :math:`d = (1-\nu)
+    \log|M_{11}| + \nu\log|M| + \text{const}` (as :math:`r^2 = |M|/|M_{11}|`), so
+    :math:`\partial d/\partial\theta_j = 2\,\mathrm{tr}(A W' G E_j)` with :math:`A = (1-\nu)
+    M_{11}^{-1} + \nu M^{-1}` (:math:`M_{11}^{-1}` padded with zeros) and :math:`E_j =
+    \partial W/\partial\theta_j` (``pattern[j]``).
+    """
+    q, m, nu = prob.q, prob.g.shape[0], prob.nu
+    w = np.eye(m)
+    w[:q, :q] = np.einsum("j,jab->ab", theta, prob.pattern)
+    wg = w.T @ prob.g
+    mat = wg @ w
+    mat[np.arange(q), np.arange(q)] += 1.0
+    try:
+        chol = np.linalg.cholesky(mat)
+    except np.linalg.LinAlgError:
+        return np.inf, np.zeros_like(theta)
+    diag = np.diagonal(chol)
+    r2 = diag[-1] ** 2
+    logd = 2.0 * np.log(diag)
+    crit = logd[:-1].sum() + nu * (1.0 + np.log(2.0 * np.pi * r2 / nu))
+    linv = np.linalg.inv(chol)
+    minv = linv.T @ linv
+    l11inv = linv[:-1, :-1]  # inverse of the leading block of a lower-triangular factor
+    a = nu * minv
+    a[:-1, :-1] += (1.0 - nu) * (l11inv.T @ l11inv)
+    b = (a @ wg)[:q, :q]
+    grad = 2.0 * np.einsum("ab,jba->j", b, prob.pattern)
+    return float(crit), np.asarray(grad, dtype=np.float64)
 
 
 def _lbfgsb(prob: SlopeProblem, start: FloatArray) -> tuple[FloatArray, float, bool]:
@@ -351,29 +377,69 @@ def _lbfgsb(prob: SlopeProblem, start: FloatArray) -> tuple[FloatArray, float, b
 def optimise(prob: SlopeProblem) -> tuple[FloatArray, float, bool]:
     r"""Minimise the REML criterion (module docstring).
 
-    L-BFGS-B from lme4's start and from a tenth of it; when the best optimum has a zero
-    diagonal element of :math:`T` (singular :math:`\Sigma`), one restart per zero element with
-    that element set to the mean of the positive ones (a singular optimum of the Cholesky
-    parametrisation can be a face that another rank-deficient face undercuts). Returns
-    ``theta``, the lowest criterion and whether its run converged.
+    L-BFGS-B from lme4's start times each of :data:`START_SCALES`. While the best optimum has a
+    zero variance parameter (a diagonal element of :math:`T` or an intercept's :math:`\theta`),
+    restarts from interior points near it
+    (:func:`_escapes`): a singular optimum of the Cholesky parametrisation can be a face that
+    another face (another rank-deficient pattern) undercuts, which no descent from the first
+    face reaches. Returns ``theta``, the lowest criterion and whether its run converged.
     """
-    best = min((_lbfgsb(prob, prob.start * s) for s in (1.0, 0.1)), key=lambda r: r[1])
-    for _ in range(2):
-        zero = [j for j in prob.diag_index if best[0][j] < SINGULAR_TOL]
-        if not zero:
+    best = min((_lbfgsb(prob, prob.start * s) for s in START_SCALES), key=lambda r: r[1])
+    for _ in range(MAX_ESCAPES):
+        diag = np.concatenate([best[0][: prob.n_intercepts], best[0][prob.diag_index]])
+        if np.all(diag >= SINGULAR_TOL):
             break
-        positive = best[0][prob.diag_index][best[0][prob.diag_index] >= SINGULAR_TOL]
-        lift = float(positive.mean()) if positive.size else 1.0
-        improved = False
-        for j in zero:
-            start = best[0].copy()
-            start[j] = lift
-            trial = _lbfgsb(prob, start)
-            if trial[1] < best[1] - 1e-9:
-                best, improved = trial, True
-        if not improved:
+        trials = [_lbfgsb(prob, start) for start in _escapes(prob, best[0])]
+        trial = min(trials, key=lambda r: r[1])
+        if trial[1] >= best[1] - 1e-9:
             break
+        best = trial
     return best
+
+
+def _escapes(prob: SlopeProblem, theta: FloatArray) -> list[FloatArray]:
+    r"""Interior restarts near a singular optimum.
+
+    With :math:`s` the mean diagonal of :math:`\Sigma_r = TT'` (at least 0.1): (a) for each
+    zero diagonal element :math:`T_{jj}`, the same :math:`\Sigma_r` written on another face:
+    the block of :math:`T` below row :math:`j` (columns :math:`\ge j`) is re-triangularised
+    (:math:`S = LQ'`, which leaves :math:`TT'` unchanged and moves the zero to the next
+    diagonal), then :math:`T_{jj}` is set to :math:`\sqrt{s}/10` with either sign of column
+    :math:`j`; (b) the Cholesky factors of :math:`\Sigma_r + cI` for :math:`c = s/10, s`;
+    (c) each random-intercept :math:`\theta` at zero set to 0.2 and to 0.5.
+    """
+    k, j0 = prob.k, prob.n_intercepts
+    rows, cols = np.tril_indices(k)
+    order = np.lexsort((rows, cols))
+    tri = np.zeros((k, k))
+    tri[rows[order], cols[order]] = theta[j0:]
+    sig = tri @ tri.T
+    scale = max(float(np.mean(np.diag(sig))), 0.1)
+    mats = []
+    for j in np.flatnonzero(np.diag(tri) < SINGULAR_TOL):
+        rot = tri.copy()
+        if j + 1 < k:
+            _, r = np.linalg.qr(rot[j + 1 :, j:].T, mode="complete")
+            rot[j + 1 :, j:] = r.T
+        for sign in (1.0, -1.0):
+            cand = rot.copy()
+            cand[j + 1 :, j] *= sign
+            cand[j, j] = 0.1 * np.sqrt(scale)
+            cand[:, np.diag(cand) < 0] *= -1.0  # columns with a positive diagonal
+            mats.append(cand)
+    if k and np.any(np.diag(tri) < SINGULAR_TOL):
+        mats += [np.linalg.cholesky(sig + c * np.eye(k)) for c in (0.1 * scale, scale)]
+    starts = []
+    for mat in mats:
+        start = theta.copy()
+        start[j0:] = mat[rows[order], cols[order]]
+        starts.append(start)
+    for j in np.flatnonzero(theta[:j0] < SINGULAR_TOL):  # intercepts at zero
+        for lift in (0.2, 0.5):
+            start = theta.copy()
+            start[j] = lift
+            starts.append(start)
+    return starts
 
 
 def richardson_hessian(
