@@ -39,7 +39,9 @@ def simulate(
     """Null proteins (module docstring); 5 features each."""
     rng = np.random.default_rng(seed)
     conds = "ABCDE"[: len(sds)]
-    runs = [(f"b{b}_{c}{s}", f"b{b}", c) for b in range(n_batch) for c in conds for s in range(n_rep)]
+    runs = [
+        (f"b{b}_{c}{s}", f"b{b}", c) for b in range(n_batch) for c in conds for s in range(n_rep)
+    ]
     sheet = pd.DataFrame(runs, columns=["run", "batch", "condition"])
     sheet["bioreplicate"] = sheet["run"]
     sheet = sheet.sort_values(["condition", "run"], kind="stable").reset_index(drop=True)
@@ -83,8 +85,15 @@ def rejection(table: pd.DataFrame, sheet: pd.DataFrame, model: str) -> pd.DataFr
         res = differential_table(stats, [p[0] for p in pairs], opts)
         for name, part in res.groupby("contrast", sort=False):
             p = part["pvalue"].dropna()
-            rows.append({"model": model, "inference": label, "contrast": name,
-                         "reject": float(np.mean(p < 0.05)), "n": int(p.size)})
+            rows.append(
+                {
+                    "model": model,
+                    "inference": label,
+                    "contrast": name,
+                    "reject": float(np.mean(p < 0.05)),
+                    "n": int(p.size),
+                }
+            )
     return pd.DataFrame(rows)
 
 

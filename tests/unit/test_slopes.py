@@ -170,8 +170,6 @@ def test_config_validation() -> None:
         with pytest.raises(ConfigError, match="cannot be combined"):
             model_spec_from_config({"random": bad}, sheet)
     with pytest.raises(ConfigError, match="cannot be combined"):
-        model_spec_from_config(
-            {"random": list(FACTORS), "fixed": ["condition", "batch"]}, sheet
-        )
+        model_spec_from_config({"random": list(FACTORS), "fixed": ["condition", "batch"]}, sheet)
     with pytest.raises(ConfigError, match="at least two batches"):
         model_spec_from_config({"random": list(FACTORS)}, sheet.assign(batch="b1"))

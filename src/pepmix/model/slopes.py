@@ -278,7 +278,7 @@ def factorise(prob: SlopeProblem, theta: FloatArray) -> Factors:
         ld_l=logd[:, :q].sum(axis=1),
         ld_rx=logd[:, q : q + prob.p].sum(axis=1),
         r2=diag[:, -1] ** 2,
-        chol=chol,
+        chol=np.asarray(chol, dtype=np.float64),
         ok=ok,
     )
 
@@ -311,7 +311,7 @@ def fixed_effects(prob: SlopeProblem, theta: FloatArray) -> tuple[FloatArray, fl
     q, p = prob.q, prob.p
     lxx = fac.chol[0, q : q + p, q : q + p]
     lyx = fac.chol[0, -1, q : q + p]
-    beta = np.linalg.solve(lxx.T, lyx)
+    beta = np.asarray(np.linalg.solve(lxx.T, lyx), dtype=np.float64)
     return beta, float(fac.r2[0]), float(reml_crit(prob, theta[None])[0])
 
 
@@ -359,11 +359,14 @@ def _grad(prob: SlopeProblem, theta: FloatArray) -> tuple[float, FloatArray]:
 
 def _lbfgsb(prob: SlopeProblem, start: FloatArray) -> tuple[FloatArray, float, bool]:
     """One L-BFGS-B run from ``start``: ``theta``, criterion, convergence flag."""
-    from scipy.optimize import minimize
+    from scipy.optimize import Bounds, minimize
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower]
+    def fun(th: FloatArray) -> tuple[float, FloatArray]:
+        return _grad(prob, th)
+
+    bounds = Bounds(prob.lower, np.full(prob.lower.size, np.inf))
     res = minimize(
-        lambda th: _grad(prob, th),
+        fun,
         start,
         jac=True,
         method="L-BFGS-B",
@@ -415,7 +418,7 @@ def _escapes(prob: SlopeProblem, theta: FloatArray) -> list[FloatArray]:
     tri[rows[order], cols[order]] = theta[j0:]
     sig = tri @ tri.T
     scale = max(float(np.mean(np.diag(sig))), 0.1)
-    mats = []
+    mats: list[FloatArray] = []
     for j in np.flatnonzero(np.diag(tri) < SINGULAR_TOL):
         rot = tri.copy()
         if j + 1 < k:
@@ -428,7 +431,10 @@ def _escapes(prob: SlopeProblem, theta: FloatArray) -> list[FloatArray]:
             cand[:, np.diag(cand) < 0] *= -1.0  # columns with a positive diagonal
             mats.append(cand)
     if k and np.any(np.diag(tri) < SINGULAR_TOL):
-        mats += [np.linalg.cholesky(sig + c * np.eye(k)) for c in (0.1 * scale, scale)]
+        mats += [
+            np.asarray(np.linalg.cholesky(sig + c * np.eye(k)), dtype=np.float64)
+            for c in (0.1 * scale, scale)
+        ]
     starts = []
     for mat in mats:
         start = theta.copy()
@@ -550,28 +556,6 @@ def batch_covariance(result: SlopeResult, prob: SlopeProblem) -> FloatArray:
             t[r, c] = result.theta[j]
             j += 1
     return np.asarray(result.sigma**2 * t @ t.T, dtype=np.float64)
-
-
-def effect_sd(sigma_trt: FloatArray) -> float:
-    """Root mean square over condition pairs of the between-batch SD of the pairwise effect.
-
-    With the treatment-coded covariance :math:`\\Sigma` the effect :math:`c - c'` varies
-    between batches with variance :math:`(e_c - e_{c'})' \\Sigma_s (e_c - e_{c'})` on the slope
-    block (:math:`e_1 = 0` for the reference); for two conditions this is the SD of the effect,
-    under compound symmetry it equals ``sqrt(2 var_batch:condition)`` for every pair.
-    """
-    k = sigma_trt.shape[0]
-    if k < 2:
-        return float("nan")
-    variances = []
-    for a in range(k):
-        for b in range(a + 1, k):
-            v = np.zeros(k)
-            if a:
-                v[a] -= 1.0
-            v[b] += 1.0
-            variances.append(float(v @ sigma_trt @ v))
-    return float(np.sqrt(max(np.mean(variances), 0.0)))
 
 
 def frame_problem(

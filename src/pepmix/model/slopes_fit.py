@@ -80,7 +80,7 @@ class SlopeFit(ModelFit):
         of ``condition<c>``) and ``cor_batch[<a>|<b>]`` the correlations of lme4's terms
         (``(Intercept)`` and the effects); ``sd_effect_batch`` is the root mean square over
         condition pairs of the between-batch SD of the pairwise effect
-        (:func:`pepmix.model.slopes.effect_sd`; the SD of the effect with two conditions).
+        (the SD of the effect with two conditions; under compound symmetry every pair's SD).
         """
         out = super().variance_components()
         conds = self.design.conditions
@@ -105,11 +105,11 @@ class SlopeFit(ModelFit):
         kept = np.sum(~np.isnan(self.beta), axis=1)
         out = (self.samples_per_condition.sum(axis=1) - kept).astype(np.float64)
         if self.encoded is None:
-            return out
+            return np.asarray(out, dtype=np.float64)
         enc = self.encoded
         design = _with_cells(self.design)
         cells = batch_condition_df(enc.prot, enc.run, design, len(self.proteins))
-        return np.where(cells >= 1, np.minimum(out, cells), out)
+        return np.asarray(np.where(cells >= 1, np.minimum(out, cells), out), dtype=np.float64)
 
 
 def _pairwise_var(cov: FloatArray) -> float:
@@ -124,7 +124,10 @@ def _with_cells(design: RunDesign) -> RunDesign:
     """``design`` with the batch-by-condition cell codes of :func:`batch_condition_df`."""
     batch = design.factor_codes[SLOPE_TERM]
     blevels = design.factor_levels[SLOPE_TERM]
-    names = [f"{blevels[b]}:{design.conditions[c]}" for b, c in zip(batch, design.condition_code)]
+    names = [
+        f"{blevels[b]}:{design.conditions[c]}"
+        for b, c in zip(batch, design.condition_code, strict=True)
+    ]
     levels = list(dict.fromkeys(names))
     codes = dict(design.factor_codes)
     codes[BATCH_CONDITION] = np.array([levels.index(v) for v in names], dtype=np.intp)
@@ -223,8 +226,12 @@ def fit_slopes(
     out.estimate, out.se, out.df, out.contrast_ok = _contrasts(out, cmat)
     n_ok = sum(s == "ok" for s in out.status)
     n_sing = int(out.singular.sum())
-    log.info("fitted %d proteins with condition|batch (%d ok, %d singular)", len(enc.proteins),
-             n_ok, n_sing)
+    log.info(
+        "fitted %d proteins with condition|batch (%d ok, %d singular)",
+        len(enc.proteins),
+        n_ok,
+        n_sing,
+    )
     return out
 
 
@@ -246,8 +253,9 @@ def _allocate(enc: Encoded, design: RunDesign, names: list[str]) -> SlopeFit:
         factors=(*facs, "batch"),
         status=["not_estimable"] * n,
         detail=[""] * n,
-        n_features=np.bincount(enc.prot, weights=np.r_[True, np.diff(enc.feat) != 0],
-                               minlength=n).astype(np.intp),
+        n_features=np.bincount(
+            enc.prot, weights=np.r_[True, np.diff(enc.feat) != 0], minlength=n
+        ).astype(np.intp),
         n_obs=np.bincount(enc.prot, minlength=n).astype(np.intp),
         theta=nan((n, len(facs) + 1), np.nan),
         sigma=nan(n, np.nan),
