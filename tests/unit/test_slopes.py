@@ -173,3 +173,20 @@ def test_config_validation() -> None:
         model_spec_from_config({"random": list(FACTORS), "fixed": ["condition", "batch"]}, sheet)
     with pytest.raises(ConfigError, match="at least two batches"):
         model_spec_from_config({"random": list(FACTORS)}, sheet.assign(batch="b1"))
+
+
+def test_restarts_leave_a_higher_singular_face(monkeypatch) -> None:
+    """s16: L-BFGS-B from both starts stops on a singular face 0.88 above the optimum (the
+    B deviation collinear with the intercept); the restarts of ``optimise`` reach lme4's best
+    (the C deviation in the span of the others)."""
+    from pepmix.model import slopes
+
+    data = pd.read_csv(REF / "datasets.csv")
+    ref = pd.read_csv(REF / "slopes_reference.csv")
+    best = ref.loc[(ref["dataset"] == "s16") & (ref["key"] == "reml_crit"), "value"].iloc[0]
+    prob, _ = slopes.frame_problem(data.loc[data["dataset"] == "s16"], ["feature", "sample"])
+    theta, crit, _ = slopes.optimise(prob)
+    assert crit - best <= 1e-6
+    assert theta[prob.diag_index[-1]] < slopes.SINGULAR_TOL  # T_CC = 0, as lme4
+    monkeypatch.setattr(slopes, "MAX_ESCAPES", 0)
+    assert slopes.optimise(prob)[1] - best > 0.5
