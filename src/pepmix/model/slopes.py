@@ -371,7 +371,7 @@ def _lbfgsb(prob: SlopeProblem, start: FloatArray) -> tuple[FloatArray, float, b
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
+        options={"ftol": 1e-11, "gtol": 1e-6, "maxiter": 1000},
     )
     theta = np.maximum(np.asarray(res.x, dtype=np.float64), prob.lower)
     return theta, float(reml_crit(prob, theta[None])[0]), bool(res.success)
