@@ -9,8 +9,9 @@ Reference chain: ``tests/reference/slopes/generate.py`` (8 seeded multi-batch da
 
 Tolerances state what the optimiser guarantees: L-BFGS-B stops when the criterion changes by
 less than 1e-11 relative or the projected gradient is below 1e-6 (criterion about 10-100), so
-the REML criterion is never worse than lme4's best by more than 1e-6 (measured <= 7e-10). Parameters in flat
-directions of singular fits are determined only to about the square root of that: covariance
+the REML criterion is never worse than lme4's best by more than 1e-6 (measured <= 7e-10).
+Parameters in flat directions of singular fits are determined only to about the square root of
+that: covariance
 entries and fixed effects within 1e-3 of the largest variance / SE scale (measured <= 2e-5),
 vcov within 1e-3 relative to its largest entry. Satterthwaite df: both programs differentiate
 numerically with Richardson extrapolation, within 1e-3 relative (measured <= 4e-5), p-values
