@@ -8,7 +8,8 @@ batch); features SD 0.8, samples 0.2, residual 0.2, 10 % of cells missing at ran
 ``(1|feature) + (1|sample)`` plus ``(1|batch)`` (none), ``(1|batch) + (1|batch:condition)``
 (compound symmetry, cs) or ``(condition|batch)`` (us) and reports, per pairwise contrast, the
 fraction of proteins with p < 0.05: ``default`` (df cap + moderation), ``nomod`` (df cap only),
-``satt`` (lmerTest's Satterthwaite test, neither).
+``satt`` (lmerTest's Satterthwaite test, neither); with two conditions also the share of
+``heterogeneity_p`` < 0.05 (the LRT of ``(condition|batch)`` against ``(1|batch)``).
 
 Run: ``PYTHONPATH=src python benchmarks/slopes_calibration.py [--proteins 200] [--seeds 2]``.
 """
@@ -90,6 +91,18 @@ def rejection(table: pd.DataFrame, sheet: pd.DataFrame, model: str) -> pd.DataFr
                     "model": model,
                     "inference": label,
                     "contrast": name,
+                    "reject": float(np.mean(p < 0.05)),
+                    "n": int(p.size),
+                }
+            )
+    if model == "us":  # the LRT of heterogeneity (two conditions only: Stram & Lee mixture)
+        p = fit.variance_components()["heterogeneity_p"].dropna()
+        if p.size:
+            rows.append(
+                {
+                    "model": model,
+                    "inference": "lrt",
+                    "contrast": "heterogeneity",
                     "reject": float(np.mean(p < 0.05)),
                     "n": int(p.size),
                 }

@@ -315,8 +315,10 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
     :func:`pepmix.model.variance_tests.variance_test_table`. With a ``batch:condition`` term,
     ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
     pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`); with
-    ``condition|batch``, ``sd_batch[<c>-<ref>]``, ``cor_batch[...]`` and ``sd_effect_batch``
-    of :meth:`pepmix.model.slopes_fit.SlopeFit.variance_components`. With ``removed``
+    ``condition|batch``, ``sd_batch[<c>-<ref>]``, ``cor_batch[...]``, ``sd_effect_batch``,
+    ``heterogeneity_lrt`` and ``heterogeneity_p`` of
+    :meth:`pepmix.model.slopes_fit.SlopeFit.variance_components` and ``heterogeneity_adj_p``
+    (Benjamini-Hochberg over the proteins with a p-value). With ``removed``
     (:func:`merge`'s list), the removed proteins follow, with status ``filtered`` and missing
     variance components.
     """
@@ -335,6 +337,11 @@ def variance_table(proteins: PathLike, output: PathLike, removed: PathLike | Non
     keep += [c for c in frame.columns if c.startswith(("sd_batch[", "cor_batch["))]
     if "sd_effect_batch" in frame.columns and "sd_effect_batch" not in keep:
         keep.append("sd_effect_batch")
+    if "heterogeneity_p" in frame.columns:  # its LRT against (1|batch), BH over proteins
+        from pepmix.inference.ebayes import bh_adjust
+
+        frame["heterogeneity_adj_p"] = bh_adjust(frame["heterogeneity_p"].to_numpy(float))
+        keep += ["heterogeneity_lrt", "heterogeneity_p", "heterogeneity_adj_p"]
     keep += ["n_features", "n_observations", "status", "detail"]
     # model.shrinkage: plain REML estimates and the prior
     keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]

@@ -564,6 +564,71 @@ def batch_covariance(result: SlopeResult, prob: SlopeProblem) -> FloatArray:
     return np.asarray(result.sigma**2 * t @ t.T, dtype=np.float64)
 
 
+def intercept_only(prob: SlopeProblem) -> SlopeProblem:
+    """The same protein with ``(1|batch)`` in place of ``(condition|batch)`` (the null model
+    of the heterogeneity test, :func:`heterogeneity_lrt`)."""
+    nb, k, ni = prob.n_batches, prob.k, prob.n_intercepts
+    q0 = prob.q - nb * k
+    keep = np.concatenate([np.arange(q0), q0 + np.arange(nb) * k])
+    z = prob.z[:, keep]
+    q = keep.size
+    pattern = np.zeros((ni + 1, q, q))
+    pattern[:ni] = prob.pattern[:ni][:, keep][:, :, keep]
+    pattern[ni, q0:, q0:] = np.eye(nb)
+    zxy = np.hstack([z, prob.x, prob.y[:, None]])
+    pattern_diag = np.zeros((ni, zxy.shape[1]))
+    pattern_diag[:, :q0] = prob.pattern_diag[:, :q0]
+    return SlopeProblem(
+        g=zxy.T @ zxy,
+        pattern=pattern,
+        lower=np.zeros(ni + 1),
+        start=np.ones(ni + 1),
+        n=prob.n,
+        q=q,
+        p=prob.p,
+        k=1,
+        n_intercepts=ni,
+        z=z,
+        x=prob.x,
+        y=prob.y,
+        z_levels=[prob.z_levels[i] for i in keep],
+        n_batches=nb,
+        pattern_diag=pattern_diag,
+    )
+
+
+def heterogeneity_lrt(prob: SlopeProblem, crit: float) -> float:
+    r"""REML likelihood-ratio statistic of ``(condition|batch)`` against ``(1|batch)``:
+    the null model's criterion minus ``crit`` (the fitted criterion), 0 below ``1e-7``;
+    NaN without the slope term (fewer than two observed conditions or no batch term).
+
+    With two conditions the null adds one variance on its boundary and one covariance, and
+    the statistic is asymptotically :math:`\tfrac12\chi^2_1 + \tfrac12\chi^2_2` (Stram &
+    Lee 1994, :func:`heterogeneity_pvalue`).
+    """
+    if prob.k < 2:
+        return float("nan")
+    null = intercept_only(prob)
+    diff = optimise(null)[1] - crit
+    return float(diff) if diff >= 1e-7 else 0.0
+
+
+def heterogeneity_pvalue(lrt: FloatArray, n_conditions: NDArray[np.intp]) -> FloatArray:
+    r"""p-value of :func:`heterogeneity_lrt`: the :math:`\tfrac12\chi^2_1 +
+    \tfrac12\chi^2_2` mixture where the protein has two observed conditions (Stram & Lee
+    1994, one random effect added to one); NaN otherwise (no closed-form null with more
+    conditions: several variances on the boundary at once)."""
+    from scipy import stats
+
+    lrt = np.asarray(lrt, dtype=np.float64)
+    p = np.where(
+        lrt > 0,
+        0.5 * stats.chi2.sf(np.maximum(lrt, 0.0), 1) + 0.5 * stats.chi2.sf(np.maximum(lrt, 0.0), 2),
+        1.0,
+    )
+    return np.asarray(np.where(np.isnan(lrt) | (n_conditions != 2), np.nan, p), dtype=np.float64)
+
+
 def frame_problem(
     frame: pd.DataFrame, intercepts: Sequence[str], conditions: Sequence[str] | None = None
 ) -> tuple[SlopeProblem, list[str]]:

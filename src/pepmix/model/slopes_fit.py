@@ -59,12 +59,19 @@ class SlopeFit(ModelFit):
         term). The between-batch variance of a contrast :math:`\\ell` of conditions is
         :math:`\\ell'\\Sigma\\ell`.
     singular : ndarray of bool, shape (P,)
+    heterogeneity_lrt : ndarray, shape (P,)
+        REML LRT of ``(condition|batch)`` against ``(1|batch)``
+        (:func:`pepmix.model.slopes.heterogeneity_lrt`; NaN without the term).
+    n_conditions : ndarray of int, shape (P,)
+        Conditions the protein was observed in.
     psi_names : list of str
         Names of the variance parameters (module docstring).
     """
 
     batch_cov: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
     singular: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    heterogeneity_lrt: FloatArray = field(default_factory=lambda: np.zeros(0))
+    n_conditions: NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     psi_names: list[str] = field(default_factory=list)
 
     def varpar_names(self) -> list[str]:
@@ -80,7 +87,10 @@ class SlopeFit(ModelFit):
         of ``condition<c>``) and ``cor_batch[<a>|<b>]`` the correlations of lme4's terms
         (``(Intercept)`` and the effects); ``sd_effect_batch`` is the root mean square over
         condition pairs of the between-batch SD of the pairwise effect
-        (the SD of the effect with two conditions; under compound symmetry every pair's SD).
+        (the SD of the effect with two conditions; under compound symmetry every pair's SD);
+        ``heterogeneity_lrt`` and ``heterogeneity_p``: the REML LRT of ``(condition|batch)``
+        against ``(1|batch)`` and its :math:`\\tfrac12\\chi^2_1 + \\tfrac12\\chi^2_2`
+        p-value (two observed conditions only, :func:`pepmix.model.slopes.heterogeneity_pvalue`).
         """
         out = super().variance_components()
         conds = self.design.conditions
@@ -97,6 +107,10 @@ class SlopeFit(ModelFit):
                 for j in range(i + 1, k):
                     out[f"cor_batch[{names[i]}|{names[j]}]"] = cov[:, i, j] / (sd[:, i] * sd[:, j])
         out["sd_effect_batch"] = np.sqrt([_pairwise_var(c) for c in self.batch_cov])
+        out["heterogeneity_lrt"] = self.heterogeneity_lrt
+        out["heterogeneity_p"] = slopes.heterogeneity_pvalue(
+            self.heterogeneity_lrt, self.n_conditions
+        )
         return out
 
     def df_between(self) -> FloatArray:
@@ -276,6 +290,8 @@ def _allocate(enc: Encoded, design: RunDesign, names: list[str]) -> SlopeFit:
         vcov_varpar=np.zeros((n, k, k)),
         batch_cov=nan((n, c, c), np.nan),
         singular=np.zeros(n, dtype=bool),
+        heterogeneity_lrt=nan(n, np.nan),
+        n_conditions=np.zeros(n, dtype=np.intp),
         psi_names=psi,
     )
 
@@ -300,6 +316,8 @@ def _fit_protein(out: SlopeFit, i: int, prot: _Protein) -> None:
     out.singular[i] = res.singular
     out.converged[i] = res.converged
     out.sigma[i], out.reml_crit[i] = res.sigma, res.crit
+    out.n_conditions[i] = prot.present.size
+    out.heterogeneity_lrt[i] = slopes.heterogeneity_lrt(prob, res.crit)
     _store_fixed(out, i, prot, res)
     _store_variances(out, i, prot, res)
     _store_blups(out, i, prot, res)
