@@ -220,8 +220,18 @@ def fit_slopes(
 ) -> SlopeFit:
     """Fit the random-slope model to every protein of a long table (module docstring).
 
-    Parameters are those of :func:`pepmix.model.fit.fit_proteins` (no prior, no robust
-    weights: plain REML).
+    Plain REML (no variance-ratio prior, no robust weights).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``protein``, ``feature``, ``run``, ``y`` (log2 intensity; observed cells only).
+    design : RunDesign
+        Run-level design with ``condition|batch`` in ``spec.random``.
+    contrasts : sequence of (name, numerator, denominator), default ()
+        Condition contrasts to test.
+    encoded : Encoded, optional
+        ``table`` already encoded (used when it codes the design's runs).
     """
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
@@ -307,6 +317,9 @@ def _fit_protein(out: SlopeFit, i: int, prot: _Protein) -> None:
         res = slopes.fit_one(prob)
     except (np.linalg.LinAlgError, ValueError) as err:
         out.detail[i] = f"fit failed: {err}"
+        return
+    if not (np.isfinite(res.crit) and np.isfinite(res.sigma) and res.sigma > 0):
+        out.detail[i] = "REML criterion not finite (fixed effects not estimable?)"
         return
     notes = list(prot.notes)
     if res.singular:
