@@ -279,3 +279,22 @@ def _default_crit(part: pd.DataFrame) -> float:
             part.assign(protein="p")[["protein", "feature", "run", "y"]], design
         ).reml_crit[0]
     )
+
+
+def test_aliased_covariate_is_dropped() -> None:
+    """A covariate equal to the condition indicator is aliased: dropped with a note
+    (``reduced_model``), its coefficient NaN, the contrast that of the model without it."""
+    data = pd.read_csv(REF / "datasets.csv")
+    part = data.loc[data["dataset"] == "s11"]
+    sheet = _sheet(part)
+    sheet["dose"] = (sheet["condition"] == "B").astype(float)
+    design = build_run_design(sheet, ModelSpec(random=FACTORS, covariates=("dose",)))
+    table = part.assign(protein="p")[["protein", "feature", "run", "y"]]
+    fit = fit_proteins(table, design, [("B-A", "B", "A")])
+    assert fit.status[0] == "reduced_model" and "dose dropped" in fit.detail[0]
+    assert np.isnan(fit.beta[0, -1])
+    plain = fit_proteins(
+        table, build_run_design(_sheet(part), ModelSpec(random=FACTORS)), [("B-A", "B", "A")]
+    )
+    assert fit.estimate[0, 0] == pytest.approx(plain.estimate[0, 0], abs=1e-8)
+    assert fit.df[0, 0] == pytest.approx(plain.df[0, 0], rel=1e-6)

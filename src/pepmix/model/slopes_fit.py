@@ -167,6 +167,23 @@ def _intercepts(design: RunDesign) -> list[str]:
     return [f for f in design.spec.random if f != SLOPE_TERM]
 
 
+def _estimable_covariates(
+    trt: FloatArray, xrun: FloatArray, n_cond: int, notes: list[str], names: list[str]
+) -> NDArray[np.intp]:
+    """Design columns of the covariates that are not aliased with the conditions and the
+    covariates before them (a note per dropped one; its coefficient is reported as NaN)."""
+    keep: list[int] = []
+    base = trt
+    for j in range(n_cond, xrun.shape[1]):
+        trial = np.hstack([base, xrun[:, j : j + 1]])
+        if np.linalg.matrix_rank(trial) > base.shape[1]:
+            keep.append(j)
+            base = trial
+        else:
+            notes.append(f"covariate {names[j]} dropped: aliased with the conditions")
+    return np.asarray(keep, dtype=np.intp)
+
+
 def _protein(enc: Encoded, rows: slice, design: RunDesign) -> _Protein:
     """Build the problem of the observations ``rows`` of one protein."""
     run, y = enc.run[rows], enc.y[rows]
@@ -177,9 +194,10 @@ def _protein(enc: Encoded, rows: slice, design: RunDesign) -> _Protein:
     n_cond = len(design.conditions)
     trt = np.eye(present.size)[local]
     trt[:, 0] = 1.0
-    cov_cols = np.arange(n_cond, design.n_fixed)
+    notes: list[str] = []
+    facs: list[tuple[str, NDArray[np.intp], list[str]]] = []
+    cov_cols = _estimable_covariates(trt, design.x[run], n_cond, notes, design.x_names)
     x = np.hstack([trt, design.x[run][:, cov_cols]])
-    notes, facs = [], []
     for f in _intercepts(design):
         if f == "feature":
             codes, names = pd.factorize(enc.feat[rows])
