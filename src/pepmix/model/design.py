@@ -34,6 +34,11 @@ Random intercept factors (``model.random``), any subset of:
   fixed). Like the sample, the cell is run-level (every run has one batch and one condition).
   The effect is then replicated by batches: the df cap counts them
   (:func:`batch_condition_df`).
+- ``condition|batch``: lme4's ``(condition|batch)``, correlated random deviations of every
+  condition mean per batch with an unstructured covariance (the general form of the
+  compound-symmetry ``batch`` + ``batch:condition``); fitted per protein by
+  :mod:`pepmix.model.slopes`. Replaces the ``batch`` term (it contains the batch intercept);
+  needs at least two batches; the df cap counts batches as for ``batch:condition``.
 
 Default ``random``: ``[feature, sample]``, plus ``run`` when some sample has several runs.
 
@@ -75,7 +80,12 @@ log = logging.getLogger(__name__)
 USAGE_FACTOR = "feature:condition"
 #: random factor of the batch-by-condition cell (heterogeneity of the effect across batches)
 BATCH_CONDITION = "batch:condition"
-RANDOM_FACTORS = ("feature", "sample", "run", "batch", BATCH_CONDITION, USAGE_FACTOR)
+#: correlated random intercept and condition effects per batch, lme4's ``(condition|batch)``
+#: (fitted by :mod:`pepmix.model.slopes`, not by the batched engine)
+SLOPE_TERM = "condition|batch"
+RANDOM_FACTORS = (
+    "feature", "sample", "run", "batch", BATCH_CONDITION, USAGE_FACTOR, SLOPE_TERM,
+)  # fmt: skip
 #: random factors whose level is a property of the observation, not of the run
 OBSERVATION_FACTORS = ("feature", USAGE_FACTOR)
 RUN_LEVEL_FACTORS = ("sample", "run", "batch", BATCH_CONDITION)
@@ -196,6 +206,7 @@ def model_spec_from_config(
         raise ConfigError("config: model: batch cannot be both fixed and random")
     if ("batch" in random or fixed_batch) and sheet["batch"].isna().all():
         raise ConfigError("config: model: a batch term needs a batch column or several inputs")
+    _check_slope(random, fixed_batch, sheet)
     _check_batch_condition(random, fixed_batch, sheet)
     covariates = tuple(model_config.get("covariates") or ())
     for cov in covariates:
@@ -205,7 +216,7 @@ def model_spec_from_config(
         if values.isna().any():
             raise ConfigError(f"config: model.covariates: column {cov!r} must be numeric")
     batches = sheet["batch"].dropna().nunique()
-    if batches > 1 and not fixed_batch and "batch" not in random:
+    if batches > 1 and not fixed_batch and not {"batch", SLOPE_TERM} & set(random):
         alert(
             log,
             "batch_not_modelled",
@@ -233,6 +244,22 @@ def _check_batch_condition(random: tuple[str, ...], fixed_batch: bool, sheet: pd
         )
     if sheet["batch"].dropna().nunique() < 2:
         raise ConfigError("config: model.random: batch:condition needs at least two batches")
+
+
+def _check_slope(random: tuple[str, ...], fixed_batch: bool, sheet: pd.DataFrame) -> None:
+    """``condition|batch`` contains the batch intercept and needs two batches."""
+    if SLOPE_TERM not in random:
+        return
+    clash = [t for t in ("batch", BATCH_CONDITION, USAGE_FACTOR) if t in random]
+    if fixed_batch:
+        clash.append("fixed batch")
+    if clash:
+        raise ConfigError(
+            f"config: model.random: condition|batch cannot be combined with {', '.join(clash)} "
+            "(it contains the batch intercept and the batch-by-condition deviations)"
+        )
+    if sheet["batch"].dropna().nunique() < 2:
+        raise ConfigError("config: model.random: condition|batch needs at least two batches")
 
 
 @dataclass
@@ -340,6 +367,8 @@ def build_run_design(
             continue
         if fac == BATCH_CONDITION:
             values_s = rows["batch"].astype(str) + ":" + rows["condition"].astype(str)
+        elif fac == SLOPE_TERM:
+            values_s = rows["batch"].astype(str)
         else:
             values_s = rows[sources[fac]].astype(str)
         levels = list(dict.fromkeys(values_s))

@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from pepmix.model.design import (
     BATCH_CONDITION,
+    SLOPE_TERM,
     USAGE_FACTOR,
     RunDesign,
     batch_condition_df,
@@ -171,6 +172,11 @@ class ModelFit:
     beta_centred: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     dcov_beta: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0, 0)))
     vcov_varpar: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+
+    def varpar_names(self) -> list[str]:
+        """Names of the variance parameters :math:`\\psi` of ``dcov_beta`` and
+        ``vcov_varpar``: ``theta_<factor>`` per random factor, then ``sigma``."""
+        return [f"theta_{f}" for f in self.factors] + ["sigma"]
 
     def variance_components(self) -> pd.DataFrame:
         """One row per protein: ``protein, var_<factor>..., var_residual, n_features,
@@ -477,6 +483,19 @@ def fit_proteins(
         by a grid search with the others held (:func:`pepmix.model.optimize.minimize`).
         Default None: the optimiser's grid.
     """
+    if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
+        from pepmix.model.slopes_fit import fit_slopes
+
+        if prior is not None or robust != "none":
+            from pepmix.alerts import alert
+
+            alert(
+                log,
+                "slopes_plain_reml",
+                "model.random has condition|batch: the random-slope model is fitted by plain "
+                "REML (model.robust and model.shrinkage do not apply to it)",
+            )
+        return fit_slopes(table, design, contrasts, encoded)
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat

@@ -116,7 +116,7 @@ class StoredFit:
             cov_beta=fit.cov_beta,
             dcov_beta=fit.dcov_beta,
             vcov_varpar=fit.vcov_varpar,
-            varpar_names=[f"theta_{f}" for f in fit.factors] + ["sigma"],
+            varpar_names=fit.varpar_names(),
         )
 
     def to_arrow(self) -> pa.Table:

@@ -74,7 +74,13 @@ from numpy.typing import NDArray
 from scipy.special import chdtrc
 
 from pepmix.errors import ConfigError
-from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
+from pepmix.model.design import (
+    OBSERVATION_FACTORS,
+    SLOPE_TERM,
+    USAGE_FACTOR,
+    RunDesign,
+    usage_code,
+)
 from pepmix.model.fit import FITTED, SNAP_TOL, ModelFit
 from pepmix.model.optimize import DIVERGENT_THETA, minimize
 from pepmix.model.reml import Bucket
@@ -574,10 +580,11 @@ def fit_tests(fit: ModelFit, options: VarianceTestOptions) -> pd.DataFrame:
     not in the protein's model, the protein was not fitted, or a fit had no finite optimum) and,
     with ``options.bootstrap > 0``, ``p_boot_<t>`` and ``n_boot_<t>`` (replicates with finite
     refits). Uses the fit's encoded table and its final observation weights (module
-    docstring). Empty columns when ``options.lrt`` is off.
+    docstring). Empty columns when ``options.lrt`` is off or the model has the random slope
+    ``condition|batch`` (:mod:`pepmix.model.slopes`; not refitted by this engine).
     """
     out = pd.DataFrame({"protein": fit.proteins})
-    if not options.lrt or fit.encoded is None:
+    if not options.lrt or fit.encoded is None or SLOPE_TERM in fit.design.spec.random:
         return out
     enc = fit.encoded
     problem, start = refit_problem(fit)

@@ -232,7 +232,7 @@ def _df_rule(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> s
             f"effects{extra}"
         )
         random = (config.get("model", {}) or {}).get("random") or ()
-        if "batch:condition" in random:
+        if "batch:condition" in random or "condition|batch" in random:
             text += (
                 " and at the containment df of the batch-by-condition term ((batches - 1) x "
                 "(conditions - 1) in a complete design): the contrasts are effects averaged "
@@ -378,5 +378,5 @@ def model_formula(
         E.g. ``"log2 intensity ~ condition + (1 | feature) + (1 | sample)"``.
     """
     fixed = ["condition"] + (["batch"] if fixed_batch else []) + list(covariates)
-    terms = fixed + [f"(1 | {r})" for r in random]
+    terms = fixed + [f"({r.replace('|', ' | ')})" if "|" in r else f"(1 | {r})" for r in random]
     return "log2 intensity ~ " + " + ".join(terms)

@@ -19,7 +19,11 @@ def run(
     icc_<t>`` (and ``p_boot_<t>, adj_p_boot_<t>, n_boot_<t>`` with the bootstrap), see
     :func:`pepmix.model.variance_tests.variance_test_table`. With a ``batch:condition`` term,
     ``sd_effect_batch`` = ``sqrt(2 * var_batch:condition)``, the between-batch SD of any
-    pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`). With ``removed``
+    pairwise condition effect (compound symmetry, :mod:`pepmix.model.design`); with
+    ``condition|batch``, ``sd_batch[<c>-<ref>]``, ``cor_batch[...]``, ``sd_effect_batch``,
+    ``heterogeneity_lrt`` and ``heterogeneity_p`` of
+    :meth:`pepmix.model.slopes_fit.SlopeFit.variance_components` and ``heterogeneity_adj_p``
+    (Benjamini-Hochberg over the proteins with a p-value). With ``removed``
     (default None; the merge stage's list), the removed proteins follow, with status
     ``filtered`` and missing variance components. ``boot_terms`` (default None): the term
     table of :mod:`pepmix.stages.bootstrap` (``bootstrap_proteins: top N``), whose
@@ -45,6 +49,15 @@ def run(
         # between-batch SD of a pairwise condition effect under compound symmetry
         frame["sd_effect_batch"] = (2.0 * frame["var_batch:condition"]) ** 0.5
         keep.append("sd_effect_batch")
+    # condition|batch (pepmix.model.slopes_fit): between-batch SDs and correlations of effects
+    keep += [c for c in frame.columns if c.startswith(("sd_batch[", "cor_batch["))]
+    if "sd_effect_batch" in frame.columns and "sd_effect_batch" not in keep:
+        keep.append("sd_effect_batch")
+    if "heterogeneity_p" in frame.columns:  # its LRT against (1|batch), BH over proteins
+        from pepmix.inference.limma import bh_adjust
+
+        frame["heterogeneity_adj_p"] = bh_adjust(frame["heterogeneity_p"].to_numpy(float))
+        keep += ["heterogeneity_lrt", "heterogeneity_p", "heterogeneity_adj_p"]
     keep += ["n_features", "n_observations", "status", "detail"]
     # model.shrinkage: plain REML estimates and the prior
     keep += [c for c in frame.columns if c.startswith(("reml_ratio_", "shrinkage_prior_"))]
