@@ -78,7 +78,10 @@ SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
 
 
 # config peptide_usage: the fit jobs test the feature:condition term (pepmix.model.usage)
-PEPTIDE_USAGE = bool(config.get("peptide_usage", True))
+# not with the random slope condition|batch: the usage refit needs the random-intercept engine
+PEPTIDE_USAGE = bool(config.get("peptide_usage", True)) and "condition|batch" not in (
+    config.get("model", {}).get("random") or []
+)
 USAGE_OUTPUTS = (
     [
         "results/tables/peptide_usage.tsv",

@@ -189,7 +189,8 @@ def test_plots_and_logs(demo_run: Path) -> None:
         "status.png",
     ]:
         assert_drawn(plots / name)
-    # every protein is fitted once, in one shard, by each of the two models of the fit job
+    # every protein is fitted once, in one shard, by each of the two models of the fit job (the
+    # peptide-usage refit logs "fitted <n> proteins with the usage term")
     logs = [log.read_text() for log in (demo_run / "logs/fit").glob("*.log")]
     for what in ("proteins", "protein abundance models"):
         pattern = re.compile(rf"fitted (\d+) {what} \(")
@@ -203,7 +204,10 @@ def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
 
 
 #: rules that follow the contrasts (tables, plots, alerts); nothing upstream of rule test
-CONTRAST_RULES = {"test", "plot_differential", "plot_model", "alerts", "report_pages", "all"}
+# plot_usage draws the usage-flagged proteins' profiles, which show the contrast's estimates
+CONTRAST_RULES = {
+    "test", "plot_differential", "plot_model", "plot_usage", "alerts", "report_pages", "all"
+}  # fmt: skip
 NEW_CONTRASTS = 'contrasts: ["fmol100 - fmol25", "fmol25 - fmol50"]'
 
 

@@ -311,6 +311,7 @@ def refit_with_usage(
         pd.DataFrame(),
         design,
         encoded=enc,
+        what="proteins with the usage term",
         robust=robust,
         start_weights=weights,
         theta0=_usage_start(fit, design, idx, robust),

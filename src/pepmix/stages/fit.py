@@ -111,6 +111,7 @@ def run(
     """
     from pepmix import api
     from pepmix.model.abundance import protein_abundance
+    from pepmix.model.design import SLOPE_TERM
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     model = dict(model or {})
@@ -142,7 +143,9 @@ def run(
     counts = fit.proteins["status"].value_counts().to_dict()
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     usage_rows = None
-    if usage:
+    if usage and SLOPE_TERM in fit.spec.random:
+        log.info("peptide usage: not tested with the random slope %s", SLOPE_TERM)
+    elif usage:
         from pepmix.model.usage import usage_shard_table
 
         usage_rows = usage_shard_table(engine, fit.proteins, table, sheet, robust)
