@@ -58,6 +58,14 @@ rule variance_prior:
         "../scripts/variance_prior.py"
 
 
+# the fit job's peptide-usage output: its shard's rows, or with one shard the gathered table
+USAGE_FIT_OUTPUT = (
+    {"usage_table": "results/tables/peptide_usage.tsv"}
+    if SINGLE_SHARD
+    else {"usage": f"results/model/shards/{SHARD}/usage.parquet"}
+)
+
+
 rule fit:
     """One linear mixed model per protein of a shard (REML), all proteins batched; and the
     protein abundance model (fixed run means, random feature effects) on the same table."""
@@ -70,6 +78,10 @@ rule fit:
             "results/model/variance_prior.json"
             if config.get("model", {}).get("shrinkage", False)
             else []
+        ),
+        # one shard with peptide_usage: the removed proteins close the usage table
+        removed=(
+            "results/ingest/removed_proteins.tsv" if SINGLE_SHARD and PEPTIDE_USAGE else []
         ),
     output:
         proteins=model_out("proteins.parquet", "results/model/proteins.parquet"),
@@ -84,8 +96,9 @@ rule fit:
         alerts=f"results/alerts/fit/{SHARD}.tsv",
         # one shard: the proteins x runs table of rule gather_abundance
         **({"wide": ABUNDANCE_WIDE} if SINGLE_SHARD else {}),
-        # peptide_usage: the shard's usage rows (always a shard file; rule peptide_usage gathers)
-        **({"usage": f"results/model/shards/{SHARD}/usage.parquet"} if PEPTIDE_USAGE else {}),
+        # peptide_usage: the shard's usage rows (rule peptide_usage gathers them); one shard:
+        # the job writes the gathered table itself
+        **(USAGE_FIT_OUTPUT if PEPTIDE_USAGE else {}),
     params:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
@@ -115,6 +128,7 @@ if SINGLE_SHARD:
 
     ruleorder: fit > gather_model
     ruleorder: fit > gather_abundance
+    ruleorder: fit > peptide_usage
 
 
 rule gather_model:

@@ -13,7 +13,7 @@ with rule_context(snakemake):
         prior=snakemake.input.get("prior") or None,
         variance_tests=snakemake.params.get("variance_tests") or None,
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
-        usage=bool(out.get("usage")),
+        usage=bool(out.get("usage") or out.get("usage_table")),
     )
     result.write(
         proteins=out.proteins,
@@ -25,3 +25,6 @@ with rule_context(snakemake):
         wide=out.get("wide"),
         usage=out.get("usage"),
     )
+    if out.get("usage_table"):
+        # one shard: the gathered peptide-usage table (rule peptide_usage's output)
+        result.usage_table(removed=snakemake.input.removed).write(out.usage_table)

@@ -264,7 +264,8 @@ def test_contrast_edit_reruns_only_test_and_later(
 
 def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> None:
     """One batch: ingest, merge, normalize and shard are one job (rule prepare); one shard: the
-    fit job writes the gathered files (no gather jobs). Same files, fewer jobs' start-up."""
+    fit job writes the gathered files (no gather jobs, peptide-usage table included). Same files,
+    fewer jobs' start-up."""
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=2")
     two = _planned_rules(dry.stdout + dry.stderr)
     assert {"prepare", "fit", "gather_model", "gather_abundance"} <= two
@@ -272,7 +273,7 @@ def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> 
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=1")
     one = _planned_rules(dry.stdout + dry.stderr)
     assert {"prepare", "fit", "test"} <= one
-    assert not {"gather_model", "gather_abundance"} & one
+    assert not {"gather_model", "gather_abundance", "peptide_usage"} & one
 
 
 def test_report(repo: Path, demo_run: Path) -> None:

@@ -786,7 +786,7 @@ def _layout(lv: _Levels, active: NDArray[np.bool_], fx: _Fixed, fixed_runs: bool
     n_prot, n_f = n_levels.shape
     q_active = np.where(active, n_levels, 0)
     efactor = np.where(q_active.max(axis=1) > 0, np.argmax(q_active, axis=1), -1).astype(np.intp)
-    efactor = np.where(fittable & ~fixed_runs, efactor, -1)
+    efactor = np.where(fittable & (not fixed_runs), efactor, -1)
     is_k = active & (np.arange(n_f)[None, :] != efactor[:, None]) & fittable[:, None]
     q_k = np.where(is_k, n_levels, 0)
     k_offset = np.concatenate([np.zeros((n_prot, 1), dtype=np.intp), np.cumsum(q_k, axis=1)], 1)

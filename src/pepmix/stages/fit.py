@@ -16,7 +16,14 @@ import pandas as pd
 
 from pepmix.api import Dataset, Fit
 from pepmix.io import write_parquet
-from pepmix.stages.files import PathLike, read_model_input, read_resolved_sheet, write_wide
+from pepmix.stages.files import (
+    PathLike,
+    TsvTable,
+    read_model_input,
+    read_removed,
+    read_resolved_sheet,
+    write_wide,
+)
 
 __all__ = ["FitResult", "run"]
 
@@ -42,6 +49,17 @@ class FitResult:
     fit: Fit
     abundance: pd.DataFrame | None = None
     usage: pd.DataFrame | None = None
+
+    def usage_table(self, *, removed: PathLike | None = None) -> TsvTable:
+        """The peptide-usage table of this fit alone (``results/tables/peptide_usage.tsv`` when
+        the fit is the only shard; :func:`pepmix.model.usage.gather_usage_table`), the removed
+        proteins of the merge stage (default None: none) after the tested ones."""
+        from pepmix.model.usage import gather_usage_table
+
+        if self.usage is None:
+            raise ValueError("FitResult.usage_table: the fit did not test peptide usage")
+        extra = read_removed(removed) if removed is not None else None
+        return TsvTable(gather_usage_table([self.usage], extra))
 
     def write(
         self,
