@@ -407,9 +407,20 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     report = _run(repo, work, "--report", str(work / "report.html"), *extra)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "peptide_usage.png" in (work / "report.html").read_text(errors="replace")
-    # one shard: the fit job writes its shard rows, rule peptide_usage still gathers
+    # one shard: the fit job writes the usage table itself (no gather job)
     dry = _run(repo, work, "-n", "--forceall", "--config", "shards=1")
-    assert {"fit", "peptide_usage", "plot_usage"} <= _planned_rules(dry.stdout + dry.stderr)
+    planned = _planned_rules(dry.stdout + dry.stderr)
+    assert {"fit", "plot_usage"} <= planned and "peptide_usage" not in planned
+    one = tmp_path / "one"
+    shutil.copytree(work, one, ignore=shutil.ignore_patterns("results", ".snakemake", "logs"))
+    assert (
+        _run(repo, one, "--config", "shards=1", "--", "results/tables/peptide_usage.tsv").returncode
+        == 0
+    )
+    # the same table as gathered over two shards
+    assert (one / "results/tables/peptide_usage.tsv").read_bytes() == (
+        work / "results/tables/peptide_usage.tsv"
+    ).read_bytes()
 
 
 def test_bootstrap_rule_top_n(repo: Path, tmp_path: Path) -> None:

@@ -396,7 +396,8 @@ def gather_usage_table(
     Benjamini-Hochberg adjustment over all proteins with a test; the ``removed`` proteins
     (the merge stage's list, :mod:`pepmix.stages.merge`; default None: none) follow with
     status ``filtered``.
-    Sorted by ``pvalue`` (NaN last), one row per input protein.
+    Sorted by ``pvalue`` (NaN last), then ``protein``, one row per input protein (the same
+    table for any number of shards).
     """
     from pepmix.inference.limma import bh_adjust
     from pepmix.model.variance_tests import mixture_pvalue
@@ -410,5 +411,6 @@ def gather_usage_table(
             {"protein": removed["protein"].astype(str), "status": "filtered", "top_cells": ""}
         )
         frame = pd.concat([frame, extra], ignore_index=True)
-    frame = frame.sort_values("pvalue", kind="stable", na_position="last")
+    # ties (many p = 1) by protein: the same rows in the same order for any number of shards
+    frame = frame.sort_values(["pvalue", "protein"], kind="stable", na_position="last")
     return frame.reset_index(drop=True).loc[:, list(USAGE_COLUMNS)]
