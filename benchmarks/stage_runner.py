@@ -37,10 +37,9 @@ from typing import Any
 import pandas as pd
 
 import pepmix
-from pepmix.config import load_yaml, validate_config
+from pepmix.config import contrasts_for, load_yaml, validate_config
 from pepmix.errors import ConfigError, PepmixError
 from pepmix.samples import load_design, read_resolved_sheet, sheet_options
-from pepmix.stages.files import contrasts_for
 
 log = logging.getLogger(__name__)
 

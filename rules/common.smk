@@ -12,7 +12,7 @@ from pepmix.locks import lock_notice
 from pepmix.resources import declared_mem_mb
 from pepmix.shards import BOOT_SHARDS, auto_shards, boot_in_fit
 from pepmix.samples import load_design, sheet_options
-from pepmix.stages.files import contrasts_for
+from pepmix.config import contrasts_for
 
 
 def _fail(message):

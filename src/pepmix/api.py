@@ -150,9 +150,8 @@ class Fit:
         Fit
             Without ``proteins`` and ``model``.
         """
-        from pepmix.model.design import build_run_design
+        from pepmix.model.design import build_run_design, fitted_spec
         from pepmix.model.stored import StoredFit
-        from pepmix.stages.files import fitted_spec
 
         model = dict(model or {})
         config = {"model": model, "testing": {"replication": replication}}

@@ -11,11 +11,14 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pepmix.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Per-format options of ``inputs:`` entries that every reader understands.
 COMMON_INPUT_KEYS = frozenset({"name", "format", "path", "columns"})
@@ -185,3 +188,11 @@ def resolve_contrasts(spec: Any, levels: Sequence[str]) -> list[Contrast]:
     if not unique:
         raise ConfigError("config: contrasts: no contrast to test (a single condition?)")
     return list(unique.values())
+
+
+def contrasts_for(config_contrasts: Any, sheet: pd.DataFrame) -> list[Contrast]:
+    """Resolve the ``contrasts:`` config value against the conditions of a sample sheet
+    (:func:`resolve_contrasts` on :func:`pepmix.samples.condition_levels`)."""
+    from pepmix.samples import condition_levels
+
+    return resolve_contrasts(config_contrasts, condition_levels(sheet))

@@ -500,12 +500,12 @@ def refit_contrasts(
     None: the chunks concatenated): the whole table, for the variance prior of
     ``model.shrinkage``, which is estimated on all proteins as rule ``variance_prior`` does.
     """
+    from pepmix.config import contrasts_for
     from pepmix.model.design import build_run_design, model_spec_from_config
     from pepmix.model.fit import fit_proteins
     from pepmix.model.robust import DEFAULT_METHOD
     from pepmix.model.shrinkage import fit_variance_prior
     from pepmix.model.stored import StoredFit
-    from pepmix.stages.files import contrasts_for
 
     model = config.get("model", {}) or {}
     replication = (config.get("testing", {}) or {}).get("replication", "auto")
@@ -541,9 +541,9 @@ def run_calibration(
         Workflow config: ``contrasts, model, testing, moderation, lfc_threshold, fdr`` and
         ``calibration`` (``permutations``, default 5; ``seed``, default 1).
     """
-    from pepmix.inference.differential import differential_table
+    from pepmix.config import contrasts_for
+    from pepmix.inference.differential import InferenceOptions, differential_table
     from pepmix.model.design import replication_unit
-    from pepmix.stages.files import contrasts_for, inference_options
 
     options = config.get("calibration", {}) or {}
     fdr = float(config.get("fdr", 0.05))
@@ -574,7 +574,7 @@ def run_calibration(
         for k, perm in enumerate(plan.permutations, start=1):
             relabelled = permuted_sheet(sheet, plan, perm)
             stats_k = refit_contrasts(tables, relabelled, config, whole=table)
-            diff = differential_table(stats_k, order, inference_options(config))
+            diff = differential_table(stats_k, order, InferenceOptions.from_config(config))
             summaries.append(
                 summarise(diff, k, fdr, perm.residual, plan.groups(perm), plan.n_distinct)
             )

@@ -50,8 +50,9 @@ once per contrast without a tested protein (once in all if no contrast has one).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,21 @@ class InferenceOptions:
     df_cap: bool = True
     lfc_threshold: float = 0.0
     confidence: float = 0.95
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InferenceOptions:
+        """The options of the workflow's config (``moderation``, ``lfc_threshold``,
+        ``testing``). ``moderation`` is off when ``model.shrinkage`` is on: the prior on the
+        variance ratios already borrows strength across proteins (:mod:`pepmix.model.shrinkage`),
+        and moderating the contrast variances again would count the prior twice."""
+        testing = config.get("testing", {}) or {}
+        shrinkage = bool((config.get("model", {}) or {}).get("shrinkage", False))
+        return cls(
+            moderation=bool(config.get("moderation", True)) and not shrinkage,
+            robust=bool(testing.get("robust", True)),
+            df_cap=bool(testing.get("df_cap", True)),
+            lfc_threshold=float(config.get("lfc_threshold", 0.0)),
+        )
 
 
 def differential_table(

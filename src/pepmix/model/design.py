@@ -493,3 +493,25 @@ def abundance_design(runs: Sequence[str]) -> RunDesign:
         factor_levels={},
         spec=ModelSpec(random=("feature",), fixed_runs=True),
     )
+
+
+class _NoAlerts(logging.Filter):
+    """Drop alert records (:func:`pepmix.alerts.alert`), keep the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pepmix.alerts import ALERT_ATTR
+
+        return getattr(record, ALERT_ATTR, None) is None
+
+
+def fitted_spec(config: Mapping[str, Any], sheet: pd.DataFrame) -> ModelSpec:
+    """The model the fit stage built from the sheet and the ``model`` and
+    ``testing.replication`` config (:func:`model_spec_from_config`), rebuilt without raising
+    the design's alerts again (the model stage raised them, e.g. an unmodelled batch column)."""
+    replication = (config.get("testing", {}) or {}).get("replication", "auto")
+    quiet = _NoAlerts()
+    log.addFilter(quiet)
+    try:
+        return model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
+    finally:
+        log.removeFilter(quiet)

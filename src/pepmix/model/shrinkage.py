@@ -70,7 +70,8 @@ test (the sample variance). Moderating the contrast variances again with limma's
 shrunk variances whose spread is small and estimates a large prior df (measured: median total
 df 45 instead of 11, null p < 0.05 for 6.2-6.8 % of proteins, FDP 7-10 % at a nominal 5 %).
 So with ``model.shrinkage`` the contrast-variance moderation is not applied
-(:func:`pepmix.stages.files.inference_options`), and the between-sample df cap becomes
+(:meth:`pepmix.inference.differential.InferenceOptions.from_config`), and the between-sample df
+cap becomes
 :math:`n_{\text{samples}} - p + d_0` (the prior counts as :math:`d_0` observations of the
 sample variance ratio, as limma's prior df do; :meth:`pepmix.model.fit.ModelFit.contrast_table`).
 The p-value uses :math:`\min(\nu_{\text{Satterthwaite}}, n_{\text{samples}} - p + d_0)` df.

@@ -16,8 +16,6 @@ import pandas as pd
 from pepmix.io import write_tsv
 from pepmix.stages.files import (
     PathLike,
-    contrasts_for,
-    fitted_spec,
     read_model_input,
     read_resolved_sheet,
 )
@@ -80,7 +78,8 @@ def run(
     BootstrapResult
     """
     from pepmix.bootstrap import options_from, run_bootstrap, selected_proteins
-    from pepmix.model.design import build_run_design
+    from pepmix.config import contrasts_for
+    from pepmix.model.design import build_run_design, fitted_spec
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     options = options_from(config)

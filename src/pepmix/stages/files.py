@@ -8,28 +8,22 @@ and the inference options of the config, and the model spec as the fit stage bui
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pepmix.config import Contrast, resolve_contrasts
 from pepmix.io import write_tsv
-from pepmix.samples import condition_levels, read_resolved_sheet
+from pepmix.samples import read_resolved_sheet
 
 if TYPE_CHECKING:
-    from pepmix.inference.differential import InferenceOptions
-    from pepmix.model.design import ModelSpec
+    pass
 
 __all__ = [
     "PathLike",
     "TsvTable",
-    "contrasts_for",
-    "fitted_spec",
-    "inference_options",
     "read_model_input",
     "read_removed",
     "read_resolved_sheet",
@@ -64,57 +58,6 @@ def read_model_input(path: PathLike) -> pd.DataFrame:
     )
     frame: pd.DataFrame = table.to_pandas()
     return frame
-
-
-def contrasts_for(config_contrasts: Any, sheet: pd.DataFrame) -> list[Contrast]:
-    """Resolve the ``contrasts:`` config value against the sheet's conditions."""
-    return resolve_contrasts(config_contrasts, condition_levels(sheet))
-
-
-def inference_options(config: Mapping[str, Any]) -> InferenceOptions:
-    """Inference options from the config (``moderation``, ``lfc_threshold``, ``testing``).
-
-    ``moderation`` is off when ``model.shrinkage`` is on (the prior on the variance ratios
-    already borrows strength across proteins; see :mod:`pepmix.model.shrinkage`).
-    """
-    from pepmix.inference.differential import InferenceOptions
-
-    testing = config.get("testing", {}) or {}
-    # with model.shrinkage the variance components are already moderated across proteins:
-    # moderating the contrast variances again would count the prior twice
-    shrinkage = bool((config.get("model", {}) or {}).get("shrinkage", False))
-    return InferenceOptions(
-        moderation=bool(config.get("moderation", True)) and not shrinkage,
-        robust=bool(testing.get("robust", True)),
-        df_cap=bool(testing.get("df_cap", True)),
-        lfc_threshold=float(config.get("lfc_threshold", 0.0)),
-    )
-
-
-class _NoAlerts(logging.Filter):
-    """Drop alert records (:func:`pepmix.alerts.alert`), keep the rest."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from pepmix.alerts import ALERT_ATTR
-
-        return getattr(record, ALERT_ATTR, None) is None
-
-
-def fitted_spec(config: Mapping[str, Any], sheet: pd.DataFrame) -> ModelSpec:
-    """The model the fit stage built from the sheet and the ``model`` and
-    ``testing.replication`` config (:func:`pepmix.model.design.model_spec_from_config`),
-    rebuilt without raising the design's alerts again (the model stage raised them, e.g. an
-    unmodelled batch column)."""
-    from pepmix.model.design import model_spec_from_config
-
-    replication = (config.get("testing", {}) or {}).get("replication", "auto")
-    design_log = logging.getLogger("pepmix.model.design")
-    quiet = _NoAlerts()
-    design_log.addFilter(quiet)
-    try:
-        return model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
-    finally:
-        design_log.removeFilter(quiet)
 
 
 def write_wide(long: PathLike, runs: list[str], output: PathLike) -> None:

@@ -20,10 +20,11 @@ import pandas as pd
 
 from pepmix.alerts import read_alerts
 from pepmix.io import atomic_path
+from pepmix.model.design import fitted_spec
 from pepmix.report.methods import methods_rst, model_formula
 from pepmix.report.summary import Summary, summarize, summary_rst
 from pepmix.report.tables import top_table_html
-from pepmix.stages.files import PathLike, fitted_spec, read_resolved_sheet
+from pepmix.stages.files import PathLike, read_resolved_sheet
 
 __all__ = ["ReportPages", "fitted_formula", "run"]
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def fitted_formula(config: Mapping[str, Any], sheet: pd.DataFrame) -> str:
-    """The model formula the fit used (:func:`pepmix.stages.files.fitted_spec`)."""
+    """The model formula the fit used (:func:`pepmix.model.design.fitted_spec`)."""
     spec = fitted_spec(config, sheet)
     return model_formula(spec.random, spec.fixed_batch, spec.covariates)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from pepmix.config import contrasts_for
 from pepmix.io import write_parquet, write_tsv
-from pepmix.stages.files import PathLike, contrasts_for, read_removed, read_resolved_sheet
+from pepmix.stages.files import PathLike, read_removed, read_resolved_sheet
 
 __all__ = ["TestResult", "run"]
 
