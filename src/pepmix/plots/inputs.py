@@ -17,6 +17,7 @@ from pepmix.plots.style import Runs
 
 __all__ = [
     "ContrastInfo",
+    "PathLike",
     "condition_means",
     "distinct_values",
     "read_identifiers",

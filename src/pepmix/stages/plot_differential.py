@@ -3,7 +3,6 @@ status summary."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,15 +10,12 @@ import pandas as pd
 
 from pepmix.plots.inputs import (
     ContrastInfo,
+    PathLike,
     condition_means,
     read_runs,
 )
 from pepmix.plots.names import CONTRAST_FIGURES
 from pepmix.plots.style import figure_paths
-
-log = logging.getLogger(__name__)
-
-PathLike = str | Path
 
 
 def contrast_figures(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,15 +9,12 @@ import pandas as pd
 
 from pepmix.plots.inputs import (
     ContrastInfo,
+    PathLike,
     distinct_values,
     read_proteins,
     read_runs,
 )
 from pepmix.plots.style import figure_paths
-
-log = logging.getLogger(__name__)
-
-PathLike = str | Path
 
 
 def run(

@@ -3,19 +3,15 @@ correlation, CV per condition)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from pepmix.plots.inputs import (
+    PathLike,
     read_identifiers,
     read_runs,
 )
 from pepmix.plots.style import figure_paths
-
-log = logging.getLogger(__name__)
-
-PathLike = str | Path
 
 
 def run(

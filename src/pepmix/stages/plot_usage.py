@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 
 from pepmix.plots.inputs import (
+    PathLike,
     distinct_values,
     read_proteins,
     read_runs,
 )
 
 log = logging.getLogger(__name__)
-
-PathLike = str | Path
 
 
 def _usage_headline(rec: Mapping[Hashable, object]) -> str:
