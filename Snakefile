@@ -43,6 +43,7 @@ rule all:
         all_plots(),
         ALERTS_FILE,
         USAGE_OUTPUTS,
+        DETECTION_OUTPUTS,
         BOOTSTRAP_OUTPUTS,
         rules.report_pages.output,
         CALIBRATION_OUTPUTS if config["calibration"]["in_all"] else [],

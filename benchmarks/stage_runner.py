@@ -48,9 +48,9 @@ SCHEMA = Path("workflow/schemas/config.schema.yaml")
 #: the workflow's output the runner makes (and everything it depends on)
 TARGET = "results/tables/differential_abundance.parquet"
 #: rules not run: their outputs are their inputs (one shard; gathering one shard is a copy)
-ALIASED = ("shard", "gather_model")
+ALIASED = ("shard", "gather_model", "gather_detection")
 #: outputs not made (optional in the stage functions, not needed for the target)
-SKIPPED_OUTPUTS = {"fit": ("abundance",)}
+SKIPPED_OUTPUTS = {"fit": ("abundance",), "detection_curve": ("png", "extra")}
 SCATTER_ITEM = "1-of-1"
 
 
@@ -246,6 +246,9 @@ class StageRunner:
             "SHARD": "{scatteritem}",
             "model_out": lambda name, final: f"results/model/shards/{{scatteritem}}/{name}",
             "PEPTIDE_USAGE": False,
+            # missing: detection (rules/common.smk); builds without the key ignore these
+            "DETECTION": cfg.get("missing", "mar") == "detection",
+            "extra_formats": lambda formats: [f for f in formats if f != "png"],
             "expand": expand,
             "report": lambda path, *args, **kwargs: path,
             "scatter": split,

@@ -13,6 +13,7 @@ from pepmix.resources import declared_mem_mb
 from pepmix.shards import BOOT_SHARDS, auto_shards, boot_in_fit
 from pepmix.samples import load_design, sheet_options
 from pepmix.config import contrasts_for
+from pepmix.plots.names import extra_formats
 
 
 def _fail(message):
@@ -89,6 +90,17 @@ USAGE_OUTPUTS = (
         "results/plots/model/peptide_usage.pdf",
     ]
     if PEPTIDE_USAGE
+    else []
+)
+
+
+# config missing: detection: the detection curve (rule detection_curve, on all proteins) and the
+# detection model in the fit jobs for the config's contrasts (pepmix.model.missing)
+DETECTION = config.get("missing", "mar") == "detection"
+DETECTION_OUTPUTS = (
+    ["results/model/detection_curve.tsv", "results/plots/qc/detection_curve.png"]
+    + [f"results/plots/qc/detection_curve.{fmt}" for fmt in extra_formats(config["plots"]["formats"])]
+    if DETECTION
     else []
 )
 

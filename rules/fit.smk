@@ -58,6 +58,40 @@ rule variance_prior:
         "../scripts/variance_prior.py"
 
 
+rule detection_curve:
+    """The detection probability curve and the condition prior SD, fitted once on all proteins
+    before sharding (missing: detection; pepmix.model.missing), and its QC figure."""
+    input:
+        features="results/normalize/features.parquet",
+        samples="results/ingest/samples.tsv",
+    output:
+        table="results/model/detection_curve.tsv",
+        png=report(
+            "results/plots/qc/detection_curve.png",
+            category="QC",
+            subcategory="Feature intensities",
+            caption="../workflow/report/detection_curve.rst",
+            labels={"figure": "Detection probability curve"},
+        ),
+        extra=[
+            f"results/plots/qc/detection_curve.{fmt}"
+            for fmt in extra_formats(config["plots"]["formats"])
+        ],
+    benchmark:
+        "logs/benchmarks/detection_curve.tsv"
+    log:
+        "logs/detection_curve.log",
+    priority: 2
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(20 * input_mb(input))),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/detection_curve.py"
+
+
 # the fit job's peptide-usage output: its shard's rows, or with one shard the gathered table
 USAGE_FIT_OUTPUT = (
     {"usage_table": "results/tables/peptide_usage.tsv"}
@@ -83,6 +117,8 @@ rule fit:
         removed=(
             "results/ingest/removed_proteins.tsv" if SINGLE_SHARD and PEPTIDE_USAGE else []
         ),
+        # missing: detection: the curve fitted on all proteins (rule detection_curve)
+        curve="results/model/detection_curve.tsv" if DETECTION else [],
     output:
         proteins=model_out("proteins.parquet", "results/model/proteins.parquet"),
         # what every contrast test needs (pepmix.model.stored): the test stage computes the
@@ -99,10 +135,23 @@ rule fit:
         # peptide_usage: the shard's usage rows (rule peptide_usage gathers them); one shard:
         # the job writes the gathered table itself
         **(USAGE_FIT_OUTPUT if PEPTIDE_USAGE else {}),
+        # missing: detection: the detection model's contrast rows (one shard: gathered)
+        **(
+            {
+                "detection": model_out(
+                    "detection.parquet", "results/model/detection_contrasts.parquet"
+                )
+            }
+            if DETECTION
+            else {}
+        ),
     params:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
         variance_tests=config.get("variance_tests", {}),
+        missing=config.get("missing", "mar"),
+        # only with missing: detection (else editing contrasts would rerun the fit jobs)
+        contrasts=[[c.name, c.numerator, c.denominator] for c in CONTRASTS] if DETECTION else [],
     benchmark:
         f"logs/benchmarks/fit/{SHARD}.tsv"
     log:
@@ -129,6 +178,7 @@ if SINGLE_SHARD:
     ruleorder: fit > gather_model
     ruleorder: fit > gather_abundance
     ruleorder: fit > peptide_usage
+    ruleorder: fit > gather_detection
 
 
 rule gather_model:
@@ -156,6 +206,30 @@ rule gather_model:
         "../envs/pepmix.yaml"
     script:
         "../scripts/gather_model.py"
+
+
+rule gather_detection:
+    """Gather the shards' detection-model contrast rows (missing: detection), in the order of a
+    single job."""
+    input:
+        parts=gather.split("results/model/shards/{scatteritem}/detection.parquet"),
+    output:
+        "results/model/detection_contrasts.parquet",
+    params:
+        contrasts=[c.name for c in CONTRASTS],
+    benchmark:
+        "logs/benchmarks/gather_detection.tsv"
+    log:
+        "logs/gather_detection.log",
+    priority: 3
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
+        runtime=lambda wc, attempt: attempt * 20,
+    conda:
+        "../envs/pepmix.yaml"
+    script:
+        "../scripts/gather_detection.py"
 
 
 rule gather_abundance:

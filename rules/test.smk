@@ -6,6 +6,8 @@ rule test:
         fit="results/model/fit.parquet",
         samples="results/ingest/samples.tsv",
         removed="results/ingest/removed_proteins.tsv",
+        # missing: detection: the detection model's contrast rows (rules/fit.smk)
+        detection="results/model/detection_contrasts.parquet" if DETECTION else [],
     output:
         # not embedded in the report (1.2 MB for the demo, a third of the report's size limit);
         # the report shows the figures and the top proteins, the table stays next to it
@@ -20,7 +22,7 @@ rule test:
     params:
         config={
             key: config[key]
-            for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model")
+            for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model", "missing")
         },
     benchmark:
         "logs/benchmarks/test.tsv"

@@ -14,6 +14,10 @@ with rule_context(snakemake):
         variance_tests=snakemake.params.get("variance_tests") or None,
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
         usage=bool(out.get("usage") or out.get("usage_table")),
+        # missing: detection: the detection model's contrast rows for the config's contrasts
+        missing=snakemake.params.missing,
+        curve=snakemake.input.get("curve") or None,
+        contrasts=snakemake.params.contrasts,
     )
     result.write(
         proteins=out.proteins,
@@ -24,6 +28,7 @@ with rule_context(snakemake):
         # one shard: the job writes the gathered files itself (rules/fit.smk)
         wide=out.get("wide"),
         usage=out.get("usage"),
+        detection=out.get("detection"),
     )
     if out.get("usage_table"):
         # one shard: the gathered peptide-usage table (rule peptide_usage's output)

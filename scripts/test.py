@@ -10,4 +10,6 @@ with rule_context(snakemake):
         samples=snakemake.input.samples,
         config=snakemake.params.config,
         removed=snakemake.input.removed,
+        # missing: detection: the detection model's contrast rows (rules/fit.smk)
+        detection=snakemake.input.get("detection") or None,
     ).write(tsv=out.tsv, parquet=out.parquet, missing=out.missing)

@@ -105,7 +105,38 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         raise ConfigError(
             "config: normalization.reference_proteins: required when method is 'reference'"
         )
+    if result.get("missing") == "detection":
+        _check_detection(config, result)
     return result
+
+
+#: random terms the detection model (``missing: detection``, :mod:`pepmix.model.mnar`) supports
+DETECTION_RANDOM = ("feature", "sample")
+
+
+def _check_detection(config: Mapping[str, Any], result: dict[str, Any]) -> None:
+    """Options that ``missing: detection`` does not combine with raise; ``model.robust``
+    defaults to ``none`` (the detection likelihood has no robust weights)."""
+    model = result.get("model", {})
+    given = config.get("model", {}) or {}
+    extra = [t for t in model.get("random") or [] if t not in DETECTION_RANDOM]
+    problems = []
+    if extra:
+        problems.append(f"model.random {', '.join(extra)} (only feature and sample)")
+    if given.get("robust", "none") != "none":
+        problems.append(f"model.robust: {given['robust']} (use none)")
+    if model.get("shrinkage"):
+        problems.append("model.shrinkage: true")
+    tests = result.get("variance_tests", {})
+    if tests.get("bootstrap", 0) > 0 or tests.get("bootstrap_contrasts"):
+        problems.append("variance_tests.bootstrap / bootstrap_contrasts")
+    if result.get("calibration", {}).get("in_all"):
+        problems.append("calibration.in_all: true (the calibration check refits the MAR model)")
+    if problems:
+        raise ConfigError(
+            f"config: missing: detection does not combine with {'; '.join(problems)}"
+        )
+    result.setdefault("model", {})["robust"] = "none"
 
 
 @dataclass(frozen=True)

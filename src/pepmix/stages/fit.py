@@ -1,6 +1,10 @@
 """Rule ``fit``: one linear mixed model per protein of a shard (:func:`pepmix.api.fit`), and the
 protein abundance model on the same table (:mod:`pepmix.model.abundance`).
 
+With ``missing: detection`` the shard's proteins are also fitted with the detection model
+(:func:`pepmix.model.missing.detection_table`, given the curve of rule ``detection_curve``), for
+the config's contrasts; the test stage tests that table instead of the MAR contrasts.
+
 The stored fit (``fit.parquet``, :mod:`pepmix.model.stored`) holds what every contrast test
 needs; the test stage computes the contrasts, so editing ``contrasts:`` does not refit.
 """
@@ -8,7 +12,7 @@ needs; the test stage computes the contrasts, so editing ``contrasts:`` does not
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +48,15 @@ class FitResult:
     usage : pandas.DataFrame or None
         The shard's peptide-usage rows (:func:`pepmix.model.usage.usage_shard_table`), when
         asked for (config ``peptide_usage``).
+    detection : pandas.DataFrame or None
+        The detection model's contrast rows (:func:`pepmix.model.missing.detection_table`),
+        with ``missing: detection``.
     """
 
     fit: Fit
     abundance: pd.DataFrame | None = None
     usage: pd.DataFrame | None = None
+    detection: pd.DataFrame | None = None
 
     def usage_table(self, *, removed: PathLike | None = None) -> TsvTable:
         """The peptide-usage table of this fit alone (``results/tables/peptide_usage.tsv`` when
@@ -71,16 +79,20 @@ class FitResult:
         abundance: PathLike | None = None,
         wide: PathLike | None = None,
         usage: PathLike | None = None,
+        detection: PathLike | None = None,
     ) -> None:
         """Write the protein table, the stored fit, fixed effects, BLUPs and (each when given
         and computed) the abundances, their proteins x runs TSV (``wide``: one shard, whose job
-        writes the gathered files itself) and the usage rows."""
+        writes the gathered files itself), the usage rows and the detection model's contrast
+        rows."""
         model = self.fit.model
         if self.fit.proteins is None or model is None:
             raise ValueError("FitResult.write: the fit has no per-protein results")
         write_parquet(self.fit.proteins, proteins)
         if usage is not None and self.usage is not None:
             write_parquet(self.usage, usage)
+        if detection is not None and self.detection is not None:
+            write_parquet(self.detection, detection)
         self.fit.stored.write(fit)
         write_parquet(model.fixed_effects(), fixed)
         write_parquet(model.blups, blups)
@@ -100,6 +112,9 @@ def run(
     variance_tests: Mapping[str, Any] | None = None,
     abundance: bool = True,
     usage: bool = False,
+    missing: str = "mar",
+    curve: PathLike | None = None,
+    contrasts: Sequence[Sequence[str]] = (),
 ) -> FitResult:
     """Fit the shard.
 
@@ -122,6 +137,13 @@ def run(
         Also fit the protein abundance model.
     usage : bool, default False
         Also test peptide usage (config ``peptide_usage``).
+    missing : {"mar", "detection"}, default "mar"
+        Config ``missing``: with ``detection`` also fit the detection model
+        (:mod:`pepmix.model.missing`).
+    curve : path, optional
+        ``results/model/detection_curve.tsv`` (required with ``missing: detection``).
+    contrasts : sequence of (name, numerator, denominator), default ()
+        The config's contrasts (the detection model's table is computed for these).
 
     Returns
     -------
@@ -167,7 +189,23 @@ def run(
         from pepmix.model.usage import usage_shard_table
 
         usage_rows = usage_shard_table(engine, fit.proteins, table, sheet, robust)
+    detection = None
+    if missing == "detection":
+        detection = _detection(fit, curve, contrasts)
     ab = None
     if abundance:
         ab = protein_abundance(table, list(sheet["run"]), encoded=engine.encoded)
-    return FitResult(fit=fit, abundance=ab, usage=usage_rows)
+    return FitResult(fit=fit, abundance=ab, usage=usage_rows, detection=detection)
+
+
+def _detection(
+    fit: Fit, curve: PathLike | None, contrasts: Sequence[Sequence[str]]
+) -> pd.DataFrame:
+    """The detection model's contrast rows of the shard (:func:`pepmix.model.missing.detection_table`)."""
+    from pepmix.model.missing import detection_table, read_curve
+
+    if curve is None or fit.model is None:
+        raise ValueError("missing: detection needs the detection curve and the MAR fit")
+    detection_curve, prior_sd = read_curve(curve, fit.model.design.runs)
+    triples = [(str(c[0]), str(c[1]), str(c[2])) for c in contrasts]
+    return detection_table(fit.model, fit.stored, detection_curve, prior_sd, triples)
