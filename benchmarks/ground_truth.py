@@ -95,6 +95,13 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "model": {"robust": "bisquare"},
     },
 }
+#: issue 14: the missing-value model on top of the build's defaults. The detection model has no
+#: robust weights (``missing: detection`` sets ``model.robust: none``), so MAR with robust none is
+#: its like-for-like comparison
+MISSING_VARIANTS: dict[str, dict[str, Any]] = {
+    "build defaults, robust none (MAR)": {"model": {"robust": "none"}},
+    "build defaults, missing: detection": {"missing": "detection"},
+}
 OLD_LABEL, NEW_LABEL = "old defaults", "build defaults"
 ORACLE_LABEL = "diagnostic: old defaults, oracle normalisation on the unchanged proteins"
 NA_TEXT = "n/a (not available in this build)"
@@ -122,6 +129,11 @@ def variants(
         else:
             out.append((label, merge_overrides(old, piece)))
     out.append((NEW_LABEL, {}))
+    for label, piece in MISSING_VARIANTS.items():
+        missing = availability(piece, base, config_schema)
+        if missing:
+            UNAVAILABLE[label] = missing
+        out.append((label, NA_TEXT if missing else piece))
     if oracle_reference:
         oracle = {"normalization": {"method": "reference", "reference_proteins": oracle_reference}}
         out.append((ORACLE_LABEL, merge_overrides(old, oracle)))

@@ -5,6 +5,6 @@ from pepmix.stages import detection_curve
 
 with rule_context(snakemake):
     out = snakemake.output
-    detection_curve.run(
-        features=snakemake.input.features, samples=snakemake.input.samples
-    ).write(table=out.table, figures=[out.png, *out.extra] if out.png else [])
+    detection_curve.run(features=snakemake.input.features, samples=snakemake.input.samples).write(
+        table=out.table, figures=[out.png, *out.extra] if out.png else []
+    )

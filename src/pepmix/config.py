@@ -133,9 +133,7 @@ def _check_detection(config: Mapping[str, Any], result: dict[str, Any]) -> None:
     if result.get("calibration", {}).get("in_all"):
         problems.append("calibration.in_all: true (the calibration check refits the MAR model)")
     if problems:
-        raise ConfigError(
-            f"config: missing: detection does not combine with {'; '.join(problems)}"
-        )
+        raise ConfigError(f"config: missing: detection does not combine with {'; '.join(problems)}")
     result.setdefault("model", {})["robust"] = "none"
 
 

@@ -173,9 +173,7 @@ def test_absent_proteins_get_finite_answers(data: dict[str, Any]) -> None:
 def test_shard_invariance_and_test_stage(data: dict[str, Any], tmp_path: Path) -> None:
     root = data["root"]
     one = _fit(root / "features.parquet", root)
-    two = gather_detection(
-        [_fit(root / f"shard{i}.parquet", root) for i in (1, 0)], ["B - A"]
-    )
+    two = gather_detection([_fit(root / f"shard{i}.parquet", root) for i in (1, 0)], ["B - A"])
     pd.testing.assert_frame_equal(one, two)
     stored = fit.run(
         features=root / "features.parquet",
@@ -196,3 +194,21 @@ def test_shard_invariance_and_test_stage(data: dict[str, Any], tmp_path: Path) -
     pd.testing.assert_frame_equal(result.table, expected)
     assert result.table["protein"].nunique() == len(result.table)
     assert result.missing.empty
+
+
+def test_methods_text_states_the_missing_value_model() -> None:
+    from pepmix.report.methods import REFERENCES, methods_rst
+    from tests.unit.test_report_pages import _config, _summary
+
+    mar = _config()
+    text = methods_rst(mar, _summary(mar), "y ~ condition")
+    assert "on the observed values only (no imputation)" in text
+    assert REFERENCES["li2025"] not in text
+    det = _config(missing="detection")
+    text = methods_rst(det, _summary(det), "y ~ condition")
+    assert "observed values only" not in text
+    assert "detection probability curve" in text and "Huber" not in text
+    assert "between-sample df" in text
+    for key in ("li2025", "brooks2017", "bates2015"):
+        assert REFERENCES[key] in text, key
+    assert text.index(REFERENCES["bates2015"]) < text.index(REFERENCES["li2025"])

@@ -83,6 +83,16 @@ REFERENCES: dict[str, str] = {
         "methods for high density oligonucleotide array data based on variance and bias. "
         "*Bioinformatics* 19(2):185-193. DOI 10.1093/bioinformatics/19.2.185"
     ),
+    "li2025": (
+        "Li M, Cobbold SA, Smyth GK (2025). limpa: Quantification and Differential Analysis of "
+        "Proteomics Data. Bioconductor R package (detection probability curve)."
+    ),
+    "brooks2017": (
+        "Brooks ME, Kristensen K, van Benthem KJ, Magnusson A, Berg CW, Nielsen A, Skaug HJ, "
+        "Maechler M, Bolker BM (2017). glmmTMB balances speed and flexibility among packages for "
+        "zero-inflated generalized linear mixed modeling. *The R Journal* 9(2):378-400. "
+        "DOI 10.32614/RJ-2017-066"
+    ),
 }
 
 
@@ -175,7 +185,27 @@ def _normalization(config: Mapping[str, Any], cite: _Citations) -> str:
     return f"Intensities were log2 transformed and {text}{batch}."
 
 
-def _model(formula: str, replication: str, cite: _Citations) -> str:
+def _missing(config: Mapping[str, Any], cite: _Citations) -> str:
+    """How the missing values entered the model (config ``missing``)."""
+    if config.get("missing", "mar") != "detection":
+        return "on the observed values only (no imputation)"
+    return (
+        "with missing values not at random: a probit detection probability curve, "
+        "P(detected | y) = Phi(b0 + b1 y), was estimated once from all normalised features "
+        f"(as limpa's detection probability curve {cite('li2025')}, pooled, per batch or per run "
+        "chosen by BIC), and each protein's likelihood combined the normal density of the "
+        "observed values with the probability of non-detection of each missing value, with the "
+        "random and fixed effects integrated out by a Laplace approximation (the REML-like "
+        f"criterion of glmmTMB {cite('brooks2017')}, which equals the REML criterion when the "
+        "curve is flat); a normal prior on each condition's deviation from the protein mean (SD = "
+        "the spread of protein abundances) kept the estimates of proteins never observed in a "
+        "condition finite, and standard errors came from the observed information"
+    )
+
+
+def _model(
+    formula: str, replication: str, cite: _Citations, config: Mapping[str, Any] | None = None
+) -> str:
     unit = {
         "technical": (
             "The runs were the replication unit (technical replication: the run takes the place "
@@ -184,10 +214,11 @@ def _model(formula: str, replication: str, cite: _Citations) -> str:
         ),
         "biological": "The biological samples were the replication unit.",
     }.get(replication, f"Replication unit: {rst_escape(replication)}.")
+    lme4 = cite("bates2015")
     return (
         "For each protein a linear mixed model, ``" + formula + "``, was fitted by restricted "
-        "maximum likelihood (REML) on the observed values only (no imputation), with the REML "
-        f"criterion of lme4 {cite('bates2015')}. {unit}"
+        f"maximum likelihood (REML) with the REML criterion of lme4 {lme4}, "
+        f"{_missing(config or {}, cite)}. {unit}"
     )
 
 
@@ -225,6 +256,11 @@ def _df_rule(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> s
         "Contrasts between conditions were tested with t statistics on Satterthwaite degrees of "
         f"freedom {cite('satterthwaite1946')}, computed as in lmerTest {cite('kuznetsova2017')}"
     )
+    if config.get("missing", "mar") == "detection":
+        text += (
+            " for the observed-data (MAR) fit of the same model (for proteins never observed in "
+            "one condition: the between-sample df, at least 1)"
+        )
     if testing.get("df_cap", True):
         extra = " plus the prior df" if summary.shrinkage_prior else ""
         text += (
@@ -339,7 +375,8 @@ def methods_rst(config: Mapping[str, Any], summary: Summary, formula: str) -> st
     replication = _replication_unit(summary.contrasts)
     paragraph = (
         f"Differential abundance was analysed with pepmix {pepmix.__version__}. "
-        f"{_filters(config)} {_normalization(config, cite)} {_model(formula, replication, cite)}"
+        f"{_filters(config)} {_normalization(config, cite)} "
+        f"{_model(formula, replication, cite, config)}"
         f"{_robust(config, cite)}{_shrinkage(summary, cite)} {_df_rule(config, summary, cite)}"
         f"{_moderation(config, summary, cite)}{_calls(summary, cite)}"
         f"{_variance_tests(config, summary, cite)}"

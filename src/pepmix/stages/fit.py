@@ -201,7 +201,8 @@ def run(
 def _detection(
     fit: Fit, curve: PathLike | None, contrasts: Sequence[Sequence[str]]
 ) -> pd.DataFrame:
-    """The detection model's contrast rows of the shard (:func:`pepmix.model.missing.detection_table`)."""
+    """The detection model's contrast rows of the shard
+    (:func:`pepmix.model.missing.detection_table`)."""
     from pepmix.model.missing import detection_table, read_curve
 
     if curve is None or fit.model is None:
