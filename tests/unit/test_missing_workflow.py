@@ -162,6 +162,14 @@ def test_absent_proteins_get_finite_answers(data: dict[str, Any]) -> None:
     assert (part["status"] == "ok").all()
     assert np.isfinite(part[["estimate", "se", "df"]].to_numpy()).all()
     assert (part["se"] > 0).all()
+    # the detail names the condition without any observation of the protein
+    cond = data["sheet"].set_index("run")["condition"]
+    obs = data["table"].assign(condition=cond.reindex(data["table"]["run"].astype(str)).to_numpy())
+    seen = obs.groupby(obs["protein"].astype(str))["condition"].agg(lambda c: set(c))
+    for protein, detail in zip(part["protein"], part["detail"], strict=True):
+        (gone,) = {"A", "B"} - seen[protein]
+        assert f"absent from condition {gone}" in detail
+    assert not stats.loc[~absent, "detail"].str.contains("absent from", na=False).any()
     table = differential_table(stats, ["B - A"])
     rows = table.set_index("protein").loc[part["protein"]]
     assert np.isfinite(rows["pvalue"]).all()

@@ -254,4 +254,28 @@ def detection_table(
         contrast_ok=np.isfinite(estimate),
     )
     table = detection_contrasts(with_contrasts, curve, nums, dens, prior_sd=prior_sd)
+    _name_absent_conditions(table, with_contrasts, nums, dens)
     return gather_detection([table], names)
+
+
+def _name_absent_conditions(
+    table: pd.DataFrame, mar: ModelFit, numerators: Sequence[str], denominators: Sequence[str]
+) -> None:
+    """Append "absent from condition X" to the ``detail`` of the rows the MAR model could not
+    estimate (``one_condition_missing``) and the detection model tested (in place; the table is
+    contrast-major in the MAR fit's protein order, as both tables come from it)."""
+    conditions = list(mar.design.conditions)
+    seen = np.isfinite(mar.beta[:, : len(conditions)])
+    notes = []
+    for num, den in zip(numerators, denominators, strict=True):
+        num_seen = seen[:, conditions.index(num)]
+        notes.append(
+            np.where(num_seen, f"absent from condition {den}", f"absent from condition {num}")
+        )
+    note = np.concatenate(notes)
+    before = mar.contrast_table(list(numerators), list(denominators))["status"].to_numpy()
+    rows = (before == "one_condition_missing") & (table["status"].to_numpy() == "ok")
+    detail = table["detail"].fillna("").astype(str).to_numpy()
+    table["detail"] = np.where(
+        rows, [f"{d}; {n}" if d else str(n) for d, n in zip(detail, note, strict=True)], detail
+    )
