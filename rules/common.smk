@@ -12,7 +12,7 @@ from pepmix.locks import lock_notice
 from pepmix.resources import declared_mem_mb
 from pepmix.shards import BOOT_SHARDS, auto_shards, boot_in_fit
 from pepmix.samples import load_design, sheet_options
-from pepmix.config import contrasts_for
+from pepmix.config import check_detection_design, contrasts_for
 from pepmix.plots.names import extra_formats
 
 
@@ -33,6 +33,8 @@ try:
     )
     SHEET = load_design(config["samples"], **sheet_options(config.get("sample_sheet"))).runs
     CONTRASTS = contrasts_for(config["contrasts"], SHEET)
+    if config["missing"] == "detection":  # its random terms, with this sample sheet
+        check_detection_design(config, SHEET)
 except PepmixError as exc:
     _fail(str(exc))
 

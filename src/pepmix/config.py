@@ -114,6 +114,29 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
 DETECTION_RANDOM = ("feature", "sample")
 
 
+def check_detection_design(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
+    """Raise when ``missing: detection`` meets a model whose random terms (for this sample sheet:
+    the default adds ``run`` with technical replicates, technical replication puts ``run`` in
+    the place of ``sample``) are not ``feature`` and ``sample`` only.
+
+    Raises
+    ------
+    ConfigError
+        Naming the terms.
+    """
+    from pepmix.model.design import model_spec_from_config
+
+    replication = (config.get("testing", {}) or {}).get("replication", "auto")
+    spec = model_spec_from_config(config.get("model", {}) or {}, sheet, replication)
+    extra = [t for t in spec.random if t not in DETECTION_RANDOM]
+    if extra:
+        raise ConfigError(
+            f"config: missing: detection supports the random terms feature and sample only, but "
+            f"the model for this sample sheet has {', '.join(extra)} (several runs per sample, "
+            "or testing.replication: technical)"
+        )
+
+
 def _check_detection(config: Mapping[str, Any], result: dict[str, Any]) -> None:
     """Options that ``missing: detection`` does not combine with raise; ``model.robust``
     defaults to ``none`` (the detection likelihood has no robust weights)."""

@@ -220,3 +220,16 @@ def test_methods_text_states_the_missing_value_model() -> None:
     for key in ("li2025", "brooks2017", "bates2015"):
         assert REFERENCES[key] in text, key
     assert text.index(REFERENCES["bates2015"]) < text.index(REFERENCES["li2025"])
+
+
+def test_detection_design_check_names_the_run_term() -> None:
+    from pepmix.config import check_detection_design
+
+    bio = pd.DataFrame(
+        {"run": ["a1", "a2", "b1", "b2"], "condition": ["A", "A", "B", "B"],
+         "bioreplicate": ["a1", "a2", "b1", "b2"], "batch": pd.NA}
+    )  # fmt: skip
+    check_detection_design({"missing": "detection"}, bio)
+    tech = bio.assign(bioreplicate=["a", "a", "b", "b"])
+    with pytest.raises(ConfigError, match="missing: detection .* has run"):
+        check_detection_design({"missing": "detection"}, tech)
