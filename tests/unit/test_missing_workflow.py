@@ -231,5 +231,5 @@ def test_detection_design_check_names_the_run_term() -> None:
     )  # fmt: skip
     check_detection_design({"missing": "detection"}, bio)
     tech = bio.assign(bioreplicate=["a", "a", "b", "b"])
-    with pytest.raises(ConfigError, match="missing: detection .* has run"):
+    with pytest.raises(ConfigError, match=r"missing: detection .* has run"):
         check_detection_design({"missing": "detection"}, tech)
