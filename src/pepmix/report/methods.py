@@ -345,8 +345,9 @@ def _variance_tests(config: Mapping[str, Any], summary: Summary, cite: _Citation
         if n_boot > 0
         else ""
     )
+    fit = " of the observed-data fit" if config.get("missing", "mar") == "detection" else ""
     return (
-        f" Each random-effect variance ({terms}) was tested against zero per protein by the "
+        f" Each random-effect variance ({terms}){fit} was tested against zero per protein by the "
         "REML likelihood ratio of the models with and without the term, with p-values from the "
         f"50:50 mixture of chi-square distributions with 0 and 1 df {cite('self1987', 'stram1994')}"
         f"{boot}, adjusted per term over proteins by the Benjamini-Hochberg method."
