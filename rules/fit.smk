@@ -149,9 +149,15 @@ rule fit:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
         variance_tests=config.get("variance_tests", {}),
-        missing=config.get("missing", "mar"),
-        # only with missing: detection (else editing contrasts would rerun the fit jobs)
-        contrasts=[[c.name, c.numerator, c.denominator] for c in CONTRASTS] if DETECTION else [],
+        # only with missing: detection (editing contrasts then refits; MAR runs keep their params)
+        **(
+            {
+                "missing": "detection",
+                "contrasts": [[c.name, c.numerator, c.denominator] for c in CONTRASTS],
+            }
+            if DETECTION
+            else {}
+        ),
     benchmark:
         f"logs/benchmarks/fit/{SHARD}.tsv"
     log:

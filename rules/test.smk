@@ -22,7 +22,8 @@ rule test:
     params:
         config={
             key: config[key]
-            for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model", "missing")
+            for key in ("contrasts", "moderation", "lfc_threshold", "testing", "model")
+            + (("missing",) if DETECTION else ())
         },
     benchmark:
         "logs/benchmarks/test.tsv"

@@ -15,9 +15,9 @@ with rule_context(snakemake):
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
         usage=bool(out.get("usage") or out.get("usage_table")),
         # missing: detection: the detection model's contrast rows for the config's contrasts
-        missing=snakemake.params.missing,
+        missing=snakemake.params.get("missing", "mar"),
         curve=snakemake.input.get("curve") or None,
-        contrasts=snakemake.params.contrasts,
+        contrasts=snakemake.params.get("contrasts", []),
     )
     result.write(
         proteins=out.proteins,
