@@ -233,3 +233,20 @@ def test_detection_design_check_names_the_run_term() -> None:
     tech = bio.assign(bioreplicate=["a", "a", "b", "b"])
     with pytest.raises(ConfigError, match=r"missing: detection .* has run"):
         check_detection_design({"missing": "detection"}, tech)
+
+
+def test_alert_when_absent_proteins_are_tested(caplog: pytest.LogCaptureFixture) -> None:
+    from pepmix.model.missing import alert_absent
+
+    stats = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "one_condition_missing"],
+            "detail": ["", "x; absent from condition B", ""],
+        }
+    )
+    with caplog.at_level("WARNING"):
+        assert alert_absent(stats) == 1
+        assert alert_absent(stats.iloc[[0, 2]]) == 0
+    records = [r for r in caplog.records if getattr(r, "pepmix_alert", None)]
+    assert [r.pepmix_alert for r in records] == ["detection_absent_tested"]
+    assert "1 protein-contrast pairs" in records[0].getMessage()

@@ -133,5 +133,8 @@ def _test_detection(
         df_cap=bool(testing.get("df_cap", True)),
         lfc_threshold=float(config.get("lfc_threshold", 0.0)),
     )
+    from pepmix.model.missing import alert_absent
+
+    alert_absent(stats)
     table = add_filtered(differential_table(stats, order, options), stored.removed, order)
     return TestResult(table, one_condition_missing(stats))
