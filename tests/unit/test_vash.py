@@ -8,6 +8,8 @@ for p-values, null estimates :math:`\\hat\\delta_g \\sim N(0, \\sigma^2_g u)`.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -219,3 +221,13 @@ def test_unknown_prior_and_options_from_config() -> None:
         )
     assert InferenceOptions.from_config({"testing": {"variance_prior": "vash"}}).prior == "vash"
     assert InferenceOptions.from_config({}).prior == "limma"
+
+
+def test_methods_text_names_the_vash_prior() -> None:
+    """The report's methods paragraph says which prior moderated the variances and cites it."""
+    from pepmix.report.methods import REFERENCES, _Citations, _moderation
+
+    cite = _Citations()
+    text = _moderation({"testing": {"variance_prior": "vash"}}, cast(Any, None), cite)
+    assert "variance adaptive shrinkage" in text and "lu2016" in cite.keys
+    assert "Lu M, Stephens M (2016)" in REFERENCES["lu2016"]
