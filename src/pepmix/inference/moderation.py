@@ -282,7 +282,8 @@ def _moderate_vash(
     mean_df = post.df_mean
     out.se[tested] = se
     out.df[tested] = implied_df(t, p, mean_df)
-    out.df_prior[tested] = mean_df - df
+    with np.errstate(invalid="ignore"):  # infinite df: NaN
+        out.df_prior[tested] = np.where(np.isfinite(df), mean_df - df, np.nan)
     out.var_prior[tested] = fitted.var_harmonic
     out.moderated[tested] = True
     out.mixture = PosteriorMixture(rows=tested.copy(), unscaled=unscaled, posterior=post)
