@@ -400,6 +400,7 @@ def test(
     robust: bool = True,
     df_cap: bool = True,
     lfc_threshold: float = 0.0,
+    variance_prior: str = "limma",
 ) -> pd.DataFrame:
     """Test contrasts of the conditions: moderated t-tests, Benjamini-Hochberg per contrast.
 
@@ -419,6 +420,9 @@ def test(
         Cap Satterthwaite df at the between-sample df (``testing.df_cap``).
     lfc_threshold : float, default 0.0
         TREAT threshold on the absolute log2 fold change (``lfc_threshold``).
+    variance_prior : {"limma", "vash"}, default "limma"
+        Prior of the moderation (``testing.variance_prior``): limma's scaled inverse
+        chi-square, or the vash mixture (:mod:`pepmix.inference.vash`).
 
     Returns
     -------
@@ -436,6 +440,7 @@ def test(
     options = InferenceOptions(
         moderation=moderation and not fit.shrinkage,
         robust=robust,
+        prior=variance_prior,
         df_cap=df_cap,
         lfc_threshold=float(lfc_threshold),
     )

@@ -94,6 +94,9 @@ class InferenceOptions:
         Empirical-Bayes moderation of the contrast variances.
     robust : bool, default True
         limma's robust prior (outlier proteins do not inflate the prior df).
+    prior : {"limma", "vash"}, default "limma"
+        Prior on the contrast variances (:mod:`pepmix.inference.moderation`): limma's scaled
+        inverse chi-square, or the vash mixture (:mod:`pepmix.inference.vash`).
     df_cap : bool, default True
         Cap Satterthwaite df at the between-sample (containment) df.
     lfc_threshold : float, default 0.0
@@ -104,6 +107,7 @@ class InferenceOptions:
 
     moderation: bool = True
     robust: bool = True
+    prior: str = "limma"
     df_cap: bool = True
     lfc_threshold: float = 0.0
     confidence: float = 0.95
@@ -119,6 +123,7 @@ class InferenceOptions:
         return cls(
             moderation=bool(config.get("moderation", True)) and not shrinkage,
             robust=bool(testing.get("robust", True)),
+            prior=str(testing.get("variance_prior", "limma")),
             df_cap=bool(testing.get("df_cap", True)),
             lfc_threshold=float(config.get("lfc_threshold", 0.0)),
         )
@@ -185,7 +190,9 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         tested &= ~unreplicated
         df = np.where(tested, np.minimum(df, between), df)
     mod = (
-        moderate_contrast(part, name, tested, se_raw, df, robust=opts.robust)
+        moderate_contrast(
+            part, name, tested, se_raw, df, robust=opts.robust, prior=opts.prior, estimate=est
+        )
         if opts.moderation
         else ModeratedContrast.unmoderated(se_raw, df)
     )
@@ -197,6 +204,8 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         pvalue = np.where(tested, treat_pvalues(est, safe_se, safe_df, opts.lfc_threshold), np.nan)
     else:
         pvalue = np.where(tested, 2.0 * special.stdtr(safe_df, -np.abs(np.nan_to_num(t))), np.nan)
+    if mod.mixture is not None:  # vash: the posterior mixture's p-values
+        pvalue[mod.mixture.rows] = mod.mixture.pvalues(est, opts.lfc_threshold)
     half = special.stdtrit(safe_df, 0.5 + opts.confidence / 2.0) * safe_se
     replication = (
         part["replication"].to_numpy(dtype=object)

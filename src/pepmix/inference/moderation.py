@@ -38,10 +38,26 @@ Two rules are pepmix's, not limma's:
 - **No moderation with fewer than** :data:`MIN_PROTEINS_FOR_PRIOR` proteins on
   :math:`\nu_{gj} \ge 1`: the prior is then not estimable with any precision.
 
+**The prior** (``prior``, config ``testing.variance_prior``): ``limma`` is the single
+scaled-inverse-chi-square prior above; ``vash`` is a mixture of them on a grid of scales and df
+(variance adaptive shrinkage, Lu & Stephens 2016; :mod:`pepmix.inference.vash`), for variance
+distributions that one such prior does not fit (many near zero and a long tail). Both rules above
+hold for it: the mixture weights are fitted to the proteins with :math:`\nu_{gj} \ge 1` (and
+finite), and every tested protein gets its posterior. The p-value is then the posterior mixture
+of moderated-t p-values (:attr:`ModeratedContrast.mixture`); the reported standard error is
+:math:`\tilde s_{gj}\sqrt{u_{gj}}` with :math:`\tilde s^2_{gj}` the inverse posterior mean
+precision, the reported df the df at which that standard error's t statistic gives the mixture
+p-value (:func:`pepmix.inference.vash.implied_df`), so t, df, p and the t-interval agree;
+``df_prior`` is the posterior mean of the component df (prior plus own, capped) minus the
+protein's own df and ``var_prior`` the prior's inverse mean precision.
+
 References
 ----------
 Smyth GK (2004). Linear models and empirical Bayes methods for assessing differential expression
 in microarray experiments. Stat Appl Genet Mol Biol 3, Article 3.
+
+Lu M, Stephens M (2016). Variance adaptive shrinkage (vash): flexible empirical Bayes estimation
+of variances. Bioinformatics 32, 3428-3434.
 
 Phipson B, Lee S, Majewski IJ, Alexander WS, Smyth GK (2016). Robust hyperparameter estimation
 protects against hypervariable genes and improves power to detect differential expression. Ann
@@ -66,12 +82,20 @@ from pepmix.inference.limma import (
     total_df,
 )
 from pepmix.inference.limma.squeeze import squeezed
+from pepmix.inference.vash import (
+    MixturePosterior,
+    fit_prior,
+    implied_df,
+    mixture_pvalues,
+    posterior,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MIN_PRIOR_DF",
     "MIN_PROTEINS_FOR_PRIOR",
+    "PRIORS",
     "ModeratedContrast",
     "moderate_contrast",
     "squeeze_var_masked",
@@ -82,7 +106,33 @@ MIN_PROTEINS_FOR_PRIOR = 10
 #: proteins with fewer df are moderated but do not enter the estimate of the prior
 MIN_PRIOR_DF = 1.0
 
+#: the priors of ``moderate_contrast`` (config ``testing.variance_prior``)
+PRIORS = ("limma", "vash")
+
 FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PosteriorMixture:
+    """The vash posterior of a contrast's moderated rows, for their p-values.
+
+    Attributes
+    ----------
+    rows : ndarray of bool, shape (n,)
+        The moderated rows of the contrast.
+    unscaled : ndarray, shape (R,)
+        :math:`u_{gj}` of those rows.
+    posterior : MixturePosterior
+        Their posterior mixture (R rows).
+    """
+
+    rows: NDArray[np.bool_]
+    unscaled: FloatArray
+    posterior: MixturePosterior
+
+    def pvalues(self, estimate: FloatArray, lfc: float = 0.0) -> FloatArray:
+        """Mixture p-values of the moderated rows (t-test, TREAT for ``lfc > 0``), shape (R,)."""
+        return mixture_pvalues(estimate[self.rows], self.unscaled, self.posterior, lfc)
 
 
 @dataclass
@@ -102,6 +152,9 @@ class ModeratedContrast:
         Prior variance :math:`s_0^2` of the moderated rows, NaN elsewhere.
     moderated : ndarray of bool
         Rows that were moderated.
+    mixture : PosteriorMixture or None, default None
+        With the vash prior: the posterior mixture the p-values come from (the p-value of
+        ``se`` and ``df`` equals it for a two-sided test; TREAT p-values must use it).
     """
 
     se: FloatArray
@@ -109,6 +162,7 @@ class ModeratedContrast:
     df_prior: FloatArray
     var_prior: FloatArray
     moderated: NDArray[np.bool_]
+    mixture: PosteriorMixture | None = None
 
     @classmethod
     def unmoderated(cls, se: FloatArray, df: FloatArray) -> ModeratedContrast:
@@ -131,6 +185,8 @@ def moderate_contrast(
     df: FloatArray,
     *,
     robust: bool = True,
+    prior: str = "limma",
+    estimate: FloatArray | None = None,
 ) -> ModeratedContrast:
     """Moderate the tested rows of one contrast (see the module docstring).
 
@@ -148,7 +204,12 @@ def moderate_contrast(
     df : ndarray
         Their (capped) Satterthwaite df.
     robust : bool, default True
-        limma's robust prior (:func:`~pepmix.inference.limma.robust.fit_f_dist_robust`).
+        limma's robust prior (:func:`~pepmix.inference.limma.robust.fit_f_dist_robust`); with
+        ``prior="limma"`` only.
+    prior : {"limma", "vash"}, default "limma"
+        The prior on the variances (module docstring).
+    estimate : ndarray, optional
+        The contrast estimates; needed with ``prior="vash"`` (for the reported df).
 
     Returns
     -------
@@ -165,6 +226,12 @@ def moderate_contrast(
     unscaled = 1.0 / n_num[tested] + 1.0 / n_den[tested]
     s2 = se_raw[tested] ** 2 / unscaled
     mask = informative[tested]
+    if prior == "vash":
+        if estimate is None:
+            raise ValueError("the vash prior needs the estimates")
+        return _moderate_vash(out, name, tested, s2, df[tested], mask, unscaled, estimate)
+    if prior != "limma":
+        raise ValueError(f"unknown prior {prior!r} (one of {', '.join(PRIORS)})")
     if mask.all():
         result = squeeze_var(s2, df[tested], robust=robust)
     else:
@@ -186,6 +253,50 @@ def moderate_contrast(
         int(mask.sum()),
         int(tested.sum()),
         MIN_PRIOR_DF,
+    )
+    return out
+
+
+def _moderate_vash(
+    out: ModeratedContrast,
+    name: str,
+    tested: NDArray[np.bool_],
+    s2: FloatArray,
+    df: FloatArray,
+    mask: NDArray[np.bool_],
+    unscaled: FloatArray,
+    estimate: FloatArray,
+) -> ModeratedContrast:
+    """``out`` with the tested rows moderated under the vash prior fitted to ``mask``."""
+    fit_rows = mask & np.isfinite(df)
+    if fit_rows.sum() < MIN_PROTEINS_FOR_PRIOR or not np.any(s2[fit_rows] > 0):
+        return out
+    fitted = fit_prior(s2[fit_rows], df[fit_rows])
+    post = posterior(fitted, s2, df)
+    var_post = post.var_post
+    se = np.sqrt(var_post * unscaled)
+    est = estimate[tested]
+    p = mixture_pvalues(est, unscaled, post)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = est / se
+    mean_df = post.df_mean
+    out.se[tested] = se
+    out.df[tested] = implied_df(t, p, mean_df)
+    with np.errstate(invalid="ignore"):  # infinite df: NaN
+        out.df_prior[tested] = np.where(np.isfinite(df), mean_df - df, np.nan)
+    out.var_prior[tested] = fitted.var_harmonic
+    out.moderated[tested] = True
+    out.mixture = PosteriorMixture(rows=tested.copy(), unscaled=unscaled, posterior=post)
+    log.info(
+        "contrast %s: vash prior of %d components (inverse mean precision %.4g), fitted to %d "
+        "of %d proteins (df >= %g) in %d EM cycles",
+        name,
+        fitted.weight.size,
+        fitted.var_harmonic,
+        int(fit_rows.sum()),
+        int(tested.sum()),
+        MIN_PRIOR_DF,
+        fitted.n_iter,
     )
     return out
 

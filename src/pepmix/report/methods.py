@@ -55,6 +55,10 @@ REFERENCES: dict[str, str] = {
         "differential expression. *Annals of Applied Statistics* 10(2):946-963. "
         "DOI 10.1214/16-AOAS920"
     ),
+    "lu2016": (
+        "Lu M, Stephens M (2016). Variance adaptive shrinkage (vash): flexible empirical Bayes "
+        "estimation of variances. *Bioinformatics* 32(22):3428-3434"
+    ),
     "chung2013": (
         "Chung Y, Rabe-Hesketh S, Dorie V, Gelman A, Liu J (2013). A nondegenerate penalized "
         "likelihood estimator for variance parameters in multilevel models. *Psychometrika* "
@@ -307,8 +311,17 @@ def _moderation(config: Mapping[str, Any], summary: Summary, cite: _Citations) -
     shrinkage = bool((config.get("model", {}) or {}).get("shrinkage", False))
     if not config.get("moderation", True) or shrinkage:
         return ""
-    robust = bool((config.get("testing", {}) or {}).get("robust", True))
+    testing = config.get("testing", {}) or {}
+    robust = bool(testing.get("robust", True))
     eb = cite("smyth2004")
+    if testing.get("variance_prior", "limma") == "vash":
+        return (
+            " Each contrast's variance, per replication unit, was moderated across proteins by "
+            f"empirical Bayes {eb} with a unimodal mixture of scaled-inverse-chi-square priors "
+            f"fitted by maximum likelihood (variance adaptive shrinkage {cite('lu2016')}); "
+            "p-values are the posterior mixture of the components' moderated-t p-values, the "
+            "reported df those at which the moderated t gives that p-value."
+        )
     how = f"limma's robust prior estimation {cite('phipson2016')}" if robust else "limma"
     priors = _priors(summary.contrasts)
     return (

@@ -103,6 +103,7 @@ def run(
         robust=bool(testing.get("robust", True)),
         df_cap=bool(testing.get("df_cap", True)),
         lfc_threshold=float(config.get("lfc_threshold", 0.0)),
+        variance_prior=str(testing.get("variance_prior", "limma")),
     )
     stats = stored.stored.contrast_table([(c.name, c.numerator, c.denominator) for c in contrasts])
     return TestResult(table, one_condition_missing(stats))
