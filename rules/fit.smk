@@ -73,10 +73,12 @@ rule fit:
         features=f"results/model/shards/{SHARD}/features.parquet",
         samples="results/ingest/samples.tsv",
         largest=f"results/model/shards/{SHARD}/largest.json",
-        # the variance-ratio prior only when model.shrinkage is on (else no extra job)
+        # the variance-ratio prior only when model.shrinkage is on, the feature-variance
+        # prior only with model.feature_weights (else no extra job)
         prior=(
             "results/model/variance_prior.json"
             if config.get("model", {}).get("shrinkage", False)
+            or config.get("model", {}).get("feature_weights", "none") != "none"
             else []
         ),
         # one shard with peptide_usage: the removed proteins close the usage table
