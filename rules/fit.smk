@@ -29,8 +29,9 @@ rule shard:
 
 
 rule variance_prior:
-    """Empirical-Bayes prior of the sample (and run) variance ratios, estimated on all proteins
-    before sharding so that results do not depend on the number of shards (model.shrinkage)."""
+    """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage) and of the
+    feature variance ratios (model.feature_weights), estimated on all proteins before sharding
+    so that results do not depend on the number of shards."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",

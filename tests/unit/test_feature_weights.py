@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from pepmix.model import feature_weights as fw
+from pepmix.model.design import RunDesign
 from pepmix.model.fit import encode, fit_proteins
 from pepmix.model.shrinkage import VariancePrior
 
@@ -27,10 +28,10 @@ CONTRASTS = [("B - A", "B", "A")]
 
 def _table(
     n_proteins: int, n_features: int, seed: int, noisy: float = 1.0, missing: float = 0.0
-) -> tuple[pd.DataFrame, object]:
+) -> tuple[pd.DataFrame, RunDesign]:
     """Proteins of ``n_features`` features on a 2 x 4 design; feature 0 of every protein has
     residual SD ``noisy`` x 0.3 (the others 0.3); cells missing at random with ``missing``."""
-    sheet, design = make_design(n_cond=2, samples_per_cond=4)
+    _, design = make_design(n_cond=2, samples_per_cond=4)
     rng = np.random.default_rng(seed)
     runs = list(design.runs)
     rows = []
@@ -142,3 +143,28 @@ def test_shard_invariance_and_prior_json(tmp_path: Path) -> None:
     # the REML optimiser's tolerance on theta; estimates follow smoothly
     np.testing.assert_allclose(part.estimate, full.estimate[rows], rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(part.se, full.se[rows], rtol=1e-5)
+
+
+def test_rule_variance_prior_writes_the_feature_prior(tmp_path: Path) -> None:
+    """``model.feature_weights`` alone (no shrinkage): the rule's prior has no variance-ratio
+    factors, the feature prior of all proteins, and the fit stage fits with it."""
+    from pepmix.stages import fit as fit_stage
+    from pepmix.stages import variance_prior
+
+    table, _ = _table(40, 4, seed=7, noisy=3.0, missing=0.1)
+    sheet, _ = make_design(n_cond=2, samples_per_cond=4)
+    features, samples = tmp_path / "features.parquet", tmp_path / "samples.tsv"
+    table.astype({c: "category" for c in ("protein", "feature", "run")}).to_parquet(features)
+    sheet.to_csv(samples, sep="\t", index=False)
+    model = {"feature_weights": "empirical_bayes", "robust": "huber"}
+    prior = variance_prior.run(features=features, samples=samples, model=model)
+    assert prior.factors == {} and prior.features is not None
+    path = tmp_path / "variance_prior.json"
+    prior.to_json(path)
+    result = fit_stage.run(
+        features=features, samples=samples, model=model, prior=path, abundance=False
+    )
+    assert result.fit.model is not None
+    assert result.fit.model.feature_prior == fw.FeaturePrior.from_dict(prior.features)
+    off = variance_prior.run(features=features, samples=samples, model={"robust": "huber"})
+    assert off.factors == {} and off.features is None

@@ -1,6 +1,7 @@
 """Rule ``variance_prior``: the empirical-Bayes prior of the variance ratios, estimated on all
 proteins before sharding so that results do not depend on the number of shards
-(``model.shrinkage``; :mod:`pepmix.model.shrinkage`)."""
+(``model.shrinkage``; :mod:`pepmix.model.shrinkage`), and that of the feature variance ratios
+(``model.feature_weights``; :mod:`pepmix.model.feature_weights`)."""
 
 from __future__ import annotations
 
