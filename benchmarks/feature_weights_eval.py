@@ -4,7 +4,8 @@ Through the workflow's rules (``stage_runner.py``), as the calibration tests:
 
 - FDP at adjusted p < 0.05 and TP@FDP5 (ranking power), mean over seeds 21-24, 1,500 proteins,
   on ``hetero_features``, ``both20``, ``outliers``, ``technical``;
-- null p-values (``no_change``, seed 11, 2,000 proteins): KS p and share below 0.05;
+- null p-values (``no_change`` and ``hetero_features`` without changes, seed 11, 2,000
+  proteins): KS p and share below 0.05;
 - the demo: UPS called / background false positives / TP@FDP5 per contrast;
 - ``--fixed-d0 D``: the variant with the prior df fixed at ``D`` instead of estimated (a
   diagnostic: what the weights could do if the prior were known), in its own cache.
@@ -34,7 +35,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "feature_weights: empirical_bayes": {"model": {"feature_weights": "empirical_bayes"}},
 }
 SCENARIO_NAMES = ("hetero_features", "both20", "outliers", "technical")
-NULL_NAMES = ("no_change",)
+#: null data sets: ``name`` or ``name:null`` (that scenario with no protein changing)
+NULL_NAMES = ("no_change", "hetero_features:null")
 
 
 def _fix_prior(d0: float) -> None:
@@ -86,12 +88,13 @@ def _oracle(restricted: bool = False) -> None:
 
 
 def _table(runner: StageRunner, name: str, n: int, seed: int, work: Path, over: Any) -> Any:
-    sim = simulate_scenario(name, n, seed)
+    base, _, null = name.partition(":")
+    sim = simulate_scenario(base, n, seed, **({"frac_changing": 0.0} if null else {}))
     if sim.feature_noise is not None:
         ORACLE["noise"] = sim.feature_noise
     else:
         ORACLE["noise"] = pd.Series(dtype=float)
-    data, samples = write_inputs(sim, work / "data" / f"{name}-{n}-{seed}")
+    data, samples = write_inputs(sim, work / "data" / f"{name.replace(':', '-')}-{n}-{seed}")
     table, _ = runner.run(merge_overrides(scenario_config(data, samples), over))
     return table, sim.truth.set_index("protein")["log2fc"]
 
@@ -158,6 +161,7 @@ def main() -> None:
         _oracle(args.oracle_restricted)
     runner = StageRunner(args.workdir / "cache")
     pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 20)
     if "scenarios" in args.parts:
         print(scenarios(runner, args.workdir, args.seeds, args.proteins).round(4), flush=True)
     if "null" in args.parts:
