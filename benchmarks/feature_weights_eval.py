@@ -54,6 +54,26 @@ def _fix_prior(d0: float) -> None:
     fw.fit_feature_prior = fixed
 
 
+def _downweight_only() -> None:
+    """Diagnostic: weights min(1, median posterior ratio of the protein / the feature's), no
+    renormalisation: noisy features down-weighted, quiet ones not up-weighted."""
+    from pepmix.inference.limma.squeeze import posterior_var
+    from pepmix.model import feature_weights as fw
+
+    def weights(r: fw.FeatureRatios, prior: fw.FeaturePrior) -> Any:
+        use = r.df > 0
+        post = posterior_var(
+            np.nan_to_num(r.ratio, nan=1.0), prior.df_factor * r.df, prior.scale, prior.df
+        )
+        frame = pd.DataFrame({"p": r.protein[use], "v": post[use]})
+        med = frame.groupby("p")["v"].transform("median").to_numpy()
+        w = np.ones(r.ratio.size)
+        w[use] = np.minimum(1.0, med / post[use])
+        return w
+
+    fw.precision_weights = weights
+
+
 #: oracle diagnostic: the true residual SD factor of every feature of the current data set
 ORACLE: dict[str, pd.Series] = {}
 
@@ -148,6 +168,7 @@ def main() -> None:
     parser.add_argument("--proteins", type=int, default=1500)
     parser.add_argument("--fixed-d0", type=float)
     parser.add_argument("--oracle", action="store_true", help="true feature noise as weights")
+    parser.add_argument("--downweight-only", action="store_true", help="weights capped at 1")
     parser.add_argument("--oracle-restricted", action="store_true", help="... where estimable")
     parser.add_argument("--scenarios", nargs="+")
     args = parser.parse_args()
@@ -157,6 +178,8 @@ def main() -> None:
         SCENARIO_NAMES = tuple(args.scenarios)
     if args.fixed_d0 is not None:
         _fix_prior(args.fixed_d0)
+    if args.downweight_only:
+        _downweight_only()
     if args.oracle or args.oracle_restricted:
         _oracle(args.oracle_restricted)
     runner = StageRunner(args.workdir / "cache")
