@@ -501,14 +501,14 @@ def fit_proteins(
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
 
-        if prior is not None or robust != "none":
+        if prior is not None or robust != "none" or feature_weights != "none":
             from pepmix.alerts import alert
 
             alert(
                 log,
                 "slopes_plain_reml",
                 "model.random has condition|batch: the random-slope model is fitted by plain "
-                "REML (model.robust and model.shrinkage do not apply to it)",
+                "REML (model.robust, model.shrinkage and model.feature_weights do not apply to it)",
             )
         return fit_slopes(table, design, contrasts, encoded)
     same_runs = encoded is not None and encoded.runs == list(design.runs)
