@@ -94,6 +94,11 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "testing": {"replication": "auto"},
         "model": {"robust": "bisquare"},
     },
+    "mode + Huber + feature precision weights": {
+        "normalization": {"method": "protein_median", "location": "mode"},
+        "testing": {"replication": "auto"},
+        "model": {"robust": "huber", "feature_weights": "empirical_bayes"},
+    },
 }
 OLD_LABEL, NEW_LABEL = "old defaults", "build defaults"
 ORACLE_LABEL = "diagnostic: old defaults, oracle normalisation on the unchanged proteins"
