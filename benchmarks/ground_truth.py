@@ -94,6 +94,11 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "testing": {"replication": "auto"},
         "model": {"robust": "bisquare"},
     },
+    "mode + Huber + feature precision weights": {
+        "normalization": {"method": "protein_median", "location": "mode"},
+        "testing": {"replication": "auto"},
+        "model": {"robust": "huber", "feature_weights": "empirical_bayes"},
+    },
 }
 #: issue 14: the missing-value model on top of the build's defaults. The detection model has no
 #: robust weights (``missing: detection`` sets ``model.robust: none``), so MAR with robust none is

@@ -13,7 +13,10 @@ Model (log2 scale), for feature ``f`` of protein ``p`` in run ``r`` of biologica
     o_f                          outlier feature shift, +-U(2, 5) in all runs of one condition
                                  c_f, for a fraction ``outlier_fraction`` of the features
     t_r ~ N(0, 0.2)              run loading shift (what normalisation must remove)
-    e_fr ~ N(0, sd_resid_p)      residual, sd_resid_p ~ U(0.2, 0.3)
+    e_fr ~ N(0, sd_resid_p g_f)  residual, sd_resid_p ~ U(0.2, 0.3); g_f = 1, or for
+                                 ``feature_sdlog > 0`` (heteroscedastic features) g_f ~
+                                 lognormal(0, feature_sdlog) (``hetero_features``: 0.6, so
+                                 about 1 feature in 8 is 2x noisier than the median, 1 in 30 3x)
     delta_p                      exactly round(frac_changing * n) proteins change by U(0.5, 2),
                                  upwards in B (``direction="up"``) or with random sign
 
@@ -64,6 +67,10 @@ class Scenario:
     variance : {"uniform", "skewed"}, default "uniform"
         Distribution of the per-protein sample variance.
     outlier_fraction : float, default 0.0
+    feature_sdlog : float, default 0.0
+        SD of the log of the per-feature residual SD factor ``g_f`` (0: homoscedastic
+        features). Drawn after every other random number, so scenarios with 0 keep the streams
+        of the scenarios that existed before it.
     missing, mcar, missing_scale : float, default 0.3, 0.05, 1.0
     """
 
@@ -75,6 +82,7 @@ class Scenario:
     runs_per_sample: int = 1
     variance: str = "uniform"
     outlier_fraction: float = 0.0
+    feature_sdlog: float = 0.0
     missing: float = 0.3
     mcar: float = 0.05
     missing_scale: float = 1.0
@@ -96,6 +104,11 @@ def _scenarios() -> dict[str, Scenario]:
             "outliers",
             "3% of features shifted 2-5 log2 in all runs of one condition, 20% change",
             outlier_fraction=0.03,
+        ),
+        Scenario(
+            "hetero_features",
+            "per-feature residual SD = protein SD x lognormal(0, 0.6); 20% change",
+            feature_sdlog=0.6,
         ),
         Scenario(
             "skewed_variance",
@@ -129,13 +142,16 @@ class ScenarioData:
         ``run, condition, bioreplicate`` (condition ``A`` first: the reference).
     truth : pandas.DataFrame
         Per protein: ``protein, log2fc`` (true ``B - A``), ``changing, n_features, sd_sample,
-        sd_resid, outlier_features``.
+        sd_resid, outlier_features`` (and ``max_feature_noise`` with heteroscedastic features).
+    feature_noise : pandas.Series, optional
+        Heteroscedastic features only: the residual SD factor ``g_f`` per feature name.
     """
 
     scenario: Scenario
     table: pd.DataFrame
     sheet: pd.DataFrame
     truth: pd.DataFrame
+    feature_noise: pd.Series | None = None
 
 
 def design_sheet(n_samples: int, runs_per_sample: int) -> pd.DataFrame:
@@ -207,12 +223,17 @@ def simulate_scenario(
     w = rng.normal(0.0, 1.0, (n_proteins, n_runs)) * par["sd_run"][:, None]
     protein_run = v[:, sample_code] + w + par["delta"][:, None] * is_b
     y = protein_run[fprot] + (par["mu"][fprot] + rng.normal(0.0, 1.0, n_feat))[:, None]
-    y += rng.normal(0.0, 1.0, (n_feat, n_runs)) * par["sd_resid"][fprot, None]
+    resid = rng.normal(0.0, 1.0, (n_feat, n_runs)) * par["sd_resid"][fprot, None]
+    y += resid
     outlier = rng.random(n_feat) < sc.outlier_fraction
     shift = rng.choice([-1.0, 1.0], n_feat) * rng.uniform(2.0, 5.0, n_feat)
     in_cond = np.where((rng.random(n_feat) < 0.5)[:, None], is_b[None, :], ~is_b[None, :])
     y += np.where(outlier[:, None] & in_cond, shift[:, None], 0.0)
     y += rng.normal(0.0, RUN_SHIFT_SD, n_runs)[None, :]
+    noise_factor = np.ones(n_feat)
+    if sc.feature_sdlog > 0:  # drawn last: other scenarios keep their random streams
+        noise_factor = np.exp(rng.normal(0.0, sc.feature_sdlog, n_feat))
+        y += resid * (noise_factor - 1.0)[:, None]
     c = _missing_offset(y, sc.missing, sc.mcar, sc.missing_scale)
     p_miss = sc.mcar + (1.0 - sc.mcar) / (1.0 + np.exp((y - c) / sc.missing_scale))
     fi, ri = np.nonzero(rng.random(y.shape) >= p_miss)
@@ -238,7 +259,11 @@ def simulate_scenario(
             "outlier_features": np.bincount(fprot[outlier], minlength=n_proteins),
         }
     )
-    return ScenarioData(sc, table, sheet, truth)
+    feature_noise = None
+    if sc.feature_sdlog > 0:  # per-feature truth only where it varies
+        truth["max_feature_noise"] = np.maximum.reduceat(noise_factor, np.cumsum(counts) - counts)
+        feature_noise = pd.Series(noise_factor, index=features.astype(str))
+    return ScenarioData(sc, table, sheet, truth, feature_noise)
 
 
 def write_inputs(sim: ScenarioData, out: str | Path) -> tuple[Path, Path]:

@@ -29,8 +29,9 @@ rule shard:
 
 
 rule variance_prior:
-    """Empirical-Bayes prior of the sample (and run) variance ratios, estimated on all proteins
-    before sharding so that results do not depend on the number of shards (model.shrinkage)."""
+    """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage) and of the
+    feature variance ratios (model.feature_weights), estimated on all proteins before sharding
+    so that results do not depend on the number of shards."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
@@ -107,10 +108,12 @@ rule fit:
         features=f"results/model/shards/{SHARD}/features.parquet",
         samples="results/ingest/samples.tsv",
         largest=f"results/model/shards/{SHARD}/largest.json",
-        # the variance-ratio prior only when model.shrinkage is on (else no extra job)
+        # the variance-ratio prior only when model.shrinkage is on, the feature-variance
+        # prior only with model.feature_weights (else no extra job)
         prior=(
             "results/model/variance_prior.json"
             if config.get("model", {}).get("shrinkage", False)
+            or config.get("model", {}).get("feature_weights", "none") != "none"
             else []
         ),
         # one shard with peptide_usage: the removed proteins close the usage table

@@ -34,6 +34,7 @@ from pepmix.errors import ConfigError
 
 if TYPE_CHECKING:
     from pepmix.model.design import ModelSpec
+    from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.fit import ModelFit
     from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.stored import StoredFit
@@ -314,6 +315,8 @@ def fit(
     replication: str = "auto",
     variance_tests: Mapping[str, Any] | None = None,
     prior: VariancePrior | None = None,
+    feature_weights: str = "none",
+    feature_prior: FeaturePrior | None = None,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -339,6 +342,11 @@ def fit(
     prior : pepmix.model.shrinkage.VariancePrior, optional
         With ``shrinkage``: the variance-ratio prior to use (the workflow estimates it once on
         all proteins and fits shards with it); default None: estimated from ``data``.
+    feature_weights : {"none", "empirical_bayes"}, default "none"
+        Feature precision weights (:mod:`pepmix.model.feature_weights`).
+    feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
+        Their prior (the workflow estimates it once on all proteins); default None: estimated
+        from ``data``.
 
     Returns
     -------
@@ -353,6 +361,7 @@ def fit(
         "covariates": list(covariates),
         "robust": robust,
         "shrinkage": shrinkage,
+        "feature_weights": feature_weights,
     }
     if random is not None:
         model_config["random"] = list(random)
@@ -372,6 +381,7 @@ def fit(
         replication=replication,
         prior=prior,
         variance_tests=variance_tests,
+        feature_prior=feature_prior,
     )
     return Fit(
         stored=StoredFit.from_model_fit(result.model),

@@ -59,6 +59,7 @@ from pepmix.model.suffstats import Problem, build_problem
 
 if TYPE_CHECKING:
     # imported where used: the prior is optional and its module loads scipy.optimize
+    from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.shrinkage import VariancePrior
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,10 @@ class ModelFit:
     run_effects_parts : list of pandas.DataFrame
         Work list while fitting.
     weights : ndarray, shape (N,), optional
-        Robust fit only: final observation weights, in the order of :attr:`encoded`.
+        Robust fit only: final observation weights, in the order of :attr:`encoded`
+        (with ``feature_weights``: robust times feature precision weights).
+    feature_prior : FeaturePrior, optional
+        ``feature_weights``: the prior of the feature variance ratios used.
     not_identifiable : ndarray of bool, shape (P, F)
         Variances set to zero because the criterion did not depend on them.
     samples_per_condition : ndarray of int, shape (P, C)
@@ -168,6 +172,8 @@ class ModelFit:
     prior: VariancePrior | None = None
     theta_reml: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: FloatArray | None = None
+    #: the feature-variance prior used (``feature_weights``; None: not used)
+    feature_prior: FeaturePrior | None = None
     reduce_divergent: bool = True
     beta_centred: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     dcov_beta: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0, 0)))
@@ -449,6 +455,8 @@ def fit_proteins(
     robust: str = "none",
     start_weights: FloatArray | None = None,
     theta0: FloatArray | None = None,
+    feature_weights: str = "none",
+    feature_prior: FeaturePrior | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -482,18 +490,25 @@ def fit_proteins(
         Start of the first fit per protein (proteins in encoded order); NaN entries are chosen
         by a grid search with the others held (:func:`pepmix.model.optimize.minimize`).
         Default None: the optimiser's grid.
+    feature_weights : {"none", "empirical_bayes"}, default "none"
+        ``"empirical_bayes"``: after the (robust) fit, per-feature residual variances shrunk
+        by an empirical-Bayes prior become precision weights and the proteins are refitted
+        once (:mod:`pepmix.model.feature_weights`).
+    feature_prior : FeaturePrior, optional
+        The prior of those variances (estimated on all proteins by the workflow); default
+        None: fitted on the proteins of this call.
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
 
-        if prior is not None or robust != "none":
+        if prior is not None or robust != "none" or feature_weights != "none":
             from pepmix.alerts import alert
 
             alert(
                 log,
                 "slopes_plain_reml",
                 "model.random has condition|batch: the random-slope model is fitted by plain "
-                "REML (model.robust and model.shrinkage do not apply to it)",
+                "REML (model.robust, model.shrinkage and model.feature_weights do not apply to it)",
             )
         return fit_slopes(table, design, contrasts, encoded)
     same_runs = encoded is not None and encoded.runs == list(design.runs)
@@ -526,10 +541,17 @@ def fit_proteins(
     result.prior = prior
     result.theta_reml = np.full(result.theta.shape, np.nan)
     pieces = fit_problem(problem, cmat, result, theta0)
+    if feature_weights not in ("none", "empirical_bayes"):
+        raise ValueError(f"unknown feature_weights method {feature_weights!r}")
     if weights is not None:
         pieces, result.weights, notes, factor = huber.irls(
             problem, enc, design, cmat, result, pieces, weights, robust, start_scale
         )
+        if feature_weights != "none":
+            pieces, result.weights, notes = _feature_refit(
+                problem, enc, design, cmat, result, pieces, result.weights, factor != 1.0,
+                feature_prior, notes,
+            )  # fmt: skip
         _finish_status(problem, result)
         fitted = np.isin(np.asarray(result.status, dtype=object), FITTED)
         huber.correct_variance(result, fitted & (factor != 1.0), factor)
@@ -537,6 +559,14 @@ def fit_proteins(
             "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
         ]
     else:
+        if feature_weights != "none":
+            pieces, result.weights, notes = _feature_refit(
+                problem, enc, design, cmat, result, pieces, None, np.ones(n_prot, dtype=bool),
+                feature_prior, [""] * n_prot,
+            )  # fmt: skip
+            result.detail = [
+                "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
+            ]
         _finish_status(problem, result)
     _label_outputs(problem, design, enc, result, pieces)
     result.encoded = enc
@@ -544,6 +574,31 @@ def fit_proteins(
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
+
+
+def _feature_refit(
+    problem: Problem,
+    enc: Encoded,
+    design: RunDesign,
+    cmat: FloatArray,
+    out: ModelFit,
+    pieces: list[pd.DataFrame],
+    weights: FloatArray | None,
+    eligible: NDArray[np.bool_],
+    prior: FeaturePrior | None,
+    notes: list[str],
+) -> tuple[list[pd.DataFrame], FloatArray, list[str]]:
+    """Feature precision weights and one refit (:mod:`pepmix.model.feature_weights`) of the
+    fitted, converged ``eligible`` proteins; the notes gain the feature-weight notes."""
+    from pepmix.model.feature_weights import reweight_features
+
+    ok = eligible & problem.fittable & out.converged & np.isfinite(out.sigma)
+    pieces, combined, extra, used = reweight_features(
+        problem, enc, design, cmat, out, pieces, weights, ok, prior
+    )
+    out.feature_prior = used
+    notes = ["; ".join(x for x in (n, e) if x) for n, e in zip(notes, extra, strict=True)]
+    return pieces, combined, notes
 
 
 def fit_problem(

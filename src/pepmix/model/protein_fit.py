@@ -19,6 +19,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from pepmix.model.design import ModelSpec, RunDesign
+    from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.fit import ModelFit
     from pepmix.model.shrinkage import VariancePrior
 
@@ -95,6 +96,7 @@ def fit_protein_models(
     replication: str = "auto",
     prior: VariancePrior | None = None,
     variance_tests: Mapping[str, Any] | None = None,
+    feature_prior: FeaturePrior | None = None,
 ) -> ProteinFit:
     """Fit the ``model:`` config's model to every protein of ``table``.
 
@@ -113,6 +115,9 @@ def fit_protein_models(
         Variance-ratio prior (``model.shrinkage``; default None: plain REML).
     variance_tests : mapping, optional
         The ``variance_tests:`` section (default None: LRTs on, bootstrap off).
+    feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
+        With ``model.feature_weights``: the prior of the feature variances (default None:
+        estimated on ``table``).
 
     Returns
     -------
@@ -125,6 +130,11 @@ def fit_protein_models(
     if prior is not None:
         log.info("model.shrinkage: variance-ratio prior %s", prior.describe() or "none")
     fit = fit_proteins(
-        table, design, prior=prior, robust=str(model_config.get("robust", DEFAULT_ROBUST))
+        table,
+        design,
+        prior=prior,
+        robust=str(model_config.get("robust", DEFAULT_ROBUST)),
+        feature_weights=str(model_config.get("feature_weights", "none")),
+        feature_prior=feature_prior,
     )
     return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)

@@ -93,7 +93,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -152,22 +152,33 @@ class FactorPrior:
     n_proteins: int = 0
 
 
+#: key of the feature-variance prior in the JSON of :class:`VariancePrior`
+FEATURE_KEY = "_feature_variances"
+
+
 @dataclass
 class VariancePrior:
-    """Priors of the shrunk factors (factor name -> :class:`FactorPrior`)."""
+    """Priors of the shrunk factors (factor name -> :class:`FactorPrior`); with
+    ``model.feature_weights``, also the prior of the feature variance ratios
+    (``features``: :meth:`pepmix.model.feature_weights.FeaturePrior.to_dict`, None otherwise),
+    estimated by the same rule so that it is shard-invariant."""
 
     factors: dict[str, FactorPrior] = field(default_factory=dict)
+    features: dict[str, float] | None = None
 
     def to_json(self, path: str | Path) -> None:
         """Write the priors as JSON."""
-        data = {name: asdict(fp) for name, fp in self.factors.items()}
+        data: dict[str, Any] = {name: asdict(fp) for name, fp in self.factors.items()}
+        if self.features is not None:
+            data[FEATURE_KEY] = self.features
         Path(path).write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
 
     @classmethod
     def from_json(cls, path: str | Path) -> VariancePrior:
         """Read priors written by :meth:`to_json`."""
         data = json.loads(Path(path).read_text())
-        return cls({name: FactorPrior(**values) for name, values in data.items()})
+        features = data.pop(FEATURE_KEY, None)
+        return cls({name: FactorPrior(**values) for name, values in data.items()}, features)
 
     def describe(self) -> str:
         """One line per factor, for logs and the methods text."""

@@ -130,7 +130,8 @@ def run(
         ``testing.replication``.
     prior : path, optional
         The variance-ratio prior of :mod:`pepmix.stages.variance_prior` (used when
-        ``model.shrinkage`` is on; default None).
+        ``model.shrinkage`` is on; default None), with the feature-variance prior when
+        ``model.feature_weights`` is on (without it the shard's own proteins estimate it).
     variance_tests : mapping, optional
         The ``variance_tests:`` section (default: LRTs on, no bootstrap).
     abundance : bool, default True
@@ -158,12 +159,20 @@ def run(
     table = read_model_input(features)
     sheet = read_resolved_sheet(samples)
     shrinkage = bool(model.get("shrinkage", False)) and prior is not None
+    feature_weights = str(model.get("feature_weights", "none"))
     ratio_prior = None
-    if shrinkage and prior is not None:
+    feature_prior = None
+    if prior is not None and (shrinkage or feature_weights != "none"):
         # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
         from pepmix.model.shrinkage import VariancePrior
 
         ratio_prior = VariancePrior.from_json(prior)
+        if ratio_prior.features is not None:
+            from pepmix.model.feature_weights import FeaturePrior
+
+            feature_prior = FeaturePrior.from_dict(ratio_prior.features)
+        if not shrinkage:
+            ratio_prior = None
     data = Dataset(features=table, runs=sheet, removed=pd.DataFrame())
     robust = str(model.get("robust", DEFAULT_ROBUST))
     fit = api.fit(
@@ -176,6 +185,8 @@ def run(
         replication=replication,
         variance_tests=variance_tests,
         prior=ratio_prior,
+        feature_weights=feature_weights,
+        feature_prior=feature_prior,
     )
     engine = fit.model
     if engine is None or fit.proteins is None:

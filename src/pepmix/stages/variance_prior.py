@@ -1,6 +1,7 @@
 """Rule ``variance_prior``: the empirical-Bayes prior of the variance ratios, estimated on all
 proteins before sharding so that results do not depend on the number of shards
-(``model.shrinkage``; :mod:`pepmix.model.shrinkage`)."""
+(``model.shrinkage``; :mod:`pepmix.model.shrinkage`), and that of the feature variance ratios
+(``model.feature_weights``; :mod:`pepmix.model.feature_weights`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def run(
     model: Mapping[str, Any] | None = None,
     replication: str = "auto",
 ) -> VariancePrior:
-    """The prior (empty when ``model.shrinkage`` is off); write it with ``.to_json(path)``.
+    """The prior (empty when ``model.shrinkage`` and ``model.feature_weights`` are off); write
+    it with ``.to_json(path)``.
 
     Parameters
     ----------
@@ -39,13 +41,30 @@ def run(
     -------
     pepmix.model.shrinkage.VariancePrior
         Per factor ``df, ratio, se_log_df, se_log_ratio, n_proteins`` (JSON, read by every
-        shard's fit).
+        shard's fit); with ``model.feature_weights: empirical_bayes`` also the feature-variance
+        prior (:mod:`pepmix.model.feature_weights`, from the additive fits of all proteins).
     """
     from pepmix.model.protein_fit import run_design
     from pepmix.model.shrinkage import VariancePrior, fit_variance_prior
 
     model = model or {}
-    if not model.get("shrinkage", False):
+    shrinkage = bool(model.get("shrinkage", False))
+    feature_weights = str(model.get("feature_weights", "none"))
+    if not shrinkage and feature_weights == "none":
         return VariancePrior()
     sheet = read_resolved_sheet(samples)
-    return fit_variance_prior(read_model_input(features), run_design(sheet, model, replication))
+    table = read_model_input(features)
+    design = run_design(sheet, model, replication)
+    prior = fit_variance_prior(table, design) if shrinkage else VariancePrior()
+    if feature_weights != "none":
+        prior.features = _feature_prior(table, design)
+    return prior
+
+
+def _feature_prior(table: Any, design: Any) -> dict[str, float]:
+    """The feature-variance prior on all proteins (its JSON values; no model fit needed:
+    :func:`pepmix.model.feature_weights.fit_feature_prior`)."""
+    from pepmix.model.feature_weights import fit_feature_prior
+    from pepmix.model.fit import encode
+
+    return fit_feature_prior(encode(table, design)).to_dict()
