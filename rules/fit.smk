@@ -103,6 +103,9 @@ rule fit:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
         variance_tests=config.get("variance_tests", {}),
+        # with peptide_usage: which proteins' contrasts come from the usage model
+        usage_contrasts=config.get("peptide_usage_contrasts", "never"),
+        pretest_alpha=config.get("peptide_usage_pretest_alpha", 0.25),
     benchmark:
         f"logs/benchmarks/fit/{SHARD}.tsv"
     log:

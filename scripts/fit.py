@@ -14,6 +14,9 @@ with rule_context(snakemake):
         variance_tests=snakemake.params.get("variance_tests") or None,
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
         usage=bool(out.get("usage") or out.get("usage_table")),
+        # config peptide_usage_contrasts: contrasts of some proteins from the usage model
+        usage_contrasts=snakemake.params.get("usage_contrasts") or "never",
+        pretest_alpha=float(snakemake.params.get("pretest_alpha") or 0.25),
     )
     result.write(
         proteins=out.proteins,

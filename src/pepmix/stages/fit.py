@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,6 +25,9 @@ from pepmix.stages.files import (
     write_wide,
 )
 
+if TYPE_CHECKING:
+    from pepmix.model.usage import UsageShard
+
 __all__ = ["FitResult", "run"]
 
 log = logging.getLogger(__name__)
@@ -37,18 +40,24 @@ class FitResult:
     Attributes
     ----------
     fit : pepmix.api.Fit
-        The fit (with ``proteins`` and ``model``).
+        The fit (with ``proteins`` and ``model``); its stored fit holds the contrasts of the
+        usage model for the proteins config ``peptide_usage_contrasts`` switched
+        (:mod:`pepmix.model.pretest`).
     abundance : pandas.DataFrame or None
         Protein abundance per run (:func:`pepmix.model.abundance.protein_abundance`), when
         asked for.
     usage : pandas.DataFrame or None
         The shard's peptide-usage rows (:func:`pepmix.model.usage.usage_shard_table`), when
         asked for (config ``peptide_usage``).
+    usage_test : pepmix.model.usage.UsageShard or None
+        The usage test with the usage model's fit (:func:`pepmix.model.usage.usage_shard`), when
+        computed; not written (benchmarks re-decide the contrasts from it).
     """
 
     fit: Fit
     abundance: pd.DataFrame | None = None
     usage: pd.DataFrame | None = None
+    usage_test: UsageShard | None = None
 
     def usage_table(self, *, removed: PathLike | None = None) -> TsvTable:
         """The peptide-usage table of this fit alone (``results/tables/peptide_usage.tsv`` when
@@ -100,6 +109,8 @@ def run(
     variance_tests: Mapping[str, Any] | None = None,
     abundance: bool = True,
     usage: bool = False,
+    usage_contrasts: str = "never",
+    pretest_alpha: float = 0.25,
 ) -> FitResult:
     """Fit the shard.
 
@@ -122,6 +133,11 @@ def run(
         Also fit the protein abundance model.
     usage : bool, default False
         Also test peptide usage (config ``peptide_usage``).
+    usage_contrasts : {"never", "pretest", "always"}, default "never"
+        Config ``peptide_usage_contrasts``: which proteins' contrasts come from the usage
+        model (:mod:`pepmix.model.pretest`); only with ``usage`` (else no effect).
+    pretest_alpha : float, default 0.25
+        Config ``peptide_usage_pretest_alpha``.
 
     Returns
     -------
@@ -160,14 +176,30 @@ def run(
         raise ValueError("the fit returned no per-protein results")
     counts = fit.proteins["status"].value_counts().to_dict()
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    usage_rows = None
+    shard = None
     if usage and SLOPE_TERM in fit.spec.random:
         log.info("peptide usage: not tested with the random slope %s", SLOPE_TERM)
     elif usage:
-        from pepmix.model.usage import usage_shard_table
+        from pepmix.model.usage import usage_shard
 
-        usage_rows = usage_shard_table(engine, fit.proteins, table, sheet, robust)
+        shard = usage_shard(engine, fit.proteins, table, sheet, robust)
+        fit = _usage_contrasts(fit, shard, usage_contrasts, pretest_alpha)
     ab = None
     if abundance:
         ab = protein_abundance(table, list(sheet["run"]), encoded=engine.encoded)
-    return FitResult(fit=fit, abundance=ab, usage=usage_rows)
+    usage_rows = None if shard is None else shard.table
+    return FitResult(fit=fit, abundance=ab, usage=usage_rows, usage_test=shard)
+
+
+def _usage_contrasts(fit: Fit, shard: UsageShard, mode: str, alpha: float) -> Fit:
+    """``fit`` whose stored contrasts follow ``peptide_usage_contrasts``
+    (:func:`pepmix.model.pretest.usage_contrasts`); unchanged for ``never``."""
+    from pepmix.model.pretest import usage_contrasts
+
+    if mode == "never":
+        return fit
+    stored, n_switched = usage_contrasts(fit.stored, shard, mode, alpha)
+    log.info(
+        "peptide_usage_contrasts %s: %d proteins' contrasts from the usage model", mode, n_switched
+    )
+    return replace(fit, stored=stored)
