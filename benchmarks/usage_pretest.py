@@ -100,6 +100,7 @@ def score(table: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
     called = tested["adj_pvalue"].to_numpy() < ALPHA
     tp, fp = int((called & changed).sum()), int((called & ~changed).sum())
     null_p = tested["pvalue"].to_numpy()[~changed]
+    null_ks = float(stats.kstest(null_p, "uniform").pvalue) if not changed.any() else np.nan
     return {
         "tested": len(tested),
         "switched": int(tested["detail"].astype(str).str.contains(NOTE).sum()),
@@ -107,12 +108,15 @@ def score(table: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
         "FP": fp,
         "FDP": fp / max(tp + fp, 1),
         "TP@FDP5": ranking_power(tested["pvalue"].to_numpy(), changed),
-        "KS p (null)": float(stats.kstest(null_p, "uniform").pvalue) if changed.sum() == 0 else np.nan,
+        "KS p (null)": null_ks,
         "p<0.05 (null)": float(np.mean(null_p < 0.05)),
     }
 
 
-def cases(args: argparse.Namespace, work: Path) -> list[tuple[str, Any, dict[str, Any], dict[str, pd.Series]]]:
+Case = tuple[str, Any, dict[str, Any], dict[str, pd.Series]]
+
+
+def cases(args: argparse.Namespace, work: Path) -> list[Case]:
     """(scenario label, seed, config, truth per contrast)."""
     out = []
     for name, n_prot, seeds, frac in (
@@ -132,6 +136,31 @@ def cases(args: argparse.Namespace, work: Path) -> list[tuple[str, Any, dict[str
     return out
 
 
+def demo_slice(work: Path) -> dict[str, Any]:
+    """Config of the end-to-end test's demo slice (``tests/e2e/test_workflow.py``: every fourth
+    UPS1 protein, the first 300 background proteins; contrasts all pairwise)."""
+    root = Path(__file__).resolve().parents[1]
+    demo = pd.read_csv(root / "data/demo/berg2019_ups_progenesis_peptides.csv.gz")
+    protein = demo["identifier"].str.rsplit("--", n=1).str[0]
+    ups = sorted(set(protein[protein.str.contains("UPS")]))[::4]
+    background = sorted(set(protein[~protein.str.contains("UPS")]))[:300]
+    work.mkdir(parents=True, exist_ok=True)
+    demo.loc[protein.isin(ups + background)].to_csv(work / "slice.csv.gz", index=False)
+    entry = {
+        "name": "demo",
+        "format": "generic_wide",
+        "path": str(work / "slice.csv.gz"),
+        "id_column": "identifier",
+        "id_separator": "--",
+    }
+    return {
+        "samples": str(root / "config/samples.tsv"),
+        "inputs": [entry],
+        "feature_level": "peptide",
+        "contrasts": "all_pairwise",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[21, 22, 23, 24])
@@ -139,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--null-seed", type=int, default=11)
     parser.add_argument("--null-proteins", type=int, default=2000)
     parser.add_argument("--no-demo", action="store_true")
+    parser.add_argument("--demo-only", action="store_true", help="the demo and its e2e slice")
     parser.add_argument("--quick", action="store_true", help="500 proteins, one seed, no demo")
     parser.add_argument("--csv", type=Path, help="write the per-seed rows here")
     args = parser.parse_args(argv)
@@ -151,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pepmix-pretest-") as tmp:
         work = Path(tmp)
         runner = StageRunner(work / "cache")
-        todo = cases(args, work)
+        todo = [] if args.demo_only else cases(args, work)
         if not args.no_demo:
             todo.append(("demo", "-", demo_config(), {}))
+            todo.append(("demo slice", "-", demo_slice(work / "slice"), {}))
         for label, seed, config, truths in todo:
             t0 = time.perf_counter()
             by_setting = tables(runner, config, work)
@@ -162,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                     truth = truths.get(str(contrast))
                     if truth is None:  # the demo: UPS spike-ins changed
                         truth = demo_truth(str(contrast), part["protein"].drop_duplicates())
-                    name = label if label != "demo" else f"demo {contrast}"
-                    rows.append({"scenario": name, "setting": setting, "seed": seed,
-                                 **score(part, truth)})
+                    name = f"{label} {contrast}" if label.startswith("demo") else label
+                    rows.append(
+                        {"scenario": name, "setting": setting, "seed": seed, **score(part, truth)}
+                    )
             log.info("%s seed %s: %.0f s", label, seed, time.perf_counter() - t0)
     frame = pd.DataFrame(rows)
     if args.csv:

@@ -118,9 +118,7 @@ def pad_varpar(stored: StoredFit, names: list[str]) -> StoredFit:
     dcov[:, pos] = stored.dcov_beta
     vcov = np.zeros((n_prot, k, k))
     vcov[:, pos[:, None], pos[None, :]] = stored.vcov_varpar
-    return dataclasses.replace(
-        stored, dcov_beta=dcov, vcov_varpar=vcov, varpar_names=list(names)
-    )
+    return dataclasses.replace(stored, dcov_beta=dcov, vcov_varpar=vcov, varpar_names=list(names))
 
 
 def check_mode(mode: str) -> None:
@@ -220,4 +218,7 @@ def usage_contrasts(
     for row, i, note in zip(rows, src, _note(usage.lrt[src], mode), strict=True):
         status[row] = full.status[i]
         detail[row] = "; ".join(d for d in (full.detail[i], note) if d)
-    return dataclasses.replace(out, status=status, detail=detail, **arrays), int(src.size)
+    result = dataclasses.replace(out, status=status, detail=detail)
+    for name, values in arrays.items():
+        setattr(result, name, values)
+    return result, int(src.size)

@@ -132,7 +132,7 @@ def peptide_usage_table(
         }
     )
     top = _top_cells(blups, n_top)
-    out["top_cells"] = out["protein"].map(top).fillna("")
+    out["top_cells"] = out["protein"].map(top).astype(object).fillna("")
     out = out.sort_values("pvalue", kind="stable", na_position="last")
     return out.reset_index(drop=True).loc[:, list(USAGE_COLUMNS)]
 
