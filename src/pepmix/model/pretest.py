@@ -38,6 +38,11 @@ lmerTest's :math:`A` are padded with zeros for it (:math:`V` of the default mode
 depend on :math:`\theta_U`), so :math:`g'Ag` and the df are unchanged, and every shard has the
 same variance parameters (shards gather into one table, whether or not a protein switched). The
 decision uses only the protein's own LRT, so the tables do not depend on the number of shards.
+
+Not the default (``never``): measured with ``benchmarks/usage_pretest.py`` it removes the
+outlier-feature false positives of the simulated *outliers* scenario (FDP 7.1 % -> 1.5 %), but on
+the demo most UPS spike-ins have peptides that disagree (usage p < 0.01 for 39 of 44) and lose
+power (README, "Contrasts from the usage model after a preliminary test").
 """
 
 from __future__ import annotations
