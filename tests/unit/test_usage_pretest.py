@@ -17,7 +17,13 @@ import pytest
 
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.fit import fit_proteins
-from pepmix.model.pretest import pad_varpar, usage_contrasts, usage_varpar_names
+from pepmix.model.pretest import (
+    pad_varpar,
+    shared_features,
+    switch_mask,
+    usage_contrasts,
+    usage_varpar_names,
+)
 from pepmix.model.stored import StoredFit, gather_fits
 from pepmix.model.usage import usage_shard
 from pepmix.model.variance_tests import mixture_pvalue
@@ -128,3 +134,70 @@ def test_never_and_usage_off_store_todays_fit(tmp_path: Path, usage: bool) -> No
     other = fit_stage.run(**paths, model=model, abundance=False, usage=usage, usage_contrasts=mode)
     assert (other.usage is not None) == usage
     assert other.fit.stored.to_arrow().equals(today.fit.stored.to_arrow())
+
+
+def _majority_table(runs: list[str], cond: np.ndarray) -> pd.DataFrame:
+    """T*: 2 features, F0 shifted by 3 log2 in B (no majority: the shift is not identifiable);
+    U1: 5 features, F0 shifted (a majority); M1: 4 features, but F2 seen in A only and F3 in B
+    only (2 shared: no majority); C1: 2 clean features."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for prot, n_feat, shift in (("T1", 2, 3.0), ("T2", 2, -3.0), ("U1", 5, 3.0), ("M1", 4, 0.0)):
+        feat_eff = rng.normal(0, 1, n_feat)
+        for r, run in enumerate(runs):
+            sample = rng.normal(0, 0.2)
+            for f in range(n_feat):
+                if prot == "M1" and (f, cond[r]) in ((2, 1), (3, 0)):
+                    continue
+                y = 20 + feat_eff[f] + 0.5 * cond[r] + sample + rng.normal(0, 0.2)
+                y += shift if (f == 0 and cond[r] == 1) else 0.0
+                rows.append((prot, f"F{f}", run, y))
+    for run in runs:
+        for f in range(2):
+            rows.append(("C1", f"F{f}", run, 20 + f + rng.normal(0, 0.3)))
+    return pd.DataFrame(rows, columns=["protein", "feature", "run", "y"])
+
+
+def test_no_majority_switches_proteins_with_fewer_than_three_shared_features() -> None:
+    sheet, design = make_design(n_cond=2, samples_per_cond=4)
+    table = _majority_table(list(design.runs), np.asarray(design.condition_code))
+    fit = fit_proteins(table, design, robust=ROBUST)
+    assert fit.encoded is not None
+    shared = dict(zip(fit.proteins, shared_features(fit.encoded, design), strict=True))
+    assert shared == {"C1": 2, "M1": 2, "T1": 2, "T2": 2, "U1": 5}
+    shard = usage_shard(fit, fit.variance_components(), table, sheet, ROBUST)
+    default = StoredFit.from_model_fit(fit)
+    before = _stats(default)
+    plain, n_plain = usage_contrasts(default, shard, "no_majority")
+    got = _stats(plain)
+    switched = got["detail"].str.contains(NOTE)
+    assert set(got.index[switched]) == {"C1", "M1", "T1", "T2"}
+    assert n_plain == 4
+    assert got.loc[switched, "detail"].str.contains("fewer than 3 features").all()
+    # the default fit takes about half the 3-log2 shift into the contrast (two features: no
+    # estimator can tell which one moved); the usage model charges it to the SE
+    assert (before.loc[["T1", "T2"], "estimate"].abs() > 1.0).all()
+    assert (got.loc[["T1", "T2"], "se"] > 2.0 * before.loc[["T1", "T2"], "se"]).all()
+    # U1 has a majority: its contrast stays the default (Huber) fit's
+    cols = ["estimate", "se", "df"]
+    np.testing.assert_allclose(got.loc["U1", cols], before.loc["U1", cols], rtol=1e-12)
+    # with the preliminary test: only the no-majority proteins whose usage LRT p < alpha
+    tested, _ = usage_contrasts(default, shard, "no_majority_pretest", 0.25)
+    pvalue = pd.Series(mixture_pvalue(shard.lrt), index=[fit.proteins[i] for i in shard.idx])
+    expect = {p for p in ("C1", "M1", "T1", "T2") if pvalue[p] < 0.25}
+    after = _stats(tested)
+    assert set(after.index[after["detail"].str.contains(NOTE)]) == expect
+    assert {"T1", "T2"} <= expect
+    # the majority threshold is a parameter: 6 takes U1 too
+    wide, _ = usage_contrasts(default, shard, "no_majority", majority=6)
+    assert _stats(wide)["detail"].str.contains(NOTE).all()
+
+
+def test_no_majority_mask_needs_the_shared_counts() -> None:
+    lrt = np.array([10.0, 0.0])
+    with pytest.raises(ValueError, match="shared feature counts"):
+        switch_mask(lrt, ["ok", "ok"], "no_majority")
+    got = switch_mask(lrt, ["ok", "ok"], "no_majority_pretest", 0.05, np.array([2, 2]))
+    assert got.tolist() == [True, False]
+    got = switch_mask(lrt, ["ok", "failed"], "no_majority", 0.05, np.array([3, 1]))
+    assert got.tolist() == [False, False]

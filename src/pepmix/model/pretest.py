@@ -53,16 +53,19 @@ import logging
 import numpy as np
 from numpy.typing import NDArray
 
-from pepmix.model.fit import FITTED
+from pepmix.model.design import RunDesign
+from pepmix.model.fit import FITTED, Encoded
 from pepmix.model.stored import StoredFit
 from pepmix.model.usage import UsageShard, with_usage
 
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_MODE",
+    "MAJORITY",
     "MODES",
     "check_mode",
     "pad_varpar",
+    "shared_features",
     "switch_mask",
     "usage_contrasts",
     "usage_varpar_names",
@@ -72,9 +75,14 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.intp]
 
 #: values of config ``peptide_usage_contrasts``
-MODES = ("never", "pretest", "always")
+MODES = ("never", "pretest", "always", "no_majority", "no_majority_pretest")
+#: a protein has a majority of agreeing features when at least this many features are observed
+#: in two or more conditions (two against one can outvote a shifted feature; one against one
+#: cannot)
+MAJORITY = 3
 #: default of ``peptide_usage_contrasts``
 DEFAULT_MODE = "never"
 #: default of ``peptide_usage_pretest_alpha`` (Bozivich, Bancroft & Hartley 1956)
@@ -132,8 +140,39 @@ def check_mode(mode: str) -> None:
         raise ValueError(f"peptide_usage_contrasts: unknown mode {mode!r} (one of {MODES})")
 
 
+def shared_features(enc: Encoded, design: RunDesign) -> IntArray:
+    """Per protein of ``enc``: the number of features observed in two or more conditions (the
+    features that inform a condition contrast directly; the count the no-majority rule of
+    :mod:`pepmix.model.robust` starts from).
+
+    Parameters
+    ----------
+    enc : Encoded
+        The fit's observations.
+    design : RunDesign
+        Its design (``condition_code`` per run).
+    """
+    n_prot = len(enc.proteins)
+    if enc.feat.size == 0:
+        return np.zeros(n_prot, dtype=np.intp)
+    n_cond = max(len(design.conditions), 1)
+    cond = design.condition_code[enc.run]
+    n_feat = int(enc.feat.max()) + 1
+    seen = np.zeros((n_feat, n_cond), dtype=bool)
+    seen[enc.feat, cond] = True
+    fprot = np.zeros(n_feat, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    shared = seen.sum(axis=1) >= 2
+    return np.bincount(fprot, weights=shared, minlength=n_prot).astype(np.intp)
+
+
 def switch_mask(
-    lrt: FloatArray, status: list[str], mode: str, alpha: float = DEFAULT_ALPHA
+    lrt: FloatArray,
+    status: list[str],
+    mode: str,
+    alpha: float = DEFAULT_ALPHA,
+    shared: IntArray | None = None,
+    majority: int = MAJORITY,
 ) -> BoolArray:
     """Per protein of the usage fit: take the contrast from it?
 
@@ -144,10 +183,16 @@ def switch_mask(
     status : list of str
         Status of each protein's usage fit (only fitted ones, :data:`pepmix.model.fit.FITTED`,
         can switch).
-    mode : {"never", "pretest", "always"}
+    mode : {"never", "pretest", "always", "no_majority", "no_majority_pretest"}
         :data:`MODES`.
     alpha : float, default 0.25
-        :math:`\\alpha_{pre}`: switch when the mixture p-value is below it (``pretest``).
+        :math:`\\alpha_{pre}`: switch when the mixture p-value is below it (``pretest``,
+        ``no_majority_pretest``).
+    shared : ndarray of int, optional
+        Features observed in two or more conditions per protein (:func:`shared_features`);
+        required by the ``no_majority`` modes.
+    majority : int, default :data:`MAJORITY`
+        The ``no_majority`` modes switch proteins with fewer shared features than this.
     """
     from pepmix.model.variance_tests import mixture_pvalue
 
@@ -155,18 +200,26 @@ def switch_mask(
     fitted = np.isin(np.asarray(status, dtype=object), FITTED)
     if mode == "never":
         return np.zeros(fitted.shape, dtype=bool)
-    if mode == "always":
+    if mode.startswith("no_majority"):
+        if shared is None or len(shared) != fitted.size:
+            raise ValueError(f"switch_mask: mode {mode!r} needs the shared feature counts")
+        fitted = fitted & (np.asarray(shared) < majority)
+    if mode in ("always", "no_majority"):
         return np.asarray(fitted)
     with np.errstate(invalid="ignore"):
         low = mixture_pvalue(np.asarray(lrt, dtype=np.float64)) < alpha
     return np.asarray(fitted & low)
 
 
-def _note(lrt: FloatArray, mode: str) -> list[str]:
+def _note(lrt: FloatArray, mode: str, majority: int = MAJORITY) -> list[str]:
     """``detail`` note of the proteins whose contrast comes from the usage model."""
     from pepmix.model.variance_tests import mixture_pvalue
 
-    why = "peptides disagree between conditions, " if mode == "pretest" else ""
+    why = {
+        "pretest": "peptides disagree between conditions, ",
+        "no_majority": f"fewer than {majority} features in two conditions, ",
+        "no_majority_pretest": f"fewer than {majority} features in two conditions disagree, ",
+    }.get(mode, "")
     return [
         f"contrast from the usage model ({why}usage LRT p={p:.2g})"
         if np.isfinite(p)
@@ -176,7 +229,11 @@ def _note(lrt: FloatArray, mode: str) -> list[str]:
 
 
 def usage_contrasts(
-    default: StoredFit, usage: UsageShard, mode: str, alpha: float = DEFAULT_ALPHA
+    default: StoredFit,
+    usage: UsageShard,
+    mode: str,
+    alpha: float = DEFAULT_ALPHA,
+    majority: int = MAJORITY,
 ) -> tuple[StoredFit, int]:
     """The stored fit whose contrasts follow ``mode`` (module docstring).
 
@@ -190,6 +247,8 @@ def usage_contrasts(
         Config ``peptide_usage_contrasts``; ``never`` returns ``default`` itself.
     alpha : float, default 0.25
         Config ``peptide_usage_pretest_alpha``.
+    majority : int, default :data:`MAJORITY`
+        The ``no_majority`` modes' threshold of features observed in two or more conditions.
 
     Returns
     -------
@@ -209,7 +268,10 @@ def usage_contrasts(
     idx = np.asarray(usage.idx, dtype=np.intp)
     # only proteins the default model fitted (a protein it could not fit stays unanswered)
     was_fitted = np.isin(np.asarray(default.status, dtype=object)[idx], FITTED)
-    switch = switch_mask(usage.lrt, full.status, mode, alpha) & was_fitted
+    shared = None
+    if mode.startswith("no_majority") and usage.fit.encoded is not None:
+        shared = shared_features(usage.fit.encoded, usage.fit.design)
+    switch = switch_mask(usage.lrt, full.status, mode, alpha, shared, majority) & was_fitted
     src = np.flatnonzero(switch)
     rows = idx[src]
     if [default.proteins[i] for i in rows] != [full.proteins[i] for i in src]:
@@ -220,7 +282,7 @@ def usage_contrasts(
     for name, values in arrays.items():
         values[rows] = getattr(full, name)[src]
     status, detail = list(out.status), list(out.detail)
-    for row, i, note in zip(rows, src, _note(usage.lrt[src], mode), strict=True):
+    for row, i, note in zip(rows, src, _note(usage.lrt[src], mode, majority), strict=True):
         status[row] = full.status[i]
         detail[row] = "; ".join(d for d in (full.detail[i], note) if d)
     result = dataclasses.replace(out, status=status, detail=detail)

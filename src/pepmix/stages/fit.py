@@ -133,9 +133,10 @@ def run(
         Also fit the protein abundance model.
     usage : bool, default False
         Also test peptide usage (config ``peptide_usage``).
-    usage_contrasts : {"never", "pretest", "always"}, default "never"
-        Config ``peptide_usage_contrasts``: which proteins' contrasts come from the usage
-        model (:mod:`pepmix.model.pretest`); only with ``usage`` (else no effect).
+    usage_contrasts : str, default "never"
+        Config ``peptide_usage_contrasts`` (one of :data:`pepmix.model.pretest.MODES`): which
+        proteins' contrasts come from the usage model (:mod:`pepmix.model.pretest`); only with
+        ``usage`` (else no effect).
     pretest_alpha : float, default 0.25
         Config ``peptide_usage_pretest_alpha``.
 
