@@ -27,10 +27,22 @@ tested first, with the usage LRT every fit job computes (``peptide_usage: true``
 Bozivich et al. recommend a liberal :math:`\alpha_{pre}` (about 0.25) so that the final test
 keeps its size when the interaction is present but small. Modes (``peptide_usage_contrasts``):
 ``never`` (every contrast from the default model; the stored fit is the default fit, unchanged),
-``pretest`` (the rule above, :math:`\alpha_{pre}` = ``peptide_usage_pretest_alpha``) and
+``pretest`` (the rule above, :math:`\alpha_{pre}` = ``peptide_usage_pretest_alpha``),
 ``always`` (the usage model for every protein it was refitted for: two or more features, some
-feature seen in two conditions, :func:`pepmix.model.usage.usage_estimable`). No model is fitted
-here: the usage model's fit is the one the usage test made (:func:`pepmix.model.usage.usage_shard`).
+feature seen in two conditions, :func:`pepmix.model.usage.usage_estimable`), ``no_majority``
+(the usage model for the refitted proteins with fewer than :data:`MAJORITY` = 3 features observed
+in two or more conditions, :func:`shared_features`) and ``no_majority_pretest`` (those of them
+whose :math:`p_U < \alpha_{pre}`). No model is fitted here: the usage model's fit is the one the
+usage test made (:func:`pepmix.model.usage.usage_shard`).
+
+No majority. A shifted feature is an interaction the robust fit can only outvote when enough
+features agree: in the additive fit of the 2 x J table of a protein's cell means one feature
+shifted by :math:`s` in one condition leaves residuals :math:`\pm s(J-1)/(2J)` in its cells and
+:math:`\pm s/(2J)` in the others, so with the MAD scale of :mod:`pepmix.model.robust` it lies
+:math:`(J-1)/1.4826` scale units out: every residual is equal at :math:`J = 2` (the shift is not
+identifiable from the protein's change) and Huber's :math:`k = 1.345` is barely reached at
+:math:`J = 3` (measured, ``benchmarks/huber_shifted_feature.py``: log2FC 0.50 s and 0.31 s;
+least squares 0.33 s). For such a protein the honest answer is the usage model's wider interval.
 
 Stored layout. The usage model has one more variance parameter, :math:`\theta_U`. In the modes
 ``pretest`` and ``always`` the default model's derivatives :math:`\partial V/\partial\psi` and
@@ -42,7 +54,11 @@ decision uses only the protein's own LRT, so the tables do not depend on the num
 Not the default (``never``): measured with ``benchmarks/usage_pretest.py`` it removes the
 outlier-feature false positives of the simulated *outliers* scenario (FDP 7.1 % -> 1.5 %), but on
 the demo most UPS spike-ins have peptides that disagree (usage p < 0.01 for 39 of 44) and lose
-power (README, "Contrasts from the usage model after a preliminary test").
+power (README, "Contrasts from the usage model after a preliminary test"). The ``no_majority``
+modes (``benchmarks/usage_majority.py``): FDP 4.7-4.8 %, null p-values uniform at
+:math:`\alpha_{pre}` 0.05, but 5 of the demo's 7 two-peptide UPS proteins have peptides that
+disagree and 5 / 3 / 5 fewer UPS proteins are called per contrast (README, "Where the outlier
+false positives come from").
 """
 
 from __future__ import annotations
