@@ -201,3 +201,22 @@ def test_no_majority_mask_needs_the_shared_counts() -> None:
     assert got.tolist() == [True, False]
     got = switch_mask(lrt, ["ok", "failed"], "no_majority", 0.05, np.array([3, 1]))
     assert got.tolist() == [False, False]
+
+
+def test_fit_stage_applies_no_majority(tmp_path: Path) -> None:
+    """The fit job (config ``peptide_usage_contrasts: no_majority``) stores the library's
+    decision."""
+    sheet, design = make_design(n_cond=2, samples_per_cond=4)
+    table = _majority_table(list(design.runs), np.asarray(design.condition_code))
+    write_parquet(table, tmp_path / "features.parquet")
+    write_tsv(sheet, tmp_path / "samples.tsv")
+    result = fit_stage.run(
+        features=tmp_path / "features.parquet",
+        samples=tmp_path / "samples.tsv",
+        model={"robust": ROBUST},
+        abundance=False,
+        usage=True,
+        usage_contrasts="no_majority",
+    )
+    got = _stats(result.fit.stored)
+    assert set(got.index[got["detail"].str.contains(NOTE)]) == {"C1", "M1", "T1", "T2"}
