@@ -44,12 +44,13 @@ identifiable from the protein's change) and Huber's :math:`k = 1.345` is barely 
 :math:`J = 3` (measured, ``benchmarks/huber_shifted_feature.py``: log2FC 0.50 s and 0.31 s;
 least squares 0.33 s). For such a protein the honest answer is the usage model's wider interval.
 
-Stored layout. The usage model has one more variance parameter, :math:`\theta_U`. In the modes
-``pretest`` and ``always`` the default model's derivatives :math:`\partial V/\partial\psi` and
+Stored layout. The usage model has one more variance parameter, :math:`\theta_U`. In every mode
+but ``never`` the default model's derivatives :math:`\partial V/\partial\psi` and
 lmerTest's :math:`A` are padded with zeros for it (:math:`V` of the default model does not
 depend on :math:`\theta_U`), so :math:`g'Ag` and the df are unchanged, and every shard has the
 same variance parameters (shards gather into one table, whether or not a protein switched). The
-decision uses only the protein's own LRT, so the tables do not depend on the number of shards.
+decision uses only the protein's own LRT and observations, so the tables do not depend on the
+number of shards.
 
 Not the default (``never``): measured with ``benchmarks/usage_pretest.py`` it removes the
 outlier-feature false positives of the simulated *outliers* scenario (FDP 7.1 % -> 1.5 %), but on
@@ -95,9 +96,9 @@ IntArray = NDArray[np.intp]
 
 #: values of config ``peptide_usage_contrasts``
 MODES = ("never", "pretest", "always", "no_majority", "no_majority_pretest")
-#: a protein has a majority of agreeing features when at least this many features are observed
-#: in two or more conditions (two against one can outvote a shifted feature; one against one
-#: cannot)
+#: the ``no_majority`` modes switch proteins with fewer features than this observed in two or
+#: more conditions (with two, one feature against one: a shift is not identifiable; see the
+#: module docstring for why even three are few for Huber weights)
 MAJORITY = 3
 #: default of ``peptide_usage_contrasts``
 DEFAULT_MODE = "never"
