@@ -11,7 +11,9 @@ repository around ``src/pepmix``; this repository when pepmix is installed elsew
 
 Differences from a workflow run: the model stage runs as one shard (the workflow's shards only
 split proteins; ``shard`` and ``gather_model`` are skipped), without the protein-abundance
-output (:data:`SKIPPED_OUTPUTS`; the test does not read it), and the plot rules are not run.
+output (:data:`SKIPPED_OUTPUTS`; the test does not read it), with the peptide-usage test only
+when the contrasts use it (``peptide_usage_contrasts`` not ``never``), and the plot rules are
+not run.
 Outputs are cached like Snakemake would: each rule writes into a directory named after a hash of
 its inputs and evaluated params, and is skipped when that directory is complete. Variants that
 differ only in the test stage therefore share one fit.
@@ -227,6 +229,8 @@ class StageRunner:
         }
         self.ran: list[str] = []
         self.used: list[Path] = []
+        #: workflow path -> file of the last :meth:`run`
+        self.made: dict[str, str] = {}
 
     def _namespace(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         """What the rules' blocks refer to (``rules/common.smk``), for one shard."""
@@ -245,7 +249,11 @@ class StageRunner:
             "SINGLE_SHARD": False,
             "SHARD": "{scatteritem}",
             "model_out": lambda name, final: f"results/model/shards/{{scatteritem}}/{name}",
-            "PEPTIDE_USAGE": False,
+            # the usage test runs in the fit job when its rows can change the differential table
+            # (peptide_usage_contrasts not never): rules/common.smk's rule otherwise skipped,
+            # its table is not part of the target
+            "PEPTIDE_USAGE": _usage_in_fit(cfg),
+            "USAGE_FIT_OUTPUT": {"usage": "results/model/shards/{scatteritem}/usage.parquet"},
             # missing: detection (rules/common.smk); builds without the key ignore these
             "DETECTION": cfg.get("missing", "mar") == "detection",
             "extra_formats": lambda formats: [f for f in formats if f != "png"],
@@ -354,7 +362,7 @@ class StageRunner:
         """Validate ``config``, make :data:`TARGET`; return it and the resolved sample sheet."""
         cfg = validate_config(config, self.schema)
         made: dict[str, str] = {}
-        self.used = []
+        self.used, self.made = [], made
         table = pd.read_parquet(self._make(TARGET, self._namespace(cfg), made))
         return table, read_resolved_sheet(made["results/ingest/samples.tsv"])
 
@@ -370,6 +378,16 @@ class StageRunner:
 
 
 _ITEM = {"scatteritem": SCATTER_ITEM}
+
+
+def _usage_in_fit(cfg: Mapping[str, Any]) -> bool:
+    """Whether the fit job tests peptide usage (``PEPTIDE_USAGE`` of ``rules/common.smk``) and
+    the test uses it (``peptide_usage_contrasts`` other than ``never``)."""
+    model = cfg.get("model", {}) or {}
+    usage = bool(cfg.get("peptide_usage", True)) and "condition|batch" not in (
+        model.get("random") or []
+    )
+    return usage and cfg.get("peptide_usage_contrasts", "never") != "never"
 
 
 def _sheet_runs(cfg: Mapping[str, Any]) -> pd.DataFrame:

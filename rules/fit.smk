@@ -161,6 +161,9 @@ rule fit:
             if DETECTION
             else {}
         ),
+        # with peptide_usage: which proteins' contrasts come from the usage model
+        usage_contrasts=config.get("peptide_usage_contrasts", "never"),
+        pretest_alpha=config.get("peptide_usage_pretest_alpha", 0.25),
     benchmark:
         f"logs/benchmarks/fit/{SHARD}.tsv"
     log:

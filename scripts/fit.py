@@ -18,6 +18,9 @@ with rule_context(snakemake):
         missing=snakemake.params.get("missing", "mar"),
         curve=snakemake.input.get("curve") or None,
         contrasts=snakemake.params.get("contrasts", []),
+        # config peptide_usage_contrasts: contrasts of some proteins from the usage model
+        usage_contrasts=snakemake.params.get("usage_contrasts") or "never",
+        pretest_alpha=float(snakemake.params.get("pretest_alpha") or 0.25),
     )
     result.write(
         proteins=out.proteins,

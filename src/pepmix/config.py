@@ -155,6 +155,10 @@ def _check_detection(config: Mapping[str, Any], result: dict[str, Any]) -> None:
         problems.append("variance_tests.bootstrap / bootstrap_contrasts")
     if result.get("calibration", {}).get("in_all"):
         problems.append("calibration.in_all: true (the calibration check refits the MAR model)")
+    if result.get("peptide_usage_contrasts", "never") != "never":
+        problems.append(f"peptide_usage_contrasts: {result['peptide_usage_contrasts']} (use never)")
+    if model.get("feature_weights", "none") != "none":
+        problems.append(f"model.feature_weights: {model['feature_weights']} (use none)")
     if problems:
         raise ConfigError(f"config: missing: detection does not combine with {'; '.join(problems)}")
     result.setdefault("model", {})["robust"] = "none"

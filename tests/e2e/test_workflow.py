@@ -411,14 +411,16 @@ def test_feature_weights_prior_rule_and_shard_invariance(repo: Path, tmp_path: P
 
 def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     """peptide_usage: true writes the usage table (one row per input protein, gathered over two
-    shards) and the profile figure of the flagged proteins, which is in the report."""
+    shards) and the profile figure of the flagged proteins, which is in the report; with
+    peptide_usage_contrasts: pretest the proteins with a usage p < 0.25 take their contrasts
+    from the usage model, and the differential table is the same for one and two shards."""
     work = tmp_path / "usage"
     work.mkdir()
     _write_slice(repo, work)
     (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
     _config(work)
     with (work / "config.yaml").open("a") as handle:
-        handle.write("peptide_usage: true\n")
+        handle.write("peptide_usage: true\npeptide_usage_contrasts: pretest\n")
     extra = ("--config", "shards=2")
     result = _run(repo, work, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -440,14 +442,17 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     assert {"fit", "plot_usage"} <= planned and "peptide_usage" not in planned
     one = tmp_path / "one"
     shutil.copytree(work, one, ignore=shutil.ignore_patterns("results", ".snakemake", "logs"))
-    assert (
-        _run(repo, one, "--config", "shards=1", "--", "results/tables/peptide_usage.tsv").returncode
-        == 0
-    )
-    # the same table as gathered over two shards
-    assert (one / "results/tables/peptide_usage.tsv").read_bytes() == (
-        work / "results/tables/peptide_usage.tsv"
-    ).read_bytes()
+    differential = "results/tables/differential_abundance.tsv"
+    targets = ("results/tables/peptide_usage.tsv", differential)
+    assert _run(repo, one, "--config", "shards=1", "--", *targets).returncode == 0
+    # the same tables as gathered over two shards
+    for target in targets:
+        assert (one / target).read_bytes() == (work / target).read_bytes(), target
+    table = pd.read_csv(work / differential, sep="\t")
+    switched = table["detail"].fillna("").str.contains("contrast from the usage model")
+    flagged = set(usage.loc[usage["pvalue"] < 0.25, "protein"])
+    assert set(table.loc[switched, "protein"]) == flagged & set(table["protein"])
+    assert switched.sum() > 0
 
 
 def test_bootstrap_rule_top_n(repo: Path, tmp_path: Path) -> None:

@@ -66,6 +66,8 @@ def test_detection_sets_robust_none(schema: dict[str, Any]) -> None:
         ({"variance_tests": {"bootstrap": 10}}, "bootstrap"),
         ({"variance_tests": {"bootstrap_contrasts": True}}, "bootstrap"),
         ({"calibration": {"in_all": True}}, "calibration.in_all"),
+        ({"peptide_usage_contrasts": "pretest"}, "peptide_usage_contrasts"),
+        ({"model": {"feature_weights": "empirical_bayes"}}, "model.feature_weights"),
     ],
 )
 def test_detection_rejects_options_it_does_not_combine_with(

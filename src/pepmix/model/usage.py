@@ -132,7 +132,7 @@ def peptide_usage_table(
         }
     )
     top = _top_cells(blups, n_top)
-    out["top_cells"] = out["protein"].map(top).fillna("")
+    out["top_cells"] = out["protein"].map(top).astype(object).fillna("")
     out = out.sort_values("pvalue", kind="stable", na_position="last")
     return out.reset_index(drop=True).loc[:, list(USAGE_COLUMNS)]
 
@@ -336,6 +336,30 @@ def _skipped_rows(fit: ModelFit, keep: IntArray) -> pd.DataFrame:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class UsageShard:
+    """The peptide-usage test of one shard, with the usage model's fit kept for the contrasts.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The shard's usage rows (:data:`USAGE_COLUMNS`; p-values are added by
+        :func:`gather_usage_table`).
+    fit : ModelFit or None
+        The usage model's fit of the refitted proteins (:func:`refit_with_usage`); None when the
+        model already has the term or the fit held no encoded observations.
+    idx : ndarray of int
+        Codes (in the default fit) of the proteins of ``fit``.
+    lrt : ndarray
+        The usage LRT of each protein of ``fit`` (NaN: not tested).
+    """
+
+    table: pd.DataFrame
+    fit: ModelFit | None = None
+    idx: IntArray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    lrt: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
+
+
 def usage_shard_table(
     fit: ModelFit,
     components: pd.DataFrame,
@@ -368,23 +392,37 @@ def usage_shard_table(
     pandas.DataFrame
         Columns :data:`USAGE_COLUMNS`.
     """
+    return usage_shard(fit, components, table, sheet, robust, n_top).table
+
+
+def usage_shard(
+    fit: ModelFit,
+    components: pd.DataFrame,
+    table: pd.DataFrame,
+    sheet: pd.DataFrame,
+    robust: str = "none",
+    n_top: int = 3,
+) -> UsageShard:
+    """:func:`usage_shard_table` with the usage model's fit and LRTs kept
+    (:mod:`pepmix.model.pretest` takes the contrasts of some proteins from it); same
+    parameters."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
     if USAGE_FACTOR in fit.factors:
         comp, blups = components, fit.blups
         if lrt_col not in comp.columns:  # variance_tests.lrt: false
             comp = comp.assign(**{lrt_col: usage_lrt(fit)})
-        return peptide_usage_table(comp, blups, n_top)
+        return UsageShard(peptide_usage_table(comp, blups, n_top))
     design = build_run_design(sheet, with_usage(fit.design.spec))
     if fit.encoded is None:  # a fit without its observations: fit every protein afresh
         full = fit_proteins(table, design, robust=robust)
         comp = full.variance_components().assign(**{lrt_col: usage_lrt(full)})
-        return peptide_usage_table(comp, full.blups, n_top)
+        return UsageShard(peptide_usage_table(comp, full.blups, n_top))
     full, idx = refit_with_usage(fit, design, robust)
     active = np.ones(len(full.proteins), dtype=bool)
     lrt = usage_lrt(full, active, _theta_scale(robust))
     comp = full.variance_components().assign(**{lrt_col: lrt})
     comp = pd.concat([comp, _skipped_rows(fit, idx)], ignore_index=True)
-    return peptide_usage_table(comp, full.blups, n_top)
+    return UsageShard(peptide_usage_table(comp, full.blups, n_top), full, idx, lrt)
 
 
 def gather_usage_table(

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from pepmix.stages.files import (
     write_wide,
 )
 
+if TYPE_CHECKING:
+    from pepmix.model.usage import UsageShard
+
 __all__ = ["FitResult", "run"]
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,9 @@ class FitResult:
     Attributes
     ----------
     fit : pepmix.api.Fit
-        The fit (with ``proteins`` and ``model``).
+        The fit (with ``proteins`` and ``model``); its stored fit holds the contrasts of the
+        usage model for the proteins config ``peptide_usage_contrasts`` switched
+        (:mod:`pepmix.model.pretest`).
     abundance : pandas.DataFrame or None
         Protein abundance per run (:func:`pepmix.model.abundance.protein_abundance`), when
         asked for.
@@ -51,12 +56,16 @@ class FitResult:
     detection : pandas.DataFrame or None
         The detection model's contrast rows (:func:`pepmix.model.missing.detection_table`),
         with ``missing: detection``.
+    usage_test : pepmix.model.usage.UsageShard or None
+        The usage test with the usage model's fit (:func:`pepmix.model.usage.usage_shard`), when
+        computed; not written (benchmarks re-decide the contrasts from it).
     """
 
     fit: Fit
     abundance: pd.DataFrame | None = None
     usage: pd.DataFrame | None = None
     detection: pd.DataFrame | None = None
+    usage_test: UsageShard | None = None
 
     def usage_table(self, *, removed: PathLike | None = None) -> TsvTable:
         """The peptide-usage table of this fit alone (``results/tables/peptide_usage.tsv`` when
@@ -115,6 +124,8 @@ def run(
     missing: str = "mar",
     curve: PathLike | None = None,
     contrasts: Sequence[Sequence[str]] = (),
+    usage_contrasts: str = "never",
+    pretest_alpha: float = 0.25,
 ) -> FitResult:
     """Fit the shard.
 
@@ -145,6 +156,12 @@ def run(
         ``results/model/detection_curve.tsv`` (required with ``missing: detection``).
     contrasts : sequence of (name, numerator, denominator), default ()
         The config's contrasts (the detection model's table is computed for these).
+    usage_contrasts : str, default "never"
+        Config ``peptide_usage_contrasts`` (one of :data:`pepmix.model.pretest.MODES`): which
+        proteins' contrasts come from the usage model (:mod:`pepmix.model.pretest`); only with
+        ``usage`` (else no effect).
+    pretest_alpha : float, default 0.25
+        Config ``peptide_usage_pretest_alpha``.
 
     Returns
     -------
@@ -193,20 +210,24 @@ def run(
         raise ValueError("the fit returned no per-protein results")
     counts = fit.proteins["status"].value_counts().to_dict()
     log.info("protein statuses: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    usage_rows = None
+    shard = None
     if usage and SLOPE_TERM in fit.spec.random:
         log.info("peptide usage: not tested with the random slope %s", SLOPE_TERM)
     elif usage:
-        from pepmix.model.usage import usage_shard_table
+        from pepmix.model.usage import usage_shard
 
-        usage_rows = usage_shard_table(engine, fit.proteins, table, sheet, robust)
+        shard = usage_shard(engine, fit.proteins, table, sheet, robust)
+        fit = _usage_contrasts(fit, shard, usage_contrasts, pretest_alpha)
     detection = None
     if missing == "detection":
         detection = _detection(fit, curve, contrasts)
     ab = None
     if abundance:
         ab = protein_abundance(table, list(sheet["run"]), encoded=engine.encoded)
-    return FitResult(fit=fit, abundance=ab, usage=usage_rows, detection=detection)
+    usage_rows = None if shard is None else shard.table
+    return FitResult(
+        fit=fit, abundance=ab, usage=usage_rows, usage_test=shard, detection=detection
+    )
 
 
 def _detection(
@@ -221,3 +242,17 @@ def _detection(
     detection_curve, prior_sd = read_curve(curve, fit.model.design.runs)
     triples = [(str(c[0]), str(c[1]), str(c[2])) for c in contrasts]
     return detection_table(fit.model, fit.stored, detection_curve, prior_sd, triples)
+
+
+def _usage_contrasts(fit: Fit, shard: UsageShard, mode: str, alpha: float) -> Fit:
+    """``fit`` whose stored contrasts follow ``peptide_usage_contrasts``
+    (:func:`pepmix.model.pretest.usage_contrasts`); unchanged for ``never``."""
+    from pepmix.model.pretest import usage_contrasts
+
+    if mode == "never":
+        return fit
+    stored, n_switched = usage_contrasts(fit.stored, shard, mode, alpha)
+    log.info(
+        "peptide_usage_contrasts %s: %d proteins' contrasts from the usage model", mode, n_switched
+    )
+    return replace(fit, stored=stored)
