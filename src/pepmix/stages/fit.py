@@ -225,9 +225,7 @@ def run(
     if abundance:
         ab = protein_abundance(table, list(sheet["run"]), encoded=engine.encoded)
     usage_rows = None if shard is None else shard.table
-    return FitResult(
-        fit=fit, abundance=ab, usage=usage_rows, usage_test=shard, detection=detection
-    )
+    return FitResult(fit=fit, abundance=ab, usage=usage_rows, usage_test=shard, detection=detection)
 
 
 def _detection(
