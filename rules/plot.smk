@@ -2,7 +2,10 @@
 # so it runs while the models are fitted) and of the protein abundances; differential abundance
 # (per contrast, plus the status summary of all contrasts, drawn from the same table); model
 # (variance components, profile plots). Every figure is drawn as PNG (for the report) plus the
-# extra formats of `plots.formats` (PDF, SVG) for papers. One job per family over all contrasts
+# extra formats of `plots.formats` (PDF, SVG) for papers; with `pdf` also the profile PDFs (all
+# `plots.top_n` proteins; without it only the report's first few profiles are drawn). The PDF
+# copies are off by default: they were ~5 of the demo's ~12 CPU s of plotting (benchmarks/README.md,
+# "Plot jobs, third pass"). One job per family over all contrasts
 # keeps the script start-up cost (Python, pandas, matplotlib: 1-2 s CPU each) from dominating the
 # plots' run time.
 
@@ -160,7 +163,12 @@ rule plot_model:
             )
             for c in PLOT_CONTRASTS
         ],
-        profiles_pdf=[f"results/plots/contrasts/{c['slug']}/profiles.pdf" for c in PLOT_CONTRASTS],
+        # plots.formats with pdf: all plots.top_n profiles per contrast, one page each
+        profiles_pdf=[
+            f"results/plots/contrasts/{c['slug']}/profiles.pdf"
+            for c in PLOT_CONTRASTS
+            if PROFILE_PDFS
+        ],
     params:
         out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.variance)),
         formats=PLOT_FORMATS,
@@ -201,7 +209,8 @@ rule plot_usage:
             caption="../workflow/report/peptide_usage.rst",
             labels={"figure": "Peptide usage: flagged proteins"},
         ),
-        pdf="results/plots/model/peptide_usage.pdf",
+        # plots.formats with pdf: all flagged proteins (at most plots.top_n), one page each
+        **({"pdf": "results/plots/model/peptide_usage.pdf"} if PROFILE_PDFS else {}),
     params:
         top_n=config["plots"]["top_n"],
         fdr=config["fdr"],

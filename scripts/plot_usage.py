@@ -13,7 +13,7 @@ with rule_context(snakemake):
         abundance=snakemake.input.abundance,
         fixed=snakemake.input.fixed,
         blups=snakemake.input.blups,
-        out_pdf=snakemake.output.pdf,
+        out_pdf=snakemake.output.get("pdf"),
         out_png=snakemake.output.png,
         top_n=snakemake.params.top_n,
         fdr=snakemake.params.fdr,
