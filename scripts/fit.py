@@ -14,15 +14,15 @@ with rule_context(snakemake):
         variance_tests=snakemake.params.get("variance_tests") or None,
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
         usage=bool(out.get("usage") or out.get("usage_table")),
+        # one shard: rule abundance fits the abundances beside this job (rules/fit.smk)
+        abundance=bool(out.get("abundance")),
     )
     result.write(
         proteins=out.proteins,
         fit=out.fit,
         fixed=out.fixed,
         blups=out.blups,
-        abundance=out.abundance,
-        # one shard: the job writes the gathered files itself (rules/fit.smk)
-        wide=out.get("wide"),
+        abundance=out.get("abundance"),
         usage=out.get("usage"),
     )
     if out.get("usage_table"):

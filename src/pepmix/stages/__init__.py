@@ -27,6 +27,7 @@ variance_prior         :mod:`pepmix.stages.variance_prior`
 fit                    :mod:`pepmix.stages.fit`
 gather_model           :mod:`pepmix.stages.gather_model`
 gather_abundance       :mod:`pepmix.stages.gather_abundance`
+abundance              :mod:`pepmix.stages.abundance` (one shard: beside rule fit)
 variance_components    :mod:`pepmix.stages.variance_components`
 peptide_usage          :mod:`pepmix.stages.peptide_usage`
 test                   :mod:`pepmix.stages.test`
