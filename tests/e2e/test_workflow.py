@@ -207,9 +207,9 @@ def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
 
 
 #: rules that follow the contrasts (tables, plots, alerts); nothing upstream of rule test
-# plot_usage draws the usage-flagged proteins' profiles, which show the contrast's estimates
+# plot_model also draws the usage-flagged proteins' profiles, which show the contrast's estimates
 CONTRAST_RULES = {
-    "test", "plot_differential", "plot_model", "plot_usage", "alerts", "report_pages", "all"
+    "test", "plot_differential", "plot_model", "alerts", "report_pages", "all"
 }  # fmt: skip
 NEW_CONTRASTS = 'contrasts: ["fmol100 - fmol25", "fmol25 - fmol50"]'
 
@@ -272,10 +272,11 @@ def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> 
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=2")
     two = _planned_rules(dry.stdout + dry.stderr)
     assert {"prepare", "fit", "gather_model", "gather_abundance"} <= two
-    assert not {"ingest", "merge", "normalize", "shard"} & two
+    assert not {"ingest", "merge", "normalize", "shard", "abundance"} & two
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=1")
     one = _planned_rules(dry.stdout + dry.stderr)
-    assert {"prepare", "fit", "test"} <= one
+    # one shard: the abundance model in a job of its own, beside the fit (rules/fit.smk)
+    assert {"prepare", "fit", "abundance", "test"} <= one
     assert not {"gather_model", "gather_abundance", "peptide_usage"} & one
 
 
@@ -420,7 +421,8 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     # one shard: the fit job writes the usage table itself (no gather job)
     dry = _run(repo, work, "-n", "--forceall", "--config", "shards=1")
     planned = _planned_rules(dry.stdout + dry.stderr)
-    assert {"fit", "plot_usage"} <= planned and "peptide_usage" not in planned
+    # the usage figure is drawn by rule plot_model (one job's start-up and reads fewer)
+    assert {"fit", "plot_model"} <= planned and "peptide_usage" not in planned
     one = tmp_path / "one"
     shutil.copytree(work, one, ignore=shutil.ignore_patterns("results", ".snakemake", "logs"))
     assert (

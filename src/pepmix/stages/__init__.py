@@ -34,9 +34,8 @@ test                   :mod:`pepmix.stages.test`
 calibration_check      :mod:`pepmix.stages.calibration`
 plot_qc                :mod:`pepmix.stages.plot_qc`
 plot_qc_abundance      :mod:`pepmix.stages.plot_qc_abundance`
-plot_model             :mod:`pepmix.stages.plot_model`
+plot_model             :mod:`pepmix.stages.plot_model`, :mod:`pepmix.stages.plot_usage`
 plot_differential      :mod:`pepmix.stages.plot_differential`
-plot_usage             :mod:`pepmix.stages.plot_usage`
 report_pages           :mod:`pepmix.stages.report_pages`
 alerts                 :func:`pepmix.alerts.gather_alerts`
 =====================  ==========================================================

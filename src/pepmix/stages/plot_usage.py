@@ -1,4 +1,4 @@
-"""Rule ``plot_usage``: profile plots of the proteins flagged by the peptide-usage test."""
+"""Profile plots of the proteins flagged by the peptide-usage test (in rule ``plot_model``)."""
 
 from __future__ import annotations
 
