@@ -1,13 +1,13 @@
 # Figures, one rule per family: QC of the feature intensities (needs only the normalised features,
 # so it runs while the models are fitted) and of the protein abundances; differential abundance
 # (per contrast, plus the status summary of all contrasts, drawn from the same table); model
-# (variance components, profile plots). Every figure is drawn as PNG (for the report) plus the
-# extra formats of `plots.formats` (PDF, SVG) for papers; with `pdf` also the profile PDFs (all
-# `plots.top_n` proteins; without it only the report's first few profiles are drawn). The PDF
-# copies are off by default: they were ~5 of the demo's ~12 CPU s of plotting (benchmarks/README.md,
-# "Plot jobs, third pass"). One job per family over all contrasts
-# keeps the script start-up cost (Python, pandas, matplotlib: 1-2 s CPU each) from dominating the
-# plots' run time.
+# (variance components, profile plots, and with peptide_usage the usage-flagged profiles). Every
+# figure is drawn as PNG (for the report) plus the extra formats of `plots.formats` (PDF, SVG)
+# for papers; with `pdf` also the profile PDFs (all `plots.top_n` proteins; without it only the
+# report's first few profiles are drawn). The PDFs are off by default: they were ~7 of the
+# demo's ~17 CPU s of plot jobs (benchmarks/README.md, "Plot jobs and PDFs, third pass"). One job
+# per family over all contrasts keeps the script start-up cost (Python, pandas, matplotlib: ~1 s
+# CPU each) from dominating the plots' run time.
 
 rule plot_qc:
     """QC figures of the feature intensities: intensities, features and missing values per run,
