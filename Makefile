@@ -1,6 +1,7 @@
 # pepmix: the two commands of the README, and helpers for developers.
 #   make demo   set up .venv (pinned), run the workflow on the shipped demo data, build the report
 #   make test   set up .venv if needed, then lint (ruff, mypy, snakemake --lint) and the test suite
+#   make pdfs   the demo's figures also as PDF (plots.formats: [png, pdf])
 #   make slurm  add the SLURM executor plugin to .venv (cluster use; see README)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test lint unit venv slurm clean-demo
+.PHONY: demo pdfs test lint unit venv slurm clean-demo
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pepmix needs Python >= 3.11")'
@@ -39,6 +40,12 @@ demo: $(STAMP)
 	        $(DEMO) --report results/report.html; \
 	    else echo "results/report.html is up to date"; fi; \
 	fi
+
+# The demo's figures also as PDF (vector copies and the profile PDFs; off by default, see
+# config/README.md, plots.formats): runs the workflow with `pdf` added to plots.formats (after a
+# `make demo`, only the plot jobs run again; so do they at the next `make demo`).
+pdfs: $(STAMP)
+	$(DEMO) --config 'plots={formats: [png, pdf]}'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src scripts tests $(wildcard benchmarks)

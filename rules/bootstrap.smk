@@ -3,19 +3,29 @@
 # (bootstrap_proteins: top N). `all` or a list of proteins for the term LRTs stays in the fit
 # jobs (per shard).
 
-from pepmix.model.variance_tests import VarianceTestOptions
-
-try:
-    BOOT_OPTIONS = VarianceTestOptions.from_config(config.get("variance_tests"))
-except PepmixError as exc:
-    _fail(str(exc))
-
 BOOT_CONTRASTS = "results/tables/bootstrap_contrasts.tsv"
 BOOT_TERMS = "results/tables/bootstrap_terms.tsv"
-BOOT_FILES = {
-    **({"contrasts": BOOT_CONTRASTS} if BOOT_OPTIONS.bootstrap > 0 and BOOT_OPTIONS.contrasts else {}),
-    **({"terms": BOOT_TERMS} if BOOT_OPTIONS.after_gather and BOOT_OPTIONS.top and BOOT_OPTIONS.lrt else {}),
-}
+_BOOT_SECTION = config.get("variance_tests") or {}
+# Without any bootstrap setting (the default) there is nothing to run or to check: the options
+# class (pepmix.model.variance_tests: scipy.special and the model modules, ~0.15 CPU s) is then
+# not imported into every snakemake call.
+if (
+    int(_BOOT_SECTION.get("bootstrap", 0)) == 0
+    and not _BOOT_SECTION.get("bootstrap_contrasts", False)
+    and _BOOT_SECTION.get("bootstrap_proteins", "all") == "all"
+):
+    BOOT_FILES = {}
+else:
+    from pepmix.model.variance_tests import VarianceTestOptions
+
+    try:
+        BOOT_OPTIONS = VarianceTestOptions.from_config(_BOOT_SECTION)
+    except PepmixError as exc:
+        _fail(str(exc))
+    BOOT_FILES = {
+        **({"contrasts": BOOT_CONTRASTS} if BOOT_OPTIONS.bootstrap > 0 and BOOT_OPTIONS.contrasts else {}),
+        **({"terms": BOOT_TERMS} if BOOT_OPTIONS.after_gather and BOOT_OPTIONS.top and BOOT_OPTIONS.lrt else {}),
+    }
 BOOTSTRAP_OUTPUTS = list(BOOT_FILES.values())
 
 

@@ -85,11 +85,13 @@ SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
 PEPTIDE_USAGE = bool(config.get("peptide_usage", True)) and "condition|batch" not in (
     config.get("model", {}).get("random") or []
 )
+# plots.formats with pdf: the profile PDFs too (all top proteins, one page each; rules/plot.smk)
+PROFILE_PDFS = "pdf" in [str(f).lower() for f in config["plots"]["formats"]]
 USAGE_OUTPUTS = (
     [
         "results/tables/peptide_usage.tsv",
         "results/plots/model/peptide_usage.png",
-        "results/plots/model/peptide_usage.pdf",
+        *(["results/plots/model/peptide_usage.pdf"] if PROFILE_PDFS else []),
     ]
     if PEPTIDE_USAGE
     else []
@@ -196,10 +198,11 @@ def contrast_report(name):
 def all_plots():
     """Every figure file of the plot rules (PNG for the report plus the `plots.formats` copies)."""
     fmts = ["png", *PLOT_FORMATS]
+    profile_fmts = ["png", "pdf"] if PROFILE_PDFS else ["png"]
     files = [f"results/plots/qc/{n}.{f}" for n in QC_FIGURES for f in fmts]
     files += [f"results/plots/model/{n}.{f}" for n in MODEL_FIGURES for f in fmts]
     files += [f"results/plots/status.{f}" for f in fmts]
     for s in CONTRAST_SLUGS:
         files += [f"results/plots/contrasts/{s}/{n}.{f}" for n in CONTRAST_FIGURES for f in fmts]
-        files += [f"results/plots/contrasts/{s}/profiles.{f}" for f in ("png", "pdf")]
+        files += [f"results/plots/contrasts/{s}/profiles.{f}" for f in profile_fmts]
     return files

@@ -129,12 +129,13 @@ rule fit:
         fit=model_out("fit.parquet", "results/model/fit.parquet"),
         fixed=model_out("fixed_effects.parquet", "results/model/fixed_effects.parquet"),
         blups=model_out("blups.parquet", "results/model/blups.parquet"),
-        abundance=model_out(
-            "protein_abundance.parquet", "results/tables/protein_abundance.parquet"
+        # several shards: the shard's protein abundances (one shard: rule abundance)
+        **(
+            {}
+            if SINGLE_SHARD
+            else {"abundance": f"results/model/shards/{SHARD}/protein_abundance.parquet"}
         ),
         alerts=f"results/alerts/fit/{SHARD}.tsv",
-        # one shard: the proteins x runs table of rule gather_abundance
-        **({"wide": ABUNDANCE_WIDE} if SINGLE_SHARD else {}),
         # peptide_usage: the shard's usage rows (rule peptide_usage gathers them); one shard:
         # the job writes the gathered table itself
         **(USAGE_FIT_OUTPUT if PEPTIDE_USAGE else {}),
@@ -184,13 +185,40 @@ rule fit:
         "../scripts/fit.py"
 
 
-# with one shard the fit job writes the gathered files (rules/common.smk: SINGLE_SHARD)
+# with one shard the fit job writes the gathered files (rules/common.smk: SINGLE_SHARD), and
+# rule abundance the protein abundances
 if SINGLE_SHARD:
 
     ruleorder: fit > gather_model
-    ruleorder: fit > gather_abundance
+    ruleorder: abundance > gather_abundance
     ruleorder: fit > peptide_usage
     ruleorder: fit > gather_detection
+
+    rule abundance:
+        """Protein abundance per run (one shard): beside rule fit, which needs 2-3x longer, on
+        the second core; the abundance QC plots can then be drawn while the fit runs."""
+        input:
+            features=f"results/model/shards/{SHARD}/features.parquet",
+            samples="results/ingest/samples.tsv",
+            largest=f"results/model/shards/{SHARD}/largest.json",
+        output:
+            long="results/tables/protein_abundance.parquet",
+            wide=ABUNDANCE_WIDE,
+        benchmark:
+            "logs/benchmarks/abundance.tsv"
+        log:
+            "logs/abundance.log",
+        priority: 2
+        threads: 1
+        resources:
+            # as rule fit (the same engine on the same table; fewer terms)
+            mem_mb=lambda wc, input, attempt: attempt
+            * declared_mem_mb(input.largest, input_mb(input)),
+            runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/abundance.py"
 
 
 rule gather_model:

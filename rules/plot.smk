@@ -1,10 +1,13 @@
 # Figures, one rule per family: QC of the feature intensities (needs only the normalised features,
 # so it runs while the models are fitted) and of the protein abundances; differential abundance
 # (per contrast, plus the status summary of all contrasts, drawn from the same table); model
-# (variance components, profile plots). Every figure is drawn as PNG (for the report) plus the
-# extra formats of `plots.formats` (PDF, SVG) for papers. One job per family over all contrasts
-# keeps the script start-up cost (Python, pandas, matplotlib: 1-2 s CPU each) from dominating the
-# plots' run time.
+# (variance components, profile plots, and with peptide_usage the usage-flagged profiles). Every
+# figure is drawn as PNG (for the report) plus the extra formats of `plots.formats` (PDF, SVG)
+# for papers; with `pdf` also the profile PDFs (all `plots.top_n` proteins; without it only the
+# report's first few profiles are drawn). The PDFs are off by default: they were ~7 of the
+# demo's ~17 CPU s of plot jobs (benchmarks/README.md, "Plot jobs and PDFs, third pass"). One job
+# per family over all contrasts keeps the script start-up cost (Python, pandas, matplotlib: ~1 s
+# CPU each) from dominating the plots' run time.
 
 rule plot_qc:
     """QC figures of the feature intensities: intensities, features and missing values per run,
@@ -123,10 +126,30 @@ rule plot_differential:
         "../scripts/plot_differential.py"
 
 
+# config peptide_usage: the usage-flagged proteins' profiles, drawn by rule plot_model
+USAGE_FIGURES = (
+    {
+        "usage_png": report_item(
+            "results/plots/model/peptide_usage.png",
+            category="Model",
+            caption="../workflow/report/peptide_usage.rst",
+            labels={"figure": "Peptide usage: flagged proteins"},
+        ),
+        # plots.formats with pdf: all flagged proteins (at most plots.top_n), one page each
+        **({"usage_pdf": "results/plots/model/peptide_usage.pdf"} if PROFILE_PDFS else {}),
+    }
+    if PEPTIDE_USAGE
+    else {}
+)
+
+
 rule plot_model:
     """Variance components across proteins and per top protein (variance partition); profile
-    plots of the top proteins of each contrast."""
+    plots of the top proteins of each contrast; with peptide_usage the profiles of the proteins
+    the usage test flags (in this job: the same inputs, one start-up and read fewer)."""
     input:
+        # config peptide_usage: the flagged proteins' profiles (pepmix.stages.plot_usage)
+        usage="results/tables/peptide_usage.tsv" if PEPTIDE_USAGE else [],
         proteins="results/model/proteins.parquet",
         variance="results/tables/variance_components.tsv",
         table="results/tables/differential_abundance.parquet",
@@ -160,7 +183,13 @@ rule plot_model:
             )
             for c in PLOT_CONTRASTS
         ],
-        profiles_pdf=[f"results/plots/contrasts/{c['slug']}/profiles.pdf" for c in PLOT_CONTRASTS],
+        # plots.formats with pdf: all plots.top_n profiles per contrast, one page each
+        profiles_pdf=[
+            f"results/plots/contrasts/{c['slug']}/profiles.pdf"
+            for c in PLOT_CONTRASTS
+            if PROFILE_PDFS
+        ],
+        **USAGE_FIGURES,
     params:
         out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.variance)),
         formats=PLOT_FORMATS,
@@ -182,38 +211,3 @@ rule plot_model:
     script:
         "../scripts/plot_model.py"
 
-
-rule plot_usage:
-    """Profile plots of the proteins flagged by the peptide-usage test (config peptide_usage)."""
-    input:
-        usage="results/tables/peptide_usage.tsv",
-        proteins="results/model/proteins.parquet",
-        table="results/tables/differential_abundance.parquet",
-        features="results/normalize/features.parquet",
-        samples="results/ingest/samples.tsv",
-        abundance="results/tables/protein_abundance.parquet",
-        fixed="results/model/fixed_effects.parquet",
-        blups="results/model/blups.parquet",
-    output:
-        png=report(
-            "results/plots/model/peptide_usage.png",
-            category="Model",
-            caption="../workflow/report/peptide_usage.rst",
-            labels={"figure": "Peptide usage: flagged proteins"},
-        ),
-        pdf="results/plots/model/peptide_usage.pdf",
-    params:
-        top_n=config["plots"]["top_n"],
-        fdr=config["fdr"],
-    benchmark:
-        "logs/benchmarks/plot_usage.tsv"
-    log:
-        "logs/plots/usage.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/plot_usage.py"

@@ -21,15 +21,15 @@ with rule_context(snakemake):
         # config peptide_usage_contrasts: contrasts of some proteins from the usage model
         usage_contrasts=snakemake.params.get("usage_contrasts") or "never",
         pretest_alpha=float(snakemake.params.get("pretest_alpha") or 0.25),
+        # one shard: rule abundance fits the abundances beside this job (rules/fit.smk)
+        abundance=bool(out.get("abundance")),
     )
     result.write(
         proteins=out.proteins,
         fit=out.fit,
         fixed=out.fixed,
         blups=out.blups,
-        abundance=out.abundance,
-        # one shard: the job writes the gathered files itself (rules/fit.smk)
-        wide=out.get("wide"),
+        abundance=out.get("abundance"),
         usage=out.get("usage"),
         detection=out.get("detection"),
     )

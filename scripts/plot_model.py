@@ -1,22 +1,39 @@
-"""Rule plot_model: variance components and per-protein profile plots."""
+"""Rule plot_model: variance components and per-protein profile plots; with peptide_usage the
+profiles of the usage-flagged proteins (pepmix.stages.plot_usage)."""
 
 from pepmix.plots.inputs import ContrastInfo
 from pepmix.rule import rule_context
-from pepmix.stages import plot_model
+from pepmix.stages import plot_model, plot_usage
 
 with rule_context(snakemake):
+    inp = snakemake.input
     plot_model.run(
-        proteins=snakemake.input.proteins,
-        table=snakemake.input.table,
-        features=snakemake.input.features,
-        samples=snakemake.input.samples,
-        abundance=snakemake.input.abundance,
-        fixed=snakemake.input.fixed,
-        blups=snakemake.input.blups,
+        proteins=inp.proteins,
+        table=inp.table,
+        features=inp.features,
+        samples=inp.samples,
+        abundance=inp.abundance,
+        fixed=inp.fixed,
+        blups=inp.blups,
         contrasts=[ContrastInfo.from_mapping(c) for c in snakemake.params.contrasts],
         out_dir=snakemake.params.out_dir,
         formats=snakemake.params.formats,
         top_n=snakemake.params.top_n,
-        variance=snakemake.input.variance,
+        variance=inp.variance,
         fdr=snakemake.params.fdr,
     )
+    if snakemake.output.get("usage_png"):
+        plot_usage.run(
+            usage=inp.usage,
+            proteins=inp.proteins,
+            table=inp.table,
+            features=inp.features,
+            samples=inp.samples,
+            abundance=inp.abundance,
+            fixed=inp.fixed,
+            blups=inp.blups,
+            out_pdf=snakemake.output.get("usage_pdf"),
+            out_png=snakemake.output.usage_png,
+            top_n=snakemake.params.top_n,
+            fdr=snakemake.params.fdr,
+        )

@@ -182,13 +182,16 @@ def test_plots_and_logs(demo_run: Path) -> None:
         "contrasts/fmol50_vs_fmol25/volcano.png",
         "contrasts/fmol100_vs_fmol25/ma.png",
         "contrasts/fmol100_vs_fmol50/pvalue_hist.png",
-        "contrasts/fmol100_vs_fmol25/profiles.pdf",
+        "contrasts/fmol100_vs_fmol25/profiles.png",
         "qc/intensity_distributions.png",
         "qc/pca.png",
         "model/variance_components.png",
         "status.png",
     ]:
         assert_drawn(plots / name)
+    # plots.formats defaults to [png]: no PDF copies, no profile PDFs (test_peptide_usage_outputs
+    # asks for them)
+    assert not list(plots.rglob("*.pdf"))
     # every protein is fitted once, in one shard, by each of the two models of the fit job (the
     # peptide-usage refit logs "fitted <n> proteins with the usage term")
     logs = [log.read_text() for log in (demo_run / "logs/fit").glob("*.log")]
@@ -204,9 +207,9 @@ def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
 
 
 #: rules that follow the contrasts (tables, plots, alerts); nothing upstream of rule test
-# plot_usage draws the usage-flagged proteins' profiles, which show the contrast's estimates
+# plot_model also draws the usage-flagged proteins' profiles, which show the contrast's estimates
 CONTRAST_RULES = {
-    "test", "plot_differential", "plot_model", "plot_usage", "alerts", "report_pages", "all"
+    "test", "plot_differential", "plot_model", "alerts", "report_pages", "all"
 }  # fmt: skip
 NEW_CONTRASTS = 'contrasts: ["fmol100 - fmol25", "fmol25 - fmol50"]'
 
@@ -269,10 +272,11 @@ def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> 
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=2")
     two = _planned_rules(dry.stdout + dry.stderr)
     assert {"prepare", "fit", "gather_model", "gather_abundance"} <= two
-    assert not {"ingest", "merge", "normalize", "shard"} & two
+    assert not {"ingest", "merge", "normalize", "shard", "abundance"} & two
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=1")
     one = _planned_rules(dry.stdout + dry.stderr)
-    assert {"prepare", "fit", "test"} <= one
+    # one shard: the abundance model in a job of its own, beside the fit (rules/fit.smk)
+    assert {"prepare", "fit", "abundance", "test"} <= one
     assert not {"gather_model", "gather_abundance", "peptide_usage"} & one
 
 
@@ -420,7 +424,10 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
     _config(work)
     with (work / "config.yaml").open("a") as handle:
-        handle.write("peptide_usage: true\npeptide_usage_contrasts: pretest\n")
+        # the PDFs on request: vector copies and the profile PDFs
+        handle.write(
+            "peptide_usage: true\npeptide_usage_contrasts: pretest\nplots:\n  formats: [png, pdf]\n"
+        )
     extra = ("--config", "shards=2")
     result = _run(repo, work, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -432,14 +439,21 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     assert usage.loc[tested, "pvalue"].between(0, 1).all()
     assert (usage.loc[usage["var_usage"] > 0, "top_cells"].str.len() > 0).all()
     assert_drawn(work / "results/plots/model/peptide_usage.png")
-    assert (work / "results/plots/model/peptide_usage.pdf").stat().st_size > 1000
+    pdf = (work / "results/plots/model/peptide_usage.pdf").read_bytes()
+    flagged = int((usage["adj_pvalue"] < 0.05).sum())
+    assert re.search(rb"/Count (\d+)", pdf).group(1) == str(max(min(flagged, 20), 1)).encode()
+    for name in ("qc/pca", "status", "contrasts/fmol100_vs_fmol25/volcano"):
+        assert (work / f"results/plots/{name}.pdf").read_bytes().startswith(b"%PDF"), name
+    profiles = (work / "results/plots/contrasts/fmol100_vs_fmol25/profiles.pdf").read_bytes()
+    assert re.search(rb"/Count (\d+)", profiles).group(1) == b"20"
     report = _run(repo, work, "--report", str(work / "report.html"), *extra)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "peptide_usage.png" in (work / "report.html").read_text(errors="replace")
     # one shard: the fit job writes the usage table itself (no gather job)
     dry = _run(repo, work, "-n", "--forceall", "--config", "shards=1")
     planned = _planned_rules(dry.stdout + dry.stderr)
-    assert {"fit", "plot_usage"} <= planned and "peptide_usage" not in planned
+    # the usage figure is drawn by rule plot_model (one job's start-up and reads fewer)
+    assert {"fit", "plot_model"} <= planned and "peptide_usage" not in planned
     one = tmp_path / "one"
     shutil.copytree(work, one, ignore=shutil.ignore_patterns("results", ".snakemake", "logs"))
     differential = "results/tables/differential_abundance.tsv"

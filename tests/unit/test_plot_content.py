@@ -190,6 +190,7 @@ def test_profile_files_hold_the_selected_proteins(
         blups=paths["blups"],
         contrasts=[CONTRAST],
         out_dir=out,
+        formats=["pdf"],
         top_n=top_n,
         grid_n=grid_n,
     )
@@ -201,6 +202,22 @@ def test_profile_files_hold_the_selected_proteins(
         tile = (round(PAGE_SIZE[0] * DPI * GRID_SCALE), round(PAGE_SIZE[1] * DPI * GRID_SCALE))
         assert grid.size == (grid_n * tile[0], tile[1])
         assert grid.mode == "P"  # indexed colours (small in the report)
+    # without pdf in formats (the default): no profile PDF, only the grid's proteins are drawn,
+    # and the grid is the same image, byte for byte
+    png_only = tmp_path_factory.mktemp("profiles_png_only")
+    written = plot_model.run(
+        **{k: paths[k] for k in ("proteins", "table", "features", "samples", "abundance")},
+        fixed=paths["fixed"],
+        blups=paths["blups"],
+        contrasts=[CONTRAST],
+        out_dir=png_only,
+        top_n=top_n,
+        grid_n=grid_n,
+    )
+    grid_path = Path("contrasts") / CONTRAST.slug / "profiles.png"
+    assert not (png_only / "contrasts" / CONTRAST.slug / "profiles.pdf").exists()
+    assert {p.suffix for p in map(Path, written)} == {".png"}
+    assert (png_only / grid_path).read_bytes() == (out / grid_path).read_bytes()
 
 
 def _long_named(data: dict) -> tuple[dict, Runs]:

@@ -227,6 +227,16 @@ def test_profiles_pdf_and_png(data: dict, runs: Runs, tmp_path: Path) -> None:
         assert_written(png)
     assert b"/Count 3" in (tmp_path / "a.pdf").read_bytes()
     assert b"/Count 1" in (tmp_path / "empty.pdf").read_bytes()
+    # no PDF path: the PNG grids alone, the same images
+    write_profile_files(
+        profiles,
+        [(proteins[:3], None, tmp_path / "a_only.png"), ([], None, tmp_path / "e_only.png")],
+        runs,
+        png_count=2,
+    )
+    assert (tmp_path / "a_only.png").read_bytes() == (tmp_path / "a.png").read_bytes()
+    assert (tmp_path / "e_only.png").read_bytes() == (tmp_path / "empty.png").read_bytes()
+    assert sorted(p.name for p in tmp_path.glob("*.pdf")) == ["a.pdf", "b.pdf", "empty.pdf"]
 
 
 def test_stages_write_every_declared_file(stage_inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -92,3 +92,31 @@ def test_split_of_an_empty_table_is_a_clear_error(tmp_path: Path) -> None:
     canonical.write_parquet(canonical.empty_table(), path)
     with pytest.raises(DesignError, match="no protein left to fit"):
         split(path, [tmp_path / "s0.parquet"])
+
+
+def test_abundance_job_equals_the_fit_jobs_abundances(tmp_path: Path) -> None:
+    """One shard: rule abundance (its own job, beside the fit) writes the same files, byte for
+    byte, as the fit job's abundance model and the gather of that one part."""
+    from pepmix.stages import abundance
+
+    table, sheet, _ = simulate(n_prot=150, seed=7, frac_de=0.1)
+    features = tmp_path / "features.parquet"
+    write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    out = {k: tmp_path / f"{k}.parquet" for k in ("proteins", "fit", "fixed", "blups", "part")}
+    fitted = fit.run(features=features, samples=samples)
+    assert fitted.abundance is not None
+    fitted.write(
+        proteins=out["proteins"],
+        fit=out["fit"],
+        fixed=out["fixed"],
+        blups=out["blups"],
+        abundance=out["part"],
+        wide=tmp_path / "fit_wide.tsv",
+    )
+    alone = abundance.run(features=features, samples=samples)
+    alone.write(long=tmp_path / "ab.parquet", wide=tmp_path / "ab.tsv")
+    assert (tmp_path / "ab.parquet").read_bytes() == out["part"].read_bytes()
+    assert (tmp_path / "ab.tsv").read_bytes() == (tmp_path / "fit_wide.tsv").read_bytes()
+    assert fit.run(features=features, samples=samples, abundance=False).abundance is None

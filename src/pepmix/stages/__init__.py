@@ -27,15 +27,15 @@ variance_prior         :mod:`pepmix.stages.variance_prior`
 fit                    :mod:`pepmix.stages.fit`
 gather_model           :mod:`pepmix.stages.gather_model`
 gather_abundance       :mod:`pepmix.stages.gather_abundance`
+abundance              :mod:`pepmix.stages.abundance` (one shard: beside rule fit)
 variance_components    :mod:`pepmix.stages.variance_components`
 peptide_usage          :mod:`pepmix.stages.peptide_usage`
 test                   :mod:`pepmix.stages.test`
 calibration_check      :mod:`pepmix.stages.calibration`
 plot_qc                :mod:`pepmix.stages.plot_qc`
 plot_qc_abundance      :mod:`pepmix.stages.plot_qc_abundance`
-plot_model             :mod:`pepmix.stages.plot_model`
+plot_model             :mod:`pepmix.stages.plot_model`, :mod:`pepmix.stages.plot_usage`
 plot_differential      :mod:`pepmix.stages.plot_differential`
-plot_usage             :mod:`pepmix.stages.plot_usage`
 report_pages           :mod:`pepmix.stages.report_pages`
 alerts                 :func:`pepmix.alerts.gather_alerts`
 =====================  ==========================================================

@@ -38,9 +38,8 @@ def run(
 
     Writes ``<out_dir>/model/variance_components.<format>``, with ``variance``
     ``<out_dir>/model/variance_partition.<format>`` (:mod:`pepmix.plots.partition`), and per
-    contrast
-    ``<out_dir>/contrasts/<slug>/profiles.pdf`` (``top_n`` pages) and ``profiles.png`` (the
-    first ``grid_n`` on one figure).
+    contrast ``<out_dir>/contrasts/<slug>/profiles.png`` (the first ``grid_n`` profiles on one
+    figure) and, when ``pdf`` is one of ``formats``, ``profiles.pdf`` (``top_n`` pages).
 
     Parameters
     ----------
@@ -61,7 +60,8 @@ def run(
     out_dir : str or pathlib.Path
         ``results/plots``.
     formats : sequence of str, default ()
-        Extra formats of the variance component figure.
+        Extra formats of the variance component figures; with ``pdf`` also the profile PDFs
+        (their ``top_n`` pages are most of the job's time, so they are drawn only when asked).
     top_n : int, default 20
         Proteins per contrast in the PDF (most significant first), and proteins of the variance
         partition figure.
@@ -95,8 +95,15 @@ def run(
         paths = figure_paths(out / "model" / "variance_partition", formats)
         variance_partition(vc, da, paths, n=top_n, fdr=fdr)
         written += paths
+    # without the PDFs only the grid's proteins are drawn (and read)
+    with_pdf = "pdf" in [str(f).lower() for f in formats]
     pages = {
-        c.slug: [str(p) for p in top_proteins(contrast_rows(da, c.name), top_n)["protein"]]
+        c.slug: [
+            str(p)
+            for p in top_proteins(
+                contrast_rows(da, c.name), top_n if with_pdf else min(top_n, grid_n)
+            )["protein"]
+        ]
         for c in contrasts
     }
     unique = list(dict.fromkeys(p for proteins in pages.values() for p in proteins))
@@ -108,10 +115,11 @@ def run(
     fx = fx.loc[fx["term"].astype(str).str.startswith("condition[")]
     bl = read_proteins(blups, unique)
     profiles = build_profiles(unique, feats, ab, fx, bl, model, da)
-    outputs = []
+    outputs: list[tuple[list[str], Path | None, Path]] = []
     for c in contrasts:
         target = out / "contrasts" / c.slug
-        outputs.append((pages[c.slug], target / "profiles.pdf", target / "profiles.png"))
-        written += [target / "profiles.pdf", target / "profiles.png"]
+        pdf = target / "profiles.pdf" if with_pdf else None
+        outputs.append((pages[c.slug], pdf, target / "profiles.png"))
+        written += [*([pdf] if pdf else []), target / "profiles.png"]
     write_profile_files(profiles, outputs, runs, png_count=grid_n)
     return written

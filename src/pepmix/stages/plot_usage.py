@@ -1,4 +1,4 @@
-"""Rule ``plot_usage``: profile plots of the proteins flagged by the peptide-usage test."""
+"""Profile plots of the proteins flagged by the peptide-usage test (in rule ``plot_model``)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def run(
     abundance: PathLike,
     fixed: PathLike,
     blups: PathLike,
-    out_pdf: PathLike,
+    out_pdf: PathLike | None,
     out_png: PathLike,
     top_n: int = 20,
     fdr: float = 0.05,
@@ -59,7 +59,8 @@ def run(
     plot, :mod:`pepmix.plots.profiles`), whose headline gives the usage test and names the most
     deviating feature x condition cells (the ``top_cells`` column, largest usage BLUP first);
     ``out_png`` is the first page, for the report (one page: the figure is in every default
-    report, whose size is bounded).
+    report, whose size is bounded). With ``out_pdf`` None (``pdf`` not in ``plots.formats``)
+    only that page is drawn.
     """
     from dataclasses import replace
 
@@ -69,8 +70,10 @@ def run(
     tab = pd.read_csv(usage, sep="\t", keep_default_na=False, na_values=["NA", ""])
     tab["protein"] = tab["protein"].astype(str)
     hits = tab.loc[tab["adj_pvalue"] < fdr].sort_values("pvalue", kind="stable")
-    log.info("peptide usage: %d proteins at adj. p < %g, %d drawn", len(hits), fdr, top_n)
-    hits = hits.head(top_n)
+    # without the PDF only the PNG's page is drawn
+    drawn = min(len(hits), top_n if out_pdf is not None else min(top_n, 1))
+    log.info("peptide usage: %d proteins at adj. p < %g, %d drawn", len(hits), fdr, drawn)
+    hits = hits.head(drawn)
     flagged = list(hits["protein"])
     feats = read_proteins(features, flagged, ["protein", "feature", "run", "y"])
     runs = read_runs(samples, distinct_values(features, "run"))
@@ -92,4 +95,4 @@ def run(
     write_profile_files(
         profiles, [(flagged, out_pdf, out_png)], runs, png_count=1, png_columns=1, empty_text=none
     )
-    return [Path(out_pdf), Path(out_png)]
+    return [*([Path(out_pdf)] if out_pdf is not None else []), Path(out_png)]
