@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -81,7 +82,7 @@ def assign(work: Sequence[int] | NDArray[np.int64], n_shards: int) -> NDArray[np
 
 
 def split(
-    features: str | Path,
+    features: str | Path | pa.Table,
     outputs: Sequence[str | Path],
     largest: Sequence[str | Path] | None = None,
 ) -> None:
@@ -89,8 +90,9 @@ def split(
 
     Parameters
     ----------
-    features : str or pathlib.Path
-        Normalised long table (one row per observation, ``protein`` column).
+    features : str, pathlib.Path or pyarrow.Table
+        Normalised long table (one row per observation, ``protein`` column), or that table in
+        memory as it was written (the rule ``prepare`` passes it on).
     outputs : sequence of paths
         One output per shard, in shard order.
     largest : sequence of paths, optional
@@ -103,10 +105,14 @@ def split(
     DesignError
         If the table has no row.
     """
-    table = pq.read_table(features, read_dictionary=["protein"])
+    if isinstance(features, pa.Table):
+        table = _protein_dictionary(features)
+    else:
+        table = pq.read_table(features, read_dictionary=["protein"])
     if table.num_rows == 0:
         # the merge step stops earlier with the filters' numbers; this guards other routes
-        raise DesignError(f"{features}: no protein left to fit (the table has no observation)")
+        source = "the normalised table" if isinstance(features, pa.Table) else str(features)
+        raise DesignError(f"{source}: no protein left to fit (the table has no observation)")
     column = table.column("protein").unify_dictionaries().combine_chunks()
     labels = np.asarray(column.dictionary.to_pylist(), dtype=object)
     order = np.argsort(labels.astype(str), kind="stable")
@@ -128,6 +134,27 @@ def split(
         len(outputs),
         ", ".join(str(int(v)) for v in loads),
     )
+
+
+def _protein_dictionary(table: pa.Table) -> pa.Table:
+    """``table`` with the column types ``read_table(..., read_dictionary=["protein"])`` gives for
+    a file written from it: ``protein`` dictionary-encoded with int32 indices, and dictionary
+    columns with ``string`` values (a Parquet file keeps a dictionary's index type but reads
+    ``large_string`` values, as pandas 3 strings convert, back as ``string``)."""
+    for index, field in enumerate(table.schema):
+        column = table.column(index)
+        if field.name == "protein" and not pa.types.is_dictionary(field.type):
+            column = pc.dictionary_encode(column)
+        if not pa.types.is_dictionary(column.type):
+            continue
+        indices = pa.int32() if field.name == "protein" else column.type.index_type
+        values = column.type.value_type
+        if pa.types.is_large_string(values):
+            values = pa.string()
+        wanted = pa.dictionary(indices, values)
+        if column.type != wanted:
+            table = table.set_column(index, field.name, column.cast(wanted))
+    return table
 
 
 def _write_largest(
