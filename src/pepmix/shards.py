@@ -168,7 +168,7 @@ def _write_largest(
     from pepmix.resources import write_largest
 
     work = np.bincount(codes, minlength=n_proteins)
-    feature_codes = pd.factorize(table.column("feature").to_pandas())[0].astype(np.int64)
+    feature_codes = _codes(table.column("feature"))
     width = int(feature_codes.max()) + 2
     pairs = np.unique(codes.astype(np.int64) * width + feature_codes + 1)
     n_features = np.bincount(pairs // width, minlength=n_proteins)
@@ -177,6 +177,19 @@ def _write_largest(
         write_largest(path, n_features[mine], work[mine])
     big = int(np.argmax(n_features * work))
     log.info("largest protein: %d features, %d observations", int(n_features[big]), int(work[big]))
+
+
+def _codes(column: pa.ChunkedArray) -> NDArray[np.int64]:
+    """Integer codes of a column's values (equal values, equal codes; nulls -1), from the
+    dictionary indices where the column is dictionary-encoded (no string per row)."""
+    if pa.types.is_dictionary(column.type):
+        combined = column.unify_dictionaries().combine_chunks()
+        values = combined.dictionary
+        # a dictionary may hold one value twice: map indices to the first of equal values
+        first = pd.factorize(values.to_pandas())[0].astype(np.int64)
+        codes = first[combined.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+        return np.where(combined.is_null().to_numpy(zero_copy_only=False), -1, codes)
+    return pd.factorize(column.to_pandas())[0].astype(np.int64)
 
 
 def gather(
