@@ -214,7 +214,7 @@ def _newton_step(
 def _line_search(
     bucket: Bucket, theta: FloatArray, dev: FloatArray, grad: FloatArray, step: FloatArray
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
-    """Backtracking (Armijo) along the projected step; evaluates pending proteins only.
+    r"""Backtracking (Armijo) along the projected step; evaluates pending proteins only.
 
     Step lengths :math:`1, 1/2, 1/4, \ldots` (30 at most); each protein takes the first that
     passes. The first :data:`_SINGLE_TRIES` lengths are tried one at a time; proteins still

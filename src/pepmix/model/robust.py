@@ -164,7 +164,7 @@ WEIGHT_TOL = 1e-2
 MAX_ITER = 10
 #: Newton iterations of an intermediate refit (module docstring, "Truncated intermediate
 #: refits"); None: every refit to convergence
-INNER_NEWTON: int | None = None
+INNER_NEWTON: int | None = 2
 #: weights still changing by more than this after :data:`MAX_ITER` refits are noted in ``detail``
 #: (smaller changes are limit cycles of the MAD between neighbouring residuals: measured, they
 #: move the estimates by less than 0.2 standard errors)
