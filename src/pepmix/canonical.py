@@ -217,7 +217,9 @@ def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
     """
     for col in IDENTIFIERS:
         if out[col].isna().all():
-            out[col] = pd.Categorical([None] * len(out), categories=pd.Index([], dtype=object))
+            out[col] = pd.Categorical.from_codes(
+                np.full(len(out), -1, dtype=np.int8), categories=pd.Index([], dtype=object)
+            )
             continue
         out[col] = as_category(out[col])
         check_no_nul(out[col].cat.categories, source, col)
