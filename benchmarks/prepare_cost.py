@@ -13,6 +13,7 @@ them interleaved in one sitting; CPU seconds are inflated by other load far less
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import resource
 import sys
@@ -79,11 +80,10 @@ def main() -> None:
     )
     end = time.process_time()
     points = [*marks.marks, ("end", end)]
-    parts = [f"{name} {t1 - t0:.2f}" for (name, t0), (_, t1) in zip(points, points[1:])]
+    parts = [f"{name} {t1 - t0:.2f}" for (name, t0), (_, t1) in itertools.pairwise(points)]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     sys.stdout.write(
-        f"{root}: prepare {end - start:.2f} CPU s ({', '.join(parts)}); "
-        f"peak RSS {rss:.2f} GB\n"
+        f"{root}: prepare {end - start:.2f} CPU s ({', '.join(parts)}); peak RSS {rss:.2f} GB\n"
     )
 
 

@@ -188,8 +188,9 @@ def _codes(column: pa.ChunkedArray) -> NDArray[np.int64]:
         # a dictionary may hold one value twice: map indices to the first of equal values
         first = pd.factorize(values.to_pandas())[0].astype(np.int64)
         codes = first[combined.indices.fill_null(0).to_numpy(zero_copy_only=False)]
-        return np.where(combined.is_null().to_numpy(zero_copy_only=False), -1, codes)
-    return pd.factorize(column.to_pandas())[0].astype(np.int64)
+        nulls = combined.is_null().to_numpy(zero_copy_only=False)
+        return np.asarray(np.where(nulls, -1, codes), dtype=np.int64)
+    return np.asarray(pd.factorize(column.to_pandas())[0], dtype=np.int64)
 
 
 def gather(

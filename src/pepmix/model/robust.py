@@ -38,6 +38,23 @@ covariances, their derivatives and the contrast tests are computed only for a pr
 refit, once its weights have settled (:func:`pepmix.model.fit.finish_light`, on the same bucket
 at the same optimum: the numbers are those of a full refit, bit for bit).
 
+Truncated intermediate refits
+-----------------------------
+An intermediate refit only feeds the next weights, so it need not reach the optimum of its
+criterion: with :data:`INNER_NEWTON` (default 2) the optimiser of an intermediate refit stops
+after that many Newton iterations (warm-started at the previous :math:`\theta`, it continues
+where the last round stopped, so :math:`\theta` converges together with the weights). A protein
+whose weights settle on a truncated fit is refitted to the optimum with the same weights, and
+its weights are checked again against that fit's residuals; only when they are within
+:data:`WEIGHT_TOL` of it is the protein finished. So the stopping rule is unchanged: **every
+reported fit is a converged REML optimum (the optimiser's own criterion) for weights that
+differ by at most** :data:`WEIGHT_TOL` **from the Huber weights of its own residuals** (or the
+protein is noted as unsettled after :data:`MAX_ITER` rounds, as before; then its last fit, too,
+is completed to the optimum). The estimates are another point of the same tolerance region as
+with refits to convergence: measured against the fixed point of a 10x tighter tolerance (1e-3),
+the distance of the two schemes is alike (``benchmarks/README.md``, "Cheaper Huber IRLS").
+``INNER_NEWTON = None`` refits every round to convergence (the scheme before 2026-12-07).
+
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
 some observation's residual exceeds :math:`k s / 0.5 = 2.69 s` (under normal errors 0.7 % of
 observations do), and ``robust weights not converged after 10 refits`` when the weights would
@@ -163,7 +180,9 @@ WEIGHT_TOL = 1e-2
 #: refits at most
 MAX_ITER = 10
 #: Newton iterations of an intermediate refit (module docstring, "Truncated intermediate
-#: refits"); None: every refit to convergence
+#: refits"); None: every refit to convergence. Measured (2,000 simulated proteins x 12 and 200
+#: runs, the demo): log2 FC within 0.08 / 0.01 / 0.05 SE of the full refits, the distance of
+#: either scheme to the fixed point of WEIGHT_TOL 1e-3 alike; 1 iteration moved p-values more
 INNER_NEWTON: int | None = 2
 #: weights still changing by more than this after :data:`MAX_ITER` refits are noted in ``detail``
 #: (smaller changes are limit cycles of the MAD between neighbouring residuals: measured, they
