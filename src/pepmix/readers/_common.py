@@ -113,6 +113,14 @@ def run_name(value: str) -> str:
     return base
 
 
+def run_names(values: pd.Series) -> pd.Series:
+    """:func:`run_name` of every value (nulls stay null), computed once per distinct value:
+    ``values.map(run_name, na_action="ignore")`` without a call per row (a long table of
+    millions of rows names a few hundred runs)."""
+    names = {v: run_name(v) for v in values.dropna().unique()}
+    return values.map(names, na_action="ignore")
+
+
 def _sniff_separator(path: Path, sample: str) -> str:
     first = sample.splitlines()[0] if sample else ""
     if path.suffix.lower() in {".tsv", ".txt", ".tab"} and "\t" in first:
