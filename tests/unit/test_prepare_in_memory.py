@@ -63,3 +63,23 @@ def test_prepare_writes_the_files_of_the_four_stages(tmp_path: Path) -> None:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "four" / name).read_bytes(), (
             name
         )
+
+
+def test_run_names_once_per_value_equal_the_per_row_names() -> None:
+    """``run_names`` (one ``run_name`` call per distinct value) gives the column the per-row
+    ``map(run_name)`` gives: values, nulls and dtype, for text and categorical columns."""
+    import pandas as pd
+
+    from pepmix.readers._common import run_name, run_names
+
+    raw = ["/data/A_01.mzML.gz", "S:\\data\\A_01.raw", None, " B.d ", "/data/A_01.mzML.gz", "C"]
+    for series in (
+        pd.Series(raw),
+        pd.Series(raw, dtype="string"),
+        pd.Series(raw, dtype="str"),
+        pd.Series(raw).astype("category"),
+    ):
+        expected = series.map(run_name, na_action="ignore")
+        got = run_names(series)
+        pd.testing.assert_series_equal(got, expected)
+    assert list(run_names(pd.Series(raw)))[:2] == ["A_01", "A_01"]
