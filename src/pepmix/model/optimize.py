@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from pepmix.model.reml import Bucket, derivatives, evaluate
+from pepmix.model.reml import Bucket, Evaluation, derivatives, evaluate
 
 FloatArray = NDArray[np.float64]
 
@@ -130,22 +130,27 @@ def minimize(
         :mod:`pepmix.model.robust`, "Truncated intermediate refits").
     """
     nb = bucket.size
+    start_ev = None
     if theta0 is None:
         theta, dev = start_values(bucket)
     elif np.isnan(theta0).any():
         theta, dev = partial_start(bucket, theta0)
     else:
         theta = np.where(bucket.free, theta0, 0.0)
-        dev = evaluate(bucket, theta).dev
+        start_ev = evaluate(bucket, theta)
+        dev = start_ev.dev
     converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
     active = np.flatnonzero(~converged & np.isfinite(dev))
     sub = bucket.take(active)
+    # the criterion at theta[active], when an earlier evaluation has it (the start, the line
+    # search's accepted step): the criterion is evaluated row by row, so reusing it is exact
+    known = None if start_ev is None else start_ev.take(active)
     for _ in range(max_iter):
         if active.size == 0:
             break
         th = theta[active]
-        ev = evaluate(sub, th)
+        ev = known if known is not None else evaluate(sub, th)
         der = derivatives(sub, th, ev)
         grad, hess = der.profiled(sub.nu)
         step, saddle = _newton_step(th, grad, hess, sub.free)
@@ -159,9 +164,10 @@ def minimize(
             & ~saddle
         ) | (th.max(axis=1) > DIVERGENT_THETA)
         move = np.flatnonzero(~done)
+        accepted = None
         if move.size:
             part = sub.take(move) if move.size < sub.size else sub
-            new_th, new_dev, improved = _line_search(
+            new_th, new_dev, improved, accepted = _line_search(
                 part, th[move], ev.dev[move], grad[move], step[move]
             )
             theta[active[move]] = new_th
@@ -171,6 +177,12 @@ def minimize(
             done[move] = ~improved | small
         converged[active[done]] = True
         keep = np.flatnonzero(~done)
+        # a kept protein moved (not done: improved), so its evaluation is the line search's
+        known = None
+        if keep.size and move.size and accepted is not None:
+            position = np.full(done.size, -1, dtype=np.intp)
+            position[move] = np.arange(move.size)
+            known = accepted.take(position[keep])
         active = active[keep]
         if keep.size and keep.size < sub.size:
             sub = sub.take(keep)
@@ -213,7 +225,7 @@ def _newton_step(
 
 def _line_search(
     bucket: Bucket, theta: FloatArray, dev: FloatArray, grad: FloatArray, step: FloatArray
-) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Evaluation | None]:
     r"""Backtracking (Armijo) along the projected step; evaluates pending proteins only.
 
     Step lengths :math:`1, 1/2, 1/4, \ldots` (30 at most); each protein takes the first that
@@ -222,10 +234,12 @@ def _line_search(
     repeated once per length) and take the first that passes: the same length and criterion
     as one at a time (the criterion is evaluated row by row), in fewer, larger calls (a
     protein at its optimum, where no length decreases the criterion numerically, otherwise
-    costs 30 calls of one row each).
+    costs 30 calls of one row each). Also returns the evaluation at each protein's accepted
+    point (rows of proteins without one are undefined; None if no protein has one).
     """
     best_th = theta.copy()
     best_dev = dev.copy()
+    accepted: Evaluation | None = None
     pending = np.arange(theta.shape[0])
     sub = bucket
     tried = 0
@@ -238,7 +252,8 @@ def _line_search(
         st = np.tile(step[pending], (n_len, 1))
         cand = np.maximum(th0 + np.repeat(alphas, n_p)[:, None] * st, 0.0)
         rows = sub if n_len == 1 else sub.take(np.tile(np.arange(n_p), n_len))
-        new = evaluate(rows, cand).dev
+        evaluation = evaluate(rows, cand)
+        new = evaluation.dev
         slope = np.sum(np.tile(grad[pending], (n_len, 1)) * (cand - th0), axis=1)
         d0 = np.tile(dev[pending], n_len)
         ok = np.isfinite(new) & (new <= d0 + 1e-4 * np.minimum(slope, 0.0))
@@ -249,6 +264,8 @@ def _line_search(
         pick = first[passed] * n_p + np.flatnonzero(passed)
         best_th[pending[passed]] = cand[pick]
         best_dev[pending[passed]] = new[pick]
+        if pick.size:
+            accepted = _put_rows(accepted, theta.shape[0], pending[passed], evaluation, pick)
         keep = np.flatnonzero(~passed)
         tried += n_len
         if keep.size == 0:
@@ -256,7 +273,29 @@ def _line_search(
         pending = pending[keep]
         sub = sub.take(keep)
     improved = best_dev < dev
-    return best_th, best_dev, improved
+    return best_th, best_dev, improved, accepted
+
+
+def _put_rows(
+    into: Evaluation | None,
+    n: int,
+    rows: NDArray[np.intp],
+    source: Evaluation,
+    pick: NDArray[np.intp],
+) -> Evaluation:
+    """``into`` (allocated for ``n`` proteins when None) with ``source``'s rows ``pick`` at
+    ``rows``."""
+    names = ("dev", "logdet_s", "logdet_s0", "g_e", "pwrss", "chol", "lam", "ghat", "ok")
+    if into is None:
+        arrays = {k: np.zeros((n, *getattr(source, k).shape[1:]), getattr(source, k).dtype)
+                  for k in names}  # fmt: skip
+        penalty = None if source.penalty is None else np.zeros(n)
+        into = Evaluation(**arrays, penalty=penalty)
+    for k in names:
+        getattr(into, k)[rows] = getattr(source, k)[pick]
+    if into.penalty is not None and source.penalty is not None:
+        into.penalty[rows] = source.penalty[pick]
+    return into
 
 
 #: step lengths the line search tries at most (1, 1/2, ..., 2^-29)
