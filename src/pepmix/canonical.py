@@ -217,7 +217,9 @@ def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
     """
     for col in IDENTIFIERS:
         if out[col].isna().all():
-            out[col] = pd.Categorical([None] * len(out), categories=pd.Index([], dtype=object))
+            out[col] = pd.Categorical.from_codes(
+                np.full(len(out), -1, dtype=np.int8), categories=pd.Index([], dtype=object)
+            )
             continue
         out[col] = as_category(out[col])
         check_no_nul(out[col].cat.categories, source, col)
@@ -239,6 +241,19 @@ def _coerce_annotations(out: pd.DataFrame) -> None:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     for col in _BOOL:
         out[col] = out[col].astype("boolean")
+
+
+def distinct_text(values: pd.Series) -> list[str]:
+    """The distinct non-null values of a column as strings (``str(v)``), in no set order.
+
+    Equal to ``set(values.dropna().astype(str))`` as a list, but a categorical column is read
+    through its codes: only the categories in use are converted, not one string per row.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)))
+        return [str(v) for v in values.cat.categories.take(used)]
+    return [str(v) for v in pd.unique(values.dropna().to_numpy())]
 
 
 def coalesce(first: pd.Series, second: pd.Series) -> pd.Series:
@@ -321,7 +336,13 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a canonical table written by :func:`write_parquet`."""
-    table = pq.read_table(path, columns=columns)
+    return from_arrow(pq.read_table(path, columns=columns))
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """The canonical frame of an Arrow table from :func:`to_arrow` (or a column selection of
+    one): what :func:`read_parquet` returns for the file :func:`write_parquet` writes, without
+    the Parquet round trip (the ``pepmix_*`` attrs come back from the schema metadata)."""
     frame: pd.DataFrame = table.to_pandas(types_mapper=_types_mapper)
     stored = (table.schema.metadata or {}).get(ATTRS_KEY)
     if stored:

@@ -110,8 +110,8 @@ def _proteins_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str
     """Proteins named in the reader's output that have no observation left after conforming."""
     if "protein" not in raw.columns:
         return []
-    named = pd.Series(pd.unique(raw["protein"].dropna().to_numpy())).astype(str).str.strip()
-    kept = set(table["protein"].astype(str).unique())
+    named = pd.Series(canonical.distinct_text(raw["protein"]), dtype=object).str.strip()
+    kept = set(canonical.distinct_text(table["protein"]))
     return sorted(p for p in named if p and p not in kept)
 
 
@@ -119,8 +119,8 @@ def _runs_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     """Runs named in the reader's output that have no observation left after conforming."""
     if "run" not in raw.columns:
         return []
-    named = pd.Series(pd.unique(raw["run"].dropna().to_numpy())).astype(str).str.strip()
-    kept = set(table["run"].astype(str).unique())
+    named = pd.Series(canonical.distinct_text(raw["run"]), dtype=object).str.strip()
+    kept = set(canonical.distinct_text(table["run"]))
     return sorted(r for r in named if r and r not in kept)
 
 

@@ -171,7 +171,7 @@ def removed_in_merge(
         another batch kept is not listed; one removed by several batches for different reasons
         gets ``"<batch>: <detail>"`` joined by ``"; "``.
     """
-    kept = set(merged["protein"].astype(str).unique())
+    kept = set(canonical.distinct_text(merged["protein"]))
     by_batch: dict[str, dict[str, list[Any]]] = {}
     for i, t in enumerate(tables):
         batch = str(t["batch"].iloc[0]) if len(t) else f"batch {i + 1}"

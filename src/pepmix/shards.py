@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -81,7 +82,7 @@ def assign(work: Sequence[int] | NDArray[np.int64], n_shards: int) -> NDArray[np
 
 
 def split(
-    features: str | Path,
+    features: str | Path | pa.Table,
     outputs: Sequence[str | Path],
     largest: Sequence[str | Path] | None = None,
 ) -> None:
@@ -89,8 +90,9 @@ def split(
 
     Parameters
     ----------
-    features : str or pathlib.Path
-        Normalised long table (one row per observation, ``protein`` column).
+    features : str, pathlib.Path or pyarrow.Table
+        Normalised long table (one row per observation, ``protein`` column), or that table in
+        memory as it was written (the rule ``prepare`` passes it on).
     outputs : sequence of paths
         One output per shard, in shard order.
     largest : sequence of paths, optional
@@ -103,10 +105,14 @@ def split(
     DesignError
         If the table has no row.
     """
-    table = pq.read_table(features, read_dictionary=["protein"])
+    if isinstance(features, pa.Table):
+        table = _protein_dictionary(features)
+    else:
+        table = pq.read_table(features, read_dictionary=["protein"])
     if table.num_rows == 0:
         # the merge step stops earlier with the filters' numbers; this guards other routes
-        raise DesignError(f"{features}: no protein left to fit (the table has no observation)")
+        source = "the normalised table" if isinstance(features, pa.Table) else str(features)
+        raise DesignError(f"{source}: no protein left to fit (the table has no observation)")
     column = table.column("protein").unify_dictionaries().combine_chunks()
     labels = np.asarray(column.dictionary.to_pylist(), dtype=object)
     order = np.argsort(labels.astype(str), kind="stable")
@@ -130,6 +136,27 @@ def split(
     )
 
 
+def _protein_dictionary(table: pa.Table) -> pa.Table:
+    """``table`` with the column types ``read_table(..., read_dictionary=["protein"])`` gives for
+    a file written from it: ``protein`` dictionary-encoded with int32 indices, and dictionary
+    columns with ``string`` values (a Parquet file keeps a dictionary's index type but reads
+    ``large_string`` values, as pandas 3 strings convert, back as ``string``)."""
+    for index, field in enumerate(table.schema):
+        column = table.column(index)
+        if field.name == "protein" and not pa.types.is_dictionary(field.type):
+            column = pc.dictionary_encode(column)
+        if not pa.types.is_dictionary(column.type):
+            continue
+        indices = pa.int32() if field.name == "protein" else column.type.index_type
+        values = column.type.value_type
+        if pa.types.is_large_string(values):
+            values = pa.string()
+        wanted = pa.dictionary(indices, values)
+        if column.type != wanted:
+            table = table.set_column(index, field.name, column.cast(wanted))
+    return table
+
+
 def _write_largest(
     table: pa.Table,
     codes: NDArray[np.intp],
@@ -141,7 +168,7 @@ def _write_largest(
     from pepmix.resources import write_largest
 
     work = np.bincount(codes, minlength=n_proteins)
-    feature_codes = pd.factorize(table.column("feature").to_pandas())[0].astype(np.int64)
+    feature_codes = _codes(table.column("feature"))
     width = int(feature_codes.max()) + 2
     pairs = np.unique(codes.astype(np.int64) * width + feature_codes + 1)
     n_features = np.bincount(pairs // width, minlength=n_proteins)
@@ -150,6 +177,20 @@ def _write_largest(
         write_largest(path, n_features[mine], work[mine])
     big = int(np.argmax(n_features * work))
     log.info("largest protein: %d features, %d observations", int(n_features[big]), int(work[big]))
+
+
+def _codes(column: pa.ChunkedArray) -> NDArray[np.int64]:
+    """Integer codes of a column's values (equal values, equal codes; nulls -1), from the
+    dictionary indices where the column is dictionary-encoded (no string per row)."""
+    if pa.types.is_dictionary(column.type):
+        combined = column.unify_dictionaries().combine_chunks()
+        values = combined.dictionary
+        # a dictionary may hold one value twice: map indices to the first of equal values
+        first = pd.factorize(values.to_pandas())[0].astype(np.int64)
+        codes = first[combined.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+        nulls = combined.is_null().to_numpy(zero_copy_only=False)
+        return np.asarray(np.where(nulls, -1, codes), dtype=np.int64)
+    return np.asarray(pd.factorize(column.to_pandas())[0], dtype=np.int64)
 
 
 def gather(

@@ -46,7 +46,7 @@ from pepmix.model.design import (
     contrast_replication,
 )
 from pepmix.model.divergent import reduce_divergent
-from pepmix.model.optimize import DIVERGENT_THETA, minimize
+from pepmix.model.optimize import DIVERGENT_THETA, MAX_ITER, minimize
 from pepmix.model.reml import Bucket, Derivatives, Evaluation, _inverses, derivatives, evaluate
 from pepmix.model.satterthwaite import (
     Estimates,
@@ -690,7 +690,7 @@ def _fit_bucket(
     theta0: FloatArray | None = None,
 ) -> pd.DataFrame:
     """Fit one bucket; fill ``out`` and return its random-effect predictions (coded)."""
-    bucket, theta, ev = _optimum(problem, idx, bucket, out, theta0)
+    bucket, theta, ev, _ = _optimum(problem, idx, bucket, out, theta0)
     der = derivatives(bucket, theta, ev)
     est = estimates(bucket, theta, ev, der)
     _store_point(problem, idx, theta, ev, est.sigma, est.beta, out)
@@ -718,10 +718,14 @@ class LightBucket:
     bucket: Bucket
     theta: FloatArray
     ev: Evaluation
+    unfinished: NDArray[np.bool_] | None = None
 
 
 def fit_problem_light(
-    problem: Problem, out: ModelFit, theta0: FloatArray | None = None
+    problem: Problem,
+    out: ModelFit,
+    theta0: FloatArray | None = None,
+    max_iter: int = MAX_ITER,
 ) -> tuple[FloatArray, list[LightBucket]]:
     """Fit every bucket of ``problem`` up to its point estimates (an intermediate fit).
 
@@ -732,6 +736,12 @@ def fit_problem_light(
     later. Returns the coded predictions (array with columns ``protein_code, factor_code,
     level_code, blup``, as the frames of :func:`fit_problem`) and the fitted buckets. Not for
     the fixed run-means model.
+
+    With ``max_iter`` below the optimiser's :data:`pepmix.model.optimize.MAX_ITER` (without a
+    variance-ratio prior only) the optimiser stops after that many Newton iterations: a
+    truncated fit, whose unconverged proteins are marked in ``LightBucket.unfinished`` and
+    counted as ``converged`` in ``out`` (the fit did not fail; it was stopped). Such a fit is
+    never reported: the robust iteration refits those proteins in full before finishing them.
     """
     if problem.e_fixed:
         raise ValueError("light fits are for the differential model")
@@ -739,14 +749,14 @@ def fit_problem_light(
     light = []
     for k, (idx, bucket) in enumerate(problem.buckets):
         start = None if theta0 is None else theta0[idx]
-        fitted, theta, ev = _optimum(problem, idx, bucket, out, start)
+        fitted, theta, ev, unfinished = _optimum(problem, idx, bucket, out, start, max_iter)
         _, s0inv = _inverses(ev)
         _, sigma, beta, u_k = point_estimates(fitted, ev, s0inv)
         _store_point(problem, idx, theta, ev, sigma, beta, out)
         resid = _level_residuals(problem, k, fitted, u_k, beta)
         cols = _prediction_columns(problem, k, idx, fitted, theta, u_k, resid)
         coded.append(np.column_stack([c.astype(np.float64) for c in cols]))
-        light.append(LightBucket(idx=idx, bucket=fitted, theta=theta, ev=ev))
+        light.append(LightBucket(idx=idx, bucket=fitted, theta=theta, ev=ev, unfinished=unfinished))
     return (np.concatenate(coded) if coded else np.zeros((0, 4))), light
 
 
@@ -775,12 +785,18 @@ def _optimum(
     bucket: Bucket,
     out: ModelFit,
     theta0: FloatArray | None,
-) -> tuple[Bucket, FloatArray, Evaluation]:
+    max_iter: int = MAX_ITER,
+) -> tuple[Bucket, FloatArray, Evaluation, NDArray[np.bool_]]:
     """Minimise the bucket's criterion (prior, divergence rule, boundary snap); record
     convergence, iterations and non-identifiable variances in ``out``; return the bucket the
-    optimum belongs to, the optimum and the evaluation there."""
+    optimum belongs to, the optimum, the evaluation there and which proteins the optimiser
+    stopped at ``max_iter`` (default :data:`MAX_ITER`: none) Newton iterations, unconverged
+    (recorded as converged: see :func:`fit_problem_light`)."""
+    unfinished = np.zeros(bucket.size, dtype=bool)
     if out.prior is None:
-        opt = minimize(bucket, theta0)
+        opt = minimize(bucket, theta0, max_iter)
+        if max_iter < MAX_ITER:
+            unfinished = ~opt.converged & (opt.iterations >= max_iter) & np.isfinite(opt.dev)
     else:
         from pepmix.model.shrinkage import penalised_optimum
 
@@ -792,9 +808,9 @@ def _optimum(
     theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
     out.not_identifiable[idx] = flat
     ev = evaluate(bucket, theta)
-    out.converged[idx] = opt.converged & ev.ok
+    out.converged[idx] = (opt.converged | unfinished) & ev.ok
     out.iterations[idx] = opt.iterations
-    return bucket, theta, ev
+    return bucket, theta, ev, unfinished
 
 
 def _store_point(

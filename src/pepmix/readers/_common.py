@@ -113,6 +113,18 @@ def run_name(value: str) -> str:
     return base
 
 
+def run_names(values: pd.Series) -> pd.Series:
+    """:func:`run_name` of every value (nulls stay null), computed once per distinct value:
+    ``values.map(run_name, na_action="ignore")`` without a call per row (a long table of
+    millions of rows names a few hundred runs)."""
+    names = {v: run_name(v) for v in values.dropna().unique()}
+    out = values.map(names, na_action="ignore")
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is pd.NA:
+        # a function keeps the "string" dtype (missing as <NA>), a dict gives "str" (NaN)
+        out = out.astype(values.dtype)
+    return out
+
+
 def _sniff_separator(path: Path, sample: str) -> str:
     first = sample.splitlines()[0] if sample else ""
     if path.suffix.lower() in {".tsv", ".txt", ".tab"} and "\t" in first:

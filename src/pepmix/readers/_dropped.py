@@ -39,7 +39,8 @@ class DroppedProteins:
 
     def __init__(self, steps: Sequence[str]) -> None:
         self.steps = list(steps)
-        self._present: list[set[str]] = [set() for _ in range(len(self.steps) + 1)]
+        #: per step, the labels (as the chunks hold them, not yet ``str`` and stripped) present
+        self._present: list[set[object]] = [set() for _ in range(len(self.steps) + 1)]
 
     def add_codes(
         self, codes: np.ndarray, names: Sequence[object], passes: Sequence[np.ndarray]
@@ -49,11 +50,13 @@ class DroppedProteins:
         ``passes[i]`` is the boolean mask of the chunk's rows passing step ``i`` on its own.
         """
         keep = codes >= 0
+        labels = np.asarray(names, dtype=object)
         for i in range(len(self.steps) + 1):
             if i > 0:
                 keep = keep & np.asarray(passes[i - 1], dtype=bool)
             seen = np.flatnonzero(np.bincount(codes[keep], minlength=len(names)))
-            self._present[i].update(str(names[int(j)]).strip() for j in seen)
+            # the raw labels: converted and stripped once, in :meth:`removed`
+            self._present[i].update(labels[seen].tolist())
 
     def add(self, protein: pd.Series, passes: Sequence[np.ndarray]) -> None:
         """Add one chunk given as a protein column (categorical or text) and its step masks."""
@@ -68,8 +71,9 @@ class DroppedProteins:
     def removed(self) -> Removed:
         """``{protein: [detail, None, None]}`` for every protein the steps removed entirely."""
         out: Removed = {}
+        present = [{str(v).strip() for v in labels} for labels in self._present]
         for i, step in enumerate(self.steps):
-            for protein in sorted(self._present[i] - self._present[i + 1]):
+            for protein in sorted(present[i] - present[i + 1]):
                 if protein and protein not in out:
                     out[protein] = [row_filter_detail(step), None, None]
         return out

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import plain, read_table, require_columns, run_name, to_float
+from pepmix.readers._common import plain, read_table, require_columns, run_name, run_names, to_float
 
 SIGNATURE: dict[str, tuple[str, ...]] = {
     "generic_long": ("protein", "peptide", "run", "intensity"),
@@ -41,7 +41,7 @@ def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         {
             "protein": frame["protein"],
             "peptide": frame["peptide"],
-            "run": frame["run"].map(run_name, na_action="ignore"),
+            "run": run_names(frame["run"]),
             "intensity": to_float(frame["intensity"], path, "intensity"),
         }
     )

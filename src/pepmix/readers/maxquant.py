@@ -75,7 +75,7 @@ import pandas as pd
 
 from pepmix.errors import InputFormatError
 from pepmix.filters import threshold_step
-from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._common import require_columns, run_name, run_names, to_float
 from pepmix.readers._dropped import DroppedProteins
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
@@ -201,7 +201,7 @@ def _evidence_rows(
             "protein": protein,
             "feature": precursor_id(peptide, charge),
             "peptide": peptide,
-            "run": frame[run_column].map(run_name, na_action="ignore"),
+            "run": run_names(frame[run_column]),
             "intensity": to_float(frame["Intensity"], path, "Intensity"),
             "charge": charge,
             "decoy": decoy,

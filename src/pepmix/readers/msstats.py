@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import read_table, require_columns, run_name, to_float
+from pepmix.readers._common import read_table, require_columns, run_names, to_float
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def msstats_frame(frame: pd.DataFrame, path: Path, options: Mapping[str, Any]) -
             "protein": frame[cols["protein"]].astype("string").str.strip(),
             "peptide": clean_sequence(frame[cols["peptide"]]),
             "charge": to_float(frame[cols["charge"]], path, cols["charge"]),
-            "run": run_source.map(run_name, na_action="ignore").astype("string"),
+            "run": run_names(run_source).astype("string"),
             "intensity": to_float(frame[cols["intensity"]], path, cols["intensity"]),
         }
     )

@@ -53,7 +53,7 @@ from typing import Any, Final
 import pandas as pd
 
 from pepmix.errors import ConfigError, InputFormatError
-from pepmix.readers._common import plain, read_table, require_columns, run_name, to_float
+from pepmix.readers._common import plain, read_table, require_columns, run_names, to_float
 from pepmix.readers.msstats import check_nonnegative, find_column, precursor_feature
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def _read_psms(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             "protein": protein,
             "peptide": peptide,
             "charge": to_float(frame[cols["Charge"]], path, cols["Charge"]),
-            "run": frame[cols["Spectrum File"]].map(run_name, na_action="ignore"),
+            "run": run_names(frame[cols["Spectrum File"]]),
             "intensity": intensity.where(intensity > 0),
         }
     )

@@ -44,7 +44,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from pepmix.readers._common import read_table, run_name, to_float
+from pepmix.readers._common import read_table, run_names, to_float
 from pepmix.readers.msstats import (
     check_nonnegative,
     clean_sequence,
@@ -128,7 +128,7 @@ def read_skyline(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
             "protein": frame[cols["protein"]].astype("string").str.strip(),
             "peptide": clean_sequence(frame[cols["peptide"]]),
             "charge": to_float(frame[cols["charge"]], path, cols["charge"]),
-            "run": frame[cols["run"]].map(run_name, na_action="ignore").astype("string"),
+            "run": run_names(frame[cols["run"]]).astype("string"),
             "intensity": intensity,
         }
     )

@@ -63,7 +63,7 @@ import pandas as pd
 
 from pepmix.errors import InputFormatError
 from pepmix.filters import threshold_step
-from pepmix.readers._common import require_columns, run_name, to_float
+from pepmix.readers._common import require_columns, run_names, to_float
 from pepmix.readers._dropped import DroppedProteins
 from pepmix.readers._support import (
     DEFAULT_CONTAMINANT_PATTERN,
@@ -330,7 +330,7 @@ def _precursor_rows(
         {
             "protein": chunk[protein_column],
             "feature": chunk[feature_column],
-            "run": chunk[run_column].map(run_name, na_action="ignore"),
+            "run": run_names(chunk[run_column]),
             "intensity": to_float(values, path, intensity_column),
         }
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from pepmix import canonical
+from pepmix.io import write_arrow
 from pepmix.stages.files import PathLike
 
 __all__ = ["IngestResult", "run"]
@@ -21,9 +24,15 @@ class IngestResult:
 
     table: pd.DataFrame
 
+    @cached_property
+    def arrow(self) -> pa.Table:
+        """The table as written (:func:`pepmix.canonical.to_arrow`); the merge stage takes it in
+        place of the file (:func:`pepmix.stages.merge.run`)."""
+        return canonical.to_arrow(self.table)
+
     def write(self, *, table: PathLike) -> None:
         """Write ``results/ingest/batches/<name>.parquet``."""
-        canonical.write_parquet(self.table, table)
+        write_arrow(self.arrow, table)
 
 
 def run(

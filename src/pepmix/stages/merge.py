@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from pepmix import canonical
-from pepmix.io import write_tsv
+from pepmix.io import write_arrow, write_tsv
 from pepmix.samples import load_design, sheet_options
 from pepmix.stages.files import PathLike
 
@@ -39,12 +41,18 @@ class MergeResult:
     runs: pd.DataFrame
     removed: pd.DataFrame
 
+    @cached_property
+    def arrow(self) -> pa.Table:
+        """``features`` as written (:func:`pepmix.canonical.to_arrow`); the normalize stage
+        takes it in place of the file (:func:`pepmix.stages.normalize.run`)."""
+        return canonical.to_arrow(self.features)
+
     def write(
         self, *, features: PathLike, samples: PathLike, removed: PathLike | None = None
     ) -> None:
         """Write the merged table (Parquet), the resolved sheet and, with ``removed`` (default
         None: not written), the removed proteins (TSV)."""
-        canonical.write_parquet(self.features, features)
+        write_arrow(self.arrow, features)
         if removed is not None:
             write_tsv(self.removed, removed)
         write_tsv(self.runs, samples)
@@ -52,7 +60,7 @@ class MergeResult:
 
 def run(
     *,
-    batches: Sequence[PathLike],
+    batches: Sequence[PathLike | pa.Table],
     samples: PathLike,
     sheet_config: Mapping[str, Any] | None = None,
     filters: Mapping[str, Any],
@@ -61,8 +69,10 @@ def run(
 
     Parameters
     ----------
-    batches : sequence of path
-        ``results/ingest/batches/<name>.parquet``.
+    batches : sequence of path or pyarrow.Table
+        ``results/ingest/batches/<name>.parquet``, or the table an ingest stage of the same job
+        wrote there (:attr:`pepmix.stages.ingest.IngestResult.arrow`: the same frame without
+        reading the file back).
     samples : path
         The sample sheet (config ``samples:``).
     sheet_config : mapping, optional
@@ -76,7 +86,10 @@ def run(
     """
     from pepmix.merge import merge_with_sheet
 
-    tables = [canonical.read_parquet(p) for p in batches]
+    tables = [
+        canonical.from_arrow(p) if isinstance(p, pa.Table) else canonical.read_parquet(p)
+        for p in batches
+    ]
     design = load_design(samples, **sheet_options(sheet_config))
     merged, sheet, removed = merge_with_sheet(tables, design, filters, str(samples))
     log.info(

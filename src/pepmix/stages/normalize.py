@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
-from pepmix.io import write_parquet, write_tsv
+from pepmix.io import write_arrow, write_tsv
 from pepmix.stages.files import PathLike, read_resolved_sheet
 
 __all__ = ["NormalizeResult", "run"]
@@ -25,21 +27,31 @@ class NormalizeResult:
     features: pd.DataFrame
     runs: pd.DataFrame
 
+    @cached_property
+    def arrow(self) -> pa.Table:
+        """``features`` as written (:func:`pepmix.io.write_parquet`'s conversion); the shard
+        stage takes it in place of the file (:func:`pepmix.stages.shard.run`)."""
+        return pa.Table.from_pandas(self.features, preserve_index=False)
+
     def write(self, *, features: PathLike, runs: PathLike) -> None:
         """Write ``results/normalize/features.parquet`` and ``runs.tsv``."""
-        write_parquet(self.features, features)
+        write_arrow(self.arrow, features)
         write_tsv(self.runs, runs)
 
 
 def run(
-    *, features: PathLike, samples: PathLike, options: Mapping[str, Any] | None = None
+    *,
+    features: PathLike | pa.Table,
+    samples: PathLike,
+    options: Mapping[str, Any] | None = None,
 ) -> NormalizeResult:
     """Normalise the merged table.
 
     Parameters
     ----------
-    features : path
-        ``results/ingest/features.parquet``.
+    features : path or pyarrow.Table
+        ``results/ingest/features.parquet``, or the table a merge stage of the same job wrote
+        there (:attr:`pepmix.stages.merge.MergeResult.arrow`).
     samples : path
         ``results/ingest/samples.tsv``.
     options : mapping, optional
@@ -52,7 +64,10 @@ def run(
     from pepmix import api, canonical
     from pepmix.normalization import normalization_options
 
-    table = canonical.read_parquet(features, columns=COLUMNS)
+    if isinstance(features, pa.Table):
+        table = canonical.from_arrow(features.select(COLUMNS))
+    else:
+        table = canonical.read_parquet(features, columns=COLUMNS)
     data = api.Dataset(features=table, runs=read_resolved_sheet(samples), removed=pd.DataFrame())
     out = api.normalize(data, **normalization_options(options or {}))
     if out.normalization is None:

@@ -3,7 +3,9 @@
 Each step is its own rule's stage (:mod:`pepmix.stages.ingest`, :mod:`~pepmix.stages.merge`,
 :mod:`~pepmix.stages.normalize`, :mod:`~pepmix.stages.shard`) and writes that rule's files, its
 log and its alerts (:func:`pepmix.rule.stage_alerts`), so the outputs are those of the four
-jobs; one job saves three start-ups and three reads of the intermediate tables' metadata.
+jobs; one job saves three start-ups, and each stage takes the previous one's table as the Arrow
+table it wrote (the frame it would read back, :func:`pepmix.canonical.from_arrow`) instead of
+reading the file.
 """
 
 from __future__ import annotations
@@ -66,20 +68,28 @@ def run(
         log.info("stage %s", name)
         return stage_alerts(name, _str(outputs.alerts.get(name)), _str(outputs.logs.get(name)))
 
+    # each table goes to the next stage as the Arrow table just written, not read back
     with step("ingest"):
-        ingest.run(entry=entry, filters=filters, feature_level=feature_level).write(
-            table=outputs.batch
-        )
+        ingested = ingest.run(entry=entry, filters=filters, feature_level=feature_level)
+        ingested.write(table=outputs.batch)
+        batch = ingested.arrow
+        del ingested
     with step("merge"):
-        merge.run(
-            batches=[outputs.batch], samples=samples, sheet_config=sheet_config, filters=filters
-        ).write(features=outputs.merged, samples=outputs.samples, removed=outputs.removed)
+        merged = merge.run(
+            batches=[batch], samples=samples, sheet_config=sheet_config, filters=filters
+        )
+        del batch
+        merged.write(features=outputs.merged, samples=outputs.samples, removed=outputs.removed)
+        table = merged.arrow
+        del merged
     with step("normalize"):
-        normalize.run(
-            features=outputs.merged, samples=outputs.samples, options=normalization
-        ).write(features=outputs.features, runs=outputs.runs)
+        normalized = normalize.run(features=table, samples=outputs.samples, options=normalization)
+        del table
+        normalized.write(features=outputs.features, runs=outputs.runs)
+        features = normalized.arrow
+        del normalized
     with step("shard"):
-        shard.run(features=outputs.features, shards=outputs.shards, largest=outputs.largest)
+        shard.run(features=features, shards=outputs.shards, largest=outputs.largest)
 
 
 def _str(path: PathLike | None) -> str | None:

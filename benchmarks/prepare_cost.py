@@ -1,0 +1,91 @@
+"""CPU seconds of rule ``prepare`` (ingest, merge, normalize, shard in one job), in process.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/prepare_cost.py CONFIG OUTDIR [--shards 2]
+
+``CONFIG`` is a workflow config with one ``inputs:`` entry (e.g. ``simulate.py cohort``'s
+``config.yaml`` or ``config_generic_long.yaml``). Runs :func:`pepmix.stages.prepare.run` of the
+imported pepmix (set ``PYTHONPATH`` to the checkout to measure) with the rule's outputs under
+``OUTDIR`` and prints the CPU seconds (``time.process_time``: this process, all threads) of each
+stage, from the stage log records, the total, and the peak RSS. Compare checkouts by running
+them interleaved in one sitting; CPU seconds are inflated by other load far less than wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pepmix
+from pepmix.config import load_yaml, validate_config
+from pepmix.stages import prepare
+
+log = logging.getLogger("prepare_cost")
+
+
+class _Marks(logging.Handler):
+    """Records the CPU time at each ``stage NAME`` record of :mod:`pepmix.stages.prepare`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "pepmix.stages.prepare" and record.getMessage().startswith("stage "):
+            self.marks.append((record.getMessage()[6:], time.process_time()))
+
+
+def main() -> None:
+    """Run the prepare stage once and print its CPU seconds per step."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--shards", type=int, default=2)
+    args = parser.parse_args()
+    root = Path(pepmix.__file__).resolve().parents[2]
+    schema = load_yaml(root / "workflow/schemas/config.schema.yaml")
+    config = validate_config(load_yaml(args.config), schema)
+    entry = config["inputs"][0]
+    out = args.out
+    n = args.shards
+    items = [f"{i + 1}-of-{n}" for i in range(n)]
+    outputs = prepare.PrepareOutputs(
+        batch=out / f"results/ingest/batches/{entry['name']}.parquet",
+        merged=out / "results/ingest/features.parquet",
+        samples=out / "results/ingest/samples.tsv",
+        removed=out / "results/ingest/removed_proteins.tsv",
+        features=out / "results/normalize/features.parquet",
+        runs=out / "results/normalize/runs.tsv",
+        shards=[out / f"results/model/shards/{i}/features.parquet" for i in items],
+        largest=[out / f"results/model/shards/{i}/largest.json" for i in items],
+        alerts={},
+        logs={},
+    )
+    marks = _Marks()
+    logging.getLogger().addHandler(marks)
+    logging.getLogger().setLevel(logging.INFO)
+    start = time.process_time()
+    prepare.run(
+        entry=entry,
+        filters=config["filter"],
+        feature_level=config["feature_level"],
+        samples=config["samples"],
+        sheet_config=config.get("sample_sheet", {}),
+        normalization=config["normalization"],
+        outputs=outputs,
+    )
+    end = time.process_time()
+    points = [*marks.marks, ("end", end)]
+    parts = [f"{name} {t1 - t0:.2f}" for (name, t0), (_, t1) in itertools.pairwise(points)]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    sys.stdout.write(
+        f"{root}: prepare {end - start:.2f} CPU s ({', '.join(parts)}); peak RSS {rss:.2f} GB\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

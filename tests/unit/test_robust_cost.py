@@ -1,0 +1,66 @@
+"""The cheaper Huber IRLS: batched line search (bit-identical) and truncated intermediate refits
+(the reported fit is still an exact optimum at its weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pepmix.model import optimize, robust
+from pepmix.model.design import ModelSpec, build_run_design
+from pepmix.model.fit import _allocate, contrast_matrix, encode, fit_problem, fit_proteins
+from pepmix.model.robust import _PROTEIN_ARRAYS
+from pepmix.model.suffstats import build_problem
+
+from .simulate_da import simulate
+
+CONTRASTS = [("B - A", "B", "A")]
+
+
+def _data(n_prot: int, seed: int) -> tuple[object, object]:
+    table, sheet, _ = simulate(n_prot=n_prot, n_per=3, seed=seed, frac_de=0.2)
+    return table, build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+
+
+def test_batched_line_search_equals_one_length_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trying several step lengths per evaluation picks, per protein, the step length the
+    one-at-a-time backtracking picks: every array of a Huber fit (many line searches, including
+    the deep ones at optima) is the same, bit for bit."""
+    table, design = _data(200, 7)
+    batched = fit_proteins(table, design, CONTRASTS, robust="huber")
+    monkeypatch.setattr(optimize, "_SINGLE_TRIES", optimize._LINE_SEARCH_TRIES)
+    single = fit_proteins(table, design, CONTRASTS, robust="huber")
+    for name in _PROTEIN_ARRAYS:
+        assert np.array_equal(getattr(batched, name), getattr(single, name), equal_nan=True), name
+    assert batched.weights is not None and single.weights is not None
+    assert np.array_equal(batched.weights, single.weights)
+    assert batched.detail == single.detail
+
+
+def test_truncated_refits_report_the_optimum_at_the_final_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With truncated intermediate refits (``INNER_NEWTON``) every reported fit is a converged
+    REML optimum for its final weights: the optimiser started there with those weights stops
+    where it started (same criterion and fixed effects, to its convergence tolerance, far below
+    1e-6; started cold it might find another local optimum, so the check is warm)."""
+    monkeypatch.setattr(robust, "INNER_NEWTON", 1)  # the most truncated: the strongest check
+    table, design = _data(150, 11)
+    fit = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert fit.weights is not None
+    enc = encode(table, design)
+    problem = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins), weights=fit.weights
+    )
+    ok = np.isin(np.asarray(fit.status, dtype=object), ["ok", "boundary"])
+    ok &= np.array(["least squares" not in d for d in fit.detail])
+    assert ok.sum() > 100
+    # the reported theta carry the variance factor (robust.correct_variance): undo it
+    theta0 = np.nan_to_num(fit.theta) * np.sqrt(robust.variance_factor())
+    warm = _allocate(problem, design, enc.proteins, ["B - A"], problem.n_levels[:, 0])
+    warm.theta_reml = np.full(warm.theta.shape, np.nan)
+    fit_problem(problem, contrast_matrix(design, [("B", "A")]), warm, theta0)
+    crit = np.abs(fit.reml_crit[ok] - warm.reml_crit[ok])
+    assert np.all(crit < 1e-6 * (1.0 + np.abs(warm.reml_crit[ok])))
+    se = np.sqrt(fit.cov_beta[ok, 1, 1])
+    assert np.all(np.abs(fit.beta[ok] - warm.beta[ok]).max(axis=1) < 1e-6 * se)
