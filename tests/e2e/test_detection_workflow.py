@@ -55,7 +55,6 @@ def test_detection_model_through_the_workflow(repo: Path, tmp_path: Path) -> Non
         tb.TARGET,
         "results/model/detection_curve.tsv",
         "results/plots/qc/detection_curve.png",
-        "results/plots/qc/detection_curve.pdf",
     ]
     cmd = [tb.SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(tmp_path), *outputs]
     cmd += ["--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]

@@ -42,6 +42,7 @@ EXERCISED = {
 #: ``make`` targets named in the READMEs, and where each runs as written
 MAKE_TARGETS = {
     "demo": "tests/e2e/test_readme_inventory.py",
+    "pdfs": "tests/e2e/test_readme_inventory.py",
     "test": ".ci/run",
     "slurm": "tests/slurm/test_demo_on_slurm.sh",
 }
@@ -151,6 +152,14 @@ def test_quick_start_commands(tmp_path: Path) -> None:
     assert "Nothing to be done" in second.stdout + second.stderr
     assert "results/report.html is up to date" in second.stdout
     assert report.stat().st_mtime_ns == built
+
+    # make pdfs: the same figures as vector PDFs (only the plot jobs run again)
+    pdfs = _make(repo, "make pdfs")
+    assert pdfs.returncode == 0, pdfs.stderr[-3000:]
+    volcanoes = list((repo / "results" / "plots").rglob("volcano.pdf"))
+    assert volcanoes, "make pdfs wrote no volcano PDF"
+    assert all(v.read_bytes().startswith(b"%PDF") for v in volcanoes)
+    assert "rule fit:" not in pdfs.stdout + pdfs.stderr  # the model is not refitted
 
     # make test: dry run only (it runs pytest, hence this test); CI runs it as written
     dry = _make(repo, "make -n test")
