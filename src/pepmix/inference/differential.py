@@ -136,7 +136,10 @@ def differential_table(
     contrast_stats : pandas.DataFrame
         Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
         n_observations`` and, for the df cap and moderation, ``n_samples_num, n_samples_den,
-        df_between``.
+        df_between``. Optional ``ci_low, ci_high, pvalue``: where all three are finite on a
+        tested row (e.g. a credible interval of the detection model,
+        :func:`pepmix.model.mnar.contrast_marginals`), they are reported as given (the p-value
+        only without ``lfc_threshold``) and the row is not moderated.
     contrast_order : sequence of str
         Contrast names in config order (sort order of the output).
     options : InferenceOptions, optional
@@ -176,6 +179,7 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
     status = part["status"].to_numpy(dtype=object).copy()
     detail = part["detail"].fillna("").astype(str).to_numpy(dtype=object).copy()
     tested = np.isin(status, TESTABLE) & np.isfinite(est) & (se_raw > 0) & (df_satt > 0)
+    given = _given_intervals(part, tested)
     df = df_satt.copy()
     if opts.df_cap and "df_between" in part.columns:
         between = part["df_between"].to_numpy(dtype=np.float64)
@@ -185,7 +189,7 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         tested &= ~unreplicated
         df = np.where(tested, np.minimum(df, between), df)
     mod = (
-        moderate_contrast(part, name, tested, se_raw, df, robust=opts.robust)
+        moderate_contrast(part, name, tested & ~given, se_raw, df, robust=opts.robust)
         if opts.moderation
         else ModeratedContrast.unmoderated(se_raw, df)
     )
@@ -198,6 +202,12 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
     else:
         pvalue = np.where(tested, 2.0 * special.stdtr(safe_df, -np.abs(np.nan_to_num(t))), np.nan)
     half = special.stdtrit(safe_df, 0.5 + opts.confidence / 2.0) * safe_se
+    ci_low, ci_high = est - half, est + half
+    if given.any():
+        ci_low = np.where(given, part["ci_low"].to_numpy(dtype=np.float64), ci_low)
+        ci_high = np.where(given, part["ci_high"].to_numpy(dtype=np.float64), ci_high)
+        if opts.lfc_threshold == 0:
+            pvalue = np.where(given, part["pvalue"].to_numpy(dtype=np.float64), pvalue)
     replication = (
         part["replication"].to_numpy(dtype=object)
         if "replication" in part.columns
@@ -217,8 +227,8 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
             "n_observations": part["n_observations"].to_numpy(),
             "status": status,
             "replication": replication,
-            "ci_low": np.where(tested, est - half, np.nan),
-            "ci_high": np.where(tested, est + half, np.nan),
+            "ci_low": np.where(tested, ci_low, np.nan),
+            "ci_high": np.where(tested, ci_high, np.nan),
             "df_satterthwaite": np.where(tested, df_satt, np.nan),
             "se_unmoderated": np.where(tested, se_raw, np.nan),
             "df_prior": mod.df_prior,
@@ -227,6 +237,15 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
             "detail": detail,
         }
     )
+
+
+def _given_intervals(part: pd.DataFrame, tested: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Tested rows whose ``ci_low, ci_high, pvalue`` come with the statistics (all finite)."""
+    if not {"ci_low", "ci_high", "pvalue"} <= set(part.columns):
+        return np.zeros(tested.size, dtype=bool)
+    cols = part[["ci_low", "ci_high", "pvalue"]].to_numpy(dtype=np.float64)
+    out: NDArray[np.bool_] = tested & np.all(np.isfinite(cols), axis=1)
+    return out
 
 
 def _alert_replication(

@@ -120,7 +120,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import special
+from scipy import integrate, interpolate, special
 
 from pepmix.errors import DesignError
 from pepmix.model.detection import DetectionCurve
@@ -145,6 +145,8 @@ SIGMA_FLOOR = 10.0
 MIN_PRIOR_SD = 0.25
 #: prior SD used when fewer than 10 contrasts are estimable (log2 units)
 DEFAULT_PRIOR_SD = 1.0
+#: smallest reported p-value of a marginal posterior (never exactly 0)
+TINY = float(np.finfo(np.float64).tiny)
 
 
 @dataclass
@@ -161,6 +163,9 @@ class CellBucket:
         Observed cells; missing cells of real features (padding is neither).
     present : ndarray of bool, shape (P, F)
         Real (not padded) features.
+    offset : ndarray, shape (P, R), optional
+        Known term added to every cell's mean (default None: none); the fixed part of a
+        contrast held at a value (:func:`contrast_marginals`).
     """
 
     index: NDArray[np.intp]
@@ -168,6 +173,7 @@ class CellBucket:
     observed: NDArray[np.bool_]
     missing: NDArray[np.bool_]
     present: NDArray[np.bool_]
+    offset: FloatArray | None = None
     _cache: dict[str, NDArray[np.intp]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -186,7 +192,7 @@ class CellBucket:
             return self
         return CellBucket(
             self.index[rows], self.y[rows], self.observed[rows], self.missing[rows],
-            self.present[rows],
+            self.present[rows], None if self.offset is None else self.offset[rows],
         )  # fmt: skip
 
 
@@ -332,6 +338,8 @@ def _mean(
     p, f = st.x.shape[1], bucket.present.shape[1]
     beta, u, v = _split(z, p, f)
     fixed = beta @ st.x.T  # (P, R)
+    if bucket.offset is not None:
+        fixed = fixed + bucket.offset
     sample = st.to_runs(v) * scale_s[:, None]
     feat = u * scale_f[:, None] * bucket.present
     out: FloatArray = fixed[:, None, :] + sample[:, None, :] + feat[:, :, None]
@@ -880,6 +888,189 @@ def _diverging(psi: FloatArray, psi0: FloatArray) -> NDArray[np.bool_]:
     return out
 
 
+#: standardised grid of the marginal posterior near the mode (units of the Laplace SE)
+MARGINAL_FINE = np.linspace(-5.0, 5.0, 21)
+#: standardised grid of the marginal posterior in the tails (units of the prior SD)
+MARGINAL_WIDE = np.linspace(-6.0, 6.0, 25)
+#: points of the interpolated density on which the marginal is integrated
+MARGINAL_RESOLUTION = 2001
+
+
+@dataclass
+class ContrastMarginals:
+    """Marginal-posterior summaries of contrasts (:func:`contrast_marginals`), shape (P, M).
+
+    ``low, high`` the equal-tailed credible interval, ``pvalue`` the two-sided posterior tail
+    probability of 0, ``sd`` the posterior SD; NaN where not computed.
+    """
+
+    low: FloatArray
+    high: FloatArray
+    pvalue: FloatArray
+    sd: FloatArray
+
+
+def contrast_marginals(
+    enc: Encoded,
+    st: Structure,
+    fit: DetectionFit,
+    cmat: FloatArray,
+    rows: NDArray[np.bool_],
+    level: float = 0.95,
+) -> ContrastMarginals:
+    """Credible intervals and tail probabilities of contrasts from their Laplace marginals.
+
+    For a contrast :math:`\\delta = c'\\beta` (a difference of condition means) the log
+    marginal posterior at the fitted :math:`\\psi` is, up to a constant (Tierney & Kadane 1986,
+    *JASA* 81:82; the "Laplace approximation of the marginal" of INLA, Rue, Martino & Chopin
+    2009, *JRSS B* 71:319),
+
+    .. math:: \\log\\pi(\\delta\\mid y) = g(\\delta, \\hat\\eta_\\delta)
+              - \\tfrac12\\log|{-\\nabla^2_\\eta g}| ,
+
+    with :math:`\\beta = B\\eta + \\tilde c\\delta` (:math:`B` an orthonormal basis of
+    :math:`c^\\perp`, :math:`\\tilde c = c/c'c`), :math:`\\eta` together with the random
+    effects maximised and integrated by the Laplace step of :func:`find_mode` at each
+    :math:`\\delta` (the term :math:`x_r'\\tilde c\\,\\delta` is a known offset). Because
+    :math:`c \\perp \\mathbf 1` the condition prior splits into a prior on :math:`\\eta` and
+    :math:`\\tfrac12\\delta^2\\tilde c'P\\tilde c/\\tau^2`. The grid is the mode plus
+    :data:`MARGINAL_FINE` Laplace SEs and :data:`MARGINAL_WIDE` prior SDs of
+    :math:`\\delta` (:math:`\\tau\\lVert c\\rVert`), the log density is interpolated
+    (monotone cubic) and integrated on :data:`MARGINAL_RESOLUTION` points, with exponential
+    tails beyond the grid. Unlike the Gaussian (Laplace) posterior, this follows the skew of a
+    level bounded above by missing cells and below by the prior only.
+
+    Parameters
+    ----------
+    enc : Encoded
+        Observations of the fit.
+    st : Structure
+        Run-level arrays of the fit.
+    fit : DetectionFit
+        The fitted model (:func:`fit_mnar`).
+    cmat : ndarray, shape (M, p)
+        Contrast rows; each a difference of condition means (zero sum, condition columns only).
+    rows : ndarray of bool, shape (P, M)
+        Protein-contrast pairs to compute.
+    level : float, default 0.95
+        Level of the credible interval.
+    """
+    n_prot, n_con = rows.shape
+    out = ContrastMarginals(*(np.full((n_prot, n_con), np.nan) for _ in range(4)))
+    alpha = (1.0 - level) / 2.0
+    for m in range(n_con):
+        c = cmat[m]
+        basis = _null_basis(c)
+        c_t = c / float(c @ c)
+        prior_prec = float(c_t @ st.penalty @ c_t)
+        reduced = Structure(
+            x=st.x @ basis,
+            incidence=st.incidence,
+            b0=st.b0,
+            b1=st.b1,
+            penalty=basis.T @ st.penalty @ basis,
+            n_conditions=st.n_conditions,
+        )
+        offset_run = st.x @ c_t
+        for bucket in make_buckets(enc, st.x.shape[0]):
+            pos = np.flatnonzero(rows[bucket.index, m] & np.isfinite(fit.psi[bucket.index, 0]))
+            if pos.size == 0:
+                continue
+            sub = bucket.take(pos)
+            idx = sub.index
+            grid, logdens = _marginal_grid(
+                sub, reduced, fit, idx, (c, basis, offset_run, prior_prec)
+            )
+            summary = _summarise_marginal(grid, logdens, alpha)
+            out.low[idx, m], out.high[idx, m], out.pvalue[idx, m], out.sd[idx, m] = summary
+    return out
+
+
+def _null_basis(c: FloatArray) -> FloatArray:
+    """Orthonormal basis (p, p - 1) of the vectors orthogonal to ``c``."""
+    _, _, vt = np.linalg.svd(c[None, :])
+    out: FloatArray = vt[1:].T
+    return out
+
+
+def _marginal_grid(
+    sub: CellBucket,
+    reduced: Structure,
+    fit: DetectionFit,
+    idx: NDArray[np.intp],
+    contrast: tuple[FloatArray, FloatArray, FloatArray, float],
+) -> tuple[FloatArray, FloatArray]:
+    """Grid (n, K) of contrast values and the log marginal density there (-inf where failed)."""
+    c, basis, offset_run, prior_prec = contrast
+    psi = fit.psi[idx]
+    est = fit.beta[idx] @ c
+    se = np.sqrt(np.einsum("i,pij,j->p", c, fit.cov_beta[idx], c))
+    wide = 1.0 / np.sqrt(prior_prec) if prior_prec > 0 else np.inf
+    wide = np.where(np.isfinite(wide), np.maximum(wide, se), 3.0 * se)
+    offs = np.sort(
+        np.concatenate(
+            [se[:, None] * MARGINAL_FINE, wide[:, None] * MARGINAL_WIDE[MARGINAL_WIDE != 0]], axis=1
+        ),
+        axis=1,
+    )
+    k0 = int(np.sum(MARGINAL_FINE < 0) + np.sum(MARGINAL_WIDE < 0))
+    grid = est[:, None] + offs
+    logdens = np.full(grid.shape, -np.inf)
+    p = fit.beta.shape[1]
+    n_ranef = sub.present.shape[1] + reduced.incidence.shape[1]
+    mode_start = np.zeros((idx.size, p - 1 + n_ranef))
+    mode_start[:, : p - 1] = fit.beta[idx] @ basis
+    zs = {k0: mode_start}
+    for order in (range(k0, grid.shape[1]), range(k0 - 1, -1, -1)):
+        for k in order:
+            z0 = zs[k - 1] if k > k0 else zs[k + 1] if k < k0 else zs[k0]
+            delta = grid[:, k]
+            sub.offset = delta[:, None] * offset_run[None, :]
+            mode = find_mode(sub, reduced, psi, z0)
+            ok = np.isfinite(mode.logdet) & np.all(np.isfinite(mode.z), axis=1)
+            logdens[:, k] = np.where(
+                ok, mode.g - 0.5 * prior_prec * delta**2 - 0.5 * mode.logdet, -np.inf
+            )
+            zs[k] = np.where(ok[:, None], mode.z, z0)
+    sub.offset = None
+    return grid, logdens
+
+
+def _summarise_marginal(
+    grid: FloatArray, logdens: FloatArray, alpha: float
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Quantiles ``alpha, 1 - alpha``, two-sided tail probability of 0 and SD per row."""
+    n = grid.shape[0]
+    low, high, pvalue, sd = (np.full(n, np.nan) for _ in range(4))
+    for i in range(n):
+        ok = np.isfinite(logdens[i])
+        if ok.sum() < 5:
+            continue
+        x, ld = grid[i, ok], logdens[i, ok] - logdens[i, ok].max()
+        fine = np.linspace(x[0], x[-1], MARGINAL_RESOLUTION)
+        dens = np.exp(interpolate.PchipInterpolator(x, ld)(fine))
+        # exponential tails beyond the grid: density e^{l0 + s (x - x0)} has mass e^{l0} / s
+        slope_lo = (ld[1] - ld[0]) / (x[1] - x[0])
+        slope_hi = (ld[-2] - ld[-1]) / (x[-1] - x[-2])
+        tail_lo = np.exp(ld[0]) / slope_lo if slope_lo > 0 else 0.0
+        tail_hi = np.exp(ld[-1]) / slope_hi if slope_hi > 0 else 0.0
+        cdf = tail_lo + integrate.cumulative_trapezoid(dens, fine, initial=0.0)
+        total = cdf[-1] + tail_hi
+        cdf /= total
+        low[i], high[i] = np.interp([alpha, 1.0 - alpha], cdf, fine)
+        below = float(np.interp(0.0, fine, cdf))
+        if x[0] > 0.0:  # beyond the grid: the exponential tail
+            below = np.exp(ld[0] - slope_lo * x[0]) / slope_lo / total if slope_lo > 0 else 0.0
+        elif x[-1] < 0.0:
+            above = np.exp(ld[-1] + slope_hi * x[-1]) / slope_hi / total if slope_hi > 0 else 0.0
+            below = 1.0 - above
+        pvalue[i] = min(1.0, max(2.0 * min(below, 1.0 - below), TINY))
+        mass = integrate.trapezoid(dens, fine)
+        mean = integrate.trapezoid(fine * dens, fine) / mass
+        sd[i] = np.sqrt(integrate.trapezoid((fine - mean) ** 2 * dens, fine) / mass)
+    return low, high, pvalue, sd
+
+
 def condition_prior_sd(levels: FloatArray) -> float:
     """SD ``tau`` of the condition-deviation prior: the spread of protein abundances.
 
@@ -944,6 +1135,7 @@ def detection_contrasts(
     numerators: Sequence[str],
     denominators: Sequence[str],
     prior_sd: float | None = None,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Contrast table of the detection model, in the layout of ``ModelFit.contrast_table``.
 
@@ -958,6 +1150,8 @@ def detection_contrasts(
         Conditions of each contrast, in the order of ``mar.contrast_names``.
     prior_sd : float, optional
         SD of the condition prior; default None: :func:`condition_prior_sd` of the MAR levels.
+    confidence : float, default 0.95
+        Level of the credible intervals of the absent-condition rows (``ci_low, ci_high``).
 
     Raises
     ------
@@ -969,9 +1163,13 @@ def detection_contrasts(
     pandas.DataFrame
         The MAR contrast table with ``estimate, se`` of the detection model. Rows the MAR model
         could not estimate because one condition was never observed (``one_condition_missing``)
-        become ``ok`` with a finite shrunken estimate, df = the between-sample df (at least 1),
-        ``n_samples`` of the absent condition counted as 1 for the moderation scale, and a
-        ``detail`` note; ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
+        become ``ok`` with a finite shrunken estimate (the joint posterior mode), df = the
+        between-sample df (at least 1), ``n_samples`` of the absent condition counted as 1, a
+        ``detail`` note and, from the contrast's Laplace marginal posterior
+        (:func:`contrast_marginals`), ``se`` its SD and the columns ``ci_low, ci_high`` (the
+        equal-tailed credible interval) and ``pvalue`` (two-sided posterior tail probability
+        of 0), which :func:`pepmix.inference.differential.differential_table` reports as they
+        are (NaN on the other rows); ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
         detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
         MAR row, with a ``detail`` note; one whose minimisation did not converge keeps its
         detection-model row with a ``detail`` note.
@@ -1015,6 +1213,14 @@ def detection_contrasts(
     table.loc[diverged, "detail"] = [
         f"{d}; {fallback}" if d else fallback for d in table.loc[diverged, "detail"].fillna("")
     ]
+    n_con = len(numerators)
+    marg = contrast_marginals(
+        mar.encoded, st, result, cmat, absent.reshape(n_con, -1).T, level=confidence
+    )
+    table["ci_low"], table["ci_high"], table["pvalue"] = (
+        np.where(absent, a.T.ravel(), np.nan) for a in (marg.low, marg.high, marg.pvalue)
+    )
+    table["se"] = np.where(absent, marg.sd.T.ravel(), table["se"])
     table.loc[absent, "df"] = np.maximum(table.loc[absent, "df_between"], 1.0)
     for col in ("n_samples_num", "n_samples_den"):
         table.loc[absent, col] = np.maximum(table.loc[absent, col], 1)
