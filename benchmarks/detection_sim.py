@@ -53,16 +53,18 @@ def simulate(
     missing: float,
     seed: int,
     prior_sd: float | None = None,
+    max_features: int = 20,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Long table (observed cells), sample sheet and true log2 FC (B - A) per protein.
 
     ``prior_sd`` (default None: the mixture of the module docstring) draws every protein's
     log2 FC from the detection model's condition prior instead: condition deviations
     ``N(0, prior_sd^2)``, i.e. ``delta ~ N(0, 2 prior_sd^2)`` (the setting in which credible
-    intervals have their nominal coverage).
+    intervals have their nominal coverage). Features per protein are uniform on
+    1..``max_features`` (default 20).
     """
     table, sheet, truth, _ = simulate_curve(
-        n_proteins, n_runs, slope, missing, seed, prior_sd=prior_sd
+        n_proteins, n_runs, slope, missing, seed, prior_sd=prior_sd, max_features=max_features
     )
     return table, sheet, truth
 
@@ -75,6 +77,7 @@ def simulate_curve(
     seed: int,
     shift: float = 0.0,
     prior_sd: float | None = None,
+    max_features: int = 20,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, float]:
     """:func:`simulate` plus the true 50 % point (on the table's scale, first-half runs).
 
@@ -89,7 +92,7 @@ def simulate_curve(
     rows = []
     truth = {}
     for p in range(n_proteins):
-        m = int(rng.integers(1, 21))
+        m = int(rng.integers(1, max_features + 1))
         kind = rng.random()
         if prior_sd is not None:
             delta, level = float(rng.normal(0.0, np.sqrt(2.0) * prior_sd)), 0.0

@@ -179,7 +179,6 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
     status = part["status"].to_numpy(dtype=object).copy()
     detail = part["detail"].fillna("").astype(str).to_numpy(dtype=object).copy()
     tested = np.isin(status, TESTABLE) & np.isfinite(est) & (se_raw > 0) & (df_satt > 0)
-    given = _given_intervals(part, tested)
     df = df_satt.copy()
     if opts.df_cap and "df_between" in part.columns:
         between = part["df_between"].to_numpy(dtype=np.float64)
@@ -188,6 +187,7 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         detail[unreplicated] = _append(detail[unreplicated], "no replicate samples")
         tested &= ~unreplicated
         df = np.where(tested, np.minimum(df, between), df)
+    given = _given_intervals(part, tested)
     mod = (
         moderate_contrast(part, name, tested & ~given, se_raw, df, robust=opts.robust)
         if opts.moderation
