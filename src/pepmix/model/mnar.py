@@ -1080,13 +1080,13 @@ def _summarise_marginal(
             continue
         x, ld = grid[i, ok], logdens[i, ok] - logdens[i, ok].max()
         fine = np.linspace(x[0], x[-1], MARGINAL_RESOLUTION)
-        dens = np.exp(interpolate.PchipInterpolator(x, ld)(fine))
+        dens: FloatArray = np.exp(np.asarray(interpolate.PchipInterpolator(x, ld)(fine)))
         # exponential tails beyond the grid: density e^{l0 + s (x - x0)} has mass e^{l0} / s
         slope_lo = (ld[1] - ld[0]) / (x[1] - x[0])
         slope_hi = (ld[-2] - ld[-1]) / (x[-1] - x[-2])
         tail_lo = np.exp(ld[0]) / slope_lo if slope_lo > 0 else 0.0
         tail_hi = np.exp(ld[-1]) / slope_hi if slope_hi > 0 else 0.0
-        cdf = tail_lo + integrate.cumulative_trapezoid(dens, fine, initial=0.0)
+        cdf = tail_lo + integrate.cumulative_trapezoid(dens, fine, initial=0)
         total = cdf[-1] + tail_hi
         cdf /= total
         low[i], high[i] = np.interp([alpha, 1.0 - alpha], cdf, fine)
