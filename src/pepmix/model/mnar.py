@@ -91,7 +91,10 @@ only), so the Gaussian interval is too short on the prior's side. Their interval
 equal-tailed credible interval of the contrast's marginal posterior, computed on a 1-D grid by
 the Laplace approximation of the marginal (Tierney & Kadane 1986; INLA's, Rue, Martino & Chopin
 2009): at each contrast value the other fixed effects and the random effects are maximised and
-integrated by the Laplace step, :math:`\psi` held at its estimate (empirical Bayes). The
+integrated by the Laplace step, :math:`\psi` held at its estimate (empirical Bayes); against
+brute-force integration of those effects (adaptive Gauss-Hermite, 2 features seen in 2 runs of
+A, none in B) the interval ends agree within 1e-4, 2.5e-3 and 7e-3 log2 units at slopes 0.5,
+1.5 and 3 (posterior SD about 1.3; ``test_contrast_marginal_against_brute_force``). The
 p-value is the two-sided posterior tail probability of 0,
 :math:`2\min\{P(\delta \le 0 \mid y), P(\delta \ge 0 \mid y)\}`, never exactly 0; the
 standard error reported is the posterior SD; the row is not moderated (its uncertainty is
