@@ -989,15 +989,24 @@ def contrast_marginals(
         Protein-contrast pairs to compute.
     level : float, default 0.95
         Level of the credible interval.
+
+    Raises
+    ------
+    ValueError
+        When a contrast is not a difference of condition means (the prior would not split).
     """
     n_prot, n_con = rows.shape
     out = ContrastMarginals(*(np.full((n_prot, n_con), np.nan) for _ in range(4)))
     alpha = (1.0 - level) / 2.0
+    wanted = np.flatnonzero(rows.any(axis=1) & np.isfinite(fit.psi[:, 0]))
+    buckets = [b for b in make_buckets(enc, st.x.shape[0]) if np.isin(b.index, wanted).any()]
     for m in range(n_con):
         c = cmat[m]
         basis = _null_basis(c)
         c_t = c / float(c @ c)
         prior_prec = float(c_t @ st.penalty @ c_t)
+        if np.abs(basis.T @ st.penalty @ c_t).max() > 1e-9 * max(prior_prec, 1.0):
+            raise ValueError("contrast_marginals: each contrast must be a difference of conditions")
         reduced = Structure(
             x=st.x @ basis,
             incidence=st.incidence,
@@ -1007,7 +1016,7 @@ def contrast_marginals(
             n_conditions=st.n_conditions,
         )
         offset_run = st.x @ c_t
-        for bucket in make_buckets(enc, st.x.shape[0]):
+        for bucket in buckets:
             pos = np.flatnonzero(rows[bucket.index, m] & np.isfinite(fit.psi[bucket.index, 0]))
             if pos.size == 0:
                 continue
