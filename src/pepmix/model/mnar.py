@@ -1210,10 +1210,11 @@ def detection_contrasts(
         become ``ok`` with a finite shrunken estimate (the joint posterior mode), df = the
         between-sample df (at least 1), ``n_samples`` of the absent condition counted as 1, a
         ``detail`` note and, from the contrast's Laplace marginal posterior
-        (:func:`contrast_marginals`), ``se`` its SD and the columns ``ci_low, ci_high`` (the
-        equal-tailed credible interval) and ``pvalue`` (two-sided posterior tail probability
-        of 0), which :func:`pepmix.inference.differential.differential_table` reports as they
-        are (NaN on the other rows); ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
+        (:func:`contrast_marginals`), ``se`` its SD (the Laplace SE where it failed) and the
+        columns ``ci_low, ci_high`` (the equal-tailed credible interval) and ``pvalue``
+        (two-sided posterior tail probability of 0), which
+        :func:`pepmix.inference.differential.differential_table` reports as they are (NaN on the
+        other rows); ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
         detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
         MAR row, with a ``detail`` note; one whose minimisation did not converge keeps its
         detection-model row with a ``detail`` note.
@@ -1264,7 +1265,8 @@ def detection_contrasts(
     table["ci_low"], table["ci_high"], table["pvalue"] = (
         np.where(absent, a.T.ravel(), np.nan) for a in (marg.low, marg.high, marg.pvalue)
     )
-    table["se"] = np.where(absent, marg.sd.T.ravel(), table["se"])
+    post_sd = marg.sd.T.ravel()  # NaN where the grid failed: the Laplace SE stays
+    table["se"] = np.where(absent & np.isfinite(post_sd), post_sd, table["se"])
     table.loc[absent, "df"] = np.maximum(table.loc[absent, "df_between"], 1.0)
     for col in ("n_samples_num", "n_samples_den"):
         table.loc[absent, col] = np.maximum(table.loc[absent, col], 1)
