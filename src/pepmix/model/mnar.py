@@ -108,8 +108,9 @@ any shrinkage interval. The estimate stays the joint posterior mode.
 Computation
 -----------
 Proteins are padded to a common number of features per bucket (1, 2, 4, then multiples of 4:
-:func:`_bucket_width`) over all runs of
-the design; padded features carry no cells and contribute exactly nothing. The Newton system in
+:func:`_bucket_width`) over all runs of the design; padded features carry no cells and
+contribute exactly nothing. Each bucket is fitted in chunks of at most :data:`CHUNK_CELLS`
+cells (large batches of per-cell arrays cost more per cell). The Newton system in
 :math:`z` eliminates the sample block analytically (it is diagonal given :math:`\beta, \tilde u`),
 leaving a dense :math:`(p + F)` system per protein, solved batched. The outer minimisation over
 :math:`\psi` (:func:`_minimise_laplace`) is a batched projected Newton with the analytic
