@@ -47,15 +47,37 @@ T = TypeVar("T")
 
 
 def simulate(
-    n_proteins: int, n_runs: int, slope: float, missing: float, seed: int
+    n_proteins: int,
+    n_runs: int,
+    slope: float,
+    missing: float,
+    seed: int,
+    prior_sd: float | None = None,
+    max_features: int = 20,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Long table (observed cells), sample sheet and true log2 FC (B - A) per protein."""
-    table, sheet, truth, _ = simulate_curve(n_proteins, n_runs, slope, missing, seed)
+    """Long table (observed cells), sample sheet and true log2 FC (B - A) per protein.
+
+    ``prior_sd`` (default None: the mixture of the module docstring) draws every protein's
+    log2 FC from the detection model's condition prior instead: condition deviations
+    ``N(0, prior_sd^2)``, i.e. ``delta ~ N(0, 2 prior_sd^2)`` (the setting in which credible
+    intervals have their nominal coverage). Features per protein are uniform on
+    1..``max_features`` (default 20).
+    """
+    table, sheet, truth, _ = simulate_curve(
+        n_proteins, n_runs, slope, missing, seed, prior_sd=prior_sd, max_features=max_features
+    )
     return table, sheet, truth
 
 
 def simulate_curve(
-    n_proteins: int, n_runs: int, slope: float, missing: float, seed: int, shift: float = 0.0
+    n_proteins: int,
+    n_runs: int,
+    slope: float,
+    missing: float,
+    seed: int,
+    shift: float = 0.0,
+    prior_sd: float | None = None,
+    max_features: int = 20,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, float]:
     """:func:`simulate` plus the true 50 % point (on the table's scale, first-half runs).
 
@@ -70,9 +92,11 @@ def simulate_curve(
     rows = []
     truth = {}
     for p in range(n_proteins):
-        m = int(rng.integers(1, 21))
+        m = int(rng.integers(1, max_features + 1))
         kind = rng.random()
-        if kind < 0.05:  # drops out of B: large decrease
+        if prior_sd is not None:
+            delta, level = float(rng.normal(0.0, np.sqrt(2.0) * prior_sd)), 0.0
+        elif kind < 0.05:  # drops out of B: large decrease
             delta, level = -float(rng.uniform(3, 5)), 1.0
         elif kind < 0.25:
             delta, level = float(rng.choice([-1, 1]) * rng.uniform(1, 3)), 0.0
@@ -132,6 +156,17 @@ def evaluate(table: pd.DataFrame, truth: pd.Series, label: str) -> dict[str, flo
         "null_ks": float(stats.kstest(t.loc[null, "pvalue"], "uniform").statistic),
         "coverage": float(covered.mean()),
         "coverage_absent": float(covered[absent].mean()) if absent.any() else np.nan,
+        "coverage_present": float(covered[~absent].mean()),
+        "null_ks_absent": (
+            float(stats.kstest(t.loc[null & absent, "pvalue"], "uniform").statistic)
+            if (null & absent).any()
+            else np.nan
+        ),
+        "null_p05_absent": (
+            float((t.loc[null & absent, "pvalue"] < 0.05).mean())
+            if (null & absent).any()
+            else np.nan
+        ),
         "n_sig": int((t["adj_pvalue"] < 0.05).sum()),
         "fdp": float(
             ((t["adj_pvalue"] < 0.05) & null).sum() / max((t["adj_pvalue"] < 0.05).sum(), 1)
@@ -139,9 +174,20 @@ def evaluate(table: pd.DataFrame, truth: pd.Series, label: str) -> dict[str, flo
     }
 
 
-def run_case(n_proteins: int, n_runs: int, slope: float, missing: float, seed: int) -> list[dict]:
-    """Fit both models on one simulated data set; return their rows of metrics."""
-    table, sheet, truth = simulate(n_proteins, n_runs, slope, missing, seed)
+def run_case(
+    n_proteins: int,
+    n_runs: int,
+    slope: float,
+    missing: float,
+    seed: int,
+    prior_sd: float | None = None,
+) -> list[dict]:
+    """Fit both models on one simulated data set; return their rows of metrics.
+
+    ``prior_sd`` (default None: the mixture) as in :func:`simulate`; the detection model then
+    uses that prior SD (the generating one) instead of estimating it.
+    """
+    table, sheet, truth = simulate(n_proteins, n_runs, slope, missing, seed, prior_sd)
     design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
     start = time.perf_counter()
     mar = fit_proteins(table, design, contrasts=[("B-A", "B", "A")])
@@ -152,7 +198,7 @@ def run_case(n_proteins: int, n_runs: int, slope: float, missing: float, seed: i
     curve = fit_detection_curve(
         feature_matrix(table, design.runs), design.runs, conditions=conditions
     )
-    stats_det = detection_contrasts(mar, curve, ["B"], ["A"])
+    stats_det = detection_contrasts(mar, curve, ["B"], ["A"], prior_sd=prior_sd)
     det_table = differential_table(stats_det, ["B-A"])
     seconds = time.perf_counter() - start
     frac = 1.0 - len(table) / (table.groupby("protein")["feature"].nunique().sum() * n_runs)
@@ -214,6 +260,12 @@ def main() -> None:
     parser.add_argument("--slopes", default="0.5,1.0,1.5")
     parser.add_argument("--missing", default="0.2,0.4")
     parser.add_argument(
+        "--prior-sd",
+        type=float,
+        default=None,
+        help="draw every log2 FC from the condition prior with this SD and use it in the fit",
+    )
+    parser.add_argument(
         "--speed", action="store_true", help="time MAR vs detection fit only (slope 1, 30 %%)"
     )
     args = parser.parse_args()
@@ -226,7 +278,7 @@ def main() -> None:
     for slope in [float(s) for s in args.slopes.split(",")]:
         for miss in [float(m) for m in args.missing.split(",")]:
             for seed in range(1, args.seeds + 1):
-                rows += run_case(args.proteins, args.runs, slope, miss, seed)
+                rows += run_case(args.proteins, args.runs, slope, miss, seed, args.prior_sd)
     out = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(out.round(3).to_string(index=False))

@@ -141,7 +141,10 @@ def differential_table(
     contrast_stats : pandas.DataFrame
         Columns ``protein, contrast, estimate, se, df, status, detail, n_features,
         n_observations`` and, for the df cap and moderation, ``n_samples_num, n_samples_den,
-        df_between``.
+        df_between``. Optional ``ci_low, ci_high, pvalue``: where all three are finite on a
+        tested row (e.g. a credible interval of the detection model,
+        :func:`pepmix.model.mnar.contrast_marginals`), they are reported as given (the p-value
+        only without ``lfc_threshold``) and the row is not moderated.
     contrast_order : sequence of str
         Contrast names in config order (sort order of the output).
     options : InferenceOptions, optional
@@ -189,9 +192,17 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         detail[unreplicated] = _append(detail[unreplicated], "no replicate samples")
         tested &= ~unreplicated
         df = np.where(tested, np.minimum(df, between), df)
+    given = _given_intervals(part, tested)
     mod = (
         moderate_contrast(
-            part, name, tested, se_raw, df, robust=opts.robust, prior=opts.prior, estimate=est
+            part,
+            name,
+            tested & ~given,
+            se_raw,
+            df,
+            robust=opts.robust,
+            prior=opts.prior,
+            estimate=est,
         )
         if opts.moderation
         else ModeratedContrast.unmoderated(se_raw, df)
@@ -207,6 +218,12 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
     if mod.mixture is not None:  # vash: the posterior mixture's p-values
         pvalue[mod.mixture.rows] = mod.mixture.pvalues(est, opts.lfc_threshold)
     half = special.stdtrit(safe_df, 0.5 + opts.confidence / 2.0) * safe_se
+    ci_low, ci_high = est - half, est + half
+    if given.any():
+        ci_low = np.where(given, part["ci_low"].to_numpy(dtype=np.float64), ci_low)
+        ci_high = np.where(given, part["ci_high"].to_numpy(dtype=np.float64), ci_high)
+        if opts.lfc_threshold == 0:
+            pvalue = np.where(given, part["pvalue"].to_numpy(dtype=np.float64), pvalue)
     replication = (
         part["replication"].to_numpy(dtype=object)
         if "replication" in part.columns
@@ -226,8 +243,8 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
             "n_observations": part["n_observations"].to_numpy(),
             "status": status,
             "replication": replication,
-            "ci_low": np.where(tested, est - half, np.nan),
-            "ci_high": np.where(tested, est + half, np.nan),
+            "ci_low": np.where(tested, ci_low, np.nan),
+            "ci_high": np.where(tested, ci_high, np.nan),
             "df_satterthwaite": np.where(tested, df_satt, np.nan),
             "se_unmoderated": np.where(tested, se_raw, np.nan),
             "df_prior": mod.df_prior,
@@ -236,6 +253,15 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
             "detail": detail,
         }
     )
+
+
+def _given_intervals(part: pd.DataFrame, tested: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Tested rows whose ``ci_low, ci_high, pvalue`` come with the statistics (all finite)."""
+    if not {"ci_low", "ci_high", "pvalue"} <= set(part.columns):
+        return np.zeros(tested.size, dtype=bool)
+    cols = part[["ci_low", "ci_high", "pvalue"]].to_numpy(dtype=np.float64)
+    out: NDArray[np.bool_] = tested & np.all(np.isfinite(cols), axis=1)
+    return out
 
 
 def _alert_replication(
