@@ -343,7 +343,7 @@ def reweight_features(
         Coded predictions (with ``weight_mean``/``weight_min`` of the combined weights),
         combined observation weights, a ``detail`` note per protein, the prior used.
     """
-    from pepmix.model.robust import _coded, _diverged, _level_weights, _refit
+    from pepmix.model.robust import _coded, _diverged, _refit, blup_frame
 
     h = np.ones(enc.y.size) if weights is None else weights
     current = _coded(pieces)
@@ -373,17 +373,7 @@ def reweight_features(
             part = np.concatenate([part[~bad[part[:, 0].astype(np.intp)]], back])
         keep = ~np.isin(current[:, 0].astype(np.intp), subset)
         current = np.concatenate([current[keep], part])
-    final = pd.DataFrame(
-        {
-            "protein_code": current[:, 0].astype(np.intp),
-            "factor_code": current[:, 1].astype(np.intp),
-            "level_code": current[:, 2].astype(np.intp),
-            "blup": current[:, 3],
-        }
-    )
-    final["weight_mean"], final["weight_min"] = _level_weights(
-        current, enc, design, problem.factors, combined
-    )
+    final = blup_frame(current, enc, design, problem.factors, combined)
     low = np.bincount(ratios.protein, weights=w_f < LOW_FEATURE_WEIGHT, minlength=n_prot)
     notes = [
         f"feature weights: {int(k)} features with weight < {LOW_FEATURE_WEIGHT}" if k else ""

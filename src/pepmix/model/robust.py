@@ -533,17 +533,7 @@ def irls(
         MAX_ITER,
     )
     current = state.current
-    final = pd.DataFrame(
-        {
-            "protein_code": current[:, 0].astype(np.intp),
-            "factor_code": current[:, 1].astype(np.intp),
-            "level_code": current[:, 2].astype(np.intp),
-            "blup": current[:, 3],
-        }
-    )
-    final["weight_mean"], final["weight_min"] = _level_weights(
-        current, enc, design, problem.factors, weights
-    )
+    final = blup_frame(current, enc, design, problem.factors, weights)
     notes = _notes(enc.prot, weights, n_prot, unsettled, given_up)
     notes = [
         "; ".join(x for x in (n, NO_MAJORITY * bool(m)) if x)
@@ -836,6 +826,23 @@ def _notes(
             )
         notes.append("; ".join(parts))
     return notes
+
+
+def blup_frame(
+    coded: FloatArray, enc: Encoded, design: RunDesign, factors: tuple[str, ...], w: FloatArray
+) -> pd.DataFrame:
+    """The coded prediction rows (protein, factor, level codes and BLUP) as a frame, with the
+    mean and minimum observation weight of each row's level (``weight_mean, weight_min``)."""
+    final = pd.DataFrame(
+        {
+            "protein_code": coded[:, 0].astype(np.intp),
+            "factor_code": coded[:, 1].astype(np.intp),
+            "level_code": coded[:, 2].astype(np.intp),
+            "blup": coded[:, 3],
+        }
+    )
+    final["weight_mean"], final["weight_min"] = _level_weights(coded, enc, design, factors, w)
+    return final
 
 
 def _level_weights(
