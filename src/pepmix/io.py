@@ -52,8 +52,9 @@ def significant(values: NDArray[np.float64], digits: int = 6) -> NDArray[np.floa
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = np.floor(np.log10(np.abs(x)))
     magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
-    scale = 10.0 ** (digits - 1 - magnitude)
     with np.errstate(over="ignore", invalid="ignore"):
+        # a subnormal value (|x| < 1e-308) overflows the scale: it is kept as it is (below)
+        scale = 10.0 ** (digits - 1 - magnitude)
         rounded = np.round(x * scale) / scale
     return np.where(np.isfinite(rounded), rounded, x)
 
