@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -357,9 +358,11 @@ def test_bad_config_is_one_line(repo: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()
 
 
-def test_shrinkage_prior_rule_and_shard_invariance(repo: Path, tmp_path: Path) -> None:
-    """model.shrinkage: the prior is estimated once (rule variance_prior) before sharding, so
-    the differential table does not depend on the number of shards."""
+def _prior_rule_shard_tables(
+    repo: Path, tmp_path: Path, model_yaml: str, check: Callable[[Path], None]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Differential tables of the demo slice with ``model_yaml`` appended to the config, fitted
+    with 1 and with 3 shards; ``check`` runs on each work directory after its run."""
     tables = []
     for shards in (1, 3):
         work = tmp_path / f"shards{shards}"
@@ -368,19 +371,30 @@ def test_shrinkage_prior_rule_and_shard_invariance(repo: Path, tmp_path: Path) -
         (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
         _config(work)
         with (work / "config.yaml").open("a") as handle:
-            handle.write("model:\n  shrinkage: true\n")
+            handle.write(model_yaml)
         target = "results/tables/differential_abundance.tsv"
         result = _run(repo, work, "--config", f"shards={shards}", "--", target)
         assert result.returncode == 0, result.stderr[-3000:]
-        prior = (work / "results/model/variance_prior.json").read_text()
-        assert '"sample"' in prior
+        check(work)
         tables.append(pd.read_csv(work / target, sep="\t").sort_values(["contrast", "protein"]))
-        proteins = pd.read_parquet(work / "results/model/proteins.parquet")
-        assert "shrinkage_prior_df_sample" in proteins.columns
-        assert not proteins["detail"].str.contains("variance at zero: sample").any()
     one, three = (t.reset_index(drop=True) for t in tables)
     assert list(one["protein"]) == list(three["protein"])
     assert list(one["status"]) == list(three["status"])
+    return one, three
+
+
+def test_shrinkage_prior_rule_and_shard_invariance(repo: Path, tmp_path: Path) -> None:
+    """model.shrinkage: the prior is estimated once (rule variance_prior) before sharding, so
+    the differential table does not depend on the number of shards."""
+
+    def check(work: Path) -> None:
+        prior = (work / "results/model/variance_prior.json").read_text()
+        assert '"sample"' in prior
+        proteins = pd.read_parquet(work / "results/model/proteins.parquet")
+        assert "shrinkage_prior_df_sample" in proteins.columns
+        assert not proteins["detail"].str.contains("variance at zero: sample").any()
+
+    one, three = _prior_rule_shard_tables(repo, tmp_path, "model:\n  shrinkage: true\n", check)
     # each protein's fit uses only its own data and the prior: equal up to the optimiser's
     # stopping rule (projected-gradient norm 1e-6)
     pd.testing.assert_series_equal(one["pvalue"], three["pvalue"], rtol=1e-5, atol=1e-9)
@@ -390,24 +404,14 @@ def test_feature_weights_prior_rule_and_shard_invariance(repo: Path, tmp_path: P
     """model.feature_weights: the feature-variance prior is estimated once (rule
     variance_prior) before sharding, so the differential table does not depend on the number of
     shards."""
-    tables = []
-    for shards in (1, 3):
-        work = tmp_path / f"shards{shards}"
-        work.mkdir()
-        _write_slice(repo, work)
-        (work / "samples.tsv").write_text((repo / "config/samples.tsv").read_text())
-        _config(work)
-        with (work / "config.yaml").open("a") as handle:
-            handle.write("model:\n  feature_weights: empirical_bayes\n")
-        target = "results/tables/differential_abundance.tsv"
-        result = _run(repo, work, "--config", f"shards={shards}", "--", target)
-        assert result.returncode == 0, result.stderr[-3000:]
+
+    def check(work: Path) -> None:
         prior = (work / "results/model/variance_prior.json").read_text()
         assert '"_feature_variances"' in prior and '"sample"' not in prior
-        tables.append(pd.read_csv(work / target, sep="\t").sort_values(["contrast", "protein"]))
-    one, three = (t.reset_index(drop=True) for t in tables)
-    assert list(one["protein"]) == list(three["protein"])
-    assert list(one["status"]) == list(three["status"])
+
+    one, three = _prior_rule_shard_tables(
+        repo, tmp_path, "model:\n  feature_weights: empirical_bayes\n", check
+    )
     # each protein's fit uses only its own data and the global prior: equal up to the
     # optimiser's stopping rule (projected-gradient norm 1e-6)
     pd.testing.assert_series_equal(one["pvalue"], three["pvalue"], rtol=1e-5, atol=1e-9)
