@@ -255,7 +255,9 @@ def detection_table(
         df=df,
         contrast_ok=np.isfinite(estimate),
     )
-    table = detection_contrasts(with_contrasts, curve, nums, dens, prior_sd=prior_sd)
+    table = detection_contrasts(
+        with_contrasts, curve, nums, dens, prior_sd=prior_sd, fold_change_prior=False
+    )
     _name_absent_conditions(table, with_contrasts, nums, dens)
     return gather_detection([table], names)
 
