@@ -179,7 +179,8 @@ def mixture_posterior(
         return None
     x, ll = grid[ok], loglik[ok] - loglik[ok].max()
     lo, hi = min(float(x[0]), -1e-9), max(float(x[-1]), 1e-9)
-    fine = np.linspace(lo, hi, resolution)
+    fine = np.union1d(np.linspace(lo, hi, resolution), [0.0])
+    zero = int(np.searchsorted(fine, 0.0))
     # beyond the evaluated grid L is held at its end value (module docstring)
     lik = np.exp(np.asarray(interpolate.PchipInterpolator(x, ll)(np.clip(fine, x[0], x[-1]))))
     step = fine[1] - fine[0]
@@ -195,10 +196,12 @@ def mixture_posterior(
     total = cont[-1] + tail_hi + atom
     if not total > 0:
         return None
-    cdf = (cont + np.where(fine >= 0.0, atom, 0.0)) / total
-    below = float(np.interp(0.0, fine, cont)) / total  # P(delta < 0)
+    # the distribution function with its jump at 0: 0 twice, before and after the atom
+    x_cdf = np.concatenate([fine[: zero + 1], fine[zero:]])
+    cdf = np.concatenate([cont[: zero + 1], cont[zero:] + atom]) / total
+    below = float(cont[zero]) / total  # P(delta < 0)
     above = 1.0 - below - atom / total
-    low, median, high = np.interp([alpha, 0.5, 1.0 - alpha], cdf, fine)
+    low, median, high = np.interp([alpha, 0.5, 1.0 - alpha], cdf, x_cdf)
     pvalue = min(1.0, 2.0 * min(below, above) + 2.0 * atom / total)
     mass = integrate.trapezoid(dens, fine) + atom
     mean = integrate.trapezoid(fine * dens, fine) / mass
