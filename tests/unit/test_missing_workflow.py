@@ -223,7 +223,7 @@ def test_methods_text_states_the_missing_value_model() -> None:
     assert "observed values only" not in text
     assert "detection probability curve" in text and "Huber" not in text
     assert "between-sample df" in text
-    for key in ("li2025", "brooks2017", "bates2015"):
+    for key in ("li2025", "brooks2017", "bates2015", "stephens2017"):
         assert REFERENCES[key] in text, key
     assert text.index(REFERENCES["bates2015"]) < text.index(REFERENCES["li2025"])
 

@@ -103,7 +103,23 @@ nominal coverage averaged over proteins whose fold changes follow the prior (mea
 97.4 % for 95 % over 310 absent rows with effects drawn from the prior,
 ``tests/unit/test_detection.py``; ``benchmarks/README.md``); a protein whose drop is far
 in the prior's tail (a -4 log2 change under a prior SD of 1.8) is covered less often, as with
-any shrinkage interval. The estimate stays the joint posterior mode.
+any shrinkage interval.
+
+That normal condition prior (the spread of abundances) is the right scale to keep every level
+finite but the wrong prior for an absent protein's *fold change*: with most proteins unchanged
+it has too little mass near 0, and an absent null protein's posterior follows its tail (on the
+ground-truth scenarios absent rows' 95 % intervals covered 50-77 %, null absent proteins had
+p < 0.05 in 33-50 %). So the rows are finally summarised (:func:`apply_fold_change_prior`)
+under an adaptive-shrinkage prior of the contrast (a point mass at 0 and normals at 0, fitted
+to the fold changes of the proteins observed in both conditions; :mod:`pepmix.model.fc_prior`,
+Stephens 2017): the grid's log marginal *likelihood* (the contrast's own prior term taken out;
+columns ``marginal_grid, marginal_loglik``) times that prior gives the posterior; its median is
+the reported estimate, its SD the SE, its equal-tailed interval the CI and twice the posterior
+probability of the less likely sign (a zero change counted on both sides) the p-value. The
+workflow fits the prior in the test stage on all proteins (shard-invariant); the library call
+does it per call. Measured: absent rows covered 96.5 % (effects from a normal prior), 98 %
+(drops of 3-5 log2 units) and 100 % (ground-truth scenarios); no null absent protein reached
+p < 0.05 (``benchmarks/README.md``, "Absent proteins under a fold-change prior").
 
 Computation
 -----------
@@ -1266,9 +1282,11 @@ def detection_contrasts(
         become ``ok`` with a finite shrunken estimate (the joint posterior mode), df = the
         between-sample df (at least 1), ``n_samples`` of the absent condition counted as 1, a
         ``detail`` note and, from the contrast's Laplace marginal posterior
-        (:func:`contrast_marginals`), ``se`` its SD (the Laplace SE where it failed) and the
-        columns ``ci_low, ci_high`` (the equal-tailed credible interval) and ``pvalue``
-        (two-sided posterior tail probability of 0), which
+        (:func:`contrast_marginals`; with ``fold_change_prior`` under the fold-change prior,
+        :func:`apply_fold_change_prior`, whose posterior median is then the ``estimate``),
+        ``se`` its SD (the Laplace SE where it failed), the columns ``ci_low, ci_high`` (the
+        equal-tailed credible interval), ``pvalue`` (two-sided posterior tail probability of
+        0) and ``marginal_grid, marginal_loglik`` (the grid of the marginal likelihood), which
         :func:`pepmix.inference.differential.differential_table` reports as they are (NaN on the
         other rows); ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
         detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
