@@ -23,7 +23,7 @@ from pepmix.io import write_parquet, write_tsv
 from pepmix.model.design import ModelSpec, build_run_design
 from pepmix.model.fit import fit_proteins
 from pepmix.model.missing import curve_table, gather_detection, read_curve
-from pepmix.model.mnar import detection_contrasts
+from pepmix.model.mnar import apply_fold_change_prior, detection_contrasts
 from pepmix.stages import detection_curve, fit, test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +147,8 @@ def test_fit_stage_equals_library_call(data: dict[str, Any]) -> None:
     mar = fit_proteins(data["table"], design, contrasts=[("B - A", "B", "A")])
     library = detection_contrasts(mar, curve, ["B"], ["A"], prior_sd=prior_sd)
     library = gather_detection([library], ["B - A"])
+    # the fit stage leaves the fold-change prior to the test stage (all shards at once)
+    stage = apply_fold_change_prior(stage.copy())
     assert list(stage["protein"]) == list(library["protein"])
     assert list(stage["status"]) == list(library["status"])
     # same optimisation from the same start; the MAR Satterthwaite df of the stored fit equal
@@ -200,7 +202,9 @@ def test_shard_invariance_and_test_stage(data: dict[str, Any], tmp_path: Path) -
         config=config,
         detection=tmp_path / "detection.parquet",
     )
-    expected = add_filtered(differential_table(one, ["B - A"]), pd.DataFrame(), ["B - A"])
+    # the test stage summarises absent rows under the fold-change prior of all proteins
+    prior_applied = apply_fold_change_prior(one.copy())
+    expected = add_filtered(differential_table(prior_applied, ["B - A"]), pd.DataFrame(), ["B - A"])
     pd.testing.assert_frame_equal(result.table, expected)
     assert result.table["protein"].nunique() == len(result.table)
     assert result.missing.empty
@@ -219,7 +223,7 @@ def test_methods_text_states_the_missing_value_model() -> None:
     assert "observed values only" not in text
     assert "detection probability curve" in text and "Huber" not in text
     assert "between-sample df" in text
-    for key in ("li2025", "brooks2017", "bates2015"):
+    for key in ("li2025", "brooks2017", "bates2015", "stephens2017"):
         assert REFERENCES[key] in text, key
     assert text.index(REFERENCES["bates2015"]) < text.index(REFERENCES["li2025"])
 

@@ -103,7 +103,23 @@ nominal coverage averaged over proteins whose fold changes follow the prior (mea
 97.4 % for 95 % over 310 absent rows with effects drawn from the prior,
 ``tests/unit/test_detection.py``; ``benchmarks/README.md``); a protein whose drop is far
 in the prior's tail (a -4 log2 change under a prior SD of 1.8) is covered less often, as with
-any shrinkage interval. The estimate stays the joint posterior mode.
+any shrinkage interval.
+
+That normal condition prior (the spread of abundances) is the right scale to keep every level
+finite but the wrong prior for an absent protein's *fold change*: with most proteins unchanged
+it has too little mass near 0, and an absent null protein's posterior follows its tail (on the
+ground-truth scenarios absent rows' 95 % intervals covered 50-77 %, null absent proteins had
+p < 0.05 in 33-50 %). So the rows are finally summarised (:func:`apply_fold_change_prior`)
+under an adaptive-shrinkage prior of the contrast (a point mass at 0 and normals at 0, fitted
+to the fold changes of the proteins observed in both conditions; :mod:`pepmix.model.fc_prior`,
+Stephens 2017): the grid's log marginal *likelihood* (the contrast's own prior term taken out;
+columns ``marginal_grid, marginal_loglik``) times that prior gives the posterior; its median is
+the reported estimate, its SD the SE, its equal-tailed interval the CI and twice the posterior
+probability of the less likely sign (a zero change counted on both sides) the p-value. The
+workflow fits the prior in the test stage on all proteins (shard-invariant); the library call
+does it per call. Measured: absent rows covered 96.5 % (effects from a normal prior), 98 %
+(drops of 3-5 log2 units) and 100 % (ground-truth scenarios); no null absent protein reached
+p < 0.05 (``benchmarks/README.md``, "Absent proteins under a fold-change prior").
 
 Computation
 -----------
@@ -147,6 +163,7 @@ from scipy import integrate, interpolate, special
 
 from pepmix.errors import DesignError
 from pepmix.model.detection import DetectionCurve
+from pepmix.model.fc_prior import FoldChangePrior, fit_fold_change_prior, mixture_posterior
 from pepmix.model.fit import FITTED, Encoded, ModelFit
 from pepmix.model.optimize import DIVERGENT_THETA
 
@@ -936,6 +953,9 @@ MARGINAL_FINE = np.linspace(-5.0, 5.0, 21)
 MARGINAL_WIDE = np.linspace(-6.0, 6.0, 25)
 #: points of the interpolated density on which the marginal is integrated
 MARGINAL_RESOLUTION = 2001
+#: columns of :func:`detection_contrasts` holding an absent row's marginal likelihood
+GRID_COLUMN = "marginal_grid"
+LOGLIK_COLUMN = "marginal_loglik"
 
 
 @dataclass
@@ -943,13 +963,19 @@ class ContrastMarginals:
     """Marginal-posterior summaries of contrasts (:func:`contrast_marginals`), shape (P, M).
 
     ``low, high`` the equal-tailed credible interval, ``pvalue`` the two-sided posterior tail
-    probability of 0, ``sd`` the posterior SD; NaN where not computed.
+    probability of 0, ``sd`` the posterior SD, ``median`` the posterior median; NaN where not
+    computed.
     """
 
     low: FloatArray
     high: FloatArray
     pvalue: FloatArray
     sd: FloatArray
+    median: FloatArray
+    #: (P, M, K) contrast values of the grid and the log marginal likelihood there (the
+    #: contrast's own prior term taken out: what a fold-change prior multiplies)
+    grid: FloatArray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    loglik: FloatArray = field(default_factory=lambda: np.empty((0, 0, 0)))
 
 
 def contrast_marginals(
@@ -959,6 +985,7 @@ def contrast_marginals(
     cmat: FloatArray,
     rows: NDArray[np.bool_],
     level: float = 0.95,
+    priors: Sequence[FoldChangePrior] | None = None,
 ) -> ContrastMarginals:
     """Credible intervals and tail probabilities of contrasts from their Laplace marginals.
 
@@ -982,6 +1009,10 @@ def contrast_marginals(
     tails beyond the grid. Unlike the Gaussian (Laplace) posterior, this follows the skew of a
     level bounded above by missing cells and below by the prior only.
 
+    With ``priors`` the contrast's normal prior term is taken out again, leaving its marginal
+    likelihood :math:`L(\\delta)` on the grid, and the posterior is that under the contrast's
+    fold-change prior (:func:`pepmix.model.fc_prior.mixture_posterior`).
+
     Parameters
     ----------
     enc : Encoded
@@ -996,6 +1027,9 @@ def contrast_marginals(
         Protein-contrast pairs to compute.
     level : float, default 0.95
         Level of the credible interval.
+    priors : sequence of FoldChangePrior, optional
+        One fold-change prior per contrast (:mod:`pepmix.model.fc_prior`); default None: the
+        fit's normal condition prior.
 
     Raises
     ------
@@ -1003,7 +1037,10 @@ def contrast_marginals(
         When a contrast is not a difference of condition means (the prior would not split).
     """
     n_prot, n_con = rows.shape
-    out = ContrastMarginals(*(np.full((n_prot, n_con), np.nan) for _ in range(4)))
+    out = ContrastMarginals(*(np.full((n_prot, n_con), np.nan) for _ in range(5)))
+    n_grid = MARGINAL_FINE.size + int(np.sum(MARGINAL_WIDE != 0))
+    out.grid = np.full((n_prot, n_con, n_grid), np.nan)
+    out.loglik = np.full((n_prot, n_con, n_grid), np.nan)
     alpha = (1.0 - level) / 2.0
     wanted = np.flatnonzero(rows.any(axis=1) & np.isfinite(fit.psi[:, 0]))
     buckets = [b for b in make_buckets(enc, st.x.shape[0]) if np.isin(b.index, wanted).any()]
@@ -1032,8 +1069,19 @@ def contrast_marginals(
             grid, logdens = _marginal_grid(
                 sub, reduced, fit, idx, (c, basis, offset_run, prior_prec)
             )
-            summary = _summarise_marginal(grid, logdens, alpha)
-            out.low[idx, m], out.high[idx, m], out.pvalue[idx, m], out.sd[idx, m] = summary
+            loglik = logdens + 0.5 * prior_prec * grid**2
+            out.grid[idx, m], out.loglik[idx, m] = grid, loglik
+            if priors is None:
+                summary = _summarise_marginal(grid, logdens, alpha)
+            else:
+                summary = _summarise_mixture(grid, loglik, priors[m], alpha)
+            (
+                out.low[idx, m],
+                out.high[idx, m],
+                out.pvalue[idx, m],
+                out.sd[idx, m],
+                out.median[idx, m],
+            ) = summary
     return out
 
 
@@ -1087,12 +1135,24 @@ def _marginal_grid(
     return grid, logdens
 
 
+def _summarise_mixture(
+    grid: FloatArray, loglik: FloatArray, prior: FoldChangePrior, alpha: float
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """As :func:`_summarise_marginal`, for the posterior under a fold-change prior."""
+    out = np.full((5, grid.shape[0]), np.nan)
+    for i in range(grid.shape[0]):
+        post = mixture_posterior(grid[i], loglik[i], prior, alpha, MARGINAL_RESOLUTION)
+        if post is not None:
+            out[:, i] = (post.low, post.high, max(post.pvalue, TINY), post.sd, post.median)
+    return out[0], out[1], out[2], out[3], out[4]
+
+
 def _summarise_marginal(
     grid: FloatArray, logdens: FloatArray, alpha: float
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Quantiles ``alpha, 1 - alpha``, two-sided tail probability of 0 and SD per row."""
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Quantiles ``alpha, 1/2, 1 - alpha``, two-sided tail probability of 0 and SD per row."""
     n = grid.shape[0]
-    low, high, pvalue, sd = (np.full(n, np.nan) for _ in range(4))
+    low, high, pvalue, sd, median = (np.full(n, np.nan) for _ in range(5))
     for i in range(n):
         ok = np.isfinite(logdens[i])
         if ok.sum() < 5:
@@ -1108,7 +1168,7 @@ def _summarise_marginal(
         cdf = tail_lo + integrate.cumulative_trapezoid(dens, fine, initial=0)
         total = cdf[-1] + tail_hi
         cdf /= total
-        low[i], high[i] = np.interp([alpha, 1.0 - alpha], cdf, fine)
+        low[i], median[i], high[i] = np.interp([alpha, 0.5, 1.0 - alpha], cdf, fine)
         below = float(np.interp(0.0, fine, cdf))
         if x[0] > 0.0:  # beyond the grid: the exponential tail
             below = np.exp(ld[0] - slope_lo * x[0]) / slope_lo / total if slope_lo > 0 else 0.0
@@ -1119,7 +1179,7 @@ def _summarise_marginal(
         mass = integrate.trapezoid(dens, fine)
         mean = integrate.trapezoid(fine * dens, fine) / mass
         sd[i] = np.sqrt(integrate.trapezoid((fine - mean) ** 2 * dens, fine) / mass)
-    return low, high, pvalue, sd
+    return low, high, pvalue, sd, median
 
 
 def condition_prior_sd(levels: FloatArray) -> float:
@@ -1187,6 +1247,7 @@ def detection_contrasts(
     denominators: Sequence[str],
     prior_sd: float | None = None,
     confidence: float = 0.95,
+    fold_change_prior: bool = True,
 ) -> pd.DataFrame:
     """Contrast table of the detection model, in the layout of ``ModelFit.contrast_table``.
 
@@ -1203,6 +1264,10 @@ def detection_contrasts(
         SD of the condition prior; default None: :func:`condition_prior_sd` of the MAR levels.
     confidence : float, default 0.95
         Level of the credible intervals of the absent-condition rows (``ci_low, ci_high``).
+    fold_change_prior : bool, default True
+        Summarise the absent-condition rows under the fold-change prior of the other rows
+        (:func:`apply_fold_change_prior`); False: under the condition prior of the fit (the
+        workflow applies the fold-change prior later, to all shards' rows at once).
 
     Raises
     ------
@@ -1217,9 +1282,11 @@ def detection_contrasts(
         become ``ok`` with a finite shrunken estimate (the joint posterior mode), df = the
         between-sample df (at least 1), ``n_samples`` of the absent condition counted as 1, a
         ``detail`` note and, from the contrast's Laplace marginal posterior
-        (:func:`contrast_marginals`), ``se`` its SD (the Laplace SE where it failed) and the
-        columns ``ci_low, ci_high`` (the equal-tailed credible interval) and ``pvalue``
-        (two-sided posterior tail probability of 0), which
+        (:func:`contrast_marginals`; with ``fold_change_prior`` under the fold-change prior,
+        :func:`apply_fold_change_prior`, whose posterior median is then the ``estimate``),
+        ``se`` its SD (the Laplace SE where it failed), the columns ``ci_low, ci_high`` (the
+        equal-tailed credible interval), ``pvalue`` (two-sided posterior tail probability of
+        0) and ``marginal_grid, marginal_loglik`` (the grid of the marginal likelihood), which
         :func:`pepmix.inference.differential.differential_table` reports as they are (NaN on the
         other rows); ``df`` elsewhere are the MAR Satterthwaite df. A protein whose
         detection-model criterion has no finite optimum (``DetectionFit.diverged``) keeps its
@@ -1272,6 +1339,14 @@ def detection_contrasts(
     table["ci_low"], table["ci_high"], table["pvalue"] = (
         np.where(absent, a.T.ravel(), np.nan) for a in (marg.low, marg.high, marg.pvalue)
     )
+    grids = marg.grid.transpose(1, 0, 2).reshape(-1, marg.grid.shape[2])
+    logliks = marg.loglik.transpose(1, 0, 2).reshape(-1, marg.loglik.shape[2])
+    for col, values in ((GRID_COLUMN, grids), (LOGLIK_COLUMN, logliks)):
+        table[col] = pd.Series(
+            [list(v) if a else None for v, a in zip(values, absent, strict=True)],
+            index=table.index,
+            dtype=object,
+        )
     post_sd = marg.sd.T.ravel()  # NaN where the grid failed: the Laplace SE stays
     table["se"] = np.where(absent & np.isfinite(post_sd), post_sd, table["se"])
     table.loc[absent, "df"] = np.maximum(table.loc[absent, "df_between"], 1.0)
@@ -1289,4 +1364,71 @@ def detection_contrasts(
         prior_sd,
         int(absent.sum()),
     )
+    if fold_change_prior:
+        apply_fold_change_prior(table, confidence)
+    return table
+
+
+def apply_fold_change_prior(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Absent-condition rows summarised under each contrast's fold-change prior (in place).
+
+    Per contrast, the prior (:func:`pepmix.model.fc_prior.fit_fold_change_prior`) is fitted to
+    the estimates and standard errors of the rows observed in both conditions (status ``ok``,
+    finite ``estimate, se``, no stored marginal); each row with a stored marginal likelihood
+    (``marginal_grid, marginal_loglik`` of :func:`detection_contrasts`) gets ``estimate`` (the
+    posterior median), ``se`` (posterior SD), ``ci_low, ci_high`` and ``pvalue`` of its
+    posterior under that prior (:func:`pepmix.model.fc_prior.mixture_posterior`). Applied to
+    the table of all proteins (the workflow's test stage), the result does not depend on how
+    the proteins were split into shards.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`detection_contrasts` (any number of contrasts and proteins).
+    confidence : float, default 0.95
+        Level of the credible intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table``, modified.
+    """
+    if GRID_COLUMN not in table.columns:
+        return table
+    alpha = (1.0 - confidence) / 2.0
+    has = table[GRID_COLUMN].notna().to_numpy()
+    contrast = table["contrast"].astype(str).to_numpy()
+    for name in pd.unique(contrast):
+        rows = np.flatnonzero(contrast == name)
+        part = table.iloc[rows]
+        present = (
+            ~has[rows]
+            & (part["status"] == "ok").to_numpy()
+            & np.isfinite(part["estimate"].to_numpy(dtype=float))
+            & np.isfinite(part["se"].to_numpy(dtype=float))
+        )
+        prior = fit_fold_change_prior(
+            part["estimate"].to_numpy(dtype=float)[present],
+            part["se"].to_numpy(dtype=float)[present],
+        )
+        for i in rows[has[rows]]:
+            label = table.index[i]
+            post = mixture_posterior(
+                np.asarray(table.at[label, GRID_COLUMN], dtype=float),
+                np.asarray(table.at[label, LOGLIK_COLUMN], dtype=float),
+                prior,
+                alpha,
+                MARGINAL_RESOLUTION,
+            )
+            if post is None:
+                continue
+            values = {
+                "estimate": post.median,
+                "se": post.sd,
+                "ci_low": post.low,
+                "ci_high": post.high,
+                "pvalue": max(post.pvalue, TINY),
+            }
+            for col, value in values.items():
+                table.at[label, col] = value
     return table

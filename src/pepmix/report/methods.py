@@ -55,6 +55,10 @@ REFERENCES: dict[str, str] = {
         "differential expression. *Annals of Applied Statistics* 10(2):946-963. "
         "DOI 10.1214/16-AOAS920"
     ),
+    "stephens2017": (
+        "Stephens M (2017). False discovery rates: a new deal. *Biostatistics* 18(2):275-294. "
+        "DOI 10.1093/biostatistics/kxw041"
+    ),
     "lu2016": (
         "Lu M, Stephens M (2016). Variance adaptive shrinkage (vash): flexible empirical Bayes "
         "estimation of variances. *Bioinformatics* 32(22):3428-3434"
@@ -202,8 +206,13 @@ def _missing(config: Mapping[str, Any], cite: _Citations) -> str:
         "random and fixed effects integrated out by a Laplace approximation (the REML-like "
         f"criterion of glmmTMB {cite('brooks2017')}, which equals the REML criterion when the "
         "curve is flat); a normal prior on each condition's deviation from the protein mean (SD = "
-        "the spread of protein abundances) kept the estimates of proteins never observed in a "
-        "condition finite, and standard errors came from the observed information"
+        "the spread of protein abundances) kept the estimates finite, and standard errors came "
+        "from the observed information; for proteins never observed in one condition of a "
+        "contrast the log2 fold change, its credible interval and the p-value (twice the "
+        "posterior probability of the less likely sign, counting a zero change on both sides) "
+        "came from the contrast's Laplace marginal likelihood under an adaptive-shrinkage prior "
+        f"(a point mass at 0 and normals at 0, {cite('stephens2017')}) fitted to the fold "
+        "changes of the proteins observed in both conditions"
     )
 
 

@@ -135,7 +135,10 @@ def _test_detection(
         lfc_threshold=float(config.get("lfc_threshold", 0.0)),
     )
     from pepmix.model.missing import alert_absent
+    from pepmix.model.mnar import apply_fold_change_prior
 
+    # absent-condition rows: the posterior under the fold-change prior of all proteins
+    stats = apply_fold_change_prior(stats.copy(), options.confidence)
     alert_absent(stats)
     table = add_filtered(differential_table(stats, order, options), stored.removed, order)
     return TestResult(table, one_condition_missing(stats))
