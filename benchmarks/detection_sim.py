@@ -1,25 +1,48 @@
-"""MAR vs the detection model (issue 14) on data simulated with a known probit detection curve.
+"""MAR vs the detection model (issue 14) on data simulated with a known detection curve.
 
-Model (log2), protein ``p``, feature ``f``, run ``r`` (one sample per run, conditions A and B)::
+Model (log2), protein ``p``, feature ``f``, run ``r`` (one sample per run; conditions A, B and,
+with ``--conditions 3|4``, C, D, assigned to the runs in turn: A, B, C, A, B, C, ...)::
 
-    y = mu_p + u_f + delta_p [B] + v_r + e,  mu_p ~ N(mean, 1.5), u ~ N(0, 1),
-    v ~ N(0, U(0.2, 0.5)), e ~ N(0, U(0.2, 0.3)),  delta_p = +-U(1, 3) for 20% of proteins,
-    delta_p = -U(3, 5) with mean + 1 for 5% (many of them never observed in B)
-    P(observed | y) = Phi(b1 (y - y50))
+    y = mu_p + u_f + delta_pc + v_r + e,  mu_p ~ N(mean, 1.5), u ~ N(0, 1),
+    v ~ N(0, U(0.2, 0.5)), e ~ N(0, U(0.2, 0.3)),  delta_pA = 0,
+    20 % of proteins change by +-U(1, 3) in one condition, 5 % drop by U(3, 5) in one condition
+    from a level 1 higher (many of them never observed there); with 2 conditions the changing
+    condition is B, with 3-4 it is drawn uniformly among the non-reference ones
+    P(observed | y) = Phi(b1 (y - y50))                       (--link probit, default)
+    P(observed | y) = 1 / (1 + exp(-1.702 b1 (y - y50)))      (--link logit)
 
-Features per protein uniform on 1..20. ``y50`` is set so that the missing fraction is about the
-target; proteins whose cells are all missing are dropped (as the ingest would). Both models use
-the true curve's slope class only through the data: the curve is estimated by
+The slope ``b1`` (``--slopes``) is the *probit-equivalent* slope for both links: the logistic
+truth uses ``1.702 b1`` on the logit scale, the logistic curve closest to ``Phi(b1 d)`` (at most
+0.0095 apart in probability), so the two truths share the 50 % point and the steepness there and
+differ in the tails (the logistic one detects 4.5x as many cells 3 probit units below ``y50``).
+A logit-scale slope ``s`` is ``--slopes s/1.702``. The fitted curve is probit either way
+(:mod:`pepmix.model.detection`).
+
+Features per protein: ``--features uniform`` (default) uniform on 1..``--max-features``
+(default 20); ``--features zipf``: ``P(m)`` proportional to ``m^-1.5`` on 1..``--max-features``
+(with 50: 43 % of proteins with 1 feature, 76 % with 1-5, 7 % with more than 20, mean 5.5;
+skewed like real data, e.g. the demo has 34 % single-feature proteins). ``y50`` is set so that
+the expected missing fraction over the simulated cells is the target; features and proteins
+whose cells are all missing are dropped (as the ingest would), so the reported missing fraction
+(over the features seen) is below the target. The curve is estimated by
 :func:`pepmix.model.detection.fit_detection_curve` (condition means; pooled vs per run by BIC).
+Contrasts: all pairwise (``B-A``; with 3 conditions ``B-A, C-A, C-B``; with 4 six), BH per
+contrast as in the workflow.
 
-Reported per slope and missing fraction: bias and RMSE of the log2 FC (changing proteins, and
-the absent-from-one-condition ones separately), p < 0.05 rate of null proteins and its KS
-distance to uniform, 95% CI coverage, for the MAR model (only estimable proteins) and the
-detection model (all proteins), after the usual moderation (:mod:`pepmix.inference`).
+Reported per design, slope and missing fraction: bias and RMSE of the log2 FC (changing
+rows, and the absent-from-one-condition ones separately), p < 0.05 rate of null rows and its
+KS distance to uniform, 95 % CI coverage (all, present, absent; and 1-feature proteins
+separately), FDP at BH 5 % (pooled over contrasts, and the largest per contrast), for the MAR
+model (only estimable rows) and the detection model (all rows), after the usual moderation
+(:mod:`pepmix.inference`; ``--no-moderation`` turns it off in both).
 
 Usage::
 
     python benchmarks/detection_sim.py [--proteins 400 --runs 8 --seeds 1]
+    # other designs: logistic truth, 3 conditions x 4 runs, skewed feature counts up to 50
+    python benchmarks/detection_sim.py --link logit --conditions 3 --per-condition 4 \
+        --features zipf --max-features 50 --seeds 2 --csv rows.csv
+    python benchmarks/detection_sim.py --summarise rows.csv   # means over seeds
     # speed: MAR fit vs detection fit in the same run (slope 1, 30 % missing), e.g. 2,000 x 12
     python benchmarks/detection_sim.py --speed --proteins 2000 --runs 12
 """

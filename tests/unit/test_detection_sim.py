@@ -14,6 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
+
+from pepmix.model import mnar
+from pepmix.model.design import ModelSpec, build_run_design
+from pepmix.model.detection import DetectionCurve
+from pepmix.model.fit import fit_proteins
 
 
 def _sim() -> Any:
@@ -30,7 +36,7 @@ def test_logistic_truth_hits_the_missing_fraction_and_feature_law() -> None:
     target; given the intensities the cells are independent Bernoulli draws, so the realised
     fraction is within 4 binomial SDs of 0.3 (probability > 0.9999). Feature counts follow
     ``P(m) ~ m^-1.5`` on 1..50: share of 1-feature proteins 0.429 (within 4 SDs), none above 50,
-    and a tail (P(m > 20) = 0.074: at least one of 300 proteins with probability 1 - 1e-10).
+    and a tail (P(m > 20) = 0.069: at least one of 300 proteins with probability 1 - 1e-9).
     """
     sim = _sim()
     data = sim.simulate_design(300, 8, 1.0, 0.3, 5, link="logit", features="zipf", max_features=50)
@@ -120,3 +126,56 @@ def test_detection_model_covers_a_three_condition_case() -> None:
     bound = 0.95 - 3.0 * np.sqrt(0.95 * 0.05 / det["tested"])
     assert det["coverage"] >= bound, det
     assert mar["coverage"] >= bound, mar
+
+
+def test_marginal_summary_accepts_coinciding_grids() -> None:
+    """Where the Laplace SE equals the prior SD of the contrast the two standardised grids of
+    :func:`mnar._marginal_grid` coincide (repeated points, which the interpolation refused:
+    the crash seen in the designs grid). A normal log density N(0.5, 1) on such a grid gives
+    its quantiles 0.5 -+ 1.96 and SD 1 within 1e-3 (interpolation over 45 points in +-6 SDs;
+    measured 1e-4) and tail probability 2 Phi(-0.5) = 0.617 (measured 0.619)."""
+    offs = np.sort(
+        np.concatenate([mnar.MARGINAL_FINE, mnar.MARGINAL_WIDE[mnar.MARGINAL_WIDE != 0]])
+    )
+    assert np.any(np.diff(offs) == 0)
+    grid = 0.5 + offs[None, :]
+    logdens = -0.5 * (grid - 0.5) ** 2
+    low, high, pvalue, sd = mnar._summarise_marginal(grid, logdens, 0.025)
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose([low[0], high[0]], [0.5 - z, 0.5 + z], atol=1e-3)
+    np.testing.assert_allclose(sd, 1.0, atol=1e-3)
+    # the tail probability within 1e-3 + 2 % as in test_contrast_marginals_exact_when_gaussian
+    np.testing.assert_allclose(pvalue, 2 * stats.norm.sf(0.5), rtol=0.02, atol=1e-3)
+
+
+def test_detection_fit_runaway_is_diverged_not_a_crash() -> None:
+    """A seeded case where the outer minimisation ran away to sigma ~ 2e9 (levels ~ -2.6e9,
+    where the Laplace criterion loses its precision) and stopped there as 'converged', with a
+    contrast SE of rounding noise that made the marginal grid repeat points and
+    ``detection_contrasts`` raise (designs grid: probit slope 1, 40 % target, seed 3, zipf
+    features; the 29 proteins with 5-8 features, the fitted pooled curve). Now such a fit is
+    diverged (sigma > ``SIGMA_CEILING``) and keeps its MAR row; whatever the path, every
+    protein absent from B gets either that MAR row or a finite interval around its estimate."""
+    sim = _sim()
+    data = sim.simulate_design(400, 8, 1.0, 0.4, 3, features="zipf", max_features=50)
+    n_feat = data.table.groupby("protein")["feature"].nunique()
+    keep = n_feat.index[(n_feat >= 5) & (n_feat <= 8)]
+    assert "P0262" in keep
+    table = data.table.loc[data.table["protein"].isin(keep)].reset_index(drop=True)
+    design = build_run_design(data.sheet, ModelSpec(random=("feature", "sample")))
+    fit = fit_proteins(table, design, contrasts=[("B-A", "B", "A")])
+    curve = DetectionCurve.constant(design.runs, -19.499120043688663, 0.9951367519605299)
+    out = mnar.detection_contrasts(fit, curve, ["B"], ["A"], prior_sd=1.232428793763256)
+    absent = fit.contrast_table(["B"], ["A"])["status"] == "one_condition_missing"
+    assert absent.sum() >= 1 and "P0262" in set(
+        fit.contrast_table(["B"], ["A"]).loc[absent, "protein"]
+    )
+    rows = out.loc[absent.to_numpy()]
+    kept = rows["detail"].str.contains("no finite optimum", na=False)
+    assert np.all(rows.loc[kept, "status"] == "one_condition_missing")
+    tested = rows.loc[~kept]
+    assert np.all(np.isfinite(tested[["estimate", "ci_low", "ci_high", "pvalue"]].to_numpy()))
+    assert np.all(
+        (tested["ci_low"] <= tested["estimate"]) & (tested["estimate"] <= tested["ci_high"])
+    )
+    assert np.all(tested["se"] < np.sqrt(2.0) * 1.232428793763256)  # below the prior SD
