@@ -339,6 +339,8 @@ def evaluate(table: pd.DataFrame, truth: pd.Series, label: str) -> dict[str, flo
         "n_sig": int(called.sum()),
         "fdp": float((called & null).sum() / max(called.sum(), 1)),
         "fdp_max": max(fdp_c),
+        "sig_absent": int((called & absent).sum()),
+        "fp_absent": int((called & absent & null).sum()),
         "n_1f": int(one.sum()),
         "n_null_1f": int((one & null).sum()),
         "null_p05_1f": _share(low, one & null),
@@ -496,6 +498,8 @@ SUMMARY = {
     "null_ks": "mean",
     "fdp": "mean",
     "fdp_max": "max",
+    "sig_absent": "sum",
+    "fp_absent": "sum",
     "null_p05_1f": "mean",
     "null_ks_1f": "mean",
     "coverage_1f": "mean",
@@ -577,7 +581,7 @@ def main() -> None:
     for slope in [float(s) for s in args.slopes.split(",")]:
         for miss in [float(m) for m in args.missing.split(",")]:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                rows += run_case(
+                case = run_case(
                     args.proteins,
                     n_runs,
                     slope,
@@ -590,13 +594,17 @@ def main() -> None:
                     max_features=args.max_features,
                     moderation=not args.no_moderation,
                 )
+                rows += case
+                if args.csv:  # after every data set: a later failure loses nothing
+                    _append_csv(Path(args.csv), pd.DataFrame(case))
                 log.warning("done: slope %s, missing %s, seed %d", slope, miss, seed)
-    out = pd.DataFrame(rows)
-    if args.csv:
-        path = Path(args.csv)
-        before = pd.read_csv(path) if path.exists() else None
-        pd.concat([before, out], ignore_index=True).to_csv(path, index=False)
-    print(out.round(3).to_string(index=False))
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+
+
+def _append_csv(path: Path, rows: pd.DataFrame) -> None:
+    """Append ``rows`` to the CSV at ``path`` (columns aligned with the rows already there)."""
+    before = pd.read_csv(path) if path.exists() else None
+    pd.concat([before, rows], ignore_index=True).to_csv(path, index=False)
 
 
 if __name__ == "__main__":
