@@ -133,7 +133,7 @@ whose :math:`\sigma` exceeds :data:`SIGMA_CEILING` log2 units: there the mode's 
 of order :math:`-\sigma` (all cells "low and noisy") and :math:`D`, though increasing along that
 path, loses its precision (at :math:`\sigma \approx 10^9`, levels :math:`\approx -10^9`, it
 came out lower than at :math:`\sigma = 10^7`), so a long Newton step could stop at a spurious
-optimum with a contrast SE of rounding noise (seen once in 160 simulated data sets,
+optimum with a contrast SE of rounding noise (seen in one data set of the designs grid,
 ``benchmarks/README.md``: a protein never observed in one condition, 8 low cells in the other).
 
 Random factors: ``feature`` and ``sample`` (the replication unit). A variance the MAR fit could
@@ -692,7 +692,8 @@ class DetectionFit:
     ``psi`` (P, 3): ``log sigma, theta_feature, theta_sample``; ``beta`` (P, p);
     ``cov_beta`` (P, p, p); ``deviance`` (P,) the Laplace REML-like criterion; ``diverged`` (P,)
     a relative SD reached :data:`pepmix.model.optimize.DIVERGENT_THETA` (no finite optimum: the
-    residual variance goes to 0, as in :mod:`pepmix.model.divergent`); ``converged`` (P,) the
+    residual variance goes to 0, as in :mod:`pepmix.model.divergent`), or ``sigma`` fell below
+    its floor or rose above :data:`SIGMA_CEILING` (:func:`_diverging`); ``converged`` (P,) the
     outer minimisation stopped within :data:`MAX_ITER` iterations.
     """
 
