@@ -88,3 +88,15 @@ def test_intervals_cover_under_selection_when_the_prior_is_right() -> None:
         kept += 1
         covered += int(post.low - 1e-9 <= delta <= post.high + 1e-9)
     assert abs(covered / kept - 0.95) < 0.023
+
+
+def test_repeated_grid_values_are_accepted() -> None:
+    """The marginal grids can repeat a value (the fine and the wide grid coincide): the
+    posterior is the same as on the grid without the repeat."""
+    prior = FoldChangePrior(np.array([0.5, 0.5]), np.array([0.0, 1.5]))
+    grid = np.sort(np.concatenate([GRID, GRID[10:12]]))
+    loglik = stats.norm.logcdf(-1.0 - grid)
+    once = mixture_posterior(GRID, stats.norm.logcdf(-1.0 - GRID), prior, 0.025)
+    twice = mixture_posterior(grid, loglik, prior, 0.025)
+    assert once is not None and twice is not None
+    assert twice == once

@@ -177,7 +177,9 @@ def mixture_posterior(
     ok = np.isfinite(loglik)
     if ok.sum() < 5:
         return None
-    x, ll = grid[ok], loglik[ok] - loglik[ok].max()
+    # repeated grid values (the fine and wide grids can coincide) are kept once
+    x, first = np.unique(grid[ok], return_index=True)
+    ll = loglik[ok][first] - loglik[ok].max()
     lo, hi = min(float(x[0]), -1e-9), max(float(x[-1]), 1e-9)
     fine = np.union1d(np.linspace(lo, hi, resolution), [0.0])
     zero = int(np.searchsorted(fine, 0.0))

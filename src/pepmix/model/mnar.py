@@ -144,7 +144,13 @@ per mode search (1,000 x 48 benchmark). A protein whose relative SD reaches that
 whose :math:`\sigma` falls below
 :math:`\sigma_{MAR}/5` has no finite optimum (the residual variance goes to 0 while the random
 effects fit every observation, as in :mod:`pepmix.model.divergent`; measured: 1-2 of 400
-simulated proteins) and keeps its MAR result; its minimisation stops there.
+simulated proteins) and keeps its MAR result; its minimisation stops there. So does a protein
+whose :math:`\sigma` exceeds :data:`SIGMA_CEILING` log2 units: there the mode's levels are
+of order :math:`-\sigma` (all cells "low and noisy") and :math:`D`, though increasing along that
+path, loses its precision (at :math:`\sigma \approx 10^9`, levels :math:`\approx -10^9`, it
+came out lower than at :math:`\sigma = 10^7`), so a long Newton step could stop at a spurious
+optimum with a contrast SE of rounding noise (seen in one data set of the designs grid,
+``benchmarks/README.md``: a protein never observed in one condition, 8 low cells in the other).
 
 Random factors: ``feature`` and ``sample`` (the replication unit). A variance the MAR fit could
 not estimate (dropped, or fixed at 0 in a reduced model) stays at 0.
@@ -181,6 +187,8 @@ HESS_STEP = 1e-5
 NEGATIVE_CURVATURE = 1e-4
 #: the residual SD may not fall below the MAR fit's divided by this (divergence, see docstring)
 SIGMA_FLOOR = 10.0
+#: a residual SD above this (log2 units) is a runaway of the outer minimisation (diverged)
+SIGMA_CEILING = 100.0
 #: smallest prior SD of the condition deviations (log2 units)
 MIN_PRIOR_SD = 0.25
 #: prior SD used when fewer than 10 contrasts are estimable (log2 units)
@@ -701,7 +709,8 @@ class DetectionFit:
     ``psi`` (P, 3): ``log sigma, theta_feature, theta_sample``; ``beta`` (P, p);
     ``cov_beta`` (P, p, p); ``deviance`` (P,) the Laplace REML-like criterion; ``diverged`` (P,)
     a relative SD reached :data:`pepmix.model.optimize.DIVERGENT_THETA` (no finite optimum: the
-    residual variance goes to 0, as in :mod:`pepmix.model.divergent`); ``converged`` (P,) the
+    residual variance goes to 0, as in :mod:`pepmix.model.divergent`), or ``sigma`` fell below
+    its floor or rose above :data:`SIGMA_CEILING` (:func:`_diverging`); ``converged`` (P,) the
     outer minimisation stopped within :data:`MAX_ITER` iterations.
     """
 
@@ -940,10 +949,12 @@ def _backtrack_laplace(
 
 
 def _diverging(psi: FloatArray, psi0: FloatArray) -> NDArray[np.bool_]:
-    """No finite optimum: a relative SD at its bound or ``sigma < sigma_MAR / (SIGMA_FLOOR/2)``."""
+    """No finite optimum: a relative SD at its bound, ``sigma < sigma_MAR / (SIGMA_FLOOR/2)``
+    or ``sigma > SIGMA_CEILING`` (module docstring)."""
     out: NDArray[np.bool_] = np.any(psi[:, 1:] >= DIVERGENT_THETA * (1 - 1e-9), axis=1) | (
         psi[:, 0] < psi0[:, 0] - np.log(SIGMA_FLOOR / 2)
     )
+    out |= psi[:, 0] > np.log(SIGMA_CEILING)
     return out
 
 
@@ -1155,6 +1166,7 @@ def _summarise_marginal(
     low, high, pvalue, sd, median = (np.full(n, np.nan) for _ in range(5))
     for i in range(n):
         ok = np.isfinite(logdens[i])
+        ok[1:] &= np.diff(grid[i]) > 0  # the two grids coincide where se >= the prior SD
         if ok.sum() < 5:
             continue
         x, ld = grid[i, ok], logdens[i, ok] - logdens[i, ok].max()
