@@ -212,6 +212,13 @@ class CellBucket:
             self._cache.update(flat=flat, prot=flat // (n_feat * n_runs), run=flat % n_runs)
         return self._cache["flat"], self._cache["prot"], self._cache["run"]
 
+    def observed_count(self) -> FloatArray:
+        """Observed cells per protein, (P,) (cached)."""
+        if "n_obs" not in self._cache:
+            self._cache["n_obs"] = self.observed.sum(axis=(1, 2))
+        out: FloatArray = self._cache["n_obs"].astype(np.float64)
+        return out
+
     def take(self, rows: NDArray[np.intp]) -> CellBucket:
         """The proteins at positions ``rows`` of this bucket."""
         if rows.size == self.index.size:
@@ -326,16 +333,22 @@ def _bucket_width(n_feat: NDArray[np.intp]) -> NDArray[np.intp]:
 def _cell_terms(
     bucket: CellBucket, st: Structure, mu: FloatArray, sigma: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per-cell log density, its first derivative and minus its second derivative in ``mu``.
+    """Per protein the summed log density; per cell its first derivative and minus its second
+    derivative in ``mu``.
 
-    The probit terms are evaluated on the missing cells only (:meth:`CellBucket.missing_cells`).
+    The observed cells' normal terms are summed as :math:`-\\tfrac12\\sum r^2 - n_{obs}(\\log\\sigma
+    + \\tfrac12\\log 2\\pi)` (no per-cell value array); the probit terms are evaluated on the
+    missing cells only (:meth:`CellBucket.missing_cells`) and summed per protein.
     """
-    s = sigma[:, None, None]
+    inv_s = (1.0 / sigma)[:, None, None]
     obs = bucket.observed
-    resid = np.where(obs, (bucket.y - mu) / s, 0.0)
-    value = np.where(obs, -0.5 * resid**2 - np.log(s) - 0.5 * LOG_2PI, 0.0)
-    d1 = resid / s
-    w = np.where(obs, 1.0 / s**2, 0.0)
+    resid = np.where(obs, bucket.y - mu, 0.0)
+    resid *= inv_s
+    n_obs = bucket.observed_count()
+    total = -0.5 * np.einsum("pfr,pfr->p", resid, resid) - n_obs * (np.log(sigma) + 0.5 * LOG_2PI)
+    d1 = resid
+    d1 *= inv_s
+    w = np.where(obs, inv_s**2, 0.0)
     flat, prot, run = bucket.missing_cells()
     b0, b1, sm = st.b0[run], st.b1[run], sigma[prot]
     c = np.sqrt(1.0 + b1**2 * sm**2)
@@ -343,10 +356,10 @@ def _cell_terms(
     a = -(b0 + b1 * mu.reshape(-1)[flat]) / c
     log_cdf = special.log_ndtr(a)
     mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - log_cdf)
-    value.reshape(-1)[flat] = log_cdf
+    total += np.bincount(prot, weights=log_cdf, minlength=total.size)
     d1.reshape(-1)[flat] = -slope * mills
     w.reshape(-1)[flat] = slope**2 * mills * (a + mills)
-    return value, d1, w
+    return total, d1, w
 
 
 @dataclass
@@ -380,7 +393,7 @@ def _mean(
         fixed = fixed + bucket.offset
     sample = st.to_runs(v) * scale_s[:, None]
     feat = u * scale_f[:, None] * bucket.present
-    out: FloatArray = fixed[:, None, :] + sample[:, None, :] + feat[:, :, None]
+    out: FloatArray = (fixed + sample)[:, None, :] + feat[:, :, None]
     return out
 
 
@@ -393,9 +406,9 @@ def _objective(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Log joint ``g(z)``, and the per-cell ``d1, w`` at ``z``."""
     p = st.x.shape[1]
-    value, d1, w = _cell_terms(bucket, st, _mean(bucket, st, z, *scales), sigma)
+    total, d1, w = _cell_terms(bucket, st, _mean(bucket, st, z, *scales), sigma)
     beta, ranef = z[:, :p], z[:, p:]
-    g = value.sum(axis=(1, 2)) - 0.5 * np.sum(ranef**2, axis=1) - 0.5 * ranef.shape[1] * LOG_2PI
+    g = total - 0.5 * np.sum(ranef**2, axis=1) - 0.5 * ranef.shape[1] * LOG_2PI
     g -= 0.5 * np.einsum("pi,ij,pj->p", beta, st.penalty, beta)
     return g, d1, w
 
@@ -459,9 +472,10 @@ def find_mode(
     z = z0.copy()
     g, d1, w = _objective(bucket, st, z, sigma, scales)
     active = np.ones(z.shape[0], dtype=bool)
+    current = False  # whether the blocks below are those at z (the loop stopped at its top)
     for _ in range(INNER_MAX_ITER):
         _, cross, diag, g_top, g_v, schur = _newton_system(bucket, st, z, d1, w, scales)
-        schur, bad, _ = _usable(schur)
+        schur, bad, logdet_top = _usable(schur)
         rhs = g_top - np.einsum("pis,ps->pi", cross, g_v / diag)
         step_top = np.linalg.solve(schur, rhs[:, :, None])[:, :, 0]
         step_v = (g_v - np.einsum("pis,pi->ps", cross, step_top)) / diag
@@ -470,6 +484,7 @@ def find_mode(
         active &= (decrement > 1e-20) & ~bad
         step[~active] = 0.0
         if not active.any():
+            current = True
             break
         t = np.where(active, 1.0, 0.0)
         for _ in range(40):
@@ -480,8 +495,9 @@ def find_mode(
                 break
             t = np.where(ok, t, t / 2)
         z, g, d1, w = trial, g_new, d1_new, w_new
-    _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
-    schur, bad, logdet_top = _usable(schur)
+    if not current:
+        _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
+        schur, bad, logdet_top = _usable(schur)
     logdet = np.where(bad, np.inf, logdet_top + np.log(diag).sum(axis=1))
     p = st.x.shape[1]
     inverse = np.asarray(np.linalg.inv(schur), dtype=np.float64)
@@ -774,7 +790,9 @@ def _fit_bucket(
     )
     out.converged[bucket.index] = stopped
     best = np.where(free, found, psi0)
-    mode = find_mode(bucket, st, best, centre)
+    # from the last mode of each protein moved to its best psi (found there or a step away)
+    start = warm + np.einsum("pik,pk->pi", warm_slope, best - warm_psi)
+    mode = find_mode(bucket, st, best, np.where(np.isfinite(start), start, centre))
     out.psi[bucket.index] = best
     out.diverged[bucket.index] = _diverging(best, psi0)
     out.beta[bucket.index] = mode.z[:, : st.x.shape[1]]
