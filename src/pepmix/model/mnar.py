@@ -110,7 +110,14 @@ Computation
 Proteins are padded to a common number of features per bucket (1, 2, 4, then multiples of 4:
 :func:`_bucket_width`) over all runs of the design; padded features carry no cells and
 contribute exactly nothing. Each bucket is fitted in chunks of at most :data:`CHUNK_CELLS`
-cells (large batches of per-cell arrays cost more per cell). The Newton system in
+cells (large batches of per-cell arrays cost more per cell). Per-cell work is kept to array
+passes: the observed cells' normal terms are summed per protein (no per-cell value array),
+cells are masked by multiplying with a 0/1 array (``np.where`` on an irregular mask is several
+times slower), the probit terms use one ``erfcx`` call per missing cell
+(:math:`\Phi(a) = \tfrac12 e^{-a^2/2}\mathrm{erfcx}(-a/\sqrt2)`, :func:`_probit`) with their
+coefficients computed once per mode search, and the gradient uses that the change of each
+cell's mean is a run term plus a feature term (sums over runs and features, no per-cell
+arrays per parameter); ``benchmarks/README.md`` has the timings. The Newton system in
 :math:`z` eliminates the sample block analytically (it is diagonal given :math:`\beta, \tilde u`),
 leaving a dense :math:`(p + F)` system per protein, solved batched. The outer minimisation over
 :math:`\psi` (:func:`_minimise_laplace`) is a batched projected Newton with the analytic
