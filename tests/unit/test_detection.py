@@ -155,6 +155,30 @@ def test_feature_matrix_layout() -> None:
     np.testing.assert_array_equal(m, [[2.0, 1.0], [3.0, np.nan]])
 
 
+def test_feature_matrix_categorical_identifiers_match_strings() -> None:
+    """Categorical columns (the workflow's tables) take an integer-code path: same matrix, same
+    row order (first appearance of protein and feature), whatever the category order, unused
+    categories and a feature name shared by two proteins; a run outside the design raises."""
+    rng = np.random.default_rng(2)
+    n = 400
+    table = pd.DataFrame(
+        {
+            "protein": rng.choice(["P3", "P1", "P2", "P10"], n),
+            "feature": rng.choice(["a", "b", "c"], n),
+            "run": rng.choice(["r1", "r2", "r3", "r4", "r5"], n),
+        }
+    ).drop_duplicates(["protein", "feature", "run"])
+    table["y"] = rng.normal(size=len(table))
+    runs = ["r5", "r4", "r3", "r2", "r1"]
+    coded = table.copy()
+    coded["protein"] = pd.Categorical(coded["protein"], categories=["P10", "P2", "P1", "P3", "X"])
+    coded["feature"] = pd.Categorical(coded["feature"], categories=["c", "b", "a", "zz"])
+    coded["run"] = pd.Categorical(coded["run"], categories=[*runs[::-1], "r9"])
+    np.testing.assert_array_equal(feature_matrix(coded, runs), feature_matrix(table, runs))
+    with pytest.raises(DesignError, match="not in the design"):
+        feature_matrix(coded, runs[:4])
+
+
 def _small_fit(seed: int = 3, n_proteins: int = 40) -> tuple:
     sheet, design = make_design(n_cond=2, samples_per_cond=3)
     table = make_table(design, sheet, n_proteins, seed=seed, max_features=6)

@@ -218,11 +218,20 @@ def feature_matrix(table: pd.DataFrame, runs: Sequence[str]) -> FloatArray:
     ``table`` has columns ``protein, feature, run, y`` (one row per observed cell); features are
     keyed by ``(protein, feature)``.
     """
-    run_index = pd.Index(list(runs)).get_indexer(pd.Index(table["run"]))
+    run, protein, feature = table["run"], table["protein"], table["feature"]
+    if all(isinstance(c.dtype, pd.CategoricalDtype) for c in (run, protein, feature)):
+        # categorical identifiers: integer codes (same rows, same order of first appearance)
+        run_codes = run.cat.codes.to_numpy()
+        by_category = pd.Index(list(runs)).get_indexer(run.cat.categories.astype(str))
+        run_index = np.where(run_codes >= 0, by_category[run_codes], -1)
+        prot_codes = protein.cat.codes.to_numpy().astype(np.int64)
+        feat_codes = feature.cat.codes.to_numpy().astype(np.int64)
+        codes, _ = pd.factorize(prot_codes * (len(feature.cat.categories) + 1) + feat_codes)
+    else:
+        run_index = pd.Index(list(runs)).get_indexer(pd.Index(run))
+        codes, _ = pd.factorize(pd.MultiIndex.from_arrays([protein, feature]))
     if np.any(run_index < 0):
         raise DesignError("detection curve: the table has runs that are not in the design")
-    key = pd.MultiIndex.from_arrays([table["protein"], table["feature"]])
-    codes, _ = pd.factorize(key)
     out = np.full((int(codes.max()) + 1 if codes.size else 0, len(runs)), np.nan)
     out[codes, run_index] = table["y"].to_numpy(dtype=np.float64)
     return out

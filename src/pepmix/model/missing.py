@@ -77,16 +77,30 @@ CURVE_COLUMNS = (
 )
 
 
+def _str_categorical(column: pd.Series) -> pd.Series:
+    """``column`` as a categorical whose categories are the values as strings."""
+    cat = column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category")
+    names = [str(c) for c in cat.cat.categories]
+    out: pd.Series = (
+        cat.cat.rename_categories(names)
+        if len(set(names)) == len(names)
+        else (cat.astype(str).astype("category"))
+    )
+    return out
+
+
 def observed_levels(table: pd.DataFrame, sheet: pd.DataFrame) -> FloatArray:
     """Each protein's mean observed log2 intensity per condition, shape (P, C), NaN where absent.
 
     ``table`` has columns ``protein, run, y``; ``sheet`` ``run, condition``.
     """
     condition = sheet.set_index("run")["condition"].astype(str)
-    cond = condition.reindex(table["run"].astype(str)).to_numpy()
-    frame = pd.DataFrame(
-        {"protein": table["protein"].astype(str).to_numpy(), "condition": cond, "y": table["y"]}
-    )
+    run = _str_categorical(table["run"])
+    cond = condition.reindex(run.cat.categories).to_numpy()[run.cat.codes.to_numpy()]
+    protein = _str_categorical(table["protein"])
+    # categories in string order: the groups come out in the order of a string groupby
+    protein = protein.cat.reorder_categories(sorted(protein.cat.categories))
+    frame = pd.DataFrame({"protein": protein.to_numpy(), "condition": cond, "y": table["y"]})
     means = frame.groupby(["protein", "condition"], observed=True)["y"].mean().unstack()
     out: FloatArray = means.to_numpy(dtype=np.float64)
     return out
@@ -117,11 +131,12 @@ def fit_workflow_curve(
     from pepmix.model.mnar import condition_prior_sd
 
     runs = [str(r) for r in sheet["run"]]
+    # identifiers as categoricals with string categories (not millions of Python strings)
     long = pd.DataFrame(
         {
-            "protein": table["protein"].astype(str).to_numpy(),
-            "feature": table["feature"].astype(str).to_numpy(),
-            "run": table["run"].astype(str).to_numpy(),
+            "protein": _str_categorical(table["protein"]),
+            "feature": _str_categorical(table["feature"]),
+            "run": _str_categorical(table["run"]),
             "y": table["y"].to_numpy(dtype=np.float64),
         }
     )

@@ -126,7 +126,14 @@ Computation
 Proteins are padded to a common number of features per bucket (1, 2, 4, then multiples of 4:
 :func:`_bucket_width`) over all runs of the design; padded features carry no cells and
 contribute exactly nothing. Each bucket is fitted in chunks of at most :data:`CHUNK_CELLS`
-cells (large batches of per-cell arrays cost more per cell). The Newton system in
+cells (large batches of per-cell arrays cost more per cell). Per-cell work is kept to array
+passes: the observed cells' normal terms are summed per protein (no per-cell value array),
+cells are masked by multiplying with a 0/1 array (``np.where`` on an irregular mask is several
+times slower), the probit terms use one ``erfcx`` call per missing cell
+(:math:`\Phi(a) = \tfrac12 e^{-a^2/2}\mathrm{erfcx}(-a/\sqrt2)`, :func:`_probit`) with their
+coefficients computed once per mode search, and the gradient uses that the change of each
+cell's mean is a run term plus a feature term (sums over runs and features, no per-cell
+arrays per parameter); ``benchmarks/README.md`` has the timings. The Newton system in
 :math:`z` eliminates the sample block analytically (it is diagonal given :math:`\beta, \tilde u`),
 leaving a dense :math:`(p + F)` system per protein, solved batched. The outer minimisation over
 :math:`\psi` (:func:`_minimise_laplace`) is a batched projected Newton with the analytic
@@ -161,6 +168,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -225,7 +233,7 @@ class CellBucket:
     missing: NDArray[np.bool_]
     present: NDArray[np.bool_]
     offset: FloatArray | None = None
-    _cache: dict[str, NDArray[np.intp]] = field(
+    _cache: dict[str, NDArray[Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -236,6 +244,21 @@ class CellBucket:
             n_feat, n_runs = self.missing.shape[1:]
             self._cache.update(flat=flat, prot=flat // (n_feat * n_runs), run=flat % n_runs)
         return self._cache["flat"], self._cache["prot"], self._cache["run"]
+
+    def observed_float(self) -> FloatArray:
+        """``observed`` as 0.0/1.0 (cached): masks by multiplication, several times faster than
+        ``np.where`` on an irregular boolean pattern."""
+        if "obs_f" not in self._cache:
+            self._cache["obs_f"] = self.observed.astype(np.float64)
+        out: FloatArray = self._cache["obs_f"]
+        return out
+
+    def observed_count(self) -> FloatArray:
+        """Observed cells per protein, (P,) (cached)."""
+        if "n_obs" not in self._cache:
+            self._cache["n_obs"] = self.observed.sum(axis=(1, 2)).astype(np.float64)
+        out: FloatArray = self._cache["n_obs"]
+        return out
 
     def take(self, rows: NDArray[np.intp]) -> CellBucket:
         """The proteins at positions ``rows`` of this bucket."""
@@ -348,30 +371,82 @@ def _bucket_width(n_feat: NDArray[np.intp]) -> NDArray[np.intp]:
     return out
 
 
-def _cell_terms(
-    bucket: CellBucket, st: Structure, mu: FloatArray, sigma: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per-cell log density, its first derivative and minus its second derivative in ``mu``.
+#: above this argument the log of the normal CDF comes from ``log_ndtr`` (see :func:`_probit`)
+PROBIT_SPLIT = 5.0
+SQRT_HALF = float(np.sqrt(0.5))
+SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 
-    The probit terms are evaluated on the missing cells only (:meth:`CellBucket.missing_cells`).
+
+def _mills(a: FloatArray) -> FloatArray:
+    """Inverse Mills ratio :math:`\\phi(a)/\\Phi(a) = \\sqrt{2/\\pi}/\\mathrm{erfcx}(-a/\\sqrt2)`:
+    one special-function call, accurate in both tails (0 where ``erfcx`` overflows, a > 37)."""
+    with np.errstate(divide="ignore"):
+        out: FloatArray = SQRT_2_OVER_PI / special.erfcx(-SQRT_HALF * a)
+    return out
+
+
+def _probit(a: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """:math:`\\log\\Phi(a)` and the inverse Mills ratio from one ``erfcx`` evaluation.
+
+    :math:`\\Phi(a) = \\tfrac12 e^{-a^2/2}\\mathrm{erfcx}(-a/\\sqrt2)`; above
+    :data:`PROBIT_SPLIT` (where that form cancels: absolute error up to about 1e-15) and where
+    ``erfcx`` overflows, ``special.log_ndtr``.
     """
-    s = sigma[:, None, None]
-    obs = bucket.observed
-    resid = np.where(obs, (bucket.y - mu) / s, 0.0)
-    value = np.where(obs, -0.5 * resid**2 - np.log(s) - 0.5 * LOG_2PI, 0.0)
-    d1 = resid / s
-    w = np.where(obs, 1.0 / s**2, 0.0)
-    flat, prot, run = bucket.missing_cells()
-    b0, b1, sm = st.b0[run], st.b1[run], sigma[prot]
-    c = np.sqrt(1.0 + b1**2 * sm**2)
-    slope = b1 / c
-    a = -(b0 + b1 * mu.reshape(-1)[flat]) / c
-    log_cdf = special.log_ndtr(a)
-    mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - log_cdf)
-    value.reshape(-1)[flat] = log_cdf
+    e = special.erfcx(-SQRT_HALF * a)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        log_cdf = np.log(0.5 * e) - 0.5 * a**2
+        out: FloatArray = SQRT_2_OVER_PI / e
+    high = a > PROBIT_SPLIT
+    if high.any():
+        log_cdf[high] = special.log_ndtr(a[high])
+    return log_cdf, out
+
+
+def _missing_coef(
+    bucket: CellBucket, st: Structure, sigma: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per missing cell :math:`-b_0/c` and :math:`\\lambda = b_1/c`, so that
+    :math:`a = -b_0/c - \\lambda\\mu` (:func:`_cell_terms`; fixed while ``sigma`` is)."""
+    _, prot, run = bucket.missing_cells()
+    b1 = st.b1[run]
+    c = np.sqrt(1.0 + b1**2 * sigma[prot] ** 2)
+    return -st.b0[run] / c, b1 / c
+
+
+def _cell_terms(
+    bucket: CellBucket,
+    st: Structure,
+    mu: FloatArray,
+    sigma: FloatArray,
+    coef: tuple[FloatArray, FloatArray] | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per protein the summed log density; per cell its first derivative and minus its second
+    derivative in ``mu``.
+
+    The observed cells' normal terms are summed as :math:`-\\tfrac12\\sum r^2 - n_{obs}(\\log\\sigma
+    + \\tfrac12\\log 2\\pi)` (no per-cell value array); the probit terms are evaluated on the
+    missing cells only (:meth:`CellBucket.missing_cells`) and summed per protein. ``coef``:
+    :func:`_missing_coef` at ``sigma`` (default None: computed here).
+    """
+    inv_s = (1.0 / sigma)[:, None, None]
+    obs = bucket.observed_float()
+    resid = bucket.y - mu
+    resid *= obs
+    resid *= inv_s
+    n_obs = bucket.observed_count()
+    total = -0.5 * np.einsum("pfr,pfr->p", resid, resid) - n_obs * (np.log(sigma) + 0.5 * LOG_2PI)
+    d1 = resid
+    d1 *= inv_s
+    w = obs * inv_s**2
+    flat, prot, _ = bucket.missing_cells()
+    icpt, slope = coef if coef is not None else _missing_coef(bucket, st, sigma)
+    a = icpt - slope * mu.reshape(-1)[flat]
+    log_cdf, mills = _probit(a)
+    total += np.bincount(prot, weights=log_cdf, minlength=total.size)
+    total[np.isnan(total)] = -np.inf  # a non-finite mean (0 x inf in the masks above)
     d1.reshape(-1)[flat] = -slope * mills
     w.reshape(-1)[flat] = slope**2 * mills * (a + mills)
-    return value, d1, w
+    return total, d1, w
 
 
 @dataclass
@@ -405,7 +480,7 @@ def _mean(
         fixed = fixed + bucket.offset
     sample = st.to_runs(v) * scale_s[:, None]
     feat = u * scale_f[:, None] * bucket.present
-    out: FloatArray = fixed[:, None, :] + sample[:, None, :] + feat[:, :, None]
+    out: FloatArray = (fixed + sample)[:, None, :] + feat[:, :, None]
     return out
 
 
@@ -415,12 +490,13 @@ def _objective(
     z: FloatArray,
     sigma: FloatArray,
     scales: tuple[FloatArray, FloatArray],
+    coef: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Log joint ``g(z)``, and the per-cell ``d1, w`` at ``z``."""
+    """Log joint ``g(z)``, and the per-cell ``d1, w`` at ``z`` (``coef``: :func:`_cell_terms`)."""
     p = st.x.shape[1]
-    value, d1, w = _cell_terms(bucket, st, _mean(bucket, st, z, *scales), sigma)
+    total, d1, w = _cell_terms(bucket, st, _mean(bucket, st, z, *scales), sigma, coef)
     beta, ranef = z[:, :p], z[:, p:]
-    g = value.sum(axis=(1, 2)) - 0.5 * np.sum(ranef**2, axis=1) - 0.5 * ranef.shape[1] * LOG_2PI
+    g = total - 0.5 * np.sum(ranef**2, axis=1) - 0.5 * ranef.shape[1] * LOG_2PI
     g -= 0.5 * np.einsum("pi,ij,pj->p", beta, st.penalty, beta)
     return g, d1, w
 
@@ -482,11 +558,13 @@ def find_mode(
     sigma = np.exp(psi[:, 0])
     scales = (sigma * psi[:, 1], sigma * psi[:, 2])
     z = z0.copy()
-    g, d1, w = _objective(bucket, st, z, sigma, scales)
+    coef = _missing_coef(bucket, st, sigma)
+    g, d1, w = _objective(bucket, st, z, sigma, scales, coef)
     active = np.ones(z.shape[0], dtype=bool)
+    current = False  # whether the blocks below are those at z (the loop stopped at its top)
     for _ in range(INNER_MAX_ITER):
         _, cross, diag, g_top, g_v, schur = _newton_system(bucket, st, z, d1, w, scales)
-        schur, bad, _ = _usable(schur)
+        schur, bad, logdet_top = _usable(schur)
         rhs = g_top - np.einsum("pis,ps->pi", cross, g_v / diag)
         step_top = np.linalg.solve(schur, rhs[:, :, None])[:, :, 0]
         step_v = (g_v - np.einsum("pis,pi->ps", cross, step_top)) / diag
@@ -495,18 +573,20 @@ def find_mode(
         active &= (decrement > 1e-20) & ~bad
         step[~active] = 0.0
         if not active.any():
+            current = True
             break
         t = np.where(active, 1.0, 0.0)
         for _ in range(40):
             trial = z + t[:, None] * step
-            g_new, d1_new, w_new = _objective(bucket, st, trial, sigma, scales)
+            g_new, d1_new, w_new = _objective(bucket, st, trial, sigma, scales, coef)
             ok = g_new >= g + 0.25 * t * decrement - 1e-12 * np.abs(g)
             if ok.all():
                 break
             t = np.where(ok, t, t / 2)
         z, g, d1, w = trial, g_new, d1_new, w_new
-    _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
-    schur, bad, logdet_top = _usable(schur)
+    if not current:
+        _, cross, diag, _, _, schur = _newton_system(bucket, st, z, d1, w, scales)
+        schur, bad, logdet_top = _usable(schur)
     logdet = np.where(bad, np.inf, logdet_top + np.log(diag).sum(axis=1))
     p = st.x.shape[1]
     inverse = np.asarray(np.linalg.inv(schur), dtype=np.float64)
@@ -555,21 +635,25 @@ def _cell_derivatives(
     :math:`dw/d\\mu = -\\lambda^3\\kappa'`; in :math:`\\sigma`, :math:`\\partial a = -a\\,\\gamma`
     and :math:`\\partial\\lambda = -\\lambda\\gamma` with :math:`\\gamma = b_1^2\\sigma/c^2`.
     """
-    s = sigma[:, None, None]
-    obs = bucket.observed
-    resid = np.where(obs, (bucket.y - mu) / s, 0.0)
-    d1 = resid / s
-    w = np.where(obs, 1.0 / s**2, 0.0)
+    inv_s = (1.0 / sigma)[:, None, None]
+    obs = bucket.observed_float()
+    resid = bucket.y - mu
+    resid *= obs
+    resid *= inv_s
+    d1 = resid * inv_s
+    w = obs * inv_s**2
     w_mu = np.zeros(mu.shape)
-    l_s = np.where(obs, (resid**2 - 1.0) / s, 0.0)
-    d1_s = -2.0 * resid / s**2
-    w_s = np.where(obs, -2.0 / s**3, 0.0)
+    l_s = resid**2
+    l_s -= obs
+    l_s *= inv_s
+    d1_s = d1 * (-2.0 * inv_s)
+    w_s = obs * (-2.0 * inv_s**3)
     flat, prot, run = bucket.missing_cells()
     b0, b1, sm = st.b0[run], st.b1[run], sigma[prot]
     c = np.sqrt(1.0 + b1**2 * sm**2)
     lam = b1 / c
     a = -(b0 + b1 * mu.reshape(-1)[flat]) / c
-    mills = np.exp(-0.5 * a**2 - 0.5 * LOG_2PI - special.log_ndtr(a))
+    mills = _mills(a)
     kappa = mills * (a + mills)
     kappa_d = mills * (1.0 - kappa) - kappa * (a + mills)
     gamma = b1**2 * sm / c**2
@@ -630,41 +714,51 @@ def _laplace_gradient(
     v_run = st.to_runs(v)  # (P, R)
     mu = _mean(bucket, st, mode.z, a_f, a_s)
     d1, w, w_mu, l_s, d1_s, w_s = _cell_derivatives(bucket, st, mu, sigma)
-    # mixed partials d/dz d/dphi g as cell weights plus explicit terms, phi = sigma, a_F, a_S
-    cell_rhs = [d1_s, -w * u_eff[:, :, None], -w * v_run[:, None, :]]
+    # sums of the cells' weights over features (P, R) and over runs (P, F)
+    d1_run, d1_feat = d1.sum(axis=1), d1.sum(axis=2)
+    w_run, w_feat = w.sum(axis=1), w.sum(axis=2)
+    # mixed partials d/dz d/dphi g as cell weights plus explicit terms, phi = sigma, a_F, a_S;
+    # the cell weights -w u_f and -w v_s(r) enter through their run and feature sums only
+    sums = [
+        (d1_s.sum(axis=1), d1_s.sum(axis=2)),
+        (-np.matmul(u_eff[:, None, :], w)[:, 0, :], -u_eff * w_feat),
+        (-v_run * w_run, -np.matmul(w, v_run[:, :, None])[:, :, 0]),
+    ]
     tops, vs = [], []
-    for k, m_c in enumerate(cell_rhs):
-        run_sum, feat_sum = m_c.sum(axis=1), m_c.sum(axis=2)
-        g_u = sf * feat_sum + (d1.sum(axis=2) * bucket.present if k == 1 else 0.0)
+    for k, (run_sum, feat_sum) in enumerate(sums):
+        g_u = sf * feat_sum + (d1_feat * bucket.present if k == 1 else 0.0)
         g_v = a_s[:, None] * st.to_samples(run_sum)
         if k == 2:
-            g_v = g_v + st.to_samples(d1.sum(axis=1))
+            g_v = g_v + st.to_samples(d1_run)
         tops.append(np.concatenate([run_sum @ x, g_u], axis=1))
         vs.append(g_v)
     dz = _solve_mode_system(mode, np.stack(tops, axis=2), np.stack(vs, axis=2))  # (P, dim, 3)
-    # total change of each cell's mean: J dz + explicit d mu / d phi
+    # total change of each cell's mean, J dz + explicit d mu / d phi, is separable:
+    # dmu_k[f, r] = by_run[k, r] + by_feat[k, f]
     d_beta, d_u, d_v = dz[:, :p], dz[:, p : p + f], dz[:, p + f :]
-    dmu = (
-        np.einsum("ri,pik->pkr", x, d_beta)[:, :, None, :]
-        + (sf[:, :, None] * d_u).transpose(0, 2, 1)[:, :, :, None]
-        + (a_s[:, None, None] * st.to_runs(d_v.transpose(0, 2, 1)))[:, :, None, :]
-    )  # (P, 3, F, R)
-    dmu[:, 1] += u_eff[:, :, None]
-    dmu[:, 2] += v_run[:, None, :]
+    by_run = np.einsum("ri,pik->pkr", x, d_beta) + a_s[:, None, None] * st.to_runs(
+        d_v.transpose(0, 2, 1)
+    )  # (P, 3, R)
+    by_feat = sf[:, None, :] * d_u.transpose(0, 2, 1)  # (P, 3, F)
+    by_feat[:, 1] += u_eff
+    by_run[:, 2] += v_run
     q, r_f, r_s = _cell_leverages(mode, st, sf, a_s)
-    dlogdet = np.stack(
+    wq = w_mu * q  # sum_c w_mu q dmu_k by the run and feature sums of w_mu q
+    wq_dmu = np.einsum("pkr,pr->pk", by_run, wq.sum(axis=1))
+    wq_dmu += np.einsum("pkf,pf->pk", by_feat, wq.sum(axis=2))
+    dlogdet = wq_dmu + 2.0 * np.stack(
         [
-            np.sum((w_s + w_mu * dmu[:, 0]) * q, axis=(1, 2)),
-            np.sum(w_mu * dmu[:, 1] * q + 2.0 * w * r_f, axis=(1, 2)),
-            np.sum(w_mu * dmu[:, 2] * q + 2.0 * w * r_s, axis=(1, 2)),
+            0.5 * np.einsum("pfr,pfr->p", w_s, q),
+            np.einsum("pfr,pfr->p", w, r_f),
+            np.einsum("pfr,pfr->p", w, r_s),
         ],
         axis=1,
     )
     dg = np.stack(
         [
             l_s.sum(axis=(1, 2)),
-            np.sum(d1 * u_eff[:, :, None], axis=(1, 2)),
-            np.sum(d1 * v_run[:, None, :], axis=(1, 2)),
+            np.einsum("pf,pf->p", d1_feat, u_eff),
+            np.einsum("pr,pr->p", d1_run, v_run),
         ],
         axis=1,
     )
@@ -689,11 +783,12 @@ def _cell_leverages(
     p, x = st.x.shape[1], st.x
     inv = mode.inverse  # (P, m, m), m = p + F
     c_run = st.to_runs(mode.cross / mode.diag[:, None, :])  # (P, m, R)
-    t0 = np.matmul(inv[:, :, :p], x.T) - a_s[:, None, None] * np.matmul(inv, c_run)  # (P, m, R)
+    inv_c = np.matmul(inv, c_run)  # (P, m, R)
+    t0 = np.matmul(inv[:, :, :p], x.T) - a_s[:, None, None] * inv_c  # (P, m, R)
     diag_uu = np.diagonal(inv[:, p:, p:], axis1=1, axis2=2)  # (P, F)
     r_f = t0[:, p:, :] + (sf * diag_uu)[:, :, None]
     ct0 = np.sum(c_run * t0, axis=1)  # (P, R)
-    acu = np.matmul(inv[:, p:, :], c_run)  # (P, F, R)
+    acu = inv_c[:, p:, :]  # (P, F, R)
     r_s = st.to_runs(a_s[:, None] / mode.diag)
     r_s = r_s[:, None, :] - ct0[:, None, :] - sf[:, :, None] * acu
     xt0 = np.einsum("ri,pir->pr", x, t0[:, :p, :])  # (P, R)
@@ -800,7 +895,9 @@ def _fit_bucket(
     )
     out.converged[bucket.index] = stopped
     best = np.where(free, found, psi0)
-    mode = find_mode(bucket, st, best, centre)
+    # from the last mode of each protein moved to its best psi (found there or a step away)
+    start = warm + np.einsum("pik,pk->pi", warm_slope, best - warm_psi)
+    mode = find_mode(bucket, st, best, np.where(np.isfinite(start), start, centre))
     out.psi[bucket.index] = best
     out.diverged[bucket.index] = _diverging(best, psi0)
     out.beta[bucket.index] = mode.z[:, : st.x.shape[1]]
