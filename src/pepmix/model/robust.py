@@ -155,6 +155,7 @@ from pepmix.model.fit import (
     fit_problem_light,
 )
 from pepmix.model.optimize import DIVERGENT_THETA
+from pepmix.model.subset_problem import SubsetBuilder
 from pepmix.model.suffstats import Problem, build_problem
 
 log = logging.getLogger(__name__)
@@ -412,22 +413,29 @@ def _refit(
     warm: bool = True,
     light: bool = False,
     max_iter: int | None = None,
+    builder: SubsetBuilder | None = None,
 ) -> tuple[FloatArray, _Pending | None]:
     """Refit the proteins ``subset`` with ``weights``; scatter into ``out``; return predictions
     (coded, global protein codes) and, for a ``light`` fit (:func:`fit_problem_light`: no
-    covariances or contrast tests yet), what :meth:`_Pending.finish` needs to complete it."""
-    local = np.full(problem.n_proteins, -1, dtype=np.intp)
-    local[subset] = np.arange(subset.size)
-    rows = local[enc.prot] >= 0
-    sub = build_problem(
-        local[enc.prot[rows]],
-        enc.feat[rows],
-        enc.run[rows],
-        enc.y[rows],
-        design,
-        n_proteins=subset.size,
-        weights=weights[rows],
-    )
+    covariances or contrast tests yet), what :meth:`_Pending.finish` needs to complete it.
+    ``builder`` (default None: :func:`build_problem` on the subset's rows) builds the subset's
+    weighted problem reusing what does not depend on the weights (the same problem, bit for
+    bit)."""
+    if builder is not None:
+        sub = builder.build(subset, weights)
+    else:
+        local = np.full(problem.n_proteins, -1, dtype=np.intp)
+        local[subset] = np.arange(subset.size)
+        rows = local[enc.prot] >= 0
+        sub = build_problem(
+            local[enc.prot[rows]],
+            enc.feat[rows],
+            enc.run[rows],
+            enc.y[rows],
+            design,
+            n_proteins=subset.size,
+            weights=weights[rows],
+        )
     sub_out = _allocate(
         sub, design, [enc.proteins[i] for i in subset], out.contrast_names, out.n_features[subset]
     )
@@ -608,6 +616,8 @@ class _Irls:
         self.inner_newton = INNER_NEWTON
         #: proteins whose latest fit is truncated (stopped before the optimum)
         self.truncated = np.zeros(n_prot, dtype=bool)
+        #: builds the weighted problems of the refits (the weight-independent steps once)
+        self.builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
 
     def refit(
         self,
@@ -634,6 +644,7 @@ class _Irls:
             warm,
             light,
             max_iter if light else None,
+            self.builder,
         )
         self.truncated[subset] = False
         if pending is not None:
