@@ -320,10 +320,45 @@ def polish_residuals(enc: Encoded, n_sweeps: int = POLISH_SWEEPS) -> FloatArray:
     n_feat = int(enc.feat.max()) + 1 if enc.feat.size else 0
     resid = enc.y.copy()
     cell_order = np.argsort(cell, kind="stable")
+    feat_range = _feature_ranges(enc, n_prot, n_feat)
+    if feat_range is not None:
+        # protein by protein in the compiled kernel: the same operations on every value
+        from pepmix.model._kernel import median_polish
+
+        feat_order = np.argsort(enc.feat, kind="stable").astype(np.int64)
+        median_polish(
+            resid,
+            feat_order,
+            _starts(enc.feat, n_feat),
+            feat_range,
+            cell_order.astype(np.int64),
+            _starts(cell, n_prot * n_runs),
+            n_runs,
+            n_sweeps,
+        )
+        return resid
     for _ in range(n_sweeps):
         resid -= group_median(resid, enc.feat, n_feat)[enc.feat]
         resid -= group_median(resid, cell, n_prot * n_runs, cell_order)[cell]
     return resid
+
+
+def _starts(group: IntArray, n_groups: int) -> NDArray[np.int64]:
+    """Offsets of each group's rows in the stable sort order of ``group``."""
+    counts = np.bincount(group, minlength=n_groups)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def _feature_ranges(enc: Encoded, n_prot: int, n_feat: int) -> NDArray[np.int64] | None:
+    """Feature codes ``range[p]:range[p + 1]`` of each protein, or None when a protein's
+    features are not one such range (features numbered by protein, as :func:`encode` does)."""
+    if n_feat == 0:
+        return None
+    fprot = np.full(n_feat, -1, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    if np.any(fprot < 0) or np.any(np.diff(fprot) < 0):
+        return None
+    return np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
 
 
 def polish_df_factor(enc: Encoded) -> FloatArray:
@@ -348,11 +383,11 @@ def initial_weights(enc: Encoded, method: str = "huber") -> tuple[FloatArray, Fl
     ``method`` (default ``"huber"``): Huber or (``"bisquare"``) bisquare weights.
     """
     resid = polish_residuals(enc)
-    scale = robust_scale(resid, enc.prot, len(enc.proteins))
     if method == "bisquare":
-        scale = scale * polish_df_factor(enc)
+        scale = robust_scale(resid, enc.prot, len(enc.proteins)) * polish_df_factor(enc)
         return bisquare_weights(resid, scale[enc.prot]), scale
-    return huber_weights(resid, scale[enc.prot]), scale
+    scale, weights = huber_scale_weights(resid, enc.prot, len(enc.proteins))
+    return weights, scale
 
 
 def fitted_values(
@@ -768,9 +803,33 @@ def _update_weights(
     if fixed_scale is not None:
         weights[rows] = bisquare_weights(resid, fixed_scale[sub.prot])
         return
-    s = robust_scale(resid, sub.prot, len(enc.proteins))
+    s, w = huber_scale_weights(resid, sub.prot, len(enc.proteins), np.flatnonzero(touched))
     scale[touched] = s[touched]
-    weights[rows] = huber_weights(resid, s[sub.prot])
+    weights[rows] = w
+
+
+def huber_scale_weights(
+    resid: FloatArray, prot: IntArray, n_prot: int, groups: IntArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`robust_scale` and the :func:`huber_weights` with that scale in one compiled pass
+    (the same numbers): the scale of the proteins ``groups`` (default None: all; NaN for the
+    others) and the weight of every residual (``prot`` sorted ascending)."""
+    from pepmix.model._kernel import mad_huber
+
+    if groups is None:
+        groups = np.arange(n_prot)
+    scale = np.full(n_prot, np.nan)
+    weights = np.ones(resid.size)
+    mad_huber(
+        np.ascontiguousarray(resid, dtype=np.float64),
+        _starts(prot, n_prot),
+        groups.astype(np.int64),
+        MAD_SCALE,
+        HUBER_K,
+        scale,
+        weights,
+    )
+    return scale, weights
 
 
 def _protein_max(values: FloatArray, prot: IntArray, n_prot: int) -> FloatArray:

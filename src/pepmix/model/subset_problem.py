@@ -29,8 +29,8 @@ from pepmix.model.design import USAGE_FACTOR, RunDesign
 from pepmix.model.suffstats import (
     Problem,
     _check_weights,
-    _Chunks,
     _chunk_buckets,
+    _Chunks,
     _classes,
     _eliminated_counts,
     _Fixed,
@@ -39,8 +39,8 @@ from pepmix.model.suffstats import (
     _Levels,
     _padded_q,
     _problem,
-    _structure,
     _Structure,
+    _structure,
     build_problem,
 )
 
