@@ -55,6 +55,16 @@ with refits to convergence: measured against the fixed point of a 10x tighter to
 the distance of the two schemes is alike (``benchmarks/README.md``, "Cheaper Huber IRLS").
 ``INNER_NEWTON = None`` refits every round to convergence (the scheme before 2026-12-07).
 
+Bookkeeping of the rounds (none of it changes a number: every array of the fit is bit for bit
+what the plain computation gives, ``tests/unit/test_subset_problem.py``,
+``tests/unit/test_robust_cost.py``): the problem of each round's refits is built from the
+weight-independent steps of :func:`pepmix.model.suffstats.build_problem`, computed once
+(:class:`pepmix.model.subset_problem.SubsetBuilder`); the median polish and the MAD scale with
+the Huber weights run protein by protein in compiled kernels
+(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`); and the
+criterion at each refit's optimum comes from the optimiser's own evaluations
+(:func:`pepmix.model.fit._final_evaluation`).
+
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
 some observation's residual exceeds :math:`k s / 0.5 = 2.69 s` (under normal errors 0.7 % of
 observations do), and ``robust weights not converged after 10 refits`` when the weights would

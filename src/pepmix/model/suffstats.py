@@ -37,6 +37,10 @@ step passes on:
 8. :func:`_assemble_buckets`: each chunk's :class:`pepmix.model.reml.Bucket`, the level code of
    every dimension (:func:`_dimensions`) and the eliminated levels (:func:`_bucket_levels`).
 
+Steps 1-4 and the centring of ``y`` (:func:`_structure`) do not depend on the observation
+weights: :class:`pepmix.model.subset_problem.SubsetBuilder` computes them once and builds the
+robust fit's refit problems of protein subsets from them (the same problems, bit for bit).
+
 Observation weights (``e_i ~ N(0, sigma^2 / w_i)``, used by the robust fit of
 :mod:`pepmix.model.robust`): weighted REML is the unweighted model on rows scaled by
 :math:`\sqrt{w_i}` (``y``, ``X`` and ``Z``). The cross-products become weighted sums, and the
