@@ -142,7 +142,7 @@ def minimize(
     else:
         theta = np.where(bucket.free, theta0, 0.0)
         start_ev = evaluate(bucket, theta)
-        dev = start_ev.dev
+        dev = start_ev.dev.copy()  # start_ev becomes the final evaluation (rows overwritten)
     converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
     active = np.flatnonzero(~converged & np.isfinite(dev))
