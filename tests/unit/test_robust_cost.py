@@ -64,3 +64,65 @@ def test_truncated_refits_report_the_optimum_at_the_final_weights(
     assert np.all(crit < 1e-6 * (1.0 + np.abs(warm.reml_crit[ok])))
     se = np.sqrt(fit.cov_beta[ok, 1, 1])
     assert np.all(np.abs(fit.beta[ok] - warm.beta[ok]).max(axis=1) < 1e-6 * se)
+
+
+def _polish_whole_table(enc: object, n_sweeps: int = robust.POLISH_SWEEPS) -> np.ndarray:
+    """The median polish as whole-table sweeps (the implementation before the kernel)."""
+    n_prot, n_runs = len(enc.proteins), len(enc.runs)  # type: ignore[attr-defined]
+    cell = enc.prot * n_runs + enc.run  # type: ignore[attr-defined]
+    feat = enc.feat  # type: ignore[attr-defined]
+    resid = enc.y.copy()  # type: ignore[attr-defined]
+    order = np.argsort(cell, kind="stable")
+    for _ in range(n_sweeps):
+        resid -= robust.group_median(resid, feat, int(feat.max()) + 1)[feat]
+        resid -= robust.group_median(resid, cell, n_prot * n_runs, order)[cell]
+    return resid
+
+
+@pytest.mark.parametrize("n_per", [3, 40])
+def test_compiled_polish_and_scale_equal_the_array_versions(n_per: int) -> None:
+    """The protein-by-protein kernels of the median polish (:func:`robust.polish_residuals`)
+    and of the MAD scale with Huber weights (:func:`robust.huber_scale_weights`) give the
+    numbers of the whole-table array code, bit for bit (segments short and long: 6 and 80
+    runs; one protein's rows left out of the scale)."""
+    table, sheet, _ = simulate(n_prot=150, n_per=n_per, seed=3, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    enc = encode(table, design)
+    resid = robust.polish_residuals(enc)
+    assert np.array_equal(resid, _polish_whole_table(enc))
+    n_prot = len(enc.proteins)
+    scale = robust.robust_scale(resid, enc.prot, n_prot)
+    groups = np.arange(1, n_prot)
+    rows = enc.prot >= 1
+    s, w = robust.huber_scale_weights(resid[rows], enc.prot[rows], n_prot, groups)
+    assert np.array_equal(s[groups], scale[groups]) and np.isnan(s[0])
+    assert np.array_equal(w, robust.huber_weights(resid[rows], scale[enc.prot[rows]]))
+
+
+@pytest.mark.parametrize("start", ["grid", "warm_truncated"])
+def test_reused_evaluation_at_the_optimum_equals_a_fresh_one(start: str) -> None:
+    """``fit._optimum`` takes the criterion at the optimum from the optimiser's and the
+    boundary snap's own evaluations instead of evaluating it again: every array equals a fresh
+    evaluation at the returned theta, bit for bit (weighted problem; cold start from the grid,
+    and a warm start stopped after 2 Newton iterations; the divergence rule on and off)."""
+    from pepmix.model.fit import _optimum
+    from pepmix.model.reml import evaluate
+
+    table, design = _data(200, 13)
+    enc = encode(table, design)
+    weights, _ = robust.initial_weights(enc)
+    problem = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins), weights=weights
+    )
+    names = ("dev", "logdet_s", "logdet_s0", "g_e", "pwrss", "chol", "lam", "ghat", "ok")
+    for reduce in (True, False):
+        out = _allocate(problem, design, enc.proteins, ["B - A"], problem.n_levels[:, 0])
+        out.reduce_divergent = reduce
+        for idx, bucket in problem.buckets:
+            theta0, max_iter = None, optimize.MAX_ITER
+            if start == "warm_truncated":
+                theta0, max_iter = np.full((idx.size, bucket.n_factors), 0.5), 2
+            fitted, theta, ev, _ = _optimum(problem, idx, bucket, out, theta0, max_iter)
+            fresh = evaluate(fitted, theta)
+            for name in names:
+                assert np.array_equal(getattr(ev, name), getattr(fresh, name)), name

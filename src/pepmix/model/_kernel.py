@@ -156,3 +156,120 @@ def segment_medians(
             continue
         half = n // 2
         out[g] = buf[half] if n % 2 == 1 else 0.5 * (buf[half - 1] + buf[half])
+
+
+@njit(cache=True, nogil=True)
+def _median_of(buf: NDArray[np.float64], n: int, small: NDArray[np.float64]) -> float:
+    """Median of ``buf[:n]`` exactly as :func:`segment_medians` takes it (insertion sort in
+    ``small`` up to 24 values, else ``np.median``); NaN when ``n == 0``."""
+    if n == 0:
+        return np.nan
+    if n > 24:
+        return float(np.median(buf[:n]))
+    for i in range(n):
+        v = buf[i]
+        j = i - 1
+        while j >= 0 and small[j] > v:
+            small[j + 1] = small[j]
+            j -= 1
+        small[j + 1] = v
+    half = n // 2
+    return float(small[half]) if n % 2 == 1 else float(0.5 * (small[half - 1] + small[half]))
+
+
+@njit(cache=True, nogil=True)
+def _sweep_groups(
+    resid: NDArray[np.float64],
+    order: NDArray[np.int64],
+    starts: NDArray[np.int64],
+    first: int,
+    last: int,
+    buf: NDArray[np.float64],
+    small: NDArray[np.float64],
+) -> None:
+    """Subtract from ``resid`` the median of each group ``first <= g < last`` (rows
+    ``order[starts[g]:starts[g + 1]]``)."""
+    for g in range(first, last):
+        lo = starts[g]
+        n = starts[g + 1] - lo
+        if n == 0:
+            continue
+        for i in range(n):
+            buf[i] = resid[order[lo + i]]
+        m = _median_of(buf, n, small)
+        for i in range(n):
+            resid[order[lo + i]] -= m
+
+
+@njit(cache=True, nogil=True)
+def median_polish(
+    resid: NDArray[np.float64],
+    feat_order: NDArray[np.int64],
+    feat_starts: NDArray[np.int64],
+    feat_range: NDArray[np.int64],
+    cell_order: NDArray[np.int64],
+    cell_starts: NDArray[np.int64],
+    n_runs: int,
+    n_sweeps: int,
+) -> None:
+    """Tukey's median polish of every protein's feature x run table, in place on ``resid``.
+
+    Protein ``p`` has the features ``feat_range[p]:feat_range[p + 1]`` (rows of feature ``f``:
+    ``feat_order[feat_starts[f]:feat_starts[f + 1]]``) and the cells ``p * n_runs + r`` (rows
+    of cell ``c``: ``cell_order[cell_starts[c]:cell_starts[c + 1]]``). Each sweep subtracts the
+    feature medians, then the cell (run) medians, protein by protein: the operations of the
+    whole-table sweeps of :func:`pepmix.model.robust.polish_residuals` on each value, in the
+    same order (medians as :func:`segment_medians` takes them), so the result is the same.
+    """
+    n_prot = feat_range.size - 1
+    longest = 1
+    for g in range(feat_starts.size - 1):
+        longest = max(longest, feat_starts[g + 1] - feat_starts[g])
+    for g in range(cell_starts.size - 1):
+        longest = max(longest, cell_starts[g + 1] - cell_starts[g])
+    buf = np.empty(longest, dtype=np.float64)
+    small = np.empty(24, dtype=np.float64)
+    for p in range(n_prot):
+        for _ in range(n_sweeps):
+            _sweep_groups(resid, feat_order, feat_starts, feat_range[p], feat_range[p + 1], buf,
+                          small)  # fmt: skip
+            _sweep_groups(resid, cell_order, cell_starts, p * n_runs, (p + 1) * n_runs, buf,
+                          small)  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def mad_huber(
+    resid: NDArray[np.float64],
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    mad_scale: float,
+    k: float,
+    scale: NDArray[np.float64],
+    weights: NDArray[np.float64],
+) -> None:
+    """Per group ``g`` in ``groups`` (rows ``starts[g]:starts[g + 1]``): the scaled MAD of its
+    residuals into ``scale[g]`` and their Huber weights into ``weights`` (the numbers of
+    :func:`pepmix.model.robust.robust_scale` and :func:`pepmix.model.robust.huber_weights`:
+    the same operations on each value)."""
+    longest = 1
+    for gi in range(groups.size):
+        g = groups[gi]
+        longest = max(longest, starts[g + 1] - starts[g])
+    buf = np.empty(longest, dtype=np.float64)
+    small = np.empty(24, dtype=np.float64)
+    for gi in range(groups.size):
+        g = groups[gi]
+        lo = starts[g]
+        n = starts[g + 1] - lo
+        for i in range(n):
+            buf[i] = resid[lo + i]
+        med = _median_of(buf, n, small)
+        for i in range(n):
+            buf[i] = np.abs(resid[lo + i] - med)
+        s = mad_scale * _median_of(buf, n, small)
+        scale[g] = s
+        limit = k * s
+        for i in range(n):
+            absr = np.abs(resid[lo + i])
+            w = limit / absr if absr > limit else 1.0
+            weights[lo + i] = w if s > 0 else 1.0

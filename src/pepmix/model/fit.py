@@ -46,7 +46,7 @@ from pepmix.model.design import (
     contrast_replication,
 )
 from pepmix.model.divergent import reduce_divergent
-from pepmix.model.optimize import DIVERGENT_THETA, MAX_ITER, minimize
+from pepmix.model.optimize import DIVERGENT_THETA, MAX_ITER, _put_rows, minimize
 from pepmix.model.reml import Bucket, Derivatives, Evaluation, _inverses, derivatives, evaluate
 from pepmix.model.satterthwaite import (
     Estimates,
@@ -665,19 +665,63 @@ def _snap_to_boundary(
     the data cannot inform, left at its start value) to the simpler model. Returns the new theta
     and which variances were snapped from a non-small value (not identifiable).
     """
+    theta, flat, _, _ = _snap_evaluated(bucket, theta, dev)
+    return theta, flat
+
+
+def _snap_evaluated(
+    bucket: Bucket, theta: FloatArray, dev: FloatArray
+) -> tuple[FloatArray, NDArray[np.bool_], Evaluation | None, NDArray[np.bool_]]:
+    """:func:`_snap_to_boundary`, also returning the criterion evaluated at the new theta of
+    the snapped proteins (rows where the returned mask holds; the criterion is evaluated row
+    by row, so only the candidates' rows are evaluated)."""
     flat = np.zeros(theta.shape, dtype=bool)
+    nb = theta.shape[0]
+    snapped = np.zeros(nb, dtype=bool)
+    snap_ev: Evaluation | None = None
     for f in range(theta.shape[1]):
         cand = bucket.free[:, f] & (theta[:, f] > 0)
         if not cand.any():
             continue
+        rows = np.flatnonzero(cand)
         trial = theta.copy()
         trial[:, f] = 0.0
-        new = evaluate(bucket, trial).dev
+        part = bucket if rows.size == nb else bucket.take(rows)
+        tried = evaluate(part, trial[rows])
+        new = dev.copy()
+        new[rows] = tried.dev
         snap = cand & (new - dev < SNAP_TOL)
         flat[:, f] = snap & (theta[:, f] >= SNAP_THETA)
         theta = np.where(snap[:, None], trial, theta)
         dev = np.where(snap, new, dev)
-    return theta, flat
+        if snap.any():
+            pick = np.flatnonzero(snap[rows])
+            snap_ev = _put_rows(snap_ev, nb, rows[pick], tried, pick)
+            snapped |= snap
+    return theta, flat, snap_ev, snapped
+
+
+def _final_evaluation(
+    bucket: Bucket, theta: FloatArray, known: list[tuple[Evaluation | None, NDArray[np.bool_]]]
+) -> Evaluation:
+    """The criterion at ``theta``: rows from the evaluations ``known`` (each with the mask of
+    its rows made at ``theta``; earlier ones first, later ones override), the rest evaluated
+    (row by row exact: the same numbers as evaluating all)."""
+    nb = theta.shape[0]
+    out: Evaluation | None = None
+    have = np.zeros(nb, dtype=bool)
+    for ev, rows in known:
+        if ev is not None and rows.any():
+            idx = np.flatnonzero(rows)
+            out = _put_rows(out, nb, idx, ev, idx)
+            have |= rows
+    if out is None or not have.any():
+        return evaluate(bucket, theta)
+    missing = np.flatnonzero(~have)
+    if missing.size:
+        out = _put_rows(out, nb, missing, evaluate(bucket.take(missing), theta[missing]),
+                        np.arange(missing.size))  # fmt: skip
+    return out
 
 
 def _fit_bucket(
@@ -803,11 +847,18 @@ def _optimum(
         bucket, opt, theta_reml = penalised_optimum(bucket, problem.factors, out.prior)
         _note_shrunk(problem, idx, bucket, theta_reml, out)
     if out.reduce_divergent:
+        before = opt.theta.copy()
         bucket, opt, dropped = reduce_divergent(bucket, opt)
         _note_dropped(problem, idx, dropped, out)
-    theta, flat = _snap_to_boundary(bucket, opt.theta, opt.dev)
+        if opt.has_ev is not None:  # refitted proteins: their optimiser's evaluation is stale
+            opt.has_ev &= np.all(opt.theta == before, axis=1)
+    theta, flat, snap_ev, snapped = _snap_evaluated(bucket, opt.theta, opt.dev)
     out.not_identifiable[idx] = flat
-    ev = evaluate(bucket, theta)
+    if out.prior is None and opt.has_ev is not None:
+        # the optimiser's and the snap's evaluations at theta (exact: evaluated row by row)
+        ev = _final_evaluation(bucket, theta, [(opt.ev, opt.has_ev & ~snapped), (snap_ev, snapped)])
+    else:
+        ev = evaluate(bucket, theta)
     out.converged[idx] = (opt.converged | unfinished) & ev.ok
     out.iterations[idx] = opt.iterations
     return bucket, theta, ev, unfinished

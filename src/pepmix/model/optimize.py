@@ -51,6 +51,10 @@ class OptimResult:
     dev: FloatArray
     converged: NDArray[np.bool_]
     iterations: NDArray[np.intp]
+    #: the criterion evaluated at ``theta`` (rows where ``has_ev``; None: no row), kept from
+    #: the optimiser's own evaluations so that callers need not evaluate the optimum again
+    ev: Evaluation | None = None
+    has_ev: NDArray[np.bool_] | None = None
 
 
 def _grid(bucket: Bucket) -> FloatArray:
@@ -138,7 +142,7 @@ def minimize(
     else:
         theta = np.where(bucket.free, theta0, 0.0)
         start_ev = evaluate(bucket, theta)
-        dev = start_ev.dev
+        dev = start_ev.dev.copy()  # start_ev becomes the final evaluation (rows overwritten)
     converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
     active = np.flatnonzero(~converged & np.isfinite(dev))
@@ -146,6 +150,9 @@ def minimize(
     # the criterion at theta[active], when an earlier evaluation has it (the start, the line
     # search's accepted step): the criterion is evaluated row by row, so reusing it is exact
     known = None if start_ev is None else start_ev.take(active)
+    # the evaluation at each protein's current theta, where one was made
+    final = start_ev
+    has_ev = np.full(nb, start_ev is not None)
     for _ in range(max_iter):
         if active.size == 0:
             break
@@ -176,6 +183,8 @@ def minimize(
             small &= (np.linalg.norm(proj_grad[move], axis=1) < 1e-6) & ~saddle[move]
             done[move] = ~improved | small
         converged[active[done]] = True
+        final = _record_final(final, nb, active, done, move, th, theta, ev, accepted)
+        has_ev[active[done]] = True
         keep = np.flatnonzero(~done)
         # a kept protein moved (not done: improved), so its evaluation is the line search's
         known = None
@@ -186,7 +195,44 @@ def minimize(
         active = active[keep]
         if keep.size and keep.size < sub.size:
             sub = sub.take(keep)
-    return OptimResult(theta=theta, dev=dev, converged=converged, iterations=iterations)
+    if active.size and known is not None:
+        # stopped at max_iter: the line search's evaluation at the accepted step
+        final = _put_rows(final, nb, active, known, np.arange(active.size))
+        has_ev[active] = True
+    if final is None:
+        has_ev[:] = False
+    return OptimResult(theta, dev, converged, iterations, final, has_ev)
+
+
+def _record_final(
+    final: Evaluation | None,
+    nb: int,
+    active: NDArray[np.intp],
+    done: NDArray[np.bool_],
+    move: NDArray[np.intp],
+    th: FloatArray,
+    theta: FloatArray,
+    ev: Evaluation,
+    accepted: Evaluation | None,
+) -> Evaluation | None:
+    """``final`` with the evaluations at the final theta of the proteins ``active[done]``:
+    the line search's at the accepted step for those it moved, else this iteration's (a
+    protein whose theta did not change has the same evaluation either way)."""
+    rows = np.flatnonzero(done)
+    if rows.size == 0:
+        return final
+    moved = np.zeros(done.size, dtype=bool)
+    position = np.full(done.size, -1, dtype=np.intp)
+    if accepted is not None and move.size:
+        position[move] = np.arange(move.size)
+        moved[move] = np.any(theta[active[move]] != th[move], axis=1)
+    stay = rows[~moved[rows]]
+    go = rows[moved[rows]]
+    if stay.size:
+        final = _put_rows(final, nb, active[stay], ev, stay)
+    if go.size and accepted is not None:
+        final = _put_rows(final, nb, active[go], accepted, position[go])
+    return final
 
 
 def _newton_step(

@@ -55,6 +55,16 @@ with refits to convergence: measured against the fixed point of a 10x tighter to
 the distance of the two schemes is alike (``benchmarks/README.md``, "Cheaper Huber IRLS").
 ``INNER_NEWTON = None`` refits every round to convergence (the scheme before 2026-12-07).
 
+Bookkeeping of the rounds (none of it changes a number: every array of the fit is bit for bit
+what the plain computation gives, ``tests/unit/test_subset_problem.py``,
+``tests/unit/test_robust_cost.py``): the problem of each round's refits is built from the
+weight-independent steps of :func:`pepmix.model.suffstats.build_problem`, computed once
+(:class:`pepmix.model.subset_problem.SubsetBuilder`); the median polish and the MAD scale with
+the Huber weights run protein by protein in compiled kernels
+(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`); and the
+criterion at each refit's optimum comes from the optimiser's own evaluations
+(:func:`pepmix.model.fit._final_evaluation`).
+
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
 some observation's residual exceeds :math:`k s / 0.5 = 2.69 s` (under normal errors 0.7 % of
 observations do), and ``robust weights not converged after 10 refits`` when the weights would
@@ -155,6 +165,7 @@ from pepmix.model.fit import (
     fit_problem_light,
 )
 from pepmix.model.optimize import DIVERGENT_THETA
+from pepmix.model.subset_problem import SubsetBuilder
 from pepmix.model.suffstats import Problem, build_problem
 
 log = logging.getLogger(__name__)
@@ -319,10 +330,45 @@ def polish_residuals(enc: Encoded, n_sweeps: int = POLISH_SWEEPS) -> FloatArray:
     n_feat = int(enc.feat.max()) + 1 if enc.feat.size else 0
     resid = enc.y.copy()
     cell_order = np.argsort(cell, kind="stable")
+    feat_range = _feature_ranges(enc, n_prot, n_feat)
+    if feat_range is not None:
+        # protein by protein in the compiled kernel: the same operations on every value
+        from pepmix.model._kernel import median_polish
+
+        feat_order = np.argsort(enc.feat, kind="stable").astype(np.int64)
+        median_polish(
+            resid,
+            feat_order,
+            _starts(enc.feat, n_feat),
+            feat_range,
+            cell_order.astype(np.int64),
+            _starts(cell, n_prot * n_runs),
+            n_runs,
+            n_sweeps,
+        )
+        return resid
     for _ in range(n_sweeps):
         resid -= group_median(resid, enc.feat, n_feat)[enc.feat]
         resid -= group_median(resid, cell, n_prot * n_runs, cell_order)[cell]
     return resid
+
+
+def _starts(group: IntArray, n_groups: int) -> NDArray[np.int64]:
+    """Offsets of each group's rows in the stable sort order of ``group``."""
+    counts = np.bincount(group, minlength=n_groups)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def _feature_ranges(enc: Encoded, n_prot: int, n_feat: int) -> NDArray[np.int64] | None:
+    """Feature codes ``range[p]:range[p + 1]`` of each protein, or None when a protein's
+    features are not one such range (features numbered by protein, as :func:`encode` does)."""
+    if n_feat == 0:
+        return None
+    fprot = np.full(n_feat, -1, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    if np.any(fprot < 0) or np.any(np.diff(fprot) < 0):
+        return None
+    return np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
 
 
 def polish_df_factor(enc: Encoded) -> FloatArray:
@@ -347,11 +393,11 @@ def initial_weights(enc: Encoded, method: str = "huber") -> tuple[FloatArray, Fl
     ``method`` (default ``"huber"``): Huber or (``"bisquare"``) bisquare weights.
     """
     resid = polish_residuals(enc)
-    scale = robust_scale(resid, enc.prot, len(enc.proteins))
     if method == "bisquare":
-        scale = scale * polish_df_factor(enc)
+        scale = robust_scale(resid, enc.prot, len(enc.proteins)) * polish_df_factor(enc)
         return bisquare_weights(resid, scale[enc.prot]), scale
-    return huber_weights(resid, scale[enc.prot]), scale
+    scale, weights = huber_scale_weights(resid, enc.prot, len(enc.proteins))
+    return weights, scale
 
 
 def fitted_values(
@@ -412,22 +458,29 @@ def _refit(
     warm: bool = True,
     light: bool = False,
     max_iter: int | None = None,
+    builder: SubsetBuilder | None = None,
 ) -> tuple[FloatArray, _Pending | None]:
     """Refit the proteins ``subset`` with ``weights``; scatter into ``out``; return predictions
     (coded, global protein codes) and, for a ``light`` fit (:func:`fit_problem_light`: no
-    covariances or contrast tests yet), what :meth:`_Pending.finish` needs to complete it."""
-    local = np.full(problem.n_proteins, -1, dtype=np.intp)
-    local[subset] = np.arange(subset.size)
-    rows = local[enc.prot] >= 0
-    sub = build_problem(
-        local[enc.prot[rows]],
-        enc.feat[rows],
-        enc.run[rows],
-        enc.y[rows],
-        design,
-        n_proteins=subset.size,
-        weights=weights[rows],
-    )
+    covariances or contrast tests yet), what :meth:`_Pending.finish` needs to complete it.
+    ``builder`` (default None: :func:`build_problem` on the subset's rows) builds the subset's
+    weighted problem reusing what does not depend on the weights (the same problem, bit for
+    bit)."""
+    if builder is not None:
+        sub = builder.build(subset, weights)
+    else:
+        local = np.full(problem.n_proteins, -1, dtype=np.intp)
+        local[subset] = np.arange(subset.size)
+        rows = local[enc.prot] >= 0
+        sub = build_problem(
+            local[enc.prot[rows]],
+            enc.feat[rows],
+            enc.run[rows],
+            enc.y[rows],
+            design,
+            n_proteins=subset.size,
+            weights=weights[rows],
+        )
     sub_out = _allocate(
         sub, design, [enc.proteins[i] for i in subset], out.contrast_names, out.n_features[subset]
     )
@@ -608,6 +661,8 @@ class _Irls:
         self.inner_newton = INNER_NEWTON
         #: proteins whose latest fit is truncated (stopped before the optimum)
         self.truncated = np.zeros(n_prot, dtype=bool)
+        #: builds the weighted problems of the refits (the weight-independent steps once)
+        self.builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
 
     def refit(
         self,
@@ -634,6 +689,7 @@ class _Irls:
             warm,
             light,
             max_iter if light else None,
+            self.builder,
         )
         self.truncated[subset] = False
         if pending is not None:
@@ -757,9 +813,33 @@ def _update_weights(
     if fixed_scale is not None:
         weights[rows] = bisquare_weights(resid, fixed_scale[sub.prot])
         return
-    s = robust_scale(resid, sub.prot, len(enc.proteins))
+    s, w = huber_scale_weights(resid, sub.prot, len(enc.proteins), np.flatnonzero(touched))
     scale[touched] = s[touched]
-    weights[rows] = huber_weights(resid, s[sub.prot])
+    weights[rows] = w
+
+
+def huber_scale_weights(
+    resid: FloatArray, prot: IntArray, n_prot: int, groups: IntArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`robust_scale` and the :func:`huber_weights` with that scale in one compiled pass
+    (the same numbers): the scale of the proteins ``groups`` (default None: all; NaN for the
+    others) and the weight of every residual (``prot`` sorted ascending)."""
+    from pepmix.model._kernel import mad_huber
+
+    if groups is None:
+        groups = np.arange(n_prot)
+    scale = np.full(n_prot, np.nan)
+    weights = np.ones(resid.size)
+    mad_huber(
+        np.ascontiguousarray(resid, dtype=np.float64),
+        _starts(prot, n_prot),
+        groups.astype(np.int64),
+        MAD_SCALE,
+        HUBER_K,
+        scale,
+        weights,
+    )
+    return scale, weights
 
 
 def _protein_max(values: FloatArray, prot: IntArray, n_prot: int) -> FloatArray:

@@ -37,6 +37,10 @@ step passes on:
 8. :func:`_assemble_buckets`: each chunk's :class:`pepmix.model.reml.Bucket`, the level code of
    every dimension (:func:`_dimensions`) and the eliminated levels (:func:`_bucket_levels`).
 
+Steps 1-4 and the centring of ``y`` (:func:`_structure`) do not depend on the observation
+weights: :class:`pepmix.model.subset_problem.SubsetBuilder` computes them once and builds the
+robust fit's refit problems of protein subsets from them (the same problems, bit for bit).
+
 Observation weights (``e_i ~ N(0, sigma^2 / w_i)``, used by the robust fit of
 :mod:`pepmix.model.robust`): weighted REML is the unweighted model on rows scaled by
 :math:`\sqrt{w_i}` (``y``, ``X`` and ``Z``). The cross-products become weighted sums, and the
@@ -476,6 +480,55 @@ def build_problem(
     if n_obs_total and np.any(np.diff(prot) < 0):
         raise ValueError("observations must be sorted by protein")
     weights = _check_weights(weights, n_obs_total)
+    st, yc = _structure(prot, feat, run, y, design, n_prot)
+    cls = _count_classes(st.lv, st.lay, design, (prot, feat, run), weights, compress)
+    ch = _chunk_buckets(st.lay, cls, st.fx.fittable, design.n_fixed)
+    flats = _accumulate(st.lv, st.lay, cls, ch, st.fx.xkeep, (run, yc, weights), design)
+    neg_logw = (
+        np.zeros(n_prot)
+        if weights is None
+        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot).astype(np.float64)
+    )
+    return _problem(st, cls, ch, flats, neg_logw)
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """Steps 1-4 and the centring of ``y``: everything of a problem that does not depend on
+    the observation weights (reused across the refits of the robust fit,
+    :class:`pepmix.model.subset_problem.SubsetBuilder`).
+
+    Attributes
+    ----------
+    lv : _Levels
+        Step 1.
+    active : ndarray of bool, shape (P, F)
+        Factors kept (step 2).
+    detail : list of str
+        Reasons for dropped terms (step 2).
+    fx : _Fixed
+        Step 3.
+    lay : _Layout
+        Step 4.
+    ybar : ndarray, shape (P,)
+        Mean of ``y`` per protein.
+    fixed_runs : bool
+        Whether the eliminated levels are fixed run means.
+    """
+
+    lv: _Levels
+    active: NDArray[np.bool_]
+    detail: list[str]
+    fx: _Fixed
+    lay: _Layout
+    ybar: FloatArray
+    fixed_runs: bool
+
+
+def _structure(
+    prot: IntArray, feat: IntArray, run: IntArray, y: FloatArray, design: RunDesign, n_prot: int
+) -> tuple[_Structure, FloatArray]:
+    """Steps 1-4 of :func:`build_problem` and the centred ``y`` of every observation."""
     fixed_runs = design.spec.fixed_runs
     lv = _count_levels(prot, feat, run, design, n_prot)
     active, reasons = _degenerate_terms(lv, design)
@@ -483,29 +536,36 @@ def build_problem(
     ybar = np.bincount(prot, weights=y, minlength=n_prot) / np.maximum(lv.n_obs, 1)
     yc = np.ascontiguousarray(y - ybar[prot], dtype=np.float64)
     lay = _layout(lv, active, fx, fixed_runs)
-    cls = _count_classes(lv, lay, design, (prot, feat, run), weights, compress)
-    ch = _chunk_buckets(lay, cls, fx.fittable, design.n_fixed)
-    flats = _accumulate(lv, lay, cls, ch, fx.xkeep, (run, yc, weights), design)
+    detail = ["; ".join(r) for r in reasons]
+    return _Structure(lv, active, detail, fx, lay, ybar, fixed_runs), yc
+
+
+def _problem(
+    st: _Structure,
+    cls: _Classes,
+    ch: _Chunks,
+    flats: tuple[FloatArray, FloatArray, FloatArray],
+    neg_logw: FloatArray,
+) -> Problem:
+    """The :class:`Problem` of steps 1-7 (``st``, ``cls``, ``ch``, the kernel's ``flats``)
+    and :math:`-\\sum_i \\log w_i` per protein; step 8 assembles its buckets."""
+    lv, lay, fx = st.lv, st.lay, st.fx
     problem = Problem(
-        n_proteins=n_prot,
+        n_proteins=lv.n_proteins,
         factors=lv.factors,
         n_obs=lv.n_obs,
         n_levels=lv.n_levels,
-        active=active,
+        active=st.active,
         xkeep=fx.xkeep,
         nu=fx.nu,
         fittable=fx.fittable,
-        detail=["; ".join(r) for r in reasons],
-        ybar=ybar,
+        detail=list(st.detail),
+        ybar=st.ybar,
         efactor=lay.efactor,
-        e_fixed=fixed_runs,
+        e_fixed=st.fixed_runs,
         cells=lv.cells,
     )
-    problem.neg_logw = (
-        np.zeros(n_prot)
-        if weights is None
-        else -np.bincount(prot, weights=np.log(weights), minlength=n_prot).astype(np.float64)
-    )
+    problem.neg_logw = neg_logw
     _assemble_buckets(problem, lv, lay, cls, ch, flats)
     log.debug("built %d buckets for %d fittable proteins", len(ch.chunks), ch.order.size)
     return problem
@@ -837,15 +897,44 @@ def _count_classes(
     -------
     _Classes
     """
-    n_prot = lv.n_proteins
-    n_obs_total = int(codes[0].size)
     e_counts = _eliminated_counts(lay, lv)
-    e_protein = np.repeat(np.arange(n_prot), lay.n_e)
     e_wsum: FloatArray = e_counts.astype(np.float64)
     if weights is not None:
         e_wsum = _eliminated_weights(lay, lv, design, (*codes, weights))
     # weighted and compressed: rank-one classes (one level each, stored as its row w_j)
     rank_one = compress and weights is not None
+    return _classes(e_counts, e_wsum, lay.n_e, int(codes[0].size), rank_one, compress)
+
+
+def _classes(
+    e_counts: IntArray,
+    e_wsum: FloatArray,
+    n_e: IntArray,
+    n_obs_total: int,
+    rank_one: bool,
+    compress: bool,
+) -> _Classes:
+    """The classes of step 5 from the eliminated levels' counts and weight sums.
+
+    Parameters
+    ----------
+    e_counts, e_wsum : ndarray, shape (E,)
+        Observations and weight sum of every eliminated level (proteins in code order).
+    n_e : ndarray of int, shape (P,)
+        Eliminated levels per protein.
+    n_obs_total : int
+        Number of observations (bounds the counts).
+    rank_one : bool
+        One rank-one class per level (weighted, compressed).
+    compress : bool
+        Sum levels with equal counts (unweighted).
+
+    Returns
+    -------
+    _Classes
+    """
+    n_prot = int(n_e.size)
+    e_protein = np.repeat(np.arange(n_prot), n_e)
     if compress and not rank_one:
         ckey = e_protein.astype(np.int64) * (n_obs_total + 1) + e_counts
         uniq, inverse = np.unique(ckey, return_inverse=True)
@@ -862,7 +951,7 @@ def _count_classes(
     return _Classes(
         e_counts=e_counts,
         e_wsum=e_wsum,
-        e_offset=np.concatenate([[0], np.cumsum(lay.n_e)]).astype(np.int64),
+        e_offset=np.concatenate([[0], np.cumsum(n_e)]).astype(np.int64),
         e_class=(inverse - cls_offset[e_protein]).astype(np.int64),
         rank_one=rank_one,
         cls_value=cls_value,

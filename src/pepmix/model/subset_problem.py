@@ -1,0 +1,294 @@
+r"""Weighted problems of protein subsets, reusing what does not depend on the weights.
+
+The robust fit (:mod:`pepmix.model.robust`) refits, round after round, the proteins whose
+weights changed, each time with :func:`pepmix.model.suffstats.build_problem` on their
+observations. Of the steps of that function (module docstring of
+:mod:`pepmix.model.suffstats`, "Steps") only the weight sums of the eliminated levels (step 5),
+the cross-products (step 7, the compiled pass) and :math:`-\sum_i \log w_i` depend on the
+weights; the level counts, the degenerate-term checks, the fixed-effect rank, the layout, the
+centred ``y`` and the eliminated levels' counts (steps 1-4 and part of 5) depend only on which
+observations a protein has. :class:`SubsetBuilder` computes those once for all proteins and
+builds the problem of any subset with any weights from their rows.
+
+Every number is computed as :func:`~pepmix.model.suffstats.build_problem` computes it on the
+subset's observations (per-protein sums in observation order, per-protein checks), so
+:meth:`SubsetBuilder.build` returns the same :class:`~pepmix.model.suffstats.Problem`, bit for
+bit (``tests/unit/test_subset_problem.py``). The compiled pass reads the full observation
+arrays at the subset proteins' offsets instead of copies of their rows. Not covered (they fall
+back to :func:`~pepmix.model.suffstats.build_problem`): the feature x condition factor
+(its level codes are renumbered per subset), the fixed run-means model, uncompressed classes
+and weights that are all 1 (the unweighted problem with count classes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pepmix.model.design import USAGE_FACTOR, RunDesign
+from pepmix.model.suffstats import (
+    Problem,
+    _check_weights,
+    _chunk_buckets,
+    _Chunks,
+    _classes,
+    _eliminated_counts,
+    _Fixed,
+    _group_columns,
+    _Layout,
+    _Levels,
+    _padded_q,
+    _problem,
+    _Structure,
+    _structure,
+    build_problem,
+)
+
+IntArray = NDArray[np.intp]
+FloatArray = NDArray[np.float64]
+
+#: kinds of the weight sum of an eliminated level (:class:`SubsetBuilder`): a (protein, run)
+#: cell, a feature, or (``_GROUPED + f``) a level of run-level factor ``f``
+_CELL, _FEATURE, _GROUPED = 0, 1, 2
+
+
+class SubsetBuilder:
+    """Builds :func:`pepmix.model.suffstats.build_problem` of protein subsets with weights.
+
+    Parameters
+    ----------
+    prot, feat, run : ndarray of int, shape (N,)
+        Protein (sorted ascending), feature and run codes of every observation.
+    y : ndarray, shape (N,)
+        log2 intensity.
+    design : RunDesign
+        Fixed-effect design and run-level factor codes.
+    n_proteins : int
+        Number of proteins.
+    """
+
+    def __init__(
+        self,
+        prot: IntArray,
+        feat: IntArray,
+        run: IntArray,
+        y: FloatArray,
+        design: RunDesign,
+        n_proteins: int,
+    ) -> None:
+        self.prot, self.feat, self.run, self.y = prot, feat, run, y
+        self.design = design
+        self.n_proteins = n_proteins
+        counts = np.bincount(prot, minlength=n_proteins)
+        self.prot_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        #: whether :meth:`build` reuses the structure (else it calls build_problem)
+        self.cached = USAGE_FACTOR not in design.spec.random and not design.spec.fixed_runs
+        if not self.cached:
+            return
+        st, yc = _structure(prot, feat, run, y, design, n_proteins)
+        self.st, self.yc = st, yc
+        self.run32 = run.astype(np.int32)
+        self.x = np.ascontiguousarray(design.x, dtype=np.float64)
+        self.q_pad = _padded_q(st.lay.q_tot).astype(np.int64)
+        self.e_counts = _eliminated_counts(st.lay, st.lv)
+        self.e_offset = np.concatenate([[0], np.cumsum(st.lay.n_e)]).astype(np.int64)
+        self.e_kind, self.e_col = _level_sources(st)
+
+    def build(self, subset: IntArray, weights: FloatArray) -> Problem:
+        """The problem of the proteins ``subset`` (ascending codes; they become 0, 1, ... in
+        it) with the observation weights ``weights`` (shape (N,), all observations): the
+        problem :func:`pepmix.model.suffstats.build_problem` builds from the subset's rows."""
+        rows = _segments(self.prot_start, subset)
+        w_sub = weights[rows]
+        if not self.cached or _check_weights(w_sub, rows.size) is None:
+            local = np.full(self.n_proteins, -1, dtype=np.intp)
+            local[subset] = np.arange(subset.size)
+            return build_problem(
+                local[self.prot[rows]],
+                self.feat[rows],
+                self.run[rows],
+                self.y[rows],
+                self.design,
+                n_proteins=subset.size,
+                weights=w_sub,
+            )
+        st = _restrict(self.st, subset)
+        n_sub = subset.size
+        local_prot = np.repeat(np.arange(n_sub), st.lv.n_obs)
+        levels = _segments(self.e_offset, subset)
+        e_wsum = self._level_weights(subset, levels, local_prot, rows, w_sub)
+        cls = _classes(
+            self.e_counts[levels].astype(np.intp), e_wsum, st.lay.n_e, rows.size, True, True
+        )
+        ch = _chunk_buckets(st.lay, cls, st.fx.fittable, self.design.n_fixed)
+        flats = self._accumulate(subset, st, ch, weights)
+        neg_logw = -np.bincount(local_prot, weights=np.log(w_sub), minlength=n_sub)
+        return _problem(st, cls, ch, flats, neg_logw.astype(np.float64))
+
+    def _level_weights(
+        self,
+        subset: IntArray,
+        levels: IntArray,
+        local_prot: IntArray,
+        rows: IntArray,
+        w_sub: FloatArray,
+    ) -> FloatArray:
+        """Weight sum of every eliminated level of ``subset`` (``levels``: their indices in
+        the full order), summed as :func:`pepmix.model.suffstats._eliminated_weights` sums."""
+        lv = self.st.lv
+        n_sub = subset.size
+        n_runs = lv.pr_counts.shape[1]
+        pr_w = np.bincount(
+            local_prot.astype(np.int64) * n_runs + self.run[rows],
+            weights=w_sub,
+            minlength=n_sub * n_runs,
+        ).reshape(n_sub, n_runs)
+        kind = self.e_kind[levels]
+        col = self.e_col[levels]
+        e_local = np.repeat(np.arange(n_sub), self.st.lay.n_e[subset])
+        out = np.zeros(levels.size)
+        sel = kind == _CELL
+        out[sel] = pr_w[e_local[sel], col[sel]]
+        sel = kind == _FEATURE
+        if sel.any():
+            feat_w = np.bincount(self.feat[rows], weights=w_sub)
+            out[sel] = feat_w[col[sel]]
+        for f, counts in lv.level_counts.items():
+            sel = kind == _GROUPED + f
+            if sel.any():
+                codes = self.design.factor_codes[lv.factors[f]]
+                grouped = _group_columns(pr_w, codes, counts.shape[1], np.float64)
+                out[sel] = grouped[e_local[sel], col[sel]]
+        return out
+
+    def _accumulate(
+        self, subset: IntArray, st: _Structure, ch: _Chunks, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Step 7 for the subset: the compiled pass over the full observation arrays at the
+        subset proteins' offsets (protein codes of the full problem), into the subset's
+        layout ``ch`` (rank-one classes: no class matrices)."""
+        from pepmix.model._kernel import accumulate
+
+        full = self.st
+        n = self.n_proteins
+        g_offset = np.zeros(n, dtype=np.int64)
+        g_offset[subset] = ch.g_offset
+        erow_offset = np.zeros(n, dtype=np.int64)
+        erow_offset[subset] = ch.erow_offset
+        g_flat = np.zeros(ch.sizes[0])
+        erow_flat = np.zeros(ch.sizes[2])
+        accumulate(
+            full.lv.prot_start,
+            subset[ch.order].astype(np.int64),
+            full.lv.feat_local,
+            self.run32,
+            self.yc,
+            self.x,
+            full.fx.xkeep,
+            full.lv.run_codes,
+            full.lv.local_tables,
+            full.lay.is_k,
+            full.lay.k_offset.astype(np.int64),
+            full.lay.kernel_e.astype(np.int64),
+            self.q_pad,
+            g_offset,
+            np.zeros(n, dtype=np.int64),
+            self.e_offset,
+            np.zeros(max(int(self.e_offset[-1]), 1), dtype=np.int64),
+            g_flat,
+            np.zeros(0),
+            erow_flat,
+            erow_offset,
+            np.ascontiguousarray(weights, dtype=np.float64),
+            np.zeros(0, dtype=np.int32),
+        )
+        del st
+        return g_flat, np.zeros(0), erow_flat
+
+
+def _segments(starts: NDArray[np.int64], subset: IntArray) -> IntArray:
+    """Indices ``starts[p]:starts[p + 1]`` of every ``p`` in ``subset``, concatenated."""
+    lo = starts[subset]
+    n = starts[subset + 1] - lo
+    total = int(n.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.intp)
+    first = np.cumsum(n) - n
+    return np.asarray(np.repeat(lo - first, n) + np.arange(total), dtype=np.intp)
+
+
+def _level_sources(st: _Structure) -> tuple[NDArray[np.int8], IntArray]:
+    """For every eliminated level (full order): which weight sum it is (:data:`_CELL`,
+    :data:`_FEATURE`, ``_GROUPED + f``) and its column (run, feature code, level code)."""
+    lv, lay = st.lv, st.lay
+    n_f = len(lv.factors)
+    kind = np.zeros(int(lay.n_e.sum()), dtype=np.int8)
+    col = np.zeros(kind.size, dtype=np.intp)
+    e_protein = np.repeat(np.arange(lv.n_proteins), lay.n_e)
+    e_offset = np.concatenate([[0], np.cumsum(lay.n_e)])
+    rank = np.arange(kind.size) - e_offset[e_protein]
+    e_of = lay.kernel_e[e_protein]
+    for e in np.unique(e_of).tolist():
+        sel = e_of == e
+        if e == n_f:
+            kind[sel] = _CELL
+            table = lv.pr_counts
+        elif lv.factors[e] == "feature":
+            kind[sel] = _FEATURE
+            col[sel] = lv.first_feat[e_protein[sel]] + rank[sel]
+            continue
+        else:
+            kind[sel] = _GROUPED + e
+            table = lv.level_counts[e]
+        # the protein's observed levels in order: the rank-th nonzero column of its row
+        rows, cols = np.nonzero(table > 0)
+        first = np.searchsorted(rows, np.arange(lv.n_proteins))
+        col[sel] = cols[first[e_protein[sel]] + rank[sel]]
+    return kind, col
+
+
+def _restrict(st: _Structure, subset: IntArray) -> _Structure:
+    """The structure of the proteins ``subset`` (per-protein rows; the observation-level
+    fields ``prot_start``, ``feat_local`` and ``local_tables`` stay those of all proteins: only
+    :meth:`SubsetBuilder._accumulate` reads them, with the full codes)."""
+    lv, fx, lay = st.lv, st.fx, st.lay
+    n_obs = lv.n_obs[subset]
+    sub_lv = _Levels(
+        n_proteins=int(subset.size),
+        factors=lv.factors,
+        n_obs=n_obs,
+        prot_start=lv.prot_start,
+        first_feat=lv.first_feat[subset],
+        feat_local=lv.feat_local,
+        pr_counts=lv.pr_counts[subset],
+        n_levels=lv.n_levels[subset],
+        n_feat=lv.n_feat[subset],
+        feature_counts=lv.feature_counts,
+        level_counts={f: c[subset] for f, c in lv.level_counts.items()},
+        run_codes=lv.run_codes,
+        local_tables=lv.local_tables,
+        cells=None,
+    )
+    sub_fx = _Fixed(
+        xkeep=fx.xkeep[subset],
+        nu=fx.nu[subset],
+        fittable=fx.fittable[subset],
+        runs_seen=fx.runs_seen[subset],
+    )
+    sub_lay = _Layout(
+        efactor=lay.efactor[subset],
+        is_k=lay.is_k[subset],
+        q_tot=lay.q_tot[subset],
+        k_offset=lay.k_offset[subset],
+        kernel_e=lay.kernel_e[subset],
+        n_e=lay.n_e[subset],
+    )
+    return _Structure(
+        lv=sub_lv,
+        active=st.active[subset],
+        detail=[st.detail[i] for i in subset.tolist()],
+        fx=sub_fx,
+        lay=sub_lay,
+        ybar=st.ybar[subset],
+        fixed_runs=st.fixed_runs,
+    )
