@@ -11,7 +11,9 @@ the most deviating cells are those with the largest usage BLUPs :math:`|\hat w_{
 units, like ``lme4::ranef``).
 
 Workflow output ``results/tables/peptide_usage.tsv`` (config ``peptide_usage: true``): per shard
-the fit job calls :func:`usage_shard_table`, rule ``peptide_usage`` gathers with
+the rule ``usage_refit`` calls :func:`usage_shard_from_start` with the default fit's end that the
+fit job stored (:class:`UsageStart`; the fit job itself calls :func:`usage_shard` when the
+contrasts need the usage model, ``peptide_usage_contrasts``), rule ``peptide_usage`` gathers with
 :func:`gather_usage_table`. When the model (``model.random``) has no ``feature:condition`` term,
 the shard's proteins are fitted a second time with the term added (plain REML, the model's
 ``model.robust`` setting, no variance-ratio prior) and only the usage term is tested: the null
