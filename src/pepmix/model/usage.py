@@ -605,7 +605,7 @@ def gather_usage_table(
     Sorted by ``pvalue`` (NaN last), then ``protein``, one row per input protein (the same
     table for any number of shards).
     """
-    from pepmix.inference.limma import bh_adjust
+    from pepmix.inference.fdr import bh_adjust
     from pepmix.model.variance_tests import mixture_pvalue
 
     frame = pd.concat(list(parts), ignore_index=True)
