@@ -116,6 +116,9 @@ rule plot_differential:
         "logs/benchmarks/plot_differential.tsv"
     log:
         "logs/plots/differential.log",
+    # with plot_model, before the QC and usage figures: when the usage refit runs in a job of its
+    # own, it was often the last job (its chain test -> plot_differential is on the end of the DAG)
+    priority: 1
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
