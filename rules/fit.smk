@@ -215,9 +215,8 @@ if USAGE_JOB:
             f"logs/benchmarks/usage_refit/{SHARD}.tsv"
         log:
             f"logs/usage_refit/{SHARD}.log",
-        # one shard: the longest chain after the fit (refit, then the usage figure), started
-        # first; several shards: after gather_model, on the differential table's path
-        priority: 3 if SINGLE_SHARD else 2
+        # the longest chain after the fit (refit, then the usage figure): started first
+        priority: 3
         threads: 1
         resources:
             # as rule fit: the same engine on the same table, with one more term

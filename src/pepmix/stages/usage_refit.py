@@ -1,5 +1,6 @@
 """Rule ``usage_refit``: the peptide-usage test of a shard (config ``peptide_usage``;
-:mod:`pepmix.model.usage`) in a job of its own, beside the test and plot jobs.
+:mod:`pepmix.model.usage`) in a job of its own, beside the test and plot jobs (the workflow
+uses it with one shard; several shards test usage in their fit jobs).
 
 The fit job stores where its default fit ended (``usage_start.parquet``:
 :class:`pepmix.model.usage.UsageStart`, the relative SDs and final robust weights); this job
