@@ -139,14 +139,10 @@ rule fit:
         ),
         alerts=f"results/alerts/fit/{SHARD}.tsv",
         # peptide_usage: the shard's usage rows (rule peptide_usage gathers them); one shard:
-        # the job writes the gathered table itself. USAGE_JOB: rule usage_refit computes them
-        # from where this fit ended (thetas and final robust weights)
+        # the job writes the gathered table itself. USAGE_JOB (one shard): rule usage_refit
+        # computes them from where this fit ended (relative SDs and final robust weights)
         **(USAGE_FIT_OUTPUT if PEPTIDE_USAGE and not USAGE_JOB else {}),
-        **(
-            {"usage_start": model_out("usage_start.parquet", "results/model/usage_start.parquet")}
-            if USAGE_JOB
-            else {}
-        ),
+        **({"usage_start": "results/model/usage_start.parquet"} if USAGE_JOB else {}),
         # missing: detection: the detection model's contrast rows (one shard: gathered)
         **(
             {
@@ -196,18 +192,18 @@ rule fit:
 if USAGE_JOB:
 
     rule usage_refit:
-        """Peptide usage (feature:condition) test of a shard (config peptide_usage;
-        pepmix.model.usage), refitted from where the shard's default fit ended: beside the test
-        and plot jobs instead of after the default fit in the fit job."""
+        """Peptide usage (feature:condition) test (config peptide_usage; pepmix.model.usage) of
+        the one shard, refitted from where the default fit ended: beside the test and plot jobs
+        instead of after the default fit in the fit job."""
         input:
             features=f"results/model/shards/{SHARD}/features.parquet",
             samples="results/ingest/samples.tsv",
             largest=f"results/model/shards/{SHARD}/largest.json",
-            start=model_out("usage_start.parquet", "results/model/usage_start.parquet"),
-            # one shard: the removed proteins close the usage table
-            removed="results/ingest/removed_proteins.tsv" if SINGLE_SHARD else [],
+            start="results/model/usage_start.parquet",
+            # the removed proteins close the usage table
+            removed="results/ingest/removed_proteins.tsv",
         output:
-            **USAGE_FIT_OUTPUT,
+            "results/tables/peptide_usage.tsv",  # not embedded in the report (its size)
         params:
             model=config.get("model", {}),
             replication=config.get("testing", {}).get("replication", "auto"),
