@@ -85,6 +85,18 @@ SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
 PEPTIDE_USAGE = bool(config.get("peptide_usage", True)) and "condition|batch" not in (
     config.get("model", {}).get("random") or []
 )
+# One shard: the usage refit in a job of its own (rule usage_refit, from the fit's
+# usage_start.parquet), on the second core beside the test and plot jobs, so that the critical
+# path to the differential table is the default fit alone. Not with several shards (their fit
+# jobs already use the cores: a job more per shard only adds its start-up), nor when the
+# contrasts come from the usage model (peptide_usage_contrasts: decided in the fit job) or the
+# model already has the term (no refit: the fit's own test).
+USAGE_JOB = (
+    PEPTIDE_USAGE
+    and SINGLE_SHARD
+    and config.get("peptide_usage_contrasts", "never") == "never"
+    and "feature:condition" not in (config.get("model", {}).get("random") or [])
+)
 # plots.formats with pdf: the profile PDFs too (all top proteins, one page each; rules/plot.smk)
 PROFILE_PDFS = "pdf" in [str(f).lower() for f in config["plots"]["formats"]]
 USAGE_OUTPUTS = (

@@ -118,7 +118,9 @@ rule fit:
         ),
         # one shard with peptide_usage: the removed proteins close the usage table
         removed=(
-            "results/ingest/removed_proteins.tsv" if SINGLE_SHARD and PEPTIDE_USAGE else []
+            "results/ingest/removed_proteins.tsv"
+            if SINGLE_SHARD and PEPTIDE_USAGE and not USAGE_JOB
+            else []
         ),
         # missing: detection: the curve fitted on all proteins (rule detection_curve)
         curve="results/model/detection_curve.tsv" if DETECTION else [],
@@ -137,8 +139,10 @@ rule fit:
         ),
         alerts=f"results/alerts/fit/{SHARD}.tsv",
         # peptide_usage: the shard's usage rows (rule peptide_usage gathers them); one shard:
-        # the job writes the gathered table itself
-        **(USAGE_FIT_OUTPUT if PEPTIDE_USAGE else {}),
+        # the job writes the gathered table itself. USAGE_JOB (one shard): rule usage_refit
+        # computes them from where this fit ended (relative SDs and final robust weights)
+        **(USAGE_FIT_OUTPUT if PEPTIDE_USAGE and not USAGE_JOB else {}),
+        **({"usage_start": "results/model/usage_start.parquet"} if USAGE_JOB else {}),
         # missing: detection: the detection model's contrast rows (one shard: gathered)
         **(
             {
@@ -185,6 +189,42 @@ rule fit:
         "../scripts/fit.py"
 
 
+if USAGE_JOB:
+
+    rule usage_refit:
+        """Peptide usage (feature:condition) test (config peptide_usage; pepmix.model.usage) of
+        the one shard, refitted from where the default fit ended: beside the test and plot jobs
+        instead of after the default fit in the fit job."""
+        input:
+            features=f"results/model/shards/{SHARD}/features.parquet",
+            samples="results/ingest/samples.tsv",
+            largest=f"results/model/shards/{SHARD}/largest.json",
+            start="results/model/usage_start.parquet",
+            # the removed proteins close the usage table
+            removed="results/ingest/removed_proteins.tsv",
+        output:
+            "results/tables/peptide_usage.tsv",  # not embedded in the report (its size)
+        params:
+            model=config.get("model", {}),
+            replication=config.get("testing", {}).get("replication", "auto"),
+        benchmark:
+            f"logs/benchmarks/usage_refit/{SHARD}.tsv"
+        log:
+            f"logs/usage_refit/{SHARD}.log",
+        # the longest chain after the fit (refit, then the usage figure): started first
+        priority: 3
+        threads: 1
+        resources:
+            # as rule fit: the same engine on the same table, with one more term
+            mem_mb=lambda wc, input, attempt: attempt
+            * declared_mem_mb(input.largest, input_mb(input)),
+            runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/usage_refit.py"
+
+
 # with one shard the fit job writes the gathered files (rules/common.smk: SINGLE_SHARD), and
 # rule abundance the protein abundances
 if SINGLE_SHARD:
@@ -219,6 +259,10 @@ if SINGLE_SHARD:
             "../envs/pepmix.yaml"
         script:
             "../scripts/abundance.py"
+
+    if USAGE_JOB:
+
+        ruleorder: usage_refit > peptide_usage
 
 
 rule gather_model:

@@ -116,6 +116,9 @@ rule plot_differential:
         "logs/benchmarks/plot_differential.tsv"
     log:
         "logs/plots/differential.log",
+    # with plot_model, before the QC and usage figures: when the usage refit runs in a job of its
+    # own, it was often the last job (its chain test -> plot_differential is on the end of the DAG)
+    priority: 1
     threads: 1
     resources:
         mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
@@ -126,7 +129,9 @@ rule plot_differential:
         "../scripts/plot_differential.py"
 
 
-# config peptide_usage: the usage-flagged proteins' profiles, drawn by rule plot_model
+# config peptide_usage: the usage-flagged proteins' profiles, drawn by rule plot_model (one job's
+# start-up and reads fewer), or with the usage refit in a job of its own (USAGE_JOB) by rule
+# plot_usage, so that plot_model need not wait for the refit
 USAGE_FIGURES = (
     {
         "usage_png": report_item(
@@ -141,6 +146,7 @@ USAGE_FIGURES = (
     if PEPTIDE_USAGE
     else {}
 )
+USAGE_IN_PLOT_MODEL = PEPTIDE_USAGE and not USAGE_JOB
 
 
 rule plot_model:
@@ -149,7 +155,7 @@ rule plot_model:
     the usage test flags (in this job: the same inputs, one start-up and read fewer)."""
     input:
         # config peptide_usage: the flagged proteins' profiles (pepmix.stages.plot_usage)
-        usage="results/tables/peptide_usage.tsv" if PEPTIDE_USAGE else [],
+        usage="results/tables/peptide_usage.tsv" if USAGE_IN_PLOT_MODEL else [],
         proteins="results/model/proteins.parquet",
         variance="results/tables/variance_components.tsv",
         table="results/tables/differential_abundance.parquet",
@@ -189,7 +195,7 @@ rule plot_model:
             for c in PLOT_CONTRASTS
             if PROFILE_PDFS
         ],
-        **USAGE_FIGURES,
+        **(USAGE_FIGURES if USAGE_IN_PLOT_MODEL else {}),
     params:
         out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.variance)),
         formats=PLOT_FORMATS,
@@ -211,3 +217,35 @@ rule plot_model:
     script:
         "../scripts/plot_model.py"
 
+
+if USAGE_JOB:
+
+    rule plot_usage:
+        """Profile plots of the proteins flagged by the peptide-usage test (config
+        peptide_usage), after rule usage_refit (pepmix.stages.plot_usage)."""
+        input:
+            usage="results/tables/peptide_usage.tsv",
+            proteins="results/model/proteins.parquet",
+            table="results/tables/differential_abundance.parquet",
+            features="results/normalize/features.parquet",
+            samples="results/ingest/samples.tsv",
+            abundance="results/tables/protein_abundance.parquet",
+            fixed="results/model/fixed_effects.parquet",
+            blups="results/model/blups.parquet",
+        output:
+            **USAGE_FIGURES,
+        params:
+            top_n=config["plots"]["top_n"],
+            fdr=config["fdr"],
+        benchmark:
+            "logs/benchmarks/plot_usage.tsv"
+        log:
+            "logs/plots/usage.log",
+        threads: 1
+        resources:
+            mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+            runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/plot_usage.py"

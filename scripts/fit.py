@@ -32,6 +32,8 @@ with rule_context(snakemake):
         abundance=out.get("abundance"),
         usage=out.get("usage"),
         detection=out.get("detection"),
+        # peptide_usage in a job of its own (rule usage_refit): where the default fit ended
+        usage_start=out.get("usage_start"),
     )
     if out.get("usage_table"):
         # one shard: the gathered peptide-usage table (rule peptide_usage's output)

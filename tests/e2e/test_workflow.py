@@ -207,10 +207,11 @@ def test_second_run_does_nothing(repo: Path, demo_run: Path) -> None:
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-#: rules that follow the contrasts (tables, plots, alerts); nothing upstream of rule test
-# plot_model also draws the usage-flagged proteins' profiles, which show the contrast's estimates
+#: rules that follow the contrasts (tables, plots, alerts); nothing upstream of rule test (not
+# rule usage_refit); plot_usage draws the usage-flagged proteins' profiles, which show the
+# contrast's estimates
 CONTRAST_RULES = {
-    "test", "plot_differential", "plot_model", "alerts", "report_pages", "all"
+    "test", "plot_differential", "plot_model", "plot_usage", "alerts", "report_pages", "all"
 }  # fmt: skip
 NEW_CONTRASTS = 'contrasts: ["fmol100 - fmol25", "fmol25 - fmol50"]'
 
@@ -274,11 +275,33 @@ def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> 
     two = _planned_rules(dry.stdout + dry.stderr)
     assert {"prepare", "fit", "gather_model", "gather_abundance"} <= two
     assert not {"ingest", "merge", "normalize", "shard", "abundance"} & two
+    # peptide_usage (default): several shards test usage in the fit jobs (gathered; the figure
+    # in plot_model); one shard in a job of its own beside the test and plot jobs
+    assert "peptide_usage" in two and not {"usage_refit", "plot_usage"} & two
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=1")
     one = _planned_rules(dry.stdout + dry.stderr)
-    # one shard: the abundance model in a job of its own, beside the fit (rules/fit.smk)
-    assert {"prepare", "fit", "abundance", "test"} <= one
+    # one shard: the abundance model in a job of its own, beside the fit (rules/fit.smk); the
+    # usage refit writes the usage table itself
+    assert {"prepare", "fit", "abundance", "test", "usage_refit", "plot_usage"} <= one
     assert not {"gather_model", "gather_abundance", "peptide_usage"} & one
+
+
+def test_usage_job_shard_invariance(repo: Path, demo_run: Path, tmp_path: Path) -> None:
+    """peptide_usage (default): the usage refit in a job of its own (one shard: rule
+    usage_refit, from the fit job's usage_start.parquet) gives the usage table the fit jobs of
+    two shards compute in memory and gather, byte for byte; the fit job of one shard does not
+    refit."""
+    one = tmp_path / "one"
+    one.mkdir()
+    for name in ("slice.csv.gz", "samples.tsv", "config.yaml"):
+        shutil.copy(demo_run / name, one / name)
+    target = "results/tables/peptide_usage.tsv"
+    result = _run(repo, one, "--config", "shards=1", "--", target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (one / target).read_bytes() == (demo_run / target).read_bytes()
+    assert (one / "results/model/usage_start.parquet").is_file()
+    assert (one / "logs/usage_refit/1-of-1.log").is_file()
+    assert "with the usage term" not in (one / "logs/fit/1-of-1.log").read_text()
 
 
 def test_report(repo: Path, demo_run: Path) -> None:
@@ -453,11 +476,13 @@ def test_peptide_usage_outputs(repo: Path, tmp_path: Path) -> None:
     report = _run(repo, work, "--report", str(work / "report.html"), *extra)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "peptide_usage.png" in (work / "report.html").read_text(errors="replace")
-    # one shard: the fit job writes the usage table itself (no gather job)
+    # one shard: the fit job writes the usage table itself (no gather job); the contrasts of
+    # peptide_usage_contrasts need the usage test in the fit job (no rule usage_refit)
     dry = _run(repo, work, "-n", "--forceall", "--config", "shards=1")
     planned = _planned_rules(dry.stdout + dry.stderr)
     # the usage figure is drawn by rule plot_model (one job's start-up and reads fewer)
-    assert {"fit", "plot_model"} <= planned and "peptide_usage" not in planned
+    assert {"fit", "plot_model"} <= planned
+    assert not {"peptide_usage", "usage_refit", "plot_usage"} & planned
     one = tmp_path / "one"
     shutil.copytree(work, one, ignore=shutil.ignore_patterns("results", ".snakemake", "logs"))
     differential = "results/tables/differential_abundance.tsv"

@@ -14,6 +14,8 @@ errors above the nominal 5 %.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,10 +25,12 @@ from pepmix.model.fit import fit_proteins
 from pepmix.model.optimize import GRID_VALUES, minimize, partial_start, start_values
 from pepmix.model.suffstats import build_problem
 from pepmix.model.usage import (
+    UsageStart,
     gather_usage_table,
     refit_with_usage,
     usage_estimable,
     usage_lrt,
+    usage_shard_from_start,
     usage_shard_table,
     with_usage,
 )
@@ -162,3 +166,52 @@ def test_usage_lrt_calibration_and_power_huber(
         assert share <= 0.05 + 3.0 * np.sqrt(0.05 * 0.95 / p.size)
     else:
         assert low < share <= high
+
+
+def _categorical(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with categorical identifiers, as the workflow's fit job reads the shard."""
+    return table.astype({c: "category" for c in ("protein", "feature", "run")})
+
+
+@pytest.mark.parametrize("robust", ["huber", "none"])
+def test_usage_job_from_the_stored_start_equals_the_fit_jobs_rows(
+    robust: str, tmp_path: Path
+) -> None:
+    """Rule usage_refit: the usage rows computed from the stored end of the default fit
+    (:class:`UsageStart`, Parquet) in a fresh encoding of the table equal, to the last bit, the
+    rows the fit job computed from the fit in memory (the same start values and weights, the
+    same arithmetic)."""
+    table = _categorical(_simulate(80, 0.3, seed=21))
+    fit = fit_proteins(table, _design(), robust=robust)
+    want = usage_shard_table(fit, fit.variance_components(), table, _sheet(), robust=robust)
+    path = tmp_path / "usage_start.parquet"
+    UsageStart.from_fit(fit).write(path)
+    start = UsageStart.read(path)
+    assert start.proteins == fit.proteins and start.factors == fit.factors
+    assert start.status == fit.status
+    np.testing.assert_array_equal(start.theta, fit.theta)  # NaN where not fitted, too
+    if robust == "none":
+        assert start.weights is None
+    else:
+        assert fit.weights is not None and start.weights is not None
+        np.testing.assert_array_equal(start.weights, fit.weights)
+    shuffled = table.sample(frac=1.0, random_state=3)  # the encoding sorts the rows again
+    got = usage_shard_from_start(start, shuffled, _sheet(), _design().spec, robust).table
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["lrt"].notna().sum() > 40
+
+
+def test_usage_start_checks_the_table() -> None:
+    """A usage start read against another table (other proteins, other observations) is an
+    error, not a refit from the wrong weights."""
+    table = _categorical(_simulate(30, 0.3, seed=22))
+    fit = fit_proteins(table, _design(), robust="huber")
+    start = UsageStart.from_fit(fit)
+    fewer = table.loc[table["protein"] != table["protein"].iloc[0]]
+    with pytest.raises(ValueError, match="proteins differ"):
+        start.with_table(_categorical(fewer.astype(str)), _design())
+    one_less = table.drop(index=table.index[-1])
+    with pytest.raises(ValueError, match="weights do not match"):
+        start.with_table(one_less, _design())
+    with pytest.raises(ValueError, match="already has the usage term"):
+        usage_shard_from_start(start, table, _sheet(), _design(usage=True).spec, "huber")

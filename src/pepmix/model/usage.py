@@ -11,7 +11,9 @@ the most deviating cells are those with the largest usage BLUPs :math:`|\hat w_{
 units, like ``lme4::ranef``).
 
 Workflow output ``results/tables/peptide_usage.tsv`` (config ``peptide_usage: true``): per shard
-the fit job calls :func:`usage_shard_table`, rule ``peptide_usage`` gathers with
+the rule ``usage_refit`` calls :func:`usage_shard_from_start` with the default fit's end that the
+fit job stored (:class:`UsageStart`; the fit job itself calls :func:`usage_shard` when the
+contrasts need the usage model, ``peptide_usage_contrasts``), rule ``peptide_usage`` gathers with
 :func:`gather_usage_table`. When the model (``model.random``) has no ``feature:condition`` term,
 the shard's proteins are fitted a second time with the term added (plain REML, the model's
 ``model.robust`` setting, no variance-ratio prior) and only the usage term is tested: the null
@@ -43,6 +45,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -56,11 +60,34 @@ from pepmix.model.design import (
     build_run_design,
     usage_code,
 )
-from pepmix.model.fit import FITTED, Encoded, ModelFit, fit_proteins
+from pepmix.model.fit import FITTED, Encoded, ModelFit, encode, fit_proteins
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
+
+#: prefix of the relative-SD columns of a usage start file (:class:`UsageStart`)
+THETA_PREFIX = "theta_"
+
+
+class UsageBase(Protocol):
+    """What the usage refit reads of the default fit (:class:`pepmix.model.fit.ModelFit`, or
+    the :class:`UsageStart` a usage job reads back): proteins in code order, random factors,
+    statuses, relative SDs, final robust weights and the encoded observations."""
+
+    @property
+    def proteins(self) -> list[str]: ...
+    @property
+    def factors(self) -> tuple[str, ...]: ...
+    @property
+    def status(self) -> list[str]: ...
+    @property
+    def theta(self) -> FloatArray: ...
+    @property
+    def weights(self) -> FloatArray | None: ...
+    @property
+    def encoded(self) -> Encoded | None: ...
+
 
 #: columns of :func:`peptide_usage_table`
 USAGE_COLUMNS = (
@@ -252,7 +279,7 @@ def _theta_scale(robust: str) -> float:
     return 1.0 if robust == "none" else float(np.sqrt(variance_factor(method=robust)))
 
 
-def _usage_start(fit: ModelFit, design: RunDesign, idx: IntArray, robust: str) -> FloatArray:
+def _usage_start(fit: UsageBase, design: RunDesign, idx: IntArray, robust: str) -> FloatArray:
     """Start of the usage fit of proteins ``idx``: the default fit's relative SDs (before the
     robust variance factor, :func:`pepmix.model.robust.correct_variance`) and NaN for the
     usage term (grid, :func:`pepmix.model.optimize.partial_start`); all NaN (full grid) for a
@@ -269,13 +296,13 @@ def _usage_start(fit: ModelFit, design: RunDesign, idx: IntArray, robust: str) -
 
 
 def refit_with_usage(
-    fit: ModelFit, design: RunDesign, robust: str = "none", warm_weights: bool = True
+    fit: UsageBase, design: RunDesign, robust: str = "none", warm_weights: bool = True
 ) -> tuple[ModelFit, IntArray]:
     """Fit the model with the usage term to the proteins of ``fit`` that keep the term.
 
     Parameters
     ----------
-    fit : ModelFit
+    fit : ModelFit or UsageStart
         The model stage's fit (without the term), holding its encoded observations.
     design : RunDesign
         The design with the usage term (:func:`with_usage` of the fit's spec).
@@ -319,7 +346,7 @@ def refit_with_usage(
     return full, idx
 
 
-def _skipped_rows(fit: ModelFit, keep: IntArray) -> pd.DataFrame:
+def _skipped_rows(fit: UsageBase, keep: IntArray) -> pd.DataFrame:
     """Variance-components rows of the proteins outside ``keep`` for the usage table: their
     model with the term is the default model (status ``reduced_model`` when fitted, the
     default fit's status otherwise), usage variance 0 (NaN when not fitted), no test."""
@@ -417,12 +444,153 @@ def usage_shard(
         full = fit_proteins(table, design, robust=robust)
         comp = full.variance_components().assign(**{lrt_col: usage_lrt(full)})
         return UsageShard(peptide_usage_table(comp, full.blups, n_top))
-    full, idx = refit_with_usage(fit, design, robust)
+    return _refit_shard(fit, design, robust, n_top)
+
+
+def _refit_shard(base: UsageBase, design: RunDesign, robust: str, n_top: int) -> UsageShard:
+    """The usage test of the proteins of ``base`` by the refit with the term
+    (:func:`refit_with_usage`, :func:`usage_lrt`); ``design`` has the usage term."""
+    lrt_col = f"lrt_{USAGE_FACTOR}"
+    full, idx = refit_with_usage(base, design, robust)
     active = np.ones(len(full.proteins), dtype=bool)
     lrt = usage_lrt(full, active, _theta_scale(robust))
     comp = full.variance_components().assign(**{lrt_col: lrt})
-    comp = pd.concat([comp, _skipped_rows(fit, idx)], ignore_index=True)
+    comp = pd.concat([comp, _skipped_rows(base, idx)], ignore_index=True)
     return UsageShard(peptide_usage_table(comp, full.blups, n_top), full, idx, lrt)
+
+
+def needs_refit(fit: ModelFit) -> bool:
+    """Whether the usage test of ``fit`` is a refit with the term (:func:`usage_shard`): the
+    model has no ``feature:condition`` term and the fit holds its encoded observations. Only
+    then can the refit run in a job of its own from a :class:`UsageStart`."""
+    return USAGE_FACTOR not in fit.factors and fit.encoded is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageStart:
+    """The default fit's end, from which the usage refit starts (:func:`refit_with_usage`), as
+    the workflow's fit job stores it for the usage job (``usage_start.parquet``).
+
+    Attributes
+    ----------
+    proteins : list of str
+        Proteins in code order (sorted, :func:`pepmix.model.fit.encode`).
+    factors : tuple of str
+        Random factors of the default model (the columns of ``theta``).
+    status : list of str
+        The default fit's status per protein.
+    theta : ndarray, shape (P, F)
+        Its relative SDs (after the robust variance factor, as :attr:`ModelFit.theta`).
+    weights : ndarray, shape (N,), optional
+        Its final observation weights in encoded order (robust fits; None for ``robust:
+        none``).
+    encoded : Encoded, optional
+        The encoded observations (:meth:`with_table`); not stored.
+    """
+
+    proteins: list[str]
+    factors: tuple[str, ...]
+    status: list[str]
+    theta: FloatArray
+    weights: FloatArray | None = None
+    encoded: Encoded | None = None
+
+    @classmethod
+    def from_fit(cls, fit: ModelFit) -> UsageStart:
+        """The start of ``fit``'s usage refit (its arrays, not copies)."""
+        return cls(
+            list(fit.proteins), tuple(fit.factors), list(fit.status), fit.theta, fit.weights,
+            fit.encoded,
+        )  # fmt: skip
+
+    def write(self, path: str | Path) -> None:
+        """One row per protein: ``protein, status, theta_<factor>...`` and, for a robust fit,
+        ``weights`` (the protein's observation weights, a list in encoded order). Parquet
+        stores the float64 values exactly, so the refit read back is the in-process one."""
+        import pyarrow as pa
+
+        from pepmix.io import write_arrow
+
+        columns: dict[str, pa.Array] = {
+            "protein": pa.array(self.proteins, type=pa.string()),
+            "status": pa.array(self.status, type=pa.string()),
+        }
+        for f, name in enumerate(self.factors):
+            columns[f"{THETA_PREFIX}{name}"] = pa.array(self.theta[:, f], type=pa.float64())
+        if self.weights is not None:
+            if self.encoded is None:
+                raise ValueError("UsageStart.write: weights need the encoded observations")
+            counts = np.bincount(self.encoded.prot, minlength=len(self.proteins))
+            offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+            values = pa.array(np.asarray(self.weights, dtype=np.float64))
+            columns["weights"] = pa.LargeListArray.from_arrays(pa.array(offsets), values)
+        write_arrow(pa.table(columns), path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> UsageStart:
+        """Read what :meth:`write` wrote (without the encoded observations)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        names = [n for n in table.column_names if n.startswith(THETA_PREFIX)]
+        theta = np.column_stack(
+            [table.column(n).to_numpy().astype(np.float64) for n in names]
+            or [np.zeros((table.num_rows, 0))]
+        )
+        weights = None
+        if "weights" in table.column_names:
+            flat = table.column("weights").combine_chunks().flatten()
+            weights = flat.to_numpy(zero_copy_only=False).astype(np.float64)
+        return cls(
+            proteins=[str(p) for p in table.column("protein").to_pylist()],
+            factors=tuple(n.removeprefix(THETA_PREFIX) for n in names),
+            status=[str(s) for s in table.column("status").to_pylist()],
+            theta=theta.reshape(table.num_rows, len(names)),
+            weights=weights,
+        )
+
+    def with_table(self, table: pd.DataFrame, design: RunDesign) -> UsageStart:
+        """This start with ``table`` (the default fit's ``protein, feature, run, y``) encoded
+        as the default fit encoded it; ``ValueError`` when the table does not match."""
+        enc = encode(table, design)
+        if enc.proteins != self.proteins:
+            raise ValueError("usage start: the proteins differ from the fitted table's")
+        if self.weights is not None and self.weights.size != enc.y.size:
+            raise ValueError("usage start: the weights do not match the fitted table")
+        return dataclasses.replace(self, encoded=enc)
+
+
+def usage_shard_from_start(
+    start: UsageStart,
+    table: pd.DataFrame,
+    sheet: pd.DataFrame,
+    spec: ModelSpec,
+    robust: str = "none",
+    n_top: int = 3,
+) -> UsageShard:
+    """:func:`usage_shard` in a job of its own: the refit with the usage term from the default
+    fit's stored end (:class:`UsageStart`) instead of the fit in memory; the same rows.
+
+    Parameters
+    ----------
+    start : UsageStart
+        Read from the fit job's ``usage_start.parquet``.
+    table : pandas.DataFrame
+        The shard's model input (``protein, feature, run, y``, identifiers categorical), as
+        the fit read it.
+    sheet : pandas.DataFrame
+        Resolved sample sheet.
+    spec : ModelSpec
+        The default model (without the usage term).
+    robust : str, default "none"
+        ``model.robust``.
+    n_top : int, default 3
+        Most deviating cells listed per protein.
+    """
+    if USAGE_FACTOR in spec.random:
+        raise ValueError("usage_shard_from_start: the model already has the usage term")
+    design = build_run_design(sheet, with_usage(spec))
+    return _refit_shard(start.with_table(table, design), design, robust, n_top)
 
 
 def gather_usage_table(
@@ -437,7 +605,7 @@ def gather_usage_table(
     Sorted by ``pvalue`` (NaN last), then ``protein``, one row per input protein (the same
     table for any number of shards).
     """
-    from pepmix.inference.limma import bh_adjust
+    from pepmix.inference.fdr import bh_adjust
     from pepmix.model.variance_tests import mixture_pvalue
 
     frame = pd.concat(list(parts), ignore_index=True)

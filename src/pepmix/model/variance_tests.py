@@ -616,7 +616,7 @@ def variance_test_table(frame: pd.DataFrame) -> pd.DataFrame:
     proteins with a p-value; ``icc_<t>``: ``var_<t>`` over the sum of all variances (with the
     residual); ``adj_p_boot_<t>``: BH over the bootstrapped proteins.
     """
-    from pepmix.inference.limma import bh_adjust
+    from pepmix.inference.fdr import bh_adjust
 
     out = frame.copy()
     var_cols = [c for c in out.columns if c.startswith("var_")]

@@ -29,12 +29,15 @@ gather_model           :mod:`pepmix.stages.gather_model`
 gather_abundance       :mod:`pepmix.stages.gather_abundance`
 abundance              :mod:`pepmix.stages.abundance` (one shard: beside rule fit)
 variance_components    :mod:`pepmix.stages.variance_components`
+usage_refit            :mod:`pepmix.stages.usage_refit` (beside the test and plot jobs)
 peptide_usage          :mod:`pepmix.stages.peptide_usage`
 test                   :mod:`pepmix.stages.test`
 calibration_check      :mod:`pepmix.stages.calibration`
 plot_qc                :mod:`pepmix.stages.plot_qc`
 plot_qc_abundance      :mod:`pepmix.stages.plot_qc_abundance`
-plot_model             :mod:`pepmix.stages.plot_model`, :mod:`pepmix.stages.plot_usage`
+plot_model             :mod:`pepmix.stages.plot_model` (and :mod:`pepmix.stages.plot_usage`
+                       when the fit jobs test usage)
+plot_usage             :mod:`pepmix.stages.plot_usage` (after rule usage_refit)
 plot_differential      :mod:`pepmix.stages.plot_differential`
 report_pages           :mod:`pepmix.stages.report_pages`
 alerts                 :func:`pepmix.alerts.gather_alerts`

@@ -89,11 +89,13 @@ class FitResult:
         wide: PathLike | None = None,
         usage: PathLike | None = None,
         detection: PathLike | None = None,
+        usage_start: PathLike | None = None,
     ) -> None:
         """Write the protein table, the stored fit, fixed effects, BLUPs and (each when given
         and computed) the abundances, their proteins x runs TSV (``wide``: one shard, whose job
         writes the gathered files itself), the usage rows and the detection model's contrast
-        rows."""
+        rows; with ``usage_start`` (default None) the start of the usage refit in a job of its
+        own (:class:`pepmix.model.usage.UsageStart`, rule ``usage_refit``)."""
         model = self.fit.model
         if self.fit.proteins is None or model is None:
             raise ValueError("FitResult.write: the fit has no per-protein results")
@@ -102,6 +104,12 @@ class FitResult:
             write_parquet(self.usage, usage)
         if detection is not None and self.detection is not None:
             write_parquet(self.detection, detection)
+        if usage_start is not None:
+            from pepmix.model.usage import UsageStart, needs_refit
+
+            if not needs_refit(model):
+                raise ValueError("FitResult.write: this fit's usage test is not a refit")
+            UsageStart.from_fit(model).write(usage_start)
         self.fit.stored.write(fit)
         write_parquet(model.fixed_effects(), fixed)
         write_parquet(model.blups, blups)

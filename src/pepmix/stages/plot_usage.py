@@ -1,4 +1,5 @@
-"""Profile plots of the proteins flagged by the peptide-usage test (in rule ``plot_model``)."""
+"""Profile plots of the proteins flagged by the peptide-usage test (rule ``plot_usage`` after rule
+``usage_refit``; in rule ``plot_model`` when the fit jobs test usage)."""
 
 from __future__ import annotations
 

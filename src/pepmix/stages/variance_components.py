@@ -54,7 +54,7 @@ def run(
     if "sd_effect_batch" in frame.columns and "sd_effect_batch" not in keep:
         keep.append("sd_effect_batch")
     if "heterogeneity_p" in frame.columns:  # its LRT against (1|batch), BH over proteins
-        from pepmix.inference.limma import bh_adjust
+        from pepmix.inference.fdr import bh_adjust
 
         frame["heterogeneity_adj_p"] = bh_adjust(frame["heterogeneity_p"].to_numpy(float))
         keep += ["heterogeneity_lrt", "heterogeneity_p", "heterogeneity_adj_p"]

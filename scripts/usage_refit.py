@@ -1,0 +1,15 @@
+"""Rule usage_refit (one shard): the peptide-usage table from the fit's stored end
+(pepmix.stages.usage_refit)."""
+
+from pepmix.rule import rule_context
+from pepmix.stages import usage_refit
+
+with rule_context(snakemake):
+    rows = usage_refit.run(
+        features=snakemake.input.features,
+        samples=snakemake.input.samples,
+        start=snakemake.input.start,
+        model=snakemake.params.model,
+        replication=snakemake.params.replication,
+    )
+    usage_refit.usage_table(rows, removed=snakemake.input.removed).write(snakemake.output[0])
