@@ -23,17 +23,4 @@ with rule_context(snakemake):
         fdr=snakemake.params.fdr,
     )
     if snakemake.output.get("usage_png"):
-        plot_usage.run(
-            usage=inp.usage,
-            proteins=inp.proteins,
-            table=inp.table,
-            features=inp.features,
-            samples=inp.samples,
-            abundance=inp.abundance,
-            fixed=inp.fixed,
-            blups=inp.blups,
-            out_pdf=snakemake.output.get("usage_pdf"),
-            out_png=snakemake.output.usage_png,
-            top_n=snakemake.params.top_n,
-            fdr=snakemake.params.fdr,
-        )
+        plot_usage.run_rule(inp, snakemake.output, snakemake.params)

@@ -5,18 +5,4 @@ from pepmix.rule import rule_context
 from pepmix.stages import plot_usage
 
 with rule_context(snakemake):
-    inp = snakemake.input
-    plot_usage.run(
-        usage=inp.usage,
-        proteins=inp.proteins,
-        table=inp.table,
-        features=inp.features,
-        samples=inp.samples,
-        abundance=inp.abundance,
-        fixed=inp.fixed,
-        blups=inp.blups,
-        out_pdf=snakemake.output.get("usage_pdf"),
-        out_png=snakemake.output.usage_png,
-        top_n=snakemake.params.top_n,
-        fdr=snakemake.params.fdr,
-    )
+    plot_usage.run_rule(snakemake.input, snakemake.output, snakemake.params)

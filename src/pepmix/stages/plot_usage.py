@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,26 @@ def _usage_headline(rec: Mapping[Hashable, object]) -> str:
     return (
         f"Peptide usage: adj. p {float(str(rec['adj_pvalue'])):.2g}, SD {np.sqrt(var):.2f}; "
         f"most deviating: {'; '.join(cells) or '-'}"
+    )
+
+
+def run_rule(inputs: Any, outputs: Any, params: Any) -> list[Path]:
+    """:func:`run` with the named inputs, outputs (``usage_png``, optional ``usage_pdf``) and
+    params (``top_n``, ``fdr``) of the Snakemake job that draws the figure (rule ``plot_usage``
+    or ``plot_model``)."""
+    return run(
+        usage=inputs.usage,
+        proteins=inputs.proteins,
+        table=inputs.table,
+        features=inputs.features,
+        samples=inputs.samples,
+        abundance=inputs.abundance,
+        fixed=inputs.fixed,
+        blups=inputs.blups,
+        out_pdf=outputs.get("usage_pdf"),
+        out_png=outputs.usage_png,
+        top_n=params.top_n,
+        fdr=params.fdr,
     )
 
 
