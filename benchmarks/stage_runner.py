@@ -254,6 +254,9 @@ class StageRunner:
             # its table is not part of the target
             "PEPTIDE_USAGE": _usage_in_fit(cfg),
             "USAGE_FIT_OUTPUT": {"usage": "results/model/shards/{scatteritem}/usage.parquet"},
+            # the usage refit as a job of its own only with one shard (rules/common.smk): the
+            # sharded layout keeps it in the fit job, and only when the test needs its rows
+            "USAGE_JOB": False,
             # missing: detection (rules/common.smk); builds without the key ignore these
             "DETECTION": cfg.get("missing", "mar") == "detection",
             "extra_formats": lambda formats: [f for f in formats if f != "png"],
