@@ -3,8 +3,8 @@
 Per setting (features per protein J = 2, 3, 4, 6; shift s = 2, 3.5, 5 log2) 200 unchanged
 proteins, 4 vs 4 samples, no missing values (the *outliers* scenario's model of
 ``scenarios.py``: feature effects N(0, 1), sample SD U(0.2, 0.5), residual SD U(0.2, 0.3)); feature
-F0 is shifted by s in condition B. Printed per fit (``model.robust`` none and huber, and the
-usage model of :mod:`pepmix.model.pretest` on the Huber fit): mean log2FC (the truth is 0) as a
+F0 is shifted by s in condition B. Printed per fit (``model.robust`` none and huber, Huber with
+``model.robust_scale: pure_error``, and the usage model of :mod:`pepmix.model.pretest` on the Huber fit): mean log2FC (the truth is 0) as a
 fraction of s, median SE, and the share of unmoderated Satterthwaite p < 0.05.
 
 Expected from the additive two-way fit of the 2 x J table of cell means: the shifted cell's
@@ -15,10 +15,12 @@ J = 2 (all residuals equal: not identifiable), 1.35 for J = 3 (Huber's k = 1.345
 J = 6 (weight 0.4).
 
     .venv/bin/python benchmarks/huber_shifted_feature.py     # ~1 min
+    .venv/bin/python benchmarks/huber_shifted_feature.py --no-usage
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -32,6 +34,12 @@ from pepmix.model.stored import StoredFit
 from pepmix.model.usage import usage_shard
 
 CONTRAST = [("B - A", "B", "A")]
+#: (label, model.robust, model.robust_scale) of the fits compared
+FITS = (
+    ("none", "none", "additive"),
+    ("huber", "huber", "additive"),
+    ("huber pure_error", "huber", "pure_error"),
+)
 N_PROTEINS = 200
 
 
@@ -61,6 +69,9 @@ def _score(stored: StoredFit, shift: float) -> dict[str, float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-usage", action="store_true", help="skip the usage model fits")
+    args = parser.parse_args()
     sheet = pd.DataFrame(
         [(f"{c}{s}", c, f"{c}{s}", "b1") for c in "AB" for s in range(1, 5)],
         columns=["run", "condition", "bioreplicate", "batch"],
@@ -72,10 +83,13 @@ def main() -> int:
     for n_feat in (2, 3, 4, 6):
         for shift in (2.0, 3.5, 5.0):
             table = _table(rng, list(design.runs), is_b, n_feat, shift)
-            for robust in ("none", "huber"):
-                fit = fit_proteins(table, design, robust=robust)
+            for label, robust, scale in FITS:
+                fit = fit_proteins(table, design, robust=robust, robust_scale=scale)
                 stored = StoredFit.from_model_fit(fit)
-                rows.append({"J": n_feat, "shift": shift, "fit": robust, **_score(stored, shift)})
+                rows.append({"J": n_feat, "shift": shift, "fit": label, **_score(stored, shift)})
+            if args.no_usage:
+                continue
+            fit = fit_proteins(table, design, robust="huber")
             shard = usage_shard(fit, fit.variance_components(), table, sheet, "huber")
             usage, _ = usage_contrasts(stored, shard, "always")
             rows.append({"J": n_feat, "shift": shift, "fit": "usage", **_score(usage, shift)})

@@ -457,6 +457,7 @@ def fit_proteins(
     theta0: FloatArray | None = None,
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
+    robust_scale: str = "additive",
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -497,6 +498,10 @@ def fit_proteins(
     feature_prior : FeaturePrior, optional
         The prior of those variances (estimated on all proteins by the workflow); default
         None: fitted on the proteins of this call.
+    robust_scale : {"additive", "pure_error"}, default "additive"
+        ``robust="huber"``: the Huber scale, the MAD of each round's residuals (``"additive"``)
+        or a fixed scale from a fit saturated in feature x condition
+        (:func:`pepmix.model.robust.pure_error_scale`; ``model.robust_scale``).
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -517,13 +522,18 @@ def fit_proteins(
     n_prot = len(proteins)
     if robust not in ("none", "huber", "bisquare"):
         raise ValueError(f"unknown robust method {robust!r}")
+    if robust_scale not in ("additive", "pure_error"):
+        raise ValueError(f"unknown robust scale {robust_scale!r}")
     weights = None
+    huber_scale = None
     if robust != "none":
         from pepmix.model import robust as huber
 
         start_scale = None
+        if robust == "huber" and robust_scale == "pure_error":
+            huber_scale = huber.pure_error_scale(enc, design)
         if start_weights is None or robust == "bisquare":  # bisquare: the polish's scale
-            weights, start_scale = huber.initial_weights(enc, robust)
+            weights, start_scale = huber.initial_weights(enc, robust, huber_scale)
         if start_weights is not None:
             weights = np.asarray(start_weights, dtype=np.float64)
     problem = build_problem(
@@ -545,7 +555,7 @@ def fit_proteins(
         raise ValueError(f"unknown feature_weights method {feature_weights!r}")
     if weights is not None:
         pieces, result.weights, notes, factor = huber.irls(
-            problem, enc, design, cmat, result, pieces, weights, robust, start_scale
+            problem, enc, design, cmat, result, pieces, weights, robust, start_scale, huber_scale
         )
         if feature_weights != "none":
             pieces, result.weights, notes = _feature_refit(

@@ -387,17 +387,176 @@ def polish_df_factor(enc: Encoded) -> FloatArray:
         return np.asarray(np.where(nu >= 1.0, np.sqrt(n / nu), np.nan), dtype=np.float64)
 
 
-def initial_weights(enc: Encoded, method: str = "huber") -> tuple[FloatArray, FloatArray]:
+#: proteins need this many features observed in two or more conditions for the pure-error
+#: scale (fewer: no majority of features defines the protein's change; the additive scale)
+PURE_ERROR_SHARED = 3
+
+
+def pure_error_scale(enc: Encoded, design: RunDesign) -> FloatArray:
+    r"""Robust "pure error" scale per protein: the MAD scale of a Huber M-fit that is
+    saturated in feature x condition (module docstring, "Scale from pure error").
+
+    Observations that the saturated model :math:`y = a_{fc} + b_r + e` (one level per
+    feature:condition cell and per run) fits exactly (leverage 1: the only observation of its
+    cell or of its run among those left, found by pruning such observations until none is
+    left) carry no pure error and are left out, as least squares would. On the rest the model
+    is fitted by Huber M-estimation with the MAD scale of its residuals
+    (:func:`saturated_residuals`); the scale is that MAD, scaled to a normal standard
+    deviation, times :math:`\sqrt{n / 
+u}`, :math:`
+u = n - (	ext{cells} + 	ext{runs} -
+    	ext{components})`, the components of the bipartite cell-run incidence (one per
+    condition when nothing is missing). NaN where :math:`
+u < 1`, and for proteins with fewer
+    than :data:`PURE_ERROR_SHARED` features observed in two or more conditions (no majority of
+    features: the caller falls back to the additive scale).
+    """
+    n_prot = len(enc.proteins)
+    n_cond = max(len(design.conditions), 1)
+    cond = design.condition_code[enc.run]
+    raw = enc.feat.astype(np.int64) * n_cond + cond
+    kept = _prune_exact(raw, enc.prot.astype(np.int64) * max(len(enc.runs), 1) + enc.run)
+    scale = np.full(n_prot, np.nan)
+    if not kept.any():
+        return scale
+    cells, cell = np.unique(raw[kept], return_inverse=True)
+    sub = Encoded(
+        proteins=enc.proteins, features=np.empty(cells.size, dtype=object),
+        prot=enc.prot[kept], feat=cell.astype(np.intp).ravel(), run=enc.run[kept], y=enc.y[kept],
+        runs=enc.runs,
+    )  # fmt: skip
+    n = np.bincount(sub.prot, minlength=n_prot).astype(np.float64)
+    nu = n - _saturated_rank(sub, cells.size, n_prot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(nu >= 1.0, np.sqrt(n / nu), np.nan)
+    _, scale = saturated_residuals(sub, cells.size, factor)
+    return np.asarray(np.where(_shared_features(enc, cond, n_cond) >= PURE_ERROR_SHARED,
+                               scale, np.nan), dtype=np.float64)  # fmt: skip
+
+
+def _prune_exact(cell: NDArray[np.int64], prun: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Observations left after removing, until none is left, every observation that is the
+    only one of its cell or of its (protein, run) among those left."""
+    kept = np.ones(cell.size, dtype=bool)
+    _, c = np.unique(cell, return_inverse=True)
+    _, r = np.unique(prun, return_inverse=True)
+    c, r = c.ravel(), r.ravel()
+    while True:
+        deg_c = np.bincount(c[kept], minlength=int(c.max()) + 1 if c.size else 0)
+        deg_r = np.bincount(r[kept], minlength=int(r.max()) + 1 if r.size else 0)
+        drop = kept & ((deg_c[c] == 1) | (deg_r[r] == 1))
+        if not drop.any():
+            return kept
+        kept &= ~drop
+
+
+def _shared_features(enc: Encoded, cond: IntArray, n_cond: int) -> FloatArray:
+    """Features observed in two or more conditions, per protein."""
+    n_prot = len(enc.proteins)
+    if not enc.feat.size:
+        return np.zeros(n_prot)
+    n_feat = int(enc.feat.max()) + 1
+    seen = np.zeros((n_feat, n_cond), dtype=bool)
+    seen[enc.feat, cond] = True
+    fprot = np.zeros(n_feat, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    return np.bincount(fprot, weights=seen.sum(axis=1) >= 2, minlength=n_prot)
+
+
+#: IRLS rounds of the saturated Huber fit (:func:`saturated_residuals`)
+SATURATED_ROUNDS = 10
+#: backfitting sweeps of each weighted least-squares fit (at most; stops when the levels move
+#: by less than 1e-10)
+SATURATED_SWEEPS = 50
+
+
+def saturated_residuals(
+    enc: Encoded, n_cells: int, factor: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    r"""Residuals and scale of the Huber M-fit of :math:`y = a_{c} + b_{pr} + e` (``enc.feat``:
+    cell codes ``c``; ``pr``: protein x run), with scale ``factor`` times the MAD of its
+    residuals per protein, iterated (:data:`SATURATED_ROUNDS` rounds).
+
+    Start: Huber weights of the median polish residuals (:func:`polish_residuals`) at their
+    MAD times ``factor``. Each round fits the weighted least squares by backfitting (weighted
+    cell means and run means in turn, at most :data:`SATURATED_SWEEPS` sweeps; exact after one
+    sweep for a complete unweighted table), then recomputes the scale and the weights. The
+    least-squares residuals have mean square :math:`
+u \sigma^2 / n`, hence ``factor``
+    :math:`\sqrt{n/
+u}`; median polish residuals are not used for the scale itself (with an
+    odd number of cells per run the polish makes one residual per run exactly 0: a third of
+    them with 3 features, and their MAD is then far below :math:`\sigma`).
+    """
+    n_prot = len(enc.proteins)
+    n_runs = max(len(enc.runs), 1)
+    _, prun = np.unique(enc.prot.astype(np.int64) * n_runs + enc.run, return_inverse=True)
+    prun = prun.ravel()
+    n_prun = int(prun.max()) + 1
+    resid = polish_residuals(enc)
+    scale = robust_scale(resid, enc.prot, n_prot) * factor
+    for _ in range(SATURATED_ROUNDS):
+        w = huber_weights(resid, scale[enc.prot])
+        w_cell = np.bincount(enc.feat, weights=w, minlength=n_cells)
+        w_run = np.bincount(prun, weights=w, minlength=n_prun)
+        a = np.zeros(n_cells)
+        b = np.zeros(n_prun)
+        for _ in range(SATURATED_SWEEPS):
+            a_new = np.bincount(enc.feat, weights=w * (enc.y - b[prun]), minlength=n_cells) / w_cell
+            b_new = np.bincount(prun, weights=w * (enc.y - a_new[enc.feat]), minlength=n_prun)
+            b_new /= w_run
+            moved = max(float(np.max(np.abs(a_new - a))), float(np.max(np.abs(b_new - b))))
+            a, b = a_new, b_new
+            if moved < 1e-10:
+                break
+        resid = enc.y - a[enc.feat] - b[prun]
+        scale = robust_scale(resid, enc.prot, n_prot) * factor
+    return resid, scale
+
+
+def _saturated_rank(enc: Encoded, n_cells: int, n_prot: int) -> FloatArray:
+    """Rank of the (feature:condition cell) + run design of each protein (``enc.feat``: cell
+    codes): cells + runs - connected components of the bipartite cell-run graph (each
+    component leaves one level free)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n_runs = max(len(enc.runs), 1)
+    pruns, prun = np.unique(enc.prot.astype(np.int64) * n_runs + enc.run, return_inverse=True)
+    prun = prun.ravel()
+    n_nodes = n_cells + pruns.size
+    edges = (np.ones(enc.feat.size), (enc.feat, n_cells + prun))
+    graph = coo_matrix(edges, shape=(n_nodes, n_nodes)).tocsr()
+    n_comp, label = connected_components(graph, directed=False)
+    node_prot = np.zeros(n_nodes, dtype=np.intp)
+    node_prot[enc.feat] = enc.prot
+    node_prot[n_cells + prun] = enc.prot
+    comp_prot = np.zeros(n_comp, dtype=np.intp)
+    comp_prot[label] = node_prot
+    comps = np.bincount(comp_prot, minlength=n_prot).astype(np.float64)
+    nodes = np.bincount(node_prot, minlength=n_prot).astype(np.float64)
+    return np.asarray(nodes - comps, dtype=np.float64)
+
+
+def initial_weights(
+    enc: Encoded, method: str = "huber", scale: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Robust weights of the median polish residuals and their MAD scale per protein.
 
-    ``method`` (default ``"huber"``): Huber or (``"bisquare"``) bisquare weights.
+    ``method`` (default ``"huber"``): Huber or (``"bisquare"``) bisquare weights. ``scale``
+    (Huber only; default None: the MAD of the polish residuals) is a fixed scale per protein,
+    e.g. :func:`pure_error_scale` (``model.robust_scale: pure_error``); where it is NaN the MAD
+    of the polish residuals is used.
     """
     resid = polish_residuals(enc)
     if method == "bisquare":
-        scale = robust_scale(resid, enc.prot, len(enc.proteins)) * polish_df_factor(enc)
-        return bisquare_weights(resid, scale[enc.prot]), scale
-    scale, weights = huber_scale_weights(resid, enc.prot, len(enc.proteins))
-    return weights, scale
+        mad = robust_scale(resid, enc.prot, len(enc.proteins)) * polish_df_factor(enc)
+        return bisquare_weights(resid, mad[enc.prot]), mad
+    mad, weights = huber_scale_weights(resid, enc.prot, len(enc.proteins))
+    if scale is None:
+        return weights, mad
+    used = np.where(np.isfinite(scale), scale, mad)
+    return huber_weights(resid, used[enc.prot]), used
 
 
 def fitted_values(
@@ -538,12 +697,15 @@ def irls(
     weights: FloatArray,
     method: str = "huber",
     start_scale: FloatArray | None = None,
+    huber_scale: FloatArray | None = None,
 ) -> tuple[list[pd.DataFrame], FloatArray, list[str], FloatArray]:
     """Iterate robust weights and weighted refits from the fit in ``out`` (with ``weights``).
 
     ``method`` (default ``"huber"``): ``"huber"`` iterates Huber weights with the MAD scale of
     each fit's residuals; ``"bisquare"`` iterates bisquare weights with ``start_scale`` (the
     scale of :func:`initial_weights`, held fixed; module docstring, "Bisquare").
+    ``huber_scale`` (default None: the MAD of each fit's residuals) is a fixed Huber scale per
+    protein (:func:`pure_error_scale`; NaN: that protein's MAD), held over the rounds.
 
     Returns the final coded predictions, the observation weights (order of ``enc``), a
     ``detail`` note per protein (empty when no observation has a weight below
@@ -561,6 +723,7 @@ def irls(
     if method == "bisquare" and fixed is None:
         raise ValueError("bisquare weights need the start scale of initial_weights")
     state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
+    state.huber_scale = huber_scale if method == "huber" else None
     weights = state.iterate(weights, fixed)
     factor = np.where(state.given_up, 1.0, variance_factor(method=method))
     unsettled = state.delta > UNSETTLED
@@ -663,6 +826,8 @@ class _Irls:
         self.truncated = np.zeros(n_prot, dtype=bool)
         #: builds the weighted problems of the refits (the weight-independent steps once)
         self.builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
+        #: fixed Huber scale per protein (NaN: the MAD of its residuals); None: MAD for all
+        self.huber_scale: FloatArray | None = None
 
     def refit(
         self,
@@ -740,7 +905,7 @@ class _Irls:
                 self.refit(np.flatnonzero(collapsed), weights, touched, warm=False, light=False)
             _update_weights(
                 enc, self.design, problem.factors, out, self.current, touched, new, scale,
-                fixed_scale,
+                fixed_scale, self.huber_scale,
             )  # fmt: skip
             touched[:] = False
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
@@ -765,7 +930,7 @@ class _Irls:
             self.refit(np.flatnonzero(self.truncated), weights, touched)
             _update_weights(
                 enc, self.design, problem.factors, out, self.current, touched, new, scale,
-                fixed_scale,
+                fixed_scale, self.huber_scale,
             )  # fmt: skip
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
             target = np.where(eligible[enc.prot], new, 1.0)
@@ -788,11 +953,13 @@ def _update_weights(
     weights: FloatArray,
     scale: FloatArray,
     fixed_scale: FloatArray | None = None,
+    huber_scale: FloatArray | None = None,
 ) -> None:
     """Robust weights (into ``weights``) of the proteins ``touched``, from their current fit
     (``current``: coded predictions): Huber weights with the MAD scale (written into ``scale``)
     when ``fixed_scale`` is None, else bisquare weights with ``fixed_scale``. Other proteins keep
-    theirs, which are what recomputing them would give (same fit, same residuals)."""
+    theirs, which are what recomputing them would give (same fit, same residuals).
+    ``huber_scale`` (default None) replaces the MAD by a fixed scale where it is finite."""
     if not touched.any():
         return
     rows = touched[enc.prot]
@@ -814,6 +981,9 @@ def _update_weights(
         weights[rows] = bisquare_weights(resid, fixed_scale[sub.prot])
         return
     s, w = huber_scale_weights(resid, sub.prot, len(enc.proteins), np.flatnonzero(touched))
+    if huber_scale is not None:
+        s = np.where(np.isfinite(huber_scale), huber_scale, s)
+        w = huber_weights(resid, s[sub.prot])
     scale[touched] = s[touched]
     weights[rows] = w
 
