@@ -317,7 +317,6 @@ def fit(
     prior: VariancePrior | None = None,
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
-    robust_scale: str = "additive",
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -348,8 +347,6 @@ def fit(
     feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
         Their prior (the workflow estimates it once on all proteins); default None: estimated
         from ``data``.
-    robust_scale : {"additive", "pure_error"}, default "additive"
-        Scale of the Huber weights (``model.robust_scale``; :mod:`pepmix.model.robust`).
 
     Returns
     -------
@@ -365,7 +362,6 @@ def fit(
         "robust": robust,
         "shrinkage": shrinkage,
         "feature_weights": feature_weights,
-        "robust_scale": robust_scale,
     }
     if random is not None:
         model_config["random"] = list(random)

@@ -1,10 +1,8 @@
-"""The Huber scale from pure error (``model.robust_scale: pure_error``,
+"""The Huber scale from pure error (``fit_proteins(robust_scale="pure_error")``,
 :func:`pepmix.model.robust.pure_error_scale`): hand-computed small tables, the shifted-feature
-case, and the config key."""
+case, and the default left as it was."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +24,11 @@ RUN = {"a1": 0.05, "a2": -0.2, "b1": 0.4, "b2": 0.1, "a3": 0.0, "b3": -0.3}
 
 def _design(per_condition: int = 2) -> RunDesign:
     sheet = pd.DataFrame(
-        [(f"{c}{s}", c.upper(), f"{c}{s}", "b1") for c in "ab" for s in range(1, per_condition + 1)],
+        [
+            (f"{c}{s}", c.upper(), f"{c}{s}", "b1")
+            for c in "ab"
+            for s in range(1, per_condition + 1)
+        ],
         columns=["run", "condition", "bioreplicate", "batch"],
     )
     return build_run_design(sheet, ModelSpec(random=("feature", "sample")))
@@ -84,8 +86,23 @@ def test_missing_cell_and_single_observation_cell() -> None:
 def test_no_pure_error_df_is_nan() -> None:
     # one run per condition: every cell a single observation (nu = 0)
     design = _design(1)
-    dev = {(f, r): 0.1 * i for i, (f, r) in enumerate((f, r) for f in FEATURE for r in ("a1", "b1"))}
+    dev = {
+        (f, r): 0.1 * i for i, (f, r) in enumerate((f, r) for f in FEATURE for r in ("a1", "b1"))
+    }
     assert np.isnan(pure_error_scale(encode(_table(dev), design), design)[0])
+
+
+def test_two_feature_proteins_keep_the_additive_fit() -> None:
+    # J = 2 with F0 shifted in condition B: the shift is not identifiable from the protein's
+    # change, the pure-error scale does not apply, and the fit is the additive one
+    design = _design(4)
+    table = _shifted(np.random.default_rng(6), design, 6)
+    table = table.loc[table["feature"] != "F2"]
+    contrast = [("B - A", "B", "A")]
+    a = fit_proteins(table, design, contrast, robust="huber")
+    b = fit_proteins(table, design, contrast, robust="huber", robust_scale="pure_error")
+    np.testing.assert_array_equal(a.estimate, b.estimate)
+    np.testing.assert_array_equal(a.se, b.se)
 
 
 def _shifted(rng: np.random.Generator, design: RunDesign, n_prot: int) -> pd.DataFrame:
@@ -167,19 +184,3 @@ def test_saturated_fit_is_least_squares_without_large_residuals() -> None:
     resid, scale = saturated_residuals(sub, 6, np.array([1.0]))
     assert np.max(np.abs(ls)) < HUBER_K * scale[0]
     np.testing.assert_allclose(resid, ls, atol=1e-9)
-
-
-def test_config_key_model_robust_scale() -> None:
-    import yaml
-
-    from pepmix.config import validate_config
-    from pepmix.errors import ConfigError
-
-    root = Path(__file__).resolve().parents[2]
-    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
-    base = yaml.safe_load((root / "config/config.yaml").read_text())
-    assert validate_config(base, schema)["model"]["robust_scale"] == "additive"
-    given = {**base, "model": {"robust_scale": "pure_error"}}
-    assert validate_config(given, schema)["model"]["robust_scale"] == "pure_error"
-    with pytest.raises(ConfigError, match=r"model\.robust_scale"):
-        validate_config({**base, "model": {"robust_scale": "mad"}}, schema)

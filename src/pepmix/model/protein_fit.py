@@ -136,6 +136,5 @@ def fit_protein_models(
         robust=str(model_config.get("robust", DEFAULT_ROBUST)),
         feature_weights=str(model_config.get("feature_weights", "none")),
         feature_prior=feature_prior,
-        robust_scale=str(model_config.get("robust_scale", "additive")),
     )
     return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)

@@ -206,7 +206,6 @@ def run(
         fixed=model.get("fixed"),
         covariates=tuple(model.get("covariates", ())),
         robust=robust,
-        robust_scale=str(model.get("robust_scale", "additive")),
         shrinkage=shrinkage,
         replication=replication,
         variance_tests=variance_tests,
