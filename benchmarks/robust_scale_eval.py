@@ -15,8 +15,7 @@ variant runs, each variant in its own stage cache (``--workdir``/cache-<variant>
     cd benchmarks && PYTHONPATH=../src:. ../.venv/bin/python robust_scale_eval.py \\
         --workdir /tmp/mscale [--parts scenarios null demo] [--variants pure_error]
 
-Measured (2026-12-07, ``benchmarks/README.md``, "A Huber scale from pure error"): ~15 min
-of CPU for everything on the shared VM.
+Results: ``benchmarks/README.md``, "A Huber scale from pure error" (2026-12-07).
 """
 
 from __future__ import annotations

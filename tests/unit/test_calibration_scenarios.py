@@ -63,7 +63,10 @@ OUTLIERS_FDP = (
     "usage model for those alone (peptide_usage_contrasts: no_majority / no_majority_pretest): "
     "FDP 4.7-4.8 %, but 5 of the demo's 7 two-peptide UPS proteins have peptides that disagree "
     "and 5 / 3 / 5 fewer UPS proteins are called (README, 'Where the outlier false positives "
-    "come from'; benchmarks/usage_majority.py)"
+    "come from'; benchmarks/usage_majority.py); a Huber scale from pure error (a fit saturated "
+    "in feature x condition, MM-style, for proteins with >= 3 shared features): FDP 6.4 %, but "
+    "null KS p 0.0088 (no_change) and 0.0016 (mnar) and one more demo background call "
+    "(benchmarks/README.md, 'A Huber scale from pure error'; benchmarks/robust_scale_eval.py)"
 )
 SKEWED_NULL = (
     "sample variances Gamma(0.3) (a fifth near zero): KS p 0.0098 at seed 11 with the defaults "

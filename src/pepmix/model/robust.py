@@ -160,7 +160,7 @@ exactly 0, and their MAD is far below :math:`\sigma` (measured: 0.04-0.29 for re
 0.2-0.3 with 3 features; the same holds for the bisquare's polish scale above).
 
 Measured (``benchmarks/robust_scale_eval.py``; ``benchmarks/README.md``, "A Huber scale from
-pure error"): *outliers* FDP 6.4 % against 7.0 % (ranking power equal), but null p-values
+pure error"): *outliers* FDP 6.4 % against 6.9 % (ranking power equal), but null p-values
 less uniform (KS p at seed 11: ``no_change`` 0.0088, ``mnar`` 0.0016 against 0.037, 0.014)
 and one more background protein called on the demo. Huber's bounded influence still lets a
 down-weighted shifted feature move a 3-feature protein's estimate by 0.11-0.25 of the shift
