@@ -2,11 +2,12 @@
 
 Per setting (features per protein J = 2, 3, 4, 6; shift s = 2, 3.5, 5 log2) 200 unchanged
 proteins, 4 vs 4 samples, no missing values (the *outliers* scenario's model of
-``scenarios.py``: feature effects N(0, 1), sample SD U(0.2, 0.5), residual SD U(0.2, 0.3)); feature
-F0 is shifted by s in condition B. Printed per fit (``model.robust`` none and huber, Huber with
-``model.robust_scale: pure_error``, and the usage model of :mod:`pepmix.model.pretest` on the
-Huber fit; ``--no-usage``: not the usage model): mean log2FC (the truth is 0) as a fraction of
-s, median SE, and the share of unmoderated Satterthwaite p < 0.05.
+``scenarios.py``: feature effects N(0, 1), sample SD U(0.2, 0.5), residual SD U(0.2, 0.3));
+feature F0 is shifted by s in condition B. Printed per fit (``model.robust`` none, huber and
+bisquare, each robust one also with the pure-error scale,
+``fit_proteins(robust_scale="pure_error")``; and the usage model of :mod:`pepmix.model.pretest`
+on the Huber fit, not with ``--no-usage``): mean log2FC (the truth is 0) as a fraction of s,
+median SE, and the share of unmoderated Satterthwaite p < 0.05.
 
 Expected from the additive two-way fit of the 2 x J table of cell means: the shifted cell's
 residual is s (J - 1) / (2J), every other feature's s / (2J); the MAD scale of the Huber fit is
@@ -40,6 +41,8 @@ FITS = (
     ("none", "none", "additive"),
     ("huber", "huber", "additive"),
     ("huber pure_error", "huber", "pure_error"),
+    ("bisquare", "bisquare", "additive"),
+    ("bisquare pure_error", "bisquare", "pure_error"),
 )
 N_PROTEINS = 200
 

@@ -31,21 +31,27 @@ import pandas as pd
 from ground_truth import demo_truth, score
 from scenarios import simulate_scenario, write_inputs
 from scipy import stats
-from stage_runner import StageRunner, demo_config, scenario_config
+from stage_runner import StageRunner, demo_config, merge_overrides, scenario_config
 
 from pepmix.model import fit as fit_module
 
 log = logging.getLogger("robust_scale_eval")
 
-#: variant: the ``robust_scale`` of :func:`pepmix.model.fit.fit_proteins`
-VARIANTS = ("additive", "pure_error")
+#: variant: the ``robust_scale`` of :func:`pepmix.model.fit.fit_proteins` and config overrides
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "additive": ("additive", {}),
+    "pure_error": ("pure_error", {}),
+    "bisquare": ("additive", {"model": {"robust": "bisquare"}}),
+    "bisquare pure_error": ("pure_error", {"model": {"robust": "bisquare"}}),
+}
 _ORIGINAL = fit_module.fit_proteins
 
 
 def _use(variant: str) -> None:
-    """Make the workflow's fits use ``variant`` (the stages import ``fit_proteins`` when they
-    run, from :mod:`pepmix.model.fit`)."""
-    fit_module.fit_proteins = functools.partial(_ORIGINAL, robust_scale=variant)  # type: ignore[assignment]
+    """Make the workflow's fits use the scale of ``variant`` (the stages import
+    ``fit_proteins`` when they run, from :mod:`pepmix.model.fit`)."""
+    scale = VARIANTS[variant][0]
+    fit_module.fit_proteins = functools.partial(_ORIGINAL, robust_scale=scale)  # type: ignore[assignment]
 
 
 class Runners:
@@ -57,10 +63,11 @@ class Runners:
 
     def run(self, variant: str, config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The differential table of ``config`` with the fits of ``variant``."""
-        if variant not in self.runners:
-            self.runners[variant] = StageRunner(self.work / f"cache-{variant}")
+        scale = VARIANTS[variant][0]
+        if scale not in self.runners:
+            self.runners[scale] = StageRunner(self.work / f"cache-{scale}")
         _use(variant)
-        return self.runners[variant].run(config)
+        return self.runners[scale].run(merge_overrides(config, VARIANTS[variant][1]))
 
 
 def _table(
@@ -123,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--parts", nargs="+", default=["scenarios", "null", "demo"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["additive", "pure_error"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[21, 22, 23, 24])
     parser.add_argument(
         "--scenarios", nargs="+", default=["outliers", "both20", "technical", "mnar"]

@@ -531,10 +531,10 @@ def fit_proteins(
         from pepmix.model import robust as huber
 
         start_scale = None
-        if robust == "huber" and robust_scale == "pure_error":
-            huber_scale = huber.pure_error_scale(enc, design)
+        pure = huber.pure_error_scale(enc, design) if robust_scale == "pure_error" else None
+        huber_scale = pure if robust == "huber" else None
         if start_weights is None or robust == "bisquare":  # bisquare: the polish's scale
-            weights, start_scale = huber.initial_weights(enc, robust, huber_scale)
+            weights, start_scale = huber.initial_weights(enc, robust, pure)
         if start_weights is not None:
             weights = np.asarray(start_weights, dtype=np.float64)
     problem = build_problem(

@@ -573,12 +573,15 @@ def initial_weights(
     """Robust weights of the median polish residuals and their MAD scale per protein.
 
     ``method`` (default ``"huber"``): Huber or (``"bisquare"``) bisquare weights. ``scale``
-    (Huber only; default None: the MAD of the polish residuals) is a fixed scale per protein,
-    e.g. :func:`pure_error_scale`; where it is NaN the MAD of the polish residuals is used.
+    (default None: the MAD of the polish residuals, for the bisquare times
+    :func:`polish_df_factor`) is a fixed scale per protein, e.g. :func:`pure_error_scale`;
+    where it is NaN that MAD is used.
     """
     resid = polish_residuals(enc)
     if method == "bisquare":
         mad = robust_scale(resid, enc.prot, len(enc.proteins)) * polish_df_factor(enc)
+        if scale is not None:
+            mad = np.where(np.isfinite(scale), scale, mad)
         return bisquare_weights(resid, mad[enc.prot]), mad
     mad, weights = huber_scale_weights(resid, enc.prot, len(enc.proteins))
     if scale is None:
