@@ -499,10 +499,12 @@ def fit_proteins(
         The prior of those variances (estimated on all proteins by the workflow); default
         None: fitted on the proteins of this call.
     robust_scale : {"additive", "pure_error"}, default "additive"
-        ``robust="huber"``: the Huber scale, the MAD of each round's residuals (``"additive"``,
-        the workflow's) or a fixed scale from a fit saturated in feature x condition
-        (``"pure_error"``, :func:`pepmix.model.robust.pure_error_scale`; a library option for
-        ``benchmarks/robust_scale_eval.py``, not a config key: measured not to help).
+        Scale of the robust weights: ``"additive"`` (the workflow's) the MAD of each round's
+        residuals (Huber) or of the median polish's (bisquare, fixed); ``"pure_error"`` a fixed
+        scale from a fit saturated in feature x condition
+        (:func:`pepmix.model.robust.pure_error_scale`; the additive one where it is NaN). A
+        library option for ``benchmarks/robust_scale_eval.py``, not a config key: measured,
+        not adopted.
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
