@@ -296,7 +296,11 @@ def _usage_start(fit: UsageBase, design: RunDesign, idx: IntArray, robust: str) 
 
 
 def refit_with_usage(
-    fit: UsageBase, design: RunDesign, robust: str = "none", warm_weights: bool = True
+    fit: UsageBase,
+    design: RunDesign,
+    robust: str = "none",
+    warm_weights: bool = True,
+    inference: bool = True,
 ) -> tuple[ModelFit, IntArray]:
     """Fit the model with the usage term to the proteins of ``fit`` that keep the term.
 
@@ -308,6 +312,11 @@ def refit_with_usage(
         The design with the usage term (:func:`with_usage` of the fit's spec).
     robust : str, default "none"
         ``model.robust``.
+    warm_weights : bool, default True
+        Start a robust fit's weights at ``fit.weights`` (False: at the median polish's).
+    inference : bool, default True
+        False: point estimates only (``fit_proteins(inference=False)``: no covariances or
+        contrast tests; variances, BLUPs, weights and statuses bit for bit the same).
 
     Returns
     -------
@@ -342,6 +351,7 @@ def refit_with_usage(
         robust=robust,
         start_weights=weights,
         theta0=_usage_start(fit, design, idx, robust),
+        inference=inference,
     )
     return full, idx
 
@@ -447,11 +457,14 @@ def usage_shard(
     return _refit_shard(fit, design, robust, n_top)
 
 
-def _refit_shard(base: UsageBase, design: RunDesign, robust: str, n_top: int) -> UsageShard:
+def _refit_shard(
+    base: UsageBase, design: RunDesign, robust: str, n_top: int, inference: bool = True
+) -> UsageShard:
     """The usage test of the proteins of ``base`` by the refit with the term
-    (:func:`refit_with_usage`, :func:`usage_lrt`); ``design`` has the usage term."""
+    (:func:`refit_with_usage`, :func:`usage_lrt`); ``design`` has the usage term;
+    ``inference`` (default True) as in :func:`refit_with_usage`."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
-    full, idx = refit_with_usage(base, design, robust)
+    full, idx = refit_with_usage(base, design, robust, inference=inference)
     active = np.ones(len(full.proteins), dtype=bool)
     lrt = usage_lrt(full, active, _theta_scale(robust))
     comp = full.variance_components().assign(**{lrt_col: lrt})
@@ -586,11 +599,18 @@ def usage_shard_from_start(
         ``model.robust``.
     n_top : int, default 3
         Most deviating cells listed per protein.
+
+    Notes
+    -----
+    The job reports the table only, so the usage model's fit is made without inference
+    (:func:`refit_with_usage` with ``inference=False``): the returned ``fit`` has NaN
+    covariances and contrast columns; its variances, BLUPs, weights, statuses and the LRTs
+    are bit for bit those of :func:`usage_shard` (``tests/unit/test_usage_refit.py``).
     """
     if USAGE_FACTOR in spec.random:
         raise ValueError("usage_shard_from_start: the model already has the usage term")
     design = build_run_design(sheet, with_usage(spec))
-    return _refit_shard(start.with_table(table, design), design, robust, n_top)
+    return _refit_shard(start.with_table(table, design), design, robust, n_top, inference=False)
 
 
 def gather_usage_table(
