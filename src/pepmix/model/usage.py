@@ -66,6 +66,9 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
 
+#: start the LRT's null fits at the default fit's optimum (:func:`_null_start`) instead of the
+#: optimiser's grid
+WARM_NULL = True
 #: prefix of the relative-SD columns of a usage start file (:class:`UsageStart`)
 THETA_PREFIX = "theta_"
 
@@ -165,7 +168,10 @@ def peptide_usage_table(
 
 
 def usage_lrt(
-    fit: ModelFit, active: BoolArray | None = None, theta_scale: float = 1.0
+    fit: ModelFit,
+    active: BoolArray | None = None,
+    theta_scale: float = 1.0,
+    null_start: FloatArray | None = None,
 ) -> FloatArray:
     """REML LRT of the usage term of every protein of ``fit`` (a model with the term).
 
@@ -180,7 +186,8 @@ def usage_lrt(
     exactly 0 there); only the others are refitted. ``theta_scale`` (default 1) multiplies
     the fit's relative SDs to give the refits' start: the square root of the robust variance
     factor undoes :func:`pepmix.model.robust.correct_variance` (a start only: the optimum is
-    the same).
+    the same). ``null_start`` (shape ``(P, F)`` in ``fit.factors`` columns, default None: the
+    optimiser's grid) starts the null model's fits (:func:`_null_start`).
     """
     from pepmix.model.variance_tests import refit_problem, term_lrts
 
@@ -204,7 +211,8 @@ def usage_lrt(
     problem, start = refit_problem(part)
     if start is not None:
         start = start * theta_scale
-    tests = term_lrts(problem, start, terms=(USAGE_FACTOR,))
+    null = None if null_start is None else null_start[idx]
+    tests = term_lrts(problem, start, terms=(USAGE_FACTOR,), null_start=null)
     lrt[idx] = tests.lrt[:, u]
     lrt[~fitted] = np.nan
     return lrt
@@ -293,6 +301,21 @@ def _usage_start(fit: UsageBase, design: RunDesign, idx: IntArray, robust: str) 
             theta0[:, f] = fit.theta[idx, fit.factors.index(name)] * root
     theta0[~fitted] = np.nan
     return theta0
+
+
+def _null_start(
+    base: UsageBase, design: RunDesign, idx: IntArray, robust: str, factors: tuple[str, ...]
+) -> FloatArray:
+    """Start of the null model's fits in :func:`usage_lrt` for the proteins ``idx`` of
+    ``base``: the default fit's optimum (its relative SDs before the robust variance factor,
+    as :func:`_usage_start`; NaN where it did not fit: the grid), the usage term 0, in the
+    columns ``factors``."""
+    start = _usage_start(base, design, idx, robust)
+    names = tuple(design.spec.random)
+    out = np.full((idx.size, len(factors)), np.nan)
+    for f, name in enumerate(factors):
+        out[:, f] = 0.0 if name == USAGE_FACTOR else start[:, names.index(name)]
+    return out
 
 
 def refit_with_usage(
@@ -466,7 +489,8 @@ def _refit_shard(
     lrt_col = f"lrt_{USAGE_FACTOR}"
     full, idx = refit_with_usage(base, design, robust, inference=inference)
     active = np.ones(len(full.proteins), dtype=bool)
-    lrt = usage_lrt(full, active, _theta_scale(robust))
+    null = _null_start(base, design, idx, robust, full.factors) if WARM_NULL else None
+    lrt = usage_lrt(full, active, _theta_scale(robust), null)
     comp = full.variance_components().assign(**{lrt_col: lrt})
     comp = pd.concat([comp, _skipped_rows(base, idx)], ignore_index=True)
     return UsageShard(peptide_usage_table(comp, full.blups, n_top), full, idx, lrt)
