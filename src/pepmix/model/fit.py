@@ -505,7 +505,7 @@ def fit_proteins(
         full fit gives (the same optima; inference is computed after them and feeds nothing
         else). For callers that report variances and BLUPs only (the usage refit's job,
         :func:`pepmix.model.usage.usage_shard_from_start`). Not with ``feature_weights`` or
-        the fixed run-means model.
+        the fixed run-means model; ignored by the random-slope model (its own fit).
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
