@@ -137,3 +137,63 @@ def test_the_shard_uses_the_warm_null_start(monkeypatch: pytest.MonkeyPatch) -> 
     grid = usage_shard(fit, fit.variance_components(), table, _sheet(), robust="huber")
     assert starts[0] is not None and starts[1] is None
     np.testing.assert_allclose(warm.lrt, grid.lrt, rtol=1e-6, atol=1e-6)
+
+
+def _old_second_traces(  # type: ignore[no-untyped-def]
+    a_inv, masks, is_e, lam, ghat, ge1, ge2, any_e
+) -> list[list[np.ndarray]]:
+    """:func:`pepmix.model.reml._second_traces` as it was: every pair computed."""
+    nf = len(masks)
+    ag = a_inv * ghat
+    kk = [[np.einsum("bi,bij,bj->b", masks[f], ag, masks[g]) * 2.0 for g in range(nf)]
+          for f in range(nf)]  # fmt: skip
+    if not any_e:
+        return kk
+    ae1 = np.einsum("bij,bij,bj->bi", a_inv, ge1, lam)
+    ee = np.einsum("bi,bij,bij,bj->b", lam, a_inv, ge2, lam)
+    out = [[kk[f][g] for g in range(nf)] for f in range(nf)]
+    for f in range(nf):
+        ke_f = 2.0 * np.sum(masks[f] * ae1, axis=1)
+        for g in range(nf):
+            if f == g:
+                out[f][g] = np.where(is_e[f], ee, kk[f][g])
+            else:
+                both_k = ~(is_e[f] | is_e[g])
+                value = np.where(is_e[g], ke_f, 0.0)
+                ke_g = 2.0 * np.sum(masks[g] * ae1, axis=1)
+                value = np.where(is_e[f], ke_g, value)
+                out[f][g] = np.where(both_k, kk[f][g], value)
+    return out
+
+
+@pytest.mark.parametrize("any_e", [True, False])
+def test_second_traces_of_the_upper_triangle_are_the_old_ones(any_e: bool) -> None:
+    """:func:`pepmix.model.reml._second_traces` computes the pairs ``g >= f`` only: those are
+    bit for bit the old computation's (which :func:`pepmix.model.reml.derivatives` reads),
+    the others mirror them."""
+    from pepmix.model import reml
+    from pepmix.model.suffstats import build_problem
+
+    table = _simulate(60, 0.4, seed=35)
+    design = _design(usage=True)
+    enc = fit_proteins(table, design, inference=False).encoded
+    assert enc is not None
+    problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins))
+    _, bucket = max(problem.buckets, key=lambda b: b[1].size)
+    nf = bucket.free.shape[1]
+    rng = np.random.default_rng(1)
+    theta = np.where(bucket.free, rng.uniform(0.2, 1.5, bucket.free.shape), 0.0)
+    ev = reml.evaluate(bucket, theta)
+    sinv, _ = reml._inverses(ev)
+    d = ev.lam.shape[1]
+    masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
+    is_e = [bucket.efactor == f for f in range(nf)]
+    ge1 = rng.normal(size=(bucket.size, d, d))
+    ge2 = rng.normal(size=(bucket.size, d, d))
+    args = (sinv, masks, is_e, ev.lam, ev.ghat, ge1 + ge1.transpose(0, 2, 1), ge2, any_e)
+    new = reml._second_traces(*args)
+    old = _old_second_traces(*args)
+    for f in range(nf):
+        for g in range(f, nf):
+            assert np.array_equal(new[f][g], old[f][g]), (f, g)
+            assert np.array_equal(new[g][f], new[f][g]), (g, f)
