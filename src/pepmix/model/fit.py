@@ -458,6 +458,7 @@ def fit_proteins(
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
     robust_scale: str = "additive",
+    inference: bool = True,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -505,6 +506,14 @@ def fit_proteins(
         (:func:`pepmix.model.robust.pure_error_scale`; the additive one where it is NaN). A
         library option for ``benchmarks/robust_scale_eval.py``, not a config key: measured,
         not adopted.
+    inference : bool, default True
+        False: point estimates only (:func:`fit_problem_light`): ``cov_beta``, ``dcov_beta``,
+        ``vcov_varpar`` and the contrast columns stay NaN, every other array (``theta,
+        sigma, reml_crit, beta``, BLUPs, weights, statuses, details) is bit for bit what the
+        full fit gives (the same optima; inference is computed after them and feeds nothing
+        else). For callers that report variances and BLUPs only (the usage refit's job,
+        :func:`pepmix.model.usage.usage_shard_from_start`). Not with ``feature_weights`` or
+        the fixed run-means model; ignored by the random-slope model (its own fit).
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -553,12 +562,27 @@ def fit_proteins(
     result = _allocate(problem, design, proteins, [c[0] for c in contrasts], n_features)
     result.prior = prior
     result.theta_reml = np.full(result.theta.shape, np.nan)
-    pieces = fit_problem(problem, cmat, result, theta0)
     if feature_weights not in ("none", "empirical_bayes"):
         raise ValueError(f"unknown feature_weights method {feature_weights!r}")
+    if not inference and (feature_weights != "none" or problem.e_fixed):
+        raise ValueError("inference=False is for the differential model without feature weights")
+    if inference:
+        pieces = fit_problem(problem, cmat, result, theta0)
+    else:
+        pieces = [_coded_frame(fit_problem_light(problem, result, theta0)[0])]
     if weights is not None:
         pieces, result.weights, notes, factor = huber.irls(
-            problem, enc, design, cmat, result, pieces, weights, robust, start_scale, huber_scale
+            problem,
+            enc,
+            design,
+            cmat,
+            result,
+            pieces,
+            weights,
+            robust,
+            start_scale,
+            huber_scale=huber_scale,
+            inference=inference,
         )
         if feature_weights != "none":
             pieces, result.weights, notes = _feature_refit(
@@ -587,6 +611,12 @@ def fit_proteins(
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
+
+
+def _coded_frame(coded: FloatArray) -> pd.DataFrame:
+    """The coded predictions of :func:`fit_problem_light` as the frame :func:`fit_problem`
+    returns per bucket (codes as float64, as :func:`pepmix.model.robust.irls` reads them)."""
+    return pd.DataFrame(coded, columns=["protein_code", "factor_code", "level_code", "blup"])
 
 
 def _feature_refit(

@@ -518,11 +518,17 @@ def _second_traces(
     factors kept) :math:`2\\,m_f'(A\\circ\\hat G)m_g`, (``f`` kept, ``g`` eliminated)
     :math:`2\\,m_f'(A\\circ\\hat G_E)\\lambda`, (both eliminated)
     :math:`\\lambda'(A\\circ\\hat G_{EE})\\lambda`, so no derivative matrix is formed.
+    The traces are symmetric in ``(f, g)``: only the pairs ``g >= f`` are computed (those
+    :func:`derivatives` reads); entry ``[f][g]`` with ``g < f`` is entry ``[g][f]``.
     """
     nf = len(masks)
     ag = a_inv * ghat
-    kk = [[np.einsum("bi,bij,bj->b", masks[f], ag, masks[g]) * 2.0 for g in range(nf)]
-          for f in range(nf)]  # fmt: skip
+    # symmetric in (f, g): only g >= f is computed (what derivatives reads); [f][g] = [g][f]
+    kk: list[list[FloatArray]] = []
+    for f in range(nf):
+        row = [kk[g][f] for g in range(f)]
+        row += [np.einsum("bi,bij,bj->b", masks[f], ag, masks[g]) * 2.0 for g in range(f, nf)]
+        kk.append(row)
     if not any_e:
         return kk
     ae1 = np.einsum("bij,bij,bj->bi", a_inv, ge1, lam)
@@ -531,7 +537,9 @@ def _second_traces(
     for f in range(nf):
         ke_f = 2.0 * np.sum(masks[f] * ae1, axis=1)  # f kept, the other one eliminated
         for g in range(nf):
-            if f == g:
+            if g < f:
+                out[f][g] = out[g][f]
+            elif f == g:
                 out[f][g] = np.where(is_e[f], ee, kk[f][g])
             else:
                 both_k = ~(is_e[f] | is_e[g])

@@ -733,6 +733,7 @@ def irls(
     method: str = "huber",
     start_scale: FloatArray | None = None,
     huber_scale: FloatArray | None = None,
+    inference: bool = True,
 ) -> tuple[list[pd.DataFrame], FloatArray, list[str], FloatArray]:
     """Iterate robust weights and weighted refits from the fit in ``out`` (with ``weights``).
 
@@ -747,7 +748,9 @@ def irls(
     :data:`LOW_WEIGHT`) and the variance factor of each protein's final fit
     (:func:`variance_factor` of the method; 1 for a least-squares fallback). ``out`` is updated
     in place (fixed effects, variances, contrasts); :func:`correct_variance` is left to the
-    caller.
+    caller. ``inference`` (default True) False: the light refits are never completed
+    (covariances and contrast tests stay as the first fit left them: NaN for a light first
+    fit, :func:`pepmix.model.fit.fit_proteins`); every other number is unchanged.
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
@@ -759,6 +762,7 @@ def irls(
         raise ValueError("bisquare weights need the start scale of initial_weights")
     state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
     state.huber_scale = huber_scale if method == "huber" else None
+    state.inference = inference
     weights = state.iterate(weights, fixed)
     factor = np.where(state.given_up, 1.0, variance_factor(method=method))
     unsettled = state.delta > UNSETTLED
@@ -859,6 +863,8 @@ class _Irls:
         self.inner_newton = INNER_NEWTON
         #: proteins whose latest fit is truncated (stopped before the optimum)
         self.truncated = np.zeros(n_prot, dtype=bool)
+        #: whether :meth:`finish` completes the light fits (False: point estimates only)
+        self.inference = True
         #: builds the weighted problems of the refits (the weight-independent steps once)
         self.builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
         #: fixed Huber scale per protein (NaN: the MAD of its residuals); None: MAD for all
@@ -912,7 +918,8 @@ class _Irls:
         for j, pending in self.pending.items():
             done = proteins & (self.owner == j)
             if done.any():
-                pending.finish(done, self.cmat, self.out)
+                if self.inference:
+                    pending.finish(done, self.cmat, self.out)
                 self.owner[done] = -1
         self.pending = {j: p for j, p in self.pending.items() if np.any(self.owner == j)}
 

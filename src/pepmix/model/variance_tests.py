@@ -82,7 +82,7 @@ from pepmix.model.design import (
     usage_code,
 )
 from pepmix.model.fit import FITTED, SNAP_TOL, ModelFit
-from pepmix.model.optimize import DIVERGENT_THETA, minimize
+from pepmix.model.optimize import DIVERGENT_THETA, minimize, partial_start, start_values
 from pepmix.model.reml import Bucket
 from pepmix.model.suffstats import Problem, build_problem
 
@@ -164,8 +164,23 @@ def _finite(theta: FloatArray, dev: FloatArray, converged: BoolArray) -> BoolArr
     return np.asarray(converged & np.isfinite(dev) & (top <= DIVERGENT_THETA))
 
 
+def _better_start(reduced: Bucket, warm: FloatArray, f: int) -> FloatArray:
+    """Start of reduced fits: per protein the better (lower criterion) of ``warm`` (term ``f``
+    set to 0; NaN entries: :func:`pepmix.model.optimize.partial_start`) and the optimiser's
+    grid start (:func:`pepmix.model.optimize.start_values`), so the start is never worse than
+    the grid's."""
+    warm = warm.copy()
+    warm[:, f] = 0.0
+    theta, dev = partial_start(reduced, warm)
+    grid, grid_dev = start_values(reduced)
+    return np.asarray(np.where((grid_dev < dev)[:, None], grid, theta), dtype=np.float64)
+
+
 def bucket_lrts(
-    bucket: Bucket, theta_start: FloatArray | None = None, only: Sequence[int] | None = None
+    bucket: Bucket,
+    theta_start: FloatArray | None = None,
+    only: Sequence[int] | None = None,
+    null_start: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int]:
     """LRT of every free term of every protein of one bucket.
 
@@ -177,6 +192,11 @@ def bucket_lrts(
         Warm start of the full fit (the reported fit's ``theta``); default: the optimiser's grid.
     only : sequence of int, optional
         Test only these factors (the others' LRT stays NaN); default None: all.
+    null_start : ndarray, shape (B, F), optional
+        Warm start of the reduced fits (the tested term's entry is set to 0; NaN entries are
+        chosen by the grid, :func:`pepmix.model.optimize.partial_start`), used where its
+        criterion is below that of the grid's best point (:func:`_better_start`); default
+        None: the optimiser's grid.
 
     Returns
     -------
@@ -201,7 +221,9 @@ def bucket_lrts(
         rows = np.flatnonzero(tested & ~zero)
         if rows.size == 0:
             continue
-        red = minimize(_without(plain.take(rows), f))
+        reduced = _without(plain.take(rows), f)
+        start = None if null_start is None else _better_start(reduced, null_start[rows], f)
+        red = minimize(reduced, start)
         good = _finite(red.theta, red.dev, red.converged)
         diff = red.dev - full.dev[rows]
         n_nonglobal += int(np.sum(good & (diff < -OPTIMUM_TOL)))
@@ -211,7 +233,10 @@ def bucket_lrts(
 
 
 def term_lrts(
-    problem: Problem, theta_start: FloatArray | None = None, terms: Sequence[str] | None = None
+    problem: Problem,
+    theta_start: FloatArray | None = None,
+    terms: Sequence[str] | None = None,
+    null_start: FloatArray | None = None,
 ) -> TermTests:
     """LRTs of every random term of every fittable protein of ``problem`` (batched by bucket).
 
@@ -223,6 +248,8 @@ def term_lrts(
         The reported fit's ``theta`` (NaN allowed), used as the full model's warm start.
     terms : sequence of str, optional
         Test only these random terms (the others' LRT stays NaN); default None: all.
+    null_start : ndarray, shape (P, F), optional
+        Warm start of the reduced fits (:func:`bucket_lrts`); default None: the grid.
     """
     only = None if terms is None else [problem.factors.index(t) for t in terms]
     n_p, n_f = problem.n_proteins, len(problem.factors)
@@ -235,7 +262,8 @@ def term_lrts(
     )
     for idx, bucket in problem.buckets:
         start = None if theta_start is None else np.nan_to_num(theta_start[idx])
-        lrt, theta_null, theta_full, dev, bad = bucket_lrts(bucket, start, only)
+        null = None if null_start is None else null_start[idx]
+        lrt, theta_null, theta_full, dev, bad = bucket_lrts(bucket, start, only, null)
         out.lrt[idx] = lrt
         out.theta_null[idx] = theta_null
         out.theta_full[idx] = theta_full

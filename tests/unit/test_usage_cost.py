@@ -1,0 +1,199 @@
+"""The cheaper usage refit (rule ``usage_refit``): a fit without inference gives the same point
+estimates bit for bit, and the LRT's null fits started at the default fit's optimum reach the
+optima the grid start reaches.
+
+Tolerances: a null fit from another start is another run of the same optimiser to its
+convergence criterion (criterion change < 1e-11 relative, projected gradient < 1e-6), so where
+the null criterion has one optimum the two LRTs agree to the optimiser's tolerance on a
+criterion of ~10-100 (1e-6 allowed, as ``test_usage_refit.py`` allows warm against cold fits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pepmix.model import fit as fit_module
+from pepmix.model import optimize, usage, variance_tests
+from pepmix.model.design import USAGE_FACTOR
+from pepmix.model.fit import fit_proteins
+from pepmix.model.robust import _PROTEIN_ARRAYS
+from pepmix.model.usage import (
+    UsageStart,
+    _null_start,
+    _theta_scale,
+    refit_with_usage,
+    usage_lrt,
+    usage_shard,
+    usage_shard_from_start,
+)
+
+from .test_usage_refit import _categorical, _design, _sheet, _simulate
+
+#: arrays of a fit that only inference fills (NaN in a point-only fit)
+INFERENCE = ("cov_beta", "dcov_beta", "vcov_varpar", "estimate", "se", "df", "contrast_ok")
+
+
+@pytest.mark.parametrize("robust", ["huber", "none"])
+def test_point_only_fit_equals_the_full_fit(robust: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit_proteins(inference=False)``: every point estimate, weight, status, detail and BLUP
+    is bit for bit that of the full fit; covariances and contrasts are never computed (NaN,
+    and no light fit is completed)."""
+    table = _simulate(150, 0.3, seed=31)
+    design = _design(usage=True)
+    contrasts = [("B - A", "B", "A")]
+    full = fit_proteins(table, design, contrasts, robust=robust)
+    finished = []
+    monkeypatch.setattr(fit_module, "finish_light", lambda *a: finished.append(a))
+    light = fit_proteins(table, design, contrasts, robust=robust, inference=False)
+    assert finished == []
+    for name in _PROTEIN_ARRAYS:
+        got, want = getattr(light, name), getattr(full, name)
+        if name == "contrast_ok":
+            assert not got.any() and want.any()
+        elif name in INFERENCE:
+            assert np.isnan(got).all(), name
+            assert np.isfinite(want).any(), name
+        else:
+            assert np.array_equal(got, want, equal_nan=True), name
+    if robust == "huber":
+        assert light.weights is not None and full.weights is not None
+        assert np.array_equal(light.weights, full.weights)
+        assert (light.weights < 1).any()
+    assert light.status == full.status and light.detail == full.detail
+    pd.testing.assert_frame_equal(light.blups, full.blups, check_exact=True)
+
+
+def test_usage_job_fits_point_estimates_only() -> None:
+    """The usage job's fit (:func:`usage_shard_from_start`) has no covariances, and its
+    variances, BLUPs, weights and LRTs equal those of the fit job's in-memory refit, bit for
+    bit (the rows, too: ``test_usage_refit.py``)."""
+    table = _categorical(_simulate(80, 0.3, seed=32))
+    fit = fit_proteins(table, _design(), robust="huber")
+    memory = usage_shard(fit, fit.variance_components(), table, _sheet(), robust="huber")
+    job = usage_shard_from_start(UsageStart.from_fit(fit), table, _sheet(), _design().spec, "huber")
+    assert memory.fit is not None and job.fit is not None
+    assert np.isnan(job.fit.cov_beta).all() and np.isfinite(memory.fit.cov_beta).any()
+    for name in ("theta", "sigma", "reml_crit", "beta"):
+        assert np.array_equal(getattr(job.fit, name), getattr(memory.fit, name), equal_nan=True)
+    assert job.fit.weights is not None and memory.fit.weights is not None
+    assert np.array_equal(job.fit.weights, memory.fit.weights)
+    assert np.array_equal(job.lrt, memory.lrt, equal_nan=True)
+    pd.testing.assert_frame_equal(job.table, memory.table, check_exact=True)
+
+
+@pytest.mark.parametrize("robust", ["huber", "none"])
+def test_null_fits_from_the_default_fit_reach_the_grid_optima(
+    robust: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LRT's null model is the default model at the usage fit's weights; started at the
+    default fit's optimum it reaches the optimum the grid start reaches (LRTs within the
+    optimiser's tolerance), in fewer Newton iterations."""
+    table = _simulate(200, 0.4, seed=33)
+    fit = fit_proteins(table, _design(), robust=robust)
+    design = _design(usage=True)
+    full, idx = refit_with_usage(fit, design, robust, inference=False)
+    active = np.ones(idx.size, dtype=bool)
+    scale = _theta_scale(robust)
+    iterations: list[int] = []
+    minimize = optimize.minimize
+
+    def counted(bucket, theta0=None, max_iter=optimize.MAX_ITER):  # type: ignore[no-untyped-def]
+        out = minimize(bucket, theta0, max_iter)
+        if not bucket.free[:, full.factors.index(USAGE_FACTOR)].any():  # a null fit
+            iterations.append(int(out.iterations.sum()))
+        return out
+
+    monkeypatch.setattr(variance_tests, "minimize", counted)
+    grid = usage_lrt(full, active, scale)
+    n_grid = sum(iterations)
+    iterations.clear()
+    null = _null_start(fit, design, idx, robust, full.factors)
+    assert np.array_equal(null[:, full.factors.index(USAGE_FACTOR)], np.zeros(idx.size))
+    warm = usage_lrt(full, active, scale, null)
+    n_warm = sum(iterations)
+    assert (grid > 0).sum() > 40
+    np.testing.assert_allclose(warm, grid, rtol=1e-6, atol=1e-6)
+    assert np.array_equal(np.isnan(warm), np.isnan(grid)) and np.array_equal(warm > 0, grid > 0)
+    assert n_warm < n_grid
+
+
+def test_the_shard_uses_the_warm_null_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`usage_shard` passes the default fit's optimum to the null fits when
+    :data:`pepmix.model.usage.WARM_NULL` is set, the grid otherwise; the rows agree."""
+    table = _simulate(60, 0.4, seed=34)
+    fit = fit_proteins(table, _design(), robust="huber")
+    starts = []
+    lrt = usage.usage_lrt
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        starts.append(args[3] if len(args) > 3 else kwargs.get("null_start"))
+        return lrt(*args, **kwargs)
+
+    monkeypatch.setattr(usage, "usage_lrt", spy)
+    warm = usage_shard(fit, fit.variance_components(), table, _sheet(), robust="huber")
+    monkeypatch.setattr(usage, "WARM_NULL", False)
+    grid = usage_shard(fit, fit.variance_components(), table, _sheet(), robust="huber")
+    assert starts[0] is not None and starts[1] is None
+    np.testing.assert_allclose(warm.lrt, grid.lrt, rtol=1e-6, atol=1e-6)
+
+
+def _old_second_traces(  # type: ignore[no-untyped-def]
+    a_inv, masks, is_e, lam, ghat, ge1, ge2, any_e
+) -> list[list[np.ndarray]]:
+    """:func:`pepmix.model.reml._second_traces` as it was: every pair computed."""
+    nf = len(masks)
+    ag = a_inv * ghat
+    kk = [[np.einsum("bi,bij,bj->b", masks[f], ag, masks[g]) * 2.0 for g in range(nf)]
+          for f in range(nf)]  # fmt: skip
+    if not any_e:
+        return kk
+    ae1 = np.einsum("bij,bij,bj->bi", a_inv, ge1, lam)
+    ee = np.einsum("bi,bij,bij,bj->b", lam, a_inv, ge2, lam)
+    out = [[kk[f][g] for g in range(nf)] for f in range(nf)]
+    for f in range(nf):
+        ke_f = 2.0 * np.sum(masks[f] * ae1, axis=1)
+        for g in range(nf):
+            if f == g:
+                out[f][g] = np.where(is_e[f], ee, kk[f][g])
+            else:
+                both_k = ~(is_e[f] | is_e[g])
+                value = np.where(is_e[g], ke_f, 0.0)
+                ke_g = 2.0 * np.sum(masks[g] * ae1, axis=1)
+                value = np.where(is_e[f], ke_g, value)
+                out[f][g] = np.where(both_k, kk[f][g], value)
+    return out
+
+
+@pytest.mark.parametrize("any_e", [True, False])
+def test_second_traces_of_the_upper_triangle_are_the_old_ones(any_e: bool) -> None:
+    """:func:`pepmix.model.reml._second_traces` computes the pairs ``g >= f`` only: those are
+    bit for bit the old computation's (which :func:`pepmix.model.reml.derivatives` reads),
+    the others mirror them."""
+    from pepmix.model import reml
+    from pepmix.model.suffstats import build_problem
+
+    table = _simulate(60, 0.4, seed=35)
+    design = _design(usage=True)
+    enc = fit_proteins(table, design, inference=False).encoded
+    assert enc is not None
+    problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins))
+    _, bucket = max(problem.buckets, key=lambda b: b[1].size)
+    nf = bucket.free.shape[1]
+    rng = np.random.default_rng(1)
+    theta = np.where(bucket.free, rng.uniform(0.2, 1.5, bucket.free.shape), 0.0)
+    ev = reml.evaluate(bucket, theta)
+    sinv, _ = reml._inverses(ev)
+    d = ev.lam.shape[1]
+    masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
+    is_e = [bucket.efactor == f for f in range(nf)]
+    ge1 = rng.normal(size=(bucket.size, d, d))
+    ge2 = rng.normal(size=(bucket.size, d, d))
+    args = (sinv, masks, is_e, ev.lam, ev.ghat, ge1 + ge1.transpose(0, 2, 1), ge2, any_e)
+    new = reml._second_traces(*args)
+    old = _old_second_traces(*args)
+    for f in range(nf):
+        for g in range(f, nf):
+            assert np.array_equal(new[f][g], old[f][g]), (f, g)
+            assert np.array_equal(new[g][f], new[f][g]), (g, f)
