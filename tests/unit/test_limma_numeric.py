@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from scipy import stats
 
 from pepmix.inference.limma._numeric import (
