@@ -257,6 +257,9 @@ class StageRunner:
             # the usage refit as a job of its own only with one shard (rules/common.smk): the
             # sharded layout keeps it in the fit job, and only when the test needs its rows
             "USAGE_JOB": False,
+            # the variance table in the fit job only with one shard (rules/fit.smk); the
+            # runner's target does not need it
+            "VARIANCE_IN_FIT": False,
             # missing: detection (rules/common.smk); builds without the key ignore these
             "DETECTION": cfg.get("missing", "mar") == "detection",
             "extra_formats": lambda formats: [f for f in formats if f != "png"],

@@ -93,6 +93,13 @@ rule detection_curve:
         "../scripts/detection_curve.py"
 
 
+# One shard: the fit job also writes the variance table (rule variance_components's, from the
+# proteins.parquet it has just written; ruleorder below): one job's start-up (~0.5-0.7 CPU s of
+# Python, pandas and the variance-test modules) for ~0.05 s of work. Not when rule bootstrap's
+# term table (bootstrap_proteins: top N, after the fit) fills columns of it.
+VARIANCE_IN_FIT = SINGLE_SHARD and "terms" not in BOOT_FILES
+
+
 # the fit job's peptide-usage output: its shard's rows, or with one shard the gathered table
 USAGE_FIT_OUTPUT = (
     {"usage_table": "results/tables/peptide_usage.tsv"}
@@ -116,10 +123,11 @@ rule fit:
             or config.get("model", {}).get("feature_weights", "none") != "none"
             else []
         ),
-        # one shard with peptide_usage: the removed proteins close the usage table
+        # one shard: the removed proteins close the usage table (peptide_usage in this job)
+        # and the variance table (VARIANCE_IN_FIT)
         removed=(
             "results/ingest/removed_proteins.tsv"
-            if SINGLE_SHARD and PEPTIDE_USAGE and not USAGE_JOB
+            if SINGLE_SHARD and ((PEPTIDE_USAGE and not USAGE_JOB) or VARIANCE_IN_FIT)
             else []
         ),
         # missing: detection: the curve fitted on all proteins (rule detection_curve)
@@ -138,6 +146,8 @@ rule fit:
             else {"abundance": f"results/model/shards/{SHARD}/protein_abundance.parquet"}
         ),
         alerts=f"results/alerts/fit/{SHARD}.tsv",
+        # one shard: rule variance_components's table (VARIANCE_IN_FIT)
+        **({"variance": "results/tables/variance_components.tsv"} if VARIANCE_IN_FIT else {}),
         # peptide_usage: the shard's usage rows (rule peptide_usage gathers them); one shard:
         # the job writes the gathered table itself. USAGE_JOB (one shard): rule usage_refit
         # computes them from where this fit ended (relative SDs and final robust weights)
@@ -233,6 +243,10 @@ if SINGLE_SHARD:
     ruleorder: abundance > gather_abundance
     ruleorder: fit > peptide_usage
     ruleorder: fit > gather_detection
+
+    if VARIANCE_IN_FIT:
+
+        ruleorder: fit > variance_components
 
     rule abundance:
         """Protein abundance per run (one shard): beside rule fit, which needs 2-3x longer, on
@@ -339,6 +353,7 @@ rule gather_abundance:
         "../scripts/gather_abundance.py"
 
 
+# with one shard written by rule fit (VARIANCE_IN_FIT), unless rule bootstrap fills columns of it
 rule variance_components:
     """Variance components per protein, as a table for people."""
     input:

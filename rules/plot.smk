@@ -9,13 +9,25 @@
 # per family over all contrasts keeps the script start-up cost (Python, pandas, matplotlib: ~1 s
 # CPU each) from dominating the plots' run time.
 
+# One shard: rule plot_qc also draws the protein-abundance QC figures (rule plot_qc_abundance's),
+# after rule abundance (~1.4 CPU s, beside the fit on the second core): one job's start-up and
+# reads fewer (~0.6 CPU s: 1.53 + 1.52 -> 2.49 on the demo), and the job still ends about when
+# the fit does (benchmarks/README.md, "Fewer jobs on one shard"). Several shards: the abundances
+# come from gather_abundance after all fit jobs, so the feature figures keep their own job
+# (drawn while the shards are fitted).
+QC_IN_ONE_JOB = SINGLE_SHARD
+QC_JOB_FIGURES = QC_FEATURE_FIGURES + (QC_ABUNDANCE_FIGURES if QC_IN_ONE_JOB else ())
+
+
 rule plot_qc:
     """QC figures of the feature intensities: intensities, features and missing values per run,
     missingness against intensity. Needs only the normalised features: runs while the models are
-    fitted."""
+    fitted. With one shard also the protein-abundance QC figures (after rule abundance)."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
+        # one shard (QC_IN_ONE_JOB): rule abundance's table, for rule plot_qc_abundance's figures
+        abundance="results/tables/protein_abundance.parquet" if QC_IN_ONE_JOB else [],
     output:
         png=[
             report_item(
@@ -25,9 +37,9 @@ rule plot_qc:
                 caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
                 labels={"figure": QC_CAPTIONS[name][0]},
             )
-            for name in QC_FEATURE_FIGURES
+            for name in QC_JOB_FIGURES
         ],
-        paper=[p for name in QC_FEATURE_FIGURES for p in paper_copies(f"results/plots/qc/{name}")],
+        paper=[p for name in QC_JOB_FIGURES for p in paper_copies(f"results/plots/qc/{name}")],
     params:
         out_dir=lambda wc, output: os.path.dirname(output.png[0]),
         formats=PLOT_FORMATS,
@@ -45,40 +57,45 @@ rule plot_qc:
         "../scripts/plot_qc.py"
 
 
-rule plot_qc_abundance:
-    """QC figures of the protein abundances: PCA, run correlation, CV per condition."""
-    input:
-        samples="results/ingest/samples.tsv",
-        abundance="results/tables/protein_abundance.parquet",
-    output:
-        png=[
-            report_item(
-                f"results/plots/qc/{name}.png",
-                category="QC",
-                subcategory=QC_CAPTIONS[name][2],
-                caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
-                labels={"figure": QC_CAPTIONS[name][0]},
-            )
-            for name in QC_ABUNDANCE_FIGURES
-        ],
-        paper=[
-            p for name in QC_ABUNDANCE_FIGURES for p in paper_copies(f"results/plots/qc/{name}")
-        ],
-    params:
-        out_dir=lambda wc, output: os.path.dirname(output.png[0]),
-        formats=PLOT_FORMATS,
-    benchmark:
-        "logs/benchmarks/plot_qc_abundance.tsv"
-    log:
-        "logs/plots/qc_abundance.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/plot_qc_abundance.py"
+# several shards only (one shard: rule plot_qc draws these figures, QC_IN_ONE_JOB)
+if not QC_IN_ONE_JOB:
+
+    rule plot_qc_abundance:
+        """QC figures of the protein abundances: PCA, run correlation, CV per condition."""
+        input:
+            samples="results/ingest/samples.tsv",
+            abundance="results/tables/protein_abundance.parquet",
+        output:
+            png=[
+                report_item(
+                    f"results/plots/qc/{name}.png",
+                    category="QC",
+                    subcategory=QC_CAPTIONS[name][2],
+                    caption=f"../workflow/report/{QC_CAPTIONS[name][1]}",
+                    labels={"figure": QC_CAPTIONS[name][0]},
+                )
+                for name in QC_ABUNDANCE_FIGURES
+            ],
+            paper=[
+                p
+                for name in QC_ABUNDANCE_FIGURES
+                for p in paper_copies(f"results/plots/qc/{name}")
+            ],
+        params:
+            out_dir=lambda wc, output: os.path.dirname(output.png[0]),
+            formats=PLOT_FORMATS,
+        benchmark:
+            "logs/benchmarks/plot_qc_abundance.tsv"
+        log:
+            "logs/plots/qc_abundance.log",
+        threads: 1
+        resources:
+            mem_mb=lambda wc, input, attempt: attempt * (1000 + int(10 * input_mb(input))),
+            runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input) / 20)),
+        conda:
+            "../envs/pepmix.yaml"
+        script:
+            "../scripts/plot_qc_abundance.py"
 
 
 rule plot_differential:

@@ -12,16 +12,28 @@ config["_report_pages"] = _PAGES if all(os.path.isfile(p) for p in _PAGES.values
 
 
 rule report_pages:
-    """Summary and methods of the report's first page; a top-protein table per contrast."""
+    """Summary and methods of the report's first page; a top-protein table per contrast; the
+    rules' alerts gathered into one table (printed at the end of the run)."""
     input:
         differential="results/tables/differential_abundance.parquet",
         variance="results/tables/variance_components.tsv",
         runs="results/normalize/runs.tsv",
         samples="results/ingest/samples.tsv",
-        alerts=ALERTS_FILE,
+        # every rule's alerts (rules/alerts.smk), gathered into ALERTS_FILE by this job
+        alert_parts=ALERT_PARTS,
+        # rules/calibration.smk: when the check runs or ran (its alerts too)
+        calibration_alerts=lambda wc: calibration_alert_inputs(
+            config, workflow, CALIBRATION_ALERTS
+        ),
         # rules/calibration.smk: when the check runs or ran (one line of the summary)
         calibration=lambda wc: calibration_alert_inputs(config, workflow, CALIBRATION_OUTPUTS[0]),
     output:
+        # not named `alerts`: pepmix.rule.rule_context writes a job's own alerts to that output
+        alert_table=report(
+            ALERTS_FILE,
+            category="Summary",
+            caption="../workflow/report/alerts.rst",
+        ),
         summary=f"{REPORT_PAGES}/summary.rst",
         methods=f"{REPORT_PAGES}/methods.rst",
         tables=[

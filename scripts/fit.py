@@ -1,7 +1,7 @@
 """Rule fit: one linear mixed model per protein (pepmix.stages.fit)."""
 
 from pepmix.rule import rule_context
-from pepmix.stages import fit
+from pepmix.stages import fit, variance_components
 
 with rule_context(snakemake):
     out = snakemake.output
@@ -38,3 +38,8 @@ with rule_context(snakemake):
     if out.get("usage_table"):
         # one shard: the gathered peptide-usage table (rule peptide_usage's output)
         result.usage_table(removed=snakemake.input.removed).write(out.usage_table)
+    if out.get("variance"):
+        # one shard: rule variance_components's table, from the proteins written above
+        variance_components.run(proteins=out.proteins, removed=snakemake.input.removed).write(
+            out.variance
+        )

@@ -1,4 +1,5 @@
-"""Rule plot_qc: QC figures of the feature intensities (distributions, counts, missingness)."""
+"""Rule plot_qc: QC figures of the feature intensities (distributions, counts, missingness); with
+one shard also those of the protein abundances (PCA, correlation, CV)."""
 
 from pepmix.rule import rule_context
 from pepmix.stages import plot_qc
@@ -9,4 +10,6 @@ with rule_context(snakemake):
         samples=snakemake.input.samples,
         out_dir=snakemake.params.out_dir,
         formats=snakemake.params.formats,
+        # one shard: the protein-abundance QC figures too (rules/plot.smk, QC_IN_ONE_JOB)
+        abundance=snakemake.input.get("abundance") or None,
     )

@@ -10,9 +10,9 @@ normalisation that may be unreliable, zero tested proteins, heavy filtering)::
 An alert is a ``WARNING`` log record that carries a short machine-readable ``code``. Without
 Snakemake it is just a logged warning. Inside a rule (:func:`pepmix.rule.rule_context`) the
 records are also collected, and if the rule declares an output named ``alerts`` they are written
-there as TSV (``stage, code, message``; header only when there are none). The rule ``alerts``
-gathers those files into ``results/alerts.tsv``, which the workflow prints when it finishes and
-which the report shows on its first page.
+there as TSV (``stage, code, message``; header only when there are none). The rule
+``report_pages`` gathers those files into ``results/alerts.tsv`` (:func:`unique_alerts`), which
+the workflow prints when it finishes and which the report shows on its first page.
 """
 
 from __future__ import annotations
@@ -111,6 +111,27 @@ def format_alerts(alerts: Sequence[Alert]) -> str:
     return "\n".join(f"WARNING [{a.stage}] {a.message}" for a in alerts)
 
 
+def unique_alerts(inputs: Iterable[str | Path]) -> list[Alert]:
+    """The distinct alerts of the per-rule alert files, in input order, logged at INFO.
+
+    Parameters
+    ----------
+    inputs : iterable of path
+        Alert files of the rules (in DAG order: ingest, merge, normalize, fit shards, test).
+
+    Returns
+    -------
+    list of Alert
+        Each distinct alert once, in input order.
+    """
+    unique = list(dict.fromkeys(read_alerts(inputs)))
+    if unique:
+        logger.info("%d warning(s) for this analysis:\n%s", len(unique), format_alerts(unique))
+    else:
+        logger.info("no warnings for this analysis")
+    return unique
+
+
 def gather_alerts(inputs: Iterable[str | Path], output: str | Path) -> list[Alert]:
     """Concatenate the per-rule alert files into ``output``, each distinct alert once.
 
@@ -124,14 +145,10 @@ def gather_alerts(inputs: Iterable[str | Path], output: str | Path) -> list[Aler
     Returns
     -------
     list of Alert
-        The distinct alerts, in input order.
+        The distinct alerts, in input order (:func:`unique_alerts`).
     """
-    unique = list(dict.fromkeys(read_alerts(inputs)))
+    unique = unique_alerts(inputs)
     write_alerts(output, unique)
-    if unique:
-        logger.info("%d warning(s) for this analysis:\n%s", len(unique), format_alerts(unique))
-    else:
-        logger.info("no warnings for this analysis")
     return unique
 
 

@@ -281,9 +281,14 @@ def test_fewer_jobs_with_one_batch_and_one_shard(repo: Path, demo_run: Path) -> 
     dry = _run(repo, demo_run, "-n", "--forceall", "--config", "shards=1")
     one = _planned_rules(dry.stdout + dry.stderr)
     # one shard: the abundance model in a job of its own, beside the fit (rules/fit.smk); the
-    # usage refit writes the usage table itself
+    # usage refit writes the usage table itself; the fit job the variance table, rule plot_qc
+    # the abundance QC figures too (rules/plot.smk)
     assert {"prepare", "fit", "abundance", "test", "usage_refit", "plot_usage"} <= one
     assert not {"gather_model", "gather_abundance", "peptide_usage"} & one
+    assert {"variance_components", "plot_qc_abundance"} <= two
+    assert not {"variance_components", "plot_qc_abundance"} & one
+    # any number of shards: rule report_pages gathers the alerts (no rule alerts)
+    assert "report_pages" in one and "report_pages" in two and not {"alerts"} & (one | two)
 
 
 def test_usage_job_shard_invariance(repo: Path, demo_run: Path, tmp_path: Path) -> None:

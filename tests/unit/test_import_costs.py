@@ -54,3 +54,25 @@ def test_mixture_pvalue_equals_the_chi2_mixture_bit_for_bit() -> None:
     want = np.where(lrt > 0, 0.5 * stats.chi2.sf(np.maximum(lrt, 0.0), 1), 1.0)
     want = np.where(np.isnan(lrt), np.nan, want)
     assert np.array_equal(mixture_pvalue(lrt), want, equal_nan=True)
+
+
+#: rule test's modules (robust limma moderation, the default): neither scipy.stats (~0.6 CPU s;
+#: trimboth and rankdata are copied in pepmix.inference.limma._numeric) nor scipy.optimize (the
+#: vash prior's, imported when that prior is chosen)
+TEST_RULE_MODULES = (
+    "pepmix.stages.test",
+    "pepmix.inference.differential",
+    "pepmix.inference.moderation",
+    "pepmix.inference.limma",
+    "pepmix.inference.limma.robust",
+)
+
+
+def test_rule_test_imports_leave_out_scipy_stats_and_optimize() -> None:
+    code = "; ".join(f"import {m}" for m in TEST_RULE_MODULES)
+    code += "; import sys; print(sorted(m for m in sys.modules"
+    code += " if m.startswith(('scipy.stats', 'scipy.optimize'))))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]", out

@@ -9,6 +9,9 @@ References: ``tests/reference/ebayes/r_arithmetic.R`` (no R needed here).
 - :func:`r_mean`, :func:`trimmed_mean` and :func:`quantile7` follow R's formulas; they differ
   from R's values only by rounding (R sums in long double, and indexes the quantile from 1), so
   the tolerances are the rounding bounds stated in each test.
+- :func:`trimboth` and :func:`average_ranks` are ``scipy.stats.trimboth`` and ``rankdata`` in
+  NumPy alone (the robust moderation of rule ``test`` without importing ``scipy.stats``): equal
+  to SciPy's results bit for bit, including the order of the kept values, ties and NaN.
 """
 
 from __future__ import annotations
@@ -18,8 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from pepmix.inference.limma._numeric import quantile7, r_mean, trimmed_mean, zeroin
+from pepmix.inference.limma._numeric import (
+    average_ranks,
+    quantile7,
+    r_mean,
+    trimboth,
+    trimmed_mean,
+    zeroin,
+)
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "ebayes"
 EPS = float(np.finfo(np.float64).eps)
@@ -70,3 +81,35 @@ def test_quantile7_agrees_with_r(r_sets: list[tuple[np.ndarray, pd.Series]]) -> 
         # interpolation itself rounds within a few eps of max |x|
         bound = (2 * x.size + 4) * EPS * float(np.max(np.abs(x)))
         np.testing.assert_allclose(got, [row["q_trim"], row["q_90"]], rtol=0, atol=bound)
+
+
+def _scipy_cases() -> list[np.ndarray]:
+    """Arrays of 0-2,000 values: continuous, heavy ties, repeated values at the trim points,
+    signed zeros, infinities, one NaN."""
+    rng = np.random.default_rng(20261207)
+    cases = [np.array([]), np.array([1.5]), np.array([2.0, 2.0]), np.array([-0.0, 0.0, 1.0])]
+    for n in (3, 7, 10, 31, 200, 2000):
+        cases.append(rng.standard_normal(n))
+        cases.append(rng.integers(0, 4, n).astype(float))  # many ties
+        cases.append(np.exp(rng.standard_normal(n)) * rng.choice([1.0, 1e-300, 1e300], n))
+    cases.append(np.array([np.inf, 1.0, -np.inf, 1.0, 3.0]))
+    cases.append(np.array([1.0, np.nan, 2.0]))
+    return cases
+
+
+@pytest.mark.parametrize("trim", [0.0, 0.05, 0.1, 0.25, 0.4])
+def test_trimboth_is_scipys(trim: float) -> None:
+    for x in _scipy_cases():
+        if x.size and int(trim * x.size) >= x.size - int(trim * x.size):
+            continue
+        want = stats.trimboth(x, trim)
+        got = trimboth(x, trim)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (x.size, trim)
+
+
+def test_average_ranks_are_scipys() -> None:
+    for x in _scipy_cases():
+        want = stats.rankdata(x)
+        got = average_ranks(x)
+        assert got.dtype == np.float64 and got.shape == want.shape
+        assert np.array_equal(got, want, equal_nan=True), x.size

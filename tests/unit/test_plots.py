@@ -271,6 +271,28 @@ def test_stages_write_every_declared_file(stage_inputs: dict[str, Path], tmp_pat
     assert (tmp_path / "contrasts/treat_vs_ctrl/profiles.pdf").exists()
 
 
+def test_plot_qc_with_abundance_draws_both_families(
+    stage_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """One shard: rule plot_qc draws the abundance QC figures too (``abundance=``); the files
+    are those of the two stages run one after the other, byte for byte."""
+    s = stage_inputs
+    apart = plot_qc.run(features=s["features"], samples=s["samples"], out_dir=tmp_path / "a")
+    apart += plot_qc_abundance.run(
+        samples=s["samples"], abundance=s["abundance"], out_dir=tmp_path / "a"
+    )
+    both = plot_qc.run(
+        features=s["features"],
+        samples=s["samples"],
+        out_dir=tmp_path / "b",
+        abundance=s["abundance"],
+    )
+    assert [p.name for p in both] == [p.name for p in apart]
+    assert len(both) == 6
+    for one, other in zip(apart, both, strict=True):
+        assert one.read_bytes() == other.read_bytes(), one.name
+
+
 def test_same_input_gives_identical_bytes(data: dict, runs: Runs, tmp_path: Path) -> None:
     table = data["table"]
     for k in (1, 2):

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from docutils.core import publish_parts
 
-from pepmix.alerts import Alert, write_alerts
+from pepmix.alerts import Alert, gather_alerts, read_alerts, write_alerts
 from pepmix.config import load_yaml, validate_config
 from pepmix.io import write_parquet, write_tsv
 from pepmix.report.methods import REFERENCES, methods_rst, model_formula
@@ -399,6 +399,47 @@ def test_stage_writes_the_pages(tmp_path: Path, calibration: bool) -> None:
     parser = _Table()
     parser.feed(tables[1].read_text())
     assert len(parser.rows) == 5
+
+
+def test_stage_gathers_the_alerts(tmp_path: Path) -> None:
+    """With the rules' alert files (``alert_parts``) the stage writes the run's alert table,
+    the file rule ``alerts`` wrote (``gather_alerts``: each distinct alert once, in order),
+    and the summary lists the same alerts."""
+    inputs = {
+        "differential": tmp_path / "da.parquet",
+        "variance": tmp_path / "vc.tsv",
+        "runs": tmp_path / "runs.tsv",
+        "samples": tmp_path / "samples.tsv",
+    }
+    write_parquet(_differential(), inputs["differential"])
+    write_tsv(_variance(), inputs["variance"])
+    write_tsv(_runs(), inputs["runs"])
+    write_tsv(_sheet(), inputs["samples"])
+    other = Alert("test", "no_tests", "no protein could be tested in B - A")
+    parts = [tmp_path / f"part{i}.tsv" for i in range(3)]
+    write_alerts(parts[0], list(ALERTS))
+    write_alerts(parts[1], [])
+    write_alerts(parts[2], [other, *ALERTS])
+    tables = [tmp_path / f"top_proteins_{i}.html" for i in range(2)]
+    pages = report_pages.run(
+        inputs={k: str(v) for k, v in inputs.items()},
+        config=copy.deepcopy(_config()),
+        contrasts=CONTRASTS,
+        table_names=[t.name for t in tables],
+        alert_parts=[str(p) for p in parts],
+    )
+    written = tmp_path / "alerts.tsv"
+    pages.write(
+        summary=tmp_path / "summary.rst",
+        methods=tmp_path / "methods.rst",
+        tables=tables,
+        alerts=written,
+    )
+    gathered = tmp_path / "gathered.tsv"
+    gather_alerts(parts, gathered)
+    assert written.read_bytes() == gathered.read_bytes()
+    assert read_alerts([written]) == [*ALERTS, other]
+    assert pages.summary.alerts == (*ALERTS, other)
 
 
 def _report_calls(text: str) -> list[str]:

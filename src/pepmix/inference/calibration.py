@@ -613,8 +613,8 @@ def _alert_result(plan: PermutationPlan, summary: pd.DataFrame, fdr: float) -> N
 
 
 def alert_inputs(config: Mapping[str, Any], workflow: Any, path: str) -> list[str]:
-    """The calibration alert file for rule ``alerts`` (``[path]``), when the check is part of
-    this run: ``calibration.in_all``, the target ``calibration`` (or one of its files)
+    """The calibration alert file for rule ``report_pages`` (``[path]``), when the check is
+    part of this run: ``calibration.in_all``, the target ``calibration`` (or one of its files)
     requested, or an earlier run of it (``path`` exists: its outputs are then kept up to date,
     so the report and the alerts include it). Else ``[]``.
 

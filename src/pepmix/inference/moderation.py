@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -82,13 +83,9 @@ from pepmix.inference.limma import (
     total_df,
 )
 from pepmix.inference.limma.squeeze import squeezed
-from pepmix.inference.vash import (
-    MixturePosterior,
-    fit_prior,
-    implied_df,
-    mixture_pvalues,
-    posterior,
-)
+
+if TYPE_CHECKING:
+    from pepmix.inference.vash import MixturePosterior
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +129,8 @@ class PosteriorMixture:
 
     def pvalues(self, estimate: FloatArray, lfc: float = 0.0) -> FloatArray:
         """Mixture p-values of the moderated rows (t-test, TREAT for ``lfc > 0``), shape (R,)."""
+        from pepmix.inference.vash import mixture_pvalues
+
         return mixture_pvalues(estimate[self.rows], self.unscaled, self.posterior, lfc)
 
 
@@ -268,6 +267,10 @@ def _moderate_vash(
     estimate: FloatArray,
 ) -> ModeratedContrast:
     """``out`` with the tested rows moderated under the vash prior fitted to ``mask``."""
+    # imported here: pepmix.inference.vash loads scipy.optimize (~0.15 CPU s), which the
+    # default limma prior does not need (rule test's start-up)
+    from pepmix.inference.vash import fit_prior, implied_df, mixture_pvalues, posterior
+
     fit_rows = mask & np.isfinite(df)
     if fit_rows.sum() < MIN_PROTEINS_FOR_PRIOR or not np.any(s2[fit_rows] > 0):
         return out

@@ -5,7 +5,10 @@ Reads the result tables, builds the :class:`~pepmix.report.summary.Summary`, and
 - ``summary.rst`` and ``methods.rst``, which ``workflow/report/workflow.rst`` includes on the
   report's first page;
 - one HTML page per contrast with its top proteins (:mod:`pepmix.report.tables`), shown in the
-  report next to the contrast's volcano plot.
+  report next to the contrast's volcano plot;
+- given the rules' alert files, their distinct alerts (``results/alerts.tsv``, which the
+  workflow prints at the end and the report's first page lists): the workflow gathers them in
+  this job rather than in one of its own (one job's start-up fewer at the end of the DAG).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from pepmix.alerts import read_alerts
+from pepmix.alerts import read_alerts, unique_alerts, write_alerts
 from pepmix.io import atomic_path
 from pepmix.model.design import fitted_spec
 from pepmix.report.methods import methods_rst, model_formula
@@ -61,9 +64,19 @@ class ReportPages:
     methods_rst: str
     tables: list[str]
 
-    def write(self, *, summary: PathLike, methods: PathLike, tables: Sequence[PathLike]) -> None:
+    def write(
+        self,
+        *,
+        summary: PathLike,
+        methods: PathLike,
+        tables: Sequence[PathLike],
+        alerts: PathLike | None = None,
+    ) -> None:
         """Write the two reStructuredText files and the per-contrast pages (``tables[i]`` is
-        the page of the i-th contrast)."""
+        the page of the i-th contrast); with ``alerts`` (default None) also the run's alerts
+        (:func:`pepmix.alerts.write_alerts`, the table rule ``alerts`` used to write)."""
+        if alerts is not None:
+            write_alerts(alerts, self.summary.alerts)
         _write_text(self.summary_rst, summary)
         _write_text(self.methods_rst, methods)
         for text, path in zip(self.tables, tables, strict=True):
@@ -78,6 +91,7 @@ def run(
     table_names: Sequence[str],
     top_n: int = 500,
     category: str | None = None,
+    alert_parts: Sequence[PathLike] | None = None,
 ) -> ReportPages:
     """Build the summary, the methods and the per-contrast tables (see module docstring).
 
@@ -86,8 +100,8 @@ def run(
     inputs : mapping of str to path
         ``differential`` (Parquet), ``variance`` (``variance_components.tsv``), ``runs``
         (``results/normalize/runs.tsv``), ``samples`` (resolved sheet), ``alerts``
-        (``results/alerts.tsv``) and, when the calibration check ran, ``calibration``
-        (``results/calibration/calibration.tsv``; optional).
+        (``results/alerts.tsv``; not with ``alert_parts``) and, when the calibration check ran,
+        ``calibration`` (``results/calibration/calibration.tsv``; optional).
     config : mapping
         The validated config.
     contrasts : sequence of str
@@ -98,6 +112,10 @@ def run(
         Rows per contrast page (0: all).
     category : str, optional
         Report category of the per-contrast figures (linked from the summary; default none).
+    alert_parts : sequence of path, optional
+        The rules' alert files (in DAG order): their distinct alerts are the run's
+        (:func:`pepmix.alerts.unique_alerts`; write them with ``ReportPages.write(alerts=)``).
+        Default None: read the gathered ``inputs["alerts"]``.
 
     Returns
     -------
@@ -107,7 +125,9 @@ def run(
     variance = pd.read_csv(inputs["variance"], sep="\t", keep_default_na=False, na_values=["NA"])
     runs = pd.read_csv(inputs["runs"], sep="\t", keep_default_na=False, na_values=["NA"])
     sheet = read_resolved_sheet(inputs["samples"])
-    alerts = read_alerts([inputs["alerts"]])
+    alerts = (
+        unique_alerts(alert_parts) if alert_parts is not None else read_alerts([inputs["alerts"]])
+    )
     calibration = None
     if inputs.get("calibration"):
         calibration = pd.read_csv(

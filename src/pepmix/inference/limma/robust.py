@@ -38,11 +38,12 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import special
 
 from pepmix.inference.limma._distributions import f_density, log_pf, qf
 from pepmix.inference.limma._numeric import (
     FloatArray,
+    average_ranks,
     log_ratio,
     quantile7,
     r_mean,
@@ -300,7 +301,7 @@ def _infinite_prior_fit(z: FloatArray, ztc: float, df1: float) -> FDistFit:
     s20 = math.exp(ztc)
     fstat = np.exp(z - ztc)
     tail_pv = np.asarray(special.gammaincc(df1 / 2.0, fstat * df1 / 2.0), dtype=np.float64)
-    r = stats.rankdata(fstat)
+    r = average_ranks(fstat)
     emp_tail = (n - r + 0.5) / n
     prob_not = np.minimum(tail_pv / emp_tail, 1.0)
     shrunk = np.full(n, math.inf)
@@ -319,7 +320,7 @@ def _outlier_fit(z: FloatArray, ztc: float, df1: float, df2: float) -> FDistFit:
     fstat = np.exp(z - ztc)
     log_tail = log_pf(fstat, df1, df2, lower=False)
     tail_pv = np.asarray(np.exp(log_tail), dtype=np.float64)
-    r = stats.rankdata(fstat)
+    r = average_ranks(fstat)
     log_emp = np.log(n - r + 0.5) - math.log(n)
     log_not = np.minimum(log_tail - log_emp, 0.0)
     prob_out = -np.expm1(log_not)
