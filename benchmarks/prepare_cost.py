@@ -1,4 +1,4 @@
-"""CPU and wall seconds of rule ``prepare`` (ingest, merge, normalize, shard in one job), in process.
+"""CPU and wall seconds of rule ``prepare`` (ingest, merge, normalize, shard in one job).
 
     PYTHONPATH=src .venv/bin/python benchmarks/prepare_cost.py CONFIG OUTDIR [--shards 2]
 
