@@ -60,7 +60,10 @@ def run(
     normalization: Mapping[str, Any] | None,
     outputs: PrepareOutputs,
 ) -> None:
-    """Run the four steps, each writing its own files as it finishes.
+    """Run the four steps, each writing its own files (the Parquet tables by a writer thread
+    while the next step runs; all written when this returns).
+
+    A failed write raises its exception here, and its file is not left behind.
 
     Parameters
     ----------
