@@ -1,12 +1,16 @@
-"""CPU seconds of rule ``prepare`` (ingest, merge, normalize, shard in one job), in process.
+"""CPU and wall seconds of rule ``prepare`` (ingest, merge, normalize, shard in one job).
 
     PYTHONPATH=src .venv/bin/python benchmarks/prepare_cost.py CONFIG OUTDIR [--shards 2]
 
 ``CONFIG`` is a workflow config with one ``inputs:`` entry (e.g. ``simulate.py cohort``'s
 ``config.yaml`` or ``config_generic_long.yaml``). Runs :func:`pepmix.stages.prepare.run` of the
 imported pepmix (set ``PYTHONPATH`` to the checkout to measure) with the rule's outputs under
-``OUTDIR`` and prints the CPU seconds (``time.process_time``: this process, all threads) of each
-stage, from the stage log records, the total, and the peak RSS. Compare checkouts by running
+``OUTDIR`` and prints the CPU seconds (``time.process_time``: this process, all threads), the
+CPU seconds of the job's own thread (``time.thread_time``: without the writer thread and
+pyarrow's pool; on an idle 2-core machine the wall time follows it) and the wall seconds
+(``time.perf_counter``) of each stage, from the stage log records (and the
+wait for the table writes at the end, where the checkout writes them in a thread), the totals,
+and the peak RSS. Compare checkouts by running
 them interleaved in one sitting; CPU seconds are inflated by other load far less than wall times.
 """
 
@@ -28,15 +32,26 @@ log = logging.getLogger("prepare_cost")
 
 
 class _Marks(logging.Handler):
-    """Records the CPU time at each ``stage NAME`` record of :mod:`pepmix.stages.prepare`."""
+    """Records the CPU and wall times at each ``stage NAME`` record of
+    :mod:`pepmix.stages.prepare` (and at its ``waiting for the writes ...`` record: ``write``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.marks: list[tuple[str, float]] = []
+        self.marks: list[tuple[str, float, float, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "pepmix.stages.prepare" and record.getMessage().startswith("stage "):
-            self.marks.append((record.getMessage()[6:], time.process_time()))
+        if record.name != "pepmix.stages.prepare":
+            return
+        message = record.getMessage()
+        if message.startswith("stage "):
+            self.marks.append((message[6:], *_clocks()))
+        elif message.startswith("waiting for the writes"):
+            self.marks.append(("write", *_clocks()))
+
+
+def _clocks() -> tuple[float, float, float]:
+    """Process CPU, this thread's CPU, wall seconds."""
+    return time.process_time(), time.thread_time(), time.perf_counter()
 
 
 def main() -> None:
@@ -68,7 +83,7 @@ def main() -> None:
     marks = _Marks()
     logging.getLogger().addHandler(marks)
     logging.getLogger().setLevel(logging.INFO)
-    start = time.process_time()
+    start, main_start, wall = _clocks()
     prepare.run(
         entry=entry,
         filters=config["filter"],
@@ -78,12 +93,17 @@ def main() -> None:
         normalization=config["normalization"],
         outputs=outputs,
     )
-    end = time.process_time()
-    points = [*marks.marks, ("end", end)]
-    parts = [f"{name} {t1 - t0:.2f}" for (name, t0), (_, t1) in itertools.pairwise(points)]
+    end, main_end, wall_end = _clocks()
+    points = [*marks.marks, ("end", end, main_end, wall_end)]
+    parts = [
+        f"{name} {c1 - c0:.2f}/{m1 - m0:.2f}/{w1 - w0:.2f}"
+        for (name, c0, m0, w0), (_, c1, m1, w1) in itertools.pairwise(points)
+    ]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     sys.stdout.write(
-        f"{root}: prepare {end - start:.2f} CPU s ({', '.join(parts)}); peak RSS {rss:.2f} GB\n"
+        f"{root}: prepare {end - start:.2f} CPU s / {main_end - main_start:.2f} main-thread CPU s"
+        f" / {wall_end - wall:.2f} wall s (CPU/main/wall: {', '.join(parts)}); "
+        f"peak RSS {rss:.2f} GB\n"
     )
 
 

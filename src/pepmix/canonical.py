@@ -275,7 +275,10 @@ def row_key(frame: pd.DataFrame, columns: Sequence[str]) -> NDArray[np.int64]:
     for col in columns:
         series = as_category(frame[col])
         width = len(series.cat.categories) + 1
-        key = key * width + (series.cat.codes.to_numpy().astype(np.int64) + 1)
+        key = key * width
+        # in place, the codes (int8-int32) widened by the addition: no int64 copy of them
+        key += series.cat.codes.to_numpy()
+        key += 1
     return key
 
 

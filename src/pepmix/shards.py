@@ -170,7 +170,9 @@ def _write_largest(
     work = np.bincount(codes, minlength=n_proteins)
     feature_codes = _codes(table.column("feature"))
     width = int(feature_codes.max()) + 2
-    pairs = np.unique(codes.astype(np.int64) * width + feature_codes + 1)
+    # distinct (protein, feature) pairs by hashing (pd.unique), not sorting (np.unique): the
+    # counts per protein are the same; 0.1 s instead of 0.7 s at 8.4 M rows
+    pairs = pd.unique(codes.astype(np.int64) * width + feature_codes + 1)
     n_features = np.bincount(pairs // width, minlength=n_proteins)
     for s, path in enumerate(paths):
         mine = shard_of_protein == s

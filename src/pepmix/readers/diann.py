@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,7 @@ def read_diann(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     dropped = DroppedProteins([threshold_step(names[c], options[names[c]]) for c in active])
     chunk_rows = option_positive_int(options, "chunk_rows", _DEFAULT_CHUNK_ROWS)
     if separator is None:
-        frame = _scan_parquet(path, columns, active)
-        if active:
-            _dropped_parquet(path, protein_column, active, dropped, chunk_rows)
+        frame = _read_parquet(path, columns, active, (protein_column, dropped), chunk_rows)
     else:
         frame = _scan_text(path, columns, separator, active, chunk_rows, (protein_column, dropped))
     if active:
@@ -170,6 +169,31 @@ def read_diann(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         frame, path, protein_column, run_column, intensity_column, q_column, pg_column, options
     )
     return dropped.attach(out)
+
+
+def _read_parquet(
+    path: Path,
+    columns: list[str],
+    thresholds: Mapping[str, float],
+    dropped: tuple[str, DroppedProteins],
+    batch_rows: int,
+) -> pd.DataFrame:
+    """The filtered scan (:func:`_scan_parquet`) and, with thresholds, the record of the proteins
+    it drops (:func:`_dropped_parquet`), the latter in a second thread meanwhile: both passes read
+    the file, and pyarrow decodes without holding the GIL (the filtered scan runs on one core).
+
+    If the scan fails, its error is raised (after the other pass has finished).
+    """
+    if not thresholds:
+        return _scan_parquet(path, columns, thresholds)
+    protein_column, record = dropped
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pepmix-dropped") as pool:
+        pending = pool.submit(
+            _dropped_parquet, path, protein_column, thresholds, record, batch_rows
+        )
+        frame = _scan_parquet(path, columns, thresholds)
+        pending.result()
+    return frame
 
 
 def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float]) -> pd.DataFrame:

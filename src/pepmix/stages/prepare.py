@@ -6,15 +6,25 @@ log and its alerts (:func:`pepmix.rule.stage_alerts`), so the outputs are those 
 jobs; one job saves three start-ups, and each stage takes the previous one's table as the Arrow
 table it wrote (the frame it would read back, :func:`pepmix.canonical.from_arrow`) instead of
 reading the file.
+
+The Parquet files of the first three steps (the batch, merged and normalised tables) are
+written by one writer thread while the next step computes (:class:`_Writer`; pyarrow releases
+the GIL while it encodes and compresses): each file is written by :func:`pepmix.io.write_arrow`
+(atomically, so a failed write leaves no file), every write has finished when :func:`run`
+returns, and a failed write fails the job (its exception raised by :func:`run`). The sample
+sheet and the other TSV files are written in the job's thread (the next step reads the sheet).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from pepmix.io import write_arrow, write_tsv
 from pepmix.rule import stage_alerts
 from pepmix.stages import ingest, merge, normalize, shard
 from pepmix.stages.files import PathLike
@@ -50,7 +60,10 @@ def run(
     normalization: Mapping[str, Any] | None,
     outputs: PrepareOutputs,
 ) -> None:
-    """Run the four steps, each writing its own files as it finishes.
+    """Run the four steps, each writing its own files (the Parquet tables by a writer thread
+    while the next step runs; all written when this returns).
+
+    A failed write raises its exception here, and its file is not left behind.
 
     Parameters
     ----------
@@ -68,28 +81,80 @@ def run(
         log.info("stage %s", name)
         return stage_alerts(name, _str(outputs.alerts.get(name)), _str(outputs.logs.get(name)))
 
-    # each table goes to the next stage as the Arrow table just written, not read back
-    with step("ingest"):
-        ingested = ingest.run(entry=entry, filters=filters, feature_level=feature_level)
-        ingested.write(table=outputs.batch)
-        batch = ingested.arrow
-        del ingested
-    with step("merge"):
-        merged = merge.run(
-            batches=[batch], samples=samples, sheet_config=sheet_config, filters=filters
-        )
-        del batch
-        merged.write(features=outputs.merged, samples=outputs.samples, removed=outputs.removed)
-        table = merged.arrow
-        del merged
-    with step("normalize"):
-        normalized = normalize.run(features=table, samples=outputs.samples, options=normalization)
-        del table
-        normalized.write(features=outputs.features, runs=outputs.runs)
-        features = normalized.arrow
-        del normalized
-    with step("shard"):
-        shard.run(features=features, shards=outputs.shards, largest=outputs.largest)
+    # each table goes to the next stage as the Arrow table just written, not read back; the
+    # Parquet files are written by the writer thread meanwhile
+    with _writer() as writer:
+        with step("ingest"):
+            batch = ingest.run(entry=entry, filters=filters, feature_level=feature_level).arrow
+            writer.submit(write_arrow, batch, outputs.batch)
+        with step("merge"):
+            merged = merge.run(
+                batches=[batch], samples=samples, sheet_config=sheet_config, filters=filters
+            )
+            del batch
+            table = merged.arrow
+            writer.submit(write_arrow, table, outputs.merged)
+            # as MergeResult.write: the normalize step reads the sheet
+            write_tsv(merged.removed, outputs.removed)
+            write_tsv(merged.runs, outputs.samples)
+            del merged
+        with step("normalize"):
+            normalized = normalize.run(
+                features=table, samples=outputs.samples, options=normalization
+            )
+            del table
+            features = normalized.arrow
+            writer.submit(write_arrow, features, outputs.features)
+            write_tsv(normalized.runs, outputs.runs)
+            del normalized
+        with step("shard"):
+            shard.run(features=features, shards=outputs.shards, largest=outputs.largest)
+        log.info("waiting for the writes of the tables")
+
+
+class _Writer:
+    """One thread writing files in submission order; :meth:`check` raises a failed write's
+    exception (the first one submitted)."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+        self._futures: list[Future[None]] = []
+
+    def submit(self, write: Callable[..., None], *args: Any) -> None:
+        """Queue ``write(*args)``, after checking that no earlier write has failed."""
+        self.check()
+        self._futures.append(self._pool.submit(write, *args))
+
+    def check(self, wait: bool = False) -> None:
+        """Raise the exception of the first failed write (with ``wait``, default False: after
+        waiting for every write; without it, of the writes finished so far)."""
+        for future in self._futures:
+            if wait or future.done():
+                future.result()
+
+    def errors(self) -> list[BaseException]:
+        """Wait for every write; the exceptions of the failed ones, in submission order."""
+        return [e for f in self._futures if (e := f.exception()) is not None]
+
+
+@contextmanager
+def _writer() -> Iterator[_Writer]:
+    """A :class:`_Writer` whose writes have all finished when the block is left.
+
+    Leaving the block normally raises the first failed write's exception. If the block raises,
+    its exception propagates once the writes have finished, with each failed write's exception
+    added as a note (none is lost; the files written are complete, see
+    :func:`pepmix.io.atomic_path`).
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pepmix-write") as pool:
+        writer = _Writer(pool)
+        try:
+            yield writer
+        except BaseException as exc:
+            for error in writer.errors():
+                exc.add_note(f"also, a table write failed: {type(error).__name__}: {error}")
+            raise
+        writer.check(wait=True)
 
 
 def _str(path: PathLike | None) -> str | None:
