@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ground_truth import demo_truth, score
+from ground_truth import demo_rows, score
 from scenarios import simulate_scenario, write_inputs
 from scipy import stats
 from stage_runner import StageRunner, demo_config, merge_overrides, scenario_config
@@ -152,10 +152,7 @@ def demo(runner: StageRunner) -> pd.DataFrame:
     rows = []
     for label, over in VARIANTS.items():
         table, _ = runner.run(merge_overrides(demo_config(), over))
-        for contrast in table["contrast"].unique():
-            part = table.loc[table["contrast"] == contrast]
-            truth = demo_truth(contrast, part["protein"].drop_duplicates())
-            rows.append({"contrast": contrast, "variant": label} | score(part, truth))
+        rows.extend(demo_rows(table, label))
     return pd.DataFrame(rows)[["contrast", "variant", "TP", "FP", "TP@FDP5", "|err|"]]
 
 

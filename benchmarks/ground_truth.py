@@ -180,6 +180,17 @@ def demo_truth(contrast: str, proteins: pd.Series) -> pd.Series:
     return pd.Series(np.where(ups, np.log2(num / den), 0.0), index=proteins.astype(str))
 
 
+def demo_rows(table: pd.DataFrame, variant: str) -> list[dict[str, Any]]:
+    """:func:`score` of every contrast of a demo differential table, one row per contrast
+    (``contrast``, ``variant`` and the scores)."""
+    rows = []
+    for contrast in table["contrast"].unique():
+        part = table.loc[table["contrast"] == contrast]
+        truth = demo_truth(contrast, part["protein"].drop_duplicates())
+        rows.append({"contrast": contrast, "variant": variant} | score(part, truth))
+    return rows
+
+
 def run_case(runner: StageRunner, config: dict[str, Any], overrides: Any) -> pd.DataFrame | str:
     """Differential table of one variant, or the reason it is not available / failed."""
     if isinstance(overrides, str):
