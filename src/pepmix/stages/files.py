@@ -8,11 +8,13 @@ and the inference options of the config, and the model spec as the fit stage bui
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pepmix.io import write_tsv
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PathLike",
+    "TableWriter",
     "TsvTable",
     "read_model_input",
     "read_removed",
@@ -33,6 +36,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
+#: writes an Arrow table to a path (:func:`pepmix.io.write_arrow`, or a stage job's writer
+#: thread that calls it: :mod:`pepmix.stages.prepare`)
+TableWriter = Callable[[pa.Table, PathLike], None]
 
 
 def read_removed(path: PathLike) -> pd.DataFrame:

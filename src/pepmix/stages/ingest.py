@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from pepmix import canonical
 from pepmix.io import write_arrow
-from pepmix.stages.files import PathLike
+from pepmix.stages.files import PathLike, TableWriter
 
 __all__ = ["IngestResult", "run"]
 
@@ -30,9 +30,10 @@ class IngestResult:
         place of the file (:func:`pepmix.stages.merge.run`)."""
         return canonical.to_arrow(self.table)
 
-    def write(self, *, table: PathLike) -> None:
-        """Write ``results/ingest/batches/<name>.parquet``."""
-        write_arrow(self.arrow, table)
+    def write(self, *, table: PathLike, write_table: TableWriter = write_arrow) -> None:
+        """Write ``results/ingest/batches/<name>.parquet`` with ``write_table`` (default
+        :func:`pepmix.io.write_arrow`)."""
+        write_table(self.arrow, table)
 
 
 def run(

@@ -15,7 +15,7 @@ import pyarrow as pa
 from pepmix import canonical
 from pepmix.io import write_arrow, write_tsv
 from pepmix.samples import load_design, sheet_options
-from pepmix.stages.files import PathLike
+from pepmix.stages.files import PathLike, TableWriter
 
 __all__ = ["MergeResult", "run"]
 
@@ -48,11 +48,17 @@ class MergeResult:
         return canonical.to_arrow(self.features)
 
     def write(
-        self, *, features: PathLike, samples: PathLike, removed: PathLike | None = None
+        self,
+        *,
+        features: PathLike,
+        samples: PathLike,
+        removed: PathLike | None = None,
+        write_table: TableWriter = write_arrow,
     ) -> None:
-        """Write the merged table (Parquet), the resolved sheet and, with ``removed`` (default
-        None: not written), the removed proteins (TSV)."""
-        write_arrow(self.arrow, features)
+        """Write the merged table (Parquet, with ``write_table``, default
+        :func:`pepmix.io.write_arrow`), the resolved sheet and, with ``removed`` (default None:
+        not written), the removed proteins (TSV)."""
+        write_table(self.arrow, features)
         if removed is not None:
             write_tsv(self.removed, removed)
         write_tsv(self.runs, samples)

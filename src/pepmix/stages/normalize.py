@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pepmix.io import write_arrow, write_tsv
-from pepmix.stages.files import PathLike, read_resolved_sheet
+from pepmix.stages.files import PathLike, TableWriter, read_resolved_sheet
 
 __all__ = ["NormalizeResult", "run"]
 
@@ -33,9 +33,12 @@ class NormalizeResult:
         stage takes it in place of the file (:func:`pepmix.stages.shard.run`)."""
         return pa.Table.from_pandas(self.features, preserve_index=False)
 
-    def write(self, *, features: PathLike, runs: PathLike) -> None:
-        """Write ``results/normalize/features.parquet`` and ``runs.tsv``."""
-        write_arrow(self.arrow, features)
+    def write(
+        self, *, features: PathLike, runs: PathLike, write_table: TableWriter = write_arrow
+    ) -> None:
+        """Write ``results/normalize/features.parquet`` (with ``write_table``, default
+        :func:`pepmix.io.write_arrow`) and ``runs.tsv``."""
+        write_table(self.arrow, features)
         write_tsv(self.runs, runs)
 
 

@@ -24,7 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pepmix.io import write_arrow, write_tsv
+import pyarrow as pa
+
+from pepmix.io import write_arrow
 from pepmix.rule import stage_alerts
 from pepmix.stages import ingest, merge, normalize, shard
 from pepmix.stages.files import PathLike
@@ -85,27 +87,33 @@ def run(
     # Parquet files are written by the writer thread meanwhile
     with _writer() as writer:
         with step("ingest"):
-            batch = ingest.run(entry=entry, filters=filters, feature_level=feature_level).arrow
-            writer.submit(write_arrow, batch, outputs.batch)
+            ingested = ingest.run(entry=entry, filters=filters, feature_level=feature_level)
+            ingested.write(table=outputs.batch, write_table=writer.write_table)
+            batch = ingested.arrow
+            del ingested
         with step("merge"):
             merged = merge.run(
                 batches=[batch], samples=samples, sheet_config=sheet_config, filters=filters
             )
             del batch
+            # the TSVs in this thread: the normalize step reads the sheet
+            merged.write(
+                features=outputs.merged,
+                samples=outputs.samples,
+                removed=outputs.removed,
+                write_table=writer.write_table,
+            )
             table = merged.arrow
-            writer.submit(write_arrow, table, outputs.merged)
-            # as MergeResult.write: the normalize step reads the sheet
-            write_tsv(merged.removed, outputs.removed)
-            write_tsv(merged.runs, outputs.samples)
             del merged
         with step("normalize"):
             normalized = normalize.run(
                 features=table, samples=outputs.samples, options=normalization
             )
             del table
+            normalized.write(
+                features=outputs.features, runs=outputs.runs, write_table=writer.write_table
+            )
             features = normalized.arrow
-            writer.submit(write_arrow, features, outputs.features)
-            write_tsv(normalized.runs, outputs.runs)
             del normalized
         with step("shard"):
             shard.run(features=features, shards=outputs.shards, largest=outputs.largest)
@@ -124,6 +132,11 @@ class _Writer:
         """Queue ``write(*args)``, after checking that no earlier write has failed."""
         self.check()
         self._futures.append(self._pool.submit(write, *args))
+
+    def write_table(self, table: pa.Table, path: PathLike) -> None:
+        """Queue :func:`pepmix.io.write_arrow` of ``table`` to ``path`` (a
+        :data:`pepmix.stages.files.TableWriter`)."""
+        self.submit(write_arrow, table, path)
 
     def check(self, wait: bool = False) -> None:
         """Raise the exception of the first failed write (with ``wait``, default False: after
