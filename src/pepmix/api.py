@@ -430,7 +430,7 @@ def test(
         Cap Satterthwaite df at the between-sample df (``testing.df_cap``).
     lfc_threshold : float, default 0.0
         TREAT threshold on the absolute log2 fold change (``lfc_threshold``).
-    variance_prior : {"limma", "vash"}, default "limma"
+    variance_prior : {"limma", "vash", "vash_censored"}, default "limma"
         Prior of the moderation (``testing.variance_prior``): limma's scaled inverse
         chi-square, or the vash mixture (:mod:`pepmix.inference.vash`).
 

@@ -94,9 +94,10 @@ class InferenceOptions:
         Empirical-Bayes moderation of the contrast variances.
     robust : bool, default True
         limma's robust prior (outlier proteins do not inflate the prior df).
-    prior : {"limma", "vash"}, default "limma"
+    prior : {"limma", "vash", "vash_censored"}, default "limma"
         Prior on the contrast variances (:mod:`pepmix.inference.moderation`): limma's scaled
-        inverse chi-square, or the vash mixture (:mod:`pepmix.inference.vash`).
+        inverse chi-square, or the vash mixture (:mod:`pepmix.inference.vash`), with the
+        replicate stratum's boundary fits censored in its fit (``vash_censored``).
     df_cap : bool, default True
         Cap Satterthwaite df at the between-sample (containment) df.
     lfc_threshold : float, default 0.0

@@ -41,8 +41,11 @@ Two rules are pepmix's, not limma's:
 **The prior** (``prior``, config ``testing.variance_prior``): ``limma`` is the single
 scaled-inverse-chi-square prior above; ``vash`` is a mixture of them on a grid of scales and df
 (variance adaptive shrinkage, Lu & Stephens 2016; :mod:`pepmix.inference.vash`), for variance
-distributions that one such prior does not fit (many near zero and a long tail). Both rules above
-hold for it: the mixture weights are fitted to the proteins with :math:`\nu_{gj} \ge 1` (and
+distributions that one such prior does not fit (many near zero and a long tail);
+``vash_censored`` is ``vash`` with the boundary fits of the replicate stratum as censored
+observations in the prior's likelihood (:func:`replicate_boundary`; module docstring of
+:mod:`pepmix.inference.vash`, "Boundary fits as censored observations"). The rules above
+hold for both: the mixture weights are fitted to the proteins with :math:`\nu_{gj} \ge 1` (and
 finite), and every tested protein gets its posterior. The p-value is then the posterior mixture
 of moderated-t p-values (:attr:`ModeratedContrast.mixture`); the reported standard error is
 :math:`\tilde s_{gj}\sqrt{u_{gj}}` with :math:`\tilde s^2_{gj}` the inverse posterior mean
@@ -67,6 +70,7 @@ Appl Stat 10, 946-963.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -95,6 +99,7 @@ __all__ = [
     "PRIORS",
     "ModeratedContrast",
     "moderate_contrast",
+    "replicate_boundary",
     "squeeze_var_masked",
 ]
 
@@ -104,7 +109,9 @@ MIN_PROTEINS_FOR_PRIOR = 10
 MIN_PRIOR_DF = 1.0
 
 #: the priors of ``moderate_contrast`` (config ``testing.variance_prior``)
-PRIORS = ("limma", "vash")
+PRIORS = ("limma", "vash", "vash_censored")
+#: the model stage's note on a fit with variances at zero (:mod:`pepmix.model.fit`)
+_AT_ZERO = re.compile(r"variance at zero: ([^;]*)")
 
 FloatArray = NDArray[np.float64]
 
@@ -205,10 +212,10 @@ def moderate_contrast(
     robust : bool, default True
         limma's robust prior (:func:`~pepmix.inference.limma.robust.fit_f_dist_robust`); with
         ``prior="limma"`` only.
-    prior : {"limma", "vash"}, default "limma"
+    prior : {"limma", "vash", "vash_censored"}, default "limma"
         The prior on the variances (module docstring).
     estimate : ndarray, optional
-        The contrast estimates; needed with ``prior="vash"`` (for the reported df).
+        The contrast estimates; needed with the vash priors (for the reported df).
 
     Returns
     -------
@@ -225,10 +232,13 @@ def moderate_contrast(
     unscaled = 1.0 / n_num[tested] + 1.0 / n_den[tested]
     s2 = se_raw[tested] ** 2 / unscaled
     mask = informative[tested]
-    if prior == "vash":
+    if prior in ("vash", "vash_censored"):
         if estimate is None:
             raise ValueError("the vash prior needs the estimates")
-        return _moderate_vash(out, name, tested, s2, df[tested], mask, unscaled, estimate)
+        censored = (
+            replicate_boundary(part)[tested] if prior == "vash_censored" else np.zeros_like(mask)
+        )
+        return _moderate_vash(out, name, tested, s2, df[tested], mask, unscaled, estimate, censored)
     if prior != "limma":
         raise ValueError(f"unknown prior {prior!r} (one of {', '.join(PRIORS)})")
     if mask.all():
@@ -265,8 +275,10 @@ def _moderate_vash(
     mask: NDArray[np.bool_],
     unscaled: FloatArray,
     estimate: FloatArray,
+    censored: NDArray[np.bool_],
 ) -> ModeratedContrast:
-    """``out`` with the tested rows moderated under the vash prior fitted to ``mask``."""
+    """``out`` with the tested rows moderated under the vash prior fitted to ``mask``
+    (``censored`` rows as censored observations)."""
     # imported here: pepmix.inference.vash loads scipy.optimize (~0.15 CPU s), which the
     # default limma prior does not need (rule test's start-up)
     from pepmix.inference.vash import fit_prior, implied_df, mixture_pvalues, posterior
@@ -274,7 +286,7 @@ def _moderate_vash(
     fit_rows = mask & np.isfinite(df)
     if fit_rows.sum() < MIN_PROTEINS_FOR_PRIOR or not np.any(s2[fit_rows] > 0):
         return out
-    fitted = fit_prior(s2[fit_rows], df[fit_rows])
+    fitted = fit_prior(s2[fit_rows], df[fit_rows], censored=censored[fit_rows])
     post = posterior(fitted, s2, df)
     var_post = post.var_post
     se = np.sqrt(var_post * unscaled)
@@ -292,15 +304,47 @@ def _moderate_vash(
     out.mixture = PosteriorMixture(rows=tested.copy(), unscaled=unscaled, posterior=post)
     log.info(
         "contrast %s: vash prior of %d components (inverse mean precision %.4g), fitted to %d "
-        "of %d proteins (df >= %g) in %d EM cycles",
+        "of %d proteins (df >= %g; %d censored boundary fits) in %d EM cycles",
         name,
         fitted.weight.size,
         fitted.var_harmonic,
         int(fit_rows.sum()),
         int(tested.sum()),
         MIN_PRIOR_DF,
+        int(np.count_nonzero(censored[fit_rows])),
         fitted.n_iter,
     )
+    return out
+
+
+def replicate_boundary(part: pd.DataFrame) -> NDArray[np.bool_]:
+    """Rows whose fit has the replicate stratum's variance at zero (status ``boundary``).
+
+    The replicate stratum is the factor ``sample`` (``run`` for rows with ``replication``
+    ``technical``: the model then has the run in the sample's place); the model stage names
+    the factors with variances at zero in ``detail`` (``variance at zero: feature, sample``).
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Columns ``status`` and ``detail``; ``replication`` optional (``biological`` without).
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    boundary = part["status"].to_numpy(dtype=object) == "boundary"
+    details = part["detail"].fillna("").astype(str).to_numpy(dtype=object)
+    technical = (
+        part["replication"].to_numpy(dtype=object) == "technical"
+        if "replication" in part.columns
+        else np.zeros(len(part), dtype=bool)
+    )
+    out = np.zeros(len(part), dtype=bool)
+    for i in np.flatnonzero(boundary):
+        found = _AT_ZERO.search(details[i])
+        factors = {f.strip() for f in found.group(1).split(",")} if found else set()
+        out[i] = ("run" if technical[i] else "sample") in factors
     return out
 
 

@@ -64,6 +64,26 @@ gives :math:`p_g` exactly (:func:`implied_df`), so that t, df and p agree and th
 :math:`p_g < \alpha` (a mixture p-value below the normal p-value of that t, possible in
 principle, gets infinite df: the interval is then the normal one).
 
+**Boundary fits as censored observations** (``censored`` of :func:`fit_prior`; pepmix's, not
+vashr's). When a protein's REML estimate of the replicate stratum's variance (the biological
+sample, or the run with technical replication) is at zero, its :math:`s^2_g` is not a draw from
+:math:`\sigma^2_g\chi^2_{\nu_g}/\nu_g`: the between-sample spread was smaller than the
+residual noise alone explains, the estimate stopped at that floor, and all that is known is that
+the unconstrained estimate lies below it. In the prior's likelihood such a protein contributes the
+probability of that event, a censored observation (as in Tobit regression),
+
+.. math::
+
+    P(s^2 \le s^2_g \mid k) = F_{\nu_g, d_k}(s^2_g / c_k)
+      = I_{z}\big(\nu_g/2,\, d_k/2\big), \qquad z = \frac{\nu_g s^2_g}{\nu_g s^2_g + d_k c_k},
+
+(:func:`censored_loglik`; :math:`I` the regularised incomplete beta function) instead of the
+density at :math:`s^2_g`. Treated as exact draws, a quarter of the proteins at the floor (the
+share in data with many near-zero sample variances) pull the mixture towards a long-tailed
+component at small variances, which widens the posterior of every protein in the bulk. Only the
+prior's fit changes; each protein's posterior (and p-value) is computed from its :math:`s^2_g`
+as above.
+
 Rows with infinite :math:`\nu_g` know their variance: :math:`\tilde s^2_{gk} = s^2_g`, df
 infinite, whatever the weights.
 
@@ -101,6 +121,7 @@ __all__ = [
     "MixturePosterior",
     "VashPrior",
     "alpha_grid",
+    "censored_loglik",
     "fit_prior",
     "implied_df",
     "mixture_pvalues",
@@ -118,6 +139,8 @@ EM_TOL = 1e-8
 EM_MAX_ITER = 2000
 #: components with a weight below this share of the largest are dropped after the fit
 WEIGHT_FLOOR = 1e-10
+#: floor of the censored log likelihoods (a probability of 0 would make a component impossible)
+LOG_TINY = -700.0
 
 
 @dataclass(frozen=True)
@@ -244,8 +267,30 @@ def component_loglik(
     return out
 
 
+def censored_loglik(
+    s2: FloatArray, nu: FloatArray, scale: FloatArray, df: FloatArray
+) -> FloatArray:
+    """:math:`\\log P(s^2 \\le s^2_g \\mid k)` of the module docstring, shape (G, K) (``nu`` > 0).
+
+    As :func:`component_loglik` leaves out terms that do not depend on the component, the two
+    can share one EM fit (the left-out terms are constants per protein).
+    """
+    n = nu[:, None]
+    d = df[None, :]
+    ns2 = n * s2[:, None]
+    z = ns2 / (ns2 + d * scale[None, :])
+    with np.errstate(divide="ignore"):
+        out: FloatArray = np.log(special.betainc(n / 2.0, d / 2.0, z))
+    return np.maximum(out, LOG_TINY)
+
+
 def fit_prior(
-    s2: ArrayLike, df: ArrayLike, *, max_iter: int = EM_MAX_ITER, tol: float = EM_TOL
+    s2: ArrayLike,
+    df: ArrayLike,
+    *,
+    censored: ArrayLike | None = None,
+    max_iter: int = EM_MAX_ITER,
+    tol: float = EM_TOL,
 ) -> VashPrior:
     """The unimodal mixture prior of largest marginal likelihood (vashr's ``unimodal="auto"``).
 
@@ -253,7 +298,8 @@ def fit_prior(
     maximiser of the profile likelihood (Brent's method on :math:`\\log m` between the smallest
     and the largest positive variance), the weights at each :math:`m` by EM (:func:`_squarem`);
     the kind with the larger likelihood is kept. The shape grid (:func:`alpha_grid`) is centred
-    on limma's moment estimate of the prior df (:func:`~pepmix.inference.limma.fit_f_dist`).
+    on limma's moment estimate of the prior df (:func:`~pepmix.inference.limma.fit_f_dist`) of
+    the uncensored variances (of all when fewer than three are uncensored).
 
     Parameters
     ----------
@@ -261,6 +307,10 @@ def fit_prior(
         Variances, finite and >= 0, at least one positive.
     df : array_like, shape (G,)
         Their df, finite and >= 0.
+    censored : array_like of bool, shape (G,), optional
+        Variances known only to be at least as large as the unconstrained estimate (boundary
+        fits, module docstring): they enter the likelihood by :func:`censored_loglik`; their df
+        must be > 0. Default None: none.
     max_iter : int, default EM_MAX_ITER
         Most SQUAREM cycles per EM fit.
     tol : float, default EM_TOL
@@ -282,15 +332,21 @@ def fit_prior(
         raise ValueError("s2 and df must be one-dimensional and of the same length")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(nu))) or np.any(x < 0) or np.any(nu < 0):
         raise ValueError("s2 and df must be finite and >= 0")
+    cens = np.zeros(x.size, dtype=bool) if censored is None else np.asarray(censored, dtype=bool)
+    if cens.shape != x.shape:
+        raise ValueError(f"censored must have length {x.size}")
+    if np.any(nu[cens] <= 0):
+        raise ValueError("censored variances must have df > 0")
     positive = x[x > 0]
     if positive.size == 0:
         raise ValueError("the prior needs at least one positive variance")
-    single = fit_f_dist(x, nu)
+    exact = ~cens if np.count_nonzero(~cens & (x > 0)) >= 3 else np.ones(x.size, dtype=bool)
+    single = fit_f_dist(x[exact], nu[exact])
     d0 = float(single.df2) if np.isfinite(single.df2) else 2.0 * MAX_SHAPE
     alpha = alpha_grid(d0 / 2.0)
     bounds = (float(np.log(positive.min())), float(np.log(positive.max())))
     fits = [
-        _fit_unimodal(x, nu, alpha, unimodal, bounds, max_iter, tol)
+        _fit_unimodal(x, nu, cens, alpha, unimodal, bounds, max_iter, tol)
         for unimodal in ("variance", "precision")
     ]
     return max(fits, key=lambda fit: fit[0])[1]
@@ -299,6 +355,7 @@ def fit_prior(
 def _fit_unimodal(
     x: FloatArray,
     nu: FloatArray,
+    cens: NDArray[np.bool_],
     alpha: FloatArray,
     unimodal: str,
     bounds: tuple[float, float],
@@ -310,6 +367,8 @@ def _fit_unimodal(
     def fitted(log_mode: float) -> tuple[float, VashPrior]:
         scale, dprior = unimodal_components(float(np.exp(log_mode)), alpha, unimodal)
         loglik = component_loglik(x, nu, scale, dprior)
+        if cens.any():
+            loglik[cens] = censored_loglik(x[cens], nu[cens], scale, dprior)
         top = loglik.max(axis=1, keepdims=True)
         weight, n_iter, converged = _squarem(np.exp(loglik - top), max_iter, tol)
         value = float(np.mean(top[:, 0] + np.log(np.exp(loglik - top) @ weight)))

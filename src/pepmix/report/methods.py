@@ -323,13 +323,21 @@ def _moderation(config: Mapping[str, Any], summary: Summary, cite: _Citations) -
     testing = config.get("testing", {}) or {}
     robust = bool(testing.get("robust", True))
     eb = cite("smyth2004")
-    if testing.get("variance_prior", "limma") == "vash":
+    prior = testing.get("variance_prior", "limma")
+    if prior in ("vash", "vash_censored"):
+        censored = (
+            " (fits with the replicate variance at zero entering the likelihood as censored "
+            "observations)"
+            if prior == "vash_censored"
+            else ""
+        )
         return (
             " Each contrast's variance, per replication unit, was moderated across proteins by "
             f"empirical Bayes {eb} with a unimodal mixture of scaled-inverse-chi-square priors "
-            f"fitted by maximum likelihood (variance adaptive shrinkage {cite('lu2016')}); "
-            "p-values are the posterior mixture of the components' moderated-t p-values, the "
-            "reported df those at which the moderated t gives that p-value."
+            f"fitted by maximum likelihood{censored} (variance adaptive shrinkage "
+            f"{cite('lu2016')}); p-values are the posterior mixture of the components' "
+            "moderated-t p-values, the reported df those at which the moderated t gives that "
+            "p-value."
         )
     how = f"limma's robust prior estimation {cite('phipson2016')}" if robust else "limma"
     priors = _priors(summary.contrasts)
