@@ -1,10 +1,11 @@
 """Evaluation of the contrast-variance prior (``testing.variance_prior``, issue 10).
 
-Compares the limma prior (robust scaled-inverse-chi-square, the old default) with variance
-adaptive shrinkage (``vash``, :mod:`pepmix.inference.vash`) on the calibration scenarios of
-``tests/unit/test_calibration_scenarios.py`` and on the demo, everything else at the build's
-defaults. The two variants differ only in the test stage, so they share one fit per data set
-(``stage_runner`` caches per rule).
+Compares the limma prior (robust scaled-inverse-chi-square, the default) with variance
+adaptive shrinkage (``vash``, :mod:`pepmix.inference.vash`) and with vash whose prior fit takes
+the boundary fits of the replicate stratum as censored observations (``vash_censored``) on the
+calibration scenarios of ``tests/unit/test_calibration_scenarios.py`` and on the demo,
+everything else at the build's defaults. The variants differ only in the test stage, so they
+share one fit per data set (``stage_runner`` caches per rule); ``--variants`` picks some.
 
 - null calibration: Kolmogorov-Smirnov p of the tested p-values against U(0, 1) and the shares
   below 0.05 and 0.01, 2,000 proteins, no protein changing, seeds 11-16;
@@ -36,6 +37,7 @@ ALPHA = 0.05
 VARIANTS: dict[str, dict[str, Any]] = {
     "limma_robust": {"testing": {"variance_prior": "limma"}},
     "vash": {"testing": {"variance_prior": "vash"}},
+    "vash_censored": {"testing": {"variance_prior": "vash_censored"}},
 }
 NULL_SCENARIOS = ("no_change", "technical", "outliers", "skewed_variance", "mnar")
 NULL_SEEDS = (11, 12, 13, 14, 15, 16)
@@ -138,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["null", "fdp", "demo"])
     parser.add_argument("--null-seeds", type=int, nargs="+", default=list(NULL_SEEDS))
     parser.add_argument("--scenarios", nargs="+")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("pepmix", "stage_runner"):
         logging.getLogger(name).setLevel(logging.ERROR)
     runner = StageRunner(args.workdir)
+    if args.variants:
+        for label in [k for k in VARIANTS if k not in args.variants]:
+            del VARIANTS[label]
     if "null" in args.parts:
         names = tuple(args.scenarios or NULL_SCENARIOS)
         null = pd.DataFrame(null_rows(runner, names, tuple(args.null_seeds)))
