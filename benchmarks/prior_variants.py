@@ -148,6 +148,7 @@ def table(stats_: pd.DataFrame, variant: str) -> pd.DataFrame:
             differential.moderate_contrast = original
     out = out.loc[out["pvalue"].notna()]
     keys = ["protein", "contrast", "detail", "replication"]
+    keys += ["true_lfc"] if "true_lfc" in stats_.columns else []
     return out.drop(columns=["detail", "replication"]).merge(stats_[keys], on=keys[:2])
 
 
