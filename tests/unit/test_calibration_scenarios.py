@@ -75,7 +75,7 @@ SKEWED_NULL = (
     "not fit Gamma(0.3) variances (moderation off: KS p 0.15); testing.variance_prior: vash (a "
     "fitted mixture prior, Lu & Stephens 2016) makes it uniform at seeds 11-16 (KS p 0.07-0.47) "
     "but is not the default: mnar seed 11 KS p 0.006 with it, because mnar's interior fits are "
-    "conservative under every prior (Huber variance factor: 3.2-3.8 % of p < 0.05) and vash's "
+    "conservative under every prior (Huber variance factor: 3.3-3.8 % of p < 0.05) and vash's "
     "mixture widens their posteriors a little more; the boundary fits as censored observations "
     "in vash's fit (testing.variance_prior: vash_censored) pass every seed-11 null and FDP test "
     "but mostly by a lower prior scale, and the prior collapses where most fits are at the "
