@@ -52,7 +52,11 @@ Standard error of the mode
 
 Group medians are computed without a loop over groups: rows are laid out once by group size
 and group, and every block of groups of the same size is a 2-D array whose row medians numpy
-takes at once (the loop runs over distinct group sizes, a few dozen).
+takes at once (the loop runs over distinct group sizes, a few dozen). The layout comes from
+stable counting sorts (:func:`counting_argsort`, linear in the rows): the rows by group, the
+groups by size. The (protein, run) cells of :class:`ProteinRatios` are numbered in order of
+first appearance, as :func:`pandas.factorize` numbers them, by tables indexed by the dense
+cell key instead of hashing it (:func:`factorize_pairs`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from pepmix.canonical import row_key
+
+try:  # pandas' counting sort (its groupby's): linear time, stable
+    from pandas._libs.algos import groupsort_indexer as _groupsort_indexer
+except ImportError:  # pragma: no cover - a pandas without it: the radix sort below
+    _groupsort_indexer = None
 
 MIN_PROTEINS = 100
 SECOND_PEAK = 0.25
@@ -90,18 +99,29 @@ class GroupMedian:
 
     def __init__(self, codes: IntArray, n_groups: int) -> None:
         counts = np.bincount(codes, minlength=n_groups)
-        size = counts[codes]
+        # rows by group (stable); then the groups by size (stable: by code within a size), so
+        # ``order`` is the stable sort of the rows by (group size, group)
+        by_group = counting_argsort(codes, n_groups)
+        starts = np.cumsum(counts) - counts
         max_size = int(counts.max()) if counts.size else 0
-        self.order = radix_argsort(size * n_groups + codes, (max_size + 1) * n_groups)
-        sizes_sorted = size[self.order]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(sizes_sorted)) + 1])
-        stops = np.append(starts[1:], sizes_sorted.size)
+        groups_by_size = counting_argsort(counts, max_size + 1)
+        sizes = counts[groups_by_size]
+        bounds = np.searchsorted(sizes, np.arange(1, max_size + 2))
         self.n_groups = n_groups
-        self.blocks = [
-            (int(sizes_sorted[a]), int(a), int(b), codes[self.order[a : b : sizes_sorted[a]]])
-            for a, b in zip(starts, stops, strict=True)
-            if b > a
-        ]
+        self.blocks: list[tuple[int, int, int, IntArray]] = []
+        parts = []
+        offset = 0
+        for k in range(1, max_size + 1):
+            groups = groups_by_size[bounds[k - 1] : bounds[k]]
+            if groups.size == 0:
+                continue
+            rows = (starts[groups][:, None] + np.arange(k)).ravel()
+            parts.append(by_group[rows])
+            self.blocks.append((k, offset, offset + rows.size, groups))
+            offset += rows.size
+        self.order: IntArray = (
+            np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        ).astype(np.int64, copy=False)
 
     def __call__(self, values: FloatArray) -> FloatArray:
         """Median of ``values`` (aligned with ``codes``) per group."""
@@ -112,12 +132,30 @@ class GroupMedian:
         return out
 
 
-def radix_argsort(key: IntArray, max_key: int) -> IntArray:
-    """Stable argsort of integer keys in ``[0, max_key]``, one 16-bit digit at a time.
+def counting_argsort(key: IntArray, n_keys: int) -> IntArray:
+    """Stable argsort of integer keys in ``[0, n_keys)`` (counting sort, linear time).
 
-    numpy sorts 16-bit integers stably by radix sort (linear time), which makes this several
-    times faster than a comparison sort of millions of int64 keys.
+    pandas' ``groupsort_indexer`` (the counting sort of its groupby) when pandas has it, else
+    :func:`radix_argsort`; both return the stable order (the same permutation as
+    ``numpy.argsort(key, kind="stable")``).
     """
+    if _groupsort_indexer is None:  # pragma: no cover - see the import
+        return radix_argsort(key, max(n_keys - 1, 0))
+    order, _ = _groupsort_indexer(np.asarray(key, dtype=np.int64), n_keys)
+    return np.asarray(order, dtype=np.int64)
+
+
+def radix_argsort(key: IntArray, max_key: int) -> IntArray:
+    """Stable argsort of integer keys in ``[0, max_key]``.
+
+    A counting sort (:func:`counting_argsort`) when ``max_key`` is not much more than the
+    number of keys (its table has ``max_key + 2`` entries); otherwise one 16-bit digit at a
+    time: numpy sorts 16-bit integers stably by radix sort (linear time), several times faster
+    than a comparison sort of millions of int64 keys.
+    """
+    if _groupsort_indexer is not None and max_key <= 4 * key.size + 65536:
+        if key.size == 0 or int(key.min()) >= 0:
+            return counting_argsort(key, max_key + 1)
     order = np.arange(key.size, dtype=np.int64)
     shift = 0
     while True:
@@ -126,6 +164,48 @@ def radix_argsort(key: IntArray, max_key: int) -> IntArray:
         shift += 16
         if max_key >> shift == 0:
             return order
+
+
+def factorize_pairs(
+    first: IntArray, second: IntArray, n_first: int, n_second: int
+) -> tuple[IntArray, IntArray]:
+    """``pandas.factorize(first * n_second + second)``: codes numbered in order of first appearance.
+
+    When the key space ``n_first * n_second`` is at most a few times the number of rows, by
+    dense tables indexed by the key (each key's first row by ``numpy.minimum.at``) instead of
+    hashing; otherwise :func:`pandas.factorize`. Both give the same codes and uniques.
+
+    Parameters
+    ----------
+    first, second : numpy.ndarray of int
+        Codes in ``[0, n_first)`` and ``[0, n_second)``, one pair per row.
+    n_first, n_second : int
+        Their numbers of values.
+
+    Returns
+    -------
+    codes : numpy.ndarray of int64
+        The pair of each row, numbered in order of first appearance.
+    uniques : numpy.ndarray of int64
+        ``first * n_second + second`` of each pair, in that order.
+    """
+    n = first.size
+    key = first.astype(np.int64) * n_second + second
+    n_keys = n_first * n_second
+    if n_keys > 4 * n + (1 << 20):
+        codes, uniques = pd.factorize(key)
+        return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=np.int64)
+    first_row = np.full(n_keys, n, dtype=np.int64)
+    np.minimum.at(first_row, key, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first_row < n)
+    # the keys in order of their first rows (distinct rows: a scatter, no sort)
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[first_row[present]] = present
+    uniques: IntArray = slot[slot >= 0]
+    code_of = np.empty(n_keys, dtype=np.int64)
+    code_of[uniques] = np.arange(uniques.size, dtype=np.int64)
+    codes: IntArray = code_of[key]
+    return codes, uniques
 
 
 def group_medians(codes: IntArray, values: FloatArray, n_groups: int) -> FloatArray:
@@ -307,9 +387,10 @@ class ProteinRatios:
         prot_codes, prots = pd.factorize(table["protein"])
         prot_codes = prot_codes.astype(np.int64, copy=False)
         self.n_proteins = len(prots)
-        cell = prot_codes[self.usable] * self.n_runs + self.run_codes[self.usable]
-        cell_codes, cells = pd.factorize(cell)
-        self.cell_codes = cell_codes.astype(np.int64, copy=False)
+        cell_codes, cells = factorize_pairs(
+            prot_codes[self.usable], self.run_codes[self.usable], self.n_proteins, self.n_runs
+        )
+        self.cell_codes = cell_codes
         self.n_cells = len(cells)
         self.cell_median = GroupMedian(self.cell_codes, self.n_cells)
         self.cell_run = np.asarray(cells, dtype=np.int64) % max(self.n_runs, 1)
