@@ -275,11 +275,70 @@ def row_key(frame: pd.DataFrame, columns: Sequence[str]) -> NDArray[np.int64]:
     for col in columns:
         series = as_category(frame[col])
         width = len(series.cat.categories) + 1
-        key = key * width
+        key *= width  # in place (no new array per column)
         # in place, the codes (int8-int32) widened by the addition: no int64 copy of them
         key += series.cat.codes.to_numpy()
         key += 1
     return key
+
+
+def row_key_size(frame: pd.DataFrame, columns: Sequence[str]) -> int:
+    """The number of possible values of :func:`row_key` (its keys are below this)."""
+    size = 1
+    for col in columns:
+        size *= len(as_category(frame[col]).cat.categories) + 1
+    return size
+
+
+#: a dense table indexed by a key may have this many entries per row (plus a fixed 1 Mi):
+#: beyond, the callers fall back to hashing or sorting (bounded memory)
+DENSE_KEYS_PER_ROW = 4
+
+
+def dense_ok(n_keys: int, n_rows: int) -> bool:
+    """Whether a table of ``n_keys`` entries is small enough next to ``n_rows`` rows."""
+    return n_keys <= DENSE_KEYS_PER_ROW * n_rows + (1 << 20)
+
+
+def first_rows(key: NDArray[np.int64], n_keys: int) -> NDArray[np.int64]:
+    """Sorted row positions of the first occurrence of each distinct value of ``key``.
+
+    The same as ``pd.Series(key).drop_duplicates().index``; for keys in ``[0, n_keys)`` with
+    :func:`dense_ok`, by a table of each key's first row (``numpy.minimum.at``) instead of
+    hashing.
+    """
+    n = key.size
+    if not dense_ok(n_keys, n) or (n and int(key.min()) < 0):
+        return np.asarray(pd.Series(key).drop_duplicates().index, dtype=np.int64)
+    first = np.full(n_keys, n, dtype=np.int64)
+    np.minimum.at(first, key, np.arange(n, dtype=np.int64))
+    return np.sort(first[first < n])
+
+
+def feature_owner(frame: pd.DataFrame) -> NDArray[np.int64] | None:
+    """Per ``feature`` category: the ``protein`` code of its rows, when each feature has one.
+
+    Returns None when some feature's rows name several proteins (or a row lacks either): the
+    callers then count (protein, feature) pairs by :func:`row_key`. Otherwise the pairs are the
+    features in use (``-1``: a category without rows), and a feature's code identifies its pair.
+    """
+    protein = as_category(frame["protein"]).cat.codes.to_numpy()
+    features = as_category(frame["feature"])
+    feature = features.cat.codes.to_numpy()
+    n_feat = len(features.cat.categories)
+    if not protein.size:
+        return np.full(n_feat, -1, dtype=np.int64)
+    if int(protein.min()) < 0 or int(feature.min()) < 0:
+        return None
+    # (numpy.ufunc.at is fast only when the values have the table's dtype)
+    low = np.full(n_feat, np.iinfo(protein.dtype).max, dtype=protein.dtype)
+    high = np.full(n_feat, -1, dtype=protein.dtype)
+    np.minimum.at(low, feature, protein)
+    np.maximum.at(high, feature, protein)
+    used = high >= 0
+    if (low[used] != high[used]).any():
+        return None
+    return high.astype(np.int64)
 
 
 def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:

@@ -143,8 +143,7 @@ def combine_duplicates(table: pd.DataFrame, feature_level: str = "precursor") ->
         table["feature"] = canonical.coalesce(table["peptide"], table["feature"])
         table["charge"] = pd.array([pd.NA] * len(table), dtype="Int16")
     keys = ["protein", "feature", "run"]
-    key = np.sort(canonical.row_key(table, keys))  # sorting is ~4x faster than hashing here
-    if not (key[1:] == key[:-1]).any():
+    if not _has_duplicates(table, keys):
         return table
     n_before = len(table)
     agg: dict[str, Any] = {
@@ -165,6 +164,27 @@ def combine_duplicates(table: pd.DataFrame, feature_level: str = "precursor") ->
         len(grouped),
     )
     return grouped.loc[:, list(canonical.COLUMNS)]
+
+
+def _has_duplicates(table: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether two rows have the same ``protein, feature, run`` (``keys``).
+
+    When each feature has one protein (:func:`pepmix.canonical.feature_owner`), by counting
+    (feature, run) pairs in a table indexed by their codes; otherwise by sorting the row keys
+    (~4x faster than hashing them).
+    """
+    owner = canonical.feature_owner(table)
+    runs = canonical.as_category(table["run"])
+    run = runs.cat.codes.to_numpy()
+    n_runs = len(runs.cat.categories)
+    n_keys = (0 if owner is None else owner.size) * n_runs
+    if owner is not None and canonical.dense_ok(n_keys, len(table)):
+        if not run.size or int(run.min()) >= 0:
+            feature = canonical.as_category(table["feature"]).cat.codes.to_numpy()
+            pair = feature.astype(np.int64) * n_runs + run
+            return bool((np.bincount(pair, minlength=n_keys) > 1).any())
+    key = np.sort(canonical.row_key(table, keys))
+    return bool((key[1:] == key[:-1]).any())
 
 
 def ingest_batch(

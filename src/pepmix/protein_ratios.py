@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.canonical import row_key
+from pepmix.canonical import as_category, feature_owner, row_key
 
 try:  # pandas' counting sort (its groupby's): linear time, stable
     from pandas._libs.algos import groupsort_indexer as _groupsort_indexer
@@ -379,9 +379,16 @@ class ProteinRatios:
         codes, uniques = pd.factorize(table["run"])
         run_index = run_names.get_indexer(pd.Index(uniques).astype(str))
         self.run_codes = run_index[codes].astype(np.int64, copy=False)
-        feat_codes, feats = pd.factorize(row_key(table, ["protein", "feature"]))
-        self.feat_codes = feat_codes.astype(np.int64, copy=False)
-        self.n_feat = len(feats)
+        # a feature's code, or its (protein, feature) pair's: only the per-feature sums and
+        # counts use them (np.bincount adds in row order whatever the numbering)
+        if feature_owner(table) is not None:
+            feature = as_category(table["feature"])
+            self.feat_codes = feature.cat.codes.to_numpy().astype(np.int64)
+            self.n_feat = len(feature.cat.categories)
+        else:
+            feat_codes, feats = pd.factorize(row_key(table, ["protein", "feature"]))
+            self.feat_codes = feat_codes.astype(np.int64, copy=False)
+            self.n_feat = len(feats)
         self.feat_counts = np.bincount(self.feat_codes, minlength=self.n_feat)
         self.usable = self.feat_counts[self.feat_codes] >= 2
         prot_codes, prots = pd.factorize(table["protein"])

@@ -306,17 +306,10 @@ def to_float(series: pd.Series, path: str | Path, column: str) -> pd.Series:
     measurement, and not a missing value either) are errors naming the file, the line and the
     column.
     """
-    values = pd.to_numeric(series, errors="coerce")
-    bad = series.notna() & values.isna()
-    if bad.any():
-        first = series[bad].iloc[0]
-        hint = ""
-        if re.fullmatch(r"\s*[-+]?\d+(\.\d{3})*,\d+\s*", str(first)):
-            hint = "; decimal commas are not supported, use a point"
-        raise InputFormatError(
-            f"{path}: column {column!r} has {int(bad.sum())} value(s) that are not numbers "
-            f"(first: {plain(first)!r}){hint}"
-        )
+    values = series  # numbers already: nothing to parse, no value can fail
+    if not pd.api.types.is_numeric_dtype(series.dtype):
+        values = pd.to_numeric(series, errors="coerce")
+        _check_parsed(series, values, path, column)
     floats = values.astype("float64")
     infinite = np.isinf(floats.to_numpy())
     if infinite.any():
@@ -328,6 +321,20 @@ def to_float(series: pd.Series, path: str | Path, column: str) -> pd.Series:
             "(write a missing value as NA or an empty cell)"
         )
     return floats
+
+
+def _check_parsed(series: pd.Series, values: pd.Series, path: str | Path, column: str) -> None:
+    """Reject values of ``series`` that :func:`pandas.to_numeric` made null (``values``)."""
+    bad = series.notna() & values.isna()
+    if bad.any():
+        first = series[bad].iloc[0]
+        hint = ""
+        if re.fullmatch(r"\s*[-+]?\d+(\.\d{3})*,\d+\s*", str(first)):
+            hint = "; decimal commas are not supported, use a point"
+        raise InputFormatError(
+            f"{path}: column {column!r} has {int(bad.sum())} value(s) that are not numbers "
+            f"(first: {plain(first)!r}){hint}"
+        )
 
 
 _INF_TEXT = re.compile(r"\s*[-+]?(inf|infinity)\s*", re.IGNORECASE)

@@ -213,7 +213,8 @@ def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float
         )
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
-    frame: pd.DataFrame = table.to_pandas()
+    # one block per column: the reader takes the columns one by one (no consolidating copy)
+    frame: pd.DataFrame = table.to_pandas(split_blocks=True)
     frame.columns = [alias(str(c)) for c in frame.columns]
     return frame
 
