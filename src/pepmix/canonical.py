@@ -152,10 +152,7 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     _check_required_columns(frame, source)
     out = pd.DataFrame(index=frame.index)
     for col in COLUMNS:
-        if col in frame.columns:
-            out[col] = frame[col]
-        else:
-            out[col] = None
+        out[col] = frame[col] if col in frame.columns else _null_column(col, len(frame))
     intensity = _checked_intensity(out, source)
     keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
     if not keep.all():  # (copy-on-write: selecting rows makes the only copy needed)
@@ -165,6 +162,28 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     _encode_identifiers(out, source)
     _coerce_annotations(out)
     return out.reset_index(drop=True)
+
+
+def _null_column(col: str, n: int) -> object:
+    """An optional column the reader did not give: ``n`` nulls, in the type :func:`conform`
+    gives the column (what ``None`` values would become, without a column of Python objects)."""
+    missing = np.ones(n, dtype=bool)
+    if col in IDENTIFIERS:
+        return _empty_categorical(n)
+    if col in _FLOAT:
+        return np.full(n, np.nan)
+    if col in _BOOL:
+        return pd.arrays.BooleanArray(np.zeros(n, dtype=bool), missing)
+    if col == "charge":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int16), missing)
+    return None
+
+
+def _empty_categorical(n: int) -> pd.Categorical:
+    """``n`` nulls as a categorical without categories (an identifier the input lacks)."""
+    return pd.Categorical.from_codes(
+        np.full(n, -1, dtype=np.int8), categories=pd.Index([], dtype=object)
+    )
 
 
 def _check_required_columns(frame: pd.DataFrame, source: str) -> None:
@@ -217,9 +236,7 @@ def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
     """
     for col in IDENTIFIERS:
         if out[col].isna().all():
-            out[col] = pd.Categorical.from_codes(
-                np.full(len(out), -1, dtype=np.int8), categories=pd.Index([], dtype=object)
-            )
+            out[col] = _empty_categorical(len(out))
             continue
         out[col] = as_category(out[col])
         check_no_nul(out[col].cat.categories, source, col)

@@ -108,19 +108,24 @@ NO_VALID_INTENSITY = "no valid intensity"
 
 def _proteins_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     """Proteins named in the reader's output that have no observation left after conforming."""
-    if "protein" not in raw.columns:
-        return []
-    named = pd.Series(canonical.distinct_text(raw["protein"]), dtype=object).str.strip()
-    kept = set(canonical.distinct_text(table["protein"]))
-    return sorted(p for p in named if p and p not in kept)
+    return _names_without_values(raw, table, "protein")
 
 
 def _runs_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     """Runs named in the reader's output that have no observation left after conforming."""
-    if "run" not in raw.columns:
+    return _names_without_values(raw, table, "run")
+
+
+def _names_without_values(raw: pd.DataFrame, table: pd.DataFrame, column: str) -> list[str]:
+    """The (stripped) values of ``raw[column]`` absent from ``table[column]``, sorted.
+
+    :func:`pepmix.canonical.conform` only drops rows (those without a valid intensity) and
+    strips identifiers, so when it dropped none every name has a row: no pass over the names.
+    """
+    if column not in raw.columns or len(table) == len(raw):
         return []
-    named = pd.Series(canonical.distinct_text(raw["run"]), dtype=object).str.strip()
-    kept = set(canonical.distinct_text(table["run"]))
+    named = pd.Series(canonical.distinct_text(raw[column]), dtype=object).str.strip()
+    kept = set(canonical.distinct_text(table[column]))
     return sorted(r for r in named if r and r not in kept)
 
 
