@@ -164,7 +164,7 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _null_column(col: str, n: int) -> object:
+def _null_column(col: str, n: int) -> pd.api.extensions.ExtensionArray | NDArray[np.float64]:
     """An optional column the reader did not give: ``n`` nulls, in the type :func:`conform`
     gives the column (what ``None`` values would become, without a column of Python objects)."""
     missing = np.ones(n, dtype=bool)
@@ -176,7 +176,7 @@ def _null_column(col: str, n: int) -> object:
         return pd.arrays.BooleanArray(np.zeros(n, dtype=bool), missing)
     if col == "charge":
         return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int16), missing)
-    return None
+    raise ValueError(f"no null form for column {col!r}")  # the required columns are checked
 
 
 def _empty_categorical(n: int) -> pd.Categorical:

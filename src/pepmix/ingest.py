@@ -183,11 +183,11 @@ def _has_duplicates(table: pd.DataFrame, keys: list[str]) -> bool:
     run = runs.cat.codes.to_numpy()
     n_runs = len(runs.cat.categories)
     n_keys = (0 if owner is None else owner.size) * n_runs
-    if owner is not None and canonical.dense_ok(n_keys, len(table)):
-        if not run.size or int(run.min()) >= 0:
-            feature = canonical.as_category(table["feature"]).cat.codes.to_numpy()
-            pair = feature.astype(np.int64) * n_runs + run
-            return bool((np.bincount(pair, minlength=n_keys) > 1).any())
+    dense = owner is not None and canonical.dense_ok(n_keys, len(table))
+    if dense and (not run.size or int(run.min()) >= 0):
+        feature = canonical.as_category(table["feature"]).cat.codes.to_numpy()
+        pair = feature.astype(np.int64) * n_runs + run
+        return bool((np.bincount(pair, minlength=n_keys) > 1).any())
     key = np.sort(canonical.row_key(table, keys))
     return bool((key[1:] == key[:-1]).any())
 

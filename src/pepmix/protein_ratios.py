@@ -61,6 +61,8 @@ cell key instead of hashing it (:func:`factorize_pairs`).
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,10 +71,17 @@ from numpy.typing import NDArray
 
 from pepmix.canonical import as_category, feature_owner, row_key
 
-try:  # pandas' counting sort (its groupby's): linear time, stable
-    from pandas._libs.algos import groupsort_indexer as _groupsort_indexer
-except ImportError:  # pragma: no cover - a pandas without it: the radix sort below
-    _groupsort_indexer = None
+
+def _pandas_groupsort() -> Callable[[IntArray, int], tuple[IntArray, IntArray]] | None:
+    """pandas' counting sort (its groupby's ``groupsort_indexer``: linear time, stable), or
+    None when this pandas has none (then :func:`radix_argsort` sorts)."""
+    try:
+        module = importlib.import_module("pandas._libs.algos")
+    except ImportError:  # pragma: no cover - pandas always has it so far
+        return None
+    function = getattr(module, "groupsort_indexer", None)
+    return function if callable(function) else None
+
 
 MIN_PROTEINS = 100
 SECOND_PEAK = 0.25
@@ -84,6 +93,7 @@ _GRID_MAX = 8192
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+_groupsort_indexer = _pandas_groupsort()
 
 
 class GroupMedian:
@@ -153,9 +163,9 @@ def radix_argsort(key: IntArray, max_key: int) -> IntArray:
     time: numpy sorts 16-bit integers stably by radix sort (linear time), several times faster
     than a comparison sort of millions of int64 keys.
     """
-    if _groupsort_indexer is not None and max_key <= 4 * key.size + 65536:
-        if key.size == 0 or int(key.min()) >= 0:
-            return counting_argsort(key, max_key + 1)
+    small = _groupsort_indexer is not None and max_key <= 4 * key.size + 65536
+    if small and (key.size == 0 or int(key.min()) >= 0):
+        return counting_argsort(key, max_key + 1)
     order = np.arange(key.size, dtype=np.int64)
     shift = 0
     while True:
@@ -193,8 +203,8 @@ def factorize_pairs(
     key = first.astype(np.int64) * n_second + second
     n_keys = n_first * n_second
     if n_keys > 4 * n + (1 << 20):
-        codes, uniques = pd.factorize(key)
-        return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=np.int64)
+        hashed, distinct = pd.factorize(key)
+        return hashed.astype(np.int64, copy=False), np.asarray(distinct, dtype=np.int64)
     first_row = np.full(n_keys, n, dtype=np.int64)
     np.minimum.at(first_row, key, np.arange(n, dtype=np.int64))
     present = np.flatnonzero(first_row < n)

@@ -1,0 +1,148 @@
+"""The counting-sort and dense-table kernels of rule ``prepare`` against their reference forms.
+
+Each kernel replaces a hash or a comparison sort and must give exactly the same result (codes,
+orders, medians): the rule's output files are compared byte for byte in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pepmix import canonical
+from pepmix.filters import filter_proteins
+from pepmix.ingest import _has_duplicates
+from pepmix.protein_ratios import (
+    GroupMedian,
+    ProteinRatios,
+    counting_argsort,
+    factorize_pairs,
+    radix_argsort,
+)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_counting_and_radix_argsort_are_the_stable_sort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_keys = int(rng.integers(1, 3000))
+    key = rng.integers(0, n_keys, int(rng.integers(0, 5000)))
+    expected = np.argsort(key, kind="stable")
+    np.testing.assert_array_equal(counting_argsort(key, n_keys), expected)
+    np.testing.assert_array_equal(radix_argsort(key, n_keys - 1), expected)
+    # keys far above the number of rows: the 16-bit radix passes
+    wide = key * 100_003
+    np.testing.assert_array_equal(radix_argsort(wide, int(wide.max(initial=0))), expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_median_layout_is_the_stable_sort_by_size_and_group(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_groups = int(rng.integers(1, 400))
+    codes = rng.integers(0, n_groups, int(rng.integers(1, 4000)))
+    layout = GroupMedian(codes, n_groups + 3)
+    size = np.bincount(codes, minlength=n_groups + 3)[codes]
+    np.testing.assert_array_equal(layout.order, np.lexsort((codes, size)))
+    values = rng.normal(size=codes.size)
+    expected = pd.Series(values).groupby(codes).median()
+    got = layout(values)
+    np.testing.assert_array_equal(got[expected.index], expected.to_numpy())
+    assert np.isnan(np.delete(got, expected.index)).all()
+
+
+@pytest.mark.parametrize("n_first", [7, 3_000_000])
+def test_factorize_pairs_equals_pandas_factorize(n_first: int) -> None:
+    # a small key space takes the dense tables, a large one pandas.factorize
+    rng = np.random.default_rng(n_first)
+    first = rng.integers(0, min(n_first, 50), 2000) * (n_first // 50 or 1)
+    second = rng.integers(0, 13, 2000)
+    codes, uniques = pd.factorize(first * 13 + second)
+    got_codes, got_uniques = factorize_pairs(first, second, n_first, 13)
+    np.testing.assert_array_equal(got_codes, codes)
+    np.testing.assert_array_equal(got_uniques, uniques)
+    empty = factorize_pairs(first[:0], second[:0], n_first, 13)
+    assert empty[0].size == 0 and empty[1].size == 0
+
+
+def _table(shared: bool) -> pd.DataFrame:
+    """Three proteins; with ``shared``, feature ``f1`` belongs to two of them."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for protein, features in {"P1": ["f1", "f2"], "P2": ["f3"], "P3": ["f4", "f5", "f6"]}.items():
+        for feature in features:
+            for run in ["r1", "r2", "r3", "r4"]:
+                rows.append((protein, feature, run, float(rng.lognormal(10, 1))))
+    if shared:
+        rows += [("P2", "f1", run, 1000.0 + i) for i, run in enumerate(["r2", "r3", "r4"])]
+    frame = pd.DataFrame(rows, columns=["protein", "feature", "run", "intensity"])
+    frame = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    for col in ("protein", "feature", "run"):
+        frame[col] = frame[col].astype("category")
+    return frame
+
+
+def test_feature_owner_and_its_fallback() -> None:
+    owner = canonical.feature_owner(_table(shared=False))
+    assert owner is not None
+    assert owner.tolist() == [0, 0, 1, 2, 2, 2]  # f1..f6 -> P1, P1, P2, P3, P3, P3
+    assert canonical.feature_owner(_table(shared=True)) is None
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_protein_filter_counts_pairs_on_both_paths(shared: bool) -> None:
+    table = _table(shared)
+    kept = filter_proteins(table, {"min_features": 2, "min_observations": 1})
+    # P2 has one feature unless it shares f1 (then two pairs: (P2, f3), (P2, f1))
+    expected = {"P1", "P3"} | ({"P2"} if shared else set())
+    assert set(kept["protein"].astype(str)) == expected
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_duplicate_check_on_both_paths(shared: bool) -> None:
+    table = _table(shared)
+    keys = ["protein", "feature", "run"]
+    assert not _has_duplicates(table, keys)
+    doubled = pd.concat([table, table.iloc[[5]]], ignore_index=True)
+    assert _has_duplicates(doubled, keys)
+    if shared:
+        # the same feature and run under another protein is no duplicate
+        row = table.loc[(table["feature"] == "f1") & (table["protein"] == "P1")].iloc[[0]]
+        assert not _has_duplicates(table.loc[~table.index.isin(row.index)], keys)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_protein_ratios_equal_a_pandas_reference(shared: bool) -> None:
+    table = _table(shared)
+    runs = pd.Index(["r1", "r2", "r3", "r4"])
+    layout = ProteinRatios(table, runs)
+    y = np.log2(table["intensity"].to_numpy())
+    shift = np.array([0.1, -0.2, 0.05, 0.0])
+    rho = layout.ratios(y, shift)
+    frame = table.assign(adj=y - shift[runs.get_indexer(table["run"].astype(str))])
+    pair = frame.groupby(["protein", "feature"], observed=True)["adj"]
+    frame["ratio"] = frame["adj"] - pair.transform("mean")
+    frame = frame.loc[pair.transform("size") >= 2]
+    expected = frame.groupby(["protein", "run"], observed=True)["ratio"].median()
+    got = pd.Series(
+        rho,
+        index=pd.MultiIndex.from_arrays(
+            [
+                pd.factorize(table["protein"])[1][layout.cell_protein].astype(str),
+                runs[layout.cell_run],
+            ]
+        ),
+    )
+    expected.index = expected.index.set_levels(
+        [level.astype(str) for level in expected.index.levels]
+    )
+    # the reference's feature means add in another order: equal up to rounding (rtol 1e-7)
+    np.testing.assert_allclose(got.sort_index().to_numpy(), expected.sort_index().to_numpy())
+    assert len(got) == len(expected)
+
+
+@pytest.mark.parametrize("n_keys", [40, 10_000_000])
+def test_first_rows_equal_drop_duplicates(n_keys: int) -> None:
+    rng = np.random.default_rng(n_keys)
+    key = rng.integers(0, 40, 3000) * (n_keys // 40)
+    expected = pd.Series(key).drop_duplicates().index.to_numpy()
+    np.testing.assert_array_equal(canonical.first_rows(key, n_keys), expected)
