@@ -20,6 +20,8 @@ from pepmix.protein_ratios import (
     factorize_pairs,
     radix_argsort,
 )
+from pepmix.readers._common import run_name, run_names
+from pepmix.readers.generic import _precursor_ids
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -146,3 +148,21 @@ def test_first_rows_equal_drop_duplicates(n_keys: int) -> None:
     key = rng.integers(0, 40, 3000) * (n_keys // 40)
     expected = pd.Series(key).drop_duplicates().index.to_numpy()
     np.testing.assert_array_equal(canonical.first_rows(key, n_keys), expected)
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", object])
+def test_run_names_and_precursor_ids_equal_the_pandas_forms(dtype: object) -> None:
+    # Arrow-backed strings ("str", "string") take the Arrow paths, object the pandas ones
+    runs = pd.Series(["d/A_01.raw", None, "C:\\x\\B.mzML", "A_01.d", "d/A_01.raw"], dtype=dtype)
+    # the pandas form (run_names before its Arrow path)
+    expected_runs = runs.map({v: run_name(v) for v in runs.dropna().unique()}, na_action="ignore")
+    if isinstance(runs.dtype, pd.StringDtype) and runs.dtype.na_value is pd.NA:
+        expected_runs = expected_runs.astype(runs.dtype)
+    pd.testing.assert_series_equal(run_names(runs), expected_runs)
+    peptides = pd.Series(["PEPK", None, "AAR", "MK", "PEPK"], dtype=dtype)
+    charges = pd.Series([2.0, 3.0, np.nan, -1.0, 2.0])
+    expected = (
+        peptides.astype("string") + "_" + charges.astype("Int64").astype("string").fillna("NA")
+    )
+    pd.testing.assert_series_equal(_precursor_ids(peptides, charges), expected)
+    assert _precursor_ids(peptides, charges).tolist()[:3] == ["PEPK_2", pd.NA, "AAR_NA"]
