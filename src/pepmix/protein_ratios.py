@@ -138,7 +138,14 @@ class GroupMedian:
         laid = values[self.order]
         out = np.full(self.n_groups, np.nan)
         for k, a, b, groups in self.blocks:
-            out[groups] = np.median(laid[a:b].reshape(-1, k), axis=1)
+            rows = laid[a:b].reshape(-1, k)
+            if k == 1:
+                out[groups] = rows[:, 0]
+            elif k == 2:
+                # what numpy.median computes for two values (their mean; NaN if one is NaN)
+                out[groups] = (rows[:, 0] + rows[:, 1]) / 2
+            else:
+                out[groups] = np.median(rows, axis=1)
         return out
 
 
@@ -245,20 +252,37 @@ class KdeSummary:
     se: float
 
 
-def silverman_bandwidth(x: FloatArray) -> float:
-    """Silverman's rule of thumb ``0.9 min(SD, IQR/1.349) n^(-1/5)`` (0 if degenerate)."""
+def silverman_bandwidth(x: FloatArray, quantiles: FloatArray | None = None) -> float:
+    """Silverman's rule of thumb ``0.9 min(SD, IQR/1.349) n^(-1/5)`` (0 if degenerate).
+
+    ``quantiles`` (default None: computed) are :func:`_quantiles` of ``x``.
+    """
     if x.size < 2:
         return 0.0
-    q1, q3 = np.quantile(x, [0.25, 0.75])
+    q1, q3 = (_quantiles(x) if quantiles is None else quantiles)[1:3]
     sigma = min(float(np.std(x, ddof=1)), float(q3 - q1) / 1.349)
     if sigma <= 0:
         sigma = float(np.std(x, ddof=1))
     return float(0.9 * sigma * x.size ** (-0.2))
 
 
-def kde_grid(x: FloatArray, h: float) -> tuple[FloatArray, FloatArray]:
-    """Gaussian KDE of ``x`` with bandwidth ``h`` on a grid (see module docstring)."""
-    q_lo, q_hi = np.quantile(x, [0.001, 0.999])
+def _quantiles(x: FloatArray) -> FloatArray:
+    """The 0.1 %, 25 %, 75 % and 99.9 % quantiles of ``x`` in one call (each the value
+    ``numpy.quantile`` gives for it alone: the quantiles are taken from the same order
+    statistics one by one)."""
+    quantiles: FloatArray = np.quantile(x, [0.001, 0.25, 0.75, 0.999])
+    return quantiles
+
+
+def kde_grid(
+    x: FloatArray, h: float, quantiles: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Gaussian KDE of ``x`` with bandwidth ``h`` on a grid (see module docstring).
+
+    ``quantiles`` (default None: computed) are :func:`_quantiles` of ``x``.
+    """
+    q = _quantiles(x) if quantiles is None else quantiles
+    q_lo, q_hi = q[0], q[3]
     lo, hi = float(q_lo) - 4 * h, float(q_hi) + 4 * h
     step = max(h / 10, (hi - lo) / (_GRID_MAX - 1))
     n_grid = int(np.ceil((hi - lo) / step)) + 2
@@ -304,10 +328,11 @@ def kde_mode(x: FloatArray) -> KdeSummary:
     KdeSummary
     """
     median = float(np.median(x)) if x.size else np.nan
-    h = silverman_bandwidth(x)
+    quantiles = _quantiles(x) if x.size >= 2 else None
+    h = silverman_bandwidth(x, quantiles)
     if x.size < MIN_PROTEINS or h <= 0:
         return KdeSummary(median, False, True, np.nan)
-    grid, density = kde_grid(x, h)
+    grid, density = kde_grid(x, h, quantiles)
     top, bimodal, ambiguous = _peaks(density)
     if ambiguous or not 0 < top < grid.size - 1:
         return KdeSummary(median, bimodal, True, np.nan)
@@ -317,7 +342,7 @@ def kde_mode(x: FloatArray) -> KdeSummary:
     if curve >= 0:
         return KdeSummary(float(grid[top]), bimodal, False, np.nan)
     mode = float(grid[top]) + 0.5 * (left - right) / curve * step
-    return KdeSummary(mode, bimodal, False, _mode_se(x, mode, h))
+    return KdeSummary(mode, bimodal, False, _mode_se(x, mode, h, quantiles))
 
 
 def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
@@ -339,10 +364,11 @@ def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
     list of (float, float)
         ``(location, se)`` per candidate, the highest peak first.
     """
-    h = silverman_bandwidth(x)
+    quantiles = _quantiles(x) if x.size >= 2 else None
+    h = silverman_bandwidth(x, quantiles)
     if x.size < MIN_PROTEINS or h <= 0:
         return []
-    grid, d = kde_grid(x, h)
+    grid, d = kde_grid(x, h, quantiles)
     top = int(np.argmax(d))
     local = np.flatnonzero((d[1:-1] > d[:-2]) & (d[1:-1] >= d[2:])) + 1
     chosen = [top]
@@ -358,13 +384,14 @@ def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
         left, mid, right = d[i - 1 : i + 2]
         curve = left - 2 * mid + right
         loc = float(grid[i]) + (0.5 * (left - right) / curve * step if curve < 0 else 0.0)
-        out.append((loc, _mode_se(x, loc, h) if curve < 0 else np.nan))
+        out.append((loc, _mode_se(x, loc, h, quantiles) if curve < 0 else np.nan))
     return out
 
 
-def _mode_se(x: FloatArray, mode: float, h: float) -> float:
-    """Parzen's standard error of the KDE mode, density and curvature from bandwidth ``2 h``."""
-    grid, density = kde_grid(x, 2 * h)
+def _mode_se(x: FloatArray, mode: float, h: float, quantiles: FloatArray | None = None) -> float:
+    """Parzen's standard error of the KDE mode, density and curvature from bandwidth ``2 h``
+    (``quantiles`` as for :func:`kde_grid`)."""
+    grid, density = kde_grid(x, 2 * h, quantiles)
     step = float(grid[1] - grid[0])
     i = int(np.clip(np.searchsorted(grid, mode), 1, grid.size - 2))
     second = (density[i - 1] - 2 * density[i] + density[i + 1]) / step**2

@@ -16,9 +16,12 @@ from pepmix.ingest import _has_duplicates
 from pepmix.protein_ratios import (
     GroupMedian,
     ProteinRatios,
+    _quantiles,
     counting_argsort,
     factorize_pairs,
+    kde_grid,
     radix_argsort,
+    silverman_bandwidth,
 )
 from pepmix.readers._common import run_name, run_names
 from pepmix.readers.generic import _precursor_ids
@@ -166,3 +169,28 @@ def test_run_names_and_precursor_ids_equal_the_pandas_forms(dtype: object) -> No
     )
     pd.testing.assert_series_equal(_precursor_ids(peptides, charges), expected)
     assert _precursor_ids(peptides, charges).tolist()[:3] == ["PEPK_2", pd.NA, "AAR_NA"]
+
+
+def test_group_median_is_numpy_median_bit_for_bit() -> None:
+    # groups of one and two values take shortcuts: the same bits as numpy.median, NaN included
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 900, 2500)
+    values = rng.normal(size=2500) * 10.0 ** rng.integers(-5, 5, 2500)
+    values[rng.integers(0, 2500, 4)] = np.nan
+    got = GroupMedian(codes, 900)(values)
+    expected = np.array(
+        [np.median(values[codes == g]) if (codes == g).any() else np.nan for g in range(900)]
+    )
+    np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+
+
+def test_shared_quantiles_equal_separate_calls() -> None:
+    rng = np.random.default_rng(12)
+    for n in (2, 7, 150, 4001):
+        x = rng.standard_t(3, size=n)
+        q = _quantiles(x)
+        np.testing.assert_array_equal(q[1:3], np.quantile(x, [0.25, 0.75]))
+        np.testing.assert_array_equal(q[[0, 3]], np.quantile(x, [0.001, 0.999]))
+        assert silverman_bandwidth(x, q) == silverman_bandwidth(x)
+        for a, b in zip(kde_grid(x, 0.3, q), kde_grid(x, 0.3), strict=True):
+            np.testing.assert_array_equal(a, b)
