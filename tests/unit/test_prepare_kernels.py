@@ -6,11 +6,14 @@ orders, medians): the rule's output files are compared byte for byte in benchmar
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pepmix import canonical
+from pepmix.errors import InputFormatError
 from pepmix.filters import filter_proteins
 from pepmix.ingest import _has_duplicates
 from pepmix.protein_ratios import (
@@ -24,6 +27,7 @@ from pepmix.protein_ratios import (
     silverman_bandwidth,
 )
 from pepmix.readers._common import run_name, run_names
+from pepmix.readers._support import parse_flag
 from pepmix.readers.generic import _precursor_ids
 
 
@@ -194,3 +198,26 @@ def test_shared_quantiles_equal_separate_calls() -> None:
         assert silverman_bandwidth(x, q) == silverman_bandwidth(x)
         for a, b in zip(kde_grid(x, 0.3, q), kde_grid(x, 0.3), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("series", "expected"),
+    [
+        (pd.Series([0, 1, 1, 0]), [False, True, True, False]),
+        (pd.Series([0, 1], dtype=np.uint8), [False, True]),
+        (pd.Series([0.0, 1.0, np.nan]), [False, True, pd.NA]),
+        (pd.Series([1, 0, None], dtype="Int64"), [True, False, pd.NA]),
+    ],
+)
+def test_parse_flag_numbers(series: pd.Series, expected: list[object]) -> None:
+    got = parse_flag(series, Path("x.tsv"), "Decoy")
+    assert str(got.dtype) == "boolean"
+    assert got.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "series", [pd.Series([0, 2, 1]), pd.Series([0.0, -1.5]), pd.Series([np.inf, 1.0])]
+)
+def test_parse_flag_rejects_other_numbers(series: pd.Series) -> None:
+    with pytest.raises(InputFormatError, match=r"'Decoy' must be 0/1 or true/false, found"):
+        parse_flag(series, Path("x.tsv"), "Decoy")

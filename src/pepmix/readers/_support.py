@@ -281,9 +281,15 @@ def parse_flag(series: pd.Series, path: Path, column: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(series.dtype):
         return series.astype("boolean")
     if pd.api.types.is_numeric_dtype(series.dtype):
-        # NumPy comparisons instead of ``isin``: the same test, ~10x faster on millions of rows
-        values = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
-        missing = np.isnan(values)
+        # NumPy comparisons instead of ``isin``: the same test, ~10x faster on millions of rows;
+        # NumPy integers (no missing value) are compared as they are
+        plain_int = isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu"
+        values = (
+            series.to_numpy()
+            if plain_int
+            else pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
+        )
+        missing = np.zeros(values.size, dtype=bool) if plain_int else np.isnan(values)
         bad = ~missing & (values != 0) & (values != 1)
         if bad.any():
             raise InputFormatError(
