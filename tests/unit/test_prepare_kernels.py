@@ -29,6 +29,7 @@ from pepmix.protein_ratios import (
 from pepmix.readers._common import run_name, run_names
 from pepmix.readers._support import parse_flag
 from pepmix.readers.generic import _precursor_ids
+from pepmix.shards import _features_per_protein
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -221,3 +222,19 @@ def test_parse_flag_numbers(series: pd.Series, expected: list[object]) -> None:
 def test_parse_flag_rejects_other_numbers(series: pd.Series) -> None:
     with pytest.raises(InputFormatError, match=r"'Decoy' must be 0/1 or true/false, found"):
         parse_flag(series, Path("x.tsv"), "Decoy")
+
+
+def test_features_per_protein_on_both_paths() -> None:
+    rng = np.random.default_rng(13)
+    codes = rng.integers(0, 30, 4000)
+    features = codes * 5 + rng.integers(0, 5, 4000)  # each feature in one protein
+    expected = pd.DataFrame({"p": codes, "f": features}).drop_duplicates()["p"].value_counts()
+    got = _features_per_protein(codes, features, 32)
+    np.testing.assert_array_equal(got[expected.index], expected.to_numpy())
+    assert got[30:].tolist() == [0, 0]
+    features[:50] = rng.integers(0, 150, 50)  # some features now in several proteins
+    features[50] = -1  # and a null one
+    pairs = pd.DataFrame({"p": codes, "f": features}).drop_duplicates()
+    expected = pairs["p"].value_counts()
+    got = _features_per_protein(codes, features, 32)
+    np.testing.assert_array_equal(got[expected.index], expected.to_numpy())
