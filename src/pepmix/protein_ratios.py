@@ -61,6 +61,7 @@ cell key instead of hashing it (:func:`factorize_pairs`).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,18 +71,6 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from pepmix.canonical import as_category, feature_owner, row_key
-
-
-def _pandas_groupsort() -> Callable[[IntArray, int], tuple[IntArray, IntArray]] | None:
-    """pandas' counting sort (its groupby's ``groupsort_indexer``: linear time, stable), or
-    None when this pandas has none (then :func:`radix_argsort` sorts)."""
-    try:
-        module = importlib.import_module("pandas._libs.algos")
-    except ImportError:  # pragma: no cover - pandas always has it so far
-        return None
-    function = getattr(module, "groupsort_indexer", None)
-    return function if callable(function) else None
-
 
 MIN_PROTEINS = 100
 SECOND_PEAK = 0.25
@@ -93,7 +82,18 @@ _GRID_MAX = 8192
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-_groupsort_indexer = _pandas_groupsort()
+
+
+@functools.cache
+def _pandas_groupsort() -> Callable[[IntArray, int], tuple[IntArray, IntArray]] | None:
+    """pandas' counting sort (its groupby's ``groupsort_indexer``: linear time, stable), or
+    None when this pandas has none (then :func:`radix_argsort` sorts)."""
+    try:
+        module = importlib.import_module("pandas._libs.algos")
+    except ImportError:  # pragma: no cover - pandas always has it so far
+        return None
+    function = getattr(module, "groupsort_indexer", None)
+    return function if callable(function) else None
 
 
 class GroupMedian:
@@ -156,9 +156,10 @@ def counting_argsort(key: IntArray, n_keys: int) -> IntArray:
     :func:`radix_argsort`; both return the stable order (the same permutation as
     ``numpy.argsort(key, kind="stable")``).
     """
-    if _groupsort_indexer is None:  # pragma: no cover - see the import
+    groupsort = _pandas_groupsort()
+    if groupsort is None:  # pragma: no cover - see _pandas_groupsort
         return radix_argsort(key, max(n_keys - 1, 0))
-    order, _ = _groupsort_indexer(np.asarray(key, dtype=np.int64), n_keys)
+    order, _ = groupsort(np.asarray(key, dtype=np.int64), n_keys)
     return np.asarray(order, dtype=np.int64)
 
 
@@ -170,7 +171,7 @@ def radix_argsort(key: IntArray, max_key: int) -> IntArray:
     time: numpy sorts 16-bit integers stably by radix sort (linear time), several times faster
     than a comparison sort of millions of int64 keys.
     """
-    small = _groupsort_indexer is not None and max_key <= 4 * key.size + 65536
+    small = _pandas_groupsort() is not None and max_key <= 4 * key.size + 65536
     if small and (key.size == 0 or int(key.min()) >= 0):
         return counting_argsort(key, max_key + 1)
     order = np.arange(key.size, dtype=np.int64)
@@ -190,7 +191,8 @@ def factorize_pairs(
 
     When the key space ``n_first * n_second`` is at most a few times the number of rows, by
     dense tables indexed by the key (each key's first row by ``numpy.minimum.at``) instead of
-    hashing; otherwise :func:`pandas.factorize`. Both give the same codes and uniques.
+    hashing; otherwise (or with a negative key) :func:`pandas.factorize`. Both give the same
+    codes and uniques.
 
     Parameters
     ----------
@@ -209,7 +211,7 @@ def factorize_pairs(
     n = first.size
     key = first.astype(np.int64) * n_second + second
     n_keys = n_first * n_second
-    if n_keys > 4 * n + (1 << 20):
+    if n_keys > 4 * n + (1 << 20) or (n and int(key.min()) < 0):
         hashed, distinct = pd.factorize(key)
         return hashed.astype(np.int64, copy=False), np.asarray(distinct, dtype=np.int64)
     first_row = np.full(n_keys, n, dtype=np.int64)
