@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -271,6 +271,29 @@ def distinct_text(values: pd.Series) -> list[str]:
         used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)))
         return [str(v) for v in values.cat.categories.take(used)]
     return [str(v) for v in pd.unique(values.dropna().to_numpy())]
+
+
+def distinct_values(values: pd.Series) -> list[Any]:
+    """``list(values.unique())`` in no set order; a categorical column read through its codes
+    (the categories in use, not one value per row hashed)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)))
+        values_used: list[Any] = list(values.cat.categories.take(used))
+        if (codes < 0).any():
+            values_used.append(np.nan)
+        return values_used
+    return list(values.unique())
+
+
+def n_distinct(values: pd.Series) -> int:
+    """``values.nunique()``; a categorical column counted through its codes (no hashing of
+    millions of rows)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        n_categories = len(values.cat.categories)
+        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=n_categories)))
+    return int(values.nunique())
 
 
 def coalesce(first: pd.Series, second: pd.Series) -> pd.Series:

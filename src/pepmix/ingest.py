@@ -90,9 +90,9 @@ def read_input(
         "%s: read %d observations of %d features, %d proteins, %d runs",
         path,
         len(table),
-        table["feature"].nunique(),
-        table["protein"].nunique(),
-        table["run"].nunique(),
+        canonical.n_distinct(table["feature"]),
+        canonical.n_distinct(table["protein"]),
+        canonical.n_distinct(table["run"]),
     )
     return table
 

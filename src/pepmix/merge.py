@@ -147,7 +147,7 @@ def merge_batches(
         # the features are already at the configured level: only the fractions are summed
         table = combine_duplicates(table, "precursor")
     empty_runs = sorted({r for t in tables for r in t.attrs.get(EMPTY_RUNS, [])})
-    check_runs(sheet, table["run"].unique(), sheet_source, empty_runs)
+    check_runs(sheet, canonical.distinct_text(table["run"]), sheet_source, empty_runs)
     filtered = filter_proteins(table, filter_config)
     filtered.attrs = {REMOVED_PROTEINS: removed_in_merge(tables, table, filtered)}
     return filtered

@@ -238,3 +238,13 @@ def test_features_per_protein_on_both_paths() -> None:
     expected = pairs["p"].value_counts()
     got = _features_per_protein(codes, features, 32)
     np.testing.assert_array_equal(got[expected.index], expected.to_numpy())
+
+
+def test_distinct_values_and_counts_of_categoricals() -> None:
+    series = pd.Series(["b", "a", "b", None, "c"], dtype="category").cat.add_categories(["z"])
+    assert canonical.n_distinct(series) == series.nunique() == 3  # "z" unused, null not counted
+    assert sorted(canonical.distinct_values(series.dropna())) == sorted(series.dropna().unique())
+    assert canonical.distinct_values(series)[-1] is np.nan  # a null is a value, as in unique()
+    plain = pd.Series(["b", "a", "b"])
+    assert canonical.distinct_values(plain) == ["b", "a"]
+    assert canonical.n_distinct(plain) == 2
