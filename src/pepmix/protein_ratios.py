@@ -79,6 +79,8 @@ AMBIGUOUS_PEAK = 0.8
 #: integral of the squared derivative of the Gaussian kernel, 1 / (4 sqrt(pi))
 _R_KERNEL_DERIV = 1 / (4 * np.sqrt(np.pi))
 _GRID_MAX = 8192
+#: group medians of up to this many values are taken from sorted rows (GroupMedian)
+_SORT_MEDIAN_MAX = 64
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -137,6 +139,10 @@ class GroupMedian:
         """Median of ``values`` (aligned with ``codes``) per group."""
         laid = values[self.order]
         out = np.full(self.n_groups, np.nan)
+        # small groups: the middle of each sorted row (~2x faster than numpy.median's
+        # partitions), which is numpy.median's value bit for bit unless a NaN (numpy.median
+        # gives NaN) or a negative zero (its place among zeros may differ) is present
+        sortable = not (np.isnan(laid).any() or (np.signbit(laid) & (laid == 0)).any())
         for k, a, b, groups in self.blocks:
             rows = laid[a:b].reshape(-1, k)
             if k == 1:
@@ -144,6 +150,11 @@ class GroupMedian:
             elif k == 2:
                 # what numpy.median computes for two values (their mean; NaN if one is NaN)
                 out[groups] = (rows[:, 0] + rows[:, 1]) / 2
+            elif sortable and k <= _SORT_MEDIAN_MAX:
+                ordered = np.sort(rows, axis=1)
+                half = k // 2
+                middle = ordered[:, half]
+                out[groups] = middle if k % 2 else (ordered[:, half - 1] + middle) / 2
             else:
                 out[groups] = np.median(rows, axis=1)
         return out

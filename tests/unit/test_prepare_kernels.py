@@ -176,15 +176,21 @@ def test_run_names_and_precursor_ids_equal_the_pandas_forms(dtype: object) -> No
     assert _precursor_ids(peptides, charges).tolist()[:3] == ["PEPK_2", pd.NA, "AAR_NA"]
 
 
-def test_group_median_is_numpy_median_bit_for_bit() -> None:
-    # groups of one and two values take shortcuts: the same bits as numpy.median, NaN included
+@pytest.mark.parametrize(("n_groups", "special"), [(900, "nan"), (900, ""), (30, ""), (60, "zero")])
+def test_group_median_is_numpy_median_bit_for_bit(n_groups: int, special: str) -> None:
+    # groups of one and two values and sorted small groups (up to 64 values) take shortcuts:
+    # the same bits as numpy.median (30 groups of 2,500 values: sizes around 83, numpy.median)
     rng = np.random.default_rng(11)
-    codes = rng.integers(0, 900, 2500)
+    codes = rng.integers(0, n_groups, 2500)
     values = rng.normal(size=2500) * 10.0 ** rng.integers(-5, 5, 2500)
-    values[rng.integers(0, 2500, 4)] = np.nan
-    got = GroupMedian(codes, 900)(values)
+    if special == "nan":
+        values[rng.integers(0, 2500, 4)] = np.nan
+    if special == "zero":
+        values[rng.integers(0, 2500, 300)] = 0.0
+        values[rng.integers(0, 2500, 300)] = -0.0
+    got = GroupMedian(codes, n_groups)(values)
     expected = np.array(
-        [np.median(values[codes == g]) if (codes == g).any() else np.nan for g in range(900)]
+        [np.median(values[codes == g]) if (codes == g).any() else np.nan for g in range(n_groups)]
     )
     np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
 
