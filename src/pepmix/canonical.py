@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -152,10 +152,7 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     _check_required_columns(frame, source)
     out = pd.DataFrame(index=frame.index)
     for col in COLUMNS:
-        if col in frame.columns:
-            out[col] = frame[col]
-        else:
-            out[col] = None
+        out[col] = frame[col] if col in frame.columns else _null_column(col, len(frame))
     intensity = _checked_intensity(out, source)
     keep = np.isfinite(intensity.to_numpy()) & (intensity.to_numpy() > 0)
     if not keep.all():  # (copy-on-write: selecting rows makes the only copy needed)
@@ -165,6 +162,28 @@ def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     _encode_identifiers(out, source)
     _coerce_annotations(out)
     return out.reset_index(drop=True)
+
+
+def _null_column(col: str, n: int) -> pd.api.extensions.ExtensionArray | NDArray[np.float64]:
+    """An optional column the reader did not give: ``n`` nulls, in the type :func:`conform`
+    gives the column (what ``None`` values would become, without a column of Python objects)."""
+    missing = np.ones(n, dtype=bool)
+    if col in IDENTIFIERS:
+        return _empty_categorical(n)
+    if col in _FLOAT:
+        return np.full(n, np.nan)
+    if col in _BOOL:
+        return pd.arrays.BooleanArray(np.zeros(n, dtype=bool), missing)
+    if col == "charge":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int16), missing)
+    raise ValueError(f"no null form for column {col!r}")  # the required columns are checked
+
+
+def _empty_categorical(n: int) -> pd.Categorical:
+    """``n`` nulls as a categorical without categories (an identifier the input lacks)."""
+    return pd.Categorical.from_codes(
+        np.full(n, -1, dtype=np.int8), categories=pd.Index([], dtype=object)
+    )
 
 
 def _check_required_columns(frame: pd.DataFrame, source: str) -> None:
@@ -217,9 +236,7 @@ def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
     """
     for col in IDENTIFIERS:
         if out[col].isna().all():
-            out[col] = pd.Categorical.from_codes(
-                np.full(len(out), -1, dtype=np.int8), categories=pd.Index([], dtype=object)
-            )
+            out[col] = _empty_categorical(len(out))
             continue
         out[col] = as_category(out[col])
         check_no_nul(out[col].cat.categories, source, col)
@@ -256,6 +273,29 @@ def distinct_text(values: pd.Series) -> list[str]:
     return [str(v) for v in pd.unique(values.dropna().to_numpy())]
 
 
+def distinct_values(values: pd.Series) -> list[Any]:
+    """``list(values.unique())`` in no set order; a categorical column read through its codes
+    (the categories in use, not one value per row hashed)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)))
+        values_used: list[Any] = list(values.cat.categories.take(used))
+        if (codes < 0).any():
+            values_used.append(np.nan)
+        return values_used
+    return list(values.unique())
+
+
+def n_distinct(values: pd.Series) -> int:
+    """``values.nunique()``; a categorical column counted through its codes (no hashing of
+    millions of rows)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        n_categories = len(values.cat.categories)
+        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=n_categories)))
+    return int(values.nunique())
+
+
 def coalesce(first: pd.Series, second: pd.Series) -> pd.Series:
     """``first`` where it is not null, else ``second``; categorical in, categorical out."""
     a = as_category(first) if first.notna().any() else None
@@ -275,11 +315,70 @@ def row_key(frame: pd.DataFrame, columns: Sequence[str]) -> NDArray[np.int64]:
     for col in columns:
         series = as_category(frame[col])
         width = len(series.cat.categories) + 1
-        key = key * width
+        key *= width  # in place (no new array per column)
         # in place, the codes (int8-int32) widened by the addition: no int64 copy of them
         key += series.cat.codes.to_numpy()
         key += 1
     return key
+
+
+def row_key_size(frame: pd.DataFrame, columns: Sequence[str]) -> int:
+    """The number of possible values of :func:`row_key` (its keys are below this)."""
+    size = 1
+    for col in columns:
+        size *= len(as_category(frame[col]).cat.categories) + 1
+    return size
+
+
+#: a dense table indexed by a key may have this many entries per row (plus a fixed 1 Mi):
+#: beyond, the callers fall back to hashing or sorting (bounded memory)
+DENSE_KEYS_PER_ROW = 4
+
+
+def dense_ok(n_keys: int, n_rows: int) -> bool:
+    """Whether a table of ``n_keys`` entries is small enough next to ``n_rows`` rows."""
+    return n_keys <= DENSE_KEYS_PER_ROW * n_rows + (1 << 20)
+
+
+def first_rows(key: NDArray[np.int64], n_keys: int) -> NDArray[np.int64]:
+    """Sorted row positions of the first occurrence of each distinct value of ``key``.
+
+    The same as ``pd.Series(key).drop_duplicates().index``; for keys in ``[0, n_keys)`` with
+    :func:`dense_ok`, by a table of each key's first row (``numpy.minimum.at``) instead of
+    hashing.
+    """
+    n = key.size
+    if not dense_ok(n_keys, n) or (n and int(key.min()) < 0):
+        return np.asarray(pd.Series(key).drop_duplicates().index, dtype=np.int64)
+    first = np.full(n_keys, n, dtype=np.int64)
+    np.minimum.at(first, key, np.arange(n, dtype=np.int64))
+    return np.sort(first[first < n])
+
+
+def feature_owner(frame: pd.DataFrame) -> NDArray[np.int64] | None:
+    """Per ``feature`` category: the ``protein`` code of its rows, when each feature has one.
+
+    Returns None when some feature's rows name several proteins (or a row lacks either): the
+    callers then count (protein, feature) pairs by :func:`row_key`. Otherwise the pairs are the
+    features in use (``-1``: a category without rows), and a feature's code identifies its pair.
+    """
+    protein = as_category(frame["protein"]).cat.codes.to_numpy()
+    features = as_category(frame["feature"])
+    feature = features.cat.codes.to_numpy()
+    n_feat = len(features.cat.categories)
+    if not protein.size:
+        return np.full(n_feat, -1, dtype=np.int64)
+    if int(protein.min()) < 0 or int(feature.min()) < 0:
+        return None
+    # (numpy.ufunc.at is fast only when the values have the table's dtype)
+    low = np.full(n_feat, np.iinfo(protein.dtype).max, dtype=protein.dtype)
+    high = np.full(n_feat, -1, dtype=protein.dtype)
+    np.minimum.at(low, feature, protein)
+    np.maximum.at(high, feature, protein)
+    used = high >= 0
+    if (low[used] != high[used]).any():
+        return None
+    return high.astype(np.int64)
 
 
 def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pepmix.alerts import alert
-from pepmix.canonical import as_category, row_key
+from pepmix.canonical import as_category, feature_owner, row_key
 from pepmix.errors import DesignError
 
 log = logging.getLogger(__name__)
@@ -155,9 +155,13 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     codes = protein.cat.codes.to_numpy()
     n_prot = len(protein.cat.categories)
     n_obs = np.bincount(codes, minlength=n_prot)
-    pairs = pd.unique(row_key(table, ["protein", "feature"]))
-    width = len(as_category(table["feature"]).cat.categories) + 1
-    pair_protein = pairs // width - 1
+    owner = feature_owner(table)
+    if owner is not None:  # each feature has one protein: the pairs are the features in use
+        pair_protein = owner[owner >= 0]
+    else:
+        pairs = pd.unique(row_key(table, ["protein", "feature"]))
+        width = len(as_category(table["feature"]).cat.categories) + 1
+        pair_protein = pairs // width - 1
     n_features = np.bincount(pair_protein, minlength=n_prot)
     good = (n_features >= min_features) & (n_obs >= min_obs)
     dropped = (n_obs > 0) & ~good

@@ -90,9 +90,9 @@ def read_input(
         "%s: read %d observations of %d features, %d proteins, %d runs",
         path,
         len(table),
-        table["feature"].nunique(),
-        table["protein"].nunique(),
-        table["run"].nunique(),
+        canonical.n_distinct(table["feature"]),
+        canonical.n_distinct(table["protein"]),
+        canonical.n_distinct(table["run"]),
     )
     return table
 
@@ -108,19 +108,24 @@ NO_VALID_INTENSITY = "no valid intensity"
 
 def _proteins_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     """Proteins named in the reader's output that have no observation left after conforming."""
-    if "protein" not in raw.columns:
-        return []
-    named = pd.Series(canonical.distinct_text(raw["protein"]), dtype=object).str.strip()
-    kept = set(canonical.distinct_text(table["protein"]))
-    return sorted(p for p in named if p and p not in kept)
+    return _names_without_values(raw, table, "protein")
 
 
 def _runs_without_values(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     """Runs named in the reader's output that have no observation left after conforming."""
-    if "run" not in raw.columns:
+    return _names_without_values(raw, table, "run")
+
+
+def _names_without_values(raw: pd.DataFrame, table: pd.DataFrame, column: str) -> list[str]:
+    """The (stripped) values of ``raw[column]`` absent from ``table[column]``, sorted.
+
+    :func:`pepmix.canonical.conform` only drops rows (those without a valid intensity) and
+    strips identifiers, so when it dropped none every name has a row: no pass over the names.
+    """
+    if column not in raw.columns or len(table) == len(raw):
         return []
-    named = pd.Series(canonical.distinct_text(raw["run"]), dtype=object).str.strip()
-    kept = set(canonical.distinct_text(table["run"]))
+    named = pd.Series(canonical.distinct_text(raw[column]), dtype=object).str.strip()
+    kept = set(canonical.distinct_text(table[column]))
     return sorted(r for r in named if r and r not in kept)
 
 
@@ -143,8 +148,7 @@ def combine_duplicates(table: pd.DataFrame, feature_level: str = "precursor") ->
         table["feature"] = canonical.coalesce(table["peptide"], table["feature"])
         table["charge"] = pd.array([pd.NA] * len(table), dtype="Int16")
     keys = ["protein", "feature", "run"]
-    key = np.sort(canonical.row_key(table, keys))  # sorting is ~4x faster than hashing here
-    if not (key[1:] == key[:-1]).any():
+    if not _has_duplicates(table, keys):
         return table
     n_before = len(table)
     agg: dict[str, Any] = {
@@ -165,6 +169,27 @@ def combine_duplicates(table: pd.DataFrame, feature_level: str = "precursor") ->
         len(grouped),
     )
     return grouped.loc[:, list(canonical.COLUMNS)]
+
+
+def _has_duplicates(table: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether two rows have the same ``protein, feature, run`` (``keys``).
+
+    When each feature has one protein (:func:`pepmix.canonical.feature_owner`), by counting
+    (feature, run) pairs in a table indexed by their codes; otherwise by sorting the row keys
+    (~4x faster than hashing them).
+    """
+    owner = canonical.feature_owner(table)
+    runs = canonical.as_category(table["run"])
+    run = runs.cat.codes.to_numpy()
+    n_runs = len(runs.cat.categories)
+    n_keys = (0 if owner is None else owner.size) * n_runs
+    dense = owner is not None and canonical.dense_ok(n_keys, len(table))
+    if dense and (not run.size or int(run.min()) >= 0):
+        feature = canonical.as_category(table["feature"]).cat.codes.to_numpy()
+        pair = feature.astype(np.int64) * n_runs + run
+        return bool((np.bincount(pair, minlength=n_keys) > 1).any())
+    key = np.sort(canonical.row_key(table, keys))
+    return bool((key[1:] == key[:-1]).any())
 
 
 def ingest_batch(

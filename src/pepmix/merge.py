@@ -133,7 +133,10 @@ def merge_batches(
     table = canonical.concat(tables)
     if file_runs is not None:
         table = assign_runs(table, file_runs, sheet_source)
-    first = pd.Series(canonical.row_key(table, ["run", "batch"])).drop_duplicates().index
+    keys = ["run", "batch"]
+    first = canonical.first_rows(
+        canonical.row_key(table, keys), canonical.row_key_size(table, keys)
+    )
     runs_seen = table["run"].iloc[first].astype(str).value_counts()
     shared = runs_seen[runs_seen > 1]
     if len(shared):
@@ -144,7 +147,7 @@ def merge_batches(
         # the features are already at the configured level: only the fractions are summed
         table = combine_duplicates(table, "precursor")
     empty_runs = sorted({r for t in tables for r in t.attrs.get(EMPTY_RUNS, [])})
-    check_runs(sheet, table["run"].unique(), sheet_source, empty_runs)
+    check_runs(sheet, canonical.distinct_text(table["run"]), sheet_source, empty_runs)
     filtered = filter_proteins(table, filter_config)
     filtered.attrs = {REMOVED_PROTEINS: removed_in_merge(tables, table, filtered)}
     return filtered
@@ -241,7 +244,9 @@ def merge_with_sheet(
     merged = merge_batches(
         tables, design.runs, filter_config, sheet_source=sheet_source, file_runs=design.file_runs()
     )
-    first = pd.Series(canonical.row_key(merged, ["run"])).drop_duplicates().index
+    first = canonical.first_rows(
+        canonical.row_key(merged, ["run"]), canonical.row_key_size(merged, ["run"])
+    )
     batch_of_run = pd.Series(
         merged["batch"].iloc[first].astype(str).to_numpy(),
         index=merged["run"].iloc[first].astype(str).to_numpy(),

@@ -142,7 +142,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from pepmix.alerts import alert
-from pepmix.canonical import row_key
+from pepmix.canonical import distinct_values, row_key
 from pepmix.errors import ConfigError
 from pepmix.protein_ratios import MIN_PROTEINS, ProteinRatios, kde_peaks, radix_argsort
 
@@ -296,7 +296,7 @@ def _run_table(
         batch_of_run = table.groupby("run", observed=True)["batch"].first().astype(str)
     else:
         batch_of_run = pd.Series(dict(run_batch), dtype=str)
-    runs = pd.DataFrame({"run": sorted(out["run"].unique())})
+    runs = pd.DataFrame({"run": sorted(distinct_values(out["run"]))})
     runs["batch"] = runs["run"].map(batch_of_run).fillna("")
     return runs
 

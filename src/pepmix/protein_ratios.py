@@ -52,18 +52,25 @@ Standard error of the mode
 
 Group medians are computed without a loop over groups: rows are laid out once by group size
 and group, and every block of groups of the same size is a 2-D array whose row medians numpy
-takes at once (the loop runs over distinct group sizes, a few dozen).
+takes at once (the loop runs over distinct group sizes, a few dozen). The layout comes from
+stable counting sorts (:func:`counting_argsort`, linear in the rows): the rows by group, the
+groups by size. The (protein, run) cells of :class:`ProteinRatios` are numbered in order of
+first appearance, as :func:`pandas.factorize` numbers them, by tables indexed by the dense
+cell key instead of hashing it (:func:`factorize_pairs`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pepmix.canonical import row_key
+from pepmix.canonical import as_category, feature_owner, row_key
 
 MIN_PROTEINS = 100
 SECOND_PEAK = 0.25
@@ -72,9 +79,23 @@ AMBIGUOUS_PEAK = 0.8
 #: integral of the squared derivative of the Gaussian kernel, 1 / (4 sqrt(pi))
 _R_KERNEL_DERIV = 1 / (4 * np.sqrt(np.pi))
 _GRID_MAX = 8192
+#: group medians of up to this many values are taken from sorted rows (GroupMedian)
+_SORT_MEDIAN_MAX = 64
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+
+@functools.cache
+def _pandas_groupsort() -> Callable[[IntArray, int], tuple[IntArray, IntArray]] | None:
+    """pandas' counting sort (its groupby's ``groupsort_indexer``: linear time, stable), or
+    None when this pandas has none (then :func:`radix_argsort` sorts)."""
+    try:
+        module = importlib.import_module("pandas._libs.algos")
+    except ImportError:  # pragma: no cover - pandas always has it so far
+        return None
+    function = getattr(module, "groupsort_indexer", None)
+    return function if callable(function) else None
 
 
 class GroupMedian:
@@ -90,34 +111,80 @@ class GroupMedian:
 
     def __init__(self, codes: IntArray, n_groups: int) -> None:
         counts = np.bincount(codes, minlength=n_groups)
-        size = counts[codes]
+        # rows by group (stable); then the groups by size (stable: by code within a size), so
+        # ``order`` is the stable sort of the rows by (group size, group)
+        by_group = counting_argsort(codes, n_groups)
+        starts = np.cumsum(counts) - counts
         max_size = int(counts.max()) if counts.size else 0
-        self.order = radix_argsort(size * n_groups + codes, (max_size + 1) * n_groups)
-        sizes_sorted = size[self.order]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(sizes_sorted)) + 1])
-        stops = np.append(starts[1:], sizes_sorted.size)
+        groups_by_size = counting_argsort(counts, max_size + 1)
+        sizes = counts[groups_by_size]
+        bounds = np.searchsorted(sizes, np.arange(1, max_size + 2))
         self.n_groups = n_groups
-        self.blocks = [
-            (int(sizes_sorted[a]), int(a), int(b), codes[self.order[a : b : sizes_sorted[a]]])
-            for a, b in zip(starts, stops, strict=True)
-            if b > a
-        ]
+        self.blocks: list[tuple[int, int, int, IntArray]] = []
+        parts = []
+        offset = 0
+        for k in range(1, max_size + 1):
+            groups = groups_by_size[bounds[k - 1] : bounds[k]]
+            if groups.size == 0:
+                continue
+            rows = (starts[groups][:, None] + np.arange(k)).ravel()
+            parts.append(by_group[rows])
+            self.blocks.append((k, offset, offset + rows.size, groups))
+            offset += rows.size
+        self.order: IntArray = (
+            np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        ).astype(np.int64, copy=False)
 
     def __call__(self, values: FloatArray) -> FloatArray:
         """Median of ``values`` (aligned with ``codes``) per group."""
         laid = values[self.order]
         out = np.full(self.n_groups, np.nan)
+        # small groups: the middle of each sorted row (~2x faster than numpy.median's
+        # partitions), which is numpy.median's value bit for bit unless a NaN (numpy.median
+        # gives NaN) or a negative zero (its place among zeros may differ) is present
+        sortable = not (np.isnan(laid).any() or (np.signbit(laid) & (laid == 0)).any())
         for k, a, b, groups in self.blocks:
-            out[groups] = np.median(laid[a:b].reshape(-1, k), axis=1)
+            rows = laid[a:b].reshape(-1, k)
+            if k == 1:
+                out[groups] = rows[:, 0]
+            elif k == 2:
+                # what numpy.median computes for two values (their mean; NaN if one is NaN)
+                out[groups] = (rows[:, 0] + rows[:, 1]) / 2
+            elif sortable and k <= _SORT_MEDIAN_MAX:
+                ordered = np.sort(rows, axis=1)
+                half = k // 2
+                middle = ordered[:, half]
+                out[groups] = middle if k % 2 else (ordered[:, half - 1] + middle) / 2
+            else:
+                out[groups] = np.median(rows, axis=1)
         return out
 
 
-def radix_argsort(key: IntArray, max_key: int) -> IntArray:
-    """Stable argsort of integer keys in ``[0, max_key]``, one 16-bit digit at a time.
+def counting_argsort(key: IntArray, n_keys: int) -> IntArray:
+    """Stable argsort of integer keys in ``[0, n_keys)`` (counting sort, linear time).
 
-    numpy sorts 16-bit integers stably by radix sort (linear time), which makes this several
-    times faster than a comparison sort of millions of int64 keys.
+    pandas' ``groupsort_indexer`` (the counting sort of its groupby) when pandas has it, else
+    :func:`radix_argsort`; both return the stable order (the same permutation as
+    ``numpy.argsort(key, kind="stable")``).
     """
+    groupsort = _pandas_groupsort()
+    if groupsort is None:  # pragma: no cover - see _pandas_groupsort
+        return radix_argsort(key, max(n_keys - 1, 0))
+    order, _ = groupsort(np.asarray(key, dtype=np.int64), n_keys)
+    return np.asarray(order, dtype=np.int64)
+
+
+def radix_argsort(key: IntArray, max_key: int) -> IntArray:
+    """Stable argsort of integer keys in ``[0, max_key]``.
+
+    A counting sort (:func:`counting_argsort`) when ``max_key`` is not much more than the
+    number of keys (its table has ``max_key + 2`` entries); otherwise one 16-bit digit at a
+    time: numpy sorts 16-bit integers stably by radix sort (linear time), several times faster
+    than a comparison sort of millions of int64 keys.
+    """
+    small = _pandas_groupsort() is not None and max_key <= 4 * key.size + 65536
+    if small and (key.size == 0 or int(key.min()) >= 0):
+        return counting_argsort(key, max_key + 1)
     order = np.arange(key.size, dtype=np.int64)
     shift = 0
     while True:
@@ -126,6 +193,49 @@ def radix_argsort(key: IntArray, max_key: int) -> IntArray:
         shift += 16
         if max_key >> shift == 0:
             return order
+
+
+def factorize_pairs(
+    first: IntArray, second: IntArray, n_first: int, n_second: int
+) -> tuple[IntArray, IntArray]:
+    """``pandas.factorize(first * n_second + second)``: codes numbered in order of first appearance.
+
+    When the key space ``n_first * n_second`` is at most a few times the number of rows, by
+    dense tables indexed by the key (each key's first row by ``numpy.minimum.at``) instead of
+    hashing; otherwise (or with a negative key) :func:`pandas.factorize`. Both give the same
+    codes and uniques.
+
+    Parameters
+    ----------
+    first, second : numpy.ndarray of int
+        Codes in ``[0, n_first)`` and ``[0, n_second)``, one pair per row.
+    n_first, n_second : int
+        Their numbers of values.
+
+    Returns
+    -------
+    codes : numpy.ndarray of int64
+        The pair of each row, numbered in order of first appearance.
+    uniques : numpy.ndarray of int64
+        ``first * n_second + second`` of each pair, in that order.
+    """
+    n = first.size
+    key = first.astype(np.int64) * n_second + second
+    n_keys = n_first * n_second
+    if n_keys > 4 * n + (1 << 20) or (n and int(key.min()) < 0):
+        hashed, distinct = pd.factorize(key)
+        return hashed.astype(np.int64, copy=False), np.asarray(distinct, dtype=np.int64)
+    first_row = np.full(n_keys, n, dtype=np.int64)
+    np.minimum.at(first_row, key, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first_row < n)
+    # the keys in order of their first rows (distinct rows: a scatter, no sort)
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[first_row[present]] = present
+    uniques: IntArray = slot[slot >= 0]
+    code_of = np.empty(n_keys, dtype=np.int64)
+    code_of[uniques] = np.arange(uniques.size, dtype=np.int64)
+    codes: IntArray = code_of[key]
+    return codes, uniques
 
 
 def group_medians(codes: IntArray, values: FloatArray, n_groups: int) -> FloatArray:
@@ -155,20 +265,37 @@ class KdeSummary:
     se: float
 
 
-def silverman_bandwidth(x: FloatArray) -> float:
-    """Silverman's rule of thumb ``0.9 min(SD, IQR/1.349) n^(-1/5)`` (0 if degenerate)."""
+def silverman_bandwidth(x: FloatArray, quantiles: FloatArray | None = None) -> float:
+    """Silverman's rule of thumb ``0.9 min(SD, IQR/1.349) n^(-1/5)`` (0 if degenerate).
+
+    ``quantiles`` (default None: computed) are :func:`_quantiles` of ``x``.
+    """
     if x.size < 2:
         return 0.0
-    q1, q3 = np.quantile(x, [0.25, 0.75])
+    q1, q3 = (_quantiles(x) if quantiles is None else quantiles)[1:3]
     sigma = min(float(np.std(x, ddof=1)), float(q3 - q1) / 1.349)
     if sigma <= 0:
         sigma = float(np.std(x, ddof=1))
     return float(0.9 * sigma * x.size ** (-0.2))
 
 
-def kde_grid(x: FloatArray, h: float) -> tuple[FloatArray, FloatArray]:
-    """Gaussian KDE of ``x`` with bandwidth ``h`` on a grid (see module docstring)."""
-    q_lo, q_hi = np.quantile(x, [0.001, 0.999])
+def _quantiles(x: FloatArray) -> FloatArray:
+    """The 0.1 %, 25 %, 75 % and 99.9 % quantiles of ``x`` in one call (each the value
+    ``numpy.quantile`` gives for it alone: the quantiles are taken from the same order
+    statistics one by one)."""
+    quantiles: FloatArray = np.quantile(x, [0.001, 0.25, 0.75, 0.999])
+    return quantiles
+
+
+def kde_grid(
+    x: FloatArray, h: float, quantiles: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Gaussian KDE of ``x`` with bandwidth ``h`` on a grid (see module docstring).
+
+    ``quantiles`` (default None: computed) are :func:`_quantiles` of ``x``.
+    """
+    q = _quantiles(x) if quantiles is None else quantiles
+    q_lo, q_hi = q[0], q[3]
     lo, hi = float(q_lo) - 4 * h, float(q_hi) + 4 * h
     step = max(h / 10, (hi - lo) / (_GRID_MAX - 1))
     n_grid = int(np.ceil((hi - lo) / step)) + 2
@@ -214,10 +341,11 @@ def kde_mode(x: FloatArray) -> KdeSummary:
     KdeSummary
     """
     median = float(np.median(x)) if x.size else np.nan
-    h = silverman_bandwidth(x)
+    quantiles = _quantiles(x) if x.size >= 2 else None
+    h = silverman_bandwidth(x, quantiles)
     if x.size < MIN_PROTEINS or h <= 0:
         return KdeSummary(median, False, True, np.nan)
-    grid, density = kde_grid(x, h)
+    grid, density = kde_grid(x, h, quantiles)
     top, bimodal, ambiguous = _peaks(density)
     if ambiguous or not 0 < top < grid.size - 1:
         return KdeSummary(median, bimodal, True, np.nan)
@@ -227,7 +355,7 @@ def kde_mode(x: FloatArray) -> KdeSummary:
     if curve >= 0:
         return KdeSummary(float(grid[top]), bimodal, False, np.nan)
     mode = float(grid[top]) + 0.5 * (left - right) / curve * step
-    return KdeSummary(mode, bimodal, False, _mode_se(x, mode, h))
+    return KdeSummary(mode, bimodal, False, _mode_se(x, mode, h, quantiles))
 
 
 def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
@@ -249,10 +377,11 @@ def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
     list of (float, float)
         ``(location, se)`` per candidate, the highest peak first.
     """
-    h = silverman_bandwidth(x)
+    quantiles = _quantiles(x) if x.size >= 2 else None
+    h = silverman_bandwidth(x, quantiles)
     if x.size < MIN_PROTEINS or h <= 0:
         return []
-    grid, d = kde_grid(x, h)
+    grid, d = kde_grid(x, h, quantiles)
     top = int(np.argmax(d))
     local = np.flatnonzero((d[1:-1] > d[:-2]) & (d[1:-1] >= d[2:])) + 1
     chosen = [top]
@@ -268,13 +397,14 @@ def kde_peaks(x: FloatArray) -> list[tuple[float, float]]:
         left, mid, right = d[i - 1 : i + 2]
         curve = left - 2 * mid + right
         loc = float(grid[i]) + (0.5 * (left - right) / curve * step if curve < 0 else 0.0)
-        out.append((loc, _mode_se(x, loc, h) if curve < 0 else np.nan))
+        out.append((loc, _mode_se(x, loc, h, quantiles) if curve < 0 else np.nan))
     return out
 
 
-def _mode_se(x: FloatArray, mode: float, h: float) -> float:
-    """Parzen's standard error of the KDE mode, density and curvature from bandwidth ``2 h``."""
-    grid, density = kde_grid(x, 2 * h)
+def _mode_se(x: FloatArray, mode: float, h: float, quantiles: FloatArray | None = None) -> float:
+    """Parzen's standard error of the KDE mode, density and curvature from bandwidth ``2 h``
+    (``quantiles`` as for :func:`kde_grid`)."""
+    grid, density = kde_grid(x, 2 * h, quantiles)
     step = float(grid[1] - grid[0])
     i = int(np.clip(np.searchsorted(grid, mode), 1, grid.size - 2))
     second = (density[i - 1] - 2 * density[i] + density[i + 1]) / step**2
@@ -299,17 +429,25 @@ class ProteinRatios:
         codes, uniques = pd.factorize(table["run"])
         run_index = run_names.get_indexer(pd.Index(uniques).astype(str))
         self.run_codes = run_index[codes].astype(np.int64, copy=False)
-        feat_codes, feats = pd.factorize(row_key(table, ["protein", "feature"]))
-        self.feat_codes = feat_codes.astype(np.int64, copy=False)
-        self.n_feat = len(feats)
+        # a feature's code, or its (protein, feature) pair's: only the per-feature sums and
+        # counts use them (np.bincount adds in row order whatever the numbering)
+        if feature_owner(table) is not None:
+            feature = as_category(table["feature"])
+            self.feat_codes = feature.cat.codes.to_numpy().astype(np.int64)
+            self.n_feat = len(feature.cat.categories)
+        else:
+            feat_codes, feats = pd.factorize(row_key(table, ["protein", "feature"]))
+            self.feat_codes = feat_codes.astype(np.int64, copy=False)
+            self.n_feat = len(feats)
         self.feat_counts = np.bincount(self.feat_codes, minlength=self.n_feat)
         self.usable = self.feat_counts[self.feat_codes] >= 2
         prot_codes, prots = pd.factorize(table["protein"])
         prot_codes = prot_codes.astype(np.int64, copy=False)
         self.n_proteins = len(prots)
-        cell = prot_codes[self.usable] * self.n_runs + self.run_codes[self.usable]
-        cell_codes, cells = pd.factorize(cell)
-        self.cell_codes = cell_codes.astype(np.int64, copy=False)
+        cell_codes, cells = factorize_pairs(
+            prot_codes[self.usable], self.run_codes[self.usable], self.n_proteins, self.n_runs
+        )
+        self.cell_codes = cell_codes
         self.n_cells = len(cells)
         self.cell_median = GroupMedian(self.cell_codes, self.n_cells)
         self.cell_run = np.asarray(cells, dtype=np.int64) % max(self.n_runs, 1)

@@ -15,6 +15,7 @@ import heapq
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,18 @@ def split(
     work = np.bincount(codes, minlength=names.size)
     shard_of_protein = assign(work, len(outputs))
     shard_of_row = shard_of_protein[codes]
-    for s, path in enumerate(outputs):
+
+    def write_shard(s: int, path: str | Path) -> None:
         write_arrow(table.filter(pa.array(shard_of_row == s)), path)
-    if largest is not None:
-        _write_largest(table, codes, names.size, shard_of_protein, largest)
+
+    # two writer threads (pyarrow filters and writes without the GIL; each task makes its own
+    # shard's table, so at most two are in memory) while this thread sizes the largest proteins
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pepmix-shard") as pool:
+        writes = [pool.submit(write_shard, s, path) for s, path in enumerate(outputs)]
+        if largest is not None:
+            _write_largest(table, codes, names.size, shard_of_protein, largest)
+    for write in writes:
+        write.result()
     loads = np.bincount(shard_of_protein, weights=work, minlength=len(outputs))
     log.info(
         "%d proteins in %d shards; observations per shard: %s",
@@ -168,17 +177,38 @@ def _write_largest(
     from pepmix.resources import write_largest
 
     work = np.bincount(codes, minlength=n_proteins)
-    feature_codes = _codes(table.column("feature"))
-    width = int(feature_codes.max()) + 2
-    # distinct (protein, feature) pairs by hashing (pd.unique), not sorting (np.unique): the
-    # counts per protein are the same; 0.1 s instead of 0.7 s at 8.4 M rows
-    pairs = pd.unique(codes.astype(np.int64) * width + feature_codes + 1)
-    n_features = np.bincount(pairs // width, minlength=n_proteins)
+    n_features = _features_per_protein(
+        codes.astype(np.int64), _codes(table.column("feature")), n_proteins
+    )
     for s, path in enumerate(paths):
         mine = shard_of_protein == s
         write_largest(path, n_features[mine], work[mine])
     big = int(np.argmax(n_features * work))
     log.info("largest protein: %d features, %d observations", int(n_features[big]), int(work[big]))
+
+
+def _features_per_protein(
+    codes: NDArray[np.int64], feature_codes: NDArray[np.int64], n_proteins: int
+) -> NDArray[np.int64]:
+    """Distinct features of each protein (``codes``: protein per row; ``feature_codes``: feature
+    per row, -1 for null).
+
+    When each feature belongs to one protein, from a table of each feature's protein (its
+    lowest and highest protein code agree); otherwise the distinct (protein, feature) pairs by
+    hashing (pd.unique; 0.1 s instead of 0.7 s for np.unique at 8.4 M rows). The same counts.
+    """
+    if feature_codes.size and int(feature_codes.min()) >= 0:
+        n_feat = int(feature_codes.max()) + 1
+        low = np.full(n_feat, n_proteins, dtype=np.int64)
+        high = np.full(n_feat, -1, dtype=np.int64)
+        np.minimum.at(low, feature_codes, codes)
+        np.maximum.at(high, feature_codes, codes)
+        used = high >= 0
+        if np.array_equal(low[used], high[used]):
+            return np.bincount(high[used], minlength=n_proteins)
+    width = int(feature_codes.max(initial=-1)) + 2
+    pairs = pd.unique(codes * width + feature_codes + 1)
+    return np.bincount(pairs // width, minlength=n_proteins)
 
 
 def _codes(column: pa.ChunkedArray) -> NDArray[np.int64]:

@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pepmix.canonical import distinct_text
 from pepmix.errors import InputFormatError
 from pepmix.filters import threshold_step
 from pepmix.readers._common import alias, file_column, require_columns, run_name, to_float
@@ -212,7 +213,8 @@ def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float
         )
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
-    frame: pd.DataFrame = table.to_pandas()
+    # one block per column: the reader takes the columns one by one (no consolidating copy)
+    frame: pd.DataFrame = table.to_pandas(split_blocks=True)
     frame.columns = [alias(str(c)) for c in frame.columns]
     return frame
 
@@ -286,13 +288,8 @@ def _to_reader_columns(
     options: Mapping[str, Any],
 ) -> pd.DataFrame:
     if "Channel" in frame.columns:
-        channel = frame["Channel"]
-        values = (
-            channel.cat.remove_unused_categories().cat.categories
-            if isinstance(channel.dtype, pd.CategoricalDtype)
-            else pd.unique(channel.dropna())
-        )
-        distinct = sorted({str(v).strip() for v in values} - {""})
+        # the categories in use, read through the codes (no copy of the column)
+        distinct = sorted({v.strip() for v in distinct_text(frame["Channel"])} - {""})
         if len(distinct) > 1:
             raise InputFormatError(
                 f"{path}: multiplexed (plexDIA) report with channels {', '.join(distinct[:5])}; "

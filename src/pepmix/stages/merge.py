@@ -102,8 +102,8 @@ def run(
         "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",
         len(tables),
         len(merged),
-        merged["run"].nunique(),
-        merged["protein"].nunique(),
+        canonical.n_distinct(merged["run"]),
+        canonical.n_distinct(merged["protein"]),
         len(removed),
     )
     return MergeResult(merged, sheet, removed)
