@@ -84,6 +84,9 @@ BoolArray = NDArray[np.bool_]
 #: start the LRT's null fits at the default fit's optimum (:func:`_null_start`) instead of the
 #: optimiser's grid
 WARM_NULL = True
+#: skip the refit of proteins whose usage variance provably stays at zero (the boundary screen,
+#: :mod:`pepmix.model.usage_screen`); False refits every protein (the rows are the same)
+SCREEN = True
 #: prefix of the relative-SD columns of a usage start file (:class:`UsageStart`)
 THETA_PREFIX = "theta_"
 
@@ -339,6 +342,7 @@ def refit_with_usage(
     robust: str = "none",
     warm_weights: bool = True,
     inference: bool = True,
+    idx: IntArray | None = None,
 ) -> tuple[ModelFit, IntArray]:
     """Fit the model with the usage term to the proteins of ``fit`` that keep the term.
 
@@ -355,6 +359,10 @@ def refit_with_usage(
     inference : bool, default True
         False: point estimates only (``fit_proteins(inference=False)``: no covariances or
         contrast tests; variances, BLUPs, weights and statuses bit for bit the same).
+    idx : ndarray of int, optional
+        Codes (in ``fit``, ascending) of the proteins to refit, a subset of those where
+        :func:`usage_estimable` (e.g. without the screened ones, :func:`_refit_shard`);
+        default None: all of those.
 
     Returns
     -------
@@ -376,7 +384,8 @@ def refit_with_usage(
     """
     if fit.encoded is None:
         raise ValueError("refit_with_usage: the fit holds no encoded observations")
-    idx = np.flatnonzero(usage_estimable(fit.encoded, design))
+    if idx is None:
+        idx = np.flatnonzero(usage_estimable(fit.encoded, design))
     enc, rows, _ = _subset_encoded(fit.encoded, idx)
     weights = None
     if warm_weights and fit.weights is not None and robust != "none":
@@ -477,10 +486,14 @@ def usage_shard(
     sheet: pd.DataFrame,
     robust: str = "none",
     n_top: int = 3,
+    screen: bool = True,
 ) -> UsageShard:
     """:func:`usage_shard_table` with the usage model's fit and LRTs kept
     (:mod:`pepmix.model.pretest` takes the contrasts of some proteins from it); same
-    parameters."""
+    parameters, and ``screen`` (default True): skip the refit of the proteins the boundary
+    screen finds (:func:`_refit_shard`; they are then not in ``fit``: pass False when the
+    contrasts take every refitted protein's usage fit, ``peptide_usage_contrasts`` ``always``
+    or ``no_majority``)."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
     if USAGE_FACTOR in fit.factors:
         comp, blups = components, fit.blups
@@ -492,23 +505,69 @@ def usage_shard(
         full = fit_proteins(table, design, robust=robust)
         comp = full.variance_components().assign(**{lrt_col: usage_lrt(full)})
         return UsageShard(peptide_usage_table(comp, full.blups, n_top))
-    return _refit_shard(fit, design, robust, n_top)
+    return _refit_shard(fit, design, robust, n_top, screen=screen)
 
 
 def _refit_shard(
-    base: UsageBase, design: RunDesign, robust: str, n_top: int, inference: bool = True
+    base: UsageBase,
+    design: RunDesign,
+    robust: str,
+    n_top: int,
+    inference: bool = True,
+    screen: bool = True,
 ) -> UsageShard:
     """The usage test of the proteins of ``base`` by the refit with the term
     (:func:`refit_with_usage`, :func:`usage_lrt`); ``design`` has the usage term;
-    ``inference`` (default True) as in :func:`refit_with_usage`."""
+    ``inference`` (default True) as in :func:`refit_with_usage`; ``screen`` (default True,
+    with :data:`SCREEN`) skips the proteins :func:`screen_boundary` finds (their rows are the
+    refit's; they are not in the returned fit)."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
-    full, idx = refit_with_usage(base, design, robust, inference=inference)
+    if base.encoded is None:
+        raise ValueError("the usage refit needs the default fit's encoded observations")
+    todo = np.flatnonzero(usage_estimable(base.encoded, design))
+    screened = np.zeros(0, dtype=np.intp)
+    if screen and SCREEN:
+        screened = todo[screen_boundary(base, design, todo, robust)]
+        todo = np.setdiff1d(todo, screened)
+    full, idx = refit_with_usage(base, design, robust, inference=inference, idx=todo)
     active = np.ones(len(full.proteins), dtype=bool)
     null = _null_start(base, design, idx, robust, full.factors) if WARM_NULL else None
     lrt = usage_lrt(full, active, _theta_scale(robust), null)
     comp = full.variance_components().assign(**{lrt_col: lrt})
-    comp = pd.concat([comp, _skipped_rows(base, idx)], ignore_index=True)
+    parts = [comp, _screened_rows(base, screened)] if screened.size else [comp]
+    parts.append(_skipped_rows(base, np.union1d(idx, screened)))
+    comp = pd.concat(parts, ignore_index=True)
     return UsageShard(peptide_usage_table(comp, full.blups, n_top), full, idx, lrt)
+
+
+def screen_boundary(base: UsageBase, design: RunDesign, idx: IntArray, robust: str) -> BoolArray:
+    """Per protein ``idx`` of ``base`` (codes, ascending; proteins that keep the usage term):
+    whether its refit provably ends with the usage variance at 0 at its start, so that it need
+    not be refitted (:func:`pepmix.model.usage_screen.boundary_screen`: the start of
+    :func:`_usage_start`, the weights the refit starts from)."""
+    from pepmix.model.usage_screen import boundary_screen
+
+    if base.encoded is None or idx.size == 0:
+        return np.zeros(idx.size, dtype=bool)
+    enc, rows, _ = _subset_encoded(base.encoded, idx)
+    weights = None if base.weights is None else base.weights[rows]
+    status = [base.status[i] for i in idx]
+    theta0 = _usage_start(base, design, idx, robust)
+    return boundary_screen(enc, status, weights, theta0, design, robust)
+
+
+def _screened_rows(base: UsageBase, screened: IntArray) -> pd.DataFrame:
+    """Variance-components rows of the screened proteins: what the refit reports for them
+    (usage variance 0, LRT 0 without a null fit, :func:`usage_lrt`; status ``boundary``, a
+    variance at zero in a whole model, :func:`pepmix.model.fit._finish_status`)."""
+    return pd.DataFrame(
+        {
+            "protein": [base.proteins[i] for i in screened],
+            f"var_{USAGE_FACTOR}": np.zeros(screened.size),
+            "status": ["boundary"] * screened.size,
+            f"lrt_{USAGE_FACTOR}": np.zeros(screened.size),
+        }
+    )
 
 
 def needs_refit(fit: ModelFit) -> bool:
