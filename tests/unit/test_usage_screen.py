@@ -236,3 +236,29 @@ def test_unsettled_weights_are_not_screened(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(usage_screen, "_settled", lambda *args: True)
     unchecked = rows(True)
     assert (unchecked["lrt"] - off["lrt"]).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("mode", ["pretest", "no_majority_pretest"])
+def test_pretest_contrasts_are_the_same_with_the_screen(mode: str) -> None:
+    """The fit job screens in the pretest modes (``pepmix.stages.fit``): a screened protein
+    has LRT 0 (p-value 1), so it never takes the usage model's contrast, and the stored fit
+    with the screen is the one without it."""
+    from pepmix.model.pretest import usage_contrasts
+    from pepmix.model.stored import StoredFit
+
+    from .test_usage_pretest import CONTRAST, ROBUST, _data
+
+    table, sheet, design = _data()
+    fit = fit_proteins(table, design, robust=ROBUST)  # type: ignore[arg-type]
+    default = StoredFit.from_model_fit(fit)
+    tables = []
+    for screen in (True, False):
+        shard = usage.usage_shard(
+            fit, fit.variance_components(), table, sheet, ROBUST, screen=screen
+        )
+        assert shard.fit is not None
+        tables.append((len(shard.idx), usage_contrasts(default, shard, mode, 0.25)))
+    (n_on, (on, k_on)), (n_off, (off, k_off)) = tables
+    assert n_on < n_off and k_on == k_off
+    assert k_on > 0 or mode != "pretest"
+    pd.testing.assert_frame_equal(on.contrast_table(CONTRAST), off.contrast_table(CONTRAST))

@@ -40,6 +40,26 @@ was the same within 0.5 % under the null and with a usage SD of 0.3 (0.688 again
 half the cost. With ``robust: none`` the refit reaches the same optima as a cold start (LRTs
 equal to 1e-10 on simulated data).
 
+Boundary screen (:data:`SCREEN`, :mod:`pepmix.model.usage_screen`): before the refit, each
+protein's start is checked, at the refit's weights, for what makes the refit stay at
+:math:`\theta_U = 0`: the start is a stationary point of the other components (the default
+fit's optimum), the criterion curves upwards along every component at 0 (exact slope in
+:math:`\lambda = \theta^2`; the usage term's is its score), the refit's own grid for
+:math:`\theta_U` has no point below 0, and (Huber) the start's weights are the Huber weights
+of its residuals to within the robust iteration's tolerance. Such a protein is not refitted;
+its row is the one the refit gives it (usage variance 0, LRT 0, status ``boundary``, no
+cells). Guarantee: the refit started there would end there (its Newton steps keep
+:math:`\theta_U = 0` on the face, where the criterion's gradient and mixed second derivatives
+in :math:`\theta_U` vanish, and its weights are settled); not that 0 is the global optimum of
+the usage variance, which the refit does not promise either. Not checked: the curvature of the
+default fit's positive components, which its optimiser left at a minimum (a saddle there would
+only arise from a stopped line search). ``bisquare`` is not screened; nor, in the fit job,
+when ``peptide_usage_contrasts`` takes every refitted protein's usage fit (``always``,
+``no_majority``). Measured (``benchmarks/README.md``, "The usage refit, boundary screen"):
+``results/tables/peptide_usage.tsv`` byte-identical on the demo and a 3,000-protein
+simulation; refitted proteins' rows change at most in the last bits (padding of other
+buckets: LRT by 2e-12 with ``robust: none`` on the demo, never in the six printed digits).
+
 The null model of the LRT is the default model at the usage fit's weights, so the default
 fit's optimum (its relative SDs before the robust variance factor, :func:`_null_start`) is
 next to the null optimum: the null fits start there, or at the grid's best point where that
@@ -475,8 +495,13 @@ def usage_shard_table(
     -------
     pandas.DataFrame
         Columns :data:`USAGE_COLUMNS`.
+
+    Notes
+    -----
+    Only the rows are kept, so the refit skips the proteins of the boundary screen (module
+    docstring, "Boundary screen"; :data:`SCREEN`).
     """
-    return usage_shard(fit, components, table, sheet, robust, n_top).table
+    return usage_shard(fit, components, table, sheet, robust, n_top, screen=True).table
 
 
 def usage_shard(
@@ -486,14 +511,14 @@ def usage_shard(
     sheet: pd.DataFrame,
     robust: str = "none",
     n_top: int = 3,
-    screen: bool = True,
+    screen: bool = False,
 ) -> UsageShard:
     """:func:`usage_shard_table` with the usage model's fit and LRTs kept
     (:mod:`pepmix.model.pretest` takes the contrasts of some proteins from it); same
-    parameters, and ``screen`` (default True): skip the refit of the proteins the boundary
-    screen finds (:func:`_refit_shard`; they are then not in ``fit``: pass False when the
-    contrasts take every refitted protein's usage fit, ``peptide_usage_contrasts`` ``always``
-    or ``no_majority``)."""
+    parameters, and ``screen`` (default False): skip the refit of the proteins the boundary
+    screen finds (:func:`_refit_shard`; the rows are the same, but those proteins are then
+    not in ``fit``: only where no contrast takes a protein's usage fit unless its usage test
+    rejects, ``peptide_usage_contrasts`` ``never``, ``pretest`` or ``no_majority_pretest``)."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
     if USAGE_FACTOR in fit.factors:
         comp, blups = components, fit.blups
