@@ -34,7 +34,7 @@ from pepmix.model.suffstats import Problem, build_problem
 from pepmix.model.usage import UsageStart, usage_estimable, usage_shard_from_start, with_usage
 from pepmix.model.usage_screen import (
     face_gradient,
-    grid_above,
+    grid_start,
     inverses,
     lambda_slope,
 )
@@ -96,9 +96,9 @@ def test_slope_and_gradient_are_the_engine_derivatives(spec: str, robust: str) -
 
 @pytest.mark.parametrize("spec", sorted(SPECS))
 def test_grid_guard_is_the_refits_grid_choice(spec: str) -> None:
-    """:func:`grid_above` accepts exactly the proteins whose refit starts at theta_U = 0: the
-    best point of the refit's own grid (:func:`pepmix.model.optimize.partial_start`, other
-    components held at the start)."""
+    """:func:`grid_start` chooses the start the refit's own grid chooses
+    (:func:`pepmix.model.optimize.partial_start`, other components held at the start), and
+    accepts (grid above 0) exactly the proteins whose refit starts at theta_U = 0."""
     problem, start = _usage_problem(_simulate(80, 0.3, seed=42), _spec(spec), "none")
     u = problem.factors.index(USAGE_FACTOR)
     n_zero = n_moved = 0
@@ -107,11 +107,12 @@ def test_grid_guard_is_the_refits_grid_choice(spec: str) -> None:
         theta[:, u] = 0.0
         has = bucket.free[:, u]
         ev = evaluate(bucket, theta)
-        above = grid_above(bucket, theta, ev.dev, u)
+        value_u, above = grid_start(bucket, theta, ev.dev, u)
         partial = theta.copy()
         partial[:, u] = np.where(has, np.nan, 0.0)
-        grid_start, _ = partial_start(bucket, partial)
-        np.testing.assert_array_equal(above[has], grid_start[has, u] == 0.0)
+        grid, _ = partial_start(bucket, partial)
+        np.testing.assert_array_equal(value_u[has], grid[has, u])
+        np.testing.assert_array_equal(above[has], grid[has, u] == 0.0)
         n_zero += int((above & has).sum())
         n_moved += int((~above & has).sum())
     assert n_zero > 5 and n_moved > 5

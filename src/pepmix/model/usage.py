@@ -363,6 +363,7 @@ def refit_with_usage(
     warm_weights: bool = True,
     inference: bool = True,
     idx: IntArray | None = None,
+    theta0: FloatArray | None = None,
 ) -> tuple[ModelFit, IntArray]:
     """Fit the model with the usage term to the proteins of ``fit`` that keep the term.
 
@@ -383,6 +384,9 @@ def refit_with_usage(
         Codes (in ``fit``, ascending) of the proteins to refit, a subset of those where
         :func:`usage_estimable` (e.g. without the screened ones, :func:`_refit_shard`);
         default None: all of those.
+    theta0 : ndarray, shape (len(idx), F), optional
+        The fits' start (columns ``design.spec.random``; NaN entries from the optimiser's grid,
+        :func:`pepmix.model.optimize.partial_start`); default None: :func:`_usage_start`.
 
     Returns
     -------
@@ -417,7 +421,7 @@ def refit_with_usage(
         what="proteins with the usage term",
         robust=robust,
         start_weights=weights,
-        theta0=_usage_start(fit, design, idx, robust),
+        theta0=_usage_start(fit, design, idx, robust) if theta0 is None else theta0,
         inference=inference,
     )
     return full, idx
@@ -551,10 +555,14 @@ def _refit_shard(
         raise ValueError("the usage refit needs the default fit's encoded observations")
     todo = np.flatnonzero(usage_estimable(base.encoded, design))
     screened = np.zeros(0, dtype=np.intp)
+    theta0 = _usage_start(base, design, todo, robust)
     if screen and SCREEN:
-        screened = todo[screen_boundary(base, design, todo, robust)]
-        todo = np.setdiff1d(todo, screened)
-    full, idx = refit_with_usage(base, design, robust, inference=inference, idx=todo)
+        at_zero, start_u = screen_boundary(base, design, todo, robust)
+        # the refit starts where its grid would (the screen evaluated it): same start
+        u = design.spec.random.index(USAGE_FACTOR)
+        theta0[:, u] = start_u
+        screened, todo, theta0 = todo[at_zero], todo[~at_zero], theta0[~at_zero]
+    full, idx = refit_with_usage(base, design, robust, inference=inference, idx=todo, theta0=theta0)
     active = np.ones(len(full.proteins), dtype=bool)
     null = _null_start(base, design, idx, robust, full.factors) if WARM_NULL else None
     lrt = usage_lrt(full, active, _theta_scale(robust), null)
@@ -565,15 +573,18 @@ def _refit_shard(
     return UsageShard(peptide_usage_table(comp, full.blups, n_top), full, idx, lrt)
 
 
-def screen_boundary(base: UsageBase, design: RunDesign, idx: IntArray, robust: str) -> BoolArray:
+def screen_boundary(
+    base: UsageBase, design: RunDesign, idx: IntArray, robust: str
+) -> tuple[BoolArray, FloatArray]:
     """Per protein ``idx`` of ``base`` (codes, ascending; proteins that keep the usage term):
     whether its refit provably ends with the usage variance at 0 at its start, so that it need
-    not be refitted (:func:`pepmix.model.usage_screen.boundary_screen`: the start of
+    not be refitted, and the refit's grid start of the usage term (NaN: not evaluated; the
+    refit's grid) (:func:`pepmix.model.usage_screen.boundary_screen`: the start of
     :func:`_usage_start`, the weights the refit starts from)."""
     from pepmix.model.usage_screen import boundary_screen
 
     if base.encoded is None or idx.size == 0:
-        return np.zeros(idx.size, dtype=bool)
+        return np.zeros(idx.size, dtype=bool), np.full(idx.size, np.nan)
     enc, rows, _ = _subset_encoded(base.encoded, idx)
     weights = None if base.weights is None else base.weights[rows]
     status = [base.status[i] for i in idx]

@@ -211,12 +211,20 @@ def _stationary(
     return np.asarray(np.linalg.norm(proj, axis=1) < GRAD_TOL)
 
 
-def grid_above(bucket: Bucket, theta: FloatArray, dev: FloatArray, u: int) -> BoolArray:
-    """Whether every point of the refit's grid for :math:`\\theta_U`
-    (:data:`pepmix.model.optimize.GRID_VALUES` ``[1]``, other components at ``theta``) has a
-    criterion above ``dev`` (the criterion at :math:`\\theta_U = 0`) by :data:`GRID_MARGIN`."""
+def grid_start(
+    bucket: Bucket, theta: FloatArray, dev: FloatArray, u: int
+) -> tuple[FloatArray, BoolArray]:
+    """The refit's start of :math:`\\theta_U` and whether it is 0 with a margin.
+
+    The best point of :data:`pepmix.model.optimize.GRID_VALUES` ``[1]`` with the other
+    components at ``theta``, chosen as :func:`pepmix.model.optimize.partial_start` chooses
+    (``dev`` is the criterion at :math:`\\theta_U = 0`, the first point; a later point must be
+    lower), and whether every other point lies above ``dev`` by :data:`GRID_MARGIN`.
+    """
     from pepmix.model.optimize import GRID_VALUES
 
+    best = np.where(np.isfinite(dev), dev, np.inf)
+    value_u = np.zeros(dev.size)
     above = np.isfinite(dev)
     margin = GRID_MARGIN * (1.0 + np.abs(dev))
     for value in GRID_VALUES[1]:
@@ -225,8 +233,11 @@ def grid_above(bucket: Bucket, theta: FloatArray, dev: FloatArray, u: int) -> Bo
         trial = theta.copy()
         trial[:, u] = np.where(bucket.free[:, u], value, 0.0)
         new = evaluate(bucket, trial).dev
+        better = new < best
+        best = np.where(better, new, best)
+        value_u = np.where(better, value, value_u)
         above &= new > dev + margin
-    return np.asarray(above)
+    return value_u, np.asarray(above)
 
 
 def boundary_screen(
@@ -236,9 +247,10 @@ def boundary_screen(
     theta0: FloatArray,
     design: RunDesign,
     robust: str = "none",
-) -> BoolArray:
+) -> tuple[BoolArray, FloatArray]:
     """Per protein of ``enc``: whether its usage refit ends at :math:`\\theta_U = 0` at its
-    start (module docstring, "The screen"), so that it need not be refitted.
+    start (module docstring, "The screen"), so that it need not be refitted, and the refit's
+    grid start of :math:`\\theta_U` (:func:`grid_start`).
 
     Parameters
     ----------
@@ -258,17 +270,24 @@ def boundary_screen(
 
     Returns
     -------
-    ndarray of bool, shape (P,)
+    screened : ndarray of bool, shape (P,)
+    start_u : ndarray, shape (P,)
+        The best point of the refit's grid for :math:`\\theta_U` with the other components at
+        ``theta0`` (what :func:`pepmix.model.optimize.partial_start` would choose), for the
+        refitted proteins to start from; NaN where not evaluated (the refit's own grid).
     """
     n_prot = len(enc.proteins)
     out = np.zeros(n_prot, dtype=bool)
+    start_u = np.full(n_prot, np.nan)
     if robust not in ("none", "huber") or (robust == "huber" and weights is None):
-        return out
+        return out, start_u
     whole = np.isin(np.asarray(status, dtype=object), ("ok", "boundary"))
     if not whole.any():
-        return out
+        return out, start_u
     w = weights if robust == "huber" else None
     problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, n_prot, weights=w)
+    if problem.factors != tuple(design.spec.random):
+        return out, start_u
     u = problem.factors.index(USAGE_FACTOR)
     start = np.nan_to_num(np.asarray(theta0, dtype=np.float64))
     start[:, u] = 0.0
@@ -284,23 +303,35 @@ def boundary_screen(
         sub = bucket.take(rows)
         th = np.where(sub.free, start[bidx[rows]], 0.0)
         ev = evaluate(sub, th)
-        linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
-        sinv, s0inv = inverses(linv)
-        with np.errstate(invalid="ignore"):
-            keep = ev.ok & _stationary(sub, th, ev, sinv, s0inv, u)
-            # every free component at 0 (the usage term and any other) curves upwards
-            for f in range(th.shape[1]):
-                zero = sub.free[:, f] & (th[:, f] == 0.0)
-                if zero.any():
-                    keep &= ~zero | (lambda_slope(sub, th, ev, f, linv) > 0.0)
-        pick = np.flatnonzero(keep)
-        keep[pick] = grid_above(sub.take(pick), th[pick], ev.dev[pick], u)
+        keep = _at_minimum(sub, th, ev, u)
+        pick = np.flatnonzero(ev.ok)
+        value_u, above = grid_start(sub.take(pick), th[pick], ev.dev[pick], u)
+        start_u[bidx[rows[pick]]] = value_u
+        keep[pick] &= above
         out[bidx[rows]] = keep
         if w is not None and keep.any():
-            coded.append(_predictions(problem, k, (bidx, bucket), rows, th, ev, s0inv, fit))
+            sel = np.flatnonzero(keep)
+            coded.append(
+                _predictions(problem, k, (bidx, bucket), rows[sel], th[sel], ev.take(sel), fit)
+            )
     if w is not None and out.any():
         out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w)
-    return out
+    return out, start_u
+
+
+def _at_minimum(bucket: Bucket, theta: FloatArray, ev: Evaluation, u: int) -> BoolArray:
+    """Whether ``theta`` (usage term at 0) is a stationary point of the other components
+    (:func:`_stationary`) at which every free component at 0 curves upwards
+    (:func:`lambda_slope` > 0), the usage term included."""
+    linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
+    sinv, s0inv = inverses(linv)
+    with np.errstate(invalid="ignore"):
+        keep = ev.ok & _stationary(bucket, theta, ev, sinv, s0inv, u)
+        for f in range(theta.shape[1]):
+            zero = bucket.free[:, f] & (theta[:, f] == 0.0)
+            if zero.any():
+                keep &= ~zero | (lambda_slope(bucket, theta, ev, f, linv) > 0.0)
+    return np.asarray(keep)
 
 
 def _predictions(
@@ -310,17 +341,17 @@ def _predictions(
     rows: IntArray,
     theta: FloatArray,
     ev: Evaluation,
-    s0inv: FloatArray,
     fit: ModelFit,
 ) -> FloatArray:
     """Point estimates of the rows ``rows`` of bucket ``k`` (``block``: its protein codes and
     bucket) at ``theta`` (fixed effects into ``fit``) and the bucket's coded predictions
     ``protein_code, factor_code, level_code, blup`` (as :func:`pepmix.model.fit.
-    fit_problem_light` makes them at its optimum; other rows' are zero). ``ev`` and ``s0inv``
-    are the evaluation at ``theta`` of the rows and its :math:`S_0^{-1}` (:func:`inverses`)."""
+    fit_problem_light` makes them at its optimum; other rows' are zero). ``ev`` is the
+    evaluation at ``theta`` of the rows."""
     idx, bucket = block
     sub = bucket.take(rows)
     d = sub.dim
+    _, s0inv = inverses(np.asarray(np.linalg.inv(ev.chol), dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         _, sigma, beta, u_k = point_estimates(sub, ev, s0inv)
     _store_point(problem, idx[rows], theta, ev, sigma, beta, fit)
