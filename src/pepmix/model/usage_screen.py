@@ -45,24 +45,36 @@ BLUPs, which is what the refit reports for it) when
 
 1. the default fit is whole and converged (status ``ok`` or ``boundary``), its model with the
    term keeps every term, and the refit is plain REML (``robust: none``) or Huber;
-2. :math:`\partial d/\partial\lambda > 0` at :math:`(\theta_0, 0)`: with the zero gradient and
-   the block-diagonal Hessian, :math:`(\theta_0, 0)` is a strict local minimum of the
-   constrained problem (KKT), so the refit's projected Newton iteration, which starts there
-   (item 3), stays at :math:`\theta_U = 0` (a stray step smaller than the boundary snap,
+2. the start is a stationary point of the other components: projected gradient below
+   :data:`GRAD_TOL`, the optimiser's own convergence bound (:func:`face_gradient`, exact).
+   This holds by construction when the start is the default fit's optimum at the refit's
+   weights; it excludes starts that are not (a variance-ratio prior, ``model.shrinkage``;
+   mismatched inputs);
+3. every free component at 0 curves upwards: :math:`\partial d/\partial\lambda_f > 0` for the
+   usage term and for any other factor at 0 (:func:`lambda_slope`; the criterion is even in
+   each :math:`\theta_f`, so at a point where some components are 0 the gradient and the
+   mixed second derivatives in those components vanish and the Hessian is block diagonal).
+   With item 2, :math:`(\theta_0, 0)` is a strict local minimum in the zero components (KKT),
+   and the refit's projected Newton iteration, which starts there (item 4), takes no step in
+   :math:`\theta_U` (no saddle to escape; a stray step smaller than the boundary snap,
    :data:`pepmix.model.fit.SNAP_TOL`, is snapped back);
-3. the refit's own grid for :math:`\theta_U` (:func:`pepmix.model.optimize.partial_start`:
+4. the refit's own grid for :math:`\theta_U` (:func:`pepmix.model.optimize.partial_start`:
    :data:`pepmix.model.optimize.GRID_VALUES` ``[1]`` with the other components at
    :math:`\theta_0`) has no point below the criterion at 0 (by :data:`GRID_MARGIN`), so the
    refit starts at :math:`(\theta_0, 0)`; this guards against profiles with another, lower
-   optimum that the grid would find;
-4. Huber: the default fit's weights are within :data:`pepmix.model.robust.WEIGHT_TOL` minus
+   optimum that the grid would find (:func:`grid_start`; its choice is handed to the
+   refitted proteins, which then skip the grid);
+5. Huber: the default fit's weights are within :data:`pepmix.model.robust.WEIGHT_TOL` minus
    :data:`WEIGHT_MARGIN` of the Huber weights of the residuals at :math:`(\theta_0, 0)`, so the
    refit's robust iteration keeps them (it stops when no weight changes by more than the
    tolerance); this excludes proteins whose default fit's weights were not settled (the
    least-squares fallback, weights still moving after the last round, feature weights).
 
 So the guarantee is that a screened protein gets the row the refit would give it, not that
-its usage variance is globally optimal at zero (the refit does not promise that either).
+its usage variance is globally optimal at zero (the refit does not promise that either). Not
+checked (it would need the full Hessian, ~9 evaluations of the criterion): the curvature of
+the positive components, which the default fit's optimiser left at a minimum (its
+convergence test rejects saddles; only a stopped line search could leave one).
 ``bisquare`` is never screened (its iteration restarts from the median polish's scale and
 may switch to Huber weights).
 """
