@@ -315,7 +315,8 @@ def boundary_screen(
         sub = bucket.take(rows)
         th = np.where(sub.free, start[bidx[rows]], 0.0)
         ev = evaluate(sub, th)
-        keep = _at_minimum(sub, th, ev, u)
+        linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
+        keep = _at_minimum(sub, th, ev, linv, u)
         pick = np.flatnonzero(ev.ok)
         value_u, above = grid_start(sub.take(pick), th[pick], ev.dev[pick], u)
         start_u[bidx[rows[pick]]] = value_u
@@ -324,18 +325,22 @@ def boundary_screen(
         if w is not None and keep.any():
             sel = np.flatnonzero(keep)
             coded.append(
-                _predictions(problem, k, (bidx, bucket), rows[sel], th[sel], ev.take(sel), fit)
+                _predictions(
+                    problem, k, (bidx, bucket), rows[sel], th[sel], ev.take(sel), linv[sel], fit
+                )
             )
     if w is not None and out.any():
         out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w)
     return out, start_u
 
 
-def _at_minimum(bucket: Bucket, theta: FloatArray, ev: Evaluation, u: int) -> BoolArray:
+def _at_minimum(
+    bucket: Bucket, theta: FloatArray, ev: Evaluation, linv: FloatArray, u: int
+) -> BoolArray:
     """Whether ``theta`` (usage term at 0) is a stationary point of the other components
     (:func:`_stationary`) at which every free component at 0 curves upwards
-    (:func:`lambda_slope` > 0), the usage term included."""
-    linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
+    (:func:`lambda_slope` > 0), the usage term included; ``linv`` is the inverse of
+    ``ev.chol``."""
     sinv, s0inv = inverses(linv)
     with np.errstate(invalid="ignore"):
         keep = ev.ok & _stationary(bucket, theta, ev, sinv, s0inv, u)
@@ -353,17 +358,18 @@ def _predictions(
     rows: IntArray,
     theta: FloatArray,
     ev: Evaluation,
+    linv: FloatArray,
     fit: ModelFit,
 ) -> FloatArray:
     """Point estimates of the rows ``rows`` of bucket ``k`` (``block``: its protein codes and
     bucket) at ``theta`` (fixed effects into ``fit``) and the bucket's coded predictions
     ``protein_code, factor_code, level_code, blup`` (as :func:`pepmix.model.fit.
     fit_problem_light` makes them at its optimum; other rows' are zero). ``ev`` is the
-    evaluation at ``theta`` of the rows."""
+    evaluation at ``theta`` of the rows, ``linv`` the inverse of its Cholesky factor."""
     idx, bucket = block
     sub = bucket.take(rows)
     d = sub.dim
-    _, s0inv = inverses(np.asarray(np.linalg.inv(ev.chol), dtype=np.float64))
+    _, s0inv = inverses(linv)
     with np.errstate(invalid="ignore", divide="ignore"):
         _, sigma, beta, u_k = point_estimates(sub, ev, s0inv)
     _store_point(problem, idx[rows], theta, ev, sigma, beta, fit)
