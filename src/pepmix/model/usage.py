@@ -64,7 +64,7 @@ simulation, the rows in full precision identical on simulations with usage SD 0 
 differs; a refitted protein that shares a bucket with other proteins than before can move in
 the last bits (padding: LRT by 2e-12 with ``robust: none`` on the demo, not in the six
 printed digits).
-About half of the proteins are screened (demo 784 of 1,222; cohort shard 2,592 of 4,441);
+About half of the proteins are screened (demo 784 of 1,222; cohort shard 2,414 of 4,441);
 the job's CPU drops by 5-10 % (the Huber iteration of the others dominates).
 
 The null model of the LRT is the default model at the usage fit's weights, so the default
