@@ -68,10 +68,12 @@ def test_point_only_fit_equals_the_full_fit(robust: str, monkeypatch: pytest.Mon
 def test_usage_job_fits_point_estimates_only() -> None:
     """The usage job's fit (:func:`usage_shard_from_start`) has no covariances, and its
     variances, BLUPs, weights and LRTs equal those of the fit job's in-memory refit, bit for
-    bit (the rows, too: ``test_usage_refit.py``)."""
+    bit (the rows, too: ``test_usage_refit.py``). The job screens (``usage.SCREEN``), so the
+    in-memory refit screens too: the same proteins are refitted."""
     table = _categorical(_simulate(80, 0.3, seed=32))
     fit = fit_proteins(table, _design(), robust="huber")
-    memory = usage_shard(fit, fit.variance_components(), table, _sheet(), robust="huber")
+    components = fit.variance_components()
+    memory = usage_shard(fit, components, table, _sheet(), robust="huber", screen=True)
     job = usage_shard_from_start(UsageStart.from_fit(fit), table, _sheet(), _design().spec, "huber")
     assert memory.fit is not None and job.fit is not None
     assert np.isnan(job.fit.cov_beta).all() and np.isfinite(memory.fit.cov_beta).any()

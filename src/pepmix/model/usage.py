@@ -40,6 +40,33 @@ was the same within 0.5 % under the null and with a usage SD of 0.3 (0.688 again
 half the cost. With ``robust: none`` the refit reaches the same optima as a cold start (LRTs
 equal to 1e-10 on simulated data).
 
+Boundary screen (:data:`SCREEN`, :mod:`pepmix.model.usage_screen`): before the refit, each
+protein's start is checked, at the refit's weights, for what makes the refit stay at
+:math:`\theta_U = 0`: the start is a stationary point of the other components (the default
+fit's optimum), the criterion curves upwards along every component at 0 (exact slope in
+:math:`\lambda = \theta^2`; the usage term's is its score), the refit's own grid for
+:math:`\theta_U` has no point below 0, and (Huber) the start's weights are the Huber weights
+of its residuals to within the robust iteration's tolerance. Such a protein is not refitted;
+its row is the one the refit gives it (usage variance 0, LRT 0, status ``boundary``, no
+cells). Guarantee: the refit started there would end there (its Newton steps keep
+:math:`\theta_U = 0` on the face, where the criterion's gradient and mixed second derivatives
+in :math:`\theta_U` vanish, and its weights are settled); not that 0 is the global optimum of
+the usage variance, which the refit does not promise either. Not checked: the curvature of the
+default fit's positive components, which its optimiser left at a minimum (a saddle there would
+only arise from a stopped line search). ``bisquare`` is not screened; nor, in the fit job,
+when ``peptide_usage_contrasts`` takes every refitted protein's usage fit (``always``,
+``no_majority``). The screen evaluates the refit's grid for :math:`\theta_U` anyway, so the
+refitted proteins start from its choice (:func:`pepmix.model.optimize.partial_start`'s, not
+evaluated twice). Measured (``benchmarks/README.md``, "The usage refit, boundary screen"):
+``results/tables/peptide_usage.tsv`` byte-identical on the demo and a 3,000-protein
+simulation, the rows in full precision identical on simulations with usage SD 0 and 0.3
+(Huber and ``none``) and on a 4,441-protein x 200-run cohort shard (Huber). No screened row
+differs; a refitted protein that shares a bucket with other proteins than before can move in
+the last bits (padding: LRT by 2e-12 with ``robust: none`` on the demo, not in the six
+printed digits).
+About half of the proteins are screened (demo 784 of 1,222; cohort shard 2,414 of 4,441);
+the job's CPU drops by 5-10 % (the Huber iteration of the others dominates).
+
 The null model of the LRT is the default model at the usage fit's weights, so the default
 fit's optimum (its relative SDs before the robust variance factor, :func:`_null_start`) is
 next to the null optimum: the null fits start there, or at the grid's best point where that
@@ -84,6 +111,9 @@ BoolArray = NDArray[np.bool_]
 #: start the LRT's null fits at the default fit's optimum (:func:`_null_start`) instead of the
 #: optimiser's grid
 WARM_NULL = True
+#: skip the refit of proteins whose usage variance provably stays at zero (the boundary screen,
+#: :mod:`pepmix.model.usage_screen`); False refits every protein (the rows are the same)
+SCREEN = True
 #: prefix of the relative-SD columns of a usage start file (:class:`UsageStart`)
 THETA_PREFIX = "theta_"
 
@@ -339,6 +369,8 @@ def refit_with_usage(
     robust: str = "none",
     warm_weights: bool = True,
     inference: bool = True,
+    idx: IntArray | None = None,
+    theta0: FloatArray | None = None,
 ) -> tuple[ModelFit, IntArray]:
     """Fit the model with the usage term to the proteins of ``fit`` that keep the term.
 
@@ -355,6 +387,13 @@ def refit_with_usage(
     inference : bool, default True
         False: point estimates only (``fit_proteins(inference=False)``: no covariances or
         contrast tests; variances, BLUPs, weights and statuses bit for bit the same).
+    idx : ndarray of int, optional
+        Codes (in ``fit``, ascending) of the proteins to refit, a subset of those where
+        :func:`usage_estimable` (e.g. without the screened ones, :func:`_refit_shard`);
+        default None: all of those.
+    theta0 : ndarray, shape (len(idx), F), optional
+        The fits' start (columns ``design.spec.random``; NaN entries from the optimiser's grid,
+        :func:`pepmix.model.optimize.partial_start`); default None: :func:`_usage_start`.
 
     Returns
     -------
@@ -376,7 +415,8 @@ def refit_with_usage(
     """
     if fit.encoded is None:
         raise ValueError("refit_with_usage: the fit holds no encoded observations")
-    idx = np.flatnonzero(usage_estimable(fit.encoded, design))
+    if idx is None:
+        idx = np.flatnonzero(usage_estimable(fit.encoded, design))
     enc, rows, _ = _subset_encoded(fit.encoded, idx)
     weights = None
     if warm_weights and fit.weights is not None and robust != "none":
@@ -388,7 +428,7 @@ def refit_with_usage(
         what="proteins with the usage term",
         robust=robust,
         start_weights=weights,
-        theta0=_usage_start(fit, design, idx, robust),
+        theta0=_usage_start(fit, design, idx, robust) if theta0 is None else theta0,
         inference=inference,
     )
     return full, idx
@@ -466,8 +506,13 @@ def usage_shard_table(
     -------
     pandas.DataFrame
         Columns :data:`USAGE_COLUMNS`.
+
+    Notes
+    -----
+    Only the rows are kept, so the refit skips the proteins of the boundary screen (module
+    docstring, "Boundary screen"; :data:`SCREEN`).
     """
-    return usage_shard(fit, components, table, sheet, robust, n_top).table
+    return usage_shard(fit, components, table, sheet, robust, n_top, screen=True).table
 
 
 def usage_shard(
@@ -477,10 +522,14 @@ def usage_shard(
     sheet: pd.DataFrame,
     robust: str = "none",
     n_top: int = 3,
+    screen: bool = False,
 ) -> UsageShard:
     """:func:`usage_shard_table` with the usage model's fit and LRTs kept
     (:mod:`pepmix.model.pretest` takes the contrasts of some proteins from it); same
-    parameters."""
+    parameters, and ``screen`` (default False): skip the refit of the proteins the boundary
+    screen finds (:func:`_refit_shard`; the rows are the same, but those proteins are then
+    not in ``fit``: only where no contrast takes a protein's usage fit unless its usage test
+    rejects, ``peptide_usage_contrasts`` ``never``, ``pretest`` or ``no_majority_pretest``)."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
     if USAGE_FACTOR in fit.factors:
         comp, blups = components, fit.blups
@@ -492,23 +541,76 @@ def usage_shard(
         full = fit_proteins(table, design, robust=robust)
         comp = full.variance_components().assign(**{lrt_col: usage_lrt(full)})
         return UsageShard(peptide_usage_table(comp, full.blups, n_top))
-    return _refit_shard(fit, design, robust, n_top)
+    return _refit_shard(fit, design, robust, n_top, screen=screen)
 
 
 def _refit_shard(
-    base: UsageBase, design: RunDesign, robust: str, n_top: int, inference: bool = True
+    base: UsageBase,
+    design: RunDesign,
+    robust: str,
+    n_top: int,
+    inference: bool = True,
+    screen: bool = True,
 ) -> UsageShard:
     """The usage test of the proteins of ``base`` by the refit with the term
     (:func:`refit_with_usage`, :func:`usage_lrt`); ``design`` has the usage term;
-    ``inference`` (default True) as in :func:`refit_with_usage`."""
+    ``inference`` (default True) as in :func:`refit_with_usage`; ``screen`` (default True,
+    with :data:`SCREEN`) skips the proteins :func:`screen_boundary` finds (their rows are the
+    refit's; they are not in the returned fit)."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
-    full, idx = refit_with_usage(base, design, robust, inference=inference)
+    if base.encoded is None:
+        raise ValueError("the usage refit needs the default fit's encoded observations")
+    todo = np.flatnonzero(usage_estimable(base.encoded, design))
+    screened = np.zeros(0, dtype=np.intp)
+    theta0 = _usage_start(base, design, todo, robust)
+    if screen and SCREEN:
+        at_zero, start_u = screen_boundary(base, design, todo, robust)
+        # the refit starts where its grid would (the screen evaluated it): same start
+        u = design.spec.random.index(USAGE_FACTOR)
+        theta0[:, u] = start_u
+        screened, todo, theta0 = todo[at_zero], todo[~at_zero], theta0[~at_zero]
+    full, idx = refit_with_usage(base, design, robust, inference=inference, idx=todo, theta0=theta0)
     active = np.ones(len(full.proteins), dtype=bool)
     null = _null_start(base, design, idx, robust, full.factors) if WARM_NULL else None
     lrt = usage_lrt(full, active, _theta_scale(robust), null)
     comp = full.variance_components().assign(**{lrt_col: lrt})
-    comp = pd.concat([comp, _skipped_rows(base, idx)], ignore_index=True)
+    parts = [comp, _screened_rows(base, screened)] if screened.size else [comp]
+    parts.append(_skipped_rows(base, np.union1d(idx, screened)))
+    comp = pd.concat(parts, ignore_index=True)
     return UsageShard(peptide_usage_table(comp, full.blups, n_top), full, idx, lrt)
+
+
+def screen_boundary(
+    base: UsageBase, design: RunDesign, idx: IntArray, robust: str
+) -> tuple[BoolArray, FloatArray]:
+    """Per protein ``idx`` of ``base`` (codes, ascending; proteins that keep the usage term):
+    whether its refit provably ends with the usage variance at 0 at its start, so that it need
+    not be refitted, and the refit's grid start of the usage term (NaN: not evaluated; the
+    refit's grid) (:func:`pepmix.model.usage_screen.boundary_screen`: the start of
+    :func:`_usage_start`, the weights the refit starts from)."""
+    from pepmix.model.usage_screen import boundary_screen
+
+    if base.encoded is None or idx.size == 0:
+        return np.zeros(idx.size, dtype=bool), np.full(idx.size, np.nan)
+    enc, rows, _ = _subset_encoded(base.encoded, idx)
+    weights = None if base.weights is None else base.weights[rows]
+    status = [base.status[i] for i in idx]
+    theta0 = _usage_start(base, design, idx, robust)
+    return boundary_screen(enc, status, weights, theta0, design, robust)
+
+
+def _screened_rows(base: UsageBase, screened: IntArray) -> pd.DataFrame:
+    """Variance-components rows of the screened proteins: what the refit reports for them
+    (usage variance 0, LRT 0 without a null fit, :func:`usage_lrt`; status ``boundary``, a
+    variance at zero in a whole model, :func:`pepmix.model.fit._finish_status`)."""
+    return pd.DataFrame(
+        {
+            "protein": [base.proteins[i] for i in screened],
+            f"var_{USAGE_FACTOR}": np.zeros(screened.size),
+            "status": ["boundary"] * screened.size,
+            f"lrt_{USAGE_FACTOR}": np.zeros(screened.size),
+        }
+    )
 
 
 def needs_refit(fit: ModelFit) -> bool:

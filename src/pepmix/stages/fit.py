@@ -224,7 +224,10 @@ def run(
     elif usage:
         from pepmix.model.usage import usage_shard
 
-        shard = usage_shard(engine, fit.proteins, table, sheet, robust)
+        # the boundary screen leaves proteins out of the usage fit: not where the contrasts
+        # take every refitted protein's usage fit
+        screen = usage_contrasts not in ("always", "no_majority")
+        shard = usage_shard(engine, fit.proteins, table, sheet, robust, screen=screen)
         fit = _usage_contrasts(fit, shard, usage_contrasts, pretest_alpha)
     detection = None
     if missing == "detection":
