@@ -273,3 +273,38 @@ def mad_huber(
             absr = np.abs(resid[lo + i])
             w = limit / absr if absr > limit else 1.0
             weights[lo + i] = w if s > 0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def weighted_gram(
+    weights: NDArray[np.float64], rows: NDArray[np.float64], out: NDArray[np.float64]
+) -> None:
+    """``out[k, b] = sum_j weights[k, b, j] * rows[b, j] rows[b, j]'`` for every ``k`` and ``b``.
+
+    The rank-one class sums of :func:`pepmix.model.reml._class_sum` (``rows`` shape
+    ``(B, L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``): the lower
+    triangle is accumulated level by level (rows with weight 0, e.g. padded levels, skipped) in
+    a ``d x d`` buffer and mirrored, so ``out`` is exactly symmetric. All ``K`` weightings of
+    one protein share one pass over its rows. Each protein's sum depends on its own rows only
+    (the criterion stays row by row).
+    """
+    n_k, n_b, n_l = weights.shape
+    d = rows.shape[2]
+    acc = np.zeros((n_k, d, d))
+    for b in range(n_b):
+        acc[:] = 0.0
+        for j in range(n_l):
+            row = rows[b, j]
+            for k in range(n_k):
+                f = weights[k, b, j]
+                if f == 0.0:
+                    continue
+                for a in range(d):
+                    fa = f * row[a]
+                    for c in range(a + 1):
+                        acc[k, a, c] += fa * row[c]
+        for k in range(n_k):
+            for a in range(d):
+                for c in range(a + 1):
+                    out[k, b, a, c] = acc[k, a, c]
+                    out[k, b, c, a] = acc[k, a, c]

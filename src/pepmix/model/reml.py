@@ -275,12 +275,33 @@ def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
     ``w`` holds the class sums (shape ``(B, C, d, d)``) or, for rank-one classes, their rows
     :math:`w_j` (shape ``(B, L, d)``): then the sum is :math:`W'\\,\\mathrm{diag}(f)\\,W`.
     """
+    return _class_sums([weights], w)[0]
+
+
+def _class_sums(weights: list[FloatArray], w: FloatArray) -> list[FloatArray]:
+    """:func:`_class_sum` for each array of ``weights`` (all shape ``(B, C)``).
+
+    Rank-one classes use the compiled :func:`pepmix.model._kernel.weighted_gram`: one pass over
+    the rows :math:`w_j` for all weightings (the evaluation's :math:`f` or the derivatives'
+    :math:`f'` and :math:`f''`), the lower triangle only, levels of weight 0 skipped, and no
+    scaled copy of :math:`W` (with :math:`L` in the hundreds, e.g. 200 runs, these sums are
+    the engine's largest cost). Class stacks (unweighted problems) keep one batched matrix
+    product per weighting.
+    """
     if w.ndim == 3:
-        scaled = np.swapaxes(w, 1, 2) * weights[:, None, :]
-        return np.asarray(np.matmul(scaled, w), dtype=np.float64)
+        from pepmix.model._kernel import weighted_gram
+
+        nb, _, d = w.shape
+        out = np.empty((len(weights), nb, d, d))
+        stacked = np.ascontiguousarray(np.stack(weights), dtype=np.float64)
+        weighted_gram(stacked, np.ascontiguousarray(w, dtype=np.float64), out)
+        return list(out)
     nb, nc, d, _ = w.shape
-    out = np.matmul(weights[:, None, :], w.reshape(nb, nc, d * d))
-    return np.asarray(out.reshape(nb, d, d), dtype=np.float64)
+    flat = w.reshape(nb, nc, d * d)
+    return [
+        np.asarray(np.matmul(weight[:, None, :], flat).reshape(nb, d, d), dtype=np.float64)
+        for weight in weights
+    ]
 
 
 def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
@@ -442,8 +463,10 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     fp = np.where(present, 1.0 / denom**2, 0.0)  # f_c'(t)
     fpp = np.where(present, -2.0 * bucket.cls_n / denom**3, 0.0)  # f_c''(t)
     # d Ghat / d theta_E and d2 Ghat / d theta_E^2
-    ge1 = -_class_sum(2.0 * theta_e[:, None] * fp, bucket.W)
-    ge2 = -_class_sum(2.0 * fp + 4.0 * t_e[:, None] * fpp, bucket.W)
+    sum1, sum2 = _class_sums(
+        [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp], bucket.W
+    )
+    ge1, ge2 = -sum1, -sum2
     r = ghat * lam[:, None, :]  # R = Ghat Lambda
     masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
     is_e = [(bucket.efactor == f) for f in range(nf)]
