@@ -276,35 +276,60 @@ def mad_huber(
 
 
 @njit(cache=True, nogil=True)
+def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np.float64],
+               m: int) -> None:  # fmt: skip
+    """``acc += sum_i sc[i] rr[i]'`` over the ``m`` buffered rows (lower triangle only), four
+    rows per pass over ``acc`` (one load and store of each entry per four products)."""
+    d = acc.shape[0]
+    if m == 4:
+        for a in range(d):
+            s0, s1, s2, s3 = sc[0, a], sc[1, a], sc[2, a], sc[3, a]
+            for c in range(a + 1):
+                acc[a, c] += s0 * rr[0, c] + s1 * rr[1, c] + s2 * rr[2, c] + s3 * rr[3, c]
+        return
+    for i in range(m):
+        for a in range(d):
+            s0 = sc[i, a]
+            for c in range(a + 1):
+                acc[a, c] += s0 * rr[i, c]
+
+
+@njit(cache=True, nogil=True)
 def weighted_gram(
     weights: NDArray[np.float64], rows: NDArray[np.float64], out: NDArray[np.float64]
 ) -> None:
     """``out[k, b] = sum_j weights[k, b, j] * rows[b, j] rows[b, j]'`` for every ``k`` and ``b``.
 
-    The rank-one class sums of :func:`pepmix.model.reml._class_sum` (``rows`` shape
-    ``(B, L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``): the lower
-    triangle is accumulated level by level (rows with weight 0, e.g. padded levels, skipped) in
-    a ``d x d`` buffer and mirrored, so ``out`` is exactly symmetric. All ``K`` weightings of
-    one protein share one pass over its rows. Each protein's sum depends on its own rows only
-    (the criterion stays row by row).
+    The rank-one class sums of :func:`pepmix.model.reml._class_sums` (``rows`` shape
+    ``(B, L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``). Rows of
+    weight 0 (e.g. padded levels) are skipped; the others are buffered four at a time and
+    added to the lower triangle of a ``d x d`` accumulator, then mirrored, so ``out`` is
+    exactly symmetric. The ``K`` weightings of one protein are summed while its rows are in
+    cache. Each protein's sums depend on its own rows only, in a fixed order (the criterion
+    stays row by row).
     """
     n_k, n_b, n_l = weights.shape
     d = rows.shape[2]
-    acc = np.zeros((n_k, d, d))
+    acc = np.zeros((d, d))
+    sc = np.empty((4, d))
+    rr = np.empty((4, d))
     for b in range(n_b):
-        acc[:] = 0.0
-        for j in range(n_l):
-            row = rows[b, j]
-            for k in range(n_k):
+        for k in range(n_k):
+            acc[:] = 0.0
+            m = 0
+            for j in range(n_l):
                 f = weights[k, b, j]
                 if f == 0.0:
                     continue
                 for a in range(d):
-                    fa = f * row[a]
-                    for c in range(a + 1):
-                        acc[k, a, c] += fa * row[c]
-        for k in range(n_k):
+                    rr[m, a] = rows[b, j, a]
+                    sc[m, a] = f * rows[b, j, a]
+                m += 1
+                if m == 4:
+                    _gram_rows(acc, sc, rr, m)
+                    m = 0
+            _gram_rows(acc, sc, rr, m)
             for a in range(d):
                 for c in range(a + 1):
-                    out[k, b, a, c] = acc[k, a, c]
-                    out[k, b, c, a] = acc[k, a, c]
+                    out[k, b, a, c] = acc[a, c]
+                    out[k, b, c, a] = acc[a, c]

@@ -160,6 +160,12 @@ class Bucket:
         """Diagonal of :math:`J` (1 on random-effect and padded dimensions)."""
         return np.asarray(self.dimfactor != DIM_FIXED, dtype=np.float64)
 
+    @cached_property
+    def factor_masks(self) -> FloatArray:
+        """Indicator of each factor's dimensions, shape ``(B, F, d)`` (0/1 as float)."""
+        nf = self.free.shape[1]
+        return np.asarray(self.dimfactor[:, None, :] == np.arange(nf)[None, :, None], np.float64)
+
     @property
     def dim(self) -> int:
         """Padded dimension ``d``."""
@@ -403,8 +409,10 @@ class Derivatives:
         Hessians of the same.
     s0inv : ndarray, shape (B, d, d)
         :math:`S_0^{-1}` padded with a zero last row and column.
-    ds : list of ndarray, shape (B, d, d)
-        :math:`\\partial S/\\partial\\theta_f` for each factor.
+    parts : DerivativeParts
+        What :attr:`ds` is formed from.
+    pen1, pen2 : ndarray, shape (B, F), optional
+        Gradient and Hessian diagonal of the prior penalty (default None: no prior).
     """
 
     l1: FloatArray
@@ -414,9 +422,18 @@ class Derivatives:
     l02: FloatArray
     g2: FloatArray
     s0inv: FloatArray
-    ds: list[FloatArray]
+    parts: DerivativeParts
     pen1: FloatArray | None = None
     pen2: FloatArray | None = None
+
+    @cached_property
+    def ds(self) -> list[FloatArray]:
+        """:math:`\\partial S/\\partial\\theta_f` for each factor ``f`` (shape ``(B, d, d)``).
+
+        Formed when first read (the Satterthwaite Jacobian reads them; the optimiser needs
+        only their traces, which :func:`derivatives` takes without forming them).
+        """
+        return self.parts.matrices()
 
     def profiled(self, nu: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Gradient and Hessian of the profiled criterion :math:`d(\\theta)` (plus penalty)."""
@@ -428,6 +445,43 @@ class Derivatives:
             grad = grad + self.pen1
             hess = hess + self.pen2[:, :, None] * np.eye(hess.shape[1])[None]
         return grad, hess
+
+
+@dataclass
+class DerivativeParts:
+    r"""The pieces of :math:`\partial S/\partial\theta_f` at one ``theta`` per protein.
+
+    For a kept factor :math:`\partial S/\partial\theta_f = M_f R + R'M_f` with
+    :math:`R = \hat G\tilde\Lambda` and :math:`M_f` the indicator of its dimensions; for the
+    eliminated one :math:`D = \tilde\Lambda\,\partial\hat G/\partial\theta_E\,\tilde\Lambda`.
+
+    Attributes
+    ----------
+    r : ndarray, shape (B, d, d)
+        :math:`R`.
+    d_e : ndarray, shape (B, d, d)
+        :math:`D` (zero for proteins without an eliminated factor).
+    masks : ndarray, shape (B, F, d)
+        :math:`M_f` as 0/1 rows.
+    onehot_e : ndarray of bool, shape (B, F)
+        Which factor is eliminated.
+    """
+
+    r: FloatArray
+    d_e: FloatArray
+    masks: FloatArray
+    onehot_e: BoolArray
+
+    def matrices(self) -> list[FloatArray]:
+        r""":math:`\partial S/\partial\theta_f` for each factor (list of ``(B, d, d)``)."""
+        out: list[FloatArray] = []
+        for f in range(self.masks.shape[1]):
+            mk = self.masks[:, f, :, None] * self.r
+            dk = mk + np.transpose(mk, (0, 2, 1))
+            if self.onehot_e[:, f].any():
+                dk = np.where(self.onehot_e[:, f, None, None], self.d_e, dk)
+            out.append(np.asarray(dk, dtype=np.float64))
+        return out
 
 
 def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
@@ -451,11 +505,14 @@ def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
 
 
 def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivatives:
-    """Exact first and second derivatives of the pieces of the criterion at ``theta``."""
+    """Exact first and second derivatives of the pieces of the criterion at ``theta``.
+
+    The traces of :math:`S^{-1}` and :math:`S_0^{-1}` with the derivatives of ``S`` come from
+    :func:`_trace_derivatives` (a few batched matrix products for all factors at once).
+    """
     nb, nf = theta.shape
     sinv, s0inv = _inverses(ev)
     lam = ev.lam
-    ghat = ev.ghat
     theta_e = _theta_e(bucket, theta)
     t_e = theta_e**2
     denom = 1.0 + t_e[:, None] * bucket.cls_n
@@ -467,43 +524,23 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp], bucket.W
     )
     ge1, ge2 = -sum1, -sum2
-    r = ghat * lam[:, None, :]  # R = Ghat Lambda
-    masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
-    is_e = [(bucket.efactor == f) for f in range(nf)]
-    ds: list[FloatArray] = []
-    for f in range(nf):
-        mk = masks[f][:, :, None] * r
-        dk = mk + np.transpose(mk, (0, 2, 1))
-        if is_e[f].any():
-            de = lam[:, :, None] * ge1 * lam[:, None, :]
-            dk = np.where(is_e[f][:, None, None], de, dk)
-        ds.append(dk)
-    l1 = np.zeros((nb, nf))
-    l01 = np.zeros((nb, nf))
-    t_full = []
-    t_zero = []
-    for f in range(nf):
-        l1[:, f] = np.einsum("bij,bji->b", sinv, ds[f])
-        l01[:, f] = np.einsum("bij,bji->b", s0inv, ds[f])
-        t_full.append(sinv @ ds[f])
-        t_zero.append(s0inv @ ds[f])
-    l2 = np.zeros((nb, nf, nf))
-    l02 = np.zeros((nb, nf, nf))
-    any_e = bool((bucket.efactor >= 0).any())
-    for a_inv, target, t_list in ((sinv, l2, t_full), (s0inv, l02, t_zero)):
-        second = _second_traces(a_inv, masks, is_e, lam, ghat, ge1, ge2, any_e)
-        for f in range(nf):
-            for g in range(f, nf):
-                value = second[f][g] - np.einsum("bij,bji->b", t_list[f], t_list[g])
-                target[:, f, g] = target[:, g, f] = value
+    onehot_e = bucket.efactor[:, None] == np.arange(nf)[None, :]
+    parts = DerivativeParts(
+        r=ev.ghat * lam[:, None, :],
+        d_e=lam[:, :, None] * ge1 * lam[:, None, :],
+        masks=bucket.factor_masks,
+        onehot_e=onehot_e,
+    )
+    any_e = bool(onehot_e.any())
+    l1, l2 = _trace_derivatives(sinv, parts, ev.ghat, lam, ge1, ge2, any_e)
+    l01, l02 = _trace_derivatives(s0inv, parts, ev.ghat, lam, ge1, ge2, any_e)
     # g_E = sum_c m_c log(1 + t c)
-    g1 = np.zeros((nb, nf))
-    g2 = np.zeros((nb, nf, nf))
     s1 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n / denom, 0.0), axis=1)
     s2 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n**2 / denom**2, 0.0), axis=1)
-    for f in range(nf):
-        g1[:, f] = np.where(is_e[f], 2.0 * theta_e * s1, 0.0)
-        g2[:, f, f] = np.where(is_e[f], 2.0 * s1 - 4.0 * t_e * s2, 0.0)
+    g1 = np.where(onehot_e, (2.0 * theta_e * s1)[:, None], 0.0)
+    g2 = np.zeros((nb, nf, nf))
+    diag = np.arange(nf)
+    g2[:, diag, diag] = np.where(onehot_e, (2.0 * s1 - 4.0 * t_e * s2)[:, None], 0.0)
     free = bucket.free.astype(np.float64)
     pair = free[:, :, None] * free[:, None, :]
     pen1 = pen2 = None
@@ -518,10 +555,65 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         l02=l02 * pair,
         g2=g2 * pair,
         s0inv=s0inv,
-        ds=ds,
+        parts=parts,
         pen1=pen1,
         pen2=pen2,
     )
+
+
+def _trace_derivatives(
+    a_inv: FloatArray,
+    parts: DerivativeParts,
+    ghat: FloatArray,
+    lam: FloatArray,
+    ge1: FloatArray,
+    ge2: FloatArray,
+    any_e: bool,
+) -> tuple[FloatArray, FloatArray]:
+    r"""Gradient and Hessian of :math:`\log|A^{-1}|` for :math:`A = S^{-1}` or :math:`S_0^{-1}`.
+
+    That is :math:`\mathrm{tr}(A\,\partial_f S)` and
+    :math:`\mathrm{tr}(A\,\partial^2_{fg} S) - \mathrm{tr}(A\,\partial_f S\,A\,\partial_g S)`
+    (shapes ``(B, F)`` and ``(B, F, F)``), without forming any :math:`\partial_f S`. With
+    :math:`A` symmetric, :math:`m_f` the indicator of kept factor ``f``'s dimensions,
+    :math:`\partial_f S = M_f R + R'M_f` and :math:`\mathrm{tr}(X M_f Y M_g) = m_f'(X\circ
+    Y')m_g`:
+
+    - :math:`\mathrm{tr}(A\,\partial_f S) = 2\,m_f'\,\mathrm{rowsum}(A\circ R)`,
+    - :math:`\mathrm{tr}(A\,\partial_f S\,A\,\partial_g S) = 2\,m_f'\,[(RA)\circ(RA)' +
+      A\circ(RAR')]\,m_g` (both kept: one matrix for all pairs),
+    - with the eliminated factor's :math:`D` and :math:`N = ADA`:
+      :math:`\mathrm{tr}(A D) = \mathrm{sum}(A\circ D)`,
+      :math:`\mathrm{tr}(A\,\partial_f S\,A D) = 2\,m_f'\,\mathrm{rowsum}(R\circ N)`,
+      :math:`\mathrm{tr}(ADAD) = \mathrm{sum}(N\circ D)`;
+
+    the second derivatives of ``S`` as in :func:`_second_traces`. Two to four ``d x d``
+    products per protein whatever the number of factors (the traces of the products
+    :math:`A\,\partial_f S` took two per factor and pair loops).
+    """
+    r, masks = parts.r, parts.masks
+    ra = np.matmul(r, a_inv)
+    rar = np.matmul(ra, np.transpose(r, (0, 2, 1)))
+    first = 2.0 * np.matmul(masks, np.sum(a_inv * r, axis=2)[:, :, None])[:, :, 0]
+    core = a_inv * (ghat - rar) - ra * np.transpose(ra, (0, 2, 1))
+    second = 2.0 * np.matmul(np.matmul(masks, core), np.transpose(masks, (0, 2, 1)))
+    if not any_e:
+        return first, second
+    onehot = parts.onehot_e.astype(np.float64)
+    d_e = parts.d_e
+    n_e = np.matmul(np.matmul(a_inv, d_e), a_inv)
+    first = first + onehot * np.sum(a_inv * d_e, axis=(1, 2))[:, None]
+    # f kept, g eliminated: tr(A d2S) - tr(A dS_f A D), both as rows over the dimensions
+    cross_rows = np.sum(a_inv * ge1 * lam[:, None, :] - r * n_e, axis=2)
+    cross = 2.0 * np.matmul(masks, cross_rows[:, :, None])[:, :, 0]
+    ee = np.einsum("bi,bij,bij,bj->b", lam, a_inv, ge2, lam) - np.sum(n_e * d_e, axis=(1, 2))
+    second = (
+        second
+        + cross[:, :, None] * onehot[:, None, :]
+        + onehot[:, :, None] * cross[:, None, :]
+        + (onehot[:, :, None] * onehot[:, None, :]) * ee[:, None, None]
+    )
+    return first, second
 
 
 def _second_traces(
