@@ -333,3 +333,109 @@ def weighted_gram(
                 for c in range(a + 1):
                     out[k, b, a, c] = acc[a, c]
                     out[k, b, c, a] = acc[a, c]
+
+
+@njit(cache=True, nogil=True)
+def _lower_inverse(chol: NDArray[np.float64], linv: NDArray[np.float64]) -> None:
+    """``linv = chol^{-1}`` (lower triangular), row by row by forward substitution."""
+    d = chol.shape[0]
+    linv[:] = 0.0
+    for i in range(d):
+        for k in range(i):
+            lik = chol[i, k]
+            for j in range(k + 1):
+                linv[i, j] -= lik * linv[k, j]
+        inv = 1.0 / chol[i, i]
+        for j in range(i):
+            linv[i, j] *= inv
+        linv[i, i] = inv
+
+
+@njit(cache=True, nogil=True)
+def chol_inverses(
+    chol: NDArray[np.float64], sinv: NDArray[np.float64], s0inv: NDArray[np.float64]
+) -> None:
+    """:math:`S^{-1}` and :math:`S_0^{-1}` (zero last row and column) from the Cholesky factors
+    ``chol`` of :math:`S` (shape ``(B, d, d)``), for :func:`pepmix.model.reml._inverses`.
+
+    With :math:`L^{-1}` lower triangular, :math:`S^{-1} = \\sum_k \\ell_k \\ell_k'` over its rows
+    :math:`\\ell_k`; the leading block of :math:`L` is the factor of the leading block
+    :math:`S_0`, so :math:`S_0^{-1}` is the same sum without the last row (no bordering
+    division). Lower triangles are accumulated and mirrored: both are exactly symmetric.
+    """
+    n_b, d, _ = chol.shape
+    linv = np.zeros((d, d))
+    acc = np.zeros((d, d))
+    for b in range(n_b):
+        _lower_inverse(chol[b], linv)
+        acc[:] = 0.0
+        for k in range(d):
+            if k == d - 1:
+                for a in range(d):
+                    for c in range(a + 1):
+                        s0inv[b, a, c] = acc[a, c]
+                        s0inv[b, c, a] = acc[a, c]
+                    s0inv[b, a, d - 1] = 0.0
+                    s0inv[b, d - 1, a] = 0.0
+            for a in range(k + 1):
+                la = linv[k, a]
+                for c in range(a + 1):
+                    acc[a, c] += la * linv[k, c]
+        for a in range(d):
+            for c in range(a + 1):
+                sinv[b, a, c] = acc[a, c]
+                sinv[b, c, a] = acc[a, c]
+
+
+@njit(cache=True, nogil=True)
+def _cholesky_into(s: NDArray[np.float64], chol: NDArray[np.float64]) -> bool:
+    """Lower Cholesky factor of ``s`` (its lower triangle) into ``chol``; False, with ``chol``
+    the identity, when ``s`` is not (numerically) positive definite."""
+    d = s.shape[0]
+    chol[:] = 0.0
+    for j in range(d):
+        total = s[j, j]
+        for k in range(j):
+            total -= chol[j, k] * chol[j, k]
+        if not total > 0.0:
+            chol[:] = 0.0
+            for i in range(d):
+                chol[i, i] = 1.0
+            return False
+        pivot = np.sqrt(total)
+        chol[j, j] = pivot
+        for i in range(j + 1, d):
+            value = s[i, j]
+            for k in range(j):
+                value -= chol[i, k] * chol[j, k]
+            chol[i, j] = value / pivot
+    return True
+
+
+@njit(cache=True, nogil=True)
+def schur_cholesky(
+    g: NDArray[np.float64],
+    sums: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    j_diag: NDArray[np.float64],
+    ghat: NDArray[np.float64],
+    chol: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+) -> None:
+    """:math:`\\hat G = G - \\sum`, :math:`S = \\tilde\\Lambda\\hat G\\tilde\\Lambda + J` and the
+    lower Cholesky factor of ``S`` for every protein (:func:`pepmix.model.reml.evaluate`).
+
+    ``g``, ``sums``, ``ghat``, ``chol`` have shape ``(B, d, d)``, ``lam`` and ``j_diag``
+    ``(B, d)``; ``ok[b]`` is False (and ``chol[b]`` the identity) where ``S`` is not positive
+    definite. ``S`` is formed as ``(lam_a * ghat_ac) * lam_c`` in one buffer per protein.
+    """
+    n_b, d, _ = g.shape
+    s = np.empty((d, d))
+    for b in range(n_b):
+        for a in range(d):
+            for c in range(d):
+                value = g[b, a, c] - sums[b, a, c]
+                ghat[b, a, c] = value
+                s[a, c] = lam[b, a] * value * lam[b, c]
+            s[a, a] += j_diag[b, a]
+        ok[b] = _cholesky_into(s, chol[b])

@@ -146,7 +146,8 @@ def minimize(
     converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
     active = np.flatnonzero(~converged & np.isfinite(dev))
-    sub = bucket.take(active)
+    # every protein active (the usual start): no copy of the bucket's arrays (read only here)
+    sub = bucket if active.size == nb else bucket.take(active)
     # the criterion at theta[active], when an earlier evaluation has it (the start, the line
     # search's accepted step): the criterion is evaluated row by row, so reusing it is exact
     known = None if start_ev is None else start_ev.take(active)

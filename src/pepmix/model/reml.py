@@ -326,23 +326,27 @@ def _j_diag(bucket: Bucket) -> FloatArray:
     return bucket.j_diag
 
 
-def _batched_cholesky(matrix: FloatArray) -> tuple[FloatArray, BoolArray]:
-    """Cholesky factors of a stack; failures are marked and given an identity factor."""
-    try:
-        chol = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
-        return chol, np.ones(matrix.shape[0], dtype=bool)
-    except np.linalg.LinAlgError:
-        pass
-    out = np.empty_like(matrix)
-    ok = np.ones(matrix.shape[0], dtype=bool)
-    eye = np.eye(matrix.shape[1])
-    for i in range(matrix.shape[0]):
-        try:
-            out[i] = np.linalg.cholesky(matrix[i])
-        except np.linalg.LinAlgError:
-            out[i] = eye
-            ok[i] = False
-    return out, ok
+def _factor(
+    bucket: Bucket, sums: FloatArray, lam: FloatArray
+) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """:math:`\\hat G`, the Cholesky factor of :math:`S` and whether it exists, per protein
+    (one compiled pass: :func:`pepmix.model._kernel.schur_cholesky`)."""
+    from pepmix.model._kernel import schur_cholesky
+
+    g = np.ascontiguousarray(bucket.G, dtype=np.float64)
+    ghat = np.empty_like(g)
+    chol = np.empty_like(g)
+    ok = np.empty(g.shape[0], dtype=bool)
+    schur_cholesky(
+        g,
+        np.ascontiguousarray(sums, dtype=np.float64),
+        np.ascontiguousarray(lam, dtype=np.float64),
+        np.ascontiguousarray(_j_diag(bucket), dtype=np.float64),
+        ghat,
+        chol,
+        ok,
+    )
+    return ghat, chol, ok
 
 
 def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
@@ -360,12 +364,8 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         denom = 1.0 + t_e[:, None] * bucket.cls_n
         f_c = np.where(present, t_e[:, None] / denom, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
-    ghat = bucket.G - _class_sum(f_c, bucket.W)
     lam = lambda_diag(bucket, theta)
-    s = lam[:, :, None] * ghat * lam[:, None, :]
-    d = bucket.dim
-    s[:, np.arange(d), np.arange(d)] += _j_diag(bucket)
-    chol, ok = _batched_cholesky(s)
+    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W), lam)
     diag = np.diagonal(chol, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_diag = 2.0 * np.log(diag)
@@ -487,21 +487,18 @@ class DerivativeParts:
 def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
     """Return :math:`S^{-1}` and :math:`S_0^{-1}` (zero-padded to ``d``).
 
-    :math:`S_0^{-1}` follows from :math:`S^{-1}` by the bordering identity
-    :math:`S_0^{-1} = A - a a' / \\alpha` with :math:`S^{-1} = [[A, a], [a', \\alpha]]`.
+    From the inverse of the Cholesky factor (:func:`pepmix.model._kernel.chol_inverses`):
+    :math:`S_0^{-1}` is :math:`S^{-1}` without the last row of :math:`L^{-1}`, the same as the
+    bordering identity :math:`S_0^{-1} = A - a a' / \\alpha` with
+    :math:`S^{-1} = [[A, a], [a', \\alpha]]`.
     """
-    chol = ev.chol
-    d = chol.shape[1]
-    linv = np.linalg.inv(chol)
-    sinv = np.matmul(np.transpose(linv, (0, 2, 1)), linv)
-    corner = sinv[:, -1, -1]
-    border = sinv[:, :-1, -1]
-    s0 = np.zeros_like(sinv)
-    s0[:, :-1, :-1] = (
-        sinv[:, :-1, :-1] - border[:, :, None] * border[:, None, :] / corner[:, None, None]
-    )
-    del d
-    return sinv, s0
+    from pepmix.model._kernel import chol_inverses
+
+    chol = np.ascontiguousarray(ev.chol, dtype=np.float64)
+    sinv = np.empty_like(chol)
+    s0inv = np.empty_like(chol)
+    chol_inverses(chol, sinv, s0inv)
+    return sinv, s0inv
 
 
 def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivatives:
