@@ -579,12 +579,12 @@ def _trace_derivatives(
     - :math:`\mathrm{tr}(A\,\partial_f S) = 2\,m_f'\,\mathrm{rowsum}(A\circ R)`,
     - :math:`\mathrm{tr}(A\,\partial_f S\,A\,\partial_g S) = 2\,m_f'\,[(RA)\circ(RA)' +
       A\circ(RAR')]\,m_g` (both kept: one matrix for all pairs),
-    - with the eliminated factor's :math:`D` and :math:`N = ADA`:
+    - with the eliminated factor's :math:`D` and :math:`P = AD` (so :math:`DA = P'`):
       :math:`\mathrm{tr}(A D) = \mathrm{sum}(A\circ D)`,
-      :math:`\mathrm{tr}(A\,\partial_f S\,A D) = 2\,m_f'\,\mathrm{rowsum}(R\circ N)`,
-      :math:`\mathrm{tr}(ADAD) = \mathrm{sum}(N\circ D)`;
+      :math:`\mathrm{tr}(A\,\partial_f S\,A D) = 2\,m_f'\,\mathrm{rowsum}((RA)\circ P)`,
+      :math:`\mathrm{tr}(ADAD) = \mathrm{sum}(P\circ P')`;
 
-    the second derivatives of ``S`` as in :func:`_second_traces`. Two to four ``d x d``
+    the second derivatives of ``S`` as in :func:`_second_traces`. Two or three ``d x d``
     products per protein whatever the number of factors (the traces of the products
     :math:`A\,\partial_f S` took two per factor and pair loops).
     """
@@ -598,12 +598,13 @@ def _trace_derivatives(
         return first, second
     onehot = parts.onehot_e.astype(np.float64)
     d_e = parts.d_e
-    n_e = np.matmul(np.matmul(a_inv, d_e), a_inv)
+    ad = np.matmul(a_inv, d_e)  # P = AD; DA = P'
     first = first + onehot * np.sum(a_inv * d_e, axis=(1, 2))[:, None]
     # f kept, g eliminated: tr(A d2S) - tr(A dS_f A D), both as rows over the dimensions
-    cross_rows = np.sum(a_inv * ge1 * lam[:, None, :] - r * n_e, axis=2)
+    cross_rows = np.sum(a_inv * ge1 * lam[:, None, :] - ra * ad, axis=2)
     cross = 2.0 * np.matmul(masks, cross_rows[:, :, None])[:, :, 0]
-    ee = np.einsum("bi,bij,bij,bj->b", lam, a_inv, ge2, lam) - np.sum(n_e * d_e, axis=(1, 2))
+    lam2 = lam[:, :, None] * lam[:, None, :]
+    ee = np.sum(a_inv * ge2 * lam2 - ad * np.transpose(ad, (0, 2, 1)), axis=(1, 2))
     second = (
         second
         + cross[:, :, None] * onehot[:, None, :]
