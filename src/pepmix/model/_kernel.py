@@ -439,3 +439,63 @@ def schur_cholesky(
                 s[a, c] = lam[b, a] * value * lam[b, c]
             s[a, a] += j_diag[b, a]
         ok[b] = _cholesky_into(s, chol[b])
+
+
+@njit(cache=True, nogil=True)
+def trace_terms(
+    a_inv: NDArray[np.float64],
+    r: NDArray[np.float64],
+    ghat: NDArray[np.float64],
+    ra: NDArray[np.float64],
+    rar: NDArray[np.float64],
+    ad: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    ge1: NDArray[np.float64],
+    ge2: NDArray[np.float64],
+    dimfactor: NDArray[np.int64],
+    efactor: NDArray[np.int64],
+    first: NDArray[np.float64],
+    second: NDArray[np.float64],
+) -> None:
+    """The traces of :func:`pepmix.model.reml._trace_derivatives` from its matrix products.
+
+    Per protein ``b`` (``A = a_inv[b]``, ``R = r[b]``, ``RA = ra[b]``, ``RAR' = rar[b]``,
+    ``P = AD = ad[b]``, the last read only where ``efactor[b] >= 0``): adds into the zeroed
+    ``first`` (``(B, F)``) and ``second`` (``(B, F, F)``) the sums over the dimensions of each
+    factor (``dimfactor``) of ``2 rowsum(A o R)`` and ``2 [A o (Ghat - RAR') - RA o RA']``,
+    and for the eliminated factor ``e`` ``sum(A o D)``, the cross terms
+    ``2 rowsum(A o ge1 lam' - RA o P)`` and ``lam'(A o ge2)lam - sum(P o P')``, with
+    ``D = lam ge1 lam'``.
+    """
+    n_b, d, _ = a_inv.shape
+    for b in range(n_b):
+        e = efactor[b]
+        for i in range(d):
+            fi = dimfactor[b, i]
+            if fi < 0:
+                continue
+            row = 0.0
+            for j in range(d):
+                row += a_inv[b, i, j] * r[b, i, j]
+                gj = dimfactor[b, j]
+                if gj >= 0:
+                    core = a_inv[b, i, j] * (ghat[b, i, j] - rar[b, i, j])
+                    second[b, fi, gj] += 2.0 * (core - ra[b, i, j] * ra[b, j, i])
+            first[b, fi] += 2.0 * row
+        if e < 0:
+            continue
+        trace_d = 0.0
+        ee = 0.0
+        for i in range(d):
+            fi = dimfactor[b, i]
+            cross = 0.0
+            for j in range(d):
+                a_ij = a_inv[b, i, j]
+                trace_d += a_ij * lam[b, i] * ge1[b, i, j] * lam[b, j]
+                ee += a_ij * ge2[b, i, j] * lam[b, i] * lam[b, j] - ad[b, i, j] * ad[b, j, i]
+                cross += a_ij * ge1[b, i, j] * lam[b, j] - ra[b, i, j] * ad[b, i, j]
+            if fi >= 0:
+                second[b, fi, e] += 2.0 * cross
+                second[b, e, fi] += 2.0 * cross
+        first[b, e] += trace_d
+        second[b, e, e] += ee

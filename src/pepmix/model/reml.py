@@ -160,12 +160,6 @@ class Bucket:
         """Diagonal of :math:`J` (1 on random-effect and padded dimensions)."""
         return np.asarray(self.dimfactor != DIM_FIXED, dtype=np.float64)
 
-    @cached_property
-    def factor_masks(self) -> FloatArray:
-        """Indicator of each factor's dimensions, shape ``(B, F, d)`` (0/1 as float)."""
-        nf = self.free.shape[1]
-        return np.asarray(self.dimfactor[:, None, :] == np.arange(nf)[None, :, None], np.float64)
-
     @property
     def dim(self) -> int:
         """Padded dimension ``d``."""
@@ -461,22 +455,25 @@ class DerivativeParts:
         :math:`R`.
     d_e : ndarray, shape (B, d, d)
         :math:`D` (zero for proteins without an eliminated factor).
-    masks : ndarray, shape (B, F, d)
-        :math:`M_f` as 0/1 rows.
+    dimfactor : ndarray of int, shape (B, d)
+        Factor of each dimension (:attr:`Bucket.dimfactor`): :math:`M_f` is its indicator.
+    efactor : ndarray of int, shape (B,)
+        Eliminated factor (:attr:`Bucket.efactor`, -1: none).
     onehot_e : ndarray of bool, shape (B, F)
         Which factor is eliminated.
     """
 
     r: FloatArray
     d_e: FloatArray
-    masks: FloatArray
+    dimfactor: IntArray
+    efactor: IntArray
     onehot_e: BoolArray
 
     def matrices(self) -> list[FloatArray]:
         r""":math:`\partial S/\partial\theta_f` for each factor (list of ``(B, d, d)``)."""
         out: list[FloatArray] = []
-        for f in range(self.masks.shape[1]):
-            mk = self.masks[:, f, :, None] * self.r
+        for f in range(self.onehot_e.shape[1]):
+            mk = (self.dimfactor == f).astype(np.float64)[:, :, None] * self.r
             dk = mk + np.transpose(mk, (0, 2, 1))
             if self.onehot_e[:, f].any():
                 dk = np.where(self.onehot_e[:, f, None, None], self.d_e, dk)
@@ -525,7 +522,8 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     parts = DerivativeParts(
         r=ev.ghat * lam[:, None, :],
         d_e=lam[:, :, None] * ge1 * lam[:, None, :],
-        masks=bucket.factor_masks,
+        dimfactor=bucket.dimfactor,
+        efactor=bucket.efactor,
         onehot_e=onehot_e,
     )
     any_e = bool(onehot_e.any())
@@ -585,31 +583,38 @@ def _trace_derivatives(
       :math:`\mathrm{tr}(ADAD) = \mathrm{sum}(P\circ P')`;
 
     the second derivatives of ``S`` as in :func:`_second_traces`. Two or three ``d x d``
-    products per protein whatever the number of factors (the traces of the products
-    :math:`A\,\partial_f S` took two per factor and pair loops).
+    products per protein (batched matrix products) whatever the number of factors (the traces
+    of the products :math:`A\,\partial_f S` took two per factor and pair loops); the
+    element-wise sums over each factor's dimensions in one compiled pass
+    (:func:`pepmix.model._kernel.trace_terms`).
     """
-    r, masks = parts.r, parts.masks
+    from pepmix.model._kernel import trace_terms
+
+    r = parts.r
+    nb, nf = parts.onehot_e.shape
     ra = np.matmul(r, a_inv)
     rar = np.matmul(ra, np.transpose(r, (0, 2, 1)))
-    first = 2.0 * np.matmul(masks, np.sum(a_inv * r, axis=2)[:, :, None])[:, :, 0]
-    core = a_inv * (ghat - rar) - ra * np.transpose(ra, (0, 2, 1))
-    second = 2.0 * np.matmul(np.matmul(masks, core), np.transpose(masks, (0, 2, 1)))
-    if not any_e:
-        return first, second
-    onehot = parts.onehot_e.astype(np.float64)
-    d_e = parts.d_e
-    ad = np.matmul(a_inv, d_e)  # P = AD; DA = P'
-    first = first + onehot * np.sum(a_inv * d_e, axis=(1, 2))[:, None]
-    # f kept, g eliminated: tr(A d2S) - tr(A dS_f A D), both as rows over the dimensions
-    cross_rows = np.sum(a_inv * ge1 * lam[:, None, :] - ra * ad, axis=2)
-    cross = 2.0 * np.matmul(masks, cross_rows[:, :, None])[:, :, 0]
-    lam2 = lam[:, :, None] * lam[:, None, :]
-    ee = np.sum(a_inv * ge2 * lam2 - ad * np.transpose(ad, (0, 2, 1)), axis=(1, 2))
-    second = (
-        second
-        + cross[:, :, None] * onehot[:, None, :]
-        + onehot[:, :, None] * cross[:, None, :]
-        + (onehot[:, :, None] * onehot[:, None, :]) * ee[:, None, None]
+    ad = np.matmul(a_inv, parts.d_e) if any_e else np.zeros((nb, 0, 0))  # P = AD; DA = P'
+    first = np.zeros((nb, nf))
+    second = np.zeros((nb, nf, nf))
+    a_inv, r, ghat, ra, rar, ad, lam, ge1, ge2 = (
+        np.ascontiguousarray(x, dtype=np.float64)
+        for x in (a_inv, r, ghat, ra, rar, ad, lam, ge1, ge2)
+    )
+    trace_terms(
+        a_inv,
+        r,
+        ghat,
+        ra,
+        rar,
+        ad,
+        lam,
+        ge1,
+        ge2,
+        np.ascontiguousarray(parts.dimfactor, dtype=np.int64),
+        np.ascontiguousarray(parts.efactor, dtype=np.int64),
+        first,
+        second,
     )
     return first, second
 
