@@ -35,7 +35,7 @@ def test_weighted_gram_is_the_weighted_cross_product() -> None:
     weights = rng.normal(size=(2, nb, nl))
     weights[:, :, -5:] = 0.0
     out = np.empty((2, nb, d, d))
-    weighted_gram(weights, rows, out)
+    weighted_gram(weights, rows, np.arange(nb, dtype=np.int64), out)
     for k in range(2):
         ref = np.einsum("bjm,bj,bjn->bmn", rows, weights[k], rows)
         np.testing.assert_allclose(out[k], ref, rtol=0, atol=1e-12 * np.abs(ref).max())
@@ -139,3 +139,32 @@ def test_derivative_traces_equal_the_explicit_products(weighted: bool) -> None:
         err2 = np.abs(l2 - hess * pair).reshape(bucket.size, -1)
         assert (err1 <= 1e-12 * scale).all(), err1.max()
         assert (err2 <= 1e-12 * scale).all(), err2.max()
+
+
+def test_shared_sub_buckets_evaluate_as_copies() -> None:
+    """A sub-bucket sharing the rank-one classes (:meth:`Bucket.take_shared`, rows repeated and
+    reordered, taken twice) evaluates and differentiates bit for bit as a copied one, and
+    :meth:`Bucket.take` of it owns the right rows."""
+    table = _simulate(60, 0.4, seed=35)
+    design = _design(usage=True)
+    enc = fit_proteins(table, design, inference=False).encoded
+    assert enc is not None
+    rng = np.random.default_rng(8)
+    weights = rng.uniform(0.3, 1.0, enc.y.size)
+    problem = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins), weights=weights
+    )
+    _, bucket = max(problem.buckets, key=lambda b: b[1].dim)
+    index = rng.permutation(np.tile(np.arange(bucket.size), 2))[: bucket.size + 3]
+    inner = np.array([2, 0, 2, 5, 1])
+    shared = bucket.take_shared(index).take_shared(inner)
+    copied = bucket.take(index).take(inner)
+    assert shared.W is bucket.W and shared.w_rows is not None
+    np.testing.assert_array_equal(shared.take(np.arange(5)).W, copied.W)
+    theta = np.where(copied.free, rng.uniform(0.2, 1.5, copied.free.shape), 0.0)
+    ev_s, ev_c = reml.evaluate(shared, theta), reml.evaluate(copied, theta)
+    for name in ("dev", "ghat", "chol"):
+        np.testing.assert_array_equal(getattr(ev_s, name), getattr(ev_c, name))
+    der_s, der_c = reml.derivatives(shared, theta, ev_s), reml.derivatives(copied, theta, ev_c)
+    for name in ("l1", "l2", "l01", "l02"):
+        np.testing.assert_array_equal(getattr(der_s, name), getattr(der_c, name))

@@ -296,12 +296,16 @@ def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np
 
 @njit(cache=True, nogil=True)
 def weighted_gram(
-    weights: NDArray[np.float64], rows: NDArray[np.float64], out: NDArray[np.float64]
+    weights: NDArray[np.float64],
+    rows: NDArray[np.float64],
+    index: NDArray[np.int64],
+    out: NDArray[np.float64],
 ) -> None:
-    """``out[k, b] = sum_j weights[k, b, j] * rows[b, j] rows[b, j]'`` for every ``k`` and ``b``.
+    """``out[k, b] = sum_j weights[k, b, j] * v_j v_j'`` with ``v_j = rows[index[b], j]``, for
+    every ``k`` and ``b`` (``index``: protein ``b``'s entry of ``rows``, e.g. ``arange(B)``).
 
     The rank-one class sums of :func:`pepmix.model.reml._class_sums` (``rows`` shape
-    ``(B, L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``). Rows of
+    ``(B', L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``). Rows of
     weight 0 (e.g. padded levels) are skipped; the others are buffered four at a time and
     added to the lower triangle of a ``d x d`` accumulator, then mirrored, so ``out`` is
     exactly symmetric. The ``K`` weightings of one protein are summed while its rows are in
@@ -314,6 +318,7 @@ def weighted_gram(
     sc = np.empty((4, d))
     rr = np.empty((4, d))
     for b in range(n_b):
+        wb = index[b]
         for k in range(n_k):
             acc[:] = 0.0
             m = 0
@@ -322,8 +327,8 @@ def weighted_gram(
                 if f == 0.0:
                     continue
                 for a in range(d):
-                    rr[m, a] = rows[b, j, a]
-                    sc[m, a] = f * rows[b, j, a]
+                    rr[m, a] = rows[wb, j, a]
+                    sc[m, a] = f * rows[wb, j, a]
                 m += 1
                 if m == 4:
                     _gram_rows(acc, sc, rr, m)

@@ -128,6 +128,11 @@ class Bucket:
     prior_df, prior_ratio : ndarray, shape (B, F), optional
         Variance-ratio prior :math:`(d_0, r_0)` per protein and factor (``d_0 = 0``: none);
         default None (plain REML).
+    w_rows : ndarray of int, shape (B,), optional
+        Rank-one classes shared with the bucket this one was taken from
+        (:meth:`take_shared`): protein ``b``'s rows are ``W[w_rows[b]]``. Default None:
+        ``W[b]``. Only :func:`evaluate` and :func:`derivatives` read such a bucket's ``W``;
+        :meth:`take` of it has its own.
     """
 
     G: FloatArray
@@ -142,6 +147,7 @@ class Bucket:
     e_fixed: bool = False
     prior_df: FloatArray | None = None
     prior_ratio: FloatArray | None = None
+    w_rows: IntArray | None = None
 
     @property
     def size(self) -> int:
@@ -171,10 +177,23 @@ class Bucket:
         return int(self.free.shape[1])
 
     def take(self, index: IntArray) -> Bucket:
-        """Return the sub-bucket of the proteins at ``index``."""
+        """Return the sub-bucket of the proteins at ``index`` (its own copies of the arrays)."""
+        rows = index if self.w_rows is None else self.w_rows[index]
+        return self._take(index, self.W[rows], None)
+
+    def take_shared(self, index: IntArray) -> Bucket:
+        """:meth:`take`, but rank-one classes are not copied: the sub-bucket reads this
+        bucket's ``W`` through :attr:`w_rows` (for the optimiser's shrinking active sets and
+        repeated rows; class stacks are copied as by :meth:`take`)."""
+        if self.W.ndim != 3:
+            return self.take(index)
+        rows = np.asarray(index, dtype=np.intp)
+        return self._take(index, self.W, rows if self.w_rows is None else self.w_rows[rows])
+
+    def _take(self, index: IntArray, w: FloatArray, w_rows: IntArray | None) -> Bucket:
         return Bucket(
             G=self.G[index],
-            W=self.W[index],
+            W=w,
             cls_n=self.cls_n[index],
             cls_m=self.cls_m[index],
             dimfactor=self.dimfactor[index],
@@ -185,6 +204,7 @@ class Bucket:
             e_fixed=self.e_fixed,
             prior_df=None if self.prior_df is None else self.prior_df[index],
             prior_ratio=None if self.prior_ratio is None else self.prior_ratio[index],
+            w_rows=w_rows,
         )
 
 
@@ -269,17 +289,20 @@ def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArr
         return np.asarray(np.where(has, d0 * (-2.0 / th**2 + 6.0 * r0 / th**4), 0.0))
 
 
-def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
+def _class_sum(weights: FloatArray, w: FloatArray, rows: IntArray | None = None) -> FloatArray:
     """:math:`\\sum_c` ``weights[b, c] * W_c`` as one batched matrix product.
 
     ``w`` holds the class sums (shape ``(B, C, d, d)``) or, for rank-one classes, their rows
     :math:`w_j` (shape ``(B, L, d)``): then the sum is :math:`W'\\,\\mathrm{diag}(f)\\,W`.
     """
-    return _class_sums([weights], w)[0]
+    return _class_sums([weights], w, rows)[0]
 
 
-def _class_sums(weights: list[FloatArray], w: FloatArray) -> list[FloatArray]:
-    """:func:`_class_sum` for each array of ``weights`` (all shape ``(B, C)``).
+def _class_sums(
+    weights: list[FloatArray], w: FloatArray, rows: IntArray | None = None
+) -> list[FloatArray]:
+    """:func:`_class_sum` for each array of ``weights`` (all shape ``(B, C)``); protein ``b``'s
+    classes are ``w[rows[b]]`` (default None: ``w[b]``; :attr:`Bucket.w_rows`).
 
     Rank-one classes use the compiled :func:`pepmix.model._kernel.weighted_gram`: one pass over
     the rows :math:`w_j` for all weightings (the evaluation's :math:`f` or the derivatives'
@@ -288,15 +311,19 @@ def _class_sums(weights: list[FloatArray], w: FloatArray) -> list[FloatArray]:
     the engine's largest cost). Class stacks (unweighted problems) keep one batched matrix
     product per weighting.
     """
+    nb = weights[0].shape[0]
     if w.ndim == 3:
         from pepmix.model._kernel import weighted_gram
 
-        nb, _, d = w.shape
+        d = w.shape[2]
         out = np.empty((len(weights), nb, d, d))
         stacked = np.ascontiguousarray(np.stack(weights), dtype=np.float64)
-        weighted_gram(stacked, np.ascontiguousarray(w, dtype=np.float64), out)
+        index = np.arange(nb, dtype=np.int64) if rows is None else rows.astype(np.int64)
+        weighted_gram(stacked, np.ascontiguousarray(w, dtype=np.float64), index, out)
         return list(out)
-    nb, nc, d, _ = w.shape
+    if rows is not None:
+        w = w[rows]
+    nc, d = w.shape[1], w.shape[2]
     flat = w.reshape(nb, nc, d * d)
     return [
         np.asarray(np.matmul(weight[:, None, :], flat).reshape(nb, d, d), dtype=np.float64)
@@ -359,7 +386,7 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         f_c = np.where(present, t_e[:, None] / denom, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
     lam = lambda_diag(bucket, theta)
-    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W), lam)
+    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W, bucket.w_rows), lam)
     diag = np.diagonal(chol, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_diag = 2.0 * np.log(diag)
@@ -515,7 +542,9 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     fpp = np.where(present, -2.0 * bucket.cls_n / denom**3, 0.0)  # f_c''(t)
     # d Ghat / d theta_E and d2 Ghat / d theta_E^2
     sum1, sum2 = _class_sums(
-        [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp], bucket.W
+        [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp],
+        bucket.W,
+        bucket.w_rows,
     )
     ge1, ge2 = -sum1, -sum2
     onehot_e = bucket.efactor[:, None] == np.arange(nf)[None, :]
