@@ -56,7 +56,7 @@ With observation weights (:mod:`pepmix.model.suffstats`) :math:`n_j` is the weig
 stack costs :math:`O(L d^2)` memory per protein for :math:`L` levels. Weighted problems therefore
 store the rows :math:`w_j` instead (a :math:`L \times d` matrix :math:`W` per protein) and form
 :math:`\sum_j f_j(t_E)\,w_j w_j' = W'\mathrm{diag}(f)\,W` (and the same with :math:`f'`,
-:math:`f''` for the derivatives) as one batched matrix product: the same sum, :math:`O(L d)`
+:math:`f''` for the derivatives) in one compiled pass over the rows: the same sum, :math:`O(L d)`
 memory. Unweighted problems keep the class stack.
 
 Variance-ratio prior (optional)
@@ -290,7 +290,7 @@ def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArr
 
 
 def _class_sum(weights: FloatArray, w: FloatArray, rows: IntArray | None = None) -> FloatArray:
-    """:math:`\\sum_c` ``weights[b, c] * W_c`` as one batched matrix product.
+    """:math:`\\sum_c` ``weights[b, c] * W_c`` per protein (see :func:`_class_sums`).
 
     ``w`` holds the class sums (shape ``(B, C, d, d)``) or, for rank-one classes, their rows
     :math:`w_j` (shape ``(B, L, d)``): then the sum is :math:`W'\\,\\mathrm{diag}(f)\\,W`.
