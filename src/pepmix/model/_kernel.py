@@ -273,3 +273,234 @@ def mad_huber(
             absr = np.abs(resid[lo + i])
             w = limit / absr if absr > limit else 1.0
             weights[lo + i] = w if s > 0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np.float64],
+               m: int) -> None:  # fmt: skip
+    """``acc += sum_i sc[i] rr[i]'`` over the ``m`` buffered rows (lower triangle only), four
+    rows per pass over ``acc`` (one load and store of each entry per four products)."""
+    d = acc.shape[0]
+    if m == 4:
+        for a in range(d):
+            s0, s1, s2, s3 = sc[0, a], sc[1, a], sc[2, a], sc[3, a]
+            for c in range(a + 1):
+                acc[a, c] += s0 * rr[0, c] + s1 * rr[1, c] + s2 * rr[2, c] + s3 * rr[3, c]
+        return
+    for i in range(m):
+        for a in range(d):
+            s0 = sc[i, a]
+            for c in range(a + 1):
+                acc[a, c] += s0 * rr[i, c]
+
+
+@njit(cache=True, nogil=True)
+def weighted_gram(
+    weights: NDArray[np.float64],
+    rows: NDArray[np.float64],
+    index: NDArray[np.int64],
+    out: NDArray[np.float64],
+) -> None:
+    """``out[k, b] = sum_j weights[k, b, j] * v_j v_j'`` with ``v_j = rows[index[b], j]``, for
+    every ``k`` and ``b`` (``index``: protein ``b``'s entry of ``rows``, e.g. ``arange(B)``).
+
+    The rank-one class sums of :func:`pepmix.model.reml._class_sums` (``rows`` shape
+    ``(B', L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``). Rows of
+    weight 0 (e.g. padded levels) are skipped; the others are buffered four at a time and
+    added to the lower triangle of a ``d x d`` accumulator, then mirrored, so ``out`` is
+    exactly symmetric. The ``K`` weightings of one protein are summed while its rows are in
+    cache. Each protein's sums depend on its own rows only, in a fixed order (the criterion
+    stays row by row).
+    """
+    n_k, n_b, n_l = weights.shape
+    d = rows.shape[2]
+    acc = np.zeros((d, d))
+    sc = np.empty((4, d))
+    rr = np.empty((4, d))
+    for b in range(n_b):
+        wb = index[b]
+        for k in range(n_k):
+            acc[:] = 0.0
+            m = 0
+            for j in range(n_l):
+                f = weights[k, b, j]
+                if f == 0.0:
+                    continue
+                for a in range(d):
+                    rr[m, a] = rows[wb, j, a]
+                    sc[m, a] = f * rows[wb, j, a]
+                m += 1
+                if m == 4:
+                    _gram_rows(acc, sc, rr, m)
+                    m = 0
+            _gram_rows(acc, sc, rr, m)
+            for a in range(d):
+                for c in range(a + 1):
+                    out[k, b, a, c] = acc[a, c]
+                    out[k, b, c, a] = acc[a, c]
+
+
+@njit(cache=True, nogil=True)
+def _lower_inverse(chol: NDArray[np.float64], linv: NDArray[np.float64]) -> None:
+    """``linv = chol^{-1}`` (lower triangular), row by row by forward substitution."""
+    d = chol.shape[0]
+    linv[:] = 0.0
+    for i in range(d):
+        for k in range(i):
+            lik = chol[i, k]
+            for j in range(k + 1):
+                linv[i, j] -= lik * linv[k, j]
+        inv = 1.0 / chol[i, i]
+        for j in range(i):
+            linv[i, j] *= inv
+        linv[i, i] = inv
+
+
+@njit(cache=True, nogil=True)
+def chol_inverses(
+    chol: NDArray[np.float64], sinv: NDArray[np.float64], s0inv: NDArray[np.float64]
+) -> None:
+    """:math:`S^{-1}` and :math:`S_0^{-1}` (zero last row and column) from the Cholesky factors
+    ``chol`` of :math:`S` (shape ``(B, d, d)``), for :func:`pepmix.model.reml._inverses`.
+
+    With :math:`L^{-1}` lower triangular, :math:`S^{-1} = \\sum_k \\ell_k \\ell_k'` over its rows
+    :math:`\\ell_k`; the leading block of :math:`L` is the factor of the leading block
+    :math:`S_0`, so :math:`S_0^{-1}` is the same sum without the last row (no bordering
+    division). Lower triangles are accumulated and mirrored: both are exactly symmetric.
+    """
+    n_b, d, _ = chol.shape
+    linv = np.zeros((d, d))
+    acc = np.zeros((d, d))
+    for b in range(n_b):
+        _lower_inverse(chol[b], linv)
+        acc[:] = 0.0
+        for k in range(d):
+            if k == d - 1:
+                for a in range(d):
+                    for c in range(a + 1):
+                        s0inv[b, a, c] = acc[a, c]
+                        s0inv[b, c, a] = acc[a, c]
+                    s0inv[b, a, d - 1] = 0.0
+                    s0inv[b, d - 1, a] = 0.0
+            for a in range(k + 1):
+                la = linv[k, a]
+                for c in range(a + 1):
+                    acc[a, c] += la * linv[k, c]
+        for a in range(d):
+            for c in range(a + 1):
+                sinv[b, a, c] = acc[a, c]
+                sinv[b, c, a] = acc[a, c]
+
+
+@njit(cache=True, nogil=True)
+def _cholesky_into(s: NDArray[np.float64], chol: NDArray[np.float64]) -> bool:
+    """Lower Cholesky factor of ``s`` (its lower triangle) into ``chol``; False, with ``chol``
+    the identity, when ``s`` is not (numerically) positive definite."""
+    d = s.shape[0]
+    chol[:] = 0.0
+    for j in range(d):
+        total = s[j, j]
+        for k in range(j):
+            total -= chol[j, k] * chol[j, k]
+        if not total > 0.0:
+            chol[:] = 0.0
+            for i in range(d):
+                chol[i, i] = 1.0
+            return False
+        pivot = np.sqrt(total)
+        chol[j, j] = pivot
+        for i in range(j + 1, d):
+            value = s[i, j]
+            for k in range(j):
+                value -= chol[i, k] * chol[j, k]
+            chol[i, j] = value / pivot
+    return True
+
+
+@njit(cache=True, nogil=True)
+def schur_cholesky(
+    g: NDArray[np.float64],
+    sums: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    j_diag: NDArray[np.float64],
+    ghat: NDArray[np.float64],
+    chol: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+) -> None:
+    """:math:`\\hat G = G - \\sum`, :math:`S = \\tilde\\Lambda\\hat G\\tilde\\Lambda + J` and the
+    lower Cholesky factor of ``S`` for every protein (:func:`pepmix.model.reml.evaluate`).
+
+    ``g``, ``sums``, ``ghat``, ``chol`` have shape ``(B, d, d)``, ``lam`` and ``j_diag``
+    ``(B, d)``; ``ok[b]`` is False (and ``chol[b]`` the identity) where ``S`` is not positive
+    definite. ``S`` is formed as ``(lam_a * ghat_ac) * lam_c`` in one buffer per protein.
+    """
+    n_b, d, _ = g.shape
+    s = np.empty((d, d))
+    for b in range(n_b):
+        for a in range(d):
+            for c in range(d):
+                value = g[b, a, c] - sums[b, a, c]
+                ghat[b, a, c] = value
+                s[a, c] = lam[b, a] * value * lam[b, c]
+            s[a, a] += j_diag[b, a]
+        ok[b] = _cholesky_into(s, chol[b])
+
+
+@njit(cache=True, nogil=True)
+def trace_terms(
+    a_inv: NDArray[np.float64],
+    r: NDArray[np.float64],
+    ghat: NDArray[np.float64],
+    ra: NDArray[np.float64],
+    rar: NDArray[np.float64],
+    ad: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    ge1: NDArray[np.float64],
+    ge2: NDArray[np.float64],
+    dimfactor: NDArray[np.int64],
+    efactor: NDArray[np.int64],
+    first: NDArray[np.float64],
+    second: NDArray[np.float64],
+) -> None:
+    """The traces of :func:`pepmix.model.reml._trace_derivatives` from its matrix products.
+
+    Per protein ``b`` (``A = a_inv[b]``, ``R = r[b]``, ``RA = ra[b]``, ``RAR' = rar[b]``,
+    ``P = AD = ad[b]``, the last read only where ``efactor[b] >= 0``): adds into the zeroed
+    ``first`` (``(B, F)``) and ``second`` (``(B, F, F)``) the sums over the dimensions of each
+    factor (``dimfactor``) of ``2 rowsum(A o R)`` and ``2 [A o (Ghat - RAR') - RA o RA']``,
+    and for the eliminated factor ``e`` ``sum(A o D)``, the cross terms
+    ``2 rowsum(A o ge1 lam' - RA o P)`` and ``lam'(A o ge2)lam - sum(P o P')``, with
+    ``D = lam ge1 lam'``.
+    """
+    n_b, d, _ = a_inv.shape
+    for b in range(n_b):
+        e = efactor[b]
+        for i in range(d):
+            fi = dimfactor[b, i]
+            if fi < 0:
+                continue
+            row = 0.0
+            for j in range(d):
+                row += a_inv[b, i, j] * r[b, i, j]
+                gj = dimfactor[b, j]
+                if gj >= 0:
+                    core = a_inv[b, i, j] * (ghat[b, i, j] - rar[b, i, j])
+                    second[b, fi, gj] += 2.0 * (core - ra[b, i, j] * ra[b, j, i])
+            first[b, fi] += 2.0 * row
+        if e < 0:
+            continue
+        trace_d = 0.0
+        ee = 0.0
+        for i in range(d):
+            fi = dimfactor[b, i]
+            cross = 0.0
+            for j in range(d):
+                a_ij = a_inv[b, i, j]
+                trace_d += a_ij * lam[b, i] * ge1[b, i, j] * lam[b, j]
+                ee += a_ij * ge2[b, i, j] * lam[b, i] * lam[b, j] - ad[b, i, j] * ad[b, j, i]
+                cross += a_ij * ge1[b, i, j] * lam[b, j] - ra[b, i, j] * ad[b, i, j]
+            if fi >= 0:
+                second[b, fi, e] += 2.0 * cross
+                second[b, e, fi] += 2.0 * cross
+        first[b, e] += trace_d
+        second[b, e, e] += ee

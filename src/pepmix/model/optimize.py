@@ -100,10 +100,10 @@ def partial_start(bucket: Bucket, theta0: FloatArray) -> tuple[FloatArray, Float
     dev = evaluate(bucket, theta).dev
     every = np.flatnonzero((missing == bucket.free).all(axis=1) & missing.any(axis=1))
     if every.size:
-        theta[every], dev[every] = start_values(bucket.take(every))
+        theta[every], dev[every] = start_values(bucket.take_shared(every))
     some = np.flatnonzero(missing.any(axis=1) & ~(missing == bucket.free).all(axis=1))
     if some.size:
-        sub = bucket.take(some)
+        sub = bucket.take_shared(some)
         hold, best = theta[some], np.full(some.size, np.inf)
         gap = missing[some]
         for value in GRID_VALUES[1]:
@@ -146,7 +146,9 @@ def minimize(
     converged = bucket.free.sum(axis=1) == 0
     iterations = np.zeros(nb, dtype=np.intp)
     active = np.flatnonzero(~converged & np.isfinite(dev))
-    sub = bucket.take(active)
+    # every protein active (the usual start): no copy of the bucket's arrays (read only here);
+    # sub-buckets share the rank-one classes (Bucket.take_shared)
+    sub = bucket if active.size == nb else bucket.take_shared(active)
     # the criterion at theta[active], when an earlier evaluation has it (the start, the line
     # search's accepted step): the criterion is evaluated row by row, so reusing it is exact
     known = None if start_ev is None else start_ev.take(active)
@@ -173,7 +175,7 @@ def minimize(
         move = np.flatnonzero(~done)
         accepted = None
         if move.size:
-            part = sub.take(move) if move.size < sub.size else sub
+            part = sub.take_shared(move) if move.size < sub.size else sub
             new_th, new_dev, improved, accepted = _line_search(
                 part, th[move], ev.dev[move], grad[move], step[move]
             )
@@ -194,7 +196,7 @@ def minimize(
             known = accepted.take(position[keep])
         active = active[keep]
         if keep.size and keep.size < sub.size:
-            sub = sub.take(keep)
+            sub = sub.take_shared(keep)
     if active.size and known is not None:
         # stopped at max_iter: the line search's evaluation at the accepted step
         final = _put_rows(final, nb, active, known, np.arange(active.size))
@@ -297,7 +299,7 @@ def _line_search(
         th0 = np.tile(theta[pending], (n_len, 1))
         st = np.tile(step[pending], (n_len, 1))
         cand = np.maximum(th0 + np.repeat(alphas, n_p)[:, None] * st, 0.0)
-        rows = sub if n_len == 1 else sub.take(np.tile(np.arange(n_p), n_len))
+        rows = sub if n_len == 1 else sub.take_shared(np.tile(np.arange(n_p), n_len))
         evaluation = evaluate(rows, cand)
         new = evaluation.dev
         slope = np.sum(np.tile(grad[pending], (n_len, 1)) * (cand - th0), axis=1)
@@ -317,7 +319,7 @@ def _line_search(
         if keep.size == 0:
             break
         pending = pending[keep]
-        sub = sub.take(keep)
+        sub = sub.take_shared(keep)
     improved = best_dev < dev
     return best_th, best_dev, improved, accepted
 

@@ -56,7 +56,7 @@ With observation weights (:mod:`pepmix.model.suffstats`) :math:`n_j` is the weig
 stack costs :math:`O(L d^2)` memory per protein for :math:`L` levels. Weighted problems therefore
 store the rows :math:`w_j` instead (a :math:`L \times d` matrix :math:`W` per protein) and form
 :math:`\sum_j f_j(t_E)\,w_j w_j' = W'\mathrm{diag}(f)\,W` (and the same with :math:`f'`,
-:math:`f''` for the derivatives) as one batched matrix product: the same sum, :math:`O(L d)`
+:math:`f''` for the derivatives) in one compiled pass over the rows: the same sum, :math:`O(L d)`
 memory. Unweighted problems keep the class stack.
 
 Variance-ratio prior (optional)
@@ -128,6 +128,11 @@ class Bucket:
     prior_df, prior_ratio : ndarray, shape (B, F), optional
         Variance-ratio prior :math:`(d_0, r_0)` per protein and factor (``d_0 = 0``: none);
         default None (plain REML).
+    w_rows : ndarray of int, shape (B,), optional
+        Rank-one classes shared with the bucket this one was taken from
+        (:meth:`take_shared`): protein ``b``'s rows are ``W[w_rows[b]]``. Default None:
+        ``W[b]``. Only :func:`evaluate` and :func:`derivatives` read such a bucket's ``W``;
+        :meth:`take` of it has its own.
     """
 
     G: FloatArray
@@ -142,6 +147,7 @@ class Bucket:
     e_fixed: bool = False
     prior_df: FloatArray | None = None
     prior_ratio: FloatArray | None = None
+    w_rows: IntArray | None = None
 
     @property
     def size(self) -> int:
@@ -171,10 +177,23 @@ class Bucket:
         return int(self.free.shape[1])
 
     def take(self, index: IntArray) -> Bucket:
-        """Return the sub-bucket of the proteins at ``index``."""
+        """Return the sub-bucket of the proteins at ``index`` (its own copies of the arrays)."""
+        rows = index if self.w_rows is None else self.w_rows[index]
+        return self._take(index, self.W[rows], None)
+
+    def take_shared(self, index: IntArray) -> Bucket:
+        """:meth:`take`, but rank-one classes are not copied: the sub-bucket reads this
+        bucket's ``W`` through :attr:`w_rows` (for the optimiser's shrinking active sets and
+        repeated rows; class stacks are copied as by :meth:`take`)."""
+        if self.W.ndim != 3:
+            return self.take(index)
+        rows = np.asarray(index, dtype=np.intp)
+        return self._take(index, self.W, rows if self.w_rows is None else self.w_rows[rows])
+
+    def _take(self, index: IntArray, w: FloatArray, w_rows: IntArray | None) -> Bucket:
         return Bucket(
             G=self.G[index],
-            W=self.W[index],
+            W=w,
             cls_n=self.cls_n[index],
             cls_m=self.cls_m[index],
             dimfactor=self.dimfactor[index],
@@ -185,6 +204,7 @@ class Bucket:
             e_fixed=self.e_fixed,
             prior_df=None if self.prior_df is None else self.prior_df[index],
             prior_ratio=None if self.prior_ratio is None else self.prior_ratio[index],
+            w_rows=w_rows,
         )
 
 
@@ -269,18 +289,46 @@ def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArr
         return np.asarray(np.where(has, d0 * (-2.0 / th**2 + 6.0 * r0 / th**4), 0.0))
 
 
-def _class_sum(weights: FloatArray, w: FloatArray) -> FloatArray:
-    """:math:`\\sum_c` ``weights[b, c] * W_c`` as one batched matrix product.
+def _class_sum(weights: FloatArray, w: FloatArray, rows: IntArray | None = None) -> FloatArray:
+    """:math:`\\sum_c` ``weights[b, c] * W_c`` per protein (see :func:`_class_sums`).
 
     ``w`` holds the class sums (shape ``(B, C, d, d)``) or, for rank-one classes, their rows
     :math:`w_j` (shape ``(B, L, d)``): then the sum is :math:`W'\\,\\mathrm{diag}(f)\\,W`.
     """
+    return _class_sums([weights], w, rows)[0]
+
+
+def _class_sums(
+    weights: list[FloatArray], w: FloatArray, rows: IntArray | None = None
+) -> list[FloatArray]:
+    """:func:`_class_sum` for each array of ``weights`` (all shape ``(B, C)``); protein ``b``'s
+    classes are ``w[rows[b]]`` (default None: ``w[b]``; :attr:`Bucket.w_rows`).
+
+    Rank-one classes use the compiled :func:`pepmix.model._kernel.weighted_gram`: one pass over
+    the rows :math:`w_j` for all weightings (the evaluation's :math:`f` or the derivatives'
+    :math:`f'` and :math:`f''`), the lower triangle only, levels of weight 0 skipped, and no
+    scaled copy of :math:`W` (with :math:`L` in the hundreds, e.g. 200 runs, these sums are
+    the engine's largest cost). Class stacks (unweighted problems) keep one batched matrix
+    product per weighting.
+    """
+    nb = weights[0].shape[0]
     if w.ndim == 3:
-        scaled = np.swapaxes(w, 1, 2) * weights[:, None, :]
-        return np.asarray(np.matmul(scaled, w), dtype=np.float64)
-    nb, nc, d, _ = w.shape
-    out = np.matmul(weights[:, None, :], w.reshape(nb, nc, d * d))
-    return np.asarray(out.reshape(nb, d, d), dtype=np.float64)
+        from pepmix.model._kernel import weighted_gram
+
+        d = w.shape[2]
+        out = np.empty((len(weights), nb, d, d))
+        stacked = np.ascontiguousarray(np.stack(weights), dtype=np.float64)
+        index = np.arange(nb, dtype=np.int64) if rows is None else rows.astype(np.int64)
+        weighted_gram(stacked, np.ascontiguousarray(w, dtype=np.float64), index, out)
+        return list(out)
+    if rows is not None:
+        w = w[rows]
+    nc, d = w.shape[1], w.shape[2]
+    flat = w.reshape(nb, nc, d * d)
+    return [
+        np.asarray(np.matmul(weight[:, None, :], flat).reshape(nb, d, d), dtype=np.float64)
+        for weight in weights
+    ]
 
 
 def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
@@ -299,23 +347,27 @@ def _j_diag(bucket: Bucket) -> FloatArray:
     return bucket.j_diag
 
 
-def _batched_cholesky(matrix: FloatArray) -> tuple[FloatArray, BoolArray]:
-    """Cholesky factors of a stack; failures are marked and given an identity factor."""
-    try:
-        chol = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
-        return chol, np.ones(matrix.shape[0], dtype=bool)
-    except np.linalg.LinAlgError:
-        pass
-    out = np.empty_like(matrix)
-    ok = np.ones(matrix.shape[0], dtype=bool)
-    eye = np.eye(matrix.shape[1])
-    for i in range(matrix.shape[0]):
-        try:
-            out[i] = np.linalg.cholesky(matrix[i])
-        except np.linalg.LinAlgError:
-            out[i] = eye
-            ok[i] = False
-    return out, ok
+def _factor(
+    bucket: Bucket, sums: FloatArray, lam: FloatArray
+) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """:math:`\\hat G`, the Cholesky factor of :math:`S` and whether it exists, per protein
+    (one compiled pass: :func:`pepmix.model._kernel.schur_cholesky`)."""
+    from pepmix.model._kernel import schur_cholesky
+
+    g = np.ascontiguousarray(bucket.G, dtype=np.float64)
+    ghat = np.empty_like(g)
+    chol = np.empty_like(g)
+    ok = np.empty(g.shape[0], dtype=bool)
+    schur_cholesky(
+        g,
+        np.ascontiguousarray(sums, dtype=np.float64),
+        np.ascontiguousarray(lam, dtype=np.float64),
+        np.ascontiguousarray(_j_diag(bucket), dtype=np.float64),
+        ghat,
+        chol,
+        ok,
+    )
+    return ghat, chol, ok
 
 
 def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
@@ -333,12 +385,8 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         denom = 1.0 + t_e[:, None] * bucket.cls_n
         f_c = np.where(present, t_e[:, None] / denom, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
-    ghat = bucket.G - _class_sum(f_c, bucket.W)
     lam = lambda_diag(bucket, theta)
-    s = lam[:, :, None] * ghat * lam[:, None, :]
-    d = bucket.dim
-    s[:, np.arange(d), np.arange(d)] += _j_diag(bucket)
-    chol, ok = _batched_cholesky(s)
+    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W, bucket.w_rows), lam)
     diag = np.diagonal(chol, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_diag = 2.0 * np.log(diag)
@@ -382,8 +430,10 @@ class Derivatives:
         Hessians of the same.
     s0inv : ndarray, shape (B, d, d)
         :math:`S_0^{-1}` padded with a zero last row and column.
-    ds : list of ndarray, shape (B, d, d)
-        :math:`\\partial S/\\partial\\theta_f` for each factor.
+    parts : DerivativeParts
+        What :attr:`ds` is formed from.
+    pen1, pen2 : ndarray, shape (B, F), optional
+        Gradient and Hessian diagonal of the prior penalty (default None: no prior).
     """
 
     l1: FloatArray
@@ -393,9 +443,18 @@ class Derivatives:
     l02: FloatArray
     g2: FloatArray
     s0inv: FloatArray
-    ds: list[FloatArray]
+    parts: DerivativeParts
     pen1: FloatArray | None = None
     pen2: FloatArray | None = None
+
+    @cached_property
+    def ds(self) -> list[FloatArray]:
+        """:math:`\\partial S/\\partial\\theta_f` for each factor ``f`` (shape ``(B, d, d)``).
+
+        Formed when first read (the Satterthwaite Jacobian reads them; the optimiser needs
+        only their traces, which :func:`derivatives` takes without forming them).
+        """
+        return self.parts.matrices()
 
     def profiled(self, nu: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Gradient and Hessian of the profiled criterion :math:`d(\\theta)` (plus penalty)."""
@@ -409,32 +468,72 @@ class Derivatives:
         return grad, hess
 
 
+@dataclass
+class DerivativeParts:
+    r"""The pieces of :math:`\partial S/\partial\theta_f` at one ``theta`` per protein.
+
+    For a kept factor :math:`\partial S/\partial\theta_f = M_f R + R'M_f` with
+    :math:`R = \hat G\tilde\Lambda` and :math:`M_f` the indicator of its dimensions; for the
+    eliminated one :math:`D = \tilde\Lambda\,\partial\hat G/\partial\theta_E\,\tilde\Lambda`.
+
+    Attributes
+    ----------
+    r : ndarray, shape (B, d, d)
+        :math:`R`.
+    d_e : ndarray, shape (B, d, d)
+        :math:`D` (zero for proteins without an eliminated factor).
+    dimfactor : ndarray of int, shape (B, d)
+        Factor of each dimension (:attr:`Bucket.dimfactor`): :math:`M_f` is its indicator.
+    efactor : ndarray of int, shape (B,)
+        Eliminated factor (:attr:`Bucket.efactor`, -1: none).
+    onehot_e : ndarray of bool, shape (B, F)
+        Which factor is eliminated.
+    """
+
+    r: FloatArray
+    d_e: FloatArray
+    dimfactor: IntArray
+    efactor: IntArray
+    onehot_e: BoolArray
+
+    def matrices(self) -> list[FloatArray]:
+        r""":math:`\partial S/\partial\theta_f` for each factor (list of ``(B, d, d)``)."""
+        out: list[FloatArray] = []
+        for f in range(self.onehot_e.shape[1]):
+            mk = (self.dimfactor == f).astype(np.float64)[:, :, None] * self.r
+            dk = mk + np.transpose(mk, (0, 2, 1))
+            if self.onehot_e[:, f].any():
+                dk = np.where(self.onehot_e[:, f, None, None], self.d_e, dk)
+            out.append(np.asarray(dk, dtype=np.float64))
+        return out
+
+
 def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
     """Return :math:`S^{-1}` and :math:`S_0^{-1}` (zero-padded to ``d``).
 
-    :math:`S_0^{-1}` follows from :math:`S^{-1}` by the bordering identity
-    :math:`S_0^{-1} = A - a a' / \\alpha` with :math:`S^{-1} = [[A, a], [a', \\alpha]]`.
+    From the inverse of the Cholesky factor (:func:`pepmix.model._kernel.chol_inverses`):
+    :math:`S_0^{-1}` is :math:`S^{-1}` without the last row of :math:`L^{-1}`, the same as the
+    bordering identity :math:`S_0^{-1} = A - a a' / \\alpha` with
+    :math:`S^{-1} = [[A, a], [a', \\alpha]]`.
     """
-    chol = ev.chol
-    d = chol.shape[1]
-    linv = np.linalg.inv(chol)
-    sinv = np.matmul(np.transpose(linv, (0, 2, 1)), linv)
-    corner = sinv[:, -1, -1]
-    border = sinv[:, :-1, -1]
-    s0 = np.zeros_like(sinv)
-    s0[:, :-1, :-1] = (
-        sinv[:, :-1, :-1] - border[:, :, None] * border[:, None, :] / corner[:, None, None]
-    )
-    del d
-    return sinv, s0
+    from pepmix.model._kernel import chol_inverses
+
+    chol = np.ascontiguousarray(ev.chol, dtype=np.float64)
+    sinv = np.empty_like(chol)
+    s0inv = np.empty_like(chol)
+    chol_inverses(chol, sinv, s0inv)
+    return sinv, s0inv
 
 
 def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivatives:
-    """Exact first and second derivatives of the pieces of the criterion at ``theta``."""
+    """Exact first and second derivatives of the pieces of the criterion at ``theta``.
+
+    The traces of :math:`S^{-1}` and :math:`S_0^{-1}` with the derivatives of ``S`` come from
+    :func:`_trace_derivatives` (a few batched matrix products for all factors at once).
+    """
     nb, nf = theta.shape
     sinv, s0inv = _inverses(ev)
     lam = ev.lam
-    ghat = ev.ghat
     theta_e = _theta_e(bucket, theta)
     t_e = theta_e**2
     denom = 1.0 + t_e[:, None] * bucket.cls_n
@@ -442,45 +541,30 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     fp = np.where(present, 1.0 / denom**2, 0.0)  # f_c'(t)
     fpp = np.where(present, -2.0 * bucket.cls_n / denom**3, 0.0)  # f_c''(t)
     # d Ghat / d theta_E and d2 Ghat / d theta_E^2
-    ge1 = -_class_sum(2.0 * theta_e[:, None] * fp, bucket.W)
-    ge2 = -_class_sum(2.0 * fp + 4.0 * t_e[:, None] * fpp, bucket.W)
-    r = ghat * lam[:, None, :]  # R = Ghat Lambda
-    masks = [(bucket.dimfactor == f).astype(np.float64) for f in range(nf)]
-    is_e = [(bucket.efactor == f) for f in range(nf)]
-    ds: list[FloatArray] = []
-    for f in range(nf):
-        mk = masks[f][:, :, None] * r
-        dk = mk + np.transpose(mk, (0, 2, 1))
-        if is_e[f].any():
-            de = lam[:, :, None] * ge1 * lam[:, None, :]
-            dk = np.where(is_e[f][:, None, None], de, dk)
-        ds.append(dk)
-    l1 = np.zeros((nb, nf))
-    l01 = np.zeros((nb, nf))
-    t_full = []
-    t_zero = []
-    for f in range(nf):
-        l1[:, f] = np.einsum("bij,bji->b", sinv, ds[f])
-        l01[:, f] = np.einsum("bij,bji->b", s0inv, ds[f])
-        t_full.append(sinv @ ds[f])
-        t_zero.append(s0inv @ ds[f])
-    l2 = np.zeros((nb, nf, nf))
-    l02 = np.zeros((nb, nf, nf))
-    any_e = bool((bucket.efactor >= 0).any())
-    for a_inv, target, t_list in ((sinv, l2, t_full), (s0inv, l02, t_zero)):
-        second = _second_traces(a_inv, masks, is_e, lam, ghat, ge1, ge2, any_e)
-        for f in range(nf):
-            for g in range(f, nf):
-                value = second[f][g] - np.einsum("bij,bji->b", t_list[f], t_list[g])
-                target[:, f, g] = target[:, g, f] = value
+    sum1, sum2 = _class_sums(
+        [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp],
+        bucket.W,
+        bucket.w_rows,
+    )
+    ge1, ge2 = -sum1, -sum2
+    onehot_e = bucket.efactor[:, None] == np.arange(nf)[None, :]
+    parts = DerivativeParts(
+        r=ev.ghat * lam[:, None, :],
+        d_e=lam[:, :, None] * ge1 * lam[:, None, :],
+        dimfactor=bucket.dimfactor,
+        efactor=bucket.efactor,
+        onehot_e=onehot_e,
+    )
+    any_e = bool(onehot_e.any())
+    l1, l2 = _trace_derivatives(sinv, parts, ev.ghat, lam, ge1, ge2, any_e)
+    l01, l02 = _trace_derivatives(s0inv, parts, ev.ghat, lam, ge1, ge2, any_e)
     # g_E = sum_c m_c log(1 + t c)
-    g1 = np.zeros((nb, nf))
-    g2 = np.zeros((nb, nf, nf))
     s1 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n / denom, 0.0), axis=1)
     s2 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n**2 / denom**2, 0.0), axis=1)
-    for f in range(nf):
-        g1[:, f] = np.where(is_e[f], 2.0 * theta_e * s1, 0.0)
-        g2[:, f, f] = np.where(is_e[f], 2.0 * s1 - 4.0 * t_e * s2, 0.0)
+    g1 = np.where(onehot_e, (2.0 * theta_e * s1)[:, None], 0.0)
+    g2 = np.zeros((nb, nf, nf))
+    diag = np.arange(nf)
+    g2[:, diag, diag] = np.where(onehot_e, (2.0 * s1 - 4.0 * t_e * s2)[:, None], 0.0)
     free = bucket.free.astype(np.float64)
     pair = free[:, :, None] * free[:, None, :]
     pen1 = pen2 = None
@@ -495,10 +579,73 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         l02=l02 * pair,
         g2=g2 * pair,
         s0inv=s0inv,
-        ds=ds,
+        parts=parts,
         pen1=pen1,
         pen2=pen2,
     )
+
+
+def _trace_derivatives(
+    a_inv: FloatArray,
+    parts: DerivativeParts,
+    ghat: FloatArray,
+    lam: FloatArray,
+    ge1: FloatArray,
+    ge2: FloatArray,
+    any_e: bool,
+) -> tuple[FloatArray, FloatArray]:
+    r"""Gradient and Hessian of :math:`\log|A^{-1}|` for :math:`A = S^{-1}` or :math:`S_0^{-1}`.
+
+    That is :math:`\mathrm{tr}(A\,\partial_f S)` and
+    :math:`\mathrm{tr}(A\,\partial^2_{fg} S) - \mathrm{tr}(A\,\partial_f S\,A\,\partial_g S)`
+    (shapes ``(B, F)`` and ``(B, F, F)``), without forming any :math:`\partial_f S`. With
+    :math:`A` symmetric, :math:`m_f` the indicator of kept factor ``f``'s dimensions,
+    :math:`\partial_f S = M_f R + R'M_f` and :math:`\mathrm{tr}(X M_f Y M_g) = m_f'(X\circ
+    Y')m_g`:
+
+    - :math:`\mathrm{tr}(A\,\partial_f S) = 2\,m_f'\,\mathrm{rowsum}(A\circ R)`,
+    - :math:`\mathrm{tr}(A\,\partial_f S\,A\,\partial_g S) = 2\,m_f'\,[(RA)\circ(RA)' +
+      A\circ(RAR')]\,m_g` (both kept: one matrix for all pairs),
+    - with the eliminated factor's :math:`D` and :math:`P = AD` (so :math:`DA = P'`):
+      :math:`\mathrm{tr}(A D) = \mathrm{sum}(A\circ D)`,
+      :math:`\mathrm{tr}(A\,\partial_f S\,A D) = 2\,m_f'\,\mathrm{rowsum}((RA)\circ P)`,
+      :math:`\mathrm{tr}(ADAD) = \mathrm{sum}(P\circ P')`;
+
+    the second derivatives of ``S`` as in :func:`_second_traces`. Two or three ``d x d``
+    products per protein (batched matrix products) whatever the number of factors (the traces
+    of the products :math:`A\,\partial_f S` took two per factor and pair loops); the
+    element-wise sums over each factor's dimensions in one compiled pass
+    (:func:`pepmix.model._kernel.trace_terms`).
+    """
+    from pepmix.model._kernel import trace_terms
+
+    r = parts.r
+    nb, nf = parts.onehot_e.shape
+    ra = np.matmul(r, a_inv)
+    rar = np.matmul(ra, np.transpose(r, (0, 2, 1)))
+    ad = np.matmul(a_inv, parts.d_e) if any_e else np.zeros((nb, 0, 0))  # P = AD; DA = P'
+    first = np.zeros((nb, nf))
+    second = np.zeros((nb, nf, nf))
+    a_inv, r, ghat, ra, rar, ad, lam, ge1, ge2 = (
+        np.ascontiguousarray(x, dtype=np.float64)
+        for x in (a_inv, r, ghat, ra, rar, ad, lam, ge1, ge2)
+    )
+    trace_terms(
+        a_inv,
+        r,
+        ghat,
+        ra,
+        rar,
+        ad,
+        lam,
+        ge1,
+        ge2,
+        np.ascontiguousarray(parts.dimfactor, dtype=np.int64),
+        np.ascontiguousarray(parts.efactor, dtype=np.int64),
+        first,
+        second,
+    )
+    return first, second
 
 
 def _second_traces(
