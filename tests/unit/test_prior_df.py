@@ -80,3 +80,23 @@ def test_squeeze_var_masked_uses_the_masked_fit() -> None:
         np.testing.assert_allclose(masked.var_post[:50], expected, rtol=1e-12)
     with pytest.raises(ValueError, match="prior_mask"):
         squeeze_var_masked(s2, df, mask[:10])
+
+
+def test_df_of_one_up_to_rounding_enters_the_prior() -> None:
+    """A df that is 1 by the design comes out 1 +- a few ulps with the summation order (BLAS,
+    CPU): both sides of 1 give the same prior (moderation.MIN_PRIOR_DF_RTOL); a df clearly below
+    1 (0.99) does not enter it."""
+    base = _stats()
+    options = InferenceOptions()
+
+    def prior_with_first_three(df_value: float) -> float:
+        table = base.copy()
+        table.loc[:2, "df"] = df_value
+        table.loc[:2, "se"] = np.sqrt(0.5 * np.array([1e-4, 2.0, 1e-3]))  # far from the rest
+        out = differential_table(table, ["B - A"], options)
+        return float(out["df_prior"].iloc[10])
+
+    above, below = prior_with_first_three(1.0 + 4e-16), prior_with_first_three(1.0 - 4e-16)
+    # the same proteins in the fit; the df differ by 8e-16, so the prior only in rounding
+    np.testing.assert_allclose(below, above, rtol=1e-12)
+    assert abs(prior_with_first_three(0.99) - above) > 1e-3 * above

@@ -27,7 +27,8 @@ fitted to comparable variances.
 
 Two rules are pepmix's, not limma's:
 
-- **The prior is fitted to proteins with** :math:`\nu_{gj} \ge 1` (:data:`MIN_PRIOR_DF`) and
+- **The prior is fitted to proteins with** :math:`\nu_{gj} \ge 1` (:data:`MIN_PRIOR_DF`, up to
+  the rounding tolerance :data:`MIN_PRIOR_DF_RTOL`) and
   applied to all tested proteins (:func:`squeeze_var_masked`). The moment estimator (Smyth 2004)
   subtracts the mean sampling variance of the log-variances, :math:`\psi'(\nu/2)\approx 4/\nu^2`
   for small :math:`\nu`, from their observed spread. One protein on :math:`\nu = 2\cdot10^{-5}`
@@ -107,6 +108,12 @@ __all__ = [
 MIN_PROTEINS_FOR_PRIOR = 10
 #: proteins with fewer df are moderated but do not enter the estimate of the prior
 MIN_PRIOR_DF = 1.0
+#: relative tolerance of the :data:`MIN_PRIOR_DF` rule: a Satterthwaite df that is exactly 1 by
+#: the design (e.g. three observations and two fixed effects) comes out a few units in the last
+#: place above or below 1 depending on the summation order of the linear algebra (BLAS build,
+#: CPU); such proteins count as df 1. The df themselves are accurate to the optimiser's
+#: tolerance only (~1e-6 relative), so no information is lost
+MIN_PRIOR_DF_RTOL = 1e-6
 
 #: the priors of ``moderate_contrast`` (config ``testing.variance_prior``)
 PRIORS = ("limma", "vash", "vash_censored")
@@ -224,7 +231,7 @@ def moderate_contrast(
         df >= :data:`MIN_PRIOR_DF`.
     """
     out = ModeratedContrast.unmoderated(se_raw, df)
-    informative = tested & (df >= MIN_PRIOR_DF)
+    informative = tested & (df >= MIN_PRIOR_DF * (1.0 - MIN_PRIOR_DF_RTOL))
     if informative.sum() < MIN_PROTEINS_FOR_PRIOR:
         return out
     n_num = part["n_samples_num"].to_numpy(dtype=np.float64)
