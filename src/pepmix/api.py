@@ -351,7 +351,19 @@ def fit(
     Returns
     -------
     Fit
+
+    Notes
+    -----
+    The engine's linear algebra is many small batched matrices, on which a multi-threaded BLAS
+    gains no time (its extra threads spin on products of a few dozen rows): the fit runs with
+    BLAS limited to one thread (threadpoolctl; the previous limits are restored on return), as
+    the workflow's fit jobs do (:func:`pepmix.rule.limit_threads`). Measured on one shard of
+    the 10,000 x 200 cohort (warm, two alternated pairs): 24.1-24.3 s of wall either way,
+    27.6 CPU s with OpenBLAS's two threads against 24.3-24.4 with one (``benchmarks/README.md``,
+    "BLAS threads of the Python API").
     """
+    from threadpoolctl import threadpool_limits
+
     from pepmix.model.protein_fit import fit_protein_models, run_design
     from pepmix.model.stored import StoredFit
 
@@ -374,15 +386,16 @@ def fit(
         from pepmix.model.shrinkage import fit_variance_prior
 
         prior = fit_variance_prior(table, run_design(data.runs, model_config, replication))
-    result = fit_protein_models(
-        table,
-        data.runs,
-        model_config,
-        replication=replication,
-        prior=prior,
-        variance_tests=variance_tests,
-        feature_prior=feature_prior,
-    )
+    with threadpool_limits(limits=1):
+        result = fit_protein_models(
+            table,
+            data.runs,
+            model_config,
+            replication=replication,
+            prior=prior,
+            variance_tests=variance_tests,
+            feature_prior=feature_prior,
+        )
     return Fit(
         stored=StoredFit.from_model_fit(result.model),
         runs=data.runs,

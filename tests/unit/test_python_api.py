@@ -111,3 +111,34 @@ def test_fit_needs_normalized_data() -> None:
 def test_read_without_inputs_is_an_error() -> None:
     with pytest.raises(ConfigError, match="no input"):
         pepmix.read([], samples=REPO / "config/samples.tsv")
+
+
+def test_fit_runs_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pepmix.fit limits BLAS to one thread during the fit (the engine's batched small products
+    only slow down with more) and restores the caller's limit afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import pepmix.model.protein_fit as protein_fit
+
+    def blas_threads() -> set[int]:
+        return {int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        seen.append(blas_threads())
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(protein_fit, "fit_protein_models", record)
+    data = pepmix.Dataset(
+        features=pd.DataFrame({"protein": ["P"], "feature": ["f"], "run": ["r"], "y": [1.0]}),
+        runs=pd.DataFrame({"run": ["r"], "condition": ["A"]}),
+        removed=pd.DataFrame(),
+    )
+    with threadpool_limits(limits=2, user_api="blas"):
+        if blas_threads() != {2}:
+            pytest.skip("this numpy's BLAS does not take a thread limit")
+        with pytest.raises(RuntimeError, match="recorded"):
+            pepmix.fit(data)
+        assert blas_threads() == {2}
+    assert seen == [{1}]
