@@ -611,7 +611,9 @@ def _trace_derivatives(
       :math:`\mathrm{tr}(A\,\partial_f S\,A D) = 2\,m_f'\,\mathrm{rowsum}((RA)\circ P)`,
       :math:`\mathrm{tr}(ADAD) = \mathrm{sum}(P\circ P')`;
 
-    the second derivatives of ``S`` as in :func:`_second_traces`. Two or three ``d x d``
+    the second derivatives of ``S``: :math:`\mathrm{tr}(A\,\partial^2_{fg} S) =
+    2\,m_f'(A\circ\hat G)m_g` (both factors kept), :math:`2\,m_f'(A\circ\hat G_E)\lambda`
+    (``g`` eliminated), :math:`\lambda'(A\circ\hat G_{EE})\lambda` (both). Two or three ``d x d``
     products per protein (batched matrix products) whatever the number of factors (the traces
     of the products :math:`A\,\partial_f S` took two per factor and pair loops); the
     element-wise sums over each factor's dimensions in one compiled pass
@@ -646,52 +648,3 @@ def _trace_derivatives(
         second,
     )
     return first, second
-
-
-def _second_traces(
-    a_inv: FloatArray,
-    masks: list[FloatArray],
-    is_e: list[BoolArray],
-    lam: FloatArray,
-    ghat: FloatArray,
-    ge1: FloatArray,
-    ge2: FloatArray,
-    any_e: bool,
-) -> list[list[FloatArray]]:
-    """:math:`\\mathrm{tr}(A\\,\\partial^2 S / \\partial\\theta_f\\partial\\theta_g)` for all pairs.
-
-    With :math:`A` symmetric and :math:`m_f` the indicator of factor ``f``'s dimensions, the
-    second derivatives of :math:`S = \\tilde\\Lambda\\hat G\\tilde\\Lambda + J` give (both
-    factors kept) :math:`2\\,m_f'(A\\circ\\hat G)m_g`, (``f`` kept, ``g`` eliminated)
-    :math:`2\\,m_f'(A\\circ\\hat G_E)\\lambda`, (both eliminated)
-    :math:`\\lambda'(A\\circ\\hat G_{EE})\\lambda`, so no derivative matrix is formed.
-    The traces are symmetric in ``(f, g)``: only the pairs ``g >= f`` are computed (those
-    :func:`derivatives` reads); entry ``[f][g]`` with ``g < f`` is entry ``[g][f]``.
-    """
-    nf = len(masks)
-    ag = a_inv * ghat
-    # symmetric in (f, g): only g >= f is computed (what derivatives reads); [f][g] = [g][f]
-    kk: list[list[FloatArray]] = []
-    for f in range(nf):
-        row = [kk[g][f] for g in range(f)]
-        row += [np.einsum("bi,bij,bj->b", masks[f], ag, masks[g]) * 2.0 for g in range(f, nf)]
-        kk.append(row)
-    if not any_e:
-        return kk
-    ae1 = np.einsum("bij,bij,bj->bi", a_inv, ge1, lam)
-    ee = np.einsum("bi,bij,bij,bj->b", lam, a_inv, ge2, lam)
-    out = [[kk[f][g] for g in range(nf)] for f in range(nf)]
-    for f in range(nf):
-        ke_f = 2.0 * np.sum(masks[f] * ae1, axis=1)  # f kept, the other one eliminated
-        for g in range(nf):
-            if g < f:
-                out[f][g] = out[g][f]
-            elif f == g:
-                out[f][g] = np.where(is_e[f], ee, kk[f][g])
-            else:
-                both_k = ~(is_e[f] | is_e[g])
-                value = np.where(is_e[g], ke_f, 0.0)
-                ke_g = 2.0 * np.sum(masks[g] * ae1, axis=1)
-                value = np.where(is_e[f], ke_g, value)
-                out[f][g] = np.where(both_k, kk[f][g], value)
-    return out
