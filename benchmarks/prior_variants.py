@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ground_truth import demo_truth, ranking_power
+from ground_truth import demo_truth, ranking_power, score
 from scenarios import simulate_scenario, write_inputs
 from scipy import stats
 from stage_runner import StageRunner, demo_config, scenario_config
@@ -216,20 +216,11 @@ def fdp_rows(runner: StageRunner, names: list[str], variants: list[str]) -> list
             st = _data(runner, name, 1500, seed)
             for v in variants:
                 t = table(st, v)
-                changed = t["true_lfc"].fillna(0).to_numpy() != 0
-                called = t["adj_pvalue"].to_numpy() < 0.05
-                tp, fp = int((called & changed).sum()), int((called & ~changed).sum())
-                rows.append(
-                    {
-                        "scenario": name,
-                        "seed": seed,
-                        "variant": v,
-                        "TP": tp,
-                        "FP": fp,
-                        "FDP": fp / max(tp + fp, 1),
-                        "TP@FDP5": ranking_power(t["pvalue"].to_numpy(), changed),
-                    }
-                )
+                truth = t.set_index(t["protein"].astype(str))["true_lfc"]
+                got = score(t, truth)
+                keys = ("TP", "FP", "FDP", "TP@FDP5")
+                rows.append({"scenario": name, "seed": seed, "variant": v}
+                            | {k: got[k] for k in keys})  # fmt: skip
                 log.info("%s", rows[-1])
     return rows
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ground_truth import demo_truth, ranking_power
+from ground_truth import demo_truth, ranking_power, score
 from scenarios import simulate_scenario, write_inputs
 from scipy import stats
 from stage_runner import StageRunner, availability, demo_config, merge_overrides, scenario_config
@@ -94,21 +94,10 @@ def fdp_rows(
         for seed in seeds:
             config, truth = _sim_config(runner, name, 1500, seed)
             for label, table in _tables(runner, config).items():
-                tested = table.loc[table["pvalue"].notna()]
-                changed = truth.reindex(tested["protein"].astype(str)).fillna(0).to_numpy() != 0
-                called = tested["adj_pvalue"].to_numpy() < ALPHA
-                tp, fp = int((called & changed).sum()), int((called & ~changed).sum())
-                rows.append(
-                    {
-                        "scenario": name,
-                        "seed": seed,
-                        "variant": label,
-                        "TP": tp,
-                        "FP": fp,
-                        "FDP": fp / max(tp + fp, 1),
-                        "TP@FDP5": ranking_power(tested["pvalue"].to_numpy(), changed),
-                    }
-                )
+                got = score(table, truth)
+                keys = ("TP", "FP", "FDP", "TP@FDP5")
+                rows.append({"scenario": name, "seed": seed, "variant": label}
+                            | {k: got[k] for k in keys})  # fmt: skip
                 log.info("%s", rows[-1])
     return rows
 
