@@ -56,6 +56,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "limma_nonrobust": {"robust": False},
     "vash": {"prior": "vash"},
     "vash_censored": {"prior": "vash_censored"},
+    "stratum": {"prior": "stratum"},
     "limma_interior": {"fit": "interior"},
     "vash_interior": {"prior": "vash", "fit": "interior"},
     "vash_df3": {"prior": "vash", "fit": "df3"},

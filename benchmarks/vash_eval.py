@@ -38,10 +38,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "limma_robust": {"testing": {"variance_prior": "limma"}},
     "vash": {"testing": {"variance_prior": "vash"}},
     "vash_censored": {"testing": {"variance_prior": "vash_censored"}},
+    "stratum": {"testing": {"variance_prior": "stratum"}},
 }
 NULL_SCENARIOS = ("no_change", "technical", "outliers", "skewed_variance", "mnar")
 NULL_SEEDS = (11, 12, 13, 14, 15, 16)
-FDP_SCENARIOS = ("both20", "both60", "technical", "skewed_variance", "mnar")
+FDP_SCENARIOS = ("both20", "both60", "technical", "skewed_variance", "mnar", "up20", "outliers")
 FDP_SEEDS = (21, 22, 23, 24)
 
 
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, required=True, help="prefix of the output CSVs")
     parser.add_argument("--parts", nargs="+", default=["null", "fdp", "demo"])
     parser.add_argument("--null-seeds", type=int, nargs="+", default=list(NULL_SEEDS))
+    parser.add_argument("--fdp-seeds", type=int, nargs="+", default=list(FDP_SEEDS))
     parser.add_argument("--scenarios", nargs="+")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS))
     args = parser.parse_args(argv)
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         null.to_csv(f"{args.csv}-null.csv", index=False)
     if "fdp" in args.parts:
         names = tuple(args.scenarios or FDP_SCENARIOS)
-        pd.DataFrame(fdp_rows(runner, names, FDP_SEEDS)).to_csv(f"{args.csv}-fdp.csv", index=False)
+        pd.DataFrame(fdp_rows(runner, names, tuple(args.fdp_seeds))).to_csv(f"{args.csv}-fdp.csv", index=False)
     if "demo" in args.parts:
         pd.DataFrame(demo_rows(runner)).to_csv(f"{args.csv}-demo.csv", index=False)
     return 0

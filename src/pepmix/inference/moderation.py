@@ -73,7 +73,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -90,6 +90,7 @@ from pepmix.inference.limma import (
 from pepmix.inference.limma.squeeze import squeezed
 
 if TYPE_CHECKING:
+    from pepmix.inference.stratum import StratumPosterior
     from pepmix.inference.vash import MixturePosterior
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ __all__ = [
     "ModeratedContrast",
     "moderate_contrast",
     "replicate_boundary",
+    "replicate_dropped",
     "squeeze_var_masked",
 ]
 
@@ -116,7 +118,7 @@ MIN_PRIOR_DF = 1.0
 MIN_PRIOR_DF_RTOL = 1e-6
 
 #: the priors of ``moderate_contrast`` (config ``testing.variance_prior``)
-PRIORS = ("limma", "vash", "vash_censored")
+PRIORS = ("limma", "vash", "vash_censored", "stratum")
 #: the model stage's note on a fit with variances at zero (:mod:`pepmix.model.fit`)
 _AT_ZERO = re.compile(r"variance at zero: ([^;]*)")
 
@@ -148,6 +150,41 @@ class PosteriorMixture:
         return mixture_pvalues(estimate[self.rows], self.unscaled, self.posterior, lfc)
 
 
+class MixturePValues(Protocol):
+    """Posterior p-values of a contrast's moderated rows (vash, stratum prior)."""
+
+    rows: NDArray[np.bool_]
+
+    def pvalues(self, estimate: FloatArray, lfc: float = 0.0) -> FloatArray:
+        """p-values of the rows ``rows`` (t-test, TREAT for ``lfc > 0``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StratumMixture:
+    """The stratum prior's posterior of a contrast's moderated rows, for their p-values.
+
+    Attributes
+    ----------
+    rows : ndarray of bool, shape (n,)
+        The rows moderated with the stratum prior.
+    unscaled : ndarray, shape (R,)
+        :math:`u_{gj}` of those rows.
+    posterior : StratumPosterior
+        Their posterior (R rows).
+    """
+
+    rows: NDArray[np.bool_]
+    unscaled: FloatArray
+    posterior: StratumPosterior
+
+    def pvalues(self, estimate: FloatArray, lfc: float = 0.0) -> FloatArray:
+        """Posterior-predictive p-values of the rows (:func:`pepmix.inference.stratum.pvalues`)."""
+        from pepmix.inference.stratum import pvalues
+
+        return pvalues(estimate[self.rows], self.unscaled, self.posterior, lfc)
+
+
 @dataclass
 class ModeratedContrast:
     """Standard errors and df of one contrast's rows after moderation.
@@ -165,8 +202,8 @@ class ModeratedContrast:
         Prior variance :math:`s_0^2` of the moderated rows, NaN elsewhere.
     moderated : ndarray of bool
         Rows that were moderated.
-    mixture : PosteriorMixture or None, default None
-        With the vash prior: the posterior mixture the p-values come from (the p-value of
+    mixture : PosteriorMixture or StratumMixture or None, default None
+        With the vash or stratum prior: the posterior the p-values come from (the p-value of
         ``se`` and ``df`` equals it for a two-sided test; TREAT p-values must use it).
     """
 
@@ -175,7 +212,7 @@ class ModeratedContrast:
     df_prior: FloatArray
     var_prior: FloatArray
     moderated: NDArray[np.bool_]
-    mixture: PosteriorMixture | None = None
+    mixture: MixturePValues | None = None
 
     @classmethod
     def unmoderated(cls, se: FloatArray, df: FloatArray) -> ModeratedContrast:
@@ -207,7 +244,7 @@ def moderate_contrast(
     ----------
     part : pandas.DataFrame
         The contrast's rows; columns ``n_samples_num`` and ``n_samples_den`` (read only when a
-        prior is fitted).
+        prior is fitted); ``var_floor`` and ``df_between`` with the stratum prior.
     name : str
         Contrast name (for the log).
     tested : ndarray of bool
@@ -219,10 +256,10 @@ def moderate_contrast(
     robust : bool, default True
         limma's robust prior (:func:`~pepmix.inference.limma.robust.fit_f_dist_robust`); with
         ``prior="limma"`` only.
-    prior : {"limma", "vash", "vash_censored"}, default "limma"
+    prior : {"limma", "vash", "vash_censored", "stratum"}, default "limma"
         The prior on the variances (module docstring).
     estimate : ndarray, optional
-        The contrast estimates; needed with the vash priors (for the reported df).
+        The contrast estimates; needed with the vash and stratum priors (for the reported df).
 
     Returns
     -------
@@ -246,6 +283,11 @@ def moderate_contrast(
             replicate_boundary(part)[tested] if prior == "vash_censored" else np.zeros_like(mask)
         )
         return _moderate_vash(out, name, tested, s2, df[tested], mask, unscaled, estimate, censored)
+    if prior == "stratum":
+        if estimate is None:
+            raise ValueError("the stratum prior needs the estimates")
+        limma = moderate_contrast(part, name, tested, se_raw, df, robust=robust)
+        return _moderate_stratum(limma, part, name, tested, unscaled, estimate)
     if prior != "limma":
         raise ValueError(f"unknown prior {prior!r} (one of {', '.join(PRIORS)})")
     if mask.all():
@@ -321,6 +363,95 @@ def _moderate_vash(
         int(np.count_nonzero(censored[fit_rows])),
         fitted.n_iter,
     )
+    return out
+
+
+def _moderate_stratum(
+    out: ModeratedContrast,
+    part: pd.DataFrame,
+    name: str,
+    tested: NDArray[np.bool_],
+    unscaled: FloatArray,
+    estimate: FloatArray,
+) -> ModeratedContrast:
+    """``out`` (limma's moderation) with the tested rows that have a residual floor moderated
+    under the stratum prior (:mod:`pepmix.inference.stratum`), fitted to those with
+    ``df_between`` >= :data:`MIN_PRIOR_DF`; ``out`` unchanged when fewer than
+    :data:`MIN_PROTEINS_FOR_PRIOR` such rows exist."""
+    from pepmix.inference.stratum import StratumData, fit_prior, posterior
+    from pepmix.inference.vash import implied_df
+
+    nan = np.full(len(part), np.nan)
+    cols = [part[c].to_numpy(dtype=np.float64) if c in part else nan
+            for c in ("var_floor", "var_between", "df_between")]  # fmt: skip
+    floor, between, nu = (c[tested] for c in cols)
+    has = np.isfinite(floor) & (floor > 0) & np.isfinite(between) & np.isfinite(nu) & (nu >= 0)
+    has &= ~replicate_dropped(part)[tested]
+    fit_rows = has & (nu >= MIN_PRIOR_DF * (1.0 - MIN_PRIOR_DF_RTOL))
+    if fit_rows.sum() < MIN_PROTEINS_FOR_PRIOR:
+        log.info("contrast %s: %d proteins with a residual floor: limma's prior", name,
+                 int(fit_rows.sum()))  # fmt: skip
+        return out
+    data = StratumData.from_variances(between[has], floor[has], unscaled[has], nu[has])
+    fitted = fit_prior(data.take(fit_rows[has]))
+    post = posterior(fitted, data)
+    rows = tested.copy()
+    rows[tested] = has
+    u = unscaled[has]
+    mix = StratumMixture(rows=rows, unscaled=u, posterior=post)
+    p = mix.pvalues(estimate)
+    se = np.sqrt(post.var_post * u)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = estimate[rows] / se
+    total = implied_df(t, p, nu[has])
+    out.se[rows] = se
+    out.df[rows] = total
+    out.df_prior[rows] = total - nu[has]
+    out.var_prior[rows] = fitted.mean + data.floor
+    out.moderated[rows] = True
+    out.mixture = mix
+    log.info(
+        "contrast %s: stratum prior (mean %.4g, mass %.2f at zero; %d grid points), fitted to "
+        "%d of %d proteins in %d SQUAREM cycles; %d without a floor keep limma's prior",
+        name,
+        fitted.mean,
+        fitted.mass_at_zero,
+        fitted.grid.size,
+        int(fit_rows.sum()),
+        int(tested.sum()),
+        fitted.n_iter,
+        int(np.count_nonzero(~has)),
+    )
+    return out
+
+
+def replicate_dropped(part: pd.DataFrame) -> NDArray[np.bool_]:
+    """Rows whose model lost the replicate factor (``sample``; ``run`` with technical
+    replication): ``detail`` says it was dropped (no finite REML optimum) or has one
+    observation per level. Their residual variance holds the replicate stratum's, so they have
+    no residual floor (a robust refit may have fitted the factor again; the first fit's verdict
+    is kept).
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Column ``detail``; ``replication`` optional (``biological`` without).
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    details = part["detail"].fillna("").astype(str)
+    technical = (
+        part["replication"].astype(str) == "technical"
+        if "replication" in part.columns
+        else pd.Series(False, index=part.index)
+    )
+    lost = {
+        name: details.str.contains(rf"\b{name}: (?:dropped|one observation per level)").to_numpy()
+        for name in ("sample", "run")
+    }
+    out: NDArray[np.bool_] = np.where(technical.to_numpy(), lost["run"], lost["sample"])
     return out
 
 

@@ -137,6 +137,16 @@ class ModelFit:
     vcov_varpar : ndarray, shape (P, F + 1, F + 1)
         lmerTest's covariance :math:`A = 2H^+` of :math:`\\hat\\psi`
         (:mod:`pepmix.model.satterthwaite`).
+    cov_beta_floor : ndarray, shape (P, p, p)
+        ``cov_beta`` with the replicate stratum's variance (``sample``; ``run`` with technical
+        replication) set to zero and the residual variance the within-replicate one, the
+        other variance ratios at their estimates: the *residual floor* of every contrast's
+        variance (:func:`stratum_split`; scaled like ``cov_beta`` by the robust variance
+        factor). NaN where the model has no free replicate factor or was not fitted (for the
+        stratum prior, :mod:`pepmix.inference.stratum`).
+    stratum_ratio : ndarray, shape (P,)
+        The replicate factor's unconstrained between/within mean-square ratio
+        (:func:`stratum_split`), NaN with ``cov_beta_floor``.
     """
 
     proteins: list[str]
@@ -178,6 +188,8 @@ class ModelFit:
     beta_centred: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     dcov_beta: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0, 0)))
     vcov_varpar: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    cov_beta_floor: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    stratum_ratio: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def varpar_names(self) -> list[str]:
         """Names of the variance parameters :math:`\\psi` of ``dcov_beta`` and
@@ -234,6 +246,7 @@ class ModelFit:
         numerators, denominators : sequence of str
             Conditions of each contrast, in the order of :attr:`contrast_names`.
         """
+        cmat = contrast_matrix(self.design, list(zip(numerators, denominators, strict=True)))
         return contrast_frame(
             self,
             self.contrast_names,
@@ -241,6 +254,7 @@ class ModelFit:
             denominators,
             (self.estimate, self.se, self.df),
             self.df_between(),
+            (contrast_floors(self.beta, self.cov_beta_floor, cmat), self.stratum_ratio),
         )
 
     def df_between(self) -> FloatArray:
@@ -304,11 +318,19 @@ def contrast_frame(
     denominators: Sequence[str],
     stats: tuple[FloatArray, FloatArray, FloatArray],
     df_between: FloatArray,
+    floors: tuple[FloatArray, FloatArray] | None = None,
 ) -> pd.DataFrame:
     """Long contrast table (:meth:`ModelFit.contrast_table`) from estimates, SEs and df.
 
-    ``stats`` holds ``estimate, se, df`` of shape ``(P, M)``; ``df_between`` shape ``(P,)``.
+    ``stats`` holds ``estimate, se, df`` of shape ``(P, M)``; ``df_between`` shape ``(P,)``;
+    ``floors`` the contrasts' residual floors (shape ``(P, M)``, :func:`contrast_floors`) and
+    the proteins' :attr:`ModelFit.stratum_ratio` (shape ``(P,)``): columns ``var_floor`` and
+    ``var_between`` (their product, the contrast's unconstrained between-replicate mean
+    square; default None: NaN).
     """
+    n = len(fit.proteins)
+    floor, ratio = floors if floors is not None else (np.full((n, len(names)), np.nan), None)
+    ratio = np.full(n, np.nan) if ratio is None or ratio.shape != (n,) else ratio
     conditions = fit.design.conditions
     observed = ~np.isnan(fit.beta[:, : len(conditions)])
     fit_status = np.asarray(fit.status, dtype=object)
@@ -342,10 +364,33 @@ def contrast_frame(
                     "n_samples_den": spc[:, den],
                     "df_between": df_between,
                     "replication": contrast_replication(fit.design, numerators[m], denominators[m]),
+                    "var_floor": np.where(good, floor[:, m], np.nan),
+                    "var_between": np.where(good, floor[:, m] * ratio, np.nan),
                 }
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def contrast_floors(beta: FloatArray, cov_floor: FloatArray, cmat: FloatArray) -> FloatArray:
+    """Residual floors :math:`L V_0 L'` of the contrasts ``cmat`` (shape ``(M, p)``).
+
+    ``cov_floor`` is :attr:`ModelFit.cov_beta_floor` (shape ``(P, p, p)``; any other shape:
+    unknown). Returns shape ``(P, M)``, NaN where a used fixed effect was not estimable (NaN in
+    ``beta``) or the floor is unknown.
+    """
+    n, p = beta.shape
+    if cov_floor.shape != (n, p, p) or cmat.shape[0] == 0:
+        return np.full((n, cmat.shape[0]), np.nan)
+    xkeep = ~np.isnan(beta)
+    ok = ~np.any((cmat != 0)[None, :, :] & ~xkeep[:, None, :], axis=2)
+    cm = np.where(ok[:, :, None], cmat[None, :, :], 0.0) * xkeep[:, None, :]
+    both = xkeep[:, :, None] & xkeep[:, None, :]
+    cov = np.where(both, cov_floor, 0.0)
+    known = np.all(np.isfinite(cov), axis=(1, 2))
+    var = np.einsum("bmp,bpq,bmq->bm", cm, np.nan_to_num(cov), cm)
+    out: FloatArray = np.where(ok & known[:, None], var, np.nan)
+    return out
 
 
 @dataclass
@@ -696,6 +741,8 @@ def _allocate(
         beta_centred=np.full((n_prot, p), nan),
         dcov_beta=np.full((n_prot, n_f + 1, p, p), nan),
         vcov_varpar=np.full((n_prot, n_f + 1, n_f + 1), nan),
+        cov_beta_floor=np.full((n_prot, p, p), nan),
+        stratum_ratio=np.full(n_prot, nan),
     )
 
 
@@ -782,6 +829,7 @@ def _fit_bucket(
     est = estimates(bucket, theta, ev, der)
     _store_point(problem, idx, theta, ev, est.sigma, est.beta, out)
     _store_inference(problem.xkeep[idx], idx, bucket, est, der, cmat, out)
+    _store_floor(problem, idx, idx, bucket, theta, out)
     return _predictions(problem, k, idx, bucket, theta, ev, der.s0inv, est.u_k, est.beta, out)
 
 
@@ -864,6 +912,7 @@ def finish_light(
     der = derivatives(bucket, theta, ev)
     est = estimates(bucket, theta, ev, der)
     _store_inference(problem.xkeep[light.idx[rows]], dest, bucket, est, der, cmat, out)
+    _store_floor(problem, light.idx[rows], dest, bucket, theta, out)
 
 
 def _optimum(
@@ -953,6 +1002,105 @@ def _store_inference(
         out.se[idx] = np.where(ok, se, np.nan)
         out.df[idx] = np.where(ok, df, np.nan)
         out.contrast_ok[idx] = ok
+
+
+def replicate_factor(factors: Sequence[str], design: RunDesign) -> int | None:
+    """Index in ``factors`` of the replicate stratum's factor (``sample``; ``run`` with
+    technical replication), None when the model has none."""
+    name = "run" if design.spec.replication == "technical" else "sample"
+    return factors.index(name) if name in factors else None
+
+
+#: :math:`\theta` of the replicate factor standing for "its effects unpenalised" when the
+#: within-replicate residual sum of squares is computed (:func:`stratum_split`): the penalty
+#: left is :math:`1/\theta^2 = 10^{-6}` of the effects' squared size, far below the optimiser's
+#: tolerance
+THETA_FREE = 1e3
+
+
+def stratum_split(
+    bucket: Bucket, theta: FloatArray, f: int, df_between: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    r"""The replicate stratum's floor covariance and between-replicate variance ratio.
+
+    With the other variance parameters at their estimates, the penalised residual sum of
+    squares is evaluated with factor ``f``'s effects absent (:math:`	heta_f = 0`:
+    :math:`R_0`) and unpenalised (:math:`	heta_f =` :data:`THETA_FREE`: :math:`R_\infty`).
+    On :math:`
+u_b` = ``df_between`` and :math:`
+u_w = 
+u - 
+u_b` df (:math:`
+u = n - p`),
+
+    .. math::
+
+        \hat\sigma^2_w = R_\infty / 
+u_w, \qquad
+        F = rac{(R_0 - R_\infty)/
+u_b}{\hat\sigma^2_w}, \qquad
+        V_0 = \hat\sigma^2_w\, S_0^{-1}(	heta_0)_{etaeta},
+
+    the within-replicate residual variance, the between-replicate mean square over it (the
+    ANOVA F statistic of the replicate factor, unconstrained: below 1 where REML puts the
+    variance at zero) and the fixed effects' covariance with the replicate variance zero and
+    the residual variance :math:`\hat\sigma^2_w`. For a balanced design without weights they
+    are the ANOVA's mean squares exactly: a contrast's variance at replicate variance zero is
+    :math:`L V_0 L'` and its unconstrained between-replicate mean square
+    :math:`F\,L V_0 L'` (:mod:`pepmix.inference.stratum`); otherwise (missing cells, Huber
+    weights, random feature effects) an approximation. Unlike the REML :math:`\hat\sigma^2`,
+    which at a boundary fit pools the (small) between-replicate spread into the residual
+    variance, :math:`\hat\sigma^2_w` does not depend on whether the fit is at the boundary.
+
+    Returns
+    -------
+    cov_floor : ndarray, shape (B, p, p)
+        :math:`V_0` (unscaled by the robust variance factor, as the fit's ``cov_beta``).
+    ratio : ndarray, shape (B,)
+        :math:`F`; NaN (and ``cov_floor`` NaN) where :math:`
+u_b < 1` or :math:`
+u_w < 1`.
+    """
+    d = bucket.dim
+    xs = slice(d - 1 - bucket.n_x, d - 1)
+    zero, free = theta.copy(), theta.copy()
+    zero[:, f] = 0.0
+    free[:, f] = np.where(bucket.free[:, f], THETA_FREE, 0.0)  # not free: must stay 0
+    ev0 = evaluate(bucket, zero)
+    r_inf = evaluate(bucket, free).pwrss
+    df_w = bucket.nu - df_between
+    usable = (df_between >= 1) & (df_w >= 1) & ev0.ok & (r_inf > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2_w = np.where(usable, r_inf / df_w, np.nan)
+        ratio = (ev0.pwrss - r_inf) / df_between / s2_w
+    _, s0inv = _inverses(ev0)
+    cov_floor = s2_w[:, None, None] * s0inv[:, xs, xs]
+    return cov_floor, np.where(usable, np.maximum(ratio, 0.0), np.nan)
+
+
+def _store_floor(
+    problem: Problem,
+    codes: NDArray[np.intp],
+    idx: NDArray[np.intp],
+    bucket: Bucket,
+    theta: FloatArray,
+    out: ModelFit,
+) -> None:
+    """Write :attr:`ModelFit.cov_beta_floor` and :attr:`ModelFit.stratum_ratio` of the proteins
+    ``idx`` of ``out`` (``codes``: their codes in ``problem``; :func:`stratum_split`). NaN
+    without a replicate factor, where its variance is not free (dropped or not estimable, e.g.
+    one observation per replicate: the residual variance then holds the replicate stratum's),
+    and for the fixed run-means model."""
+    f = replicate_factor(problem.factors, out.design)
+    if f is None or problem.e_fixed:
+        return
+    xkeep = problem.xkeep[codes]
+    df_between = (problem.n_levels[codes, f] - xkeep.sum(axis=1)).astype(np.float64)
+    active = problem.active[codes, f] & bucket.free[:, f]
+    cov_floor, ratio = stratum_split(bucket, theta, f, df_between)
+    both = xkeep[:, :, None] & xkeep[:, None, :] & active[:, None, None]
+    out.cov_beta_floor[idx] = np.where(both, cov_floor, np.nan)
+    out.stratum_ratio[idx] = np.where(active, ratio, np.nan)
 
 
 def _note_shrunk(

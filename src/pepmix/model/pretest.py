@@ -117,6 +117,8 @@ _ARRAYS = (
     "cov_beta",
     "dcov_beta",
     "vcov_varpar",
+    "cov_beta_floor",
+    "stratum_ratio",
 )
 
 

@@ -250,6 +250,7 @@ POLISH_SWEEPS = 10
 _PROTEIN_ARRAYS = (
     "theta", "sigma", "reml_crit", "beta", "cov_beta", "estimate", "se", "df", "contrast_ok",
     "converged", "iterations", "not_identifiable", "beta_centred", "dcov_beta", "vcov_varpar",
+    "cov_beta_floor", "stratum_ratio",
 )  # fmt: skip
 
 
@@ -1082,6 +1083,7 @@ def correct_variance(
     out.cov_beta[fitted] *= c[:, None, None]
     # the df are scale-free: V and its derivatives scale together (pepmix.model.stored)
     out.dcov_beta[fitted] *= c[:, None, None, None]
+    out.cov_beta_floor[fitted] *= c[:, None, None]
     out.se[fitted] *= root[:, None]
 
 

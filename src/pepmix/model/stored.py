@@ -25,8 +25,15 @@ exactly) next to the reported fixed effects (``beta``, NaN on columns that were 
 File layout (Parquet, one row per protein, in protein order): scalar columns ``protein, status,
 detail, n_features, n_observations, sigma, df_residual, df_between``; fixed-size list columns
 ``samples_per_condition`` (:math:`C`), ``beta``, ``beta_centred`` (:math:`p`), ``cov_beta``
-(:math:`p^2`, row-major), ``dcov_beta`` (:math:`k p^2`), ``vcov_varpar`` (:math:`k^2`); the
-schema metadata names the fixed effects, conditions and variance parameters.
+(:math:`p^2`, row-major), ``dcov_beta`` (:math:`k p^2`), ``vcov_varpar`` (:math:`k^2`),
+``cov_beta_floor`` (:math:`p^2`: :math:`V_0`, the covariance at the replicate stratum's variance
+zero) with the scalar ``stratum_ratio`` (:math:`F`, the replicate factor's between/within
+mean-square ratio; both :func:`pepmix.model.fit.stratum_split`; absent in files of older
+builds, read as NaN); the schema metadata names the fixed effects, conditions and variance
+parameters. The contrast table gains ``var_floor`` :math:`= L V_0 L'` per contrast, the
+contrast variance's residual floor, and ``var_between`` :math:`= F\,L V_0 L'`, its
+unconstrained between-replicate mean square (the stratum prior,
+:mod:`pepmix.inference.stratum`).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from numpy.typing import NDArray
 from pepmix.errors import PepmixError
 from pepmix.io import write_arrow
 from pepmix.model.design import RunDesign
-from pepmix.model.fit import ModelFit, contrast_frame, contrast_matrix
+from pepmix.model.fit import ModelFit, contrast_floors, contrast_frame, contrast_matrix
 
 FloatArray = NDArray[np.float64]
 PathLike = str | Path
@@ -57,7 +64,15 @@ META_VARPAR = b"pepmix.variance_parameters"
 #: proteins per block of :meth:`StoredFit.contrast_tests` (bounds its temporary arrays)
 BLOCK = 2048
 #: list columns and their shape after the protein axis, by the sizes p, k, C
-_LISTS = ("samples_per_condition", "beta", "beta_centred", "cov_beta", "dcov_beta", "vcov_varpar")
+_LISTS = (
+    "samples_per_condition",
+    "beta",
+    "beta_centred",
+    "cov_beta",
+    "dcov_beta",
+    "vcov_varpar",
+    "cov_beta_floor",
+)
 
 
 @dataclass
@@ -78,6 +93,11 @@ class StoredFit:
     vcov_varpar : ndarray, shape (P, k, k)
     varpar_names : list of str
         ``theta_<factor>`` for each random factor, then ``sigma``.
+    cov_beta_floor : ndarray, shape (P, p, p), optional
+        Covariance at the replicate stratum's variance zero (module docstring); default None:
+        NaN (not known).
+    stratum_ratio : ndarray, shape (P,), optional
+        :attr:`pepmix.model.fit.ModelFit.stratum_ratio`; default None: NaN (not known).
     """
 
     proteins: list[str]
@@ -96,6 +116,14 @@ class StoredFit:
     dcov_beta: FloatArray
     vcov_varpar: FloatArray
     varpar_names: list[str]
+    cov_beta_floor: FloatArray | None = None
+    stratum_ratio: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        if self.cov_beta_floor is None or self.cov_beta_floor.shape != self.cov_beta.shape:
+            self.cov_beta_floor = np.full(self.cov_beta.shape, np.nan)
+        if self.stratum_ratio is None or self.stratum_ratio.shape != self.sigma.shape:
+            self.stratum_ratio = np.full(self.sigma.shape, np.nan)
 
     @classmethod
     def from_model_fit(cls, fit: ModelFit) -> StoredFit:
@@ -117,6 +145,8 @@ class StoredFit:
             dcov_beta=fit.dcov_beta,
             vcov_varpar=fit.vcov_varpar,
             varpar_names=fit.varpar_names(),
+            cov_beta_floor=fit.cov_beta_floor,
+            stratum_ratio=fit.stratum_ratio,
         )
 
     def to_arrow(self) -> pa.Table:
@@ -131,6 +161,7 @@ class StoredFit:
             "sigma": pa.array(np.asarray(self.sigma, dtype=np.float64)),
             "df_residual": pa.array(np.asarray(self.nu, dtype=np.float64)),
             "df_between": pa.array(np.asarray(self.df_between, dtype=np.float64)),
+            "stratum_ratio": pa.array(np.asarray(self.stratum_ratio, dtype=np.float64)),
         }
         for name in _LISTS:
             values = np.asarray(getattr(self, name))
@@ -177,9 +208,13 @@ class StoredFit:
             "cov_beta": (n, p, p),
             "dcov_beta": (n, k, p, p),
             "vcov_varpar": (n, k, k),
+            "cov_beta_floor": (n, p, p),
         }
         arrays = {
-            name: _list_values(table.column(name)).reshape(shape) for name, shape in shapes.items()
+            name: _list_values(table.column(name)).reshape(shape)
+            if name in table.column_names
+            else np.full(shape, np.nan)
+            for name, shape in shapes.items()
         }
         return cls(
             proteins=[str(v) for v in table.column("protein").to_pylist()],
@@ -198,6 +233,12 @@ class StoredFit:
             dcov_beta=arrays["dcov_beta"],
             vcov_varpar=arrays["vcov_varpar"],
             varpar_names=varpar,
+            cov_beta_floor=arrays["cov_beta_floor"],
+            stratum_ratio=(
+                _values(table, "stratum_ratio")
+                if "stratum_ratio" in table.column_names
+                else np.full(n, np.nan)
+            ),
         )
 
     def contrast_tests(self, cmat: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -255,6 +296,10 @@ class StoredFit:
             [c[2] for c in contrasts],
             stats,
             self.df_between,
+            (
+                contrast_floors(self.beta, np.asarray(self.cov_beta_floor), cmat),
+                np.asarray(self.stratum_ratio),
+            ),
         )
 
 
