@@ -167,6 +167,12 @@ rule fit:
         model=config.get("model", {}),
         replication=config.get("testing", {}).get("replication", "auto"),
         variance_tests=config.get("variance_tests", {}),
+        # testing.variance_prior: stratum needs the residual floors (other runs keep their params)
+        **(
+            {"stratum": True}
+            if config.get("testing", {}).get("variance_prior") == "stratum"
+            else {}
+        ),
         # only with missing: detection (editing contrasts then refits; MAR runs keep their params)
         **(
             {

@@ -23,6 +23,8 @@ with rule_context(snakemake):
         pretest_alpha=float(snakemake.params.get("pretest_alpha") or 0.25),
         # one shard: rule abundance fits the abundances beside this job (rules/fit.smk)
         abundance=bool(out.get("abundance")),
+        # testing.variance_prior: stratum: the residual floors and between-replicate mean squares
+        stratum=bool(snakemake.params.get("stratum", False)),
     )
     result.write(
         proteins=out.proteins,

@@ -94,10 +94,12 @@ class InferenceOptions:
         Empirical-Bayes moderation of the contrast variances.
     robust : bool, default True
         limma's robust prior (outlier proteins do not inflate the prior df).
-    prior : {"limma", "vash", "vash_censored"}, default "limma"
+    prior : {"limma", "vash", "vash_censored", "stratum"}, default "limma"
         Prior on the contrast variances (:mod:`pepmix.inference.moderation`): limma's scaled
         inverse chi-square, or the vash mixture (:mod:`pepmix.inference.vash`), with the
-        replicate stratum's boundary fits censored in its fit (``vash_censored``).
+        replicate stratum's boundary fits censored in its fit (``vash_censored``); or the
+        prior on the replicate stratum's variance above each protein's residual floor
+        (``stratum``, :mod:`pepmix.inference.stratum`; needs ``var_floor, var_between``).
     df_cap : bool, default True
         Cap Satterthwaite df at the between-sample (containment) df.
     lfc_threshold : float, default 0.0
@@ -216,7 +218,7 @@ def _one_contrast(part: pd.DataFrame, name: str, opts: InferenceOptions) -> pd.D
         pvalue = np.where(tested, treat_pvalues(est, safe_se, safe_df, opts.lfc_threshold), np.nan)
     else:
         pvalue = np.where(tested, 2.0 * special.stdtr(safe_df, -np.abs(np.nan_to_num(t))), np.nan)
-    if mod.mixture is not None:  # vash: the posterior mixture's p-values
+    if mod.mixture is not None:  # vash, stratum: the posterior's p-values
         pvalue[mod.mixture.rows] = mod.mixture.pvalues(est, opts.lfc_threshold)
     half = special.stdtrit(safe_df, 0.5 + opts.confidence / 2.0) * safe_se
     ci_low, ci_high = est - half, est + half

@@ -45,7 +45,12 @@ scaled-inverse-chi-square prior above; ``vash`` is a mixture of them on a grid o
 distributions that one such prior does not fit (many near zero and a long tail);
 ``vash_censored`` is ``vash`` with the boundary fits of the replicate stratum as censored
 observations in the prior's likelihood (:func:`replicate_boundary`; module docstring of
-:mod:`pepmix.inference.vash`, "Boundary fits as censored observations"). The rules above
+:mod:`pepmix.inference.vash`, "Boundary fits as censored observations"). ``stratum`` is a
+prior on the replicate stratum's variance above each protein's residual floor, fitted to the
+between-replicate mean squares the model stage exports (``var_floor``, ``var_between``;
+:mod:`pepmix.inference.stratum`): rows without a floor (the replicate factor dropped or not
+estimable, :func:`replicate_dropped`) keep limma's moderation, the others get the posterior's
+normal p-values, reported as vash's are (below). The rules above
 hold for both: the mixture weights are fitted to the proteins with :math:`\nu_{gj} \ge 1` (and
 finite), and every tested protein gets its posterior. The p-value is then the posterior mixture
 of moderated-t p-values (:attr:`ModeratedContrast.mixture`); the reported standard error is
@@ -79,6 +84,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from pepmix.alerts import alert
 from pepmix.inference.limma import (
     FDistFit,
     SqueezeResult,
@@ -153,7 +159,10 @@ class PosteriorMixture:
 class MixturePValues(Protocol):
     """Posterior p-values of a contrast's moderated rows (vash, stratum prior)."""
 
-    rows: NDArray[np.bool_]
+    @property
+    def rows(self) -> NDArray[np.bool_]:
+        """The rows the p-values are for."""
+        ...
 
     def pvalues(self, estimate: FloatArray, lfc: float = 0.0) -> FloatArray:
         """p-values of the rows ``rows`` (t-test, TREAT for ``lfc > 0``)."""
@@ -389,8 +398,13 @@ def _moderate_stratum(
     has &= ~replicate_dropped(part)[tested]
     fit_rows = has & (nu >= MIN_PRIOR_DF * (1.0 - MIN_PRIOR_DF_RTOL))
     if fit_rows.sum() < MIN_PROTEINS_FOR_PRIOR:
-        log.info("contrast %s: %d proteins with a residual floor: limma's prior", name,
-                 int(fit_rows.sum()))  # fmt: skip
+        alert(
+            log,
+            "stratum_prior_unavailable",
+            f"contrast {name}: testing.variance_prior stratum, but only {int(fit_rows.sum())} "
+            "tested proteins have a residual floor (the fit must export them: "
+            "pepmix.api.fit(stratum=True), as the workflow's fit rule does): limma's prior used",
+        )
         return out
     data = StratumData.from_variances(between[has], floor[has], unscaled[has], nu[has])
     fitted = fit_prior(data.take(fit_rows[has]))

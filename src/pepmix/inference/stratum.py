@@ -48,7 +48,8 @@ at the boundary (a selection effect: such fits got 7-11 % of null p-values below
 **Prior** (:func:`fit_prior`): a nonparametric maximum-likelihood estimate of :math:`G` on a
 grid (a point mass at 0 and a geometric grid of ratio :math:`\sqrt 2` spanning the data), the
 weights by EM accelerated by SQUAREM (Kiefer & Wolfowitz 1956; Koenker & Mizera 2014 for the
-grid NPMLE in empirical Bayes; Varadhan & Roland 2008), fitted to the tested proteins with a floor and :math:`\nu_g \ge 1`.
+grid NPMLE in empirical Bayes; Varadhan & Roland 2008), fitted to the tested proteins with a
+floor and :math:`\nu_g \ge 1`.
 
 **p-values** (:func:`pvalues`): given the data, :math:`\tau^2_g` has the posterior weights
 :math:`w_{gk} \propto \pi_k \ell_{gk}` on the grid, and under :math:`H_0: \delta_g = 0`
@@ -260,14 +261,14 @@ def fit_prior(data: StratumData, grid: FloatArray | None = None) -> StratumPrior
     weight = np.full(support.size, 1.0 / support.size)
     n = max(ll.shape[0], 1)
     last = _marginal(ll, weight)
-    it = 0
-    for it in range(1, EM_MAX_ITER + 1):
+    cycles = 0
+    while cycles < EM_MAX_ITER:
+        cycles += 1
         weight, total = _squarem_step(ll, weight, last)
-        if total - last < EM_TOL * n:
-            last = max(total, last)
+        gain, last = total - last, max(total, last)
+        if gain < EM_TOL * n:
             break
-        last = total
-    return StratumPrior(grid=support, weight=weight, loglik=last, n_iter=it)
+    return StratumPrior(grid=support, weight=weight, loglik=last, n_iter=cycles)
 
 
 def _em(ll: FloatArray, weight: FloatArray) -> FloatArray:

@@ -97,6 +97,7 @@ def fit_protein_models(
     prior: VariancePrior | None = None,
     variance_tests: Mapping[str, Any] | None = None,
     feature_prior: FeaturePrior | None = None,
+    stratum: bool = False,
 ) -> ProteinFit:
     """Fit the ``model:`` config's model to every protein of ``table``.
 
@@ -118,6 +119,9 @@ def fit_protein_models(
     feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
         With ``model.feature_weights``: the prior of the feature variances (default None:
         estimated on ``table``).
+    stratum : bool, default False
+        Export what ``testing.variance_prior: stratum`` needs
+        (:func:`pepmix.model.fit.fit_proteins`).
 
     Returns
     -------
@@ -136,5 +140,6 @@ def fit_protein_models(
         robust=str(model_config.get("robust", DEFAULT_ROBUST)),
         feature_weights=str(model_config.get("feature_weights", "none")),
         feature_prior=feature_prior,
+        stratum=stratum,
     )
     return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)

@@ -681,6 +681,7 @@ def _refit(
     )
     # the refit uses the same variance-ratio prior (model.shrinkage) as the first fit
     sub_out.prior = out.prior
+    sub_out.stratum = out.stratum  # and exports what the stratum prior needs
     # a weighted fit without finite optimum falls back to least squares (rule of this module),
     # not to a reduced model (pepmix.model.divergent, the rule of unweighted fits)
     sub_out.reduce_divergent = False

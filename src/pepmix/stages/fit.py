@@ -134,6 +134,7 @@ def run(
     contrasts: Sequence[Sequence[str]] = (),
     usage_contrasts: str = "never",
     pretest_alpha: float = 0.25,
+    stratum: bool = False,
 ) -> FitResult:
     """Fit the shard.
 
@@ -170,6 +171,9 @@ def run(
         ``usage`` (else no effect).
     pretest_alpha : float, default 0.25
         Config ``peptide_usage_pretest_alpha``.
+    stratum : bool, default False
+        ``testing.variance_prior: stratum``: export the residual floors and between-replicate
+        mean squares the test stage's stratum prior needs (:func:`pepmix.api.fit`).
 
     Returns
     -------
@@ -212,6 +216,7 @@ def run(
         prior=ratio_prior,
         feature_weights=feature_weights,
         feature_prior=feature_prior,
+        stratum=stratum,
     )
     engine = fit.model
     if engine is None or fit.proteins is None:
