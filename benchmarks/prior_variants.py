@@ -8,6 +8,8 @@ so the variants differ only in the moderation:
 
 - ``limma`` (the default: limma's robust prior), ``limma_nonrobust`` (``testing.robust:
   false``), ``vash``, ``vash_censored``: the build's options;
+- ``stratum``: the prior on the replicate stratum's variance (:mod:`pepmix.inference.stratum`;
+  its fits export the residual floors, the fit rule's ``stratum`` param);
 - ``none``: no moderation;
 - diagnostics (not options): the prior fitted to the interior fits only (``limma_interior``,
   ``vash_interior``: boundary fits moderated but not in the fit), or to the proteins with df >= 3
@@ -35,7 +37,7 @@ import pandas as pd
 from ground_truth import demo_truth, ranking_power, score
 from scenarios import simulate_scenario, write_inputs
 from scipy import stats
-from stage_runner import StageRunner, demo_config, scenario_config
+from stage_runner import StageRunner, demo_config, merge_overrides, scenario_config
 
 from pepmix import api
 from pepmix.config import contrasts_for, validate_config
@@ -63,8 +65,15 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: fit with the stratum prior's export (``--variants`` with ``stratum``; the fit rule's
+#: ``stratum`` param): the other variants only ignore the extra columns
+EXPORT_STRATUM = {"on": False}
+
+
 def contrast_stats(runner: StageRunner, config: dict[str, Any]) -> pd.DataFrame:
     """The contrast table rule ``test`` moderates (build defaults), from one fit."""
+    if EXPORT_STRATUM["on"]:
+        config = merge_overrides(config, {"testing": {"variance_prior": "stratum"}})
     _, sheet = runner.run(config)
     made, full = runner.made, validate_config(config, runner.schema)
     stored = api.Fit.read(
@@ -260,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("pepmix", "stage_runner"):
         logging.getLogger(name).setLevel(logging.ERROR)
     runner = StageRunner(args.workdir)
+    EXPORT_STRATUM["on"] = "stratum" in args.variants
     frames = {}
     if "null" in args.parts:
         frames["null"] = pd.DataFrame(

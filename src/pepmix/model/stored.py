@@ -28,12 +28,12 @@ detail, n_features, n_observations, sigma, df_residual, df_between``; fixed-size
 (:math:`p^2`, row-major), ``dcov_beta`` (:math:`k p^2`), ``vcov_varpar`` (:math:`k^2`),
 ``cov_beta_floor`` (:math:`p^2`: :math:`V_0`, the covariance at the replicate stratum's variance
 zero) with the scalar ``stratum_ratio`` (:math:`F`, the replicate factor's between/within
-mean-square ratio; both :func:`pepmix.model.fit.stratum_split`; absent in files of older
-builds, read as NaN); the schema metadata names the fixed effects, conditions and variance
-parameters. The contrast table gains ``var_floor`` :math:`= L V_0 L'` per contrast, the
-contrast variance's residual floor, and ``var_between`` :math:`= F\,L V_0 L'`, its
-unconstrained between-replicate mean square (the stratum prior,
-:mod:`pepmix.inference.stratum`).
+mean-square ratio; both :func:`pepmix.model.fit.stratum_split`; written only when the fit
+exported them, ``testing.variance_prior: stratum``; read as NaN where absent); the schema
+metadata names the fixed effects, conditions and variance parameters. The contrast table gains
+``var_floor`` :math:`= L V_0 L'` per contrast, the contrast variance's residual floor, and
+``var_between`` :math:`= F\,L V_0 L'`, its unconstrained between-replicate mean square (the
+stratum prior, :mod:`pepmix.inference.stratum`).
 """
 
 from __future__ import annotations
@@ -161,9 +161,15 @@ class StoredFit:
             "sigma": pa.array(np.asarray(self.sigma, dtype=np.float64)),
             "df_residual": pa.array(np.asarray(self.nu, dtype=np.float64)),
             "df_between": pa.array(np.asarray(self.df_between, dtype=np.float64)),
-            "stratum_ratio": pa.array(np.asarray(self.stratum_ratio, dtype=np.float64)),
         }
+        # the stratum prior's columns only when the fit exported them (fit_proteins(stratum=True)):
+        # other fits store what they stored before
+        stratum = bool(np.any(np.isfinite(np.asarray(self.stratum_ratio))))
+        if stratum:
+            columns["stratum_ratio"] = pa.array(np.asarray(self.stratum_ratio, dtype=np.float64))
         for name in _LISTS:
+            if name == "cov_beta_floor" and not stratum:
+                continue
             values = np.asarray(getattr(self, name))
             dtype = np.int64 if name == "samples_per_condition" else np.float64
             flat = values.reshape(n, int(np.prod(values.shape[1:]))).astype(dtype)
