@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -100,8 +101,12 @@ def test_balanced_mean_squares_by_hand(random: tuple[str, ...], tmp_path: Path) 
     stored = StoredFit.read(tmp_path / "fit.parquet", design).contrast_table([("B - A", "B", "A")])
     for col in ("var_floor", "var_between"):
         np.testing.assert_allclose(stored[col].to_numpy(), got[col].to_numpy(), rtol=1e-12)
-    plain = fit_proteins(long, design, [("B - A", "B", "A")]).contrast_table(["B"], ["A"])
+    plain_fit = fit_proteins(long, design, [("B - A", "B", "A")])
+    plain = plain_fit.contrast_table(["B"], ["A"])
     assert plain[["var_floor", "var_between"]].isna().all().all()
+    # the file has the columns exactly when the fit exported them (shards gather alike)
+    assert "stratum_ratio" in StoredFit.from_model_fit(fit).to_arrow().column_names
+    assert "stratum_ratio" not in StoredFit.from_model_fit(plain_fit).to_arrow().column_names
     assert (got["status"] == "boundary").any() and (got["status"] == "ok").any()
     u, m = 1 / 4 + 1 / 4, 5
     for protein, part in table.groupby("protein"):
@@ -159,3 +164,13 @@ def test_moderation_uses_the_prior_where_a_floor_is_known() -> None:
     t = by["t"].to_numpy()
     p_t = 2 * stats.t.sf(np.abs(t), by["df"].to_numpy())
     np.testing.assert_allclose(p_t, by["pvalue"].to_numpy(), rtol=1e-6)
+
+
+def test_methods_text_names_the_stratum_prior() -> None:
+    """The report's methods paragraph describes the stratum prior and cites the NPMLE."""
+    from pepmix.report.methods import REFERENCES, _Citations, _moderation
+
+    cite = _Citations()
+    text = _moderation({"testing": {"variance_prior": "stratum"}}, cast(Any, None), cite)
+    assert "residual floor" in text and "koenker2014" in cite.keys
+    assert "Koenker R, Mizera I (2014)" in REFERENCES["koenker2014"]

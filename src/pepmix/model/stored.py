@@ -98,6 +98,9 @@ class StoredFit:
         NaN (not known).
     stratum_ratio : ndarray, shape (P,), optional
         :attr:`pepmix.model.fit.ModelFit.stratum_ratio`; default None: NaN (not known).
+    stratum : bool, default False
+        Whether the fit exported them (:attr:`pepmix.model.fit.ModelFit.stratum`): only then
+        does the file have their columns (every shard of a run alike, so they gather).
     """
 
     proteins: list[str]
@@ -118,6 +121,7 @@ class StoredFit:
     varpar_names: list[str]
     cov_beta_floor: FloatArray | None = None
     stratum_ratio: FloatArray | None = None
+    stratum: bool = False
 
     def __post_init__(self) -> None:
         if self.cov_beta_floor is None or self.cov_beta_floor.shape != self.cov_beta.shape:
@@ -147,6 +151,7 @@ class StoredFit:
             varpar_names=fit.varpar_names(),
             cov_beta_floor=fit.cov_beta_floor,
             stratum_ratio=fit.stratum_ratio,
+            stratum=fit.stratum,
         )
 
     def to_arrow(self) -> pa.Table:
@@ -162,9 +167,9 @@ class StoredFit:
             "df_residual": pa.array(np.asarray(self.nu, dtype=np.float64)),
             "df_between": pa.array(np.asarray(self.df_between, dtype=np.float64)),
         }
-        # the stratum prior's columns only when the fit exported them (fit_proteins(stratum=True)):
-        # other fits store what they stored before
-        stratum = bool(np.any(np.isfinite(np.asarray(self.stratum_ratio))))
+        # the stratum prior's columns only when the fit exported them (fit_proteins(stratum=True),
+        # every shard alike): other fits store what they stored before
+        stratum = self.stratum
         if stratum:
             columns["stratum_ratio"] = pa.array(np.asarray(self.stratum_ratio, dtype=np.float64))
         for name in _LISTS:
@@ -245,6 +250,7 @@ class StoredFit:
                 if "stratum_ratio" in table.column_names
                 else np.full(n, np.nan)
             ),
+            stratum="stratum_ratio" in table.column_names,
         )
 
     def contrast_tests(self, cmat: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:

@@ -63,6 +63,11 @@ REFERENCES: dict[str, str] = {
         "Lu M, Stephens M (2016). Variance adaptive shrinkage (vash): flexible empirical Bayes "
         "estimation of variances. *Bioinformatics* 32(22):3428-3434"
     ),
+    "koenker2014": (
+        "Koenker R, Mizera I (2014). Convex optimization, shape constraints, compound "
+        "decisions, and empirical Bayes rules. *Journal of the American Statistical "
+        "Association* 109(506):674-685. DOI 10.1080/01621459.2013.869224"
+    ),
     "chung2013": (
         "Chung Y, Rabe-Hesketh S, Dorie V, Gelman A, Liu J (2013). A nondegenerate penalized "
         "likelihood estimator for variance parameters in multilevel models. *Psychometrika* "
@@ -324,6 +329,17 @@ def _moderation(config: Mapping[str, Any], summary: Summary, cite: _Citations) -
     robust = bool(testing.get("robust", True))
     eb = cite("smyth2004")
     prior = testing.get("variance_prior", "limma")
+    if prior == "stratum":
+        return (
+            " Each contrast's variance, per replication unit, was modelled as the replicate "
+            "stratum's variance plus the protein's residual floor (the contrast's variance at "
+            "replicate variance zero, treated as known); the distribution of the replicate "
+            "stratum's variance across proteins was estimated by nonparametric maximum "
+            f"likelihood on a grid {cite('koenker2014')} from the between-replicate mean "
+            f"squares (empirical Bayes {eb}), and p-values are the posterior-predictive normal "
+            "tail areas; proteins whose model lost the replicate factor were moderated with "
+            "limma's prior."
+        )
     if prior in ("vash", "vash_censored"):
         censored = (
             " (fits with the replicate variance at zero entering the likelihood as censored "
