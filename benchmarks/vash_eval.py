@@ -41,6 +41,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "vash": {"testing": {"variance_prior": "vash"}},
     "vash_censored": {"testing": {"variance_prior": "vash_censored"}},
     "stratum": {"testing": {"variance_prior": "stratum"}},
+    # diagnostics: least squares (no Huber weights), each prior
+    "limma_ls": {"model": {"robust": "none"}},
+    "stratum_ls": {"model": {"robust": "none"}, "testing": {"variance_prior": "stratum"}},
 }
 NULL_SCENARIOS = ("no_change", "technical", "outliers", "skewed_variance", "mnar")
 NULL_SEEDS = (11, 12, 13, 14, 15, 16)
