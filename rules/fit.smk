@@ -279,18 +279,51 @@ if SINGLE_SHARD:
         ruleorder: usage_refit > peptide_usage
 
 
+# Several shards: rule gather_model also writes the variance table (rule variance_components's,
+# from the proteins.parquet it has just gathered) and the peptide-usage table (rule
+# peptide_usage's, from the fit jobs' usage rows): two jobs' start-up (~0.5 CPU s each of Python,
+# pandas and Arrow) for ~0.1 s of work, after the fits where both cores are busy
+# (benchmarks/README.md, "The jobs after the fits"). The two rules stay for one shard's other
+# routes (VARIANCE_IN_FIT) and for rule bootstrap's term table (bootstrap_proteins: top N).
+VARIANCE_IN_GATHER = not SINGLE_SHARD and "terms" not in BOOT_FILES
+USAGE_IN_GATHER = not SINGLE_SHARD and PEPTIDE_USAGE
+if VARIANCE_IN_GATHER:
+
+    ruleorder: gather_model > variance_components
+
+
+if USAGE_IN_GATHER:
+
+    ruleorder: gather_model > peptide_usage
+
+
 rule gather_model:
-    """Gather the shards' model outputs (rows in the order of a single job)."""
+    """Gather the shards' model outputs (rows in the order of a single job); with several shards
+    also the variance and peptide-usage tables (VARIANCE_IN_GATHER, USAGE_IN_GATHER)."""
     input:
         proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
         fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
         fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
         blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
+        # USAGE_IN_GATHER: the fit jobs' usage rows; with VARIANCE_IN_GATHER too, the removed
+        # proteins close both tables
+        usage=(
+            gather.split("results/model/shards/{scatteritem}/usage.parquet")
+            if USAGE_IN_GATHER
+            else []
+        ),
+        removed=(
+            "results/ingest/removed_proteins.tsv"
+            if USAGE_IN_GATHER or VARIANCE_IN_GATHER
+            else []
+        ),
     output:
         proteins="results/model/proteins.parquet",
         fit="results/model/fit.parquet",
         fixed="results/model/fixed_effects.parquet",
         blups="results/model/blups.parquet",
+        **({"variance": "results/tables/variance_components.tsv"} if VARIANCE_IN_GATHER else {}),
+        **({"usage_table": "results/tables/peptide_usage.tsv"} if USAGE_IN_GATHER else {}),
     benchmark:
         "logs/benchmarks/gather_model.tsv"
     log:
