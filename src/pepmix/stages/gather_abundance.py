@@ -1,5 +1,6 @@
-"""Rule ``gather_abundance``: the shards' protein abundances, long (Parquet) and as a proteins x
-runs table for people (TSV)."""
+"""The shards' protein abundances, long (Parquet) and as a proteins x runs table for people
+(TSV): part of rule ``gather_model`` (several shards; rule ``gather_abundance`` until
+2026-12-07)."""
 
 from __future__ import annotations
 
