@@ -289,7 +289,7 @@ def gather_arrow(tables: Sequence[pa.Table]) -> pa.Table | None:
         return None  # pandas may type a concatenation with an empty part differently
     empty = pd.concat([t.slice(0, 0).to_pandas() for t in tables], ignore_index=True)
     names = list(empty.columns)
-    if "protein" not in names or any(dtype == object for dtype in empty.dtypes):
+    if "protein" not in names or any(dtype is np.dtype(object) for dtype in empty.dtypes):
         return None
     if not all(t.schema.names == names for t in tables):
         return None
