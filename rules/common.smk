@@ -126,7 +126,7 @@ def model_out(name, final):
     return final if SINGLE_SHARD else f"results/model/shards/{SHARD}/{name}"
 
 
-# rule fit (one shard) or gather_abundance; not embedded in the report (its size)
+# rule abundance (one shard) or gather_model; not embedded in the report (its size)
 ABUNDANCE_WIDE = "results/tables/protein_abundance.tsv"
 
 

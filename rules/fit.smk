@@ -246,7 +246,6 @@ if USAGE_JOB:
 if SINGLE_SHARD:
 
     ruleorder: fit > gather_model
-    ruleorder: abundance > gather_abundance
     ruleorder: fit > peptide_usage
     ruleorder: fit > gather_detection
 
@@ -285,18 +284,71 @@ if SINGLE_SHARD:
         ruleorder: usage_refit > peptide_usage
 
 
+# Several shards: rule gather_model gathers the protein abundances too (the long Parquet and
+# the proteins x runs TSV, rule gather_abundance's until 2026-12-07) and writes the variance table
+# (rule variance_components's, from the proteins.parquet it has just gathered) and the
+# peptide-usage table (rule peptide_usage's, from the fit jobs' usage rows): three jobs'
+# start-up (~0.5 CPU s each of Python, pandas and Arrow) for ~0.8 s of work, after the fits,
+# where both cores are busy until the end (benchmarks/README.md, "The jobs after the fits").
+# Rules variance_components and peptide_usage stay for one shard's other routes and for rule
+# bootstrap's term table (bootstrap_proteins: top N).
+ABUNDANCE_IN_GATHER = not SINGLE_SHARD
+VARIANCE_IN_GATHER = not SINGLE_SHARD and "terms" not in BOOT_FILES
+USAGE_IN_GATHER = not SINGLE_SHARD and PEPTIDE_USAGE
+if VARIANCE_IN_GATHER:
+
+    ruleorder: gather_model > variance_components
+
+
+if USAGE_IN_GATHER:
+
+    ruleorder: gather_model > peptide_usage
+
+
 rule gather_model:
-    """Gather the shards' model outputs (rows in the order of a single job)."""
+    """Gather the shards' model outputs (rows in the order of a single job) and protein
+    abundances (long Parquet and a proteins x runs TSV); the variance and peptide-usage tables
+    (VARIANCE_IN_GATHER, USAGE_IN_GATHER)."""
     input:
         proteins=gather.split("results/model/shards/{scatteritem}/proteins.parquet"),
         fit=gather.split("results/model/shards/{scatteritem}/fit.parquet"),
         fixed=gather.split("results/model/shards/{scatteritem}/fixed_effects.parquet"),
         blups=gather.split("results/model/shards/{scatteritem}/blups.parquet"),
+        abundance=(
+            gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet")
+            if ABUNDANCE_IN_GATHER
+            else []
+        ),
+        # the runs' order of the abundance TSV
+        samples="results/ingest/samples.tsv" if ABUNDANCE_IN_GATHER else [],
+        # USAGE_IN_GATHER: the fit jobs' usage rows; with VARIANCE_IN_GATHER too, the removed
+        # proteins close both tables
+        usage=(
+            gather.split("results/model/shards/{scatteritem}/usage.parquet")
+            if USAGE_IN_GATHER
+            else []
+        ),
+        removed=(
+            "results/ingest/removed_proteins.tsv"
+            if USAGE_IN_GATHER or VARIANCE_IN_GATHER
+            else []
+        ),
     output:
         proteins="results/model/proteins.parquet",
         fit="results/model/fit.parquet",
         fixed="results/model/fixed_effects.parquet",
         blups="results/model/blups.parquet",
+        **(
+            {
+                "abundance_long": "results/tables/protein_abundance.parquet",
+                # not embedded in the report (its size)
+                "abundance_wide": ABUNDANCE_WIDE,
+            }
+            if ABUNDANCE_IN_GATHER
+            else {}
+        ),
+        **({"variance": "results/tables/variance_components.tsv"} if VARIANCE_IN_GATHER else {}),
+        **({"usage_table": "results/tables/peptide_usage.tsv"} if USAGE_IN_GATHER else {}),
     benchmark:
         "logs/benchmarks/gather_model.tsv"
     log:
@@ -334,29 +386,6 @@ rule gather_detection:
         "../envs/pepmix.yaml"
     script:
         "../scripts/gather_detection.py"
-
-
-rule gather_abundance:
-    """Gather protein abundances; long Parquet and a proteins x runs TSV."""
-    input:
-        parts=gather.split("results/model/shards/{scatteritem}/protein_abundance.parquet"),
-        samples="results/ingest/samples.tsv",
-    output:
-        long="results/tables/protein_abundance.parquet",
-        wide="results/tables/protein_abundance.tsv",  # not embedded in the report (its size)
-    benchmark:
-        "logs/benchmarks/gather_abundance.tsv"
-    log:
-        "logs/gather_abundance.log",
-    priority: 2  # on the critical path to the result plots (see rule fit)
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input, attempt: attempt * (500 + int(10 * input_mb(input))),
-        runtime=lambda wc, attempt: attempt * 20,
-    conda:
-        "../envs/pepmix.yaml"
-    script:
-        "../scripts/gather_abundance.py"
 
 
 # with one shard written by rule fit (VARIANCE_IN_FIT), unless rule bootstrap fills columns of it

@@ -13,7 +13,7 @@
 # after rule abundance (~1.4 CPU s, beside the fit on the second core): one job's start-up and
 # reads fewer (~0.6 CPU s: 1.53 + 1.52 -> 2.49 on the demo), and the job still ends about when
 # the fit does (benchmarks/README.md, "Fewer jobs on one shard"). Several shards: the abundances
-# come from gather_abundance after all fit jobs, so the feature figures keep their own job
+# come from gather_model after all fit jobs, so the feature figures keep their own job
 # (drawn while the shards are fitted).
 QC_IN_ONE_JOB = SINGLE_SHARD
 QC_JOB_FIGURES = QC_FEATURE_FIGURES + (QC_ABUNDANCE_FIGURES if QC_IN_ONE_JOB else ())

@@ -235,7 +235,27 @@ def gather(
     Rows are sorted by protein name (stable, so each protein's own row order is kept). With
     ``first = (column, values)`` rows are first ordered by the position of ``column`` in
     ``values`` (e.g. contrasts in config order).
+
+    Without ``first`` the parts are gathered in Arrow (:func:`gather_arrow`): the same file,
+    byte for byte, as the pandas route (:func:`gather_pandas`: read each part as a data frame,
+    concatenate, sort, :func:`pepmix.io.write_parquet`), without turning millions of strings
+    into Python objects and back. Parts the Arrow route does not reproduce (an empty part, an
+    ``object`` column, a null protein or integer) take the pandas route.
     """
+    if first is None and parts:
+        table = gather_arrow([pq.read_table(p) for p in parts])
+        if table is not None:
+            write_arrow(table, output)
+            return
+    gather_pandas(parts, output, first)
+
+
+def gather_pandas(
+    parts: Sequence[str | Path],
+    output: str | Path,
+    first: tuple[str, Sequence[str]] | None = None,
+) -> None:
+    """:func:`gather` through pandas (the reference form of :func:`gather_arrow`)."""
     frames = [pd.read_parquet(p) for p in parts]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not frame.empty:
@@ -252,3 +272,74 @@ def gather(
         index = keys.sort_values(columns, kind="stable").index
         frame = frame.loc[index].reset_index(drop=True)
     write_parquet(frame, output)
+
+
+def gather_arrow(tables: Sequence[pa.Table]) -> pa.Table | None:
+    """The table :func:`gather_pandas` writes for the parts ``tables`` (as read from their
+    files), gathered in Arrow; None when a column is outside what this route reproduces.
+
+    Column types and pandas metadata are those of ``pa.Table.from_pandas`` of the concatenated
+    data frame, taken from the parts' zero-row frames (pandas types a concatenation from the
+    dtypes alone: categoricals with the same categories stay categorical, others become
+    strings). Values as a pandas round trip leaves them: floats with every NaN as null,
+    categoricals with the shared dictionary and pandas' code width; rows by a stable sort of
+    the protein names (code point order, as pandas' string sort).
+    """
+    if not tables or any(t.num_rows == 0 for t in tables):
+        return None  # pandas may type a concatenation with an empty part differently
+    empty = pd.concat([t.slice(0, 0).to_pandas() for t in tables], ignore_index=True)
+    names = list(empty.columns)
+    if "protein" not in names or any(dtype is np.dtype(object) for dtype in empty.dtypes):
+        return None
+    if not all(t.schema.names == names for t in tables):
+        return None
+    schema = pa.Schema.from_pandas(empty, preserve_index=False)
+    order = _protein_order(tables)
+    if order is None:
+        return None
+    columns = []
+    for field in schema:
+        column = _gathered_column([t.column(field.name) for t in tables], field.type)
+        if column is None:
+            return None
+        columns.append(column.take(order))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _protein_order(tables: Sequence[pa.Table]) -> pa.Array | None:
+    """Row order of the concatenated ``tables``: a stable sort by protein name (None with a
+    null protein, which the pandas route places differently)."""
+    chunks = [c for t in tables for c in t.column("protein").cast(pa.large_string()).chunks]
+    column = pa.chunked_array(chunks, type=pa.large_string())
+    if column.null_count:
+        return None
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    labels = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    rank = np.empty(labels.size, dtype=np.int64)
+    rank[np.argsort(labels, kind="stable")] = np.arange(labels.size)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return pa.array(np.argsort(codes, kind="stable"))
+
+
+def _gathered_column(parts: Sequence[pa.ChunkedArray], target: pa.DataType) -> pa.Array | None:
+    """One column of the parts, concatenated, of type ``target`` and with the values a pandas
+    round trip leaves (None when this cannot be reproduced here)."""
+    if pa.types.is_dictionary(target):
+        if not all(pa.types.is_dictionary(c.type) for c in parts):
+            return None
+        arrays = [c.unify_dictionaries().combine_chunks() for c in parts]
+        dictionary = arrays[0].dictionary
+        # pandas keeps a categorical only when every part has the same categories
+        if not all(a.dictionary.equals(dictionary) for a in arrays):
+            return None
+        joined = [pa.DictionaryArray.from_arrays(a.indices, dictionary) for a in arrays]
+        return pa.concat_arrays(joined).cast(target)
+    pieces = [piece for c in parts for piece in c.cast(target).chunks]
+    combined = pa.chunked_array(pieces, type=target).combine_chunks()
+    if pa.types.is_floating(target):
+        # pandas reads nulls as NaN, and from_pandas writes every NaN as null
+        return pc.if_else(pc.is_nan(combined), pa.scalar(None, target), combined)
+    if pa.types.is_integer(target) or pa.types.is_boolean(target):
+        # with a null pandas would have read the part as float or object
+        return None if combined.null_count else combined
+    return combined if pa.types.is_large_string(target) else None

@@ -212,27 +212,39 @@ def _feature_index(
 
 
 def _quantile_sorted(v: FloatArray, q: float) -> float:
-    """Quantile of sorted values, interpolating linearly (as :func:`numpy.percentile`)."""
+    """Quantile of sorted values, interpolating linearly (as :func:`numpy.percentile`).
+
+    ``v`` need only hold the order statistics at the two positions used in place (as
+    :func:`numpy.partition` leaves them)."""
     pos = q * (len(v) - 1)
     lo = int(np.floor(pos))
     hi = min(lo + 1, len(v) - 1)
     return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
 
 
+QUARTILES = (0.25, 0.5, 0.75)
+
+
 def box_stats(values: FloatArray, whis: float = 1.5) -> BoxStats:
     """``(low whisker, q1, median, q3, high whisker)`` of the finite values (Tukey whiskers).
 
     Whiskers end at the most extreme values within ``whis`` IQR of the box; all NaN for no
-    values. Quartiles interpolate linearly (as :func:`numpy.percentile`). One sort (numpy's
-    vectorised sort beats a partition at these sizes), then positions and two binary searches.
+    values. Quartiles interpolate linearly (as :func:`numpy.percentile`). One partition at the
+    quartiles' order statistics (the values a full sort puts there, in half its time at the
+    ~40,000 values of a DIA run), then the whiskers as the least value at or above and the
+    greatest at or below their limits (the values a binary search of the sorted values finds).
     """
-    v = np.sort(values[np.isfinite(values)])
-    if len(v) == 0:
+    v = values[np.isfinite(values)]
+    n = len(v)
+    if n == 0:
         return (np.nan, np.nan, np.nan, np.nan, np.nan)
-    q1, med, q3 = (_quantile_sorted(v, q) for q in (0.25, 0.5, 0.75))
+    lows = [int(np.floor(q * (n - 1))) for q in QUARTILES]
+    kth = sorted({*lows, *(min(lo + 1, n - 1) for lo in lows)})
+    v = np.partition(v, kth)
+    q1, med, q3 = (_quantile_sorted(v, q) for q in QUARTILES)
     iqr = q3 - q1
-    low = float(v[np.searchsorted(v, q1 - whis * iqr, side="left")])
-    high = float(v[np.searchsorted(v, q3 + whis * iqr, side="right") - 1])
+    low = float(np.min(v, where=v >= q1 - whis * iqr, initial=np.inf))
+    high = float(np.max(v, where=v <= q3 + whis * iqr, initial=-np.inf))
     return low, q1, med, q3, high
 
 
