@@ -126,3 +126,30 @@ def test_reused_evaluation_at_the_optimum_equals_a_fresh_one(start: str) -> None
             fresh = evaluate(fitted, theta)
             for name in names:
                 assert np.array_equal(getattr(ev, name), getattr(fresh, name)), name
+
+
+@pytest.mark.parametrize(
+    "random", [("feature", "sample"), ("feature", "sample", "feature:condition"), ("sample",)]
+)
+def test_compiled_weight_update_equals_the_array_version(
+    monkeypatch: pytest.MonkeyPatch, random: tuple[str, ...]
+) -> None:
+    """The rounds' Huber weights from one compiled pass over the refitted proteins' rows
+    (``robust.COMPILED_UPDATE``) are those of the array version (fitted values, then the MAD
+    and the weights of the subset's residuals): every array of the Huber fit equal, bit for
+    bit, with the feature, sample and usage (feature x condition) predictions."""
+    table, sheet, _ = simulate(n_prot=150, n_per=4, seed=5, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=random))
+    calls = []
+    inner = robust._huber_update
+    monkeypatch.setattr(robust, "_huber_update", lambda *a: calls.append(1) or inner(*a))
+    compiled = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert len(calls) > 3  # the rounds went through the compiled pass
+    monkeypatch.setattr(robust, "COMPILED_UPDATE", False)
+    arrays = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert len(calls) > 3 and compiled.weights is not None and arrays.weights is not None
+    for name in _PROTEIN_ARRAYS:
+        assert np.array_equal(getattr(compiled, name), getattr(arrays, name), equal_nan=True), name
+    assert np.array_equal(compiled.weights, arrays.weights)
+    assert compiled.detail == arrays.detail
+    assert (compiled.weights < 1).mean() > 0.05  # the weights were iterated, not all 1

@@ -11,8 +11,10 @@ directly into the padded layout of its bucket (random-effect block first, then f
 then ``y``). With observation weights ``w_i`` every row is scaled by ``sqrt(w_i)`` (weighted least
 squares as ordinary least squares on scaled rows), so ``G = sum_i w_i V_i V_i'`` and
 ``w_j = sum_{i in j} w_i V_i``; without weights (empty array) the scale is exactly 1.0 and the
-sums are bit-identical to the unweighted pass. Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory
-is the output only.
+sums are bit-identical to the unweighted pass. ``G`` is summed in its lower triangle (each
+product ``V_ia V_ib`` once, in observation order) and mirrored per protein: the same entries as
+summing both triangles. Work is ``O(sum_i nnz_i^2 / 2 + sum_j d^2)``; memory is the output
+only.
 
 The kernel is compiled once and cached next to this module (``cache=True``).
 """
@@ -94,10 +96,15 @@ def accumulate(
             idx[k] = d - 1
             val[k] = y[i] * sw
             k += 1
+            # lower triangle only (each product once), mirrored below: the same sums
             for a in range(k):
-                row = g0 + idx[a] * d
-                for b in range(k):
-                    g_flat[row + idx[b]] += val[a] * val[b]
+                ia = idx[a]
+                for b in range(a + 1):
+                    ib = idx[b]
+                    if ia >= ib:
+                        g_flat[g0 + ia * d + ib] += val[a] * val[b]
+                    else:
+                        g_flat[g0 + ib * d + ia] += val[a] * val[b]
             ef = e_factor[p]
             if ef >= 0:
                 if run_codes[ef, 0] == -1:
@@ -109,6 +116,9 @@ def accumulate(
                 base = e0 + elevel * d
                 for a in range(k):
                     erow_flat[base + idx[a]] += sw * val[a]
+        for a in range(d):
+            for b in range(a):
+                g_flat[g0 + b * d + a] = g_flat[g0 + a * d + b]
         if e_factor[p] < 0 or w_flat.size == 0:
             continue
         w0 = w_offset[p]
@@ -271,6 +281,75 @@ def mad_huber(
         limit = k * s
         for i in range(n):
             absr = np.abs(resid[lo + i])
+            w = limit / absr if absr > limit else 1.0
+            weights[lo + i] = w if s > 0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def residual_mad_huber(
+    y: NDArray[np.float64],
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    feat: NDArray[np.int64],
+    run: NDArray[np.int64],
+    cell: NDArray[np.int64],
+    fixed: NDArray[np.float64],
+    n_runs: int,
+    kind: NDArray[np.int64],
+    run_codes: NDArray[np.int64],
+    n_lev: NDArray[np.int64],
+    tab_off: NDArray[np.int64],
+    tables: NDArray[np.float64],
+    mad_scale: float,
+    k: float,
+    scale: NDArray[np.float64],
+    weights: NDArray[np.float64],
+) -> None:
+    """Conditional residuals of the groups (proteins) ``groups`` and :func:`mad_huber` of them.
+
+    Group ``g`` has the rows ``starts[g]:starts[g + 1]``. The fitted value of row ``i`` is
+    ``fixed[g * n_runs + run[i]]`` plus, factor by factor in order, the prediction of its level
+    from ``tables[tab_off[f]:tab_off[f + 1]]``, indexed by ``feat[i]`` (``kind[f] == 0``),
+    ``cell[i]`` (1) or ``g * n_lev[f] + run_codes[f, run[i]]`` (2); ``kind[f] == -1``: no
+    predictions of that factor. The same additions, in the same order, as the array version
+    (:func:`pepmix.model.robust.fitted_values`), so the residuals, the scales (into ``scale``)
+    and the weights (into ``weights``) are those of the array version, bit for bit.
+    """
+    longest = 1
+    for gi in range(groups.size):
+        g = groups[gi]
+        longest = max(longest, starts[g + 1] - starts[g])
+    resid = np.empty(longest, dtype=np.float64)
+    buf = np.empty(longest, dtype=np.float64)
+    small = np.empty(24, dtype=np.float64)
+    n_f = kind.size
+    for gi in range(groups.size):
+        g = groups[gi]
+        lo = starts[g]
+        n = starts[g + 1] - lo
+        for i in range(n):
+            row = lo + i
+            r = run[row]
+            v = fixed[g * n_runs + r]
+            for f in range(n_f):
+                kf = kind[f]
+                if kf == 0:
+                    v += tables[tab_off[f] + feat[row]]
+                elif kf == 1:
+                    v += tables[tab_off[f] + cell[row]]
+                elif kf == 2:
+                    v += tables[tab_off[f] + g * n_lev[f] + run_codes[f, r]]
+            resid[i] = y[row] - v
+        for i in range(n):
+            buf[i] = resid[i]
+        med = _median_of(buf, n, small)
+        for i in range(n):
+            buf[i] = np.abs(resid[i] - med)
+        s = mad_scale * _median_of(buf, n, small)
+        scale[g] = s
+        limit = k * s
+        for i in range(n):
+            absr = np.abs(resid[i])
             w = limit / absr if absr > limit else 1.0
             weights[lo + i] = w if s > 0 else 1.0
 

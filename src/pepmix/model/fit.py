@@ -137,6 +137,11 @@ class ModelFit:
     vcov_varpar : ndarray, shape (P, F + 1, F + 1)
         lmerTest's covariance :math:`A = 2H^+` of :math:`\\hat\\psi`
         (:mod:`pepmix.model.satterthwaite`).
+    theta_scale : ndarray, shape (P,), optional
+        Robust fits: the square root of the variance factor :attr:`theta` was divided by
+        (:func:`pepmix.model.robust.correct_variance`; 1 where none was applied), so that
+        ``theta * theta_scale`` is the weighted REML optimum (the start of refits, e.g. the
+        variance tests). Default None: 1 for every protein.
     """
 
     proteins: list[str]
@@ -178,6 +183,7 @@ class ModelFit:
     beta_centred: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     dcov_beta: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0, 0)))
     vcov_varpar: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    theta_scale: FloatArray | None = None
 
     def varpar_names(self) -> list[str]:
         """Names of the variance parameters :math:`\\psi` of ``dcov_beta`` and
@@ -591,7 +597,9 @@ def fit_proteins(
             )  # fmt: skip
         _finish_status(problem, result)
         fitted = np.isin(np.asarray(result.status, dtype=object), FITTED)
-        huber.correct_variance(result, fitted & (factor != 1.0), factor)
+        corrected = fitted & (factor != 1.0)
+        huber.correct_variance(result, corrected, factor)
+        result.theta_scale = np.where(corrected, np.sqrt(factor), 1.0)
         result.detail = [
             "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
         ]

@@ -237,6 +237,10 @@ MAX_ITER = 10
 #: runs, the demo): log2 FC within 0.08 / 0.01 / 0.05 SE of the full refits, the distance of
 #: either scheme to the fixed point of WEIGHT_TOL 1e-3 alike; 1 iteration moved p-values more
 INNER_NEWTON: int | None = 2
+#: the Huber weights of each round from one compiled pass over the refitted proteins' rows
+#: (:func:`_huber_update`; bit-identical); False: the array version (:func:`fitted_values`,
+#: :func:`huber_scale_weights` on a copy of their observations)
+COMPILED_UPDATE = True
 #: weights still changing by more than this after :data:`MAX_ITER` refits are noted in ``detail``
 #: (smaller changes are limit cycles of the MAD between neighbouring residuals: measured, they
 #: move the estimates by less than 0.2 standard errors)
@@ -1004,6 +1008,9 @@ def _update_weights(
     ``huber_scale`` (default None) replaces the MAD by a fixed scale where it is finite."""
     if not touched.any():
         return
+    if fixed_scale is None and huber_scale is None and COMPILED_UPDATE:
+        _huber_update(enc, design, factors, out, current, touched, weights, scale)
+        return
     rows = touched[enc.prot]
     sub = enc
     part = current
@@ -1028,6 +1035,80 @@ def _update_weights(
         w = huber_weights(resid, s[sub.prot])
     scale[touched] = s[touched]
     weights[rows] = w
+
+
+def _huber_update(
+    enc: Encoded,
+    design: RunDesign,
+    factors: tuple[str, ...],
+    out: ModelFit,
+    current: FloatArray,
+    touched: NDArray[np.bool_],
+    weights: FloatArray,
+    scale: FloatArray,
+) -> None:
+    """The Huber branch of :func:`_update_weights` in one compiled pass
+    (:func:`pepmix.model._kernel.residual_mad_huber`): residuals of the ``touched`` proteins
+    from the fixed part per (protein, run) cell and one prediction table per factor, their MAD
+    scales and Huber weights, without copying their observations. The numbers of
+    :func:`fitted_values` and :func:`huber_scale_weights`, bit for bit (the same additions in
+    the same order)."""
+    from pepmix.model._kernel import residual_mad_huber
+
+    n_prot = len(enc.proteins)
+    n_runs = design.x.shape[0]
+    fixed = np.ascontiguousarray((np.nan_to_num(out.beta) @ design.x.T).ravel())
+    part = current[touched[current[:, 0].astype(np.intp)]]
+    pcode = part[:, 0].astype(np.intp)
+    fcode = part[:, 1].astype(np.intp)
+    lcode = part[:, 2].astype(np.intp)
+    blup = part[:, 3]
+    n_f = len(factors)
+    kind = np.full(n_f, -1, dtype=np.int64)
+    n_lev = np.zeros(n_f, dtype=np.int64)
+    run_codes = np.zeros((n_f, n_runs), dtype=np.int64)
+    tables: list[FloatArray] = []
+    cell = np.zeros(0, dtype=np.int64)
+    for f, name in enumerate(factors):
+        rows = fcode == f
+        if not rows.any():
+            tables.append(np.zeros(0))
+            continue
+        if name == "feature":
+            kind[f], index = 0, lcode[rows]
+            table = np.zeros(int(enc.feat.max()) + 1)
+        elif name == USAGE_FACTOR:
+            cell = usage_code(enc.feat, enc.run, design).astype(np.int64)
+            kind[f], index = 1, lcode[rows]
+            table = np.zeros(int(cell.max()) + 1)
+        else:
+            codes = design.factor_codes[name]
+            n_lev[f] = int(codes.max()) + 1
+            run_codes[f] = codes
+            kind[f], index = 2, pcode[rows] * n_lev[f] + lcode[rows]
+            table = np.zeros(n_prot * int(n_lev[f]))
+        table[index] = blup[rows]
+        tables.append(table)
+    tab_off = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
+    residual_mad_huber(
+        np.ascontiguousarray(enc.y, dtype=np.float64),
+        _starts(enc.prot, n_prot),
+        np.flatnonzero(touched).astype(np.int64),
+        enc.feat.astype(np.int64, copy=False),
+        enc.run.astype(np.int64, copy=False),
+        cell,
+        fixed,
+        n_runs,
+        kind,
+        run_codes,
+        n_lev,
+        tab_off,
+        np.concatenate(tables) if tables else np.zeros(0),
+        MAD_SCALE,
+        HUBER_K,
+        scale,
+        weights,
+    )
 
 
 def huber_scale_weights(

@@ -98,6 +98,11 @@ OPTIMUM_TOL = 1e-6
 #: bootstrap LRTs within this of the observed LRT count as "at least as large" (the optimiser's
 #: criterion tolerance, :mod:`pepmix.model.optimize`, is ~1e-11 relative; the boundary snap 1e-7)
 BOOT_TIE = 1e-6
+#: :func:`fit_tests` starts the full fits at the reported fit's weighted REML optimum
+#: (:attr:`pepmix.model.fit.ModelFit.theta_scale` undoes the robust variance factor) and the
+#: reduced fits at the better of that point (tested term at 0) and the grid (:func:`_better_start`);
+#: False: the full fits start at the reported ``theta``, the reduced ones at the grid
+WARM_STARTS = True
 #: ``variance_tests.bootstrap_proteins: top N``
 TOP_PATTERN = re.compile(r"top\s+[1-9][0-9]*")
 #: simulated observations per bootstrap chunk (memory of the batched refits)
@@ -616,7 +621,14 @@ def fit_tests(fit: ModelFit, options: VarianceTestOptions) -> pd.DataFrame:
         return out
     enc = fit.encoded
     problem, start = refit_problem(fit)
-    tests = term_lrts(problem, start)
+    if start is not None and WARM_STARTS:
+        # the weighted REML optimum (before the robust variance factor): the full fits start
+        # at their optimum, the reduced ones at it with the tested term at 0 (or the grid)
+        if fit.theta_scale is not None:
+            start = start * fit.theta_scale[:, None]
+        tests = term_lrts(problem, start, null_start=start)
+    else:
+        tests = term_lrts(problem, start)
     fitted = np.isin(np.asarray(fit.status, dtype=object), FITTED)
     tests.lrt[~fitted] = np.nan
     for f, name in enumerate(tests.factors):
