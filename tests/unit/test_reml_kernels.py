@@ -66,11 +66,48 @@ def test_weighted_gram_is_the_weighted_cross_product() -> None:
     weights = rng.normal(size=(2, nb, nl))
     weights[:, :, -5:] = 0.0
     out = np.empty((2, nb, d, d))
-    weighted_gram(weights, rows, np.arange(nb, dtype=np.int64), out)
+    weighted_gram(weights, rows, np.arange(nb, dtype=np.int64), out, *reml._NO_CLASSES)
     for k in range(2):
         ref = np.einsum("bjm,bj,bjn->bmn", rows, weights[k], rows)
         np.testing.assert_allclose(out[k], ref, rtol=0, atol=1e-12 * np.abs(ref).max())
         assert np.array_equal(out[k], out[k].transpose(0, 2, 1))
+
+
+def test_row_classes_sum_equal_counts_once() -> None:
+    """Rank-one rows grouped by equal count (:func:`pepmix.model.reml.row_classes`): rows
+    with a count shared by >= 2 valid rows form a class, the others (distinct counts, padding
+    beyond ``n_valid``) do not; the class sums give ``W' diag(f) W`` with ``f`` a function of
+    the count, to rounding, also through a shared index (``Bucket.w_rows``)."""
+    rng = np.random.default_rng(8)
+    nb, nl, d = 4, 30, 6
+    rows = rng.normal(size=(nb, nl, d))
+    counts = np.where(rng.random((nb, nl)) < 0.6, rng.integers(3, 7, (nb, nl)), 0.0)
+    counts = counts + np.where(counts == 0, rng.random((nb, nl)) * 5 + 0.5, 0.0)
+    n_valid = np.array([30, 25, 1, 0])
+    for b in range(nb):
+        rows[b, n_valid[b] :] = 0.0
+        counts[b, n_valid[b] :] = 0.0
+    classes = reml.row_classes(rows, counts, n_valid)
+    assert classes is not None
+    for b in range(nb):
+        valid = np.arange(nl) < n_valid[b]
+        values, times = np.unique(counts[b, valid], return_counts=True)
+        shared = np.isin(counts[b], values[times >= 2]) & valid
+        assert np.array_equal(classes.cls_of[b] >= 0, shared)
+        assert (classes.rep[b] >= 0).sum() == (times >= 2).sum()
+    assert (classes.cls_of[2:] < 0).all() and (classes.cls_of[:2] >= 0).sum() > 20
+    t = 0.7
+    f = np.where(np.arange(nl)[None, :] < n_valid[:, None], t / (1.0 + t * counts), 0.0)
+    index = np.array([3, 0, 1, 0, 2], dtype=np.int64)
+    weights = np.stack([f[index], -2.0 * f[index] ** 2])
+    with_cls = np.empty((2, index.size, d, d))
+    without = np.empty((2, index.size, d, d))
+    weighted_gram(weights, rows, index, with_cls, classes.cls_of, classes.gram, classes.rep)
+    weighted_gram(weights, rows, index, without, *reml._NO_CLASSES)
+    scale = np.abs(without).max()
+    np.testing.assert_allclose(with_cls, without, rtol=0, atol=1e-13 * scale)
+    assert not np.array_equal(with_cls, without)  # the classes were used
+    assert np.array_equal(with_cls, with_cls.transpose(0, 1, 3, 2))
 
 
 def test_chol_inverses_give_s_and_s0_inverses() -> None:

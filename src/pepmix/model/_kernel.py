@@ -379,6 +379,9 @@ def weighted_gram(
     rows: NDArray[np.float64],
     index: NDArray[np.int64],
     out: NDArray[np.float64],
+    cls_of: NDArray[np.int64],
+    cls_gram: NDArray[np.float64],
+    cls_rep: NDArray[np.int64],
 ) -> None:
     """``out[k, b] = sum_j weights[k, b, j] * v_j v_j'`` with ``v_j = rows[index[b], j]``, for
     every ``k`` and ``b`` (``index``: protein ``b``'s entry of ``rows``, e.g. ``arange(B)``).
@@ -390,9 +393,16 @@ def weighted_gram(
     exactly symmetric. The ``K`` weightings of one protein are summed while its rows are in
     cache. Each protein's sums depend on its own rows only, in a fixed order (the criterion
     stays row by row).
+
+    Row classes (:func:`rank_one_classes`; empty ``cls_of``: none): rows ``j`` with
+    ``cls_of[index[b], j] = c >= 0`` all have the weight of row ``cls_rep[index[b], c]`` and
+    their sum of products is ``cls_gram[index[b], c]``: added once, times that weight, instead
+    of row by row.
     """
     n_k, n_b, n_l = weights.shape
     d = rows.shape[2]
+    has_cls = cls_of.shape[0] > 0
+    n_c = cls_gram.shape[1] if has_cls else 0
     acc = np.zeros((d, d))
     sc = np.empty((4, d))
     rr = np.empty((4, d))
@@ -405,6 +415,8 @@ def weighted_gram(
                 f = weights[k, b, j]
                 if f == 0.0:
                     continue
+                if has_cls and cls_of[wb, j] >= 0:
+                    continue
                 for a in range(d):
                     rr[m, a] = rows[wb, j, a]
                     sc[m, a] = f * rows[wb, j, a]
@@ -413,10 +425,76 @@ def weighted_gram(
                     _gram_rows(acc, sc, rr, m)
                     m = 0
             _gram_rows(acc, sc, rr, m)
+            for c in range(n_c):
+                r = cls_rep[wb, c]
+                if r < 0:
+                    continue
+                f = weights[k, b, r]
+                if f == 0.0:
+                    continue
+                for a in range(d):
+                    for e in range(a + 1):
+                        acc[a, e] += f * cls_gram[wb, c, a, e]
             for a in range(d):
                 for c in range(a + 1):
                     out[k, b, a, c] = acc[a, c]
                     out[k, b, c, a] = acc[a, c]
+
+
+@njit(cache=True, nogil=True)
+def rank_one_classes(
+    cls_n: NDArray[np.float64],
+    n_valid: NDArray[np.int64],
+    min_size: int,
+    cls_of: NDArray[np.int64],
+    n_cls: NDArray[np.int64],
+) -> None:
+    """Group each protein's rank-one rows by their level count (weight sum) ``cls_n[b, j]``:
+    rows ``j < n_valid[b]`` whose value occurs at least ``min_size`` times get the protein's
+    class number of that value in ``cls_of[b, j]`` (classes numbered by ascending value; -1:
+    no class, e.g. a distinct weight sum); ``n_cls[b]`` is the protein's number of classes."""
+    for b in range(cls_n.shape[0]):
+        n = n_valid[b]
+        order = np.argsort(cls_n[b, :n], kind="mergesort")
+        c = 0
+        i = 0
+        while i < n:
+            j = i
+            while j + 1 < n and cls_n[b, order[j + 1]] == cls_n[b, order[i]]:
+                j += 1
+            if j - i + 1 >= min_size:
+                for t in range(i, j + 1):
+                    cls_of[b, order[t]] = c
+                c += 1
+            i = j + 1
+        n_cls[b] = c
+
+
+@njit(cache=True, nogil=True)
+def class_grams(
+    rows: NDArray[np.float64],
+    cls_of: NDArray[np.int64],
+    gram: NDArray[np.float64],
+    rep: NDArray[np.int64],
+) -> None:
+    """``gram[b, c] = sum_{j: cls_of[b, j] = c} v_j v_j'`` (``v_j = rows[b, j]``; ``gram``
+    zero on entry, summed in row order, lower triangle mirrored) and ``rep[b, c]`` one row of
+    class ``c`` (``rep`` -1 on entry: padding)."""
+    n_b, n_l, d = rows.shape
+    for b in range(n_b):
+        for j in range(n_l):
+            c = cls_of[b, j]
+            if c < 0:
+                continue
+            rep[b, c] = j
+            for a in range(d):
+                va = rows[b, j, a]
+                for e in range(a + 1):
+                    gram[b, c, a, e] += va * rows[b, j, e]
+        for c in range(gram.shape[1]):
+            for a in range(d):
+                for e in range(a):
+                    gram[b, c, e, a] = gram[b, c, a, e]
 
 
 @njit(cache=True, nogil=True)

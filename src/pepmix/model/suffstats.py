@@ -99,7 +99,7 @@ from numpy.typing import NDArray
 
 from pepmix.model.checks import greedy_independent
 from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
-from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket
+from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket, row_classes
 
 log = logging.getLogger(__name__)
 
@@ -1185,6 +1185,7 @@ def _bucket(
     cls_mm = np.zeros((nb, c_max))
     cls_n[valid] = cls.cls_value[slot[valid]]
     cls_mm[valid] = cls.cls_m[slot[valid]]
+    classes = row_classes(w, cls_n, cls.n_cls[members]) if cls.rank_one else None
     return Bucket(
         G=g,
         W=w,
@@ -1196,6 +1197,7 @@ def _bucket(
         nu=problem.nu[members],
         n_x=n_x,
         e_fixed=problem.e_fixed,
+        classes=classes,
     )
 
 
