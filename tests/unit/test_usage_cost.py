@@ -85,6 +85,25 @@ def test_usage_job_fits_point_estimates_only() -> None:
     pd.testing.assert_frame_equal(job.table, memory.table, check_exact=True)
 
 
+def test_fit_job_usage_rows_without_inference_are_the_same() -> None:
+    """The fit job's in-memory usage refit without inference (``usage_shard(inference=False)``,
+    what ``stages.fit.run`` does when no contrast is taken from the usage model): the usage
+    rows and LRTs are those of the refit with inference, bit for bit; its fit has no
+    covariances."""
+    table = _categorical(_simulate(80, 0.3, seed=33))
+    fit = fit_proteins(table, _design(), robust="huber")
+    components = fit.variance_components()
+    full = usage_shard(fit, components, table, _sheet(), robust="huber", screen=True)
+    light = usage_shard(
+        fit, components, table, _sheet(), robust="huber", screen=True, inference=False
+    )
+    assert full.fit is not None and light.fit is not None
+    assert np.isnan(light.fit.cov_beta).all() and np.isfinite(full.fit.cov_beta).any()
+    pd.testing.assert_frame_equal(light.table, full.table, check_exact=True)
+    assert np.array_equal(light.lrt, full.lrt, equal_nan=True)
+    assert (full.lrt > 0).sum() > 5  # positive usage variances were refitted and tested
+
+
 @pytest.mark.parametrize("robust", ["huber", "none"])
 def test_null_fits_from_the_default_fit_reach_the_grid_optima(
     robust: str, monkeypatch: pytest.MonkeyPatch
