@@ -75,14 +75,16 @@ def test_weighted_gram_is_the_weighted_cross_product() -> None:
 
 def test_row_classes_sum_equal_counts_once() -> None:
     """Rank-one rows grouped by equal count (:func:`pepmix.model.reml.row_classes`): rows
-    with a count shared by >= 2 valid rows form a class, the others (distinct counts, padding
-    beyond ``n_valid``) do not; the class sums give ``W' diag(f) W`` with ``f`` a function of
-    the count, to rounding, also through a shared index (``Bucket.w_rows``)."""
+    with a whole count shared by >= 2 valid rows form a class, the others (fractional or
+    distinct counts, padding beyond ``n_valid``) do not; the class sums give ``W' diag(f) W``
+    with ``f`` a function of the count, to rounding, also through a shared index
+    (``Bucket.w_rows``)."""
     rng = np.random.default_rng(8)
     nb, nl, d = 4, 30, 6
     rows = rng.normal(size=(nb, nl, d))
     counts = np.where(rng.random((nb, nl)) < 0.6, rng.integers(3, 7, (nb, nl)), 0.0)
     counts = counts + np.where(counts == 0, rng.random((nb, nl)) * 5 + 0.5, 0.0)
+    counts[:2, :3] = 2.5  # a fractional count shared by three rows: no class
     n_valid = np.array([30, 25, 1, 0])
     for b in range(nb):
         rows[b, n_valid[b] :] = 0.0
@@ -91,8 +93,9 @@ def test_row_classes_sum_equal_counts_once() -> None:
     assert classes is not None
     for b in range(nb):
         valid = np.arange(nl) < n_valid[b]
-        values, times = np.unique(counts[b, valid], return_counts=True)
-        shared = np.isin(counts[b], values[times >= 2]) & valid
+        whole = valid & (counts[b] == np.floor(counts[b]))
+        values, times = np.unique(counts[b, whole], return_counts=True)
+        shared = np.isin(counts[b], values[times >= 2]) & whole
         assert np.array_equal(classes.cls_of[b] >= 0, shared)
         assert (classes.rep[b] >= 0).sum() == (times >= 2).sum()
     assert (classes.cls_of[2:] < 0).all() and (classes.cls_of[:2] >= 0).sum() > 20

@@ -449,24 +449,40 @@ def rank_one_classes(
     cls_of: NDArray[np.int64],
     n_cls: NDArray[np.int64],
 ) -> None:
-    """Group each protein's rank-one rows by their level count (weight sum) ``cls_n[b, j]``:
-    rows ``j < n_valid[b]`` whose value occurs at least ``min_size`` times get the protein's
-    class number of that value in ``cls_of[b, j]`` (classes numbered by ascending value; -1:
-    no class, e.g. a distinct weight sum); ``n_cls[b]`` is the protein's number of classes."""
+    """Group each protein's rank-one rows by their level count (weight sum) ``cls_n[b, j]``
+    when it is a whole number (e.g. every weight of the level 1): rows ``j < n_valid[b]``
+    whose whole count occurs at least ``min_size`` times get the protein's class number of
+    that count in ``cls_of[b, j]`` (classes numbered by ascending count; -1: no class, e.g. a
+    fractional weight sum); ``n_cls[b]`` is the protein's number of classes. One counting pass
+    per protein (no sort)."""
+    longest = 1
+    for b in range(cls_n.shape[0]):
+        for j in range(n_valid[b]):
+            v = cls_n[b, j]
+            if v >= 1.0 and v == np.floor(v) and v < 1e9:
+                longest = max(longest, int(v) + 1)
+    count = np.zeros(longest, dtype=np.int64)
+    number = np.full(longest, -1, dtype=np.int64)
     for b in range(cls_n.shape[0]):
         n = n_valid[b]
-        order = np.argsort(cls_n[b, :n], kind="mergesort")
+        top = 0
+        for j in range(n):
+            v = cls_n[b, j]
+            if v >= 1.0 and v == np.floor(v) and v < 1e9:
+                count[int(v)] += 1
+                top = max(top, int(v))
         c = 0
-        i = 0
-        while i < n:
-            j = i
-            while j + 1 < n and cls_n[b, order[j + 1]] == cls_n[b, order[i]]:
-                j += 1
-            if j - i + 1 >= min_size:
-                for t in range(i, j + 1):
-                    cls_of[b, order[t]] = c
+        for v in range(top + 1):
+            if count[v] >= min_size:
+                number[v] = c
                 c += 1
-            i = j + 1
+        for j in range(n):
+            v = cls_n[b, j]
+            if v >= 1.0 and v == np.floor(v) and v < 1e9:
+                cls_of[b, j] = number[int(v)]
+        for v in range(top + 1):
+            count[v] = 0
+            number[v] = -1
         n_cls[b] = c
 
 

@@ -737,7 +737,7 @@ def _snap_evaluated(
         rows = np.flatnonzero(cand)
         trial = theta.copy()
         trial[:, f] = 0.0
-        part = bucket if rows.size == nb else bucket.take(rows)
+        part = bucket if rows.size == nb else bucket.take_shared(rows)
         tried = evaluate(part, trial[rows])
         new = dev.copy()
         new[rows] = tried.dev
@@ -770,7 +770,7 @@ def _final_evaluation(
         return evaluate(bucket, theta)
     missing = np.flatnonzero(~have)
     if missing.size:
-        out = _put_rows(out, nb, missing, evaluate(bucket.take(missing), theta[missing]),
+        out = _put_rows(out, nb, missing, evaluate(bucket.take_shared(missing), theta[missing]),
                         np.arange(missing.size))  # fmt: skip
     return out
 
@@ -866,7 +866,7 @@ def finish_light(
     """Complete the light fit of the bucket rows ``rows``: covariances, their derivatives,
     lmerTest's covariance of the variance parameters and contrast tests, written into ``out``
     at the protein codes ``dest`` (what :func:`fit_problem` writes for these proteins)."""
-    bucket = light.bucket.take(rows)
+    bucket = light.bucket.take_shared(rows)
     theta = light.theta[rows]
     ev = light.ev.take(rows)
     der = derivatives(bucket, theta, ev)

@@ -255,7 +255,7 @@ class RowClasses:
 def row_classes(w: FloatArray, cls_n: FloatArray, n_valid: IntArray) -> RowClasses | None:
     """:class:`RowClasses` of rank-one rows ``w`` (shape ``(B, L, d)``, the first
     ``n_valid[b]`` rows of protein ``b`` valid, counts ``cls_n``): groups of at least
-    :data:`MIN_CLASS` rows with the same count; None when no protein has one (or
+    :data:`MIN_CLASS` rows with the same whole count; None when no protein has one (or
     :data:`CLASS_GRAMS` is off)."""
     from pepmix.model._kernel import class_grams, rank_one_classes
 

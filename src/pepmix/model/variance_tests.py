@@ -226,7 +226,7 @@ def bucket_lrts(
         rows = np.flatnonzero(tested & ~zero)
         if rows.size == 0:
             continue
-        reduced = _without(plain.take(rows), f)
+        reduced = _without(plain.take_shared(rows), f)
         start = None if null_start is None else _better_start(reduced, null_start[rows], f)
         red = minimize(reduced, start)
         good = _finite(red.theta, red.dev, red.converged)
