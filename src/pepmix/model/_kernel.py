@@ -355,6 +355,45 @@ def residual_mad_huber(
 
 
 @njit(cache=True, nogil=True)
+def settle_rows(
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    new: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    eligible: NDArray[np.bool_],
+    target: NDArray[np.float64],
+    delta: NDArray[np.float64],
+) -> None:
+    """Per group ``g`` in ``groups`` (rows ``starts[g]:starts[g + 1]``): ``target`` = ``new``
+    (1 where not ``eligible[g]``) and ``delta[g]`` the largest ``|target - weights|`` (0 without
+    rows, NaN if any is NaN: ``np.maximum``'s rule)."""
+    for gi in range(groups.size):
+        g = groups[gi]
+        d = 0.0
+        for i in range(starts[g], starts[g + 1]):
+            t = new[i] if eligible[g] else 1.0
+            target[i] = t
+            x = np.abs(t - weights[i])
+            if (np.isnan(x) or x > d) and not np.isnan(d):
+                d = x
+        delta[g] = d
+
+
+@njit(cache=True, nogil=True)
+def copy_rows(
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    src: NDArray[np.float64],
+    dst: NDArray[np.float64],
+) -> None:
+    """``dst[rows] = src[rows]`` for the rows ``starts[g]:starts[g + 1]`` of each ``groups``."""
+    for gi in range(groups.size):
+        g = groups[gi]
+        for i in range(starts[g], starts[g + 1]):
+            dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
 def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np.float64],
                m: int) -> None:  # fmt: skip
     """``acc += sum_i sc[i] rr[i]'`` over the ``m`` buffered rows (lower triangle only), four

@@ -940,11 +940,16 @@ class _Irls:
         touched = ~self.blocked
         new = weights.copy()
         scale = np.full(n_prot, np.nan) if fixed_scale is None else fixed_scale
+        # the round's bookkeeping on the refitted proteins' rows only (_Settle)
+        settle = _Settle(enc.prot, n_prot) if COMPILED_UPDATE and not self.blocked.any() else None
+        if settle is not None:
+            weights = weights.copy()  # updated in place from here
         for it in range(1, MAX_ITER + 2):
             # a weighted fit without finite optimum (down-weighting let the random effects fit
             # the rest exactly: the residual scale collapses) falls back to least squares
             collapsed = _diverged(out) & ~self.given_up & ~self.blocked
-            collapsed &= np.bincount(enc.prot, weights=weights < 1.0, minlength=n_prot) > 0
+            if collapsed.any():
+                collapsed &= np.bincount(enc.prot, weights=weights < 1.0, minlength=n_prot) > 0
             if collapsed.any():
                 self.given_up |= collapsed
                 weights = np.where(collapsed[enc.prot], 1.0, weights)
@@ -953,11 +958,15 @@ class _Irls:
                 enc, self.design, problem.factors, out, self.current, touched, new, scale,
                 fixed_scale, self.huber_scale,
             )  # fmt: skip
+            groups = np.flatnonzero(touched)
             touched[:] = False
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
-            target = np.where(eligible[enc.prot], new, 1.0)
-            target = np.where(self.blocked[enc.prot], weights, target)
-            self.delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
+            if settle is not None:
+                settle.deltas(groups, new, weights, eligible, self.delta)
+            else:
+                target = np.where(eligible[enc.prot], new, 1.0)
+                target = np.where(self.blocked[enc.prot], weights, target)
+                self.delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
             changing = self.delta > WEIGHT_TOL
             # settled on a truncated fit: refit to the optimum (same weights), then check again
             exact = ~changing & self.truncated
@@ -965,7 +974,10 @@ class _Irls:
                 break
             # the others keep their fit: only now do they need covariances and contrast tests
             self.finish(~changing & ~self.truncated)
-            weights = np.where(changing[enc.prot], target, weights)
+            if settle is not None:
+                settle.take(np.flatnonzero(changing), weights)
+            else:
+                weights = np.where(changing[enc.prot], target, weights)
             if changing.any():
                 self.refit(np.flatnonzero(changing), weights, touched, max_iter=self.inner_newton)
             if exact.any():
@@ -987,6 +999,40 @@ class _Irls:
             touched[:] = False
         self.finish(np.ones(n_prot, dtype=bool))
         return weights
+
+
+class _Settle:
+    """The per-round steps of :meth:`_Irls.iterate` after the weights, on the rows of the
+    proteins just reweighted (:func:`pepmix.model._kernel.settle_rows`): their target weights,
+    the largest change per protein, and (:meth:`take`) the changing proteins' new weights.
+    The other proteins' rows are as in the round before (same fit, same weights, same
+    target), so the numbers are those of the whole-array steps, bit for bit. Not with blocked
+    proteins (their target is their weight)."""
+
+    def __init__(self, prot: IntArray, n_prot: int) -> None:
+        self.starts = _starts(prot, n_prot)
+        self.target = np.zeros(prot.size)
+
+    def deltas(
+        self,
+        groups: IntArray,
+        new: FloatArray,
+        weights: FloatArray,
+        eligible: NDArray[np.bool_],
+        delta: FloatArray,
+    ) -> None:
+        """Targets (``new``, or 1 where not ``eligible``) and ``delta`` (in place) of the
+        proteins ``groups``."""
+        from pepmix.model._kernel import settle_rows
+
+        settle_rows(self.starts, groups.astype(np.int64), new, weights, eligible, self.target,
+                    delta)  # fmt: skip
+
+    def take(self, groups: IntArray, weights: FloatArray) -> None:
+        """The targets of the proteins ``groups`` become their weights (in place)."""
+        from pepmix.model._kernel import copy_rows
+
+        copy_rows(self.starts, groups.astype(np.int64), self.target, weights)
 
 
 def _update_weights(
