@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pepmix.model import optimize, robust
@@ -153,3 +154,39 @@ def test_compiled_weight_update_equals_the_array_version(
     assert np.array_equal(compiled.weights, arrays.weights)
     assert compiled.detail == arrays.detail
     assert (compiled.weights < 1).mean() > 0.05  # the weights were iterated, not all 1
+
+
+def test_light_first_fit_equals_the_complete_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A robust fit whose first weighted fit is light (``fit.LIGHT_FIRST``; completed only for
+    the proteins whose weights settle on it) reports every array of the fit with a complete
+    first fit, bit for bit; some proteins did settle on the first fit (so it was completed)."""
+    from pepmix.model import fit as fit_module
+
+    table, design = _data(120, 13)
+    from_first: list[int] = []
+    first_fit: list[object] = []
+    inner, inner_light = robust._Pending.finish, fit_module.fit_problem_light
+
+    def light_fit(*a: object) -> object:  # fit.py's own call: the first fit
+        coded, buckets = inner_light(*a)  # type: ignore[arg-type]
+        first_fit.append(buckets)
+        return coded, buckets
+
+    def finish(self: robust._Pending, proteins: np.ndarray, *a: object) -> None:
+        if any(self.buckets is b for b in first_fit):
+            from_first.append(int(proteins.sum()))
+        inner(self, proteins, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fit_module, "fit_problem_light", light_fit)
+    monkeypatch.setattr(robust._Pending, "finish", finish)
+    light = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert sum(from_first) > 0  # some proteins settled on the first fit
+    monkeypatch.setattr(fit_module, "LIGHT_FIRST", False)
+    complete = fit_proteins(table, design, CONTRASTS, robust="huber")
+    for name in _PROTEIN_ARRAYS:
+        assert np.array_equal(getattr(light, name), getattr(complete, name), equal_nan=True), name
+    assert light.weights is not None and complete.weights is not None
+    assert np.array_equal(light.weights, complete.weights)
+    assert light.detail == complete.detail and light.status == complete.status
+    pd.testing.assert_frame_equal(light.blups, complete.blups, check_exact=True)
+    assert np.isfinite(light.se).all(axis=1).mean() > 0.9  # inference completed

@@ -394,6 +394,27 @@ def copy_rows(
 
 
 @njit(cache=True, nogil=True)
+def quad_forms(
+    a: NDArray[np.float64],
+    s: NDArray[np.float64],
+    position: NDArray[np.int64],
+    out: NDArray[np.float64],
+) -> None:
+    """``out[j] = a[j]' s[position[j]] a[j]``."""
+    d = a.shape[1]
+    for j in range(a.shape[0]):
+        p = position[j]
+        acc = 0.0
+        for x in range(d):
+            ax = a[j, x]
+            inner = 0.0
+            for y in range(d):
+                inner += s[p, x, y] * a[j, y]
+            acc += ax * inner
+        out[j] = acc
+
+
+@njit(cache=True, nogil=True)
 def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np.float64],
                m: int) -> None:  # fmt: skip
     """``acc += sum_i sc[i] rr[i]'`` over the ``m`` buffered rows (lower triangle only), four

@@ -738,6 +738,7 @@ def irls(
     start_scale: FloatArray | None = None,
     huber_scale: FloatArray | None = None,
     inference: bool = True,
+    first: list[LightBucket] | None = None,
 ) -> tuple[list[pd.DataFrame], FloatArray, list[str], FloatArray]:
     """Iterate robust weights and weighted refits from the fit in ``out`` (with ``weights``).
 
@@ -755,6 +756,10 @@ def irls(
     caller. ``inference`` (default True) False: the light refits are never completed
     (covariances and contrast tests stay as the first fit left them: NaN for a light first
     fit, :func:`pepmix.model.fit.fit_proteins`); every other number is unchanged.
+    ``first`` (default None: the first fit in ``out`` is complete) are the buckets of a light
+    first fit (:func:`pepmix.model.fit.fit_problem_light` of ``problem``): like the light
+    refits, it is completed only for the proteins whose weights settle on it (the numbers of
+    a complete first fit, bit for bit).
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
@@ -767,6 +772,10 @@ def irls(
     state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
     state.huber_scale = huber_scale if method == "huber" else None
     state.inference = inference
+    if first is not None:
+        state.pending[0] = _Pending(problem, first, np.arange(n_prot))
+        state.owner[:] = 0
+        state._next = 1
     weights = state.iterate(weights, fixed)
     factor = np.where(state.given_up, 1.0, variance_factor(method=method))
     unsettled = state.delta > UNSETTLED
