@@ -348,3 +348,33 @@ def test_warm_started_lrts_equal_the_cold_ones(monkeypatch: pytest.MonkeyPatch) 
         assert np.array_equal(a[ok] > 0, b[ok] > 0), name
         assert (a[ok] > 0).sum() > 20
     assert warm_iter < 0.6 * sum(iterations)
+
+
+def test_lrt_problem_from_the_robust_builder_is_the_built_one() -> None:
+    """``refit_problem`` of a Huber fit reuses its iteration's builder
+    (``ModelFit.builder``): every bucket array equals ``build_problem`` at the final
+    weights, bit for bit, and so do the LRTs."""
+    from pepmix.model.suffstats import build_problem
+    from pepmix.model.variance_tests import refit_problem
+
+    from .simulate_da import simulate
+
+    table, sheet, _ = simulate(n_prot=80, n_per=4, seed=19, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    fit = fit_proteins(table, design, robust="huber")
+    assert fit.builder is not None and fit.builder.cached and fit.encoded is not None
+    assert fit.weights is not None and (fit.weights < 1).any()
+    reused, _ = refit_problem(fit)
+    enc = fit.encoded
+    built = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins), weights=fit.weights
+    )
+    assert len(reused.buckets) == len(built.buckets)
+    for (i, a), (j, b) in zip(reused.buckets, built.buckets, strict=True):
+        assert np.array_equal(i, j)
+        for name in ("G", "W", "cls_n", "cls_m", "dimfactor", "efactor", "free", "nu"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    options = VarianceTestOptions.from_config(None)
+    with_builder = fit_tests(fit, options)
+    fit.builder = None
+    pd.testing.assert_frame_equal(with_builder, fit_tests(fit, options), check_exact=True)

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     # imported where used: the prior is optional and its module loads scipy.optimize
     from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.shrinkage import VariancePrior
+    from pepmix.model.subset_problem import SubsetBuilder
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,11 @@ class ModelFit:
         (:func:`pepmix.model.robust.correct_variance`; 1 where none was applied), so that
         ``theta * theta_scale`` is the weighted REML optimum (the start of refits, e.g. the
         variance tests). Default None: 1 for every protein.
+    builder : SubsetBuilder, optional
+        Robust fits: the robust iteration's builder of weighted problems
+        (:class:`pepmix.model.subset_problem.SubsetBuilder` of :attr:`encoded`), reused for
+        the problem at the final weights (:func:`pepmix.model.variance_tests.refit_problem`).
+        Default None.
     """
 
     proteins: list[str]
@@ -188,6 +194,7 @@ class ModelFit:
     dcov_beta: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0, 0)))
     vcov_varpar: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 0)))
     theta_scale: FloatArray | None = None
+    builder: SubsetBuilder | None = field(default=None, repr=False)
 
     def varpar_names(self) -> list[str]:
         """Names of the variance parameters :math:`\\psi` of ``dcov_beta`` and

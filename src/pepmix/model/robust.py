@@ -777,6 +777,7 @@ def irls(
         state.owner[:] = 0
         state._next = 1
     weights = state.iterate(weights, fixed)
+    out.builder = state.builder
     factor = np.where(state.given_up, 1.0, variance_factor(method=method))
     unsettled = state.delta > UNSETTLED
     no_majority = np.zeros(n_prot, dtype=bool)

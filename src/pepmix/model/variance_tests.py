@@ -589,20 +589,25 @@ def refit_problem(fit: ModelFit) -> tuple[Problem, FloatArray | None]:
 
     The start is the fit's theta, except under a variance-ratio prior (``model.shrinkage``),
     whose penalised optimum is not a REML optimum (the refits start from the grid). ``fit``
-    must hold its encoded observations (``fit.encoded``).
+    must hold its encoded observations (``fit.encoded``). A robust fit's problem comes from
+    the builder of its iteration (:attr:`pepmix.model.fit.ModelFit.builder`), when it was
+    built on these observations and design.
     """
     enc = fit.encoded
     if enc is None:
         raise ValueError("refit_problem: the fit holds no encoded observations")
-    problem = build_problem(
-        enc.prot,
-        enc.feat,
-        enc.run,
-        enc.y,
-        fit.design,
-        n_proteins=len(enc.proteins),
-        weights=fit.weights,
-    )
+    n_prot = len(enc.proteins)
+    builder = fit.builder
+    # the robust iteration's builder of these very observations and design (the same problem,
+    # bit for bit, from its cached structure)
+    same = builder is not None and builder.prot is enc.prot and builder.y is enc.y
+    if same and builder is not None and fit.weights is not None and builder.design is fit.design:
+        problem = builder.build(np.arange(n_prot), fit.weights)
+    else:
+        problem = build_problem(
+            enc.prot, enc.feat, enc.run, enc.y, fit.design, n_proteins=n_prot,
+            weights=fit.weights,
+        )  # fmt: skip
     return problem, (fit.theta if fit.prior is None else None)
 
 
