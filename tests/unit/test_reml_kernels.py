@@ -73,7 +73,7 @@ def test_weighted_gram_is_the_weighted_cross_product() -> None:
         assert np.array_equal(out[k], out[k].transpose(0, 2, 1))
 
 
-def test_row_classes_sum_equal_counts_once() -> None:
+def test_row_classes_sum_equal_counts_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rank-one rows grouped by equal count (:func:`pepmix.model.reml.row_classes`): rows
     with a whole count shared by >= 2 valid rows form a class, the others (fractional or
     distinct counts, padding beyond ``n_valid``) do not; the class sums give ``W' diag(f) W``
@@ -89,6 +89,8 @@ def test_row_classes_sum_equal_counts_once() -> None:
     for b in range(nb):
         rows[b, n_valid[b] :] = 0.0
         counts[b, n_valid[b] :] = 0.0
+    assert reml.row_classes(rows, counts, n_valid) is None  # off by default
+    monkeypatch.setattr(reml, "CLASS_GRAMS", True)
     classes = reml.row_classes(rows, counts, n_valid)
     assert classes is not None
     for b in range(nb):
