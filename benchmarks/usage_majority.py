@@ -85,6 +85,7 @@ def tables(
         variance_tests=cfg.get("variance_tests", {}),
         abundance=False,
         usage=True,
+        usage_inference=True,
     )
     assert result.usage_test is not None
     test_config = {k: cfg[k] for k in ("contrasts", "moderation", "lfc_threshold", "testing")}

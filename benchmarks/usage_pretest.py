@@ -67,6 +67,7 @@ def tables(runner: StageRunner, config: dict[str, Any], work: Path) -> dict[str,
         variance_tests=cfg.get("variance_tests", {}),
         abundance=False,
         usage=True,
+        usage_inference=True,
     )
     assert result.usage_test is not None
     test_config = {k: cfg[k] for k in ("contrasts", "moderation", "lfc_threshold", "testing")}

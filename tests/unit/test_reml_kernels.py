@@ -66,11 +66,53 @@ def test_weighted_gram_is_the_weighted_cross_product() -> None:
     weights = rng.normal(size=(2, nb, nl))
     weights[:, :, -5:] = 0.0
     out = np.empty((2, nb, d, d))
-    weighted_gram(weights, rows, np.arange(nb, dtype=np.int64), out)
+    weighted_gram(weights, rows, np.arange(nb, dtype=np.int64), out, *reml._NO_CLASSES)
     for k in range(2):
         ref = np.einsum("bjm,bj,bjn->bmn", rows, weights[k], rows)
         np.testing.assert_allclose(out[k], ref, rtol=0, atol=1e-12 * np.abs(ref).max())
         assert np.array_equal(out[k], out[k].transpose(0, 2, 1))
+
+
+def test_row_classes_sum_equal_counts_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank-one rows grouped by equal count (:func:`pepmix.model.reml.row_classes`): rows
+    with a whole count shared by >= 2 valid rows form a class, the others (fractional or
+    distinct counts, padding beyond ``n_valid``) do not; the class sums give ``W' diag(f) W``
+    with ``f`` a function of the count, to rounding, also through a shared index
+    (``Bucket.w_rows``)."""
+    rng = np.random.default_rng(8)
+    nb, nl, d = 4, 30, 6
+    rows = rng.normal(size=(nb, nl, d))
+    counts = np.where(rng.random((nb, nl)) < 0.6, rng.integers(3, 7, (nb, nl)), 0.0)
+    counts = counts + np.where(counts == 0, rng.random((nb, nl)) * 5 + 0.5, 0.0)
+    counts[:2, :3] = 2.5  # a fractional count shared by three rows: no class
+    n_valid = np.array([30, 25, 1, 0])
+    for b in range(nb):
+        rows[b, n_valid[b] :] = 0.0
+        counts[b, n_valid[b] :] = 0.0
+    assert reml.row_classes(rows, counts, n_valid) is None  # off by default
+    monkeypatch.setattr(reml, "CLASS_GRAMS", True)
+    classes = reml.row_classes(rows, counts, n_valid)
+    assert classes is not None
+    for b in range(nb):
+        valid = np.arange(nl) < n_valid[b]
+        whole = valid & (counts[b] == np.floor(counts[b]))
+        values, times = np.unique(counts[b, whole], return_counts=True)
+        shared = np.isin(counts[b], values[times >= 2]) & whole
+        assert np.array_equal(classes.cls_of[b] >= 0, shared)
+        assert (classes.rep[b] >= 0).sum() == (times >= 2).sum()
+    assert (classes.cls_of[2:] < 0).all() and (classes.cls_of[:2] >= 0).sum() > 20
+    t = 0.7
+    f = np.where(np.arange(nl)[None, :] < n_valid[:, None], t / (1.0 + t * counts), 0.0)
+    index = np.array([3, 0, 1, 0, 2], dtype=np.int64)
+    weights = np.stack([f[index], -2.0 * f[index] ** 2])
+    with_cls = np.empty((2, index.size, d, d))
+    without = np.empty((2, index.size, d, d))
+    weighted_gram(weights, rows, index, with_cls, classes.cls_of, classes.gram, classes.rep)
+    weighted_gram(weights, rows, index, without, *reml._NO_CLASSES)
+    scale = np.abs(without).max()
+    np.testing.assert_allclose(with_cls, without, rtol=0, atol=1e-13 * scale)
+    assert not np.array_equal(with_cls, without)  # the classes were used
+    assert np.array_equal(with_cls, with_cls.transpose(0, 1, 3, 2))
 
 
 def test_chol_inverses_give_s_and_s0_inverses() -> None:
@@ -199,3 +241,21 @@ def test_shared_sub_buckets_evaluate_as_copies() -> None:
     der_s, der_c = reml.derivatives(shared, theta, ev_s), reml.derivatives(copied, theta, ev_c)
     for name in ("l1", "l2", "l01", "l02"):
         np.testing.assert_array_equal(getattr(der_s, name), getattr(der_c, name))
+
+
+def test_quad_forms_are_the_einsum() -> None:
+    """``a_j' S_{p_j} a_j`` per row (the abundance model's standard errors) equals the einsum
+    over the gathered matrices to rounding (a dot product of ``d^2`` terms: relative 1e-13)."""
+    from pepmix.model._kernel import quad_forms
+
+    rng = np.random.default_rng(9)
+    nb, nj, d = 6, 200, 8
+    s = _spd(rng, nb, d)
+    a = rng.normal(size=(nj, d))
+    a[:, :2] = 0.0
+    position = rng.integers(0, nb, nj)
+    out = np.empty(nj)
+    quad_forms(a, s, position.astype(np.int64), out)
+    ref = np.einsum("ja,jab,jb->j", a, s[position], a)
+    np.testing.assert_allclose(out, ref, rtol=1e-13)
+    assert (out > 0).all()

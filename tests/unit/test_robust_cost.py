@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pepmix.model import optimize, robust
@@ -126,3 +127,66 @@ def test_reused_evaluation_at_the_optimum_equals_a_fresh_one(start: str) -> None
             fresh = evaluate(fitted, theta)
             for name in names:
                 assert np.array_equal(getattr(ev, name), getattr(fresh, name)), name
+
+
+@pytest.mark.parametrize(
+    "random", [("feature", "sample"), ("feature", "sample", "feature:condition"), ("sample",)]
+)
+def test_compiled_weight_update_equals_the_array_version(
+    monkeypatch: pytest.MonkeyPatch, random: tuple[str, ...]
+) -> None:
+    """The rounds' Huber weights from one compiled pass over the refitted proteins' rows
+    (``robust.COMPILED_UPDATE``) are those of the array version (fitted values, then the MAD
+    and the weights of the subset's residuals): every array of the Huber fit equal, bit for
+    bit, with the feature, sample and usage (feature x condition) predictions."""
+    table, sheet, _ = simulate(n_prot=150, n_per=4, seed=5, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=random))
+    calls = []
+    inner = robust._huber_update
+    monkeypatch.setattr(robust, "_huber_update", lambda *a: calls.append(1) or inner(*a))
+    compiled = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert len(calls) > 3  # the rounds went through the compiled pass
+    monkeypatch.setattr(robust, "COMPILED_UPDATE", False)
+    arrays = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert len(calls) > 3 and compiled.weights is not None and arrays.weights is not None
+    for name in _PROTEIN_ARRAYS:
+        assert np.array_equal(getattr(compiled, name), getattr(arrays, name), equal_nan=True), name
+    assert np.array_equal(compiled.weights, arrays.weights)
+    assert compiled.detail == arrays.detail
+    assert (compiled.weights < 1).mean() > 0.05  # the weights were iterated, not all 1
+
+
+def test_light_first_fit_equals_the_complete_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A robust fit whose first weighted fit is light (``fit.LIGHT_FIRST``; completed only for
+    the proteins whose weights settle on it) reports every array of the fit with a complete
+    first fit, bit for bit; some proteins did settle on the first fit (so it was completed)."""
+    from pepmix.model import fit as fit_module
+
+    table, design = _data(120, 13)
+    from_first: list[int] = []
+    first_fit: list[object] = []
+    inner, inner_light = robust._Pending.finish, fit_module.fit_problem_light
+
+    def light_fit(*a: object) -> object:  # fit.py's own call: the first fit
+        coded, buckets = inner_light(*a)  # type: ignore[arg-type]
+        first_fit.append(buckets)
+        return coded, buckets
+
+    def finish(self: robust._Pending, proteins: np.ndarray, *a: object) -> None:
+        if any(self.buckets is b for b in first_fit):
+            from_first.append(int(proteins.sum()))
+        inner(self, proteins, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fit_module, "fit_problem_light", light_fit)
+    monkeypatch.setattr(robust._Pending, "finish", finish)
+    light = fit_proteins(table, design, CONTRASTS, robust="huber")
+    assert sum(from_first) > 0  # some proteins settled on the first fit
+    monkeypatch.setattr(fit_module, "LIGHT_FIRST", False)
+    complete = fit_proteins(table, design, CONTRASTS, robust="huber")
+    for name in _PROTEIN_ARRAYS:
+        assert np.array_equal(getattr(light, name), getattr(complete, name), equal_nan=True), name
+    assert light.weights is not None and complete.weights is not None
+    assert np.array_equal(light.weights, complete.weights)
+    assert light.detail == complete.detail and light.status == complete.status
+    pd.testing.assert_frame_equal(light.blups, complete.blups, check_exact=True)
+    assert np.isfinite(light.se).all(axis=1).mean() > 0.9  # inference completed

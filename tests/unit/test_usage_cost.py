@@ -16,7 +16,7 @@ import pytest
 
 from pepmix.model import fit as fit_module
 from pepmix.model import optimize, usage, variance_tests
-from pepmix.model.design import USAGE_FACTOR
+from pepmix.model.design import USAGE_FACTOR, usage_code
 from pepmix.model.fit import fit_proteins
 from pepmix.model.robust import _PROTEIN_ARRAYS
 from pepmix.model.usage import (
@@ -85,6 +85,25 @@ def test_usage_job_fits_point_estimates_only() -> None:
     pd.testing.assert_frame_equal(job.table, memory.table, check_exact=True)
 
 
+def test_fit_job_usage_rows_without_inference_are_the_same() -> None:
+    """The fit job's in-memory usage refit without inference (``usage_shard(inference=False)``,
+    what ``stages.fit.run`` does when no contrast is taken from the usage model): the usage
+    rows and LRTs are those of the refit with inference, bit for bit; its fit has no
+    covariances."""
+    table = _categorical(_simulate(80, 0.3, seed=33))
+    fit = fit_proteins(table, _design(), robust="huber")
+    components = fit.variance_components()
+    full = usage_shard(fit, components, table, _sheet(), robust="huber", screen=True)
+    light = usage_shard(
+        fit, components, table, _sheet(), robust="huber", screen=True, inference=False
+    )
+    assert full.fit is not None and light.fit is not None
+    assert np.isnan(light.fit.cov_beta).all() and np.isfinite(full.fit.cov_beta).any()
+    pd.testing.assert_frame_equal(light.table, full.table, check_exact=True)
+    assert np.array_equal(light.lrt, full.lrt, equal_nan=True)
+    assert (full.lrt > 0).sum() > 5  # positive usage variances were refitted and tested
+
+
 @pytest.mark.parametrize("robust", ["huber", "none"])
 def test_null_fits_from_the_default_fit_reach_the_grid_optima(
     robust: str, monkeypatch: pytest.MonkeyPatch
@@ -139,3 +158,29 @@ def test_the_shard_uses_the_warm_null_start(monkeypatch: pytest.MonkeyPatch) -> 
     grid = usage_shard(fit, fit.variance_components(), table, _sheet(), robust="huber")
     assert starts[0] is not None and starts[1] is None
     np.testing.assert_allclose(warm.lrt, grid.lrt, rtol=1e-6, atol=1e-6)
+
+
+def test_usage_cells_by_counting_equal_the_sorted_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usage cells found by one counting pass (feature codes numbered by protein, as the
+    encoding numbers them) are the sorted ones, array for array; codes out of protein order
+    fall back to the sort (and still give its arrays)."""
+    from pepmix.model import suffstats
+    from pepmix.model.fit import encode
+
+    design = _design(usage=True)
+    enc = encode(_simulate(60, 0.3, seed=34), design)
+    n_prot = len(enc.proteins)
+    # features renumbered against the protein order: the counting pass must decline
+    shuffled = enc.feat.max() - enc.feat
+    for feat in (enc.feat, shuffled):
+        counted = suffstats.usage_cells(enc.prot, feat, enc.run, design, n_prot)
+        declined = suffstats._cells_by_code(
+            enc.prot, usage_code(feat, enc.run, design).astype(np.int64), int(1e6)
+        )
+        assert (declined is None) == (feat is shuffled)
+        monkeypatch.setattr(suffstats, "USAGE_CELLS_COUNTED", False)
+        sorted_ = suffstats.usage_cells(enc.prot, feat, enc.run, design, n_prot)
+        monkeypatch.setattr(suffstats, "USAGE_CELLS_COUNTED", True)
+        for name in ("first", "code", "count", "index", "local"):
+            got, want = getattr(counted, name), getattr(sorted_, name)
+            assert got.dtype == want.dtype and np.array_equal(got, want), name

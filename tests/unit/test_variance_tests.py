@@ -307,3 +307,74 @@ def test_lrt_off_and_options() -> None:
         VarianceTestOptions.from_config({"bootstrap": -1})
     with pytest.raises(ConfigError):
         VarianceTestOptions.from_config({"bootstrap_proteins": 5})
+
+
+def test_warm_started_lrts_equal_the_cold_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit_tests`` of a Huber fit with the full fits started at the weighted optimum
+    (``theta * theta_scale``) and the reduced fits at the better of it and the grid
+    (``variance_tests.WARM_STARTS``) gives the LRTs of the cold starts to the optimiser's
+    tolerance (criterion change < 1e-11 relative, projected gradient < 1e-6: 1e-6 on LRTs
+    of criteria ~10-1000), the same zero / positive pattern, and the full fits converge in
+    fewer Newton iterations."""
+    from pepmix.model import optimize, variance_tests
+
+    from .simulate_da import simulate
+
+    table, sheet, _ = simulate(n_prot=150, n_per=4, seed=17, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    fit = fit_proteins(table, design, robust="huber")
+    assert fit.theta_scale is not None and (fit.theta_scale > 1.0).any()
+    options = VarianceTestOptions.from_config(None)
+    iterations: list[int] = []
+    inner = optimize.minimize
+
+    def counted(bucket, theta0=None, max_iter=optimize.MAX_ITER):  # type: ignore[no-untyped-def]
+        res = inner(bucket, theta0, max_iter)
+        if bucket.free.sum(axis=1).max() == 2:  # the full model (both terms free)
+            iterations.append(int(res.iterations.sum()))
+        return res
+
+    monkeypatch.setattr(variance_tests, "minimize", counted)
+    warm = fit_tests(fit, options)
+    warm_iter = sum(iterations)
+    iterations.clear()
+    monkeypatch.setattr(variance_tests, "WARM_STARTS", False)
+    cold = fit_tests(fit, options)
+    for name in ("lrt_feature", "lrt_sample"):
+        a, b = warm[name].to_numpy(), cold[name].to_numpy()
+        assert np.array_equal(np.isnan(a), np.isnan(b)), name
+        ok = ~np.isnan(a)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=0, atol=1e-6, err_msg=name)
+        assert np.array_equal(a[ok] > 0, b[ok] > 0), name
+        assert (a[ok] > 0).sum() > 20
+    assert warm_iter < 0.6 * sum(iterations)
+
+
+def test_lrt_problem_from_the_robust_builder_is_the_built_one() -> None:
+    """``refit_problem`` of a Huber fit reuses its iteration's builder
+    (``ModelFit.builder``): every bucket array equals ``build_problem`` at the final
+    weights, bit for bit, and so do the LRTs."""
+    from pepmix.model.suffstats import build_problem
+    from pepmix.model.variance_tests import refit_problem
+
+    from .simulate_da import simulate
+
+    table, sheet, _ = simulate(n_prot=80, n_per=4, seed=19, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    fit = fit_proteins(table, design, robust="huber")
+    assert fit.builder is not None and fit.builder.cached and fit.encoded is not None
+    assert fit.weights is not None and (fit.weights < 1).any()
+    reused, _ = refit_problem(fit)
+    enc = fit.encoded
+    built = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, len(enc.proteins), weights=fit.weights
+    )
+    assert len(reused.buckets) == len(built.buckets)
+    for (i, a), (j, b) in zip(reused.buckets, built.buckets, strict=True):
+        assert np.array_equal(i, j)
+        for name in ("G", "W", "cls_n", "cls_m", "dimfactor", "efactor", "free", "nu"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    options = VarianceTestOptions.from_config(None)
+    with_builder = fit_tests(fit, options)
+    fit.builder = None
+    pd.testing.assert_frame_equal(with_builder, fit_tests(fit, options), check_exact=True)

@@ -11,8 +11,10 @@ directly into the padded layout of its bucket (random-effect block first, then f
 then ``y``). With observation weights ``w_i`` every row is scaled by ``sqrt(w_i)`` (weighted least
 squares as ordinary least squares on scaled rows), so ``G = sum_i w_i V_i V_i'`` and
 ``w_j = sum_{i in j} w_i V_i``; without weights (empty array) the scale is exactly 1.0 and the
-sums are bit-identical to the unweighted pass. Work is ``O(sum_i nnz_i^2 + sum_j d^2)``; memory
-is the output only.
+sums are bit-identical to the unweighted pass. ``G`` is summed in its lower triangle (each
+product ``V_ia V_ib`` once, in observation order) and mirrored per protein: the same entries as
+summing both triangles. Work is ``O(sum_i nnz_i^2 / 2 + sum_j d^2)``; memory is the output
+only.
 
 The kernel is compiled once and cached next to this module (``cache=True``).
 """
@@ -94,10 +96,15 @@ def accumulate(
             idx[k] = d - 1
             val[k] = y[i] * sw
             k += 1
+            # lower triangle only (each product once), mirrored below: the same sums
             for a in range(k):
-                row = g0 + idx[a] * d
-                for b in range(k):
-                    g_flat[row + idx[b]] += val[a] * val[b]
+                ia = idx[a]
+                for b in range(a + 1):
+                    ib = idx[b]
+                    if ia >= ib:
+                        g_flat[g0 + ia * d + ib] += val[a] * val[b]
+                    else:
+                        g_flat[g0 + ib * d + ia] += val[a] * val[b]
             ef = e_factor[p]
             if ef >= 0:
                 if run_codes[ef, 0] == -1:
@@ -109,6 +116,9 @@ def accumulate(
                 base = e0 + elevel * d
                 for a in range(k):
                     erow_flat[base + idx[a]] += sw * val[a]
+        for a in range(d):
+            for b in range(a):
+                g_flat[g0 + b * d + a] = g_flat[g0 + a * d + b]
         if e_factor[p] < 0 or w_flat.size == 0:
             continue
         w0 = w_offset[p]
@@ -276,6 +286,135 @@ def mad_huber(
 
 
 @njit(cache=True, nogil=True)
+def residual_mad_huber(
+    y: NDArray[np.float64],
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    feat: NDArray[np.int64],
+    run: NDArray[np.int64],
+    cell: NDArray[np.int64],
+    fixed: NDArray[np.float64],
+    n_runs: int,
+    kind: NDArray[np.int64],
+    run_codes: NDArray[np.int64],
+    n_lev: NDArray[np.int64],
+    tab_off: NDArray[np.int64],
+    tables: NDArray[np.float64],
+    mad_scale: float,
+    k: float,
+    scale: NDArray[np.float64],
+    weights: NDArray[np.float64],
+) -> None:
+    """Conditional residuals of the groups (proteins) ``groups`` and :func:`mad_huber` of them.
+
+    Group ``g`` has the rows ``starts[g]:starts[g + 1]``. The fitted value of row ``i`` is
+    ``fixed[g * n_runs + run[i]]`` plus, factor by factor in order, the prediction of its level
+    from ``tables[tab_off[f]:tab_off[f + 1]]``, indexed by ``feat[i]`` (``kind[f] == 0``),
+    ``cell[i]`` (1) or ``g * n_lev[f] + run_codes[f, run[i]]`` (2); ``kind[f] == -1``: no
+    predictions of that factor. The same additions, in the same order, as the array version
+    (:func:`pepmix.model.robust.fitted_values`), so the residuals, the scales (into ``scale``)
+    and the weights (into ``weights``) are those of the array version, bit for bit.
+    """
+    longest = 1
+    for gi in range(groups.size):
+        g = groups[gi]
+        longest = max(longest, starts[g + 1] - starts[g])
+    resid = np.empty(longest, dtype=np.float64)
+    buf = np.empty(longest, dtype=np.float64)
+    small = np.empty(24, dtype=np.float64)
+    n_f = kind.size
+    for gi in range(groups.size):
+        g = groups[gi]
+        lo = starts[g]
+        n = starts[g + 1] - lo
+        for i in range(n):
+            row = lo + i
+            r = run[row]
+            v = fixed[g * n_runs + r]
+            for f in range(n_f):
+                kf = kind[f]
+                if kf == 0:
+                    v += tables[tab_off[f] + feat[row]]
+                elif kf == 1:
+                    v += tables[tab_off[f] + cell[row]]
+                elif kf == 2:
+                    v += tables[tab_off[f] + g * n_lev[f] + run_codes[f, r]]
+            resid[i] = y[row] - v
+        for i in range(n):
+            buf[i] = resid[i]
+        med = _median_of(buf, n, small)
+        for i in range(n):
+            buf[i] = np.abs(resid[i] - med)
+        s = mad_scale * _median_of(buf, n, small)
+        scale[g] = s
+        limit = k * s
+        for i in range(n):
+            absr = np.abs(resid[i])
+            w = limit / absr if absr > limit else 1.0
+            weights[lo + i] = w if s > 0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def settle_rows(
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    new: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    eligible: NDArray[np.bool_],
+    target: NDArray[np.float64],
+    delta: NDArray[np.float64],
+) -> None:
+    """Per group ``g`` in ``groups`` (rows ``starts[g]:starts[g + 1]``): ``target`` = ``new``
+    (1 where not ``eligible[g]``) and ``delta[g]`` the largest ``|target - weights|`` (0 without
+    rows, NaN if any is NaN: ``np.maximum``'s rule)."""
+    for gi in range(groups.size):
+        g = groups[gi]
+        d = 0.0
+        for i in range(starts[g], starts[g + 1]):
+            t = new[i] if eligible[g] else 1.0
+            target[i] = t
+            x = np.abs(t - weights[i])
+            if (np.isnan(x) or x > d) and not np.isnan(d):
+                d = x
+        delta[g] = d
+
+
+@njit(cache=True, nogil=True)
+def copy_rows(
+    starts: NDArray[np.int64],
+    groups: NDArray[np.int64],
+    src: NDArray[np.float64],
+    dst: NDArray[np.float64],
+) -> None:
+    """``dst[rows] = src[rows]`` for the rows ``starts[g]:starts[g + 1]`` of each ``groups``."""
+    for gi in range(groups.size):
+        g = groups[gi]
+        for i in range(starts[g], starts[g + 1]):
+            dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
+def quad_forms(
+    a: NDArray[np.float64],
+    s: NDArray[np.float64],
+    position: NDArray[np.int64],
+    out: NDArray[np.float64],
+) -> None:
+    """``out[j] = a[j]' s[position[j]] a[j]``."""
+    d = a.shape[1]
+    for j in range(a.shape[0]):
+        p = position[j]
+        acc = 0.0
+        for x in range(d):
+            ax = a[j, x]
+            inner = 0.0
+            for y in range(d):
+                inner += s[p, x, y] * a[j, y]
+            acc += ax * inner
+        out[j] = acc
+
+
+@njit(cache=True, nogil=True)
 def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np.float64],
                m: int) -> None:  # fmt: skip
     """``acc += sum_i sc[i] rr[i]'`` over the ``m`` buffered rows (lower triangle only), four
@@ -300,6 +439,9 @@ def weighted_gram(
     rows: NDArray[np.float64],
     index: NDArray[np.int64],
     out: NDArray[np.float64],
+    cls_of: NDArray[np.int64],
+    cls_gram: NDArray[np.float64],
+    cls_rep: NDArray[np.int64],
 ) -> None:
     """``out[k, b] = sum_j weights[k, b, j] * v_j v_j'`` with ``v_j = rows[index[b], j]``, for
     every ``k`` and ``b`` (``index``: protein ``b``'s entry of ``rows``, e.g. ``arange(B)``).
@@ -311,9 +453,16 @@ def weighted_gram(
     exactly symmetric. The ``K`` weightings of one protein are summed while its rows are in
     cache. Each protein's sums depend on its own rows only, in a fixed order (the criterion
     stays row by row).
+
+    Row classes (:func:`rank_one_classes`; empty ``cls_of``: none): rows ``j`` with
+    ``cls_of[index[b], j] = c >= 0`` all have the weight of row ``cls_rep[index[b], c]`` and
+    their sum of products is ``cls_gram[index[b], c]``: added once, times that weight, instead
+    of row by row.
     """
     n_k, n_b, n_l = weights.shape
     d = rows.shape[2]
+    has_cls = cls_of.shape[0] > 0
+    n_c = cls_gram.shape[1] if has_cls else 0
     acc = np.zeros((d, d))
     sc = np.empty((4, d))
     rr = np.empty((4, d))
@@ -326,6 +475,8 @@ def weighted_gram(
                 f = weights[k, b, j]
                 if f == 0.0:
                     continue
+                if has_cls and cls_of[wb, j] >= 0:
+                    continue
                 for a in range(d):
                     rr[m, a] = rows[wb, j, a]
                     sc[m, a] = f * rows[wb, j, a]
@@ -334,10 +485,92 @@ def weighted_gram(
                     _gram_rows(acc, sc, rr, m)
                     m = 0
             _gram_rows(acc, sc, rr, m)
+            for c in range(n_c):
+                r = cls_rep[wb, c]
+                if r < 0:
+                    continue
+                f = weights[k, b, r]
+                if f == 0.0:
+                    continue
+                for a in range(d):
+                    for e in range(a + 1):
+                        acc[a, e] += f * cls_gram[wb, c, a, e]
             for a in range(d):
                 for c in range(a + 1):
                     out[k, b, a, c] = acc[a, c]
                     out[k, b, c, a] = acc[a, c]
+
+
+@njit(cache=True, nogil=True)
+def rank_one_classes(
+    cls_n: NDArray[np.float64],
+    n_valid: NDArray[np.int64],
+    min_size: int,
+    cls_of: NDArray[np.int64],
+    n_cls: NDArray[np.int64],
+) -> None:
+    """Group each protein's rank-one rows by their level count (weight sum) ``cls_n[b, j]``
+    when it is a whole number (e.g. every weight of the level 1): rows ``j < n_valid[b]``
+    whose whole count occurs at least ``min_size`` times get the protein's class number of
+    that count in ``cls_of[b, j]`` (classes numbered by ascending count; -1: no class, e.g. a
+    fractional weight sum); ``n_cls[b]`` is the protein's number of classes. One counting pass
+    per protein (no sort)."""
+    longest = 1
+    for b in range(cls_n.shape[0]):
+        for j in range(n_valid[b]):
+            v = cls_n[b, j]
+            if v >= 1.0 and v == np.floor(v) and v < 1e9:
+                longest = max(longest, int(v) + 1)
+    count = np.zeros(longest, dtype=np.int64)
+    number = np.full(longest, -1, dtype=np.int64)
+    for b in range(cls_n.shape[0]):
+        n = n_valid[b]
+        top = 0
+        for j in range(n):
+            v = cls_n[b, j]
+            if v >= 1.0 and v == np.floor(v) and v < 1e9:
+                count[int(v)] += 1
+                top = max(top, int(v))
+        c = 0
+        for v in range(top + 1):
+            if count[v] >= min_size:
+                number[v] = c
+                c += 1
+        for j in range(n):
+            v = cls_n[b, j]
+            if v >= 1.0 and v == np.floor(v) and v < 1e9:
+                cls_of[b, j] = number[int(v)]
+        for v in range(top + 1):
+            count[v] = 0
+            number[v] = -1
+        n_cls[b] = c
+
+
+@njit(cache=True, nogil=True)
+def class_grams(
+    rows: NDArray[np.float64],
+    cls_of: NDArray[np.int64],
+    gram: NDArray[np.float64],
+    rep: NDArray[np.int64],
+) -> None:
+    """``gram[b, c] = sum_{j: cls_of[b, j] = c} v_j v_j'`` (``v_j = rows[b, j]``; ``gram``
+    zero on entry, summed in row order, lower triangle mirrored) and ``rep[b, c]`` one row of
+    class ``c`` (``rep`` -1 on entry: padding)."""
+    n_b, n_l, d = rows.shape
+    for b in range(n_b):
+        for j in range(n_l):
+            c = cls_of[b, j]
+            if c < 0:
+                continue
+            rep[b, c] = j
+            for a in range(d):
+                va = rows[b, j, a]
+                for e in range(a + 1):
+                    gram[b, c, a, e] += va * rows[b, j, e]
+        for c in range(gram.shape[1]):
+            for a in range(d):
+                for e in range(a):
+                    gram[b, c, e, a] = gram[b, c, a, e]
 
 
 @njit(cache=True, nogil=True)

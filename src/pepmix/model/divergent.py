@@ -59,7 +59,7 @@ def reduce_divergent(
     rows = np.flatnonzero(diverged(opt))
     if rows.size == 0:
         return bucket, opt, []
-    sub = bucket.take(rows)
+    sub = bucket.take_shared(rows)  # evaluated and minimised only: W and classes shared
     nf = sub.free.shape[1]
     best_crit = np.full(rows.size, np.inf)
     best_f = np.full(rows.size, -1)

@@ -142,4 +142,6 @@ def fit_protein_models(
         feature_prior=feature_prior,
         stratum=stratum,
     )
-    return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)
+    proteins = protein_table(fit, variance_tests)
+    fit.builder = None  # the robust iteration's structure served the variance tests: released
+    return ProteinFit(model=fit, proteins=proteins, spec=design.spec)

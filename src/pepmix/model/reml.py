@@ -93,6 +93,13 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 DIM_FIXED = -1
 #: ``dimfactor`` code of a padded random-effect dimension
 DIM_PAD = -2
+#: weighted problems sum rank-one rows with equal level counts once (:class:`RowClasses`);
+#: False (default): row by row. Measured on a 10,000 x 200 cohort shard: no CPU gain (forming
+#: the classes in every problem of the robust rounds costs what they save) and +0.17 GB peak
+#: memory (``benchmarks/README.md``, "The fit shard at 200 runs, eighth session")
+CLASS_GRAMS = False
+#: rows with the same count that make a class
+MIN_CLASS = 2
 
 
 @dataclass
@@ -133,6 +140,10 @@ class Bucket:
         (:meth:`take_shared`): protein ``b``'s rows are ``W[w_rows[b]]``. Default None:
         ``W[b]``. Only :func:`evaluate` and :func:`derivatives` read such a bucket's ``W``;
         :meth:`take` of it has its own.
+    classes : RowClasses, optional
+        Rank-one rows with equal level counts summed once (:func:`row_classes`; indexed like
+        ``W``, through :attr:`w_rows`); default None: row by row. ``W``, ``cls_n`` and
+        ``cls_m`` keep every row.
     """
 
     G: FloatArray
@@ -148,6 +159,7 @@ class Bucket:
     prior_df: FloatArray | None = None
     prior_ratio: FloatArray | None = None
     w_rows: IntArray | None = None
+    classes: RowClasses | None = None
 
     @property
     def size(self) -> int:
@@ -179,7 +191,8 @@ class Bucket:
     def take(self, index: IntArray) -> Bucket:
         """Return the sub-bucket of the proteins at ``index`` (its own copies of the arrays)."""
         rows = index if self.w_rows is None else self.w_rows[index]
-        return self._take(index, self.W[rows], None)
+        cls = None if self.classes is None else self.classes.take(rows)
+        return self._take(index, self.W[rows], None, cls)
 
     def take_shared(self, index: IntArray) -> Bucket:
         """:meth:`take`, but rank-one classes are not copied: the sub-bucket reads this
@@ -188,9 +201,12 @@ class Bucket:
         if self.W.ndim != 3:
             return self.take(index)
         rows = np.asarray(index, dtype=np.intp)
-        return self._take(index, self.W, rows if self.w_rows is None else self.w_rows[rows])
+        shared = rows if self.w_rows is None else self.w_rows[rows]
+        return self._take(index, self.W, shared, self.classes)
 
-    def _take(self, index: IntArray, w: FloatArray, w_rows: IntArray | None) -> Bucket:
+    def _take(
+        self, index: IntArray, w: FloatArray, w_rows: IntArray | None, cls: RowClasses | None
+    ) -> Bucket:
         return Bucket(
             G=self.G[index],
             W=w,
@@ -205,7 +221,65 @@ class Bucket:
             prior_df=None if self.prior_df is None else self.prior_df[index],
             prior_ratio=None if self.prior_ratio is None else self.prior_ratio[index],
             w_rows=w_rows,
+            classes=cls,
         )
+
+
+@dataclass
+class RowClasses:
+    r"""Rank-one rows of a weighted bucket grouped by equal level count (weight sum).
+
+    Levels whose observations all have weight 1 (most at 200 runs with Huber weights) have
+    integer counts, shared by many levels of a protein; their :math:`f_c` are then equal, so
+    :math:`\sum_j f_j w_j w_j'` over such a group is :math:`f_c \sum_j w_j w_j'`: one
+    ``d x d`` sum, formed once per problem, instead of a rank-one product per level and
+    evaluation (the count classes of unweighted problems, within a weighted one).
+
+    Attributes
+    ----------
+    cls_of : ndarray of int, shape (B, L)
+        Class of each row of ``W`` (-1: summed row by row).
+    gram : ndarray, shape (B, C, d, d)
+        :math:`\sum_j w_j w_j'` over each class's rows (0 for padding).
+    rep : ndarray of int, shape (B, C)
+        One row of each class (its :math:`f` is the class's; -1: padding).
+    """
+
+    cls_of: NDArray[np.int64]
+    gram: FloatArray
+    rep: NDArray[np.int64]
+
+    def take(self, rows: IntArray) -> RowClasses:
+        """The classes of the proteins at ``rows`` (copies)."""
+        return RowClasses(cls_of=self.cls_of[rows], gram=self.gram[rows], rep=self.rep[rows])
+
+
+def row_classes(w: FloatArray, cls_n: FloatArray, n_valid: IntArray) -> RowClasses | None:
+    """:class:`RowClasses` of rank-one rows ``w`` (shape ``(B, L, d)``, the first
+    ``n_valid[b]`` rows of protein ``b`` valid, counts ``cls_n``): groups of at least
+    :data:`MIN_CLASS` rows with the same whole count; None when no protein has one (or
+    :data:`CLASS_GRAMS` is off)."""
+    from pepmix.model._kernel import class_grams, rank_one_classes
+
+    if not CLASS_GRAMS or w.ndim != 3 or w.shape[0] == 0:
+        return None
+    nb, n_l, d = w.shape
+    cls_of = np.full((nb, n_l), -1, dtype=np.int64)
+    n_cls = np.zeros(nb, dtype=np.int64)
+    rank_one_classes(
+        np.ascontiguousarray(cls_n, dtype=np.float64),
+        np.asarray(n_valid, dtype=np.int64),
+        MIN_CLASS,
+        cls_of,
+        n_cls,
+    )
+    c_max = int(n_cls.max())
+    if c_max == 0:
+        return None
+    gram = np.zeros((nb, c_max, d, d))
+    rep = np.full((nb, c_max), -1, dtype=np.int64)
+    class_grams(np.ascontiguousarray(w, dtype=np.float64), cls_of, gram, rep)
+    return RowClasses(cls_of=cls_of, gram=gram, rep=rep)
 
 
 @dataclass
@@ -289,20 +363,29 @@ def prior_penalty(bucket: Bucket, theta: FloatArray, order: int = 0) -> FloatArr
         return np.asarray(np.where(has, d0 * (-2.0 / th**2 + 6.0 * r0 / th**4), 0.0))
 
 
-def _class_sum(weights: FloatArray, w: FloatArray, rows: IntArray | None = None) -> FloatArray:
+def _class_sum(
+    weights: FloatArray,
+    w: FloatArray,
+    rows: IntArray | None = None,
+    classes: RowClasses | None = None,
+) -> FloatArray:
     """:math:`\\sum_c` ``weights[b, c] * W_c`` per protein (see :func:`_class_sums`).
 
     ``w`` holds the class sums (shape ``(B, C, d, d)``) or, for rank-one classes, their rows
     :math:`w_j` (shape ``(B, L, d)``): then the sum is :math:`W'\\,\\mathrm{diag}(f)\\,W`.
     """
-    return _class_sums([weights], w, rows)[0]
+    return _class_sums([weights], w, rows, classes)[0]
 
 
 def _class_sums(
-    weights: list[FloatArray], w: FloatArray, rows: IntArray | None = None
+    weights: list[FloatArray],
+    w: FloatArray,
+    rows: IntArray | None = None,
+    classes: RowClasses | None = None,
 ) -> list[FloatArray]:
     """:func:`_class_sum` for each array of ``weights`` (all shape ``(B, C)``); protein ``b``'s
-    classes are ``w[rows[b]]`` (default None: ``w[b]``; :attr:`Bucket.w_rows`).
+    classes are ``w[rows[b]]`` (default None: ``w[b]``; :attr:`Bucket.w_rows`), rank-one rows
+    grouped by ``classes`` (default None: none; :class:`RowClasses`) summed per group.
 
     Rank-one classes use the compiled :func:`pepmix.model._kernel.weighted_gram`: one pass over
     the rows :math:`w_j` for all weightings (the evaluation's :math:`f` or the derivatives'
@@ -319,7 +402,12 @@ def _class_sums(
         out = np.empty((len(weights), nb, d, d))
         stacked = np.ascontiguousarray(np.stack(weights), dtype=np.float64)
         index = np.arange(nb, dtype=np.int64) if rows is None else rows.astype(np.int64)
-        weighted_gram(stacked, np.ascontiguousarray(w, dtype=np.float64), index, out)
+        if classes is None:
+            cls_of, gram, rep = _NO_CLASSES
+        else:
+            cls_of, gram, rep = classes.cls_of, classes.gram, classes.rep
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        weighted_gram(stacked, w, index, out, cls_of, gram, rep)
         return list(out)
     if rows is not None:
         w = w[rows]
@@ -329,6 +417,9 @@ def _class_sums(
         np.asarray(np.matmul(weight[:, None, :], flat).reshape(nb, d, d), dtype=np.float64)
         for weight in weights
     ]
+
+
+_NO_CLASSES = (np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0, 0, 0)), np.zeros((0, 0), np.int64))
 
 
 def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
@@ -386,7 +477,7 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         f_c = np.where(present, t_e[:, None] / denom, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
     lam = lambda_diag(bucket, theta)
-    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W, bucket.w_rows), lam)
+    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W, bucket.w_rows, bucket.classes), lam)
     diag = np.diagonal(chol, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_diag = 2.0 * np.log(diag)
@@ -545,6 +636,7 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp],
         bucket.W,
         bucket.w_rows,
+        bucket.classes,
     )
     ge1, ge2 = -sum1, -sum2
     onehot_e = bucket.efactor[:, None] == np.arange(nf)[None, :]

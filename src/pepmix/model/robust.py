@@ -237,6 +237,10 @@ MAX_ITER = 10
 #: runs, the demo): log2 FC within 0.08 / 0.01 / 0.05 SE of the full refits, the distance of
 #: either scheme to the fixed point of WEIGHT_TOL 1e-3 alike; 1 iteration moved p-values more
 INNER_NEWTON: int | None = 2
+#: the Huber weights of each round from one compiled pass over the refitted proteins' rows
+#: (:func:`_huber_update`; bit-identical); False: the array version (:func:`fitted_values`,
+#: :func:`huber_scale_weights` on a copy of their observations)
+COMPILED_UPDATE = True
 #: weights still changing by more than this after :data:`MAX_ITER` refits are noted in ``detail``
 #: (smaller changes are limit cycles of the MAD between neighbouring residuals: measured, they
 #: move the estimates by less than 0.2 standard errors)
@@ -736,6 +740,7 @@ def irls(
     start_scale: FloatArray | None = None,
     huber_scale: FloatArray | None = None,
     inference: bool = True,
+    first: list[LightBucket] | None = None,
 ) -> tuple[list[pd.DataFrame], FloatArray, list[str], FloatArray]:
     """Iterate robust weights and weighted refits from the fit in ``out`` (with ``weights``).
 
@@ -753,6 +758,10 @@ def irls(
     caller. ``inference`` (default True) False: the light refits are never completed
     (covariances and contrast tests stay as the first fit left them: NaN for a light first
     fit, :func:`pepmix.model.fit.fit_proteins`); every other number is unchanged.
+    ``first`` (default None: the first fit in ``out`` is complete) are the buckets of a light
+    first fit (:func:`pepmix.model.fit.fit_problem_light` of ``problem``): like the light
+    refits, it is completed only for the proteins whose weights settle on it (the numbers of
+    a complete first fit, bit for bit).
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
@@ -765,7 +774,12 @@ def irls(
     state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
     state.huber_scale = huber_scale if method == "huber" else None
     state.inference = inference
+    if first is not None:
+        state.pending[0] = _Pending(problem, first, np.arange(n_prot))
+        state.owner[:] = 0
+        state._next = 1
     weights = state.iterate(weights, fixed)
+    out.builder = state.builder
     factor = np.where(state.given_up, 1.0, variance_factor(method=method))
     unsettled = state.delta > UNSETTLED
     no_majority = np.zeros(n_prot, dtype=bool)
@@ -938,11 +952,16 @@ class _Irls:
         touched = ~self.blocked
         new = weights.copy()
         scale = np.full(n_prot, np.nan) if fixed_scale is None else fixed_scale
+        # the round's bookkeeping on the refitted proteins' rows only (_Settle)
+        settle = _Settle(enc.prot, n_prot) if COMPILED_UPDATE and not self.blocked.any() else None
+        if settle is not None:
+            weights = weights.copy()  # updated in place from here
         for it in range(1, MAX_ITER + 2):
             # a weighted fit without finite optimum (down-weighting let the random effects fit
             # the rest exactly: the residual scale collapses) falls back to least squares
             collapsed = _diverged(out) & ~self.given_up & ~self.blocked
-            collapsed &= np.bincount(enc.prot, weights=weights < 1.0, minlength=n_prot) > 0
+            if collapsed.any():
+                collapsed &= np.bincount(enc.prot, weights=weights < 1.0, minlength=n_prot) > 0
             if collapsed.any():
                 self.given_up |= collapsed
                 weights = np.where(collapsed[enc.prot], 1.0, weights)
@@ -951,11 +970,15 @@ class _Irls:
                 enc, self.design, problem.factors, out, self.current, touched, new, scale,
                 fixed_scale, self.huber_scale,
             )  # fmt: skip
+            groups = np.flatnonzero(touched)
             touched[:] = False
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
-            target = np.where(eligible[enc.prot], new, 1.0)
-            target = np.where(self.blocked[enc.prot], weights, target)
-            self.delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
+            if settle is not None:
+                settle.deltas(groups, new, weights, eligible, self.delta)
+            else:
+                target = np.where(eligible[enc.prot], new, 1.0)
+                target = np.where(self.blocked[enc.prot], weights, target)
+                self.delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
             changing = self.delta > WEIGHT_TOL
             # settled on a truncated fit: refit to the optimum (same weights), then check again
             exact = ~changing & self.truncated
@@ -963,7 +986,10 @@ class _Irls:
                 break
             # the others keep their fit: only now do they need covariances and contrast tests
             self.finish(~changing & ~self.truncated)
-            weights = np.where(changing[enc.prot], target, weights)
+            if settle is not None:
+                settle.take(np.flatnonzero(changing), weights)
+            else:
+                weights = np.where(changing[enc.prot], target, weights)
             if changing.any():
                 self.refit(np.flatnonzero(changing), weights, touched, max_iter=self.inner_newton)
             if exact.any():
@@ -987,6 +1013,40 @@ class _Irls:
         return weights
 
 
+class _Settle:
+    """The per-round steps of :meth:`_Irls.iterate` after the weights, on the rows of the
+    proteins just reweighted (:func:`pepmix.model._kernel.settle_rows`): their target weights,
+    the largest change per protein, and (:meth:`take`) the changing proteins' new weights.
+    The other proteins' rows are as in the round before (same fit, same weights, same
+    target), so the numbers are those of the whole-array steps, bit for bit. Not with blocked
+    proteins (their target is their weight)."""
+
+    def __init__(self, prot: IntArray, n_prot: int) -> None:
+        self.starts = _starts(prot, n_prot)
+        self.target = np.zeros(prot.size)
+
+    def deltas(
+        self,
+        groups: IntArray,
+        new: FloatArray,
+        weights: FloatArray,
+        eligible: NDArray[np.bool_],
+        delta: FloatArray,
+    ) -> None:
+        """Targets (``new``, or 1 where not ``eligible``) and ``delta`` (in place) of the
+        proteins ``groups``."""
+        from pepmix.model._kernel import settle_rows
+
+        settle_rows(self.starts, groups.astype(np.int64), new, weights, eligible, self.target,
+                    delta)  # fmt: skip
+
+    def take(self, groups: IntArray, weights: FloatArray) -> None:
+        """The targets of the proteins ``groups`` become their weights (in place)."""
+        from pepmix.model._kernel import copy_rows
+
+        copy_rows(self.starts, groups.astype(np.int64), self.target, weights)
+
+
 def _update_weights(
     enc: Encoded,
     design: RunDesign,
@@ -1005,6 +1065,9 @@ def _update_weights(
     theirs, which are what recomputing them would give (same fit, same residuals).
     ``huber_scale`` (default None) replaces the MAD by a fixed scale where it is finite."""
     if not touched.any():
+        return
+    if fixed_scale is None and huber_scale is None and COMPILED_UPDATE:
+        _huber_update(enc, design, factors, out, current, touched, weights, scale)
         return
     rows = touched[enc.prot]
     sub = enc
@@ -1030,6 +1093,80 @@ def _update_weights(
         w = huber_weights(resid, s[sub.prot])
     scale[touched] = s[touched]
     weights[rows] = w
+
+
+def _huber_update(
+    enc: Encoded,
+    design: RunDesign,
+    factors: tuple[str, ...],
+    out: ModelFit,
+    current: FloatArray,
+    touched: NDArray[np.bool_],
+    weights: FloatArray,
+    scale: FloatArray,
+) -> None:
+    """The Huber branch of :func:`_update_weights` in one compiled pass
+    (:func:`pepmix.model._kernel.residual_mad_huber`): residuals of the ``touched`` proteins
+    from the fixed part per (protein, run) cell and one prediction table per factor, their MAD
+    scales and Huber weights, without copying their observations. The numbers of
+    :func:`fitted_values` and :func:`huber_scale_weights`, bit for bit (the same additions in
+    the same order)."""
+    from pepmix.model._kernel import residual_mad_huber
+
+    n_prot = len(enc.proteins)
+    n_runs = design.x.shape[0]
+    fixed = np.ascontiguousarray((np.nan_to_num(out.beta) @ design.x.T).ravel())
+    part = current[touched[current[:, 0].astype(np.intp)]]
+    pcode = part[:, 0].astype(np.intp)
+    fcode = part[:, 1].astype(np.intp)
+    lcode = part[:, 2].astype(np.intp)
+    blup = part[:, 3]
+    n_f = len(factors)
+    kind = np.full(n_f, -1, dtype=np.int64)
+    n_lev = np.zeros(n_f, dtype=np.int64)
+    run_codes = np.zeros((n_f, n_runs), dtype=np.int64)
+    tables: list[FloatArray] = []
+    cell = np.zeros(0, dtype=np.int64)
+    for f, name in enumerate(factors):
+        rows = fcode == f
+        if not rows.any():
+            tables.append(np.zeros(0))
+            continue
+        if name == "feature":
+            kind[f], index = 0, lcode[rows]
+            table = np.zeros(int(enc.feat.max()) + 1)
+        elif name == USAGE_FACTOR:
+            cell = usage_code(enc.feat, enc.run, design).astype(np.int64)
+            kind[f], index = 1, lcode[rows]
+            table = np.zeros(int(cell.max()) + 1)
+        else:
+            codes = design.factor_codes[name]
+            n_lev[f] = int(codes.max()) + 1
+            run_codes[f] = codes
+            kind[f], index = 2, pcode[rows] * n_lev[f] + lcode[rows]
+            table = np.zeros(n_prot * int(n_lev[f]))
+        table[index] = blup[rows]
+        tables.append(table)
+    tab_off = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
+    residual_mad_huber(
+        np.ascontiguousarray(enc.y, dtype=np.float64),
+        _starts(enc.prot, n_prot),
+        np.flatnonzero(touched).astype(np.int64),
+        enc.feat.astype(np.int64, copy=False),
+        enc.run.astype(np.int64, copy=False),
+        cell,
+        fixed,
+        n_runs,
+        kind,
+        run_codes,
+        n_lev,
+        tab_off,
+        np.concatenate(tables) if tables else np.zeros(0),
+        MAD_SCALE,
+        HUBER_K,
+        scale,
+        weights,
+    )
 
 
 def huber_scale_weights(

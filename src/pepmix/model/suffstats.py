@@ -99,7 +99,7 @@ from numpy.typing import NDArray
 
 from pepmix.model.checks import greedy_independent
 from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
-from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket
+from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket, row_classes
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ FloatArray = NDArray[np.float64]
 _Q_SIZES = (0, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 #: upper bound on elements of one bucket's W array (memory of a chunk)
 _MAX_W_ELEMENTS = 1 << 23
+
+
+#: :func:`usage_cells` finds the cells by counting when their codes are ordered by protein
+#: (the same arrays as the sort); False: always sort
+USAGE_CELLS_COUNTED = True
 
 
 @dataclass
@@ -142,20 +147,54 @@ class UsageCells:
 def usage_cells(
     prot: IntArray, feat: IntArray, run: IntArray, design: RunDesign, n_prot: int
 ) -> UsageCells:
-    """The (feature, condition) cells of every protein (see :class:`UsageCells`)."""
+    """The (feature, condition) cells of every protein (see :class:`UsageCells`).
+
+    The cells are the distinct keys ``protein * span + cell`` in ascending order. When every
+    cell code belongs to one protein and the codes ascend with the protein (features numbered
+    by protein, as :func:`pepmix.model.fit.encode` does), that order is the order of the cell
+    codes, found by one counting pass (:func:`_cells_by_code`) instead of a sort: the same
+    arrays.
+    """
     cell = usage_code(feat, run, design).astype(np.int64)
     span = int(cell.max()) + 1 if cell.size else 1
-    uniq, index = np.unique(prot.astype(np.int64) * span + cell, return_inverse=True)
-    index = index.ravel().astype(np.intp)
-    n_cells = np.bincount((uniq // span).astype(np.intp), minlength=n_prot)
+    counted = _cells_by_code(prot, cell, span)
+    if counted is not None:
+        owner, code, index = counted
+    else:
+        uniq, index = np.unique(prot.astype(np.int64) * span + cell, return_inverse=True)
+        index = index.ravel().astype(np.intp)
+        owner, code = (uniq // span).astype(np.intp), (uniq % span).astype(np.intp)
+    n_cells = np.bincount(owner, minlength=n_prot)
     first = np.concatenate([[0], np.cumsum(n_cells)]).astype(np.intp)
     return UsageCells(
         first=first,
-        code=(uniq % span).astype(np.intp),
-        count=np.bincount(index, minlength=uniq.size).astype(np.intp),
+        code=code,
+        count=np.bincount(index, minlength=code.size).astype(np.intp),
         index=index,
         local=(index - first[prot]).astype(np.int32),
     )
+
+
+def _cells_by_code(
+    prot: IntArray, cell: NDArray[np.int64], span: int
+) -> tuple[IntArray, IntArray, IntArray] | None:
+    """The protein, code and observations' index of the distinct cells in code order, when
+    that is the order of ``protein * span + cell`` (each code in one protein, the proteins
+    non-decreasing along the codes); else None."""
+    if not USAGE_CELLS_COUNTED or cell.size == 0:
+        return None
+    owner_of = np.full(span, -1, dtype=np.intp)
+    owner_of[cell] = prot
+    if not np.array_equal(owner_of[cell], prot):
+        return None  # a cell code in two proteins
+    present = np.zeros(span, dtype=bool)
+    present[cell] = True
+    code = np.flatnonzero(present)
+    owner = owner_of[code]
+    if owner.size > 1 and np.any(np.diff(owner) < 0):
+        return None
+    rank = np.cumsum(present) - 1
+    return owner, code.astype(np.intp), rank[cell].astype(np.intp)
 
 
 @dataclass
@@ -1185,6 +1224,7 @@ def _bucket(
     cls_mm = np.zeros((nb, c_max))
     cls_n[valid] = cls.cls_value[slot[valid]]
     cls_mm[valid] = cls.cls_m[slot[valid]]
+    classes = row_classes(w, cls_n, cls.n_cls[members]) if cls.rank_one else None
     return Bucket(
         G=g,
         W=w,
@@ -1196,6 +1236,7 @@ def _bucket(
         nu=problem.nu[members],
         n_x=n_x,
         e_fixed=problem.e_fixed,
+        classes=classes,
     )
 
 

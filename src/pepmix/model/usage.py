@@ -523,13 +523,17 @@ def usage_shard(
     robust: str = "none",
     n_top: int = 3,
     screen: bool = False,
+    inference: bool = True,
 ) -> UsageShard:
     """:func:`usage_shard_table` with the usage model's fit and LRTs kept
     (:mod:`pepmix.model.pretest` takes the contrasts of some proteins from it); same
     parameters, and ``screen`` (default False): skip the refit of the proteins the boundary
     screen finds (:func:`_refit_shard`; the rows are the same, but those proteins are then
     not in ``fit``: only where no contrast takes a protein's usage fit unless its usage test
-    rejects, ``peptide_usage_contrasts`` ``never``, ``pretest`` or ``no_majority_pretest``)."""
+    rejects, ``peptide_usage_contrasts`` ``never``, ``pretest`` or ``no_majority_pretest``);
+    ``inference`` (default True) False: the usage model's refit computes point estimates only
+    (:func:`refit_with_usage`; the rows are the same, bit for bit, but ``fit`` has no
+    covariances or contrasts: only where no contrast is taken from it, ``never``)."""
     lrt_col = f"lrt_{USAGE_FACTOR}"
     if USAGE_FACTOR in fit.factors:
         comp, blups = components, fit.blups
@@ -541,7 +545,7 @@ def usage_shard(
         full = fit_proteins(table, design, robust=robust)
         comp = full.variance_components().assign(**{lrt_col: usage_lrt(full)})
         return UsageShard(peptide_usage_table(comp, full.blups, n_top))
-    return _refit_shard(fit, design, robust, n_top, screen=screen)
+    return _refit_shard(fit, design, robust, n_top, inference=inference, screen=screen)
 
 
 def _refit_shard(

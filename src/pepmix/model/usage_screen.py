@@ -137,9 +137,9 @@ def lambda_slope(
     kept = at_zero & (bucket.efactor != f)
     if elim.any():
         rows = np.flatnonzero(elim)
-        sub = bucket.take(rows)
+        sub = bucket.take_shared(rows)
         present = (sub.cls_m > 0).astype(np.float64)
-        total = _class_sum(present, sub.W)
+        total = _class_sum(present, sub.W, sub.w_rows)
         a = lam[rows, :, None] * total * lam[rows, None, :]
         li = linv[rows]
         b = li @ a @ np.swapaxes(li, 1, 2)  # L^-1 A L^-T
@@ -190,13 +190,13 @@ def face_gradient(
         grad[:, f] = (1.0 - nu) * l01 + nu * l1
     rows = np.flatnonzero(bucket.efactor >= 0)
     if rows.size:
-        sub = bucket.take(rows)
+        sub = bucket.take_shared(rows)
         e = sub.efactor
         theta_e = theta[rows, e]
         denom = 1.0 + theta_e[:, None] ** 2 * sub.cls_n
         present = sub.cls_m > 0
         fp = np.where(present, 1.0 / denom**2, 0.0)
-        ge1 = -_class_sum(2.0 * theta_e[:, None] * fp, sub.W)
+        ge1 = -_class_sum(2.0 * theta_e[:, None] * fp, sub.W, sub.w_rows)
         de = ev.lam[rows, :, None] * ge1 * ev.lam[rows, None, :]
         l1 = np.sum(sinv[rows] * de, axis=(1, 2))
         l01 = np.sum(s0inv[rows] * de, axis=(1, 2))
@@ -312,7 +312,7 @@ def boundary_screen(
         rows = np.flatnonzero(whole[bidx] & bucket.free[:, u])
         if rows.size == 0:
             continue
-        sub = bucket.take(rows)
+        sub = bucket.take_shared(rows)
         th = np.where(sub.free, start[bidx[rows]], 0.0)
         ev = evaluate(sub, th)
         linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
@@ -367,7 +367,7 @@ def _predictions(
     fit_problem_light` makes them at its optimum; other rows' are zero). ``ev`` is the
     evaluation at ``theta`` of the rows, ``linv`` the inverse of its Cholesky factor."""
     idx, bucket = block
-    sub = bucket.take(rows)
+    sub = bucket.take_shared(rows)
     d = sub.dim
     _, s0inv = inverses(linv)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -98,6 +98,11 @@ OPTIMUM_TOL = 1e-6
 #: bootstrap LRTs within this of the observed LRT count as "at least as large" (the optimiser's
 #: criterion tolerance, :mod:`pepmix.model.optimize`, is ~1e-11 relative; the boundary snap 1e-7)
 BOOT_TIE = 1e-6
+#: :func:`fit_tests` starts the full fits at the reported fit's weighted REML optimum
+#: (:attr:`pepmix.model.fit.ModelFit.theta_scale` undoes the robust variance factor) and the
+#: reduced fits at the better of that point (tested term at 0) and the grid (:func:`_better_start`);
+#: False: the full fits start at the reported ``theta``, the reduced ones at the grid
+WARM_STARTS = True
 #: ``variance_tests.bootstrap_proteins: top N``
 TOP_PATTERN = re.compile(r"top\s+[1-9][0-9]*")
 #: simulated observations per bootstrap chunk (memory of the batched refits)
@@ -221,7 +226,7 @@ def bucket_lrts(
         rows = np.flatnonzero(tested & ~zero)
         if rows.size == 0:
             continue
-        reduced = _without(plain.take(rows), f)
+        reduced = _without(plain.take_shared(rows), f)
         start = None if null_start is None else _better_start(reduced, null_start[rows], f)
         red = minimize(reduced, start)
         good = _finite(red.theta, red.dev, red.converged)
@@ -584,20 +589,25 @@ def refit_problem(fit: ModelFit) -> tuple[Problem, FloatArray | None]:
 
     The start is the fit's theta, except under a variance-ratio prior (``model.shrinkage``),
     whose penalised optimum is not a REML optimum (the refits start from the grid). ``fit``
-    must hold its encoded observations (``fit.encoded``).
+    must hold its encoded observations (``fit.encoded``). A robust fit's problem comes from
+    the builder of its iteration (:attr:`pepmix.model.fit.ModelFit.builder`), when it was
+    built on these observations and design.
     """
     enc = fit.encoded
     if enc is None:
         raise ValueError("refit_problem: the fit holds no encoded observations")
-    problem = build_problem(
-        enc.prot,
-        enc.feat,
-        enc.run,
-        enc.y,
-        fit.design,
-        n_proteins=len(enc.proteins),
-        weights=fit.weights,
-    )
+    n_prot = len(enc.proteins)
+    builder = fit.builder
+    # the robust iteration's builder of these very observations and design (the same problem,
+    # bit for bit, from its cached structure)
+    same = builder is not None and builder.prot is enc.prot and builder.y is enc.y
+    if same and builder is not None and fit.weights is not None and builder.design is fit.design:
+        problem = builder.build(np.arange(n_prot), fit.weights)
+    else:
+        problem = build_problem(
+            enc.prot, enc.feat, enc.run, enc.y, fit.design, n_proteins=n_prot,
+            weights=fit.weights,
+        )  # fmt: skip
     return problem, (fit.theta if fit.prior is None else None)
 
 
@@ -616,7 +626,14 @@ def fit_tests(fit: ModelFit, options: VarianceTestOptions) -> pd.DataFrame:
         return out
     enc = fit.encoded
     problem, start = refit_problem(fit)
-    tests = term_lrts(problem, start)
+    if start is not None and WARM_STARTS:
+        # the weighted REML optimum (before the robust variance factor): the full fits start
+        # at their optimum, the reduced ones at it with the tested term at 0 (or the grid)
+        if fit.theta_scale is not None:
+            start = start * fit.theta_scale[:, None]
+        tests = term_lrts(problem, start, null_start=start)
+    else:
+        tests = term_lrts(problem, start)
     fitted = np.isin(np.asarray(fit.status, dtype=object), FITTED)
     tests.lrt[~fitted] = np.nan
     for f, name in enumerate(tests.factors):

@@ -58,7 +58,9 @@ class FitResult:
         with ``missing: detection``.
     usage_test : pepmix.model.usage.UsageShard or None
         The usage test with the usage model's fit (:func:`pepmix.model.usage.usage_shard`), when
-        computed; not written (benchmarks re-decide the contrasts from it).
+        computed; not written (benchmarks re-decide the contrasts from it: its fit has
+        covariances and contrasts only with ``run(usage_inference=True)`` or contrasts taken
+        from the usage model).
     """
 
     fit: Fit
@@ -135,6 +137,7 @@ def run(
     usage_contrasts: str = "never",
     pretest_alpha: float = 0.25,
     stratum: bool = False,
+    usage_inference: bool | None = None,
 ) -> FitResult:
     """Fit the shard.
 
@@ -174,6 +177,10 @@ def run(
     stratum : bool, default False
         ``testing.variance_prior: stratum``: export the residual floors and between-replicate
         mean squares the test stage's stratum prior needs (:func:`pepmix.api.fit`).
+    usage_inference : bool, optional
+        Whether the usage model's refit computes covariances and contrasts
+        (:attr:`FitResult.usage_test`); default None: only when ``usage_contrasts`` takes
+        contrasts from it (not ``never``). The usage rows are the same either way.
 
     Returns
     -------
@@ -232,7 +239,11 @@ def run(
         # the boundary screen leaves proteins out of the usage fit: not where the contrasts
         # take every refitted protein's usage fit
         screen = usage_contrasts not in ("always", "no_majority")
-        shard = usage_shard(engine, fit.proteins, table, sheet, robust, screen=screen)
+        # the usage model's covariances and contrasts only serve the contrasts taken from it
+        inference = usage_contrasts != "never" if usage_inference is None else usage_inference
+        shard = usage_shard(
+            engine, fit.proteins, table, sheet, robust, screen=screen, inference=inference
+        )
         fit = _usage_contrasts(fit, shard, usage_contrasts, pretest_alpha)
     detection = None
     if missing == "detection":
