@@ -317,6 +317,7 @@ def fit(
     prior: VariancePrior | None = None,
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
+    feature_majority: bool = False,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -347,6 +348,9 @@ def fit(
     feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
         Their prior (the workflow estimates it once on all proteins); default None: estimated
         from ``data``.
+    feature_majority : bool, default False
+        Robust fits: exclude a minority feature whose condition profile disagrees with the
+        protein's other features (``model.feature_majority``, :mod:`pepmix.model.majority`).
 
     Returns
     -------
@@ -374,6 +378,7 @@ def fit(
         "robust": robust,
         "shrinkage": shrinkage,
         "feature_weights": feature_weights,
+        "feature_majority": feature_majority,
     }
     if random is not None:
         model_config["random"] = list(random)

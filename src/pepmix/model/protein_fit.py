@@ -108,7 +108,7 @@ def fit_protein_models(
         The resolved sample sheet, one row per run.
     model_config : mapping
         The ``model:`` section (``random``, ``fixed``, ``covariates``, ``robust`` (default
-        ``huber``), ``shrinkage``).
+        ``huber``), ``shrinkage``, ``feature_weights``, ``feature_majority`` (default False)).
     replication : {"auto", "biological", "technical"}, default "auto"
         ``testing.replication``.
     prior : pepmix.model.shrinkage.VariancePrior, optional
@@ -136,5 +136,6 @@ def fit_protein_models(
         robust=str(model_config.get("robust", DEFAULT_ROBUST)),
         feature_weights=str(model_config.get("feature_weights", "none")),
         feature_prior=feature_prior,
+        feature_majority=bool(model_config.get("feature_majority", False)),
     )
     return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)

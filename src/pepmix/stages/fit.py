@@ -212,6 +212,7 @@ def run(
         prior=ratio_prior,
         feature_weights=feature_weights,
         feature_prior=feature_prior,
+        feature_majority=bool(model.get("feature_majority", False)),
     )
     engine = fit.model
     if engine is None or fit.proteins is None:
