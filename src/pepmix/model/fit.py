@@ -688,7 +688,7 @@ def _restore_excluded(
         blups[col] = blups[col].cat.set_categories(cats)
         rows[col] = pd.Categorical(rows[col], categories=cats)
     both = pd.concat([blups, rows[blups.columns]], ignore_index=True)
-    factor_order = pd.Index(out.factors).get_indexer(both["factor"].astype(str))
+    factor_order = pd.Index(out.factors).get_indexer(pd.Index(both["factor"].astype(str)))
     order = np.lexsort((factor_order, both["protein"].cat.codes.to_numpy()))
     out.blups = both.iloc[order].reset_index(drop=True)
     return full

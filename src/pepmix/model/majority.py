@@ -47,10 +47,12 @@ rule"): proteins with a feature falsely excluded 0.3-2.2 % at ``alpha`` 0.01.
 Rule (per protein with :math:`J \ge` :data:`MIN_SHARED` *active* features, i.e. observed in two
 or more conditions): test every active feature against the other active ones; if the smallest
 p-value times the number of active features (Bonferroni over the protein's features) is below
-``alpha`` (default :data:`ALPHA`), exclude that feature and test again on the rest, as long as
-the excluded stay a strict minority (fewer than :math:`J/2`) -- a backward step-down outlier
-rule. With two active features nothing tells which one disagrees (not identifiable), so
-proteins with two are never touched. The excluded features' observations are left out of the
+``alpha`` (default :data:`ALPHA`), exclude that feature and test again on the rest, until the
+rest agree (no p-value below the Bonferroni level) -- a backward step-down outlier rule. The
+excluded must be a strict minority (fewer than :math:`J/2`): when the rest still disagree once
+that many are excluded, no majority defines the protein's change and nothing is excluded (two
+features against two: which pair is wrong is not identifiable). With two active features
+nothing tells which one disagrees, so proteins with two are never touched. The excluded features' observations are left out of the
 robust fit that follows (which then reports its usual standard errors and df for the rest); the
 protein's ``detail`` says which features were excluded and their interaction p-value.
 """
@@ -62,7 +64,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special
 
 from pepmix.model.design import RunDesign
 from pepmix.model.fit import Encoded
@@ -118,7 +120,7 @@ class Exclusions:
 def cell_levels(
     enc: Encoded, design: RunDesign
 ) -> tuple[NDArray[np.int64], FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Cell levels of the pure-error fit (module docstring).
+    r"""Cell levels of the pure-error fit (module docstring).
 
     Returns the cell codes (``feature * n_conditions + condition``), their levels
     :math:`\hat a_{jc}` and observation counts, and per protein the scale :math:`s` and the
@@ -197,14 +199,15 @@ def _main_component(
     return np.asarray(comp == best)
 
 
-def interaction_pvalue(
-    levels: FloatArray, counts: FloatArray, j: int, others: list[int], s2: float, df2: float
-) -> float:
-    """p-value of feature ``j``'s interaction with the profile of ``others`` (module docstring).
+def feature_contrast(
+    levels: FloatArray, counts: FloatArray, j: int, others: list[int]
+) -> tuple[FloatArray, FloatArray]:
+    r"""Feature ``j``'s profile against that of ``others`` (module docstring): per condition
+    where both are observed, :math:`d_c` and its variance over :math:`s^2`,
+    :math:`1/n_{jc} + 1/\sum_k n_{kc}`.
 
     ``levels`` and ``counts`` are the protein's features x conditions tables (NaN / 0 where the
-    cell is missing); ``s2`` the pure-error variance, ``df2`` its equivalent df. 1.0 where fewer
-    than two conditions are comparable.
+    cell is missing).
     """
     a = levels[others]
     w = np.where(np.isfinite(a), counts[others], 0.0)
@@ -221,14 +224,35 @@ def interaction_pvalue(
             break
     n_j = counts[j]
     use = (n_j > 0) & np.isfinite(levels[j]) & (w_cond > 0)
-    if int(use.sum()) < 2:
-        return 1.0
     d = levels[j, use] - g[use]
-    v = s2 * (1.0 / n_j[use] + 1.0 / w_cond[use])
+    pure = 1.0 / n_j[use] + 1.0 / w_cond[use]
+    return np.asarray(d), np.asarray(pure)
+
+
+def contrast_statistic(d: FloatArray, v: FloatArray) -> float:
+    r""":math:`Q = \sum_c (d_c - \bar d)^2 / v_c`, :math:`\bar d` the :math:`1/v`-weighted
+    mean."""
     u = 1.0 / v
-    q = float(np.sum(u * (d - np.sum(u * d) / np.sum(u)) ** 2))
-    df1 = int(use.sum()) - 1
-    return float(stats.f.sf(q / df1, df1, df2))
+    return float(np.sum(u * (d - np.sum(u * d) / np.sum(u)) ** 2))
+
+
+def interaction_pvalue(
+    levels: FloatArray, counts: FloatArray, j: int, others: list[int], s2: float, df2: float
+) -> float:
+    """p-value of feature ``j``'s interaction with the profile of ``others`` (module docstring).
+
+    ``levels`` and ``counts`` are the protein's features x conditions tables (NaN / 0 where the
+    cell is missing); ``s2`` the pure-error variance, ``df2`` its df. 1.0 where fewer than two
+    conditions are comparable.
+    """
+    d, pure = feature_contrast(levels, counts, j, others)
+    if d.size < 2:
+        return 1.0
+    q = contrast_statistic(d, s2 * pure)
+    df1 = d.size - 1
+    if not np.isfinite(df2):  # the prior took over (d0 infinite): s2 known
+        return float(special.chdtrc(df1, q))
+    return float(special.fdtrc(df1, df2, q / df1))  # the F(df1, df2) upper tail
 
 
 def protein_exclusions(
@@ -242,17 +266,18 @@ def protein_exclusions(
     out: list[tuple[int, float]] = []
     if n_active < MIN_SHARED or not (s2 > 0 and df2 > 0):
         return out
-    while 2 * (len(out) + 1) < n_active:
+    while True:
         p = [
             interaction_pvalue(levels, counts, j, [k for k in active if k != j], s2, df2)
             for j in active
         ]
         best = int(np.argmin(p))
         if p[best] * len(active) >= alpha:
-            break
+            return out  # the rest agree
+        if 2 * (len(out) + 1) >= n_active:
+            return []  # the disagreeing features are no minority: no majority, none excluded
         out.append((active[best], p[best]))
         del active[best]
-    return out
 
 
 def moderated_scale(s2: FloatArray, df: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -308,8 +333,8 @@ def majority_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) -
     pvals: list[float] = []
     for i, k in enumerate(candidates.tolist()):
         lo, hi = int(starts[k]), int(starts[k + 1])
-        s2, df2 = float(s2_post[i]), float(df_post[i])
-        for row, p in protein_exclusions(table[lo:hi], counts[lo:hi], s2, df2, alpha):
+        var, df2 = float(s2_post[i]), float(df_post[i])
+        for row, p in protein_exclusions(table[lo:hi], counts[lo:hi], var, df2, alpha):
             feats.append(lo + row)
             pvals.append(p)
     excluded = np.zeros(n_feat, dtype=bool)
