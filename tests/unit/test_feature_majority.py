@@ -4,6 +4,8 @@ are left alone, two against two is no majority, and the interaction test's stati
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from scipy import stats
 from pepmix.model.design import ModelSpec, RunDesign, build_run_design
 from pepmix.model.fit import EXCLUDED_WEIGHT, ModelFit, encode, fit_proteins
 from pepmix.model.majority import interaction_pvalue, majority_exclusions, protein_exclusions
+from pepmix.model.usage import UsageStart, usage_shard
 
 CONTRAST = [("B - A", "B", "A")]
 
@@ -145,3 +148,22 @@ def test_interaction_statistic_complete_table() -> None:
     one_sided = levels.copy()
     one_sided[2, 1] = np.nan
     assert protein_exclusions(one_sided, np.where(np.isnan(one_sided), 0, counts), s2, df2) == []
+
+
+def test_usage_refit_starts_from_the_weights(tmp_path: Path) -> None:
+    # the usage model (feature:condition term) refits every feature, the excluded ones from
+    # the positive EXCLUDED_WEIGHT, and the stored start reads back with matching weights
+    design = _design()
+    table = _table(np.random.default_rng(6), design, 3, shift=4.0, n_prot=2)
+    fit = fit_proteins(table, design, CONTRAST, robust="huber", feature_majority=True)
+    assert sum("excluded feature" in d for d in fit.detail) == 2
+    sheet = pd.DataFrame(
+        {"run": design.runs, "condition": [design.conditions[c] for c in design.condition_code]}
+    ).assign(bioreplicate=lambda t: t.run, batch="b1")
+    shard = usage_shard(fit, fit.variance_components(), table, sheet, "huber")
+    # the shifted feature is the usage model's most deviating cell of both proteins
+    assert all(str(c).startswith("F0:B") for c in shard.table["top_cells"])
+    path = tmp_path / "start.parquet"
+    UsageStart.from_fit(fit).write(path)
+    back = UsageStart.read(path)
+    assert back.weights is not None and back.weights.size == len(table)

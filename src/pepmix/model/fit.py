@@ -521,8 +521,10 @@ def fit_proteins(
         with the protein's other features while the excluded stay a strict minority
         (:mod:`pepmix.model.majority`; ``model.feature_majority``). Their observations are
         left out of the fit; in ``weights`` they carry :data:`EXCLUDED_WEIGHT` (positive, for
-        later fits that start from these weights), in the BLUP table weight 0 and a NaN BLUP;
-        ``detail`` names them.
+        later fits that start from these weights, e.g. the usage refit), in the BLUP table
+        weight 0 and a NaN BLUP; ``detail`` names them; ``n_features`` and ``n_obs`` count
+        the fitted ones. Default off (measured: ``benchmarks/README.md``, "A feature majority
+        rule").
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes

@@ -52,9 +52,16 @@ rest agree (no p-value below the Bonferroni level) -- a backward step-down outli
 excluded must be a strict minority (fewer than :math:`J/2`): when the rest still disagree once
 that many are excluded, no majority defines the protein's change and nothing is excluded (two
 features against two: which pair is wrong is not identifiable). With two active features
-nothing tells which one disagrees, so proteins with two are never touched. The excluded features' observations are left out of the
-robust fit that follows (which then reports its usual standard errors and df for the rest); the
-protein's ``detail`` says which features were excluded and their interaction p-value.
+nothing tells which one disagrees, so proteins with two are never touched. The excluded
+features' observations are left out of the robust fit that follows (which then reports its
+usual standard errors and df for the rest); the protein's ``detail`` says which features were
+excluded and their interaction p-value.
+
+Measured (``benchmarks/README.md``, "A feature majority rule"): one shifted feature of three
+leaves none of the shift in the estimate (Huber: 0.30-0.32 of it); on the *outliers* scenario
+FDP 6.9 -> 4.8 % and ranking power 161 -> 179.5, other scenarios and null p-values unchanged
+within the decision rule; but on the demo a feature is excluded in 14 % of the proteins (real
+peptides often disagree) and one more background protein is called: an option, off by default.
 """
 
 from __future__ import annotations
