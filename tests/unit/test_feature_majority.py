@@ -141,6 +141,10 @@ def test_interaction_statistic_complete_table() -> None:
     q = (d[1] - d[0]) ** 2 / (2 * v)
     got = interaction_pvalue(levels, counts, 0, [1, 2], s2, df2)
     assert got == pytest.approx(stats.f.sf(q, 1, df2), rel=1e-10)
+    # the moderation's prior took over (d0 infinite): the variance is known, chi-square
+    assert interaction_pvalue(levels, counts, 0, [1, 2], s2, np.inf) == pytest.approx(
+        stats.chi2.sf(q, 1), rel=1e-10
+    )
     # the step-down rule: F0 out (p * 3 < 0.01), then F1 and F2 agree
     out = protein_exclusions(levels, counts, s2, df2)
     assert [j for j, _ in out] == [0]
