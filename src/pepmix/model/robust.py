@@ -530,7 +530,7 @@ def saturated_fit(
 
     Returns the residuals, the scale per protein and the cell levels :math:`a_c` (each
     connected component of the cell-run incidence leaves one constant free: only differences
-    of levels within a component are estimated; ``nan`` for cells without observations).
+    of levels within a component are estimated).
     """
     n_prot = len(enc.proteins)
     n_runs = max(len(enc.runs), 1)
