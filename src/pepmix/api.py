@@ -317,7 +317,7 @@ def fit(
     prior: VariancePrior | None = None,
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
-    feature_majority: bool = False,
+    feature_majority: bool = True,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -348,7 +348,7 @@ def fit(
     feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
         Their prior (the workflow estimates it once on all proteins); default None: estimated
         from ``data``.
-    feature_majority : bool, default False
+    feature_majority : bool, default True
         Robust fits: exclude a minority feature whose condition profile disagrees with the
         protein's other features (``model.feature_majority``, :mod:`pepmix.model.majority`).
 

@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
+#: ``model.feature_majority``'s default (the workflow's, :func:`pepmix.fit`'s)
+DEFAULT = True
 #: proteins need this many features observed in two or more conditions (two: not identifiable)
 MIN_SHARED = 3
 #: family-wise level of the exclusion test per protein (Bonferroni over its active features)

@@ -108,7 +108,7 @@ def fit_protein_models(
         The resolved sample sheet, one row per run.
     model_config : mapping
         The ``model:`` section (``random``, ``fixed``, ``covariates``, ``robust`` (default
-        ``huber``), ``shrinkage``, ``feature_weights``, ``feature_majority`` (default False)).
+        ``huber``), ``shrinkage``, ``feature_weights``, ``feature_majority`` (default True)).
     replication : {"auto", "biological", "technical"}, default "auto"
         ``testing.replication``.
     prior : pepmix.model.shrinkage.VariancePrior, optional
@@ -124,6 +124,7 @@ def fit_protein_models(
     ProteinFit
     """
     from pepmix.model.fit import fit_proteins
+    from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     design = run_design(sheet, model_config, replication)
@@ -136,6 +137,6 @@ def fit_protein_models(
         robust=str(model_config.get("robust", DEFAULT_ROBUST)),
         feature_weights=str(model_config.get("feature_weights", "none")),
         feature_prior=feature_prior,
-        feature_majority=bool(model_config.get("feature_majority", False)),
+        feature_majority=bool(model_config.get("feature_majority", DEFAULT_MAJORITY)),
     )
     return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)

@@ -178,6 +178,7 @@ def run(
     from pepmix import api
     from pepmix.model.abundance import protein_abundance
     from pepmix.model.design import SLOPE_TERM
+    from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     model = dict(model or {})
@@ -212,7 +213,7 @@ def run(
         prior=ratio_prior,
         feature_weights=feature_weights,
         feature_prior=feature_prior,
-        feature_majority=bool(model.get("feature_majority", False)),
+        feature_majority=bool(model.get("feature_majority", DEFAULT_MAJORITY)),
     )
     engine = fit.model
     if engine is None or fit.proteins is None:
