@@ -305,53 +305,182 @@ def moderated_scale(s2: FloatArray, df: FloatArray) -> tuple[FloatArray, FloatAr
 def majority_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) -> Exclusions:
     """Features of every protein that the majority rule excludes (module docstring).
 
+    Compiled (:mod:`pepmix.model._majority_kernel`): the saturated fits protein by protein,
+    only for proteins with :data:`MIN_SHARED` or more features observed in two or more
+    conditions, and the step-down vectorised over proteins. The same exclusions and p-values
+    (to the backfitting's 1e-10) as :func:`reference_exclusions`.
+
     Parameters
     ----------
     enc : Encoded
         The protein table as encoded by :func:`pepmix.model.fit.encode` (features numbered by
-        protein).
+        protein, observations sorted by protein).
     design : RunDesign
         The run design (its conditions).
     alpha : float, default 0.01
         Family-wise level per protein (Bonferroni over its active features).
     """
+    from pepmix.model._majority_kernel import saturated_tables
+
     n_prot = len(enc.proteins)
     n_cond = max(len(design.conditions), 1)
-    none = Exclusions(np.zeros(enc.y.size, dtype=bool), np.zeros(0, np.intp), np.zeros(0))
     if n_cond < 2 or not enc.feat.size:
-        return none
-    cells, levels, count, scale, nu = cell_levels(enc, design)
+        return _none(enc)
+    fprot, candidates = _candidates(enc, design, n_cond)
+    feat_start = np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
+    row_start = np.searchsorted(enc.prot, np.arange(n_prot + 1)).astype(np.int64)
+    n_feat = fprot.size
+    levels = np.full(n_feat * n_cond, np.nan)
+    counts = np.zeros(n_feat * n_cond)
+    scale = np.full(n_prot, np.nan)
+    nu = np.full(n_prot, np.nan)
+    saturated_tables(
+        enc.y.astype(np.float64), enc.feat.astype(np.int64), enc.run.astype(np.int64),
+        np.asarray(design.condition_code, dtype=np.int64), row_start, feat_start,
+        candidates.astype(np.int64), n_cond, max(len(enc.runs), 1), levels, counts, scale, nu,
+    )  # fmt: skip
+    observed = ((counts > 0) & np.isfinite(levels)).reshape(n_feat, n_cond)
+    active = observed.sum(axis=1) >= 2
+    has = np.isfinite(scale[candidates]) & (scale[candidates] > 0)
+    s2 = np.where(has, scale[candidates] ** 2, 0.0)
+    df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
+    s2_post, df_post = moderated_scale(s2, df)
+    tables = (levels, counts, feat_start, n_cond)
+    feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)
+    return _exclusions(enc, fprot, feats, pvals, candidates.size)
+
+
+def _none(enc: Encoded) -> Exclusions:
+    """No exclusion."""
+    return Exclusions(np.zeros(enc.y.size, dtype=bool), np.zeros(0, np.intp), np.zeros(0))
+
+
+def _candidates(enc: Encoded, design: RunDesign, n_cond: int) -> tuple[IntArray, IntArray]:
+    """Protein of every feature code (codes without observations, a subset's gaps, join the
+    protein before them) and the proteins with :data:`MIN_SHARED` or more features observed in
+    two or more conditions."""
+    n_prot = len(enc.proteins)
     n_feat = int(enc.feat.max()) + 1
+    seen = np.zeros((n_feat, n_cond), dtype=bool)
+    seen[enc.feat, design.condition_code[enc.run]] = True
+    fprot = np.full(n_feat, -1, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    fprot = np.maximum.accumulate(np.maximum(fprot, 0))
+    shared = np.bincount(fprot, weights=seen.sum(axis=1) >= 2, minlength=n_prot)
+    return fprot, np.flatnonzero(shared >= MIN_SHARED)
+
+
+def _pvalues(q: FloatArray, df1: FloatArray, df2: FloatArray) -> FloatArray:
+    """p-values of :func:`interaction_pvalue` from :math:`Q`, its df and the variance's df
+    (1 where ``df1`` is 0; chi-square where ``df2`` is infinite)."""
+    safe = np.maximum(df1, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(
+            np.isfinite(df2), special.fdtrc(safe, df2, q / safe), special.chdtrc(safe, q)
+        )
+    return np.asarray(np.where(df1 >= 1, p, 1.0), dtype=np.float64)
+
+
+def _step_down(
+    tables: tuple[FloatArray, FloatArray, NDArray[np.int64], int],
+    fprot: IntArray,
+    active: NDArray[np.bool_],
+    candidates: IntArray,
+    s2: FloatArray,
+    df2: FloatArray,
+    alpha: float,
+) -> tuple[list[tuple[int, int, int]], list[float]]:
+    """The rule of :func:`protein_exclusions` for all candidates at once: each round tests
+    the active features of the proteins still going (:func:`pepmix.model._majority_kernel.
+    interaction_q`). Returns (protein, step, feature) of each exclusion and its p-value."""
+    from pepmix.model._majority_kernel import interaction_q
+
+    levels, counts, feat_start, n_cond = tables
+    n_prot = feat_start.size - 1
+    var = np.full(n_prot, np.nan)
+    dfs = np.full(n_prot, np.nan)
+    var[candidates], dfs[candidates] = s2, df2
+    n_active = np.bincount(fprot, weights=active, minlength=n_prot).astype(np.intp)
+    going = candidates[(n_active[candidates] >= MIN_SHARED) & (var[candidates] > 0)
+                       & (dfs[candidates] > 0)]  # fmt: skip
+    active = active & np.isin(fprot, going)
+    found: dict[int, list[tuple[int, float]]] = {}
+    q = np.zeros(fprot.size)
+    df1 = np.zeros(fprot.size, dtype=np.int64)
+    while going.size:
+        interaction_q(levels, counts, feat_start, active, going.astype(np.int64), var[going],
+                      n_cond, q, df1)  # fmt: skip
+        rows = np.flatnonzero(active)
+        prot = fprot[rows]
+        p = _pvalues(q[rows], df1[rows].astype(np.float64), dfs[prot])
+        order = np.lexsort((rows, p, prot))
+        first = order[np.r_[True, np.diff(prot[order]) != 0]]
+        best, pbest, pprot = rows[first], p[first], prot[first]
+        left = np.bincount(prot, minlength=n_prot)[pprot]
+        moving = pbest * left < alpha
+        done = np.array([len(found.get(int(k), [])) for k in pprot], dtype=np.intp)
+        for k, f, pv, mv, n_done in zip(pprot.tolist(), best.tolist(), pbest.tolist(),
+                                        moving.tolist(), done.tolist(), strict=True):  # fmt: skip
+            if not mv:
+                continue
+            if 2 * (n_done + 1) >= n_active[k]:
+                found.pop(k, None)  # no minority disagrees: nothing excluded
+                active[feat_start[k] : feat_start[k + 1]] = False
+                continue
+            found.setdefault(k, []).append((f, pv))
+            active[f] = False
+        going = np.unique(fprot[active])
+        going = going[np.isin(going, pprot[moving])]
+        active &= np.isin(fprot, going)
+    triples = [(k, i, f) for k in sorted(found) for i, (f, _) in enumerate(found[k])]
+    return triples, [pv for k in sorted(found) for _, pv in found[k]]
+
+
+def _exclusions(
+    enc: Encoded, fprot: IntArray, triples: list[tuple[int, int, int]], pvals: list[float],
+    n_tested: int,
+) -> Exclusions:  # fmt: skip
+    """:class:`Exclusions` of the features in ``triples`` (protein, step, feature); logged."""
+    feats = [f for _, _, f in triples]
+    excluded = np.zeros(fprot.size, dtype=bool)
+    excluded[feats] = True
+    log.info(
+        "feature majority rule: %d features of %d proteins excluded (of %d proteins tested)",
+        len(feats),
+        len({k for k, _, _ in triples}),
+        n_tested,
+    )
+    return Exclusions(excluded[enc.feat], np.asarray(feats, dtype=np.intp), np.asarray(pvals))
+
+
+def reference_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) -> Exclusions:
+    """:func:`majority_exclusions` by the whole-table saturated fits of :func:`cell_levels` and
+    a loop over proteins (:func:`protein_exclusions`): the plain implementation the compiled one
+    is tested against (``alpha`` default :data:`ALPHA`)."""
+    n_prot = len(enc.proteins)
+    n_cond = max(len(design.conditions), 1)
+    if n_cond < 2 or not enc.feat.size:
+        return _none(enc)
+    cells, levels, count, scale, nu = cell_levels(enc, design)
+    fprot, candidates = _candidates(enc, design, n_cond)
+    n_feat = fprot.size
     table = np.full((n_feat, n_cond), np.nan)
     counts = np.zeros((n_feat, n_cond))
     table[cells // n_cond, cells % n_cond] = levels
     counts[cells // n_cond, cells % n_cond] = count
-    fprot = np.full(n_feat, -1, dtype=np.intp)
-    fprot[enc.feat] = enc.prot
-    # codes without observations (a subset's gaps) join the protein before them: inactive
-    fprot = np.maximum.accumulate(np.maximum(fprot, 0))
-    shared = np.bincount(fprot, weights=(counts > 0).sum(axis=1) >= 2, minlength=n_prot)
-    candidates = np.flatnonzero(shared >= MIN_SHARED)
     starts = np.searchsorted(fprot, np.arange(n_prot + 1))
     # no pure error (nu < 1): df 0, the prior's variance (limma's rule for df 0)
     has = np.isfinite(scale[candidates]) & (scale[candidates] > 0)
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
     s2_post, df_post = moderated_scale(s2, df)
-    feats: list[int] = []
+    triples: list[tuple[int, int, int]] = []
     pvals: list[float] = []
     for i, k in enumerate(candidates.tolist()):
         lo, hi = int(starts[k]), int(starts[k + 1])
         var, df2 = float(s2_post[i]), float(df_post[i])
-        for row, p in protein_exclusions(table[lo:hi], counts[lo:hi], var, df2, alpha):
-            feats.append(lo + row)
+        out = protein_exclusions(table[lo:hi], counts[lo:hi], var, df2, alpha)
+        for step, (row, p) in enumerate(out):
+            triples.append((k, step, lo + row))
             pvals.append(p)
-    excluded = np.zeros(n_feat, dtype=bool)
-    excluded[feats] = True
-    log.info(
-        "feature majority rule: %d features of %d proteins excluded (of %d proteins tested)",
-        len(feats),
-        np.unique(fprot[feats]).size if feats else 0,
-        candidates.size,
-    )
-    return Exclusions(excluded[enc.feat], np.asarray(feats, dtype=np.intp), np.asarray(pvals))
+    return _exclusions(enc, fprot, triples, pvals, candidates.size)
