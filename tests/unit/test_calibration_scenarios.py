@@ -48,6 +48,7 @@ FDP_PROTEINS = 1500
 NULL_SEED = 11
 NULL_PROTEINS = 2000
 
+
 @functools.cache
 def _bench(name: str) -> ModuleType:
     """Import a module of ``benchmarks/`` (they import each other by bare name)."""

@@ -180,8 +180,9 @@ def test_usage_refit_starts_from_the_weights(tmp_path: Path) -> None:
 
 def _ragged_table(seed: int) -> tuple[pd.DataFrame, RunDesign]:
     """80 proteins of 2-8 features in three conditions of 4 runs, some features shifted in
-    one condition by 0.3-1.5 log2 (moderate p-values), 25 % of the values missing at random and some whole cells missing (pruned
-    observations, disconnected cells, features seen in one condition)."""
+    one condition by 0.3-1.5 log2 (moderate p-values), 25 % of the values missing at random
+    and some whole cells missing (pruned observations, disconnected cells, features seen in
+    one condition)."""
     rng = np.random.default_rng(seed)
     sheet = pd.DataFrame(
         [(f"{c}{s}", c, f"{c}{s}", "b1") for c in "ABC" for s in range(1, 5)],

@@ -88,8 +88,13 @@ def _median(buf: NDArray[np.float64], n: int, small: NDArray[np.float64]) -> flo
 
 
 @njit(cache=True, nogil=True)
-def _group(key: NDArray[np.int64], m: int, n_groups: int, starts: NDArray[np.int64],
-           order: NDArray[np.int64]) -> None:  # fmt: skip
+def _group(
+    key: NDArray[np.int64],
+    m: int,
+    n_groups: int,
+    starts: NDArray[np.int64],
+    order: NDArray[np.int64],
+) -> None:
     """Counting sort of ``key[:m]``: rows of group ``g`` are ``order[starts[g]:starts[g+1]]``."""
     starts[: n_groups + 1] = 0
     for i in range(m):
@@ -103,8 +108,14 @@ def _group(key: NDArray[np.int64], m: int, n_groups: int, starts: NDArray[np.int
 
 
 @njit(cache=True, nogil=True)
-def _sweep(resid: NDArray[np.float64], order: NDArray[np.int64], starts: NDArray[np.int64],
-           n_groups: int, buf: NDArray[np.float64], small: NDArray[np.float64]) -> None:  # fmt: skip
+def _sweep(
+    resid: NDArray[np.float64],
+    order: NDArray[np.int64],
+    starts: NDArray[np.int64],
+    n_groups: int,
+    buf: NDArray[np.float64],
+    small: NDArray[np.float64],
+) -> None:
     """Subtract from ``resid`` the median of each group's rows."""
     for g in range(n_groups):
         lo = starts[g]
@@ -119,8 +130,9 @@ def _sweep(resid: NDArray[np.float64], order: NDArray[np.int64], starts: NDArray
 
 
 @njit(cache=True, nogil=True)
-def _mad(resid: NDArray[np.float64], m: int, buf: NDArray[np.float64],
-         small: NDArray[np.float64]) -> float:  # fmt: skip
+def _mad(
+    resid: NDArray[np.float64], m: int, buf: NDArray[np.float64], small: NDArray[np.float64]
+) -> float:
     """MAD of ``resid[:m]`` scaled to a normal SD (:func:`pepmix.model.robust.robust_scale`)."""
     for i in range(m):
         buf[i] = resid[i]
@@ -132,10 +144,18 @@ def _mad(resid: NDArray[np.float64], m: int, buf: NDArray[np.float64],
 
 @njit(cache=True, nogil=True)
 def _saturated(
-    y: NDArray[np.float64], cell: NDArray[np.int64], run: NDArray[np.int64], m: int,
-    n_cells: int, n_runs: int, factor: float, resid: NDArray[np.float64],
-    a: NDArray[np.float64], work: NDArray[np.float64], iwork: NDArray[np.int64],
-) -> None:  # fmt: skip
+    y: NDArray[np.float64],
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    n_cells: int,
+    n_runs: int,
+    factor: float,
+    resid: NDArray[np.float64],
+    a: NDArray[np.float64],
+    work: NDArray[np.float64],
+    iwork: NDArray[np.int64],
+) -> None:
     """Huber M-fit of ``y[:m] = a[cell] + b[run] + e`` (:func:`pepmix.model.robust.saturated_fit`
     of one protein): residuals into ``resid[:m]``, levels into ``a`` (NaN for empty cells)."""
     small = np.empty(24)
@@ -143,7 +163,8 @@ def _saturated(
     w = work[m : 2 * m]
     c_starts, c_order = iwork[: n_cells + 1], iwork[n_cells + 1 : n_cells + 1 + m]
     off = n_cells + 1 + m
-    r_starts, r_order = iwork[off : off + n_runs + 1], iwork[off + n_runs + 1 : off + n_runs + 1 + m]
+    r_starts = iwork[off : off + n_runs + 1]
+    r_order = iwork[off + n_runs + 1 : off + n_runs + 1 + m]
     _group(cell, m, n_cells, c_starts, c_order)
     _group(run, m, n_runs, r_starts, r_order)
     for i in range(m):
@@ -206,8 +227,14 @@ def _find(parent: NDArray[np.int64], x: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _components(cell: NDArray[np.int64], run: NDArray[np.int64], use: NDArray[np.bool_], m: int,
-                n_cells: int, parent: NDArray[np.int64]) -> None:  # fmt: skip
+def _components(
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    use: NDArray[np.bool_],
+    m: int,
+    n_cells: int,
+    parent: NDArray[np.int64],
+) -> None:
     """Union-find of the cell-run incidence of the rows ``use`` (cells ``0..n_cells-1``, run
     ``r`` node ``n_cells + r``)."""
     for x in range(parent.size):
@@ -220,8 +247,14 @@ def _components(cell: NDArray[np.int64], run: NDArray[np.int64], use: NDArray[np
 
 
 @njit(cache=True, nogil=True)
-def _prune(cell: NDArray[np.int64], run: NDArray[np.int64], m: int, n_cells: int, n_runs: int,
-           kept: NDArray[np.bool_]) -> None:  # fmt: skip
+def _prune(
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    n_cells: int,
+    n_runs: int,
+    kept: NDArray[np.bool_],
+) -> None:
     """Leave out, until none is left, rows that are the only one of their cell or run among
     those left (:func:`pepmix.model.robust._prune_exact`)."""
     deg_c = np.zeros(n_cells, dtype=np.int64)
@@ -244,8 +277,14 @@ def _prune(cell: NDArray[np.int64], run: NDArray[np.int64], m: int, n_cells: int
 
 
 @njit(cache=True, nogil=True)
-def _rank(cell: NDArray[np.int64], run: NDArray[np.int64], use: NDArray[np.bool_], m: int,
-          n_cells: int, n_runs: int) -> int:  # fmt: skip
+def _rank(
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    use: NDArray[np.bool_],
+    m: int,
+    n_cells: int,
+    n_runs: int,
+) -> int:
     """Rank of the cell + run design of the rows ``use``: nodes used - components."""
     parent = np.empty(n_cells + n_runs, dtype=np.int64)
     _components(cell, run, use, m, n_cells, parent)
@@ -264,8 +303,15 @@ def _rank(cell: NDArray[np.int64], run: NDArray[np.int64], use: NDArray[np.bool_
 
 
 @njit(cache=True, nogil=True)
-def _main_component(cell: NDArray[np.int64], run: NDArray[np.int64], m: int, n_cells: int,
-                    n_runs: int, n_cond: int, a: NDArray[np.float64]) -> None:  # fmt: skip
+def _main_component(
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    n_cells: int,
+    n_runs: int,
+    n_cond: int,
+    a: NDArray[np.float64],
+) -> None:
     """Set to NaN the levels of cells outside the largest component (most cells; ties: the
     one of the lowest cell) of their condition (:func:`pepmix.model.majority._main_component`)."""
     parent = np.empty(n_cells + n_runs, dtype=np.int64)
@@ -353,8 +399,9 @@ def saturated_tables(
         if refit:
             for i in range(m):
                 ys[i] = y[lo + i]
-            _saturated(ys, cell, rl, m, nc, n_runs, factor if df >= 1 else 1.0, resid, a, work,
-                       iwork)  # fmt: skip
+            _saturated(
+                ys, cell, rl, m, nc, n_runs, factor if df >= 1 else 1.0, resid, a, work, iwork
+            )
         _main_component(cell, rl, m, nc, n_runs, n_cond, a)
         for g in range(nc):
             levels[f0 * n_cond + g] = a[g]

@@ -375,9 +375,7 @@ def _pvalues(q: FloatArray, df1: FloatArray, df2: FloatArray) -> FloatArray:
     (1 where ``df1`` is 0; chi-square where ``df2`` is infinite)."""
     safe = np.maximum(df1, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(
-            np.isfinite(df2), special.fdtrc(safe, df2, q / safe), special.chdtrc(safe, q)
-        )
+        p = np.where(np.isfinite(df2), special.fdtrc(safe, df2, q / safe), special.chdtrc(safe, q))
     return np.asarray(np.where(df1 >= 1, p, 1.0), dtype=np.float64)
 
 
