@@ -205,18 +205,14 @@ def _ragged_table(seed: int) -> tuple[pd.DataFrame, RunDesign]:
     return pd.DataFrame(rows, columns=["protein", "feature", "run", "y"]), design
 
 
-@pytest.mark.parametrize("seed", [7, 8])
+@pytest.mark.parametrize("seed", [7, 11])
 def test_compiled_rule_equals_the_reference(seed: int) -> None:
     # the compiled passes (_majority_kernel) make what the whole-table saturated fits and the
-    # loop over proteins make: the same exclusions and p-values. Both stop the backfitting at
-    # a move of 1e-10 or 50 sweeps (the whole table: when every protein has converged; the
-    # kernel: each protein, from the last round's levels), so levels agree to about 1e-10
-    # where it converges; on weakly connected ragged tables it converges slowly, and p-values
-    # far below any threshold (< 1e-10: Q in the hundreds) can differ by a few % there (the
-    # reference with 3,000 sweeps differs from both as much). Such a protein can also move a
-    # p-value near the threshold: at seed 11 one feature has p 0.0015 in the kernel, 0.0018
-    # in the reference with 3,000 sweeps (both: excluded) and is kept by the 50-sweep
-    # reference; seeds 7-10 agree on every exclusion (the demo and a cohort shard too).
+    # loop over proteins make: the same exclusions and p-values. Both backfit each round from
+    # zero and stop at a move of 1e-10 or 50 sweeps (the whole table when every protein has
+    # moved less, the kernel per protein), so converged levels agree to about 1e-10 and
+    # unconverged ones (50 sweeps in both) are the same numbers; p-values measured within
+    # 3e-9 (seeds 7-14), on the demo within 7e-10, on a cohort shard within 2e-7.
     table, design = _ragged_table(seed)
     enc = encode(table, design)
     got = majority_exclusions(enc, design)
@@ -224,10 +220,7 @@ def test_compiled_rule_equals_the_reference(seed: int) -> None:
     assert ref.features.size >= 5  # the data exercise the rule
     np.testing.assert_array_equal(got.features, ref.features)
     np.testing.assert_array_equal(got.observations, ref.observations)
-    moderate = ref.pvalues > 1e-10
-    assert moderate.sum() >= 3
-    np.testing.assert_allclose(got.pvalues[moderate], ref.pvalues[moderate], rtol=1e-6)
-    assert np.all(got.pvalues[~moderate] < 1e-9)
+    np.testing.assert_allclose(got.pvalues, ref.pvalues, rtol=1e-6)
     assert got.notes(enc) == ref.notes(enc)
 
 
