@@ -6,15 +6,16 @@ saturated model :math:`y_{jr} = a_{jc} + b_r + e_{jr}` fits exactly are pruned, 
 rank (cells + runs - components of the cell-run incidence) and residual df :math:`\nu` are
 counted, the model is fitted by Huber M-estimation from the median polish
 (:func:`pepmix.model.robust.saturated_fit`: the same medians, weights, backfitting sums in the
-same row order) and the cell levels outside the largest component of their condition are set
-to NaN. The one difference is where the backfitting stops: each protein's sweeps (from zero
-every round, as in the whole-table fit) stop when its own levels move by less than 1e-10, not
-when every protein's do, so converged levels agree to about 1e-10, and a protein that does not
-converge gets the same 50 sweeps as in the whole-table fit (whose loop then runs to 50). (Starting each round
-from the last round's levels, or solving each round's weighted least squares exactly, changes
-some proteins' levels and p-values: on a cohort shard 7 of 149 exclusions each way, the two
-alternatives disagreeing with each other too -- proteins whose backfitting converges slowly,
-not analysed further. Kept as it is: the rule was measured with it.) The fit of all observations (for the levels) is made only where observations were pruned
+same row order) and the cell levels outside the largest component of their condition are set to
+NaN. The one difference is where the backfitting stops: each protein's sweeps (from zero every
+round, as in the whole-table fit) stop when its own levels move by less than 1e-10, not when
+every protein's do, so converged levels agree to about 1e-10, and a protein that does not
+converge gets the same 50 sweeps as in the whole-table fit (whose loop then runs to 50).
+(Starting each round from the last round's levels, or solving each round's weighted least
+squares exactly, changes some proteins' levels and p-values: on a cohort shard 7 of 149
+exclusions each way, the two alternatives disagreeing with each other too -- proteins whose
+backfitting converges slowly, not analysed further. Kept as it is: the rule was measured with
+it.) The fit of all observations (for the levels) is made only where observations were pruned
 or :math:`\nu < 1`; elsewhere it is the fit of the pruned observations, the same numbers.
 
 :func:`interaction_q` makes the statistic :math:`Q_j` of
