@@ -251,3 +251,29 @@ def test_compiled_scale_and_df_equal_the_reference() -> None:
     )  # fmt: skip
     np.testing.assert_array_equal(nu, nu_ref)
     np.testing.assert_allclose(scale, scale_ref, rtol=1e-8)
+
+
+def test_excluded_feature_is_drawn_down_weighted() -> None:
+    # the profile plot reads weight_min from the BLUP table: the excluded feature's 0 is below
+    # LOW_WEIGHT, so its line is dashed and faded (the others keep their Huber weights)
+    from pepmix.plots.profile_data import ProteinProfile, prepare
+    from pepmix.plots.profiles import LOW_WEIGHT
+    from pepmix.plots.style import Runs
+
+    design = _design()
+    table = _table(np.random.default_rng(1), design, 3, shift=4.0)
+    fit = fit_proteins(table, design, CONTRAST, robust="huber", feature_majority=True)
+    sheet = pd.DataFrame(
+        {"run": design.runs, "condition": [design.conditions[c] for c in design.condition_code]}
+    ).assign(bioreplicate=lambda t: t.run, batch="b1")
+    profile = ProteinProfile(
+        protein="P000",
+        features=table,
+        abundance=pd.DataFrame(columns=["run", "abundance", "se"]),
+        fixed=pd.DataFrame(columns=["term", "estimate", "se"]),
+        blups=fit.blups.loc[fit.blups["protein"] == "P000"],
+    )
+    p = prepare(profile, Runs.from_sheet(sheet))
+    weight = dict(zip(p.names, p.weight, strict=True))
+    assert weight["F0"] == 0.0 < LOW_WEIGHT
+    assert min(weight["F1"], weight["F2"]) > 0.0
