@@ -318,6 +318,7 @@ def fit(
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
     feature_majority: bool = True,
+    majority_prior: tuple[float, float] | None = None,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -351,6 +352,10 @@ def fit(
     feature_majority : bool, default True
         Robust fits: exclude a minority feature whose condition profile disagrees with the
         protein's other features (``model.feature_majority``, :mod:`pepmix.model.majority`).
+    majority_prior : (float, float), optional
+        The prior of that rule's pure-error variances fitted on all proteins (the workflow
+        passes it to sharded fits, :func:`pepmix.model.majority.fit_majority_prior`); default
+        None: fitted on ``data``.
 
     Returns
     -------
@@ -400,6 +405,7 @@ def fit(
             prior=prior,
             variance_tests=variance_tests,
             feature_prior=feature_prior,
+            majority_prior=majority_prior,
         )
     return Fit(
         stored=StoredFit.from_model_fit(result.model),

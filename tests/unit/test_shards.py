@@ -13,7 +13,7 @@ from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.stored import gather_fits
 from pepmix.shards import assign, auto_shards, gather, split
-from pepmix.stages import fit, gather_abundance, variance_components
+from pepmix.stages import fit, gather_abundance, variance_components, variance_prior
 from pepmix.stages import test as differential
 
 from .simulate_da import simulate
@@ -46,9 +46,14 @@ def _run(tmp: Path, features: Path, samples: Path, n: int, majority: bool) -> di
     split(features, shard_paths)
     names = ["proteins", "fit", "fixed", "blups", "abundance"]
     outputs: dict[str, list[Path]] = {k: [] for k in names}
+    model = {"feature_majority": majority}
+    prior = None
+    if n > 1:  # as the workflow: the priors on all proteins (rule variance_prior)
+        prior = tmp / "variance_prior.json"
+        variance_prior.run(features=features, samples=samples, model=model).to_json(prior)
     for i, path in enumerate(shard_paths):
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
-        fit.run(features=path, samples=samples, model={"feature_majority": majority}).write(
+        fit.run(features=path, samples=samples, model=model, prior=prior).write(
             proteins=out["proteins"],
             fit=out["fit"],
             fixed=out["fixed"],
@@ -71,27 +76,7 @@ def _run(tmp: Path, features: Path, samples: Path, n: int, majority: bool) -> di
     return {k: (tmp / k).read_text() for k in ["da.tsv", "vc.tsv", "ab.tsv", "missing.tsv"]}
 
 
-#: why the default (feature majority rule on) is not shard-invariant
-SHARD_DEPENDENT = (
-    "the feature majority rule (model.feature_majority, the default since issue 10) "
-    "moderates its pure-error variances with a squeezeVar prior fitted on the proteins of "
-    "the fit job, i.e. per shard: interaction p-values (here one detail note, p 0.0022 "
-    "against 0.0021) and, near the Bonferroni level, exclusions depend on the sharding; "
-    "the fix is the prior fitted once on all proteins in rule variance_prior, as for "
-    "model.shrinkage (not built; model.feature_majority: false passes)"
-)
-
-
-@pytest.mark.parametrize(
-    "majority",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=SHARD_DEPENDENT),
-        ),
-    ],
-)
+@pytest.mark.parametrize("majority", [False, True])
 def test_one_and_many_shards_give_identical_tables(tmp_path: Path, majority: bool) -> None:
     table, sheet, _ = simulate(n_prot=400, seed=5, frac_de=0.1)
     features = tmp_path / "features.parquet"

@@ -461,6 +461,7 @@ def fit_proteins(
     robust_scale: str = "additive",
     inference: bool = True,
     feature_majority: bool = False,
+    majority_prior: tuple[float, float] | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -523,8 +524,12 @@ def fit_proteins(
         left out of the fit; in ``weights`` they carry :data:`EXCLUDED_WEIGHT` (positive, for
         later fits that start from these weights, e.g. the usage refit), in the BLUP table
         weight 0 and a NaN BLUP; ``detail`` names them; ``n_features`` and ``n_obs`` count
-        the fitted ones. Default off (measured: ``benchmarks/README.md``, "A feature majority
-        rule").
+        the fitted ones. Default off here (the workflow's and :func:`pepmix.fit`'s default is
+        on: :data:`pepmix.model.majority.DEFAULT`).
+    majority_prior : (float, float), optional
+        With ``feature_majority``: the prior of its pure-error variances fitted on all
+        proteins (:func:`pepmix.model.majority.fit_majority_prior`; the workflow's sharded
+        fits); default None: fitted on the proteins of ``table``.
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -543,7 +548,8 @@ def fit_proteins(
     enc = encoded if encoded is not None and same_runs else encode(table, design)
     full_enc, excluded = enc, None
     if feature_majority and robust != "none":
-        enc, excluded, start_weights = _exclude_features(enc, design, start_weights)
+        enc, excluded, start_weights = _exclude_features(enc, design, start_weights,
+                                                         majority_prior)  # fmt: skip
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
     n_prot = len(proteins)
     if robust not in ("none", "huber", "bisquare"):
@@ -639,14 +645,17 @@ EXCLUDED_WEIGHT = 1e-3
 
 
 def _exclude_features(
-    enc: Encoded, design: RunDesign, start_weights: FloatArray | None
+    enc: Encoded,
+    design: RunDesign,
+    start_weights: FloatArray | None,
+    prior: tuple[float, float] | None = None,
 ) -> tuple[Encoded, Exclusions | None, FloatArray | None]:
     """The observations left by the feature majority rule (:mod:`pepmix.model.majority`; their
     features renumbered without gaps, as :func:`encode` numbers them), the exclusions (None
     when nothing is excluded) and the start weights of those observations."""
     from pepmix.model.majority import majority_exclusions
 
-    excluded = majority_exclusions(enc, design)
+    excluded = majority_exclusions(enc, design, prior=prior)
     if not excluded.features.size:
         return enc, None, start_weights
     keep = ~excluded.observations

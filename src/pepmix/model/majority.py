@@ -289,20 +289,41 @@ def protein_exclusions(
         del active[best]
 
 
-def moderated_scale(s2: FloatArray, df: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Empirical-Bayes posterior variances and their df (limma's ``squeezeVar``, Smyth 2004):
-    ``s2`` with ``df`` each, squeezed towards a scaled inverse chi-square prior fitted to all of
-    them; unchanged (df as given) for fewer than :data:`MIN_PRIOR` proteins."""
+def variance_prior(s2: FloatArray, df: FloatArray) -> tuple[float, float]:
+    """``(df_prior, var_prior)`` of limma's ``squeezeVar`` (Smyth 2004) fitted to ``s2`` with
+    ``df`` each; ``(nan, nan)`` (no moderation) for fewer than :data:`MIN_PRIOR` proteins with
+    ``df > 0``."""
     from pepmix.inference.limma.squeeze import squeeze_var
 
     if int(np.sum(df > 0)) < MIN_PRIOR:
-        return np.where(df > 0, s2, np.nan), df
+        return float("nan"), float("nan")
     fit = squeeze_var(s2, df)
-    d0 = np.broadcast_to(np.asarray(fit.df_prior, dtype=np.float64), s2.shape)
-    return np.asarray(fit.var_post, dtype=np.float64), np.asarray(df + d0, dtype=np.float64)
+    return float(np.asarray(fit.df_prior)), float(np.asarray(fit.var_prior))
 
 
-def majority_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) -> Exclusions:
+def moderated_scale(
+    s2: FloatArray, df: FloatArray, prior: tuple[float, float] | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Empirical-Bayes posterior variances and their df (limma's ``squeezeVar``, Smyth 2004):
+    ``s2`` with ``df`` each, squeezed towards the scaled inverse chi-square prior ``prior``
+    (``(df_prior, var_prior)``; default None: :func:`variance_prior` of these ``s2``);
+    unchanged (df as given) where the prior is NaN (too few proteins). The posterior is
+    limma's, :math:`(\nu s^2 + d_0 s_0^2) / (\nu + d_0)` with df :math:`\nu + d_0`
+    (:math:`s_0^2` with infinite df when :math:`d_0` is infinite)."""
+    d0, s0 = variance_prior(s2, df) if prior is None else prior
+    if np.isnan(d0):
+        return np.where(df > 0, s2, np.nan), df
+    if np.isinf(d0):
+        return np.full(s2.shape, s0), np.full(s2.shape, np.inf)
+    return np.asarray((df * s2 + d0 * s0) / (df + d0), dtype=np.float64), df + d0
+
+
+def majority_exclusions(
+    enc: Encoded,
+    design: RunDesign,
+    alpha: float = ALPHA,
+    prior: tuple[float, float] | None = None,
+) -> Exclusions:
     """Features of every protein that the majority rule excludes (module docstring).
 
     Compiled (:mod:`pepmix.model._majority_kernel`): the saturated fits protein by protein,
@@ -319,13 +340,42 @@ def majority_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) -
         The run design (its conditions).
     alpha : float, default 0.01
         Family-wise level per protein (Bonferroni over its active features).
+    prior : (float, float), optional
+        ``(df_prior, var_prior)`` of the pure-error variances, fitted on all proteins
+        (:func:`fit_majority_prior`; the workflow's rule ``variance_prior`` when the proteins
+        are fitted in several shards, so that the result does not depend on the sharding);
+        default None: fitted on the proteins of ``enc``.
     """
-    from pepmix.model._majority_kernel import saturated_tables
-
-    n_prot = len(enc.proteins)
     n_cond = max(len(design.conditions), 1)
     if n_cond < 2 or not enc.feat.size:
         return _none(enc)
+    fprot, candidates, tables, s2, df = _pure_error(enc, design, n_cond)
+    s2_post, df_post = moderated_scale(s2, df, prior)
+    active = ((tables[1] > 0) & np.isfinite(tables[0])).reshape(-1, n_cond).sum(axis=1) >= 2
+    feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)
+    return _exclusions(enc, fprot, feats, pvals, candidates.size)
+
+
+def fit_majority_prior(enc: Encoded, design: RunDesign) -> tuple[float, float]:
+    """``(df_prior, var_prior)`` of the pure-error variances of the proteins of ``enc``
+    that the rule tests (:func:`variance_prior`; NaN: too few proteins, no moderation)."""
+    n_cond = max(len(design.conditions), 1)
+    if n_cond < 2 or not enc.feat.size:
+        return float("nan"), float("nan")
+    *_, s2, df = _pure_error(enc, design, n_cond)
+    return variance_prior(s2, df)
+
+
+def _pure_error(enc: Encoded, design: RunDesign, n_cond: int) -> tuple[
+    IntArray, IntArray, tuple[FloatArray, FloatArray, NDArray[np.int64], int], FloatArray,
+    FloatArray,
+]:  # fmt: skip
+    """Protein of each feature, the candidate proteins, the cell tables (levels, counts,
+    feature starts, conditions) and the candidates' pure-error variances and df (0 and 0
+    without pure error, limma's rule for df 0)."""
+    from pepmix.model._majority_kernel import saturated_tables
+
+    n_prot = len(enc.proteins)
     fprot, candidates = _candidates(enc, design, n_cond)
     feat_start = np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
     row_start = np.searchsorted(enc.prot, np.arange(n_prot + 1)).astype(np.int64)
@@ -339,15 +389,10 @@ def majority_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) -
         np.asarray(design.condition_code, dtype=np.int64), row_start, feat_start,
         candidates.astype(np.int64), n_cond, max(len(enc.runs), 1), levels, counts, scale, nu,
     )  # fmt: skip
-    observed = ((counts > 0) & np.isfinite(levels)).reshape(n_feat, n_cond)
-    active = observed.sum(axis=1) >= 2
     has = np.isfinite(scale[candidates]) & (scale[candidates] > 0)
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
-    s2_post, df_post = moderated_scale(s2, df)
-    tables = (levels, counts, feat_start, n_cond)
-    feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)
-    return _exclusions(enc, fprot, feats, pvals, candidates.size)
+    return fprot, candidates, (levels, counts, feat_start, n_cond), s2, df
 
 
 def _none(enc: Encoded) -> Exclusions:

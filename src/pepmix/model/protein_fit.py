@@ -97,6 +97,7 @@ def fit_protein_models(
     prior: VariancePrior | None = None,
     variance_tests: Mapping[str, Any] | None = None,
     feature_prior: FeaturePrior | None = None,
+    majority_prior: tuple[float, float] | None = None,
 ) -> ProteinFit:
     """Fit the ``model:`` config's model to every protein of ``table``.
 
@@ -118,6 +119,10 @@ def fit_protein_models(
     feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
         With ``model.feature_weights``: the prior of the feature variances (default None:
         estimated on ``table``).
+    majority_prior : (float, float), optional
+        With ``model.feature_majority``: the prior of its pure-error variances fitted on all
+        proteins (:func:`pepmix.model.majority.fit_majority_prior`); default None: fitted on
+        ``table``.
 
     Returns
     -------
@@ -138,5 +143,6 @@ def fit_protein_models(
         feature_weights=str(model_config.get("feature_weights", "none")),
         feature_prior=feature_prior,
         feature_majority=bool(model_config.get("feature_majority", DEFAULT_MAJORITY)),
+        majority_prior=majority_prior,
     )
     return ProteinFit(model=fit, proteins=protein_table(fit, variance_tests), spec=design.spec)
