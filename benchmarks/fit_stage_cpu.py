@@ -9,6 +9,8 @@ kernels load from their cache (run once per checkout before measuring). With ``-
 the fit's tables and the test stage's differential table are written there (for comparing two
 checkouts' outputs). Run it once per checkout with ``PYTHONPATH=<checkout>/src``, from the
 checkout (the config schema is read from ``workflow/schemas``), alternating checkouts.
+``--feature-majority true|false`` overrides ``model.feature_majority`` (for the rule's cost,
+measured by alternating the two in one checkout).
 
 Usage::
 
@@ -40,9 +42,17 @@ def main() -> None:
     parser.add_argument("shard", help="the shard's features.parquet, relative to root")
     parser.add_argument("config", help="the workflow's config.yaml")
     parser.add_argument("--out", default=None, help="write the outputs into this directory")
+    parser.add_argument(
+        "--feature-majority",
+        choices=("config", "true", "false"),
+        default="config",
+        help="model.feature_majority: the config's (default) or forced on / off",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = validate_config(load_yaml(args.config), load_yaml("workflow/schemas/config.schema.yaml"))
+    if args.feature_majority != "config":
+        cfg.setdefault("model", {})["feature_majority"] = args.feature_majority == "true"
     samples = os.path.join(args.root, "results/ingest/samples.tsv")
     spent = [0.0]
     inner = usage.usage_shard

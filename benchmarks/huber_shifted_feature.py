@@ -5,7 +5,8 @@ proteins, 4 vs 4 samples, no missing values (the *outliers* scenario's model of
 ``scenarios.py``: feature effects N(0, 1), sample SD U(0.2, 0.5), residual SD U(0.2, 0.3));
 feature F0 is shifted by s in condition B. Printed per fit (``model.robust`` none, huber and
 bisquare, each robust one also with the pure-error scale,
-``fit_proteins(robust_scale="pure_error")``; and the usage model of :mod:`pepmix.model.pretest`
+``fit_proteins(robust_scale="pure_error")``; Huber with the feature majority rule,
+``model.feature_majority``; and the usage model of :mod:`pepmix.model.pretest`
 on the Huber fit, not with ``--no-usage``): mean log2FC (the truth is 0) as a fraction of s,
 median SE, and the share of unmoderated Satterthwaite p < 0.05.
 
@@ -36,13 +37,14 @@ from pepmix.model.stored import StoredFit
 from pepmix.model.usage import usage_shard
 
 CONTRAST = [("B - A", "B", "A")]
-#: (label, model.robust, model.robust_scale) of the fits compared
+#: (label, model.robust, model.robust_scale, model.feature_majority) of the fits compared
 FITS = (
-    ("none", "none", "additive"),
-    ("huber", "huber", "additive"),
-    ("huber pure_error", "huber", "pure_error"),
-    ("bisquare", "bisquare", "additive"),
-    ("bisquare pure_error", "bisquare", "pure_error"),
+    ("none", "none", "additive", False),
+    ("huber", "huber", "additive", False),
+    ("huber pure_error", "huber", "pure_error", False),
+    ("huber majority", "huber", "additive", True),
+    ("bisquare", "bisquare", "additive", False),
+    ("bisquare pure_error", "bisquare", "pure_error", False),
 )
 N_PROTEINS = 200
 
@@ -87,8 +89,10 @@ def main() -> int:
     for n_feat in (2, 3, 4, 6):
         for shift in (2.0, 3.5, 5.0):
             table = _table(rng, list(design.runs), is_b, n_feat, shift)
-            for label, robust, scale in FITS:
-                fit = fit_proteins(table, design, robust=robust, robust_scale=scale)
+            for label, robust, scale, majority in FITS:
+                fit = fit_proteins(
+                    table, design, robust=robust, robust_scale=scale, feature_majority=majority
+                )
                 stored = StoredFit.from_model_fit(fit)
                 rows.append({"J": n_feat, "shift": shift, "fit": label, **_score(stored, shift)})
             if args.no_usage:

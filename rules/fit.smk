@@ -29,9 +29,10 @@ rule shard:
 
 
 rule variance_prior:
-    """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage) and of the
-    feature variance ratios (model.feature_weights), estimated on all proteins before sharding
-    so that results do not depend on the number of shards."""
+    """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage), of the
+    feature variance ratios (model.feature_weights) and of the feature majority rule's
+    pure-error variances (model.feature_majority, several shards), estimated on all proteins
+    before sharding so that results do not depend on the number of shards."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
@@ -116,11 +117,17 @@ rule fit:
         samples="results/ingest/samples.tsv",
         largest=f"results/model/shards/{SHARD}/largest.json",
         # the variance-ratio prior only when model.shrinkage is on, the feature-variance
-        # prior only with model.feature_weights (else no extra job)
+        # prior only with model.feature_weights, the feature majority rule's prior only with
+        # several shards (one shard fits it on all proteins itself; else no extra job)
         prior=(
             "results/model/variance_prior.json"
             if config.get("model", {}).get("shrinkage", False)
             or config.get("model", {}).get("feature_weights", "none") != "none"
+            or (
+                not SINGLE_SHARD
+                and config.get("model", {}).get("feature_majority", True)
+                and config.get("model", {}).get("robust", "huber") != "none"
+            )
             else []
         ),
         # one shard: the removed proteins close the usage table (peptide_usage in this job)

@@ -318,6 +318,8 @@ def fit(
     feature_weights: str = "none",
     feature_prior: FeaturePrior | None = None,
     stratum: bool = False,
+    feature_majority: bool = True,
+    majority_prior: tuple[float, float] | None = None,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -348,11 +350,17 @@ def fit(
     feature_prior : pepmix.model.feature_weights.FeaturePrior, optional
         Their prior (the workflow estimates it once on all proteins); default None: estimated
         from ``data``.
-
     stratum : bool, default False
         Also export each protein's residual floor and between-replicate mean square, which
         :func:`test` needs with ``variance_prior="stratum"`` (``testing.variance_prior:
         stratum``; ~3 % more fit CPU time).
+    feature_majority : bool, default True
+        Robust fits: exclude a minority feature whose condition profile disagrees with the
+        protein's other features (``model.feature_majority``, :mod:`pepmix.model.majority`).
+    majority_prior : (float, float), optional
+        The prior of that rule's pure-error variances fitted on all proteins (the workflow
+        passes it to sharded fits, :func:`pepmix.model.majority.fit_majority_prior`); default
+        None: fitted on ``data``.
 
     Returns
     -------
@@ -380,6 +388,7 @@ def fit(
         "robust": robust,
         "shrinkage": shrinkage,
         "feature_weights": feature_weights,
+        "feature_majority": feature_majority,
     }
     if random is not None:
         model_config["random"] = list(random)
@@ -402,6 +411,7 @@ def fit(
             variance_tests=variance_tests,
             feature_prior=feature_prior,
             stratum=stratum,
+            majority_prior=majority_prior,
         )
     return Fit(
         stored=StoredFit.from_model_fit(result.model),

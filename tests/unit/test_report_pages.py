@@ -93,7 +93,17 @@ def _variance() -> pd.DataFrame:
         {
             "protein": [f"P{i}" for i in range(8)],
             "status": ["ok", "boundary", "ok", "ok", "reduced_model", "ok", "ok", "ok"],
-            "detail": "",
+            "detail": [
+                "",
+                "",
+                "excluded feature(s) pep9 (interaction p 1e-05): inconsistent "
+                "with the other features",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ],
             "n_features": [3, 4, 5, 2, 2, 6, 3, 2],
             "n_observations": [30, 40, 50, 20, 20, 60, 9, 3],
         }
@@ -162,6 +172,10 @@ def test_summary_numbers_equal_the_tables(lfc_threshold: float) -> None:
     }
     assert summary.features == 27 and summary.observations == 232
     assert summary.model_statuses == {"ok": 6, "boundary": 1, "reduced_model": 1}
+    # the feature majority rule's note (Exclusions.notes) in one modelled protein's detail
+    assert summary.majority_excluded == 1
+    off = _config(fdr=0.05, lfc_threshold=lfc_threshold, **{"model.feature_majority": False})
+    assert _summary(off).majority_excluded is None
     assert summary.conditions == {"A": (3, 3), "B": (3, 3), "C": (3, 3)}
     assert [r.run for r in summary.shifts if r.flags] == ["B2"]
     assert first.df_prior == 4.0 and second.var_prior == pytest.approx(0.04)
@@ -219,6 +233,7 @@ def test_summary_rst_renders_with_the_numbers() -> None:
     assert "removed <em>many</em>" not in out and "removed *many* proteins" in out  # escaped
     assert "4 proteins removed before the model: min_features 2: 2" in out
     assert "12 proteins read" in out and "27 features" in out
+    assert "1 with a feature left out by the feature majority rule" in out
     cells = re.findall(r"<td>(.*?)</td>", out)
     # contrast, tested, up, down, not tested, replication
     assert cells[:6][1:] == ["6", "3", "1", "2", "biological"]
@@ -308,7 +323,8 @@ def test_methods_follow_the_config() -> None:
     assert "quantile normalised" in quantile and REFERENCES["bolstad2003"] in quantile
     assert "kernel density" not in quantile
     assert "run medians" in methods(**{"normalization.method": "median"})
-    unmoderated = methods(moderation=False)
+    # (the majority rule shrinks its own variances by Smyth's empirical Bayes: off here)
+    unmoderated = methods(moderation=False, **{"model.feature_majority": False})
     assert "moderated" not in unmoderated and REFERENCES["smyth2004"] not in unmoderated
     treat = methods(lfc_threshold=1.0, fdr=0.01)
     assert "TREAT" in treat and REFERENCES["mccarthy2009"] in treat
@@ -329,6 +345,11 @@ def test_methods_follow_the_config() -> None:
     )
     capless = methods(**{"testing.df_cap": False})
     assert "capped" not in capless and "capped" in text
+    assert "feature majority" not in text  # the text says what it does, not the key
+    assert "was left out, provided the excluded stayed a strict minority" in text
+    assert "(1 protein had a feature left out)" in text and REFERENCES["tukey1977"] in text
+    for off in (plain, methods(**{"model.feature_majority": False})):
+        assert "strict minority" not in off and REFERENCES["tukey1977"] not in off
     nonrobust = methods(**{"testing.robust": False})
     assert REFERENCES["phipson2016"] not in nonrobust and REFERENCES["phipson2016"] in text
 

@@ -13,7 +13,7 @@ from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.stored import gather_fits
 from pepmix.shards import assign, auto_shards, gather, split
-from pepmix.stages import fit, gather_abundance, variance_components
+from pepmix.stages import fit, gather_abundance, variance_components, variance_prior
 from pepmix.stages import test as differential
 
 from .simulate_da import simulate
@@ -41,14 +41,19 @@ def test_auto_shards() -> None:
     assert auto_shards(10**13) == 16
 
 
-def _run(tmp: Path, features: Path, samples: Path, n: int) -> dict[str, str]:
+def _run(tmp: Path, features: Path, samples: Path, n: int, majority: bool) -> dict[str, str]:
     shard_paths = [tmp / f"s{i}.parquet" for i in range(n)]
     split(features, shard_paths)
     names = ["proteins", "fit", "fixed", "blups", "abundance"]
     outputs: dict[str, list[Path]] = {k: [] for k in names}
+    model = {"feature_majority": majority}
+    prior = None
+    if n > 1:  # as the workflow: the priors on all proteins (rule variance_prior)
+        prior = tmp / "variance_prior.json"
+        variance_prior.run(features=features, samples=samples, model=model).to_json(prior)
     for i, path in enumerate(shard_paths):
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
-        fit.run(features=path, samples=samples).write(
+        fit.run(features=path, samples=samples, model=model, prior=prior).write(
             proteins=out["proteins"],
             fit=out["fit"],
             fixed=out["fixed"],
@@ -71,7 +76,8 @@ def _run(tmp: Path, features: Path, samples: Path, n: int) -> dict[str, str]:
     return {k: (tmp / k).read_text() for k in ["da.tsv", "vc.tsv", "ab.tsv", "missing.tsv"]}
 
 
-def test_one_and_many_shards_give_identical_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("majority", [False, True])
+def test_one_and_many_shards_give_identical_tables(tmp_path: Path, majority: bool) -> None:
     table, sheet, _ = simulate(n_prot=400, seed=5, frac_de=0.1)
     features = tmp_path / "features.parquet"
     write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
@@ -79,8 +85,8 @@ def test_one_and_many_shards_give_identical_tables(tmp_path: Path) -> None:
     write_tsv(sheet, samples)
     (tmp_path / "one").mkdir()
     (tmp_path / "many").mkdir()
-    one = _run(tmp_path / "one", features, samples, 1)
-    many = _run(tmp_path / "many", features, samples, 3)
+    one = _run(tmp_path / "one", features, samples, 1, majority)
+    many = _run(tmp_path / "many", features, samples, 3, majority)
     for name, text in one.items():
         assert text == many[name], name
     da = pd.read_csv(tmp_path / "one" / "da.tsv", sep="\t")

@@ -60,6 +60,7 @@ from pepmix.model.suffstats import Problem, build_problem
 if TYPE_CHECKING:
     # imported where used: the prior is optional and its module loads scipy.optimize
     from pepmix.model.feature_weights import FeaturePrior
+    from pepmix.model.majority import Exclusions
     from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.subset_problem import SubsetBuilder
 
@@ -525,6 +526,8 @@ def fit_proteins(
     robust_scale: str = "additive",
     inference: bool = True,
     stratum: bool = False,
+    feature_majority: bool = False,
+    majority_prior: tuple[float, float] | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -585,6 +588,19 @@ def fit_proteins(
         between/within mean-square ratio (:attr:`ModelFit.cov_beta_floor`,
         :attr:`ModelFit.stratum_ratio`; for ``testing.variance_prior: stratum``, measured at
         ~3 % of the fit's CPU time); NaN otherwise.
+    feature_majority : bool, default False
+        Robust fits only: before the fit, exclude features whose condition profile disagrees
+        with the protein's other features while the excluded stay a strict minority
+        (:mod:`pepmix.model.majority`; ``model.feature_majority``). Their observations are
+        left out of the fit; in ``weights`` they carry :data:`EXCLUDED_WEIGHT` (positive, for
+        later fits that start from these weights, e.g. the usage refit), in the BLUP table
+        weight 0 and a NaN BLUP; ``detail`` names them; ``n_features`` and ``n_obs`` count
+        the fitted ones. Default off here (the workflow's and :func:`pepmix.fit`'s default is
+        on: :data:`pepmix.model.majority.DEFAULT`).
+    majority_prior : (float, float), optional
+        With ``feature_majority``: the prior of its pure-error variances fitted on all
+        proteins (:func:`pepmix.model.majority.fit_majority_prior`; the workflow's sharded
+        fits); default None: fitted on the proteins of ``table``.
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -601,6 +617,10 @@ def fit_proteins(
         return fit_slopes(table, design, contrasts, encoded)
     same_runs = encoded is not None and encoded.runs == list(design.runs)
     enc = encoded if encoded is not None and same_runs else encode(table, design)
+    full_enc, excluded = enc, None
+    if feature_majority and robust != "none":
+        enc, excluded, start_weights = _exclude_features(enc, design, start_weights,
+                                                         majority_prior)  # fmt: skip
     proteins, prot, feat = enc.proteins, enc.prot, enc.feat
     n_prot = len(proteins)
     if robust not in ("none", "huber", "bisquare"):
@@ -684,11 +704,83 @@ def fit_proteins(
             ]
         _finish_status(problem, result)
     _label_outputs(problem, design, enc, result, pieces)
-    result.encoded = enc
+    if excluded is not None:
+        result.weights = _restore_excluded(full_enc, excluded, result, result.weights)
+        notes = excluded.notes(full_enc)
+        result.detail = [
+            "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
+        ]
+    result.encoded = full_enc
     result.samples_per_condition = _samples_per_condition(enc, design, n_prot)
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
+
+
+#: weight of an excluded feature's observations in ``ModelFit.weights`` (the fit left them out;
+#: a later fit started from these weights, e.g. the usage refit, needs positive weights)
+EXCLUDED_WEIGHT = 1e-3
+
+
+def _exclude_features(
+    enc: Encoded,
+    design: RunDesign,
+    start_weights: FloatArray | None,
+    prior: tuple[float, float] | None = None,
+) -> tuple[Encoded, Exclusions | None, FloatArray | None]:
+    """The observations left by the feature majority rule (:mod:`pepmix.model.majority`; their
+    features renumbered without gaps, as :func:`encode` numbers them), the exclusions (None
+    when nothing is excluded) and the start weights of those observations."""
+    from pepmix.model.majority import majority_exclusions
+
+    excluded = majority_exclusions(enc, design, prior=prior)
+    if not excluded.features.size:
+        return enc, None, start_weights
+    keep = ~excluded.observations
+    codes, feat = np.unique(enc.feat[keep], return_inverse=True)
+    sub = Encoded(
+        proteins=enc.proteins, features=enc.features[codes], prot=enc.prot[keep],
+        feat=feat.astype(np.intp).ravel(), run=enc.run[keep], y=enc.y[keep], runs=enc.runs,
+    )  # fmt: skip
+    if start_weights is not None:
+        start_weights = np.asarray(start_weights, dtype=np.float64)[keep]
+    return sub, excluded, start_weights
+
+
+def _restore_excluded(
+    enc: Encoded, excluded: Exclusions, out: ModelFit, weights: FloatArray | None
+) -> FloatArray:
+    """Weights in the order of all observations ``enc`` (:data:`EXCLUDED_WEIGHT` for the
+    excluded; returned) and a row in ``out.blups`` per excluded feature of a fitted protein
+    (BLUP NaN, level weights 0)."""
+    full = np.full(enc.y.size, EXCLUDED_WEIGHT)
+    full[~excluded.observations] = 1.0 if weights is None else weights
+    blups = out.blups
+    if "feature" not in out.factors or not len(blups):
+        return full
+    fprot = np.zeros(int(enc.feat.max()) + 1, dtype=np.intp)
+    fprot[enc.feat] = enc.prot
+    prot = fprot[excluded.features]
+    fitted = np.isin(np.asarray(out.status, dtype=object)[prot], FITTED)
+    rows = pd.DataFrame(
+        {
+            "protein": np.asarray(enc.proteins, dtype=object)[prot[fitted]],
+            "factor": "feature",
+            "level": [str(x) for x in enc.features[excluded.features[fitted]]],
+            "blup": np.nan,
+            "weight_mean": 0.0,
+            "weight_min": 0.0,
+        }
+    )
+    for col in ("protein", "factor", "level"):
+        cats = blups[col].cat.categories.union(pd.Index(rows[col].unique()), sort=False)
+        blups[col] = blups[col].cat.set_categories(cats)
+        rows[col] = pd.Categorical(rows[col], categories=cats)
+    both = pd.concat([blups, rows[blups.columns]], ignore_index=True)
+    factor_order = pd.Index(out.factors).get_indexer(pd.Index(both["factor"].astype(str)))
+    order = np.lexsort((factor_order, both["protein"].cat.codes.to_numpy()))
+    out.blups = both.iloc[order].reset_index(drop=True)
+    return full
 
 
 def _coded_frame(coded: FloatArray) -> pd.DataFrame:

@@ -98,6 +98,7 @@ def fit_protein_models(
     variance_tests: Mapping[str, Any] | None = None,
     feature_prior: FeaturePrior | None = None,
     stratum: bool = False,
+    majority_prior: tuple[float, float] | None = None,
 ) -> ProteinFit:
     """Fit the ``model:`` config's model to every protein of ``table``.
 
@@ -109,7 +110,7 @@ def fit_protein_models(
         The resolved sample sheet, one row per run.
     model_config : mapping
         The ``model:`` section (``random``, ``fixed``, ``covariates``, ``robust`` (default
-        ``huber``), ``shrinkage``).
+        ``huber``), ``shrinkage``, ``feature_weights``, ``feature_majority`` (default True)).
     replication : {"auto", "biological", "technical"}, default "auto"
         ``testing.replication``.
     prior : pepmix.model.shrinkage.VariancePrior, optional
@@ -122,12 +123,17 @@ def fit_protein_models(
     stratum : bool, default False
         Export what ``testing.variance_prior: stratum`` needs
         (:func:`pepmix.model.fit.fit_proteins`).
+    majority_prior : (float, float), optional
+        With ``model.feature_majority``: the prior of its pure-error variances fitted on all
+        proteins (:func:`pepmix.model.majority.fit_majority_prior`); default None: fitted on
+        ``table``.
 
     Returns
     -------
     ProteinFit
     """
     from pepmix.model.fit import fit_proteins
+    from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     design = run_design(sheet, model_config, replication)
@@ -141,6 +147,8 @@ def fit_protein_models(
         feature_weights=str(model_config.get("feature_weights", "none")),
         feature_prior=feature_prior,
         stratum=stratum,
+        feature_majority=bool(model_config.get("feature_majority", DEFAULT_MAJORITY)),
+        majority_prior=majority_prior,
     )
     proteins = protein_table(fit, variance_tests)
     fit.builder = None  # the robust iteration's structure served the variance tests: released

@@ -512,6 +512,14 @@ SATURATED_SWEEPS = 50
 def saturated_residuals(
     enc: Encoded, n_cells: int, factor: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
+    r"""Residuals and scale of :func:`saturated_fit` (its docstring)."""
+    resid, scale, _ = saturated_fit(enc, n_cells, factor)
+    return resid, scale
+
+
+def saturated_fit(
+    enc: Encoded, n_cells: int, factor: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     r"""Residuals and scale of the Huber M-fit of :math:`y = a_{c} + b_{pr} + e` (``enc.feat``:
     cell codes ``c``; ``pr``: protein x run), with scale ``factor`` times the MAD of its
     residuals per protein, iterated (:data:`SATURATED_ROUNDS` rounds).
@@ -524,6 +532,10 @@ def saturated_residuals(
     :math:`\sqrt{n/\nu}`; median polish residuals are not used for the scale itself (with an
     odd number of cells per run the polish makes one residual per run exactly 0: a third of
     them with 3 features, and their MAD is then far below :math:`\sigma`).
+
+    Returns the residuals, the scale per protein and the cell levels :math:`a_c` (each
+    connected component of the cell-run incidence leaves one constant free: only differences
+    of levels within a component are estimated).
     """
     n_prot = len(enc.proteins)
     n_runs = max(len(enc.runs), 1)
@@ -549,7 +561,7 @@ def saturated_residuals(
                 break
         resid = enc.y - a[enc.feat] - b[prun]
         scale = robust_scale(resid, enc.prot, n_prot) * factor
-    return resid, scale
+    return resid, scale, a
 
 
 def _saturated_rank(enc: Encoded, n_cells: int, n_prot: int) -> FloatArray:

@@ -154,6 +154,8 @@ class FactorPrior:
 
 #: key of the feature-variance prior in the JSON of :class:`VariancePrior`
 FEATURE_KEY = "_feature_variances"
+#: key of the feature majority rule's pure-error variance prior (:mod:`pepmix.model.majority`)
+MAJORITY_KEY = "_majority_pure_error"
 
 
 @dataclass
@@ -161,16 +163,21 @@ class VariancePrior:
     """Priors of the shrunk factors (factor name -> :class:`FactorPrior`); with
     ``model.feature_weights``, also the prior of the feature variance ratios
     (``features``: :meth:`pepmix.model.feature_weights.FeaturePrior.to_dict`, None otherwise),
-    estimated by the same rule so that it is shard-invariant."""
+    estimated by the same rule so that it is shard-invariant; with ``model.feature_majority``
+    and several shards, the prior of the majority rule's pure-error variances (``majority``:
+    ``[df_prior, var_prior]``, :func:`pepmix.model.majority.fit_majority_prior`)."""
 
     factors: dict[str, FactorPrior] = field(default_factory=dict)
     features: dict[str, float] | None = None
+    majority: list[float] | None = None
 
     def to_json(self, path: str | Path) -> None:
         """Write the priors as JSON."""
         data: dict[str, Any] = {name: asdict(fp) for name, fp in self.factors.items()}
         if self.features is not None:
             data[FEATURE_KEY] = self.features
+        if self.majority is not None:
+            data[MAJORITY_KEY] = self.majority
         Path(path).write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
 
     @classmethod
@@ -178,7 +185,9 @@ class VariancePrior:
         """Read priors written by :meth:`to_json`."""
         data = json.loads(Path(path).read_text())
         features = data.pop(FEATURE_KEY, None)
-        return cls({name: FactorPrior(**values) for name, values in data.items()}, features)
+        majority = data.pop(MAJORITY_KEY, None)
+        factors = {name: FactorPrior(**values) for name, values in data.items()}
+        return cls(factors, features, majority)
 
     def describe(self) -> str:
         """One line per factor, for logs and the methods text."""

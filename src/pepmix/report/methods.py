@@ -44,6 +44,7 @@ REFERENCES: dict[str, str] = {
         "label-free shotgun proteomics. *Molecular & Cellular Proteomics* 15(2):657-668. "
         "DOI 10.1074/mcp.M115.055897"
     ),
+    "tukey1977": "Tukey JW (1977). *Exploratory Data Analysis*. Addison-Wesley, Reading MA",
     "smyth2004": (
         "Smyth GK (2004). Linear models and empirical Bayes methods for assessing differential "
         "expression in microarray experiments. *Statistical Applications in Genetics and "
@@ -253,6 +254,26 @@ def _robust(config: Mapping[str, Any], cite: _Citations) -> str:
     )
 
 
+def _majority(config: Mapping[str, Any], summary: Summary, cite: _Citations) -> str:
+    """The feature majority rule (``model.feature_majority``, robust fits only)."""
+    model = config.get("model", {}) or {}
+    if model.get("robust", "huber") == "none" or not model.get("feature_majority", True):
+        return ""
+    excluded = summary.majority_excluded
+    plural = "" if excluded == 1 else "s"
+    count = "" if excluded is None else f" ({excluded:,} protein{plural} had a feature left out)"
+    return (
+        " Before the robust fit, a feature whose condition profile differed from those of the "
+        "protein's other features was left out, provided the excluded stayed a strict "
+        "minority, as a median polish disregards a minority feature "
+        f"{cite('tukey1977')}: per protein with at least 3 features observed in two or more "
+        "conditions, each feature's interaction with the others' additive profile was tested "
+        "against the within-cell variance of a fit saturated in feature x condition, shrunk "
+        f"across proteins by empirical Bayes {cite('smyth2004')}, at a Bonferroni level of "
+        f"0.01 over the protein's features, step-down{count}."
+    )
+
+
 def _shrinkage(summary: Summary, cite: _Citations) -> str:
     if not summary.shrinkage_prior:
         return ""
@@ -424,7 +445,8 @@ def methods_rst(config: Mapping[str, Any], summary: Summary, formula: str) -> st
         f"Differential abundance was analysed with pepmix {pepmix.__version__}. "
         f"{_filters(config)} {_normalization(config, cite)} "
         f"{_model(formula, replication, cite, config)}"
-        f"{_robust(config, cite)}{_shrinkage(summary, cite)} {_df_rule(config, summary, cite)}"
+        f"{_robust(config, cite)}{_majority(config, summary, cite)}"
+        f"{_shrinkage(summary, cite)} {_df_rule(config, summary, cite)}"
         f"{_moderation(config, summary, cite)}{_calls(summary, cite)}"
         f"{_variance_tests(config, summary, cite)}"
     )

@@ -7,7 +7,10 @@ validated config, and returns a :class:`Summary` whose numbers are counts over t
 - *input*: proteins read = rows of ``variance_components.tsv`` (one per input protein, the
   filtered ones included); removed = its rows with status ``filtered`` (= rows of
   ``removed_proteins.tsv``), counted per filter (:func:`filter_reason` of their ``detail``);
-  modelled features and observations = sums over the other proteins;
+  modelled features and observations = sums over the other proteins; with
+  ``model.feature_majority`` (the default) the modelled proteins whose ``detail`` names a
+  feature the feature majority rule excluded (:data:`MAJORITY_NOTE`,
+  :mod:`pepmix.model.majority`);
 - *per contrast*: tested = rows with a finite p-value and fold change (those that enter the
   Benjamini-Hochberg adjustment), called up/down = adjusted p < ``fdr`` and, with
   ``lfc_threshold`` > 0, |log2 FC| > threshold (the rule of the volcano plot,
@@ -46,6 +49,9 @@ MAX_LISTED_RUNS = 24
 
 _PROTEIN_FILTER = re.compile(r"^\d+ (?:feature|observation)s? < (min_features|min_observations)")
 _ROW_FILTER = "no row passes the row filters: "
+#: start of the ``detail`` note of a protein with a feature excluded by the feature majority
+#: rule (:meth:`pepmix.model.majority.Exclusions.notes`)
+MAJORITY_NOTE = "excluded feature(s) "
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,9 @@ class Summary:
         empty without the tests.
     calibration : CalibrationOutcome or None
         The calibration check, when it ran; default None.
+    majority_excluded : int or None
+        Modelled proteins with a feature excluded by the feature majority rule; None (the
+        default) when ``model.feature_majority`` is off.
     """
 
     batches: tuple[tuple[str, str], ...]
@@ -174,6 +183,7 @@ class Summary:
     shrinkage_prior: dict[str, tuple[float, float]] = field(default_factory=dict)
     variance_tests: dict[str, tuple[int, int]] = field(default_factory=dict)
     calibration: CalibrationOutcome | None = None
+    majority_excluded: int | None = None
 
     @property
     def called(self) -> int:
@@ -395,7 +405,18 @@ def summarize(
         shrinkage_prior=_shrinkage_prior(variance),
         variance_tests=variance_test_counts(variance, fdr),
         calibration=None if calibration is None else calibration_outcome(calibration, fdr),
+        majority_excluded=_majority_excluded(kept, config),
     )
+
+
+def _majority_excluded(kept: pd.DataFrame, config: Mapping[str, Any]) -> int | None:
+    """Modelled proteins whose ``detail`` names a feature the majority rule excluded; None
+    when ``model.feature_majority`` is off."""
+    if not bool((config.get("model", {}) or {}).get("feature_majority", True)):
+        return None
+    if "detail" not in kept.columns:
+        return 0
+    return int(kept["detail"].fillna("").astype(str).str.contains(MAJORITY_NOTE, regex=False).sum())
 
 
 _RST_SPECIAL = str.maketrans({c: "\\" + c for c in "*`_|\\<>"})
@@ -441,13 +462,20 @@ def _input_lines(s: Summary) -> list[str]:
         if s.proteins_removed
         else "no protein removed"
     )
+    majority = (
+        ""
+        if s.majority_excluded is None
+        else f"; {_n(s.majority_excluded)} with a feature left out by the feature majority rule "
+        "(inconsistent with the protein's other features; ``detail`` in "
+        "``variance_components.tsv``)"
+    )
     return [
         f":Input: {_n(s.proteins_read)} proteins read from {len(s.batches)} "
         f"input{'s' if len(s.batches) != 1 else ''} ({batches}); {_n(s.runs)} runs in "
         f"{len(s.conditions)} conditions ({conditions}).",
         f":Filters: {removed}.",
         f":Model: {_n(s.proteins_modelled)} proteins with {_n(s.features)} features and "
-        f"{_n(s.observations)} observations; status {_listing(s.model_statuses)}.",
+        f"{_n(s.observations)} observations; status {_listing(s.model_statuses)}{majority}.",
     ]
 
 

@@ -154,7 +154,8 @@ def run(
     prior : path, optional
         The variance-ratio prior of :mod:`pepmix.stages.variance_prior` (used when
         ``model.shrinkage`` is on; default None), with the feature-variance prior when
-        ``model.feature_weights`` is on (without it the shard's own proteins estimate it).
+        ``model.feature_weights`` is on (without it the shard's own proteins estimate it) and
+        the feature majority rule's prior when the workflow fits several shards.
     variance_tests : mapping, optional
         The ``variance_tests:`` section (default: LRTs on, no bootstrap).
     abundance : bool, default True
@@ -189,6 +190,7 @@ def run(
     from pepmix import api
     from pepmix.model.abundance import protein_abundance
     from pepmix.model.design import SLOPE_TERM
+    from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
     model = dict(model or {})
@@ -198,6 +200,7 @@ def run(
     feature_weights = str(model.get("feature_weights", "none"))
     ratio_prior = None
     feature_prior = None
+    majority_prior = _majority_prior(prior, model)
     if prior is not None and (shrinkage or feature_weights != "none"):
         # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
         from pepmix.model.shrinkage import VariancePrior
@@ -224,6 +227,8 @@ def run(
         feature_weights=feature_weights,
         feature_prior=feature_prior,
         stratum=stratum,
+        feature_majority=bool(model.get("feature_majority", DEFAULT_MAJORITY)),
+        majority_prior=majority_prior,
     )
     engine = fit.model
     if engine is None or fit.proteins is None:
@@ -253,6 +258,19 @@ def run(
         ab = protein_abundance(table, list(sheet["run"]), encoded=engine.encoded)
     usage_rows = None if shard is None else shard.table
     return FitResult(fit=fit, abundance=ab, usage=usage_rows, usage_test=shard, detection=detection)
+
+
+def _majority_prior(prior: PathLike | None, model: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The feature majority rule's prior fitted on all proteins (rule ``variance_prior``,
+    several shards), or None (fitted in this job: one shard, or the rule off)."""
+    from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
+
+    if prior is None or not bool(model.get("feature_majority", DEFAULT_MAJORITY)):
+        return None
+    from pepmix.model.shrinkage import VariancePrior
+
+    values = VariancePrior.from_json(prior).majority
+    return None if values is None else (float(values[0]), float(values[1]))
 
 
 def _detection(

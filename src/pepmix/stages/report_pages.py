@@ -142,9 +142,12 @@ def run(
         for contrast in contrasts
     ]
     log.info(
-        "report pages: %d proteins read, %d removed, %d contrasts, %d calls, %d warnings",
+        "report pages: %d proteins read, %d removed, %s, %d contrasts, %d calls, %d warnings",
         summary.proteins_read,
         summary.proteins_removed,
+        "feature majority rule off"
+        if summary.majority_excluded is None
+        else f"{summary.majority_excluded} with a feature excluded by the feature majority rule",
         len(summary.contrasts),
         summary.called,
         len(summary.alerts),
