@@ -57,7 +57,7 @@ ALPHA = 0.05
 #: the defaults before issue 10 (keys a build does not know are left out: absent = old behaviour)
 OLD_DEFAULTS: dict[str, Any] = {
     "normalization": {"method": "median_ratio"},
-    "model": {"shrinkage": False, "robust": "none"},
+    "model": {"shrinkage": False, "robust": "none", "feature_majority": False},
     "testing": {"replication": "biological"},
 }
 #: each new piece of issue 10, applied alone on top of the old defaults
@@ -71,6 +71,10 @@ PIECES: dict[str, dict[str, Any]] = {
     "+ runs as replicates (replication auto)": {"testing": {"replication": "auto"}},
     "+ sample-variance shrinkage": {"model": {"shrinkage": True}},
     "+ Huber M-estimation": {"model": {"robust": "huber"}},
+    # the feature majority rule only acts on robust (Huber) fits, so it comes with them
+    "+ Huber M-estimation + feature majority rule": {
+        "model": {"robust": "huber", "feature_majority": True}
+    },
 }
 #: combinations of the pieces (on top of the new normalisation and replication rule)
 COMBINATIONS: dict[str, dict[str, Any]] = {
@@ -104,6 +108,9 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
 #: robust weights (``missing: detection`` sets ``model.robust: none``), so MAR with robust none is
 #: its like-for-like comparison
 MISSING_VARIANTS: dict[str, dict[str, Any]] = {
+    # the feature majority rule's own effect on top of everything else (not a missing-value
+    # variant, but like these an override of the build's defaults)
+    "build defaults without the feature majority rule": {"model": {"feature_majority": False}},
     "build defaults, robust none (MAR)": {"model": {"robust": "none"}},
     "build defaults, missing: detection": {"missing": "detection"},
 }
