@@ -15,9 +15,12 @@ this prints per scenario and variant:
 - ``alerts``: codes of the alerts (:mod:`pepmix.alerts`) the rules raised, over all seeds.
 
 Variants are config overrides (the keys the workflow uses): the old defaults
-(:data:`OLD_DEFAULTS`), each new piece of issue 10 alone on top of them (:data:`PIECES`) and the
-build's own defaults. A variant whose keys the build's schema does not know is reported as
-``n/a (not available in this build)``. With several seeds the figures are means over seeds.
+(:data:`OLD_DEFAULTS`), each new piece of issue 10 alone on top of them (:data:`PIECES`; the
+feature majority rule only acts on robust fits, so its piece is Huber + the rule), combinations
+(:data:`COMBINATIONS`), the build's own defaults and overrides of them
+(:data:`MISSING_VARIANTS`, e.g. without the feature majority rule). A variant whose keys the
+build's schema does not know is reported as ``n/a (not available in this build)``. With several
+seeds the figures are means over seeds.
 
     .venv/bin/python benchmarks/ground_truth.py                 # everything, seed 1
     .venv/bin/python benchmarks/ground_truth.py --quick         # 1,000 proteins, no demo (~45 s)
