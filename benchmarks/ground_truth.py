@@ -15,9 +15,12 @@ this prints per scenario and variant:
 - ``alerts``: codes of the alerts (:mod:`pepmix.alerts`) the rules raised, over all seeds.
 
 Variants are config overrides (the keys the workflow uses): the old defaults
-(:data:`OLD_DEFAULTS`), each new piece of issue 10 alone on top of them (:data:`PIECES`) and the
-build's own defaults. A variant whose keys the build's schema does not know is reported as
-``n/a (not available in this build)``. With several seeds the figures are means over seeds.
+(:data:`OLD_DEFAULTS`), each new piece of issue 10 alone on top of them (:data:`PIECES`; the
+feature majority rule only acts on robust fits, so its piece is Huber + the rule), combinations
+(:data:`COMBINATIONS`), the build's own defaults and overrides of them
+(:data:`MISSING_VARIANTS`, e.g. without the feature majority rule). A variant whose keys the
+build's schema does not know is reported as ``n/a (not available in this build)``. With several
+seeds the figures are means over seeds.
 
     .venv/bin/python benchmarks/ground_truth.py                 # everything, seed 1
     .venv/bin/python benchmarks/ground_truth.py --quick         # 1,000 proteins, no demo (~45 s)
@@ -57,7 +60,7 @@ ALPHA = 0.05
 #: the defaults before issue 10 (keys a build does not know are left out: absent = old behaviour)
 OLD_DEFAULTS: dict[str, Any] = {
     "normalization": {"method": "median_ratio"},
-    "model": {"shrinkage": False, "robust": "none"},
+    "model": {"shrinkage": False, "robust": "none", "feature_majority": False},
     "testing": {"replication": "biological"},
 }
 #: each new piece of issue 10, applied alone on top of the old defaults
@@ -71,6 +74,10 @@ PIECES: dict[str, dict[str, Any]] = {
     "+ runs as replicates (replication auto)": {"testing": {"replication": "auto"}},
     "+ sample-variance shrinkage": {"model": {"shrinkage": True}},
     "+ Huber M-estimation": {"model": {"robust": "huber"}},
+    # the feature majority rule only acts on robust (Huber) fits, so it comes with them
+    "+ Huber M-estimation + feature majority rule": {
+        "model": {"robust": "huber", "feature_majority": True}
+    },
 }
 #: combinations of the pieces (on top of the new normalisation and replication rule)
 COMBINATIONS: dict[str, dict[str, Any]] = {
@@ -104,6 +111,9 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
 #: robust weights (``missing: detection`` sets ``model.robust: none``), so MAR with robust none is
 #: its like-for-like comparison
 MISSING_VARIANTS: dict[str, dict[str, Any]] = {
+    # the feature majority rule's own effect on top of everything else (not a missing-value
+    # variant, but like these an override of the build's defaults)
+    "build defaults without the feature majority rule": {"model": {"feature_majority": False}},
     "build defaults, robust none (MAR)": {"model": {"robust": "none"}},
     "build defaults, missing: detection": {"missing": "detection"},
 }
