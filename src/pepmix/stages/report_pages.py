@@ -89,7 +89,7 @@ def run(
     config: Mapping[str, Any],
     contrasts: Sequence[str],
     table_names: Sequence[str],
-    top_n: int = 500,
+    top_n: int = 200,
     category: str | None = None,
     alert_parts: Sequence[PathLike] | None = None,
 ) -> ReportPages:
@@ -108,7 +108,7 @@ def run(
         Contrast names, in config order.
     table_names : sequence of str
         File name of each contrast's page (the summary links to them).
-    top_n : int, default 500
+    top_n : int, default 200
         Rows per contrast page (0: all).
     category : str, optional
         Report category of the per-contrast figures (linked from the summary; default none).
