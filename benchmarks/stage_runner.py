@@ -260,6 +260,11 @@ class StageRunner:
             # the variance table in the fit job only with one shard (rules/fit.smk); the
             # runner's target does not need it
             "VARIANCE_IN_FIT": False,
+            # several shards: rule gather_model also gathers the abundances and writes the
+            # variance and usage tables (rules/fit.smk); the runner's target needs none of them
+            "ABUNDANCE_IN_GATHER": False,
+            "VARIANCE_IN_GATHER": False,
+            "USAGE_IN_GATHER": False,
             # missing: detection (rules/common.smk); builds without the key ignore these
             "DETECTION": cfg.get("missing", "mar") == "detection",
             "extra_formats": lambda formats: [f for f in formats if f != "png"],
