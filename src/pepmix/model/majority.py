@@ -67,6 +67,7 @@ peptides often disagree) and one more background protein is called: an option, o
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,9 @@ ALPHA = 0.01
 MIN_PRIOR = 20
 #: backfitting sweeps of the others' additive profile (exact after one for complete tables)
 SWEEPS = 30
+#: the prior of the pure-error variances is fitted on at most this many candidate proteins
+#: (:func:`prior_sample`; module docstring, "The prior's sample")
+PRIOR_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -350,6 +354,8 @@ def majority_exclusions(
     if n_cond < 2 or not enc.feat.size:
         return _none(enc)
     fprot, candidates, tables, s2, df = _pure_error(enc, design, n_cond)
+    if prior is None:
+        prior = _sample_prior(enc, candidates, s2, df)
     s2_post, df_post = moderated_scale(s2, df, prior)
     active = ((tables[1] > 0) & np.isfinite(tables[0])).reshape(-1, n_cond).sum(axis=1) >= 2
     feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)
@@ -358,25 +364,48 @@ def majority_exclusions(
 
 def fit_majority_prior(enc: Encoded, design: RunDesign) -> tuple[float, float]:
     """``(df_prior, var_prior)`` of the pure-error variances of the proteins of ``enc``
-    that the rule tests (:func:`variance_prior`; NaN: too few proteins, no moderation)."""
+    that the rule tests, on their :func:`prior_sample` (:func:`variance_prior`; NaN: too few
+    proteins, no moderation): only the sample's saturated fits are computed."""
     n_cond = max(len(design.conditions), 1)
     if n_cond < 2 or not enc.feat.size:
         return float("nan"), float("nan")
-    *_, s2, df = _pure_error(enc, design, n_cond)
+    *_, s2, df = _pure_error(enc, design, n_cond, sample_only=True)
     return variance_prior(s2, df)
 
 
-def _pure_error(enc: Encoded, design: RunDesign, n_cond: int) -> tuple[
+def prior_sample(names: NDArray[np.object_] | list[str], size: int | None = None) -> IntArray:
+    """Positions (ascending) of the proteins ``names`` the prior is fitted on: the ``size``
+    (default None: :data:`PRIOR_SAMPLE`) with the smallest CRC-32 of the UTF-8 name (ties by name),
+    all of them when there are fewer.
+
+    The hash is of the name alone, so a protein is in the sample whatever else is in the table:
+    the sample of all proteins is the same in one job and across shards (module docstring,
+    "The prior's sample").
+    """
+    n = len(names)
+    size = PRIOR_SAMPLE if size is None else size
+    if n <= size:
+        return np.arange(n, dtype=np.intp)
+    text = [str(x) for x in names]
+    crc = np.fromiter((zlib.crc32(x.encode("utf-8")) for x in text), dtype=np.int64, count=n)
+    order = np.lexsort((np.asarray(text, dtype=object), crc))
+    return np.sort(order[:size]).astype(np.intp)
+
+
+def _pure_error(enc: Encoded, design: RunDesign, n_cond: int, sample_only: bool = False) -> tuple[
     IntArray, IntArray, tuple[FloatArray, FloatArray, NDArray[np.int64], int], FloatArray,
     FloatArray,
 ]:  # fmt: skip
     """Protein of each feature, the candidate proteins, the cell tables (levels, counts,
     feature starts, conditions) and the candidates' pure-error variances and df (0 and 0
-    without pure error, limma's rule for df 0)."""
+    without pure error, limma's rule for df 0); with ``sample_only`` (default False) the
+    candidates are only those of :func:`prior_sample`."""
     from pepmix.model._majority_kernel import saturated_tables
 
     n_prot = len(enc.proteins)
     fprot, candidates = _candidates(enc, design, n_cond)
+    if sample_only:
+        candidates = candidates[prior_sample(np.asarray(enc.proteins)[candidates])]
     feat_start = np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
     row_start = np.searchsorted(enc.prot, np.arange(n_prot + 1)).astype(np.int64)
     n_feat = fprot.size
@@ -393,6 +422,15 @@ def _pure_error(enc: Encoded, design: RunDesign, n_cond: int) -> tuple[
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
     return fprot, candidates, (levels, counts, feat_start, n_cond), s2, df
+
+
+def _sample_prior(
+    enc: Encoded, candidates: IntArray, s2: FloatArray, df: FloatArray
+) -> tuple[float, float]:
+    """:func:`variance_prior` of the candidates' variances ``s2`` (df ``df``) in their
+    :func:`prior_sample`: the prior :func:`fit_majority_prior` gives."""
+    keep = prior_sample(np.asarray(enc.proteins)[candidates])
+    return variance_prior(s2[keep], df[keep])
 
 
 def _none(enc: Encoded) -> Exclusions:
@@ -516,7 +554,7 @@ def reference_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) 
     has = np.isfinite(scale[candidates]) & (scale[candidates] > 0)
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
-    s2_post, df_post = moderated_scale(s2, df)
+    s2_post, df_post = moderated_scale(s2, df, _sample_prior(enc, candidates, s2, df))
     triples: list[tuple[int, int, int]] = []
     pvals: list[float] = []
     for i, k in enumerate(candidates.tolist()):
