@@ -69,6 +69,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -76,6 +77,9 @@ from scipy import special
 
 from pepmix.model.design import RunDesign
 from pepmix.model.fit import Encoded
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +375,15 @@ def fit_majority_prior(enc: Encoded, design: RunDesign) -> tuple[float, float]:
         return float("nan"), float("nan")
     *_, s2, df = _pure_error(enc, design, n_cond, sample_only=True)
     return variance_prior(s2, df)
+
+
+def condition_design(sheet: pd.DataFrame) -> RunDesign:
+    """The run design the rule needs, from a resolved sample sheet alone: it uses only each
+    run's condition (:attr:`RunDesign.condition_code`), the same whatever the ``model:``
+    terms (random intercepts of feature only, no batch or covariate)."""
+    from pepmix.model.design import ModelSpec, build_run_design
+
+    return build_run_design(sheet, ModelSpec(random=("feature",)))
 
 
 def prior_sample(names: NDArray[np.object_] | list[str], size: int | None = None) -> IntArray:
