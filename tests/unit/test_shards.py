@@ -138,3 +138,38 @@ def test_abundance_job_equals_the_fit_jobs_abundances(tmp_path: Path) -> None:
     assert (tmp_path / "ab.parquet").read_bytes() == out["part"].read_bytes()
     assert (tmp_path / "ab.tsv").read_bytes() == (tmp_path / "fit_wide.tsv").read_bytes()
     assert fit.run(features=features, samples=samples, abundance=False).abundance is None
+
+
+@pytest.mark.parametrize("size", [20, 60, 1000])
+def test_majority_prior_of_the_shard_job_is_that_of_all_proteins(
+    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the shard job encodes only the first proteins by CRC-32 (doubling them until they hold
+    # the sample's candidates): its prior is exactly that of the whole table, from the file
+    # and from the Arrow table in memory (rule prepare); here three proteins in four have two
+    # features (not candidates), so that the first 2 x size proteins hold too few candidates
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pepmix.model import majority
+    from pepmix.model.fit import encode
+    from pepmix.samples import read_resolved_sheet
+
+    monkeypatch.setattr(majority, "PRIOR_SAMPLE", size)
+    table, sheet, _ = simulate(n_prot=400, seed=11, frac_de=0.1)
+    few = table["protein"].str[-1].isin(list("1234567")) & ~table["feature"].astype(str).isin(
+        ["0", "1"]
+    )
+    table = table.loc[~few]
+    features = tmp_path / "features.parquet"
+    write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    design = majority.condition_design(read_resolved_sheet(samples))
+    expected = majority.fit_majority_prior(encode(table, design), design)
+    assert np.isfinite(expected[1])
+    for source in (features, pq.read_table(features)):
+        out = tmp_path / "prior.json"
+        shard.majority_prior(source, samples, out)
+        assert tuple(json.loads(out.read_text())["_majority_pure_error"]) == expected

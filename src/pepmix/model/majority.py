@@ -29,6 +29,23 @@ more conservative.) The per-protein variances are moderated by limma's empirical
 (``squeezeVar``, Smyth 2004, *Stat Appl Genet Mol Biol* 3:3) over the proteins tested, giving
 :math:`\tilde s^2` with :math:`\nu + d_0` df (proteins without pure error get the prior).
 
+The prior's sample
+------------------
+The prior :math:`(d_0, s_0^2)` is fitted on at most :data:`PRIOR_SAMPLE` (2,000) of the proteins
+tested (:func:`prior_sample`): those with the smallest CRC-32 of the UTF-8 protein name (ties by
+name), a deterministic choice that depends on each protein alone, so the one-job fit
+(:func:`majority_exclusions` without ``prior``) and the sharded workflow (the shard or prepare
+job's :func:`fit_majority_prior`, all proteins) use the same proteins and get the same prior;
+with fewer candidates all are used (the demo's 1,842 proteins: nothing changes). Only the
+sample's saturated fits are needed for the prior, so the workflow's job computes 2,000 of them
+instead of all (the 10,000 x 200 cohort, 7,530 candidates: 7.4 -> 1.9 CPU s in the kernel).
+Precision (same cohort): the prior of all candidates is :math:`d_0 = 38.1`,
+:math:`s_0^2 = 0.06036`; that of the sample 40.1 and 0.05980; over 20 other hash-chosen
+samples of 2,000, :math:`d_0` 38.4 (SD 3.0) and :math:`s_0^2` 0.06036 (SD 0.55 %). :math:`s_0^2`
+is known to well under 1 %; :math:`d_0` to about 8 %, which moves the moderated variance
+:math:`(\nu s^2 + d_0 s_0^2)/(\nu + d_0)` and its df :math:`\nu + d_0` by a fraction of that
+(less, the larger :math:`\nu`).
+
 Test of feature :math:`j` against the set :math:`S` of the other active features: the additive
 fit :math:`\hat a_{kc} = f_k + g_c` (:math:`k \in S`, least squares weighted by the cell counts
 :math:`n_{kc}`, by backfitting) gives the others' profile :math:`\hat g_c`; per condition where
@@ -399,10 +416,26 @@ def prior_sample(names: NDArray[np.object_] | list[str], size: int | None = None
     size = PRIOR_SAMPLE if size is None else size
     if n <= size:
         return np.arange(n, dtype=np.intp)
+    return np.sort(sample_order(names)[:size]).astype(np.intp)
+
+
+def sample_order(names: NDArray[np.object_] | list[str]) -> IntArray:
+    """Positions of ``names`` by increasing CRC-32 of the UTF-8 name, ties by name: the order
+    in which :func:`prior_sample` takes them."""
     text = [str(x) for x in names]
-    crc = np.fromiter((zlib.crc32(x.encode("utf-8")) for x in text), dtype=np.int64, count=n)
-    order = np.lexsort((np.asarray(text, dtype=object), crc))
-    return np.sort(order[:size]).astype(np.intp)
+    crc = np.fromiter(
+        (zlib.crc32(x.encode("utf-8")) for x in text), dtype=np.int64, count=len(text)
+    )
+    return np.lexsort((np.asarray(text, dtype=object), crc)).astype(np.intp)
+
+
+def count_candidates(enc: Encoded, design: RunDesign) -> int:
+    """How many proteins of ``enc`` the rule tests (:data:`MIN_SHARED` or more features
+    observed in two or more conditions): those :func:`prior_sample` chooses from."""
+    n_cond = max(len(design.conditions), 1)
+    if n_cond < 2 or not enc.feat.size:
+        return 0
+    return int(_candidates(enc, design, n_cond)[1].size)
 
 
 def _pure_error(enc: Encoded, design: RunDesign, n_cond: int, sample_only: bool = False) -> tuple[

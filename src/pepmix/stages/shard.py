@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -48,20 +49,49 @@ def majority_prior(features: PathLike | pa.Table, samples: PathLike, output: Pat
 
     The rule needs only each run's condition, so the run design is that of the sample sheet
     with the default model (:func:`pepmix.model.majority.condition_design`), whatever
-    ``model:`` says (editing it does not re-run this job).
+    ``model:`` says (editing it does not re-run this job). Only the proteins that can be in the
+    sample are converted and encoded (:func:`_sample_table`).
     """
-    from pepmix.canonical import from_arrow
-    from pepmix.model.fit import encode
+    import pyarrow.parquet as pq
+
     from pepmix.model.majority import condition_design, fit_majority_prior
     from pepmix.model.shrinkage import VariancePrior
-    from pepmix.stages.files import read_model_input, read_resolved_sheet
+    from pepmix.stages.files import read_resolved_sheet
 
     columns = ["protein", "feature", "run", "y"]
     if isinstance(features, pa.Table):
-        table = from_arrow(features.select(columns))
+        table = features.select(columns)
     else:
-        table = read_model_input(features)
+        table = pq.read_table(features, columns=columns, read_dictionary=columns[:3])
     design = condition_design(read_resolved_sheet(samples))
-    prior = fit_majority_prior(encode(table, design), design)
+    enc = _sample_table(table, design)
+    prior = fit_majority_prior(enc, design)
     log.info("feature majority rule's prior: df %.4g, variance %.4g", prior[0], prior[1])
     VariancePrior(majority=list(prior)).to_json(output)
+
+
+def _sample_table(table: pa.Table, design: Any) -> Any:
+    """The encoded rows (:func:`pepmix.model.fit.encode`) of the first proteins in
+    :func:`pepmix.model.majority.sample_order`, enough of them to hold
+    :data:`pepmix.model.majority.PRIOR_SAMPLE` candidates (twice that many proteins, doubled
+    until they do, or all): candidacy is per protein, so the sample among their candidates is
+    the sample among all proteins' candidates."""
+    import pyarrow.compute as pc
+
+    from pepmix.canonical import from_arrow
+    from pepmix.model import majority
+    from pepmix.model.fit import encode
+
+    protein = table.column("protein")
+    names = pc.unique(
+        protein.cast(pa.string()) if pa.types.is_dictionary(protein.type) else protein
+    )
+    ordered = names.take(pa.array(majority.sample_order(names.to_pylist())))
+    size = 2 * majority.PRIOR_SAMPLE
+    while True:
+        keep = ordered if size >= len(ordered) else ordered.slice(0, size)
+        rows = table if size >= len(ordered) else table.filter(pc.is_in(protein, value_set=keep))
+        enc = encode(from_arrow(rows), design)
+        if size >= len(ordered) or majority.count_candidates(enc, design) >= majority.PRIOR_SAMPLE:
+            return enc
+        size *= 2
