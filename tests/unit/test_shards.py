@@ -146,8 +146,8 @@ def test_majority_prior_of_the_shard_job_is_that_of_all_proteins(
 ) -> None:
     # the shard job encodes only the first proteins by CRC-32 (doubling them until they hold
     # the sample's candidates): its prior is exactly that of the whole table, from the file
-    # and from the Arrow table in memory (rule prepare); here three proteins in four have two
-    # features (not candidates), so that the first 2 x size proteins hold too few candidates
+    # and from the Arrow table in memory (rule prepare); here seven proteins in ten have two
+    # features (not candidates), so that the first 1.25 x size hold too few candidates
     import json
 
     import pyarrow.parquet as pq

@@ -73,9 +73,9 @@ def majority_prior(features: PathLike | pa.Table, samples: PathLike, output: Pat
 def _sample_table(table: pa.Table, design: Any) -> Any:
     """The encoded rows (:func:`pepmix.model.fit.encode`) of the first proteins in
     :func:`pepmix.model.majority.sample_order`, enough of them to hold
-    :data:`pepmix.model.majority.PRIOR_SAMPLE` candidates (twice that many proteins, doubled
-    until they do, or all): candidacy is per protein, so the sample among their candidates is
-    the sample among all proteins' candidates."""
+    :data:`pepmix.model.majority.PRIOR_SAMPLE` candidates (1.25 times that many proteins,
+    doubled until they do, or all): candidacy is per protein, so the sample among their
+    candidates is the sample among all proteins' candidates."""
     import pyarrow.compute as pc
 
     from pepmix.canonical import from_arrow
@@ -87,7 +87,7 @@ def _sample_table(table: pa.Table, design: Any) -> Any:
         protein.cast(pa.string()) if pa.types.is_dictionary(protein.type) else protein
     )
     ordered = names.take(pa.array(majority.sample_order(names.to_pylist())))
-    size = 2 * majority.PRIOR_SAMPLE
+    size = (5 * majority.PRIOR_SAMPLE) // 4 + 1
     while True:
         keep = ordered if size >= len(ordered) else ordered.slice(0, size)
         rows = table if size >= len(ordered) else table.filter(pc.is_in(protein, value_set=keep))
