@@ -5,13 +5,16 @@
 
 # with one batch this runs inside rule prepare (rules/prepare.smk, ruleorder)
 rule shard:
-    """Split the normalised table into protein shards balanced by observations."""
+    """Split the normalised table into protein shards balanced by observations (and
+    MAJORITY_PRIOR: the feature majority rule's prior on all proteins)."""
     input:
         "results/normalize/features.parquet",
+        **({"samples": "results/ingest/samples.tsv"} if MAJORITY_PRIOR else {}),
     output:
         features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
         # features and observations of each shard's largest protein: the fit rule's mem_mb
         largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
+        **({"majority_prior": MAJORITY_PRIOR} if MAJORITY_PRIOR else {}),
     benchmark:
         "logs/benchmarks/shard.tsv"
     log:
@@ -29,10 +32,10 @@ rule shard:
 
 
 rule variance_prior:
-    """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage), of the
-    feature variance ratios (model.feature_weights) and of the feature majority rule's
-    pure-error variances (model.feature_majority, several shards), estimated on all proteins
-    before sharding so that results do not depend on the number of shards."""
+    """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage) and of
+    the feature variance ratios (model.feature_weights), estimated on all proteins before
+    sharding so that results do not depend on the number of shards (the feature majority
+    rule's prior: MAJORITY_PRIOR, written by rule shard or prepare)."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
@@ -117,19 +120,16 @@ rule fit:
         samples="results/ingest/samples.tsv",
         largest=f"results/model/shards/{SHARD}/largest.json",
         # the variance-ratio prior only when model.shrinkage is on, the feature-variance
-        # prior only with model.feature_weights, the feature majority rule's prior only with
-        # several shards (one shard fits it on all proteins itself; else no extra job)
+        # prior only with model.feature_weights (else no extra job)
         prior=(
             "results/model/variance_prior.json"
             if config.get("model", {}).get("shrinkage", False)
             or config.get("model", {}).get("feature_weights", "none") != "none"
-            or (
-                not SINGLE_SHARD
-                and config.get("model", {}).get("feature_majority", True)
-                and config.get("model", {}).get("robust", "huber") != "none"
-            )
             else []
         ),
+        # the feature majority rule's prior on all proteins, from the shard (prepare) job,
+        # with several shards (one shard fits it itself, by the same rule)
+        majority_prior=MAJORITY_PRIOR or [],
         # one shard: the removed proteins close the usage table (peptide_usage in this job)
         # and the variance table (VARIANCE_IN_FIT)
         removed=(

@@ -11,6 +11,7 @@ with rule_context(snakemake):
         model=snakemake.params.model,
         replication=snakemake.params.replication,
         prior=snakemake.input.get("prior") or None,
+        majority_prior=snakemake.input.get("majority_prior") or None,
         variance_tests=snakemake.params.get("variance_tests") or None,
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
         usage=bool(out.get("usage") or out.get("usage_table")),

@@ -151,6 +151,18 @@ def test_python_api_equals_workflow(demo_run: Path, monkeypatch: pytest.MonkeyPa
     assert (table["status"] == "filtered").sum() == 3 * N_FILTERED
 
 
+def test_majority_prior_from_the_prepare_job(demo_run: Path) -> None:
+    """Two shards with the feature majority rule (the default): the prepare job writes the
+    rule's prior on all proteins for the fit jobs; no variance_prior job (no shrinkage)."""
+    import json
+
+    prior = json.loads((demo_run / "results/model/majority_prior.json").read_text())
+    df0, s0 = prior["_majority_pure_error"]
+    assert df0 > 0 and s0 > 0
+    assert not (demo_run / "results/model/variance_prior.json").exists()
+    assert not (demo_run / "logs/variance_prior.log").exists()
+
+
 def test_variance_components(demo_run: Path) -> None:
     table = pd.read_csv(demo_run / "results/tables/variance_components.tsv", sep="\t")
     for col in ["protein", "var_feature", "var_sample", "var_residual", "n_features",

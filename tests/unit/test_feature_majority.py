@@ -301,3 +301,51 @@ def test_prior_fitted_on_all_proteins_is_the_one_used(tmp_path: Path) -> None:
     half = table.loc[table["protein"] < "P040"]
     sub = encode(half, design)
     assert fit_majority_prior(sub, design) != prior
+
+
+def test_prior_sample_depends_on_the_names_only() -> None:
+    # the sample is the `size` smallest CRC-32 of the names: the same names whatever their
+    # order and whatever else is in the table (shards), all of them when there are fewer
+    import zlib
+
+    from pepmix.model.majority import prior_sample
+
+    names = [f"sp|Q{i:05d}|PROT_{i}" for i in range(500)]
+    picked = {names[i] for i in prior_sample(names, 40)}
+    assert len(picked) == 40
+    crc = sorted(zlib.crc32(n.encode("utf-8")) for n in names)
+    assert max(zlib.crc32(n.encode("utf-8")) for n in picked) == crc[39]
+    rng = np.random.default_rng(3)
+    shuffled = list(rng.permutation(names))
+    assert {shuffled[i] for i in prior_sample(shuffled, 40)} == picked
+    more = sorted(set(shuffled[:250]) | picked)  # a shard holding the sample and others
+    assert {more[i] for i in prior_sample(more, 40)} == picked
+    np.testing.assert_array_equal(prior_sample(names[:30], 40), np.arange(30))
+
+
+def test_prior_on_the_sample_is_shard_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
+    # with a sample smaller than the candidates: the fit's own prior is fit_majority_prior's
+    # (only the sample's saturated fits), differs from the prior of all candidates, and a
+    # subset of the proteins holding the sample has the same prior
+    from pepmix.model import majority
+    from pepmix.model.majority import fit_majority_prior, prior_sample
+
+    table, design = _ragged_table(12)
+    enc = encode(table, design)
+    full = fit_majority_prior(enc, design)
+    monkeypatch.setattr(majority, "PRIOR_SAMPLE", 30)
+    prior = fit_majority_prior(enc, design)
+    assert np.isfinite(prior[1]) and prior != full
+    own = majority_exclusions(enc, design)
+    given = majority_exclusions(enc, design, prior=prior)
+    np.testing.assert_array_equal(given.features, own.features)
+    np.testing.assert_array_equal(given.pvalues, own.pvalues)
+    ref = reference_exclusions(enc, design)
+    np.testing.assert_array_equal(ref.features, own.features)
+    _, cand = majority._candidates(enc, design, 3)  # the proteins the rule tests
+    names = [enc.proteins[k] for k in cand]
+    picked = {names[i] for i in prior_sample(names)}
+    assert len(picked) == 30 < len(names)
+    keep = picked | {f"P{p:03d}" for p in range(0, 80, 3)}
+    sub = encode(table.loc[table["protein"].isin(keep)], design)
+    assert set(keep) > picked and fit_majority_prior(sub, design) == prior

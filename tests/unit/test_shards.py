@@ -13,7 +13,7 @@ from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.stored import gather_fits
 from pepmix.shards import assign, auto_shards, gather, split
-from pepmix.stages import fit, gather_abundance, variance_components, variance_prior
+from pepmix.stages import fit, gather_abundance, shard, variance_components, variance_prior
 from pepmix.stages import test as differential
 
 from .simulate_da import simulate
@@ -41,19 +41,24 @@ def test_auto_shards() -> None:
     assert auto_shards(10**13) == 16
 
 
-def _run(tmp: Path, features: Path, samples: Path, n: int, majority: bool) -> dict[str, str]:
+def _run(tmp: Path, features: Path, samples: Path, n: int, majority_rule: bool) -> dict[str, str]:
     shard_paths = [tmp / f"s{i}.parquet" for i in range(n)]
     split(features, shard_paths)
     names = ["proteins", "fit", "fixed", "blups", "abundance"]
     outputs: dict[str, list[Path]] = {k: [] for k in names}
-    model = {"feature_majority": majority}
-    prior = None
-    if n > 1:  # as the workflow: the priors on all proteins (rule variance_prior)
+    model = {"feature_majority": majority_rule}
+    prior = majority = None
+    if n > 1:  # as the workflow: the priors on all proteins (rules variance_prior and shard)
         prior = tmp / "variance_prior.json"
         variance_prior.run(features=features, samples=samples, model=model).to_json(prior)
+        majority = tmp / "majority_prior.json" if majority_rule else None
+        if majority is not None:
+            shard.majority_prior(features, samples, majority)
     for i, path in enumerate(shard_paths):
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
-        fit.run(features=path, samples=samples, model=model, prior=prior).write(
+        fit.run(
+            features=path, samples=samples, model=model, prior=prior, majority_prior=majority
+        ).write(
             proteins=out["proteins"],
             fit=out["fit"],
             fixed=out["fixed"],
@@ -77,7 +82,14 @@ def _run(tmp: Path, features: Path, samples: Path, n: int, majority: bool) -> di
 
 
 @pytest.mark.parametrize("majority", [False, True])
-def test_one_and_many_shards_give_identical_tables(tmp_path: Path, majority: bool) -> None:
+def test_one_and_many_shards_give_identical_tables(
+    tmp_path: Path, majority: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the majority rule's prior on a sample of the proteins (pepmix.model.majority.prior_sample,
+    # here 100 of the ~400 candidates): the same in the one job and from the shard job
+    from pepmix.model import majority as majority_module
+
+    monkeypatch.setattr(majority_module, "PRIOR_SAMPLE", 100)
     table, sheet, _ = simulate(n_prot=400, seed=5, frac_de=0.1)
     features = tmp_path / "features.parquet"
     write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
@@ -126,3 +138,38 @@ def test_abundance_job_equals_the_fit_jobs_abundances(tmp_path: Path) -> None:
     assert (tmp_path / "ab.parquet").read_bytes() == out["part"].read_bytes()
     assert (tmp_path / "ab.tsv").read_bytes() == (tmp_path / "fit_wide.tsv").read_bytes()
     assert fit.run(features=features, samples=samples, abundance=False).abundance is None
+
+
+@pytest.mark.parametrize("size", [20, 60, 1000])
+def test_majority_prior_of_the_shard_job_is_that_of_all_proteins(
+    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the shard job encodes only the first proteins by CRC-32 (doubling them until they hold
+    # the sample's candidates): its prior is exactly that of the whole table, from the file
+    # and from the Arrow table in memory (rule prepare); here seven proteins in ten have two
+    # features (not candidates), so that the first 1.25 x size hold too few candidates
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pepmix.model import majority
+    from pepmix.model.fit import encode
+    from pepmix.samples import read_resolved_sheet
+
+    monkeypatch.setattr(majority, "PRIOR_SAMPLE", size)
+    table, sheet, _ = simulate(n_prot=400, seed=11, frac_de=0.1)
+    few = table["protein"].str[-1].isin(list("1234567")) & ~table["feature"].astype(str).isin(
+        ["0", "1"]
+    )
+    table = table.loc[~few]
+    features = tmp_path / "features.parquet"
+    write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    design = majority.condition_design(read_resolved_sheet(samples))
+    expected = majority.fit_majority_prior(encode(table, design), design)
+    assert np.isfinite(expected[1])
+    for source in (features, pq.read_table(features)):
+        out = tmp_path / "prior.json"
+        shard.majority_prior(source, samples, out)
+        assert tuple(json.loads(out.read_text())["_majority_pure_error"]) == expected

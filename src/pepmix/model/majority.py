@@ -29,6 +29,23 @@ more conservative.) The per-protein variances are moderated by limma's empirical
 (``squeezeVar``, Smyth 2004, *Stat Appl Genet Mol Biol* 3:3) over the proteins tested, giving
 :math:`\tilde s^2` with :math:`\nu + d_0` df (proteins without pure error get the prior).
 
+The prior's sample
+------------------
+The prior :math:`(d_0, s_0^2)` is fitted on at most :data:`PRIOR_SAMPLE` (2,000) of the proteins
+tested (:func:`prior_sample`): those with the smallest CRC-32 of the UTF-8 protein name (ties by
+name), a deterministic choice that depends on each protein alone, so the one-job fit
+(:func:`majority_exclusions` without ``prior``) and the sharded workflow (the shard or prepare
+job's :func:`fit_majority_prior`, all proteins) use the same proteins and get the same prior;
+with fewer candidates all are used (the demo's 1,842 proteins: nothing changes). Only the
+sample's saturated fits are needed for the prior, so the workflow's job computes 2,000 of them
+instead of all (the 10,000 x 200 cohort, 7,530 candidates: 7.4 -> 1.9 CPU s in the kernel).
+Precision (same cohort): the prior of all candidates is :math:`d_0 = 38.1`,
+:math:`s_0^2 = 0.06036`; that of the sample 40.1 and 0.05980; over 20 other hash-chosen
+samples of 2,000, :math:`d_0` 38.4 (SD 3.0) and :math:`s_0^2` 0.06036 (SD 0.55 %). :math:`s_0^2`
+is known to well under 1 %; :math:`d_0` to about 8 %, which moves the moderated variance
+:math:`(\nu s^2 + d_0 s_0^2)/(\nu + d_0)` and its df :math:`\nu + d_0` by a fraction of that
+(less, the larger :math:`\nu`).
+
 Test of feature :math:`j` against the set :math:`S` of the other active features: the additive
 fit :math:`\hat a_{kc} = f_k + g_c` (:math:`k \in S`, least squares weighted by the cell counts
 :math:`n_{kc}`, by backfitting) gives the others' profile :math:`\hat g_c`; per condition where
@@ -67,7 +84,9 @@ peptides often disagree) and one more background protein is called: an option, o
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +94,9 @@ from scipy import special
 
 from pepmix.model.design import RunDesign
 from pepmix.model.fit import Encoded
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +113,9 @@ ALPHA = 0.01
 MIN_PRIOR = 20
 #: backfitting sweeps of the others' additive profile (exact after one for complete tables)
 SWEEPS = 30
+#: the prior of the pure-error variances is fitted on at most this many candidate proteins
+#: (:func:`prior_sample`; module docstring, "The prior's sample")
+PRIOR_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -350,6 +375,8 @@ def majority_exclusions(
     if n_cond < 2 or not enc.feat.size:
         return _none(enc)
     fprot, candidates, tables, s2, df = _pure_error(enc, design, n_cond)
+    if prior is None:
+        prior = _sample_prior(enc, candidates, s2, df)
     s2_post, df_post = moderated_scale(s2, df, prior)
     active = ((tables[1] > 0) & np.isfinite(tables[0])).reshape(-1, n_cond).sum(axis=1) >= 2
     feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)
@@ -358,25 +385,73 @@ def majority_exclusions(
 
 def fit_majority_prior(enc: Encoded, design: RunDesign) -> tuple[float, float]:
     """``(df_prior, var_prior)`` of the pure-error variances of the proteins of ``enc``
-    that the rule tests (:func:`variance_prior`; NaN: too few proteins, no moderation)."""
+    that the rule tests, on their :func:`prior_sample` (:func:`variance_prior`; NaN: too few
+    proteins, no moderation): only the sample's saturated fits are computed."""
     n_cond = max(len(design.conditions), 1)
     if n_cond < 2 or not enc.feat.size:
         return float("nan"), float("nan")
-    *_, s2, df = _pure_error(enc, design, n_cond)
+    *_, s2, df = _pure_error(enc, design, n_cond, sample_only=True)
     return variance_prior(s2, df)
 
 
-def _pure_error(enc: Encoded, design: RunDesign, n_cond: int) -> tuple[
+def condition_design(sheet: pd.DataFrame) -> RunDesign:
+    """The run design the rule needs, from a resolved sample sheet alone: it uses only each
+    run's condition (:attr:`RunDesign.condition_code`), the same whatever the ``model:``
+    terms (random intercepts of feature only, no batch or covariate)."""
+    from pepmix.model.design import ModelSpec, build_run_design
+
+    return build_run_design(sheet, ModelSpec(random=("feature",)))
+
+
+def prior_sample(names: NDArray[np.object_] | list[str], size: int | None = None) -> IntArray:
+    """Positions (ascending) of the proteins ``names`` the prior is fitted on: the ``size``
+    (default None: :data:`PRIOR_SAMPLE`) with the smallest CRC-32 of the UTF-8 name (ties by name),
+    all of them when there are fewer.
+
+    The hash is of the name alone, so a protein is in the sample whatever else is in the table:
+    the sample of all proteins is the same in one job and across shards (module docstring,
+    "The prior's sample").
+    """
+    n = len(names)
+    size = PRIOR_SAMPLE if size is None else size
+    if n <= size:
+        return np.arange(n, dtype=np.intp)
+    return np.sort(sample_order(names)[:size]).astype(np.intp)
+
+
+def sample_order(names: NDArray[np.object_] | list[str]) -> IntArray:
+    """Positions of ``names`` by increasing CRC-32 of the UTF-8 name, ties by name: the order
+    in which :func:`prior_sample` takes them."""
+    text = [str(x) for x in names]
+    crc = np.fromiter(
+        (zlib.crc32(x.encode("utf-8")) for x in text), dtype=np.int64, count=len(text)
+    )
+    return np.lexsort((np.asarray(text, dtype=object), crc)).astype(np.intp)
+
+
+def count_candidates(enc: Encoded, design: RunDesign) -> int:
+    """How many proteins of ``enc`` the rule tests (:data:`MIN_SHARED` or more features
+    observed in two or more conditions): those :func:`prior_sample` chooses from."""
+    n_cond = max(len(design.conditions), 1)
+    if n_cond < 2 or not enc.feat.size:
+        return 0
+    return int(_candidates(enc, design, n_cond)[1].size)
+
+
+def _pure_error(enc: Encoded, design: RunDesign, n_cond: int, sample_only: bool = False) -> tuple[
     IntArray, IntArray, tuple[FloatArray, FloatArray, NDArray[np.int64], int], FloatArray,
     FloatArray,
 ]:  # fmt: skip
     """Protein of each feature, the candidate proteins, the cell tables (levels, counts,
     feature starts, conditions) and the candidates' pure-error variances and df (0 and 0
-    without pure error, limma's rule for df 0)."""
+    without pure error, limma's rule for df 0); with ``sample_only`` (default False) the
+    candidates are only those of :func:`prior_sample`."""
     from pepmix.model._majority_kernel import saturated_tables
 
     n_prot = len(enc.proteins)
     fprot, candidates = _candidates(enc, design, n_cond)
+    if sample_only:
+        candidates = candidates[prior_sample(np.asarray(enc.proteins)[candidates])]
     feat_start = np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
     row_start = np.searchsorted(enc.prot, np.arange(n_prot + 1)).astype(np.int64)
     n_feat = fprot.size
@@ -393,6 +468,15 @@ def _pure_error(enc: Encoded, design: RunDesign, n_cond: int) -> tuple[
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
     return fprot, candidates, (levels, counts, feat_start, n_cond), s2, df
+
+
+def _sample_prior(
+    enc: Encoded, candidates: IntArray, s2: FloatArray, df: FloatArray
+) -> tuple[float, float]:
+    """:func:`variance_prior` of the candidates' variances ``s2`` (df ``df``) in their
+    :func:`prior_sample`: the prior :func:`fit_majority_prior` gives."""
+    keep = prior_sample(np.asarray(enc.proteins)[candidates])
+    return variance_prior(s2[keep], df[keep])
 
 
 def _none(enc: Encoded) -> Exclusions:
@@ -516,7 +600,7 @@ def reference_exclusions(enc: Encoded, design: RunDesign, alpha: float = ALPHA) 
     has = np.isfinite(scale[candidates]) & (scale[candidates] > 0)
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
-    s2_post, df_post = moderated_scale(s2, df)
+    s2_post, df_post = moderated_scale(s2, df, _sample_prior(enc, candidates, s2, df))
     triples: list[tuple[int, int, int]] = []
     pvals: list[float] = []
     for i, k in enumerate(candidates.tolist()):

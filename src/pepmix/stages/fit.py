@@ -128,6 +128,7 @@ def run(
     model: Mapping[str, Any] | None = None,
     replication: str = "auto",
     prior: PathLike | None = None,
+    majority_prior: PathLike | None = None,
     variance_tests: Mapping[str, Any] | None = None,
     abundance: bool = True,
     usage: bool = False,
@@ -154,8 +155,12 @@ def run(
     prior : path, optional
         The variance-ratio prior of :mod:`pepmix.stages.variance_prior` (used when
         ``model.shrinkage`` is on; default None), with the feature-variance prior when
-        ``model.feature_weights`` is on (without it the shard's own proteins estimate it) and
-        the feature majority rule's prior when the workflow fits several shards.
+        ``model.feature_weights`` is on (without it the shard's own proteins estimate it).
+    majority_prior : path, optional
+        The feature majority rule's prior fitted on all proteins
+        (:func:`pepmix.stages.shard.majority_prior`: the workflow's shard or prepare job, with
+        several shards); default None: fitted on this table's proteins (one shard), by the
+        same rule (:func:`pepmix.model.majority.prior_sample`).
     variance_tests : mapping, optional
         The ``variance_tests:`` section (default: LRTs on, no bootstrap).
     abundance : bool, default True
@@ -200,7 +205,7 @@ def run(
     feature_weights = str(model.get("feature_weights", "none"))
     ratio_prior = None
     feature_prior = None
-    majority_prior = _majority_prior(prior, model)
+    majority = _majority_prior(majority_prior, model)
     if prior is not None and (shrinkage or feature_weights != "none"):
         # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
         from pepmix.model.shrinkage import VariancePrior
@@ -228,7 +233,7 @@ def run(
         feature_prior=feature_prior,
         stratum=stratum,
         feature_majority=bool(model.get("feature_majority", DEFAULT_MAJORITY)),
-        majority_prior=majority_prior,
+        majority_prior=majority,
     )
     engine = fit.model
     if engine is None or fit.proteins is None:
@@ -261,8 +266,9 @@ def run(
 
 
 def _majority_prior(prior: PathLike | None, model: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The feature majority rule's prior fitted on all proteins (rule ``variance_prior``,
-    several shards), or None (fitted in this job: one shard, or the rule off)."""
+    """The feature majority rule's prior fitted on all proteins (its JSON ``prior``, written by
+    the shard or prepare job with several shards), or None (fitted in this job: one shard, or
+    the rule off)."""
     from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
 
     if prior is None or not bool(model.get("feature_majority", DEFAULT_MAJORITY)):

@@ -50,6 +50,8 @@ class PrepareOutputs:
     largest: Sequence[PathLike]
     alerts: Mapping[str, PathLike | None]
     logs: Mapping[str, PathLike | None]
+    #: the feature majority rule's prior (several shards; :func:`pepmix.stages.shard.run`)
+    majority_prior: PathLike | None = None
 
 
 def run(
@@ -116,7 +118,13 @@ def run(
             features = normalized.arrow
             del normalized
         with step("shard"):
-            shard.run(features=features, shards=outputs.shards, largest=outputs.largest)
+            shard.run(
+                features=features,
+                shards=outputs.shards,
+                largest=outputs.largest,
+                samples=outputs.samples,
+                prior=outputs.majority_prior,
+            )
         log.info("waiting for the writes of the tables")
 
 

@@ -1,9 +1,9 @@
 """Rule ``variance_prior``: the empirical-Bayes prior of the variance ratios, estimated on all
 proteins before sharding so that results do not depend on the number of shards
-(``model.shrinkage``; :mod:`pepmix.model.shrinkage`), that of the feature variance ratios
-(``model.feature_weights``; :mod:`pepmix.model.feature_weights`) and that of the feature
-majority rule's pure-error variances (``model.feature_majority`` with a robust fit;
-:func:`pepmix.model.majority.fit_majority_prior`)."""
+(``model.shrinkage``; :mod:`pepmix.model.shrinkage`) and that of the feature variance ratios
+(``model.feature_weights``; :mod:`pepmix.model.feature_weights`). The feature majority rule's
+prior is written by the shard (or prepare) job instead
+(:func:`pepmix.stages.shard.majority_prior`)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def run(
     model: Mapping[str, Any] | None = None,
     replication: str = "auto",
 ) -> VariancePrior:
-    """The prior (empty when ``model.shrinkage``, ``model.feature_weights`` and the feature
-    majority rule are off); write it with ``.to_json(path)``.
+    """The prior (empty when ``model.shrinkage`` and ``model.feature_weights`` are off); write
+    it with ``.to_json(path)``.
 
     Parameters
     ----------
@@ -44,21 +44,15 @@ def run(
     pepmix.model.shrinkage.VariancePrior
         Per factor ``df, ratio, se_log_df, se_log_ratio, n_proteins`` (JSON, read by every
         shard's fit); with ``model.feature_weights: empirical_bayes`` also the feature-variance
-        prior (:mod:`pepmix.model.feature_weights`, from the additive fits of all proteins);
-        with the feature majority rule its ``[df_prior, var_prior]`` (``majority``).
+        prior (:mod:`pepmix.model.feature_weights`, from the additive fits of all proteins).
     """
-    from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
     from pepmix.model.protein_fit import run_design
-    from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
     from pepmix.model.shrinkage import VariancePrior, fit_variance_prior
 
     model = model or {}
     shrinkage = bool(model.get("shrinkage", False))
     feature_weights = str(model.get("feature_weights", "none"))
-    majority = bool(model.get("feature_majority", DEFAULT_MAJORITY)) and (
-        str(model.get("robust", DEFAULT_ROBUST)) != "none"
-    )
-    if not shrinkage and feature_weights == "none" and not majority:
+    if not shrinkage and feature_weights == "none":
         return VariancePrior()
     sheet = read_resolved_sheet(samples)
     table = read_model_input(features)
@@ -66,11 +60,6 @@ def run(
     prior = fit_variance_prior(table, design) if shrinkage else VariancePrior()
     if feature_weights != "none":
         prior.features = _feature_prior(table, design)
-    if majority:
-        from pepmix.model.fit import encode
-        from pepmix.model.majority import fit_majority_prior
-
-        prior.majority = list(fit_majority_prior(encode(table, design), design))
     return prior
 
 
