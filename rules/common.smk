@@ -78,10 +78,10 @@ PREPARE_IN_ONE_JOB = len(BATCHES) == 1
 SINGLE_SHARD = N_SHARDS == 1
 # the shard wildcard, or the one shard's name (a single-shard fit job has no wildcard)
 SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
-# several shards with the feature majority rule (model.feature_majority with a robust fit): the
-# shard (or prepare) job, which has the normalised table in memory, writes the rule's prior on
-# all proteins for the fit jobs (pepmix.stages.shard.majority_prior); one shard: the fit job
-# fits it itself, by the same rule
+# several shards, model.feature_majority on with a robust fit -> the shard (or prepare) job,
+# which has the normalised table in memory, writes the majority prior on all proteins for the
+# fit jobs (pepmix.stages.shard.majority_prior); with one shard the fit job fits it itself, the
+# same way (no "rule ...:" in comments here: snakemake --lint reads it as a rule)
 MAJORITY_PRIOR = (
     "results/model/majority_prior.json"
     if not SINGLE_SHARD
