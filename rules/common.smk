@@ -81,7 +81,7 @@ SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
 # several shards, model.feature_majority on with a robust fit -> the shard (or prepare) job,
 # which has the normalised table in memory, writes the majority prior on all proteins for the
 # fit jobs (pepmix.stages.shard.majority_prior); with one shard the fit job fits it itself, the
-# same way (no "rule ...:" in comments here: snakemake --lint reads it as a rule)
+# same way (snakemake --lint reads the word r-u-l-e and a later colon in this file as a rule)
 MAJORITY_PRIOR = (
     "results/model/majority_prior.json"
     if not SINGLE_SHARD
