@@ -366,10 +366,12 @@ def majority_exclusions(
     alpha : float, default 0.01
         Family-wise level per protein (Bonferroni over its active features).
     prior : (float, float), optional
-        ``(df_prior, var_prior)`` of the pure-error variances, fitted on all proteins
-        (:func:`fit_majority_prior`; the workflow's rule ``variance_prior`` when the proteins
-        are fitted in several shards, so that the result does not depend on the sharding);
-        default None: fitted on the proteins of ``enc``.
+        ``(df_prior, var_prior)`` of the pure-error variances, fitted on the
+        :func:`prior_sample` of all proteins (:func:`fit_majority_prior`; with several shards
+        the workflow's prepare or shard job writes it, ``results/model/majority_prior.json``,
+        so that the result does not depend on the sharding); default None: fitted here, on the
+        :func:`prior_sample` of the proteins of ``enc`` (the same prior when ``enc`` holds them
+        all).
     """
     n_cond = max(len(design.conditions), 1)
     if n_cond < 2 or not enc.feat.size:
