@@ -135,6 +135,10 @@ def accumulate(
                     w_flat[row + b] += va * erow_flat[base + b]
 
 
+#: segments up to this length are sorted by insertion (:func:`median_of`), longer ones selected
+MEDIAN_SMALL = 24
+
+
 @njit(cache=True, nogil=True)
 def segment_medians(
     values: NDArray[np.float64], starts: NDArray[np.int64], out: NDArray[np.float64]
@@ -142,40 +146,72 @@ def segment_medians(
     """Median of each segment ``values[starts[g]:starts[g + 1]]`` into ``out[g]`` (NaN if empty).
 
     Used by the robust fit (:mod:`pepmix.model.robust`) for per-protein medians. Values must be
-    finite. Short segments (the many cells of a median polish) are sorted by insertion in one
-    reused buffer, with the median taken as ``np.median`` does (middle value, or mean of the two
-    middle values); longer ones use ``np.median``.
+    finite (``values`` is not changed). The medians are :func:`median_of`'s: ``np.median``'s
+    values.
     """
-    buf = np.empty(24, dtype=np.float64)
+    longest = 1
+    for g in range(starts.size - 1):
+        longest = max(longest, starts[g + 1] - starts[g])
+    buf = np.empty(longest, dtype=np.float64)
+    small = np.empty(MEDIAN_SMALL, dtype=np.float64)
     for g in range(starts.size - 1):
         lo = starts[g]
         n = starts[g + 1] - lo
-        if n == 0:
-            out[g] = np.nan
-            continue
-        if n <= 24:
-            for i in range(n):
-                v = values[lo + i]
-                j = i - 1
-                while j >= 0 and buf[j] > v:
-                    buf[j + 1] = buf[j]
-                    j -= 1
-                buf[j + 1] = v
-        else:
-            out[g] = np.median(values[lo : lo + n])
-            continue
-        half = n // 2
-        out[g] = buf[half] if n % 2 == 1 else 0.5 * (buf[half - 1] + buf[half])
+        for i in range(n):
+            buf[i] = values[lo + i]
+        out[g] = median_of(buf, n, small)
 
 
 @njit(cache=True, nogil=True)
-def _median_of(buf: NDArray[np.float64], n: int, small: NDArray[np.float64]) -> float:
-    """Median of ``buf[:n]`` exactly as :func:`segment_medians` takes it (insertion sort in
-    ``small`` up to 24 values, else ``np.median``); NaN when ``n == 0``."""
+def select_kth(buf: NDArray[np.float64], n: int, k: int) -> float:
+    """The ``k``-th smallest of ``buf[:n]`` (0-based; Hoare's quickselect, middle pivot).
+
+    ``buf`` is reordered: afterwards no value before position ``k`` is larger than the result
+    and none after it smaller. Values must be finite (not NaN). Expected ``O(n)``.
+    """
+    lo, hi = 0, n - 1
+    while lo < hi:
+        pivot = buf[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return float(buf[k])
+
+
+@njit(cache=True, nogil=True)
+def median_of(buf: NDArray[np.float64], n: int, small: NDArray[np.float64]) -> float:
+    """Median of ``buf[:n]`` with ``np.median``'s value (the middle order statistic, or the
+    mean of the two middle ones); NaN when ``n == 0``. Values must be finite.
+
+    Up to :data:`MEDIAN_SMALL` values are sorted by insertion into ``small`` (at least that
+    long; ``buf`` unchanged), more are selected in place (:func:`select_kth`; ``buf``
+    reordered). Both give the exact order statistics, so the value is ``np.median``'s bit for
+    bit (``0.5 * (a + b)`` and numpy's ``(a + b) / 2`` are the same rounding of the same sum).
+    """
     if n == 0:
         return np.nan
-    if n > 24:
-        return float(np.median(buf[:n]))
+    half = n // 2
+    if n > MEDIAN_SMALL:
+        upper = select_kth(buf, n, half)
+        if n % 2 == 1:
+            return upper
+        lower = buf[0]  # the largest of the values before position half
+        for i in range(1, half):
+            lower = max(lower, buf[i])
+        return float(0.5 * (lower + upper))
     for i in range(n):
         v = buf[i]
         j = i - 1
@@ -183,12 +219,11 @@ def _median_of(buf: NDArray[np.float64], n: int, small: NDArray[np.float64]) -> 
             small[j + 1] = small[j]
             j -= 1
         small[j + 1] = v
-    half = n // 2
     return float(small[half]) if n % 2 == 1 else float(0.5 * (small[half - 1] + small[half]))
 
 
 @njit(cache=True, nogil=True)
-def _sweep_groups(
+def sweep_groups(
     resid: NDArray[np.float64],
     order: NDArray[np.int64],
     starts: NDArray[np.int64],
@@ -197,8 +232,8 @@ def _sweep_groups(
     buf: NDArray[np.float64],
     small: NDArray[np.float64],
 ) -> None:
-    """Subtract from ``resid`` the median of each group ``first <= g < last`` (rows
-    ``order[starts[g]:starts[g + 1]]``)."""
+    """Subtract from ``resid`` the median (:func:`median_of`) of each group ``first <= g <
+    last`` (rows ``order[starts[g]:starts[g + 1]]``; ``buf`` as long as the longest group)."""
     for g in range(first, last):
         lo = starts[g]
         n = starts[g + 1] - lo
@@ -206,7 +241,7 @@ def _sweep_groups(
             continue
         for i in range(n):
             buf[i] = resid[order[lo + i]]
-        m = _median_of(buf, n, small)
+        m = median_of(buf, n, small)
         for i in range(n):
             resid[order[lo + i]] -= m
 
@@ -238,12 +273,12 @@ def median_polish(
     for g in range(cell_starts.size - 1):
         longest = max(longest, cell_starts[g + 1] - cell_starts[g])
     buf = np.empty(longest, dtype=np.float64)
-    small = np.empty(24, dtype=np.float64)
+    small = np.empty(MEDIAN_SMALL, dtype=np.float64)
     for p in range(n_prot):
         for _ in range(n_sweeps):
-            _sweep_groups(resid, feat_order, feat_starts, feat_range[p], feat_range[p + 1], buf,
+            sweep_groups(resid, feat_order, feat_starts, feat_range[p], feat_range[p + 1], buf,
                           small)  # fmt: skip
-            _sweep_groups(resid, cell_order, cell_starts, p * n_runs, (p + 1) * n_runs, buf,
+            sweep_groups(resid, cell_order, cell_starts, p * n_runs, (p + 1) * n_runs, buf,
                           small)  # fmt: skip
 
 
@@ -266,17 +301,17 @@ def mad_huber(
         g = groups[gi]
         longest = max(longest, starts[g + 1] - starts[g])
     buf = np.empty(longest, dtype=np.float64)
-    small = np.empty(24, dtype=np.float64)
+    small = np.empty(MEDIAN_SMALL, dtype=np.float64)
     for gi in range(groups.size):
         g = groups[gi]
         lo = starts[g]
         n = starts[g + 1] - lo
         for i in range(n):
             buf[i] = resid[lo + i]
-        med = _median_of(buf, n, small)
+        med = median_of(buf, n, small)
         for i in range(n):
             buf[i] = np.abs(resid[lo + i] - med)
-        s = mad_scale * _median_of(buf, n, small)
+        s = mad_scale * median_of(buf, n, small)
         scale[g] = s
         limit = k * s
         for i in range(n):
@@ -321,7 +356,7 @@ def residual_mad_huber(
         longest = max(longest, starts[g + 1] - starts[g])
     resid = np.empty(longest, dtype=np.float64)
     buf = np.empty(longest, dtype=np.float64)
-    small = np.empty(24, dtype=np.float64)
+    small = np.empty(MEDIAN_SMALL, dtype=np.float64)
     n_f = kind.size
     for gi in range(groups.size):
         g = groups[gi]
@@ -342,10 +377,10 @@ def residual_mad_huber(
             resid[i] = y[row] - v
         for i in range(n):
             buf[i] = resid[i]
-        med = _median_of(buf, n, small)
+        med = median_of(buf, n, small)
         for i in range(n):
             buf[i] = np.abs(resid[i] - med)
-        s = mad_scale * _median_of(buf, n, small)
+        s = mad_scale * median_of(buf, n, small)
         scale[g] = s
         limit = k * s
         for i in range(n):
@@ -626,7 +661,7 @@ def chol_inverses(
 
 
 @njit(cache=True, nogil=True)
-def _cholesky_into(s: NDArray[np.float64], chol: NDArray[np.float64]) -> bool:
+def cholesky_into(s: NDArray[np.float64], chol: NDArray[np.float64]) -> bool:
     """Lower Cholesky factor of ``s`` (its lower triangle) into ``chol``; False, with ``chol``
     the identity, when ``s`` is not (numerically) positive definite."""
     d = s.shape[0]
@@ -676,7 +711,7 @@ def schur_cholesky(
                 ghat[b, a, c] = value
                 s[a, c] = lam[b, a] * value * lam[b, c]
             s[a, a] += j_diag[b, a]
-        ok[b] = _cholesky_into(s, chol[b])
+        ok[b] = cholesky_into(s, chol[b])
 
 
 @njit(cache=True, nogil=True)

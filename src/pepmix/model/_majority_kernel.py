@@ -32,64 +32,23 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from pepmix.model._kernel import MEDIAN_SMALL, cholesky_into, median_of, sweep_groups
+
 #: the constants of :mod:`pepmix.model.robust` the saturated fit uses (copied: importing that
 #: module here would load it into every numba cache check; checked by the tests)
 MAD_SCALE = 1.482602218505602
 HUBER_K = 1.345
 POLISH_SWEEPS = 10
-SATURATED_ROUNDS = 10
-SATURATED_SWEEPS = 50
+#: IRLS rounds of the saturated fit at most (module docstring, "Saturated fit")
+MAX_ROUNDS = 100
+#: the IRLS stops when no Huber weight changes by this much or more
+WEIGHT_TOL = 1e-6
+#: Anderson acceleration of the IRLS: differences of this many past rounds (module docstring)
+ANDERSON_MEMORY = 3
+#: Anderson's memory is cleared when a round's change grows by more than this factor
+ANDERSON_RESTART = 1.0
 #: backfitting sweeps of the others' additive profile (:data:`pepmix.model.majority.SWEEPS`)
 PROFILE_SWEEPS = 30
-
-
-@njit(cache=True, nogil=True)
-def _select(buf: NDArray[np.float64], n: int, k: int) -> float:
-    """The ``k``-th smallest of ``buf[:n]`` (0-based; ``buf`` is reordered: after the call the
-    values before position ``k`` are not larger). Quickselect, middle pivot."""
-    lo, hi = 0, n - 1
-    while lo < hi:
-        pivot = buf[(lo + hi) // 2]
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] < pivot:
-                i += 1
-            while buf[j] > pivot:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return float(buf[k])
-
-
-@njit(cache=True, nogil=True)
-def _median(buf: NDArray[np.float64], n: int, small: NDArray[np.float64]) -> float:
-    """Median of ``buf[:n]`` (``np.median``'s value: middle value or mean of the two; ``buf``
-    is reordered for ``n > 24``)."""
-    half = n // 2
-    if n > 24:
-        upper = _select(buf, n, half)
-        if n % 2 == 1:
-            return upper
-        lower = buf[0]
-        for i in range(1, half):
-            lower = max(lower, buf[i])
-        return float(0.5 * (lower + upper))
-    for i in range(n):
-        v = buf[i]
-        j = i - 1
-        while j >= 0 and small[j] > v:
-            small[j + 1] = small[j]
-            j -= 1
-        small[j + 1] = v
-    return float(small[half]) if n % 2 == 1 else float(0.5 * (small[half - 1] + small[half]))
 
 
 @njit(cache=True, nogil=True)
@@ -113,38 +72,355 @@ def _group(
 
 
 @njit(cache=True, nogil=True)
-def _sweep(
-    resid: NDArray[np.float64],
-    order: NDArray[np.int64],
-    starts: NDArray[np.int64],
-    n_groups: int,
-    buf: NDArray[np.float64],
-    small: NDArray[np.float64],
-) -> None:
-    """Subtract from ``resid`` the median of each group's rows."""
-    for g in range(n_groups):
-        lo = starts[g]
-        n = starts[g + 1] - lo
-        if n == 0:
-            continue
-        for i in range(n):
-            buf[i] = resid[order[lo + i]]
-        med = _median(buf, n, small)
-        for i in range(n):
-            resid[order[lo + i]] -= med
-
-
-@njit(cache=True, nogil=True)
 def _mad(
     resid: NDArray[np.float64], m: int, buf: NDArray[np.float64], small: NDArray[np.float64]
 ) -> float:
     """MAD of ``resid[:m]`` scaled to a normal SD (:func:`pepmix.model.robust.robust_scale`)."""
     for i in range(m):
         buf[i] = resid[i]
-    med = _median(buf, m, small)
+    med = median_of(buf, m, small)
     for i in range(m):
         buf[i] = np.abs(resid[i] - med)
-    return MAD_SCALE * _median(buf, m, small)
+    return MAD_SCALE * median_of(buf, m, small)
+
+
+@njit(cache=True, nogil=True)
+def _huber(
+    resid: NDArray[np.float64],
+    m: int,
+    scale: float,
+    w_old: NDArray[np.float64],
+    w: NDArray[np.float64],
+) -> float:
+    """Huber weights of ``resid[:m]`` at ``scale`` into ``w[:m]`` (1 where ``scale`` is 0);
+    returns the largest difference from ``w_old[:m]``."""
+    limit = HUBER_K * scale
+    moved = 0.0
+    for i in range(m):
+        absr = np.abs(resid[i])
+        wi = limit / absr if absr > limit else 1.0
+        wi = wi if scale > 0 else 1.0
+        moved = max(moved, np.abs(wi - w_old[i]))
+        w[i] = wi
+    return moved
+
+
+@njit(cache=True, nogil=True)
+def _blocks(
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    n_cells: int,
+    n_runs: int,
+    comp_of: NDArray[np.int64],
+    pos: NDArray[np.int64],
+    c_starts: NDArray[np.int64],
+    members: NDArray[np.int64],
+    r_starts: NDArray[np.int64],
+    runs: NDArray[np.int64],
+) -> int:
+    """Connected components of the cell-run incidence of ``cell[:m]``, ``run[:m]``: returns
+    their number ``K``; component ``k`` has the cells ``members[c_starts[k]:c_starts[k + 1]]``
+    (cell ``g`` at position ``pos[g]`` of its component's, ``comp_of[g]`` its component, -1
+    for cells without rows) and the runs ``runs[r_starts[k]:r_starts[k + 1]]``."""
+    parent = np.empty(n_cells + n_runs, dtype=np.int64)
+    use = np.ones(m, dtype=np.bool_)
+    _components(cell, run, use, m, n_cells, parent)
+    label = np.full(n_cells + n_runs, -1, dtype=np.int64)
+    seen = np.zeros(n_cells + n_runs, dtype=np.bool_)
+    for i in range(m):
+        seen[cell[i]] = True
+        seen[n_cells + run[i]] = True
+    n_comp = 0
+    for x in range(n_cells + n_runs):
+        if seen[x] and _find(parent, x) == x:
+            label[x] = n_comp
+            n_comp += 1
+    c_starts[: n_comp + 1] = 0
+    r_starts[: n_comp + 1] = 0
+    for x in range(n_cells + n_runs):
+        if seen[x]:
+            k = label[_find(parent, x)]
+            if x < n_cells:
+                c_starts[k + 1] += 1
+            else:
+                r_starts[k + 1] += 1
+    for k in range(n_comp):
+        c_starts[k + 1] += c_starts[k]
+        r_starts[k + 1] += r_starts[k]
+    c_fill = c_starts[:n_comp].copy()
+    r_fill = r_starts[:n_comp].copy()
+    for g in range(n_cells):
+        comp_of[g] = -1
+        if seen[g]:
+            k = label[_find(parent, g)]
+            comp_of[g] = k
+            pos[g] = c_fill[k] - c_starts[k]
+            members[c_fill[k]] = g
+            c_fill[k] += 1
+    for r in range(n_runs):
+        if seen[n_cells + r]:
+            k = label[_find(parent, n_cells + r)]
+            runs[r_fill[k]] = r
+            r_fill[k] += 1
+    return n_comp
+
+
+@njit(cache=True, nogil=True)
+def _cholesky_solve(chol: NDArray[np.float64], v: NDArray[np.float64]) -> None:
+    """Solve ``L L' x = v`` in place (``chol`` the lower factor ``L``)."""
+    n = v.size
+    for i in range(n):
+        acc = v[i]
+        for j in range(i):
+            acc -= chol[i, j] * v[j]
+        v[i] = acc / chol[i, i]
+    for i in range(n - 1, -1, -1):
+        acc = v[i]
+        for j in range(i + 1, n):
+            acc -= chol[j, i] * v[j]
+        v[i] = acc / chol[i, i]
+
+
+@njit(cache=True, nogil=True)
+def _cell_system(
+    k: int,
+    cell: NDArray[np.int64],
+    w: NDArray[np.float64],
+    sums: NDArray[np.float64],
+    members: NDArray[np.int64],
+    c_starts: NDArray[np.int64],
+    pos: NDArray[np.int64],
+    runs: NDArray[np.int64],
+    k_starts: NDArray[np.int64],
+    r_order: NDArray[np.int64],
+    r_starts: NDArray[np.int64],
+    mat: NDArray[np.float64],
+    rhs: NDArray[np.float64],
+) -> None:
+    r"""Lower triangle of the cell system of component ``k`` into ``mat`` and its right-hand
+    side into ``rhs`` (module docstring, "Saturated fit"; ``sums`` rows: :math:`W_g`,
+    :math:`T_g` per cell, :math:`W_r`, :math:`S_r` per run)."""
+    c0 = c_starts[k]
+    n = c_starts[k + 1] - c0
+    mat[:n, :n] = 0.0
+    tot_w, tot_t = 0.0, 0.0
+    for q in range(n):
+        g = members[c0 + q]
+        mat[q, q] = sums[0, g]
+        rhs[q] = sums[1, g]
+        tot_w += sums[0, g]
+        tot_t += sums[1, g]
+    for rr in range(k_starts[k], k_starts[k + 1]):
+        r = runs[rr]
+        lo, hi = r_starts[r], r_starts[r + 1]
+        for ii in range(lo, hi):
+            i = r_order[ii]
+            f = w[i] / sums[2, r]
+            pi = pos[cell[i]]
+            rhs[pi] -= f * sums[3, r]
+            for jj in range(lo, ii + 1):
+                pj = pos[cell[r_order[jj]]]
+                x = f * w[r_order[jj]]
+                if jj != ii and pi == pj:  # two rows of one cell in one run: (i, j) and (j, i)
+                    x += x
+                mat[max(pi, pj), min(pi, pj)] -= x
+    for q in range(n):  # + W W' / sum(W): fixes sum_g W_g a_g = sum_i w_i y_i
+        wq = sums[0, members[c0 + q]] / tot_w
+        rhs[q] += wq * tot_t
+        for p in range(q + 1):
+            mat[q, p] += wq * sums[0, members[c0 + p]]
+
+
+@njit(cache=True, nogil=True)
+def _wls(
+    y: NDArray[np.float64],
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    w: NDArray[np.float64],
+    n_comp: int,
+    members: NDArray[np.int64],
+    c_starts: NDArray[np.int64],
+    pos: NDArray[np.int64],
+    runs: NDArray[np.int64],
+    k_starts: NDArray[np.int64],
+    r_order: NDArray[np.int64],
+    r_starts: NDArray[np.int64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    sums: NDArray[np.float64],
+    mat: NDArray[np.float64],
+    chol: NDArray[np.float64],
+    rhs: NDArray[np.float64],
+) -> bool:
+    """Exact weighted least squares of ``y[:m] = a[cell] + b[run] + e`` at the weights ``w``
+    (module docstring, "Saturated fit"), component by component (``sums``, ``mat``, ``chol``,
+    ``rhs``: work space); False where a cell system is not numerically positive definite
+    (those levels NaN)."""
+    sums[:] = 0.0
+    for i in range(m):
+        wy = w[i] * y[i]
+        sums[0, cell[i]] += w[i]
+        sums[1, cell[i]] += wy
+        sums[2, run[i]] += w[i]
+        sums[3, run[i]] += wy
+    ok = True
+    for k in range(n_comp):
+        c0, n = c_starts[k], c_starts[k + 1] - c_starts[k]
+        _cell_system(k, cell, w, sums, members, c_starts, pos, runs, k_starts, r_order,
+                     r_starts, mat, rhs)  # fmt: skip
+        fac = chol[:n, :n]
+        if not cholesky_into(mat[:n, :n], fac):
+            ok = False
+            for q in range(n):
+                a[members[c0 + q]] = np.nan
+            for rr in range(k_starts[k], k_starts[k + 1]):
+                b[runs[rr]] = np.nan
+            continue
+        v = rhs[:n]
+        _cholesky_solve(fac, v)
+        for q in range(n):
+            a[members[c0 + q]] = v[q]
+        for rr in range(k_starts[k], k_starts[k + 1]):  # the run levels given the cells'
+            r = runs[rr]
+            acc = sums[3, r]
+            for ii in range(r_starts[r], r_starts[r + 1]):
+                i = r_order[ii]
+                acc -= w[i] * a[cell[i]]
+            b[r] = acc / sums[2, r]
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def _anderson(
+    g: NDArray[np.float64],
+    x: NDArray[np.float64],
+    m: int,
+    past_g: NDArray[np.float64],
+    past_f: NDArray[np.float64],
+    n_past: int,
+    last: float,
+    gram: NDArray[np.float64],
+    fac: NDArray[np.float64],
+    gam: NDArray[np.float64],
+) -> tuple[int, float, bool]:
+    """Anderson's step (module docstring, "Saturated fit") from the round that took the
+    residuals ``x[:m]`` to ``g[:m]``: the next residuals into ``x``. ``past_g``, ``past_f``
+    (rows ``:n_past``) hold the last rounds' ``g`` and ``g - x``; ``last`` the norm of the last
+    ``g - x``; ``gram``, ``fac``, ``gam``: work space. Returns the new ``n_past``, the norm of
+    this round's ``g - x`` and whether ``x`` is not ``g`` (extrapolated)."""
+    norm = 0.0
+    for i in range(m):
+        norm += (g[i] - x[i]) ** 2
+    norm = np.sqrt(norm)
+    if n_past > 0 and norm > ANDERSON_RESTART * last:  # no progress: restart, plain step
+        n_past = 0
+    if n_past == ANDERSON_MEMORY + 1:
+        for j in range(n_past - 1):
+            past_g[j, :m] = past_g[j + 1, :m]
+            past_f[j, :m] = past_f[j + 1, :m]
+        n_past -= 1
+    for i in range(m):
+        past_g[n_past, i] = g[i]
+        past_f[n_past, i] = g[i] - x[i]
+        x[i] = g[i]
+    n_past += 1
+    q = n_past - 1
+    if q == 0:
+        return n_past, norm, False
+    for j in range(q):  # normal equations of min || f - dF gam ||, dF[:, j] = f_{j+1} - f_j
+        gam[j] = 0.0
+        for i in range(m):
+            gam[j] += (past_f[j + 1, i] - past_f[j, i]) * past_f[q, i]
+        for k in range(j + 1):
+            acc = 0.0
+            for i in range(m):
+                acc += (past_f[j + 1, i] - past_f[j, i]) * (past_f[k + 1, i] - past_f[k, i])
+            gram[j, k] = acc
+    if not cholesky_into(gram[:q, :q], fac[:q, :q]):  # dependent differences: restart
+        past_g[0, :m] = past_g[q, :m]
+        past_f[0, :m] = past_f[q, :m]
+        return 1, norm, False
+    _cholesky_solve(fac[:q, :q], gam[:q])
+    for j in range(q):
+        for i in range(m):
+            x[i] -= gam[j] * (past_g[j + 1, i] - past_g[j, i])
+    return n_past, norm, True
+
+
+@njit(cache=True, nogil=True)
+def _structure(
+    cell: NDArray[np.int64], run: NDArray[np.int64], m: int, n_cells: int, n_runs: int
+) -> tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
+           NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:  # fmt: skip
+    """The components of the rows (:func:`_blocks`: ``n_comp, comp_of, pos, c_starts,
+    members, k_starts, runs``) and the rows grouped by run (``r_order, r_starts``)."""
+    comp_of = np.empty(n_cells, dtype=np.int64)
+    pos = np.zeros(n_cells, dtype=np.int64)
+    members = np.empty(n_cells, dtype=np.int64)
+    c_starts = np.empty(n_cells + n_runs + 1, dtype=np.int64)
+    runs = np.empty(n_runs, dtype=np.int64)
+    k_starts = np.empty(n_cells + n_runs + 1, dtype=np.int64)
+    n_comp = _blocks(cell, run, m, n_cells, n_runs, comp_of, pos, c_starts, members, k_starts,
+                     runs)  # fmt: skip
+    r_order = np.empty(max(m, 1), dtype=np.int64)
+    r_starts = np.empty(n_runs + 1, dtype=np.int64)
+    _group(run, m, n_runs, r_starts, r_order)
+    return n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts
+
+
+@njit(cache=True, nogil=True)
+def _exact_fit(
+    y: NDArray[np.float64],
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    n_cells: int,
+    n_runs: int,
+    w: NDArray[np.float64],
+    a: NDArray[np.float64],
+) -> bool:
+    """The weighted least squares of ``y[:m] = a[cell] + b[run] + e`` at the weights ``w``
+    (:func:`_wls`): the levels into ``a[:n_cells]`` (NaN for empty cells). False where a cell
+    system is not numerically positive definite."""
+    n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts = _structure(
+        cell, run, m, n_cells, n_runs)  # fmt: skip
+    widest = 1
+    for k in range(n_comp):
+        widest = max(widest, c_starts[k + 1] - c_starts[k])
+    a_all = np.zeros(n_cells)
+    ok = _wls(y, cell, run, m, w, n_comp, members, c_starts, pos, runs, k_starts, r_order,
+              r_starts, a_all, np.zeros(n_runs), np.empty((4, max(n_cells, n_runs))),
+              np.empty((widest, widest)), np.empty((widest, widest)), np.empty(widest))  # fmt: skip
+    for g in range(n_cells):
+        a[g] = a_all[g] if comp_of[g] >= 0 else np.nan
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def _polish(
+    y: NDArray[np.float64],
+    cell: NDArray[np.int64],
+    run: NDArray[np.int64],
+    m: int,
+    n_cells: int,
+    r_order: NDArray[np.int64],
+    r_starts: NDArray[np.int64],
+    resid: NDArray[np.float64],
+) -> None:
+    """Residuals of Tukey's median polish of ``y[:m]`` (cell medians, then run medians,
+    :data:`POLISH_SWEEPS` times) into ``resid[:m]``."""
+    small = np.empty(MEDIAN_SMALL)
+    buf = np.empty(max(m, 1))
+    order = np.empty(max(m, 1), dtype=np.int64)
+    starts = np.empty(n_cells + 1, dtype=np.int64)
+    _group(cell, m, n_cells, starts, order)
+    for i in range(m):
+        resid[i] = y[i]
+    for _ in range(POLISH_SWEEPS):
+        sweep_groups(resid, order, starts, 0, n_cells, buf, small)
+        sweep_groups(resid, r_order, r_starts, 0, r_starts.size - 1, buf, small)
 
 
 @njit(cache=True, nogil=True)
@@ -158,69 +434,54 @@ def _saturated(
     factor: float,
     resid: NDArray[np.float64],
     a: NDArray[np.float64],
-    work: NDArray[np.float64],
-    iwork: NDArray[np.int64],
-) -> None:
-    """Huber M-fit of ``y[:m] = a[cell] + b[run] + e`` (:func:`pepmix.model.robust.saturated_fit`
-    of one protein): residuals into ``resid[:m]``, levels into ``a`` (NaN for empty cells)."""
-    small = np.empty(24)
-    buf = work[:m]
-    w = work[m : 2 * m]
-    c_starts, c_order = iwork[: n_cells + 1], iwork[n_cells + 1 : n_cells + 1 + m]
-    off = n_cells + 1 + m
-    r_starts = iwork[off : off + n_runs + 1]
-    r_order = iwork[off + n_runs + 1 : off + n_runs + 1 + m]
-    _group(cell, m, n_cells, c_starts, c_order)
-    _group(run, m, n_runs, r_starts, r_order)
-    for i in range(m):
-        resid[i] = y[i]
-    for _ in range(POLISH_SWEEPS):
-        _sweep(resid, c_order, c_starts, n_cells, buf, small)
-        _sweep(resid, r_order, r_starts, n_runs, buf, small)
-    scale = _mad(resid, m, buf, small) * factor
-    w_cell = np.zeros(n_cells)
-    w_run = np.zeros(n_runs)
-    a_new = np.zeros(n_cells)
+    w: NDArray[np.float64],
+) -> int:
+    """Huber M-fit of ``y[:m] = a[cell] + b[run] + e`` (module docstring, "Saturated fit"):
+    residuals into ``resid[:m]``, levels into ``a[:n_cells]`` (NaN for empty cells), the
+    weights of the last weighted least squares into ``w[:m]``. Returns the IRLS rounds made,
+    negative when the weights did not settle within :data:`MAX_ROUNDS` (or a cell system was
+    singular)."""
+    n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts = _structure(
+        cell, run, m, n_cells, n_runs)  # fmt: skip
+    _polish(y, cell, run, m, n_cells, r_order, r_starts, resid)
+    widest = 1
+    for k in range(n_comp):
+        widest = max(widest, c_starts[k + 1] - c_starts[k])
+    sums = np.empty((4, max(n_cells, n_runs)))
+    mat = np.empty((widest, widest))
+    chol = np.empty((widest, widest))
+    rhs = np.empty(widest)
+    small = np.empty(MEDIAN_SMALL)
+    buf = np.empty(max(m, 1))
+    w_new = np.zeros(max(m, 1))
+    a_all = np.zeros(n_cells)
     b = np.zeros(n_runs)
-    b_new = np.zeros(n_runs)
-    for _ in range(SATURATED_ROUNDS):
-        limit = HUBER_K * scale
-        w_cell[:] = 0.0
-        w_run[:] = 0.0
+    x = resid[:m].copy()  # the residuals the next round's weights come from
+    past_g = np.empty((ANDERSON_MEMORY + 1, m))
+    past_f = np.empty((ANDERSON_MEMORY + 1, m))
+    gram = np.empty((ANDERSON_MEMORY, ANDERSON_MEMORY))
+    fac = np.empty((ANDERSON_MEMORY, ANDERSON_MEMORY))
+    gam = np.empty(ANDERSON_MEMORY)
+    n_past, last, extrapolated = 0, np.inf, True
+    rounds = -MAX_ROUNDS
+    for it in range(1, MAX_ROUNDS + 1):
+        if extrapolated:  # else w_new holds the Huber weights of x already
+            _huber(x, m, _mad(x, m, buf, small) * factor, w_new, w_new)
+        w[:m] = w_new[:m]
+        if not _wls(y, cell, run, m, w, n_comp, members, c_starts, pos, runs, k_starts, r_order,
+                    r_starts, a_all, b, sums, mat, chol, rhs):  # fmt: skip
+            rounds = -it
+            break
         for i in range(m):
-            absr = np.abs(resid[i])
-            wi = limit / absr if absr > limit else 1.0
-            w[i] = wi if scale > 0 else 1.0
-            w_cell[cell[i]] += w[i]
-            w_run[run[i]] += w[i]
-        a[:n_cells] = 0.0  # from zero every round, as the whole-table fit
-        b[:] = 0.0
-        for _ in range(SATURATED_SWEEPS):
-            a_new[:] = 0.0
-            for i in range(m):
-                a_new[cell[i]] += w[i] * (y[i] - b[run[i]])
-            moved = 0.0
-            for g in range(n_cells):
-                if w_cell[g] > 0:
-                    a_new[g] = a_new[g] / w_cell[g]
-                    moved = max(moved, np.abs(a_new[g] - a[g]))
-            b_new[:] = 0.0
-            for i in range(m):
-                b_new[run[i]] += w[i] * (y[i] - a_new[cell[i]])
-            for g in range(n_runs):
-                if w_run[g] > 0:
-                    b_new[g] = b_new[g] / w_run[g]
-                    moved = max(moved, np.abs(b_new[g] - b[g]))
-            a[:n_cells] = a_new
-            b[:] = b_new
-            if moved < 1e-10:
-                break
-        for i in range(m):
-            resid[i] = y[i] - a[cell[i]] - b[run[i]]
-        scale = _mad(resid, m, buf, small) * factor
+            resid[i] = y[i] - a_all[cell[i]] - b[run[i]]
+        if _huber(resid, m, _mad(resid, m, buf, small) * factor, w, w_new) < WEIGHT_TOL:
+            rounds = it
+            break
+        n_past, last, extrapolated = _anderson(resid, x, m, past_g, past_f, n_past, last, gram,
+                                               fac, gam)  # fmt: skip
     for g in range(n_cells):
-        if w_cell[g] == 0:
-            a[g] = np.nan
+        a[g] = a_all[g] if comp_of[g] >= 0 else np.nan
+    return rounds
 
 
 @njit(cache=True, nogil=True)
@@ -357,11 +618,14 @@ def saturated_tables(
     counts: NDArray[np.float64],
     scale: NDArray[np.float64],
     nu: NDArray[np.float64],
+    rounds: NDArray[np.int64],
 ) -> None:
     """Cell levels and counts (``levels``, ``counts``: flat ``feature * n_cond + condition``),
     pure-error scale and df (``scale``, ``nu``: NaN where :math:`\\nu < 1`) of the listed
     proteins (module docstring). Protein ``p`` has the rows ``row_start[p]:row_start[p + 1]``
-    (sorted by protein) and the features ``feat_start[p]:feat_start[p + 1]``."""
+    (sorted by protein) and the features ``feat_start[p]:feat_start[p + 1]``. ``rounds[p]``:
+    the IRLS rounds of its saturated fit (0 without pure error), negative when it did not
+    settle or a cell system was singular (:func:`_saturated`)."""
     longest, widest = 1, 1
     for k in range(proteins.size):
         p = proteins[k]
@@ -374,9 +638,9 @@ def saturated_tables(
     cs = np.empty(longest, dtype=np.int64)
     rs = np.empty(longest, dtype=np.int64)
     resid = np.empty(longest)
+    wk = np.empty(longest)
+    w_all = np.empty(longest)
     a = np.empty(widest)
-    work = np.empty(2 * longest)
-    iwork = np.empty(widest + n_runs + 2 + 2 * longest, dtype=np.int64)
     for k in range(proteins.size):
         p = proteins[k]
         lo, m = row_start[p], row_start[p + 1] - row_start[p]
@@ -394,20 +658,23 @@ def saturated_tables(
                 n_kept += 1
         df = n_kept - _rank(cell, rl, kept, m, nc, n_runs)
         factor = np.sqrt(n_kept / df) if df >= 1 else np.nan
-        refit = n_kept < m or df < 1
+        done = 0
         if df >= 1:
             nu[p] = df
-            _saturated(ys, cs, rs, n_kept, nc, n_runs, factor, resid, a, work, iwork)
+            done = _saturated(ys, cs, rs, n_kept, nc, n_runs, factor, resid, a, wk)
             rss = 0.0
             for i in range(n_kept):
                 rss += resid[i] ** 2
             scale[p] = np.sqrt(rss / df)
-        if refit:
+        if n_kept < m or df < 1:  # the pruned rows at weight 1: fitted exactly (docstring)
+            j = 0
             for i in range(m):
                 ys[i] = y[lo + i]
-            _saturated(
-                ys, cell, rl, m, nc, n_runs, factor if df >= 1 else 1.0, resid, a, work, iwork
-            )
+                w_all[i] = wk[j] if kept[i] and df >= 1 else 1.0
+                j += 1 if kept[i] else 0
+            if not _exact_fit(ys, cell, rl, m, nc, n_runs, w_all, a):
+                done = -max(abs(done), 1)
+        rounds[p] = done
         _main_component(cell, rl, m, nc, n_runs, n_cond, a)
         for g in range(nc):
             levels[f0 * n_cond + g] = a[g]

@@ -154,44 +154,158 @@ class Exclusions:
 def cell_levels(
     enc: Encoded, design: RunDesign
 ) -> tuple[NDArray[np.int64], FloatArray, FloatArray, FloatArray, FloatArray]:
-    r"""Cell levels of the pure-error fit (module docstring).
+    r"""Cell levels of the pure-error fit (module docstring), protein by protein with
+    :func:`saturated_reference`: the plain implementation of
+    :func:`pepmix.model._majority_kernel.saturated_tables`.
 
     Returns the cell codes (``feature * n_conditions + condition``), their levels
     :math:`\hat a_{jc}` and observation counts, and per protein the scale :math:`s` and the
-    residual df :math:`\nu` (NaN where :math:`\nu < 1`). The scale and df are those of
-    :func:`pepmix.model.robust.pure_error_scale` (observations the saturated model fits exactly
-    left out); the levels come from the same M-fit of all observations (a cell with one
-    observation has a level, only no pure error) with that scale's df factor. Cells outside the
-    largest connected component of their condition's cell-run incidence get NaN levels (not
-    comparable with the others).
+    residual df :math:`\nu` (NaN where :math:`\nu < 1`). The scale and df are those of the
+    fit without the observations the saturated model fits exactly (the only one of their cell
+    or run, pruned until none is left, as :func:`pepmix.model.robust.pure_error_scale`:
+    :math:`s^2 = \sum_i r_i^2 / \nu`); the levels come from the fit of all observations (a cell
+    with one observation has a level, only no pure error) with that scale's df factor. Cells
+    outside the largest connected component of their condition's cell-run incidence get NaN
+    levels (not comparable with the others).
     """
-    from pepmix.model.robust import _prune_exact, _saturated_rank, saturated_fit
+    from pepmix.model.robust import _prune_exact, _saturated_rank
 
     n_prot = len(enc.proteins)
     n_cond = max(len(design.conditions), 1)
     n_runs = max(len(enc.runs), 1)
     raw = enc.feat.astype(np.int64) * n_cond + design.condition_code[enc.run]
     kept = _prune_exact(raw, enc.prot.astype(np.int64) * n_runs + enc.run)
-    scale = np.full(n_prot, np.nan)
-    factor = np.full(n_prot, np.nan)
     nu = np.full(n_prot, np.nan)
     if kept.any():
         sub, n_sub = _cell_encoded(enc, raw, kept)
         n = np.bincount(sub.prot, minlength=n_prot).astype(np.float64)
         nu = n - _saturated_rank(sub, n_sub, n_prot)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.where(nu >= 1.0, np.sqrt(n / nu), np.nan)
-        resid, _, _ = saturated_fit(sub, n_sub, factor)
-        rss = np.bincount(sub.prot, weights=resid**2, minlength=n_prot)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.sqrt(np.where(nu >= 1.0, rss / nu, np.nan))
-    full, n_cells = _cell_encoded(enc, raw, np.ones(raw.size, dtype=bool))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(nu >= 1.0, np.sqrt(np.bincount(enc.prot[kept], minlength=n_prot) / nu),
+                          np.nan)  # fmt: skip
+    scale = np.full(n_prot, np.nan)
     cells = np.unique(raw)
-    # all observations, with the pruned fit's df factor (NaN: the polish MAD is used unscaled)
-    _, _, levels = saturated_fit(full, n_cells, np.where(np.isfinite(factor), factor, 1.0))
+    levels = np.full(cells.size, np.nan)
+    starts = np.searchsorted(enc.prot, np.arange(n_prot + 1))
+    for p in range(n_prot):
+        rows = np.arange(starts[p], starts[p + 1])
+        if not rows.size:
+            continue
+        w = np.ones(rows.size)  # pruned rows: weight 1, fitted exactly
+        if nu[p] >= 1.0:
+            part = rows[kept[rows]]
+            resid, lev, _, w[kept[rows]] = saturated_reference(
+                enc.y[part], raw[part], enc.run[part], factor[p])  # fmt: skip
+            scale[p] = np.sqrt(np.sum(resid**2) / nu[p])
+        if not (nu[p] >= 1.0 and kept[rows].all()):
+            _, lev = exact_reference(enc.y[rows], raw[rows], enc.run[rows], w)
+        own = np.unique(raw[rows])
+        levels[np.searchsorted(cells, own)] = lev[own - own[0]]
+    full, n_cells = _cell_encoded(enc, raw, np.ones(raw.size, dtype=bool))
     count = np.bincount(full.feat, minlength=n_cells).astype(np.float64)
     levels = np.where(_main_component(full, n_cells, n_cond, cells), levels, np.nan)
     return cells, levels, count, scale, np.where(nu >= 1.0, nu, np.nan)
+
+
+def saturated_reference(
+    y: FloatArray, cell: NDArray[np.int64], run: IntArray, factor: float
+) -> tuple[FloatArray, FloatArray, int, FloatArray]:
+    r"""Huber M-fit of one protein's :math:`y_i = a_{c(i)} + b_{r(i)} + e_i` (module docstring,
+    "Saturated fit"), plainly: median polish, then IRLS rounds (Anderson-accelerated), each an
+    exact weighted least squares (:func:`exact_reference`).
+
+    Returns the residuals, the levels ``a[c - min(cell)]`` (NaN for codes without rows), the
+    rounds made (negative: the weights did not settle within
+    :data:`~pepmix.model._majority_kernel.MAX_ROUNDS`) and the weights of the last round.
+    ``factor`` scales the MAD.
+    """
+    from pepmix.model._majority_kernel import (
+        HUBER_K, MAD_SCALE, MAX_ROUNDS, POLISH_SWEEPS, WEIGHT_TOL,
+    )  # fmt: skip
+
+    _, c = np.unique(cell, return_inverse=True)
+    _, r = np.unique(run, return_inverse=True)
+    resid = np.asarray(y, dtype=np.float64).copy()
+    for _ in range(POLISH_SWEEPS):
+        for code in (c, r):
+            resid -= np.array([np.median(resid[code == g]) for g in range(code.max() + 1)])[code]
+
+    def weights(res: FloatArray) -> FloatArray:
+        mad = MAD_SCALE * np.median(np.abs(res - np.median(res))) * factor
+        absr = np.abs(res)
+        with np.errstate(divide="ignore"):
+            return np.where(absr > HUBER_K * mad, HUBER_K * mad / absr, 1.0) if mad > 0 else (
+                np.ones(res.size))  # fmt: skip
+
+    x_next, past_g, past_f = resid, [], []
+    rounds = -MAX_ROUNDS
+    for it in range(1, MAX_ROUNDS + 1):
+        w = weights(x_next)
+        resid, levels = exact_reference(y, cell, run, w)
+        if float(np.max(np.abs(weights(resid) - w))) < WEIGHT_TOL:
+            rounds = it
+            break
+        x_next = _anderson_step(resid, x_next, past_g, past_f)
+    return resid, levels, rounds, w
+
+
+def exact_reference(
+    y: FloatArray, cell: NDArray[np.int64], run: IntArray, w: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    r"""Weighted least squares of :math:`y_i = a_{c(i)} + b_{r(i)} + e_i` at the weights ``w``
+    by ``numpy.linalg.lstsq``, shifted so that :math:`\sum_r W_r b_r = 0` in every connected
+    component of the cell-run incidence (module docstring, "Saturated fit"): the residuals and
+    the levels ``a[c - min(cell)]`` (NaN for codes without rows)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    cells, c = np.unique(cell, return_inverse=True)
+    _, r = np.unique(run, return_inverse=True)
+    nc, nr = int(c.max()) + 1, int(r.max()) + 1
+    x = np.zeros((y.size, nc + nr))
+    x[np.arange(y.size), c] = 1.0
+    x[np.arange(y.size), nc + r] = 1.0
+    graph = coo_matrix((np.ones(y.size), (c, nc + r)), shape=(nc + nr, nc + nr))
+    _, comp = connected_components(graph, directed=False)
+    sw = np.sqrt(w)
+    coef = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]
+    w_run = np.bincount(r, weights=w, minlength=nr)
+    with np.errstate(invalid="ignore"):
+        shift = np.bincount(comp[nc:], weights=w_run * coef[nc:]) / np.bincount(
+            comp[nc:], weights=w_run)  # fmt: skip
+    coef += np.r_[shift[comp[:nc]], -shift[comp[nc:]]]
+    levels = np.full(int(cells[-1] - cells[0]) + 1, np.nan)
+    levels[cells - cells[0]] = coef[:nc]
+    return np.asarray(y - x @ coef, dtype=np.float64), levels
+
+
+def _anderson_step(
+    g: FloatArray, x: FloatArray, past_g: list[FloatArray], past_f: list[FloatArray]
+) -> FloatArray:
+    """Anderson's step of :func:`saturated_reference` (module docstring, "Saturated fit"):
+    the next residuals after the round that took ``x`` to ``g``; ``past_g`` and ``past_f``
+    (the last rounds' ``g`` and ``g - x``) are updated in place."""
+    from pepmix.model._majority_kernel import ANDERSON_MEMORY
+
+    f = g - x
+    if past_f and np.linalg.norm(f) > np.linalg.norm(past_f[-1]):
+        past_g.clear()  # no progress: restart from the plain step
+        past_f.clear()
+    past_g.append(g)
+    past_f.append(f)
+    if len(past_f) > ANDERSON_MEMORY + 1:
+        del past_g[0], past_f[0]
+    if len(past_f) < 2:
+        return g
+    d_f = np.diff(np.array(past_f), axis=0).T
+    d_g = np.diff(np.array(past_g), axis=0).T
+    try:  # the normal equations of min || f - d_f gam ||
+        fac = np.linalg.cholesky(d_f.T @ d_f)
+    except np.linalg.LinAlgError:  # dependent differences: restart
+        del past_g[:-1], past_f[:-1]
+        return g
+    gam = np.linalg.solve(fac.T, np.linalg.solve(fac, d_f.T @ f))
+    return np.asarray(g - d_g @ gam, dtype=np.float64)
 
 
 def _cell_encoded(
@@ -457,19 +571,66 @@ def _pure_error(enc: Encoded, design: RunDesign, n_cond: int, sample_only: bool 
     feat_start = np.searchsorted(fprot, np.arange(n_prot + 1)).astype(np.int64)
     row_start = np.searchsorted(enc.prot, np.arange(n_prot + 1)).astype(np.int64)
     n_feat = fprot.size
+    canon, y, feat, run = _canonical(enc, fprot)
     levels = np.full(n_feat * n_cond, np.nan)
     counts = np.zeros(n_feat * n_cond)
     scale = np.full(n_prot, np.nan)
     nu = np.full(n_prot, np.nan)
+    rounds = np.zeros(n_prot, dtype=np.int64)
     saturated_tables(
-        enc.y.astype(np.float64), enc.feat.astype(np.int64), enc.run.astype(np.int64),
-        np.asarray(design.condition_code, dtype=np.int64), row_start, feat_start,
+        y, feat, run, np.asarray(design.condition_code, dtype=np.int64), row_start, feat_start,
         candidates.astype(np.int64), n_cond, max(len(enc.runs), 1), levels, counts, scale, nu,
+        rounds,
     )  # fmt: skip
+    levels = levels.reshape(n_feat, n_cond)[canon].ravel()  # back to the codes of enc
+    counts = counts.reshape(n_feat, n_cond)[canon].ravel()
+    _log_rounds(rounds[candidates])
     has = np.isfinite(scale[candidates]) & (scale[candidates] > 0)
     s2 = np.where(has, scale[candidates] ** 2, 0.0)
     df = np.where(has, np.nan_to_num(nu[candidates]), 0.0)
     return fprot, candidates, (levels, counts, feat_start, n_cond), s2, df
+
+
+def _canonical(
+    enc: Encoded, fprot: IntArray
+) -> tuple[IntArray, FloatArray, NDArray[np.int64], NDArray[np.int64]]:
+    """Each feature code's code when the features of every protein are numbered by name, and
+    the observations ``y, feat, run`` in that numbering, ordered by feature and run.
+
+    :func:`pepmix.model.fit.encode` numbers features by first appearance in the table, so a
+    subset (a shard, the prior's sample) may number a protein's features differently; the
+    saturated fits' sums (and so their last bits) follow the numbering, and in this one the
+    numbers do not depend on the rest of the table."""
+    names = np.asarray([str(x) for x in enc.features[: fprot.size]], dtype=object)
+    order = np.lexsort((names, fprot))
+    canon = np.empty(fprot.size, dtype=np.intp)
+    canon[order] = np.arange(fprot.size)
+    feat = canon[enc.feat].astype(np.int64)
+    y, run = enc.y.astype(np.float64), enc.run.astype(np.int64)
+    if feat.size > 1 and np.any(feat[1:] < feat[:-1]):
+        rows = np.argsort(feat * max(len(enc.runs), 1) + run, kind="stable")
+        y, feat, run = y[rows], feat[rows], run[rows]
+    return canon, y, feat, run
+
+
+def _log_rounds(rounds: NDArray[np.int64]) -> None:
+    """Log once how many saturated fits did not settle (``rounds`` < 0: weights still moving
+    after :data:`pepmix.model._majority_kernel.MAX_ROUNDS` IRLS rounds) and the rounds used."""
+    from pepmix.model._majority_kernel import MAX_ROUNDS, WEIGHT_TOL
+
+    if not rounds.size:
+        return
+    unsettled = int(np.sum(rounds < 0))
+    log.debug("feature majority rule: saturated fits settled in %s IRLS rounds (median %.0f, "
+              "max %d)", rounds.size, float(np.median(np.abs(rounds))),
+              int(np.max(np.abs(rounds))))  # fmt: skip
+    if unsettled:
+        log.warning(
+            "feature majority rule: the saturated fit of %d of %d proteins did not settle "
+            "(Huber weights still moving by %g or more after %d rounds); their last "
+            "round's fit is used",
+            unsettled, rounds.size, WEIGHT_TOL, MAX_ROUNDS,
+        )  # fmt: skip
 
 
 def _sample_prior(
