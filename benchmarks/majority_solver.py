@@ -73,9 +73,7 @@ def main() -> None:
             int((both["_merge"] == "left_only").sum()),
             int((both["_merge"] == "right_only").sum()),
             int((both["_merge"] == "both").sum()),
-            float(
-                (both["pvalue"].map(_log10) - both["pvalue_other"].map(_log10)).abs().max()
-            ),
+            float((both["pvalue"].map(_log10) - both["pvalue_other"].map(_log10)).abs().max()),
         )
         print(both[both["_merge"] != "both"].to_string(index=False))
 

@@ -16,13 +16,15 @@ For one protein, feature :math:`j`, condition :math:`c`, run :math:`r` (in :math
 
 .. math:: y_{jr} = a_{jc} + b_r + e_{jr},
 
-saturated in feature x condition (the *pure-error* fit of :func:`pepmix.model.robust.saturated_fit`:
-Huber M-estimation from the median polish). :math:`\hat a_{jc}` is estimated up to one constant
-per condition (the run levels absorb it), so only differences between features within a
-condition are used; the run (sample) effects cancel in them, and the interaction is measured
-against the *within-cell* (pure-error) variance, which the shift does not inflate:
-:math:`s^2 = \sum_i r_i^2 / \nu` over the residuals of the same fit without the observations
-it fits exactly (the only one of their cell or run), :math:`\nu = n -` rank. (The MAD of those
+saturated in feature x condition (the *pure-error* fit: Huber M-estimation from the median
+polish, iterated until the weights settle, each round an exact weighted least squares;
+:mod:`pepmix.model._majority_kernel`, "Saturated fit", states the model, the solver and its
+guarantee). :math:`\hat a_{jc}` is estimated up to one constant per condition (the run levels
+absorb it), so only differences between features within a condition are used; the run
+(sample) effects cancel in them, and the interaction is measured against the *within-cell*
+(pure-error) variance, which the shift does not inflate: :math:`s^2 = \sum_i r_i^2 / \nu`
+over the residuals of the fit without the observations the model fits exactly (the only one
+of their cell or run), :math:`\nu = n -` rank. (The MAD of those
 residuals was tried first: its equivalent df, about 0.37 :math:`\nu`, left too little power with
 missing values; a single outlying observation inflates :math:`s^2`, which only makes the test
 more conservative.) The per-protein variances are moderated by limma's empirical Bayes
@@ -210,39 +212,40 @@ def cell_levels(
 def saturated_reference(
     y: FloatArray, cell: NDArray[np.int64], run: IntArray, factor: float
 ) -> tuple[FloatArray, FloatArray, int, FloatArray]:
-    r"""Huber M-fit of one protein's :math:`y_i = a_{c(i)} + b_{r(i)} + e_i` (module docstring,
-    "Saturated fit"), plainly: median polish, then IRLS rounds (Anderson-accelerated), each an
-    exact weighted least squares (:func:`exact_reference`).
+    r"""Huber M-fit of one protein's :math:`y_i = a_{c(i)} + b_{r(i)} + e_i`
+    (:mod:`pepmix.model._majority_kernel`, "Saturated fit"), plainly: median polish, then IRLS
+    rounds (Anderson-accelerated), each an exact weighted least squares
+    (:func:`exact_reference`).
 
     Returns the residuals, the levels ``a[c - min(cell)]`` (NaN for codes without rows), the
     rounds made (negative: the weights did not settle within
     :data:`~pepmix.model._majority_kernel.MAX_ROUNDS`) and the weights of the last round.
     ``factor`` scales the MAD.
     """
-    from pepmix.model._majority_kernel import (
-        HUBER_K, MAD_SCALE, MAX_ROUNDS, POLISH_SWEEPS, WEIGHT_TOL,
-    )  # fmt: skip
+    from pepmix.model import _majority_kernel as kernel
 
     _, c = np.unique(cell, return_inverse=True)
     _, r = np.unique(run, return_inverse=True)
     resid = np.asarray(y, dtype=np.float64).copy()
-    for _ in range(POLISH_SWEEPS):
+    for _ in range(kernel.POLISH_SWEEPS):
         for code in (c, r):
             resid -= np.array([np.median(resid[code == g]) for g in range(code.max() + 1)])[code]
 
     def weights(res: FloatArray) -> FloatArray:
-        mad = MAD_SCALE * np.median(np.abs(res - np.median(res))) * factor
+        limit = kernel.HUBER_K * kernel.MAD_SCALE * np.median(np.abs(res - np.median(res)))
+        limit *= factor
         absr = np.abs(res)
         with np.errstate(divide="ignore"):
-            return np.where(absr > HUBER_K * mad, HUBER_K * mad / absr, 1.0) if mad > 0 else (
-                np.ones(res.size))  # fmt: skip
+            return np.where(absr > limit, limit / absr, 1.0) if limit > 0 else np.ones(res.size)
 
-    x_next, past_g, past_f = resid, [], []
-    rounds = -MAX_ROUNDS
-    for it in range(1, MAX_ROUNDS + 1):
+    x_next = resid
+    past_g: list[FloatArray] = []
+    past_f: list[FloatArray] = []
+    rounds = -kernel.MAX_ROUNDS
+    for it in range(1, kernel.MAX_ROUNDS + 1):
         w = weights(x_next)
         resid, levels = exact_reference(y, cell, run, w)
-        if float(np.max(np.abs(weights(resid) - w))) < WEIGHT_TOL:
+        if float(np.max(np.abs(weights(resid) - w))) < kernel.WEIGHT_TOL:
             rounds = it
             break
         x_next = _anderson_step(resid, x_next, past_g, past_f)
@@ -254,7 +257,8 @@ def exact_reference(
 ) -> tuple[FloatArray, FloatArray]:
     r"""Weighted least squares of :math:`y_i = a_{c(i)} + b_{r(i)} + e_i` at the weights ``w``
     by ``numpy.linalg.lstsq``, shifted so that :math:`\sum_r W_r b_r = 0` in every connected
-    component of the cell-run incidence (module docstring, "Saturated fit"): the residuals and
+    component of the cell-run incidence (:mod:`pepmix.model._majority_kernel`, "Saturated
+    fit"): the residuals and
     the levels ``a[c - min(cell)]`` (NaN for codes without rows)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -282,7 +286,7 @@ def exact_reference(
 def _anderson_step(
     g: FloatArray, x: FloatArray, past_g: list[FloatArray], past_f: list[FloatArray]
 ) -> FloatArray:
-    """Anderson's step of :func:`saturated_reference` (module docstring, "Saturated fit"):
+    """Anderson's step of :func:`saturated_reference` (:mod:`pepmix.model._majority_kernel`):
     the next residuals after the round that took ``x`` to ``g``; ``past_g`` and ``past_f``
     (the last rounds' ``g`` and ``g - x``) are updated in place."""
     from pepmix.model._majority_kernel import ANDERSON_MEMORY
@@ -468,7 +472,8 @@ def majority_exclusions(
     Compiled (:mod:`pepmix.model._majority_kernel`): the saturated fits protein by protein,
     only for proteins with :data:`MIN_SHARED` or more features observed in two or more
     conditions, and the step-down vectorised over proteins. The same exclusions and p-values
-    (to the backfitting's 1e-10) as :func:`reference_exclusions`.
+    (within the fits' tolerance) as :func:`reference_exclusions`. Saturated fits whose
+    weights did not settle are counted in one warning.
 
     Parameters
     ----------
