@@ -165,8 +165,10 @@ def cell_levels(
     residual df :math:`\nu` (NaN where :math:`\nu < 1`). The scale and df are those of the
     fit without the observations the saturated model fits exactly (the only one of their cell
     or run, pruned until none is left, as :func:`pepmix.model.robust.pure_error_scale`:
-    :math:`s^2 = \sum_i r_i^2 / \nu`); the levels come from the fit of all observations (a cell
-    with one observation has a level, only no pure error) with that scale's df factor. Cells
+    :math:`s^2 = \sum_i r_i^2 / \nu`); the levels come from the exact weighted least squares
+    of all observations (a cell with one observation has a level, only no pure error) at that
+    fit's settled weights, weight 1 for the pruned observations (:mod:`pepmix.model.
+    _majority_kernel`, "Saturated fit"). Cells
     outside the largest connected component of their condition's cell-run incidence get NaN
     levels (not comparable with the others).
     """
