@@ -136,8 +136,9 @@ def _run_names_arrow(values: pd.Series) -> pd.Series:
     cache: dict[str, str] = {}
     chunks = []
     for chunk in encoded.chunks:
+        # (each distinct value named once: ``setdefault`` would call run_name every time)
         names = [
-            cache.setdefault(v, run_name(v)) if v is not None else None
+            None if v is None else cache[v] if v in cache else cache.setdefault(v, run_name(v))
             for v in chunk.dictionary.to_pylist()
         ]
         chunks.append(pa.array(names, type=pa.large_string()).take(chunk.indices))
