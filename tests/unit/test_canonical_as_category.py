@@ -5,11 +5,15 @@ the stripped text when any changed, else the categories as they were."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pepmix.canonical import as_category
+from pepmix.errors import InputFormatError
+from pepmix.readers._common import check_no_nul
 
 # the ends str.strip removes (str.isspace), some Arrow may not call whitespace, and others
 ENDS = ["", " ", "\t", "\n", "\xa0", "\u2003", "\x1c", "\x1f", "\u3000", "\x85", "x", "é", "_"]
@@ -67,3 +71,15 @@ def test_as_category_of_other_values_equals_reference(values: list[object]) -> N
     series = pd.Series(values, dtype=object).astype("category")
     _assert_same(as_category(series), _reference(series))
     _assert_same(as_category(pd.Series(values, dtype=object)), _reference(pd.Series(values)))
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", "string[python]", object])
+def test_check_no_nul_finds_nul_in_any_string_index(tmp_path: Path, dtype: object) -> None:
+    """Arrow-backed categories are searched by Arrow; the same values pass or fail."""
+    path = tmp_path / "table.tsv"
+    path.write_text("protein\nP1\n")
+    check_no_nul(pd.Index(["P1", "P 2", ""], dtype=dtype), path, "protein")
+    check_no_nul(pd.Series(["P1", None], dtype=dtype).astype("category").cat.categories, path, "x")
+    for bad in (["P1", "P\x002"], ["\x00"], ["P1\x00"]):
+        with pytest.raises(InputFormatError, match="NUL byte"):
+            check_no_nul(pd.Index(bad, dtype=dtype), path, "protein")

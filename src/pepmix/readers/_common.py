@@ -12,6 +12,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PureWindowsPath
+from typing import TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -486,6 +487,11 @@ def check_no_nul(values: Iterable[object], path: str | Path, what: str) -> None:
     InputFormatError
         Naming the file, line and column of the first NUL byte.
     """
+    if (
+        _arrow_text(values)
+        and not pc.any(pc.match_substring(pa.array(values.array), "\x00")).as_py()
+    ):
+        return  # Arrow-backed strings searched by Arrow (not one Python object per value)
     for value in values:
         if isinstance(value, str) and "\x00" in value:
             where = locate_char(path, "\x00") or f"a {what} value"
@@ -494,6 +500,15 @@ def check_no_nul(values: Iterable[object], path: str | Path, what: str) -> None:
                 f"{path}: {where}: NUL byte (\\x00) in a value ({shown!r}); the file is corrupt "
                 "or not a text table"
             )
+
+
+def _arrow_text(values: object) -> TypeGuard[pd.Index]:
+    """Whether ``values`` is an index of Arrow-backed strings (pandas' ``str``)."""
+    return (
+        isinstance(values, pd.Index)
+        and isinstance(values.dtype, pd.StringDtype)
+        and values.dtype.storage == "pyarrow"
+    )
 
 
 def check_text_file(path: str | Path, error: type[Exception] = InputFormatError) -> None:
