@@ -42,8 +42,9 @@ batches as they are read, before they are filtered (one pass over the file: the 
 is read as a dictionary, so each batch adds integer codes).
 
 Memory is therefore bounded by the projected columns of the rows that pass the filters (plus one
-batch or chunk), not by the size of the file. As in :func:`pepmix.filters.filter_rows`, a row
-with a missing q-value is kept. The same filters applied again later change nothing.
+batch per reading thread, or one chunk), not by the size of the file. As in
+:func:`pepmix.filters.filter_rows`, a row with a missing q-value is kept. The same filters applied
+again later change nothing.
 
 Rows with an empty ``Protein.Group`` (DIA-NN leaves it empty for precursors it did not assign to
 a protein group; they have ``PG.Q.Value`` 1) are dropped with a warning, since they cannot be
@@ -193,8 +194,6 @@ def _read_parquet(
     scan = ParquetScan(path, columns, thresholds, protein_column)
     try:
         table = scan.read(batch_rows, record)
-    except InputFormatError:
-        raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
     # one block per column: the reader takes the columns one by one (no consolidating copy)
@@ -238,17 +237,10 @@ class ParquetScan:
 
     def read(self, batch_rows: int, record: DroppedProteins) -> pa.Table:
         """The kept rows of every row group, in file order (``record`` updated)."""
-        try:
-            source = pq.ParquetFile(self.path)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
-            raise InputFormatError(f"{self.path}: cannot read the Parquet report ({exc})") from None
+        source = pq.ParquetFile(self.path)
         schema = source.schema_arrow
         text = [c for c in self.columns if pa.types.is_string(schema.field(c).type)]
         metadata = source.metadata
-        n_groups = metadata.num_row_groups
-        if n_groups == 0:
-            empty = pq.ParquetFile(self.path, read_dictionary=text)
-            return empty.read(columns=self.columns, use_threads=False)
 
         def group(index: int) -> list[pa.RecordBatch]:
             reader = pq.ParquetFile(self.path, metadata=metadata, read_dictionary=text)
@@ -262,15 +254,14 @@ class ParquetScan:
                 )
             ]
 
+        n_groups = metadata.num_row_groups
         workers = max(1, min(pa.cpu_count(), n_groups))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pepmix-scan") as pool:
-            groups = list(pool.map(group, range(n_groups)))
-        batches = [batch for part in groups for batch in part]
-        table = pa.Table.from_batches(batches) if batches else None
-        if table is None:  # row groups without rows
+            batches = [batch for part in pool.map(group, range(n_groups)) for batch in part]
+        if not batches:  # no row group, or none with rows: the columns' types, no rows
             empty = pq.ParquetFile(self.path, read_dictionary=text)
             return empty.read(columns=self.columns, use_threads=False)
-        return table.select(self.columns)
+        return pa.Table.from_batches(batches).select(self.columns)
 
     def _kept(self, batch: pa.RecordBatch, record: DroppedProteins) -> pa.RecordBatch:
         """``batch``'s rows passing the thresholds, after adding the batch to ``record``."""
