@@ -35,6 +35,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -106,22 +107,45 @@ def as_category(values: pd.Series | object) -> pd.Series:
     if not isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype("category")
     cats = series.cat.categories
-    if not pd.api.types.is_string_dtype(cats.dtype) or cats.dtype == object:
-        cats_text = pd.Index(cats.astype(str), dtype=object)
+    if _stripped_arrow_text(cats):
+        return series  # what the general path returns for them, without converting them
+    labels: list[Any] = cats.tolist() if cats.dtype == object else []
+    cats_text: Any
+    if labels and all(type(label) is str for label in labels):
+        cats_text = cats  # already ``str``: no copy to compare with (the usual case)
     else:
-        cats_text = pd.Index(cats.to_numpy(dtype=object), dtype=object)
-    text = cats_text.str.strip()
-    if not text.equals(cats_text):
+        if not pd.api.types.is_string_dtype(cats.dtype) or cats.dtype == object:
+            cats_text = pd.Index(cats.astype(str), dtype=object)
+        else:
+            cats_text = pd.Index(cats.to_numpy(dtype=object), dtype=object)
+        labels = cats_text.tolist()
+    # (Python's ``str.strip`` in a list comprehension: ~6x faster than ``Index.str.strip`` and
+    # ``Index.equals`` on tens of thousands of features)
+    text = [label.strip() for label in labels]
+    if text != labels:
         codes = series.cat.codes.to_numpy()
-        uniq, inverse = np.unique(text.to_numpy(dtype=str), return_inverse=True)
+        uniq, inverse = np.unique(np.array(text, dtype=str), return_inverse=True)
         new_codes = np.where(codes >= 0, inverse[np.maximum(codes, 0)], -1)
         series = pd.Series(
             pd.Categorical.from_codes(new_codes, categories=pd.Index(uniq, dtype=object)),
             index=series.index,
         )
-    elif not cats.equals(cats_text):
+    elif cats_text is not cats and not cats.equals(cats_text):
         series = series.cat.rename_categories(cats_text)
     return series
+
+
+def _stripped_arrow_text(cats: pd.Index) -> bool:
+    """Whether ``cats`` are Arrow-backed strings (pandas' ``str``) none of which ``str.strip``
+    would change, read from their first and last characters by Arrow: a string is unchanged
+    by ``str.strip`` exactly when neither end is whitespace (``str.isspace``)."""
+    if not isinstance(cats.dtype, pd.StringDtype) or cats.dtype.storage != "pyarrow":
+        return False
+    text = pa.array(cats.array)
+    ends = pa.chunked_array(
+        [pc.utf8_slice_codeunits(text, 0, 1), pc.utf8_slice_codeunits(text, -1)]
+    )
+    return not any(str(c).isspace() for c in pc.unique(ends).to_pylist() if c is not None)
 
 
 def conform(frame: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PureWindowsPath
+from typing import TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -136,8 +137,9 @@ def _run_names_arrow(values: pd.Series) -> pd.Series:
     cache: dict[str, str] = {}
     chunks = []
     for chunk in encoded.chunks:
+        # (each distinct value named once: ``setdefault`` would call run_name every time)
         names = [
-            cache.setdefault(v, run_name(v)) if v is not None else None
+            None if v is None else cache[v] if v in cache else cache.setdefault(v, run_name(v))
             for v in chunk.dictionary.to_pylist()
         ]
         chunks.append(pa.array(names, type=pa.large_string()).take(chunk.indices))
@@ -485,6 +487,11 @@ def check_no_nul(values: Iterable[object], path: str | Path, what: str) -> None:
     InputFormatError
         Naming the file, line and column of the first NUL byte.
     """
+    if (
+        _arrow_text(values)
+        and not pc.any(pc.match_substring(pa.array(values.array), "\x00")).as_py()
+    ):
+        return  # Arrow-backed strings searched by Arrow (not one Python object per value)
     for value in values:
         if isinstance(value, str) and "\x00" in value:
             where = locate_char(path, "\x00") or f"a {what} value"
@@ -493,6 +500,15 @@ def check_no_nul(values: Iterable[object], path: str | Path, what: str) -> None:
                 f"{path}: {where}: NUL byte (\\x00) in a value ({shown!r}); the file is corrupt "
                 "or not a text table"
             )
+
+
+def _arrow_text(values: object) -> TypeGuard[pd.Index]:
+    """Whether ``values`` is an index of Arrow-backed strings (pandas' ``str``)."""
+    return (
+        isinstance(values, pd.Index)
+        and isinstance(values.dtype, pd.StringDtype)
+        and values.dtype.storage == "pyarrow"
+    )
 
 
 def check_text_file(path: str | Path, error: type[Exception] = InputFormatError) -> None:

@@ -30,19 +30,21 @@ are not needed here. The reader therefore
 - reads only the columns above (Parquet: column projection; text: pandas ``usecols``);
 - applies the q-value thresholds *while reading*, when they are given as the options
   ``q_value`` and ``pg_q_value`` (the ingest step passes the values of the ``filter:`` config
-  section). Parquet is scanned with a pyarrow dataset filter expression, batch by batch, so rows
-  above the thresholds are never materialised; text is parsed in chunks of ``chunk_rows`` rows
-  (default 1,000,000) and each chunk is filtered before the next is read.
+  section). Parquet is read row group by row group (by as many threads as pyarrow's CPU pool
+  has), batch by batch (``chunk_rows`` rows), and each batch is filtered before the next one is
+  read (:class:`ParquetScan`), so rows above the thresholds are never kept; text is parsed in
+  chunks of ``chunk_rows`` rows (default 1,000,000) and each chunk is filtered before the next is
+  read.
 
 Proteins none of whose rows passes the thresholds are recorded, with the reason, in the
-output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`): for text, from the chunks
-as they are read; for Parquet, by a second scan of the protein column (dictionary-encoded) and the
-q-value columns only, batch by batch (0.07 s for a 1.3 M-row, 115 MB simulated 2.x report whose
-filtered read takes 0.3-0.5 s; peak memory unchanged).
+output's ``attrs[REMOVED_PROTEINS]`` (:mod:`pepmix.readers._dropped`), from the chunks or
+batches as they are read, before they are filtered (one pass over the file: the protein column
+is read as a dictionary, so each batch adds integer codes).
 
 Memory is therefore bounded by the projected columns of the rows that pass the filters (plus one
-batch or chunk), not by the size of the file. As in :func:`pepmix.filters.filter_rows`, a row
-with a missing q-value is kept. The same filters applied again later change nothing.
+batch per reading thread, or one chunk), not by the size of the file. As in
+:func:`pepmix.filters.filter_rows`, a row with a missing q-value is kept. The same filters applied
+again later change nothing.
 
 Rows with an empty ``Protein.Group`` (DIA-NN leaves it empty for precursors it did not assign to
 a protein group; they have ``PG.Q.Value`` 1) are dropped with a warning, since they cannot be
@@ -55,6 +57,7 @@ channels would otherwise be summed as if they were duplicates.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,38 +182,18 @@ def _read_parquet(
     dropped: tuple[str, DroppedProteins],
     batch_rows: int,
 ) -> pd.DataFrame:
-    """The filtered scan (:func:`_scan_parquet`) and, with thresholds, the record of the proteins
-    it drops (:func:`_dropped_parquet`), the latter in a second thread meanwhile: both passes read
-    the file, and pyarrow decodes without holding the GIL (the filtered scan runs on one core).
+    """Read a Parquet report: column projection, the q-value filter applied per batch, and the
+    record of the proteins it drops (:class:`ParquetScan`), in one pass over the file.
 
-    If the scan fails, its error is raised (after the other pass has finished).
+    The row groups are read by as many threads as pyarrow's CPU pool has (each decoding one row
+    group at a time, without the GIL), batch by batch (``batch_rows`` rows), and each batch is
+    filtered before the next one is read; the batches are then joined in file order. The text
+    columns are read as dictionaries, so each distinct string is converted once.
     """
-    if not thresholds:
-        return _scan_parquet(path, columns, thresholds)
     protein_column, record = dropped
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pepmix-dropped") as pool:
-        pending = pool.submit(
-            _dropped_parquet, path, protein_column, thresholds, record, batch_rows
-        )
-        frame = _scan_parquet(path, columns, thresholds)
-        pending.result()
-    return frame
-
-
-def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float]) -> pd.DataFrame:
-    """Read a Parquet report with column projection and a q-value filter pushed into the scan."""
-    expression = None
-    for column, limit in thresholds.items():
-        field = pc.field(file_column(column))
-        condition = (field <= limit) | field.is_null()
-        expression = condition if expression is None else expression & condition
+    scan = ParquetScan(path, columns, thresholds, protein_column)
     try:
-        schema = pq.read_schema(path)
-        in_file = [file_column(c) for c in columns]
-        text_columns = [c for c in in_file if pa.types.is_string(schema.field(c).type)]
-        table = pq.read_table(
-            path, columns=in_file, filters=expression, read_dictionary=text_columns
-        )
+        table = scan.read(batch_rows, record)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
     # one block per column: the reader takes the columns one by one (no consolidating copy)
@@ -219,34 +202,99 @@ def _scan_parquet(path: Path, columns: list[str], thresholds: Mapping[str, float
     return frame
 
 
-def _dropped_parquet(
-    path: Path,
-    protein_column: str,
-    thresholds: Mapping[str, float],
-    dropped: DroppedProteins,
-    batch_rows: int,
-) -> None:
-    """Record proteins without a row passing ``thresholds``: a pass over 1 + 2 columns only.
+class ParquetScan:
+    """One filtered pass over a Parquet report's row groups (see :func:`_read_parquet`).
 
-    The protein column is read dictionary-encoded, so each batch is integer codes into a small
-    dictionary; the q-value columns are float32 in DIA-NN 2.x reports.
+    A row is kept when each threshold column is at most its threshold or null, the filter of
+    :func:`pepmix.filters.filter_rows` (as the pyarrow expression ``(q <= t) | is_null(q)``, so
+    a NaN q-value, unlike a null one, drops the row). The dropped-protein record sees every row
+    of each batch before the filter: step ``i`` passes where ``not (q_i > t_i)``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The report.
+    columns : list of str
+        Columns to read (names as the reader sees them, :func:`~pepmix.readers._common.alias`).
+    thresholds : mapping of str to float
+        Threshold per q-value column (none: every row is kept and nothing is recorded).
+    protein_column : str
+        The protein column, for the dropped-protein record.
     """
-    in_file = [file_column(protein_column), *(file_column(c) for c in thresholds)]
-    try:
-        source = pq.ParquetFile(path, read_dictionary=[in_file[0]])
-        for batch in source.iter_batches(batch_size=batch_rows, columns=in_file):
-            protein = batch.column(0)
-            if not pa.types.is_dictionary(protein.type):
-                protein = pc.dictionary_encode(protein)
-            codes = protein.indices.to_numpy(zero_copy_only=False)
-            codes = np.where(protein.is_null().to_numpy(zero_copy_only=False), -1, codes)
-            passes = [
-                ~(batch.column(i + 1).to_numpy(zero_copy_only=False) > limit)
-                for i, limit in enumerate(thresholds.values())
+
+    def __init__(
+        self,
+        path: Path,
+        columns: list[str],
+        thresholds: Mapping[str, float],
+        protein_column: str,
+    ) -> None:
+        self.path = path
+        self.columns = [file_column(c) for c in columns]
+        self.thresholds = {file_column(c): t for c, t in thresholds.items()}
+        self.protein = file_column(protein_column)
+        self._lock = threading.Lock()
+
+    def read(self, batch_rows: int, record: DroppedProteins) -> pa.Table:
+        """The kept rows of every row group, in file order (``record`` updated)."""
+        source = pq.ParquetFile(self.path)
+        schema = source.schema_arrow
+        text = [c for c in self.columns if pa.types.is_string(schema.field(c).type)]
+        metadata = source.metadata
+
+        def group(index: int) -> list[pa.RecordBatch]:
+            reader = pq.ParquetFile(self.path, metadata=metadata, read_dictionary=text)
+            return [
+                self._kept(batch, record)
+                for batch in reader.iter_batches(
+                    batch_size=batch_rows,
+                    row_groups=[index],
+                    columns=self.columns,
+                    use_threads=False,
+                )
             ]
-            dropped.add_codes(codes.astype(np.int64), protein.dictionary.to_pylist(), passes)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
-        raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
+
+        n_groups = metadata.num_row_groups
+        workers = max(1, min(pa.cpu_count(), n_groups))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pepmix-scan") as pool:
+            batches = [batch for part in pool.map(group, range(n_groups)) for batch in part]
+        if not batches:  # no row group, or none with rows: the columns' types, no rows
+            empty = pq.ParquetFile(self.path, read_dictionary=text)
+            return empty.read(columns=self.columns, use_threads=False)
+        return pa.Table.from_batches(batches).select(self.columns)
+
+    def _kept(self, batch: pa.RecordBatch, record: DroppedProteins) -> pa.RecordBatch:
+        """``batch``'s rows passing the thresholds, after adding the batch to ``record``."""
+        if not self.thresholds:
+            return batch
+        protein = batch.column(self.protein)
+        if not pa.types.is_dictionary(protein.type):
+            protein = pc.dictionary_encode(protein)
+        codes = protein.indices.to_numpy(zero_copy_only=False)
+        codes = np.where(protein.is_null().to_numpy(zero_copy_only=False), -1, codes)
+        passes = [
+            ~(batch.column(column).to_numpy(zero_copy_only=False) > limit)
+            for column, limit in self.thresholds.items()
+        ]
+        names = protein.dictionary.to_pylist()
+        with self._lock:  # the record's sets are shared by the threads
+            record.add_codes(codes.astype(np.int64), names, passes)
+        return batch.filter(self._mask(batch))
+
+    def _mask(self, batch: pa.RecordBatch) -> pa.Array:
+        """The rows to keep: ``(q <= t) | is_null(q)`` for every threshold column, combined by
+        ``&`` (the kernels the pyarrow expression of the same filter binds to, Kleene logic;
+        about 4x faster than filtering by the expression)."""
+        conditions = [
+            pc.or_kleene(pc.less_equal(values, limit), pc.is_null(values))
+            for values, limit in (
+                (batch.column(column), limit) for column, limit in self.thresholds.items()
+            )
+        ]
+        mask = conditions[0]
+        for condition in conditions[1:]:
+            mask = pc.and_kleene(mask, condition)
+        return mask
 
 
 def _scan_text(

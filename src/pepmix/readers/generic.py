@@ -51,6 +51,8 @@ def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         out["charge"] = to_float(frame["charge"], path, "charge")
     if "feature" in frame.columns:
         out["feature"] = frame["feature"]
+    elif "charge" in frame.columns and isinstance(out["peptide"].array, pd.arrays.ArrowStringArray):
+        out["peptide"], out["feature"] = _precursor_categories(out["peptide"], out["charge"])
     elif "charge" in frame.columns:
         out["feature"] = _precursor_ids(out["peptide"], out["charge"])
     else:
@@ -77,6 +79,37 @@ def _precursor_ids(peptide: pd.Series, charge: pd.Series) -> pd.Series:
     out: pd.Series = joined.to_pandas()
     out.index = peptide.index
     return out.astype("string")
+
+
+def _precursor_categories(peptide: pd.Series, charge: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The peptides and their :func:`_precursor_ids` as categoricals, the ids joined once per
+    distinct (peptide, charge) pair instead of once per row.
+
+    Each is what ``astype("category")`` gives (the categories sorted, the codes), so
+    :func:`pepmix.canonical.conform` makes the same columns of them as of the text; the pairs
+    are numbered by hashing integer keys (peptide code, charge code), not strings.
+    """
+    peptides = peptide.astype("category")
+    peptide_codes = peptides.cat.codes.to_numpy().astype(np.int64)
+    charge_codes, charges = pd.factorize(charge.astype("Int64"), use_na_sentinel=True)
+    n_charges = len(charges) + 1  # code 0: missing charge
+    valid = peptide_codes >= 0
+    key = peptide_codes[valid] * n_charges + (charge_codes[valid] + 1)
+    pair_codes, pairs = pd.factorize(key)
+    text = pa.large_string()
+    charge_text = pa.concat_arrays(
+        [pa.array(["NA"], type=text), pc.cast(pa.array(charges, type=pa.int64()), text)]
+    )
+    sequence = pa.array(peptides.cat.categories.take(pairs // n_charges)).cast(text)
+    joined = pc.binary_join_element_wise(
+        sequence, charge_text.take(pa.array(pairs % n_charges)), pa.scalar("_", text)
+    )
+    ids = pd.Categorical(pd.Series(joined.to_pandas()).astype("string"))
+    distinct = np.asarray(ids.codes)
+    codes = np.full(len(peptide), -1, dtype=distinct.dtype)
+    codes[valid] = distinct[pair_codes]
+    feature = pd.Categorical.from_codes(codes, dtype=ids.dtype)
+    return peptides, pd.Series(feature, index=peptide.index)
 
 
 def _to_bool(series: pd.Series, path: Path, column: str) -> pd.Series:
