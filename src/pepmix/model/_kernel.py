@@ -737,3 +737,43 @@ def trace_terms(
                 second[b, e, fi] += 2.0 * cross
         first[b, e] += trace_d
         second[b, e, e] += ee
+
+
+@njit(cache=True, nogil=True)
+def level_weight_sums(
+    prot_start: NDArray[np.int64],
+    subset: NDArray[np.int64],
+    run: NDArray[np.int32],
+    feat: NDArray[np.int64],
+    weights: NDArray[np.float64],
+    e_offset: NDArray[np.int64],
+    e_kind: NDArray[np.int8],
+    e_col: NDArray[np.int64],
+    n_runs: int,
+    n_feat: int,
+    out: NDArray[np.float64],
+) -> None:
+    """Weight sum of every eliminated level of the proteins ``subset`` (the levels
+    ``e_offset[p]:e_offset[p + 1]`` of protein ``p``, written one after the other into
+    ``out``): a (protein, run) cell (``e_kind`` 0, run ``e_col``) or a feature (1, feature code
+    ``e_col``). Each sum adds the weights of the protein's rows
+    (``prot_start[p]:prot_start[p + 1]``) in row order, starting from 0, as ``np.bincount``
+    over the subset's rows does, so the sums are bit for bit those of
+    :meth:`pepmix.model.subset_problem.SubsetBuilder._level_weights` (which also serves the
+    other kinds)."""
+    cell = np.zeros(n_runs, dtype=np.float64)
+    fsum = np.zeros(max(n_feat, 1), dtype=np.float64)
+    j = 0
+    for si in range(subset.size):
+        p = subset[si]
+        lo = prot_start[p]
+        hi = prot_start[p + 1]
+        for i in range(lo, hi):
+            cell[run[i]] += weights[i]
+            fsum[feat[i]] += weights[i]
+        for e in range(e_offset[p], e_offset[p + 1]):
+            out[j] = cell[e_col[e]] if e_kind[e] == 0 else fsum[e_col[e]]
+            j += 1
+        for i in range(lo, hi):
+            cell[run[i]] = 0.0
+            fsum[feat[i]] = 0.0
