@@ -61,7 +61,9 @@ what the plain computation gives, ``tests/unit/test_subset_problem.py``,
 weight-independent steps of :func:`pepmix.model.suffstats.build_problem`, computed once
 (:class:`pepmix.model.subset_problem.SubsetBuilder`); the median polish and the MAD scale with
 the Huber weights run protein by protein in compiled kernels
-(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`); and the
+(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`), whose
+medians of more than 24 values are found by a histogram selection
+(:func:`pepmix.model._kernel._select_median`: ``np.median``'s value); and the
 criterion at each refit's optimum comes from the optimiser's own evaluations
 (:func:`pepmix.model.fit._final_evaluation`).
 

@@ -18,6 +18,16 @@ arrays at the subset proteins' offsets instead of copies of their rows. Not cove
 back to :func:`~pepmix.model.suffstats.build_problem`): the feature x condition factor
 (its level codes are renumbered per subset), the fixed run-means model, uncompressed classes
 and weights that are all 1 (the unweighted problem with count classes).
+
+Two more steps are shortened, with the same arrays as result
+(``tests/unit/test_irls_cost.py``): the weight sums of the eliminated levels come from one
+compiled pass over the subset's rows (:func:`pepmix.model._kernel.level_weight_sums`,
+:data:`COMPILED_LEVELS`; the same additions in the same order as ``np.bincount``) when every
+level is a (protein, run) cell, a feature, or a level of a run-level factor that holds one run
+(the cohort's samples); and step 8 gathers each protein's dimension labels and eliminated level
+codes from rows made once for all proteins (:class:`_Static`, :data:`CACHED_ASSEMBLY`; they
+depend on the protein alone, its bucket dimension included) instead of deriving them per
+bucket.
 """
 
 from __future__ import annotations
