@@ -3,6 +3,8 @@
 - :func:`pepmix.model._kernel._select_median` (the medians of the MAD scale and the median
   polish) returns the value of numba's ``np.median`` (which the kernels called before; with
   a NaN it differs from NumPy's, and it is called then);
+- :class:`pepmix.model.robust._Predictions` keeps the rows of the latest fits the array
+  rebuilt at every refit held, row for row;
 - :class:`pepmix.model.subset_problem.SubsetBuilder` with the compiled level weight sums and
   the per-protein assembly rows builds the problem it builds without them (and
   ``tests/unit/test_subset_problem.py`` checks both against ``build_problem``).
@@ -11,14 +13,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from numba import njit
 
-from pepmix.model import subset_problem
+from pepmix.model import robust, subset_problem
 from pepmix.model._kernel import MEDIAN_BINS, _select_median
-from pepmix.model.fit import encode
+from pepmix.model.design import ModelSpec, build_run_design
+from pepmix.model.fit import encode, fit_proteins
 
 from .engine_data import make_design, make_table
+from .simulate_da import simulate
 from .test_engine import DESIGNS
 from .test_subset_problem import _assert_same
 
@@ -102,3 +107,59 @@ def test_builder_shortcuts_build_the_same_problem(
         assert (builder.static is not None) == on
     for old, new in zip(built[0], built[1], strict=True):
         _assert_same(old, new)
+
+
+def _eager(current: np.ndarray, subset: np.ndarray, part: np.ndarray, n_prot: int) -> np.ndarray:
+    """The array the IRLS rebuilt at every refit: the other proteins' rows, then ``part``."""
+    replaced = np.zeros(n_prot, dtype=bool)
+    replaced[subset] = True
+    return np.concatenate([current[~replaced[current[:, 0].astype(np.intp)]], part])
+
+
+def _rows(proteins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Coded prediction rows of ``proteins``: 0-5 rows each (0: a fit without predictions)."""
+    counts = rng.integers(0, 6, proteins.size)
+    prot = np.repeat(proteins, counts).astype(np.float64)
+    return np.column_stack([prot, rng.integers(0, 3, (prot.size, 2)), rng.normal(size=prot.size)])
+
+
+def test_prediction_blocks_are_the_rebuilt_array() -> None:
+    """:class:`pepmix.model.robust._Predictions` against the array rebuilt at every refit:
+    the rows of any set of proteins and the whole array, row for row, over random refits
+    (subsets of all sizes, proteins without rows, blocks dropped and merged)."""
+    rng = np.random.default_rng(4)
+    n_prot = 40
+    first = _rows(np.arange(n_prot), rng)
+    eager = first.copy()
+    blocks = robust._Predictions(first, n_prot)
+    for step in range(60):
+        size = [1, 3, 20, n_prot][step % 4]
+        subset = np.sort(rng.choice(n_prot, size, replace=False))
+        part = _rows(subset, rng)
+        eager = _eager(eager, subset, part, n_prot)
+        blocks.replace(subset, part)
+        mask = rng.random(n_prot) < 0.3
+        want = eager[mask[eager[:, 0].astype(np.intp)]]
+        assert np.array_equal(blocks.rows_of(mask), want)
+        if step % 7 == 0:
+            assert np.array_equal(blocks.current(), eager)
+        assert len(blocks.blocks) <= 8  # dropped or merged
+    assert np.array_equal(blocks.current(), eager)
+
+
+def test_huber_fit_with_prediction_blocks_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Huber fit (200 proteins x 12 runs) with the prediction blocks and with the array
+    rebuilt at every refit: every per-protein array, the weights, notes and BLUPs, bit for bit."""
+    table, sheet, _ = simulate(n_prot=200, n_per=3, seed=21, frac_de=0.2)
+    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    fits = []
+    for on in (False, True):
+        monkeypatch.setattr(robust, "BLOCK_PREDICTIONS", on)
+        fits.append(fit_proteins(table, design, [("B - A", "B", "A")], robust="huber"))
+    old, new = fits
+    for name in robust._PROTEIN_ARRAYS:
+        assert np.array_equal(getattr(old, name), getattr(new, name), equal_nan=True), name
+    assert old.weights is not None and new.weights is not None
+    assert np.array_equal(old.weights, new.weights)
+    assert old.detail == new.detail
+    pd.testing.assert_frame_equal(old.blups, new.blups, check_exact=True)
