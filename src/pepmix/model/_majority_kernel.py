@@ -80,7 +80,13 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from pepmix.model._kernel import MEDIAN_SMALL, cholesky_into, median_of, sweep_groups
+from pepmix.model._kernel import (
+    MEDIAN_BINS,
+    MEDIAN_SMALL,
+    cholesky_into,
+    median_of,
+    sweep_groups,
+)
 
 #: the constants of :mod:`pepmix.model.robust` the saturated fit uses (copied: importing that
 #: module here would load it into every numba cache check; checked by the tests)
@@ -121,15 +127,20 @@ def _group(
 
 @njit(cache=True, nogil=True)
 def _mad(
-    resid: NDArray[np.float64], m: int, buf: NDArray[np.float64], small: NDArray[np.float64]
+    resid: NDArray[np.float64],
+    m: int,
+    buf: NDArray[np.float64],
+    small: NDArray[np.float64],
+    work: NDArray[np.float64],
+    hist: NDArray[np.int64],
 ) -> float:
     """MAD of ``resid[:m]`` scaled to a normal SD (:func:`pepmix.model.robust.robust_scale`)."""
     for i in range(m):
         buf[i] = resid[i]
-    med = median_of(buf, m, small)
+    med = median_of(buf, m, small, work, hist)
     for i in range(m):
         buf[i] = np.abs(resid[i] - med)
-    return MAD_SCALE * median_of(buf, m, small)
+    return MAD_SCALE * median_of(buf, m, small, work, hist)
 
 
 @njit(cache=True, nogil=True)
@@ -460,6 +471,8 @@ def _polish(
     """Residuals of Tukey's median polish of ``y[:m]`` (cell medians, then run medians,
     :data:`POLISH_SWEEPS` times) into ``resid[:m]``."""
     small = np.empty(MEDIAN_SMALL)
+    work = np.empty(max(m, 1))
+    hist = np.empty(MEDIAN_BINS + 1, dtype=np.int64)
     buf = np.empty(max(m, 1))
     order = np.empty(max(m, 1), dtype=np.int64)
     starts = np.empty(n_cells + 1, dtype=np.int64)
@@ -467,8 +480,8 @@ def _polish(
     for i in range(m):
         resid[i] = y[i]
     for _ in range(POLISH_SWEEPS):
-        sweep_groups(resid, order, starts, 0, n_cells, buf, small)
-        sweep_groups(resid, r_order, r_starts, 0, r_starts.size - 1, buf, small)
+        sweep_groups(resid, order, starts, 0, n_cells, buf, small, work, hist)
+        sweep_groups(resid, r_order, r_starts, 0, r_starts.size - 1, buf, small, work, hist)
 
 
 @njit(cache=True, nogil=True)
@@ -500,6 +513,8 @@ def _saturated(
     chol = np.empty((widest, widest))
     rhs = np.empty(widest)
     small = np.empty(MEDIAN_SMALL)
+    work = np.empty(max(m, 1))
+    hist = np.empty(MEDIAN_BINS + 1, dtype=np.int64)
     buf = np.empty(max(m, 1))
     w_new = np.zeros(max(m, 1))
     a_all = np.zeros(n_cells)
@@ -514,7 +529,7 @@ def _saturated(
     rounds = -MAX_ROUNDS
     for it in range(1, MAX_ROUNDS + 1):
         if extrapolated:  # else w_new holds the Huber weights of x already
-            _huber(x, m, _mad(x, m, buf, small) * factor, w_new, w_new)
+            _huber(x, m, _mad(x, m, buf, small, work, hist) * factor, w_new, w_new)
         w[:m] = w_new[:m]
         if not _wls(y, cell, run, m, w, n_comp, members, c_starts, pos, runs, k_starts, r_order,
                     r_starts, a_all, b, sums, mat, chol, rhs):  # fmt: skip
@@ -522,7 +537,7 @@ def _saturated(
             break
         for i in range(m):
             resid[i] = y[i] - a_all[cell[i]] - b[run[i]]
-        if _huber(resid, m, _mad(resid, m, buf, small) * factor, w, w_new) < WEIGHT_TOL:
+        if _huber(resid, m, _mad(resid, m, buf, small, work, hist) * factor, w, w_new) < WEIGHT_TOL:
             rounds = it
             break
         n_past, last, extrapolated = _anderson(resid, x, m, past_g, past_f, n_past, last, gram,

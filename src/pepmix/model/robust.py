@@ -61,7 +61,9 @@ what the plain computation gives, ``tests/unit/test_subset_problem.py``,
 weight-independent steps of :func:`pepmix.model.suffstats.build_problem`, computed once
 (:class:`pepmix.model.subset_problem.SubsetBuilder`); the median polish and the MAD scale with
 the Huber weights run protein by protein in compiled kernels
-(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`); and the
+(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`), whose
+medians of more than 24 values are found by a histogram selection
+(:func:`pepmix.model._kernel._select_median`: ``np.median``'s value); and the
 criterion at each refit's optimum comes from the optimiser's own evaluations
 (:func:`pepmix.model.fit._final_evaluation`).
 
@@ -241,6 +243,9 @@ INNER_NEWTON: int | None = 2
 #: (:func:`_huber_update`; bit-identical); False: the array version (:func:`fitted_values`,
 #: :func:`huber_scale_weights` on a copy of their observations)
 COMPILED_UPDATE = True
+#: the prediction rows of the refits kept as blocks (:class:`_Predictions`; bit-identical);
+#: False: one array rebuilt at every refit
+BLOCK_PREDICTIONS = True
 #: weights still changing by more than this after :data:`MAX_ITER` refits are noted in ``detail``
 #: (smaller changes are limit cycles of the MAD between neighbouring residuals: measured, they
 #: move the estimates by less than 0.2 standard errors)
@@ -873,7 +878,8 @@ class _Irls:
     ) -> None:
         self.problem, self.enc, self.design, self.cmat, self.out = problem, enc, design, cmat, out
         n_prot = problem.n_proteins
-        self.current = current
+        #: the coded predictions of every protein's latest fit (:attr:`current`)
+        self.predictions = _Predictions(current, n_prot)
         self.rounds = 1
         self.n_refit = 0
         #: proteins whose weighted fit degenerated (least squares from then on)
@@ -934,12 +940,23 @@ class _Irls:
             self.owner[subset] = self._next
             self._next += 1
         self.pending = {j: p for j, p in self.pending.items() if np.any(self.owner == j)}
-        replaced = np.zeros(n_prot, dtype=bool)
-        replaced[subset] = True
-        keep = ~replaced[self.current[:, 0].astype(np.intp)]
-        self.current = np.concatenate([self.current[keep], part])
+        if BLOCK_PREDICTIONS:
+            self.predictions.replace(subset, part)
+        else:
+            current = self.predictions.current()
+            replaced = np.zeros(n_prot, dtype=bool)
+            replaced[subset] = True
+            keep = ~replaced[current[:, 0].astype(np.intp)]
+            self.predictions = _Predictions(np.concatenate([current[keep], part]), n_prot)
         self.n_refit += subset.size
         touched[subset] = True
+
+    @property
+    def current(self) -> FloatArray:
+        """The coded predictions (protein, factor, level codes, BLUP) of every protein's
+        latest fit: the first fit's rows of the proteins never refitted, then each refit's
+        rows of the proteins not refitted since, in the order of the refits."""
+        return self.predictions.current()
 
     def finish(self, proteins: NDArray[np.bool_]) -> None:
         """Complete the light fits that are the latest fits of ``proteins`` (global mask)."""
@@ -979,8 +996,8 @@ class _Irls:
                 weights = np.where(collapsed[enc.prot], 1.0, weights)
                 self.refit(np.flatnonzero(collapsed), weights, touched, warm=False, light=False)
             _update_weights(
-                enc, self.design, problem.factors, out, self.current, touched, new, scale,
-                fixed_scale, self.huber_scale,
+                enc, self.design, problem.factors, out, self.predictions.rows_of(touched),
+                touched, new, scale, fixed_scale, self.huber_scale,
             )  # fmt: skip
             groups = np.flatnonzero(touched)
             touched[:] = False
@@ -1011,8 +1028,8 @@ class _Irls:
             # out of rounds: the reported fit of every protein is at its optimum
             self.refit(np.flatnonzero(self.truncated), weights, touched)
             _update_weights(
-                enc, self.design, problem.factors, out, self.current, touched, new, scale,
-                fixed_scale, self.huber_scale,
+                enc, self.design, problem.factors, out, self.predictions.rows_of(touched),
+                touched, new, scale, fixed_scale, self.huber_scale,
             )  # fmt: skip
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
             target = np.where(eligible[enc.prot], new, 1.0)
@@ -1023,6 +1040,64 @@ class _Irls:
             touched[:] = False
         self.finish(np.ones(n_prot, dtype=bool))
         return weights
+
+
+class _Predictions:
+    """The coded prediction rows (protein, factor, level codes, BLUP) of every protein's latest
+    fit, kept as the blocks the fits returned instead of one array rebuilt at every refit.
+
+    A refit of some proteins drops their earlier rows and appends its rows: the array is the
+    rows of each block whose protein's latest block it is, blocks in the order of the fits
+    (:meth:`current`), which is the order the rebuilt array had, row for row. Blocks without
+    such rows are dropped, and when the rows kept exceed twice the rows in use the blocks are
+    merged into one (memory stays within about twice one array)."""
+
+    def __init__(self, first: FloatArray, n_prot: int) -> None:
+        self.blocks = [first]
+        self.prot = [first[:, 0].astype(np.intp)]
+        #: block holding each protein's rows (-1: none)
+        self.owner = np.full(n_prot, -1, dtype=np.intp)
+        self.owner[self.prot[0]] = 0
+        #: each protein's number of rows (in its block)
+        self.n_rows = np.bincount(self.prot[0], minlength=n_prot)
+
+    def replace(self, subset: IntArray, part: FloatArray) -> None:
+        """The rows ``part`` replace those of the proteins ``subset``."""
+        prot = part[:, 0].astype(np.intp)
+        self.blocks.append(part)
+        self.prot.append(prot)
+        self.owner[subset] = len(self.blocks) - 1
+        self.n_rows[subset] = np.bincount(prot, minlength=self.owner.size)[subset]
+        has = self.owner >= 0
+        live = np.bincount(self.owner[has], weights=self.n_rows[has], minlength=len(self.blocks))
+        if sum(b.shape[0] for b in self.blocks) > 2 * live.sum() + 1024:
+            self.current()  # merges
+        elif np.any(live == 0):
+            kept = np.flatnonzero(live > 0)
+            index = np.full(len(self.blocks), -1, dtype=np.intp)
+            index[kept] = np.arange(kept.size)
+            self.blocks = [self.blocks[k] for k in kept.tolist()]
+            self.prot = [self.prot[k] for k in kept.tolist()]
+            self.owner = np.where(has, index[self.owner], -1)
+
+    def current(self) -> FloatArray:
+        """All rows in use, as one array (merged into one block)."""
+        if len(self.blocks) > 1 or self.blocks[0].shape[0] != self.n_rows.sum():
+            pairs = enumerate(zip(self.blocks, self.prot, strict=True))
+            parts = [b[self.owner[p] == k] for k, (b, p) in pairs]
+            merged = np.concatenate(parts) if parts else np.zeros((0, 4))
+            self.blocks = [merged]
+            self.prot = [merged[:, 0].astype(np.intp)]
+            self.owner = np.where(self.owner >= 0, 0, -1)
+        return self.blocks[0]
+
+    def rows_of(self, proteins: NDArray[np.bool_]) -> FloatArray:
+        """The rows of the proteins ``proteins`` (mask), in the order of :meth:`current`."""
+        parts = []
+        for k, (b, p) in enumerate(zip(self.blocks, self.prot, strict=True)):
+            if np.any(proteins & (self.owner == k)):
+                parts.append(b[proteins[p] & (self.owner[p] == k)])
+        return np.concatenate(parts) if parts else np.zeros((0, 4))
 
 
 class _Settle:

@@ -18,6 +18,16 @@ arrays at the subset proteins' offsets instead of copies of their rows. Not cove
 back to :func:`~pepmix.model.suffstats.build_problem`): the feature x condition factor
 (its level codes are renumbered per subset), the fixed run-means model, uncompressed classes
 and weights that are all 1 (the unweighted problem with count classes).
+
+Two more steps are shortened, with the same arrays as result
+(``tests/unit/test_irls_cost.py``): the weight sums of the eliminated levels come from one
+compiled pass over the subset's rows (:func:`pepmix.model._kernel.level_weight_sums`,
+:data:`COMPILED_LEVELS`; the same additions in the same order as ``np.bincount``) when every
+level is a (protein, run) cell, a feature, or a level of a run-level factor that holds one run
+(the cohort's samples); and step 8 gathers each protein's dimension labels and eliminated level
+codes from rows made once for all proteins (:class:`_Static`, :data:`CACHED_ASSEMBLY`; they
+depend on the protein alone, its bucket dimension included) instead of deriving them per
+bucket.
 """
 
 from __future__ import annotations
@@ -27,13 +37,18 @@ from numpy.typing import NDArray
 
 from pepmix.model.design import USAGE_FACTOR, RunDesign
 from pepmix.model.suffstats import (
+    EliminatedLevels,
     Problem,
+    _bucket,
     _check_weights,
     _chunk_buckets,
     _Chunks,
+    _Classes,
     _classes,
+    _dimensions,
     _eliminated_counts,
     _Fixed,
+    _global_level_tables,
     _group_columns,
     _Layout,
     _Levels,
@@ -47,6 +62,12 @@ from pepmix.model.suffstats import (
 IntArray = NDArray[np.intp]
 FloatArray = NDArray[np.float64]
 
+#: the level weight sums of cells and features in one compiled pass
+#: (:func:`pepmix.model._kernel.level_weight_sums`; bit-identical); False: ``np.bincount``
+COMPILED_LEVELS = True
+#: the buckets' dimension labels and eliminated level codes gathered per protein from rows
+#: made once (:class:`_Static`; bit-identical); False: derived per build
+CACHED_ASSEMBLY = True
 #: kinds of the weight sum of an eliminated level (:class:`SubsetBuilder`): a (protein, run)
 #: cell, a feature, or (``_GROUPED + f``) a level of run-level factor ``f``
 _CELL, _FEATURE, _GROUPED = 0, 1, 2
@@ -93,6 +114,13 @@ class SubsetBuilder:
         self.e_counts = _eliminated_counts(st.lay, st.lv)
         self.e_offset = np.concatenate([[0], np.cumsum(st.lay.n_e)]).astype(np.int64)
         self.e_kind, self.e_col = _level_sources(st)
+        #: the eliminated levels as cells or features (None: some level of a run-level factor
+        #: groups several runs): their weight sums in one compiled pass (:meth:`_level_weights`)
+        self.cell_sources = _cell_sources(st, design, self.e_kind, self.e_col)
+        self.feat64 = np.asarray(feat, dtype=np.int64)  # no copy where intp is int64
+        self.n_feat = int(feat.max()) + 1 if feat.size else 0
+        #: per-protein rows of the bucket assembly (made at the first build)
+        self.static: _Static | None = None
 
     def build(self, subset: IntArray, weights: FloatArray) -> Problem:
         """The problem of the proteins ``subset`` (ascending codes; they become 0, 1, ... in
@@ -116,14 +144,57 @@ class SubsetBuilder:
         n_sub = subset.size
         local_prot = np.repeat(np.arange(n_sub), st.lv.n_obs)
         levels = _segments(self.e_offset, subset)
-        e_wsum = self._level_weights(subset, levels, local_prot, rows, w_sub)
+        e_wsum = self._level_weights(subset, levels, local_prot, rows, weights)
         cls = _classes(
             self.e_counts[levels].astype(np.intp), e_wsum, st.lay.n_e, rows.size, True, True
         )
         ch = _chunk_buckets(st.lay, cls, st.fx.fittable, self.design.n_fixed)
         flats = self._accumulate(subset, st, ch, weights)
         neg_logw = -np.bincount(local_prot, weights=np.log(w_sub), minlength=n_sub)
-        return _problem(st, cls, ch, flats, neg_logw.astype(np.float64))
+        if not CACHED_ASSEMBLY:
+            return _problem(st, cls, ch, flats, neg_logw.astype(np.float64))
+        if self.static is None:
+            self.static = _Static(self.st, self.q_pad, self.e_offset, self.design.n_fixed)
+        neg = neg_logw.astype(np.float64)
+        return self._assemble(self.static, subset, (st, cls, ch), flats, neg)
+
+    def _assemble(
+        self,
+        static: _Static,
+        subset: IntArray,
+        steps: tuple[_Structure, _Classes, _Chunks],
+        flats: tuple[FloatArray, FloatArray, FloatArray],
+        neg_logw: FloatArray,
+    ) -> Problem:
+        """:func:`pepmix.model.suffstats._problem` (step 8, the buckets) with each protein's
+        dimension labels and eliminated level codes gathered from :class:`_Static` instead of
+        derived again: the same arrays."""
+        st, cls, ch = steps
+        empty = _problem(st, cls, _Chunks([], *_no_chunks(ch)), flats, neg_logw)
+        erow_flat = flats[2]
+        for members, d, c_max in ch.chunks:
+            full = subset[members]
+            dims = _segments(static.dim_offset, full)
+            nb = members.size
+            dimfactor = static.dimfactor[dims].reshape(nb, d)
+            empty.buckets.append(
+                (members, _bucket(empty, members, c_max, dimfactor, cls, ch, flats))
+            )
+            empty.dim_level.append(static.dim_level[dims].reshape(nb, d))
+            counts = st.lay.n_e[members]
+            total = int(counts.sum())
+            start = int(ch.erow_offset[members[0]])
+            local = _segments(cls.e_offset, members)
+            empty.levels.append(
+                EliminatedLevels(
+                    rows=erow_flat[start : start + total * d].reshape(total, d),
+                    position=np.repeat(np.arange(nb), counts),
+                    count=cls.e_counts[local].astype(np.intp),
+                    level=static.e_level[_segments(self.e_offset, full)],
+                    wsum=cls.e_wsum[local].astype(np.float64),
+                )
+            )
+        return empty
 
     def _level_weights(
         self,
@@ -131,10 +202,25 @@ class SubsetBuilder:
         levels: IntArray,
         local_prot: IntArray,
         rows: IntArray,
-        w_sub: FloatArray,
+        weights: FloatArray,
     ) -> FloatArray:
         """Weight sum of every eliminated level of ``subset`` (``levels``: their indices in
-        the full order), summed as :func:`pepmix.model.suffstats._eliminated_weights` sums."""
+        the full order), summed as :func:`pepmix.model.suffstats._eliminated_weights` sums
+        (with :attr:`compiled_levels`: by :func:`pepmix.model._kernel.level_weight_sums`, the
+        same additions in the same order; a level of a run-level factor that holds one run is
+        that run's cell, whose sum is the level's)."""
+        if COMPILED_LEVELS and self.cell_sources is not None:
+            from pepmix.model._kernel import level_weight_sums
+
+            out = np.zeros(levels.size)
+            level_weight_sums(
+                self.prot_start, subset.astype(np.int64), self.run32, self.feat64,
+                np.ascontiguousarray(weights, dtype=np.float64), self.e_offset,
+                self.cell_sources[0], self.cell_sources[1], self.st.lv.pr_counts.shape[1],
+                self.n_feat, out,
+            )  # fmt: skip
+            return out
+        w_sub = weights[rows]
         lv = self.st.lv
         n_sub = subset.size
         n_runs = lv.pr_counts.shape[1]
@@ -245,6 +331,74 @@ def _level_sources(st: _Structure) -> tuple[NDArray[np.int8], IntArray]:
         first = np.searchsorted(rows, np.arange(lv.n_proteins))
         col[sel] = cols[first[e_protein[sel]] + rank[sel]]
     return kind, col
+
+
+class _Static:
+    """Rows of the bucket assembly that depend on the protein alone, for all proteins: the
+    factor and global level code of each dimension (``d`` = padded random block, fixed effects
+    and ``y``: the protein's bucket dimension in any subset) and the global code of each
+    eliminated level (:func:`pepmix.model.suffstats._dimensions`,
+    :func:`~pepmix.model.suffstats._bucket_levels`)."""
+
+    def __init__(
+        self, st: _Structure, q_pad: NDArray[np.int64], e_offset: NDArray[np.int64], n_x: int
+    ) -> None:
+        lv, lay = st.lv, st.lay
+        n_prot = lv.n_proteins
+        d_of = (q_pad + n_x + 1).astype(np.int64)
+        self.dim_offset = np.concatenate([[0], np.cumsum(d_of)]).astype(np.int64)
+        total = int(self.dim_offset[-1])
+        self.dimfactor = np.zeros(total, dtype=np.intp)
+        self.dim_level = np.zeros(total, dtype=np.intp)
+        global_levels = _global_level_tables(lv.level_counts, n_prot)
+        fit_idx = np.flatnonzero(st.fx.fittable)
+        for d in np.unique(d_of[fit_idx]).tolist():
+            members = fit_idx[d_of[fit_idx] == d]
+            factor, level = _dimensions(members, d, n_x, lv, lay, global_levels)
+            rows = _segments(self.dim_offset, members)
+            self.dimfactor[rows] = factor.ravel()
+            self.dim_level[rows] = level.ravel()
+        self.e_level = np.zeros(int(e_offset[-1]), dtype=np.intp)
+        n_f = len(lv.factors)
+        for p in np.flatnonzero(lay.kernel_e >= 0).tolist():
+            e = int(lay.kernel_e[p])
+            if e == n_f:
+                codes = np.flatnonzero(lv.pr_counts[p] > 0)
+            elif lv.factors[e] == "feature":
+                codes = lv.first_feat[p] + np.arange(lay.n_e[p])
+            else:
+                codes = global_levels[e][p]
+            self.e_level[e_offset[p] : e_offset[p + 1]] = codes
+
+
+def _no_chunks(ch: _Chunks) -> tuple[IntArray, IntArray, NDArray[np.int64], NDArray[np.int64],
+                                     NDArray[np.int64], tuple[int, int, int]]:  # fmt: skip
+    """The fields of ``ch`` after ``chunks``."""
+    return ch.order, ch.q_pad, ch.g_offset, ch.w_offset, ch.erow_offset, ch.sizes
+
+
+def _cell_sources(
+    st: _Structure, design: RunDesign, kind: NDArray[np.int8], col: IntArray
+) -> tuple[NDArray[np.int8], NDArray[np.int64]] | None:
+    """The sources of :func:`_level_sources` with every level of a run-level factor that holds
+    exactly one run replaced by that run's cell (:data:`_CELL`, its run): the same weight sum
+    (the sum over one column is that column). None when a level in use holds several runs."""
+    kind = kind.copy()
+    col64 = col.astype(np.int64)
+    for f, counts in st.lv.level_counts.items():
+        sel = kind == _GROUPED + f
+        if not sel.any():
+            continue
+        codes = design.factor_codes[st.lv.factors[f]]
+        if np.bincount(codes, minlength=counts.shape[1]).max() > 1:
+            return None
+        run_of = np.full(counts.shape[1], -1, dtype=np.int64)
+        run_of[codes] = np.arange(codes.size)
+        kind[sel] = _CELL
+        col64[sel] = run_of[col64[sel]]
+    if np.any(kind >= _GROUPED) or np.any(col64 < 0):
+        return None
+    return kind, col64
 
 
 def _restrict(st: _Structure, subset: IntArray) -> _Structure:

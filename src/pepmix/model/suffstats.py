@@ -1156,6 +1156,8 @@ def _assemble_buckets(
     flats : tuple of ndarray
         The kernel's flat ``G``, ``W`` and eliminated-row arrays (step 7).
     """
+    if not ch.chunks:
+        return
     global_levels = _global_level_tables(lv.level_counts, lv.n_proteins)
     for members, d, c_max in ch.chunks:
         n_x = problem.xkeep.shape[1]
