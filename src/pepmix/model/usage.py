@@ -103,6 +103,7 @@ from pepmix.model.design import (
     usage_code,
 )
 from pepmix.model.fit import FITTED, Encoded, ModelFit, encode, fit_proteins
+from pepmix.model.suffstats import Problem
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -234,7 +235,7 @@ def usage_lrt(
     the same). ``null_start`` (shape ``(P, F)`` in ``fit.factors`` columns, default None: the
     optimiser's grid) starts the null model's fits (:func:`_null_start`).
     """
-    from pepmix.model.variance_tests import refit_problem, term_lrts
+    from pepmix.model.variance_tests import term_lrts
 
     n_prot = len(fit.proteins)
     if fit.encoded is None:
@@ -252,8 +253,7 @@ def usage_lrt(
     idx = np.flatnonzero(todo)
     if idx.size == 0:
         return lrt
-    part = fit if idx.size == n_prot else _fit_subset(fit, idx)
-    problem, start = refit_problem(part)
+    problem, start = _lrt_problem(fit, idx)
     if start is not None:
         start = start * theta_scale
     null = None if null_start is None else null_start[idx]
@@ -261,6 +261,34 @@ def usage_lrt(
     lrt[idx] = tests.lrt[:, u]
     lrt[~fitted] = np.nan
     return lrt
+
+
+#: build the LRT's problem with the robust iteration's builder (:func:`_lrt_problem`; False:
+#: :func:`pepmix.model.variance_tests.refit_problem` of the subset, the same problem)
+LRT_FROM_BUILDER = True
+
+
+def _lrt_problem(fit: ModelFit, idx: IntArray) -> tuple[Problem, FloatArray | None]:
+    """The problem of the proteins ``idx`` of ``fit`` at its final weights and the refits'
+    start, as :func:`pepmix.model.variance_tests.refit_problem` builds it from their rows: from
+    the builder of the fit's robust iteration (:attr:`pepmix.model.fit.ModelFit.builder`, its
+    structure cached for these observations and design: the same problem, bit for bit,
+    :class:`pepmix.model.subset_problem.SubsetBuilder`) when there is one, else afresh."""
+    from pepmix.model.variance_tests import refit_problem
+
+    builder, enc = fit.builder, fit.encoded
+    same = (
+        LRT_FROM_BUILDER
+        and builder is not None
+        and enc is not None
+        and builder.prot is enc.prot
+        and builder.y is enc.y
+        and builder.design is fit.design
+    )
+    if same and builder is not None and fit.weights is not None:
+        return builder.build(idx, fit.weights), (fit.theta[idx] if fit.prior is None else None)
+    part = fit if idx.size == len(fit.proteins) else _fit_subset(fit, idx)
+    return refit_problem(part)
 
 
 def _fit_subset(fit: ModelFit, idx: IntArray) -> ModelFit:
