@@ -330,7 +330,7 @@ def boundary_screen(
                 )
             )
     if w is not None and out.any():
-        out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w)
+        out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w, out)
     return out, start_u
 
 
@@ -391,10 +391,13 @@ def _settled(
     fit: ModelFit,
     coded: FloatArray,
     weights: FloatArray,
+    candidates: BoolArray | None = None,
 ) -> BoolArray:
     """Whether the Huber weights of each protein's residuals at the screened point are
     within :data:`pepmix.model.robust.WEIGHT_TOL` minus :data:`WEIGHT_MARGIN` of ``weights``
-    (the robust iteration's stopping rule, :mod:`pepmix.model.robust`)."""
+    (the robust iteration's stopping rule, :mod:`pepmix.model.robust`). ``candidates`` (per
+    protein, default None: all) limits the MAD and weights to those proteins (each protein's
+    are its own residuals': the same numbers); the others are False."""
     from pepmix.model.robust import (
         WEIGHT_TOL,
         _protein_max,
@@ -405,7 +408,9 @@ def _settled(
     n_prot = len(enc.proteins)
     with np.errstate(invalid="ignore"):
         resid = enc.y - fitted_values(enc, design, factors, fit, coded)
-        scale, new = huber_scale_weights(resid, enc.prot, n_prot)
+        groups = None if candidates is None else np.flatnonzero(candidates)
+        scale, new = huber_scale_weights(resid, enc.prot, n_prot, groups)
         target = np.where(np.isfinite(scale)[enc.prot], new, 1.0)
         delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
-    return np.asarray(np.isfinite(delta) & (delta <= WEIGHT_TOL - WEIGHT_MARGIN))
+    settled = np.isfinite(delta) & (delta <= WEIGHT_TOL - WEIGHT_MARGIN)
+    return np.asarray(settled if candidates is None else settled & candidates)
