@@ -81,6 +81,15 @@ call changed; the warm start alone, without the grid's point, reached a worse nu
 (:func:`usage_shard_from_start`) reports the table only and fits point estimates only
 (``fit_proteins(inference=False)``: no covariances or contrast tests; the variances, BLUPs,
 weights and statuses bit for bit those of the full fit).
+
+Problems from cached structure (issue 12): the usage model's robust rounds build each round's
+weighted problem with :class:`pepmix.model.subset_problem.SubsetBuilder`, which covers the
+usage factor (``subset_problem.USAGE_CACHED``: the protein's cells and their counts computed
+once, restricted per subset), and the LRT's problem comes from the same builder
+(:func:`_lrt_problem`, :data:`LRT_FROM_BUILDER`); the screen's MAD and Huber weights are
+computed for its candidate proteins only. The same problems and rows, bit for bit
+(``tests/unit/test_subset_problem.py``, ``test_usage_cost.py``); measured in
+``benchmarks/README.md``, "The usage refit from cached structure".
 """
 
 from __future__ import annotations
