@@ -86,8 +86,9 @@ Problems from cached structure (issue 12): the usage model's robust rounds build
 weighted problem with :class:`pepmix.model.subset_problem.SubsetBuilder`, which covers the
 usage factor (``subset_problem.USAGE_CACHED``: the protein's cells and their counts computed
 once, restricted per subset), and the LRT's problem comes from the same builder
-(:func:`_lrt_problem`, :data:`LRT_FROM_BUILDER`); the screen's MAD and Huber weights are
-computed for its candidate proteins only. The same problems and rows, bit for bit
+(:func:`_lrt_problem`, :data:`LRT_FROM_BUILDER`); the screen's grid reads its bucket's
+rows without a copy and its weight check runs on the candidate proteins' rows only. The same
+problems and rows, bit for bit
 (``tests/unit/test_subset_problem.py``, ``test_usage_cost.py``); measured in
 ``benchmarks/README.md``, "The usage refit from cached structure".
 """
@@ -614,6 +615,7 @@ def _refit_shard(
     active = np.ones(len(full.proteins), dtype=bool)
     null = _null_start(base, design, idx, robust, full.factors) if WARM_NULL else None
     lrt = usage_lrt(full, active, _theta_scale(robust), null)
+    full.builder = None  # its cached structure served the LRT: released (the shard keeps full)
     comp = full.variance_components().assign(**{lrt_col: lrt})
     parts = [comp, _screened_rows(base, screened)] if screened.size else [comp]
     parts.append(_skipped_rows(base, np.union1d(idx, screened)))
