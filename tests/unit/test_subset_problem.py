@@ -59,21 +59,33 @@ def _weights(n: int, rng: np.random.Generator) -> np.ndarray:
     return w
 
 
+#: models with the feature x condition (usage) factor: with the sample factor (the cells
+#: eliminated where a protein has more cells than samples, else the samples; the cells in the
+#: dense block), with the feature only, and with a random batch
+USAGE_DESIGNS = {
+    "usage": {"random": ("feature", "sample", USAGE_FACTOR)},
+    "usage_feature": {"random": ("feature", USAGE_FACTOR)},
+    "usage_batch": {"random": ("feature", "sample", "batch", USAGE_FACTOR), "n_batch": 3},
+}
+
+
 @pytest.mark.parametrize("name", ["feature+sample", "nested", "batch_random", "feature_only",
-                                  "batch_fixed", "usage"])  # fmt: skip
+                                  "batch_fixed", *USAGE_DESIGNS])  # fmt: skip
 def test_cached_build_equals_fresh_build(name: str) -> None:
     """Random subsets and weights, several designs (eliminated sample levels summed over two
-    runs each, a random batch, the feature eliminated, a fixed batch; the usage factor takes
-    the fallback): every field of the problem, every bucket array, bit for bit."""
-    if name == "usage":
-        sheet, design = make_design(random=("feature", "sample", USAGE_FACTOR))
-    else:
-        sheet, design = make_design(**DESIGNS[name])
+    runs each, a random batch, the feature eliminated, a fixed batch, the usage factor in the
+    dense block and eliminated): every field of the problem (the usage cells included), every
+    bucket array, bit for bit."""
+    sheet, design = make_design(**{**DESIGNS, **USAGE_DESIGNS}[name])
     table = make_table(design, sheet, 60, 3)
     enc = encode(table, design)
     n_prot = len(enc.proteins)
     builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
-    assert builder.cached == (name != "usage")
+    assert builder.cached
+    if name in USAGE_DESIGNS:  # both layouts of the usage factor occur
+        problem = builder.build(np.arange(n_prot), _weights(enc.y.size, np.random.default_rng(1)))
+        u = problem.factors.index(USAGE_FACTOR)
+        assert np.any(problem.efactor == u) and np.any(problem.efactor != u)
     rng = np.random.default_rng(5)
     for size in (n_prot, n_prot // 2, 7, 1):
         subset = np.sort(rng.choice(n_prot, size=size, replace=False))
@@ -85,11 +97,14 @@ def test_cached_build_equals_fresh_build(name: str) -> None:
     _assert_same(_fresh(enc, design, subset, ones), builder.build(subset, ones))
 
 
-def test_cached_build_many_runs() -> None:
+@pytest.mark.parametrize("usage", [False, True])
+def test_cached_build_many_runs(usage: bool) -> None:
     """200 runs (the cohort's shape: 200 eliminated sample levels, rank-one rows padded to 256)
-    with the start weights of the robust fit."""
+    with the start weights of the robust fit; with the usage factor in the dense block (the
+    usage refit's problems)."""
     table, sheet, _ = simulate(n_prot=80, n_per=100, seed=4, frac_de=0.2)
-    design = build_run_design(sheet, ModelSpec(random=("feature", "sample")))
+    random = ("feature", "sample", USAGE_FACTOR) if usage else ("feature", "sample")
+    design = build_run_design(sheet, ModelSpec(random=random))
     enc = encode(table, design)
     weights, _ = robust.initial_weights(enc)
     n_prot = len(enc.proteins)

@@ -184,3 +184,51 @@ def test_usage_cells_by_counting_equal_the_sorted_ones(monkeypatch: pytest.Monke
         for name in ("first", "code", "count", "index", "local"):
             got, want = getattr(counted, name), getattr(sorted_, name)
             assert got.dtype == want.dtype and np.array_equal(got, want), name
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_usage_problems_from_the_cached_structure_give_the_same_rows(
+    screen: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usage refit's robust rounds and its LRT build their problems from one cached
+    structure (``subset_problem.USAGE_CACHED``, ``usage.LRT_FROM_BUILDER``): the usage rows
+    (every column, full precision), the LRTs, the usage fit's per-protein arrays and weights
+    are those of the fresh builds, bit for bit; and the cached path is the one taken."""
+    from pepmix.model import subset_problem
+
+    table = _categorical(_simulate(120, 0.3, seed=21))
+    fit = fit_proteins(table, _design(), robust="huber")
+    components = fit.variance_components()
+
+    def shard() -> usage.UsageShard:
+        return usage_shard(
+            fit, components, table, _sheet(), robust="huber", screen=screen, inference=False
+        )
+
+    cached_builds: list[int] = []
+    build = subset_problem.SubsetBuilder.build
+
+    def counted(self, subset, weights):  # type: ignore[no-untyped-def]
+        cached_builds.append(int(self.cached and USAGE_FACTOR in self.design.spec.random))
+        return build(self, subset, weights)
+
+    def no_fresh_problem(part):  # type: ignore[no-untyped-def]
+        raise AssertionError("the usage LRT rebuilt its problem")
+
+    with monkeypatch.context() as m:
+        m.setattr(subset_problem.SubsetBuilder, "build", counted)
+        m.setattr(variance_tests, "refit_problem", no_fresh_problem)
+        cached = shard()
+    monkeypatch.setattr(subset_problem, "USAGE_CACHED", False)
+    monkeypatch.setattr(usage, "LRT_FROM_BUILDER", False)
+    fresh = shard()
+    assert sum(cached_builds) >= 3  # the robust rounds and the LRT, from the cache
+    pd.testing.assert_frame_equal(cached.table, fresh.table, check_exact=True)
+    assert np.array_equal(cached.lrt, fresh.lrt, equal_nan=True)
+    assert (cached.lrt > 0).sum() > 5  # refitted and tested proteins with a usage variance
+    assert cached.fit is not None and fresh.fit is not None
+    for name in _PROTEIN_ARRAYS:
+        a, b = getattr(cached.fit, name), getattr(fresh.fit, name)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+    assert cached.fit.weights is not None and fresh.fit.weights is not None
+    assert np.array_equal(cached.fit.weights, fresh.fit.weights)

@@ -14,9 +14,14 @@ Every number is computed as :func:`~pepmix.model.suffstats.build_problem` comput
 subset's observations (per-protein sums in observation order, per-protein checks), so
 :meth:`SubsetBuilder.build` returns the same :class:`~pepmix.model.suffstats.Problem`, bit for
 bit (``tests/unit/test_subset_problem.py``). The compiled pass reads the full observation
-arrays at the subset proteins' offsets instead of copies of their rows. Not covered (they fall
-back to :func:`~pepmix.model.suffstats.build_problem`): the feature x condition factor
-(its level codes are renumbered per subset), the fixed run-means model, uncompressed classes
+arrays at the subset proteins' offsets instead of copies of their rows. The feature x condition
+factor (the peptide-usage refit, :mod:`pepmix.model.usage`) is covered too: a protein's cells
+are the same, in the same (code) order, whichever proteins share the problem, so the subset's
+:class:`~pepmix.model.suffstats.UsageCells` are the full ones' segments, their observations'
+cell indices renumbered by the subset's offsets (:func:`_restrict_cells`), and a cell's weight
+sum is a ``bincount`` over the subset's rows in observation order, as in
+:func:`~pepmix.model.suffstats._eliminated_weights`. Not covered (they fall back to
+:func:`~pepmix.model.suffstats.build_problem`): the fixed run-means model, uncompressed classes
 and weights that are all 1 (the unweighted problem with count classes).
 
 Two more steps are shortened, with the same arrays as result
@@ -27,7 +32,8 @@ level is a (protein, run) cell, a feature, or a level of a run-level factor that
 (the cohort's samples); and step 8 gathers each protein's dimension labels and eliminated level
 codes from rows made once for all proteins (:class:`_Static`, :data:`CACHED_ASSEMBLY`; they
 depend on the protein alone, its bucket dimension included) instead of deriving them per
-bucket.
+bucket; models with the usage factor derive them per build, and their
+level sums when the cells are eliminated take the array route.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pepmix.model.design import USAGE_FACTOR, RunDesign
 from pepmix.model.suffstats import (
     EliminatedLevels,
     Problem,
+    UsageCells,
     _bucket,
     _check_weights,
     _chunk_buckets,
@@ -71,6 +78,11 @@ CACHED_ASSEMBLY = True
 #: kinds of the weight sum of an eliminated level (:class:`SubsetBuilder`): a (protein, run)
 #: cell, a feature, or (``_GROUPED + f``) a level of run-level factor ``f``
 _CELL, _FEATURE, _GROUPED = 0, 1, 2
+#: kind of a feature x condition cell (the usage factor eliminated)
+_USAGE_CELL = -1
+#: whether :class:`SubsetBuilder` caches the structure of models with the usage factor (False:
+#: they fall back to build_problem, as before; the same problems either way)
+USAGE_CACHED = True
 
 
 class SubsetBuilder:
@@ -103,7 +115,9 @@ class SubsetBuilder:
         counts = np.bincount(prot, minlength=n_proteins)
         self.prot_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         #: whether :meth:`build` reuses the structure (else it calls build_problem)
-        self.cached = USAGE_FACTOR not in design.spec.random and not design.spec.fixed_runs
+        self.cached = not design.spec.fixed_runs and (
+            USAGE_CACHED or USAGE_FACTOR not in design.spec.random
+        )
         if not self.cached:
             return
         st, yc = _structure(prot, feat, run, y, design, n_proteins)
@@ -140,9 +154,10 @@ class SubsetBuilder:
                 n_proteins=subset.size,
                 weights=w_sub,
             )
-        st = _restrict(self.st, subset)
         n_sub = subset.size
-        local_prot = np.repeat(np.arange(n_sub), st.lv.n_obs)
+        local_prot = np.repeat(np.arange(n_sub), self.st.lv.n_obs[subset])
+        cells = self.st.lv.cells
+        st = _restrict(self.st, subset, _restrict_cells(cells, subset, rows, local_prot))
         levels = _segments(self.e_offset, subset)
         e_wsum = self._level_weights(subset, levels, local_prot, rows, weights)
         cls = _classes(
@@ -151,7 +166,7 @@ class SubsetBuilder:
         ch = _chunk_buckets(st.lay, cls, st.fx.fittable, self.design.n_fixed)
         flats = self._accumulate(subset, st, ch, weights)
         neg_logw = -np.bincount(local_prot, weights=np.log(w_sub), minlength=n_sub)
-        if not CACHED_ASSEMBLY:
+        if not CACHED_ASSEMBLY or cells is not None:  # usage cells: derived per build
             return _problem(st, cls, ch, flats, neg_logw.astype(np.float64))
         if self.static is None:
             self.static = _Static(self.st, self.q_pad, self.e_offset, self.design.n_fixed)
@@ -239,6 +254,11 @@ class SubsetBuilder:
         if sel.any():
             feat_w = np.bincount(self.feat[rows], weights=w_sub)
             out[sel] = feat_w[col[sel]]
+        sel = kind == _USAGE_CELL
+        if sel.any() and lv.cells is not None:
+            n_cells = lv.cells.code.size
+            cell_w = np.bincount(lv.cells.index[rows], weights=w_sub, minlength=n_cells)
+            out[sel] = cell_w[col[sel]]
         for f, counts in lv.level_counts.items():
             sel = kind == _GROUPED + f
             if sel.any():
@@ -263,6 +283,7 @@ class SubsetBuilder:
         erow_offset[subset] = ch.erow_offset
         g_flat = np.zeros(ch.sizes[0])
         erow_flat = np.zeros(ch.sizes[2])
+        cells = full.lv.cells
         accumulate(
             full.lv.prot_start,
             subset[ch.order].astype(np.int64),
@@ -286,7 +307,7 @@ class SubsetBuilder:
             erow_flat,
             erow_offset,
             np.ascontiguousarray(weights, dtype=np.float64),
-            np.zeros(0, dtype=np.int32),
+            np.zeros(0, dtype=np.int32) if cells is None else cells.local,
         )
         del st
         return g_flat, np.zeros(0), erow_flat
@@ -322,6 +343,10 @@ def _level_sources(st: _Structure) -> tuple[NDArray[np.int8], IntArray]:
         elif lv.factors[e] == "feature":
             kind[sel] = _FEATURE
             col[sel] = lv.first_feat[e_protein[sel]] + rank[sel]
+            continue
+        elif lv.factors[e] == USAGE_FACTOR and lv.cells is not None:
+            kind[sel] = _USAGE_CELL  # the protein's cells, in order: their global indices
+            col[sel] = lv.cells.first[e_protein[sel]] + rank[sel]
             continue
         else:
             kind[sel] = _GROUPED + e
@@ -396,15 +421,38 @@ def _cell_sources(
         run_of[codes] = np.arange(codes.size)
         kind[sel] = _CELL
         col64[sel] = run_of[col64[sel]]
-    if np.any(kind >= _GROUPED) or np.any(col64 < 0):
+    if np.any(kind >= _GROUPED) or np.any(kind == _USAGE_CELL) or np.any(col64 < 0):
         return None
     return kind, col64
 
 
-def _restrict(st: _Structure, subset: IntArray) -> _Structure:
+def _restrict_cells(
+    cells: UsageCells | None, subset: IntArray, rows: IntArray, local_prot: IntArray
+) -> UsageCells | None:
+    """The usage cells of the proteins ``subset`` (observations ``rows`` of all, their protein
+    ``local_prot`` in the subset), as :func:`pepmix.model.suffstats.usage_cells` finds them on
+    the subset's rows: each protein's cells in the same order, indices renumbered."""
+    if cells is None:
+        return None
+    n_cells = np.diff(cells.first)[subset]
+    first = np.concatenate([[0], np.cumsum(n_cells)]).astype(np.intp)
+    seg = _segments(cells.first.astype(np.int64), subset)
+    local = cells.local[rows]
+    return UsageCells(
+        first=first,
+        code=cells.code[seg],
+        count=cells.count[seg],
+        index=(first[local_prot] + local).astype(np.intp),
+        local=local,
+    )
+
+
+def _restrict(st: _Structure, subset: IntArray, cells: UsageCells | None = None) -> _Structure:
     """The structure of the proteins ``subset`` (per-protein rows; the observation-level
     fields ``prot_start``, ``feat_local`` and ``local_tables`` stay those of all proteins: only
-    :meth:`SubsetBuilder._accumulate` reads them, with the full codes)."""
+    :meth:`SubsetBuilder._accumulate` reads them, with the full codes); ``cells`` (default
+    None: the model has no usage factor) are the subset's usage cells (:func:`_restrict_cells`;
+    the kernel reads the full ones' ``local``)."""
     lv, fx, lay = st.lv, st.fx, st.lay
     n_obs = lv.n_obs[subset]
     sub_lv = _Levels(
@@ -421,7 +469,7 @@ def _restrict(st: _Structure, subset: IntArray) -> _Structure:
         level_counts={f: c[subset] for f, c in lv.level_counts.items()},
         run_codes=lv.run_codes,
         local_tables=lv.local_tables,
-        cells=None,
+        cells=cells,
     )
     sub_fx = _Fixed(
         xkeep=fx.xkeep[subset],

@@ -81,6 +81,16 @@ call changed; the warm start alone, without the grid's point, reached a worse nu
 (:func:`usage_shard_from_start`) reports the table only and fits point estimates only
 (``fit_proteins(inference=False)``: no covariances or contrast tests; the variances, BLUPs,
 weights and statuses bit for bit those of the full fit).
+
+Problems from cached structure (issue 12): the usage model's robust rounds build each round's
+weighted problem with :class:`pepmix.model.subset_problem.SubsetBuilder`, which covers the
+usage factor (``subset_problem.USAGE_CACHED``: the protein's cells and their counts computed
+once, restricted per subset), and the LRT's problem comes from the same builder
+(:func:`_lrt_problem`, :data:`LRT_FROM_BUILDER`); the screen's grid reads its bucket's
+rows without a copy and its weight check runs on the candidate proteins' rows only. The same
+problems and rows, bit for bit
+(``tests/unit/test_subset_problem.py``, ``test_usage_cost.py``); measured in
+``benchmarks/README.md``, "The usage refit from cached structure".
 """
 
 from __future__ import annotations
@@ -103,6 +113,7 @@ from pepmix.model.design import (
     usage_code,
 )
 from pepmix.model.fit import FITTED, Encoded, ModelFit, encode, fit_proteins
+from pepmix.model.suffstats import Problem
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -234,7 +245,7 @@ def usage_lrt(
     the same). ``null_start`` (shape ``(P, F)`` in ``fit.factors`` columns, default None: the
     optimiser's grid) starts the null model's fits (:func:`_null_start`).
     """
-    from pepmix.model.variance_tests import refit_problem, term_lrts
+    from pepmix.model.variance_tests import term_lrts
 
     n_prot = len(fit.proteins)
     if fit.encoded is None:
@@ -252,8 +263,7 @@ def usage_lrt(
     idx = np.flatnonzero(todo)
     if idx.size == 0:
         return lrt
-    part = fit if idx.size == n_prot else _fit_subset(fit, idx)
-    problem, start = refit_problem(part)
+    problem, start = _lrt_problem(fit, idx)
     if start is not None:
         start = start * theta_scale
     null = None if null_start is None else null_start[idx]
@@ -261,6 +271,34 @@ def usage_lrt(
     lrt[idx] = tests.lrt[:, u]
     lrt[~fitted] = np.nan
     return lrt
+
+
+#: build the LRT's problem with the robust iteration's builder (:func:`_lrt_problem`; False:
+#: :func:`pepmix.model.variance_tests.refit_problem` of the subset, the same problem)
+LRT_FROM_BUILDER = True
+
+
+def _lrt_problem(fit: ModelFit, idx: IntArray) -> tuple[Problem, FloatArray | None]:
+    """The problem of the proteins ``idx`` of ``fit`` at its final weights and the refits'
+    start, as :func:`pepmix.model.variance_tests.refit_problem` builds it from their rows: from
+    the builder of the fit's robust iteration (:attr:`pepmix.model.fit.ModelFit.builder`, its
+    structure cached for these observations and design: the same problem, bit for bit,
+    :class:`pepmix.model.subset_problem.SubsetBuilder`) when there is one, else afresh."""
+    from pepmix.model.variance_tests import refit_problem
+
+    builder, enc = fit.builder, fit.encoded
+    same = (
+        LRT_FROM_BUILDER
+        and builder is not None
+        and enc is not None
+        and builder.prot is enc.prot
+        and builder.y is enc.y
+        and builder.design is fit.design
+    )
+    if same and builder is not None and fit.weights is not None:
+        return builder.build(idx, fit.weights), (fit.theta[idx] if fit.prior is None else None)
+    part = fit if idx.size == len(fit.proteins) else _fit_subset(fit, idx)
+    return refit_problem(part)
 
 
 def _fit_subset(fit: ModelFit, idx: IntArray) -> ModelFit:
@@ -577,6 +615,7 @@ def _refit_shard(
     active = np.ones(len(full.proteins), dtype=bool)
     null = _null_start(base, design, idx, robust, full.factors) if WARM_NULL else None
     lrt = usage_lrt(full, active, _theta_scale(robust), null)
+    full.builder = None  # its cached structure served the LRT: released (the shard keeps full)
     comp = full.variance_components().assign(**{lrt_col: lrt})
     parts = [comp, _screened_rows(base, screened)] if screened.size else [comp]
     parts.append(_skipped_rows(base, np.union1d(idx, screened)))

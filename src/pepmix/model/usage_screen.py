@@ -318,7 +318,8 @@ def boundary_screen(
         linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
         keep = _at_minimum(sub, th, ev, linv, u)
         pick = np.flatnonzero(ev.ok)
-        value_u, above = grid_start(sub.take(pick), th[pick], ev.dev[pick], u)
+        # only evaluated: the grid reads the bucket's W through w_rows (no copy; same numbers)
+        value_u, above = grid_start(sub.take_shared(pick), th[pick], ev.dev[pick], u)
         start_u[bidx[rows[pick]]] = value_u
         keep[pick] &= above
         out[bidx[rows]] = keep
@@ -330,7 +331,7 @@ def boundary_screen(
                 )
             )
     if w is not None and out.any():
-        out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w)
+        out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w, out)
     return out, start_u
 
 
@@ -391,10 +392,14 @@ def _settled(
     fit: ModelFit,
     coded: FloatArray,
     weights: FloatArray,
+    candidates: BoolArray | None = None,
 ) -> BoolArray:
     """Whether the Huber weights of each protein's residuals at the screened point are
     within :data:`pepmix.model.robust.WEIGHT_TOL` minus :data:`WEIGHT_MARGIN` of ``weights``
-    (the robust iteration's stopping rule, :mod:`pepmix.model.robust`)."""
+    (the robust iteration's stopping rule, :mod:`pepmix.model.robust`). ``candidates`` (per
+    protein, default None: all) limits the predictions, residuals, MAD
+    and weights to those proteins' rows (each row's fitted value and each protein's MAD are
+    computed from its own numbers: the same values); the others are False."""
     from pepmix.model.robust import (
         WEIGHT_TOL,
         _protein_max,
@@ -403,9 +408,20 @@ def _settled(
     )
 
     n_prot = len(enc.proteins)
+    groups = None
+    if candidates is not None:
+        rows = candidates[enc.prot]
+        enc = Encoded(
+            proteins=enc.proteins, features=enc.features, prot=enc.prot[rows],
+            feat=enc.feat[rows], run=enc.run[rows], y=enc.y[rows], runs=enc.runs,
+        )  # fmt: skip
+        weights = weights[rows]
+        coded = coded[candidates[coded[:, 0].astype(np.intp)]]
+        groups = np.flatnonzero(candidates)
     with np.errstate(invalid="ignore"):
         resid = enc.y - fitted_values(enc, design, factors, fit, coded)
-        scale, new = huber_scale_weights(resid, enc.prot, n_prot)
+        scale, new = huber_scale_weights(resid, enc.prot, n_prot, groups)
         target = np.where(np.isfinite(scale)[enc.prot], new, 1.0)
         delta = _protein_max(np.abs(target - weights), enc.prot, n_prot)
-    return np.asarray(np.isfinite(delta) & (delta <= WEIGHT_TOL - WEIGHT_MARGIN))
+    settled = np.isfinite(delta) & (delta <= WEIGHT_TOL - WEIGHT_MARGIN)
+    return np.asarray(settled if candidates is None else settled & candidates)
