@@ -98,6 +98,8 @@ from pepmix.model.fit import Encoded
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pepmix.model.majority_shards import ShardSample
+
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
@@ -347,7 +349,7 @@ def majority_exclusions(
     enc: Encoded,
     design: RunDesign,
     alpha: float = ALPHA,
-    prior: tuple[float, float] | None = None,
+    prior: tuple[float, float] | ShardSample | None = None,
 ) -> Exclusions:
     """Features of every protein that the majority rule excludes (module docstring).
 
@@ -365,13 +367,14 @@ def majority_exclusions(
         The run design (its conditions).
     alpha : float, default 0.01
         Family-wise level per protein (Bonferroni over its active features).
-    prior : (float, float), optional
+    prior : (float, float) or ShardSample, optional
         ``(df_prior, var_prior)`` of the pure-error variances, fitted on the
-        :func:`prior_sample` of all proteins (:func:`fit_majority_prior`; with several shards
-        the workflow's prepare or shard job writes it, ``results/model/majority_prior.json``,
-        so that the result does not depend on the sharding); default None: fitted here, on the
-        :func:`prior_sample` of the proteins of ``enc`` (the same prior when ``enc`` holds them
-        all).
+        :func:`prior_sample` of all proteins (:func:`fit_majority_prior`), or, in the
+        workflow's sharded fit jobs, the sample of all shards with the other shards' sampled
+        variances (:class:`pepmix.model.majority_shards.ShardSample`: the prior is fitted here
+        with this table's, the same as on all proteins, so that the result does not depend on
+        the sharding); default None: fitted here, on the :func:`prior_sample` of the proteins
+        of ``enc`` (the same prior when ``enc`` holds them all).
     """
     n_cond = max(len(design.conditions), 1)
     if n_cond < 2 or not enc.feat.size:
@@ -379,6 +382,8 @@ def majority_exclusions(
     fprot, candidates, tables, s2, df = _pure_error(enc, design, n_cond)
     if prior is None:
         prior = _sample_prior(enc, candidates, s2, df)
+    elif not isinstance(prior, tuple):  # sharded: with the other shards' sampled variances
+        prior = prior.prior(np.asarray(enc.proteins, dtype=object)[candidates], s2, df)
     s2_post, df_post = moderated_scale(s2, df, prior)
     active = ((tables[1] > 0) & np.isfinite(tables[0])).reshape(-1, n_cond).sum(axis=1) >= 2
     feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)
