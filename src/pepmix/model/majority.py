@@ -34,11 +34,11 @@ The prior's sample
 The prior :math:`(d_0, s_0^2)` is fitted on at most :data:`PRIOR_SAMPLE` (2,000) of the proteins
 tested (:func:`prior_sample`): those with the smallest CRC-32 of the UTF-8 protein name (ties by
 name), a deterministic choice that depends on each protein alone, so the one-job fit
-(:func:`majority_exclusions` without ``prior``) and the sharded workflow (the shard or prepare
-job's :func:`fit_majority_prior`, all proteins) use the same proteins and get the same prior;
-with fewer candidates all are used (the demo's 1,842 proteins: nothing changes). Only the
-sample's saturated fits are needed for the prior, so the workflow's job computes 2,000 of them
-instead of all (the 10,000 x 200 cohort, 7,530 candidates: 7.4 -> 1.9 CPU s in the kernel).
+(:func:`majority_exclusions` without ``prior``) and the sharded workflow (every fit job, from
+all shards' tables: :mod:`pepmix.model.majority_shards`) use the same proteins and get the same
+prior, bit for bit; with fewer candidates all are used (the demo's 1,842 proteins: nothing
+changes). Only the sample's saturated fits are needed for the prior, so a fit job computes those
+of the other shards' sampled proteins (about 2,000 (N - 1) / N of them) besides its own.
 Precision (same cohort): the prior of all candidates is :math:`d_0 = 38.1`,
 :math:`s_0^2 = 0.06036`; that of the sample 40.1 and 0.05980; over 20 other hash-chosen
 samples of 2,000, :math:`d_0` 38.4 (SD 3.0) and :math:`s_0^2` 0.06036 (SD 0.55 %). :math:`s_0^2`
