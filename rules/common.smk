@@ -144,6 +144,14 @@ def input_mb(files):
     return sum(os.path.getsize(f) for f in files if os.path.exists(f)) / 1e6
 
 
+def fit_input_mb(input):
+    """input_mb of a fit job without the other shards' tables (MAJORITY_SHARDS): it reads them
+    one at a time before its fit, for the majority prior, and keeps only the sampled proteins'
+    rows (pepmix.model.majority_shards), below the fit's own peak (benchmarks/README.md)."""
+    others = set(input.get("majority_shards", [])) - {input.features}
+    return input_mb([f for f in input if f not in others])
+
+
 def slug(text):
     """File-name-safe version of a contrast name: 'B - A' -> 'B_vs_A'."""
     text = text.replace(" - ", "_vs_")

@@ -203,10 +203,11 @@ rule fit:
     threads: 1
     resources:
         # the input size and the shard's largest protein (pepmix.resources); Snakemake evaluates
-        # this again when the job is ready, after the shard job wrote largest.json
+        # this again when the job is ready, after the shard job wrote largest.json. The other
+        # shards' tables (MAJORITY_SHARDS) do not count: fit_input_mb
         mem_mb=lambda wc, input, attempt: attempt
-        * declared_mem_mb(input.largest, input_mb(input)),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
+        * declared_mem_mb(input.largest, fit_input_mb(input)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(fit_input_mb(input))),
     conda:
         "../envs/pepmix.yaml"
     script:

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from pepmix.model import majority
 from pepmix.model.design import RunDesign
-from pepmix.model.fit import Encoded
+from pepmix.model.fit import encode
 
 if TYPE_CHECKING:
     from pepmix.stages.files import PathLike
@@ -97,40 +97,54 @@ def shard_sample(own: pd.DataFrame, others: Sequence[PathLike], design: RunDesig
     """The prior's sample of this shard's table ``own`` and the shards ``others``
     (``results/model/shards/K-of-N/features.parquet``, read as their fit jobs read them:
     :func:`pepmix.stages.files.read_model_input`), with the other shards' sampled proteins'
-    pure-error variances (module docstring)."""
+    pure-error variances (module docstring).
+
+    The other shards are read one at a time; of each, only the rows of the proteins in the
+    sample of the candidates seen so far are kept (at most
+    :data:`pepmix.model.majority.PRIOR_SAMPLE` proteins in all): a protein of the final sample
+    is in the sample of every subset of the candidates that holds it."""
     from pepmix.stages.files import read_model_input
 
-    tables = [own, *(read_model_input(p) for p in others)]
     n_cond = max(len(design.conditions), 1)
-    cands = [candidate_names(t, design) for t in tables]
-    every = np.concatenate(cands) if cands else np.zeros(0, dtype=object)
-    shard_of = np.repeat(np.arange(len(tables)), [c.size for c in cands])
-    picked = majority.prior_sample(every)
-    sample = frozenset(str(x) for x in every[picked])
-    names: list[NDArray[np.object_]] = []
+    names = candidate_names(own, design)
+    shard_of = np.zeros(names.size, dtype=np.intp)
+    n_candidates = names.size
+    kept: dict[int, pd.DataFrame] = {}
+    for k, path in enumerate(others, start=1):
+        table = read_model_input(path)
+        found = candidate_names(table, design)
+        n_candidates += found.size
+        names = np.concatenate([names, found])
+        shard_of = np.concatenate([shard_of, np.full(found.size, k, dtype=np.intp)])
+        picked = majority.prior_sample(names)
+        names, shard_of = names[picked], shard_of[picked]
+        kept[k] = table
+        for j in kept:  # only the rows of the sample so far
+            kept[j] = _rows_of(kept[j], names[shard_of == j])
+        del table
+    out_names: list[NDArray[np.object_]] = []
     s2: list[FloatArray] = []
     df: list[FloatArray] = []
-    for k in range(1, len(tables)):
-        keep = every[picked[shard_of[picked] == k]]
-        if not keep.size or n_cond < 2:
+    for rows in kept.values():
+        if not len(rows) or n_cond < 2:
             continue
-        enc = _encode_proteins(tables[k], keep, design)
+        enc = encode(rows, design)
         _, candidates, _, s2_k, df_k = majority._pure_error(enc, design, n_cond)
-        if candidates.size != keep.size:
+        if candidates.size != len(enc.proteins):
             raise ValueError("the majority prior's sample: a sampled protein is no candidate")
-        names.append(np.asarray(enc.proteins, dtype=object)[candidates])
+        out_names.append(np.asarray(enc.proteins, dtype=object))
         s2.append(s2_k)
         df.append(df_k)
-    n_own = int(np.sum(shard_of[picked] == 0))
+    n_own = int(np.sum(shard_of == 0))
     log.info(
         "feature majority rule's prior: %d sampled proteins of %d candidates in %d shards "
         "(%d in this one)",
-        len(sample), every.size, len(tables), n_own,
+        names.size, n_candidates, len(others) + 1, n_own,
     )  # fmt: skip
     return ShardSample(
-        sample=sample,
+        sample=frozenset(str(x) for x in names),
         n_own=n_own,
-        names=np.concatenate(names) if names else np.zeros(0, dtype=object),
+        names=np.concatenate(out_names) if out_names else np.zeros(0, dtype=object),
         s2=np.concatenate(s2) if s2 else np.zeros(0),
         df=np.concatenate(df) if df else np.zeros(0),
     )
@@ -168,11 +182,9 @@ def _codes(column: pd.Series) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
     return raw.astype(np.int64), np.asarray(labels, dtype=object)
 
 
-def _encode_proteins(table: pd.DataFrame, names: NDArray[np.object_], design: RunDesign) -> Encoded:
-    """:func:`pepmix.model.fit.encode` of the rows of the proteins ``names`` of ``table`` (rows
-    in the table's order, categories unchanged: each protein's rows and features in the order
-    of that shard's own encoding)."""
-    from pepmix.model.fit import encode
-
-    rows = table["protein"].isin(set(str(x) for x in names)).to_numpy()
-    return encode(table.loc[rows], design)
+def _rows_of(table: pd.DataFrame, names: NDArray[np.object_]) -> pd.DataFrame:
+    """The rows of the proteins ``names`` of ``table``, in the table's order, categories
+    unchanged (so :func:`pepmix.model.fit.encode` orders each protein's rows and features as
+    for the whole table: that shard's own fit job's saturated fits, bit for bit)."""
+    rows = table["protein"].isin({str(x) for x in names}).to_numpy()
+    return table if rows.all() else table.loc[rows]
