@@ -199,3 +199,15 @@ def test_fit_job_needs_its_own_table_among_the_shards(tmp_path: Path) -> None:
     split(features, paths)
     with pytest.raises(ValueError, match="this shard's table"):
         fit.run(features=paths[0], samples=samples, majority_shards=[paths[1]])
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"feature_majority": False}, {"robust": "none"}, {"random": ["feature", "condition|batch"]}],
+)
+def test_no_majority_sample_where_the_rule_does_not_apply(model: dict[str, object]) -> None:
+    # the other shards' tables are not read (here they do not exist)
+    missing = [Path("/nonexistent/1-of-2.parquet"), Path("/nonexistent/2-of-2.parquet")]
+    table = pd.DataFrame({"protein": [], "feature": [], "run": [], "y": []})
+    sample = fit._majority_sample(missing[0], missing, table, pd.DataFrame(), model, "auto")
+    assert sample is None

@@ -286,7 +286,11 @@ def _majority_sample(
 
     if not shards or not bool(model.get("feature_majority", DEFAULT_MAJORITY)):
         return None
-    if str(model.get("robust", DEFAULT_ROBUST)) == "none":
+    from pepmix.model.design import SLOPE_TERM
+
+    if str(model.get("robust", DEFAULT_ROBUST)) == "none" or SLOPE_TERM in (
+        model.get("random") or ()
+    ):  # the rule is not applied (plain REML, or the random-slope model's own fit)
         return None
     from pepmix.model.majority_shards import shard_sample
     from pepmix.model.protein_fit import run_design
