@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from pepmix.model import majority
@@ -105,7 +106,6 @@ def shard_sample(own: pd.DataFrame, others: Sequence[PathLike], design: RunDesig
     is in the sample of every subset of the candidates that holds it."""
     from pepmix.stages.files import read_model_input
 
-    n_cond = max(len(design.conditions), 1)
     names = candidate_names(own, design)
     shard_of = np.zeros(names.size, dtype=np.intp)
     n_candidates = names.size
@@ -122,19 +122,11 @@ def shard_sample(own: pd.DataFrame, others: Sequence[PathLike], design: RunDesig
         for j in kept:  # only the rows of the sample so far
             kept[j] = _rows_of(kept[j], names[shard_of == j])
         del table
-    out_names: list[NDArray[np.object_]] = []
-    s2: list[FloatArray] = []
-    df: list[FloatArray] = []
-    for rows in kept.values():
-        if not len(rows) or n_cond < 2:
-            continue
-        enc = encode(rows, design)
-        _, candidates, _, s2_k, df_k = majority._pure_error(enc, design, n_cond)
-        if candidates.size != len(enc.proteins):
-            raise ValueError("the majority prior's sample: a sampled protein is no candidate")
-        out_names.append(np.asarray(enc.proteins, dtype=object))
-        s2.append(s2_k)
-        df.append(df_k)
+    other_names, s2, df = _variances(kept, design)
+    del kept
+    # the Arrow pool keeps the freed memory of the other shards' reads (~0.2 GB on the cohort),
+    # which the fit that follows would add to its own peak: returned now
+    pa.default_memory_pool().release_unused()
     n_own = int(np.sum(shard_of == 0))
     log.info(
         "feature majority rule's prior: %d sampled proteins of %d candidates in %d shards "
@@ -144,10 +136,32 @@ def shard_sample(own: pd.DataFrame, others: Sequence[PathLike], design: RunDesig
     return ShardSample(
         sample=frozenset(str(x) for x in names),
         n_own=n_own,
-        names=np.concatenate(out_names) if out_names else np.zeros(0, dtype=object),
-        s2=np.concatenate(s2) if s2 else np.zeros(0),
-        df=np.concatenate(df) if df else np.zeros(0),
+        names=other_names,
+        s2=s2,
+        df=df,
     )
+
+
+def _variances(
+    kept: dict[int, pd.DataFrame], design: RunDesign
+) -> tuple[NDArray[np.object_], FloatArray, FloatArray]:
+    """Names, pure-error variances and df of the proteins of the tables ``kept`` (every one a
+    candidate: :func:`pepmix.model.majority.majority_exclusions`'s saturated fits)."""
+    n_cond = max(len(design.conditions), 1)
+    names: list[NDArray[np.object_]] = [np.zeros(0, dtype=object)]
+    s2: list[FloatArray] = [np.zeros(0)]
+    df: list[FloatArray] = [np.zeros(0)]
+    for rows in kept.values():
+        if not len(rows) or n_cond < 2:
+            continue
+        enc = encode(rows, design)
+        _, candidates, _, s2_k, df_k = majority._pure_error(enc, design, n_cond)
+        if candidates.size != len(enc.proteins):
+            raise ValueError("the majority prior's sample: a sampled protein is no candidate")
+        names.append(np.asarray(enc.proteins, dtype=object))
+        s2.append(s2_k)
+        df.append(df_k)
+    return np.concatenate(names), np.concatenate(s2), np.concatenate(df)
 
 
 def candidate_names(table: pd.DataFrame, design: RunDesign) -> NDArray[np.object_]:
