@@ -10,7 +10,12 @@ the fit's tables and the test stage's differential table are written there (for 
 checkouts' outputs). Run it once per checkout with ``PYTHONPATH=<checkout>/src``, from the
 checkout (the config schema is read from ``workflow/schemas``), alternating checkouts.
 ``--feature-majority true|false`` overrides ``model.feature_majority`` (for the rule's cost,
-measured by alternating the two in one checkout).
+measured by alternating the two in one checkout). ``--shards`` lists every shard's
+``features.parquet`` (this one's included): the fit job of a sharded workflow with the feature
+majority rule, which fits the rule's prior from all shards' tables
+(:mod:`pepmix.model.majority_shards`; its part is reported as ``shard_sample``); without it the
+shard fits the prior on its own proteins (what the job cost when the prepare job wrote the
+prior: reading that JSON took no measurable time).
 
 Usage::
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import time
 from typing import Any
 
@@ -48,6 +54,12 @@ def main() -> None:
         default="config",
         help="model.feature_majority: the config's (default) or forced on / off",
     )
+    parser.add_argument(
+        "--shards",
+        nargs="+",
+        default=None,
+        help="every shard's features.parquet, relative to root (the majority prior's sample)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = validate_config(load_yaml(args.config), load_yaml("workflow/schemas/config.schema.yaml"))
@@ -65,12 +77,30 @@ def main() -> None:
             spent[0] += time.process_time() - start
 
     usage.usage_shard = timed  # fit.run imports it at call time
+    sampled = [0.0]
+    shards = [os.path.join(args.root, p) for p in args.shards] if args.shards else None
+    if shards:
+        from pepmix.model import majority_shards
+
+        sample_inner = majority_shards.shard_sample
+
+        def sample_timed(*a: Any, **k: Any) -> Any:
+            start = time.process_time()
+            try:
+                return sample_inner(*a, **k)
+            finally:
+                sampled[0] += time.process_time() - start
+
+        majority_shards.shard_sample = sample_timed  # type: ignore[assignment]
+    kwargs: dict[str, Any] = {"majority_shards": shards} if shards else {}
     with threadpool_limits(limits=1):
         start = time.process_time()
         res = fit.run(features=os.path.join(args.root, args.shard), samples=samples,
-                      model=cfg.get("model", {}), usage=True)  # fmt: skip
+                      model=cfg.get("model", {}), usage=True, **kwargs)  # fmt: skip
         cpu = time.process_time() - start
-    log.info("cpu %.3f usage %.3f rest %.3f", cpu, spent[0], cpu - spent[0])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    log.info("cpu %.3f usage %.3f shard_sample %.3f rest %.3f peak_rss_mb %.0f", cpu, spent[0],
+             sampled[0], cpu - spent[0] - sampled[0], peak)  # fmt: skip
     if args.out:
         out = args.out
         os.makedirs(out, exist_ok=True)

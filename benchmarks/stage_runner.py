@@ -265,9 +265,9 @@ class StageRunner:
             "ABUNDANCE_IN_GATHER": False,
             "VARIANCE_IN_GATHER": False,
             "USAGE_IN_GATHER": False,
-            # the feature majority rule's prior file of several shards (rules/common.smk): the
-            # runner's one fit job holds every protein and fits the prior itself, as one shard
-            "MAJORITY_PRIOR": None,
+            # several shards' tables for the feature majority rule's prior (rules/common.smk):
+            # the runner's one fit job holds every protein and fits the prior itself, as one shard
+            "MAJORITY_SHARDS": False,
             # missing: detection (rules/common.smk); builds without the key ignore these
             "DETECTION": cfg.get("missing", "mar") == "detection",
             "extra_formats": lambda formats: [f for f in formats if f != "png"],

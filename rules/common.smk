@@ -78,16 +78,14 @@ PREPARE_IN_ONE_JOB = len(BATCHES) == 1
 SINGLE_SHARD = N_SHARDS == 1
 # the shard wildcard, or the one shard's name (a single-shard fit job has no wildcard)
 SHARD = "1-of-1" if SINGLE_SHARD else "{scatteritem}"
-# several shards, model.feature_majority on with a robust fit -> the shard (or prepare) job,
-# which has the normalised table in memory, writes the majority prior on all proteins for the
-# fit jobs (pepmix.stages.shard.majority_prior); with one shard the fit job fits it itself, the
-# same way (snakemake --lint reads the word r-u-l-e and a later colon in this file as a rule)
-MAJORITY_PRIOR = (
-    "results/model/majority_prior.json"
-    if not SINGLE_SHARD
-    and config.get("model", {}).get("feature_majority", True)
+# several shards, model.feature_majority on with a robust fit -> every fit job reads all shards'
+# tables and fits the majority prior on all proteins itself, the same as one job would
+# (pepmix.model.majority_shards); with one shard the fit job has them all in its own table
+# (snakemake --lint reads the word r-u-l-e and a later colon in this file as a rule)
+MAJORITY_SHARDS = (
+    not SINGLE_SHARD
+    and bool(config.get("model", {}).get("feature_majority", True))
     and config.get("model", {}).get("robust", "huber") != "none"
-    else None
 )
 
 
@@ -144,6 +142,14 @@ ABUNDANCE_WIDE = "results/tables/protein_abundance.tsv"
 def input_mb(files):
     """Total size in MB of a job's existing input files (for mem_mb/runtime of rules)."""
     return sum(os.path.getsize(f) for f in files if os.path.exists(f)) / 1e6
+
+
+def fit_input_mb(input):
+    """input_mb of a fit job without the other shards' tables (MAJORITY_SHARDS): it reads them
+    one at a time before its fit, for the majority prior, and keeps only the sampled proteins'
+    rows (pepmix.model.majority_shards), below the fit's own peak (benchmarks/README.md)."""
+    others = set(input.get("majority_shards", [])) - {input.features}
+    return input_mb([f for f in input if f not in others])
 
 
 def slug(text):

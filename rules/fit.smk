@@ -5,16 +5,13 @@
 
 # with one batch this runs inside rule prepare (rules/prepare.smk, ruleorder)
 rule shard:
-    """Split the normalised table into protein shards balanced by observations (and
-    MAJORITY_PRIOR: the feature majority rule's prior on all proteins)."""
+    """Split the normalised table into protein shards balanced by observations."""
     input:
         "results/normalize/features.parquet",
-        **({"samples": "results/ingest/samples.tsv"} if MAJORITY_PRIOR else {}),
     output:
         features=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
         # features and observations of each shard's largest protein: the fit rule's mem_mb
         largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
-        **({"majority_prior": MAJORITY_PRIOR} if MAJORITY_PRIOR else {}),
     benchmark:
         "logs/benchmarks/shard.tsv"
     log:
@@ -35,7 +32,7 @@ rule variance_prior:
     """Empirical-Bayes prior of the sample (and run) variance ratios (model.shrinkage) and of
     the feature variance ratios (model.feature_weights), estimated on all proteins before
     sharding so that results do not depend on the number of shards (the feature majority
-    rule's prior: MAJORITY_PRIOR, written by rule shard or prepare)."""
+    rule's prior: each fit job fits it from all shards, MAJORITY_SHARDS)."""
     input:
         features="results/normalize/features.parquet",
         samples="results/ingest/samples.tsv",
@@ -127,9 +124,13 @@ rule fit:
             or config.get("model", {}).get("feature_weights", "none") != "none"
             else []
         ),
-        # the feature majority rule's prior on all proteins, from the shard (prepare) job,
-        # with several shards (one shard fits it itself, by the same rule)
-        majority_prior=MAJORITY_PRIOR or [],
+        # several shards, feature majority rule: every shard's table, from which the job fits
+        # the rule's prior on all proteins itself (MAJORITY_SHARDS; one shard: its own table)
+        majority_shards=(
+            gather.split("results/model/shards/{scatteritem}/features.parquet")
+            if MAJORITY_SHARDS
+            else []
+        ),
         # one shard: the removed proteins close the usage table (peptide_usage in this job)
         # and the variance table (VARIANCE_IN_FIT)
         removed=(
@@ -202,10 +203,11 @@ rule fit:
     threads: 1
     resources:
         # the input size and the shard's largest protein (pepmix.resources); Snakemake evaluates
-        # this again when the job is ready, after the shard job wrote largest.json
+        # this again when the job is ready, after the shard job wrote largest.json. The other
+        # shards' tables (MAJORITY_SHARDS) do not count: fit_input_mb
         mem_mb=lambda wc, input, attempt: attempt
-        * declared_mem_mb(input.largest, input_mb(input)),
-        runtime=lambda wc, input, attempt: attempt * (10 + int(input_mb(input))),
+        * declared_mem_mb(input.largest, fit_input_mb(input)),
+        runtime=lambda wc, input, attempt: attempt * (10 + int(fit_input_mb(input))),
     conda:
         "../envs/pepmix.yaml"
     script:

@@ -33,8 +33,6 @@ if PREPARE_IN_ONE_JOB:
             alerts_normalize="results/alerts/normalize.tsv",
             shards=scatter.split("results/model/shards/{scatteritem}/features.parquet"),
             largest=scatter.split("results/model/shards/{scatteritem}/largest.json"),
-            # several shards, feature majority rule: its prior on all proteins (rules/common.smk)
-            **({"majority_prior": MAJORITY_PRIOR} if MAJORITY_PRIOR else {}),
         params:
             entry=INPUT_BY_NAME[BATCHES[0]],
             filter=config["filter"],

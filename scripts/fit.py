@@ -11,7 +11,8 @@ with rule_context(snakemake):
         model=snakemake.params.model,
         replication=snakemake.params.replication,
         prior=snakemake.input.get("prior") or None,
-        majority_prior=snakemake.input.get("majority_prior") or None,
+        # several shards, feature majority rule: all shards' tables (the rule's prior)
+        majority_shards=list(snakemake.input.get("majority_shards") or []) or None,
         variance_tests=snakemake.params.get("variance_tests") or None,
         # config peptide_usage: the shard's peptide-usage rows (rule peptide_usage gathers)
         usage=bool(out.get("usage") or out.get("usage_table")),

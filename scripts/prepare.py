@@ -22,8 +22,6 @@ with rule_context(snakemake):
             runs=out.runs,
             shards=list(out.shards),
             largest=list(out.largest),
-            # several shards, feature majority rule: its prior on all proteins
-            majority_prior=out.get("majority_prior") or None,
             alerts={
                 "ingest": out.alerts_ingest,
                 "merge": out.alerts_merge,

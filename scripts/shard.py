@@ -8,7 +8,4 @@ with rule_context(snakemake):
         features=snakemake.input[0],
         shards=list(snakemake.output.features),
         largest=list(snakemake.output.largest),
-        # several shards, feature majority rule: its prior on all proteins
-        samples=snakemake.input.get("samples") or None,
-        prior=snakemake.output.get("majority_prior") or None,
     )

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pepmix.model.design import ModelSpec
     from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.fit import ModelFit
+    from pepmix.model.majority_shards import ShardSample
     from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.stored import StoredFit
 
@@ -319,7 +320,7 @@ def fit(
     feature_prior: FeaturePrior | None = None,
     stratum: bool = False,
     feature_majority: bool = True,
-    majority_prior: tuple[float, float] | None = None,
+    majority_prior: tuple[float, float] | ShardSample | None = None,
 ) -> Fit:
     """Fit one linear mixed model per protein (the config's ``model:`` section).
 
@@ -357,10 +358,12 @@ def fit(
     feature_majority : bool, default True
         Robust fits: exclude a minority feature whose condition profile disagrees with the
         protein's other features (``model.feature_majority``, :mod:`pepmix.model.majority`).
-    majority_prior : (float, float), optional
-        The prior of that rule's pure-error variances fitted on all proteins (the workflow
-        passes it to sharded fits, :func:`pepmix.model.majority.fit_majority_prior`); default
-        None: fitted on ``data``.
+    majority_prior : (float, float) or ShardSample, optional
+        The prior of that rule's pure-error variances fitted on all proteins
+        (:func:`pepmix.model.majority.fit_majority_prior`), or the sample of all shards from
+        which it is fitted with ``data``'s proteins
+        (:class:`pepmix.model.majority_shards.ShardSample`: the workflow's sharded fit jobs);
+        default None: fitted on ``data``.
 
     Returns
     -------

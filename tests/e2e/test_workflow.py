@@ -151,14 +151,19 @@ def test_python_api_equals_workflow(demo_run: Path, monkeypatch: pytest.MonkeyPa
     assert (table["status"] == "filtered").sum() == 3 * N_FILTERED
 
 
-def test_majority_prior_from_the_prepare_job(demo_run: Path) -> None:
-    """Two shards with the feature majority rule (the default): the prepare job writes the
-    rule's prior on all proteins for the fit jobs; no variance_prior job (no shrinkage)."""
-    import json
+def test_majority_prior_in_the_fit_jobs(demo_run: Path) -> None:
+    """Two shards with the feature majority rule (the default): each fit job fits the rule's
+    prior on all proteins itself, from both shards' tables (the prepare job writes none); no
+    variance_prior job (no shrinkage)."""
+    import re
 
-    prior = json.loads((demo_run / "results/model/majority_prior.json").read_text())
-    df0, s0 = prior["_majority_pure_error"]
-    assert df0 > 0 and s0 > 0
+    assert not (demo_run / "results/model/majority_prior.json").exists()
+    pattern = r"prior: (\d+) sampled proteins of (\d+) candidates in 2 shards \((\d+) in this"
+    found = [re.search(pattern, (demo_run / f"logs/fit/{k}-of-2.log").read_text()) for k in (1, 2)]
+    assert all(m is not None for m in found)
+    counts = [tuple(int(x) for x in m.groups()) for m in found if m is not None]
+    assert counts[0][:2] == counts[1][:2] and counts[0][0] > 0
+    assert counts[0][2] + counts[1][2] == counts[0][0]  # each sampled protein in one shard
     assert not (demo_run / "results/model/variance_prior.json").exists()
     assert not (demo_run / "logs/variance_prior.log").exists()
 

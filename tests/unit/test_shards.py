@@ -13,7 +13,7 @@ from pepmix.errors import DesignError
 from pepmix.io import write_parquet, write_tsv
 from pepmix.model.stored import gather_fits
 from pepmix.shards import assign, auto_shards, gather, split
-from pepmix.stages import fit, gather_abundance, shard, variance_components, variance_prior
+from pepmix.stages import fit, gather_abundance, variance_components, variance_prior
 from pepmix.stages import test as differential
 
 from .simulate_da import simulate
@@ -48,16 +48,15 @@ def _run(tmp: Path, features: Path, samples: Path, n: int, majority_rule: bool) 
     outputs: dict[str, list[Path]] = {k: [] for k in names}
     model = {"feature_majority": majority_rule}
     prior = majority = None
-    if n > 1:  # as the workflow: the priors on all proteins (rules variance_prior and shard)
+    if n > 1:  # as the workflow: the variance prior on all proteins (rule variance_prior), and
+        # with the majority rule every fit job reads all shards' tables (its prior)
         prior = tmp / "variance_prior.json"
         variance_prior.run(features=features, samples=samples, model=model).to_json(prior)
-        majority = tmp / "majority_prior.json" if majority_rule else None
-        if majority is not None:
-            shard.majority_prior(features, samples, majority)
+        majority = list(shard_paths) if majority_rule else None
     for i, path in enumerate(shard_paths):
         out = {k: tmp / f"{k}{i}.parquet" for k in names}
         fit.run(
-            features=path, samples=samples, model=model, prior=prior, majority_prior=majority
+            features=path, samples=samples, model=model, prior=prior, majority_shards=majority
         ).write(
             proteins=out["proteins"],
             fit=out["fit"],
@@ -86,7 +85,7 @@ def test_one_and_many_shards_give_identical_tables(
     tmp_path: Path, majority: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the majority rule's prior on a sample of the proteins (pepmix.model.majority.prior_sample,
-    # here 100 of the ~400 candidates): the same in the one job and from the shard job
+    # here 100 of the ~400 candidates): the same in the one job and in every shard's fit job
     from pepmix.model import majority as majority_module
 
     monkeypatch.setattr(majority_module, "PRIOR_SAMPLE", 100)
@@ -141,20 +140,18 @@ def test_abundance_job_equals_the_fit_jobs_abundances(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("size", [20, 60, 1000])
-def test_majority_prior_of_the_shard_job_is_that_of_all_proteins(
+def test_majority_prior_of_each_shard_is_that_of_one_job(
     tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the shard job encodes only the first proteins by CRC-32 (doubling them until they hold
-    # the sample's candidates): its prior is exactly that of the whole table, from the file
-    # and from the Arrow table in memory (rule prepare); here seven proteins in ten have two
-    # features (not candidates), so that the first 1.25 x size hold too few candidates
-    import json
-
-    import pyarrow.parquet as pq
-
+    # each fit job of three shards fits the prior from all shards' tables (its own variances
+    # from its own saturated fits, the others' from theirs): bit for bit the one-job prior,
+    # whatever the sample's size (20, 60: some of the ~300 candidates; 1000: all of them); seven
+    # proteins in ten have two features (not candidates), so candidacy must be read per shard
     from pepmix.model import majority
     from pepmix.model.fit import encode
+    from pepmix.model.majority_shards import candidate_names, shard_sample
     from pepmix.samples import read_resolved_sheet
+    from pepmix.stages.files import read_model_input
 
     monkeypatch.setattr(majority, "PRIOR_SAMPLE", size)
     table, sheet, _ = simulate(n_prot=400, seed=11, frac_de=0.1)
@@ -167,9 +164,50 @@ def test_majority_prior_of_the_shard_job_is_that_of_all_proteins(
     samples = tmp_path / "samples.tsv"
     write_tsv(sheet, samples)
     design = majority.condition_design(read_resolved_sheet(samples))
-    expected = majority.fit_majority_prior(encode(table, design), design)
+    whole = encode(read_model_input(features), design)
+    _, candidates, _, s2, df = majority._pure_error(whole, design, len(design.conditions))
+    expected = majority._sample_prior(whole, candidates, s2, df)
+    assert expected == majority.fit_majority_prior(whole, design)
     assert np.isfinite(expected[1])
-    for source in (features, pq.read_table(features)):
-        out = tmp_path / "prior.json"
-        shard.majority_prior(source, samples, out)
-        assert tuple(json.loads(out.read_text())["_majority_pure_error"]) == expected
+    names = np.asarray(whole.proteins, dtype=object)
+    assert set(candidate_names(read_model_input(features), design)) == set(names[candidates])
+    assert 0 < candidates.size < len(whole.proteins)
+    paths = [tmp_path / f"s{i}.parquet" for i in range(3)]
+    split(features, paths)
+    for k, path in enumerate(paths):
+        own = read_model_input(path)
+        sample = shard_sample(own, paths[:k] + paths[k + 1 :], design)
+        assert len(sample.sample) == min(size, candidates.size)
+        enc = encode(own, design)
+        _, cand, _, s2_k, df_k = majority._pure_error(enc, design, len(design.conditions))
+        own_names = np.asarray(enc.proteins, dtype=object)[cand]
+        assert sample.prior(own_names, s2_k, df_k) == expected  # bit for bit
+        # a sampled protein missing from this shard's candidates: not the sample's shard
+        drop = np.flatnonzero([str(x) in sample.sample for x in own_names])[0]
+        rest = np.arange(cand.size) != drop
+        with pytest.raises(ValueError, match="majority prior's sample"):
+            sample.prior(own_names[rest], s2_k[rest], df_k[rest])
+
+
+def test_fit_job_needs_its_own_table_among_the_shards(tmp_path: Path) -> None:
+    table, sheet, _ = simulate(n_prot=30, seed=3, frac_de=0.1)
+    features = tmp_path / "features.parquet"
+    write_parquet(table.assign(peptide=table["feature"], log2_raw=table["y"]), features)
+    samples = tmp_path / "samples.tsv"
+    write_tsv(sheet, samples)
+    paths = [tmp_path / f"s{i}.parquet" for i in range(2)]
+    split(features, paths)
+    with pytest.raises(ValueError, match="this shard's table"):
+        fit.run(features=paths[0], samples=samples, majority_shards=[paths[1]])
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"feature_majority": False}, {"robust": "none"}, {"random": ["feature", "condition|batch"]}],
+)
+def test_no_majority_sample_where_the_rule_does_not_apply(model: dict[str, object]) -> None:
+    # the other shards' tables are not read (here they do not exist)
+    missing = [Path("/nonexistent/1-of-2.parquet"), Path("/nonexistent/2-of-2.parquet")]
+    table = pd.DataFrame({"protein": [], "feature": [], "run": [], "y": []})
+    sample = fit._majority_sample(missing[0], missing, table, pd.DataFrame(), model, "auto")
+    assert sample is None

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     # imported where used: the prior is optional and its module loads scipy.optimize
     from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.majority import Exclusions
+    from pepmix.model.majority_shards import ShardSample
     from pepmix.model.shrinkage import VariancePrior
     from pepmix.model.subset_problem import SubsetBuilder
 
@@ -527,7 +528,7 @@ def fit_proteins(
     inference: bool = True,
     stratum: bool = False,
     feature_majority: bool = False,
-    majority_prior: tuple[float, float] | None = None,
+    majority_prior: tuple[float, float] | ShardSample | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -597,10 +598,12 @@ def fit_proteins(
         weight 0 and a NaN BLUP; ``detail`` names them; ``n_features`` and ``n_obs`` count
         the fitted ones. Default off here (the workflow's and :func:`pepmix.fit`'s default is
         on: :data:`pepmix.model.majority.DEFAULT`).
-    majority_prior : (float, float), optional
+    majority_prior : (float, float) or ShardSample, optional
         With ``feature_majority``: the prior of its pure-error variances fitted on all
-        proteins (:func:`pepmix.model.majority.fit_majority_prior`; the workflow's sharded
-        fits); default None: fitted on the proteins of ``table``.
+        proteins (:func:`pepmix.model.majority.fit_majority_prior`), or the sample of all
+        shards it is fitted from with ``table``'s proteins
+        (:class:`pepmix.model.majority_shards.ShardSample`: the workflow's sharded fits);
+        default None: fitted on the proteins of ``table``.
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -726,7 +729,7 @@ def _exclude_features(
     enc: Encoded,
     design: RunDesign,
     start_weights: FloatArray | None,
-    prior: tuple[float, float] | None = None,
+    prior: tuple[float, float] | ShardSample | None = None,
 ) -> tuple[Encoded, Exclusions | None, FloatArray | None]:
     """The observations left by the feature majority rule (:mod:`pepmix.model.majority`; their
     features renumbered without gaps, as :func:`encode` numbers them), the exclusions (None

@@ -36,11 +36,11 @@ The prior's sample
 The prior :math:`(d_0, s_0^2)` is fitted on at most :data:`PRIOR_SAMPLE` (2,000) of the proteins
 tested (:func:`prior_sample`): those with the smallest CRC-32 of the UTF-8 protein name (ties by
 name), a deterministic choice that depends on each protein alone, so the one-job fit
-(:func:`majority_exclusions` without ``prior``) and the sharded workflow (the shard or prepare
-job's :func:`fit_majority_prior`, all proteins) use the same proteins and get the same prior;
-with fewer candidates all are used (the demo's 1,842 proteins: nothing changes). Only the
-sample's saturated fits are needed for the prior, so the workflow's job computes 2,000 of them
-instead of all (the 10,000 x 200 cohort, 7,530 candidates: 7.4 -> 1.9 CPU s in the kernel).
+(:func:`majority_exclusions` without ``prior``) and the sharded workflow (every fit job, from
+all shards' tables: :mod:`pepmix.model.majority_shards`) use the same proteins and get the same
+prior, bit for bit; with fewer candidates all are used (the demo's 1,842 proteins: nothing
+changes). Only the sample's saturated fits are needed for the prior, so a fit job computes those
+of the other shards' sampled proteins (about 2,000 (N - 1) / N of them) besides its own.
 Precision (same cohort): the prior of all candidates is :math:`d_0 = 38.1`,
 :math:`s_0^2 = 0.06036`; that of the sample 40.1 and 0.05980; over 20 other hash-chosen
 samples of 2,000, :math:`d_0` 38.4 (SD 3.0) and :math:`s_0^2` 0.06036 (SD 0.55 %). :math:`s_0^2`
@@ -99,6 +99,8 @@ from pepmix.model.fit import Encoded
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from pepmix.model.majority_shards import ShardSample
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +469,7 @@ def majority_exclusions(
     enc: Encoded,
     design: RunDesign,
     alpha: float = ALPHA,
-    prior: tuple[float, float] | None = None,
+    prior: tuple[float, float] | ShardSample | None = None,
 ) -> Exclusions:
     """Features of every protein that the majority rule excludes (module docstring).
 
@@ -486,13 +488,14 @@ def majority_exclusions(
         The run design (its conditions).
     alpha : float, default 0.01
         Family-wise level per protein (Bonferroni over its active features).
-    prior : (float, float), optional
+    prior : (float, float) or ShardSample, optional
         ``(df_prior, var_prior)`` of the pure-error variances, fitted on the
-        :func:`prior_sample` of all proteins (:func:`fit_majority_prior`; with several shards
-        the workflow's prepare or shard job writes it, ``results/model/majority_prior.json``,
-        so that the result does not depend on the sharding); default None: fitted here, on the
-        :func:`prior_sample` of the proteins of ``enc`` (the same prior when ``enc`` holds them
-        all).
+        :func:`prior_sample` of all proteins (:func:`fit_majority_prior`), or, in the
+        workflow's sharded fit jobs, the sample of all shards with the other shards' sampled
+        variances (:class:`pepmix.model.majority_shards.ShardSample`: the prior is fitted here
+        with this table's, the same as on all proteins, so that the result does not depend on
+        the sharding); default None: fitted here, on the :func:`prior_sample` of the proteins
+        of ``enc`` (the same prior when ``enc`` holds them all).
     """
     n_cond = max(len(design.conditions), 1)
     if n_cond < 2 or not enc.feat.size:
@@ -500,6 +503,8 @@ def majority_exclusions(
     fprot, candidates, tables, s2, df = _pure_error(enc, design, n_cond)
     if prior is None:
         prior = _sample_prior(enc, candidates, s2, df)
+    elif not isinstance(prior, tuple):  # sharded: with the other shards' sampled variances
+        prior = prior.prior(np.asarray(enc.proteins, dtype=object)[candidates], s2, df)
     s2_post, df_post = moderated_scale(s2, df, prior)
     active = ((tables[1] > 0) & np.isfinite(tables[0])).reshape(-1, n_cond).sum(axis=1) >= 2
     feats, pvals = _step_down(tables, fprot, active, candidates, s2_post, df_post, alpha)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pepmix.model.design import ModelSpec, RunDesign
     from pepmix.model.feature_weights import FeaturePrior
     from pepmix.model.fit import ModelFit
+    from pepmix.model.majority_shards import ShardSample
     from pepmix.model.shrinkage import VariancePrior
 
 __all__ = ["ProteinFit", "fit_protein_models", "protein_table", "run_design"]
@@ -98,7 +99,7 @@ def fit_protein_models(
     variance_tests: Mapping[str, Any] | None = None,
     feature_prior: FeaturePrior | None = None,
     stratum: bool = False,
-    majority_prior: tuple[float, float] | None = None,
+    majority_prior: tuple[float, float] | ShardSample | None = None,
 ) -> ProteinFit:
     """Fit the ``model:`` config's model to every protein of ``table``.
 
@@ -123,10 +124,11 @@ def fit_protein_models(
     stratum : bool, default False
         Export what ``testing.variance_prior: stratum`` needs
         (:func:`pepmix.model.fit.fit_proteins`).
-    majority_prior : (float, float), optional
+    majority_prior : (float, float) or ShardSample, optional
         With ``model.feature_majority``: the prior of its pure-error variances fitted on all
-        proteins (:func:`pepmix.model.majority.fit_majority_prior`); default None: fitted on
-        ``table``.
+        proteins (:func:`pepmix.model.majority.fit_majority_prior`), or the sample of all
+        shards it is fitted from with ``table``'s proteins
+        (:class:`pepmix.model.majority_shards.ShardSample`); default None: fitted on ``table``.
 
     Returns
     -------

@@ -163,9 +163,10 @@ class VariancePrior:
     """Priors of the shrunk factors (factor name -> :class:`FactorPrior`); with
     ``model.feature_weights``, also the prior of the feature variance ratios
     (``features``: :meth:`pepmix.model.feature_weights.FeaturePrior.to_dict`, None otherwise),
-    estimated by the same rule so that it is shard-invariant; with ``model.feature_majority``
-    and several shards, the prior of the majority rule's pure-error variances (``majority``:
-    ``[df_prior, var_prior]``, :func:`pepmix.model.majority.fit_majority_prior`)."""
+    estimated by the same rule so that it is shard-invariant; optionally the prior of the
+    feature majority rule's pure-error variances (``majority``: ``[df_prior, var_prior]``,
+    :func:`pepmix.model.majority.fit_majority_prior`; the workflow writes none: its fit jobs
+    fit that prior themselves, :mod:`pepmix.model.majority_shards`)."""
 
     factors: dict[str, FactorPrior] = field(default_factory=dict)
     features: dict[str, float] | None = None

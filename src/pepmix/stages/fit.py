@@ -30,6 +30,7 @@ from pepmix.stages.files import (
 )
 
 if TYPE_CHECKING:
+    from pepmix.model.majority_shards import ShardSample
     from pepmix.model.usage import UsageShard
 
 __all__ = ["FitResult", "run"]
@@ -128,7 +129,7 @@ def run(
     model: Mapping[str, Any] | None = None,
     replication: str = "auto",
     prior: PathLike | None = None,
-    majority_prior: PathLike | None = None,
+    majority_shards: Sequence[PathLike] | None = None,
     variance_tests: Mapping[str, Any] | None = None,
     abundance: bool = True,
     usage: bool = False,
@@ -156,11 +157,12 @@ def run(
         The variance-ratio prior of :mod:`pepmix.stages.variance_prior` (used when
         ``model.shrinkage`` is on; default None), with the feature-variance prior when
         ``model.feature_weights`` is on (without it the shard's own proteins estimate it).
-    majority_prior : path, optional
-        The feature majority rule's prior fitted on all proteins
-        (:func:`pepmix.stages.shard.majority_prior`: the workflow's shard or prepare job, with
-        several shards); default None: fitted on this table's proteins (one shard), by the
-        same rule (:func:`pepmix.model.majority.prior_sample`).
+    majority_shards : sequence of paths, optional
+        Every shard's ``features.parquet``, this one's included (the workflow's fit jobs with
+        several shards and the feature majority rule): the rule's prior is fitted on the
+        :func:`pepmix.model.majority.prior_sample` of all shards' proteins, bit for bit the
+        prior of one job (:mod:`pepmix.model.majority_shards`); default None: on this table's
+        proteins (one shard), by the same rule.
     variance_tests : mapping, optional
         The ``variance_tests:`` section (default: LRTs on, no bootstrap).
     abundance : bool, default True
@@ -205,7 +207,7 @@ def run(
     feature_weights = str(model.get("feature_weights", "none"))
     ratio_prior = None
     feature_prior = None
-    majority = _majority_prior(majority_prior, model)
+    majority = _majority_sample(features, majority_shards, table, sheet, model, replication)
     if prior is not None and (shrinkage or feature_weights != "none"):
         # imported only here: its module loads scipy.optimize (~0.1 s per fit job)
         from pepmix.model.shrinkage import VariancePrior
@@ -265,18 +267,39 @@ def run(
     return FitResult(fit=fit, abundance=ab, usage=usage_rows, usage_test=shard, detection=detection)
 
 
-def _majority_prior(prior: PathLike | None, model: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The feature majority rule's prior fitted on all proteins (its JSON ``prior``, written by
-    the shard or prepare job with several shards), or None (fitted in this job: one shard, or
-    the rule off)."""
+def _majority_sample(
+    features: PathLike,
+    shards: Sequence[PathLike] | None,
+    table: pd.DataFrame,
+    sheet: pd.DataFrame,
+    model: Mapping[str, Any],
+    replication: str,
+) -> ShardSample | None:
+    """The feature majority rule's prior sample of all ``shards`` (``features`` among them,
+    read as ``table``) with the other shards' sampled variances
+    (:func:`pepmix.model.majority_shards.shard_sample`), or None (fitted on this job's proteins:
+    one shard, or the rule off)."""
+    import os
+
     from pepmix.model.majority import DEFAULT as DEFAULT_MAJORITY
+    from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
 
-    if prior is None or not bool(model.get("feature_majority", DEFAULT_MAJORITY)):
+    if not shards or not bool(model.get("feature_majority", DEFAULT_MAJORITY)):
         return None
-    from pepmix.model.shrinkage import VariancePrior
+    from pepmix.model.design import SLOPE_TERM
 
-    values = VariancePrior.from_json(prior).majority
-    return None if values is None else (float(values[0]), float(values[1]))
+    if str(model.get("robust", DEFAULT_ROBUST)) == "none" or SLOPE_TERM in (
+        model.get("random") or ()
+    ):  # the rule is not applied (plain REML, or the random-slope model's own fit)
+        return None
+    from pepmix.model.majority_shards import shard_sample
+    from pepmix.model.protein_fit import run_design
+
+    own = os.path.realpath(features)
+    others = [p for p in shards if os.path.realpath(p) != own]
+    if len(others) != len(shards) - 1:
+        raise ValueError(f"majority_shards must list this shard's table {features} once")
+    return shard_sample(table, others, run_design(sheet, model, replication))
 
 
 def _detection(

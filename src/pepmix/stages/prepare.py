@@ -50,8 +50,6 @@ class PrepareOutputs:
     largest: Sequence[PathLike]
     alerts: Mapping[str, PathLike | None]
     logs: Mapping[str, PathLike | None]
-    #: the feature majority rule's prior (several shards; :func:`pepmix.stages.shard.run`)
-    majority_prior: PathLike | None = None
 
 
 def run(
@@ -118,13 +116,7 @@ def run(
             features = normalized.arrow
             del normalized
         with step("shard"):
-            shard.run(
-                features=features,
-                shards=outputs.shards,
-                largest=outputs.largest,
-                samples=outputs.samples,
-                prior=outputs.majority_prior,
-            )
+            shard.run(features=features, shards=outputs.shards, largest=outputs.largest)
         log.info("waiting for the writes of the tables")
 
 

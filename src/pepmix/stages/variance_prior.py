@@ -2,8 +2,8 @@
 proteins before sharding so that results do not depend on the number of shards
 (``model.shrinkage``; :mod:`pepmix.model.shrinkage`) and that of the feature variance ratios
 (``model.feature_weights``; :mod:`pepmix.model.feature_weights`). The feature majority rule's
-prior is written by the shard (or prepare) job instead
-(:func:`pepmix.stages.shard.majority_prior`)."""
+prior is fitted by every fit job from all shards' tables instead
+(:mod:`pepmix.model.majority_shards`)."""
 
 from __future__ import annotations
 
