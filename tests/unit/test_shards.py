@@ -176,7 +176,8 @@ def test_majority_prior_of_each_shard_is_that_of_one_job(
     split(features, paths)
     for k, path in enumerate(paths):
         own = read_model_input(path)
-        sample = shard_sample(own, paths[:k] + paths[k + 1 :], design)
+        others = (read_model_input(p) for p in paths[:k] + paths[k + 1 :])
+        sample = shard_sample(own, others, design)
         assert len(sample.sample) == min(size, candidates.size)
         enc = encode(own, design)
         _, cand, _, s2_k, df_k = majority._pure_error(enc, design, len(design.conditions))

@@ -24,9 +24,8 @@ shards").
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,9 +35,6 @@ from numpy.typing import NDArray
 from pepmix.model import majority
 from pepmix.model.design import RunDesign
 from pepmix.model.fit import encode
-
-if TYPE_CHECKING:
-    from pepmix.stages.files import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +90,25 @@ class ShardSample:
         return majority.variance_prior(s2_all, df_all)
 
 
-def shard_sample(own: pd.DataFrame, others: Sequence[PathLike], design: RunDesign) -> ShardSample:
-    """The prior's sample of this shard's table ``own`` and the shards ``others``
-    (``results/model/shards/K-of-N/features.parquet``, read as their fit jobs read them:
-    :func:`pepmix.stages.files.read_model_input`), with the other shards' sampled proteins'
-    pure-error variances (module docstring).
+def shard_sample(
+    own: pd.DataFrame, others: Iterable[pd.DataFrame], design: RunDesign
+) -> ShardSample:
+    """The prior's sample of this shard's table ``own`` and the other shards' tables
+    ``others`` (``results/model/shards/K-of-N/features.parquet`` as their fit jobs read them;
+    an iterable that reads them one at a time, e.g. a generator, keeps one in memory), with the
+    other shards' sampled proteins' pure-error variances (module docstring).
 
     The other shards are read one at a time; of each, only the rows of the proteins in the
     sample of the candidates seen so far are kept (at most
     :data:`pepmix.model.majority.PRIOR_SAMPLE` proteins in all): a protein of the final sample
     is in the sample of every subset of the candidates that holds it."""
-    from pepmix.stages.files import read_model_input
-
     names = candidate_names(own, design)
     shard_of = np.zeros(names.size, dtype=np.intp)
     n_candidates = names.size
     kept: dict[int, pd.DataFrame] = {}
-    for k, path in enumerate(others, start=1):
-        table = read_model_input(path)
+    n_others = 0
+    for k, table in enumerate(others, start=1):
+        n_others = k
         found = candidate_names(table, design)
         n_candidates += found.size
         names = np.concatenate([names, found])
@@ -131,7 +128,7 @@ def shard_sample(own: pd.DataFrame, others: Sequence[PathLike], design: RunDesig
     log.info(
         "feature majority rule's prior: %d sampled proteins of %d candidates in %d shards "
         "(%d in this one)",
-        names.size, n_candidates, len(others) + 1, n_own,
+        names.size, n_candidates, n_others + 1, n_own,
     )  # fmt: skip
     return ShardSample(
         sample=frozenset(str(x) for x in names),

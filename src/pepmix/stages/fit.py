@@ -299,7 +299,8 @@ def _majority_sample(
     others = [p for p in shards if os.path.realpath(p) != own]
     if len(others) != len(shards) - 1:
         raise ValueError(f"majority_shards must list this shard's table {features} once")
-    return shard_sample(table, others, run_design(sheet, model, replication))
+    tables = (read_model_input(p) for p in others)  # one at a time
+    return shard_sample(table, tables, run_design(sheet, model, replication))
 
 
 def _detection(
