@@ -163,3 +163,16 @@ def test_huber_fit_with_prediction_blocks_is_the_same(monkeypatch: pytest.Monkey
     assert np.array_equal(old.weights, new.weights)
     assert old.detail == new.detail
     pd.testing.assert_frame_equal(old.blups, new.blups, check_exact=True)
+
+
+def test_predictions_when_no_rows_are_left() -> None:
+    """A refit whose proteins have no prediction rows (e.g. no random level kept) can leave no
+    rows in use at all: the array is then empty, not an error (a DIA-NN e2e data set did)."""
+    from pepmix.model.robust import _Predictions
+
+    first = np.array([[0.0, 0.0, 1.0, 0.5], [1.0, 0.0, 2.0, -0.5]])
+    pred = _Predictions(first, 2)
+    pred.replace(np.array([0, 1]), np.zeros((0, 4)))
+    assert pred.current().shape == (0, 4)
+    pred.replace(np.array([1]), np.array([[1.0, 0.0, 2.0, 0.25]]))
+    np.testing.assert_array_equal(pred.current(), [[1.0, 0.0, 2.0, 0.25]])

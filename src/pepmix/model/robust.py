@@ -1074,6 +1074,10 @@ class _Predictions:
             self.current()  # merges
         elif np.any(live == 0):
             kept = np.flatnonzero(live > 0)
+            if kept.size == 0:  # no rows in use at all (every latest fit without rows)
+                self.blocks, self.prot = [part[:0]], [prot[:0]]
+                self.owner = np.where(has, 0, -1)
+                return
             index = np.full(len(self.blocks), -1, dtype=np.intp)
             index[kept] = np.arange(kept.size)
             self.blocks = [self.blocks[k] for k in kept.tolist()]
