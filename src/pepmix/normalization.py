@@ -135,6 +135,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -257,10 +258,20 @@ default "protein_median"
     out["log2_raw"] = np.log2(table["intensity"].to_numpy(dtype=np.float64))
     runs = _run_table(table, out, run_batch)
     group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
-    runs["median_before"] = runs["run"].map(run_medians(out["run"], out["log2_raw"]))
-    layout = ProteinRatios(out, pd.Index(group.index.astype(str)))
-    _apply_method(out, runs, method, reference_proteins, group, location, layout)
-    runs["median_after"] = runs["run"].map(run_medians(out["run"], out["y"]))
+    # the protein-ratio layout is built by a second thread meanwhile (numpy and pandas' sorts
+    # and hashing release the GIL); it reads only these columns, a frame of their own
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pepmix-ratios") as pool:
+        pending = pool.submit(
+            ProteinRatios,
+            out.loc[:, ["protein", "feature", "run"]],
+            pd.Index(group.index.astype(str)),
+        )
+        by_run = RunMedians(out["run"])
+        before = by_run(out["log2_raw"])
+        runs["median_before"] = runs["run"].map(before)
+        _apply_method(out, runs, method, reference_proteins, group, location, pending, before)
+        runs["median_after"] = runs["run"].map(by_run(out["y"]))
+        layout = pending.result()
     log.info(
         "normalisation %s%s%s: run medians spread %.3f before, %.3f after",
         method,
@@ -308,14 +319,17 @@ def _apply_method(
     reference_proteins: Sequence[str],
     group: pd.Series,
     location: str,
-    layout: ProteinRatios,
+    layout: Future[ProteinRatios],
+    before: pd.Series,
 ) -> None:
     """Write the normalised ``y`` into ``out`` and each run's ``shift`` into ``runs``, in place.
 
     Median-type methods subtract a per-run shift (:func:`_shifts`); ``quantile`` has no single
-    shift (NaN); ``none`` leaves the log2 values (shift 0).
+    shift (NaN); ``none`` leaves the log2 values (shift 0). ``layout`` is the
+    :class:`~pepmix.protein_ratios.ProteinRatios` of ``out`` (being built) and ``before`` the
+    run medians of ``log2_raw`` (:class:`RunMedians`).
     """
-    shift = _shifts(out, method, reference_proteins, group, location, layout)
+    shift = _shifts(out, method, reference_proteins, group, location, layout, before)
     if shift is not None:
         runs["shift"] = runs["run"].map(shift)
         out["y"] = out["log2_raw"] - out["run"].map(shift).to_numpy(dtype=np.float64)
@@ -353,15 +367,25 @@ def _shifts(
     reference_proteins: Sequence[str],
     group: pd.Series,
     location: str,
-    layout: ProteinRatios,
+    layout: Future[ProteinRatios],
+    before: pd.Series,
 ) -> pd.Series | None:
-    """Per-run shift of the shift-type methods (None for ``quantile`` and ``none``)."""
+    """Per-run shift of the shift-type methods (None for ``quantile`` and ``none``).
+
+    ``before`` (the run medians of all ``log2_raw``, :class:`RunMedians`) is ``median``'s
+    :math:`m_r` when no value is NaN: both are the exact middle order statistic (or the mean of
+    the two middle ones) of the same values, so they are equal bit for bit (the grouped median
+    skips NaNs, :func:`numpy.median` would not).
+    """
     if method in ("median", "reference"):
-        basis = out
-        if method == "reference":
-            basis = out.loc[_checked_reference_mask(out, reference_proteins, group.index)]
-        med = basis.groupby("run", observed=True)["log2_raw"].median()
-        med.index = med.index.astype(str)
+        if method == "median" and not before.isna().any():
+            med = before
+        else:
+            basis = out
+            if method == "reference":
+                basis = out.loc[_checked_reference_mask(out, reference_proteins, group.index)]
+            med = basis.groupby("run", observed=True)["log2_raw"].median()
+            med.index = med.index.astype(str)
         target = med.groupby(group.reindex(med.index)).transform("median")
         return med - target
     if method == "median_ratio":
@@ -372,8 +396,8 @@ def _shifts(
         used = None
         if reference_proteins:
             rows = _checked_reference_mask(out, reference_proteins, group.index)
-            used = layout.cell_mask(rows)
-        return _protein_median_shifts(out, group, location, layout, used)
+            used = layout.result().cell_mask(rows)
+        return _protein_median_shifts(out, group, location, layout.result(), used)
     return None
 
 
@@ -388,11 +412,30 @@ def _segment_medians(values: NDArray[np.float64], bounds: NDArray[np.int64]) -> 
 
 def run_medians(runs: pd.Series, values: pd.Series) -> pd.Series:
     """Median of ``values`` per run, sorting once (faster than a grouped median on millions)."""
-    codes, names = pd.factorize(runs)
-    order = radix_argsort(codes.astype(np.int64, copy=False), len(names))
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
-    medians = _segment_medians(values.to_numpy(dtype=np.float64)[order], bounds)
-    return pd.Series(medians, index=pd.Index(names).astype(str))
+    return RunMedians(runs)(values)
+
+
+class RunMedians:
+    """Medians per run of values aligned with ``runs``; the rows are sorted by run once and the
+    order reused for every set of values (:func:`run_medians` of each).
+
+    Parameters
+    ----------
+    runs : pandas.Series
+        The run of each row.
+    """
+
+    def __init__(self, runs: pd.Series) -> None:
+        codes, names = pd.factorize(runs)
+        self.order = radix_argsort(codes.astype(np.int64, copy=False), len(names))
+        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
+        self.names = pd.Index(names).astype(str)
+
+    def __call__(self, values: pd.Series) -> pd.Series:
+        """Median of ``values`` per run (NaN where a run's values include a NaN), indexed by
+        the run names (as text) in order of first appearance."""
+        medians = _segment_medians(values.to_numpy(dtype=np.float64)[self.order], self.bounds)
+        return pd.Series(medians, index=self.names)
 
 
 def _median_ratio_shifts(out: pd.DataFrame, group: pd.Series, iterations: int = 3) -> pd.Series:
