@@ -220,7 +220,9 @@ def factorize_pairs(
         ``first * n_second + second`` of each pair, in that order.
     """
     n = first.size
-    key = first.astype(np.int64) * n_second + second
+    # (in place: one array of n keys allocated, not three)
+    key = np.multiply(first, n_second, dtype=np.int64)
+    key += second
     n_keys = n_first * n_second
     if n_keys > 4 * n + (1 << 20) or (n and int(key.min()) < 0):
         hashed, distinct = pd.factorize(key)
