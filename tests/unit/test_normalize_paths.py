@@ -162,3 +162,39 @@ def test_shifted_medians_are_exact_with_ties_and_infinities(n: int) -> None:
             expected = np.median(values[i] - shift[i])
         assert np.array_equal(after.iloc[i], expected, equal_nan=True), (i, after.iloc[i])
     assert np.isnan(after.iloc[2])
+
+
+def old_run_positions(run: pd.Series, run_names: pd.Index) -> np.ndarray:
+    """ProteinRatios' run positions before the categorical codes were read directly."""
+    codes, uniques = pd.factorize(run)
+    return run_names.get_indexer(pd.Index(uniques).astype(str))[codes]
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_run_positions_through_the_codes_equal_the_factorized_form(missing: bool) -> None:
+    from pepmix.protein_ratios import _run_positions
+
+    values = ["b", "c", "a", "b", "z", "c", "a"] + ([None] if missing else [])
+    # categories in another order than first appearance, one unused, one not among the runs
+    run = pd.Series(values).astype(pd.CategoricalDtype(["z", "unused", "c", "b", "a"]))
+    names = pd.Index(["a", "b", "c"])
+    got = _run_positions(run, names)
+    expected = old_run_positions(run, names)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got[:4], [1, 2, 0, 1])
+    assert got[4] == -1
+    np.testing.assert_array_equal(_run_positions(run.astype(object), names), expected)
+
+
+def test_distinct_values_with_and_without_missing_codes() -> None:
+    from pepmix.canonical import distinct_text, distinct_values, n_distinct
+
+    full = pd.Series(["b", "a", "b"]).astype(pd.CategoricalDtype(["a", "b", "c"]))
+    holed = pd.Series(["b", None, "b"]).astype(pd.CategoricalDtype(["a", "b", "c"]))
+    assert sorted(distinct_text(full)) == ["a", "b"]
+    assert n_distinct(full) == 2
+    assert distinct_text(holed) == ["b"]
+    assert n_distinct(holed) == 1
+    got = distinct_values(holed)
+    assert got[0] == "b" and len(got) == 2 and pd.isna(got[1])
