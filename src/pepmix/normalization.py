@@ -266,8 +266,9 @@ default "protein_median"
     out["log2_raw"] = np.log2(table["intensity"].to_numpy(dtype=np.float64))
     runs = _run_table(table, out, run_batch)
     group = runs.set_index("run")["batch"] if within_batch else pd.Series("", index=runs["run"])
-    # the protein-ratio layout is built by a second thread meanwhile (numpy and pandas' sorts
-    # and hashing release the GIL); it reads only these columns, a frame of their own
+    # with LAYOUT_THREAD the protein-ratio layout is built by a second thread meanwhile (numpy
+    # and pandas' sorts and hashing release the GIL); it reads only these columns, a frame of
+    # their own; otherwise it is built here first
     executor = ThreadPoolExecutor if LAYOUT_THREAD else _Serial
     with executor(max_workers=1, thread_name_prefix="pepmix-ratios") as pool:
         pending = pool.submit(
