@@ -284,6 +284,13 @@ def _coerce_annotations(out: pd.DataFrame) -> None:
         out[col] = out[col].astype("boolean")
 
 
+def _valid_codes(codes: NDArray[np.integer[Any]]) -> NDArray[np.integer[Any]]:
+    """The codes that are not -1 (missing); ``codes`` itself when none is (no masked copy)."""
+    if not codes.size or int(codes.min()) >= 0:
+        return codes
+    return codes[codes >= 0]
+
+
 def distinct_text(values: pd.Series) -> list[str]:
     """The distinct non-null values of a column as strings (``str(v)``), in no set order.
 
@@ -292,7 +299,9 @@ def distinct_text(values: pd.Series) -> list[str]:
     """
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
-        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)))
+        used = np.flatnonzero(
+            np.bincount(_valid_codes(codes), minlength=len(values.cat.categories))
+        )
         return [str(v) for v in values.cat.categories.take(used)]
     return [str(v) for v in pd.unique(values.dropna().to_numpy())]
 
@@ -302,7 +311,9 @@ def distinct_values(values: pd.Series) -> list[Any]:
     (the categories in use, not one value per row hashed)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
-        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)))
+        used = np.flatnonzero(
+            np.bincount(_valid_codes(codes), minlength=len(values.cat.categories))
+        )
         values_used: list[Any] = list(values.cat.categories.take(used))
         if (codes < 0).any():
             values_used.append(np.nan)
@@ -316,7 +327,7 @@ def n_distinct(values: pd.Series) -> int:
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
         n_categories = len(values.cat.categories)
-        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=n_categories)))
+        return int(np.count_nonzero(np.bincount(_valid_codes(codes), minlength=n_categories)))
     return int(values.nunique())
 
 

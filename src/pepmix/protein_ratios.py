@@ -220,7 +220,9 @@ def factorize_pairs(
         ``first * n_second + second`` of each pair, in that order.
     """
     n = first.size
-    key = first.astype(np.int64) * n_second + second
+    # (in place: one array of n keys allocated, not three)
+    key = np.multiply(first, n_second, dtype=np.int64)
+    key += second
     n_keys = n_first * n_second
     if n_keys > 4 * n + (1 << 20) or (n and int(key.min()) < 0):
         hashed, distinct = pd.factorize(key)
@@ -413,6 +415,24 @@ def _mode_se(x: FloatArray, mode: float, h: float, quantiles: FloatArray | None 
     return float(np.sqrt(density[i] * _R_KERNEL_DERIV / (x.size * h**3 * second**2)))
 
 
+def _run_positions(run: pd.Series, run_names: pd.Index) -> IntArray:
+    """Each row's position in ``run_names`` (-1: not there), its run taken as text.
+
+    A categorical column without missing values is read through its codes (the categories
+    looked up once); otherwise the rows are numbered by :func:`pandas.factorize` first. The same
+    positions either way.
+    """
+    if isinstance(run.dtype, pd.CategoricalDtype):
+        codes = run.cat.codes.to_numpy()
+        if not codes.size or int(codes.min()) >= 0:
+            by_category = run_names.get_indexer(pd.Index(run.cat.categories).astype(str))
+            return by_category.astype(np.int64, copy=False)[codes]
+    numbered, uniques = pd.factorize(run)
+    run_index = run_names.get_indexer(pd.Index(uniques).astype(str))
+    positions: IntArray = run_index[numbered].astype(np.int64, copy=False)
+    return positions
+
+
 class ProteinRatios:
     """Layout for the protein-level ratios :math:`\\rho_{pr}` of a long feature table.
 
@@ -426,9 +446,7 @@ class ProteinRatios:
 
     def __init__(self, table: pd.DataFrame, run_names: pd.Index) -> None:
         self.n_runs = len(run_names)
-        codes, uniques = pd.factorize(table["run"])
-        run_index = run_names.get_indexer(pd.Index(uniques).astype(str))
-        self.run_codes = run_index[codes].astype(np.int64, copy=False)
+        self.run_codes = _run_positions(table["run"], run_names)
         # a feature's code, or its (protein, feature) pair's: only the per-feature sums and
         # counts use them (np.bincount adds in row order whatever the numbering)
         if feature_owner(table) is not None:
