@@ -1,5 +1,9 @@
 """Rule bootstrap: parametric bootstraps after the gather (contrasts; term LRTs of the top N)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import bootstrap
 

@@ -3,6 +3,10 @@
 See :mod:`pepmix.inference.calibration`.
 """
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import calibration
 

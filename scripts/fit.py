@@ -1,5 +1,9 @@
 """Rule fit: one linear mixed model per protein (pepmix.stages.fit)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import fit, variance_components
 

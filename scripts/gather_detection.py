@@ -1,5 +1,9 @@
 """Rule gather_detection: the shards' detection-model contrast rows (missing: detection)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import detection_curve
 

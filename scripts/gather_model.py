@@ -1,6 +1,10 @@
 """Rule gather_model: concatenate the shards' model outputs and protein abundances in
 single-job order; the variance and peptide-usage tables (rules/fit.smk)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import gather_model
 

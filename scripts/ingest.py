@@ -1,5 +1,9 @@
 """Rule ingest: one MS batch into the canonical long table."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import ingest
 

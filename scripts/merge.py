@@ -1,5 +1,9 @@
 """Rule merge: concatenate batches, check against the sample sheet, protein filters."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import merge
 

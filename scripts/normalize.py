@@ -1,5 +1,9 @@
 """Rule normalize: log2 transform and run normalisation."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import normalize
 

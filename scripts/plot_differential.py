@@ -1,5 +1,9 @@
 """Rule plot_differential: volcano, MA plot and p-value histogram per contrast; status summary."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.plots.inputs import ContrastInfo
 from pepmix.rule import rule_context
 from pepmix.stages import plot_differential

@@ -1,6 +1,10 @@
 """Rule plot_model: variance components and per-protein profile plots; with peptide_usage the
 profiles of the usage-flagged proteins (pepmix.stages.plot_usage)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.plots.inputs import ContrastInfo
 from pepmix.rule import rule_context
 from pepmix.stages import plot_model, plot_usage

@@ -1,6 +1,10 @@
 """Rule plot_qc: QC figures of the feature intensities (distributions, counts, missingness); with
 one shard also those of the protein abundances (PCA, correlation, CV)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import plot_qc
 

@@ -1,5 +1,9 @@
 """Rule plot_qc_abundance: QC figures of the protein abundances (PCA, correlation, CV)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import plot_qc_abundance
 

@@ -1,6 +1,10 @@
 """Rule report_pages: the report's summary and methods (first page), per-contrast tables, and
 every rule's alerts gathered into results/alerts.tsv."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pathlib import Path
 
 from pepmix.rule import rule_context

@@ -1,6 +1,10 @@
 """Rule usage_refit (one shard): the peptide-usage table from the fit's stored end
 (pepmix.stages.usage_refit)."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import usage_refit
 

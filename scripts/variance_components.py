@@ -1,5 +1,9 @@
 """Rule variance_components: the per-protein variance table for people."""
 
+import gc
+
+gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
+
 from pepmix.rule import rule_context
 from pepmix.stages import variance_components
 
