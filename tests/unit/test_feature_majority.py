@@ -333,23 +333,18 @@ def test_excluded_feature_is_drawn_down_weighted() -> None:
     assert min(weight["F1"], weight["F2"]) > 0.0
 
 
-def test_prior_fitted_on_all_proteins_is_the_one_used(tmp_path: Path) -> None:
-    # the workflow's sharded fits get the prior fitted on all proteins (rule variance_prior,
-    # JSON); given, it gives exactly what the fit of all proteins gives, and on a subset
-    # (a shard) the subset's own prior would differ
+def test_prior_fitted_on_all_proteins_is_the_one_used() -> None:
+    # a sharded fit is given the prior of all proteins' sample (pepmix.model.majority_shards):
+    # given, it gives exactly what the fit of all proteins gives, and on a subset (a shard) the
+    # subset's own prior would differ
     from pepmix.model.majority import fit_majority_prior
-    from pepmix.model.shrinkage import VariancePrior
 
     table, design = _ragged_table(12)
     enc = encode(table, design)
     prior = fit_majority_prior(enc, design)
     assert np.isfinite(prior[1]) and prior[1] > 0
-    path = tmp_path / "prior.json"
-    VariancePrior(majority=list(prior)).to_json(path)
-    back = VariancePrior.from_json(path).majority
-    assert back is not None and tuple(back) == prior  # JSON floats round-trip exactly
     own = majority_exclusions(enc, design)
-    given = majority_exclusions(enc, design, prior=(back[0], back[1]))
+    given = majority_exclusions(enc, design, prior=prior)
     np.testing.assert_array_equal(given.features, own.features)
     np.testing.assert_array_equal(given.pvalues, own.pvalues)
     half = table.loc[table["protein"] < "P040"]

@@ -154,8 +154,6 @@ class FactorPrior:
 
 #: key of the feature-variance prior in the JSON of :class:`VariancePrior`
 FEATURE_KEY = "_feature_variances"
-#: key of the feature majority rule's pure-error variance prior (:mod:`pepmix.model.majority`)
-MAJORITY_KEY = "_majority_pure_error"
 
 
 @dataclass
@@ -163,22 +161,17 @@ class VariancePrior:
     """Priors of the shrunk factors (factor name -> :class:`FactorPrior`); with
     ``model.feature_weights``, also the prior of the feature variance ratios
     (``features``: :meth:`pepmix.model.feature_weights.FeaturePrior.to_dict`, None otherwise),
-    estimated by the same rule so that it is shard-invariant; optionally the prior of the
-    feature majority rule's pure-error variances (``majority``: ``[df_prior, var_prior]``,
-    :func:`pepmix.model.majority.fit_majority_prior`; the workflow writes none: its fit jobs
-    fit that prior themselves, :mod:`pepmix.model.majority_shards`)."""
+    estimated by the same rule so that it is shard-invariant. (The feature majority rule's
+    prior is not stored here: each fit job fits it, :mod:`pepmix.model.majority_shards`.)"""
 
     factors: dict[str, FactorPrior] = field(default_factory=dict)
     features: dict[str, float] | None = None
-    majority: list[float] | None = None
 
     def to_json(self, path: str | Path) -> None:
         """Write the priors as JSON."""
         data: dict[str, Any] = {name: asdict(fp) for name, fp in self.factors.items()}
         if self.features is not None:
             data[FEATURE_KEY] = self.features
-        if self.majority is not None:
-            data[MAJORITY_KEY] = self.majority
         Path(path).write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
 
     @classmethod
@@ -186,9 +179,8 @@ class VariancePrior:
         """Read priors written by :meth:`to_json`."""
         data = json.loads(Path(path).read_text())
         features = data.pop(FEATURE_KEY, None)
-        majority = data.pop(MAJORITY_KEY, None)
         factors = {name: FactorPrior(**values) for name, values in data.items()}
-        return cls(factors, features, majority)
+        return cls(factors, features)
 
     def describe(self) -> str:
         """One line per factor, for logs and the methods text."""
