@@ -550,22 +550,31 @@ def quad_forms(
 
 
 @njit(cache=True, nogil=True)
-def _gram_rows(acc: NDArray[np.float64], sc: NDArray[np.float64], rr: NDArray[np.float64],
-               m: int) -> None:  # fmt: skip
-    """``acc += sum_i sc[i] rr[i]'`` over the ``m`` buffered rows (lower triangle only), four
-    rows per pass over ``acc`` (one load and store of each entry per four products)."""
-    d = acc.shape[0]
-    if m == 4:
-        for a in range(d):
-            s0, s1, s2, s3 = sc[0, a], sc[1, a], sc[2, a], sc[3, a]
-            for c in range(a + 1):
-                acc[a, c] += s0 * rr[0, c] + s1 * rr[1, c] + s2 * rr[2, c] + s3 * rr[3, c]
-        return
-    for i in range(m):
-        for a in range(d):
-            s0 = sc[i, a]
-            for c in range(a + 1):
-                acc[a, c] += s0 * rr[i, c]
+def _gram_quad(acc: NDArray[np.float64], r: NDArray[np.float64], sel: NDArray[np.int64], g: int,
+               wk: NDArray[np.float64], d: int) -> None:  # fmt: skip
+    """``acc += sum_i f_i r_i r_i'`` (lower triangle) over the four rows ``r[sel[g:g + 4]]`` of
+    weights ``f_i = wk[sel[g + i]]``, read in place: each entry gets one sum of the four
+    products ``(f_i r_ia) r_ic`` in row order, added to it (one load and store of each entry
+    per four products)."""
+    j0, j1, j2, j3 = sel[g], sel[g + 1], sel[g + 2], sel[g + 3]
+    f0, f1, f2, f3 = wk[j0], wk[j1], wk[j2], wk[j3]
+    for a in range(d):
+        s0 = f0 * r[j0, a]
+        s1 = f1 * r[j1, a]
+        s2 = f2 * r[j2, a]
+        s3 = f3 * r[j3, a]
+        for c in range(a + 1):
+            acc[a, c] += s0 * r[j0, c] + s1 * r[j1, c] + s2 * r[j2, c] + s3 * r[j3, c]
+
+
+@njit(cache=True, nogil=True)
+def _gram_single(acc: NDArray[np.float64], r: NDArray[np.float64], j: int, f: float,
+                 d: int) -> None:  # fmt: skip
+    """``acc += f r_j r_j'`` (lower triangle), the products ``(f r_ja) r_jc``."""
+    for a in range(d):
+        s0 = f * r[j, a]
+        for c in range(a + 1):
+            acc[a, c] += s0 * r[j, c]
 
 
 @njit(cache=True, nogil=True)
@@ -583,11 +592,12 @@ def weighted_gram(
 
     The rank-one class sums of :func:`pepmix.model.reml._class_sums` (``rows`` shape
     ``(B', L, d)``, ``weights`` shape ``(K, B, L)``, ``out`` shape ``(K, B, d, d)``). Rows of
-    weight 0 (e.g. padded levels) are skipped; the others are buffered four at a time and
-    added to the lower triangle of a ``d x d`` accumulator, then mirrored, so ``out`` is
-    exactly symmetric. The ``K`` weightings of one protein are summed while its rows are in
-    cache. Each protein's sums depend on its own rows only, in a fixed order (the criterion
-    stays row by row).
+    weight 0 (e.g. padded levels) are skipped: the others are listed, taken four at a time in
+    row order (:func:`_gram_quad`: each entry of the lower triangle of a ``d x d`` accumulator
+    gets the sum of the four products, then the rows left over one by one), read in place
+    (no scaled copy), then the triangle is mirrored, so ``out`` is exactly symmetric. The
+    ``K`` weightings of one protein are summed while its rows are in cache. Each protein's sums
+    depend on its own rows only, in a fixed order (the criterion stays row by row).
 
     Row classes (:func:`rank_one_classes`; empty ``cls_of``: none): rows ``j`` with
     ``cls_of[index[b], j] = c >= 0`` all have the weight of row ``cls_rep[index[b], c]`` and
@@ -599,32 +609,29 @@ def weighted_gram(
     has_cls = cls_of.shape[0] > 0
     n_c = cls_gram.shape[1] if has_cls else 0
     acc = np.zeros((d, d))
-    sc = np.empty((4, d))
-    rr = np.empty((4, d))
+    sel = np.empty(n_l, dtype=np.int64)
     for b in range(n_b):
         wb = index[b]
+        r = rows[wb]
         for k in range(n_k):
+            wk = weights[k, b]
             acc[:] = 0.0
             m = 0
             for j in range(n_l):
-                f = weights[k, b, j]
-                if f == 0.0:
+                if wk[j] == 0.0 or (has_cls and cls_of[wb, j] >= 0):
                     continue
-                if has_cls and cls_of[wb, j] >= 0:
-                    continue
-                for a in range(d):
-                    rr[m, a] = rows[wb, j, a]
-                    sc[m, a] = f * rows[wb, j, a]
+                sel[m] = j
                 m += 1
-                if m == 4:
-                    _gram_rows(acc, sc, rr, m)
-                    m = 0
-            _gram_rows(acc, sc, rr, m)
+            q = m - m % 4
+            for g in range(0, q, 4):
+                _gram_quad(acc, r, sel, g, wk, d)
+            for g in range(q, m):
+                _gram_single(acc, r, sel[g], wk[sel[g]], d)
             for c in range(n_c):
-                r = cls_rep[wb, c]
-                if r < 0:
+                rep = cls_rep[wb, c]
+                if rep < 0:
                     continue
-                f = weights[k, b, r]
+                f = wk[rep]
                 if f == 0.0:
                     continue
                 for a in range(d):
@@ -912,3 +919,80 @@ def level_weight_sums(
         for i in range(lo, hi):
             cell[run[i]] = 0.0
             fsum[feat[i]] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def level_weights(
+    t_e: NDArray[np.float64],
+    cls_n: NDArray[np.float64],
+    cls_m: NDArray[np.float64],
+    denom: NDArray[np.float64],
+    f_c: NDArray[np.float64],
+) -> None:
+    """``denom = 1 + t_e c`` and ``f_c = t_e / denom`` (0 where ``cls_m`` is 0) of every class
+    (shapes ``(B, C)``, ``t_e`` ``(B,)``), for :func:`pepmix.model.reml.evaluate`: one pass,
+    each value the one the array expressions ``1.0 + t_e[:, None] * cls_n`` and
+    ``np.where(cls_m > 0, t_e[:, None] / denom, 0.0)`` give (the same IEEE operations)."""
+    n_b, n_c = cls_n.shape
+    for b in range(n_b):
+        t = t_e[b]
+        for c in range(n_c):
+            den = 1.0 + t * cls_n[b, c]
+            denom[b, c] = den
+            f_c[b, c] = t / den if cls_m[b, c] > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def level_weight_derivatives(
+    theta_e: NDArray[np.float64],
+    t_e: NDArray[np.float64],
+    cls_n: NDArray[np.float64],
+    cls_m: NDArray[np.float64],
+    denom: NDArray[np.float64],
+    cube: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    q1: NDArray[np.float64],
+    q2: NDArray[np.float64],
+) -> None:
+    """The class weights of :func:`pepmix.model.reml.derivatives` in one pass (shapes
+    ``(B, C)``; ``theta_e``, ``t_e = theta_e ** 2`` ``(B,)``; ``denom = 1 + t_e c``, ``cube =
+    denom ** 3`` as numpy forms them). With ``f' = 1 / denom^2`` and ``f'' = -2 c / denom^3``
+    (both 0 where ``cls_m`` is 0): ``weights[0] = (2 theta_e) f'``, ``weights[1] = 2 f' +
+    (4 t_e) f''``, ``q1 = m c / denom`` and ``q2 = m c^2 / denom^2`` (0 where ``cls_m`` is 0),
+    each the value of the array expressions in that order of operations (squares as products,
+    as numpy's ``** 2``)."""
+    n_b, n_c = cls_n.shape
+    for b in range(n_b):
+        two_theta = 2.0 * theta_e[b]
+        four_t = 4.0 * t_e[b]
+        for c in range(n_c):
+            m = cls_m[b, c]
+            n = cls_n[b, c]
+            if m > 0:
+                den = denom[b, c]
+                sq = den * den
+                fp = 1.0 / sq
+                fpp = -2.0 * n / cube[b, c]
+                q1[b, c] = m * n / den
+                q2[b, c] = m * (n * n) / sq
+            else:
+                fp = 0.0
+                fpp = 0.0
+                q1[b, c] = 0.0
+                q2[b, c] = 0.0
+            weights[0, b, c] = two_theta * fp
+            weights[1, b, c] = 2.0 * fp + four_t * fpp
+
+
+@njit(cache=True, nogil=True)
+def gather_lambda(
+    theta: NDArray[np.float64], lam_index: NDArray[np.int64], lam: NDArray[np.float64]
+) -> None:
+    """``lam[b, i]`` = ``theta[b, lam_index[b, i]]``, 0 for index ``F`` (padding) and 1 for
+    ``F + 1`` (fixed effects), ``F = theta.shape[1]``: :func:`pepmix.model.reml.lambda_diag`."""
+    n_b, d = lam_index.shape
+    nf = theta.shape[1]
+    for b in range(n_b):
+        for i in range(d):
+            k = lam_index[b, i]
+            lam[b, i] = theta[b, k] if k < nf else (0.0 if k == nf else 1.0)

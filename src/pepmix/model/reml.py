@@ -394,21 +394,10 @@ def _class_sums(
     the engine's largest cost). Class stacks (unweighted problems) keep one batched matrix
     product per weighting.
     """
-    nb = weights[0].shape[0]
     if w.ndim == 3:
-        from pepmix.model._kernel import weighted_gram
-
-        d = w.shape[2]
-        out = np.empty((len(weights), nb, d, d))
-        stacked = np.ascontiguousarray(np.stack(weights), dtype=np.float64)
-        index = np.arange(nb, dtype=np.int64) if rows is None else rows.astype(np.int64)
-        if classes is None:
-            cls_of, gram, rep = _NO_CLASSES
-        else:
-            cls_of, gram, rep = classes.cls_of, classes.gram, classes.rep
-        w = np.ascontiguousarray(w, dtype=np.float64)
-        weighted_gram(stacked, w, index, out, cls_of, gram, rep)
-        return list(out)
+        stacked = weights[0][None] if len(weights) == 1 else np.stack(weights)
+        return list(_gram_sums(stacked, w, rows, classes))
+    nb = weights[0].shape[0]
     if rows is not None:
         w = w[rows]
     nc, d = w.shape[1], w.shape[2]
@@ -419,7 +408,46 @@ def _class_sums(
     ]
 
 
+def _gram_sums(
+    weights: FloatArray,
+    w: FloatArray,
+    rows: IntArray | None = None,
+    classes: RowClasses | None = None,
+) -> FloatArray:
+    """:func:`_class_sums` of rank-one rows ``w`` (shape ``(B', L, d)``) for the weightings
+    stacked in ``weights`` (shape ``(K, B, L)``): shape ``(K, B, d, d)``, one call of
+    :func:`pepmix.model._kernel.weighted_gram` (no copies of arrays already contiguous)."""
+    from pepmix.model._kernel import weighted_gram
+
+    n_k, nb = weights.shape[0], weights.shape[1]
+    d = w.shape[2]
+    out = np.empty((n_k, nb, d, d))
+    index = np.arange(nb, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    if classes is None:
+        cls_of, gram, rep = _NO_CLASSES
+    else:
+        cls_of, gram, rep = classes.cls_of, classes.gram, classes.rep
+    weighted_gram(
+        np.ascontiguousarray(weights, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        index,
+        out,
+        cls_of,
+        gram,
+        rep,
+    )
+    return out
+
+
 _NO_CLASSES = (np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0, 0, 0)), np.zeros((0, 0), np.int64))
+
+
+def _class_counts(bucket: Bucket) -> tuple[FloatArray, FloatArray]:
+    """``cls_n`` and ``cls_m`` as C-contiguous float64 (no copy when they are)."""
+    return (
+        np.ascontiguousarray(bucket.cls_n, dtype=np.float64),
+        np.ascontiguousarray(bucket.cls_m, dtype=np.float64),
+    )
 
 
 def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
@@ -429,9 +457,12 @@ def _theta_e(bucket: Bucket, theta: FloatArray) -> FloatArray:
 
 def lambda_diag(bucket: Bucket, theta: FloatArray) -> FloatArray:
     """Diagonal of :math:`\\tilde\\Lambda` for each protein (shape ``(B, d)``)."""
-    # append 0 (padding) and 1 (fixed effects) so one gather fills every dimension
-    ext = np.concatenate([theta, np.zeros((theta.shape[0], 1)), np.ones((theta.shape[0], 1))], 1)
-    return np.asarray(np.take_along_axis(ext, bucket.lam_index, axis=1), dtype=np.float64)
+    from pepmix.model._kernel import gather_lambda
+
+    lam = np.empty(bucket.lam_index.shape)
+    index = np.ascontiguousarray(bucket.lam_index, dtype=np.int64)
+    gather_lambda(np.ascontiguousarray(theta, dtype=np.float64), index, lam)
+    return lam
 
 
 def _j_diag(bucket: Bucket) -> FloatArray:
@@ -466,16 +497,21 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
 
     Entries of ``theta`` for factors that are not free must be 0.
     """
-    present = bucket.cls_m > 0
     if bucket.e_fixed:
+        present = bucket.cls_m > 0
         safe_n = np.where(present, bucket.cls_n, 1.0)
         f_c = np.where(present, 1.0 / safe_n, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(safe_n), axis=1)
     else:
+        from pepmix.model._kernel import level_weights
+
         t_e = _theta_e(bucket, theta) ** 2
-        denom = 1.0 + t_e[:, None] * bucket.cls_n
-        f_c = np.where(present, t_e[:, None] / denom, 0.0)
-        g_e = np.sum(bucket.cls_m * np.log(denom), axis=1)
+        cls_n, cls_m = _class_counts(bucket)
+        denom = np.empty_like(cls_n)
+        f_c = np.empty_like(cls_n)
+        level_weights(t_e, cls_n, cls_m, denom, f_c)
+        # g_E = sum_c m_c log(denom_c), in place (the values of the array expression)
+        g_e = np.sum(np.multiply(cls_m, np.log(denom, out=denom), out=denom), axis=1)
     lam = lambda_diag(bucket, theta)
     ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W, bucket.w_rows, bucket.classes), lam)
     diag = np.diagonal(chol, axis1=1, axis2=2)
@@ -622,23 +658,27 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     The traces of :math:`S^{-1}` and :math:`S_0^{-1}` with the derivatives of ``S`` come from
     :func:`_trace_derivatives` (a few batched matrix products for all factors at once).
     """
+    from pepmix.model._kernel import level_weight_derivatives
+
     nb, nf = theta.shape
     sinv, s0inv = _inverses(ev)
     lam = ev.lam
     theta_e = _theta_e(bucket, theta)
     t_e = theta_e**2
-    denom = 1.0 + t_e[:, None] * bucket.cls_n
-    present = bucket.cls_m > 0
-    fp = np.where(present, 1.0 / denom**2, 0.0)  # f_c'(t)
-    fpp = np.where(present, -2.0 * bucket.cls_n / denom**3, 0.0)  # f_c''(t)
-    # d Ghat / d theta_E and d2 Ghat / d theta_E^2
-    sum1, sum2 = _class_sums(
-        [2.0 * theta_e[:, None] * fp, 2.0 * fp + 4.0 * t_e[:, None] * fpp],
-        bucket.W,
-        bucket.w_rows,
-        bucket.classes,
-    )
-    ge1, ge2 = -sum1, -sum2
+    # f_c'(t) = 1 / denom^2, f_c''(t) = -2 c / denom^3 and the class weights of
+    # d Ghat / d theta_E and d2 Ghat / d theta_E^2, and of g_E's derivatives, in one pass
+    cls_n, cls_m = _class_counts(bucket)
+    denom = np.multiply(t_e[:, None], cls_n)
+    denom += 1.0
+    weights = np.empty((2, *cls_n.shape))
+    q1 = np.empty_like(cls_n)
+    q2 = np.empty_like(cls_n)
+    level_weight_derivatives(theta_e, t_e, cls_n, cls_m, denom, denom**3, weights, q1, q2)
+    if bucket.W.ndim == 3:
+        sums = _gram_sums(weights, bucket.W, bucket.w_rows, bucket.classes)
+    else:
+        sums = np.stack(_class_sums(list(weights), bucket.W, bucket.w_rows, bucket.classes))
+    ge1, ge2 = np.negative(sums[0]), np.negative(sums[1])
     onehot_e = bucket.efactor[:, None] == np.arange(nf)[None, :]
     parts = DerivativeParts(
         r=ev.ghat * lam[:, None, :],
@@ -651,8 +691,8 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     l1, l2 = _trace_derivatives(sinv, parts, ev.ghat, lam, ge1, ge2, any_e)
     l01, l02 = _trace_derivatives(s0inv, parts, ev.ghat, lam, ge1, ge2, any_e)
     # g_E = sum_c m_c log(1 + t c)
-    s1 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n / denom, 0.0), axis=1)
-    s2 = np.sum(np.where(present, bucket.cls_m * bucket.cls_n**2 / denom**2, 0.0), axis=1)
+    s1 = np.sum(q1, axis=1)
+    s2 = np.sum(q2, axis=1)
     g1 = np.where(onehot_e, (2.0 * theta_e * s1)[:, None], 0.0)
     g2 = np.zeros((nb, nf, nf))
     diag = np.arange(nf)
