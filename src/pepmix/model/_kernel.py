@@ -996,3 +996,79 @@ def gather_lambda(
         for i in range(d):
             k = lam_index[b, i]
             lam[b, i] = theta[b, k] if k < nf else (0.0 if k == nf else 1.0)
+
+
+@njit(cache=True, nogil=True)
+def evaluation_weights(
+    theta: NDArray[np.float64],
+    efactor: NDArray[np.int64],
+    lam_index: NDArray[np.int64],
+    cls_n: NDArray[np.float64],
+    cls_m: NDArray[np.float64],
+    denom: NDArray[np.float64],
+    f_c: NDArray[np.float64],
+    lam: NDArray[np.float64],
+) -> None:
+    """What :func:`pepmix.model.reml.evaluate` needs before its sums, in one call:
+    :func:`level_weights` at ``t_e = theta_e ** 2`` (``theta_e = theta[b, efactor[b]]``, 0
+    without an eliminated factor: :func:`pepmix.model.reml._theta_e`) and :func:`gather_lambda`
+    (the same operations as the array expressions)."""
+    n_b = theta.shape[0]
+    t_e = np.empty(n_b)
+    for b in range(n_b):
+        e = efactor[b]
+        th = theta[b, e] if e >= 0 else 0.0
+        t_e[b] = th * th
+    level_weights(t_e, cls_n, cls_m, denom, f_c)
+    gather_lambda(theta, lam_index, lam)
+
+
+@njit(cache=True, nogil=True)
+def gram_schur(
+    f_c: NDArray[np.float64],
+    rows: NDArray[np.float64],
+    index: NDArray[np.int64],
+    cls_of: NDArray[np.int64],
+    cls_gram: NDArray[np.float64],
+    cls_rep: NDArray[np.int64],
+    g: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    j_diag: NDArray[np.float64],
+    ghat: NDArray[np.float64],
+    chol: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+) -> None:
+    """:func:`weighted_gram` of the rank-one rows with the one weighting ``f_c`` (shape
+    ``(B, L)``), then :func:`schur_cholesky` of ``g`` minus those sums: the evaluation's
+    :math:`\\hat G` and Cholesky factor in one call."""
+    n_b, n_l = f_c.shape
+    d = rows.shape[2]
+    sums = np.empty((1, n_b, d, d))
+    weighted_gram(f_c.reshape((1, n_b, n_l)), rows, index, sums, cls_of, cls_gram, cls_rep)
+    schur_cholesky(g, sums[0], lam, j_diag, ghat, chol, ok)
+
+
+@njit(cache=True, nogil=True)
+def derivative_parts(
+    sums: NDArray[np.float64],
+    ghat: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    ge1: NDArray[np.float64],
+    ge2: NDArray[np.float64],
+    r: NDArray[np.float64],
+    d_e: NDArray[np.float64],
+) -> None:
+    """The matrices of :func:`pepmix.model.reml.derivatives` from the class sums ``sums``
+    (shape ``(2, B, d, d)``: of :math:`f'` and :math:`f''`) in one pass: ``ge1 = -sums[0]``,
+    ``ge2 = -sums[1]``, ``r = ghat * lam[:, None, :]`` and ``d_e = lam[:, :, None] * ge1 *
+    lam[:, None, :]`` (the same operations, in that order)."""
+    n_b, d, _ = ghat.shape
+    for b in range(n_b):
+        for i in range(d):
+            li = lam[b, i]
+            for j in range(d):
+                g1 = -sums[0, b, i, j]
+                ge1[b, i, j] = g1
+                ge2[b, i, j] = -sums[1, b, i, j]
+                r[b, i, j] = ghat[b, i, j] * lam[b, j]
+                d_e[b, i, j] = li * g1 * lam[b, j]

@@ -167,16 +167,22 @@ class Bucket:
         return int(self.G.shape[0])
 
     @cached_property
-    def lam_index(self) -> IntArray:
+    def lam_index(self) -> NDArray[np.int64]:
         """Column of ``[theta, 0, 1]`` that gives each dimension's :math:`\\tilde\\Lambda`."""
         nf = self.free.shape[1]
         df = self.dimfactor
-        return np.asarray(np.where(df >= 0, df, np.where(df == DIM_FIXED, nf + 1, nf)))
+        index = np.where(df >= 0, df, np.where(df == DIM_FIXED, nf + 1, nf))
+        return np.ascontiguousarray(index, dtype=np.int64)
 
     @cached_property
     def j_diag(self) -> FloatArray:
         """Diagonal of :math:`J` (1 on random-effect and padded dimensions)."""
-        return np.asarray(self.dimfactor != DIM_FIXED, dtype=np.float64)
+        return np.ascontiguousarray(self.dimfactor != DIM_FIXED, dtype=np.float64)
+
+    @cached_property
+    def efactor64(self) -> NDArray[np.int64]:
+        """:attr:`efactor` as contiguous int64 (for the compiled kernels)."""
+        return np.ascontiguousarray(self.efactor, dtype=np.int64)
 
     @property
     def dim(self) -> int:
@@ -422,15 +428,11 @@ def _gram_sums(
     n_k, nb = weights.shape[0], weights.shape[1]
     d = w.shape[2]
     out = np.empty((n_k, nb, d, d))
-    index = np.arange(nb, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    if classes is None:
-        cls_of, gram, rep = _NO_CLASSES
-    else:
-        cls_of, gram, rep = classes.cls_of, classes.gram, classes.rep
+    cls_of, gram, rep = _row_classes(classes)
     weighted_gram(
         np.ascontiguousarray(weights, dtype=np.float64),
         np.ascontiguousarray(w, dtype=np.float64),
-        index,
+        _gram_index(nb, rows),
         out,
         cls_of,
         gram,
@@ -440,6 +442,20 @@ def _gram_sums(
 
 
 _NO_CLASSES = (np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0, 0, 0)), np.zeros((0, 0), np.int64))
+
+
+def _gram_index(nb: int, rows: IntArray | None) -> NDArray[np.int64]:
+    """Each protein's entry of the rank-one rows (:attr:`Bucket.w_rows`, default ``arange``)."""
+    return np.arange(nb, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+
+
+def _row_classes(
+    classes: RowClasses | None,
+) -> tuple[NDArray[np.int64], FloatArray, NDArray[np.int64]]:
+    """The arrays of :class:`RowClasses` for the kernels (empty: none)."""
+    if classes is None:
+        return _NO_CLASSES
+    return classes.cls_of, classes.gram, classes.rep
 
 
 def _class_counts(bucket: Bucket) -> tuple[FloatArray, FloatArray]:
@@ -460,35 +476,42 @@ def lambda_diag(bucket: Bucket, theta: FloatArray) -> FloatArray:
     from pepmix.model._kernel import gather_lambda
 
     lam = np.empty(bucket.lam_index.shape)
-    index = np.ascontiguousarray(bucket.lam_index, dtype=np.int64)
-    gather_lambda(np.ascontiguousarray(theta, dtype=np.float64), index, lam)
+    gather_lambda(np.ascontiguousarray(theta, dtype=np.float64), bucket.lam_index, lam)
     return lam
 
 
-def _j_diag(bucket: Bucket) -> FloatArray:
-    return bucket.j_diag
-
-
 def _factor(
-    bucket: Bucket, sums: FloatArray, lam: FloatArray
+    bucket: Bucket, f_c: FloatArray, lam: FloatArray
 ) -> tuple[FloatArray, FloatArray, BoolArray]:
-    """:math:`\\hat G`, the Cholesky factor of :math:`S` and whether it exists, per protein
-    (one compiled pass: :func:`pepmix.model._kernel.schur_cholesky`)."""
-    from pepmix.model._kernel import schur_cholesky
+    """:math:`\\hat G = G - \\sum_c f_c W_c`, the Cholesky factor of :math:`S` and whether it
+    exists, per protein (:func:`pepmix.model._kernel.schur_cholesky`; rank-one classes in one
+    compiled call with their sums, :func:`pepmix.model._kernel.gram_schur`)."""
+    from pepmix.model._kernel import gram_schur, schur_cholesky
 
     g = np.ascontiguousarray(bucket.G, dtype=np.float64)
     ghat = np.empty_like(g)
     chol = np.empty_like(g)
     ok = np.empty(g.shape[0], dtype=bool)
-    schur_cholesky(
-        g,
-        np.ascontiguousarray(sums, dtype=np.float64),
-        np.ascontiguousarray(lam, dtype=np.float64),
-        np.ascontiguousarray(_j_diag(bucket), dtype=np.float64),
-        ghat,
-        chol,
-        ok,
-    )
+    lam = np.ascontiguousarray(lam, dtype=np.float64)
+    if bucket.W.ndim == 3:
+        cls_of, gram, rep = _row_classes(bucket.classes)
+        gram_schur(
+            np.ascontiguousarray(f_c, dtype=np.float64),
+            np.ascontiguousarray(bucket.W, dtype=np.float64),
+            _gram_index(g.shape[0], bucket.w_rows),
+            cls_of,
+            gram,
+            rep,
+            g,
+            lam,
+            bucket.j_diag,
+            ghat,
+            chol,
+            ok,
+        )
+        return ghat, chol, ok
+    sums = np.ascontiguousarray(_class_sum(f_c, bucket.W, bucket.w_rows), dtype=np.float64)
+    schur_cholesky(g, sums, lam, bucket.j_diag, ghat, chol, ok)
     return ghat, chol, ok
 
 
@@ -502,18 +525,28 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         safe_n = np.where(present, bucket.cls_n, 1.0)
         f_c = np.where(present, 1.0 / safe_n, 0.0)
         g_e = np.sum(bucket.cls_m * np.log(safe_n), axis=1)
+        lam = lambda_diag(bucket, theta)
     else:
-        from pepmix.model._kernel import level_weights
+        from pepmix.model._kernel import evaluation_weights
 
-        t_e = _theta_e(bucket, theta) ** 2
+        # t_E = theta_E^2, denom_c = 1 + t_E c, f_c = t_E / denom_c and lam in one call
         cls_n, cls_m = _class_counts(bucket)
         denom = np.empty_like(cls_n)
         f_c = np.empty_like(cls_n)
-        level_weights(t_e, cls_n, cls_m, denom, f_c)
+        lam = np.empty(bucket.lam_index.shape)
+        evaluation_weights(
+            np.ascontiguousarray(theta, dtype=np.float64),
+            bucket.efactor64,
+            bucket.lam_index,
+            cls_n,
+            cls_m,
+            denom,
+            f_c,
+            lam,
+        )
         # g_E = sum_c m_c log(denom_c), in place (the values of the array expression)
         g_e = np.sum(np.multiply(cls_m, np.log(denom, out=denom), out=denom), axis=1)
-    lam = lambda_diag(bucket, theta)
-    ghat, chol, ok = _factor(bucket, _class_sum(f_c, bucket.W, bucket.w_rows, bucket.classes), lam)
+    ghat, chol, ok = _factor(bucket, f_c, lam)
     diag = np.diagonal(chol, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_diag = 2.0 * np.log(diag)
@@ -658,7 +691,7 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     The traces of :math:`S^{-1}` and :math:`S_0^{-1}` with the derivatives of ``S`` come from
     :func:`_trace_derivatives` (a few batched matrix products for all factors at once).
     """
-    from pepmix.model._kernel import level_weight_derivatives
+    from pepmix.model._kernel import derivative_parts, level_weight_derivatives
 
     nb, nf = theta.shape
     sinv, s0inv = _inverses(ev)
@@ -678,11 +711,14 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         sums = _gram_sums(weights, bucket.W, bucket.w_rows, bucket.classes)
     else:
         sums = np.stack(_class_sums(list(weights), bucket.W, bucket.w_rows, bucket.classes))
-    ge1, ge2 = np.negative(sums[0]), np.negative(sums[1])
+    # d Ghat / d theta_E = -sums[0], d2 Ghat / d theta_E^2 = -sums[1], R and D in one pass
+    ghat = np.ascontiguousarray(ev.ghat, dtype=np.float64)
+    ge1, ge2, r, d_e = (np.empty_like(ghat) for _ in range(4))
+    derivative_parts(sums, ghat, np.ascontiguousarray(lam, dtype=np.float64), ge1, ge2, r, d_e)
     onehot_e = bucket.efactor[:, None] == np.arange(nf)[None, :]
     parts = DerivativeParts(
-        r=ev.ghat * lam[:, None, :],
-        d_e=lam[:, :, None] * ge1 * lam[:, None, :],
+        r=r,
+        d_e=d_e,
         dimfactor=bucket.dimfactor,
         efactor=bucket.efactor,
         onehot_e=onehot_e,
