@@ -676,13 +676,18 @@ def _inverses(ev: Evaluation) -> tuple[FloatArray, FloatArray]:
     bordering identity :math:`S_0^{-1} = A - a a' / \\alpha` with
     :math:`S^{-1} = [[A, a], [a', \\alpha]]`.
     """
+    both = _inverse_pair(ev)
+    return both[0], both[1]
+
+
+def _inverse_pair(ev: Evaluation) -> FloatArray:
+    """:func:`_inverses` stacked: shape ``(2, B, d, d)``, :math:`S^{-1}` first."""
     from pepmix.model._kernel import chol_inverses
 
     chol = np.ascontiguousarray(ev.chol, dtype=np.float64)
-    sinv = np.empty_like(chol)
-    s0inv = np.empty_like(chol)
-    chol_inverses(chol, sinv, s0inv)
-    return sinv, s0inv
+    both = np.empty((2, *chol.shape))
+    chol_inverses(chol, both[0], both[1])
+    return both
 
 
 def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivatives:
@@ -694,7 +699,7 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
     from pepmix.model._kernel import derivative_parts, level_weight_derivatives
 
     nb, nf = theta.shape
-    sinv, s0inv = _inverses(ev)
+    inverses = _inverse_pair(ev)
     lam = ev.lam
     theta_e = _theta_e(bucket, theta)
     t_e = theta_e**2
@@ -724,8 +729,7 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         onehot_e=onehot_e,
     )
     any_e = bool(onehot_e.any())
-    l1, l2 = _trace_derivatives(sinv, parts, ev.ghat, lam, ge1, ge2, any_e)
-    l01, l02 = _trace_derivatives(s0inv, parts, ev.ghat, lam, ge1, ge2, any_e)
+    (l1, l01), (l2, l02) = _trace_derivatives(inverses, parts, ghat, lam, ge1, ge2, any_e)
     # g_E = sum_c m_c log(1 + t c)
     s1 = np.sum(q1, axis=1)
     s2 = np.sum(q2, axis=1)
@@ -746,7 +750,7 @@ def derivatives(bucket: Bucket, theta: FloatArray, ev: Evaluation) -> Derivative
         l2=l2 * pair,
         l02=l02 * pair,
         g2=g2 * pair,
-        s0inv=s0inv,
+        s0inv=inverses[1],
         parts=parts,
         pen1=pen1,
         pen2=pen2,
@@ -762,11 +766,12 @@ def _trace_derivatives(
     ge2: FloatArray,
     any_e: bool,
 ) -> tuple[FloatArray, FloatArray]:
-    r"""Gradient and Hessian of :math:`\log|A^{-1}|` for :math:`A = S^{-1}` or :math:`S_0^{-1}`.
+    r"""Gradient and Hessian of :math:`\log|A^{-1}|` for :math:`A = S^{-1}` and :math:`S_0^{-1}`.
 
     That is :math:`\mathrm{tr}(A\,\partial_f S)` and
     :math:`\mathrm{tr}(A\,\partial^2_{fg} S) - \mathrm{tr}(A\,\partial_f S\,A\,\partial_g S)`
-    (shapes ``(B, F)`` and ``(B, F, F)``), without forming any :math:`\partial_f S`. With
+    for each :math:`A` stacked in ``a_inv`` (shape ``(K, B, d, d)``; shapes ``(K, B, F)`` and
+    ``(K, B, F, F)``), without forming any :math:`\partial_f S`. With
     :math:`A` symmetric, :math:`m_f` the indicator of kept factor ``f``'s dimensions,
     :math:`\partial_f S = M_f R + R'M_f` and :math:`\mathrm{tr}(X M_f Y M_g) = m_f'(X\circ
     Y')m_g`:
@@ -791,28 +796,33 @@ def _trace_derivatives(
 
     r = parts.r
     nb, nf = parts.onehot_e.shape
+    n_a = a_inv.shape[0]
+    # one batched product per kind for every A (each protein's product as on its own)
     ra = np.matmul(r, a_inv)
     rar = np.matmul(ra, np.transpose(r, (0, 2, 1)))
-    ad = np.matmul(a_inv, parts.d_e) if any_e else np.zeros((nb, 0, 0))  # P = AD; DA = P'
-    first = np.zeros((nb, nf))
-    second = np.zeros((nb, nf, nf))
+    ad = np.matmul(a_inv, parts.d_e) if any_e else np.zeros((n_a, nb, 0, 0))  # P = AD; DA = P'
+    first = np.zeros((n_a, nb, nf))
+    second = np.zeros((n_a, nb, nf, nf))
     a_inv, r, ghat, ra, rar, ad, lam, ge1, ge2 = (
         np.ascontiguousarray(x, dtype=np.float64)
         for x in (a_inv, r, ghat, ra, rar, ad, lam, ge1, ge2)
     )
-    trace_terms(
-        a_inv,
-        r,
-        ghat,
-        ra,
-        rar,
-        ad,
-        lam,
-        ge1,
-        ge2,
-        np.ascontiguousarray(parts.dimfactor, dtype=np.int64),
-        np.ascontiguousarray(parts.efactor, dtype=np.int64),
-        first,
-        second,
-    )
+    dimfactor = np.ascontiguousarray(parts.dimfactor, dtype=np.int64)
+    efactor = np.ascontiguousarray(parts.efactor, dtype=np.int64)
+    for k in range(n_a):
+        trace_terms(
+            a_inv[k],
+            r,
+            ghat,
+            ra[k],
+            rar[k],
+            ad[k],
+            lam,
+            ge1,
+            ge2,
+            dimfactor,
+            efactor,
+            first[k],
+            second[k],
+        )
     return first, second
