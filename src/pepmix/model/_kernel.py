@@ -1072,3 +1072,41 @@ def derivative_parts(
                 ge2[b, i, j] = -sums[1, b, i, j]
                 r[b, i, j] = ghat[b, i, j] * lam[b, j]
                 d_e[b, i, j] = li * g1 * lam[b, j]
+
+
+@njit(cache=True, nogil=True)
+def evaluation_tail(
+    chol: NDArray[np.float64],
+    log_diag: NDArray[np.float64],
+    logdet_s0: NDArray[np.float64],
+    g_e: NDArray[np.float64],
+    nu: NDArray[np.float64],
+    nu_term: NDArray[np.float64],
+    penalty: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    logdet_s: NDArray[np.float64],
+    pwrss: NDArray[np.float64],
+    dev: NDArray[np.float64],
+    good: NDArray[np.bool_],
+) -> None:
+    """The criterion of :func:`pepmix.model.reml.evaluate` from its logarithms, per protein:
+    ``logdet_s = logdet_s0 + log_diag[:, -1]``, ``pwrss = chol[:, -1, -1] ** 2``, ``dev = g_e +
+    (1 - nu) logdet_s0 + nu logdet_s + nu_term`` (plus ``penalty`` unless empty), ``inf``
+    where the factor failed (``ok`` False), ``dev`` is not finite or ``pwrss <= 0``; ``good``
+    the others. The operations of the array expressions, in their order."""
+    n_b, d = log_diag.shape
+    has_pen = penalty.size > 0
+    for b in range(n_b):
+        l0 = logdet_s0[b]
+        ls = l0 + log_diag[b, d - 1]
+        last = chol[b, d - 1, d - 1]
+        p = last * last
+        n = nu[b]
+        value = g_e[b] + (1.0 - n) * l0 + n * ls + nu_term[b]
+        if has_pen:
+            value = value + penalty[b]
+        fine = ok[b] and np.isfinite(value) and not p <= 0
+        logdet_s[b] = ls
+        pwrss[b] = p
+        dev[b] = value if fine else np.inf
+        good[b] = fine

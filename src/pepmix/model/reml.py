@@ -520,6 +520,8 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
 
     Entries of ``theta`` for factors that are not free must be 0.
     """
+    from pepmix.model._kernel import evaluation_tail
+
     if bucket.e_fixed:
         present = bucket.cls_m > 0
         safe_n = np.where(present, bucket.cls_n, 1.0)
@@ -547,21 +549,30 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         # g_E = sum_c m_c log(denom_c), in place (the values of the array expression)
         g_e = np.sum(np.multiply(cls_m, np.log(denom, out=denom), out=denom), axis=1)
     ghat, chol, ok = _factor(bucket, f_c, lam)
-    diag = np.diagonal(chol, axis1=1, axis2=2)
+    nu = np.ascontiguousarray(bucket.nu, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_diag = 2.0 * np.log(diag)
+        log_diag = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2))
+        nu_term = nu * (1.0 + LOG_2PI - np.log(nu))
     logdet_s0 = np.sum(log_diag[:, :-1], axis=1)
-    logdet_s = logdet_s0 + log_diag[:, -1]
-    pwrss = diag[:, -1] ** 2
-    nu = bucket.nu
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = g_e + (1.0 - nu) * logdet_s0 + nu * logdet_s + nu * (1.0 + LOG_2PI - np.log(nu))
-    penalty = None
-    if bucket.prior_df is not None:
-        penalty = prior_penalty(bucket, theta)
-        dev = dev + penalty
-    bad = ~ok | ~np.isfinite(dev) | (pwrss <= 0)
-    dev = np.where(bad, np.inf, dev)
+    penalty = None if bucket.prior_df is None else prior_penalty(bucket, theta)
+    logdet_s, pwrss, dev = (np.empty(nu.shape) for _ in range(3))
+    good = np.empty(nu.shape, dtype=bool)
+    # logdet_s, pwrss = L_yy^2 and d = g_E + (1 - nu) logdet_s0 + nu logdet_s + nu_term
+    # (+ penalty), inf where not usable, in one compiled pass
+    evaluation_tail(
+        chol,
+        log_diag,
+        logdet_s0,
+        np.ascontiguousarray(g_e, dtype=np.float64),
+        nu,
+        nu_term,
+        _NO_VALUES if penalty is None else np.ascontiguousarray(penalty, dtype=np.float64),
+        ok,
+        logdet_s,
+        pwrss,
+        dev,
+        good,
+    )
     return Evaluation(
         dev=dev,
         logdet_s=logdet_s,
@@ -571,9 +582,12 @@ def evaluate(bucket: Bucket, theta: FloatArray) -> Evaluation:
         chol=chol,
         lam=lam,
         ghat=ghat,
-        ok=~bad,
+        ok=good,
         penalty=penalty,
     )
+
+
+_NO_VALUES = np.zeros(0)
 
 
 @dataclass
