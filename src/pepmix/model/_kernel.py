@@ -807,16 +807,20 @@ def schur_cholesky(
 
     ``g``, ``sums``, ``ghat``, ``chol`` have shape ``(B, d, d)``, ``lam`` and ``j_diag``
     ``(B, d)``; ``ok[b]`` is False (and ``chol[b]`` the identity) where ``S`` is not positive
-    definite. ``S`` is formed as ``(lam_a * ghat_ac) * lam_c`` in one buffer per protein.
+    definite. ``S`` is formed as ``(lam_a * ghat_ac) * lam_c`` in one buffer per protein, its
+    lower triangle only (all :func:`cholesky_into` reads).
     """
     n_b, d, _ = g.shape
-    s = np.empty((d, d))
+    s = np.zeros((d, d))
     for b in range(n_b):
         for a in range(d):
-            for c in range(d):
+            la = lam[b, a]
+            for c in range(a + 1):
                 value = g[b, a, c] - sums[b, a, c]
                 ghat[b, a, c] = value
-                s[a, c] = lam[b, a] * value * lam[b, c]
+                s[a, c] = la * value * lam[b, c]
+            for c in range(a + 1, d):
+                ghat[b, a, c] = g[b, a, c] - sums[b, a, c]
             s[a, a] += j_diag[b, a]
         ok[b] = cholesky_into(s, chol[b])
 
