@@ -59,6 +59,13 @@ store the rows :math:`w_j` instead (a :math:`L \times d` matrix :math:`W` per pr
 :math:`f''` for the derivatives) in one compiled pass over the rows: the same sum, :math:`O(L d)`
 memory. Unweighted problems keep the class stack.
 
+The element-wise steps of :func:`evaluate` and :func:`derivatives` (class weights,
+:math:`\tilde\Lambda`, the rank-one sums with the Schur complement and its Cholesky factor, the
+criterion from its logarithms, :math:`R`, :math:`D`) run as compiled passes
+(:mod:`pepmix.model._kernel`) doing the operations of the array expressions in their order;
+logarithms, powers, sums over classes and matrix products stay numpy's, so the values are those
+of the array code bit for bit, with less Python per call.
+
 Variance-ratio prior (optional)
 -------------------------------
 With :attr:`Bucket.prior_df` set, :func:`evaluate` returns the penalised criterion
