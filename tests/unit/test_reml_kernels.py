@@ -259,3 +259,56 @@ def test_quad_forms_are_the_einsum() -> None:
     ref = np.einsum("ja,jab,jb->j", a, s[position], a)
     np.testing.assert_allclose(out, ref, rtol=1e-13)
     assert (out > 0).all()
+
+
+def test_compiled_passes_equal_the_array_expressions_bit_for_bit() -> None:
+    """The compiled element-wise passes of ``evaluate``/``derivatives`` give exactly the values
+    of the numpy expressions they replace (same IEEE operations in the same order), padded
+    classes (``cls_m`` 0) included, and ``weighted_gram`` is exactly symmetric and its summed
+    entries those of the rows it reads."""
+    from pepmix.model._kernel import (
+        derivative_parts,
+        evaluation_weights,
+        level_weight_derivatives,
+    )
+
+    rng = np.random.default_rng(12)
+    nb, nc, nf, d = 7, 40, 3, 6
+    cls_n = rng.random((nb, nc)) * 6 + 0.5
+    cls_m = np.where(rng.random((nb, nc)) < 0.8, 1.0, 0.0)
+    cls_n[cls_m == 0] = 0.0
+    theta = rng.random((nb, nf)) * 3
+    efactor = np.array([0, 1, -1, 2, 0, 1, 2], dtype=np.int64)
+    lam_index = rng.integers(0, nf + 2, (nb, d)).astype(np.int64)
+    denom, f_c, lam = np.empty((nb, nc)), np.empty((nb, nc)), np.empty((nb, d))
+    evaluation_weights(theta, efactor, lam_index, cls_n, cls_m, denom, f_c, lam)
+    theta_e = np.where(efactor >= 0, theta[np.arange(nb), np.maximum(efactor, 0)], 0.0)
+    t_e = theta_e**2
+    ref_denom = 1.0 + t_e[:, None] * cls_n
+    present = cls_m > 0
+    assert denom.tobytes() == ref_denom.tobytes()
+    assert f_c.tobytes() == np.where(present, t_e[:, None] / ref_denom, 0.0).tobytes()
+    ext = np.concatenate([theta, np.zeros((nb, 1)), np.ones((nb, 1))], 1)
+    assert lam.tobytes() == np.take_along_axis(ext, lam_index, axis=1).tobytes()
+
+    weights, q1, q2 = np.empty((2, nb, nc)), np.empty((nb, nc)), np.empty((nb, nc))
+    cube = ref_denom**3
+    level_weight_derivatives(theta_e, t_e, cls_n, cls_m, ref_denom, cube, weights, q1, q2)
+    fp = np.where(present, 1.0 / ref_denom**2, 0.0)
+    fpp = np.where(present, -2.0 * cls_n / ref_denom**3, 0.0)
+    assert weights[0].tobytes() == (2.0 * theta_e[:, None] * fp).tobytes()
+    assert weights[1].tobytes() == (2.0 * fp + 4.0 * t_e[:, None] * fpp).tobytes()
+    assert q1.tobytes() == np.where(present, cls_m * cls_n / ref_denom, 0.0).tobytes()
+    assert q2.tobytes() == np.where(present, cls_m * cls_n**2 / ref_denom**2, 0.0).tobytes()
+
+    rows = rng.normal(size=(nb, nc, d))
+    rows[rng.random(rows.shape) < 0.3] = 0.0
+    sums = np.empty((2, nb, d, d))
+    weighted_gram(weights, rows, np.arange(nb, dtype=np.int64), sums, *reml._NO_CLASSES)
+    assert np.array_equal(sums, sums.transpose(0, 1, 3, 2))
+    ghat = rng.normal(size=(nb, d, d))
+    ge1, ge2, r, d_e = (np.empty((nb, d, d)) for _ in range(4))
+    derivative_parts(sums, ghat, lam, ge1, ge2, r, d_e)
+    assert ge1.tobytes() == (-sums[0]).tobytes() and ge2.tobytes() == (-sums[1]).tobytes()
+    assert r.tobytes() == (ghat * lam[:, None, :]).tobytes()
+    assert d_e.tobytes() == (lam[:, :, None] * -sums[0] * lam[:, None, :]).tobytes()
