@@ -67,49 +67,80 @@ def accumulate(
     n_x = x.shape[1]
     idx = np.empty(n_f + n_x + 1, dtype=np.int64)
     val = np.empty(n_f + n_x + 1, dtype=np.float64)
+    # per protein: its kept factors (kind -1 feature, -2 usage cell, 0 run-level), offsets
+    # and kept fixed-effect columns, looked up once instead of per observation
+    k_fac = np.empty(n_f, dtype=np.int64)
+    k_kind = np.empty(n_f, dtype=np.int64)
+    k_off = np.empty(n_f, dtype=np.int64)
+    x_col = np.empty(n_x, dtype=np.int64)
     for pp in range(proteins.size):
         p = proteins[pp]
-        d = q_pad[p] + n_x + 1
+        qp = q_pad[p]
+        d = qp + n_x + 1
         g0 = g_offset[p]
         e0 = erow_offset[p]
+        nk = 0
+        for f in range(n_f):
+            if is_k[p, f]:
+                k_fac[nk] = f
+                k_kind[nk] = min(run_codes[f, 0], 0)
+                k_off[nk] = k_offset[p, f]
+                nk += 1
+        # ascending offsets: every row's indices ascend (levels, then fixed effects, then y),
+        # so each product's lower-triangle entry is (a, b) without a comparison
+        ascending = True
+        for t in range(1, nk):
+            ascending = ascending and k_off[t] >= k_off[t - 1]
+        nxk = 0
+        for j in range(n_x):
+            if xkeep[p, j]:
+                x_col[nxk] = j
+                nxk += 1
+        ef = e_factor[p]
+        e_kind = min(run_codes[ef, 0], 0) if ef >= 0 else 1
         for i in range(prot_start[p], prot_start[p + 1]):
             r = run[i]
             sw = np.sqrt(weight[i]) if weighted else 1.0
             k = 0
-            for f in range(n_f):
-                if not is_k[p, f]:
-                    continue
-                if run_codes[f, 0] == -1:
+            for t in range(nk):
+                if k_kind[t] == -1:
                     level = feat_local[i]
-                elif run_codes[f, 0] == -2:
+                elif k_kind[t] == -2:
                     level = cell_local[i]
                 else:
-                    level = local_tables[f, p, run_codes[f, r]]
-                idx[k] = k_offset[p, f] + level
+                    level = local_tables[k_fac[t], p, run_codes[k_fac[t], r]]
+                idx[k] = k_off[t] + level
                 val[k] = sw
                 k += 1
-            for j in range(n_x):
-                if xkeep[p, j] and x[r, j] != 0.0:
-                    idx[k] = q_pad[p] + j
-                    val[k] = x[r, j] * sw
+            for t in range(nxk):
+                xv = x[r, x_col[t]]
+                if xv != 0.0:
+                    idx[k] = qp + x_col[t]
+                    val[k] = xv * sw
                     k += 1
             idx[k] = d - 1
             val[k] = y[i] * sw
             k += 1
             # lower triangle only (each product once), mirrored below: the same sums
-            for a in range(k):
-                ia = idx[a]
-                for b in range(a + 1):
-                    ib = idx[b]
-                    if ia >= ib:
-                        g_flat[g0 + ia * d + ib] += val[a] * val[b]
-                    else:
-                        g_flat[g0 + ib * d + ia] += val[a] * val[b]
-            ef = e_factor[p]
-            if ef >= 0:
-                if run_codes[ef, 0] == -1:
+            if ascending:
+                for a in range(k):
+                    row = g0 + idx[a] * d
+                    va = val[a]
+                    for b in range(a + 1):
+                        g_flat[row + idx[b]] += va * val[b]
+            else:
+                for a in range(k):
+                    ia = idx[a]
+                    for b in range(a + 1):
+                        ib = idx[b]
+                        if ia >= ib:
+                            g_flat[g0 + ia * d + ib] += val[a] * val[b]
+                        else:
+                            g_flat[g0 + ib * d + ia] += val[a] * val[b]
+            if e_kind <= 0:
+                if e_kind == -1:
                     elevel = feat_local[i]
-                elif run_codes[ef, 0] == -2:
+                elif e_kind == -2:
                     elevel = cell_local[i]
                 else:
                     elevel = local_tables[ef, p, run_codes[ef, r]]
@@ -119,7 +150,7 @@ def accumulate(
         for a in range(d):
             for b in range(a):
                 g_flat[g0 + b * d + a] = g_flat[g0 + a * d + b]
-        if e_factor[p] < 0 or w_flat.size == 0:
+        if ef < 0 or w_flat.size == 0:
             continue
         w0 = w_offset[p]
         for j in range(e_offset[p + 1] - e_offset[p]):
@@ -895,7 +926,7 @@ def level_weight_sums(
     (``prot_start[p]:prot_start[p + 1]``) in row order, starting from 0, as ``np.bincount``
     over the subset's rows does, so the sums are bit for bit those of
     :meth:`pepmix.model.subset_problem.SubsetBuilder._level_weights` (which also serves the
-    other kinds)."""
+    other kinds). Only the kinds a protein's levels use are summed."""
     cell = np.zeros(n_runs, dtype=np.float64)
     fsum = np.zeros(max(n_feat, 1), dtype=np.float64)
     j = 0
@@ -903,12 +934,23 @@ def level_weight_sums(
         p = subset[si]
         lo = prot_start[p]
         hi = prot_start[p + 1]
-        for i in range(lo, hi):
-            cell[run[i]] += weights[i]
-            fsum[feat[i]] += weights[i]
+        cells = False
+        feats = False
+        for e in range(e_offset[p], e_offset[p + 1]):
+            cells = cells or e_kind[e] == 0
+            feats = feats or e_kind[e] != 0
+        if cells:
+            for i in range(lo, hi):
+                cell[run[i]] += weights[i]
+        if feats:
+            for i in range(lo, hi):
+                fsum[feat[i]] += weights[i]
         for e in range(e_offset[p], e_offset[p + 1]):
             out[j] = cell[e_col[e]] if e_kind[e] == 0 else fsum[e_col[e]]
             j += 1
-        for i in range(lo, hi):
-            cell[run[i]] = 0.0
-            fsum[feat[i]] = 0.0
+        if cells:
+            for i in range(lo, hi):
+                cell[run[i]] = 0.0
+        if feats:
+            for i in range(lo, hi):
+                fsum[feat[i]] = 0.0
