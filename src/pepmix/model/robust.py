@@ -758,6 +758,7 @@ def irls(
     huber_scale: FloatArray | None = None,
     inference: bool = True,
     first: list[LightBucket] | None = None,
+    builder: SubsetBuilder | None = None,
 ) -> tuple[list[pd.DataFrame], FloatArray, list[str], FloatArray]:
     """Iterate robust weights and weighted refits from the fit in ``out`` (with ``weights``).
 
@@ -778,7 +779,9 @@ def irls(
     ``first`` (default None: the first fit in ``out`` is complete) are the buckets of a light
     first fit (:func:`pepmix.model.fit.fit_problem_light` of ``problem``): like the light
     refits, it is completed only for the proteins whose weights settle on it (the numbers of
-    a complete first fit, bit for bit).
+    a complete first fit, bit for bit). ``builder`` (default None: made here) is the
+    :class:`pepmix.model.subset_problem.SubsetBuilder` of ``enc`` and ``design`` for the
+    refits (e.g. the one that built ``problem``).
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
@@ -788,7 +791,7 @@ def irls(
     fixed = start_scale if method == "bisquare" else None
     if method == "bisquare" and fixed is None:
         raise ValueError("bisquare weights need the start scale of initial_weights")
-    state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
+    state = _Irls(problem, enc, design, cmat, out, _coded(pieces), builder)
     state.huber_scale = huber_scale if method == "huber" else None
     state.inference = inference
     if first is not None:
@@ -875,6 +878,7 @@ class _Irls:
         cmat: FloatArray,
         out: ModelFit,
         current: FloatArray,
+        builder: SubsetBuilder | None = None,
     ) -> None:
         self.problem, self.enc, self.design, self.cmat, self.out = problem, enc, design, cmat, out
         n_prot = problem.n_proteins
@@ -900,7 +904,7 @@ class _Irls:
         #: whether :meth:`finish` completes the light fits (False: point estimates only)
         self.inference = True
         #: builds the weighted problems of the refits (the weight-independent steps once)
-        self.builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
+        self.builder = builder or SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
         #: fixed Huber scale per protein (NaN: the MAD of its residuals); None: MAD for all
         self.huber_scale: FloatArray | None = None
         #: the observation codes of the compiled weight update (derived at its first use)
