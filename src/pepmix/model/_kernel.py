@@ -122,7 +122,36 @@ def accumulate(
             val[k] = y[i] * sw
             k += 1
             # lower triangle only (each product once), mirrored below: the same sums
-            if ascending:
+            # (3 or 4 values, one random level, intercept, maybe one more fixed effect and y,
+            # written out: the values in registers instead of reloaded for every product)
+            if ascending and k == 3:
+                i0, i1, i2 = idx[0], idx[1], idx[2]
+                v0, v1, v2 = val[0], val[1], val[2]
+                r1 = g0 + i1 * d
+                r2 = g0 + i2 * d
+                g_flat[g0 + i0 * d + i0] += v0 * v0
+                g_flat[r1 + i0] += v1 * v0
+                g_flat[r1 + i1] += v1 * v1
+                g_flat[r2 + i0] += v2 * v0
+                g_flat[r2 + i1] += v2 * v1
+                g_flat[r2 + i2] += v2 * v2
+            elif ascending and k == 4:
+                i0, i1, i2, i3 = idx[0], idx[1], idx[2], idx[3]
+                v0, v1, v2, v3 = val[0], val[1], val[2], val[3]
+                r1 = g0 + i1 * d
+                r2 = g0 + i2 * d
+                r3 = g0 + i3 * d
+                g_flat[g0 + i0 * d + i0] += v0 * v0
+                g_flat[r1 + i0] += v1 * v0
+                g_flat[r1 + i1] += v1 * v1
+                g_flat[r2 + i0] += v2 * v0
+                g_flat[r2 + i1] += v2 * v1
+                g_flat[r2 + i2] += v2 * v2
+                g_flat[r3 + i0] += v3 * v0
+                g_flat[r3 + i1] += v3 * v1
+                g_flat[r3 + i2] += v3 * v2
+                g_flat[r3 + i3] += v3 * v3
+            elif ascending:
                 for a in range(k):
                     row = g0 + idx[a] * d
                     va = val[a]
