@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepmix.model import _kernel, subset_problem
+from pepmix.model import _kernel, subset_problem, suffstats
 from pepmix.model import fit as fit_module
 from pepmix.model.design import ModelSpec, build_run_design
 from pepmix.model.fit import encode, fit_proteins
@@ -217,3 +217,29 @@ def test_first_problem_from_the_builder(
     assert (new.weights < 1).mean() > 0.02  # the weights were iterated, not all 1
     assert old.detail == new.detail
     pd.testing.assert_frame_equal(old.blups, new.blups, check_exact=True)
+
+
+@pytest.mark.parametrize("name", ["feature+sample", "nested", "feature_only"])
+def test_compiled_padding_builds_the_same_problem(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank-one buckets with the padded rows and class values copied by the compiled pass
+    (``suffstats.COMPILED_PADDING``) and by boolean masks: every field, bit for bit (proteins
+    with different numbers of eliminated levels share buckets: some runs are missing)."""
+    sheet, design = make_design(**DESIGNS[name])
+    table = make_table(design, sheet, 40, 3)
+    table = table.sample(frac=0.8, random_state=2).sort_index()  # unequal level counts
+    enc = encode(table, design)
+    n_prot = len(enc.proteins)
+    rng = np.random.default_rng(5)
+    weights = rng.uniform(0.05, 1.0, enc.y.size)
+    built = []
+    for on in (False, True):
+        monkeypatch.setattr(suffstats, "COMPILED_PADDING", on)
+        built.append(
+            build_problem(enc.prot, enc.feat, enc.run, enc.y, design, n_prot, weights=weights)
+        )
+    old, new = built
+    n_cls = [b.cls_n.shape[1] for _, b in new.buckets]
+    assert any(np.any(b.cls_n == 0.0) for _, b in new.buckets), n_cls  # padding present
+    _assert_same(old, new)

@@ -195,6 +195,24 @@ def accumulate(
                     w_flat[row + b] += va * erow_flat[base + b]
 
 
+@njit(cache=True, nogil=True)
+def pad_rows(
+    src: NDArray[np.float64],
+    offset: NDArray[np.int64],
+    n_valid: NDArray[np.int64],
+    out: NDArray[np.float64],
+) -> None:
+    """``out[b, j] = src[offset[b] + j]`` for ``j < n_valid[b]`` (rows of ``d`` values; the
+    rest of ``out`` is left as it is): the padded per-protein rows of a bucket
+    (:func:`pepmix.model.suffstats._bucket`), the copy a boolean-mask assignment makes."""
+    d = src.shape[1]
+    for b in range(n_valid.size):
+        o = offset[b]
+        for j in range(n_valid[b]):
+            for a in range(d):
+                out[b, j, a] = src[o + j, a]
+
+
 #: segments up to this length are sorted by insertion (:func:`median_of`), longer ones selected
 MEDIAN_SMALL = 24
 
