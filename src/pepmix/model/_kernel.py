@@ -14,7 +14,10 @@ squares as ordinary least squares on scaled rows), so ``G = sum_i w_i V_i V_i'``
 sums are bit-identical to the unweighted pass. ``G`` is summed in its lower triangle (each
 product ``V_ia V_ib`` once, in observation order) and mirrored per protein: the same entries as
 summing both triangles. Work is ``O(sum_i nnz_i^2 / 2 + sum_j d^2)``; memory is the output
-only.
+only. A protein's kept factors and fixed-effect columns are looked up once per protein, and
+rows of 3 or 4 ascending indices (one random level, the intercept, perhaps one condition, and
+``y``: the usual row) are written out, their values held in registers: the same products added
+to the same entries in the same order.
 
 The kernel is compiled once and cached next to this module (``cache=True``).
 """
