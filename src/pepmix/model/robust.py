@@ -57,18 +57,18 @@ the distance of the two schemes is alike (``benchmarks/README.md``, "Cheaper Hub
 
 Bookkeeping of the rounds (none of it changes a number: every array of the fit is bit for bit
 what the plain computation gives, ``tests/unit/test_subset_problem.py``,
-``tests/unit/test_robust_cost.py``, ``tests/unit/test_irls_build.py``): the problem of each round's refits is built from the
-weight-independent steps of :func:`pepmix.model.suffstats.build_problem`, computed once
+``tests/unit/test_robust_cost.py``, ``tests/unit/test_irls_build.py``): the problem of each
+round's refits is built from the weight-independent steps of
+:func:`pepmix.model.suffstats.build_problem`, computed once
 (:class:`pepmix.model.subset_problem.SubsetBuilder`; it builds the first fit's problem too,
-:data:`pepmix.model.fit.FIRST_FROM_BUILDER`); the observation codes the weight update reads
-are derived once per fit (:class:`_ObsCodes`), the rows of the refitted proteins' predictions
-are selected by runs of one protein (:class:`_Predictions`); the median polish (stopping a
-protein's sweeps once a sweep changes nothing) and the MAD scale with
-the Huber weights run protein by protein in compiled kernels
-(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`), whose
-medians of more than 24 values are found by a histogram selection
-(:func:`pepmix.model._kernel._select_median`: ``np.median``'s value); and the
-criterion at each refit's optimum comes from the optimiser's own evaluations
+:data:`pepmix.model.fit.FIRST_FROM_BUILDER`); the observation codes the weight update reads are
+derived once per fit (:class:`_ObsCodes`), the rows of the refitted proteins' predictions are
+selected by runs of one protein (:class:`_Predictions`); the median polish (stopping a
+protein's sweeps once a sweep changes nothing) and the MAD scale with the Huber weights run
+protein by protein in compiled kernels (:func:`pepmix.model._kernel.median_polish`,
+:func:`pepmix.model._kernel.mad_huber`), whose medians of more than 24 values are found by a
+histogram selection (:func:`pepmix.model._kernel._select_median`: ``np.median``'s value); and
+the criterion at each refit's optimum comes from the optimiser's own evaluations
 (:func:`pepmix.model.fit._final_evaluation`).
 
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
