@@ -79,6 +79,10 @@ SNAP_THETA = 1e-2
 #: weights settle on it (:func:`pepmix.model.robust.irls`, ``first``; bit-identical); False:
 #: the first fit computes covariances and contrasts for every protein
 LIGHT_FIRST = True
+#: robust fits: the first fit's problem is built by the refits'
+#: :class:`pepmix.model.subset_problem.SubsetBuilder` (the weight-independent steps once for
+#: both; bit-identical); False: by :func:`pepmix.model.suffstats.build_problem`
+FIRST_FROM_BUILDER = True
 
 
 @dataclass
@@ -642,9 +646,7 @@ def fit_proteins(
             weights, start_scale = huber.initial_weights(enc, robust, pure)
         if start_weights is not None:
             weights = np.asarray(start_weights, dtype=np.float64)
-    problem = build_problem(
-        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress, weights=weights
-    )
+    problem, builder = _first_problem(enc, design, compress, weights)
     n_features = np.zeros(n_prot, dtype=np.intp)
     if "feature" in problem.factors:
         n_features = problem.n_levels[:, problem.factors.index("feature")].copy()
@@ -682,6 +684,7 @@ def fit_proteins(
             huber_scale=huber_scale,
             inference=inference,
             first=first,
+            builder=builder,
         )
         if feature_weights != "none":
             pieces, result.weights, notes = _feature_refit(
@@ -718,6 +721,29 @@ def fit_proteins(
     n_ok = sum(s == "ok" for s in result.status)
     log.info("fitted %d %s (%d ok)", n_prot, what, n_ok)
     return result
+
+
+def _first_problem(
+    enc: Encoded, design: RunDesign, compress: bool, weights: FloatArray | None
+) -> tuple[Problem, SubsetBuilder | None]:
+    """The problem of the first fit of all proteins of ``enc`` (with ``weights``), and for a
+    robust fit (``weights`` given, :data:`FIRST_FROM_BUILDER`) the
+    :class:`pepmix.model.subset_problem.SubsetBuilder` of its refits, which then builds this
+    problem too: the weight-independent steps once for both (the same problem as
+    :func:`pepmix.model.suffstats.build_problem`'s, bit for bit)."""
+    n_prot = len(enc.proteins)
+    builder = None
+    if weights is not None and compress and FIRST_FROM_BUILDER:
+        from pepmix.model.subset_problem import SubsetBuilder
+
+        builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
+        if builder.cached:
+            return builder.build(np.arange(n_prot), weights), builder
+    problem = build_problem(
+        enc.prot, enc.feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress,
+        weights=weights,
+    )  # fmt: skip
+    return problem, builder
 
 
 #: weight of an excluded feature's observations in ``ModelFit.weights`` (the fit left them out;

@@ -57,14 +57,18 @@ the distance of the two schemes is alike (``benchmarks/README.md``, "Cheaper Hub
 
 Bookkeeping of the rounds (none of it changes a number: every array of the fit is bit for bit
 what the plain computation gives, ``tests/unit/test_subset_problem.py``,
-``tests/unit/test_robust_cost.py``): the problem of each round's refits is built from the
-weight-independent steps of :func:`pepmix.model.suffstats.build_problem`, computed once
-(:class:`pepmix.model.subset_problem.SubsetBuilder`); the median polish and the MAD scale with
-the Huber weights run protein by protein in compiled kernels
-(:func:`pepmix.model._kernel.median_polish`, :func:`pepmix.model._kernel.mad_huber`), whose
-medians of more than 24 values are found by a histogram selection
-(:func:`pepmix.model._kernel._select_median`: ``np.median``'s value); and the
-criterion at each refit's optimum comes from the optimiser's own evaluations
+``tests/unit/test_robust_cost.py``, ``tests/unit/test_irls_build.py``): the problem of each
+round's refits is built from the weight-independent steps of
+:func:`pepmix.model.suffstats.build_problem`, computed once
+(:class:`pepmix.model.subset_problem.SubsetBuilder`; it builds the first fit's problem too,
+:data:`pepmix.model.fit.FIRST_FROM_BUILDER`); the observation codes the weight update reads are
+derived once per fit (:class:`_ObsCodes`), the rows of the refitted proteins' predictions are
+selected by runs of one protein (:class:`_Predictions`); the median polish (stopping a
+protein's sweeps once a sweep changes nothing) and the MAD scale with the Huber weights run
+protein by protein in compiled kernels (:func:`pepmix.model._kernel.median_polish`,
+:func:`pepmix.model._kernel.mad_huber`), whose medians of more than 24 values are found by a
+histogram selection (:func:`pepmix.model._kernel._select_median`: ``np.median``'s value); and
+the criterion at each refit's optimum comes from the optimiser's own evaluations
 (:func:`pepmix.model.fit._final_evaluation`).
 
 ``detail`` notes, per protein: ``down-weighted: N observations with weight < 0.5 (min w)`` when
@@ -758,6 +762,7 @@ def irls(
     huber_scale: FloatArray | None = None,
     inference: bool = True,
     first: list[LightBucket] | None = None,
+    builder: SubsetBuilder | None = None,
 ) -> tuple[list[pd.DataFrame], FloatArray, list[str], FloatArray]:
     """Iterate robust weights and weighted refits from the fit in ``out`` (with ``weights``).
 
@@ -778,7 +783,9 @@ def irls(
     ``first`` (default None: the first fit in ``out`` is complete) are the buckets of a light
     first fit (:func:`pepmix.model.fit.fit_problem_light` of ``problem``): like the light
     refits, it is completed only for the proteins whose weights settle on it (the numbers of
-    a complete first fit, bit for bit).
+    a complete first fit, bit for bit). ``builder`` (default None: made here) is the
+    :class:`pepmix.model.subset_problem.SubsetBuilder` of ``enc`` and ``design`` for the
+    refits (e.g. the one that built ``problem``).
     """
     n_prot = problem.n_proteins
     if problem.e_fixed:
@@ -788,7 +795,7 @@ def irls(
     fixed = start_scale if method == "bisquare" else None
     if method == "bisquare" and fixed is None:
         raise ValueError("bisquare weights need the start scale of initial_weights")
-    state = _Irls(problem, enc, design, cmat, out, _coded(pieces))
+    state = _Irls(problem, enc, design, cmat, out, _coded(pieces), builder)
     state.huber_scale = huber_scale if method == "huber" else None
     state.inference = inference
     if first is not None:
@@ -875,6 +882,7 @@ class _Irls:
         cmat: FloatArray,
         out: ModelFit,
         current: FloatArray,
+        builder: SubsetBuilder | None = None,
     ) -> None:
         self.problem, self.enc, self.design, self.cmat, self.out = problem, enc, design, cmat, out
         n_prot = problem.n_proteins
@@ -900,9 +908,18 @@ class _Irls:
         #: whether :meth:`finish` completes the light fits (False: point estimates only)
         self.inference = True
         #: builds the weighted problems of the refits (the weight-independent steps once)
-        self.builder = SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
+        self.builder = builder or SubsetBuilder(enc.prot, enc.feat, enc.run, enc.y, design, n_prot)
         #: fixed Huber scale per protein (NaN: the MAD of its residuals); None: MAD for all
         self.huber_scale: FloatArray | None = None
+        #: the observation codes of the compiled weight update (derived at its first use)
+        self._codes: _ObsCodes | None = None
+
+    @property
+    def codes(self) -> _ObsCodes:
+        """The :class:`_ObsCodes` of :attr:`enc` (made once)."""
+        if self._codes is None:
+            self._codes = _ObsCodes(self.enc, self.design)
+        return self._codes
 
     def refit(
         self,
@@ -997,7 +1014,7 @@ class _Irls:
                 self.refit(np.flatnonzero(collapsed), weights, touched, warm=False, light=False)
             _update_weights(
                 enc, self.design, problem.factors, out, self.predictions.rows_of(touched),
-                touched, new, scale, fixed_scale, self.huber_scale,
+                touched, new, scale, fixed_scale, self.huber_scale, self.codes,
             )  # fmt: skip
             groups = np.flatnonzero(touched)
             touched[:] = False
@@ -1029,7 +1046,7 @@ class _Irls:
             self.refit(np.flatnonzero(self.truncated), weights, touched)
             _update_weights(
                 enc, self.design, problem.factors, out, self.predictions.rows_of(touched),
-                touched, new, scale, fixed_scale, self.huber_scale,
+                touched, new, scale, fixed_scale, self.huber_scale, self.codes,
             )  # fmt: skip
             eligible = problem.fittable & out.converged & np.isfinite(scale) & ~self.given_up
             target = np.where(eligible[enc.prot], new, 1.0)
@@ -1050,11 +1067,14 @@ class _Predictions:
     rows of each block whose protein's latest block it is, blocks in the order of the fits
     (:meth:`current`), which is the order the rebuilt array had, row for row. Blocks without
     such rows are dropped, and when the rows kept exceed twice the rows in use the blocks are
-    merged into one (memory stays within about twice one array)."""
+    merged into one (memory stays within about twice one array). Each block also keeps its
+    runs of consecutive rows of one protein (:func:`_protein_runs`), so that :meth:`rows_of`
+    selects runs instead of testing every row (the same rows in the same order)."""
 
     def __init__(self, first: FloatArray, n_prot: int) -> None:
         self.blocks = [first]
         self.prot = [first[:, 0].astype(np.intp)]
+        self.runs = [_protein_runs(self.prot[0])]
         #: block holding each protein's rows (-1: none)
         self.owner = np.full(n_prot, -1, dtype=np.intp)
         self.owner[self.prot[0]] = 0
@@ -1066,6 +1086,7 @@ class _Predictions:
         prot = part[:, 0].astype(np.intp)
         self.blocks.append(part)
         self.prot.append(prot)
+        self.runs.append(_protein_runs(prot))
         self.owner[subset] = len(self.blocks) - 1
         self.n_rows[subset] = np.bincount(prot, minlength=self.owner.size)[subset]
         has = self.owner >= 0
@@ -1076,12 +1097,14 @@ class _Predictions:
             kept = np.flatnonzero(live > 0)
             if kept.size == 0:  # no rows in use at all (every latest fit without rows)
                 self.blocks, self.prot = [part[:0]], [prot[:0]]
+                self.runs = [_protein_runs(prot[:0])]
                 self.owner = np.where(has, 0, -1)
                 return
             index = np.full(len(self.blocks), -1, dtype=np.intp)
             index[kept] = np.arange(kept.size)
             self.blocks = [self.blocks[k] for k in kept.tolist()]
             self.prot = [self.prot[k] for k in kept.tolist()]
+            self.runs = [self.runs[k] for k in kept.tolist()]
             self.owner = np.where(has, index[self.owner], -1)
 
     def current(self) -> FloatArray:
@@ -1092,16 +1115,35 @@ class _Predictions:
             merged = np.concatenate(parts) if parts else np.zeros((0, 4))
             self.blocks = [merged]
             self.prot = [merged[:, 0].astype(np.intp)]
+            self.runs = [_protein_runs(self.prot[0])]
             self.owner = np.where(self.owner >= 0, 0, -1)
         return self.blocks[0]
 
     def rows_of(self, proteins: NDArray[np.bool_]) -> FloatArray:
         """The rows of the proteins ``proteins`` (mask), in the order of :meth:`current`."""
         parts = []
-        for k, (b, p) in enumerate(zip(self.blocks, self.prot, strict=True)):
-            if np.any(proteins & (self.owner == k)):
-                parts.append(b[proteins[p] & (self.owner[p] == k)])
+        for k, (b, (lo, hi, p)) in enumerate(zip(self.blocks, self.runs, strict=True)):
+            chosen = proteins[p] & (self.owner[p] == k)
+            if chosen.any():
+                parts.append(b[_ranges(lo[chosen], hi[chosen])])
         return np.concatenate(parts) if parts else np.zeros((0, 4))
+
+
+def _protein_runs(prot: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Start, end and protein of each run of equal consecutive values of ``prot``."""
+    if prot.size == 0:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty, empty
+    lo = np.flatnonzero(np.r_[True, prot[1:] != prot[:-1]])
+    hi = np.r_[lo[1:], prot.size]
+    return lo, hi, prot[lo]
+
+
+def _ranges(lo: IntArray, hi: IntArray) -> IntArray:
+    """The indices ``lo[j]:hi[j]`` of every ``j``, concatenated."""
+    n = hi - lo
+    first = np.cumsum(n) - n
+    return np.asarray(np.repeat(lo - first, n) + np.arange(int(n.sum())), dtype=np.intp)
 
 
 class _Settle:
@@ -1149,16 +1191,20 @@ def _update_weights(
     scale: FloatArray,
     fixed_scale: FloatArray | None = None,
     huber_scale: FloatArray | None = None,
+    codes: _ObsCodes | None = None,
 ) -> None:
     """Robust weights (into ``weights``) of the proteins ``touched``, from their current fit
     (``current``: coded predictions): Huber weights with the MAD scale (written into ``scale``)
     when ``fixed_scale`` is None, else bisquare weights with ``fixed_scale``. Other proteins keep
     theirs, which are what recomputing them would give (same fit, same residuals).
-    ``huber_scale`` (default None) replaces the MAD by a fixed scale where it is finite."""
+    ``huber_scale`` (default None) replaces the MAD by a fixed scale where it is finite.
+    ``codes`` (default None: derived here) are ``enc``'s :class:`_ObsCodes`."""
     if not touched.any():
         return
     if fixed_scale is None and huber_scale is None and COMPILED_UPDATE:
-        _huber_update(enc, design, factors, out, current, touched, weights, scale)
+        if codes is None:
+            codes = _ObsCodes(enc, design)
+        _huber_update(codes, design, factors, out, current, touched, weights, scale)
         return
     rows = touched[enc.prot]
     sub = enc
@@ -1186,8 +1232,33 @@ def _update_weights(
     weights[rows] = w
 
 
+class _ObsCodes:
+    """What :func:`_huber_update` reads of the observations ``enc`` besides the fit, derived
+    once per robust fit instead of at every round: the protein offsets, the feature and run
+    codes as int64, the number of feature codes and (made at first use) the feature x
+    condition cell of each observation."""
+
+    def __init__(self, enc: Encoded, design: RunDesign) -> None:
+        self.enc, self.design = enc, design
+        n_prot = len(enc.proteins)
+        self.starts = _starts(enc.prot, n_prot)
+        self.feat = enc.feat.astype(np.int64, copy=False)
+        self.run = enc.run.astype(np.int64, copy=False)
+        self.y = np.ascontiguousarray(enc.y, dtype=np.float64)
+        self.n_feat = int(enc.feat.max()) + 1 if enc.feat.size else 0
+        self._cell: NDArray[np.int64] | None = None
+
+    @property
+    def cell(self) -> NDArray[np.int64]:
+        """The feature x condition cell (:func:`pepmix.model.design.usage_code`) of each
+        observation."""
+        if self._cell is None:
+            self._cell = usage_code(self.enc.feat, self.enc.run, self.design).astype(np.int64)
+        return self._cell
+
+
 def _huber_update(
-    enc: Encoded,
+    codes: _ObsCodes,
     design: RunDesign,
     factors: tuple[str, ...],
     out: ModelFit,
@@ -1204,11 +1275,15 @@ def _huber_update(
     the same order)."""
     from pepmix.model._kernel import residual_mad_huber
 
-    n_prot = len(enc.proteins)
+    n_prot = len(codes.enc.proteins)
     n_runs = design.x.shape[0]
     fixed = np.ascontiguousarray((np.nan_to_num(out.beta) @ design.x.T).ravel())
-    part = current[touched[current[:, 0].astype(np.intp)]]
-    pcode = part[:, 0].astype(np.intp)
+    pcode = current[:, 0].astype(np.intp)
+    part = current
+    mine = touched[pcode]
+    if not mine.all():  # (the rounds pass the rows of the touched proteins only)
+        part = current[mine]
+        pcode = pcode[mine]
     fcode = part[:, 1].astype(np.intp)
     lcode = part[:, 2].astype(np.intp)
     blup = part[:, 3]
@@ -1225,26 +1300,26 @@ def _huber_update(
             continue
         if name == "feature":
             kind[f], index = 0, lcode[rows]
-            table = np.zeros(int(enc.feat.max()) + 1)
+            table = np.zeros(codes.n_feat)
         elif name == USAGE_FACTOR:
-            cell = usage_code(enc.feat, enc.run, design).astype(np.int64)
+            cell = codes.cell
             kind[f], index = 1, lcode[rows]
             table = np.zeros(int(cell.max()) + 1)
         else:
-            codes = design.factor_codes[name]
-            n_lev[f] = int(codes.max()) + 1
-            run_codes[f] = codes
+            level_codes = design.factor_codes[name]
+            n_lev[f] = int(level_codes.max()) + 1
+            run_codes[f] = level_codes
             kind[f], index = 2, pcode[rows] * n_lev[f] + lcode[rows]
             table = np.zeros(n_prot * int(n_lev[f]))
         table[index] = blup[rows]
         tables.append(table)
     tab_off = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
     residual_mad_huber(
-        np.ascontiguousarray(enc.y, dtype=np.float64),
-        _starts(enc.prot, n_prot),
+        codes.y,
+        codes.starts,
         np.flatnonzero(touched).astype(np.int64),
-        enc.feat.astype(np.int64, copy=False),
-        enc.run.astype(np.int64, copy=False),
+        codes.feat,
+        codes.run,
         cell,
         fixed,
         n_runs,

@@ -115,6 +115,9 @@ _MAX_W_ELEMENTS = 1 << 23
 #: :func:`usage_cells` finds the cells by counting when their codes are ordered by protein
 #: (the same arrays as the sort); False: always sort
 USAGE_CELLS_COUNTED = True
+#: rank-one buckets: the padded rows and class values copied by a compiled pass
+#: (:func:`pepmix.model._kernel.pad_rows`; the same arrays); False: boolean-mask assignments
+COMPILED_PADDING = True
 
 
 @dataclass
@@ -1207,6 +1210,9 @@ def _bucket(
     nb, d = dimfactor.shape
     first = members[0]
     g = g_flat[ch.g_offset[first] : ch.g_offset[first] + nb * d * d].reshape(nb, d, d)
+    if cls.rank_one and COMPILED_PADDING:
+        erows = erow_flat[ch.erow_offset[first] :]
+        return _padded_bucket(problem, members, c_max, dimfactor, cls, g, erows)
     slot = cls.cls_offset[members][:, None] + np.arange(c_max)[None, :]
     valid = np.arange(c_max)[None, :] < cls.n_cls[members][:, None]
     w: FloatArray
@@ -1239,6 +1245,50 @@ def _bucket(
         n_x=n_x,
         e_fixed=problem.e_fixed,
         classes=classes,
+    )
+
+
+def _padded_bucket(
+    problem: Problem,
+    members: IntArray,
+    c_max: int,
+    dimfactor: IntArray,
+    cls: _Classes,
+    g: FloatArray,
+    erows: FloatArray,
+) -> Bucket:
+    """:func:`_bucket` of rank-one classes with the padded rows and class values copied by
+    :func:`pepmix.model._kernel.pad_rows` (``erows``: the chunk's eliminated rows onwards):
+    the same arrays as the boolean-mask assignments."""
+    from pepmix.model._kernel import pad_rows
+
+    n_x = problem.xkeep.shape[1]
+    nb, d = dimfactor.shape
+    n_cls = cls.n_cls[members].astype(np.int64)
+    starts = (np.cumsum(n_cls) - n_cls).astype(np.int64)
+    w = np.zeros((nb, c_max, d))
+    pad_rows(erows[: int(n_cls.sum()) * d].reshape(-1, d), starts, n_cls, w)
+    qp = d - n_x - 1
+    for j in range(n_x):
+        dropped = ~problem.xkeep[members, j]
+        g[dropped, qp + j, qp + j] = 1.0
+    offset = cls.cls_offset[members].astype(np.int64)
+    cls_n = np.zeros((nb, c_max))
+    cls_mm = np.zeros((nb, c_max))
+    pad_rows(cls.cls_value.reshape(-1, 1), offset, n_cls, cls_n.reshape(nb, c_max, 1))
+    pad_rows(cls.cls_m.reshape(-1, 1), offset, n_cls, cls_mm.reshape(nb, c_max, 1))
+    return Bucket(
+        G=g,
+        W=w,
+        cls_n=cls_n,
+        cls_m=cls_mm,
+        dimfactor=dimfactor,
+        efactor=problem.efactor[members],
+        free=problem.active[members].copy(),
+        nu=problem.nu[members],
+        n_x=n_x,
+        e_fixed=problem.e_fixed,
+        classes=row_classes(w, cls_n, cls.n_cls[members]),
     )
 
 
