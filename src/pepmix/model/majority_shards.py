@@ -236,9 +236,7 @@ def _codes(
     return raw.astype(np.int64), np.asarray(labels, dtype=object)
 
 
-def _rows_of(
-    table: pd.DataFrame | pa.Table, names: NDArray[np.object_]
-) -> pd.DataFrame | pa.Table:
+def _rows_of(table: pd.DataFrame | pa.Table, names: NDArray[np.object_]) -> pd.DataFrame | pa.Table:
     """The rows of the proteins ``names`` of ``table``, in the table's order, categories
     (dictionaries) unchanged (so :func:`pepmix.model.fit.encode` orders each protein's rows and
     features as for the whole table: that shard's own fit job's saturated fits, bit for bit)."""
