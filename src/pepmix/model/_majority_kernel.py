@@ -14,7 +14,8 @@ Saturated fit
 Huber M-estimation with the MAD scale of the residuals times the df factor
 :math:`\sqrt{n/\nu}` (least-squares residuals have mean square :math:`\nu\sigma^2/n`), by
 iteratively reweighted least squares (IRLS) started from Tukey's median polish (10 sweeps of
-cell and run medians). Each round takes the Huber weights :math:`w_i = \min(1, k s / |x_i|)`
+cell and run medians; a sweep that subtracts only zeros leaves the table as it is, and the
+polish stops there). Each round takes the Huber weights :math:`w_i = \min(1, k s / |x_i|)`
 (:math:`k` = 1.345) of residuals :math:`x` at their scale :math:`s`, and solves the weighted
 least squares *exactly*: with :math:`W_g, T_g` the sums of :math:`w_i` and :math:`w_i y_i`
 over cell :math:`g`, :math:`W_r, S_r` over run :math:`r` and :math:`N_{gr}` the weight of
@@ -29,7 +30,12 @@ singular along the component's constant; adding :math:`W W' / \sum_g W_g` to the
 :math:`W \sum_g T_g / \sum_g W_g` to the right-hand side fixes
 :math:`\sum_g W_g a_g = \sum_i w_i y_i` (i.e. :math:`\sum_r W_r b_r = 0`) and makes it positive
 definite (Cholesky). A component's cells are one condition's features, so the system is
-small. Cost per round :math:`O(\sum_r n_r^2 + \sum_K |K|^3)`.
+small. Cost per round :math:`O(\sum_r n_r^2 + \sum_K |K|^3)`. The :math:`\sum_r` terms are
+added run by run, row pair by row pair, from the rows' weights and cell positions gathered in
+run order once per round (positions once per protein, :func:`_run_positions`); where no cell
+has two rows in a run (precursor or peptide features: one value per run) the loop needs no
+test for them. Every entry takes its terms in the same order either way, so the sums are the
+same bit for bit (``benchmarks/README.md``, "The majority rule's saturated fits, cheaper").
 
 The rounds stop when no Huber weight of the new residuals (at their own MAD scale) differs
 from the weights just used by :data:`WEIGHT_TOL` (1e-6) or more. **Guarantee:** every fit

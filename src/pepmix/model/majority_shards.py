@@ -16,6 +16,13 @@ is bit for bit the one-job prior: the per-protein saturated fits do not depend o
 proteins are in the batch (each protein's rows, in the same order, are fitted alone), which
 ``tests/unit/test_majority_shards.py`` checks.
 
+The fit job reads the other shards as Arrow tables (:func:`pepmix.stages.files.read_model_arrow`):
+candidacy from the dictionary codes, only the sampled proteins' rows converted to pandas (the
+same rows, categories and order as from the whole converted table, so the same fits). Candidacy
+counts each protein's features seen in two conditions by one flag per feature code and
+condition when every feature code is one protein's (:func:`shared_features`; else by hashing
+the distinct protein-feature-condition triples).
+
 This replaced a serial step of the prepare (or shard) job, which fitted the prior on the whole
 table before the fit jobs could start (``benchmarks/README.md``, "The majority prior in the fit
 shards").
