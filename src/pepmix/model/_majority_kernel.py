@@ -413,46 +413,57 @@ def _anderson(
     gam: NDArray[np.float64],
 ) -> tuple[int, float, bool]:
     """Anderson's step (module docstring, "Saturated fit") from the round that took the
-    residuals ``x[:m]`` to ``g[:m]``: the next residuals into ``x``. ``past_g``, ``past_f``
-    (rows ``:n_past``) hold the last rounds' ``g`` and ``g - x``; ``last`` the norm of the last
-    ``g - x``; ``gram``, ``fac``, ``gam``: work space. Returns the new ``n_past``, the norm of
-    this round's ``g - x`` and whether ``x`` is not ``g`` (extrapolated)."""
+    residuals ``x[:m]`` to ``g[:m]``: the next residuals into ``x``. Of the last ``n_past``
+    rounds' ``g`` and ``f = g - x``, ``past_g``, ``past_f`` hold the differences of consecutive
+    ones (rows ``:n_past - 1``, oldest first) and the last ones (row :data:`ANDERSON_MEMORY`);
+    ``gram`` the differences' inner products (lower triangle, rows ``:n_past - 1``: each
+    computed once, when its newer difference came); ``last`` the norm of the last ``g - x``;
+    ``fac``, ``gam``: work space. Returns the new ``n_past``, the norm of this round's
+    ``g - x`` and whether ``x`` is not ``g`` (extrapolated).
+
+    Each difference, inner product and update is the same expression, summed in the same order,
+    as when every round recomputed them from the stored ``g`` and ``f`` (so the same bits)."""
+    top = ANDERSON_MEMORY
     norm = 0.0
     for i in range(m):
         norm += (g[i] - x[i]) ** 2
     norm = np.sqrt(norm)
     if n_past > 0 and norm > ANDERSON_RESTART * last:  # no progress: restart, plain step
         n_past = 0
-    if n_past == ANDERSON_MEMORY + 1:
-        for j in range(n_past - 1):
+    if n_past == ANDERSON_MEMORY + 1:  # drop the oldest difference
+        for j in range(n_past - 2):
             past_g[j, :m] = past_g[j + 1, :m]
             past_f[j, :m] = past_f[j + 1, :m]
+            for k in range(j + 1):
+                gram[j, k] = gram[j + 1, k + 1]
         n_past -= 1
+    q = n_past  # the new difference's row
     for i in range(m):
-        past_g[n_past, i] = g[i]
-        past_f[n_past, i] = g[i] - x[i]
+        f_i = g[i] - x[i]
+        if q > 0:
+            past_g[q - 1, i] = g[i] - past_g[top, i]
+            past_f[q - 1, i] = f_i - past_f[top, i]
+        past_g[top, i] = g[i]
+        past_f[top, i] = f_i
         x[i] = g[i]
     n_past += 1
-    q = n_past - 1
     if q == 0:
         return n_past, norm, False
-    for j in range(q):  # normal equations of min || f - dF gam ||, dF[:, j] = f_{j+1} - f_j
+    for k in range(q):  # normal equations of min || f - dF gam ||, dF[:, j] = f_{j+1} - f_j
+        acc = 0.0
+        for i in range(m):
+            acc += past_f[q - 1, i] * past_f[k, i]
+        gram[q - 1, k] = acc
+    for j in range(q):
         gam[j] = 0.0
         for i in range(m):
-            gam[j] += (past_f[j + 1, i] - past_f[j, i]) * past_f[q, i]
-        for k in range(j + 1):
-            acc = 0.0
-            for i in range(m):
-                acc += (past_f[j + 1, i] - past_f[j, i]) * (past_f[k + 1, i] - past_f[k, i])
-            gram[j, k] = acc
+            gam[j] += past_f[j, i] * past_f[top, i]
     if not cholesky_into(gram[:q, :q], fac[:q, :q]):  # dependent differences: restart
-        past_g[0, :m] = past_g[q, :m]
-        past_f[0, :m] = past_f[q, :m]
         return 1, norm, False
     _cholesky_solve(fac[:q, :q], gam[:q])
     for j in range(q):
         for i in range(m):
-            x[i] -= gam[j] * (past_g[j + 1, i] - past_g[j, i])
+            x[i] -= gam[j] * past_g[j, i]
     return n_past, norm, True
 
 
