@@ -204,9 +204,11 @@ def shared_features(
     When every feature code is in one protein only (the workflow's tables: a feature names its
     protein's precursor or peptide), a flag per feature and condition counts them; otherwise the
     distinct protein-feature-condition triples are hashed. Both count the same pairs."""
+    coded = not feat.size or (int(feat.min()) >= 0 and int(prot.min()) >= 0)  # no missing
     owner = np.full(max(n_feat, 1), -1, dtype=np.int64)
-    owner[feat] = prot
-    if np.array_equal(owner[feat], prot):  # one protein per feature code
+    if coded:
+        owner[feat] = prot
+    if coded and np.array_equal(owner[feat], prot):  # one protein per feature code
         seen = np.zeros((max(n_feat, 1), n_cond), dtype=bool)
         seen[feat, cond] = True
         shared = (seen.sum(axis=1) >= 2) & (owner >= 0)
