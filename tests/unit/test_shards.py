@@ -151,7 +151,7 @@ def test_majority_prior_of_each_shard_is_that_of_one_job(
     from pepmix.model.fit import encode
     from pepmix.model.majority_shards import candidate_names, shard_sample
     from pepmix.samples import read_resolved_sheet
-    from pepmix.stages.files import read_model_input
+    from pepmix.stages.files import read_model_arrow, read_model_input
 
     monkeypatch.setattr(majority, "PRIOR_SAMPLE", size)
     table, sheet, _ = simulate(n_prot=400, seed=11, frac_de=0.1)
@@ -179,6 +179,11 @@ def test_majority_prior_of_each_shard_is_that_of_one_job(
         others = (read_model_input(p) for p in paths[:k] + paths[k + 1 :])
         sample = shard_sample(own, others, design)
         assert len(sample.sample) == min(size, candidates.size)
+        # the fit job passes the other shards as Arrow tables: only their kept rows converted
+        arrow = shard_sample(own, (read_model_arrow(p) for p in paths[:k] + paths[k + 1 :]), design)
+        assert arrow.sample == sample.sample and arrow.n_own == sample.n_own
+        assert np.array_equal(arrow.names, sample.names)
+        assert np.array_equal(arrow.s2, sample.s2) and np.array_equal(arrow.df, sample.df)
         enc = encode(own, design)
         _, cand, _, s2_k, df_k = majority._pure_error(enc, design, len(design.conditions))
         own_names = np.asarray(enc.proteins, dtype=object)[cand]
@@ -188,6 +193,61 @@ def test_majority_prior_of_each_shard_is_that_of_one_job(
         rest = np.arange(cand.size) != drop
         with pytest.raises(ValueError, match="majority prior's sample"):
             sample.prior(own_names[rest], s2_k[rest], df_k[rest])
+
+
+def test_shared_features_counts_protein_feature_pairs() -> None:
+    # features named alike in several proteins (the general count) and features of one protein
+    # each (the flag count): the same counts as the distinct pairs' observed conditions
+    from pepmix.model.majority_shards import shared_features
+
+    rng = np.random.default_rng(5)
+    n_prot, n_feat, n_cond, n = 40, 12, 3, 3000
+    prot = rng.integers(0, n_prot, n)
+    local = rng.integers(0, n_feat, n)
+    cond = rng.integers(0, n_cond, n)
+    pairs = {(p, f, c) for p, f, c in zip(prot, local, cond, strict=True)}
+    conds: dict[tuple[int, int], int] = {}
+    for p, f, _ in pairs:
+        conds[p, f] = conds.get((p, f), 0) + 1
+    expected = np.zeros(n_prot + 2, dtype=np.int64)  # two proteins without rows
+    for (p, _), c in conds.items():
+        expected[p] += c >= 2
+    own = prot * n_feat + local  # one protein per feature code (some codes unused)
+    got = shared_features(prot, own, cond, n_prot + 2, n_prot * n_feat + 5, n_cond)
+    assert np.array_equal(got, expected)
+    shared = shared_features(prot, local, cond, n_prot + 2, n_feat, n_cond)
+    assert np.array_equal(shared, expected)
+    assert expected.sum() > 0 and (expected == 0).sum() >= 2
+
+
+def test_candidate_names_of_arrow_chunks_with_their_own_dictionaries() -> None:
+    # an Arrow table whose chunks have different dictionaries (unified first) or one (as
+    # written from a categorical): the candidates and kept rows of the pandas table
+    import pyarrow as pa
+
+    from pepmix.model import majority
+    from pepmix.model.majority_shards import _rows_of, candidate_names
+
+    table, sheet, _ = simulate(n_prot=60, seed=4, frac_de=0.1)
+    table = table.assign(feature=table["protein"] + "/" + table["feature"].astype(str))
+    design = majority.condition_design(sheet)
+    cats = table.astype({c: "category" for c in ("protein", "feature", "run")})
+    half = len(table) // 2
+    parts = [table.iloc[:half], table.iloc[half:].iloc[::-1]]
+    separate = pa.concat_tables(
+        [pa.Table.from_pandas(t.astype({"protein": "category", "feature": "category",
+                                        "run": "category"}), preserve_index=False)
+         for t in parts]
+    )  # fmt: skip
+    shared = pa.Table.from_pandas(cats, preserve_index=False)
+    expected = set(candidate_names(cats, design))
+    assert 0 < len(expected) < table["protein"].nunique()
+    for arrow in (separate, shared):
+        assert set(candidate_names(arrow, design)) == expected
+        names = np.asarray(sorted(expected)[::3], dtype=object)
+        rows = _rows_of(arrow, names).to_pandas()
+        assert set(rows["protein"].astype(str)) == set(names)
+        assert len(rows) == int(table["protein"].isin(set(names)).sum())
 
 
 def test_fit_job_needs_its_own_table_among_the_shards(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ Saturated fit
 Huber M-estimation with the MAD scale of the residuals times the df factor
 :math:`\sqrt{n/\nu}` (least-squares residuals have mean square :math:`\nu\sigma^2/n`), by
 iteratively reweighted least squares (IRLS) started from Tukey's median polish (10 sweeps of
-cell and run medians). Each round takes the Huber weights :math:`w_i = \min(1, k s / |x_i|)`
+cell and run medians; a sweep that subtracts only zeros leaves the table as it is, and the
+polish stops there). Each round takes the Huber weights :math:`w_i = \min(1, k s / |x_i|)`
 (:math:`k` = 1.345) of residuals :math:`x` at their scale :math:`s`, and solves the weighted
 least squares *exactly*: with :math:`W_g, T_g` the sums of :math:`w_i` and :math:`w_i y_i`
 over cell :math:`g`, :math:`W_r, S_r` over run :math:`r` and :math:`N_{gr}` the weight of
@@ -29,7 +30,12 @@ singular along the component's constant; adding :math:`W W' / \sum_g W_g` to the
 :math:`W \sum_g T_g / \sum_g W_g` to the right-hand side fixes
 :math:`\sum_g W_g a_g = \sum_i w_i y_i` (i.e. :math:`\sum_r W_r b_r = 0`) and makes it positive
 definite (Cholesky). A component's cells are one condition's features, so the system is
-small. Cost per round :math:`O(\sum_r n_r^2 + \sum_K |K|^3)`.
+small. Cost per round :math:`O(\sum_r n_r^2 + \sum_K |K|^3)`. The :math:`\sum_r` terms are
+added run by run, row pair by row pair, from the rows' weights and cell positions gathered in
+run order once per round (positions once per protein, :func:`_run_positions`); where no cell
+has two rows in a run (precursor or peptide features: one value per run) the loop needs no
+test for them. Every entry takes its terms in the same order either way, so the sums are the
+same bit for bit (``benchmarks/README.md``, "The majority rule's saturated fits, cheaper").
 
 The rounds stop when no Huber weight of the new residuals (at their own MAD scale) differs
 from the weights just used by :data:`WEIGHT_TOL` (1e-6) or more. **Guarantee:** every fit
@@ -76,6 +82,8 @@ The kernels are compiled once and cached next to this module (``cache=True``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -85,7 +93,6 @@ from pepmix.model._kernel import (
     MEDIAN_SMALL,
     cholesky_into,
     median_of,
-    sweep_groups,
 )
 
 #: the constants of :mod:`pepmix.model.robust` the saturated fit uses (copied: importing that
@@ -244,22 +251,26 @@ def _cholesky_solve(chol: NDArray[np.float64], v: NDArray[np.float64]) -> None:
 @njit(cache=True, nogil=True)
 def _cell_system(
     k: int,
-    cell: NDArray[np.int64],
-    w: NDArray[np.float64],
     sums: NDArray[np.float64],
     members: NDArray[np.int64],
     c_starts: NDArray[np.int64],
-    pos: NDArray[np.int64],
     runs: NDArray[np.int64],
     k_starts: NDArray[np.int64],
-    r_order: NDArray[np.int64],
     r_starts: NDArray[np.int64],
+    rpos: NDArray[np.int64],
+    rw: NDArray[np.float64],
+    simple: bool,
     mat: NDArray[np.float64],
     rhs: NDArray[np.float64],
 ) -> None:
     r"""Lower triangle of the cell system of component ``k`` into ``mat`` and its right-hand
     side into ``rhs`` (module docstring, "Saturated fit"; ``sums`` rows: :math:`W_g`,
-    :math:`T_g` per cell, :math:`W_r`, :math:`S_r` per run)."""
+    :math:`T_g` per cell, :math:`W_r`, :math:`S_r` per run; ``rpos``, ``rw``: the position
+    of the row's cell in its component and its weight, rows grouped by run, ``simple``: the
+    positions increase within every run, :func:`_run_positions`).
+
+    Each entry of ``mat`` takes its terms in the order of the runs, then of the rows in the
+    run, ``simple`` or not (the simple loop only skips the tests for two rows of one cell)."""
     c0 = c_starts[k]
     n = c_starts[k + 1] - c0
     mat[:n, :n] = 0.0
@@ -273,14 +284,27 @@ def _cell_system(
     for rr in range(k_starts[k], k_starts[k + 1]):
         r = runs[rr]
         lo, hi = r_starts[r], r_starts[r + 1]
+        w_r, s_r = sums[2, r], sums[3, r]
+        if simple and hi - lo == n:  # every cell once, in order: rpos[lo + q] == q
+            for ii in range(lo, hi):
+                f = rw[ii] / w_r
+                pi = ii - lo
+                rhs[pi] -= f * s_r
+                row = mat[pi]
+                for q in range(pi + 1):
+                    row[q] -= f * rw[lo + q]
+            continue
         for ii in range(lo, hi):
-            i = r_order[ii]
-            f = w[i] / sums[2, r]
-            pi = pos[cell[i]]
-            rhs[pi] -= f * sums[3, r]
+            f = rw[ii] / w_r
+            pi = rpos[ii]
+            rhs[pi] -= f * s_r
+            if simple:  # pj < pi for jj < ii: no cell twice in a run
+                for jj in range(lo, ii + 1):
+                    mat[pi, rpos[jj]] -= f * rw[jj]
+                continue
             for jj in range(lo, ii + 1):
-                pj = pos[cell[r_order[jj]]]
-                x = f * w[r_order[jj]]
+                pj = rpos[jj]
+                x = f * rw[jj]
                 if jj != ii and pi == pj:  # two rows of one cell in one run: (i, j) and (j, i)
                     x += x
                 mat[max(pi, pj), min(pi, pj)] -= x
@@ -289,6 +313,27 @@ def _cell_system(
         rhs[q] += wq * tot_t
         for p in range(q + 1):
             mat[q, p] += wq * sums[0, members[c0 + p]]
+
+
+@njit(cache=True, nogil=True)
+def _run_positions(
+    cell: NDArray[np.int64],
+    pos: NDArray[np.int64],
+    r_order: NDArray[np.int64],
+    r_starts: NDArray[np.int64],
+    m: int,
+    rpos: NDArray[np.int64],
+) -> bool:
+    """Position of each row's cell in its component (``pos[cell]``) into ``rpos[:m]``, rows
+    grouped by run (``r_order``); True when the positions increase within every run (no cell
+    twice in a run and the rows of a run in cell order: :func:`_cell_system`'s simple loop)."""
+    simple = True
+    for ii in range(m):
+        rpos[ii] = pos[cell[r_order[ii]]]
+    for r in range(r_starts.size - 1):
+        for ii in range(r_starts[r] + 1, r_starts[r + 1]):
+            simple = simple and rpos[ii] > rpos[ii - 1]
+    return simple
 
 
 @njit(cache=True, nogil=True)
@@ -301,22 +346,24 @@ def _wls(
     n_comp: int,
     members: NDArray[np.int64],
     c_starts: NDArray[np.int64],
-    pos: NDArray[np.int64],
     runs: NDArray[np.int64],
     k_starts: NDArray[np.int64],
     r_order: NDArray[np.int64],
     r_starts: NDArray[np.int64],
+    rpos: NDArray[np.int64],
+    simple: bool,
     a: NDArray[np.float64],
     b: NDArray[np.float64],
     sums: NDArray[np.float64],
     mat: NDArray[np.float64],
     chol: NDArray[np.float64],
     rhs: NDArray[np.float64],
+    rw: NDArray[np.float64],
 ) -> bool:
     """Exact weighted least squares of ``y[:m] = a[cell] + b[run] + e`` at the weights ``w``
-    (module docstring, "Saturated fit"), component by component (``sums``, ``mat``, ``chol``,
-    ``rhs``: work space); False where a cell system is not numerically positive definite
-    (those levels NaN)."""
+    (module docstring, "Saturated fit"), component by component (``rpos``, ``simple``:
+    :func:`_run_positions`; ``sums``, ``mat``, ``chol``, ``rhs``, ``rw``: work space); False
+    where a cell system is not numerically positive definite (those levels NaN)."""
     sums[:] = 0.0
     for i in range(m):
         wy = w[i] * y[i]
@@ -324,11 +371,13 @@ def _wls(
         sums[1, cell[i]] += wy
         sums[2, run[i]] += w[i]
         sums[3, run[i]] += wy
+    for ii in range(m):
+        rw[ii] = w[r_order[ii]]
     ok = True
     for k in range(n_comp):
         c0, n = c_starts[k], c_starts[k + 1] - c_starts[k]
-        _cell_system(k, cell, w, sums, members, c_starts, pos, runs, k_starts, r_order,
-                     r_starts, mat, rhs)  # fmt: skip
+        _cell_system(k, sums, members, c_starts, runs, k_starts, r_starts, rpos, rw, simple,
+                     mat, rhs)  # fmt: skip
         fac = chol[:n, :n]
         if not cholesky_into(mat[:n, :n], fac):
             ok = False
@@ -345,8 +394,7 @@ def _wls(
             r = runs[rr]
             acc = sums[3, r]
             for ii in range(r_starts[r], r_starts[r + 1]):
-                i = r_order[ii]
-                acc -= w[i] * a[cell[i]]
+                acc -= rw[ii] * v[rpos[ii]]
             b[r] = acc / sums[2, r]
     return ok
 
@@ -365,46 +413,57 @@ def _anderson(
     gam: NDArray[np.float64],
 ) -> tuple[int, float, bool]:
     """Anderson's step (module docstring, "Saturated fit") from the round that took the
-    residuals ``x[:m]`` to ``g[:m]``: the next residuals into ``x``. ``past_g``, ``past_f``
-    (rows ``:n_past``) hold the last rounds' ``g`` and ``g - x``; ``last`` the norm of the last
-    ``g - x``; ``gram``, ``fac``, ``gam``: work space. Returns the new ``n_past``, the norm of
-    this round's ``g - x`` and whether ``x`` is not ``g`` (extrapolated)."""
+    residuals ``x[:m]`` to ``g[:m]``: the next residuals into ``x``. Of the last ``n_past``
+    rounds' ``g`` and ``f = g - x``, ``past_g``, ``past_f`` hold the differences of consecutive
+    ones (rows ``:n_past - 1``, oldest first) and the last ones (row :data:`ANDERSON_MEMORY`);
+    ``gram`` the differences' inner products (lower triangle, rows ``:n_past - 1``: each
+    computed once, when its newer difference came); ``last`` the norm of the last ``g - x``;
+    ``fac``, ``gam``: work space. Returns the new ``n_past``, the norm of this round's
+    ``g - x`` and whether ``x`` is not ``g`` (extrapolated).
+
+    Each difference, inner product and update is the same expression, summed in the same order,
+    as when every round recomputed them from the stored ``g`` and ``f`` (so the same bits)."""
+    top = ANDERSON_MEMORY
     norm = 0.0
     for i in range(m):
         norm += (g[i] - x[i]) ** 2
     norm = np.sqrt(norm)
     if n_past > 0 and norm > ANDERSON_RESTART * last:  # no progress: restart, plain step
         n_past = 0
-    if n_past == ANDERSON_MEMORY + 1:
-        for j in range(n_past - 1):
+    if n_past == ANDERSON_MEMORY + 1:  # drop the oldest difference
+        for j in range(n_past - 2):
             past_g[j, :m] = past_g[j + 1, :m]
             past_f[j, :m] = past_f[j + 1, :m]
+            for k in range(j + 1):
+                gram[j, k] = gram[j + 1, k + 1]
         n_past -= 1
+    q = n_past  # the new difference's row
     for i in range(m):
-        past_g[n_past, i] = g[i]
-        past_f[n_past, i] = g[i] - x[i]
+        f_i = g[i] - x[i]
+        if q > 0:
+            past_g[q - 1, i] = g[i] - past_g[top, i]
+            past_f[q - 1, i] = f_i - past_f[top, i]
+        past_g[top, i] = g[i]
+        past_f[top, i] = f_i
         x[i] = g[i]
     n_past += 1
-    q = n_past - 1
     if q == 0:
         return n_past, norm, False
-    for j in range(q):  # normal equations of min || f - dF gam ||, dF[:, j] = f_{j+1} - f_j
+    for k in range(q):  # normal equations of min || f - dF gam ||, dF[:, j] = f_{j+1} - f_j
+        acc = 0.0
+        for i in range(m):
+            acc += past_f[q - 1, i] * past_f[k, i]
+        gram[q - 1, k] = acc
+    for j in range(q):
         gam[j] = 0.0
         for i in range(m):
-            gam[j] += (past_f[j + 1, i] - past_f[j, i]) * past_f[q, i]
-        for k in range(j + 1):
-            acc = 0.0
-            for i in range(m):
-                acc += (past_f[j + 1, i] - past_f[j, i]) * (past_f[k + 1, i] - past_f[k, i])
-            gram[j, k] = acc
+            gam[j] += past_f[j, i] * past_f[top, i]
     if not cholesky_into(gram[:q, :q], fac[:q, :q]):  # dependent differences: restart
-        past_g[0, :m] = past_g[q, :m]
-        past_f[0, :m] = past_f[q, :m]
         return 1, norm, False
     _cholesky_solve(fac[:q, :q], gam[:q])
     for j in range(q):
         for i in range(m):
-            x[i] -= gam[j] * (past_g[j + 1, i] - past_g[j, i])
+            x[i] -= gam[j] * past_g[j, i]
     return n_past, norm, True
 
 
@@ -412,9 +471,11 @@ def _anderson(
 def _structure(
     cell: NDArray[np.int64], run: NDArray[np.int64], m: int, n_cells: int, n_runs: int
 ) -> tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
-           NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:  # fmt: skip
+           NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
+           NDArray[np.int64], bool]:  # fmt: skip
     """The components of the rows (:func:`_blocks`: ``n_comp, comp_of, pos, c_starts,
-    members, k_starts, runs``) and the rows grouped by run (``r_order, r_starts``)."""
+    members, k_starts, runs``), the rows grouped by run (``r_order, r_starts``) and their
+    cells' positions in their components (:func:`_run_positions`: ``rpos, simple``)."""
     comp_of = np.empty(n_cells, dtype=np.int64)
     pos = np.zeros(n_cells, dtype=np.int64)
     members = np.empty(n_cells, dtype=np.int64)
@@ -426,7 +487,9 @@ def _structure(
     r_order = np.empty(max(m, 1), dtype=np.int64)
     r_starts = np.empty(n_runs + 1, dtype=np.int64)
     _group(run, m, n_runs, r_starts, r_order)
-    return n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts
+    rpos = np.empty(max(m, 1), dtype=np.int64)
+    simple = _run_positions(cell, pos, r_order, r_starts, m, rpos)
+    return n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts, rpos, simple
 
 
 @njit(cache=True, nogil=True)
@@ -443,25 +506,53 @@ def _exact_fit(
     """The weighted least squares of ``y[:m] = a[cell] + b[run] + e`` at the weights ``w``
     (:func:`_wls`): the levels into ``a[:n_cells]`` (NaN for empty cells). False where a cell
     system is not numerically positive definite."""
-    n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts = _structure(
-        cell, run, m, n_cells, n_runs)  # fmt: skip
+    n_comp, comp_of, _, c_starts, members, k_starts, runs, r_order, r_starts, rpos, simple = (
+        _structure(cell, run, m, n_cells, n_runs))  # fmt: skip
     widest = 1
     for k in range(n_comp):
         widest = max(widest, c_starts[k + 1] - c_starts[k])
     a_all = np.zeros(n_cells)
-    ok = _wls(y, cell, run, m, w, n_comp, members, c_starts, pos, runs, k_starts, r_order,
-              r_starts, a_all, np.zeros(n_runs), np.empty((4, max(n_cells, n_runs))),
-              np.empty((widest, widest)), np.empty((widest, widest)), np.empty(widest))  # fmt: skip
+    ok = _wls(y, cell, run, m, w, n_comp, members, c_starts, runs, k_starts, r_order, r_starts,
+              rpos, simple, a_all, np.zeros(n_runs), np.empty((4, max(n_cells, n_runs))),
+              np.empty((widest, widest)), np.empty((widest, widest)), np.empty(widest),
+              np.empty(max(m, 1)))  # fmt: skip
     for g in range(n_cells):
         a[g] = a_all[g] if comp_of[g] >= 0 else np.nan
     return ok
 
 
 @njit(cache=True, nogil=True)
+def _sweep(
+    resid: NDArray[np.float64],
+    order: NDArray[np.int64],
+    starts: NDArray[np.int64],
+    buf: NDArray[np.float64],
+    small: NDArray[np.float64],
+    work: NDArray[np.float64],
+    hist: NDArray[np.int64],
+) -> bool:
+    """:func:`pepmix.model._kernel.sweep_groups` over every group; True when every median
+    subtracted was ``+0.0`` (so ``resid`` is unchanged, bit for bit: ``x - (+0.0)`` is ``x``
+    for every ``x``, ``-0.0`` included)."""
+    still = True
+    for g in range(starts.size - 1):
+        lo = starts[g]
+        n = starts[g + 1] - lo
+        if n == 0:
+            continue
+        for i in range(n):
+            buf[i] = resid[order[lo + i]]
+        med = median_of(buf, n, small, work, hist)
+        still = still and med == 0.0 and math.copysign(1.0, med) > 0.0
+        for i in range(n):
+            resid[order[lo + i]] -= med
+    return still
+
+
+@njit(cache=True, nogil=True)
 def _polish(
     y: NDArray[np.float64],
     cell: NDArray[np.int64],
-    run: NDArray[np.int64],
     m: int,
     n_cells: int,
     r_order: NDArray[np.int64],
@@ -469,7 +560,9 @@ def _polish(
     resid: NDArray[np.float64],
 ) -> None:
     """Residuals of Tukey's median polish of ``y[:m]`` (cell medians, then run medians,
-    :data:`POLISH_SWEEPS` times) into ``resid[:m]``."""
+    :data:`POLISH_SWEEPS` times) into ``resid[:m]``. A sweep that subtracts only ``+0.0``
+    leaves ``resid`` as it is, and so would every later one: the polish stops there (the same
+    residuals, bit for bit)."""
     small = np.empty(MEDIAN_SMALL)
     work = np.empty(max(m, 1))
     hist = np.empty(MEDIAN_BINS + 1, dtype=np.int64)
@@ -480,8 +573,9 @@ def _polish(
     for i in range(m):
         resid[i] = y[i]
     for _ in range(POLISH_SWEEPS):
-        sweep_groups(resid, order, starts, 0, n_cells, buf, small, work, hist)
-        sweep_groups(resid, r_order, r_starts, 0, r_starts.size - 1, buf, small, work, hist)
+        still = _sweep(resid, order, starts, buf, small, work, hist)
+        if _sweep(resid, r_order, r_starts, buf, small, work, hist) and still:
+            return
 
 
 @njit(cache=True, nogil=True)
@@ -502,9 +596,9 @@ def _saturated(
     weights of the last weighted least squares into ``w[:m]``. Returns the IRLS rounds made,
     negative when the weights did not settle within :data:`MAX_ROUNDS` (or a cell system was
     singular)."""
-    n_comp, comp_of, pos, c_starts, members, k_starts, runs, r_order, r_starts = _structure(
-        cell, run, m, n_cells, n_runs)  # fmt: skip
-    _polish(y, cell, run, m, n_cells, r_order, r_starts, resid)
+    n_comp, comp_of, _, c_starts, members, k_starts, runs, r_order, r_starts, rpos, simple = (
+        _structure(cell, run, m, n_cells, n_runs))  # fmt: skip
+    _polish(y, cell, m, n_cells, r_order, r_starts, resid)
     widest = 1
     for k in range(n_comp):
         widest = max(widest, c_starts[k + 1] - c_starts[k])
@@ -517,6 +611,7 @@ def _saturated(
     hist = np.empty(MEDIAN_BINS + 1, dtype=np.int64)
     buf = np.empty(max(m, 1))
     w_new = np.zeros(max(m, 1))
+    rw = np.empty(max(m, 1))
     a_all = np.zeros(n_cells)
     b = np.zeros(n_runs)
     x = resid[:m].copy()  # the residuals the next round's weights come from
@@ -531,8 +626,8 @@ def _saturated(
         if extrapolated:  # else w_new holds the Huber weights of x already
             _huber(x, m, _mad(x, m, buf, small, work, hist) * factor, w_new, w_new)
         w[:m] = w_new[:m]
-        if not _wls(y, cell, run, m, w, n_comp, members, c_starts, pos, runs, k_starts, r_order,
-                    r_starts, a_all, b, sums, mat, chol, rhs):  # fmt: skip
+        if not _wls(y, cell, run, m, w, n_comp, members, c_starts, runs, k_starts, r_order,
+                    r_starts, rpos, simple, a_all, b, sums, mat, chol, rhs, rw):  # fmt: skip
             rounds = -it
             break
         for i in range(m):

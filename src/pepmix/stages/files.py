@@ -27,6 +27,7 @@ __all__ = [
     "PathLike",
     "TableWriter",
     "TsvTable",
+    "read_model_arrow",
     "read_model_input",
     "read_removed",
     "read_resolved_sheet",
@@ -57,13 +58,19 @@ def read_removed(path: PathLike) -> pd.DataFrame:
 
 def read_model_input(path: PathLike) -> pd.DataFrame:
     """Read ``protein, feature, run, y`` of the normalised table, identifiers as categoricals."""
-    table = pq.read_table(
+    frame: pd.DataFrame = read_model_arrow(path).to_pandas()
+    return frame
+
+
+def read_model_arrow(path: PathLike) -> pa.Table:
+    """:func:`read_model_input`'s Arrow table before its conversion to pandas (identifiers
+    dictionary-encoded): for readers that keep a few of its rows
+    (:func:`pepmix.model.majority_shards.shard_sample`)."""
+    return pq.read_table(
         path,
         columns=["protein", "feature", "run", "y"],
         read_dictionary=["protein", "feature", "run"],
     )
-    frame: pd.DataFrame = table.to_pandas()
-    return frame
 
 
 def write_wide(long: PathLike, runs: list[str], output: PathLike) -> None:

@@ -23,6 +23,7 @@ from pepmix.io import write_parquet
 from pepmix.stages.files import (
     PathLike,
     TsvTable,
+    read_model_arrow,
     read_model_input,
     read_removed,
     read_resolved_sheet,
@@ -299,7 +300,7 @@ def _majority_sample(
     others = [p for p in shards if os.path.realpath(p) != own]
     if len(others) != len(shards) - 1:
         raise ValueError(f"majority_shards must list this shard's table {features} once")
-    tables = (read_model_input(p) for p in others)  # one at a time
+    tables = (read_model_arrow(p) for p in others)  # one at a time, Arrow: few rows kept
     return shard_sample(table, tables, run_design(sheet, model, replication))
 
 
