@@ -225,14 +225,9 @@ def _checked_intensity(out: pd.DataFrame, source: str) -> pd.Series:
 
     Missing values stay NaN (and zeros stay zero): :func:`conform` drops them as unobserved.
     """
-    intensity = pd.to_numeric(out["intensity"], errors="coerce").astype("float64")
-    bad_text = out["intensity"].notna() & intensity.isna()
-    if bad_text.any():
-        example = out.loc[bad_text, "intensity"].iloc[0]
-        raise InputFormatError(
-            f"{source}: {int(bad_text.sum())} intensity value(s) are not numbers "
-            f"(first: {example!r})"
-        )
+    raw = out["intensity"]
+    # float64 already (the readers' usual output): nothing to parse, nothing can fail
+    intensity = raw if raw.dtype == np.float64 else _parsed_intensity(out, source)
     infinite = np.isinf(intensity.to_numpy())
     if infinite.any():
         row = out.loc[infinite].iloc[0]
@@ -248,6 +243,20 @@ def _checked_intensity(out: pd.DataFrame, source: str) -> pd.Series:
             f"{source}: {int(negative.sum())} negative intensity value(s) "
             f"(first: {float(intensity[negative].iloc[0])} for feature {row['feature']!r} in run "
             f"{row['run']!r}); intensities must be on the linear scale"
+        )
+    return intensity
+
+
+def _parsed_intensity(out: pd.DataFrame, source: str) -> pd.Series:
+    """The ``intensity`` column parsed as float64 (missing values NaN); text that is not a
+    number is an error."""
+    intensity = pd.to_numeric(out["intensity"], errors="coerce").astype("float64")
+    bad_text = out["intensity"].notna() & intensity.isna()
+    if bad_text.any():
+        example = out.loc[bad_text, "intensity"].iloc[0]
+        raise InputFormatError(
+            f"{source}: {int(bad_text.sum())} intensity value(s) are not numbers "
+            f"(first: {example!r})"
         )
     return intensity
 
@@ -279,7 +288,8 @@ def _coerce_annotations(out: pd.DataFrame) -> None:
     """Give ``charge`` (Int16), the q-values (float64) and the flags (boolean) their types."""
     out["charge"] = pd.to_numeric(out["charge"], errors="coerce").astype("Int16")
     for col in ("q_value", "pg_q_value"):
-        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        if out[col].dtype != np.float64:  # (float64 already: parsing would only copy it)
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     for col in _BOOL:
         out[col] = out[col].astype("boolean")
 

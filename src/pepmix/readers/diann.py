@@ -362,7 +362,8 @@ def _to_reader_columns(
             "run": runs,
             "intensity": to_float(frame[intensity_column], path, intensity_column),
             "q_value": to_float(frame[q_column], path, q_column),
-        }
+        },
+        copy=False,  # the columns as they are (copy-on-write): no copy of 8 M-row columns
     )
     if "Modified.Sequence" in frame.columns:
         out["peptide"] = frame["Modified.Sequence"]

@@ -45,7 +45,8 @@ def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
             "peptide": frame["peptide"],
             "run": run_names(frame["run"]),
             "intensity": to_float(frame["intensity"], path, "intensity"),
-        }
+        },
+        copy=False,  # the columns as they are (copy-on-write): no copy of 8 M-row columns
     )
     if "charge" in frame.columns:
         out["charge"] = to_float(frame["charge"], path, "charge")

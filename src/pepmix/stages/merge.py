@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+from numpy.typing import NDArray
 
 from pepmix import canonical
 from pepmix.io import write_arrow, write_tsv
@@ -28,8 +30,9 @@ class MergeResult:
 
     Attributes
     ----------
-    features : pandas.DataFrame
-        Canonical table of the proteins that pass the filters.
+    table : pandas.DataFrame or pyarrow.Table
+        The merged table as the stage made it: the frame, or the Arrow table written (see
+        :func:`run`); :attr:`features` and :attr:`arrow` give either form.
     runs : pandas.DataFrame
         One row per run (``batch`` filled from the input name where the sheet has none).
     removed : pandas.DataFrame
@@ -37,15 +40,25 @@ class MergeResult:
         n_observations`` (:func:`pepmix.merge.removed_in_merge`).
     """
 
-    features: pd.DataFrame
+    table: pd.DataFrame | pa.Table
     runs: pd.DataFrame
     removed: pd.DataFrame
+
+    @cached_property
+    def features(self) -> pd.DataFrame:
+        """Canonical table of the proteins that pass the filters (the frame
+        :func:`pepmix.canonical.read_parquet` returns for the file written)."""
+        if isinstance(self.table, pd.DataFrame):
+            return self.table
+        return canonical.from_arrow(self.table)
 
     @cached_property
     def arrow(self) -> pa.Table:
         """``features`` as written (:func:`pepmix.canonical.to_arrow`); the normalize stage
         takes it in place of the file (:func:`pepmix.stages.normalize.run`)."""
-        return canonical.to_arrow(self.features)
+        if isinstance(self.table, pa.Table):
+            return self.table
+        return canonical.to_arrow(self.table)
 
     def write(
         self,
@@ -89,21 +102,74 @@ def run(
     Returns
     -------
     MergeResult
+        With one batch given as an Arrow table and no fractions to sum, its table is that
+        Arrow table's kept rows (:func:`_kept_rows`: the table :func:`pepmix.canonical.to_arrow`
+        makes of the merged frame, without selecting the frame's rows); otherwise the frame.
     """
-    from pepmix.merge import merge_with_sheet
+    from pepmix.merge import merge_rows, merge_with_sheet
 
     tables = [
         canonical.from_arrow(p) if isinstance(p, pa.Table) else canonical.read_parquet(p)
         for p in batches
     ]
     design = load_design(samples, **sheet_options(sheet_config))
+    if len(batches) == 1 and isinstance(batches[0], pa.Table) and design.file_runs() is None:
+        rows = merge_rows(tables, design, filters, str(samples))
+        kept = _kept_rows(batches[0], rows.table, rows.keep)
+        if kept is not None:
+            _log_merged(len(tables), rows.table, rows.keep, len(rows.removed))
+            return MergeResult(kept, rows.sheet, rows.removed)
     merged, sheet, removed = merge_with_sheet(tables, design, filters, str(samples))
+    _log_merged(len(tables), merged, None, len(removed))
+    return MergeResult(merged, sheet, removed)
+
+
+def _kept_rows(
+    source: pa.Table, table: pd.DataFrame, keep: NDArray[np.bool_] | None
+) -> pa.Table | None:
+    """``canonical.to_arrow`` of the merged frame ``table.loc[keep]`` (no ``attrs``), as the
+    rows ``keep`` of ``source``, the Arrow table ``table`` was read from
+    (``table = canonical.from_arrow(source)``); None when ``source`` is not in the form this
+    needs (then the caller selects the frame's rows).
+
+    ``canonical.to_arrow(canonical.from_arrow(t))`` gives back ``t`` for a table ``t`` that
+    :func:`~pepmix.canonical.to_arrow` made (the batch of an ingest stage of the same job): the
+    dictionaries are the categories and the nulls the missing values, both ways. So the Arrow
+    filter of ``source`` holds the values ``to_arrow`` would convert from the selected frame,
+    and the schema metadata (pandas' column metadata; no ``pepmix.attrs``: the merged table has
+    none) is taken from ``to_arrow`` of the frame's first zero rows, which describes the
+    selected frame the same way (same columns, dtypes and categories). Checked here: the
+    schema without metadata equals that conversion's, and each column is one chunk (one
+    dictionary per column).
+    """
+    head = table.iloc[:0]
+    head.attrs = {}
+    target = canonical.to_arrow(head).schema
+    if not source.schema.remove_metadata().equals(target.remove_metadata()):
+        return None
+    if any(column.num_chunks > 1 for column in source.columns):
+        return None
+    kept = source if keep is None else source.filter(pa.array(keep))
+    return kept.replace_schema_metadata(target.metadata)
+
+
+def _log_merged(
+    n_batches: int, table: pd.DataFrame, keep: NDArray[np.bool_] | None, n_removed: int
+) -> None:
+    """Log the merged table's size (its rows ``keep`` of ``table``; None: every row)."""
     log.info(
         "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",
-        len(tables),
-        len(merged),
-        canonical.n_distinct(merged["run"]),
-        canonical.n_distinct(merged["protein"]),
-        len(removed),
+        n_batches,
+        len(table) if keep is None else int(np.count_nonzero(keep)),
+        _n_distinct(table["run"], keep),
+        _n_distinct(table["protein"], keep),
+        n_removed,
     )
-    return MergeResult(merged, sheet, removed)
+
+
+def _n_distinct(values: pd.Series, keep: NDArray[np.bool_] | None) -> int:
+    """:func:`pepmix.canonical.n_distinct` of the rows ``keep`` of a categorical column."""
+    if keep is None:
+        return canonical.n_distinct(values)
+    codes = values.cat.codes.to_numpy()[keep]
+    return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=1)))
