@@ -385,6 +385,10 @@ def dense_ok(n_keys: int, n_rows: int) -> bool:
     return n_keys <= DENSE_KEYS_PER_ROW * n_rows + (1 << 20)
 
 
+#: rows per block of :func:`first_rows`
+_FIRST_ROWS_BLOCK = 1 << 16
+
+
 def first_rows(key: NDArray[np.int64], n_keys: int) -> NDArray[np.int64]:
     """Sorted row positions of the first occurrence of each distinct value of ``key``.
 
@@ -396,7 +400,11 @@ def first_rows(key: NDArray[np.int64], n_keys: int) -> NDArray[np.int64]:
     if not dense_ok(n_keys, n) or (n and int(key.min()) < 0):
         return np.asarray(pd.Series(key).drop_duplicates().index, dtype=np.int64)
     first = np.full(n_keys, n, dtype=np.int64)
-    np.minimum.at(first, key, np.arange(n, dtype=np.int64))
+    # the row positions a block at a time: no 8-byte-per-row temporary (fresh memory is slow)
+    block = np.arange(max(1, min(n, _FIRST_ROWS_BLOCK)), dtype=np.int64)
+    for start in range(0, n, block.size):
+        part = key[start : start + block.size]
+        np.minimum.at(first, part, block[: part.size] + start)
     return np.sort(first[first < n])
 
 

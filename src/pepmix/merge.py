@@ -311,12 +311,16 @@ class MergedRows:
         table of :func:`merge_with_sheet` is ``table.loc[keep].reset_index(drop=True)``.
     sheet, removed : pandas.DataFrame
         As :func:`merge_with_sheet`.
+    n_runs, n_proteins : int
+        The distinct runs and proteins of the merged rows.
     """
 
     table: pd.DataFrame
     keep: NDArray[np.bool_] | None
     sheet: pd.DataFrame
     removed: pd.DataFrame
+    n_runs: int
+    n_proteins: int
 
 
 def merge_rows(
@@ -338,8 +342,15 @@ def merge_rows(
     removed = _removed_record(tables, table, record)
     key = canonical.row_key(table, ["run"])
     n_keys = canonical.row_key_size(table, ["run"])
-    if keep is None:
-        first = canonical.first_rows(key, n_keys)
-    else:  # each run's first kept row: its first row among the kept ones, as a table position
-        first = np.flatnonzero(keep)[canonical.first_rows(key[keep], n_keys)]
-    return MergedRows(table, keep, _resolved_sheet(design, table, first), removed_frame(removed))
+    if keep is not None:  # each run's first kept row: the rows not kept get a key of their own
+        key[~keep] = n_keys
+    first = canonical.first_rows(key, n_keys + 1)
+    first = first[key[first] < n_keys]
+    return MergedRows(
+        table,
+        keep,
+        _resolved_sheet(design, table, first),
+        removed_frame(removed),
+        n_runs=len(first),
+        n_proteins=canonical.n_distinct(table["protein"]) - len(record),
+    )

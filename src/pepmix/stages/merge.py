@@ -117,10 +117,12 @@ def run(
         rows = merge_rows(tables, design, filters, str(samples))
         kept = _kept_rows(batches[0], rows.table, rows.keep)
         if kept is not None:
-            _log_merged(len(tables), rows.table, rows.keep, len(rows.removed))
+            _log_merged(len(tables), kept.num_rows, rows.n_runs, rows.n_proteins, len(rows.removed))
             return MergeResult(kept, rows.sheet, rows.removed)
     merged, sheet, removed = merge_with_sheet(tables, design, filters, str(samples))
-    _log_merged(len(tables), merged, None, len(removed))
+    n_runs = canonical.n_distinct(merged["run"])
+    n_proteins = canonical.n_distinct(merged["protein"])
+    _log_merged(len(tables), len(merged), n_runs, n_proteins, len(removed))
     return MergeResult(merged, sheet, removed)
 
 
@@ -153,23 +155,12 @@ def _kept_rows(
     return kept.replace_schema_metadata(target.metadata)
 
 
-def _log_merged(
-    n_batches: int, table: pd.DataFrame, keep: NDArray[np.bool_] | None, n_removed: int
-) -> None:
-    """Log the merged table's size (its rows ``keep`` of ``table``; None: every row)."""
+def _log_merged(n_batches: int, n_rows: int, n_runs: int, n_proteins: int, n_removed: int) -> None:
     log.info(
         "merged %d batch(es): %d observations, %d runs, %d proteins kept, %d removed",
         n_batches,
-        len(table) if keep is None else int(np.count_nonzero(keep)),
-        _n_distinct(table["run"], keep),
-        _n_distinct(table["protein"], keep),
+        n_rows,
+        n_runs,
+        n_proteins,
         n_removed,
     )
-
-
-def _n_distinct(values: pd.Series, keep: NDArray[np.bool_] | None) -> int:
-    """:func:`pepmix.canonical.n_distinct` of the rows ``keep`` of a categorical column."""
-    if keep is None:
-        return canonical.n_distinct(values)
-    codes = values.cat.codes.to_numpy()[keep]
-    return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=1)))
