@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-from numpy.typing import NDArray
 
 from pepmix import canonical
 from pepmix.io import write_arrow, write_tsv
-from pepmix.samples import load_design, sheet_options
+from pepmix.samples import SampleDesign, load_design, sheet_options
 from pepmix.stages.files import PathLike, TableWriter
 
 __all__ = ["MergeResult", "run"]
@@ -103,22 +101,25 @@ def run(
     -------
     MergeResult
         With one batch given as an Arrow table and no fractions to sum, its table is that
-        Arrow table's kept rows (:func:`_kept_rows`: the table :func:`pepmix.canonical.to_arrow`
-        makes of the merged frame, without selecting the frame's rows); otherwise the frame.
+        Arrow table's kept rows (:func:`_merge_arrow`: the table
+        :func:`pepmix.canonical.to_arrow` makes of the merged frame, without converting the
+        batch's other columns to pandas or selecting a frame's rows); otherwise the frame.
     """
-    from pepmix.merge import merge_rows, merge_with_sheet
+    from pepmix.merge import merge_with_sheet
 
+    design = None
+    if len(batches) == 1 and isinstance(batches[0], pa.Table):
+        design = load_design(samples, **sheet_options(sheet_config))
+        if design.file_runs() is None:
+            result = _merge_arrow(batches[0], design, filters, str(samples))
+            if result is not None:
+                return result
     tables = [
         canonical.from_arrow(p) if isinstance(p, pa.Table) else canonical.read_parquet(p)
         for p in batches
     ]
-    design = load_design(samples, **sheet_options(sheet_config))
-    if len(batches) == 1 and isinstance(batches[0], pa.Table) and design.file_runs() is None:
-        rows = merge_rows(tables, design, filters, str(samples))
-        kept = _kept_rows(batches[0], rows.table, rows.keep)
-        if kept is not None:
-            _log_merged(len(tables), kept.num_rows, rows.n_runs, rows.n_proteins, len(rows.removed))
-            return MergeResult(kept, rows.sheet, rows.removed)
+    if design is None:
+        design = load_design(samples, **sheet_options(sheet_config))
     merged, sheet, removed = merge_with_sheet(tables, design, filters, str(samples))
     n_runs = canonical.n_distinct(merged["run"])
     n_proteins = canonical.n_distinct(merged["protein"])
@@ -126,33 +127,44 @@ def run(
     return MergeResult(merged, sheet, removed)
 
 
-def _kept_rows(
-    source: pa.Table, table: pd.DataFrame, keep: NDArray[np.bool_] | None
-) -> pa.Table | None:
-    """``canonical.to_arrow`` of the merged frame ``table.loc[keep]`` (no ``attrs``), as the
-    rows ``keep`` of ``source``, the Arrow table ``table`` was read from
-    (``table = canonical.from_arrow(source)``); None when ``source`` is not in the form this
-    needs (then the caller selects the frame's rows).
+#: the columns of the batch the merge step reads (:func:`pepmix.merge.merge_rows` of one batch
+#: without fractions to sum: the run check, the protein filters, the sheet's batches)
+MERGE_COLUMNS = ("protein", "feature", "run", "batch")
 
-    ``canonical.to_arrow(canonical.from_arrow(t))`` gives back ``t`` for a table ``t`` that
-    :func:`~pepmix.canonical.to_arrow` made (the batch of an ingest stage of the same job): the
-    dictionaries are the categories and the nulls the missing values, both ways. So the Arrow
-    filter of ``source`` holds the values ``to_arrow`` would convert from the selected frame,
-    and the schema metadata (pandas' column metadata; no ``pepmix.attrs``: the merged table has
-    none) is taken from ``to_arrow`` of the frame's first zero rows, which describes the
-    selected frame the same way (same columns, dtypes and categories). Checked here: the
-    schema without metadata equals that conversion's, and each column is one chunk (one
-    dictionary per column).
+
+def _merge_arrow(
+    source: pa.Table, design: SampleDesign, filters: Mapping[str, Any], sheet_source: str
+) -> MergeResult | None:
+    """The merge of one batch without fractions to sum, from its Arrow table ``source`` (one
+    that :func:`pepmix.canonical.to_arrow` made); None when ``source`` is not in the form this
+    needs (then the caller merges the frame).
+
+    Only :data:`MERGE_COLUMNS` are converted to pandas (:func:`pepmix.merge.merge_rows`); the
+    merged table is the Arrow filter of ``source`` by the kept rows. That is the table
+    ``canonical.to_arrow`` makes of the merged frame (the rows ``keep`` of
+    ``canonical.from_arrow(source)``, no ``attrs``): ``to_arrow(from_arrow(t))`` gives back
+    ``t`` for a table ``t`` that ``to_arrow`` made (the dictionaries are the categories and the
+    nulls the missing values, both ways), and the schema metadata (pandas' column metadata; no
+    ``pepmix.attrs``: the merged table has none) is that of ``to_arrow`` of the frame's first
+    zero rows, which describes the merged frame the same way (same columns, dtypes and
+    categories). Checked here: the schema without metadata equals that conversion's, and each
+    column is one chunk (one dictionary per column).
     """
-    head = table.iloc[:0]
+    from pepmix.merge import merge_rows
+
+    head = canonical.from_arrow(source.slice(0, 0))
     head.attrs = {}
     target = canonical.to_arrow(head).schema
     if not source.schema.remove_metadata().equals(target.remove_metadata()):
         return None
     if any(column.num_chunks > 1 for column in source.columns):
         return None
-    kept = source if keep is None else source.filter(pa.array(keep))
-    return kept.replace_schema_metadata(target.metadata)
+    frame = canonical.from_arrow(source.select(list(MERGE_COLUMNS)))
+    rows = merge_rows([frame], design, filters, sheet_source)
+    kept = source if rows.keep is None else source.filter(pa.array(rows.keep))
+    kept = kept.replace_schema_metadata(target.metadata)
+    _log_merged(1, kept.num_rows, rows.n_runs, rows.n_proteins, len(rows.removed))
+    return MergeResult(kept, rows.sheet, rows.removed)
 
 
 def _log_merged(n_batches: int, n_rows: int, n_runs: int, n_proteins: int, n_removed: int) -> None:
