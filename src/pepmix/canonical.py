@@ -225,14 +225,9 @@ def _checked_intensity(out: pd.DataFrame, source: str) -> pd.Series:
 
     Missing values stay NaN (and zeros stay zero): :func:`conform` drops them as unobserved.
     """
-    intensity = pd.to_numeric(out["intensity"], errors="coerce").astype("float64")
-    bad_text = out["intensity"].notna() & intensity.isna()
-    if bad_text.any():
-        example = out.loc[bad_text, "intensity"].iloc[0]
-        raise InputFormatError(
-            f"{source}: {int(bad_text.sum())} intensity value(s) are not numbers "
-            f"(first: {example!r})"
-        )
+    raw = out["intensity"]
+    # float64 already (the readers' usual output): nothing to parse, nothing can fail
+    intensity = raw if raw.dtype == np.float64 else _parsed_intensity(out, source)
     infinite = np.isinf(intensity.to_numpy())
     if infinite.any():
         row = out.loc[infinite].iloc[0]
@@ -252,6 +247,20 @@ def _checked_intensity(out: pd.DataFrame, source: str) -> pd.Series:
     return intensity
 
 
+def _parsed_intensity(out: pd.DataFrame, source: str) -> pd.Series:
+    """The ``intensity`` column parsed as float64 (missing values NaN); text that is not a
+    number is an error."""
+    intensity = pd.to_numeric(out["intensity"], errors="coerce").astype("float64")
+    bad_text = out["intensity"].notna() & intensity.isna()
+    if bad_text.any():
+        example = out.loc[bad_text, "intensity"].iloc[0]
+        raise InputFormatError(
+            f"{source}: {int(bad_text.sum())} intensity value(s) are not numbers "
+            f"(first: {example!r})"
+        )
+    return intensity
+
+
 def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
     """Make the :data:`IDENTIFIERS` categorical, in place; reject NUL bytes and empty keys.
 
@@ -266,7 +275,8 @@ def _encode_identifiers(out: pd.DataFrame, source: str) -> None:
         check_no_nul(out[col].cat.categories, source, col)
     for col in ("protein", "feature", "run"):
         cats = out[col].cat.categories
-        empty_cats = [i for i, c in enumerate(cats) if c == ""]
+        # (compared as a whole: iterating tens of thousands of Arrow-backed strings is slow)
+        empty_cats = np.flatnonzero(np.asarray(cats == "", dtype=bool))
         codes = out[col].cat.codes.to_numpy()
         empty = (codes < 0) | np.isin(codes, empty_cats)
         if empty.any():
@@ -279,7 +289,8 @@ def _coerce_annotations(out: pd.DataFrame) -> None:
     """Give ``charge`` (Int16), the q-values (float64) and the flags (boolean) their types."""
     out["charge"] = pd.to_numeric(out["charge"], errors="coerce").astype("Int16")
     for col in ("q_value", "pg_q_value"):
-        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        if out[col].dtype != np.float64:  # (float64 already: parsing would only copy it)
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     for col in _BOOL:
         out[col] = out[col].astype("boolean")
 
@@ -375,6 +386,10 @@ def dense_ok(n_keys: int, n_rows: int) -> bool:
     return n_keys <= DENSE_KEYS_PER_ROW * n_rows + (1 << 20)
 
 
+#: rows per block of :func:`first_rows`
+_FIRST_ROWS_BLOCK = 1 << 16
+
+
 def first_rows(key: NDArray[np.int64], n_keys: int) -> NDArray[np.int64]:
     """Sorted row positions of the first occurrence of each distinct value of ``key``.
 
@@ -386,7 +401,11 @@ def first_rows(key: NDArray[np.int64], n_keys: int) -> NDArray[np.int64]:
     if not dense_ok(n_keys, n) or (n and int(key.min()) < 0):
         return np.asarray(pd.Series(key).drop_duplicates().index, dtype=np.int64)
     first = np.full(n_keys, n, dtype=np.int64)
-    np.minimum.at(first, key, np.arange(n, dtype=np.int64))
+    # the row positions a block at a time: no 8-byte-per-row temporary (fresh memory is slow)
+    block = np.arange(max(1, min(n, _FIRST_ROWS_BLOCK)), dtype=np.int64)
+    for start in range(0, n, block.size):
+        part = key[start : start + block.size]
+        np.minimum.at(first, part, block[: part.size] + start)
     return np.sort(first[first < n])
 
 

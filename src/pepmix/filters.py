@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from pepmix.alerts import alert
 from pepmix.canonical import as_category, feature_owner, row_key
@@ -149,6 +150,42 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
     DesignError
         When no protein passes (the message gives what each filter removed).
     """
+    keep, record = protein_filter(table, config)
+    if keep is None:
+        out = table.copy(deep=False)
+        out.attrs[REMOVED_PROTEINS] = record
+        return out
+    result = table.loc[keep].reset_index(drop=True)
+    result.attrs[REMOVED_PROTEINS] = record
+    return result
+
+
+def protein_filter(
+    table: pd.DataFrame, config: Mapping[str, Any]
+) -> tuple[NDArray[np.bool_] | None, Removed]:
+    """The rows :func:`filter_proteins` keeps and its record, without selecting the rows.
+
+    Logs and alerts as :func:`filter_proteins` (it is that function without the selection, for
+    a caller that selects the rows elsewhere, e.g. from the Arrow table the frame was read
+    from: :func:`pepmix.stages.merge.run`).
+
+    Parameters
+    ----------
+    table, config
+        As :func:`filter_proteins`.
+
+    Returns
+    -------
+    keep : numpy.ndarray of bool or None
+        Per row, whether it is kept; None when every row is.
+    record : dict
+        The proteins removed (the ``attrs[REMOVED_PROTEINS]`` of :func:`filter_proteins`).
+
+    Raises
+    ------
+    DesignError
+        When no protein passes.
+    """
     min_features = int(config.get("min_features", 1))
     min_obs = int(config.get("min_observations", 2))
     protein = as_category(table["protein"])
@@ -176,9 +213,7 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
         for i in np.flatnonzero(dropped)
     }
     if not dropped.any():
-        out = table.copy(deep=False)
-        out.attrs[REMOVED_PROTEINS] = record
-        return out
+        return None, record
     keep = good[codes]
     # the counts of _report, from the per-protein tallies (no second pass over the rows)
     log.info(
@@ -200,9 +235,7 @@ def filter_proteins(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFr
             f"({dropped.sum() / n_seen:.0%}); they are not tested (status filtered in the "
             "differential table; lower filter.min_features to test single-feature proteins)",
         )
-    result = table.loc[keep].reset_index(drop=True)
-    result.attrs[REMOVED_PROTEINS] = record
-    return result
+    return keep, record
 
 
 def _protein_filter_detail(n_features: int, n_obs: int, min_features: int, min_obs: int) -> str:

@@ -13,19 +13,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from pepmix import canonical
 from pepmix.errors import InputFormatError, SampleSheetError
-from pepmix.filters import REMOVED_PROTEINS, Removed, filter_proteins, removed_proteins
+from pepmix.filters import (
+    REMOVED_PROTEINS,
+    Removed,
+    filter_proteins,
+    protein_filter,
+    removed_proteins,
+)
 from pepmix.ingest import EMPTY_RUNS, combine_duplicates
 from pepmix.samples import SampleDesign, check_runs
 
 __all__ = [
+    "MergedRows",
     "assign_runs",
     "merge_batches",
+    "merge_rows",
     "merge_with_sheet",
     "removed_frame",
     "removed_in_merge",
@@ -130,6 +141,20 @@ def merge_batches(
         The merged, filtered table; ``attrs[REMOVED_PROTEINS]`` lists every protein removed
         (:func:`removed_in_merge`).
     """
+    table = _unfiltered(tables, sheet, sheet_source, file_runs)
+    filtered = filter_proteins(table, filter_config)
+    filtered.attrs = {REMOVED_PROTEINS: removed_in_merge(tables, table, filtered)}
+    return filtered
+
+
+def _unfiltered(
+    tables: Sequence[pd.DataFrame],
+    sheet: pd.DataFrame,
+    sheet_source: str,
+    file_runs: Mapping[str, str] | None,
+) -> pd.DataFrame:
+    """:func:`merge_batches` before the protein filters: the batches concatenated (fractions
+    summed), their runs checked against the sheet."""
     table = canonical.concat(tables)
     if file_runs is not None:
         table = assign_runs(table, file_runs, sheet_source)
@@ -148,9 +173,7 @@ def merge_batches(
         table = combine_duplicates(table, "precursor")
     empty_runs = sorted({r for t in tables for r in t.attrs.get(EMPTY_RUNS, [])})
     check_runs(sheet, canonical.distinct_text(table["run"]), sheet_source, empty_runs)
-    filtered = filter_proteins(table, filter_config)
-    filtered.attrs = {REMOVED_PROTEINS: removed_in_merge(tables, table, filtered)}
-    return filtered
+    return table
 
 
 def removed_in_merge(
@@ -174,6 +197,13 @@ def removed_in_merge(
         another batch kept is not listed; one removed by several batches for different reasons
         gets ``"<batch>: <detail>"`` joined by ``"; "``.
     """
+    return _removed_record(tables, merged, removed_proteins(filtered))
+
+
+def _removed_record(
+    tables: Sequence[pd.DataFrame], merged: pd.DataFrame, filtered: Removed
+) -> Removed:
+    """:func:`removed_in_merge` from the protein filters' record ``filtered``."""
     kept = set(canonical.distinct_text(merged["protein"]))
     by_batch: dict[str, dict[str, list[Any]]] = {}
     for i, t in enumerate(tables):
@@ -189,7 +219,7 @@ def removed_in_merge(
         else:
             detail = "; ".join(f"{b}: {r[0]}" for b, r in sorted(records.items()))
             out[protein] = [detail, None, None]
-    out.update(removed_proteins(filtered))
+    out.update(filtered)
     return out
 
 
@@ -247,12 +277,80 @@ def merge_with_sheet(
     first = canonical.first_rows(
         canonical.row_key(merged, ["run"]), canonical.row_key_size(merged, ["run"])
     )
-    batch_of_run = pd.Series(
-        merged["batch"].iloc[first].astype(str).to_numpy(),
-        index=merged["run"].iloc[first].astype(str).to_numpy(),
-    )
-    sheet = design.runs.copy()
-    sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
+    sheet = _resolved_sheet(design, merged, first)
     removed = removed_proteins(merged)
     merged.attrs.pop(REMOVED_PROTEINS, None)
     return merged, sheet, removed_frame(removed)
+
+
+def _resolved_sheet(
+    design: SampleDesign, table: pd.DataFrame, first: NDArray[np.int64]
+) -> pd.DataFrame:
+    """The sample sheet with ``batch`` filled from the merged rows where the sheet has none
+    (``first``: the position in ``table`` of each run's first merged row)."""
+    batch_of_run = pd.Series(
+        table["batch"].iloc[first].astype(str).to_numpy(),
+        index=table["run"].iloc[first].astype(str).to_numpy(),
+    )
+    sheet = design.runs.copy()
+    sheet["batch"] = sheet["batch"].fillna(sheet["run"].map(batch_of_run))
+    return sheet
+
+
+@dataclass(frozen=True)
+class MergedRows:
+    """:func:`merge_with_sheet` with the merged rows given by a mask (:func:`merge_rows`).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The concatenated batches before the protein filters (for one batch without fractions
+        to sum: that batch's table, its index reset).
+    keep : numpy.ndarray of bool or None
+        The rows of ``table`` that pass the protein filters (None: every row): the merged
+        table of :func:`merge_with_sheet` is ``table.loc[keep].reset_index(drop=True)``.
+    sheet, removed : pandas.DataFrame
+        As :func:`merge_with_sheet`.
+    n_runs, n_proteins : int
+        The distinct runs and proteins of the merged rows.
+    """
+
+    table: pd.DataFrame
+    keep: NDArray[np.bool_] | None
+    sheet: pd.DataFrame
+    removed: pd.DataFrame
+    n_runs: int
+    n_proteins: int
+
+
+def merge_rows(
+    tables: Sequence[pd.DataFrame],
+    design: SampleDesign,
+    filter_config: Mapping[str, Any],
+    sheet_source: str = "sample sheet",
+) -> MergedRows:
+    """:func:`merge_with_sheet` without selecting the merged rows (the same checks, logs,
+    alerts, sheet and record; parameters as there).
+
+    The caller selects the rows ``keep`` of ``table``, e.g. from the Arrow table the one batch
+    was read from (:func:`pepmix.stages.merge.run`): selecting 8 million rows of a pandas frame
+    copies every column through pandas' take, an Arrow filter is several times cheaper.
+    """
+    file_runs = design.file_runs()
+    table = _unfiltered(tables, design.runs, sheet_source, file_runs)
+    keep, record = protein_filter(table, filter_config)
+    removed = _removed_record(tables, table, record)
+    key = canonical.row_key(table, ["run"])
+    n_keys = canonical.row_key_size(table, ["run"])
+    if keep is not None:  # each run's first kept row: the rows not kept get a key of their own
+        key[~keep] = n_keys
+    first = canonical.first_rows(key, n_keys + 1)
+    first = first[key[first] < n_keys]
+    return MergedRows(
+        table,
+        keep,
+        _resolved_sheet(design, table, first),
+        removed_frame(removed),
+        n_runs=len(first),
+        n_proteins=canonical.n_distinct(table["protein"]) - len(record),
+    )

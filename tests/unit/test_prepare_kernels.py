@@ -254,3 +254,19 @@ def test_distinct_values_and_counts_of_categoricals() -> None:
     plain = pd.Series(["b", "a", "b"])
     assert canonical.distinct_values(plain) == ["b", "a"]
     assert canonical.n_distinct(plain) == 2
+
+
+def test_first_rows_over_several_blocks() -> None:
+    """``first_rows`` scans the rows a block at a time: keys first seen in later blocks, and at
+    a block's first and last row, give ``drop_duplicates``' positions."""
+    from pepmix.canonical import _FIRST_ROWS_BLOCK
+
+    rng = np.random.default_rng(5)
+    n = 3 * _FIRST_ROWS_BLOCK + 17
+    key = rng.integers(0, 50, n).astype(np.int64)
+    key[_FIRST_ROWS_BLOCK] = 50  # first at a block's first row
+    key[2 * _FIRST_ROWS_BLOCK - 1] = 51  # first at a block's last row
+    key[-1] = 52  # first at the last row
+    expected = np.asarray(pd.Series(key).drop_duplicates().index, dtype=np.int64)
+    np.testing.assert_array_equal(canonical.first_rows(key, 53), expected)
+    np.testing.assert_array_equal(canonical.first_rows(key[:0], 53), expected[:0])

@@ -6,7 +6,9 @@ the protein and q-value columns for the dropped-protein record.
 Both must give the same frame (values, dtypes and the order of each categorical's categories,
 which fixes every later table's dictionary) and the same record, on the real DIA-NN 2.x fixture
 as it is and rewritten with several row groups and q-values on the edges of the filter (null,
-NaN, float32 values next to the threshold)."""
+NaN, float32 values next to the threshold). The reference's integer 0/1 flag columns are taken
+as booleans, as the scan's frame has them (:func:`pepmix.readers.diann._flags_as_bool`; tested
+at the end against ``parse_flag`` of the integers)."""
 
 from __future__ import annotations
 
@@ -54,6 +56,10 @@ def _reference(
     text = [c for c in COLUMNS if pa.types.is_string(schema.field(c).type)]
     table = pq.read_table(path, columns=COLUMNS, filters=expression, read_dictionary=text)
     frame: pd.DataFrame = table.to_pandas(split_blocks=True)
+    for flag in ("Decoy", "Proteotypic"):  # integer 0/1 flags come as booleans (_flags_as_bool)
+        values = frame[flag]
+        if values.dtype.kind in "iu" and values.isin([0, 1]).all():
+            frame[flag] = values.astype(bool)
     if thresholds:
         source = pq.ParquetFile(path, read_dictionary=["Protein.Group"])
         in_file = ["Protein.Group", *thresholds]
@@ -186,3 +192,34 @@ def test_unreadable_report_is_an_input_error(tmp_path: Path) -> None:
     record = DroppedProteins(["q_value <= 0.01"])
     with pytest.raises(diann.InputFormatError, match="cannot read the Parquet report"):
         diann._read_parquet(path, COLUMNS, {"Q.Value": 0.01}, ("Protein.Group", record), 100)
+
+
+@pytest.mark.parametrize(
+    ("values", "cast"),
+    [
+        ([0, 1, 1, 0], True),
+        ([1, 1], True),
+        ([0, 0], True),
+        ([0, 2, 1], False),  # left to parse_flag, which rejects the 2
+        ([0, -1], False),
+        ([0, None, 1], False),  # a null: left to parse_flag
+        ([], False),
+    ],
+)
+def test_flags_as_bool_gives_parse_flags_flags(values: list[int | None], cast: bool) -> None:
+    """Integer flags of 0 and 1 only become booleans, and ``parse_flag`` reads the same flags
+    from either form; anything else is left as it is (int64 over two chunks, as a scan joins
+    its batches)."""
+    from pepmix.readers._support import parse_flag
+
+    half = len(values) // 2
+    column = pa.chunked_array([values[:half], values[half:]], type=pa.int64())
+    table = pa.table({"Decoy": column, "Q.Value": pa.array([0.0] * len(values))})
+    out = diann._flags_as_bool(table, ["Decoy", "Proteotypic"])
+    assert out.column("Decoy").type == (pa.bool_() if cast else pa.int64())
+    assert out.column("Q.Value").equals(table.column("Q.Value"))
+    if cast:
+        before = parse_flag(table.to_pandas()["Decoy"], Path("x"), "Decoy")
+        after = parse_flag(out.to_pandas()["Decoy"], Path("x"), "Decoy")
+        pd.testing.assert_series_equal(after, before, check_names=False)  # (assigned by position)
+        assert after.tolist() == [bool(v) for v in values]

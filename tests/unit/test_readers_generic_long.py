@@ -82,3 +82,83 @@ def test_precursor_categories_of_null_peptides_and_charges() -> None:
     expected = generic._precursor_ids(peptide, charge).astype("category")
     pd.testing.assert_series_equal(feature, expected)
     pd.testing.assert_series_equal(peptides, peptide.astype("category"))
+
+
+def _parquet_with_groups(path: Path, seed: int) -> pd.DataFrame:
+    """Strings over 4 row groups (each its own dictionary: values first seen in different
+    orders), nulls, Unicode and whitespace, and one column written from a categorical with an
+    unused category (stored as a dictionary type)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    words = np.array(["b", "a", "É", " c", "c ", "zz", "a_1", "ab"], dtype=object)
+    protein = rng.choice(words, n).astype(object)
+    protein[rng.choice(n, 15, replace=False)] = None
+    peptide = pd.Categorical(rng.choice(["K", "R", "AK"], n), categories=["R", "unused", "K", "AK"])
+    frame = pd.DataFrame(
+        {
+            "protein": protein,
+            "peptide": peptide,
+            "run": rng.choice(["r2", "r1"], n),
+            "intensity": rng.uniform(1, 100, n),
+        }
+    )
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # the rows in reverse in the later groups: each group's dictionary in another order
+    table = pa.concat_tables([table.slice(0, 100), table.slice(100).take(np.arange(299, -1, -1))])
+    pq.write_table(table, path, row_group_size=100)
+    return frame
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_read_table_categories_equal_astype_category(tmp_path: Path, seed: int) -> None:
+    """``read_table(categories=...)`` of a Parquet file gives, for its string columns, what
+    ``astype("category")`` gives for the strings read plainly: the same values, categories
+    (in use only, sorted, same dtype) and codes; other columns unchanged."""
+    from pepmix.readers._common import read_table
+
+    path = tmp_path / "t.parquet"
+    _parquet_with_groups(path, seed)
+    plain = read_table(path)
+    read = read_table(path, categories=("protein", "peptide", "intensity", "absent"))
+    assert list(read.columns) == list(plain.columns)
+    for column in ("protein",):
+        expected = plain[column].astype("category")
+        got = read[column]
+        assert got.dtype == expected.dtype
+        assert got.cat.categories.dtype == expected.cat.categories.dtype
+        assert list(got.cat.categories) == list(expected.cat.categories)
+        assert got.cat.codes.dtype == expected.cat.codes.dtype
+        np.testing.assert_array_equal(got.cat.codes.to_numpy(), expected.cat.codes.to_numpy())
+    # a column stored as a dictionary comes back as the plain read gives it (unused category
+    # included), a column not listed or not text unchanged
+    assert list(read["peptide"].cat.categories) == ["R", "unused", "K", "AK"]
+    pd.testing.assert_series_equal(read["peptide"], plain["peptide"])
+    pd.testing.assert_series_equal(read["run"], plain["run"])
+    pd.testing.assert_series_equal(read["intensity"], plain["intensity"])
+
+
+def test_read_long_same_table_with_dictionary_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The canonical table of a Parquet long table is the same whether its proteins and
+    peptides are read as dictionaries or as strings (``categories`` ignored)."""
+    from pepmix.readers import _common
+
+    frame = _table(500, 4, spaces=False)  # (no stripping: conform keeps the order it gets)
+    path = tmp_path / "long.parquet"
+    frame.to_parquet(path, row_group_size=128)
+    new = generic.read_long(path, {})
+    assert isinstance(new["protein"].dtype, pd.CategoricalDtype)
+    plain = _common.read_table
+
+    def strings_only(*args: object, **kwargs: object) -> pd.DataFrame:
+        kwargs.pop("categories", None)
+        return plain(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generic, "read_table", strings_only)
+    old = generic.read_long(path, {})
+    assert not isinstance(old["protein"].dtype, pd.CategoricalDtype)
+    _assert_same_canonical(new, old)

@@ -174,6 +174,7 @@ def read_table(
     columns: Sequence[str] | None = None,
     sep: str | None = None,
     skiprows: int | None = None,
+    categories: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a delimited text file (optionally gzipped) or a Parquet file.
 
@@ -190,6 +191,11 @@ def read_table(
         Column separator; sniffed when None (default).
     skiprows : int, optional
         Number of lines to skip before the header (default none).
+    categories : sequence of str, default ()
+        Parquet only (ignored for text): the string columns among these are read as Arrow
+        dictionaries and returned as the categoricals ``astype("category")`` makes of the
+        strings (the same categories, sorted, and codes), without hashing a string per row in
+        the caller's thread (the reader decodes dictionary pages as they are).
 
     Raises
     ------
@@ -200,26 +206,59 @@ def read_table(
     if not p.exists():
         raise InputFormatError(f"{p}: file not found")
     if p.suffix.lower() == ".parquet":
-        return _read_parquet(p, columns)
+        return _read_parquet(p, columns, categories)
     return _read_delimited(p, columns, sep, skiprows)
 
 
-def _read_parquet(p: Path, columns: Sequence[str] | None) -> pd.DataFrame:
-    """:func:`read_table` for a Parquet file: the requested columns, names through aliases."""
+def _read_parquet(
+    p: Path, columns: Sequence[str] | None, categories: Sequence[str] = ()
+) -> pd.DataFrame:
+    """:func:`read_table` for a Parquet file: the requested columns, names through aliases,
+    ``categories`` as categoricals."""
     try:
-        schema_names = [alias(n) for n in pq.read_schema(p).names]
+        schema = pq.read_schema(p)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
+    schema_names = [alias(n) for n in schema.names]
     if columns is not None:
         require_columns(schema_names, columns, p)
+    wanted = [file_column(c) for c in columns] if columns else None
+    text = [
+        name
+        for name in (file_column(c) for c in categories)
+        if name in schema.names
+        and (wanted is None or name in wanted)
+        and (
+            pa.types.is_string(schema.field(name).type)
+            or pa.types.is_large_string(schema.field(name).type)
+        )
+    ]
     try:
-        wanted = [file_column(c) for c in columns] if columns else None
-        table = pq.read_table(p, columns=wanted)
+        table = pq.read_table(p, columns=wanted, read_dictionary=text or None)
     except Exception as exc:  # noqa: BLE001 - a corrupt row group fails only here
         raise InputFormatError(f"{p}: not a readable Parquet file ({exc})") from None
     frame: pd.DataFrame = table.to_pandas()
     frame.columns = [alias(str(c)) for c in frame.columns]
+    for name in (alias(n) for n in text):
+        frame[name] = _sorted_categories(frame[name])
     return frame
+
+
+def _sorted_categories(values: pd.Series) -> pd.Series:
+    """A categorical column read from an Arrow dictionary (categories in the dictionaries'
+    order, perhaps with values no row uses) as ``astype("category")`` gives it for the strings:
+    the distinct values in use, sorted, nulls coded -1. The codes are remapped through a table
+    (one entry per category) instead of hashing every row's string."""
+    cats = values.cat.categories
+    codes = values.cat.codes.to_numpy()
+    used = np.bincount(codes[codes >= 0] if (codes < 0).any() else codes, minlength=len(cats))
+    ordered = cats[used > 0].sort_values()
+    # old code -> new code; the last entry takes the nulls' -1 to -1
+    table = np.append(ordered.get_indexer(cats), -1).astype(codes.dtype)
+    dtype = pd.CategoricalDtype(ordered, ordered=False)
+    return pd.Series(
+        pd.Categorical.from_codes(table[codes], dtype=dtype), index=values.index, name=values.name
+    )
 
 
 def _read_delimited(

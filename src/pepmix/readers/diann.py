@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -197,9 +197,28 @@ def _read_parquet(
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputFormatError(f"{path}: cannot read the Parquet report ({exc})") from None
     # one block per column: the reader takes the columns one by one (no consolidating copy)
-    frame: pd.DataFrame = table.to_pandas(split_blocks=True)
+    flags = [file_column(c) for c in ("Decoy", "Proteotypic")]
+    frame: pd.DataFrame = _flags_as_bool(table, flags).to_pandas(split_blocks=True)
     frame.columns = [alias(str(c)) for c in frame.columns]
     return frame
+
+
+def _flags_as_bool(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """``table`` with each integer flag column of ``columns`` holding only 0 and 1 (no null)
+    cast to boolean: :func:`~pepmix.readers._support.parse_flag` gives the same flags (a
+    boolean column as it is, integers as ``!= 0``), from one byte per row instead of a pandas
+    copy of eight (other values, nulls and other types are left to ``parse_flag``)."""
+    for name in columns:
+        if name not in table.column_names:
+            continue
+        index = table.column_names.index(name)
+        values = table.column(index)
+        if not pa.types.is_integer(values.type) or values.null_count or not len(values):
+            continue
+        low, high = pc.min_max(values).values()
+        if low.as_py() in (0, 1) and high.as_py() in (0, 1):
+            table = table.set_column(index, name, pc.cast(values, pa.bool_()))
+    return table
 
 
 class ParquetScan:
@@ -362,7 +381,8 @@ def _to_reader_columns(
             "run": runs,
             "intensity": to_float(frame[intensity_column], path, intensity_column),
             "q_value": to_float(frame[q_column], path, q_column),
-        }
+        },
+        copy=False,  # the columns as they are (copy-on-write): no copy of 8 M-row columns
     )
     if "Modified.Sequence" in frame.columns:
         out["peptide"] = frame["Modified.Sequence"]

@@ -37,7 +37,8 @@ SIGNATURE: dict[str, tuple[str, ...]] = {
 
 def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     """Read a generic long table (see module docstring)."""
-    frame = read_table(path)
+    # (Parquet: proteins and peptides read as dictionaries, the categoricals the text gives)
+    frame = read_table(path, categories=("protein", "peptide"))
     require_columns(frame.columns, ("protein", "peptide", "run", "intensity"), path)
     out = pd.DataFrame(
         {
@@ -45,13 +46,14 @@ def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
             "peptide": frame["peptide"],
             "run": run_names(frame["run"]),
             "intensity": to_float(frame["intensity"], path, "intensity"),
-        }
+        },
+        copy=False,  # the columns as they are (copy-on-write): no copy of 8 M-row columns
     )
     if "charge" in frame.columns:
         out["charge"] = to_float(frame["charge"], path, "charge")
     if "feature" in frame.columns:
         out["feature"] = frame["feature"]
-    elif "charge" in frame.columns and isinstance(out["peptide"].array, pd.arrays.ArrowStringArray):
+    elif "charge" in frame.columns and _arrow_text(out["peptide"]):
         out["peptide"], out["feature"] = _precursor_categories(out["peptide"], out["charge"])
     elif "charge" in frame.columns:
         out["feature"] = _precursor_ids(out["peptide"], out["charge"])
@@ -64,6 +66,13 @@ def read_long(path: Path, options: Mapping[str, Any]) -> pd.DataFrame:
         if col in frame.columns:
             out[col] = _to_bool(frame[col], path, col)
     return out
+
+
+def _arrow_text(values: pd.Series) -> bool:
+    """Whether ``values`` are Arrow-backed strings, or a categorical of them."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return isinstance(values.cat.categories.array, pd.arrays.ArrowStringArray)
+    return isinstance(values.array, pd.arrays.ArrowStringArray)
 
 
 def _precursor_ids(peptide: pd.Series, charge: pd.Series) -> pd.Series:

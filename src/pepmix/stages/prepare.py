@@ -5,7 +5,8 @@ Each step is its own rule's stage (:mod:`pepmix.stages.ingest`, :mod:`~pepmix.st
 log and its alerts (:func:`pepmix.rule.stage_alerts`), so the outputs are those of the four
 jobs; one job saves three start-ups, and each stage takes the previous one's table as the Arrow
 table it wrote (the frame it would read back, :func:`pepmix.canonical.from_arrow`) instead of
-reading the file.
+reading the file. The merge step converts only the four columns it reads of the batch and
+filters the batch's Arrow table by the kept rows (:func:`pepmix.stages.merge.run`).
 
 The Parquet files of the first three steps (the batch, merged and normalised tables) are
 written by one writer thread while the next step computes (:class:`_Writer`; pyarrow releases
