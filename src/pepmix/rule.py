@@ -30,6 +30,10 @@ collections skip), so that the collections during the job's work no longer trave
 graph either. The imports leave ~1,000-2,000 unreachable objects behind (a few hundred kB),
 which the freeze keeps. Outputs are unchanged (benchmarks/README.md, "The jobs after the fits,
 second pass").
+
+The plot scripts also call :func:`skip_artist_docstrings` before their other imports: matplotlib
+then skips the ``set()`` signatures and property lists it builds for every Artist class while
+it is imported (~0.15 CPU s of each plot job; the figures are the same bytes).
 """
 
 from __future__ import annotations
@@ -140,7 +144,7 @@ def skip_artist_docstrings() -> bool:
     :func:`matplotlib.artist.kwdoc`, ``inspect.cleandoc`` of every setter's docstring: ~110
     classes while ``matplotlib.figure`` and ``matplotlib.axes`` are imported), and fills the
     ``%(<class>:kwdoc)s`` placeholders of the plotting methods' docstrings the same way. A
-    script job never reads them: ~0.1 CPU s of each plot job's ~0.25 s of matplotlib import
+    script job never reads them: ~0.15 CPU s of each plot job's ~0.3 s of matplotlib import
     (benchmarks/README.md, "The jobs after the fits, third pass"). Called by the plot scripts
     before their imports (after ``gc.disable()``); ``set()`` itself is unchanged (it takes
     keywords and never reads its signature), so the figures are the same bytes.
