@@ -4,8 +4,10 @@ import gc
 
 gc.disable()  # while the modules below are imported: rule_context resumes it (pepmix.rule)
 
+from pepmix.rule import rule_context, skip_artist_docstrings
+
+skip_artist_docstrings()  # before matplotlib is imported (pepmix.rule)
 from pepmix.plots.inputs import ContrastInfo
-from pepmix.rule import rule_context
 from pepmix.stages import plot_differential
 
 with rule_context(snakemake):

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pepmix.io import write_arrow, write_parquet
+from pepmix.io import tsv_bytes, write_arrow, write_parquet
+from pepmix.model.abundance import wide
 from pepmix.shards import gather, gather_arrow, gather_pandas
 from pepmix.stages import gather_abundance
 from pepmix.stages.files import write_wide
@@ -140,3 +142,49 @@ def test_gather_abundance_equals_the_pandas_route(tmp_path: Path) -> None:
     assert (tmp_path / "l.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()
     assert (tmp_path / "w.tsv").read_bytes() == (tmp_path / "ref.tsv").read_bytes()
     assert (tmp_path / "w.tsv").read_text().splitlines()[0] == "protein\tr2\tr1\tr3"
+
+
+def _long_table(rng: np.random.Generator, runs: list[str]) -> pa.Table:
+    rows = [(p, r) for p in NAMES for r in runs if rng.random() < 0.7]
+    rows.append(("only_unknown_run", "r_unknown"))
+    order = rng.permutation(len(rows))  # the parts' row order, not sorted
+    abundance = rng.normal(size=len(rows))
+    abundance[rng.random(len(rows)) < 0.15] = np.nan
+    return pa.table(
+        {
+            "protein": pa.array([rows[i][0] for i in order], type=pa.large_string()),
+            "run": pa.array([rows[i][1] for i in order], type=pa.large_string()),
+            # NaN and null: both missing in the wide table
+            "abundance": pa.array(abundance[order], mask=np.arange(len(rows)) % 11 == 3),
+        }
+    )
+
+
+def test_wide_from_arrow_is_the_pivot_of_the_pandas_route() -> None:
+    """Protein names in code-point order (upper case, ``Ä``, ``ß``, ``|``), runs in the sheet's
+    order, sheet runs absent from the table left out, table runs absent from the sheet dropped
+    (their protein kept, all missing), NaN and null abundances missing: the frame and the TSV
+    bytes of ``wide(table.to_pandas(), runs)``."""
+    rng = np.random.default_rng(7)
+    table_runs = ["r2", "r1", "r3", "r_unknown"]
+    for sheet in (["r3", "r1", "r2"], ["r1", "r9", "r2", "r3"]):
+        table = _long_table(rng, table_runs)
+        fast = gather_abundance.wide_from_arrow(table, sheet)
+        ref = wide(table.to_pandas(), sheet)
+        assert fast is not None
+        assert list(fast.columns) == ["protein", *[r for r in sheet if r != "r9"]]
+        assert fast["protein"].tolist() == sorted([*NAMES, "only_unknown_run"])
+        pd.testing.assert_frame_equal(fast, ref)
+        assert tsv_bytes(fast) == tsv_bytes(ref)
+
+
+def test_wide_from_arrow_leaves_other_tables_to_pandas() -> None:
+    rng = np.random.default_rng(8)
+    table = _long_table(rng, ["r1", "r2"])
+    repeated = pa.concat_tables([table, table.slice(0, 1)])  # the pivot raises on a repeat
+    null_protein = table.set_column(
+        0, "protein", pa.array([None, *table["protein"].to_pylist()[1:]], type=pa.large_string())
+    )
+    dictionary = table.set_column(1, "run", pc.dictionary_encode(table["run"]))
+    for other in (repeated, null_protein, dictionary):
+        assert gather_abundance.wide_from_arrow(other, ["r1", "r2"]) is None
