@@ -529,6 +529,7 @@ def fit_proteins(
     stratum: bool = False,
     feature_majority: bool = False,
     majority_prior: tuple[float, float] | ShardSample | None = None,
+    known_weights: FloatArray | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -604,6 +605,12 @@ def fit_proteins(
         shards it is fitted from with ``table``'s proteins
         (:class:`pepmix.model.majority_shards.ShardSample`: the workflow's sharded fits);
         default None: fitted on the proteins of ``table``.
+    known_weights : ndarray, shape (N,), optional
+        Observation weights (order of the encoded table) held fixed as known precision
+        weights (weighted REML, as ``lme4``'s ``weights=``; no robust iteration, so only
+        with ``robust: none``): the peptide-usage test at the default fit's weights
+        (:mod:`pepmix.model.usage`, ``peptide_usage_weights: default_fit``); stored in
+        ``weights``. Default None: unweighted (or the robust weights).
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -632,6 +639,8 @@ def fit_proteins(
         raise ValueError(f"unknown robust scale {robust_scale!r}")
     weights = None
     huber_scale = None
+    if known_weights is not None and (robust != "none" or feature_weights != "none"):
+        raise ValueError("known_weights: only for a plain REML fit (robust none)")
     if robust != "none":
         from pepmix.model import robust as huber
 
@@ -643,8 +652,9 @@ def fit_proteins(
         if start_weights is not None:
             weights = np.asarray(start_weights, dtype=np.float64)
     problem = build_problem(
-        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress, weights=weights
-    )
+        prot, feat, enc.run, enc.y, design, n_proteins=n_prot, compress=compress,
+        weights=weights if known_weights is None else known_weights,
+    )  # fmt: skip
     n_features = np.zeros(n_prot, dtype=np.intp)
     if "feature" in problem.factors:
         n_features = problem.n_levels[:, problem.factors.index("feature")].copy()
@@ -706,6 +716,8 @@ def fit_proteins(
                 "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
             ]
         _finish_status(problem, result)
+        if known_weights is not None:
+            result.weights = np.asarray(known_weights, dtype=np.float64)
     _label_outputs(problem, design, enc, result, pieces)
     if excluded is not None:
         result.weights = _restore_excluded(full_enc, excluded, result, result.weights)
