@@ -77,6 +77,12 @@ the positive components, which the default fit's optimiser left at a minimum (it
 convergence test rejects saddles; only a stopped line search could leave one).
 ``bisquare`` is never screened (its iteration restarts from the median polish's scale and
 may switch to Huber weights).
+
+With the weights held fixed (``peptide_usage_weights: default_fit``,
+:func:`screen_at_weights` with ``"fixed"``) item 5 does not apply, and the criterion at the
+start is returned where items 2 and 3 hold without the usage term's slope: there the start is a
+minimum of the model without the term at these weights, i.e. the LRT's null fit
+(:func:`pepmix.model.usage.fixed_weight_lrt`).
 """
 
 from __future__ import annotations
