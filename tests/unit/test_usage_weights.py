@@ -16,6 +16,7 @@ usage SD of 0.5.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,13 @@ from pepmix.model.design import USAGE_FACTOR
 from pepmix.model.fit import EXCLUDED_WEIGHT, ModelFit, fit_proteins
 from pepmix.model.suffstats import build_problem
 from pepmix.model.usage import (
+    UsageStart,
     fixed_weight_lrt,
     gather_usage_table,
     known_weights,
     usage_estimable,
     usage_shard,
+    usage_shard_from_start,
     usage_shard_table,
 )
 from tests.unit.test_usage_refit import _design, _sheet, _simulate
@@ -170,3 +173,23 @@ def test_calibration_and_power(sd_usage: float, low: float | None) -> None:
         assert share <= 0.05 + 3.0 * np.sqrt(0.05 * 0.95 / p.size)
     else:
         assert share > low
+
+
+def test_usage_job_from_the_stored_start_gives_the_fit_jobs_rows(tmp_path: Path) -> None:
+    """Rule usage_refit with ``default_fit``: the rows from the stored start (Parquet, a fresh
+    encoding of the table) equal the fit job's in-memory rows to the last bit."""
+    table = _simulate(80, 0.3, seed=36).astype(
+        {c: "category" for c in ("protein", "feature", "run")}
+    )
+    fit = _huber_fit(table)
+    want = usage_shard_table(
+        fit, fit.variance_components(), table, _sheet(), "huber", weights="default_fit"
+    )
+    path = tmp_path / "usage_start.parquet"
+    UsageStart.from_fit(fit).write(path)
+    got = usage_shard_from_start(
+        UsageStart.read(path), table.sample(frac=1.0, random_state=4), _sheet(), _design().spec,
+        "huber", weights="default_fit",
+    ).table  # fmt: skip
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["lrt"].notna().sum() > 40
