@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from pepmix.inference.fdr import bh_adjust
+from pepmix.model import robust
 from pepmix.model.design import ModelSpec, build_run_design
 from pepmix.model.fit import fit_proteins
 from pepmix.model.usage import gather_usage_table, usage_shard_table
@@ -146,11 +147,18 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             fit = fit_proteins(table, design, robust="huber", feature_majority=True)
             comp = fit.variance_components()
             tabs = {}
-            for scheme in ("usage_fit", "default_fit"):
+            for scheme in args.schemes:
                 t0 = time.process_time()
-                rows = usage_shard_table(
-                    fit, comp, table, sheet(args.per), robust="huber", weights=scheme
-                )
+                rounds = robust.MAX_ITER
+                if scheme.startswith("usage_fit_"):  # usage_fit with fewer robust rounds
+                    robust.MAX_ITER = int(scheme.rsplit("_", 1)[1])
+                try:
+                    rows = usage_shard_table(
+                        fit, comp, table, sheet(args.per), robust="huber",
+                        weights="default_fit" if scheme == "default_fit" else "usage_fit",
+                    )  # fmt: skip
+                finally:
+                    robust.MAX_ITER = rounds
                 cpu = time.process_time() - t0
                 rows = gather_usage_table([rows])
                 tabs[scheme] = rows
@@ -177,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument(
+        "--schemes",
+        nargs="+",
+        default=["usage_fit", "default_fit"],
+        help="usage_fit, default_fit, or usage_fit_<k>: usage_fit with at most k robust rounds",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pepmix").setLevel(logging.WARNING)
