@@ -8,10 +8,9 @@ of proteins (the others null). ``outliers``: in 30 % of proteins one feature has
 observations shifted by 2-4 log2 up or down (no usage: Huber weights matter). Both schemes
 start from the same default fit (Huber, feature majority rule on, as the workflow); printed per
 scenario and scheme: tested proteins, share of p < 0.05 and < 0.01 among null proteins, the KS p
-of their p-values against the uniform (the 50:50 mixture's p-values are uniform above their atom
-at 1: the KS test is on the null proteins with p < 1, against the uniform scaled to 0.5... see
-:func:`ks_null`), calls at BH 5 %, true calls and observed FDP, and the CPU seconds of the usage
-part (``time.process_time``).
+of their p-values below 1 against the uniform (:func:`ks_null`), calls at BH 5 %, true calls,
+observed FDP, power, true calls at an observed FDP of 5 % in the p-value ranking
+(:func:`tp_at_fdp`) and the CPU seconds of the usage part (``time.process_time``).
 
     PYTHONPATH=src .venv/bin/python benchmarks/usage_weights_eval.py --proteins 2000
 """
