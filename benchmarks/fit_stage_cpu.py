@@ -60,6 +60,12 @@ def main() -> None:
         default=None,
         help="every shard's features.parquet, relative to root (the majority prior's sample)",
     )
+    parser.add_argument(
+        "--usage-weights",
+        choices=("config", "usage_fit", "default_fit"),
+        default="config",
+        help="peptide_usage_weights: the config's (default) or this scheme",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = validate_config(load_yaml(args.config), load_yaml("workflow/schemas/config.schema.yaml"))
@@ -93,6 +99,10 @@ def main() -> None:
 
         majority_shards.shard_sample = sample_timed  # type: ignore[assignment]
     kwargs: dict[str, Any] = {"majority_shards": shards} if shards else {}
+    if args.usage_weights != "config":
+        kwargs["usage_weights"] = args.usage_weights
+    elif cfg.get("peptide_usage_weights"):
+        kwargs["usage_weights"] = cfg["peptide_usage_weights"]
     with threadpool_limits(limits=1):
         start = time.process_time()
         res = fit.run(features=os.path.join(args.root, args.shard), samples=samples,

@@ -193,6 +193,8 @@ rule fit:
         # with peptide_usage: which proteins' contrasts come from the usage model
         usage_contrasts=config.get("peptide_usage_contrasts", "never"),
         pretest_alpha=config.get("peptide_usage_pretest_alpha", 0.25),
+        # with peptide_usage: the usage test's observation weights
+        usage_weights=config.get("peptide_usage_weights"),
     benchmark:
         f"logs/benchmarks/fit/{SHARD}.tsv"
     log:
@@ -232,6 +234,7 @@ if USAGE_JOB:
         params:
             model=config.get("model", {}),
             replication=config.get("testing", {}).get("replication", "auto"),
+            usage_weights=config.get("peptide_usage_weights"),
         benchmark:
             f"logs/benchmarks/usage_refit/{SHARD}.tsv"
         log:

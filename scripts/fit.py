@@ -27,6 +27,8 @@ with rule_context(snakemake):
         # config peptide_usage_contrasts: contrasts of some proteins from the usage model
         usage_contrasts=snakemake.params.get("usage_contrasts") or "never",
         pretest_alpha=float(snakemake.params.get("pretest_alpha") or 0.25),
+        # config peptide_usage_weights: the usage test's observation weights
+        usage_weights=snakemake.params.get("usage_weights") or None,
         # one shard: rule abundance fits the abundances beside this job (rules/fit.smk)
         abundance=bool(out.get("abundance")),
         # testing.variance_prior: stratum: the residual floors and between-replicate mean squares

@@ -15,5 +15,6 @@ with rule_context(snakemake):
         start=snakemake.input.start,
         model=snakemake.params.model,
         replication=snakemake.params.replication,
+        usage_weights=snakemake.params.get("usage_weights") or None,
     )
     usage_refit.usage_table(rows, removed=snakemake.input.removed).write(snakemake.output[0])

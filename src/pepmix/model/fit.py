@@ -533,6 +533,7 @@ def fit_proteins(
     stratum: bool = False,
     feature_majority: bool = False,
     majority_prior: tuple[float, float] | ShardSample | None = None,
+    known_weights: FloatArray | None = None,
 ) -> ModelFit:
     """Fit the model of ``design.spec`` to every protein of a long table.
 
@@ -608,6 +609,12 @@ def fit_proteins(
         shards it is fitted from with ``table``'s proteins
         (:class:`pepmix.model.majority_shards.ShardSample`: the workflow's sharded fits);
         default None: fitted on the proteins of ``table``.
+    known_weights : ndarray, shape (N,), optional
+        Observation weights (order of the encoded table) held fixed as known precision
+        weights (weighted REML, as ``lme4``'s ``weights=``; no robust iteration, so only
+        with ``robust: none``): the peptide-usage test at the default fit's weights
+        (:mod:`pepmix.model.usage`, ``peptide_usage_weights: default_fit``); stored in
+        ``weights``. Default None: unweighted (or the robust weights).
     """
     if SLOPE_TERM in design.spec.random:  # (condition|batch): its own per-protein fit
         from pepmix.model.slopes_fit import fit_slopes
@@ -636,6 +643,8 @@ def fit_proteins(
         raise ValueError(f"unknown robust scale {robust_scale!r}")
     weights = None
     huber_scale = None
+    if known_weights is not None and (robust != "none" or feature_weights != "none"):
+        raise ValueError("known_weights: only for a plain REML fit (robust none)")
     if robust != "none":
         from pepmix.model import robust as huber
 
@@ -646,7 +655,8 @@ def fit_proteins(
             weights, start_scale = huber.initial_weights(enc, robust, pure)
         if start_weights is not None:
             weights = np.asarray(start_weights, dtype=np.float64)
-    problem, builder = _first_problem(enc, design, compress, weights)
+    given = weights if known_weights is None else known_weights
+    problem, builder = _first_problem(enc, design, compress, given)
     n_features = np.zeros(n_prot, dtype=np.intp)
     if "feature" in problem.factors:
         n_features = problem.n_levels[:, problem.factors.index("feature")].copy()
@@ -709,6 +719,8 @@ def fit_proteins(
                 "; ".join(x for x in (d, n) if x) for d, n in zip(result.detail, notes, strict=True)
             ]
         _finish_status(problem, result)
+        if known_weights is not None:
+            result.weights = np.asarray(known_weights, dtype=np.float64)
     _label_outputs(problem, design, enc, result, pieces)
     if excluded is not None:
         result.weights = _restore_excluded(full_enc, excluded, result, result.weights)

@@ -77,11 +77,18 @@ the positive components, which the default fit's optimiser left at a minimum (it
 convergence test rejects saddles; only a stopped line search could leave one).
 ``bisquare`` is never screened (its iteration restarts from the median polish's scale and
 may switch to Huber weights).
+
+With the weights held fixed (``peptide_usage_weights: default_fit``,
+:func:`screen_at_weights` with ``"fixed"``) item 5 does not apply, and the criterion at the
+start is returned where items 2 and 3 hold without the usage term's slope: there the start is a
+minimum of the model without the term at these weights, i.e. the LRT's null fit
+(:func:`pepmix.model.usage.fixed_weight_lrt`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -262,7 +269,48 @@ def boundary_screen(
 ) -> tuple[BoolArray, FloatArray]:
     """Per protein of ``enc``: whether its usage refit ends at :math:`\\theta_U = 0` at its
     start (module docstring, "The screen"), so that it need not be refitted, and the refit's
-    grid start of :math:`\\theta_U` (:func:`grid_start`).
+    grid start of :math:`\\theta_U` (:func:`grid_start`); :func:`screen_at_weights` with the
+    refit's robust iteration (``robust``), whose ``null_crit`` is dropped."""
+    out = screen_at_weights(enc, status, weights, theta0, design, robust)
+    return out.screened, out.start_u
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """What :func:`screen_at_weights` finds per protein.
+
+    Attributes
+    ----------
+    screened : ndarray of bool, shape (P,)
+        The refit provably ends at its start with :math:`\\theta_U = 0`.
+    start_u : ndarray, shape (P,)
+        The refit's grid start of :math:`\\theta_U` (NaN: not evaluated).
+    null_crit : ndarray, shape (P,)
+        The REML criterion (with :math:`-\\sum_i \\log w_i`, as
+        :attr:`pepmix.model.fit.ModelFit.reml_crit`) of the model without the usage term at
+        the start, where the start is a local minimum of that model (items 2 and 3 of the
+        module docstring without the usage term's slope: the default fit's optimum at these
+        weights); NaN elsewhere (not evaluated, or not such a minimum).
+    """
+
+    screened: BoolArray
+    start_u: FloatArray
+    null_crit: FloatArray
+
+
+def screen_at_weights(
+    enc: Encoded,
+    status: Sequence[str],
+    weights: FloatArray | None,
+    theta0: FloatArray,
+    design: RunDesign,
+    robust: str = "none",
+) -> ScreenResult:
+    """Per protein of ``enc``: whether its usage refit ends at :math:`\\theta_U = 0` at its
+    start (module docstring, "The screen"), so that it need not be refitted, and the refit's
+    grid start of :math:`\\theta_U` (:func:`grid_start`) and, where the start is a minimum of
+    the model without the term, its criterion there (the LRT's null criterion at these
+    weights, :func:`pepmix.model.usage.fixed_weight_lrt`).
 
     Parameters
     ----------
@@ -278,28 +326,31 @@ def boundary_screen(
     design : RunDesign
         The design with the usage term.
     robust : str, default "none"
-        ``model.robust`` of the refit; ``bisquare`` screens nothing.
+        ``model.robust`` of the refit; ``bisquare`` screens nothing; ``"fixed"``: the refit
+        holds ``weights`` as known weights (``peptide_usage_weights: default_fit``), so item
+        5 (the Huber weights of the start's residuals) is not checked.
 
     Returns
     -------
-    screened : ndarray of bool, shape (P,)
-    start_u : ndarray, shape (P,)
-        The best point of the refit's grid for :math:`\\theta_U` with the other components at
-        ``theta0`` (what :func:`pepmix.model.optimize.partial_start` would choose), for the
-        refitted proteins to start from; NaN where not evaluated (the refit's own grid).
+    ScreenResult
+        ``start_u`` is the best point of the refit's grid for :math:`\\theta_U` with the
+        other components at ``theta0`` (what :func:`pepmix.model.optimize.partial_start` would
+        choose), for the refitted proteins to start from.
     """
     n_prot = len(enc.proteins)
     out = np.zeros(n_prot, dtype=bool)
     start_u = np.full(n_prot, np.nan)
-    if robust not in ("none", "huber") or (robust == "huber" and weights is None):
-        return out, start_u
+    null_crit = np.full(n_prot, np.nan)
+    empty = ScreenResult(out, start_u, null_crit)
+    if robust not in ("none", "huber", "fixed") or (robust != "none" and weights is None):
+        return empty
     whole = np.isin(np.asarray(status, dtype=object), ("ok", "boundary"))
     if not whole.any():
-        return out, start_u
-    w = weights if robust == "huber" else None
+        return empty
+    w = weights if robust != "none" else None
     problem = build_problem(enc.prot, enc.feat, enc.run, enc.y, design, n_prot, weights=w)
     if problem.factors != tuple(design.spec.random):
-        return out, start_u
+        return empty
     u = problem.factors.index(USAGE_FACTOR)
     start = np.nan_to_num(np.asarray(theta0, dtype=np.float64))
     start[:, u] = 0.0
@@ -316,40 +367,47 @@ def boundary_screen(
         th = np.where(sub.free, start[bidx[rows]], 0.0)
         ev = evaluate(sub, th)
         linv = np.asarray(np.linalg.inv(ev.chol), dtype=np.float64)
-        keep = _at_minimum(sub, th, ev, linv, u)
+        keep, null_min = _at_minimum(sub, th, ev, linv, u)
+        null_crit[bidx[rows]] = np.where(null_min, ev.reml_crit + problem.neg_logw[bidx[rows]],
+                                         np.nan)  # fmt: skip
         pick = np.flatnonzero(ev.ok)
         # only evaluated: the grid reads the bucket's W through w_rows (no copy; same numbers)
         value_u, above = grid_start(sub.take_shared(pick), th[pick], ev.dev[pick], u)
         start_u[bidx[rows[pick]]] = value_u
         keep[pick] &= above
         out[bidx[rows]] = keep
-        if w is not None and keep.any():
+        if robust == "huber" and keep.any():
             sel = np.flatnonzero(keep)
             coded.append(
                 _predictions(
                     problem, k, (bidx, bucket), rows[sel], th[sel], ev.take(sel), linv[sel], fit
                 )
             )
-    if w is not None and out.any():
+    if robust == "huber" and w is not None and out.any():
         out &= _settled(enc, design, problem.factors, fit, np.concatenate(coded), w, out)
-    return out, start_u
+    return ScreenResult(out, start_u, null_crit)
 
 
 def _at_minimum(
     bucket: Bucket, theta: FloatArray, ev: Evaluation, linv: FloatArray, u: int
-) -> BoolArray:
+) -> tuple[BoolArray, BoolArray]:
     """Whether ``theta`` (usage term at 0) is a stationary point of the other components
     (:func:`_stationary`) at which every free component at 0 curves upwards
-    (:func:`lambda_slope` > 0), the usage term included; ``linv`` is the inverse of
-    ``ev.chol``."""
+    (:func:`lambda_slope` > 0), the usage term included (first array), and the same without
+    the usage term's slope: a local minimum of the model without the term (second array);
+    ``linv`` is the inverse of ``ev.chol``."""
     sinv, s0inv = inverses(linv)
     with np.errstate(invalid="ignore"):
-        keep = ev.ok & _stationary(bucket, theta, ev, sinv, s0inv, u)
+        null_min = ev.ok & _stationary(bucket, theta, ev, sinv, s0inv, u)
+        keep = null_min.copy()
         for f in range(theta.shape[1]):
             zero = bucket.free[:, f] & (theta[:, f] == 0.0)
             if zero.any():
-                keep &= ~zero | (lambda_slope(bucket, theta, ev, f, linv) > 0.0)
-    return np.asarray(keep)
+                rises = ~zero | (lambda_slope(bucket, theta, ev, f, linv) > 0.0)
+                keep &= rises
+                if f != u:
+                    null_min &= rises
+    return np.asarray(keep), np.asarray(null_min)
 
 
 def _predictions(

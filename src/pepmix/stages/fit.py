@@ -141,6 +141,7 @@ def run(
     pretest_alpha: float = 0.25,
     stratum: bool = False,
     usage_inference: bool | None = None,
+    usage_weights: str | None = None,
 ) -> FitResult:
     """Fit the shard.
 
@@ -190,6 +191,11 @@ def run(
         Whether the usage model's refit computes covariances and contrasts
         (:attr:`FitResult.usage_test`); default None: only when ``usage_contrasts`` takes
         contrasts from it (not ``never``). The usage rows are the same either way.
+    usage_weights : {"usage_fit", "default_fit"}, optional
+        Config ``peptide_usage_weights`` (:mod:`pepmix.model.usage`, "Weights of the test");
+        default None: :data:`pepmix.model.usage.DEFAULT_WEIGHTS`. Only with
+        ``usage_contrasts`` ``never`` (the other modes take contrasts from the usage model's
+        fit, which stays the re-iterated Huber fit).
 
     Returns
     -------
@@ -247,16 +253,20 @@ def run(
     if usage and SLOPE_TERM in fit.spec.random:
         log.info("peptide usage: not tested with the random slope %s", SLOPE_TERM)
     elif usage:
-        from pepmix.model.usage import usage_shard
+        from pepmix.model.usage import DEFAULT_WEIGHTS, usage_shard
 
         # the boundary screen leaves proteins out of the usage fit: not where the contrasts
         # take every refitted protein's usage fit
         screen = usage_contrasts not in ("always", "no_majority")
         # the usage model's covariances and contrasts only serve the contrasts taken from it
         inference = usage_contrasts != "never" if usage_inference is None else usage_inference
+        weights = usage_weights or DEFAULT_WEIGHTS
+        if usage_contrasts != "never":  # contrasts from the usage model: its Huber refit
+            weights = "usage_fit"
         shard = usage_shard(
-            engine, fit.proteins, table, sheet, robust, screen=screen, inference=inference
-        )
+            engine, fit.proteins, table, sheet, robust, screen=screen, inference=inference,
+            weights=weights,
+        )  # fmt: skip
         fit = _usage_contrasts(fit, shard, usage_contrasts, pretest_alpha)
     detection = None
     if missing == "detection":

@@ -38,6 +38,7 @@ def run(
     start: PathLike,
     model: Mapping[str, Any] | None = None,
     replication: str = "auto",
+    usage_weights: str | None = None,
 ) -> pd.DataFrame:
     """The shard's peptide-usage rows (:func:`pepmix.model.usage.usage_shard_table`'s).
 
@@ -54,6 +55,9 @@ def run(
         ``covariates`` give the default model, ``robust`` the refit's weights.
     replication : {"auto", "biological", "technical"}, default "auto"
         ``testing.replication``.
+    usage_weights : {"usage_fit", "default_fit"}, optional
+        Config ``peptide_usage_weights``; default None:
+        :data:`pepmix.model.usage.DEFAULT_WEIGHTS`.
 
     Returns
     -------
@@ -63,7 +67,7 @@ def run(
     """
     from pepmix.model.protein_fit import run_design
     from pepmix.model.robust import DEFAULT_METHOD as DEFAULT_ROBUST
-    from pepmix.model.usage import UsageStart, usage_shard_from_start
+    from pepmix.model.usage import DEFAULT_WEIGHTS, UsageStart, usage_shard_from_start
 
     model = dict(model or {})
     # the model_config of pepmix.api.fit: the same default model as the fit job's
@@ -75,7 +79,10 @@ def run(
     sheet = read_resolved_sheet(samples)
     spec = run_design(sheet, model_config, replication).spec
     robust = str(model.get("robust", DEFAULT_ROBUST))
-    shard = usage_shard_from_start(UsageStart.read(start), table, sheet, spec, robust)
+    weights = usage_weights or DEFAULT_WEIGHTS
+    shard = usage_shard_from_start(
+        UsageStart.read(start), table, sheet, spec, robust, weights=weights
+    )
     log.info("peptide usage: %d proteins", len(shard.table))
     return shard.table
 
