@@ -82,8 +82,6 @@ The kernels are compiled once and cached next to this module (``cache=True``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -93,6 +91,7 @@ from pepmix.model._kernel import (
     MEDIAN_SMALL,
     cholesky_into,
     median_of,
+    sweep_groups,
 )
 
 #: the constants of :mod:`pepmix.model.robust` the saturated fit uses (copied: importing that
@@ -522,34 +521,6 @@ def _exact_fit(
 
 
 @njit(cache=True, nogil=True)
-def _sweep(
-    resid: NDArray[np.float64],
-    order: NDArray[np.int64],
-    starts: NDArray[np.int64],
-    buf: NDArray[np.float64],
-    small: NDArray[np.float64],
-    work: NDArray[np.float64],
-    hist: NDArray[np.int64],
-) -> bool:
-    """:func:`pepmix.model._kernel.sweep_groups` over every group; True when every median
-    subtracted was ``+0.0`` (so ``resid`` is unchanged, bit for bit: ``x - (+0.0)`` is ``x``
-    for every ``x``, ``-0.0`` included)."""
-    still = True
-    for g in range(starts.size - 1):
-        lo = starts[g]
-        n = starts[g + 1] - lo
-        if n == 0:
-            continue
-        for i in range(n):
-            buf[i] = resid[order[lo + i]]
-        med = median_of(buf, n, small, work, hist)
-        still = still and med == 0.0 and math.copysign(1.0, med) > 0.0
-        for i in range(n):
-            resid[order[lo + i]] -= med
-    return still
-
-
-@njit(cache=True, nogil=True)
 def _polish(
     y: NDArray[np.float64],
     cell: NDArray[np.int64],
@@ -573,8 +544,9 @@ def _polish(
     for i in range(m):
         resid[i] = y[i]
     for _ in range(POLISH_SWEEPS):
-        still = _sweep(resid, order, starts, buf, small, work, hist)
-        if _sweep(resid, r_order, r_starts, buf, small, work, hist) and still:
+        cells = sweep_groups(resid, order, starts, 0, n_cells, buf, small, work, hist)
+        runs = sweep_groups(resid, r_order, r_starts, 0, r_starts.size - 1, buf, small, work, hist)
+        if not (cells or runs):
             return
 
 
