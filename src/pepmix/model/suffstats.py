@@ -99,7 +99,7 @@ from numpy.typing import NDArray
 
 from pepmix.model.checks import greedy_independent
 from pepmix.model.design import OBSERVATION_FACTORS, USAGE_FACTOR, RunDesign, usage_code
-from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket, row_classes
+from pepmix.model.reml import DIM_FIXED, DIM_PAD, Bucket, RowClasses, row_classes
 
 log = logging.getLogger(__name__)
 
@@ -1206,7 +1206,6 @@ def _bucket(
     Bucket
     """
     g_flat, w_flat, erow_flat = flats
-    n_x = problem.xkeep.shape[1]
     nb, d = dimfactor.shape
     first = members[0]
     g = g_flat[ch.g_offset[first] : ch.g_offset[first] + nb * d * d].reshape(nb, d, d)
@@ -1224,15 +1223,32 @@ def _bucket(
     else:
         size = nb * c_max * d * d
         w = w_flat[ch.w_offset[first] : ch.w_offset[first] + size].reshape(nb, c_max, d, d)
-    qp = d - n_x - 1
-    for j in range(n_x):
-        dropped = ~problem.xkeep[members, j]
-        g[dropped, qp + j, qp + j] = 1.0
     cls_n = np.zeros((nb, c_max))
     cls_mm = np.zeros((nb, c_max))
     cls_n[valid] = cls.cls_value[slot[valid]]
     cls_mm[valid] = cls.cls_m[slot[valid]]
     classes = row_classes(w, cls_n, cls.n_cls[members]) if cls.rank_one else None
+    return _assemble(problem, members, dimfactor, g, w, cls_n, cls_mm, classes)
+
+
+def _assemble(
+    problem: Problem,
+    members: IntArray,
+    dimfactor: IntArray,
+    g: FloatArray,
+    w: FloatArray,
+    cls_n: FloatArray,
+    cls_mm: FloatArray,
+    classes: RowClasses | None,
+) -> Bucket:
+    """The :class:`Bucket` of ``members`` from its padded arrays (:func:`_bucket`,
+    :func:`_padded_bucket`); a fixed-effect column a protein dropped gets a unit diagonal in
+    ``g`` (modified in place: the dummy column of the module docstring's "Padding")."""
+    n_x = problem.xkeep.shape[1]
+    qp = dimfactor.shape[1] - n_x - 1
+    for j in range(n_x):
+        dropped = ~problem.xkeep[members, j]
+        g[dropped, qp + j, qp + j] = 1.0
     return Bucket(
         G=g,
         W=w,
@@ -1262,34 +1278,18 @@ def _padded_bucket(
     the same arrays as the boolean-mask assignments."""
     from pepmix.model._kernel import pad_rows
 
-    n_x = problem.xkeep.shape[1]
     nb, d = dimfactor.shape
     n_cls = cls.n_cls[members].astype(np.int64)
     starts = (np.cumsum(n_cls) - n_cls).astype(np.int64)
     w = np.zeros((nb, c_max, d))
     pad_rows(erows[: int(n_cls.sum()) * d].reshape(-1, d), starts, n_cls, w)
-    qp = d - n_x - 1
-    for j in range(n_x):
-        dropped = ~problem.xkeep[members, j]
-        g[dropped, qp + j, qp + j] = 1.0
     offset = cls.cls_offset[members].astype(np.int64)
     cls_n = np.zeros((nb, c_max))
     cls_mm = np.zeros((nb, c_max))
     pad_rows(cls.cls_value.reshape(-1, 1), offset, n_cls, cls_n.reshape(nb, c_max, 1))
     pad_rows(cls.cls_m.reshape(-1, 1), offset, n_cls, cls_mm.reshape(nb, c_max, 1))
-    return Bucket(
-        G=g,
-        W=w,
-        cls_n=cls_n,
-        cls_m=cls_mm,
-        dimfactor=dimfactor,
-        efactor=problem.efactor[members],
-        free=problem.active[members].copy(),
-        nu=problem.nu[members],
-        n_x=n_x,
-        e_fixed=problem.e_fixed,
-        classes=row_classes(w, cls_n, cls.n_cls[members]),
-    )
+    classes = row_classes(w, cls_n, cls.n_cls[members])
+    return _assemble(problem, members, dimfactor, g, w, cls_n, cls_mm, classes)
 
 
 def _dimensions(
